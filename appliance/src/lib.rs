@@ -1,0 +1,2 @@
+//! Portcullis appliance library: provisioning, wiring of the planes, admin API.
+#![forbid(unsafe_code)]

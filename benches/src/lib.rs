@@ -1,0 +1,2 @@
+//! Shared helpers for the benchmarks.
+#![forbid(unsafe_code)]

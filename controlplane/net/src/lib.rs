@@ -1,0 +1,2 @@
+//! Tokio drivers for SIP over UDP, TCP, TLS and mTLS
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+fn main() {
+    println!("portcullis-loadtest {}", env!("CARGO_PKG_VERSION"));
+}
