@@ -1,0 +1,2 @@
+//! Benchmark placeholder, replaced by the owner of this benchmark.
+fn main() {}
