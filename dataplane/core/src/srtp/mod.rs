@@ -1,0 +1,366 @@
+//! SRTP and SRTCP (RFC 3711) with `AES_CM_128_HMAC_SHA1_80` and
+//! `AES_CM_128_HMAC_SHA1_32` (RFC 4568 §6.2), in place and allocation-free.
+//!
+//! An [`SrtpSession`] is ONE direction of one leg: use one for what a peer sends
+//! (unprotect) and another for what we send to it (protect). Wire layouts:
+//!
+//! ```text
+//! SRTP:  | RTP header | encrypted payload | [MKI] | auth tag (10 or 4) |
+//! SRTCP: | 8-byte header | encrypted rest | E|31-bit index | [MKI] | auth tag (10) |
+//! ```
+//!
+//! Key derivation rate is 0 (RFC 4568 default), so session keys are derived once
+//! in [`SrtpSession::new`]. The MKI is optional ([`SrtpSession::with_mki`]).
+
+mod crypto;
+mod replay;
+
+pub use crypto::{aes_cm_apply, derive as derive_session_key, label};
+pub use replay::{MAX_STREAMS, REPLAY_WINDOW};
+
+use crate::rtp::{be32, rtp_header_len, RtpError};
+use crypto::SessionKeys;
+use replay::{StreamTable, SRTCP_INDEX_MASK};
+use thiserror::Error;
+
+/// Largest number of bytes `protect_rtp`/`protect_rtcp` append without an MKI
+/// (SRTCP: 4-byte E+index and a 10-byte tag). An MKI adds its own length.
+pub const SRTP_MAX_TRAILER: usize = 14;
+/// Longest MKI accepted by [`SrtpSession::with_mki`].
+pub const MAX_MKI_LEN: usize = 8;
+/// SRTCP authentication tag length for both suites (RFC 4568 §6.2.2: the `_32`
+/// suite shortens only the SRTP tag).
+pub const SRTCP_TAG_LEN: usize = 10;
+/// SRTCP E flag + index field length.
+const SRTCP_INDEX_LEN: usize = 4;
+/// RTCP fixed header + sender SSRC, left in the clear by SRTCP.
+const SRTCP_CLEAR_LEN: usize = 8;
+
+/// Crypto suite (RFC 4568 §6.2 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SrtpProfile {
+    /// AES-128 counter mode, HMAC-SHA1 truncated to 80 bits.
+    AesCm128HmacSha1_80,
+    /// AES-128 counter mode, HMAC-SHA1 truncated to 32 bits for SRTP (80 for SRTCP).
+    AesCm128HmacSha1_32,
+}
+
+impl SrtpProfile {
+    /// SRTP authentication tag length in bytes.
+    pub const fn rtp_tag_len(self) -> usize {
+        match self {
+            Self::AesCm128HmacSha1_80 => 10,
+            Self::AesCm128HmacSha1_32 => 4,
+        }
+    }
+    /// SRTCP authentication tag length in bytes (10 for both suites).
+    pub const fn rtcp_tag_len(self) -> usize {
+        SRTCP_TAG_LEN
+    }
+    /// The SDES crypto-suite name (`a=crypto:1 AES_CM_128_HMAC_SHA1_80 ...`).
+    pub const fn sdes_name(self) -> &'static str {
+        match self {
+            Self::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Self::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+        }
+    }
+    /// Parse an SDES crypto-suite name (case-sensitive, as RFC 4568 §9.2 registers).
+    pub fn from_sdes_name(name: &str) -> Option<Self> {
+        match name {
+            "AES_CM_128_HMAC_SHA1_80" => Some(Self::AesCm128HmacSha1_80),
+            "AES_CM_128_HMAC_SHA1_32" => Some(Self::AesCm128HmacSha1_32),
+            _ => None,
+        }
+    }
+}
+
+/// Master key material for one direction (RFC 3711 §8.2: 128-bit key, 112-bit salt).
+#[derive(Clone, Copy, Debug)]
+pub struct SrtpKeys {
+    /// Crypto suite.
+    pub profile: SrtpProfile,
+    /// Master key.
+    pub master_key: [u8; 16],
+    /// Master salt.
+    pub master_salt: [u8; 14],
+}
+
+impl SrtpKeys {
+    /// Split the 30-byte SDES `inline:` key||salt (RFC 4568 §6.1, after base64).
+    pub fn from_key_salt(profile: SrtpProfile, key_salt: &[u8]) -> Option<Self> {
+        let (key, salt) = key_salt.split_first_chunk::<16>()?;
+        let master_salt: [u8; 14] = salt.try_into().ok()?;
+        Some(Self {
+            profile,
+            master_key: *key,
+            master_salt,
+        })
+    }
+}
+
+/// Why a packet was refused. All but `NoRoom` blame the packet (or its sender).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum SrtpError {
+    /// Shorter than its header plus trailer.
+    #[error("packet too short for SRTP/SRTCP")]
+    TooShort,
+    /// Authentication tag (or MKI) mismatch.
+    #[error("SRTP authentication failed")]
+    AuthFailed,
+    /// Index already seen (RFC 3711 §3.3.2).
+    #[error("SRTP replayed packet")]
+    Replay,
+    /// Index left of the replay window, or before the stream start.
+    #[error("SRTP packet too old for the replay window")]
+    TooOld,
+    /// The buffer has no tailroom for the trailer (caller's fault).
+    #[error("no room in the buffer for the SRTP trailer")]
+    NoRoom,
+    /// Not RTP/RTCP version 2, inconsistent header, or `len > buf.len()`.
+    #[error("malformed RTP/RTCP packet")]
+    Malformed,
+}
+
+impl From<RtpError> for SrtpError {
+    fn from(e: RtpError) -> Self {
+        match e {
+            RtpError::TooShort => Self::TooShort,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// One direction of one SRTP stream: SRTP and SRTCP session keys plus per-SSRC
+/// index/replay state for up to [`MAX_STREAMS`] SSRCs (LRU replaced).
+///
+/// Invariants: no heap allocation after [`SrtpSession::new`]; per-SSRC state is
+/// only advanced by packets that authenticated (unprotect) or were protected.
+/// Protect refuses to reuse an index already sent (that would reuse keystream),
+/// like libsrtp; [`SrtpSession::reset_stream`] forgets an SSRC whose sender restarted.
+#[derive(Clone)]
+pub struct SrtpSession {
+    profile: SrtpProfile,
+    rtp: SessionKeys,
+    rtcp: SessionKeys,
+    streams: StreamTable,
+    mki: [u8; MAX_MKI_LEN],
+    mki_len: usize,
+}
+
+impl std::fmt::Debug for SrtpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("SrtpSession")
+            .field("profile", &self.profile)
+            .field("mki_len", &self.mki_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtpSession {
+    /// Derive the six session keys (RFC 3711 §4.3, KDR 0); no MKI on the wire.
+    pub fn new(keys: &SrtpKeys) -> Self {
+        Self {
+            profile: keys.profile,
+            rtp: SessionKeys::derive(&keys.master_key, &keys.master_salt, label::RTP_ENCRYPTION),
+            rtcp: SessionKeys::derive(&keys.master_key, &keys.master_salt, label::RTCP_ENCRYPTION),
+            streams: StreamTable::default(),
+            mki: [0; MAX_MKI_LEN],
+            mki_len: 0,
+        }
+    }
+
+    /// Like [`Self::new`] but every packet carries `mki` before its tag (RFC 3711
+    /// §3.1); unprotect refuses packets with another MKI. `None` if `mki` is longer
+    /// than [`MAX_MKI_LEN`].
+    pub fn with_mki(keys: &SrtpKeys, mki: &[u8]) -> Option<Self> {
+        let mut s = Self::new(keys);
+        s.mki.get_mut(..mki.len())?.copy_from_slice(mki);
+        s.mki_len = mki.len();
+        Some(s)
+    }
+
+    /// The suite.
+    pub fn profile(&self) -> SrtpProfile {
+        self.profile
+    }
+
+    /// Bytes `protect_rtp` appends (tag + MKI).
+    pub fn rtp_trailer_len(&self) -> usize {
+        self.profile.rtp_tag_len() + self.mki_len
+    }
+
+    /// Bytes `protect_rtcp` appends (E+index, MKI, tag).
+    pub fn rtcp_trailer_len(&self) -> usize {
+        SRTCP_INDEX_LEN + self.mki_len + SRTCP_TAG_LEN
+    }
+
+    /// Set the rollover counter assumed for `ssrc`'s next packet and forget its
+    /// replay history (RFC 3711 §3.3.1: a receiver joining late learns the ROC out of
+    /// band). Used to seed state from test vectors or signalling.
+    pub fn set_roc(&mut self, ssrc: u32, roc: u32) {
+        let st = self.streams.entry(ssrc);
+        st.rtp = replay::RtpState {
+            roc_seed: roc,
+            ..replay::RtpState::default()
+        };
+    }
+
+    /// The ROC of the highest packet index seen for `ssrc` (the seed if none yet).
+    pub fn roc(&self, ssrc: u32) -> Option<u32> {
+        let st = self.streams.get(ssrc)?;
+        match st.rtp.window.highest() {
+            Some(h) => u32::try_from(h >> 16).ok(),
+            None => Some(st.rtp.roc_seed),
+        }
+    }
+
+    /// Set the SRTCP index the next `protect_rtcp` for `ssrc` will use (mod 2^31).
+    pub fn set_srtcp_index(&mut self, ssrc: u32, next: u32) {
+        self.streams.entry(ssrc).srtcp_next = next & SRTCP_INDEX_MASK;
+    }
+
+    /// The SRTCP index the next `protect_rtcp` for `ssrc` will use.
+    pub fn srtcp_index(&self, ssrc: u32) -> Option<u32> {
+        self.streams.get(ssrc).map(|s| s.srtcp_next)
+    }
+
+    /// Forget everything about `ssrc` (its sender restarted its sequence).
+    pub fn reset_stream(&mut self, ssrc: u32) {
+        self.streams.remove(ssrc);
+    }
+
+    /// The MKI, if configured.
+    fn mki(&self) -> &[u8] {
+        self.mki.get(..self.mki_len).unwrap_or(&[])
+    }
+
+    /// RFC 3711 §3.3: encrypt the payload of the RTP packet in `buf[..len]` in place
+    /// and append MKI and tag. `buf.len()` must leave room for
+    /// [`Self::rtp_trailer_len`]. Returns the SRTP length.
+    pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let pkt = buf.get(..len).ok_or(SrtpError::Malformed)?;
+        let hdr = rtp_header_len(pkt)?;
+        let ssrc = be32(pkt, 8);
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let tag_len = self.profile.rtp_tag_len();
+        let out_len = len + self.mki_len + tag_len;
+        if buf.len() < out_len {
+            return Err(SrtpError::NoRoom);
+        }
+        let st = self.streams.entry(ssrc);
+        let index = st.rtp.estimate(seq).ok_or(SrtpError::TooOld)?;
+        st.rtp.window.check(index)?;
+        st.rtp.window.commit(index);
+        let roc = ((index >> 16) as u32).to_be_bytes();
+
+        self.rtp.crypt(ssrc, index, &mut buf[hdr..len]);
+        let tag = self.rtp.tag(&buf[..len], &roc);
+        let (mki_dst, rest) = buf[len..out_len].split_at_mut(self.mki_len);
+        mki_dst.copy_from_slice(&self.mki[..self.mki_len]);
+        rest.copy_from_slice(&tag[..tag_len]);
+        Ok(out_len)
+    }
+
+    /// RFC 3711 §3.3: check replay and tag of the SRTP packet in `buf[..len]`, then
+    /// decrypt in place. Returns the RTP length (MKI and tag stripped). State only
+    /// advances when the tag verifies, so forged packets cannot move the window.
+    pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let pkt = buf.get(..len).ok_or(SrtpError::Malformed)?;
+        let hdr = rtp_header_len(pkt)?;
+        let trailer = self.rtp_trailer_len();
+        if len < hdr + trailer {
+            return Err(SrtpError::TooShort);
+        }
+        let auth_end = len - trailer;
+        let (authed, tail) = pkt.split_at(auth_end);
+        let (mki, tag) = tail.split_at(self.mki_len);
+        if mki != self.mki() {
+            return Err(SrtpError::AuthFailed);
+        }
+        let ssrc = be32(pkt, 8);
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let state = match self.streams.get(ssrc) {
+            Some(st) => st.rtp,
+            None => replay::RtpState::default(),
+        };
+        let index = state.estimate(seq).ok_or(SrtpError::TooOld)?;
+        state.window.check(index)?;
+        let roc = ((index >> 16) as u32).to_be_bytes();
+        if !self.rtp.verify(authed, &roc, tag) {
+            return Err(SrtpError::AuthFailed);
+        }
+        self.rtp.crypt(ssrc, index, &mut buf[hdr..auth_end]);
+        self.streams.entry(ssrc).rtp.window.commit(index);
+        Ok(auth_end)
+    }
+
+    /// RFC 3711 §3.4: encrypt `buf[8..len]` of the RTCP compound packet in place and
+    /// append E=1 with the 31-bit SRTCP index, the MKI and the 80-bit tag.
+    pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let pkt = buf.get(..len).ok_or(SrtpError::Malformed)?;
+        check_rtcp_header(pkt)?;
+        let ssrc = be32(pkt, 4);
+        let out_len = len + self.rtcp_trailer_len();
+        if buf.len() < out_len {
+            return Err(SrtpError::NoRoom);
+        }
+        let st = self.streams.entry(ssrc);
+        let index = st.srtcp_next;
+        st.srtcp_next = index.wrapping_add(1) & SRTCP_INDEX_MASK;
+
+        self.rtcp
+            .crypt(ssrc, u64::from(index), &mut buf[SRTCP_CLEAR_LEN..len]);
+        let e_index = len + SRTCP_INDEX_LEN;
+        buf[len..e_index].copy_from_slice(&(0x8000_0000 | index).to_be_bytes());
+        let tag = self.rtcp.tag(&buf[..e_index], &[]);
+        let (mki_dst, rest) = buf[e_index..out_len].split_at_mut(self.mki_len);
+        mki_dst.copy_from_slice(&self.mki[..self.mki_len]);
+        rest.copy_from_slice(&tag[..SRTCP_TAG_LEN]);
+        Ok(out_len)
+    }
+
+    /// RFC 3711 §3.4: check tag and replay of the SRTCP packet in `buf[..len]`,
+    /// decrypt in place when E is set. Returns the RTCP length.
+    pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        let pkt = buf.get(..len).ok_or(SrtpError::Malformed)?;
+        let trailer = self.rtcp_trailer_len();
+        if len < SRTCP_CLEAR_LEN + trailer {
+            return Err(SrtpError::TooShort);
+        }
+        check_rtcp_header(pkt)?;
+        let auth_end = len - self.mki_len - SRTCP_TAG_LEN;
+        let (authed, tail) = pkt.split_at(auth_end);
+        let (mki, tag) = tail.split_at(self.mki_len);
+        if mki != self.mki() {
+            return Err(SrtpError::AuthFailed);
+        }
+        let rtcp_end = auth_end - SRTCP_INDEX_LEN;
+        let e_index = be32(pkt, rtcp_end);
+        let encrypted = e_index & 0x8000_0000 != 0;
+        let index = u64::from(e_index & SRTCP_INDEX_MASK);
+        let ssrc = be32(pkt, 4);
+        if let Some(st) = self.streams.get(ssrc) {
+            st.srtcp_rx.check(index)?;
+        }
+        if !self.rtcp.verify(authed, &[], tag) {
+            return Err(SrtpError::AuthFailed);
+        }
+        if encrypted {
+            self.rtcp
+                .crypt(ssrc, index, &mut buf[SRTCP_CLEAR_LEN..rtcp_end]);
+        }
+        self.streams.entry(ssrc).srtcp_rx.commit(index);
+        Ok(rtcp_end)
+    }
+}
+
+/// RTCP version 2 with an RTCP packet type (RFC 5761 §4: 192..=223) and room for
+/// the sender SSRC.
+fn check_rtcp_header(pkt: &[u8]) -> Result<(), SrtpError> {
+    match pkt {
+        [first, 192..=223, _, _, _, _, _, _, ..] if first >> 6 == 2 => Ok(()),
+        [_, _, _, _, _, _, _, _, ..] => Err(SrtpError::Malformed),
+        _ => Err(SrtpError::TooShort),
+    }
+}
