@@ -1,3 +1,45 @@
-//! Sans-IO SIP wire codec (RFC 3261) and SDP codec (RFC 8866)
+//! Sans-IO SIP wire codec (RFC 3261) and SDP codec (RFC 8866).
+//!
+//! No sockets, no clocks: bytes in, views and bytes out.
+//!
+//! # API overview
+//!
+//! | need | use |
+//! |---|---|
+//! | parse a datagram or a framed stream message | [`Message::parse`]`(&[u8]) -> Result<Message<'_>, ParseError>` |
+//! | start line | [`Message::method`], [`Message::request_uri`], [`Message::status`], [`Message::reason`] |
+//! | typed headers (parsed on access) | [`Message::top_via`], [`Message::vias`], [`Message::from`], [`Message::to`], [`Message::call_id`], [`Message::cseq`], [`Message::contacts`], [`Message::routes`], [`Message::max_forwards`], [`Message::content_type`], [`Message::expires`], [`Message::session_expires`], [`Message::min_se`], [`Message::auth`], [`Message::refer_to`], [`Message::replaces`], [`Message::asserted_identities`], [`Message::retry_after`], [`Message::has_option`], [`Message::allows`] |
+//! | raw headers, unknown ones in order | [`Message::headers`], [`Message::get`], [`Message::get_by_name`], [`Message::elements`] |
+//! | check a request/response before a transaction or UA uses it | [`validate_request`], [`validate_response`] |
+//! | answer a malformed request (or decide to drop) | [`error_response`] → [`ErrorAction`] |
+//! | TCP/TLS framing, CRLF keepalive (RFC 5626 §3.5.1) | [`StreamFramer`] → [`Frame`] |
+//! | build / edit / serialise | [`OwnedMessage`] (`request`, `response_to`, `from_message`, `push`, `push_front`, `set`, `remove`, `set_request_uri`, `set_body`, `to_bytes`, `write_to_slice`) |
+//! | URIs | [`Uri`], [`SipUri`], [`TelUri`], [`Host`], [`percent_decode`], [`escape_user`] |
+//! | SDP | [`sdp`] |
+//!
+//! Parse errors are [`ParseError`]; [`ParseError::status`] and [`ParseError::reason`]
+//! give the response to send (e.g. `400 Bad Request (Content-Length mismatch)`).
 #![forbid(unsafe_code)]
+
+mod error;
+mod framer;
+pub mod grammar;
+pub mod header;
+mod message;
+mod owned;
+mod params;
 pub mod sdp;
+mod uri;
+mod validate;
+
+pub use error::{BufferTooSmall, ParseError, UriError};
+pub use framer::{Frame, FramerLimits, FramingError, StreamFramer};
+pub use header::{
+    Auth, CSeq, Contact, Header, HeaderName, MediaType, NameAddr, RPort, Replaces, RetryAfter,
+    SessionExpires, Via,
+};
+pub use message::{Message, RequestLine, StartLine, StatusLine};
+pub use owned::{Method, OwnedMessage};
+pub use params::{Param, Params};
+pub use uri::{escape_user, percent_decode, Host, SipUri, TelUri, Uri, UriParams};
+pub use validate::{error_response, validate_request, validate_response, ErrorAction};
