@@ -1,0 +1,155 @@
+//! What the drivers report (events) and what they are asked to send.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_sip::FramingError;
+
+use crate::config::Transport;
+use crate::error::NetError;
+
+/// Identifies one TCP/TLS connection for its lifetime. Never reused within a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// One SIP message as received: bytes, where from, and when. The driver made no protocol
+/// decision about it; parsing, Via `received`/`rport` stamping (RFC 3261 §18.2.1,
+/// RFC 3581 §4) and everything else is the sans-IO core's job.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Transport it arrived on (`Mtls` when the listener required a client certificate).
+    pub transport: Transport,
+    /// Our address it arrived at.
+    pub local: SocketAddr,
+    /// The peer (source address of the datagram or connection).
+    pub remote: SocketAddr,
+    /// The connection, for stream transports: send the response back on it (RFC 3261 §18.2.2).
+    pub conn: Option<ConnId>,
+    /// One whole message: a datagram, or a Content-Length framed stream message.
+    pub bytes: Vec<u8>,
+    /// SAN DNS names of the verified peer certificate (TLS/mTLS with a client certificate).
+    pub tls_peer_names: Option<Arc<[String]>>,
+    /// When the driver read it.
+    pub received_at: Instant,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The peer closed its side.
+    PeerClosed,
+    /// No traffic for `tcp_idle_timeout`.
+    Idle,
+    /// The byte stream could not be framed (too large, bad Content-Length); reported in a
+    /// [`TransportEvent::FramingError`] first.
+    Framing(FramingError),
+    /// Read or write failed.
+    Io(std::io::Error),
+    /// Opening the connection failed; pending messages were reported as
+    /// [`TransportEvent::SendFailed`].
+    ConnectFailed,
+    /// [`crate::SipTransports::close`] or shutdown.
+    Local,
+}
+
+/// Everything the drivers report, in the order it happened per connection.
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// A message arrived.
+    Message(Inbound),
+    /// A stream connection is established (accepted, or opened by a send).
+    ConnectionOpened {
+        /// The connection.
+        conn: ConnId,
+        /// Its transport.
+        transport: Transport,
+        /// Our address.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+        /// SAN DNS names of the verified peer certificate.
+        tls_peer_names: Option<Arc<[String]>>,
+    },
+    /// A stream connection ended; further sends on it fail with
+    /// [`NetError::UnknownConnection`].
+    ConnectionClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Its transport.
+        transport: Transport,
+        /// The peer.
+        remote: SocketAddr,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// The stream broke at a message the framer could not accept. `status` is the response
+    /// the core may send on `conn` before the driver closes it (RFC 3261 §21.4.14 413,
+    /// §21.5.14 513, §21.4.1 400); the driver closes the connection shortly after.
+    FramingError {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        remote: SocketAddr,
+        /// What went wrong.
+        error: FramingError,
+        /// Suggested status.
+        status: Option<u16>,
+    },
+    /// Bytes accepted by [`crate::SipTransports::send`] could not be delivered: the
+    /// connection could not be opened or broke before they were written. The transaction
+    /// layer treats this as a transport error (RFC 3261 §17.1.4, §18.4).
+    SendFailed {
+        /// The connection that was to carry them.
+        conn: ConnId,
+        /// Its transport.
+        transport: Transport,
+        /// Destination.
+        remote: SocketAddr,
+        /// The message.
+        bytes: Vec<u8>,
+        /// Cause.
+        error: NetError,
+    },
+}
+
+/// A message to send (RFC 3261 §18.1.1 requests, §18.2.2 responses).
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Transport to use.
+    pub transport: Transport,
+    /// Destination.
+    pub remote: SocketAddr,
+    /// Connection to reuse (e.g. the one a request arrived on). When it is closed the send
+    /// falls back to any open connection to `remote`, then to a new one.
+    pub conn: Option<ConnId>,
+    /// UDP: send from the listener bound to this address (the one the request arrived on).
+    /// `None`: the first UDP listener of the right address family.
+    pub local: Option<SocketAddr>,
+    /// The message.
+    pub bytes: Vec<u8>,
+    /// TLS: the name sent in SNI and checked against the server certificate
+    /// (RFC 5922 §7). Required to open a new TLS connection.
+    pub tls_server_name: Option<String>,
+}
+
+impl Outbound {
+    /// A send with no connection or local address preference.
+    pub fn new(transport: Transport, remote: SocketAddr, bytes: Vec<u8>) -> Self {
+        Outbound {
+            transport,
+            remote,
+            conn: None,
+            local: None,
+            bytes,
+            tls_server_name: None,
+        }
+    }
+}

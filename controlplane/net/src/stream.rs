@@ -1,0 +1,449 @@
+//! TCP and TLS connections: accept (with caps and the mTLS name check), connect (with SNI
+//! and server-name verification), and the per-connection task that frames inbound bytes
+//! (RFC 3261 §18.3), answers CRLFCRLF keepalive pings (RFC 5626 §3.5.1, §4.4.1), writes
+//! queued messages and enforces the idle timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_sip::{Frame, FramerLimits, StreamFramer};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::config::{ListenerConfig, Transport};
+use crate::counters::inc;
+use crate::error::NetError;
+use crate::event::{CloseReason, ConnId, Inbound, TransportEvent};
+use crate::tls;
+use crate::transports::{ConnSlot, ServerConfigCell, Shared};
+
+/// Read size per syscall; the framer keeps partial messages across reads.
+const READ_CHUNK: usize = 16 * 1024;
+/// After a framing error, how long the core has to send its 4xx/5xx before we close.
+const FRAMING_GRACE: Duration = Duration::from_secs(2);
+/// Pause after an accept error (EMFILE, ENFILE...) so a full fd table does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// The CRLF pong (RFC 5626 §4.4.1).
+const PONG: &[u8] = b"\r\n";
+
+/// What a connection task knows about its connection.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    id: ConnId,
+    transport: Transport,
+    local: SocketAddr,
+    remote: SocketAddr,
+    tls_peer_names: Option<Arc<[String]>>,
+}
+
+/// Accepts connections on one TCP/TLS/mTLS listener until shutdown.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    cfg: ListenerConfig,
+    local: SocketAddr,
+    tls: Option<ServerConfigCell>,
+) {
+    let mut shutdown = shared.shutdown_rx();
+    let cfg = Arc::new(cfg);
+    loop {
+        let (sock, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        // Over a cap: the socket is dropped at once, i.e. closed (RST if data is pending).
+        let Some(slot) = shared.reserve(remote.ip(), true) else {
+            continue;
+        };
+        let cell = tls.clone();
+        let cfg = Arc::clone(&cfg);
+        tokio::spawn(async move {
+            accepted(slot, sock, &cfg, local, remote, cell).await;
+        });
+    }
+}
+
+async fn accepted(
+    mut slot: ConnSlot,
+    sock: TcpStream,
+    cfg: &ListenerConfig,
+    local: SocketAddr,
+    remote: SocketAddr,
+    tls: Option<ServerConfigCell>,
+) {
+    let shared = Arc::clone(slot.shared());
+    let _ = sock.set_nodelay(true);
+    let Some(cell) = tls else {
+        let (id, _tx, rx) = shared.register(&mut slot, Transport::Tcp, remote);
+        let info = ConnInfo {
+            id,
+            transport: Transport::Tcp,
+            local,
+            remote,
+            tls_peer_names: None,
+        };
+        drop(_tx);
+        opened_then_run(slot, sock, info, rx).await;
+        return;
+    };
+    let config = Arc::clone(&cell.read().unwrap_or_else(|p| p.into_inner()));
+    let handshake = TlsAcceptor::from(config).accept(sock);
+    let stream = match timeout(shared.limits.connect_timeout, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) | Err(_) => {
+            inc(&shared.counters.tls_handshake_failures);
+            return;
+        }
+    };
+    let names = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|leaf| tls::leaf_dns_names(leaf).unwrap_or_default());
+    let expected = cfg
+        .tls
+        .as_ref()
+        .map(|t| t.expected_client_names.as_slice())
+        .unwrap_or_default();
+    if cfg.transport == Transport::Mtls || names.is_some() {
+        let ok = names
+            .as_deref()
+            .is_some_and(|n| tls::names_acceptable(expected, n));
+        if !ok {
+            inc(&shared.counters.tls_name_rejections);
+            let mut stream = stream;
+            let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+            return;
+        }
+    }
+    let (id, tx, rx) = shared.register(&mut slot, cfg.transport, remote);
+    drop(tx);
+    let info = ConnInfo {
+        id,
+        transport: cfg.transport,
+        local,
+        remote,
+        tls_peer_names: names.map(Arc::from),
+    };
+    opened_then_run(slot, stream, info, rx).await;
+}
+
+/// Opens a connection for [`crate::SipTransports::send`] and runs it. On failure every
+/// queued message is reported as [`TransportEvent::SendFailed`].
+pub(crate) async fn connect(
+    slot: ConnSlot,
+    id: ConnId,
+    transport: Transport,
+    remote: SocketAddr,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let shared = Arc::clone(slot.shared());
+    let connect = async {
+        let sock = TcpStream::connect(remote)
+            .await
+            .map_err(|source| NetError::Connect { remote, source })?;
+        let _ = sock.set_nodelay(true);
+        let local = sock.local_addr()?;
+        match tls {
+            None => Ok((local, Conn::Plain(sock))),
+            Some((cfg, name)) => {
+                let s = TlsConnector::from(cfg)
+                    .connect(name, sock)
+                    .await
+                    .map_err(|source| {
+                        inc(&shared.counters.tls_handshake_failures);
+                        NetError::Handshake { remote, source }
+                    })?;
+                Ok((local, Conn::Tls(Box::new(s))))
+            }
+        }
+    };
+    let res = match timeout(shared.limits.connect_timeout, connect).await {
+        Ok(r) => r,
+        Err(_) => Err(NetError::Timeout(remote)),
+    };
+    let (local, conn) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            let what = e.to_string();
+            let kind = match &e {
+                NetError::Connect { source, .. } | NetError::Handshake { source, .. } => {
+                    source.kind()
+                }
+                NetError::Timeout(_) => std::io::ErrorKind::TimedOut,
+                _ => std::io::ErrorKind::Other,
+            };
+            let mut first = Some(e);
+            fail_queued(&shared, id, transport, remote, &mut rx, || {
+                first
+                    .take()
+                    .unwrap_or_else(|| NetError::Io(std::io::Error::new(kind, what.clone())))
+            })
+            .await;
+            drop(slot);
+            let _ = shared
+                .events
+                .send(TransportEvent::ConnectionClosed {
+                    conn: id,
+                    transport,
+                    remote,
+                    reason: CloseReason::ConnectFailed,
+                })
+                .await;
+            return;
+        }
+    };
+    let tls_peer_names = match &conn {
+        Conn::Plain(_) => None,
+        Conn::Tls(s) => s
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|leaf| Arc::from(tls::leaf_dns_names(leaf).unwrap_or_default())),
+    };
+    let info = ConnInfo {
+        id,
+        transport,
+        local,
+        remote,
+        tls_peer_names,
+    };
+    match conn {
+        Conn::Plain(s) => opened_then_run(slot, s, info, rx).await,
+        Conn::Tls(s) => opened_then_run(slot, *s, info, rx).await,
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Reports every message still queued toward a dead connection.
+async fn fail_queued(
+    shared: &Shared,
+    conn: ConnId,
+    transport: Transport,
+    remote: SocketAddr,
+    rx: &mut mpsc::Receiver<Vec<u8>>,
+    mut error: impl FnMut() -> NetError,
+) {
+    rx.close();
+    while let Ok(bytes) = rx.try_recv() {
+        inc(&shared.counters.send_failures);
+        let ev = TransportEvent::SendFailed {
+            conn,
+            transport,
+            remote,
+            bytes,
+            error: error(),
+        };
+        if shared.events.send(ev).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn opened_then_run<S>(slot: ConnSlot, stream: S, info: ConnInfo, rx: mpsc::Receiver<Vec<u8>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Arc::clone(slot.shared());
+    inc(&shared.counters.connections_total);
+    let opened = TransportEvent::ConnectionOpened {
+        conn: info.id,
+        transport: info.transport,
+        local: info.local,
+        remote: info.remote,
+        tls_peer_names: info.tls_peer_names.clone(),
+    };
+    if shared.events.send(opened).await.is_err() {
+        return;
+    }
+    let reason = run(&shared, stream, &info, rx).await;
+    // Unregister before reporting, so a send racing with the event fails cleanly.
+    drop(slot);
+    let _ = shared
+        .events
+        .send(TransportEvent::ConnectionClosed {
+            conn: info.id,
+            transport: info.transport,
+            remote: info.remote,
+            reason,
+        })
+        .await;
+}
+
+/// What one frame asks the connection task to do (the frame's borrow ends here).
+enum Step {
+    Deliver(Vec<u8>),
+    Pong,
+    Nothing,
+    Broken(portcullis_sip::FramingError),
+    Drained,
+}
+
+fn next_step(framer: &mut StreamFramer) -> Step {
+    match framer.next_frame() {
+        Ok(Some(Frame::Message(m))) => Step::Deliver(m.to_vec()),
+        Ok(Some(Frame::Ping)) => Step::Pong,
+        Ok(Some(Frame::Pong)) => Step::Nothing,
+        Ok(None) => Step::Drained,
+        Err(e) => Step::Broken(e),
+    }
+}
+
+/// The connection task proper. Returns why it ended; pending messages are reported failed.
+async fn run<S>(
+    shared: &Arc<Shared>,
+    stream: S,
+    info: &ConnInfo,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = shared.limits;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut framer = StreamFramer::new(FramerLimits {
+        max_header_bytes: limits.max_header_bytes,
+        max_body_bytes: limits.max_message_bytes,
+    });
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut shutdown = shared.shutdown_rx();
+    let idle = tokio::time::sleep(limits.tcp_idle_timeout);
+    tokio::pin!(idle);
+    // Set after a framing error: reading stops, writes continue until this deadline.
+    let mut broken: Option<portcullis_sip::FramingError> = None;
+    let reason = 'conn: loop {
+        let reading = broken.is_none();
+        tokio::select! {
+            r = rd.read(&mut buf), if reading => {
+                let n = match r {
+                    Ok(0) => break CloseReason::PeerClosed,
+                    Ok(n) => n,
+                    Err(e) => break CloseReason::Io(e),
+                };
+                idle.as_mut().reset(tokio::time::Instant::now() + limits.tcp_idle_timeout);
+                framer.push(buf.get(..n).unwrap_or_default());
+                loop {
+                    match next_step(&mut framer) {
+                        Step::Drained => break,
+                        Step::Nothing => {}
+                        Step::Pong => {
+                            inc(&shared.counters.keepalives);
+                            if let Err(e) = write(&mut wr, PONG, limits.tcp_idle_timeout).await {
+                                break 'conn CloseReason::Io(e);
+                            }
+                        }
+                        Step::Deliver(bytes) => {
+                            let len = bytes.len();
+                            let ev = TransportEvent::Message(Inbound {
+                                transport: info.transport,
+                                local: info.local,
+                                remote: info.remote,
+                                conn: Some(info.id),
+                                bytes,
+                                tls_peer_names: info.tls_peer_names.clone(),
+                                received_at: Instant::now(),
+                            });
+                            // Waiting here is TCP back-pressure on the peer.
+                            if shared.events.send(ev).await.is_err() {
+                                break 'conn CloseReason::Local;
+                            }
+                            shared.counters.message_in(info.transport, len);
+                        }
+                        Step::Broken(error) => {
+                            let counter = match error {
+                                portcullis_sip::FramingError::HeadersTooLarge { .. }
+                                | portcullis_sip::FramingError::BodyTooLarge { .. } => {
+                                    &shared.counters.oversize_drops
+                                }
+                                _ => &shared.counters.framing_errors,
+                            };
+                            inc(counter);
+                            let ev = TransportEvent::FramingError {
+                                conn: info.id,
+                                remote: info.remote,
+                                error,
+                                status: error.status(),
+                            };
+                            if shared.events.send(ev).await.is_err() {
+                                break 'conn CloseReason::Framing(error);
+                            }
+                            broken = Some(error);
+                            idle.as_mut().reset(tokio::time::Instant::now() + FRAMING_GRACE);
+                            break;
+                        }
+                    }
+                }
+            }
+            m = rx.recv() => {
+                let Some(bytes) = m else { break CloseReason::Local };
+                if let Err(e) = write(&mut wr, &bytes, limits.tcp_idle_timeout).await {
+                    fail_queued(shared, info.id, info.transport, info.remote, &mut rx, || {
+                        NetError::UnknownConnection(info.id)
+                    }).await;
+                    break CloseReason::Io(e);
+                }
+                shared.counters.message_out(info.transport, bytes.len());
+                if let Some(e) = broken {
+                    // The core answered the broken message: done.
+                    break CloseReason::Framing(e);
+                }
+                idle.as_mut().reset(tokio::time::Instant::now() + limits.tcp_idle_timeout);
+            }
+            _ = &mut idle => {
+                if let Some(e) = broken {
+                    break CloseReason::Framing(e);
+                }
+                inc(&shared.counters.idle_closes);
+                break CloseReason::Idle;
+            }
+            _ = shutdown.changed() => break CloseReason::Local,
+        }
+    };
+    fail_queued(
+        shared,
+        info.id,
+        info.transport,
+        info.remote,
+        &mut rx,
+        || NetError::UnknownConnection(info.id),
+    )
+    .await;
+    let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+    reason
+}
+
+/// Writes all of `bytes`, failing when the peer does not take them within `limit`.
+async fn write<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    match timeout(limit, async {
+        wr.write_all(bytes).await?;
+        wr.flush().await
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}

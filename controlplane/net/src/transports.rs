@@ -1,0 +1,497 @@
+//! [`SipTransports`]: the set of listeners and connections, and RFC 3261 §18 send logic.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use rustls::{ClientConfig, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Limits, ListenerConfig, TlsClientSettings, Transport, TransportConfig};
+use crate::counters::{dec, inc, NetCounters};
+use crate::error::{NetError, TlsConfigError};
+use crate::event::{ConnId, Outbound, TransportEvent};
+use crate::stream;
+use crate::tls;
+use crate::udp::{self, UdpListener};
+
+/// A hot-swappable TLS server configuration: new handshakes use the current value,
+/// established connections keep theirs.
+pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerConfig>>>;
+
+/// An open (or opening) stream connection as the send path sees it.
+#[derive(Debug)]
+struct ConnEntry {
+    transport: Transport,
+    remote: SocketAddr,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Invariant: `by_remote` lists exactly the ids of `by_id` (per transport and remote), and
+/// `open`/`per_ip` count the live [`ConnSlot`]s.
+#[derive(Debug, Default)]
+struct ConnTable {
+    by_id: HashMap<ConnId, ConnEntry>,
+    by_remote: HashMap<SocketAddr, Vec<ConnId>>,
+    open: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// State shared by the handle and every driver task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) counters: NetCounters,
+    pub(crate) limits: Limits,
+    pub(crate) events: mpsc::Sender<TransportEvent>,
+    shutdown: watch::Receiver<bool>,
+    udp: Vec<UdpListener>,
+    conns: Mutex<ConnTable>,
+    next_conn: AtomicU64,
+    tls_client: RwLock<Option<Arc<ClientConfig>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A reserved place under the connection caps; released on drop (also when the task
+/// owning it is aborted), together with the connection's table entry.
+#[derive(Debug)]
+pub(crate) struct ConnSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    id: Option<ConnId>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut t = self.shared.table();
+        if let Some(id) = self.id {
+            if let Some(e) = t.by_id.remove(&id) {
+                if let Some(v) = t.by_remote.get_mut(&e.remote) {
+                    v.retain(|c| *c != id);
+                    if v.is_empty() {
+                        t.by_remote.remove(&e.remote);
+                    }
+                }
+            }
+            dec(&self.shared.counters.connections_open);
+        }
+        t.open = t.open.saturating_sub(1);
+        if let Some(n) = t.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnSlot {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, ConnTable> {
+        // A panic while holding the lock leaves the table consistent (no multi-step
+        // updates span a panic point), so a poisoned lock is still usable.
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Takes a slot under the global cap and, for inbound connections, the per-IP cap.
+    pub(crate) fn reserve(self: &Arc<Self>, ip: IpAddr, inbound: bool) -> Option<ConnSlot> {
+        let mut t = self.table();
+        let per_ip = t.per_ip.get(&ip).copied().unwrap_or(0);
+        if t.open >= self.limits.max_tcp_connections
+            || (inbound && per_ip >= self.limits.max_connections_per_ip)
+        {
+            inc(&self.counters.connections_refused);
+            return None;
+        }
+        t.open += 1;
+        *t.per_ip.entry(ip).or_insert(0) += 1;
+        Some(ConnSlot {
+            shared: Arc::clone(self),
+            ip,
+            id: None,
+        })
+    }
+
+    /// Makes a connection reachable by [`SipTransports::send`] and returns its receiver.
+    pub(crate) fn register(
+        &self,
+        slot: &mut ConnSlot,
+        transport: Transport,
+        remote: SocketAddr,
+    ) -> (ConnId, mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
+        let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel(self.limits.per_connection_queue.max(1));
+        let mut t = self.table();
+        t.by_id.insert(
+            id,
+            ConnEntry {
+                transport,
+                remote,
+                tx: tx.clone(),
+            },
+        );
+        t.by_remote.entry(remote).or_default().push(id);
+        slot.id = Some(id);
+        inc(&self.counters.connections_open);
+        (id, tx, rx)
+    }
+
+    fn find_conn(&self, out: &Outbound) -> Option<(ConnId, Transport, mpsc::Sender<Vec<u8>>)> {
+        let t = self.table();
+        if let Some(id) = out.conn {
+            if let Some(e) = t.by_id.get(&id) {
+                return Some((id, e.transport, e.tx.clone()));
+            }
+        }
+        t.by_remote.get(&out.remote)?.iter().rev().find_map(|id| {
+            let e = t.by_id.get(id)?;
+            e.transport
+                .same_wire(out.transport)
+                .then(|| (*id, e.transport, e.tx.clone()))
+        })
+    }
+}
+
+/// Handle to all SIP listeners and connections. Cheap to clone; when the last clone is
+/// dropped every task stops and the event channel closes.
+#[derive(Debug, Clone)]
+pub struct SipTransports {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    local_addrs: Vec<(Transport, SocketAddr)>,
+    /// (local address, transport, configured settings, live config) per TLS listener.
+    tls_servers: Vec<(SocketAddr, ListenerConfig, ServerConfigCell)>,
+    tls_client_settings: Mutex<Option<TlsClientSettings>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        let tasks = self.tasks.get_mut().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl SipTransports {
+    /// Opens every listener and starts its tasks on the current tokio runtime.
+    ///
+    /// Errors: a listener that cannot bind, TLS material that cannot be loaded.
+    pub async fn bind(
+        config: TransportConfig,
+    ) -> Result<(SipTransports, mpsc::Receiver<TransportEvent>), NetError> {
+        let runtime = tokio::runtime::Handle::current();
+        let per_listener = config
+            .udp_sockets_per_listener
+            .unwrap_or_else(|| runtime.metrics().num_workers())
+            .max(1);
+        let tls_client = match &config.tls_client {
+            Some(s) => Some(tls::client_config(s)?),
+            None => None,
+        };
+
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut tls_servers = Vec::new();
+        let mut local_addrs = Vec::new();
+        for l in &config.listeners {
+            if l.transport == Transport::Udp {
+                let u = UdpListener::bind(l.addr, per_listener, config.udp_buffer_bytes)?;
+                local_addrs.push((Transport::Udp, u.local));
+                udp.push(u);
+                continue;
+            }
+            let cell = if l.transport.is_tls() {
+                let s = l
+                    .tls
+                    .as_ref()
+                    .ok_or(TlsConfigError::MissingSettings(l.addr))?;
+                Some(Arc::new(RwLock::new(tls::server_config(l.transport, s)?)))
+            } else {
+                None
+            };
+            let listener = bind_tcp(l.addr).map_err(|source| NetError::Bind {
+                transport: l.transport,
+                addr: l.addr,
+                source,
+            })?;
+            let local = listener.local_addr()?;
+            local_addrs.push((l.transport, local));
+            if let Some(c) = &cell {
+                tls_servers.push((local, l.clone(), Arc::clone(c)));
+            }
+            tcp.push((listener, l.clone(), local, cell));
+        }
+
+        let (events, rx) = mpsc::channel(config.event_queue.max(1));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            counters: NetCounters::default(),
+            limits: config.limits,
+            events,
+            shutdown,
+            udp,
+            conns: Mutex::new(ConnTable::default()),
+            next_conn: AtomicU64::new(1),
+            tls_client: RwLock::new(tls_client),
+            runtime,
+        });
+
+        let mut tasks = Vec::new();
+        for l in &shared.udp {
+            for s in &l.sockets {
+                let fut = udp::recv_loop(Arc::clone(&shared), Arc::clone(s), l.local);
+                tasks.push(shared.runtime.spawn(fut));
+            }
+        }
+        for (listener, cfg, local, cell) in tcp {
+            let fut = stream::accept_loop(Arc::clone(&shared), listener, cfg, local, cell);
+            tasks.push(shared.runtime.spawn(fut));
+        }
+
+        let t = SipTransports {
+            inner: Arc::new(Inner {
+                shared,
+                shutdown_tx,
+                tasks: Mutex::new(tasks),
+                local_addrs,
+                tls_servers,
+                tls_client_settings: Mutex::new(config.tls_client),
+            }),
+        };
+        Ok((t, rx))
+    }
+
+    /// The bound addresses, in listener order (ports resolved when 0 was asked).
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.inner.local_addrs
+    }
+
+    /// The first bound address of a transport.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.inner
+            .local_addrs
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, a)| *a)
+    }
+
+    /// Number of UDP sockets bound (all listeners together).
+    pub fn udp_socket_count(&self) -> usize {
+        self.inner.shared.udp.iter().map(|l| l.sockets.len()).sum()
+    }
+
+    /// Live counters.
+    pub fn counters(&self) -> &NetCounters {
+        &self.inner.shared.counters
+    }
+
+    /// Stream connections open now (including ones still connecting).
+    pub fn connection_count(&self) -> usize {
+        self.inner.shared.table().by_id.len()
+    }
+
+    /// Queues one message (RFC 3261 §18.1.1 / §18.2.2). Never waits.
+    ///
+    /// - UDP: sent at once from the listener bound to `out.local` (else the first one of
+    ///   the destination's address family).
+    /// - TCP/TLS: on connection `out.conn` if open, else on an open connection to
+    ///   `out.remote` of the same transport, else on a new connection (TLS: SNI and
+    ///   certificate check against `out.tls_server_name`, or the IP address when `None`).
+    ///   Returns the connection used. A failure after this returns `Ok` (connect, handshake,
+    ///   write) is reported as [`TransportEvent::SendFailed`].
+    pub fn send(&self, out: Outbound) -> Result<Option<ConnId>, NetError> {
+        let shared = &self.inner.shared;
+        let r = self.send_inner(out);
+        if r.is_err() {
+            inc(&shared.counters.send_failures);
+        }
+        r
+    }
+
+    fn send_inner(&self, out: Outbound) -> Result<Option<ConnId>, NetError> {
+        let shared = &self.inner.shared;
+        let len = out.bytes.len();
+        if len > shared.limits.max_message_bytes {
+            return Err(NetError::TooLarge {
+                len,
+                limit: shared.limits.max_message_bytes,
+            });
+        }
+        if *shared.shutdown.borrow() {
+            return Err(NetError::Shutdown);
+        }
+        if out.transport == Transport::Udp {
+            let l = shared
+                .udp
+                .iter()
+                .find(|l| Some(l.local) == out.local)
+                .or_else(|| {
+                    shared
+                        .udp
+                        .iter()
+                        .find(|l| l.local.is_ipv4() == out.remote.is_ipv4())
+                })
+                .ok_or(NetError::NoListener {
+                    transport: out.transport,
+                    remote: out.remote,
+                })?;
+            l.try_send(&out.bytes, out.remote)?;
+            shared.counters.message_out(Transport::Udp, len);
+            return Ok(None);
+        }
+        if let Some((id, _, tx)) = shared.find_conn(&out) {
+            return match tx.try_send(out.bytes) {
+                Ok(()) => Ok(Some(id)),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(NetError::QueueFull(id)),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(NetError::UnknownConnection(id)),
+            };
+        }
+        self.connect_and_send(out)
+    }
+
+    fn connect_and_send(&self, out: Outbound) -> Result<Option<ConnId>, NetError> {
+        let shared = &self.inner.shared;
+        let tls = if out.transport.is_tls() {
+            let cfg = shared
+                .tls_client
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or(NetError::TlsClientNotConfigured)?;
+            let name = match &out.tls_server_name {
+                Some(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                    .map_err(|_| NetError::InvalidServerName(n.clone()))?,
+                None => rustls::pki_types::ServerName::IpAddress(out.remote.ip().into()),
+            };
+            Some((cfg, name))
+        } else {
+            None
+        };
+        let mut slot = shared
+            .reserve(out.remote.ip(), false)
+            .ok_or(NetError::ConnectionLimit)?;
+        let (id, tx, rx) = shared.register(&mut slot, out.transport, out.remote);
+        tx.try_send(out.bytes)
+            .map_err(|_| NetError::QueueFull(id))?;
+        drop(tx);
+        let fut = stream::connect(slot, id, out.transport, out.remote, tls, rx);
+        shared.runtime.spawn(fut);
+        Ok(Some(id))
+    }
+
+    /// Closes a connection: queued messages are still written, then the socket is shut
+    /// down and [`TransportEvent::ConnectionClosed`] is reported.
+    pub fn close(&self, conn: ConnId) -> bool {
+        let shared = &self.inner.shared;
+        let mut t = shared.table();
+        match t.by_id.get_mut(&conn) {
+            Some(e) => {
+                // Dropping the table's sender ends the writer once the queue is drained.
+                let (dead, _) = mpsc::channel(1);
+                e.tx = dead;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Re-reads the PEM files of every TLS listener and of the client settings, and swaps
+    /// the configurations in. All-or-nothing: on error nothing changes. New handshakes use
+    /// the new certificates; established connections are kept.
+    pub fn reload_tls(&self) -> Result<(), NetError> {
+        let mut fresh = Vec::new();
+        for (_, l, cell) in &self.inner.tls_servers {
+            let s = l
+                .tls
+                .as_ref()
+                .ok_or(TlsConfigError::MissingSettings(l.addr))?;
+            fresh.push((cell, tls::server_config(l.transport, s)?));
+        }
+        let client = {
+            let s = self
+                .inner
+                .tls_client_settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match s.as_ref() {
+                Some(s) => Some(tls::client_config(s)?),
+                None => None,
+            }
+        };
+        for (cell, cfg) in fresh {
+            *cell.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        }
+        *self
+            .inner
+            .shared
+            .tls_client
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
+    }
+
+    /// Replaces the outbound TLS settings (e.g. a renewed Teams client certificate).
+    pub fn set_tls_client(&self, settings: Option<TlsClientSettings>) -> Result<(), NetError> {
+        let cfg = match &settings {
+            Some(s) => Some(tls::client_config(s)?),
+            None => None,
+        };
+        *self
+            .inner
+            .shared
+            .tls_client
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = cfg;
+        *self
+            .inner
+            .tls_client_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
+    }
+
+    /// Stops accepting and receiving, and closes every connection. The event channel
+    /// closes once the tasks have ended.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown_tx.send(true);
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}

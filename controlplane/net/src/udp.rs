@@ -1,0 +1,136 @@
+//! UDP listeners: N sockets on one address with SO_REUSEPORT, each drained by its own task
+//! (RFC 3261 §18.2.1: one datagram is one message).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::config::Transport;
+use crate::counters::inc;
+use crate::error::NetError;
+use crate::event::{Inbound, TransportEvent};
+use crate::transports::Shared;
+
+/// Largest UDP payload over IPv4/IPv6 (without jumbograms).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// The sockets of one UDP listener. All are bound to `local`; the kernel spreads incoming
+/// datagrams over them by flow hash (SO_REUSEPORT).
+#[derive(Debug)]
+pub(crate) struct UdpListener {
+    pub(crate) local: SocketAddr,
+    pub(crate) sockets: Vec<Arc<UdpSocket>>,
+    next: AtomicUsize,
+}
+
+fn reuseport_socket(addr: SocketAddr, buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+    let _ = sock.set_recv_buffer_size(buffer);
+    let _ = sock.set_send_buffer_size(buffer);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+impl UdpListener {
+    /// Binds `count` (at least 1) sockets on `addr`. With port 0 the first socket picks the
+    /// port and the others join it.
+    pub(crate) fn bind(addr: SocketAddr, count: usize, buffer: usize) -> Result<Self, NetError> {
+        let err = |source| NetError::Bind {
+            transport: Transport::Udp,
+            addr,
+            source,
+        };
+        let first = reuseport_socket(addr, buffer).map_err(err)?;
+        let local = first.local_addr().map_err(err)?;
+        let mut sockets = vec![Arc::new(UdpSocket::from_std(first).map_err(err)?)];
+        for _ in 1..count.max(1) {
+            let s = reuseport_socket(local, buffer).map_err(err)?;
+            sockets.push(Arc::new(UdpSocket::from_std(s).map_err(err)?));
+        }
+        Ok(UdpListener {
+            local,
+            sockets,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sends one datagram without waiting, from the sockets in turn.
+    pub(crate) fn try_send(&self, bytes: &[u8], remote: SocketAddr) -> Result<(), NetError> {
+        let n = self.sockets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = NetError::WouldBlock;
+        for i in 0..n {
+            let Some(sock) = self.sockets.get((start + i) % n) else {
+                continue;
+            };
+            match sock.try_send_to(bytes, remote) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => last = NetError::Io(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Whether a datagram holds only whitespace: a keepalive some user agents send over UDP.
+fn is_keepalive(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+}
+
+/// Receives datagrams on one socket until shutdown or until the event channel closes.
+pub(crate) async fn recv_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) {
+    let mut shutdown = shared.shutdown_rx();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let max = shared.limits.max_message_bytes;
+    loop {
+        let (n, remote) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                // ICMP errors (IP_RECVERR off by default) and transient faults: keep going.
+                Err(_) => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Some(data) = buf.get(..n) else { continue };
+        if n > max {
+            inc(&shared.counters.oversize_drops);
+            continue;
+        }
+        if is_keepalive(data) {
+            inc(&shared.counters.keepalives);
+            continue;
+        }
+        let ev = TransportEvent::Message(Inbound {
+            transport: Transport::Udp,
+            local,
+            remote,
+            conn: None,
+            bytes: data.to_vec(),
+            tls_peer_names: None,
+            received_at: Instant::now(),
+        });
+        match shared.events.try_send(ev) {
+            Ok(()) => shared.counters.message_in(Transport::Udp, n),
+            Err(TrySendError::Full(_)) => inc(&shared.counters.event_queue_drops),
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
