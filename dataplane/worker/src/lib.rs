@@ -1,4 +1,475 @@
 //! Pinned-core RTP/SRTP relay workers over io_uring and recvmmsg.
 //!
 //! `unsafe` lives only where the kernel interface needs it (io_uring submissions
-//! and buffer rings, socket options); each block names its invariant.
+//! and buffer rings, `recvmmsg`/`sendmmsg`, socket addresses); each block names its
+//! invariant.
+//!
+//! The control plane drives the data plane through [`Dataplane`]:
+//! [`allocate_pair`](Dataplane::allocate_pair) reserves two legs on the least-loaded
+//! worker, [`update`](Dataplane::update) arms them, [`remove`](Dataplane::remove) tears
+//! them down, [`poll_events`](Dataplane::poll_events) reports latching, inactivity and SRTP
+//! failures. Commands and events travel on bounded lock-free rings, one pair per worker;
+//! a full ring is an error ([`DataplaneError::RingFull`]), never a wait.
+
+pub mod counters;
+mod mmsg;
+pub mod relay;
+mod sock;
+mod types;
+mod uring;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, DROP_REASONS};
+pub use types::{
+    Backend, DataplaneConfig, DataplaneError, Event, IceLite, Side, StreamFlags, StreamPairHandle,
+    StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
+};
+
+use types::Command;
+
+/// Control-plane view of one worker.
+struct WorkerHandle {
+    id: WorkerId,
+    base_port: u16,
+    cmds: Arc<ArrayQueue<Command>>,
+    events: Arc<ArrayQueue<Event>>,
+    doorbell: Arc<EventFd>,
+    shared: Arc<WorkerShared>,
+    thread: Option<JoinHandle<Result<(), DataplaneError>>>,
+}
+
+impl std::fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHandle")
+            .field("id", &self.id)
+            .field("base_port", &self.base_port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pair-slot bookkeeping of one worker (control-plane side only).
+#[derive(Debug)]
+struct SlotTable {
+    free: Vec<u32>,
+    generation: Vec<u32>,
+    in_use: Vec<bool>,
+    /// Events-lost counter value already reported as [`Event::RingOverflow`].
+    lost_reported: u64,
+}
+
+/// The running data plane: worker threads plus their rings.
+#[derive(Debug)]
+pub struct Dataplane {
+    workers: Vec<WorkerHandle>,
+    slots: Mutex<Vec<SlotTable>>,
+    backend: Backend,
+}
+
+/// Check that `io_uring` can be used: create a ring and probe the opcodes the worker needs.
+///
+/// # Errors
+/// [`DataplaneError::IoUringUnavailable`] with the reason.
+pub fn probe_io_uring() -> Result<(), DataplaneError> {
+    uring::probe()
+}
+
+impl Dataplane {
+    /// Bind every port of the range, spawn one pinned worker per configured core.
+    ///
+    /// The range is split into pair slots of four ports (leg A RTP, A RTCP, B RTP, B RTCP)
+    /// starting at `port_min` rounded up to even; each worker owns a contiguous run of slots.
+    ///
+    /// # Errors
+    /// Bad configuration, a port that cannot be bound, io_uring requested but unavailable.
+    #[allow(clippy::needless_pass_by_value)] // the data plane takes ownership of its config
+    pub fn start(cfg: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
+        let base = cfg.port_min.saturating_add(cfg.port_min & 1);
+        if cfg.port_max < base || cfg.ring_capacity == 0 {
+            return Err(DataplaneError::Config(
+                "empty port range or zero ring capacity",
+            ));
+        }
+        let total_pairs = (u32::from(cfg.port_max) - u32::from(base) + 1) / 4;
+        let n_workers = u32::try_from(cfg.cores.len().max(1)).unwrap_or(1);
+        if total_pairs < n_workers {
+            return Err(DataplaneError::Config(
+                "port range too small: need four ports per pair per worker",
+            ));
+        }
+        let backend = match cfg.backend {
+            Backend::Mmsg => Backend::Mmsg,
+            Backend::IoUring => {
+                uring::probe()?;
+                Backend::IoUring
+            }
+            Backend::Auto => match uring::probe() {
+                Ok(()) => Backend::IoUring,
+                Err(e) => {
+                    tracing::info!(reason = %e, "io_uring unavailable, using mmsg backend");
+                    Backend::Mmsg
+                }
+            },
+        };
+        tracing::info!(?backend, workers = n_workers, "data plane starting");
+        sock::raise_nofile_limit();
+        let inactivity_us = u64::try_from(cfg.inactivity_timeout.as_micros()).unwrap_or(u64::MAX);
+        let per = total_pairs / n_workers;
+        let mut workers = Vec::new();
+        let mut slots = Vec::new();
+        let mut dp_err = None;
+        for w in 0..n_workers {
+            let pairs = if w + 1 == n_workers {
+                total_pairs - per * w
+            } else {
+                per
+            };
+            let wbase = u32::from(base) + per * w * 4;
+            let wbase =
+                u16::try_from(wbase).map_err(|_| DataplaneError::Config("port overflow"))?;
+            let id = WorkerId(u16::try_from(w).unwrap_or(u16::MAX));
+            match spawn_worker(&cfg, id, wbase, pairs, backend, inactivity_us) {
+                Ok(h) => {
+                    workers.push(h);
+                    slots.push(SlotTable {
+                        free: (0..pairs).rev().collect(),
+                        generation: vec![0; pairs as usize],
+                        in_use: vec![false; pairs as usize],
+                        lost_reported: 0,
+                    });
+                }
+                Err(e) => {
+                    dp_err = Some(e);
+                    break;
+                }
+            }
+        }
+        let dp = Dataplane {
+            workers,
+            slots: Mutex::new(slots),
+            backend,
+        };
+        if let Some(e) = dp_err {
+            dp.shutdown();
+            return Err(e);
+        }
+        Ok(dp)
+    }
+
+    /// Backend the workers run (after `Auto` resolution).
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Number of workers.
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Vec<SlotTable>> {
+        // The table holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reserve a pair (two legs, four ports) on the least-loaded worker.
+    ///
+    /// Nothing is relayed until [`update`](Self::update) arms the pair.
+    ///
+    /// # Errors
+    /// [`DataplaneError::Exhausted`] when every slot is taken.
+    pub fn allocate_pair(&self) -> Result<StreamPairHandle, DataplaneError> {
+        let mut slots = self.slots();
+        let best = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.free.is_empty())
+            .min_by_key(|(_, s)| s.in_use.len() - s.free.len())
+            .map(|(i, _)| i)
+            .ok_or(DataplaneError::Exhausted)?;
+        let (Some(table), Some(w)) = (slots.get_mut(best), self.workers.get(best)) else {
+            return Err(DataplaneError::Exhausted);
+        };
+        let pair = table.free.pop().ok_or(DataplaneError::Exhausted)?;
+        let (Some(g), Some(u)) = (
+            table.generation.get_mut(pair as usize),
+            table.in_use.get_mut(pair as usize),
+        ) else {
+            return Err(DataplaneError::Exhausted);
+        };
+        *g = g.wrapping_add(1);
+        *u = true;
+        Ok(relay::make_handle(w.id, w.base_port, pair as usize, *g))
+    }
+
+    fn check(&self, h: &StreamPairHandle) -> Result<&WorkerHandle, DataplaneError> {
+        let slots = self.slots();
+        let t = slots
+            .get(usize::from(h.worker.0))
+            .ok_or(DataplaneError::Stale)?;
+        let live = t.in_use.get(h.pair as usize) == Some(&true)
+            && t.generation.get(h.pair as usize) == Some(&h.generation);
+        if !live {
+            return Err(DataplaneError::Stale);
+        }
+        self.workers
+            .get(usize::from(h.worker.0))
+            .ok_or(DataplaneError::Stale)
+    }
+
+    fn push(w: &WorkerHandle, cmd: Command) -> Result<(), DataplaneError> {
+        w.cmds
+            .push(cmd)
+            .map_err(|_| DataplaneError::RingFull(w.id))?;
+        // Doorbell: wakes a worker sleeping in epoll_wait / io_uring_enter. A failed
+        // write only means the counter is saturated, which already signals.
+        let _ = w.doorbell.write(1);
+        Ok(())
+    }
+
+    /// Arm or re-arm both legs of a pair.
+    ///
+    /// # Errors
+    /// [`DataplaneError::Stale`] for a removed handle, [`DataplaneError::RingFull`] when the
+    /// worker's command ring is full (refuse the call).
+    pub fn update(
+        &self,
+        handle: &StreamPairHandle,
+        a: StreamParams,
+        b: StreamParams,
+    ) -> Result<(), DataplaneError> {
+        let w = self.check(handle)?;
+        Self::push(
+            w,
+            Command::Update {
+                pair: handle.pair,
+                generation: handle.generation,
+                params: [a, b],
+            },
+        )
+    }
+
+    /// Push an update whatever the handle's state: for tests of the worker's stale-command
+    /// path. The worker decides by generation.
+    ///
+    /// # Errors
+    /// [`DataplaneError::RingFull`].
+    #[doc(hidden)]
+    pub fn update_unchecked(
+        &self,
+        handle: &StreamPairHandle,
+        a: StreamParams,
+        b: StreamParams,
+    ) -> Result<(), DataplaneError> {
+        let w = self
+            .workers
+            .get(usize::from(handle.worker.0))
+            .ok_or(DataplaneError::Stale)?;
+        Self::push(
+            w,
+            Command::Update {
+                pair: handle.pair,
+                generation: handle.generation,
+                params: [a, b],
+            },
+        )
+    }
+
+    /// Hold worker `id` still for `pause` (capped at one second) once it reaches this
+    /// command: a maintenance hook, also how tests fill a ring deterministically.
+    ///
+    /// # Errors
+    /// [`DataplaneError::RingFull`], [`DataplaneError::Stale`] for an unknown worker.
+    pub fn quiesce(&self, id: WorkerId, pause: std::time::Duration) -> Result<(), DataplaneError> {
+        let w = self
+            .workers
+            .get(usize::from(id.0))
+            .ok_or(DataplaneError::Stale)?;
+        let micros = u32::try_from(pause.as_micros()).unwrap_or(u32::MAX);
+        Self::push(w, Command::Quiesce { micros })
+    }
+
+    /// Tear a pair down and free its slot for reuse (with a new generation).
+    ///
+    /// # Errors
+    /// [`DataplaneError::Stale`], or [`DataplaneError::RingFull`] (the slot stays reserved;
+    /// retry later).
+    pub fn remove(&self, handle: &StreamPairHandle) -> Result<(), DataplaneError> {
+        let w = self.check(handle)?;
+        Self::push(
+            w,
+            Command::Remove {
+                pair: handle.pair,
+                generation: handle.generation,
+            },
+        )?;
+        let mut slots = self.slots();
+        if let Some(t) = slots.get_mut(usize::from(handle.worker.0)) {
+            if let Some(u) = t.in_use.get_mut(handle.pair as usize) {
+                *u = false;
+                t.free.push(handle.pair);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drain every worker's event ring (bounded by the rings' lengths at call time), plus a
+    /// [`Event::RingOverflow`] per worker that lost events since the previous call.
+    pub fn poll_events(&self) -> impl Iterator<Item = Event> + '_ {
+        let mut overflow = Vec::new();
+        {
+            let mut slots = self.slots();
+            for (w, t) in self.workers.iter().zip(slots.iter_mut()) {
+                let lost = w.shared.worker.events_lost.get();
+                if lost > t.lost_reported {
+                    overflow.push(Event::RingOverflow {
+                        worker: w.id,
+                        lost: lost - t.lost_reported,
+                    });
+                    t.lost_reported = lost;
+                }
+            }
+        }
+        let drained = self.workers.iter().flat_map(|w| {
+            let n = w.events.len();
+            (0..n).map_while(move |_| w.events.pop())
+        });
+        overflow.into_iter().chain(drained)
+    }
+
+    /// Counters of both legs; `None` for a stale handle or before the worker applied the
+    /// pair's first update.
+    #[must_use]
+    pub fn stats(&self, handle: &StreamPairHandle) -> Option<PairStats> {
+        let w = self.workers.get(usize::from(handle.worker.0))?;
+        let a = w.shared.legs.get(handle.pair as usize * 2)?;
+        let b = w.shared.legs.get(handle.pair as usize * 2 + 1)?;
+        let gen_ok = |c: &counters::StreamCounters| {
+            c.generation.load(std::sync::atomic::Ordering::Acquire) == handle.generation
+        };
+        if !gen_ok(a) || !gen_ok(b) {
+            return None;
+        }
+        Some(PairStats {
+            a: a.snapshot(),
+            b: b.snapshot(),
+        })
+    }
+
+    /// Snapshot of every worker's counters, indexed by [`WorkerId`].
+    #[must_use]
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.workers
+            .iter()
+            .map(|w| w.shared.worker.snapshot())
+            .collect()
+    }
+
+    /// Shared counter memory of one worker (for a metrics exporter).
+    #[must_use]
+    pub fn worker_counters(&self, id: WorkerId) -> Option<Arc<WorkerShared>> {
+        self.workers
+            .get(usize::from(id.0))
+            .map(|w| w.shared.clone())
+    }
+
+    /// Stop every worker and join the threads. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        for w in &self.workers {
+            // Budgeted retries: the worker drains 64 commands per iteration.
+            let deadline = Instant::now() + std::time::Duration::from_secs(2);
+            while w.cmds.push(Command::Shutdown).is_err() && Instant::now() < deadline {
+                let _ = w.doorbell.write(1);
+                std::thread::yield_now();
+            }
+            let _ = w.doorbell.write(1);
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.shutdown();
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(worker = w.id.0, error = %e, "worker failed"),
+                    Err(_) => tracing::error!(worker = w.id.0, "worker panicked"),
+                }
+            }
+        }
+    }
+}
+
+fn spawn_worker(
+    cfg: &DataplaneConfig,
+    id: WorkerId,
+    base_port: u16,
+    pairs: u32,
+    backend: Backend,
+    inactivity_us: u64,
+) -> Result<WorkerHandle, DataplaneError> {
+    let n_socks = pairs as usize * 4;
+    let mut sockets = Vec::with_capacity(n_socks);
+    for i in 0..n_socks {
+        let port = u16::try_from(usize::from(base_port) + i)
+            .map_err(|_| DataplaneError::Config("port overflow"))?;
+        sockets.push(sock::bind_udp(
+            SocketAddr::new(cfg.bind_ip, port),
+            sock::SOCKET_BUFFER,
+        )?);
+    }
+    let cmds = Arc::new(ArrayQueue::new(cfg.ring_capacity));
+    let events = Arc::new(ArrayQueue::new(cfg.ring_capacity));
+    let doorbell = Arc::new(
+        EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| DataplaneError::io("eventfd", e.into()))?,
+    );
+    let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
+    let relay = relay::Relay::new(
+        id,
+        base_port,
+        pairs,
+        shared.clone(),
+        events.clone(),
+        inactivity_us,
+        cfg.srtp_fail_threshold,
+    );
+    let ctx = worker::WorkerCtx {
+        id,
+        relay,
+        sockets,
+        cmds: cmds.clone(),
+        doorbell: doorbell.clone(),
+        shared: shared.clone(),
+        start: Instant::now(),
+        next_housekeeping_us: 0,
+        stop: false,
+    };
+    let core = cfg.cores.get(usize::from(id.0)).copied();
+    let on_start = cfg.on_worker_start;
+    let thread = std::thread::Builder::new()
+        .name(format!("dp-worker-{}", id.0))
+        .spawn(move || worker::run(ctx, core, backend, on_start))
+        .map_err(|e| DataplaneError::io("spawn worker", e))?;
+    Ok(WorkerHandle {
+        id,
+        base_port,
+        cmds,
+        events,
+        doorbell,
+        shared,
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,337 @@
+//! Per-worker and per-stream counters.
+//!
+//! Each counter has exactly one writer (the owning worker thread), so an increment is a
+//! relaxed load + store, not a locked read-modify-write; readers on the control plane see
+//! monotonically increasing values. Every block is cache-padded so two workers (or a worker
+//! and a reader) never share a line.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+/// A single-writer monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Add `n` (worker thread only: single writer).
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Overwrite (worker thread only; for gauges and resets).
+    #[inline]
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    #[must_use]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a packet was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// The port has no armed stream (unallocated or removed).
+    NoStream = 0,
+    /// No destination known yet for the other leg (no signalled peer, nothing latched).
+    NoPeer,
+    /// Latched, and the packet came from another source (and re-latch was not allowed).
+    NotLatchedSource,
+    /// SRTP/SRTCP authentication tag did not verify.
+    SrtpAuth,
+    /// SRTP/SRTCP replay-window rejection (RFC 3711 §3.3.2).
+    Replay,
+    /// Other SRTP failure (protect error, unknown key…).
+    SrtpOther,
+    /// Not RTP/RTCP/STUN, truncated or too short.
+    Malformed,
+    /// STUN on a leg without ICE credentials, or a request we cannot answer.
+    Stun,
+    /// `sendmsg`/`sendmmsg` failed.
+    SendError,
+    /// No receive buffer or submission slot available (io_uring buffer ring exhausted).
+    RingFull,
+}
+
+/// Number of [`DropReason`] variants.
+pub const DROP_REASONS: usize = 10;
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; DROP_REASONS] = [
+        DropReason::NoStream,
+        DropReason::NoPeer,
+        DropReason::NotLatchedSource,
+        DropReason::SrtpAuth,
+        DropReason::Replay,
+        DropReason::SrtpOther,
+        DropReason::Malformed,
+        DropReason::Stun,
+        DropReason::SendError,
+        DropReason::RingFull,
+    ];
+
+    /// Stable metric label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::NoStream => "no_stream",
+            DropReason::NoPeer => "no_peer",
+            DropReason::NotLatchedSource => "not_latched_source",
+            DropReason::SrtpAuth => "srtp_auth",
+            DropReason::Replay => "replay",
+            DropReason::SrtpOther => "srtp_other",
+            DropReason::Malformed => "malformed",
+            DropReason::Stun => "stun",
+            DropReason::SendError => "send_error",
+            DropReason::RingFull => "ring_full",
+        }
+    }
+}
+
+/// Counters of one leg (indexed by leg slot in the worker's slice).
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Pair generation these values belong to (set when the worker arms the pair).
+    pub(crate) generation: AtomicU32,
+    /// Packets received on this leg's ports.
+    pub rx_packets: Counter,
+    /// Bytes received on this leg's ports.
+    pub rx_bytes: Counter,
+    /// Packets sent out of this leg's ports (relayed from the other leg, STUN answers).
+    pub tx_packets: Counter,
+    /// Bytes sent out of this leg's ports.
+    pub tx_bytes: Counter,
+    /// Drops of packets received on this leg, by [`DropReason`] index.
+    pub drops: [Counter; DROP_REASONS],
+    /// STUN binding requests answered.
+    pub stun_answered: Counter,
+    /// RTP packets expected from the peer (RFC 3550 A.3), published at housekeeping.
+    pub rtp_expected: Counter,
+    /// RTP packets received from the peer, published at housekeeping.
+    pub rtp_received: Counter,
+    /// Cumulative lost RTP packets (may be negative with duplicates; clamped at 0).
+    pub rtp_lost: Counter,
+    /// Interarrival jitter in RTP timestamp units (RFC 3550 §6.4.1).
+    pub rtp_jitter: Counter,
+}
+
+impl StreamCounters {
+    pub(crate) fn reset(&self, generation: u32) {
+        for c in [
+            &self.rx_packets,
+            &self.rx_bytes,
+            &self.tx_packets,
+            &self.tx_bytes,
+            &self.stun_answered,
+            &self.rtp_expected,
+            &self.rtp_received,
+            &self.rtp_lost,
+            &self.rtp_jitter,
+        ] {
+            c.set(0);
+        }
+        for d in &self.drops {
+            d.set(0);
+        }
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Copy the current values out.
+    #[must_use]
+    pub fn snapshot(&self) -> LegStats {
+        let mut drops = [0; DROP_REASONS];
+        for (d, c) in drops.iter_mut().zip(&self.drops) {
+            *d = c.get();
+        }
+        LegStats {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            drops,
+            stun_answered: self.stun_answered.get(),
+            rtp_expected: self.rtp_expected.get(),
+            rtp_received: self.rtp_received.get(),
+            rtp_lost: self.rtp_lost.get(),
+            rtp_jitter: self.rtp_jitter.get(),
+        }
+    }
+}
+
+/// A point-in-time copy of one leg's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegStats {
+    /// Packets received on this leg's ports.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent out of this leg's ports.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Drops by [`DropReason`] index.
+    pub drops: [u64; DROP_REASONS],
+    /// STUN binding requests answered.
+    pub stun_answered: u64,
+    /// RTP packets expected.
+    pub rtp_expected: u64,
+    /// RTP packets received.
+    pub rtp_received: u64,
+    /// RTP packets lost.
+    pub rtp_lost: u64,
+    /// Interarrival jitter (RTP timestamp units).
+    pub rtp_jitter: u64,
+}
+
+impl LegStats {
+    /// Drops for one reason.
+    #[must_use]
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Both legs of a pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PairStats {
+    /// Leg A.
+    pub a: LegStats,
+    /// Leg B.
+    pub b: LegStats,
+}
+
+/// Counters of one worker.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Packets received on any port of the slice.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Packets sent.
+    pub tx_packets: Counter,
+    /// Bytes sent.
+    pub tx_bytes: Counter,
+    /// Drops by [`DropReason`] index.
+    pub drops: [Counter; DROP_REASONS],
+    /// SRTP/SRTCP failures (auth + replay + other).
+    pub srtp_failures: Counter,
+    /// Commands applied.
+    pub commands: Counter,
+    /// Commands ignored because their generation was stale.
+    pub stale_commands: Counter,
+    /// Events lost because the event ring was full.
+    pub events_lost: Counter,
+    /// Loop iterations.
+    pub loops: Counter,
+    /// Armed pairs (gauge).
+    pub active_pairs: Counter,
+    /// `1` for io_uring, `2` for mmsg, `0` before the worker started.
+    pub backend: Counter,
+    /// Times the io_uring multishot receive had to be re-armed.
+    pub rearms: Counter,
+    /// Kernel thread id of the worker (for CPU accounting).
+    pub tid: Counter,
+}
+
+/// A point-in-time copy of one worker's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Drops by [`DropReason`] index.
+    pub drops: [u64; DROP_REASONS],
+    /// SRTP failures.
+    pub srtp_failures: u64,
+    /// Commands applied.
+    pub commands: u64,
+    /// Stale commands ignored.
+    pub stale_commands: u64,
+    /// Events lost to a full event ring.
+    pub events_lost: u64,
+    /// Loop iterations.
+    pub loops: u64,
+    /// Armed pairs.
+    pub active_pairs: u64,
+    /// Backend in use (`None` until the worker started).
+    pub backend: Option<crate::Backend>,
+    /// io_uring multishot re-arms.
+    pub rearms: u64,
+    /// Kernel thread id.
+    pub tid: u64,
+}
+
+impl WorkerStats {
+    /// Drops for one reason.
+    #[must_use]
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+}
+
+impl WorkerCounters {
+    /// Copy the current values out.
+    #[must_use]
+    pub fn snapshot(&self) -> WorkerStats {
+        let mut drops = [0; DROP_REASONS];
+        for (d, c) in drops.iter_mut().zip(&self.drops) {
+            *d = c.get();
+        }
+        WorkerStats {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            drops,
+            srtp_failures: self.srtp_failures.get(),
+            commands: self.commands.get(),
+            stale_commands: self.stale_commands.get(),
+            events_lost: self.events_lost.get(),
+            loops: self.loops.get(),
+            active_pairs: self.active_pairs.get(),
+            backend: match self.backend.get() {
+                1 => Some(crate::Backend::IoUring),
+                2 => Some(crate::Backend::Mmsg),
+                _ => None,
+            },
+            rearms: self.rearms.get(),
+            tid: self.tid.get(),
+        }
+    }
+}
+
+/// All counters of one worker: the worker block plus one block per leg slot.
+#[derive(Debug)]
+pub struct WorkerShared {
+    /// Worker totals.
+    pub worker: CachePadded<WorkerCounters>,
+    /// Per-leg counters, indexed by leg slot (`(port - base) / 2`).
+    pub legs: Box<[CachePadded<StreamCounters>]>,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(legs: usize) -> WorkerShared {
+        WorkerShared {
+            worker: CachePadded::new(WorkerCounters::default()),
+            legs: (0..legs)
+                .map(|_| CachePadded::new(StreamCounters::default()))
+                .collect(),
+        }
+    }
+}

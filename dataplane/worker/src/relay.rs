@@ -1,0 +1,557 @@
+//! The per-packet relay decision, shared by both I/O backends.
+//!
+//! No I/O here: a backend hands in the receiving socket index, the source address and the
+//! buffer (with tailroom for the SRTP trailer), and gets back a [`Verdict`] saying which
+//! socket should send how many bytes of *the same buffer* to which address. Everything on
+//! the packet path works on preallocated state: no allocation, no lock, no syscall.
+//!
+//! Port layout of a worker slice (all relative to `base`, which is even):
+//! `sock = port - base`, leg slot `= sock / 2` (even port RTP, odd port RTCP),
+//! pair `= leg / 2`, side `= leg % 2` (A then B).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use portcullis_rtp::rtp::{classify, rtcp_sender_ssrc, PacketKind, RtpPacket};
+use portcullis_rtp::srtp::{SrtpError, SrtpKeys, SrtpSession};
+use portcullis_rtp::stats::RtpStats;
+use portcullis_rtp::stun::{answer_binding, IceCredentials};
+
+use crate::counters::{DropReason, StreamCounters, WorkerShared};
+use crate::types::{Command, Event, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId};
+
+/// Largest datagram accepted; the rest of a buffer is tailroom for the SRTP trailer.
+pub const MAX_DATAGRAM: usize = 1500;
+/// Size of every packet buffer (datagram + SRTP/SRTCP trailer tailroom).
+pub const BUF_SIZE: usize = 2048;
+
+/// What to do with a received packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Send `len` bytes from the start of the buffer out of socket `sock` to `to`.
+    Send {
+        sock: u32,
+        to: SocketAddr,
+        len: usize,
+    },
+    /// Dropped (already counted).
+    Drop,
+}
+
+/// One leg's state.
+struct Leg {
+    /// Where RTP (and muxed RTCP) for this leg's peer goes.
+    peer: Option<SocketAddr>,
+    /// Where non-muxed RTCP goes (RTP port + 1 until an RTCP source is latched).
+    rtcp_peer: Option<SocketAddr>,
+    /// Signalled peer from the last update (to detect a changed SDP).
+    signalled: Option<SocketAddr>,
+    latched: bool,
+    latched_ssrc: Option<u32>,
+    rtcp_latched: bool,
+    flags: StreamFlags,
+    clock_rate: u32,
+    keys_in: Option<SrtpKeys>,
+    keys_out: Option<SrtpKeys>,
+    srtp_in: Option<SrtpSession>,
+    srtp_out: Option<SrtpSession>,
+    ice: Option<IceCredentials>,
+    stats: RtpStats,
+    srtp_failures: u64,
+    srtp_failures_reported: u64,
+}
+
+impl Leg {
+    fn new() -> Leg {
+        Leg {
+            peer: None,
+            rtcp_peer: None,
+            signalled: None,
+            latched: false,
+            latched_ssrc: None,
+            rtcp_latched: false,
+            flags: StreamFlags::default(),
+            clock_rate: 8000,
+            keys_in: None,
+            keys_out: None,
+            srtp_in: None,
+            srtp_out: None,
+            ice: None,
+            stats: RtpStats::new(),
+            srtp_failures: 0,
+            srtp_failures_reported: 0,
+        }
+    }
+
+    /// Apply parameters. `fresh` = a new allocation of the slot (forget everything).
+    fn apply(&mut self, p: &StreamParams, fresh: bool) {
+        if fresh {
+            *self = Leg::new();
+        }
+        let peer_changed = p.peer != self.signalled;
+        self.signalled = p.peer;
+        self.flags = p.flags;
+        self.clock_rate = p.clock_rate.max(1);
+        if peer_changed || !p.flags.latching {
+            // A new SDP address (or no latching): start from the signalled peer again.
+            self.latched = false;
+            self.latched_ssrc = None;
+            self.rtcp_latched = false;
+            self.peer = p.peer;
+            self.rtcp_peer = p.peer.map(rtcp_of);
+        }
+        if !same_keys(self.keys_in.as_ref(), p.srtp_in.as_ref()) {
+            self.keys_in = p.srtp_in;
+            self.srtp_in = p.srtp_in.as_ref().map(SrtpSession::new);
+        }
+        if !same_keys(self.keys_out.as_ref(), p.srtp_out.as_ref()) {
+            self.keys_out = p.srtp_out;
+            self.srtp_out = p.srtp_out.as_ref().map(SrtpSession::new);
+        }
+        self.ice = p
+            .ice
+            .and_then(|c| IceCredentials::new(c.ufrag(), c.pwd()).ok());
+    }
+}
+
+fn same_keys(a: Option<&SrtpKeys>, b: Option<&SrtpKeys>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.profile == b.profile && a.master_key == b.master_key && a.master_salt == b.master_salt
+        }
+        _ => false,
+    }
+}
+
+/// Default RTCP destination for an RTP address (RFC 3550 §11: RTP port + 1).
+fn rtcp_of(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip(), a.port().wrapping_add(1))
+}
+
+struct Pair {
+    generation: u32,
+    armed: bool,
+    legs: [Leg; 2],
+    last_rx_us: u64,
+    inactive_reported: bool,
+}
+
+/// Map an SRTP error to the drop reason counted for it.
+fn srtp_reason(e: &SrtpError) -> DropReason {
+    match e {
+        SrtpError::AuthFailed => DropReason::SrtpAuth,
+        SrtpError::Replay | SrtpError::TooOld => DropReason::Replay,
+        _ => DropReason::SrtpOther,
+    }
+}
+
+/// The session table of one worker plus the decision logic.
+pub(crate) struct Relay {
+    worker: WorkerId,
+    base_port: u16,
+    pairs: Vec<Pair>,
+    shared: Arc<WorkerShared>,
+    events: Arc<ArrayQueue<Event>>,
+    inactivity_us: u64,
+    srtp_fail_threshold: u64,
+    /// Copy of a STUN request while the answer is written over the receive buffer.
+    scratch: Box<[u8; BUF_SIZE]>,
+}
+
+impl Relay {
+    pub(crate) fn new(
+        worker: WorkerId,
+        base_port: u16,
+        pairs: u32,
+        shared: Arc<WorkerShared>,
+        events: Arc<ArrayQueue<Event>>,
+        inactivity_us: u64,
+        srtp_fail_threshold: u64,
+    ) -> Relay {
+        Relay {
+            worker,
+            base_port,
+            pairs: (0..pairs)
+                .map(|_| Pair {
+                    generation: 0,
+                    armed: false,
+                    legs: [Leg::new(), Leg::new()],
+                    last_rx_us: 0,
+                    inactive_reported: false,
+                })
+                .collect(),
+            shared,
+            events,
+            inactivity_us,
+            srtp_fail_threshold: srtp_fail_threshold.max(1),
+            scratch: Box::new([0; BUF_SIZE]),
+        }
+    }
+
+    /// Number of sockets (ports) in the slice.
+    pub(crate) fn sockets(&self) -> u32 {
+        u32::try_from(self.pairs.len() * 4).unwrap_or(u32::MAX)
+    }
+
+    /// Apply one control command. Stale generations are counted and ignored.
+    pub(crate) fn apply(&mut self, cmd: &Command, now_us: u64) {
+        let w = &self.shared.worker;
+        match *cmd {
+            Command::Update {
+                pair,
+                generation,
+                ref params,
+            } => {
+                let Some(p) = self.pairs.get_mut(pair as usize) else {
+                    w.stale_commands.add(1);
+                    return;
+                };
+                let newer = (generation.wrapping_sub(p.generation) as i32) > 0;
+                let fresh = newer || (!p.armed && p.generation == 0 && generation == 0);
+                if !(fresh || (p.armed && generation == p.generation)) {
+                    w.stale_commands.add(1);
+                    return;
+                }
+                if fresh {
+                    p.generation = generation;
+                    p.last_rx_us = now_us;
+                    p.inactive_reported = false;
+                    for leg in 0..2u32 {
+                        if let Some(c) = self.shared.legs.get((pair * 2 + leg) as usize) {
+                            c.reset(generation);
+                        }
+                    }
+                    if !p.armed {
+                        w.active_pairs.add(1);
+                    }
+                }
+                p.armed = true;
+                for (leg, prm) in p.legs.iter_mut().zip(params) {
+                    leg.apply(prm, fresh);
+                }
+                w.commands.add(1);
+            }
+            Command::Remove { pair, generation } => {
+                match self.pairs.get_mut(pair as usize) {
+                    Some(p) if p.armed && p.generation == generation => {
+                        p.armed = false;
+                        // Drop key material and per-leg state now.
+                        p.legs = [Leg::new(), Leg::new()];
+                        w.active_pairs.set(w.active_pairs.get().saturating_sub(1));
+                        w.commands.add(1);
+                    }
+                    _ => w.stale_commands.add(1),
+                }
+            }
+            Command::Shutdown | Command::Quiesce { .. } => w.commands.add(1),
+        }
+    }
+
+    /// Periodic work: publish RTP statistics, raise inactivity and SRTP-failure events.
+    pub(crate) fn housekeeping(&mut self, now_us: u64) {
+        let w = &self.shared.worker;
+        for (i, p) in self.pairs.iter_mut().enumerate() {
+            if !p.armed {
+                continue;
+            }
+            let h = make_handle(self.worker, self.base_port, i, p.generation);
+            let inactive = now_us.saturating_sub(p.last_rx_us) >= self.inactivity_us;
+            if inactive && !p.inactive_reported {
+                p.inactive_reported = true;
+                if self.events.push(Event::Inactive { handle: h }).is_err() {
+                    w.events_lost.add(1);
+                }
+            }
+            for (s, leg) in p.legs.iter_mut().enumerate() {
+                if let Some(c) = self.shared.legs.get(i * 2 + s) {
+                    c.rtp_expected.set(leg.stats.expected());
+                    c.rtp_received.set(leg.stats.received());
+                    c.rtp_lost.set(u64::try_from(leg.stats.lost()).unwrap_or(0));
+                    c.rtp_jitter.set(u64::from(leg.stats.jitter()));
+                }
+                if leg.srtp_failures - leg.srtp_failures_reported >= self.srtp_fail_threshold {
+                    leg.srtp_failures_reported = leg.srtp_failures;
+                    let ev = Event::SrtpAuthFailures {
+                        handle: h,
+                        side: if s == 0 { Side::A } else { Side::B },
+                        count: leg.srtp_failures,
+                    };
+                    if self.events.push(ev).is_err() {
+                        w.events_lost.add(1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Count a failed send of a packet that `on_packet` had accepted for socket `sock`.
+    pub(crate) fn on_send_error(&self, sock: u32) {
+        let w = &self.shared.worker;
+        w.drops[DropReason::SendError as usize].add(1);
+        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+            c.drops[DropReason::SendError as usize].add(1);
+        }
+    }
+
+    /// Count a datagram that could not be decoded (truncated, unknown address family).
+    pub(crate) fn on_malformed(&self, sock: u32) {
+        let w = &self.shared.worker;
+        w.rx_packets.add(1);
+        w.drops[DropReason::Malformed as usize].add(1);
+        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+            c.drops[DropReason::Malformed as usize].add(1);
+        }
+    }
+
+    /// Count a packet lost for lack of buffers (io_uring ENOBUFS) on socket `sock`.
+    pub(crate) fn on_ring_full(&self, sock: u32) {
+        let w = &self.shared.worker;
+        w.drops[DropReason::RingFull as usize].add(1);
+        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+            c.drops[DropReason::RingFull as usize].add(1);
+        }
+    }
+
+    /// Decide what to do with `buf[..len]`, received on socket `sock` from `from`.
+    ///
+    /// `buf` must be at least `len + SRTP_MAX_TRAILER` long (tailroom for protection).
+    /// The packet may be transformed in place; on [`Verdict::Send`] the bytes to send are
+    /// `buf[..len]` of the returned `len`.
+    #[inline]
+    pub(crate) fn on_packet(
+        &mut self,
+        sock: u32,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        now_us: u64,
+    ) -> Verdict {
+        let shared = &*self.shared;
+        let w = &shared.worker;
+        w.rx_packets.add(1);
+        w.rx_bytes.add(len as u64);
+        let leg_slot = (sock / 2) as usize;
+        let rtcp_port = sock & 1 == 1;
+        let side = leg_slot & 1;
+        let Some(pair) = self.pairs.get_mut(leg_slot / 2) else {
+            return drop_w(shared, None, DropReason::NoStream);
+        };
+        if !pair.armed {
+            return drop_w(shared, None, DropReason::NoStream);
+        }
+        let lc = shared.legs.get(leg_slot).map(|c| &**c);
+        if let Some(c) = lc {
+            c.rx_packets.add(1);
+            c.rx_bytes.add(len as u64);
+        }
+        let Some(data) = buf.get(..len) else {
+            return drop_w(shared, lc, DropReason::Malformed);
+        };
+        let kind = classify(data);
+        let [a, b] = &mut pair.legs;
+        let (leg, out) = if side == 0 { (a, b) } else { (b, a) };
+        match kind {
+            PacketKind::Stun => {
+                let Some(creds) = leg.ice.as_ref() else {
+                    return drop_w(shared, lc, DropReason::Stun);
+                };
+                let Some(req) = self.scratch.get_mut(..len) else {
+                    return drop_w(shared, lc, DropReason::Malformed);
+                };
+                req.copy_from_slice(data);
+                match answer_binding(req, from, creds, buf) {
+                    Ok(n) => {
+                        if let Some(c) = lc {
+                            c.stun_answered.add(1);
+                            c.tx_packets.add(1);
+                            c.tx_bytes.add(n as u64);
+                        }
+                        w.tx_packets.add(1);
+                        w.tx_bytes.add(n as u64);
+                        Verdict::Send {
+                            sock,
+                            to: from,
+                            len: n,
+                        }
+                    }
+                    Err(_) => drop_w(shared, lc, DropReason::Stun),
+                }
+            }
+            PacketKind::Rtp if !rtcp_port => {
+                let ssrc = match RtpPacket::new_header_checked(data) {
+                    Ok(h) => h.ssrc(),
+                    Err(_) => return drop_w(shared, lc, DropReason::Malformed),
+                };
+                let mut relatch = false;
+                if leg.flags.latching && leg.latched && Some(from) != leg.peer {
+                    if leg.flags.allow_relatch_on_ssrc_change && Some(ssrc) != leg.latched_ssrc {
+                        relatch = true;
+                    } else {
+                        return drop_w(shared, lc, DropReason::NotLatchedSource);
+                    }
+                }
+                let mut plen = len;
+                if let Some(s) = leg.srtp_in.as_mut() {
+                    match s.unprotect_rtp(buf, len) {
+                        Ok(n) => plen = n,
+                        Err(e) => {
+                            leg.srtp_failures += 1;
+                            w.srtp_failures.add(1);
+                            return drop_w(shared, lc, srtp_reason(&e));
+                        }
+                    }
+                }
+                // Authenticated (or plain) RTP from now on.
+                if let Some(p) = buf.get(..plen).and_then(|d| RtpPacket::new_checked(d).ok()) {
+                    let arrival = now_us.wrapping_mul(u64::from(leg.clock_rate)) / 1_000_000;
+                    leg.stats
+                        .update(p.sequence(), p.timestamp(), arrival as u32);
+                }
+                if leg.flags.latching && (!leg.latched || relatch) {
+                    leg.latched = true;
+                    leg.latched_ssrc = Some(ssrc);
+                    leg.peer = Some(from);
+                    leg.rtcp_latched = false;
+                    leg.rtcp_peer = Some(rtcp_of(from));
+                    let ev = Event::Latched {
+                        handle: make_handle(
+                            self.worker,
+                            self.base_port,
+                            leg_slot / 2,
+                            pair.generation,
+                        ),
+                        side: if side == 0 { Side::A } else { Side::B },
+                        addr: from,
+                    };
+                    if self.events.push(ev).is_err() {
+                        w.events_lost.add(1);
+                    }
+                }
+                pair.last_rx_us = now_us;
+                pair.inactive_reported = false;
+                let Some(to) = out.peer else {
+                    return drop_w(shared, lc, DropReason::NoPeer);
+                };
+                send_out(shared, lc, out, leg_slot ^ 1, false, false, to, buf, plen)
+            }
+            PacketKind::Rtcp => {
+                let Some(sender) = rtcp_sender_ssrc(data) else {
+                    return drop_w(shared, lc, DropReason::Malformed);
+                };
+                if leg.flags.latching {
+                    if rtcp_port {
+                        if leg.rtcp_latched
+                            && Some(from) != leg.rtcp_peer
+                            && !(leg.flags.allow_relatch_on_ssrc_change
+                                && Some(sender) != leg.latched_ssrc)
+                        {
+                            return drop_w(shared, lc, DropReason::NotLatchedSource);
+                        }
+                    } else if leg.latched && Some(from) != leg.peer {
+                        return drop_w(shared, lc, DropReason::NotLatchedSource);
+                    }
+                }
+                let mut plen = len;
+                if let Some(s) = leg.srtp_in.as_mut() {
+                    match s.unprotect_rtcp(buf, len) {
+                        Ok(n) => plen = n,
+                        Err(e) => {
+                            leg.srtp_failures += 1;
+                            w.srtp_failures.add(1);
+                            return drop_w(shared, lc, srtp_reason(&e));
+                        }
+                    }
+                }
+                if rtcp_port && leg.flags.latching {
+                    leg.rtcp_latched = true;
+                    leg.rtcp_peer = Some(from);
+                }
+                pair.last_rx_us = now_us;
+                pair.inactive_reported = false;
+                let dest = if out.flags.rtcp_mux {
+                    out.peer
+                } else {
+                    out.rtcp_peer
+                };
+                let Some(to) = dest else {
+                    return drop_w(shared, lc, DropReason::NoPeer);
+                };
+                let mux = out.flags.rtcp_mux;
+                send_out(shared, lc, out, leg_slot ^ 1, true, !mux, to, buf, plen)
+            }
+            _ => drop_w(shared, lc, DropReason::Malformed),
+        }
+    }
+}
+
+/// The public handle of pair slot `pair` of a worker whose slice starts at `base_port`.
+pub(crate) fn make_handle(
+    worker: WorkerId,
+    base_port: u16,
+    pair: usize,
+    generation: u32,
+) -> StreamPairHandle {
+    let p = u32::try_from(pair).unwrap_or(u32::MAX);
+    let base = u32::from(base_port).saturating_add(p.saturating_mul(4));
+    StreamPairHandle {
+        worker,
+        pair: p,
+        generation,
+        port_a: u16::try_from(base).unwrap_or(0),
+        port_b: u16::try_from(base + 2).unwrap_or(0),
+    }
+}
+
+/// Count a drop on the worker and (when known) on the leg.
+#[inline]
+fn drop_w(shared: &WorkerShared, leg: Option<&StreamCounters>, reason: DropReason) -> Verdict {
+    if let Some(c) = shared.worker.drops.get(reason as usize) {
+        c.add(1);
+    }
+    if let Some(c) = leg.and_then(|l| l.drops.get(reason as usize)) {
+        c.add(1);
+    }
+    Verdict::Drop
+}
+
+/// Protect for the outgoing leg when it uses SRTP, count, and build the send verdict.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn send_out(
+    shared: &WorkerShared,
+    lc: Option<&StreamCounters>,
+    out: &mut Leg,
+    out_leg_slot: usize,
+    rtcp: bool,
+    rtcp_sock: bool,
+    to: SocketAddr,
+    buf: &mut [u8],
+    plen: usize,
+) -> Verdict {
+    let mut n = plen;
+    if let Some(s) = out.srtp_out.as_mut() {
+        let r = if rtcp {
+            s.protect_rtcp(buf, plen)
+        } else {
+            s.protect_rtp(buf, plen)
+        };
+        match r {
+            Ok(m) => n = m,
+            Err(_) => {
+                shared.worker.srtp_failures.add(1);
+                return drop_w(shared, lc, DropReason::SrtpOther);
+            }
+        }
+    }
+    let w = &shared.worker;
+    w.tx_packets.add(1);
+    w.tx_bytes.add(n as u64);
+    if let Some(c) = shared.legs.get(out_leg_slot) {
+        c.tx_packets.add(1);
+        c.tx_bytes.add(n as u64);
+    }
+    let sock = u32::try_from(out_leg_slot * 2).unwrap_or(u32::MAX) + u32::from(rtcp_sock);
+    Verdict::Send { sock, to, len: n }
+}

@@ -1,0 +1,316 @@
+//! Plain data crossing the rings: handles, per-side parameters, commands and events.
+//!
+//! Everything here is `Copy` and fixed-size so a command or an event is one slot of an
+//! `ArrayQueue` and never allocates.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use portcullis_rtp::srtp::SrtpKeys;
+
+/// Index of a data-plane worker (one pinned thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub u16);
+
+/// One leg of a relayed call. A pair always has `A` and `B`; packets from A's peer go out
+/// to B's peer and the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Leg A (conventionally the inbound call leg).
+    A,
+    /// Leg B (conventionally the outbound call leg).
+    B,
+}
+
+impl Side {
+    /// The other leg.
+    #[must_use]
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// A reserved stream pair: two legs on one worker, each with its own RTP port (even) and
+/// RTCP port (RTP + 1).
+///
+/// Invariant: `generation` is the pair slot's generation when it was allocated; commands
+/// and events for an older generation of the same slot are ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StreamPairHandle {
+    /// Worker that owns both legs.
+    pub worker: WorkerId,
+    /// Pair slot within that worker's port slice.
+    pub pair: u32,
+    /// Slot generation at allocation time.
+    pub generation: u32,
+    /// Local RTP port of leg A (RTCP is `+1`).
+    pub port_a: u16,
+    /// Local RTP port of leg B (RTCP is `+1`).
+    pub port_b: u16,
+}
+
+impl StreamPairHandle {
+    /// Local RTP port of one side.
+    #[must_use]
+    pub fn port(&self, side: Side) -> u16 {
+        match side {
+            Side::A => self.port_a,
+            Side::B => self.port_b,
+        }
+    }
+}
+
+/// Which I/O engine the workers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring when the kernel supports every opcode the worker needs, else mmsg.
+    #[default]
+    Auto,
+    /// io_uring multishot `recvmsg` with a provided-buffer ring (kernel ≥ 6.0).
+    IoUring,
+    /// epoll + `recvmmsg`/`sendmmsg`.
+    Mmsg,
+}
+
+/// Longest ICE username fragment carried in a command (RFC 8445 §5.3 allows up to 256;
+/// real peers use far shorter ones).
+pub const ICE_UFRAG_MAX: usize = 32;
+/// Longest ICE password carried in a command.
+pub const ICE_PWD_MAX: usize = 64;
+
+/// ICE-lite credentials of our side of a leg, fixed-size so the command stays `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IceLite {
+    ufrag: [u8; ICE_UFRAG_MAX],
+    ufrag_len: u8,
+    pwd: [u8; ICE_PWD_MAX],
+    pwd_len: u8,
+}
+
+impl IceLite {
+    /// Checked constructor: `None` when either string is empty or longer than the limits.
+    #[must_use]
+    pub fn new(ufrag: &str, pwd: &str) -> Option<IceLite> {
+        let (u, p) = (ufrag.as_bytes(), pwd.as_bytes());
+        if u.is_empty() || p.is_empty() || u.len() > ICE_UFRAG_MAX || p.len() > ICE_PWD_MAX {
+            return None;
+        }
+        let mut out = IceLite {
+            ufrag: [0; ICE_UFRAG_MAX],
+            ufrag_len: u8::try_from(u.len()).ok()?,
+            pwd: [0; ICE_PWD_MAX],
+            pwd_len: u8::try_from(p.len()).ok()?,
+        };
+        out.ufrag.get_mut(..u.len())?.copy_from_slice(u);
+        out.pwd.get_mut(..p.len())?.copy_from_slice(p);
+        Some(out)
+    }
+
+    /// Local username fragment.
+    #[must_use]
+    pub fn ufrag(&self) -> &str {
+        let b = self.ufrag.get(..usize::from(self.ufrag_len)).unwrap_or(&[]);
+        std::str::from_utf8(b).unwrap_or("")
+    }
+
+    /// Local password.
+    #[must_use]
+    pub fn pwd(&self) -> &str {
+        let b = self.pwd.get(..usize::from(self.pwd_len)).unwrap_or(&[]);
+        std::str::from_utf8(b).unwrap_or("")
+    }
+}
+
+/// Behaviour flags of one leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamFlags {
+    /// Symmetric RTP: learn the peer from the first valid packet and send there.
+    /// When off, packets are accepted from any source and sent to the signalled peer.
+    pub latching: bool,
+    /// After latching, accept a new source when it carries a different SSRC (a re-INVITE
+    /// without SDP, a transfer); otherwise packets from other sources are dropped.
+    pub allow_relatch_on_ssrc_change: bool,
+    /// RTCP multiplexed on the RTP port (RFC 5761). When off, RTCP uses RTP port + 1.
+    pub rtcp_mux: bool,
+}
+
+impl Default for StreamFlags {
+    fn default() -> Self {
+        StreamFlags {
+            latching: true,
+            allow_relatch_on_ssrc_change: true,
+            rtcp_mux: false,
+        }
+    }
+}
+
+/// Everything the worker needs to know about one leg.
+///
+/// `srtp_in` unprotects what this leg's peer sends us; `srtp_out` protects what we send to
+/// this leg's peer. `None` means plain RTP in that direction, so the four combinations give
+/// pass-through, RTP→SRTP, SRTP→RTP and SRTP→SRTP re-keying.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamParams {
+    /// Signalled peer address (from SDP); `None` until known (latching then learns it).
+    pub peer: Option<SocketAddr>,
+    /// Keys for packets received from this leg's peer.
+    pub srtp_in: Option<SrtpKeys>,
+    /// Keys for packets sent to this leg's peer.
+    pub srtp_out: Option<SrtpKeys>,
+    /// Latching, re-latch policy, RTCP mux.
+    pub flags: StreamFlags,
+    /// Our ICE-lite credentials on this leg: STUN binding requests are answered when set.
+    pub ice: Option<IceLite>,
+    /// RTP clock rate of the negotiated audio codec, for jitter (RFC 3550 §6.4.1).
+    pub clock_rate: u32,
+}
+
+impl Default for StreamParams {
+    fn default() -> Self {
+        StreamParams {
+            peer: None,
+            srtp_in: None,
+            srtp_out: None,
+            flags: StreamFlags::default(),
+            ice: None,
+            clock_rate: 8000,
+        }
+    }
+}
+
+/// A control-plane command on a worker's ring.
+// Commands are deliberately fixed-size `Copy` values (one ring slot each, no heap); the
+// large `Update` is the common case, so boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Command {
+    /// Arm (or re-arm) a pair with parameters for both legs.
+    Update {
+        pair: u32,
+        generation: u32,
+        params: [StreamParams; 2],
+    },
+    /// Stop relaying on a pair; its ports drop everything afterwards.
+    Remove { pair: u32, generation: u32 },
+    /// Pause the loop for a bounded time (maintenance hand-over; tests use it to hold a
+    /// worker still). Capped at one second.
+    Quiesce { micros: u32 },
+    /// Leave the loop.
+    Shutdown,
+}
+
+/// Something a worker reports to the control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A leg learnt (or re-learnt) its peer from received media.
+    Latched {
+        /// The pair (with its generation).
+        handle: StreamPairHandle,
+        /// Which leg.
+        side: Side,
+        /// The source now used as destination for that leg.
+        addr: SocketAddr,
+    },
+    /// No packet on either leg for the configured inactivity timeout.
+    Inactive {
+        /// The pair (with its generation).
+        handle: StreamPairHandle,
+    },
+    /// SRTP/SRTCP authentication failures on a leg reached the configured threshold.
+    SrtpAuthFailures {
+        /// The pair (with its generation).
+        handle: StreamPairHandle,
+        /// Which leg received the failing packets.
+        side: Side,
+        /// Total failures on that leg so far.
+        count: u64,
+    },
+    /// A worker could not post events because its event ring was full; some were lost.
+    RingOverflow {
+        /// The worker whose event ring overflowed.
+        worker: WorkerId,
+        /// Events lost since the previous report.
+        lost: u64,
+    },
+}
+
+/// Data-plane configuration (from `[media]`).
+#[derive(Clone, Debug)]
+pub struct DataplaneConfig {
+    /// CPU ids to pin one worker each on; an empty list means one unpinned worker.
+    pub cores: Vec<usize>,
+    /// First port of the media range (rounded up to even).
+    pub port_min: u16,
+    /// Last port of the media range (inclusive).
+    pub port_max: u16,
+    /// Local address every media socket binds to.
+    pub bind_ip: IpAddr,
+    /// I/O engine choice.
+    pub backend: Backend,
+    /// A pair with no packet on either leg for this long raises [`Event::Inactive`].
+    pub inactivity_timeout: Duration,
+    /// Capacity of each worker's command ring and event ring.
+    pub ring_capacity: usize,
+    /// SRTP auth failures on a leg before [`Event::SrtpAuthFailures`] is raised.
+    pub srtp_fail_threshold: u64,
+    /// Called on each worker thread after pinning, before the loop (instrumentation hook,
+    /// used by the allocation-counting test).
+    pub on_worker_start: Option<fn(WorkerId)>,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            cores: Vec::new(),
+            port_min: 20000,
+            port_max: 20999,
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            backend: Backend::Auto,
+            inactivity_timeout: Duration::from_secs(60),
+            ring_capacity: 1024,
+            srtp_fail_threshold: 10,
+            on_worker_start: None,
+        }
+    }
+}
+
+/// Errors of the data-plane control API.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// Misconfiguration (empty or odd port range, zero ring capacity…).
+    #[error("invalid data-plane configuration: {0}")]
+    Config(&'static str),
+    /// The kernel refused a socket, ring or thread operation.
+    #[error("{what}: {source}")]
+    Io {
+        /// Which operation.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// io_uring was requested but the kernel does not allow it.
+    #[error("io_uring unavailable: {0}")]
+    IoUringUnavailable(String),
+    /// No free port pair on any worker.
+    #[error("no free media port pair")]
+    Exhausted,
+    /// The worker's command ring is full; the caller should refuse the call (503).
+    #[error("worker {0:?} command ring full")]
+    RingFull(WorkerId),
+    /// The handle's generation no longer matches the slot (already removed).
+    #[error("stale stream handle")]
+    Stale,
+    /// The data plane is shut down.
+    #[error("data plane stopped")]
+    Stopped,
+}
+
+impl DataplaneError {
+    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+        DataplaneError::Io { what, source }
+    }
+}

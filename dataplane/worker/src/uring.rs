@@ -1,0 +1,573 @@
+//! io_uring backend: multishot `recvmsg` on every socket of the slice, fed by one
+//! registered provided-buffer ring; the relay decision runs in place on the received
+//! buffer and that same buffer is sent with `sendmsg`, returning to the ring when the send
+//! completes. One `io_uring_enter` per loop iteration (`submit_and_wait`), an eventfd read
+//! as doorbell and a timeout SQE for housekeeping.
+//!
+//! Buffer life cycle (the invariant every `unsafe` below relies on): a buffer id is either
+//! (a) in the provided ring, owned by the kernel, (b) delivered in a receive completion and
+//! owned by the loop until it either recycles it or (c) hands it to exactly one `sendmsg`,
+//! after whose completion it is recycled. Buffer memory, the buffer ring, the per-buffer send
+//! headers, the doorbell word and the timespec live in [`UringState`], which outlives the
+//! ring's in-flight operations (see [`UringState::quiesce`]).
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
+use crate::sock::{to_storage, zero_storage};
+use crate::types::DataplaneError;
+use crate::worker::{WorkerCtx, HOUSEKEEPING};
+
+/// Provided buffers per worker (power of two, ≤ 32768).
+pub const NBUF: u16 = 4096;
+const BGID: u16 = 0;
+/// Size of `struct io_uring_recvmsg_out` that precedes the name in each buffer.
+const RECVMSG_OUT: usize = 16;
+/// Room reserved for the source address in each buffer (`sockaddr_in6` fits v4 and v6).
+const NAMELEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
+/// Where the datagram starts inside a provided buffer.
+const PAYLOAD_OFF: usize = RECVMSG_OUT + NAMELEN;
+/// Length offered to the kernel per buffer: header + name + one datagram. The rest of the
+/// buffer stays as SRTP tailroom.
+const PROVIDED_LEN: usize = PAYLOAD_OFF + MAX_DATAGRAM;
+
+const K_RECV: u64 = 1;
+const K_SEND: u64 = 2;
+const K_BELL: u64 = 3;
+const K_TIMER: u64 = 4;
+const K_CANCEL: u64 = 5;
+
+fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
+    (kind << 56) | (u64::from(sock) << 16) | u64::from(bid)
+}
+
+fn ud_kind(u: u64) -> u64 {
+    u >> 56
+}
+
+fn ud_sock(u: u64) -> u32 {
+    ((u >> 16) & 0xffff_ffff) as u32
+}
+
+fn ud_bid(u: u64) -> u16 {
+    (u & 0xffff) as u16
+}
+
+/// Check that io_uring is usable: kernel ≥ 6.0 (multishot recvmsg), ring creation allowed,
+/// the opcodes we submit supported, and a provided-buffer ring can be registered.
+pub(crate) fn probe() -> Result<(), DataplaneError> {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_err(|e| DataplaneError::IoUringUnavailable(format!("kernel release: {e}")))?;
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if major < 6 {
+        return Err(DataplaneError::IoUringUnavailable(format!(
+            "kernel {rel} lacks multishot recvmsg (needs 6.0)"
+        )));
+    }
+    let ring = IoUring::new(8)
+        .map_err(|e| DataplaneError::IoUringUnavailable(format!("io_uring_setup: {e}")))?;
+    let mut p = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| DataplaneError::IoUringUnavailable(format!("probe: {e}")))?;
+    for (code, name) in [
+        (opcode::RecvMsgMulti::CODE, "recvmsg"),
+        (opcode::SendMsg::CODE, "sendmsg"),
+        (opcode::Read::CODE, "read"),
+        (opcode::Timeout::CODE, "timeout"),
+        (opcode::AsyncCancel2::CODE, "async_cancel"),
+    ] {
+        if !p.is_supported(code) {
+            return Err(DataplaneError::IoUringUnavailable(format!(
+                "opcode {name} not supported"
+            )));
+        }
+    }
+    let br = BufRing::new(8)?;
+    // SAFETY: `br` is a page-aligned ring of 8 entries that outlives the registration,
+    // which is removed just below before `br` is dropped.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(br.base as u64, 8, 7, 0)
+            .map_err(|e| DataplaneError::IoUringUnavailable(format!("buffer ring: {e}")))?;
+    }
+    let _ = ring.submitter().unregister_buf_ring(7);
+    Ok(())
+}
+
+/// Page-aligned memory of a provided-buffer ring.
+struct BufRing {
+    base: *mut types::BufRingEntry,
+    entries: u16,
+    layout: Layout,
+}
+
+impl BufRing {
+    fn new(entries: u16) -> Result<BufRing, DataplaneError> {
+        let size = usize::from(entries) * std::mem::size_of::<types::BufRingEntry>();
+        let layout = Layout::from_size_align(size, 4096)
+            .map_err(|_| DataplaneError::Config("buffer ring layout"))?;
+        // SAFETY: the layout has non-zero size (entries ≥ 1).
+        let base = unsafe { alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
+        if base.is_null() {
+            return Err(DataplaneError::Config("buffer ring allocation failed"));
+        }
+        Ok(BufRing {
+            base,
+            entries,
+            layout,
+        })
+    }
+
+    fn tail(&self) -> &AtomicU16 {
+        // SAFETY: `base` is the first entry of an initialised (zeroed) ring; the tail field
+        // overlays the `resv` field of entry 0 and is a naturally aligned u16 that the
+        // kernel only reads, so viewing it as an AtomicU16 is sound.
+        unsafe { &*BufRingEntry_tail(self.base).cast::<AtomicU16>() }
+    }
+
+    /// Write entry `(tail + offset) & mask` for buffer `bid` (not yet published).
+    fn put(&self, offset: u16, bid: u16, addr: *mut u8, len: u32) {
+        let mask = self.entries - 1;
+        let idx = self.tail().load(Ordering::Relaxed).wrapping_add(offset) & mask;
+        // SAFETY: idx < entries, so the entry is inside the allocation; entries between
+        // the published tail and tail + offset are not read by the kernel until published.
+        let e = unsafe { &mut *self.base.add(usize::from(idx)) };
+        e.set_addr(addr as u64);
+        e.set_len(len);
+        e.set_bid(bid);
+    }
+
+    fn publish(&self, n: u16) {
+        let t = self.tail();
+        t.store(t.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+    }
+}
+
+#[allow(non_snake_case)]
+unsafe fn BufRingEntry_tail(base: *const types::BufRingEntry) -> *const u16 {
+    // SAFETY: forwarded contract: `base` is the first entry of a live ring.
+    unsafe { types::BufRingEntry::tail(base) }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this exact layout, freed once.
+        unsafe { dealloc(self.base.cast(), self.layout) };
+    }
+}
+
+/// Per-buffer `sendmsg` arguments: stable addresses until the send completes.
+struct SendSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+}
+
+/// Memory the kernel may touch while operations are in flight.
+struct UringState {
+    bufs: Box<[u8]>,
+    ring_mem: BufRing,
+    sends: Box<[SendSlot]>,
+    recv_hdr: Box<libc::msghdr>,
+    bell: Box<u64>,
+    ts: Box<types::Timespec>,
+    /// Buffers recycled this iteration, published at once.
+    pending: u16,
+    /// Operations submitted and not yet completed for good (for quiesce).
+    inflight: usize,
+}
+
+impl UringState {
+    fn new() -> Result<UringState, DataplaneError> {
+        let ring_mem = BufRing::new(NBUF)?;
+        // SAFETY: msghdr is plain old data; zero is a valid empty header.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_hdr.msg_namelen = NAMELEN as u32;
+        recv_hdr.msg_controllen = 0;
+        let step = u64::try_from(HOUSEKEEPING.as_nanos()).unwrap_or(50_000_000);
+        let ts = Box::new(
+            types::Timespec::new()
+                .sec(step / 1_000_000_000)
+                .nsec((step % 1_000_000_000) as u32),
+        );
+        let mut st = UringState {
+            bufs: vec![0u8; usize::from(NBUF) * BUF_SIZE].into_boxed_slice(),
+            ring_mem,
+            sends: (0..NBUF)
+                .map(|_| SendSlot {
+                    // SAFETY: as above.
+                    hdr: unsafe { std::mem::zeroed() },
+                    iov: libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
+                    addr: zero_storage(),
+                })
+                .collect(),
+            recv_hdr,
+            bell: Box::new(0),
+            ts,
+            pending: 0,
+            inflight: 0,
+        };
+        for bid in 0..NBUF {
+            st.recycle(bid);
+        }
+        st.flush_recycled();
+        Ok(st)
+    }
+
+    fn buf_ptr(&mut self, bid: u16) -> *mut u8 {
+        let off = usize::from(bid) * BUF_SIZE;
+        self.bufs
+            .get_mut(off..)
+            .map_or(std::ptr::null_mut(), <[u8]>::as_mut_ptr)
+    }
+
+    /// Give buffer `bid` back to the kernel (published by [`flush_recycled`]).
+    fn recycle(&mut self, bid: u16) {
+        let p = self.buf_ptr(bid);
+        self.ring_mem.put(self.pending, bid, p, PROVIDED_LEN as u32);
+        self.pending += 1;
+    }
+
+    fn flush_recycled(&mut self) {
+        if self.pending > 0 {
+            self.ring_mem.publish(self.pending);
+            self.pending = 0;
+        }
+    }
+}
+
+/// Push an SQE, submitting first if the queue is full. `false` if it still does not fit.
+fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
+    // SAFETY: every pointer inside the entries built in this module targets memory owned
+    // by `UringState`, which outlives all in-flight operations (see the module docs).
+    let first = unsafe { ring.submission().push(e) };
+    if first.is_ok() {
+        return true;
+    }
+    let _ = ring.submit();
+    // SAFETY: as above.
+    let second = unsafe { ring.submission().push(e) };
+    second.is_ok()
+}
+
+fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
+    let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID)
+        .build()
+        .user_data(ud(K_RECV, sock, 0));
+    let ok = push(ring, &e);
+    if ok {
+        st.inflight += 1;
+    }
+    ok
+}
+
+fn arm_bell(ring: &mut IoUring, st: &mut UringState, fd: i32) {
+    let e = opcode::Read::new(types::Fd(fd), (&mut *st.bell as *mut u64).cast(), 8)
+        .build()
+        .user_data(ud(K_BELL, 0, 0));
+    if push(ring, &e) {
+        st.inflight += 1;
+    }
+}
+
+fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
+    let e = opcode::Timeout::new(&*st.ts)
+        .build()
+        .user_data(ud(K_TIMER, 0, 0));
+    if push(ring, &e) {
+        st.inflight += 1;
+    }
+}
+
+/// Decode the source address the kernel wrote into a buffer (`sockaddr_in`/`in6` bytes).
+fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    let fam = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    if fam == libc::AF_INET {
+        let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+        Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
+    } else if fam == libc::AF_INET6 {
+        let flow = u32::from_ne_bytes(b.get(4..8)?.try_into().ok()?);
+        let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+        let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(ip),
+            port,
+            flow,
+            scope,
+        )))
+    } else {
+        None
+    }
+}
+
+fn build_ring(entries: u32) -> Result<IoUring, DataplaneError> {
+    let cq = u32::from(NBUF) * 4;
+    let fast = IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries);
+    match fast {
+        Ok(r) => Ok(r),
+        Err(_) => IoUring::builder()
+            .setup_cqsize(cq)
+            .build(entries)
+            .map_err(|e| DataplaneError::io("io_uring_setup", e)),
+    }
+}
+
+/// The io_uring worker loop.
+pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
+    let mut st = UringState::new()?;
+    let mut ring = build_ring(1024)?;
+    // SAFETY: the ring memory is page aligned, holds NBUF entries and lives in `st`, which
+    // outlives `ring` (quiesced and dropped before `st` at the end of this function).
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(st.ring_mem.base as u64, NBUF, BGID, 0)
+            .map_err(|e| DataplaneError::io("register buffer ring", e))?;
+    }
+    let n_socks = ctx.relay.sockets();
+    let mut rearm: Vec<u32> = Vec::with_capacity(n_socks as usize);
+    for s in 0..n_socks {
+        if let Some(fd) = ctx.raw_fd(s) {
+            if !arm_recv(&mut ring, &mut st, s, fd) {
+                rearm.push(s);
+            }
+        }
+    }
+    let bell_fd = ctx.doorbell.as_raw_fd();
+    arm_bell(&mut ring, &mut st, bell_fd);
+    arm_timer(&mut ring, &mut st);
+    let result = event_loop(ctx, &mut ring, &mut st, &mut rearm);
+    quiesce(&mut ring, &mut st);
+    if st.inflight > 0 {
+        // The kernel may still own buffers: never free memory it could write to.
+        tracing::error!(
+            worker = ctx.id.0,
+            "io_uring did not quiesce; leaking its buffers"
+        );
+        drop(ring);
+        Box::leak(Box::new(st));
+        return result;
+    }
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    drop(ring);
+    drop(st);
+    result
+}
+
+fn event_loop(
+    ctx: &mut WorkerCtx,
+    ring: &mut IoUring,
+    st: &mut UringState,
+    rearm: &mut Vec<u32>,
+) -> Result<(), DataplaneError> {
+    let bell_fd = ctx.doorbell.as_raw_fd();
+    while !ctx.stop {
+        let now = ctx.now_us();
+        ctx.drain_commands(now);
+        if ctx.stop {
+            break;
+        }
+        ctx.tick(now);
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(DataplaneError::io("io_uring_enter", e)),
+        }
+        ctx.shared.worker.loops.add(1);
+        let now = ctx.now_us();
+        // Budget: what is in the CQ now (bounded by its size), not an unbounded drain.
+        let ready = ring.completion().len();
+        for _ in 0..ready {
+            let Some(cqe) = ring.completion().next() else {
+                break;
+            };
+            handle_cqe(ctx, ring, st, rearm, &cqe, now, bell_fd);
+        }
+        st.flush_recycled();
+        // Re-arm terminated multishots after buffers went back to the ring.
+        let pending = std::mem::take(rearm);
+        for s in &pending {
+            match ctx.raw_fd(*s) {
+                Some(fd) if arm_recv(ring, st, *s, fd) => {
+                    ctx.shared.worker.rearms.add(1);
+                }
+                Some(_) => rearm.push(*s),
+                None => {}
+            }
+        }
+        // Keep the allocation: `pending` becomes the next spare list.
+        if rearm.is_empty() {
+            *rearm = pending;
+            rearm.clear();
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn handle_cqe(
+    ctx: &mut WorkerCtx,
+    ring: &mut IoUring,
+    st: &mut UringState,
+    rearm: &mut Vec<u32>,
+    cqe: &cqueue::Entry,
+    now: u64,
+    bell_fd: i32,
+) {
+    let u = cqe.user_data();
+    let res = cqe.result();
+    let flags = cqe.flags();
+    match ud_kind(u) {
+        K_RECV => {
+            let sock = ud_sock(u);
+            if !cqueue::more(flags) {
+                st.inflight = st.inflight.saturating_sub(1);
+                if !ctx.stop {
+                    rearm.push(sock);
+                }
+            }
+            if res < 0 {
+                if res == -libc::ENOBUFS {
+                    ctx.relay.on_ring_full(sock);
+                }
+                return;
+            }
+            let Some(bid) = cqueue::buffer_select(flags) else {
+                return;
+            };
+            on_recv(ctx, ring, st, sock, bid, now);
+        }
+        K_SEND => {
+            st.inflight = st.inflight.saturating_sub(1);
+            if res < 0 {
+                ctx.relay.on_send_error(ud_sock(u));
+            }
+            st.recycle(ud_bid(u));
+        }
+        K_BELL => {
+            st.inflight = st.inflight.saturating_sub(1);
+            if !ctx.stop {
+                arm_bell(ring, st, bell_fd);
+            }
+        }
+        K_TIMER => {
+            st.inflight = st.inflight.saturating_sub(1);
+            if !ctx.stop {
+                arm_timer(ring, st);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[inline]
+fn on_recv(
+    ctx: &mut WorkerCtx,
+    ring: &mut IoUring,
+    st: &mut UringState,
+    sock: u32,
+    bid: u16,
+    now: u64,
+) {
+    let off = usize::from(bid) * BUF_SIZE;
+    let Some(buf) = st.bufs.get_mut(off..off + BUF_SIZE) else {
+        return;
+    };
+    let parsed = {
+        let Some(view) = buf.get(..PROVIDED_LEN) else {
+            return;
+        };
+        types::RecvMsgOut::parse(view, &st.recv_hdr)
+            .ok()
+            .filter(|m| !m.is_payload_truncated() && !m.is_name_data_truncated())
+            .and_then(|m| Some((parse_name(m.name_data())?, m.payload_data().len())))
+    };
+    let Some((from, len)) = parsed else {
+        ctx.relay.on_malformed(sock);
+        st.recycle(bid);
+        return;
+    };
+    let Some(pkt) = buf.get_mut(PAYLOAD_OFF..) else {
+        st.recycle(bid);
+        return;
+    };
+    match ctx.relay.on_packet(sock, from, pkt, len, now) {
+        Verdict::Drop => st.recycle(bid),
+        Verdict::Send { sock: out, to, len } => {
+            let Some(fd) = ctx.raw_fd(out) else {
+                ctx.relay.on_send_error(out);
+                st.recycle(bid);
+                return;
+            };
+            let data = pkt.as_mut_ptr();
+            let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
+                st.recycle(bid);
+                return;
+            };
+            slot.iov.iov_base = data.cast();
+            slot.iov.iov_len = len;
+            slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
+            slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+            slot.hdr.msg_iov = &mut slot.iov;
+            slot.hdr.msg_iovlen = 1;
+            let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
+                .build()
+                .user_data(ud(K_SEND, out, bid));
+            if push(ring, &e) {
+                st.inflight += 1;
+            } else {
+                ctx.relay.on_ring_full(out);
+                st.recycle(bid);
+            }
+        }
+    }
+}
+
+/// Cancel everything in flight and reap completions until none is left (bounded: 2 s).
+fn quiesce(ring: &mut IoUring, st: &mut UringState) {
+    let e = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
+        .build()
+        .user_data(ud(K_CANCEL, 0, 0));
+    let _ = push(ring, &e);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let ts = types::Timespec::new().nsec(10_000_000);
+    let args = types::SubmitArgs::new().timespec(&ts);
+    while st.inflight > 0 && std::time::Instant::now() < deadline {
+        let _ = ring.submitter().submit_with_args(1, &args);
+        while let Some(cqe) = ring.completion().next() {
+            let u = cqe.user_data();
+            match ud_kind(u) {
+                K_RECV => {
+                    if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                        st.recycle(bid);
+                    }
+                    if !cqueue::more(cqe.flags()) {
+                        st.inflight = st.inflight.saturating_sub(1);
+                    }
+                }
+                K_SEND => {
+                    st.inflight = st.inflight.saturating_sub(1);
+                    st.recycle(ud_bid(u));
+                }
+                K_BELL | K_TIMER => st.inflight = st.inflight.saturating_sub(1),
+                _ => {}
+            }
+        }
+        st.flush_recycled();
+    }
+}

@@ -1,0 +1,100 @@
+//! The worker thread: pinning, backend choice, and the parts of the loop both backends
+//! share (command drain with a budget, housekeeping cadence).
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use nix::sys::eventfd::EventFd;
+use socket2::Socket;
+
+use crate::counters::WorkerShared;
+use crate::relay::Relay;
+use crate::types::{Backend, Command, DataplaneError, WorkerId};
+
+/// Commands applied per loop iteration at most (practice 9: every loop has a budget).
+pub(crate) const COMMAND_BUDGET: usize = 64;
+/// Housekeeping cadence: inactivity checks, RTP statistics publication.
+pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(50);
+
+/// Everything a worker thread owns.
+pub(crate) struct WorkerCtx {
+    pub(crate) id: WorkerId,
+    pub(crate) relay: Relay,
+    /// One socket per port of the slice, index = `port - base`.
+    pub(crate) sockets: Vec<Socket>,
+    pub(crate) cmds: Arc<ArrayQueue<Command>>,
+    pub(crate) doorbell: Arc<EventFd>,
+    pub(crate) shared: Arc<WorkerShared>,
+    pub(crate) start: Instant,
+    pub(crate) next_housekeeping_us: u64,
+    pub(crate) stop: bool,
+}
+
+impl WorkerCtx {
+    /// Microseconds since the worker started (one clock read per loop iteration).
+    #[inline]
+    pub(crate) fn now_us(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Apply up to [`COMMAND_BUDGET`] commands. Sets `stop` on [`Command::Shutdown`].
+    pub(crate) fn drain_commands(&mut self, now_us: u64) {
+        for _ in 0..COMMAND_BUDGET {
+            let Some(cmd) = self.cmds.pop() else {
+                break;
+            };
+            match cmd {
+                Command::Shutdown => self.stop = true,
+                Command::Quiesce { micros } => {
+                    std::thread::sleep(Duration::from_micros(u64::from(micros.min(1_000_000))));
+                }
+                _ => {}
+            }
+            self.relay.apply(&cmd, now_us);
+        }
+    }
+
+    /// Run housekeeping when due; returns microseconds until the next run.
+    pub(crate) fn tick(&mut self, now_us: u64) -> u64 {
+        if now_us >= self.next_housekeeping_us {
+            self.relay.housekeeping(now_us);
+            let step = u64::try_from(HOUSEKEEPING.as_micros()).unwrap_or(50_000);
+            self.next_housekeeping_us = now_us + step;
+        }
+        self.next_housekeeping_us.saturating_sub(now_us)
+    }
+
+    pub(crate) fn raw_fd(&self, sock: u32) -> Option<i32> {
+        self.sockets.get(sock as usize).map(AsRawFd::as_raw_fd)
+    }
+}
+
+/// Thread body: pin, pick the backend, run until shutdown.
+pub(crate) fn run(
+    mut ctx: WorkerCtx,
+    core: Option<usize>,
+    backend: Backend,
+    on_start: Option<fn(WorkerId)>,
+) -> Result<(), DataplaneError> {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            tracing::warn!(worker = ctx.id.0, core = c, "could not pin worker");
+        }
+    }
+    ctx.shared.worker.tid.set(crate::sock::gettid());
+    if let Some(f) = on_start {
+        f(ctx.id);
+    }
+    match backend {
+        Backend::Mmsg => {
+            ctx.shared.worker.backend.set(2);
+            crate::mmsg::run(&mut ctx)
+        }
+        Backend::IoUring | Backend::Auto => {
+            ctx.shared.worker.backend.set(1);
+            crate::uring::run(&mut ctx)
+        }
+    }
+}

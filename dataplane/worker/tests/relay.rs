@@ -1,0 +1,388 @@
+//! Loopback relay behaviour on both backends: latching, re-latch policy, RTCP (muxed and
+//! on port + 1), STUN, SRTP replay/tamper rejection, inactivity, stale commands, full ring.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use portcullis_dataplane::{
+    Backend, DataplaneConfig, DataplaneError, DropReason, Event, IceLite, Side, StreamFlags,
+    StreamParams,
+};
+use portcullis_rtp::srtp::SrtpSession;
+use portcullis_rtp::stun::{build_binding_request, BindingRequest, StunMessage};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+fn latching(backend: Backend, base: u16) {
+    let dp = start(backend, base, 2);
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pb, intruder) = (peer(), peer(), peer());
+    // A's address unknown (learnt by latching), B's signalled.
+    dp.update(&h, plain(None), plain(Some(addr(&pb))))
+        .expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    pa.send_to(&rtp(1, 160, 0xaaaa, b"hello-a"), to(h.port_a))
+        .expect("send");
+    let (got, from) = recv(&pb).expect("A->B relayed");
+    assert_eq!(got, rtp(1, 160, 0xaaaa, b"hello-a"), "payload untouched");
+    assert_eq!(from, to(h.port_b), "leaves from leg B's port");
+    let ev = wait_event(&dp, WAIT, |e| {
+        matches!(e, Event::Latched { side: Side::A, .. })
+    });
+    assert_eq!(
+        ev,
+        Some(Event::Latched {
+            handle: h,
+            side: Side::A,
+            addr: addr(&pa)
+        })
+    );
+    // B → A goes to the latched source.
+    pb.send_to(&rtp(7, 160, 0xbbbb, b"hello-b"), to(h.port_b))
+        .expect("send");
+    let (got, from) = recv(&pa).expect("B->A relayed to latched source");
+    assert_eq!(got, rtp(7, 160, 0xbbbb, b"hello-b"));
+    assert_eq!(from, to(h.port_a));
+    // DTMF (RFC 4733, dynamic PT 101) is forwarded untouched.
+    let mut dtmf = rtp(2, 320, 0xaaaa, &[5, 0x8a, 0x03, 0x20]);
+    dtmf[1] = 101 | 0x80;
+    pa.send_to(&dtmf, to(h.port_a)).expect("send");
+    assert_eq!(recv(&pb).expect("dtmf").0, dtmf);
+    // Same SSRC from another source after latching: dropped.
+    intruder
+        .send_to(&rtp(3, 480, 0xaaaa, b"spoof"), to(h.port_a))
+        .expect("send");
+    assert!(recv_none(&pb).is_none(), "intruder must not be relayed");
+    assert!(wait_until(WAIT, || {
+        dp.stats(&h)
+            .is_some_and(|s| s.a.dropped(DropReason::NotLatchedSource) == 1)
+    }));
+    let s = dp.stats(&h).expect("stats");
+    assert_eq!(s.a.rx_packets, 3);
+    assert_eq!(s.b.tx_packets, 2);
+}
+
+fn relatch_policy(backend: Backend, base: u16) {
+    let dp = start(backend, base, 2);
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pa2, pb) = (peer(), peer(), peer());
+    let mut a = plain(None);
+    a.flags.allow_relatch_on_ssrc_change = true;
+    let mut b = plain(None);
+    b.flags.allow_relatch_on_ssrc_change = false;
+    dp.update(&h, a, b).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    // Latch both legs.
+    pa.send_to(&rtp(1, 0, 1, b"a"), to(h.port_a)).expect("send");
+    pb.send_to(&rtp(1, 0, 2, b"b"), to(h.port_b)).expect("send");
+    assert!(recv(&pa).is_some(), "B->A after both latched");
+    // Leg A: a new source with a new SSRC re-latches.
+    pa2.send_to(&rtp(1, 0, 11, b"a2"), to(h.port_a))
+        .expect("send");
+    assert_eq!(recv(&pb).expect("relayed").0, rtp(1, 0, 11, b"a2"));
+    assert!(wait_event(
+        &dp,
+        WAIT,
+        |e| matches!(e, Event::Latched { side: Side::A, addr, .. } if *addr == common::addr(&pa2))
+    )
+    .is_some());
+    pb.send_to(&rtp(2, 0, 2, b"b2"), to(h.port_b))
+        .expect("send");
+    assert!(recv(&pa2).is_some(), "B->A follows the re-latch");
+    // Leg B does not allow it: a new source with a new SSRC is dropped.
+    pa.send_to(&rtp(9, 0, 99, b"x"), to(h.port_b))
+        .expect("send");
+    assert!(recv_none(&pa2).is_none());
+    assert!(wait_until(WAIT, || {
+        dp.stats(&h)
+            .is_some_and(|s| s.b.dropped(DropReason::NotLatchedSource) == 1)
+    }));
+}
+
+fn rtcp_mux_and_port_plus_one(backend: Backend, base: u16) {
+    let dp = start(backend, base, 2);
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pa_rtcp, pb) = (peer(), peer(), peer());
+    let mut b = plain(Some(addr(&pb)));
+    b.flags.rtcp_mux = true;
+    dp.update(&h, plain(None), b).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    pa.send_to(&rtp(1, 0, 5, b"m"), to(h.port_a)).expect("send");
+    assert!(recv(&pb).is_some());
+    // A's RTCP on port + 1 → B muxed: arrives from B's RTP port.
+    pa_rtcp
+        .send_to(&rtcp_rr(5), to(h.port_a + 1))
+        .expect("send");
+    let (got, from) = recv(&pb).expect("rtcp relayed");
+    assert_eq!(got, rtcp_rr(5));
+    assert_eq!(from, to(h.port_b));
+    // B's muxed RTCP → A not muxed: out of A's RTCP port to the latched RTCP source.
+    pb.send_to(&rtcp_rr(6), to(h.port_b)).expect("send");
+    let (got, from) = recv(&pa_rtcp).expect("rtcp back");
+    assert_eq!(got, rtcp_rr(6));
+    assert_eq!(from, to(h.port_a + 1));
+    // RTP never goes to the RTCP peer.
+    assert!(recv_none(&pa).is_none());
+}
+
+fn stun_binding_answer(backend: Backend, base: u16) {
+    let dp = start(backend, base, 2);
+    let h = dp.allocate_pair().expect("pair");
+    let pa = peer();
+    let mut a = plain(None);
+    a.ice = Some(IceLite::new("sbcufrag", "sbcpassword0123456789xyz").expect("creds"));
+    dp.update(&h, a, plain(None)).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut req = [0u8; 512];
+    let n = build_binding_request(
+        &BindingRequest {
+            transaction_id: [7; 12],
+            username: b"sbcufrag:teamsufrag",
+            key: b"sbcpassword0123456789xyz",
+            priority: 1,
+            use_candidate: true,
+            tie_breaker: 42,
+        },
+        &mut req,
+    )
+    .expect("request");
+    pa.send_to(&req[..n], to(h.port_a)).expect("send");
+    let (resp, from) = recv(&pa).expect("binding response");
+    assert_eq!(from, to(h.port_a));
+    let m = StunMessage::new_checked(&resp).expect("stun response");
+    assert_eq!(m.msg_type(), 0x0101, "binding success");
+    assert_eq!(m.transaction_id(), [7; 12]);
+    assert_eq!(m.xor_mapped_address(), Some(addr(&pa)));
+    m.verify_integrity(b"sbcpassword0123456789xyz")
+        .expect("integrity with our password");
+    // Leg B has no credentials: STUN is dropped and counted.
+    pa.send_to(&req[..n], to(h.port_b)).expect("send");
+    assert!(recv_none(&pa).is_none());
+    assert!(wait_until(WAIT, || dp.stats(&h).is_some_and(|s| s
+        .b
+        .dropped(DropReason::Stun)
+        == 1
+        && s.a.stun_answered == 1)));
+}
+
+/// SRTP → RTP leg with the crate's own SRTP sender (interop with libsrtp is separate).
+fn srtp_pair(
+    backend: Backend,
+    base: u16,
+    threshold: u64,
+) -> (
+    portcullis_dataplane::Dataplane,
+    portcullis_dataplane::StreamPairHandle,
+) {
+    let dp = start_with(DataplaneConfig {
+        port_min: base,
+        port_max: base + 7,
+        backend,
+        srtp_fail_threshold: threshold,
+        ..DataplaneConfig::default()
+    });
+    let h = dp.allocate_pair().expect("pair");
+    (dp, h)
+}
+
+fn replay_rejected(backend: Backend, base: u16) {
+    let (dp, h) = srtp_pair(backend, base, 100);
+    let (pa, pb) = (peer(), peer());
+    let k = keys(1);
+    let a = StreamParams {
+        srtp_in: Some(k),
+        ..plain(None)
+    };
+    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut tx = SrtpSession::new(&k);
+    let mut buf = [0u8; 256];
+    let p = rtp(100, 1600, 0x1234, b"secret payload");
+    buf[..p.len()].copy_from_slice(&p);
+    let n = tx.protect_rtp(&mut buf, p.len()).expect("protect");
+    pa.send_to(&buf[..n], to(h.port_a)).expect("send");
+    assert_eq!(
+        recv(&pb).expect("decrypted").0,
+        p,
+        "SRTP→RTP yields the original"
+    );
+    pa.send_to(&buf[..n], to(h.port_a)).expect("replay");
+    assert!(recv_none(&pb).is_none(), "replayed packet must be dropped");
+    assert!(wait_until(WAIT, || dp
+        .stats(&h)
+        .is_some_and(|s| s.a.dropped(DropReason::Replay) == 1)));
+    let ws = dp.worker_stats();
+    assert_eq!(ws[0].srtp_failures, 1);
+}
+
+fn tampered_rejected(backend: Backend, base: u16) {
+    let (dp, h) = srtp_pair(backend, base, 3);
+    let (pa, pb) = (peer(), peer());
+    let k = keys(9);
+    let a = StreamParams {
+        srtp_in: Some(k),
+        ..plain(None)
+    };
+    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut tx = SrtpSession::new(&k);
+    for seq in 0..4u16 {
+        let mut buf = [0u8; 256];
+        let p = rtp(seq, 160 * u32::from(seq), 0x5678, b"payload to tamper");
+        buf[..p.len()].copy_from_slice(&p);
+        let n = tx.protect_rtp(&mut buf, p.len()).expect("protect");
+        buf[14] ^= 0x01; // flip a ciphertext bit
+        pa.send_to(&buf[..n], to(h.port_a)).expect("send");
+    }
+    assert!(recv_none(&pb).is_none(), "tampered packets must not pass");
+    let ev = wait_event(&dp, WAIT, |e| matches!(e, Event::SrtpAuthFailures { .. }));
+    match ev {
+        Some(Event::SrtpAuthFailures {
+            handle,
+            side: Side::A,
+            count,
+        }) => {
+            assert_eq!(handle, h);
+            assert!(count >= 3);
+        }
+        other => panic!("expected SrtpAuthFailures, got {other:?}"),
+    }
+    let s = dp.stats(&h).expect("stats");
+    assert_eq!(s.a.dropped(DropReason::SrtpAuth), 4);
+    // Tampered packets never latch: B → A has nowhere to go.
+    pb.send_to(&rtp(1, 0, 1, b"x"), to(h.port_b)).expect("send");
+    assert!(wait_until(WAIT, || dp
+        .stats(&h)
+        .is_some_and(|s| s.b.dropped(DropReason::NoPeer) == 1)));
+}
+
+fn inactivity_event(backend: Backend, base: u16) {
+    let dp = start_with(DataplaneConfig {
+        port_min: base,
+        port_max: base + 7,
+        backend,
+        inactivity_timeout: Duration::from_millis(300),
+        ..DataplaneConfig::default()
+    });
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pb) = (peer(), peer());
+    dp.update(&h, plain(None), plain(Some(addr(&pb))))
+        .expect("update");
+    // Keep media flowing for longer than the timeout: no event.
+    for i in 0..8u16 {
+        pa.send_to(&rtp(i, 0, 1, b"k"), to(h.port_a)).expect("send");
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    assert!(
+        !dp.poll_events()
+            .any(|e| matches!(e, Event::Inactive { .. })),
+        "no inactivity while media flows"
+    );
+    let ev = wait_event(&dp, WAIT, |e| matches!(e, Event::Inactive { .. }));
+    assert_eq!(ev, Some(Event::Inactive { handle: h }));
+    assert!(recv(&pb).is_some());
+}
+
+fn stale_generation_is_noop(backend: Backend, base: u16) {
+    let dp = start(backend, base, 1);
+    let old = dp.allocate_pair().expect("pair");
+    let (pb_old, pb_new, pa) = (peer(), peer(), peer());
+    dp.update(&old, plain(None), plain(Some(addr(&pb_old))))
+        .expect("update");
+    dp.remove(&old).expect("remove");
+    let new = dp.allocate_pair().expect("slot reused");
+    assert_eq!((new.pair, new.port_a), (old.pair, old.port_a));
+    assert_ne!(new.generation, old.generation);
+    assert!(matches!(
+        dp.update(&old, plain(None), plain(None)),
+        Err(DataplaneError::Stale)
+    ));
+    assert!(matches!(dp.remove(&old), Err(DataplaneError::Stale)));
+    dp.update(&new, plain(None), plain(Some(addr(&pb_new))))
+        .expect("update new");
+    let before = dp.worker_stats()[0].stale_commands;
+    // A late command for the old generation reaches the worker and must change nothing.
+    dp.update_unchecked(&old, plain(None), plain(Some(addr(&pb_old))))
+        .expect("push");
+    assert!(wait_until(WAIT, || dp.worker_stats()[0].stale_commands == before + 1));
+    pa.send_to(&rtp(1, 0, 3, b"n"), to(new.port_a))
+        .expect("send");
+    assert!(recv(&pb_new).is_some(), "new generation's peer still used");
+    assert!(recv_none(&pb_old).is_none());
+    assert!(dp.stats(&old).is_none(), "old handle has no stats");
+}
+
+fn full_ring_is_error(backend: Backend, base: u16) {
+    let dp = start_with(DataplaneConfig {
+        port_min: base,
+        port_max: base + 7,
+        backend,
+        ring_capacity: 4,
+        ..DataplaneConfig::default()
+    });
+    let h = dp.allocate_pair().expect("pair");
+    let w = h.worker;
+    // Hold the worker still, then fill its ring.
+    dp.quiesce(w, Duration::from_millis(500)).expect("quiesce");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut full = None;
+    for i in 0..5 {
+        if let Err(e) = dp.update(&h, plain(None), plain(None)) {
+            full = Some((i, e));
+            break;
+        }
+    }
+    match full {
+        Some((4, DataplaneError::RingFull(id))) => assert_eq!(id, w),
+        other => panic!("expected RingFull on the 5th push, got {other:?}"),
+    }
+    // Once the worker resumes, commands flow again.
+    assert!(wait_until(WAIT, || dp
+        .update(&h, plain(None), plain(None))
+        .is_ok()));
+}
+
+fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
+    let dp = start(backend, base, 1);
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pa_other, pb) = (peer(), peer(), peer());
+    let no_latch = StreamFlags {
+        latching: false,
+        ..StreamFlags::default()
+    };
+    let a = StreamParams {
+        peer: Some(addr(&pa)),
+        flags: no_latch,
+        ..StreamParams::default()
+    };
+    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    pa_other
+        .send_to(&rtp(1, 0, 1, b"z"), to(h.port_a))
+        .expect("send");
+    assert!(recv(&pb).is_some());
+    pb.send_to(&rtp(1, 0, 2, b"y"), to(h.port_b)).expect("send");
+    assert!(
+        recv(&pa).is_some(),
+        "goes to the signalled peer, not the source"
+    );
+    assert!(recv_none(&pa_other).is_none());
+    assert!(dp
+        .poll_events()
+        .all(|e| !matches!(e, Event::Latched { side: Side::A, .. })));
+}
+
+both_backends! {
+    latching => 41000;
+    relatch_policy => 41010;
+    rtcp_mux_and_port_plus_one => 41020;
+    stun_binding_answer => 41030;
+    replay_rejected => 41040;
+    tampered_rejected => 41050;
+    inactivity_event => 41060;
+    stale_generation_is_noop => 41070;
+    full_ring_is_error => 41080;
+    flags_off_forward_to_signalled => 41090;
+}
