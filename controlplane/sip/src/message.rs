@@ -436,3 +436,181 @@ fn check_version(v: &str, malformed: ParseError) -> Result<(), ParseError> {
         Err(ParseError::VersionNotSupported)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_folded_repeated_and_unknown_headers() {
+        let raw = b"\r\n\r\nINVITE sip:bob@example.com SIP/2.0\r\n\
+v: SIP/2.0/UDP a.example.com;branch=z9hG4bK1,SIP/2.0/TCP b.example.com;branch=z9hG4bK2\r\n\
+Via: SIP/2.0/UDP c.example.com;branch=z9hG4bK3\r\n\
+f: <sip:alice@example.com>;tag=1\r\n\
+t: <sip:bob@example.com>\r\n\
+i: cid@example.com\r\n\
+CSeq: 1\r\n INVITE\r\n\
+X-Zeta: 1\r\n\
+m: <sip:a@192.0.2.1>, *\r\n\
+X-Alpha:   two words  \r\n\
+k: timer, 100rel\r\n\
+c: application/sdp\r\n\
+l: 3\r\n\
+\r\n\
+abcTRAILING";
+        let m = Message::parse(raw).unwrap();
+        assert_eq!(m.method(), Some("INVITE"));
+        assert_eq!(m.vias().count(), 3);
+        assert_eq!(m.vias().nth(1).unwrap().unwrap().transport, "TCP");
+        assert_eq!(m.call_id(), Some("cid@example.com"));
+        assert_eq!(
+            m.cseq().unwrap(),
+            CSeq {
+                seq: 1,
+                method: "INVITE"
+            }
+        );
+        assert_eq!(m.from().unwrap().tag(), Some("1"));
+        assert_eq!(m.contacts().nth(1), Some(Ok(Contact::Star)));
+        assert!(m.has_option(HeaderName::Supported, "100rel"));
+        assert!(m.content_type().unwrap().unwrap().is_sdp());
+        assert_eq!(m.body(), b"abc");
+        assert_eq!(m.wire_len(), raw.len() - b"TRAILING".len());
+        let unknown: Vec<_> = m
+            .headers()
+            .iter()
+            .filter(|h| h.kind == HeaderName::Other)
+            .map(|h| (h.name, h.value))
+            .collect();
+        assert_eq!(unknown, vec![("X-Zeta", "1"), ("X-Alpha", "two words")]);
+        assert_eq!(m.get_by_name("x-alpha"), Some("two words"));
+        assert_eq!(m.get_by_name("Call-ID"), Some("cid@example.com"));
+    }
+
+    #[test]
+    fn datagram_body_rules_rfc3261_18_3() {
+        let no_cl = b"OPTIONS sip:a@b SIP/2.0\r\nX: 1\r\n\r\nrest";
+        assert_eq!(Message::parse(no_cl).unwrap().body(), b"rest");
+        let short = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\nrest";
+        assert_eq!(
+            Message::parse(short),
+            Err(ParseError::ContentLengthMismatch)
+        );
+        let neg = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n";
+        assert_eq!(Message::parse(neg), Err(ParseError::BadContentLength));
+    }
+
+    #[test]
+    fn start_lines() {
+        let r = Message::parse(b"SIP/2.0 180 Ringing\r\n\r\n").unwrap();
+        assert_eq!((r.status(), r.reason()), (Some(180), Some("Ringing")));
+        assert!(!r.is_request());
+        let empty_reason = Message::parse(b"SIP/2.0 100 \r\n\r\n").unwrap();
+        assert_eq!(empty_reason.reason(), Some(""));
+        for (bad, err) in [
+            (&b"SIP/2.0 99 Low\r\n\r\n"[..], ParseError::BadStatusCode),
+            (b"SIP/2.0 700 High\r\n\r\n", ParseError::BadStatusCode),
+            (b"SIP/2.0 200\r\n\r\n", ParseError::BadStatusLine),
+            (b"SIP/3.0 200 OK\r\n\r\n", ParseError::VersionNotSupported),
+            (
+                b"INVITE sip:a@b SIP/2.1\r\n\r\n",
+                ParseError::VersionNotSupported,
+            ),
+            (
+                b"INVITE sip:a@b HTTP/1.1\r\n\r\n",
+                ParseError::BadRequestLine,
+            ),
+            (b"INVITE sip:a@b\r\n\r\n", ParseError::BadRequestLine),
+            (
+                b"INV ITE sip:a@b SIP/2.0\r\n\r\n",
+                ParseError::BadRequestLine,
+            ),
+            (
+                b"INVITE  sip:a@b SIP/2.0\r\n\r\n",
+                ParseError::BadRequestLine,
+            ),
+            (
+                b"INVITE sip:a@b SIP/2.0 \r\n\r\n",
+                ParseError::BadRequestLine,
+            ),
+            (b"\r\n\r\n", ParseError::Empty),
+            (
+                b"INVITE sip:a@b SIP/2.0\r\nVia: x",
+                ParseError::Unterminated,
+            ),
+        ] {
+            assert_eq!(
+                Message::parse(bad),
+                Err(err),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn header_line_errors() {
+        for bad in [
+            &b"OPTIONS sip:a@b SIP/2.0\r\nNoColon\r\n\r\n"[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\n: empty\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nBad Name: x\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nX: a\nY: b\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nX: a\rb\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\n folded-first: x\r\n\r\n",
+        ] {
+            assert_eq!(
+                Message::parse(bad),
+                Err(ParseError::BadHeaderLine),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nX: \xff\r\n\r\n"),
+            Err(ParseError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn typed_accessors() {
+        let raw = "REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+Max-Forwards: 70\r\n\
+Expires: 3600\r\n\
+Allow: INVITE, ACK, BYE\r\n\
+Session-Expires: 1800;refresher=uas\r\n\
+Min-SE: 90\r\n\
+Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+Record-Route: <sip:rr.example.com;lr>\r\n\
+Proxy-Authenticate: Digest realm=\"r\", nonce=\"n\"\r\n\
+Refer-To: <sip:c@example.com?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n\
+Replaces: abc@h;to-tag=1;from-tag=2\r\n\
+P-Asserted-Identity: \"Alice\" <sip:+15551234@example.com>, <tel:+15551234>\r\n\
+Retry-After: 30\r\n\
+\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.max_forwards(), Some(Ok(70)));
+        assert_eq!(m.expires(), Some(Ok(3600)));
+        assert!(m.allows("BYE") && !m.allows("bye"));
+        assert_eq!(m.session_expires().unwrap().unwrap().delta, 1800);
+        assert_eq!(m.min_se(), Some(Ok(90)));
+        let routes: Vec<_> = m
+            .routes(HeaderName::Route)
+            .map(|r| r.unwrap().uri.as_str())
+            .collect();
+        assert_eq!(
+            routes,
+            vec!["sip:p1.example.com;lr", "sip:p2.example.com;lr"]
+        );
+        assert_eq!(m.routes(HeaderName::RecordRoute).count(), 1);
+        let ch = m.auth(HeaderName::ProxyAuthenticate).unwrap().unwrap();
+        assert_eq!(ch.realm().unwrap(), "r");
+        let rt = m.refer_to().unwrap().unwrap();
+        assert!(rt.uri.as_sip().unwrap().headers.is_some());
+        assert_eq!(m.replaces().unwrap().unwrap().to_tag, "1");
+        assert_eq!(m.asserted_identities().count(), 2);
+        assert_eq!(m.retry_after().unwrap().unwrap().seconds, 30);
+        assert_eq!(m.content_length(), None);
+        assert!(m.auth(HeaderName::Authorization).is_none());
+    }
+}

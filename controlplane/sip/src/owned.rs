@@ -642,7 +642,7 @@ impl OwnedMessage {
             }
             out.put(self.name_of(e).as_bytes());
             out.put(b": ");
-            put_unfolded(out, self.span(e.value));
+            put_unfolded(out, crate::grammar::trim_lws(self.span(e.value)));
             out.put(b"\r\n");
         }
         out.put(b"Content-Length: ");
