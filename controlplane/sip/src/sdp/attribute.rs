@@ -125,6 +125,13 @@ impl fmt::Display for RtpMap {
     }
 }
 
+/// `<payload type> <encoding name>` with no `/<clock rate>`.
+fn rtpmap_without_rate(v: &str) -> bool {
+    let mut it = v.split_ascii_whitespace();
+    matches!((it.next(), it.next(), it.next()),
+        (Some(pt), Some(enc), None) if payload_type("rtpmap", pt).is_ok() && is_token(enc))
+}
+
 /// A payload type field: decimal 0..=127 (RFC 3551 §3).
 pub(crate) fn payload_type(attr: &'static str, s: &str) -> Result<u8, SdpErrorKind> {
     let pt: u8 = num(attr, "payload-type", s)?;
@@ -267,6 +274,12 @@ impl Attribute {
             (n, None) if Direction::from_name(n).is_some() => {
                 Self::Direction(Direction::from_name(n).unwrap_or_default())
             }
+            // RFC 4475 §3.3.? (sdp01) and old stacks send `a=rtpmap:31 LPC` with no
+            // clock rate: kept verbatim instead of rejecting the whole offer.
+            ("rtpmap", Some(v)) if rtpmap_without_rate(v) => Self::Other {
+                name: name.to_owned(),
+                value: Some(v.to_owned()),
+            },
             ("rtpmap", Some(v)) => Self::RtpMap(RtpMap::parse(v)?),
             ("fmtp", Some(v)) => {
                 let (format, params) = v.split_once(' ').unwrap_or((v, ""));
@@ -387,10 +400,19 @@ mod tests {
         assert_eq!(m.clock_rate, 48_000);
         assert_eq!(m.params.as_deref(), Some("2"));
         rt("rtpmap:101 telephone-event/8000");
+        // No clock rate (RFC 4475 sdp01): kept verbatim, not typed.
+        assert_eq!(
+            rt("rtpmap:31 LPC"),
+            Attribute::Other {
+                name: "rtpmap".into(),
+                value: Some("31 LPC".into())
+            }
+        );
+        assert!(Attribute::parse("rtpmap:x LPC").is_err());
+        assert!(Attribute::parse("rtpmap:0 PCMU/").is_err());
         for bad in [
             "rtpmap:128 PCMU/8000",
             "rtpmap:x PCMU/8000",
-            "rtpmap:0 PCMU",
             "rtpmap:0 PCMU/abc",
             "rtpmap:0",
             "rtpmap:0 PCMU/8000 x",

@@ -277,17 +277,18 @@ impl MediaDescription {
 }
 
 /// True when `a` is an `a=rtpmap`, `a=fmtp` or `a=rtcp-fb` bound to one of `formats`
-/// (`a=rtcp-fb:*` is bound to none).
+/// (`a=rtcp-fb:*` is bound to none), typed or kept verbatim.
 fn bound_to_any(a: &Attribute, formats: &[String]) -> bool {
     match a {
         Attribute::RtpMap(m) => formats
             .iter()
             .any(|f| f.parse::<u8>().ok() == Some(m.payload_type)),
         Attribute::Fmtp(x) => formats.contains(&x.format),
+        // rtcp-fb, and rtpmap/fmtp lines kept verbatim because they were not typed.
         Attribute::Other {
             name,
             value: Some(v),
-        } if name == "rtcp-fb" => v
+        } if matches!(name.as_str(), "rtcp-fb" | "rtpmap" | "fmtp") => v
             .split_ascii_whitespace()
             .next()
             .is_some_and(|fmt| formats.iter().any(|f| f == fmt)),

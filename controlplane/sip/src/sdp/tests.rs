@@ -156,7 +156,7 @@ fn errors_name_the_line() {
     assert_eq!(e, SdpError::new(6, SdpErrorKind::DuplicateLine('c')));
     let e = err("v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nr=1 2 3\n");
     assert_eq!(e.line, 4);
-    let e = err(&format!("{head}m=audio 1 RTP/AVP 0\na=rtpmap:0 PCMU\n"));
+    let e = err(&format!("{head}m=audio 1 RTP/AVP 0\na=rtpmap:0 PCMU/\n"));
     assert_eq!(e.line, 6);
     assert!(e.to_string().contains("clock-rate"), "{e}");
     let e = err(&format!(
