@@ -374,6 +374,8 @@ fn event_loop(
     st: &mut UringState,
     rearm: &mut Vec<u32>,
 ) -> Result<(), DataplaneError> {
+    let mut spare_list: Vec<u32> = Vec::with_capacity(rearm.capacity());
+    let spare = &mut spare_list;
     let bell_fd = ctx.doorbell.as_raw_fd();
     while !ctx.stop {
         let now = ctx.now_us();
@@ -399,21 +401,17 @@ fn event_loop(
             handle_cqe(ctx, ring, st, rearm, &cqe, now, bell_fd);
         }
         st.flush_recycled();
-        // Re-arm terminated multishots after buffers went back to the ring.
-        let pending = std::mem::take(rearm);
-        for s in &pending {
-            match ctx.raw_fd(*s) {
-                Some(fd) if arm_recv(ring, st, *s, fd) => {
+        // Re-arm terminated multishots after buffers went back to the ring. Both lists
+        // were sized for every socket at start, so this never allocates.
+        std::mem::swap(rearm, spare);
+        for s in spare.drain(..) {
+            match ctx.raw_fd(s) {
+                Some(fd) if arm_recv(ring, st, s, fd) => {
                     ctx.shared.worker.rearms.add(1);
                 }
-                Some(_) => rearm.push(*s),
+                Some(_) => rearm.push(s),
                 None => {}
             }
-        }
-        // Keep the allocation: `pending` becomes the next spare list.
-        if rearm.is_empty() {
-            *rearm = pending;
-            rearm.clear();
         }
     }
     Ok(())
