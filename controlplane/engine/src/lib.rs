@@ -1,2 +1,8 @@
-//! Sans-IO SIP transactions, dialogs, B2BUA call logic, routing and policy
+//! Sans-IO SIP transactions, dialogs, B2BUA call logic, routing and policy.
+//!
+//! Nothing in this crate touches a socket or a clock: every input carries
+//! `now: Timestamp`, every output is pulled.
 #![forbid(unsafe_code)]
+
+pub mod time;
+pub mod transaction;
