@@ -13,6 +13,7 @@
 
 pub mod counters;
 mod mmsg;
+pub mod rawfwd;
 pub mod relay;
 mod sock;
 mod types;

@@ -64,7 +64,12 @@ impl Batch {
     }
 
     /// `recvmmsg` up to [`BATCH`] datagrams from `fd` without blocking. Returns the count.
-    pub(crate) fn recv(&mut self, fd: i32) -> usize {
+    /// Length and source-address validity of received datagram `i`.
+    pub(crate) fn received_len(&self, i: usize) -> usize {
+        self.hdrs.get(i).map_or(0, |h| h.msg_len as usize)
+    }
+
+    pub(crate) fn recv(&mut self, fd: i32, flags: i32) -> usize {
         for i in 0..BATCH {
             let (Some(buf), Some(iov), Some(addr), Some(h)) = (
                 self.bufs.get_mut(i),
@@ -94,7 +99,7 @@ impl Batch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 BATCH as u32,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -102,7 +107,7 @@ impl Batch {
     }
 
     /// Queue buffer `i` (already transformed in place) for sending.
-    fn queue(&mut self, i: usize, sock: u32, to: std::net::SocketAddr, len: usize) {
+    pub(crate) fn queue(&mut self, i: usize, sock: u32, to: std::net::SocketAddr, len: usize) {
         let o = self.out_n;
         let (Some(buf), Some(iov), Some(addr), Some(h), Some(s)) = (
             self.bufs.get_mut(i),
@@ -128,7 +133,11 @@ impl Batch {
 
     /// Send every queued packet, one `sendmmsg` per run of packets leaving through the
     /// same socket. Returns the sockets of packets that failed, via `on_fail`.
-    fn flush(&mut self, ctx: &WorkerCtx, mut on_fail: impl FnMut(u32)) {
+    pub(crate) fn flush(
+        &mut self,
+        fd_of: impl Fn(u32) -> Option<i32>,
+        mut on_fail: impl FnMut(u32),
+    ) {
         let n = self.out_n;
         self.out_n = 0;
         let mut start = 0;
@@ -138,7 +147,7 @@ impl Batch {
             while end < n && self.out_sock.get(end) == Some(&sock) {
                 end += 1;
             }
-            let Some(fd) = ctx.raw_fd(sock) else {
+            let Some(fd) = fd_of(sock) else {
                 (start..end).for_each(|_| on_fail(sock));
                 start = end;
                 continue;
@@ -193,7 +202,7 @@ pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: 
         }
     }
     let relay = &ctx.relay;
-    batch.flush(ctx, |s| relay.on_send_error(s));
+    batch.flush(|s| ctx.raw_fd(s), |s| relay.on_send_error(s));
 }
 
 /// The mmsg worker loop.
@@ -235,7 +244,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
             let Some(fd) = ctx.raw_fd(sock) else {
                 continue;
             };
-            let n = batch.recv(fd);
+            let n = batch.recv(fd, libc::MSG_DONTWAIT);
             relay_batch(ctx, &mut batch, sock, n, now);
         }
     }

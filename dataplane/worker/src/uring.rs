@@ -24,28 +24,28 @@ use crate::worker::{WorkerCtx, HOUSEKEEPING};
 
 /// Provided buffers per worker (power of two, ≤ 32768).
 pub const NBUF: u16 = 4096;
-const BGID: u16 = 0;
+pub(crate) const BGID: u16 = 0;
 /// Size of `struct io_uring_recvmsg_out` that precedes the name in each buffer.
-const RECVMSG_OUT: usize = 16;
+pub(crate) const RECVMSG_OUT: usize = 16;
 /// Room reserved for the source address in each buffer (`sockaddr_in6` fits v4 and v6).
-const NAMELEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
+pub(crate) const NAMELEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
 /// Where the datagram starts inside a provided buffer.
-const PAYLOAD_OFF: usize = RECVMSG_OUT + NAMELEN;
+pub(crate) const PAYLOAD_OFF: usize = RECVMSG_OUT + NAMELEN;
 /// Length offered to the kernel per buffer: header + name + one datagram. The rest of the
 /// buffer stays as SRTP tailroom.
-const PROVIDED_LEN: usize = PAYLOAD_OFF + MAX_DATAGRAM;
+pub(crate) const PROVIDED_LEN: usize = PAYLOAD_OFF + MAX_DATAGRAM;
 
-const K_RECV: u64 = 1;
-const K_SEND: u64 = 2;
+pub(crate) const K_RECV: u64 = 1;
+pub(crate) const K_SEND: u64 = 2;
 const K_BELL: u64 = 3;
-const K_TIMER: u64 = 4;
+pub(crate) const K_TIMER: u64 = 4;
 const K_CANCEL: u64 = 5;
 
-fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
+pub(crate) fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
     (kind << 56) | (u64::from(sock) << 16) | u64::from(bid)
 }
 
-fn ud_kind(u: u64) -> u64 {
+pub(crate) fn ud_kind(u: u64) -> u64 {
     u >> 56
 }
 
@@ -53,7 +53,7 @@ fn ud_sock(u: u64) -> u32 {
     ((u >> 16) & 0xffff_ffff) as u32
 }
 
-fn ud_bid(u: u64) -> u16 {
+pub(crate) fn ud_bid(u: u64) -> u16 {
     (u & 0xffff) as u16
 }
 
@@ -101,8 +101,8 @@ pub(crate) fn probe() -> Result<(), DataplaneError> {
 }
 
 /// Page-aligned memory of a provided-buffer ring.
-struct BufRing {
-    base: *mut types::BufRingEntry,
+pub(crate) struct BufRing {
+    pub(crate) base: *mut types::BufRingEntry,
     entries: u16,
     layout: Layout,
 }
@@ -163,28 +163,28 @@ impl Drop for BufRing {
 }
 
 /// Per-buffer `sendmsg` arguments: stable addresses until the send completes.
-struct SendSlot {
-    hdr: libc::msghdr,
-    iov: libc::iovec,
-    addr: libc::sockaddr_storage,
+pub(crate) struct SendSlot {
+    pub(crate) hdr: libc::msghdr,
+    pub(crate) iov: libc::iovec,
+    pub(crate) addr: libc::sockaddr_storage,
 }
 
 /// Memory the kernel may touch while operations are in flight.
-struct UringState {
-    bufs: Box<[u8]>,
-    ring_mem: BufRing,
-    sends: Box<[SendSlot]>,
-    recv_hdr: Box<libc::msghdr>,
+pub(crate) struct UringState {
+    pub(crate) bufs: Box<[u8]>,
+    pub(crate) ring_mem: BufRing,
+    pub(crate) sends: Box<[SendSlot]>,
+    pub(crate) recv_hdr: Box<libc::msghdr>,
     bell: Box<u64>,
     ts: Box<types::Timespec>,
     /// Buffers recycled this iteration, published at once.
     pending: u16,
     /// Operations submitted and not yet completed for good (for quiesce).
-    inflight: usize,
+    pub(crate) inflight: usize,
 }
 
 impl UringState {
-    fn new() -> Result<UringState, DataplaneError> {
+    pub(crate) fn new() -> Result<UringState, DataplaneError> {
         let ring_mem = BufRing::new(NBUF)?;
         // SAFETY: msghdr is plain old data; zero is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
@@ -223,7 +223,7 @@ impl UringState {
         Ok(st)
     }
 
-    fn buf_ptr(&mut self, bid: u16) -> *mut u8 {
+    pub(crate) fn buf_ptr(&mut self, bid: u16) -> *mut u8 {
         let off = usize::from(bid) * BUF_SIZE;
         self.bufs
             .get_mut(off..)
@@ -231,13 +231,13 @@ impl UringState {
     }
 
     /// Give buffer `bid` back to the kernel (published by [`flush_recycled`]).
-    fn recycle(&mut self, bid: u16) {
+    pub(crate) fn recycle(&mut self, bid: u16) {
         let p = self.buf_ptr(bid);
         self.ring_mem.put(self.pending, bid, p, PROVIDED_LEN as u32);
         self.pending += 1;
     }
 
-    fn flush_recycled(&mut self) {
+    pub(crate) fn flush_recycled(&mut self) {
         if self.pending > 0 {
             self.ring_mem.publish(self.pending);
             self.pending = 0;
@@ -246,7 +246,7 @@ impl UringState {
 }
 
 /// Push an SQE, submitting first if the queue is full. `false` if it still does not fit.
-fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
+pub(crate) fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
     // SAFETY: every pointer inside the entries built in this module targets memory owned
     // by `UringState`, which outlives all in-flight operations (see the module docs).
     let first = unsafe { ring.submission().push(e) };
@@ -259,7 +259,7 @@ fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
     second.is_ok()
 }
 
-fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
+pub(crate) fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
     let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID)
         .build()
         .user_data(ud(K_RECV, sock, 0));
@@ -279,7 +279,7 @@ fn arm_bell(ring: &mut IoUring, st: &mut UringState, fd: i32) {
     }
 }
 
-fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
+pub(crate) fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
     let e = opcode::Timeout::new(&*st.ts)
         .build()
         .user_data(ud(K_TIMER, 0, 0));
@@ -311,7 +311,7 @@ fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
     }
 }
 
-fn build_ring(entries: u32) -> Result<IoUring, DataplaneError> {
+pub(crate) fn build_ring(entries: u32) -> Result<IoUring, DataplaneError> {
     let cq = u32::from(NBUF) * 4;
     let fast = IoUring::builder()
         .setup_cqsize(cq)
@@ -537,7 +537,7 @@ fn on_recv(
 }
 
 /// Cancel everything in flight and reap completions until none is left (bounded: 2 s).
-fn quiesce(ring: &mut IoUring, st: &mut UringState) {
+pub(crate) fn quiesce(ring: &mut IoUring, st: &mut UringState) {
     let e = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
         .build()
         .user_data(ud(K_CANCEL, 0, 0));

@@ -1,0 +1,101 @@
+//! `portcullis-rawfwd`: the raw baseline forwarder (no session logic).
+//!
+//! ```text
+//! portcullis-rawfwd --backend mmsg|uring --listen 127.0.0.1:40000 --to 127.0.0.1:40001 \
+//!                   [--core 1] [--seconds 10]
+//! ```
+//! Prints `rx=… tx=… send_errors=… seconds=… pps=…` on exit.
+#![allow(clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_dataplane::rawfwd;
+
+struct Args {
+    backend: String,
+    listen: SocketAddr,
+    to: SocketAddr,
+    core: Option<usize>,
+    seconds: u64,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        backend: "uring".into(),
+        listen: "127.0.0.1:40000".parse().map_err(|e| format!("{e}"))?,
+        to: "127.0.0.1:40001".parse().map_err(|e| format!("{e}"))?,
+        core: None,
+        seconds: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
+        match k.as_str() {
+            "--backend" => a.backend = v,
+            "--listen" => a.listen = v.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--to" => a.to = v.parse().map_err(|e| format!("--to: {e}"))?,
+            "--core" => a.core = Some(v.parse().map_err(|e| format!("--core: {e}"))?),
+            "--seconds" => a.seconds = v.parse().map_err(|e| format!("--seconds: {e}"))?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("portcullis-rawfwd: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(c) = args.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            eprintln!("portcullis-rawfwd: could not pin to core {c}");
+        }
+    }
+    let sock = match rawfwd::bind(args.listen) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("portcullis-rawfwd: {e}");
+            std::process::exit(1);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let secs = args.seconds;
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(secs));
+        s2.store(true, Ordering::Relaxed);
+    });
+    let t0 = Instant::now();
+    let r = match args.backend.as_str() {
+        "mmsg" => rawfwd::run_mmsg(&sock, args.to, &stop),
+        "uring" | "io_uring" => rawfwd::run_uring(&sock, args.to, &stop),
+        other => {
+            eprintln!("portcullis-rawfwd: unknown backend {other} (mmsg|uring)");
+            std::process::exit(2);
+        }
+    };
+    match r {
+        Ok(st) => {
+            let el = t0.elapsed().as_secs_f64();
+            println!(
+                "rx={} tx={} send_errors={} seconds={:.2} pps={:.0}",
+                st.rx_packets,
+                st.tx_packets,
+                st.send_errors,
+                el,
+                st.rx_packets as f64 / el.max(1e-9)
+            );
+        }
+        Err(e) => {
+            eprintln!("portcullis-rawfwd: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Raw baseline forwarders: the tightest loops the kernel interface allows, with no session
+//! logic (one socket, every datagram sent as is to one fixed peer). Benchmarks and the load
+//! test compare the relay against these.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, types};
+use socket2::Socket;
+
+use crate::mmsg::{Batch, BATCH};
+use crate::sock::to_storage;
+use crate::types::DataplaneError;
+use crate::uring::{
+    arm_recv, arm_timer, build_ring, push, quiesce, ud, ud_bid, ud_kind, UringState, BGID, K_RECV,
+    K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
+};
+
+/// What a raw forwarder did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawStats {
+    /// Datagrams received.
+    pub rx_packets: u64,
+    /// Datagrams handed to the kernel for sending.
+    pub tx_packets: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+}
+
+/// `recvmmsg` (blocking, `MSG_WAITFORONE`, 50 ms timeout to notice `stop`) then `sendmmsg`
+/// of the same buffers to `peer`, until `stop` is set.
+///
+/// # Errors
+/// Socket option failures.
+pub fn run_mmsg(
+    sock: &Socket,
+    peer: SocketAddr,
+    stop: &AtomicBool,
+) -> Result<RawStats, DataplaneError> {
+    sock.set_nonblocking(false)
+        .map_err(|e| DataplaneError::io("blocking", e))?;
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(|e| DataplaneError::io("SO_RCVTIMEO", e))?;
+    let fd = sock.as_raw_fd();
+    let mut batch = Batch::new();
+    let mut st = RawStats::default();
+    while !stop.load(Ordering::Relaxed) {
+        let n = batch.recv(fd, libc::MSG_WAITFORONE);
+        st.rx_packets += n as u64;
+        for i in 0..n.min(BATCH) {
+            let len = batch.received_len(i);
+            batch.queue(i, 0, peer, len);
+        }
+        st.tx_packets += n as u64;
+        let mut fails = 0u64;
+        batch.flush(|_| Some(fd), |_| fails += 1);
+        st.send_errors += fails;
+        st.tx_packets -= fails;
+    }
+    Ok(st)
+}
+
+/// Multishot `recvmsg` with a provided-buffer ring, `sendmsg` of the received buffer to
+/// `peer`, buffer recycled on send completion; one `submit_and_wait` per iteration and a
+/// 50 ms timeout SQE to notice `stop`.
+///
+/// # Errors
+/// Ring creation or buffer-ring registration failures.
+pub fn run_uring(
+    sock: &Socket,
+    peer: SocketAddr,
+    stop: &AtomicBool,
+) -> Result<RawStats, DataplaneError> {
+    let mut st = UringState::new()?;
+    let mut ring = build_ring(1024)?;
+    // SAFETY: the ring memory is page aligned, holds NBUF entries and lives in `st`, which
+    // is only dropped after `quiesce` and the ring itself.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(st.ring_mem.base as u64, NBUF, BGID, 0)
+            .map_err(|e| DataplaneError::io("register buffer ring", e))?;
+    }
+    // Every send slot targets the same peer: fill addresses once.
+    for slot in st.sends.iter_mut() {
+        slot.hdr.msg_namelen = to_storage(peer, &mut slot.addr);
+        slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+        slot.hdr.msg_iov = &mut slot.iov;
+        slot.hdr.msg_iovlen = 1;
+    }
+    let fd = sock.as_raw_fd();
+    let mut stats = RawStats::default();
+    let mut armed = arm_recv(&mut ring, &mut st, 0, fd);
+    arm_timer(&mut ring, &mut st);
+    while !stop.load(Ordering::Relaxed) {
+        if !armed {
+            armed = arm_recv(&mut ring, &mut st, 0, fd);
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(DataplaneError::io("io_uring_enter", e)),
+        }
+        let ready = ring.completion().len();
+        for _ in 0..ready {
+            let Some(cqe) = ring.completion().next() else {
+                break;
+            };
+            let (u, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            match ud_kind(u) {
+                K_RECV => {
+                    if !cqueue::more(flags) {
+                        st.inflight = st.inflight.saturating_sub(1);
+                        armed = false;
+                    }
+                    let Some(bid) = cqueue::buffer_select(flags) else {
+                        continue;
+                    };
+                    if res < 0 {
+                        continue;
+                    }
+                    stats.rx_packets += 1;
+                    // payloadlen is the third u32 of io_uring_recvmsg_out.
+                    let off = usize::from(bid) * crate::relay::BUF_SIZE;
+                    let len = st
+                        .bufs
+                        .get(off + 8..off + 12)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, |b| u32::from_ne_bytes(b) as usize);
+                    let data = st.buf_ptr(bid).wrapping_add(PAYLOAD_OFF);
+                    let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
+                        continue;
+                    };
+                    slot.iov.iov_base = data.cast();
+                    slot.iov.iov_len = len;
+                    let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
+                        .build()
+                        .user_data(ud(K_SEND, 0, bid));
+                    if push(&mut ring, &e) {
+                        st.inflight += 1;
+                        stats.tx_packets += 1;
+                    } else {
+                        stats.send_errors += 1;
+                        st.recycle(bid);
+                    }
+                }
+                K_SEND => {
+                    st.inflight = st.inflight.saturating_sub(1);
+                    if res < 0 {
+                        stats.send_errors += 1;
+                        stats.tx_packets = stats.tx_packets.saturating_sub(1);
+                    }
+                    st.recycle(ud_bid(u));
+                }
+                K_TIMER => {
+                    st.inflight = st.inflight.saturating_sub(1);
+                    arm_timer(&mut ring, &mut st);
+                }
+                _ => {}
+            }
+        }
+        st.flush_recycled();
+    }
+    quiesce(&mut ring, &mut st);
+    if st.inflight > 0 {
+        drop(ring);
+        Box::leak(Box::new(st));
+        return Ok(stats);
+    }
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    Ok(stats)
+}
+
+/// Bind the raw forwarder's socket (same options as the media sockets).
+///
+/// # Errors
+/// Bind failures.
+pub fn bind(addr: SocketAddr) -> Result<Socket, DataplaneError> {
+    crate::sock::bind_udp(addr, crate::sock::SOCKET_BUFFER)
+}
