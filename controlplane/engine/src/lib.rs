@@ -4,5 +4,6 @@
 //! `now: Timestamp`, every output is pulled.
 #![forbid(unsafe_code)]
 
+pub mod dialog;
 pub mod time;
 pub mod transaction;
