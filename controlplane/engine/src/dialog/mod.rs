@@ -336,7 +336,9 @@ impl Dialog {
 
     fn build(&self, method: Method, cseq: u32, via: &Via) -> SipMsg {
         let (uri, routes) = self.target_and_routes();
-        let mut m = SipMsg::request(method.clone(), uri);
+        let cseq_value = format!("{cseq} {method}");
+        let with_contact = !matches!(method, Method::Ack | Method::Bye | Method::Cancel);
+        let mut m = SipMsg::request(method, uri);
         m.push_header("Via", via.to_string());
         m.push_header("Max-Forwards", "70");
         for r in routes {
@@ -353,10 +355,8 @@ impl Dialog {
         };
         m.push_header("To", to);
         m.push_header("Call-ID", self.id.call_id.clone());
-        m.push_header("CSeq", format!("{cseq} {method}"));
-        if !self.local_contact.is_empty()
-            && !matches!(method, Method::Ack | Method::Bye | Method::Cancel)
-        {
+        m.push_header("CSeq", cseq_value);
+        if with_contact && !self.local_contact.is_empty() {
             m.push_header("Contact", self.local_contact.clone());
         }
         m
