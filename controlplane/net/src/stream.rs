@@ -86,7 +86,7 @@ async fn accepted(
     let shared = Arc::clone(slot.shared());
     let _ = sock.set_nodelay(true);
     let Some(cell) = tls else {
-        let (id, _tx, rx) = shared.register(&mut slot, Transport::Tcp, remote);
+        let (id, _tx, rx) = shared.register(&mut slot, Transport::Tcp, remote, None);
         let info = ConnInfo {
             id,
             transport: Transport::Tcp,
@@ -129,7 +129,7 @@ async fn accepted(
             return;
         }
     }
-    let (id, tx, rx) = shared.register(&mut slot, cfg.transport, remote);
+    let (id, tx, rx) = shared.register(&mut slot, cfg.transport, remote, None);
     drop(tx);
     let info = ConnInfo {
         id,

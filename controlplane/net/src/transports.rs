@@ -27,6 +27,8 @@ pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerConfig>>>;
 struct ConnEntry {
     transport: Transport,
     remote: SocketAddr,
+    /// TLS connections we opened: the name the server certificate was verified against.
+    server_name: Option<String>,
     tx: mpsc::Sender<Vec<u8>>,
 }
 
@@ -129,6 +131,7 @@ impl Shared {
         slot: &mut ConnSlot,
         transport: Transport,
         remote: SocketAddr,
+        server_name: Option<String>,
     ) -> (ConnId, mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
         let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.limits.per_connection_queue.max(1));
@@ -138,6 +141,7 @@ impl Shared {
             ConnEntry {
                 transport,
                 remote,
+                server_name,
                 tx: tx.clone(),
             },
         );
@@ -156,8 +160,14 @@ impl Shared {
         }
         t.by_remote.get(&out.remote)?.iter().rev().find_map(|id| {
             let e = t.by_id.get(id)?;
-            e.transport
-                .same_wire(out.transport)
+            // A TLS connection is reused only for the name it was verified against
+            // (RFC 5923 §5 ties reuse to the authenticated identity).
+            let name_ok = match (&out.tls_server_name, &e.server_name) {
+                (None, _) => true,
+                (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+                (Some(_), None) => false,
+            };
+            (e.transport.same_wire(out.transport) && (name_ok || !out.transport.is_tls()))
                 .then(|| (*id, e.transport, e.tx.clone()))
         })
     }
@@ -389,7 +399,11 @@ impl SipTransports {
         let mut slot = shared
             .reserve(out.remote.ip(), false)
             .ok_or(NetError::ConnectionLimit)?;
-        let (id, tx, rx) = shared.register(&mut slot, out.transport, out.remote);
+        let name = out
+            .tls_server_name
+            .clone()
+            .filter(|_| out.transport.is_tls());
+        let (id, tx, rx) = shared.register(&mut slot, out.transport, out.remote, name);
         tx.try_send(out.bytes)
             .map_err(|_| NetError::QueueFull(id))?;
         drop(tx);

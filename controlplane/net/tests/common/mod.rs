@@ -130,3 +130,40 @@ impl TestCa {
         &self.cert_pem
     }
 }
+
+/// Polls `cond` every 10 ms until it holds, failing the test after [`WAIT`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {WAIT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Server settings for a TLS/mTLS listener.
+pub fn server_settings(
+    leaf: &Leaf,
+    client_ca: Option<&Path>,
+    expected: &[&str],
+) -> portcullis_net::TlsServerSettings {
+    portcullis_net::TlsServerSettings {
+        cert_chain_pem: leaf.cert_pem.clone(),
+        key_pem: leaf.key_pem.clone(),
+        client_ca: client_ca.map(Path::to_owned),
+        expected_client_names: expected.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// Client settings trusting `ca`, optionally presenting `cert`.
+pub fn client_settings(ca: &TestCa, cert: Option<&Leaf>) -> portcullis_net::TlsClientSettings {
+    portcullis_net::TlsClientSettings {
+        roots: ca.cert_pem.clone(),
+        client_cert: cert.map(|l| portcullis_net::ClientCertificate {
+            cert_chain_pem: l.cert_pem.clone(),
+            key_pem: l.key_pem.clone(),
+        }),
+    }
+}

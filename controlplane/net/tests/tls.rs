@@ -1,0 +1,204 @@
+//! TLS and mTLS between two in-process transport sets, with certificates from a test CA.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    client_settings, localhost, next_event, next_message, no_event, options, server_settings,
+    wait_until, TestCa,
+};
+use portcullis_net::{
+    ListenerConfig, NetError, Outbound, SipTransports, TlsClientSettings, TlsServerSettings,
+    Transport, TransportConfig, TransportEvent,
+};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::timeout;
+
+async fn server(
+    transport: Transport,
+    tls: TlsServerSettings,
+) -> (SipTransports, Receiver<TransportEvent>) {
+    SipTransports::bind(TransportConfig {
+        listeners: vec![ListenerConfig {
+            transport,
+            addr: localhost(),
+            tls: Some(tls),
+        }],
+        ..TransportConfig::default()
+    })
+    .await
+    .expect("bind server")
+}
+
+async fn client(tls: TlsClientSettings) -> (SipTransports, Receiver<TransportEvent>) {
+    SipTransports::bind(TransportConfig {
+        tls_client: Some(tls),
+        ..TransportConfig::default()
+    })
+    .await
+    .expect("bind client")
+}
+
+fn tls_out(to: std::net::SocketAddr, name: &str, bytes: Vec<u8>) -> Outbound {
+    let mut o = Outbound::new(Transport::Tls, to, bytes);
+    o.tls_server_name = Some(name.to_owned());
+    o
+}
+
+#[tokio::test]
+async fn tls_request_and_response_in_process() {
+    timeout(Duration::from_secs(30), async {
+        let ca = TestCa::new("tls");
+        let leaf = ca.leaf("server", &["sbc.test"]);
+        let (srv, mut srx) = server(Transport::Tls, server_settings(&leaf, None, &[])).await;
+        let addr = srv.local_addr(Transport::Tls).expect("tls addr");
+        let (cli, mut crx) = client(client_settings(&ca, None)).await;
+
+        let req = options("tls1", "");
+        let id = cli
+            .send(tls_out(addr, "sbc.test", req.clone()))
+            .expect("send");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+        assert_eq!(m.transport, Transport::Tls);
+        assert!(m.tls_peer_names.is_none(), "no client certificate was sent");
+
+        let resp = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+        let mut out = Outbound::new(Transport::Tls, m.remote, resp.clone());
+        out.conn = m.conn;
+        srv.send(out).expect("respond");
+
+        match next_event(&mut crx).await {
+            TransportEvent::ConnectionOpened {
+                conn,
+                tls_peer_names,
+                ..
+            } => {
+                assert_eq!(Some(conn), id);
+                assert_eq!(
+                    tls_peer_names.as_deref(),
+                    Some(&["sbc.test".to_owned()][..])
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let r = next_message(&mut crx).await;
+        assert_eq!(r.bytes, resp);
+        assert_eq!(r.conn, id);
+        assert_eq!(cli.counters().snapshot().messages_out(Transport::Tls), 1);
+        assert_eq!(srv.counters().snapshot().messages_in(Transport::Tls), 1);
+
+        // Server-name verification: the certificate does not name "other.test".
+        let bad = cli
+            .send(tls_out(addr, "other.test", options("tls2", "")))
+            .expect("queued");
+        loop {
+            match next_event(&mut crx).await {
+                TransportEvent::SendFailed { conn, error, .. } => {
+                    assert_eq!(Some(conn), bad);
+                    assert!(matches!(error, NetError::Handshake { .. }), "{error}");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(cli.counters().snapshot().tls_handshake_failures, 1);
+        wait_until("server counts the failed handshake", || {
+            srv.counters().snapshot().tls_handshake_failures == 1
+        })
+        .await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn mtls_in_process_checks_chain_and_expected_names() {
+    timeout(Duration::from_secs(30), async {
+        let ca = TestCa::new("mtls");
+        let srv_leaf = ca.leaf("server", &["sbc.test"]);
+        let good = ca.leaf("good", &["sip2.pstnhub.test"]);
+        let wrong = ca.leaf("wrong", &["sip.elsewhere.test"]);
+        let settings = server_settings(&srv_leaf, Some(ca.path()), &["*.pstnhub.test"]);
+        let (srv, mut srx) = server(Transport::Mtls, settings).await;
+        let addr = srv.local_addr(Transport::Mtls).expect("mtls addr");
+
+        let (cli, _crx) = client(client_settings(&ca, Some(&good))).await;
+        let req = options("mtls-good", "");
+        cli.send(tls_out(addr, "sbc.test", req.clone()))
+            .expect("send");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+        assert_eq!(m.transport, Transport::Mtls);
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["sip2.pstnhub.test".to_owned()][..])
+        );
+
+        // Trusted chain, but a name outside the expected set.
+        let (cli2, _crx2) = client(client_settings(&ca, Some(&wrong))).await;
+        cli2.send(tls_out(addr, "sbc.test", options("mtls-wrong", "")))
+            .expect("queued");
+        wait_until("name rejection counted", || {
+            srv.counters().snapshot().tls_name_rejections == 1
+        })
+        .await;
+
+        // No client certificate at all.
+        let (cli3, _crx3) = client(client_settings(&ca, None)).await;
+        cli3.send(tls_out(addr, "sbc.test", options("mtls-none", "")))
+            .expect("queued");
+        wait_until("missing client certificate refused", || {
+            srv.counters().snapshot().tls_handshake_failures == 1
+        })
+        .await;
+
+        // Neither produced a message.
+        no_event(&mut srx, Duration::from_millis(300)).await;
+        assert_eq!(srv.counters().snapshot().messages_in(Transport::Mtls), 1);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn server_certificate_hot_reload() {
+    timeout(Duration::from_secs(30), async {
+        let ca = TestCa::new("reload");
+        let leaf = ca.leaf("server", &["old.test"]);
+        let (srv, mut srx) = server(Transport::Tls, server_settings(&leaf, None, &[])).await;
+        let addr = srv.local_addr(Transport::Tls).expect("tls addr");
+
+        // Replace the files in place with a certificate for another name, then reload.
+        let fresh = ca.leaf("server-new", &["new.test"]);
+        std::fs::copy(&fresh.cert_pem, &leaf.cert_pem).expect("copy cert");
+        std::fs::copy(&fresh.key_pem, &leaf.key_pem).expect("copy key");
+        srv.reload_tls().expect("reload");
+
+        let (cli, mut crx) = client(client_settings(&ca, None)).await;
+        cli.send(tls_out(addr, "old.test", options("old", "")))
+            .expect("queued");
+        match next_event(&mut crx).await {
+            TransportEvent::SendFailed { error, .. } => {
+                assert!(matches!(error, NetError::Handshake { .. }), "{error}");
+            }
+            other => panic!("old name must fail after reload, got {other:?}"),
+        }
+        let req = options("new", "");
+        cli.send(tls_out(addr, "new.test", req.clone()))
+            .expect("send");
+        assert_eq!(next_message(&mut srx).await.bytes, req);
+
+        // A broken file keeps the running configuration.
+        std::fs::write(&leaf.key_pem, "not a key").expect("write");
+        assert!(srv.reload_tls().is_err());
+        let req2 = options("new2", "");
+        let mut o = tls_out(addr, "new.test", req2.clone());
+        o.conn = None;
+        cli.send(o).expect("send on the open connection");
+        assert_eq!(next_message(&mut srx).await.bytes, req2);
+    })
+    .await
+    .expect("test timed out");
+}
