@@ -1,0 +1,362 @@
+//! Interop with the real `openssl` CLI: `s_client` against our mTLS listener, our TLS client
+//! against `s_server`. Needs `openssl` on PATH (Debian package `openssl`); fails with a clear
+//! message without it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{
+    client_settings, localhost, next_event, next_message, no_event, options, server_settings,
+    wait_until, Leaf, TestCa, WAIT,
+};
+use portcullis_net::{
+    ListenerConfig, NetError, Outbound, SipTransports, Transport, TransportConfig, TransportEvent,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+fn require_openssl() {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the `openssl` command-line tool is required for these interop tests \
+         (install it: apt-get install openssl)"
+    );
+}
+
+/// Starts `openssl <args>` with piped stdio; stdout lines are forwarded to the receiver.
+fn spawn_openssl(args: &[&str]) -> (Child, mpsc::UnboundedReceiver<String>) {
+    require_openssl();
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn openssl");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stdout = child.stdout.take().expect("stdout");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a stdout line containing `needle`; returns the lines before it.
+async fn wait_line(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> Vec<String> {
+    let mut before = Vec::new();
+    let found = timeout(WAIT, async {
+        while let Some(l) = rx.recv().await {
+            if l.contains(needle) {
+                return true;
+            }
+            before.push(l);
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "openssl never printed {needle:?}");
+    before
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+async fn mtls_server(
+    ca: &TestCa,
+    srv_leaf: &Leaf,
+    expected: &[&str],
+) -> (SipTransports, mpsc::Receiver<TransportEvent>, SocketAddr) {
+    let (srv, rx) = SipTransports::bind(TransportConfig {
+        listeners: vec![ListenerConfig {
+            transport: Transport::Mtls,
+            addr: localhost(),
+            tls: Some(server_settings(srv_leaf, Some(ca.path()), expected)),
+        }],
+        ..TransportConfig::default()
+    })
+    .await
+    .expect("bind");
+    let addr = srv.local_addr(Transport::Mtls).expect("addr");
+    (srv, rx, addr)
+}
+
+fn s_client_args<'a>(addr: &'a str, ca: &'a TestCa, cert: Option<&'a Leaf>) -> Vec<&'a str> {
+    let mut a = vec![
+        "s_client",
+        "-connect",
+        addr,
+        "-servername",
+        "sbc.test",
+        "-CAfile",
+        p(ca.path()),
+        "-verify_return_error",
+        "-quiet",
+    ];
+    if let Some(l) = cert {
+        a.extend(["-cert", p(&l.cert_pem), "-key", p(&l.key_pem)]);
+    }
+    a
+}
+
+/// Writes an OPTIONS into s_client (ignoring a closed pipe: the server may already have
+/// dropped the connection) and checks that the server refused the client.
+async fn expect_refused(
+    mut child: Child,
+    srx: &mut mpsc::Receiver<TransportEvent>,
+    refused: impl FnMut() -> bool,
+) {
+    if let Some(stdin) = child.stdin.as_mut() {
+        let _ = stdin.write_all(&options("refused", "")).await;
+        let _ = stdin.flush().await;
+    }
+    wait_until("server refused the client", refused).await;
+    no_event(srx, Duration::from_millis(500)).await;
+    let status = timeout(WAIT, child.wait())
+        .await
+        .expect("s_client must exit once the server drops it")
+        .expect("wait");
+    assert!(!status.success() || status.code().is_some());
+}
+
+#[tokio::test]
+async fn mtls_listener_against_openssl_s_client() {
+    timeout(Duration::from_secs(60), async {
+        let ca = TestCa::new("osslc");
+        let other_ca = TestCa::new("untrusted");
+        let srv_leaf = ca.leaf("server", &["sbc.test"]);
+        let trusted = ca.leaf("client", &["sip.pstnhub.test"]);
+        let untrusted = other_ca.leaf("client", &["sip.pstnhub.test"]);
+        let wrong_name = ca.leaf("wrongname", &["sip.nothub.test"]);
+        let (srv, mut srx, addr) = mtls_server(&ca, &srv_leaf, &["*.pstnhub.test"]).await;
+        let addr_s = addr.to_string();
+
+        // 1. No client certificate: the handshake fails.
+        let (child, _out) = spawn_openssl(&s_client_args(&addr_s, &ca, None));
+        expect_refused(child, &mut srx, || {
+            srv.counters().snapshot().tls_handshake_failures >= 1
+        })
+        .await;
+
+        // 2. A certificate from an untrusted CA: the handshake fails.
+        let (child, _out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&untrusted)));
+        expect_refused(child, &mut srx, || {
+            srv.counters().snapshot().tls_handshake_failures >= 2
+        })
+        .await;
+
+        // 3. Trusted chain, name outside `expected_client_names`: dropped after the handshake.
+        let (child, _out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&wrong_name)));
+        expect_refused(child, &mut srx, || {
+            srv.counters().snapshot().tls_name_rejections == 1
+        })
+        .await;
+
+        // 4. Trusted and expected: the OPTIONS arrives and our answer reaches s_client.
+        let (mut child, mut out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&trusted)));
+        let req = options("ossl-ok", "");
+        let stdin = child.stdin.as_mut().expect("stdin");
+        stdin.write_all(&req).await.expect("write");
+        stdin.flush().await.expect("flush");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+        assert_eq!(m.transport, Transport::Mtls);
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["sip.pstnhub.test".to_owned()][..])
+        );
+        let resp = b"SIP/2.0 200 OK\r\nServer: portcullis-test\r\nContent-Length: 0\r\n\r\n";
+        let mut o = Outbound::new(Transport::Mtls, m.remote, resp.to_vec());
+        o.conn = m.conn;
+        srv.send(o).expect("respond");
+        wait_line(&mut out, "Server: portcullis-test").await;
+        let _ = child.kill().await;
+
+        let c = srv.counters().snapshot();
+        assert_eq!(c.tls_handshake_failures, 2);
+        assert_eq!(c.tls_name_rejections, 1);
+        assert_eq!(c.messages_in(Transport::Mtls), 1);
+    })
+    .await
+    .expect("test timed out");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn tls_out(to: SocketAddr, name: &str, bytes: Vec<u8>) -> Outbound {
+    let mut o = Outbound::new(Transport::Tls, to, bytes);
+    o.tls_server_name = Some(name.to_owned());
+    o
+}
+
+#[tokio::test]
+async fn tls_client_against_openssl_s_server_checks_server_name() {
+    timeout(Duration::from_secs(60), async {
+        let ca = TestCa::new("ossls");
+        let srv_leaf = ca.leaf("server", &["right.test"]);
+        let port = free_port();
+        let accept = format!("127.0.0.1:{port}");
+        let (mut server, mut out) = spawn_openssl(&[
+            "s_server",
+            "-accept",
+            &accept,
+            "-cert",
+            p(&srv_leaf.cert_pem),
+            "-key",
+            p(&srv_leaf.key_pem),
+        ]);
+        wait_line(&mut out, "ACCEPT").await;
+        let addr: SocketAddr = accept.parse().expect("addr");
+
+        let (cli, mut crx) = SipTransports::bind(TransportConfig {
+            tls_client: Some(client_settings(&ca, None)),
+            ..TransportConfig::default()
+        })
+        .await
+        .expect("bind");
+
+        // The certificate names right.test, we want wrong.test: refused by our side.
+        let bad = cli
+            .send(tls_out(addr, "wrong.test", options("wrong", "")))
+            .expect("queued");
+        match next_event(&mut crx).await {
+            TransportEvent::SendFailed { conn, error, .. } => {
+                assert_eq!(Some(conn), bad);
+                assert!(matches!(error, NetError::Handshake { .. }), "{error}");
+            }
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        match next_event(&mut crx).await {
+            TransportEvent::ConnectionClosed { conn, .. } => assert_eq!(Some(conn), bad),
+            other => panic!("expected close, got {other:?}"),
+        }
+        assert_eq!(cli.counters().snapshot().tls_handshake_failures, 1);
+
+        // The right name: the OPTIONS reaches s_server, its answer reaches us.
+        let ok = cli
+            .send(tls_out(addr, "right.test", options("right", "")))
+            .expect("queued");
+        match next_event(&mut crx).await {
+            TransportEvent::ConnectionOpened {
+                conn,
+                tls_peer_names,
+                ..
+            } => {
+                assert_eq!(Some(conn), ok);
+                assert_eq!(
+                    tls_peer_names.as_deref(),
+                    Some(&["right.test".to_owned()][..])
+                );
+            }
+            other => panic!("expected open, got {other:?}"),
+        }
+        wait_line(&mut out, "OPTIONS sip:sbc.example.com SIP/2.0").await;
+        let resp = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let stdin = server.stdin.as_mut().expect("stdin");
+        stdin.write_all(resp).await.expect("write");
+        stdin.flush().await.expect("flush");
+        let m = next_message(&mut crx).await;
+        assert_eq!(m.bytes, resp);
+        assert_eq!(m.conn, ok);
+        let _ = server.kill().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn mtls_client_presents_certificate_to_openssl_s_server() {
+    timeout(Duration::from_secs(60), async {
+        let ca = TestCa::new("osslm");
+        let srv_leaf = ca.leaf("server", &["proxy.test"]);
+        let our = ca.leaf("sbc", &["sbc.test"]);
+        let port = free_port();
+        let accept = format!("127.0.0.1:{port}");
+        let (mut server, mut out) = spawn_openssl(&[
+            "s_server",
+            "-accept",
+            &accept,
+            "-cert",
+            p(&srv_leaf.cert_pem),
+            "-key",
+            p(&srv_leaf.key_pem),
+            "-Verify",
+            "2",
+            "-verify_return_error",
+            "-CAfile",
+            p(ca.path()),
+        ]);
+        wait_line(&mut out, "ACCEPT").await;
+        let addr: SocketAddr = accept.parse().expect("addr");
+        let (cli, mut crx) = SipTransports::bind(TransportConfig {
+            tls_client: Some(client_settings(&ca, Some(&our))),
+            ..TransportConfig::default()
+        })
+        .await
+        .expect("bind");
+        // Without a client certificate s_server drops us after the handshake, before
+        // printing any data.
+        let (anon, mut arx) = SipTransports::bind(TransportConfig {
+            tls_client: Some(client_settings(&ca, None)),
+            ..TransportConfig::default()
+        })
+        .await
+        .expect("bind");
+        let nocert = anon
+            .send(tls_out(addr, "proxy.test", options("nocert", "")))
+            .expect("queued");
+        loop {
+            match next_event(&mut arx).await {
+                TransportEvent::ConnectionClosed { conn, .. } => {
+                    assert_eq!(Some(conn), nocert);
+                    break;
+                }
+                TransportEvent::ConnectionOpened { .. } | TransportEvent::SendFailed { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        let id = cli
+            .send(tls_out(addr, "proxy.test", options("mtls-out", "")))
+            .expect("queued");
+        match next_event(&mut crx).await {
+            TransportEvent::ConnectionOpened { conn, .. } => assert_eq!(Some(conn), id),
+            other => panic!("expected open, got {other:?}"),
+        }
+        // s_server prints the verified client subject, then the data.
+        let before = wait_line(&mut out, "Call-ID: mtls-out@test").await;
+        assert!(
+            !before.iter().any(|l| l.contains("nocert@test")),
+            "s_server accepted data from a client without a certificate: {before:?}"
+        );
+        assert!(
+            before.iter().any(|l| l.contains("sbc.test")),
+            "s_server did not report our client certificate: {before:?}"
+        );
+        let _ = server.kill().await;
+    })
+    .await
+    .expect("test timed out");
+}
