@@ -128,7 +128,8 @@ pub struct Outbound {
     /// Destination.
     pub remote: SocketAddr,
     /// Connection to reuse (e.g. the one a request arrived on). When it is closed the send
-    /// falls back to any open connection to `remote`, then to a new one.
+    /// falls back to an open connection to `remote` of the same transport (TLS: one opened
+    /// for the same `tls_server_name`), then to a new one.
     pub conn: Option<ConnId>,
     /// UDP: send from the listener bound to this address (the one the request arrived on).
     /// `None`: the first UDP listener of the right address family.

@@ -1,5 +1,63 @@
 //! Tokio drivers for SIP over UDP, TCP, TLS and mTLS (RFC 3261 §18, RFC 5626 §3.5.1,
-//! RFC 5630).
+//! RFC 5630, RFC 5922 §7).
+//!
+//! The drivers make no protocol decision. They move bytes and report
+//! `(transport, local, remote, connection, bytes, now)` to one event channel, and send bytes
+//! where told. Parsing, Via `received`/`rport` handling (RFC 3261 §18.2.1, RFC 3581),
+//! choosing where a response goes (§18.2.2) and answering framing errors belong to the
+//! sans-IO core (`portcullis-sip`, `portcullis-engine`).
+//!
+//! # API overview
+//!
+//! | need | use |
+//! |---|---|
+//! | open the listeners | [`SipTransports::bind`]`(TransportConfig) -> Result<(SipTransports, mpsc::Receiver<TransportEvent>), NetError>` (async; spawns on the current runtime) |
+//! | what to open | [`TransportConfig`] { `listeners: Vec<`[`ListenerConfig`]`>`, `limits: `[`Limits`], `udp_sockets_per_listener`, `tls_client: Option<`[`TlsClientSettings`]`>`, `event_queue`, `udp_buffer_bytes` } |
+//! | server TLS / mTLS material | [`TlsServerSettings`] { `cert_chain_pem`, `key_pem`, `client_ca`, `expected_client_names` } |
+//! | where ports landed (port 0) | [`SipTransports::local_addrs`], [`SipTransports::local_addr`] |
+//! | receive | [`TransportEvent::Message`]`(`[`Inbound`]`)`, plus `ConnectionOpened`, `ConnectionClosed`, `FramingError`, `SendFailed` |
+//! | send (never waits) | [`SipTransports::send`]`(`[`Outbound`]`) -> Result<Option<ConnId>, NetError>` |
+//! | close a connection | [`SipTransports::close`]`(ConnId) -> bool` |
+//! | reload certificates (SIGHUP) | [`SipTransports::reload_tls`], [`SipTransports::set_tls_client`] |
+//! | counters for metrics | [`SipTransports::counters`]`().snapshot() -> `[`NetCountersSnapshot`] |
+//! | stop | [`SipTransports::shutdown`], or drop the last clone |
+//!
+//! # Behaviour
+//!
+//! - **UDP** (RFC 3261 §18.1.1, §18.2.1): each listener is `udp_sockets_per_listener`
+//!   sockets (default: one per tokio worker) bound to the same address with SO_REUSEPORT
+//!   and large kernel buffers, each drained by its own task. A datagram over
+//!   `max_message_bytes` is dropped and counted; whitespace-only keepalives are absorbed.
+//!   When the event channel is full, datagrams are dropped and counted (never block).
+//!   Sends go from the listener whose address is `Outbound::local`.
+//! - **TCP/TLS** (RFC 3261 §18.3): accepted under a global cap (`max_tcp_connections`,
+//!   inbound and outbound together) and a per-remote-IP cap; refused sockets are closed at
+//!   once and counted. Bytes are framed by [`portcullis_sip::StreamFramer`] (Content-Length,
+//!   header and body limits); a CRLFCRLF ping is answered with a CRLF pong (RFC 5626
+//!   §4.4.1). A framing error is reported as [`TransportEvent::FramingError`] with the
+//!   status to answer (400/513); the connection then stops reading, writes what the core
+//!   sends (typically that one response) and closes after it or after a 2 s grace.
+//!   No traffic either way for `tcp_idle_timeout` closes the connection.
+//! - **Sending on streams** (RFC 3261 §18.1.1, §18.2.2): connection `Outbound::conn` if
+//!   open; else an open connection to `Outbound::remote` of the same transport (for TLS,
+//!   only one opened for the same `tls_server_name`); else a new connection, opened in the
+//!   background. Errors after `send` returned `Ok` come back as
+//!   [`TransportEvent::SendFailed`] carrying the bytes, so the transaction layer can treat
+//!   them as transport errors (RFC 3261 §17.1.4).
+//! - **TLS** (rustls, ring provider, TLS 1.2 and 1.3 only): the server configuration of
+//!   each listener lives behind a lock and is swapped by [`SipTransports::reload_tls`]; new
+//!   handshakes use the new certificates. Outbound TLS sends SNI and verifies the server
+//!   certificate for `tls_server_name` (or the IP address when `None`) against
+//!   `TlsClientSettings::roots`, presenting the client certificate when configured (mTLS
+//!   toward Microsoft Teams).
+//! - **mTLS listeners**: the client chain must verify against `client_ca`
+//!   (`WebPkiClientVerifier`, during the handshake); then one SAN DNS name of the leaf must
+//!   match `expected_client_names` ([`tls::name_matches`]: exact, `*.domain`, `.domain`).
+//!   The verified names travel with every message as `Inbound::tls_peer_names`.
+//!
+//! Counters ([`NetCounters`]): messages and bytes in/out per transport, connections
+//! open/total/refused, idle closes, oversize drops, framing errors, TLS handshake
+//! failures, mTLS name rejections, keepalives, event-queue drops, send failures.
 #![forbid(unsafe_code)]
 
 mod config;

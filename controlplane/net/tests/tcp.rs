@@ -341,3 +341,84 @@ async fn outbound_connection_opened_reused_and_failure_reported() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn missing_content_length_is_a_framing_error() {
+    timeout(Duration::from_secs(20), async {
+        let limits = Limits {
+            tcp_idle_timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let (net, mut rx) = bind(limits).await;
+        let server = net.local_addr(Transport::Tcp).expect("tcp addr");
+        let mut c = TcpStream::connect(server).await.expect("connect");
+        c.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\r\n")
+            .await
+            .expect("write");
+        loop {
+            match next_event(&mut rx).await {
+                TransportEvent::ConnectionOpened { .. } => {}
+                TransportEvent::FramingError { status, .. } => {
+                    assert_eq!(status, Some(400));
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Nobody answers: the driver closes after its grace period.
+        assert!(closed_by_peer(&mut c).await);
+        let s = net.counters().snapshot();
+        assert_eq!(s.framing_errors, 1);
+        assert_eq!(s.oversize_drops, 0);
+        assert_eq!(s.messages_in(Transport::Tcp), 0);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn close_writes_queued_then_closes_and_later_sends_fail() {
+    timeout(Duration::from_secs(20), async {
+        let (net, mut rx) = bind(Limits::default()).await;
+        let server = net.local_addr(Transport::Tcp).expect("tcp addr");
+        let mut c = TcpStream::connect(server).await.expect("connect");
+        let conn = match next_event(&mut rx).await {
+            TransportEvent::ConnectionOpened { conn, .. } => conn,
+            other => panic!("unexpected {other:?}"),
+        };
+        let bye = options("last", "");
+        let mut o = Outbound::new(Transport::Tcp, c.local_addr().expect("a"), bye.clone());
+        o.conn = Some(conn);
+        net.send(o.clone()).expect("send");
+        assert!(net.close(conn));
+        assert_eq!(read_exact_len(&mut c, bye.len()).await, bye);
+        assert!(closed_by_peer(&mut c).await);
+        match next_event(&mut rx).await {
+            TransportEvent::ConnectionClosed {
+                conn: id, reason, ..
+            } => {
+                assert_eq!(id, conn);
+                assert!(matches!(reason, CloseReason::Local), "{reason:?}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!net.close(conn));
+        assert_eq!(net.connection_count(), 0);
+        // The connection is gone: the send falls back to a new connection to the remote
+        // address (RFC 3261 §18.2.2), which nobody accepts here.
+        drop(c);
+        let id = net.send(o).expect("queued").expect("a connection");
+        assert_ne!(id, conn);
+        match next_event(&mut rx).await {
+            TransportEvent::SendFailed {
+                conn: c2, error, ..
+            } => {
+                assert_eq!(c2, id);
+                assert!(matches!(error, NetError::Connect { .. }), "{error}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+    .await
+    .expect("test timed out");
+}

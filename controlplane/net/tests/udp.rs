@@ -108,3 +108,33 @@ async fn oversize_datagram_dropped_and_counted() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn full_event_queue_drops_and_counts() {
+    timeout(Duration::from_secs(20), async {
+        let mut cfg = config(1, 4096);
+        cfg.event_queue = 2;
+        let (net, mut rx) = SipTransports::bind(cfg).await.expect("bind");
+        let server = net.local_addr(Transport::Udp).expect("udp addr");
+        let client = UdpSocket::bind(localhost()).await.expect("client");
+        for i in 0..10 {
+            client
+                .send_to(&options(&format!("q{i}"), ""), server)
+                .await
+                .expect("send");
+        }
+        let n = 10;
+        common::wait_until("all datagrams handled", || {
+            let c = net.counters().snapshot();
+            c.messages_in(Transport::Udp) + c.event_queue_drops == n
+        })
+        .await;
+        let c = net.counters().snapshot();
+        assert_eq!(c.messages_in(Transport::Udp), 2);
+        assert_eq!(c.event_queue_drops, 8);
+        // The queue still works after the overflow.
+        assert_eq!(next_message(&mut rx).await.bytes, options("q0", ""));
+    })
+    .await
+    .expect("test timed out");
+}
