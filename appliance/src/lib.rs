@@ -1,2 +1,4 @@
 //! Portcullis appliance library: provisioning, wiring of the planes, admin API.
 #![forbid(unsafe_code)]
+
+pub mod notify;
