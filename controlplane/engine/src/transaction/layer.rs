@@ -11,7 +11,7 @@ use super::non_invite_server::{NonInviteServer, NonInviteServerState};
 use super::stats::TxStats;
 use super::timer::{Timer, TimerConfig, TimerTable};
 use super::via::{response_target, ResponseTarget, MAGIC_COOKIE};
-use super::wire::parse_message;
+use super::wire::{error_reply, parse_message};
 use super::{PeerAddr, Transmit, TxError, TxEvent, TxId, TxKind, TxState};
 use crate::time::Timestamp;
 
@@ -265,11 +265,17 @@ impl TransactionLayer {
     }
 
     /// Parses and handles one datagram or framed stream message. Malformed input is
-    /// counted and dropped.
+    /// counted; a request gets the codec's stateless 4xx when one can be formed
+    /// (sent back to the source), anything else is dropped.
     pub fn handle_datagram(&mut self, now: Timestamp, from: PeerAddr, bytes: &[u8]) {
         match parse_message(bytes) {
             Ok(msg) => self.handle_message(now, from, msg),
-            Err(_) => self.stats.malformed += 1,
+            Err(e) => {
+                self.stats.malformed += 1;
+                if let Some(reply) = error_reply(bytes, &e) {
+                    self.send_stateless(from, reply);
+                }
+            }
         }
     }
 

@@ -188,6 +188,8 @@ pub enum MsgError {
     Invalid(&'static str),
     #[error("malformed message: {0}")]
     Syntax(&'static str),
+    #[error("codec: {0}")]
+    Codec(#[from] portcullis_sip::ParseError),
 }
 
 /// Errors of the transaction layer API (the TU's fault or a stale handle).

@@ -1,109 +1,77 @@
-//! Bytes → [`SipMsg`] (RFC 3261 §7). Minimal framing used until the
-//! `portcullis-sip` codec is wired in: start line, folded header lines,
-//! Content-Length-delimited body.
+//! Bytes ↔ [`SipMsg`] through the `portcullis-sip` codec.
+//!
+//! Incoming bytes are parsed by [`portcullis_sip::Message::parse`] (borrowed
+//! views) and checked with [`portcullis_sip::validate_request`] /
+//! [`portcullis_sip::validate_response`] (RFC 3261 §8.1.3, §8.2) before the
+//! transaction layer copies the start line and headers once into its owned
+//! model. Malformed requests get the codec's stateless error response
+//! ([`portcullis_sip::error_response`]).
 
-use super::message::{same_header, Method, SipMsg, StartLine};
+use portcullis_sip::{
+    validate_request, validate_response, ErrorAction, Message, OwnedMessage, StartLine as WireStart,
+};
+
+use super::message::{Method, SipMsg, StartLine};
 use super::MsgError;
 
-/// Largest message accepted (bytes); bounded work per datagram.
-const MAX_MESSAGE: usize = 64 * 1024;
-
-/// Parses one complete SIP message.
+/// Parses and validates one complete SIP message (datagram or framed stream message).
 pub fn parse_message(bytes: &[u8]) -> Result<SipMsg, MsgError> {
-    if bytes.len() > MAX_MESSAGE {
-        return Err(MsgError::Syntax("message too large"));
+    let msg = Message::parse(bytes)?;
+    if msg.is_request() {
+        validate_request(&msg)?;
+    } else {
+        validate_response(&msg)?;
     }
-    let (head_len, body_start) =
-        find_head_end(bytes).ok_or(MsgError::Syntax("no end of headers"))?;
-    let head = std::str::from_utf8(bytes.get(..head_len).unwrap_or_default())
-        .map_err(|_| MsgError::Syntax("headers are not UTF-8"))?;
-    let mut lines: Vec<String> = Vec::new();
-    for raw in head.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.starts_with([' ', '\t']) {
-            // RFC 3261 §7.3.1 header folding.
-            let last = lines
-                .last_mut()
-                .ok_or(MsgError::Syntax("folded first line"))?;
-            last.push(' ');
-            last.push_str(line.trim());
-        } else if !line.is_empty() {
-            lines.push(line.to_owned());
-        }
-    }
-    let mut it = lines.into_iter();
-    let first = it.next().ok_or(MsgError::Syntax("empty message"))?;
-    let start = parse_start(&first)?;
-    let mut headers = Vec::new();
-    for line in it {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or(MsgError::Syntax("header without colon"))?;
-        let name = name.trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(MsgError::Syntax("bad header name"));
-        }
-        headers.push((name.to_owned(), value.trim().to_owned()));
-    }
-    let rest = bytes.get(body_start..).unwrap_or_default();
-    let clen = headers
-        .iter()
-        .find(|(n, _)| same_header(n, "Content-Length"));
-    let body = match clen {
-        Some((_, v)) => {
-            let n: usize = v.parse().map_err(|_| MsgError::Invalid("Content-Length"))?;
-            rest.get(..n)
-                .ok_or(MsgError::Invalid("Content-Length"))?
-                .to_vec()
-        }
-        None => rest.to_vec(),
-    };
-    Ok(SipMsg {
-        start,
-        headers,
-        body,
-    })
+    Ok(SipMsg::from_wire(&msg))
 }
 
-fn find_head_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let crlf = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, i + 4));
-    let lf = bytes
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| (i, i + 2));
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+/// The stateless answer to bytes that failed [`parse_message`], if one can be formed.
+pub(crate) fn error_reply(bytes: &[u8], err: &MsgError) -> Option<Vec<u8>> {
+    let MsgError::Codec(e) = err else { return None };
+    match portcullis_sip::error_response(bytes, e) {
+        ErrorAction::Respond(b) => Some(b),
+        ErrorAction::Drop => None,
     }
 }
 
-fn parse_start(line: &str) -> Result<StartLine, MsgError> {
-    let mut parts = line.splitn(3, ' ');
-    let (a, b, c) = (
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-    );
-    if a == "SIP/2.0" {
-        let status: u16 = b.parse().map_err(|_| MsgError::Syntax("bad status code"))?;
-        if !(100..=699).contains(&status) {
-            return Err(MsgError::Syntax("status code out of range"));
+impl SipMsg {
+    /// Copies a parsed codec message into the owned model (one allocation per header).
+    #[must_use]
+    pub fn from_wire(msg: &Message<'_>) -> Self {
+        let start = match msg.start_line() {
+            WireStart::Request(rl) => StartLine::Request {
+                method: Method::from_token(rl.method),
+                uri: rl.uri.as_str().to_owned(),
+            },
+            WireStart::Response(sl) => StartLine::Response {
+                status: sl.code,
+                reason: sl.reason.to_owned(),
+            },
+        };
+        let headers = msg
+            .headers()
+            .iter()
+            .map(|h| (h.name.to_owned(), h.value.trim().to_owned()))
+            .collect();
+        Self {
+            start,
+            headers,
+            body: msg.body().to_vec(),
         }
-        return Ok(StartLine::Response {
-            status,
-            reason: c.to_owned(),
-        });
     }
-    if c != "SIP/2.0" || a.is_empty() || b.is_empty() || !a.bytes().all(|x| x.is_ascii_graphic()) {
-        return Err(MsgError::Syntax("bad request line"));
+
+    /// The codec's owned, editable form of this message (for B2BUA edits).
+    pub fn to_owned_message(&self) -> Result<OwnedMessage, MsgError> {
+        let bytes = self.to_bytes();
+        let msg = Message::parse(&bytes)?;
+        Ok(OwnedMessage::from_message(&msg))
     }
-    Ok(StartLine::Request {
-        method: Method::from_token(a),
-        uri: b.to_owned(),
-    })
+
+    /// Converts the codec's owned form back.
+    pub fn from_owned_message(msg: &OwnedMessage) -> Result<Self, MsgError> {
+        let bytes = msg.to_bytes();
+        Ok(Self::from_wire(&Message::parse(&bytes)?))
+    }
 }
 
 #[cfg(test)]
@@ -112,15 +80,37 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let raw = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nf: <sip:a@a>;tag=1\r\nl: 3\r\n\r\nabcdef";
+        let raw = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nf: <sip:a@a>;tag=1\r\nt: <sip:b@h>\r\ni: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nl: 3\r\n\r\nabcdef";
         let m = parse_message(raw).unwrap();
         assert_eq!(m.method(), Some(&Method::Invite));
         assert_eq!(m.body, b"abc");
         let again = parse_message(&m.to_bytes()).unwrap();
         assert_eq!(again.body, b"abc");
         assert_eq!(again.top_via().unwrap().branch(), Some("z9hG4bK1"));
+        let owned = m.to_owned_message().unwrap();
+        assert_eq!(
+            SipMsg::from_owned_message(&owned)
+                .unwrap()
+                .call_id()
+                .unwrap(),
+            "c1"
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_with_a_reply_when_possible() {
         assert!(parse_message(b"garbage\r\n\r\n").is_err());
         assert!(parse_message(b"SIP/2.0 99 x\r\n\r\n").is_err());
-        assert!(parse_message(b"INVITE sip:x SIP/2.0\r\nl: 10\r\n\r\nab").is_err());
+        let no_cseq = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@a>;tag=1\r\nTo: <sip:x>\r\nCall-ID: c\r\n\r\n";
+        let err = parse_message(no_cseq).unwrap_err();
+        assert_eq!(
+            error_reply(no_cseq, &err),
+            None,
+            "no CSeq: no response can be formed"
+        );
+        let bad_cl = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@a>;tag=1\r\nTo: <sip:x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 50\r\n\r\nab";
+        let err = parse_message(bad_cl).unwrap_err();
+        let reply = error_reply(bad_cl, &err).expect("400 can be formed");
+        assert!(reply.starts_with(b"SIP/2.0 400"));
     }
 }
