@@ -103,6 +103,17 @@ pub enum TransportEvent {
         /// Suggested status.
         status: Option<u16>,
     },
+    /// A lone CRLF arrived on a stream: the pong to a CRLFCRLF ping the core sent with
+    /// [`crate::SipTransports::send`] (RFC 5626 §4.4.1), or a stray CRLF between
+    /// messages (RFC 3261 §7.5). Pings from the peer are answered by the driver itself.
+    KeepalivePong {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        remote: SocketAddr,
+        /// When it was read.
+        received_at: Instant,
+    },
     /// Bytes accepted by [`crate::SipTransports::send`] could not be delivered: the
     /// connection could not be opened or broke before they were written. The transaction
     /// layer treats this as a transport error (RFC 3261 §17.1.4, §18.4).

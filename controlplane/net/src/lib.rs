@@ -37,6 +37,8 @@
 //!   §4.4.1). A framing error is reported as [`TransportEvent::FramingError`] with the
 //!   status to answer (400/513); the connection then stops reading, writes what the core
 //!   sends (typically that one response) and closes after it or after a 2 s grace.
+//!   To probe a connection, send the bytes `\r\n\r\n` on it; the pong comes back as
+//!   [`TransportEvent::KeepalivePong`].
 //!   No traffic either way for `tcp_idle_timeout` closes the connection.
 //! - **Sending on streams** (RFC 3261 §18.1.1, §18.2.2): connection `Outbound::conn` if
 //!   open; else an open connection to `Outbound::remote` of the same transport (for TLS,

@@ -29,6 +29,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const FRAMING_GRACE: Duration = Duration::from_secs(2);
 /// Pause after an accept error (EMFILE, ENFILE...) so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// The CRLFCRLF ping (RFC 5626 §4.4.1).
+const PING: &[u8] = b"\r\n\r\n";
 /// The CRLF pong (RFC 5626 §4.4.1).
 const PONG: &[u8] = b"\r\n";
 
@@ -292,8 +294,8 @@ where
 /// What one frame asks the connection task to do (the frame's borrow ends here).
 enum Step {
     Deliver(Vec<u8>),
+    Ping,
     Pong,
-    Nothing,
     Broken(portcullis_sip::FramingError),
     Drained,
 }
@@ -301,8 +303,8 @@ enum Step {
 fn next_step(framer: &mut StreamFramer) -> Step {
     match framer.next_frame() {
         Ok(Some(Frame::Message(m))) => Step::Deliver(m.to_vec()),
-        Ok(Some(Frame::Ping)) => Step::Pong,
-        Ok(Some(Frame::Pong)) => Step::Nothing,
+        Ok(Some(Frame::Ping)) => Step::Ping,
+        Ok(Some(Frame::Pong)) => Step::Pong,
         Ok(None) => Step::Drained,
         Err(e) => Step::Broken(e),
     }
@@ -344,8 +346,17 @@ where
                 loop {
                     match next_step(&mut framer) {
                         Step::Drained => break,
-                        Step::Nothing => {}
                         Step::Pong => {
+                            let ev = TransportEvent::KeepalivePong {
+                                conn: info.id,
+                                remote: info.remote,
+                                received_at: Instant::now(),
+                            };
+                            if shared.events.send(ev).await.is_err() {
+                                break 'conn CloseReason::Local;
+                            }
+                        }
+                        Step::Ping => {
                             inc(&shared.counters.keepalives);
                             if let Err(e) = write(&mut wr, PONG, limits.tcp_idle_timeout).await {
                                 break 'conn CloseReason::Io(e);
@@ -401,7 +412,12 @@ where
                     }).await;
                     break CloseReason::Io(e);
                 }
-                shared.counters.message_out(info.transport, bytes.len());
+                if bytes == PING {
+                    // A lone CRLF from the peer is now a pong, not half a ping.
+                    framer.ping_sent();
+                } else {
+                    shared.counters.message_out(info.transport, bytes.len());
+                }
                 if let Some(e) = broken {
                     // The core answered the broken message: done.
                     break CloseReason::Framing(e);

@@ -18,6 +18,8 @@ use crate::transports::Shared;
 
 /// Largest UDP payload over IPv4/IPv6 (without jumbograms).
 const MAX_DATAGRAM: usize = 65_535;
+/// Pause after a receive error.
+const RECV_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The sockets of one UDP listener. All are bound to `local`; the kernel spreads incoming
 /// datagrams over them by flow hash (SO_REUSEPORT).
@@ -101,9 +103,10 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: 
         let (n, remote) = tokio::select! {
             r = sock.recv_from(&mut buf) => match r {
                 Ok(x) => x,
-                // ICMP errors (IP_RECVERR off by default) and transient faults: keep going.
+                // Transient faults (ENOMEM, ICMP-reported errors): keep going, without
+                // spinning if the error persists.
                 Err(_) => {
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(RECV_ERROR_BACKOFF).await;
                     continue;
                 }
             },

@@ -129,11 +129,10 @@ async fn expect_refused(
     }
     wait_until("server refused the client", refused).await;
     no_event(srx, Duration::from_millis(500)).await;
-    let status = timeout(WAIT, child.wait())
+    timeout(WAIT, child.wait())
         .await
         .expect("s_client must exit once the server drops it")
         .expect("wait");
-    assert!(!status.success() || status.code().is_some());
 }
 
 #[tokio::test]

@@ -131,6 +131,20 @@ async fn crlf_ping_gets_crlf_pong() {
         c.write_all(&m).await.expect("write");
         assert_eq!(next_message(&mut rx).await.bytes, m);
         assert_eq!(net.counters().snapshot().keepalives, 1);
+
+        // Our own ping: the peer's CRLF pong is reported.
+        let ping = Outbound::new(
+            Transport::Tcp,
+            c.local_addr().expect("a"),
+            b"\r\n\r\n".to_vec(),
+        );
+        let conn = net.send(ping).expect("ping");
+        assert_eq!(read_exact_len(&mut c, 4).await, b"\r\n\r\n");
+        c.write_all(b"\r\n").await.expect("pong");
+        match next_event(&mut rx).await {
+            TransportEvent::KeepalivePong { conn: id, .. } => assert_eq!(Some(id), conn),
+            other => panic!("expected pong, got {other:?}"),
+        }
     })
     .await
     .expect("test timed out");
