@@ -276,7 +276,7 @@ impl Attribute {
             }
             // RFC 4475 §3.3.? (sdp01) and old stacks send `a=rtpmap:31 LPC` with no
             // clock rate: kept verbatim instead of rejecting the whole offer.
-            ("rtpmap", Some(v)) if rtpmap_without_rate(v) => Self::Other {
+            ("rtpmap", Some(v)) if !v.contains('/') && rtpmap_without_rate(v) => Self::Other {
                 name: name.to_owned(),
                 value: Some(v.to_owned()),
             },
