@@ -24,6 +24,18 @@ impl SdpError {
     pub(crate) fn new(line: usize, kind: SdpErrorKind) -> Self {
         Self { line, kind }
     }
+
+    /// The SIP status for a request whose body failed to parse: `400` (RFC 3261
+    /// §21.4.1, the request is malformed). SDP that parses but cannot be accepted
+    /// is the caller's `488 Not Acceptable Here` decision, not a parse error.
+    pub fn status(&self) -> u16 {
+        400
+    }
+
+    /// The reason phrase to send with [`SdpError::status`].
+    pub fn reason(&self) -> &'static str {
+        "Bad Request (malformed SDP)"
+    }
 }
 
 /// Why a session description was rejected.

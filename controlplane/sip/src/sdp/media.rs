@@ -124,6 +124,40 @@ impl MediaDescription {
         self.port = port;
     }
 
+    /// True when the stream is rejected or disabled (`m=` port 0, RFC 3264 §6).
+    pub fn is_rejected(&self) -> bool {
+        self.port == 0
+    }
+
+    /// Rejects the stream in an answer (RFC 3264 §6): port 0, formats kept as
+    /// offered (the grammar needs at least one).
+    pub fn reject(&mut self) {
+        self.port = 0;
+        self.port_count = None;
+    }
+
+    /// `a=ptime`, if present.
+    pub fn ptime(&self) -> Option<u32> {
+        self.attributes.iter().find_map(|a| match a {
+            Attribute::Ptime(p) => Some(*p),
+            _ => None,
+        })
+    }
+
+    /// `a=mid`, if present.
+    pub fn mid(&self) -> Option<&str> {
+        self.attributes.iter().find_map(|a| match a {
+            Attribute::Mid(m) => Some(m.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The attributes named `name` (typed or not), in order; e.g. `"setup"`,
+    /// `"fingerprint"`, `"rtcp-fb"`.
+    pub fn attributes_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Attribute> {
+        self.attributes.iter().filter(move |a| a.name() == name)
+    }
+
     /// Sets `<proto>`; see [`Proto::to_secure`] / [`Proto::to_plain`] for RTP/AVP ↔
     /// RTP/SAVP.
     pub fn set_proto(&mut self, proto: Proto) {

@@ -60,7 +60,9 @@
 //! [`set_ice_lite`](SessionDescription::set_ice_lite),
 //! [`remove_ice`](SessionDescription::remove_ice),
 //! [`first_audio`](SessionDescription::first_audio) /
-//! [`first_audio_mut`](SessionDescription::first_audio_mut).
+//! [`first_audio_mut`](SessionDescription::first_audio_mut),
+//! [`rtp_destination`](SessionDescription::rtp_destination) /
+//! [`rtcp_destination`](SessionDescription::rtcp_destination) (peer media addresses).
 //! Media: [`set_connection`](MediaDescription::set_connection),
 //! [`set_port`](MediaDescription::set_port), [`set_proto`](MediaDescription::set_proto),
 //! [`set_rtcp`](MediaDescription::set_rtcp) / [`remove_rtcp`](MediaDescription::remove_rtcp),
@@ -70,7 +72,8 @@
 //! [`set_direction`](MediaDescription::set_direction),
 //! [`set_ice_credentials`](MediaDescription::set_ice_credentials),
 //! [`set_candidates`](MediaDescription::set_candidates),
-//! [`retain_formats`](MediaDescription::retain_formats) (codec filter).
+//! [`retain_formats`](MediaDescription::retain_formats) (codec filter),
+//! [`reject`](MediaDescription::reject) (port 0).
 //! SRTP keys: [`Crypto::aes_cm_128_hmac_sha1_80`] builds the Teams offer from a 16-byte
 //! key and 14-byte salt; [`Crypto::key_material`] decodes them back ([`SrtpKeyMaterial`]).
 
@@ -83,7 +86,7 @@ mod parse;
 mod types;
 
 use std::fmt::{self, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 pub use attribute::{Attribute, Direction, Fmtp, Rtcp, RtpMap, Ssrc};
 pub use crypto::{
@@ -198,6 +201,39 @@ impl SessionDescription {
     pub fn media_connection(&self, index: usize) -> Option<&Connection> {
         let m = self.media.get(index)?;
         m.connection().or(self.connection.as_ref())
+    }
+
+    /// Where to send RTP for media section `index`: the effective `c=` address and
+    /// the `m=` port. `None` when the section does not exist, the stream is rejected
+    /// (port 0), or the address is not an IP literal (FQDN).
+    pub fn rtp_destination(&self, index: usize) -> Option<SocketAddr> {
+        let m = self.media.get(index)?;
+        if m.is_rejected() {
+            return None;
+        }
+        Some(SocketAddr::new(self.media_connection(index)?.ip()?, m.port))
+    }
+
+    /// Where to send RTCP for media section `index`: the RTP destination with
+    /// `a=rtcp-mux` (RFC 5761 §5.1.3), else the `a=rtcp` port and address (RFC 3605),
+    /// else RTP port + 1 (RFC 3550 §11).
+    pub fn rtcp_destination(&self, index: usize) -> Option<SocketAddr> {
+        let m = self.media.get(index)?;
+        let rtp = self.rtp_destination(index)?;
+        if m.has_rtcp_mux() {
+            return Some(rtp);
+        }
+        Some(match m.rtcp() {
+            Some(Rtcp {
+                port,
+                address: Some(a),
+            }) => SocketAddr::new(a.ip()?, *port),
+            Some(Rtcp {
+                port,
+                address: None,
+            }) => SocketAddr::new(rtp.ip(), *port),
+            None => SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?),
+        })
     }
 
     /// Points all media at `ip`: sets the session-level `c=` (adding it when absent)

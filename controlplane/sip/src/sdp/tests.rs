@@ -330,3 +330,57 @@ fn write_to_appends() {
     assert_eq!(buf.get(6..), Some(BASIC.as_bytes()));
     assert_eq!(s.to_string(), BASIC);
 }
+
+#[test]
+fn media_destinations() {
+    let s = parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+         m=audio 5000 RTP/AVP 0\r\n\
+         m=audio 6000 RTP/AVP 0\r\na=rtcp:6100\r\n\
+         m=audio 7000 RTP/AVP 0\r\nc=IN IP6 2001:db8::7\r\na=rtcp:7100 IN IP4 192.0.2.9\r\n\
+         m=audio 8000 RTP/AVP 0\r\na=rtcp-mux\r\na=rtcp:8001\r\n\
+         m=audio 0 RTP/AVP 0\r\n\
+         m=audio 65535 RTP/AVP 0\r\nc=IN IP4 media.example.com\r\n\
+         m=audio 65535 RTP/AVP 0\r\n",
+    );
+    let sa = |x: &str| Some(x.parse::<std::net::SocketAddr>().unwrap());
+    assert_eq!(s.rtp_destination(0), sa("192.0.2.1:5000"));
+    assert_eq!(s.rtcp_destination(0), sa("192.0.2.1:5001"));
+    assert_eq!(s.rtcp_destination(1), sa("192.0.2.1:6100"));
+    assert_eq!(s.rtp_destination(2), sa("[2001:db8::7]:7000"));
+    assert_eq!(s.rtcp_destination(2), sa("192.0.2.9:7100"));
+    assert_eq!(s.rtcp_destination(3), sa("192.0.2.1:8000"), "rtcp-mux wins");
+    assert!(s.media[4].is_rejected());
+    assert_eq!(s.rtp_destination(4), None);
+    assert_eq!(s.rtp_destination(5), None, "FQDN");
+    assert_eq!(s.rtcp_destination(6), None, "no port above 65535");
+    assert_eq!(s.rtp_destination(7), None);
+}
+
+#[test]
+fn small_media_helpers() {
+    let mut s = parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
+         m=audio 5000/2 UDP/TLS/RTP/SAVPF 111\r\na=mid:a0\r\na=ptime:30\r\na=setup:actpass\r\n\
+         a=fingerprint:sha-256 AB:CD\r\na=rtcp-fb:111 nack\r\na=rtcp-fb:111 transport-cc\r\n",
+    );
+    let m = &mut s.media[0];
+    assert_eq!(m.mid(), Some("a0"));
+    assert_eq!(m.ptime(), Some(30));
+    assert_eq!(m.attributes_named("rtcp-fb").count(), 2);
+    assert_eq!(m.attributes_named("mid").count(), 1);
+    assert_eq!(
+        m.attributes_named("setup").next().map(ToString::to_string),
+        Some("setup:actpass".to_owned())
+    );
+    m.reject();
+    assert!(m.is_rejected());
+    assert!(String::from_utf8(s.to_bytes())
+        .unwrap()
+        .contains("m=audio 0 UDP/TLS/RTP/SAVPF 111\r\n"));
+    let e = err("v=0\nx");
+    assert_eq!(
+        (e.status(), e.reason()),
+        (400, "Bad Request (malformed SDP)")
+    );
+}
