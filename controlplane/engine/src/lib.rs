@@ -7,3 +7,6 @@
 pub mod dialog;
 pub mod time;
 pub mod transaction;
+
+#[doc(hidden)]
+pub mod sim;

@@ -157,7 +157,8 @@ impl InviteClient {
                 self.timers.set(Timer::A, ctx.now + self.interval);
                 Calling
             }
-            (Calling, Timer::B) => {
+            // §9.1: after a CANCEL, Timer B bounds the wait in Proceeding too.
+            (Calling | Proceeding, Timer::B) => {
                 self.timers.stop_all();
                 ctx.stats.timeouts += 1;
                 ctx.emit(TxEvent::Timeout { tx: ctx.id, timer });
@@ -169,6 +170,14 @@ impl InviteClient {
             }
             (state, _) => state,
         };
+    }
+
+    /// A CANCEL was sent for this INVITE: if no final response arrives within 64*T1
+    /// the transaction is destroyed (RFC 3261 §9.1); Timer B is reused for that.
+    pub fn on_cancel_sent(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state == InviteClientState::Proceeding {
+            self.timers.set(Timer::B, ctx.now + ctx.cfg.t1x64());
+        }
     }
 
     /// The driver could not send (§17.1.4): the TU hears about it while it still waits.

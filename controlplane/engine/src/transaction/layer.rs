@@ -470,7 +470,13 @@ impl TransactionLayer {
         }
         let cancel = build_cancel(&m.request)?;
         let dest = m.dest;
-        self.send_request(now, dest, cancel)
+        let cancel_tx = self.send_request(now, dest, cancel)?;
+        self.run(now, invite_tx, |m, ctx| {
+            if let Machine::InviteClient(m) = m {
+                m.on_cancel_sent(ctx);
+            }
+        });
+        Ok(cancel_tx)
     }
 
     /// Sends the ACK for a 2xx (built by the dialog layer, §13.2.2.4) outside any
