@@ -71,7 +71,10 @@ pub struct Mki {
 
 /// One key parameter. For `inline` the key info is split into its parts; for another
 /// key method the whole key info is in `key` and `lifetime`/`mki` are `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// `Debug` does not print the key (it is a secret that must not reach logs); `Display`
+/// writes the wire form, key included.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyParam {
     /// `<key-method>`, `inline` for SDES.
     pub method: String,
@@ -156,6 +159,17 @@ impl KeyParam {
             return Err(CryptoKeyError::NoInlineKey);
         }
         B64.decode(&self.key).map_err(|_| CryptoKeyError::BadBase64)
+    }
+}
+
+impl fmt::Debug for KeyParam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyParam")
+            .field("method", &self.method)
+            .field("key", &format_args!("<{} chars redacted>", self.key.len()))
+            .field("lifetime", &self.lifetime)
+            .field("mki", &self.mki)
+            .finish()
     }
 }
 
@@ -388,6 +402,12 @@ mod tests {
             !format!("{m:?}").contains("160"),
             "Debug must hide key bytes"
         );
+        let key_b64 = &back.keys[0].key;
+        assert!(
+            !format!("{back:?}").contains(key_b64.as_str()),
+            "Debug must hide the key"
+        );
+        assert!(format!("{back:?}").contains("<40 chars redacted>"));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   RFC 8866 §5);
 //! - session-level lines may come in any order after `v=`, as long as each appears
 //!   at most as often as the grammar allows;
-//! - an empty `s=` is accepted.
+//! - an empty `s=` is accepted;
+//! - a missing `t=` is accepted (the description is then written back without one).
 //!
 //! Rejected with the line number: a first line other than `v=0`, a line that is not
 //! `<lower-case letter>=<value>`, a session-only line inside a media section, a
