@@ -52,7 +52,9 @@ fn ours(profile: SrtpProfile, n: usize) -> (f64, f64) {
     let t0 = Instant::now();
     for i in 0..n {
         make_packet(&mut buf, i as u32);
-        let len = tx.protect_rtp(black_box(&mut buf), PKT_LEN).expect("protect");
+        let len = tx
+            .protect_rtp(black_box(&mut buf), PKT_LEN)
+            .expect("protect");
         wire[i][..len].copy_from_slice(&buf[..len]);
         lens[i] = len;
     }
@@ -60,7 +62,9 @@ fn ours(profile: SrtpProfile, n: usize) -> (f64, f64) {
     for i in 0..n {
         let len = lens[i];
         buf[..len].copy_from_slice(&wire[i][..len]);
-        let m = rx.unprotect_rtp(black_box(&mut buf), len).expect("unprotect");
+        let m = rx
+            .unprotect_rtp(black_box(&mut buf), len)
+            .expect("unprotect");
         assert_eq!(m, PKT_LEN);
     }
     let t2 = Instant::now();
@@ -82,14 +86,24 @@ fn build_libsrtp() -> PathBuf {
         .arg("-lsrtp2")
         .status()
         .unwrap_or_else(|e| panic!("cannot run C compiler {cc:?}: {e} (install gcc)"));
-    assert!(status.success(), "compiling {src} failed: is libsrtp2-dev installed?");
+    assert!(
+        status.success(),
+        "compiling {src} failed: is libsrtp2-dev installed?"
+    );
     exe
 }
 
 /// (protect, unprotect) ns/packet from the libsrtp program.
 fn libsrtp(exe: &PathBuf, suite: &str, n: usize) -> (f64, f64) {
-    let out = Command::new(exe).args([suite, &n.to_string()]).output().expect("run libsrtp bench");
-    assert!(out.status.success(), "libsrtp bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(exe)
+        .args([suite, &n.to_string()])
+        .output()
+        .expect("run libsrtp bench");
+    assert!(
+        out.status.success(),
+        "libsrtp bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |name: &str| -> f64 {
         text.split_whitespace()
@@ -105,7 +119,10 @@ fn min(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
 }
 
 fn main() {
-    let n: usize = std::env::var("SRTP_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::var("SRTP_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     #[cfg(target_arch = "x86_64")]
     println!(
         "cpu: aes-ni={} sha-ni={} (the aes and sha1 crates pick these at run time)",
@@ -114,9 +131,15 @@ fn main() {
     );
     let exe = build_libsrtp();
     println!("{n} packets of {PKT_LEN} bytes per round, best of {ROUNDS} rounds (ns/packet)");
-    println!("{:<26} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}", "suite", "ours_prot", "lib_prot", "ratio", "ours_unpr", "lib_unpr", "ratio");
+    println!(
+        "{:<26} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
+        "suite", "ours_prot", "lib_prot", "ratio", "ours_unpr", "lib_unpr", "ratio"
+    );
     let mut summary = Vec::new();
-    for (profile, suite) in [(SrtpProfile::AesCm128HmacSha1_80, "80"), (SrtpProfile::AesCm128HmacSha1_32, "32")] {
+    for (profile, suite) in [
+        (SrtpProfile::AesCm128HmacSha1_80, "80"),
+        (SrtpProfile::AesCm128HmacSha1_32, "32"),
+    ] {
         let mut best_ours = (f64::MAX, f64::MAX);
         let mut best_lib = (f64::MAX, f64::MAX);
         for _ in 0..ROUNDS {
@@ -128,7 +151,13 @@ fn main() {
         let ru = best_lib.1 / best_ours.1;
         println!(
             "{:<26} {:>10.1} {:>10.1} {:>7.2}x {:>10.1} {:>10.1} {:>7.2}x",
-            profile.sdes_name(), best_ours.0, best_lib.0, rp, best_ours.1, best_lib.1, ru
+            profile.sdes_name(),
+            best_ours.0,
+            best_lib.0,
+            rp,
+            best_ours.1,
+            best_lib.1,
+            ru
         );
         summary.push((suite, best_ours, best_lib, rp, ru));
     }
