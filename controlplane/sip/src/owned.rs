@@ -719,6 +719,33 @@ fn fmt_usize(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     buf.get(k..).unwrap_or_default()
 }
 
+/// Entry point for building requests: `Request::builder(Method::Invite, uri)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request;
+
+impl Request {
+    /// Same as [`OwnedMessage::request`].
+    pub fn builder(method: Method, uri: &str) -> OwnedMessage {
+        OwnedMessage::request(method, uri)
+    }
+}
+
+/// Entry point for building responses.
+#[derive(Debug, Clone, Copy)]
+pub struct Response;
+
+impl Response {
+    /// Same as [`OwnedMessage::response_to`] (RFC 3261 §8.2.6).
+    pub fn to(req: &Message<'_>, code: u16, reason: &str) -> OwnedMessage {
+        OwnedMessage::response_to(req, code, reason)
+    }
+
+    /// Same as [`OwnedMessage::response`]: a bare response to fill in.
+    pub fn builder(code: u16, reason: &str) -> OwnedMessage {
+        OwnedMessage::response(code, reason)
+    }
+}
+
 impl Message<'_> {
     /// An editable copy (see [`OwnedMessage::from_message`]).
     pub fn to_owned_message(&self) -> OwnedMessage {
@@ -761,7 +788,7 @@ v=0\n";
         assert_eq!(back.call_id(), req.call_id());
         assert_eq!(back.cseq().unwrap(), req.cseq().unwrap());
         assert_eq!(back.to().unwrap().tag(), Some("abc"));
-        let trying = OwnedMessage::response_to(&req, 100, "Trying");
+        let trying = Response::to(&req, 100, "Trying");
         assert_eq!(trying.get(HeaderName::Timestamp), Some("54"));
         // An existing tag is kept.
         let mut again = OwnedMessage::from_message(&back);
