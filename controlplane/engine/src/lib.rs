@@ -1,7 +1,52 @@
 //! Sans-IO SIP transactions, dialogs, B2BUA call logic, routing and policy.
 //!
 //! Nothing in this crate touches a socket or a clock: every input carries
-//! `now: Timestamp`, every output is pulled.
+//! `now: Timestamp` ([`time::Timestamp`], virtual milliseconds), every output
+//! is pulled. Drivers (`portcullis-net`) move bytes; this crate decides.
+//!
+//! # API overview
+//!
+//! ## Transactions ([`transaction`], RFC 3261 §17 + RFC 6026)
+//!
+//! | need | use |
+//! |---|---|
+//! | create the layer | `TransactionLayer::new(TxConfig { timers: TimerConfig { t1, t2, t4, timer_d }, timer_budget }, seed: u64)` |
+//! | bytes arrived | `handle_datagram(now, from: PeerAddr { transport, addr, conn }, &[u8])` (parses with `portcullis-sip`, answers malformed requests statelessly) or `handle_message(now, from, SipMsg)` |
+//! | a timer is due | `handle_timeout(now)`; ask when with `poll_timeout() -> Option<Timestamp>` |
+//! | the driver could not send | `handle_transport_error(now, TxId)` (every `Transmit` names its `tx`) |
+//! | what to send | `poll_transmit() -> Option<Transmit { dest, transport, conn, tx, bytes }>` |
+//! | what happened | `poll_event() -> Option<TxEvent>`: `Request { tx, from, request, cancels }`, `Response { tx, response }`, `Ack { tx, .. }` (2xx ACK), `StrayAck { .. }`, `Timeout { tx, timer }` (B, F, H, L), `TransportError { tx }` |
+//! | start a client transaction | `new_branch() -> String`, then `send_request(now, dest: PeerAddr, SipMsg) -> Result<TxId, TxError>` |
+//! | cancel an INVITE (§9.1) | `send_cancel(now, invite_tx) -> Result<TxId, TxError>` |
+//! | ACK a 2xx (built by the dialog) | `send_ack(Some(invite_tx), dest, &ack)` (re-sent automatically on 2xx retransmissions) |
+//! | answer a server transaction | `make_response(&request, status, reason, to_tag)` then `respond(now, tx, &response)` |
+//! | inspect | `state(tx) -> Option<TxState>`, `request(tx)`, `len()`, `stats() -> &TxStats` |
+//!
+//! Server transactions stamp `received`/`rport` into the top Via of every
+//! request (RFC 3261 §18.2.1, RFC 3581) and send responses per §18.2.2
+//! (`transaction::response_target`). The INVITE server transaction sends
+//! `100 Trying` at once and retransmits a 2xx until its ACK (RFC 6026
+//! Accepted state). Matching uses the magic-cookie branch, or the RFC 2543
+//! key when the branch lacks the cookie (or is only the cookie).
+//!
+//! ## Dialogs ([`dialog`], RFC 3261 §12)
+//!
+//! | need | use |
+//! |---|---|
+//! | UAC dialog from a 1xx-with-tag / 2xx | `Dialog::from_uac(&invite, &response)`; later `on_response(&method, &response)` |
+//! | UAS dialog from our 1xx/2xx | `Dialog::from_uas(&request, local_tag, local_contact, confirmed)`; `confirm()` |
+//! | incoming in-dialog request | `on_request(&req)` (500 on lower CSeq: `DialogError::status()`), `accept_target_refresh(&req)` on 2xx |
+//! | build BYE / re-INVITE / UPDATE / INFO | `request(method, &via) -> Result<SipMsg, DialogError>` |
+//! | ACK for a 2xx | `ack(invite_cseq, &via)` |
+//! | where to send | `Dialog::next_hop(&request)` (top Route, else Request-URI) |
+//! | find dialogs | `DialogTable::{insert, for_request, for_response, remove, purge_terminated}` |
+//!
+//! ## Simulation (`sim`, hidden)
+//!
+//! `sim::{Sim, Network, NetConfig, SimNode}`: an in-memory network with loss,
+//! duplication and random delay, virtual time and a seeded RNG, driving any
+//! [`sim::SimNode`]; `sim::ua::SimUa` is a scripted UAC/UAS over the layers
+//! above. B2BUA tests implement `SimNode` for their own engine.
 #![forbid(unsafe_code)]
 
 pub mod dialog;

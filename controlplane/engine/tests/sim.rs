@@ -10,7 +10,7 @@ use std::time::Duration;
 use portcullis_engine::sim::ua::{Outcome, Scenario, SimUa};
 use portcullis_engine::sim::{NetConfig, Network, RunEnd, Sim};
 use portcullis_engine::time::Timestamp;
-use portcullis_engine::transaction::{Timer, TxConfig, TxKind};
+use portcullis_engine::transaction::{Timer, Transport, TxConfig, TxKind};
 
 const T1X64: Duration = Duration::from_secs(32);
 
@@ -28,9 +28,15 @@ const SCENARIOS: [Scenario; 4] = [
 ];
 
 fn run(seed: u64, cfg: NetConfig) -> (Sim<SimUa>, RunEnd) {
+    run_over(seed, cfg, Transport::Udp)
+}
+
+fn run_over(seed: u64, cfg: NetConfig, transport: Transport) -> (Sim<SimUa>, RunEnd) {
     let (a, b) = (addr("10.0.0.1:5060"), addr("10.0.0.2:5060"));
     let mut uac = SimUa::new(a, seed.wrapping_mul(2).wrapping_add(1), TxConfig::default());
-    let uas = SimUa::new(b, seed.wrapping_mul(2).wrapping_add(2), TxConfig::default());
+    let mut uas = SimUa::new(b, seed.wrapping_mul(2).wrapping_add(2), TxConfig::default());
+    uac.transport = transport;
+    uas.transport = transport;
     for (i, s) in SCENARIOS.iter().enumerate() {
         uac.start(Timestamp::from_millis(i as u64 * 10), b, *s);
     }
@@ -244,5 +250,38 @@ fn half_the_datagrams_lost_still_ends_cleanly() {
     assert!(
         timeouts > 0,
         "50% loss produced no timeout: the timeout path was not exercised"
+    );
+}
+
+#[test]
+fn reliable_transport_completes_without_retransmissions_or_linger() {
+    // TCP/TLS: no Timer A/E/G, and D, I, J, K are zero (§17), so once the BYE
+    // is answered only the 64*T1 RFC 6026 Accepted timers (L, M) remain.
+    let (sim, end) = run_over(5, NetConfig::perfect(), Transport::Tcp);
+    check(5, &sim, end, false);
+    let outcomes: Vec<Outcome> = sim.nodes[0].outcomes().map(|(_, o)| o).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Completed,
+            Outcome::Busy,
+            Outcome::Cancelled,
+            Outcome::OptionsOk
+        ]
+    );
+    for ua in &sim.nodes {
+        assert_eq!(ua.layer.stats().retransmissions, 0);
+    }
+    // The last timer is Timer L/M at 64*T1 after the 2xx (sent at ~10-20 ms).
+    assert!(
+        sim.now <= Timestamp::from_millis(32_100),
+        "lingered until {:?}",
+        sim.now
+    );
+    let (udp, _) = run(5, NetConfig::perfect());
+    assert!(
+        udp.now > Timestamp::from_millis(32_100),
+        "UDP waits Timer D/J for 32 s: {:?}",
+        udp.now
     );
 }

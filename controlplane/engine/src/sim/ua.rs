@@ -87,6 +87,8 @@ pub struct UaLog {
 #[derive(Debug)]
 pub struct SimUa {
     pub addr: SocketAddr,
+    /// Transport of every request this UA sends (reliable ones disable retransmission).
+    pub transport: Transport,
     pub layer: TransactionLayer,
     pub dialogs: DialogTable,
     pub log: UaLog,
@@ -105,20 +107,13 @@ pub struct SimUa {
 /// How long the simulated UAS lets an unanswered INVITE ring before 480.
 pub const RING_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn udp(addr: SocketAddr) -> PeerAddr {
-    PeerAddr {
-        transport: Transport::Udp,
-        addr,
-        conn: None,
-    }
-}
-
 impl SimUa {
     /// A UA at `addr` whose branches, tags and Call-IDs derive from `seed`.
     #[must_use]
     pub fn new(addr: SocketAddr, seed: u64, cfg: TxConfig) -> Self {
         Self {
             addr,
+            transport: Transport::Udp,
             layer: TransactionLayer::new(cfg, seed),
             dialogs: DialogTable::new(),
             log: UaLog::default(),
@@ -136,10 +131,18 @@ impl SimUa {
         self.calls.iter().map(|c| (c.scenario, c.outcome))
     }
 
+    fn peer(&self, addr: SocketAddr) -> PeerAddr {
+        PeerAddr {
+            transport: self.transport,
+            addr,
+            conn: None,
+        }
+    }
+
     fn via(&mut self) -> Via {
         let branch = self.layer.new_branch();
         Via::new(
-            Transport::Udp,
+            self.transport,
             self.addr.ip().to_string(),
             Some(self.addr.port()),
             &branch,
@@ -185,7 +188,7 @@ impl SimUa {
         req.push_header("Contact", self.contact());
         let mut call = UacCall {
             scenario,
-            remote: udp(remote),
+            remote: self.peer(remote),
             outcome: Outcome::Pending,
             invite: None,
             cancel_at: None,
@@ -193,7 +196,7 @@ impl SimUa {
             bye: None,
             options: None,
         };
-        match self.layer.send_request(now, udp(remote), req.clone()) {
+        match self.layer.send_request(now, self.peer(remote), req.clone()) {
             Ok(tx) if method == Method::Invite => call.invite = Some((tx, req, now)),
             Ok(tx) => call.options = Some((tx, now)),
             Err(_) => call.outcome = Outcome::Failed(0),
@@ -327,6 +330,7 @@ impl SimUa {
             (Some(Method::Cancel), _) => match cancels {
                 Some(itx) => {
                     reply(&mut self.layer, 200, "OK", Some(&tag));
+                    self.ring_until.retain(|(_, t)| *t != itx);
                     if self.ringing.remove(&itx) {
                         if let Some(invite) = self.layer.request(itx).cloned() {
                             let r = make_response(&invite, 487, "Request Terminated", Some(&tag));
