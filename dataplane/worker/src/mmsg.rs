@@ -64,6 +64,11 @@ impl Batch {
     }
 
     /// `recvmmsg` up to [`BATCH`] datagrams from `fd` without blocking. Returns the count.
+    /// Buffer `i`, for a generator to fill before [`queue`](Self::queue).
+    pub(crate) fn buf_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        self.bufs.get_mut(i).map(|b| &mut b[..MAX_DATAGRAM])
+    }
+
     /// Length and source-address validity of received datagram `i`.
     pub(crate) fn received_len(&self, i: usize) -> usize {
         self.hdrs.get(i).map_or(0, |h| h.msg_len as usize)

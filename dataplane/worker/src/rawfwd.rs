@@ -179,3 +179,78 @@ pub fn run_uring(
 pub fn bind(addr: SocketAddr) -> Result<Socket, DataplaneError> {
     crate::sock::bind_udp(addr, crate::sock::SOCKET_BUFFER)
 }
+
+/// A `sendmmsg` load generator for benchmarks and load tests: copies packets into
+/// preallocated buffers and sends them in batches (one destination per packet).
+pub struct Blaster {
+    batch: Batch,
+}
+
+impl std::fmt::Debug for Blaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blaster").finish_non_exhaustive()
+    }
+}
+
+impl Default for Blaster {
+    fn default() -> Self {
+        Blaster {
+            batch: Batch::new(),
+        }
+    }
+}
+
+impl Blaster {
+    /// Maximum packets per [`send`](Self::send) call.
+    pub const BATCH: usize = BATCH;
+
+    /// Send up to [`Self::BATCH`] packets produced by `fill(i, buf) -> (dest, len)` out of
+    /// `sock` in one `sendmmsg` (retried on partial sends). Returns packets accepted.
+    pub fn send(
+        &mut self,
+        sock: &Socket,
+        n: usize,
+        mut fill: impl FnMut(usize, &mut [u8]) -> (SocketAddr, usize),
+    ) -> usize {
+        let fd = sock.as_raw_fd();
+        let n = n.min(BATCH);
+        for i in 0..n {
+            let (dest, len) = match self.batch.buf_mut(i) {
+                Some(b) => fill(i, b),
+                None => break,
+            };
+            self.batch.queue(i, 0, dest, len);
+        }
+        let mut fails = 0;
+        self.batch.flush(|_| Some(fd), |_| fails += 1);
+        n - fails.min(n)
+    }
+}
+
+/// Pin the calling thread to CPU `core`; `false` if the kernel refused.
+#[must_use]
+pub fn pin_current(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+/// Kernel thread id of the calling thread.
+#[must_use]
+pub fn current_tid() -> u64 {
+    crate::sock::gettid()
+}
+
+/// CPU time (user + system) consumed so far by thread `tid` of this process, from
+/// `/proc/self/task/<tid>/stat` (clock-tick resolution).
+#[must_use]
+pub fn thread_cpu_time(tid: u64) -> Option<Duration> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let mut f = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_micros((utime + stime) * 1_000_000 / hz))
+}
