@@ -256,10 +256,12 @@ pub enum Attribute {
 }
 
 impl Attribute {
-    /// Parses the value of an `a=` line (the text after `a=`).
+    /// Parses the value of an `a=` line (the text after `a=`), strictly.
     ///
     /// Known attributes with a malformed value are an error; unknown names, and known
     /// property names that unexpectedly carry a value, become [`Attribute::Other`].
+    /// ([`SessionDescription::parse`](super::SessionDescription::parse) is lenient: it
+    /// keeps a malformed known attribute as [`Attribute::Other`].)
     pub fn parse(line: &str) -> Result<Self, SdpErrorKind> {
         let (name, value) = match line.split_once(':') {
             Some((n, v)) => (n, Some(v)),
@@ -347,14 +349,11 @@ impl Attribute {
     }
 }
 
-/// RFC 8839 §5.4 `ice-char`: ALPHA / DIGIT / "+" / "/". Lengths are not enforced
-/// (peers in the field send short ufrags), only the character set.
+/// `ice-ufrag` / `ice-pwd` value. RFC 8839 §5.4 allows only `ice-char` (ALPHA / DIGIT /
+/// "+" / "/"), but stacks in the field also use `-`, `_` or `=`; any visible ASCII is
+/// accepted since the value is only echoed in STUN USERNAME. Lengths are not enforced.
 fn ice_chars(attr: &'static str, v: &str) -> Result<String, SdpErrorKind> {
-    if v.is_empty()
-        || !v
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-    {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(attr, "ice-chars", v));
     }
     Ok(v.to_owned())
@@ -477,6 +476,8 @@ mod tests {
             Attribute::IcePwd("x9cml/YzichV2+XlhiMu8g".into())
         );
         assert!(Attribute::parse("ice-ufrag:a b").is_err());
+        assert!(Attribute::parse("ice-ufrag:a\u{e9}").is_err());
+        assert_eq!(rt("ice-ufrag:a-b_c="), Attribute::IceUfrag("a-b_c=".into()));
         assert!(Attribute::parse("ice-pwd:").is_err());
         assert_eq!(rt("mid:audio"), Attribute::Mid("audio".into()));
         let Attribute::Ssrc(s) = rt("ssrc:3735928559 cname:user@host") else {

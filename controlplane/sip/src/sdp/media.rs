@@ -12,6 +12,11 @@ use super::types::{field, is_token, num, Bandwidth, Connection, Proto, RawLine};
 
 /// One media section: the `m=` line and the lines up to the next `m=`.
 ///
+/// Rewrites match attributes by name, so a `crypto`, `rtcp`, `candidate` or ICE
+/// attribute that was kept verbatim because its value did not parse is replaced or
+/// removed like a typed one; read accessors ([`crypto`](Self::crypto),
+/// [`rtcp`](Self::rtcp), [`candidates`](Self::candidates), ...) return typed ones only.
+///
 /// Lines are emitted in RFC 8866 §5 order: `m= i= c= b= k=`, then unknown line types
 /// kept verbatim, then the `a=` lines in their original order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -190,14 +195,14 @@ impl MediaDescription {
     pub fn set_rtcp(&mut self, rtcp: Rtcp) {
         replace_or_push(
             &mut self.attributes,
-            |a| matches!(a, Attribute::Rtcp(_)),
+            |a| a.name() == "rtcp",
             Attribute::Rtcp(rtcp),
         );
     }
 
     /// Removes every `a=rtcp`.
     pub fn remove_rtcp(&mut self) {
-        self.attributes.retain(|a| !matches!(a, Attribute::Rtcp(_)));
+        self.attributes.retain(|a| a.name() != "rtcp");
     }
 
     /// True when `a=rtcp-mux` is present.
@@ -227,8 +232,7 @@ impl MediaDescription {
     /// Removes every `a=crypto`; returns how many were removed.
     pub fn remove_crypto(&mut self) -> usize {
         let before = self.attributes.len();
-        self.attributes
-            .retain(|a| !matches!(a, Attribute::Crypto(_)));
+        self.attributes.retain(|a| a.name() != "crypto");
         before - self.attributes.len()
     }
 
@@ -237,7 +241,7 @@ impl MediaDescription {
         let at = self
             .attributes
             .iter()
-            .rposition(|a| matches!(a, Attribute::Crypto(_)))
+            .rposition(|a| a.name() == "crypto")
             .map_or(self.attributes.len(), |i| i + 1);
         self.attributes.insert(at, Attribute::Crypto(c));
     }
@@ -266,11 +270,10 @@ impl MediaDescription {
         let at = self
             .attributes
             .iter()
-            .position(|a| matches!(a, Attribute::Candidate(_)))
+            .position(|a| a.name() == "candidate")
             .unwrap_or(self.attributes.len());
         // Everything before `at` is not a candidate, so `at` stays valid after retain.
-        self.attributes
-            .retain(|a| !matches!(a, Attribute::Candidate(_)));
+        self.attributes.retain(|a| a.name() != "candidate");
         let at = at.min(self.attributes.len());
         let tail = self.attributes.split_off(at);
         self.attributes
@@ -331,14 +334,16 @@ fn bound_to_any(a: &Attribute, formats: &[String]) -> bool {
 }
 
 pub(crate) fn is_ice(a: &Attribute) -> bool {
-    match a {
-        Attribute::IceUfrag(_) | Attribute::IcePwd(_) | Attribute::Candidate(_) => true,
-        Attribute::Other { name, .. } => matches!(
-            name.as_str(),
-            "ice-options" | "end-of-candidates" | "remote-candidates" | "ice-mismatch"
-        ),
-        _ => false,
-    }
+    matches!(
+        a.name(),
+        "ice-ufrag"
+            | "ice-pwd"
+            | "candidate"
+            | "ice-options"
+            | "end-of-candidates"
+            | "remote-candidates"
+            | "ice-mismatch"
+    )
 }
 
 pub(crate) fn set_direction(attrs: &mut Vec<Attribute>, d: Direction) {
@@ -389,14 +394,20 @@ pub(crate) fn ice_credentials(attrs: &[Attribute]) -> Option<(&str, &str)> {
 pub(crate) fn set_ice_credentials(attrs: &mut Vec<Attribute>, ufrag: &str, pwd: &str) {
     replace_or_push(
         attrs,
-        |a| matches!(a, Attribute::IceUfrag(_)),
+        |a| a.name() == "ice-ufrag",
         Attribute::IceUfrag(ufrag.to_owned()),
     );
-    replace_or_push(
-        attrs,
-        |a| matches!(a, Attribute::IcePwd(_)),
-        Attribute::IcePwd(pwd.to_owned()),
-    );
+    let pwd = Attribute::IcePwd(pwd.to_owned());
+    if attrs.iter().any(|a| a.name() == "ice-pwd") {
+        replace_or_push(attrs, |a| a.name() == "ice-pwd", pwd);
+    } else {
+        // Keep the pair together: right after the ufrag.
+        let at = attrs
+            .iter()
+            .position(|a| a.name() == "ice-ufrag")
+            .map_or(attrs.len(), |i| i + 1);
+        attrs.insert(at, pwd);
+    }
 }
 
 impl fmt::Display for MediaDescription {

@@ -270,7 +270,7 @@ impl SessionDescription {
                 self.attributes.push(Attribute::IceLite);
             }
         } else {
-            self.attributes.retain(|a| *a != Attribute::IceLite);
+            self.attributes.retain(|a| a.name() != "ice-lite");
         }
     }
 
@@ -288,7 +288,7 @@ impl SessionDescription {
     /// (for a leg that does not do ICE).
     pub fn remove_ice(&mut self) {
         self.attributes
-            .retain(|a| !media::is_ice(a) && *a != Attribute::IceLite);
+            .retain(|a| !media::is_ice(a) && a.name() != "ice-lite");
         for m in &mut self.media {
             m.remove_ice();
         }

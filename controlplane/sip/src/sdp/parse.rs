@@ -9,19 +9,26 @@
 //! - session-level lines may come in any order after `v=`, as long as each appears
 //!   at most as often as the grammar allows;
 //! - an empty `s=` is accepted;
-//! - a missing `t=` is accepted (the description is then written back without one).
+//! - a missing `t=` is accepted (the description is then written back without one);
+//! - an attribute whose value does not match its grammar (a malformed `a=crypto`,
+//!   `a=candidate`, `a=rtpmap`, ...) is kept verbatim as [`Attribute::Other`] rather
+//!   than failing the whole offer: RFC 8866 §5.13 has receivers ignore attributes they
+//!   do not understand, RFC 4568 §7.1.2 has an answerer skip crypto attributes it
+//!   cannot use, and an SBC must not drop a call over one bad ICE candidate. Typed
+//!   accessors skip such attributes; rewrites still match them by name.
 //!
 //! Rejected with the line number: a first line other than `v=0`, a line that is not
 //! `<lower-case letter>=<value>`, a session-only line inside a media section, a
-//! duplicate single-occurrence line, a missing `o=` or `s=`, `r=` before any `t=`, and a
-//! malformed value of any typed line or attribute.
+//! duplicate single-occurrence line, a missing `o=` or `s=`, `r=` before any `t=`, a
+//! malformed `o=`, `c=`, `b=`, `t=` or `m=` value, and an `a=` line whose attribute
+//! name is not a token.
 
 use std::borrow::Cow;
 
 use super::attribute::Attribute;
 use super::error::{invalid, SdpError, SdpErrorKind};
 use super::media::MediaDescription;
-use super::types::{Bandwidth, Connection, Origin, RawLine, Timing};
+use super::types::{is_token, Bandwidth, Connection, Origin, RawLine, Timing};
 use super::SessionDescription;
 
 /// Splits `input` into numbered, trimmed, non-blank lines.
@@ -37,6 +44,27 @@ fn lines(input: &[u8]) -> impl Iterator<Item = (usize, Cow<'_, str>)> {
             let line = raw.get(..end).unwrap_or_default();
             (!line.is_empty()).then(|| (i + 1, String::from_utf8_lossy(line)))
         })
+}
+
+/// Parses an `a=` value; a known attribute with a malformed value is kept verbatim as
+/// [`Attribute::Other`] (see the module docs). Only a bad attribute name is an error.
+fn attribute(value: &str) -> Result<Attribute, SdpErrorKind> {
+    match Attribute::parse(value) {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            let (name, v) = match value.split_once(':') {
+                Some((n, v)) => (n, Some(v)),
+                None => (value, None),
+            };
+            if !is_token(name) {
+                return Err(e);
+            }
+            Ok(Attribute::Other {
+                name: name.to_owned(),
+                value: v.map(str::to_owned),
+            })
+        }
+    }
 }
 
 /// Sets a single-occurrence field or reports the duplicate.
@@ -138,7 +166,7 @@ impl Builder {
             },
             'z' => once(&mut self.zones, value.to_owned(), 'z')?,
             'k' => once(&mut self.key, value.to_owned(), 'k')?,
-            'a' => s.attributes.push(Attribute::parse(value)?),
+            'a' => s.attributes.push(attribute(value)?),
             other => s.extra.push(RawLine {
                 kind: other,
                 value: value.to_owned(),
@@ -191,7 +219,7 @@ fn media_line(m: &mut MediaDescription, kind: char, value: &str) -> Result<(), S
         'c' => m.connections.push(Connection::parse(value)?),
         'b' => m.bandwidths.push(Bandwidth::parse(value)?),
         'k' => once(&mut m.key, value.to_owned(), 'k')?,
-        'a' => m.attributes.push(Attribute::parse(value)?),
+        'a' => m.attributes.push(attribute(value)?),
         'v' | 'o' | 's' | 'u' | 'e' | 'p' | 't' | 'r' | 'z' => {
             return Err(SdpErrorKind::NotAllowedInMedia(kind))
         }

@@ -156,9 +156,18 @@ fn errors_name_the_line() {
     assert_eq!(e, SdpError::new(6, SdpErrorKind::DuplicateLine('c')));
     let e = err("v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nr=1 2 3\n");
     assert_eq!(e.line, 4);
-    let e = err(&format!("{head}m=audio 1 RTP/AVP 0\na=rtpmap:0 PCMU/\n"));
+    let e = err(&format!("{head}m=audio 1 RTP/AVP 0\na=bad name:0\n"));
     assert_eq!(e.line, 6);
-    assert!(e.to_string().contains("clock-rate"), "{e}");
+    assert!(e.to_string().contains("attribute-name"), "{e}");
+    let e = err(&format!("{head}b=AS:x\n"));
+    assert_eq!(e.line, 5);
+    assert!(e.to_string().contains("bandwidth"), "{e}");
+    let e = err(&format!("{head}m=audio 1 RTP/AVP 0\nc=IN IP4\n"));
+    assert!(
+        e.to_string()
+            .contains("SDP line 6: c: missing field connection-address"),
+        "{e}"
+    );
     let e = err(&format!(
         "{head}m=audio 1 RTP/AVP 0\nc=IN IP4 not_an_address\n"
     ));
@@ -383,4 +392,59 @@ fn small_media_helpers() {
         (e.status(), e.reason()),
         (400, "Bad Request (malformed SDP)")
     );
+}
+
+#[test]
+fn malformed_attributes_kept_verbatim_and_rewritten_by_name() {
+    let mut s = parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
+         m=audio 5000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/\r\na=rtcp:abc\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA|2^x\r\n\
+         a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^31\r\n\
+         a=ice-ufrag:has space\r\na=candidate:1 1 UDP 1 192.0.2.1 5000 typ\r\n\
+         a=candidate:2 1 UDP 1 192.0.2.1 5000 typ host\r\na=ptime:twenty\r\n",
+    );
+    let m = &s.media[0];
+    let other = |name: &str, value: &str| Attribute::Other {
+        name: name.into(),
+        value: Some(value.into()),
+    };
+    assert_eq!(m.attributes[0], other("rtpmap", "0 PCMU/"));
+    assert_eq!(m.attributes[1], other("rtcp", "abc"));
+    assert_eq!(m.rtpmap(0), None);
+    assert_eq!(m.rtcp(), None);
+    assert_eq!(
+        m.crypto().count(),
+        1,
+        "typed accessor skips the malformed one"
+    );
+    assert_eq!(m.candidates().count(), 1);
+    assert_eq!(m.ice_credentials(), None);
+    assert_eq!(m.ptime(), None);
+    // Written back verbatim.
+    let out = String::from_utf8(s.to_bytes()).unwrap();
+    assert!(out.contains("a=rtcp:abc\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA|2^x\r\n"));
+    assert_eq!(parse(&out), s);
+    // Rewrites match by name.
+    let m = &mut s.media[0];
+    assert_eq!(m.remove_crypto(), 2);
+    m.set_rtcp(Rtcp {
+        port: 5001,
+        address: None,
+    });
+    m.set_ice_credentials("ufrag", "passwordpasswordpassword");
+    m.set_candidates(Vec::new());
+    assert_eq!(m.retain_formats(|_, _| false), 1);
+    let names: Vec<_> = m.attributes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "rtcp:5001",
+            "ice-ufrag:ufrag",
+            "ice-pwd:passwordpasswordpassword",
+            "ptime:twenty"
+        ]
+    );
+    s.remove_ice();
+    assert_eq!(s.media[0].attributes.len(), 2);
 }
