@@ -628,3 +628,61 @@ fn bare_magic_cookie_branch_falls_back_to_rfc2543_matching() {
     l.handle_datagram(t(600), from, other.as_bytes());
     assert_eq!(l.stats().created(TxKind::NonInviteServer), 2);
 }
+
+#[test]
+fn server_transport_error_is_reported_and_transmits_name_their_transaction() {
+    let mut l = TransactionLayer::new(TxConfig::default(), 19);
+    let req = request(&Method::Options, "z9hG4bKtcp", Transport::Tcp);
+    let from = peer(Transport::Tcp, "192.0.2.10:40000");
+    l.handle_message(t(0), from, req);
+    let evs = events(&mut l);
+    let [TxEvent::Request { tx, request, .. }] = evs.as_slice() else {
+        panic!("{evs:?}")
+    };
+    l.respond(t(1), *tx, &make_response(request, 200, "OK", Some("s")))
+        .unwrap();
+    let sent = transmits(&mut l);
+    assert_eq!(sent[0].tx, Some(*tx));
+    assert_eq!(
+        sent[0].dest, from.addr,
+        "reliable: reply on the connection's peer"
+    );
+    assert_eq!(sent[0].transport, Transport::Tcp);
+    // The connection died under the final response.
+    l.handle_transport_error(t(2), *tx);
+    assert_eq!(events(&mut l), vec![TxEvent::TransportError { tx: *tx }]);
+    assert!(l.is_empty());
+    // Reports for unknown transactions are ignored.
+    l.handle_transport_error(t(3), *tx);
+    assert_eq!(l.stats().transport_errors, 1);
+}
+
+#[test]
+fn api_misuse_is_a_typed_error() {
+    let mut l = TransactionLayer::new(TxConfig::default(), 20);
+    let to = peer(Transport::Udp, "192.0.2.20:5060");
+    let ack = request(&Method::Ack, "z9hG4bKx1", Transport::Udp);
+    assert!(
+        l.send_request(t(0), to, ack).is_err(),
+        "ACK is not a transaction"
+    );
+    let no_cookie = request(&Method::Options, "1234", Transport::Udp);
+    assert_eq!(
+        l.send_request(t(0), to, no_cookie),
+        Err(portcullis_engine::transaction::TxError::MissingBranch)
+    );
+    let ok = request(&Method::Options, "z9hG4bKdup", Transport::Udp);
+    let tx = l.send_request(t(0), to, ok.clone()).unwrap();
+    assert_eq!(
+        l.send_request(t(0), to, ok),
+        Err(portcullis_engine::transaction::TxError::DuplicateTransaction)
+    );
+    assert!(
+        l.respond(t(0), tx, &SipMsg::response(200, "OK")).is_err(),
+        "respond on a client transaction"
+    );
+    assert!(l.send_cancel(t(0), tx).is_err(), "CANCEL of a non-INVITE");
+    assert!(l
+        .respond(t(0), TxId(999), &SipMsg::response(200, "OK"))
+        .is_err());
+}
