@@ -52,6 +52,7 @@
 //! `ice-lite`, `candidate` ([`Candidate`], RFC 8839), `mid`, `ssrc` ([`Ssrc`]).
 //!
 //! ## Rewrites (SBC media anchoring)
+//! New offer: [`SessionDescription::new`] + [`MediaDescription::new`].
 //! Session: [`SessionDescription::set_connection_address`],
 //! [`set_origin_address`](SessionDescription::set_origin_address),
 //! [`bump_version`](SessionDescription::bump_version),
@@ -146,6 +147,37 @@ impl fmt::Write for VecWriter<'_> {
 }
 
 impl SessionDescription {
+    /// A minimal description for an offer the SBC originates (e.g. toward a callee when
+    /// the caller sent no SDP): `o=- <id> <id> IN IP4|IP6 <ip>`, `s=-`, `c=` the same
+    /// address, `t=0 0`, no media. RFC 3264 §5: `t=0 0`, `s=-` when there is no name.
+    pub fn new(ip: IpAddr, session_id: u64) -> Self {
+        Self {
+            origin: Origin {
+                username: "-".to_owned(),
+                session_id: session_id.to_string(),
+                session_version: session_id,
+                address: Connection::new(ip),
+            },
+            session_name: "-".to_owned(),
+            info: None,
+            uri: None,
+            emails: Vec::new(),
+            phones: Vec::new(),
+            connection: Some(Connection::new(ip)),
+            bandwidths: Vec::new(),
+            timings: vec![Timing {
+                start: 0,
+                stop: 0,
+                repeats: Vec::new(),
+            }],
+            time_zones: None,
+            key: None,
+            extra: Vec::new(),
+            attributes: Vec::new(),
+            media: Vec::new(),
+        }
+    }
+
     /// Parses a session description (see the module docs for what is tolerated).
     pub fn parse(input: &[u8]) -> Result<Self, SdpError> {
         parse::parse(input)

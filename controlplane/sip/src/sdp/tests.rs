@@ -448,3 +448,32 @@ fn malformed_attributes_kept_verbatim_and_rewritten_by_name() {
     s.remove_ice();
     assert_eq!(s.media[0].attributes.len(), 2);
 }
+
+#[test]
+fn build_offer_from_scratch() {
+    let mut s = SessionDescription::new("2001:db8::10".parse().unwrap(), 42);
+    let mut m = MediaDescription::new(
+        "audio",
+        40000,
+        Proto::RtpAvp,
+        vec!["0".into(), "101".into()],
+    );
+    m.attributes
+        .push(Attribute::parse("rtpmap:0 PCMU/8000").unwrap());
+    m.attributes
+        .push(Attribute::parse("rtpmap:101 telephone-event/8000").unwrap());
+    m.attributes.push(Attribute::Direction(Direction::SendRecv));
+    s.media.push(m);
+    let out = String::from_utf8(s.to_bytes()).unwrap();
+    assert_eq!(
+        out,
+        "v=0\r\no=- 42 42 IN IP6 2001:db8::10\r\ns=-\r\nc=IN IP6 2001:db8::10\r\nt=0 0\r\n\
+         m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    );
+    assert_eq!(parse(&out), s);
+    assert_eq!(
+        s.rtp_destination(0),
+        Some("[2001:db8::10]:40000".parse().unwrap())
+    );
+}
