@@ -555,3 +555,152 @@ fn send_out(
     let sock = u32::try_from(out_leg_slot * 2).unwrap_or(u32::MAX) + u32::from(rtcp_sock);
     Verdict::Send { sock, to, len: n }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn relay(pairs: u32) -> (Relay, Arc<WorkerShared>, Arc<ArrayQueue<Event>>) {
+        let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
+        let events = Arc::new(ArrayQueue::new(16));
+        let r = Relay::new(
+            WorkerId(0),
+            30000,
+            pairs,
+            shared.clone(),
+            events.clone(),
+            1_000_000,
+            2,
+        );
+        (r, shared, events)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    fn rtp(seq: u16, ssrc: u32) -> [u8; BUF_SIZE] {
+        let mut b = [0u8; BUF_SIZE];
+        b[0] = 0x80;
+        b[2..4].copy_from_slice(&seq.to_be_bytes());
+        b[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        b
+    }
+
+    fn update(pair: u32, generation: u32, b_peer: Option<SocketAddr>) -> Command {
+        Command::Update {
+            pair,
+            generation,
+            params: [
+                StreamParams::default(),
+                StreamParams {
+                    peer: b_peer,
+                    ..StreamParams::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn port_layout_maps_socket_to_pair_and_side() {
+        let h = make_handle(WorkerId(3), 30000, 5, 9);
+        assert_eq!(
+            (h.port_a, h.port_b, h.pair, h.generation),
+            (30020, 30022, 5, 9)
+        );
+        let (mut r, shared, _) = relay(6);
+        assert_eq!(r.sockets(), 24);
+        r.apply(&update(5, 1, Some(addr(9))), 0);
+        let mut b = rtp(1, 7);
+        // Socket 20 = pair 5 leg A RTP → out of socket 22 (leg B RTP).
+        assert_eq!(
+            r.on_packet(20, addr(1000), &mut b, 32, 1),
+            Verdict::Send {
+                sock: 22,
+                to: addr(9),
+                len: 32
+            }
+        );
+        assert_eq!(shared.legs[10].rx_packets.get(), 1);
+        assert_eq!(shared.legs[11].tx_packets.get(), 1);
+    }
+
+    #[test]
+    fn unarmed_short_and_unknown_packets_are_counted_drops() {
+        let (mut r, shared, _) = relay(2);
+        let mut b = rtp(1, 1);
+        assert_eq!(r.on_packet(0, addr(1), &mut b, 32, 0), Verdict::Drop);
+        assert_eq!(r.on_packet(999, addr(1), &mut b, 32, 0), Verdict::Drop);
+        assert_eq!(shared.worker.drops[DropReason::NoStream as usize].get(), 2);
+        r.apply(&update(0, 1, Some(addr(9))), 0);
+        assert_eq!(r.on_packet(0, addr(1), &mut b, 5, 0), Verdict::Drop);
+        assert_eq!(
+            r.on_packet(0, addr(1), &mut b, BUF_SIZE + 1, 0),
+            Verdict::Drop
+        );
+        // RTP on the RTCP port is malformed.
+        assert_eq!(r.on_packet(1, addr(1), &mut b, 32, 0), Verdict::Drop);
+        assert_eq!(
+            shared.legs[0].drops[DropReason::Malformed as usize].get(),
+            3
+        );
+    }
+
+    #[test]
+    fn generations_gate_commands() {
+        let (mut r, shared, _) = relay(1);
+        r.apply(&update(0, 2, None), 0);
+        assert_eq!(shared.worker.active_pairs.get(), 1);
+        r.apply(&update(0, 1, Some(addr(5))), 0); // older: stale
+        r.apply(
+            &Command::Remove {
+                pair: 0,
+                generation: 1,
+            },
+            0,
+        ); // stale
+        assert_eq!(shared.worker.stale_commands.get(), 2);
+        r.apply(
+            &Command::Remove {
+                pair: 0,
+                generation: 2,
+            },
+            0,
+        );
+        assert_eq!(shared.worker.active_pairs.get(), 0);
+        r.apply(&update(0, 2, None), 0); // removed generation cannot come back
+        assert_eq!(shared.worker.stale_commands.get(), 3);
+        let mut b = rtp(1, 1);
+        assert_eq!(r.on_packet(0, addr(1), &mut b, 32, 0), Verdict::Drop);
+        r.apply(&update(0, u32::MAX, None), 0); // "older" in wrapping order
+        assert_eq!(shared.worker.stale_commands.get(), 4);
+    }
+
+    #[test]
+    fn inactivity_and_latch_events_carry_the_generation() {
+        let (mut r, _, events) = relay(1);
+        r.apply(&update(0, 4, Some(addr(9))), 0);
+        let mut b = rtp(1, 1);
+        assert!(matches!(
+            r.on_packet(0, addr(1), &mut b, 32, 10),
+            Verdict::Send { .. }
+        ));
+        match events.pop() {
+            Some(Event::Latched {
+                handle,
+                side,
+                addr: a,
+            }) => {
+                assert_eq!((handle.generation, side, a), (4, Side::A, addr(1)));
+            }
+            other => panic!("expected Latched, got {other:?}"),
+        }
+        r.housekeeping(500_000);
+        assert!(events.pop().is_none(), "not inactive yet");
+        r.housekeeping(1_000_011);
+        assert!(matches!(events.pop(), Some(Event::Inactive { handle }) if handle.generation == 4));
+        r.housekeeping(3_000_000);
+        assert!(events.pop().is_none(), "reported once");
+    }
+}
