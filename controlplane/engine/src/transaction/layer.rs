@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use super::invite_client::{InviteClient, InviteClientState};
 use super::invite_server::{InviteServer, InviteServerState};
 use super::key::{AckKey, ClientKey, ServerKey};
-use super::message::{Method, SipMsg};
+use super::message::{same_header, Method, SipMsg};
 use super::non_invite_client::{NonInviteClient, NonInviteClientState};
 use super::non_invite_server::{NonInviteServer, NonInviteServerState};
 use super::stats::TxStats;
@@ -644,13 +644,13 @@ impl TransactionLayer {
 #[must_use]
 pub fn make_response(request: &SipMsg, status: u16, reason: &str, to_tag: Option<&str>) -> SipMsg {
     let mut resp = SipMsg::response(status, reason);
-    for (n, v) in &request.headers {
+    for (n, v) in request.headers() {
         let copy = ["Via", "From", "To", "Call-ID", "CSeq"]
             .iter()
-            .any(|h| super::message::same_header(n, h))
-            || ((101..300).contains(&status) && super::message::same_header(n, "Record-Route"));
+            .any(|h| same_header(n, h))
+            || ((101..300).contains(&status) && same_header(n, "Record-Route"));
         if copy {
-            resp.headers.push((n.clone(), v.clone()));
+            resp.push_header(n, v);
         }
     }
     if let Some(tag) = to_tag {
@@ -672,10 +672,9 @@ fn copy_for(
     let cseq = request.cseq()?;
     let mut msg = SipMsg::request(method.clone(), uri);
     msg.push_header("Via", request.top_via()?.to_string());
-    for (n, v) in &request.headers {
-        if super::message::same_header(n, "Route") || super::message::same_header(n, "Max-Forwards")
-        {
-            msg.push_header(n.clone(), v.clone());
+    for (n, v) in request.headers() {
+        if same_header(n, "Route") || same_header(n, "Max-Forwards") {
+            msg.push_header(n, v);
         }
     }
     msg.push_header(

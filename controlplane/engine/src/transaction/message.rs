@@ -1,14 +1,16 @@
-//! The owned SIP message model used by the transaction and dialog layers.
+//! The owned SIP message the transaction and dialog layers exchange with their user.
 //!
-//! The transaction user hands requests and responses to the engine as [`SipMsg`]
-//! values and gets them back in events. The model is deliberately small: a start
-//! line, an ordered header list (names kept as received, compared without case
-//! and with RFC 3261 §7.3.3 compact forms expanded) and an opaque body. Typed
-//! accessors parse the few headers transactions and dialogs need (Via, CSeq,
-//! Call-ID, From/To tags, Contact, Route/Record-Route) on demand; they return
-//! [`MsgError`] on malformed input and never panic.
+//! [`SipMsg`] wraps the codec's [`OwnedMessage`] (`portcullis-sip`: one text
+//! arena with header spans, canonical serialisation, CR/LF-injection-safe
+//! edits) and adds the typed accessors transactions and dialogs need — top
+//! Via, CSeq, Call-ID, From/To tags, Contact, Route/Record-Route lists — parsed
+//! on demand. Header names compare per RFC 3261 §7.3.1 (any case, compact
+//! forms). Accessors return [`MsgError`] on malformed input and never panic.
 
 use std::fmt;
+
+use portcullis_sip::grammar::CommaSplit;
+use portcullis_sip::{HeaderName, OwnedMessage};
 
 use super::via::Via;
 use super::MsgError;
@@ -83,13 +85,6 @@ impl fmt::Display for Method {
     }
 }
 
-/// First line of a message (RFC 3261 §7.1, §7.2).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StartLine {
-    Request { method: Method, uri: String },
-    Response { status: u16, reason: String },
-}
-
 /// CSeq header value (RFC 3261 §20.16).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CSeq {
@@ -97,119 +92,112 @@ pub struct CSeq {
     pub method: Method,
 }
 
-/// An owned SIP message.
+/// An owned SIP message: the codec's [`OwnedMessage`] (one text arena, header
+/// spans, canonical serialisation) plus the parsed method.
+///
+/// Invariant: `method` is `Some` exactly when `inner` is a request, and equals
+/// its method token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SipMsg {
-    pub start: StartLine,
-    /// Headers in wire order; `(name as received, value without surrounding LWS)`.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    inner: OwnedMessage,
+    method: Option<Method>,
 }
 
-/// Expands an RFC 3261 §7.3.3 compact header name to its long form.
-fn long_name(name: &str) -> &str {
-    if name.len() != 1 {
-        return name;
-    }
-    match name.as_bytes().first().map(u8::to_ascii_lowercase) {
-        Some(b'v') => "Via",
-        Some(b'f') => "From",
-        Some(b't') => "To",
-        Some(b'i') => "Call-ID",
-        Some(b'm') => "Contact",
-        Some(b'l') => "Content-Length",
-        Some(b'c') => "Content-Type",
-        Some(b'k') => "Supported",
-        Some(b's') => "Subject",
-        Some(b'e') => "Content-Encoding",
-        _ => name,
-    }
+/// Header kinds whose values are comma lists (RFC 3261 §7.3.1); others never split.
+fn splits(kind: HeaderName) -> bool {
+    matches!(
+        kind,
+        HeaderName::Via
+            | HeaderName::Route
+            | HeaderName::RecordRoute
+            | HeaderName::Contact
+            | HeaderName::Allow
+            | HeaderName::Supported
+            | HeaderName::Require
+    )
 }
 
 /// Header name equality per RFC 3261 §7.3.1 (case-insensitive, compact forms).
 #[must_use]
 pub fn same_header(a: &str, b: &str) -> bool {
-    long_name(a).eq_ignore_ascii_case(long_name(b))
-}
-
-/// Splits a header value on commas that are outside quotes and angle brackets
-/// (RFC 3261 §7.3.1 multiple values in one header line).
-pub fn split_commas(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut in_q, mut in_a, mut esc, mut start) = (false, false, false, 0usize);
-    for (i, c) in value.char_indices() {
-        if esc {
-            esc = false;
-            continue;
-        }
-        match c {
-            '\\' if in_q => esc = true,
-            '"' => in_q = !in_q,
-            '<' if !in_q => in_a = true,
-            '>' if !in_q => in_a = false,
-            ',' if !in_q && !in_a => {
-                parts.push(value.get(start..i).unwrap_or("").trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
+    let (ka, kb) = (HeaderName::from_name(a), HeaderName::from_name(b));
+    if ka == HeaderName::Other || kb == HeaderName::Other {
+        ka == kb && a.eq_ignore_ascii_case(b)
+    } else {
+        ka == kb
     }
-    parts.push(value.get(start..).unwrap_or("").trim());
-    parts.into_iter().filter(|p| !p.is_empty())
 }
 
 impl SipMsg {
     /// A request with no headers.
     #[must_use]
-    pub fn request(method: Method, uri: impl Into<String>) -> Self {
+    pub fn request(method: Method, uri: impl AsRef<str>) -> Self {
         Self {
-            start: StartLine::Request {
-                method,
-                uri: uri.into(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
+            inner: OwnedMessage::request_ext(method.as_str(), uri.as_ref()),
+            method: Some(method),
         }
     }
 
     /// A response with no headers.
     #[must_use]
-    pub fn response(status: u16, reason: impl Into<String>) -> Self {
+    pub fn response(status: u16, reason: &str) -> Self {
         Self {
-            start: StartLine::Response {
-                status,
-                reason: reason.into(),
-            },
-            headers: Vec::new(),
-            body: Vec::new(),
+            inner: OwnedMessage::response(status, reason),
+            method: None,
         }
+    }
+
+    /// Wraps a codec message.
+    #[must_use]
+    pub fn from_owned(inner: OwnedMessage) -> Self {
+        let method = inner.method().map(Method::from_token);
+        Self { inner, method }
+    }
+
+    /// The codec message (for B2BUA edits with the full `portcullis-sip` API).
+    #[must_use]
+    pub fn as_owned(&self) -> &OwnedMessage {
+        &self.inner
+    }
+
+    /// Unwraps the codec message.
+    #[must_use]
+    pub fn into_owned(self) -> OwnedMessage {
+        self.inner
     }
 
     /// Request method, `None` for responses.
     #[must_use]
     pub fn method(&self) -> Option<&Method> {
-        match &self.start {
-            StartLine::Request { method, .. } => Some(method),
-            StartLine::Response { .. } => None,
-        }
+        self.method.as_ref()
     }
 
     /// Request-URI, `None` for responses.
     #[must_use]
     pub fn request_uri(&self) -> Option<&str> {
-        match &self.start {
-            StartLine::Request { uri, .. } => Some(uri),
-            StartLine::Response { .. } => None,
-        }
+        self.inner.request_uri()
     }
 
     /// Status code, `None` for requests.
     #[must_use]
     pub fn status(&self) -> Option<u16> {
-        match &self.start {
-            StartLine::Response { status, .. } => Some(*status),
-            StartLine::Request { .. } => None,
-        }
+        self.inner.status()
+    }
+
+    /// The body.
+    #[must_use]
+    pub fn body(&self) -> &[u8] {
+        self.inner.body()
+    }
+
+    /// Replaces the body (Content-Length is computed on serialisation).
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.inner.set_body(body);
+    }
+
+    /// Header lines in order as `(name, value)`.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.inner.headers().map(|(n, _, v)| (n, v))
     }
 
     /// First value of the first header called `name`.
@@ -218,62 +206,52 @@ impl SipMsg {
         self.header_values(name).next()
     }
 
-    /// All values of every header called `name`, comma-split, in order.
+    /// All values of every header called `name`, comma-split where RFC 3261 allows lists.
     pub fn header_values<'s, 'n>(
         &'s self,
         name: &'n str,
     ) -> impl Iterator<Item = &'s str> + use<'s, 'n> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| same_header(n, name))
-            .flat_map(|(n, v)| {
-                // Call-ID, CSeq, Content-*, From/To never carry comma lists.
-                let splits = [
-                    "Via",
-                    "Route",
-                    "Record-Route",
-                    "Contact",
-                    "Allow",
-                    "Supported",
-                    "Require",
-                ]
-                .iter()
-                .any(|h| same_header(n, h));
-                let vals: Vec<&str> = if splits {
-                    split_commas(v).collect()
-                } else {
-                    vec![v.as_str()]
-                };
-                vals.into_iter()
+        let kind = HeaderName::from_name(name);
+        self.inner
+            .headers()
+            .filter(move |(n, k, _)| {
+                *k == kind && (kind != HeaderName::Other || n.eq_ignore_ascii_case(name))
             })
+            .flat_map(move |(_, _, v)| {
+                let mut all = CommaSplit::new(v);
+                let mut whole = Some(v.trim());
+                std::iter::from_fn(move || {
+                    if splits(kind) {
+                        all.next()
+                    } else {
+                        whole.take()
+                    }
+                })
+            })
+            .filter(|v| !v.is_empty())
     }
 
     /// Appends a header line.
-    pub fn push_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.headers.push((name.into(), value.into()));
-    }
-
-    /// Inserts a header line before every other header.
-    pub fn prepend_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.headers.insert(0, (name.into(), value.into()));
+    pub fn push_header(&mut self, name: &str, value: impl AsRef<str>) {
+        self.inner.push_named(name, value.as_ref());
     }
 
     /// Replaces every `name` header with one `value` (appended when absent).
-    pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
-        let value = value.into();
-        match self.headers.iter().position(|(n, _)| same_header(n, name)) {
-            Some(pos) => {
-                self.remove_header(name);
-                let pos = pos.min(self.headers.len());
-                self.headers.insert(pos, (name.to_owned(), value));
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<str>) {
+        match HeaderName::from_name(name) {
+            HeaderName::Other => {
+                self.inner.remove_named(name);
+                self.inner.push_named(name, value.as_ref());
             }
-            None => self.headers.push((name.to_owned(), value)),
+            kind => {
+                self.inner.set(kind, value.as_ref());
+            }
         }
     }
 
     /// Removes every `name` header.
     pub fn remove_header(&mut self, name: &str) {
-        self.headers.retain(|(n, _)| !same_header(n, name));
+        self.inner.remove_named(name);
     }
 
     /// Parsed topmost Via (RFC 3261 §20.42).
@@ -281,28 +259,12 @@ impl SipMsg {
         Via::parse(self.header("Via").ok_or(MsgError::Missing("Via"))?)
     }
 
-    /// Replaces the topmost Via value, keeping any other values of that header line.
+    /// Replaces the topmost Via value, keeping every other Via in order.
     pub fn set_top_via(&mut self, via: &Via) -> Result<(), MsgError> {
-        let (_, line) = self
-            .headers
-            .iter_mut()
-            .find(|(n, _)| same_header(n, "Via"))
-            .ok_or(MsgError::Missing("Via"))?;
-        let rest: Vec<&str> = split_commas(line).skip(1).collect();
-        let mut v = via.to_string();
-        for r in rest {
-            v.push_str(", ");
-            v.push_str(r);
+        if !self.inner.remove_first_element(HeaderName::Via) {
+            return Err(MsgError::Missing("Via"));
         }
-        *line = v;
-        Ok(())
-    }
-
-    /// Removes the topmost Via value (used when building ACK/CANCEL copies).
-    pub fn retain_only_top_via(&mut self) -> Result<(), MsgError> {
-        let top = self.top_via()?;
-        self.remove_header("Via");
-        self.prepend_header("Via", top.to_string());
+        self.inner.push_front(HeaderName::Via, &via.to_string());
         Ok(())
     }
 
@@ -361,37 +323,7 @@ impl SipMsg {
     /// Serializes to wire bytes with a correct Content-Length (RFC 3261 §7.5, §20.14).
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(512);
-        match &self.start {
-            StartLine::Request { method, uri } => {
-                out.push_str(method.as_str());
-                out.push(' ');
-                out.push_str(uri);
-                out.push_str(" SIP/2.0\r\n");
-            }
-            StartLine::Response { status, reason } => {
-                out.push_str("SIP/2.0 ");
-                out.push_str(&status.to_string());
-                out.push(' ');
-                out.push_str(reason);
-                out.push_str("\r\n");
-            }
-        }
-        for (n, v) in &self.headers {
-            if same_header(n, "Content-Length") {
-                continue;
-            }
-            out.push_str(n);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
-        }
-        out.push_str("Content-Length: ");
-        out.push_str(&self.body.len().to_string());
-        out.push_str("\r\n\r\n");
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(&self.body);
-        bytes
+        self.inner.to_bytes()
     }
 }
 
@@ -461,9 +393,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn comma_split_respects_quotes_and_brackets() {
-        let v: Vec<_> = split_commas(r#""a, b" <sip:x@y;p=1,2>, <sip:z>"#).collect();
-        assert_eq!(v, vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z>"]);
+    fn header_lists_split_only_where_allowed() {
+        let mut m = SipMsg::request(Method::Options, "sip:x@y");
+        m.push_header("Route", r#""a, b" <sip:x@y;p=1,2>, <sip:z>"#);
+        m.push_header("route", "<sip:last>");
+        m.push_header("Subject", "hello, world");
+        m.push_header("v", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b");
+        let routes: Vec<_> = m.header_values("Route").collect();
+        assert_eq!(
+            routes,
+            vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z>", "<sip:last>"]
+        );
+        assert_eq!(m.header("subject"), Some("hello, world"));
+        let mut via = m.top_via().unwrap();
+        via.set_param("received", Some("192.0.2.1".into()));
+        m.set_top_via(&via).unwrap();
+        let vias: Vec<_> = m.header_values("Via").collect();
+        assert_eq!(
+            vias,
+            vec![
+                "SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1",
+                "SIP/2.0/UDP b"
+            ]
+        );
+        m.set_header("X-Custom", "1");
+        m.set_header("x-custom", "2");
+        assert_eq!(m.header_values("X-CUSTOM").collect::<Vec<_>>(), vec!["2"]);
+        assert!(same_header("i", "call-id") && !same_header("X-A", "X-B"));
     }
 
     #[test]

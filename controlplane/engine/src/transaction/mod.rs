@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 pub use invite_client::InviteClientState;
 pub use invite_server::InviteServerState;
 pub use layer::{build_cancel, make_response, TransactionLayer, TxConfig};
-pub use message::{CSeq, Method, SipMsg, StartLine};
+pub use message::{CSeq, Method, SipMsg};
 pub use non_invite_client::NonInviteClientState;
 pub use non_invite_server::NonInviteServerState;
 pub use stats::TxStats;

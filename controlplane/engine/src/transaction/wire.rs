@@ -7,11 +7,9 @@
 //! model. Malformed requests get the codec's stateless error response
 //! ([`portcullis_sip::error_response`]).
 
-use portcullis_sip::{
-    validate_request, validate_response, ErrorAction, Message, OwnedMessage, StartLine as WireStart,
-};
+use portcullis_sip::{validate_request, validate_response, ErrorAction, Message, OwnedMessage};
 
-use super::message::{Method, SipMsg, StartLine};
+use super::message::SipMsg;
 use super::MsgError;
 
 /// Parses and validates one complete SIP message (datagram or framed stream message).
@@ -35,66 +33,35 @@ pub(crate) fn error_reply(bytes: &[u8], err: &MsgError) -> Option<Vec<u8>> {
 }
 
 impl SipMsg {
-    /// Copies a parsed codec message into the owned model (one allocation per header).
+    /// Copies a parsed codec message (the header section is copied once, not per header).
     #[must_use]
     pub fn from_wire(msg: &Message<'_>) -> Self {
-        let start = match msg.start_line() {
-            WireStart::Request(rl) => StartLine::Request {
-                method: Method::from_token(rl.method),
-                uri: rl.uri.as_str().to_owned(),
-            },
-            WireStart::Response(sl) => StartLine::Response {
-                status: sl.code,
-                reason: sl.reason.to_owned(),
-            },
-        };
-        let headers = msg
-            .headers()
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.trim().to_owned()))
-            .collect();
-        Self {
-            start,
-            headers,
-            body: msg.body().to_vec(),
-        }
+        Self::from_owned(OwnedMessage::from_message(msg))
     }
 
-    /// The codec's owned, editable form of this message (for B2BUA edits).
-    pub fn to_owned_message(&self) -> Result<OwnedMessage, MsgError> {
-        let bytes = self.to_bytes();
-        let msg = Message::parse(&bytes)?;
-        Ok(OwnedMessage::from_message(&msg))
-    }
-
-    /// Converts the codec's owned form back.
-    pub fn from_owned_message(msg: &OwnedMessage) -> Result<Self, MsgError> {
-        let bytes = msg.to_bytes();
-        Ok(Self::from_wire(&Message::parse(&bytes)?))
+    /// The codec's owned, editable form of this message.
+    #[must_use]
+    pub fn to_owned_message(&self) -> OwnedMessage {
+        self.as_owned().clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::Method;
 
     #[test]
     fn round_trip() {
         let raw = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nf: <sip:a@a>;tag=1\r\nt: <sip:b@h>\r\ni: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nl: 3\r\n\r\nabcdef";
         let m = parse_message(raw).unwrap();
         assert_eq!(m.method(), Some(&Method::Invite));
-        assert_eq!(m.body, b"abc");
+        assert_eq!(m.body(), b"abc");
         let again = parse_message(&m.to_bytes()).unwrap();
-        assert_eq!(again.body, b"abc");
+        assert_eq!(again.body(), b"abc");
         assert_eq!(again.top_via().unwrap().branch(), Some("z9hG4bK1"));
-        let owned = m.to_owned_message().unwrap();
-        assert_eq!(
-            SipMsg::from_owned_message(&owned)
-                .unwrap()
-                .call_id()
-                .unwrap(),
-            "c1"
-        );
+        let owned = m.to_owned_message();
+        assert_eq!(SipMsg::from_owned(owned).call_id().unwrap(), "c1");
     }
 
     #[test]
