@@ -269,3 +269,54 @@ fn sysctl_dropin_ephemeral_range_is_iana_dynamic() {
         assert!(conf.lines().any(|l| l.starts_with(key)), "missing {key}");
     }
 }
+
+/// `"/proc/..."` string literals outside `/proc/self` and `/proc/thread-self`
+/// in the workspace's non-test Rust sources, as "file: literal".
+fn non_self_proc_reads() -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if p.is_dir()
+                && !["tests", "target", "benches", "fuzz"].contains(&&*name.to_string_lossy())
+            {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in ["appliance/src", "controlplane", "dataplane"] {
+        walk(&root.join(dir), &mut files);
+    }
+    let mut found = Vec::new();
+    for f in files {
+        let Ok(src) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for (i, _) in src.match_indices("\"/proc/") {
+            let lit = &src[i + 1..];
+            let lit = &lit[..lit.find('"').unwrap_or(lit.len())];
+            if !lit.starts_with("/proc/self") && !lit.starts_with("/proc/thread-self") {
+                found.push(format!("{}: {lit}", f.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn proc_subset_does_not_hide_what_the_code_reads() {
+    let unit = read(UNIT);
+    let subset_pid = unit.lines().any(|l| l.trim() == "ProcSubset=pid");
+    let reads = non_self_proc_reads();
+    assert!(
+        !subset_pid || reads.is_empty(),
+        "ProcSubset=pid hides these /proc paths the code reads: {reads:#?}"
+    );
+}
