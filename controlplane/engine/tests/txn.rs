@@ -686,3 +686,89 @@ fn api_misuse_is_a_typed_error() {
         .respond(t(0), TxId(999), &SipMsg::response(200, "OK"))
         .is_err());
 }
+
+#[test]
+fn connection_loss_fails_every_transaction_on_it() {
+    let mut l = TransactionLayer::new(TxConfig::default(), 21);
+    let conn = portcullis_engine::transaction::ConnId(7);
+    let on_conn = PeerAddr {
+        conn: Some(conn),
+        ..peer(Transport::Tls, "192.0.2.20:5061")
+    };
+    let other = PeerAddr {
+        conn: Some(portcullis_engine::transaction::ConnId(8)),
+        ..on_conn
+    };
+    let mut txs = Vec::new();
+    for dest in [on_conn, on_conn, other] {
+        let b = l.new_branch();
+        txs.push(
+            l.send_request(t(0), dest, request(&Method::Options, &b, Transport::Tls))
+                .unwrap(),
+        );
+    }
+    l.handle_connection_lost(t(1), conn);
+    assert_eq!(
+        events(&mut l),
+        vec![
+            TxEvent::TransportError { tx: txs[0] },
+            TxEvent::TransportError { tx: txs[1] }
+        ]
+    );
+    assert_eq!(l.len(), 1);
+    assert!(l.state(txs[2]).is_some());
+}
+
+#[test]
+fn every_counter_moves() {
+    // Style rule: every exported metric is incremented somewhere.
+    let mut l = TransactionLayer::new(TxConfig::default(), 22);
+    let (itx, ireq) = client_invite(&mut l, Transport::Udp);
+    let b = l.new_branch();
+    let nreq = request(&Method::Options, &b, Transport::Udp);
+    let ntx = l
+        .send_request(t(0), peer(Transport::Udp, "192.0.2.20:5060"), nreq)
+        .unwrap();
+    transmits(&mut l);
+    let (stx, sreq, from) = server_invite(&mut l, Transport::Udp);
+    l.handle_message(
+        t(1),
+        from,
+        request(&Method::Options, "z9hG4bKnis", Transport::Udp),
+    );
+    let busy = make_response(&ireq, 486, "Busy", Some("b"));
+    l.handle_message(t(2), from, busy.clone());
+    l.handle_message(t(3), from, busy); // absorbed
+    l.handle_message(t(4), from, make_response(&sreq, 200, "OK", Some("zz"))); // stray response
+    l.handle_message(
+        t(5),
+        from,
+        request(&Method::Ack, "z9hG4bKnothing", Transport::Udp),
+    ); // stray ACK
+    l.handle_datagram(t(6), from, b"\x00\x01garbage"); // malformed
+    l.handle_transport_error(t(7), ntx);
+    l.respond(t(8), stx, &make_response(&sreq, 500, "Oops", Some("s")))
+        .unwrap();
+    run_until(&mut l, 100_000); // retransmissions, Timer H timeout, Timer D
+    let st = *l.stats();
+    let _ = (itx, events(&mut l));
+    assert!(st.retransmissions > 0 && st.absorbed > 0 && st.timeouts > 0);
+    assert!(
+        st.stray_responses > 0 && st.stray_acks > 0 && st.malformed > 0 && st.transport_errors > 0
+    );
+    for kind in [
+        TxKind::InviteClient,
+        TxKind::NonInviteClient,
+        TxKind::InviteServer,
+        TxKind::NonInviteServer,
+    ] {
+        assert!(st.created(kind) > 0, "{kind:?} created");
+    }
+    for kind in [
+        TxKind::InviteClient,
+        TxKind::NonInviteClient,
+        TxKind::InviteServer,
+    ] {
+        assert!(st.terminated(kind) > 0, "{kind:?} terminated");
+    }
+}

@@ -101,6 +101,10 @@ fn loose_routing_bye_and_2xx_ack() {
         Some("Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl")
     );
     assert_eq!(Dialog::next_hop(&bye), Some("sip:p1.example.com;lr"));
+    assert_eq!(
+        d.request(Method::Ack, &via()),
+        Err(DialogError::WrongMethod("ACK"))
+    );
     let info = d.request(Method::Info, &via()).unwrap();
     assert_eq!(info.cseq().unwrap().seq, 12);
     d.terminate();

@@ -84,6 +84,10 @@ pub enum DialogError {
     Terminated,
     #[error("local CSeq space exhausted")]
     CSeqExhausted,
+    #[error(
+        "{0} is not built by Dialog::request (ACK: Dialog::ack; CANCEL: the transaction layer)"
+    )]
+    WrongMethod(&'static str),
 }
 
 impl DialogError {
@@ -91,7 +95,7 @@ impl DialogError {
     #[must_use]
     pub fn status(&self) -> u16 {
         match self {
-            Self::CSeqOutOfOrder { .. } | Self::CSeqExhausted => 500,
+            Self::CSeqOutOfOrder { .. } | Self::CSeqExhausted | Self::WrongMethod(_) => 500,
             Self::Terminated => 481,
             Self::Message(_) | Self::NoRemoteTag => 400,
         }
@@ -367,6 +371,11 @@ impl Dialog {
     pub fn request(&mut self, method: Method, via: &Via) -> Result<SipMsg, DialogError> {
         if self.state == DialogState::Terminated {
             return Err(DialogError::Terminated);
+        }
+        match method {
+            Method::Ack => return Err(DialogError::WrongMethod("ACK")),
+            Method::Cancel => return Err(DialogError::WrongMethod("CANCEL")),
+            _ => {}
         }
         let cseq = self.next_cseq()?;
         if method == Method::Invite {

@@ -99,6 +99,15 @@ impl Machine {
         }
     }
 
+    fn dest(&self) -> &PeerAddr {
+        match self {
+            Self::InviteClient(m) => &m.dest,
+            Self::NonInviteClient(m) => &m.dest,
+            Self::InviteServer(m) => &m.dest,
+            Self::NonInviteServer(m) => &m.dest,
+        }
+    }
+
     fn is_terminated(&self) -> bool {
         matches!(
             self.state(),
@@ -262,6 +271,22 @@ impl TransactionLayer {
             Machine::InviteServer(m) => m.on_transport_error(ctx),
             Machine::NonInviteServer(m) => m.on_transport_error(ctx),
         });
+    }
+
+    /// A reliable connection closed or failed: every transaction bound to it gets
+    /// [`Self::handle_transport_error`] (RFC 3261 §17.1.4, §17.2.4; the TU may
+    /// retry over a new connection). Transactions are visited in id order.
+    pub fn handle_connection_lost(&mut self, now: Timestamp, conn: super::ConnId) {
+        let mut ids: Vec<TxId> = self
+            .txs
+            .iter()
+            .filter(|(_, e)| e.machine.dest().conn == Some(conn))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.handle_transport_error(now, id);
+        }
     }
 
     /// Parses and handles one datagram or framed stream message. Malformed input is
