@@ -199,3 +199,83 @@ async fn server_certificate_hot_reload() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn tls_listener_with_optional_client_certificate() {
+    timeout(Duration::from_secs(30), async {
+        let ca = TestCa::new("opt");
+        let leaf = ca.leaf("server", &["sbc.test"]);
+        let peer = ca.leaf("peer", &["pbx.customer.test"]);
+        let (srv, mut srx) =
+            server(Transport::Tls, server_settings(&leaf, Some(ca.path()), &[])).await;
+        let addr = srv.local_addr(Transport::Tls).expect("tls addr");
+
+        let (with, _w) = client(client_settings(&ca, Some(&peer))).await;
+        with.send(tls_out(addr, "sbc.test", options("with", "")))
+            .expect("send");
+        let m = next_message(&mut srx).await;
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["pbx.customer.test".to_owned()][..])
+        );
+        assert_eq!(m.transport, Transport::Tls);
+
+        let (without, _wo) = client(client_settings(&ca, None)).await;
+        without
+            .send(tls_out(addr, "sbc.test", options("without", "")))
+            .expect("send");
+        let m = next_message(&mut srx).await;
+        assert!(m.tls_peer_names.is_none());
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn bad_tls_configuration_is_a_bind_error() {
+    timeout(Duration::from_secs(30), async {
+        let ca = TestCa::new("bad");
+        let leaf = ca.leaf("server", &["sbc.test"]);
+        let bind = |transport, tls| {
+            SipTransports::bind(TransportConfig {
+                listeners: vec![ListenerConfig {
+                    transport,
+                    addr: localhost(),
+                    tls,
+                }],
+                ..TransportConfig::default()
+            })
+        };
+        let e = bind(Transport::Tls, None).await.expect_err("no settings");
+        assert!(
+            matches!(
+                e,
+                NetError::TlsConfig(portcullis_net::TlsConfigError::MissingSettings(_))
+            ),
+            "{e}"
+        );
+        let e = bind(Transport::Mtls, Some(server_settings(&leaf, None, &[])))
+            .await
+            .expect_err("mTLS without client CA");
+        assert!(matches!(e, NetError::TlsConfig(_)), "{e}");
+        let mut missing = server_settings(&leaf, None, &[]);
+        missing.key_pem = ca.dir.path().join("absent.key");
+        let e = bind(Transport::Tls, Some(missing))
+            .await
+            .expect_err("missing key file");
+        assert!(
+            matches!(
+                e,
+                NetError::TlsConfig(portcullis_net::TlsConfigError::Read { .. })
+            ),
+            "{e}"
+        );
+        // A key that does not belong to the certificate.
+        let other = ca.leaf("other", &["x.test"]);
+        let mut mismatch = server_settings(&leaf, None, &[]);
+        mismatch.key_pem = other.key_pem.clone();
+        assert!(bind(Transport::Tls, Some(mismatch)).await.is_err());
+    })
+    .await
+    .expect("test timed out");
+}
