@@ -117,7 +117,10 @@ fn strict_router_fallback() {
     let ok = response(
         200,
         "<sip:bob@192.0.2.4>",
-        &["<sip:p2.example.com;lr>", "<sip:strict.example.com>"],
+        &[
+            "<sip:p2.example.com;lr>",
+            "<sip:strict.example.com;method=INVITE?X=1>",
+        ],
     );
     let mut d = Dialog::from_uac(&invite(), &ok).unwrap();
     let bye = d.request(Method::Bye, &via()).unwrap();

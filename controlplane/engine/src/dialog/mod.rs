@@ -145,6 +145,22 @@ fn without_tag(value: &str) -> String {
     out
 }
 
+/// A URI as allowed in a Request-URI: no `method` parameter and no headers
+/// (RFC 3261 §19.1.1 table, §12.2.1.1 strict routing).
+fn request_uri_form(uri: &str) -> String {
+    let no_headers = uri.split('?').next().unwrap_or(uri);
+    let mut parts = no_headers.split(';');
+    let mut out = parts.next().unwrap_or("").to_owned();
+    for p in parts {
+        let k = p.split_once('=').map_or(p, |(k, _)| k).trim();
+        if !k.eq_ignore_ascii_case("method") {
+            out.push(';');
+            out.push_str(p);
+        }
+    }
+    out
+}
+
 /// Normalises a Record-Route / Route value to `<uri>` plus header params.
 fn route_value(v: &str) -> String {
     if v.contains('<') {
@@ -335,7 +351,7 @@ impl Dialog {
         // Strict router: its URI becomes the Request-URI, the remote target goes last.
         let mut routes: Vec<String> = self.route_set.iter().skip(1).cloned().collect();
         routes.push(format!("<{}>", self.remote_target));
-        (addr_uri(first).to_owned(), routes)
+        (request_uri_form(addr_uri(first)), routes)
     }
 
     fn build(&self, method: Method, cseq: u32, via: &Via) -> SipMsg {
