@@ -1,4 +1,6 @@
 //! Portcullis appliance library: provisioning, wiring of the planes, admin API.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
 pub mod notify;

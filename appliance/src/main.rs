@@ -1,3 +1,6 @@
-fn main() {
-    println!("portcullis {}", env!("CARGO_PKG_VERSION"));
+//! The `portcullis` binary: see [`portcullis::cli`].
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    portcullis::cli::main()
 }

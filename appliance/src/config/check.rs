@@ -1,0 +1,616 @@
+//! Semantic checks: raw serde structs → checked [`Config`]. Every problem is collected (the
+//! checker never stops at the first one) with its TOML path and position.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml_edit::ImDocument;
+
+use super::diag::{find_span, Diagnostic, LineCol};
+use super::host::{check_pem, HostInfo, PemKind};
+use super::model::{
+    AdminConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig, MediaConfig, NodeConfig,
+    PolicyConfig, Secret, SessionTimerConfig, SipConfig, SipLimits, TlsFiles,
+};
+use super::raw::{RawConfig, RawCores, RawListener, RawMedia, RawSip, Transport};
+use super::types::{parse_cpulist, parse_duration, CoreList, Fqdn, PortRange};
+
+/// Each dataplane core needs room for at least this many concurrent streams. A stream takes a
+/// port pair (even RTP port, odd RTCP port: RFC 3550 §11), so the media port range must hold
+/// at least `2 * MIN_STREAMS_PER_CORE * cores` ports.
+pub const MIN_STREAMS_PER_CORE: usize = 64;
+/// Shortest accepted admin bearer token.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// RFC 4028 §4: Min-SE MUST NOT be below 90 seconds.
+pub const RFC4028_MIN_SE: Duration = Duration::from_secs(90);
+/// Bounds of `sip.limits.max_message_size`.
+pub const MESSAGE_SIZE_BOUNDS: (u32, u32) = (1024, 1 << 20);
+/// Bounds of `media.ring_capacity`.
+pub const RING_CAPACITY_BOUNDS: (u32, u32) = (64, 1 << 20);
+
+/// How the checker treats the outside world.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Read certificate, key and CA files and check they hold PEM data. `check-config
+    /// --no-files` turns this off to check a file on another machine.
+    pub check_files: bool,
+    /// CPUs to check `media.cores` against.
+    pub host: HostInfo,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            check_files: true,
+            host: HostInfo::detect(),
+        }
+    }
+}
+
+/// Collects diagnostics while converting.
+pub(super) struct Checker<'a> {
+    src: &'a str,
+    doc: Option<ImDocument<&'a str>>,
+    base_dir: &'a Path,
+    pub(super) opts: &'a LoadOptions,
+    pub(super) diags: Vec<Diagnostic>,
+}
+
+impl<'a> Checker<'a> {
+    pub(super) fn new(src: &'a str, base_dir: &'a Path, opts: &'a LoadOptions) -> Self {
+        let doc = ImDocument::parse(src).ok();
+        Self {
+            src,
+            doc,
+            base_dir,
+            opts,
+            diags: Vec::new(),
+        }
+    }
+
+    /// Records a problem at `path`.
+    pub(super) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let location = self
+            .doc
+            .as_ref()
+            .and_then(|d| find_span(d, &path))
+            .map(|s| LineCol::from_offset(self.src, s.start));
+        self.diags.push(Diagnostic {
+            path,
+            location,
+            message: message.into(),
+        });
+    }
+
+    /// Records `r`'s error at `path` and returns its value.
+    pub(super) fn ok<T>(&mut self, path: &str, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    pub(super) fn duration(&mut self, path: &str, s: &str, min: Duration) -> Option<Duration> {
+        let d = self.ok(path, parse_duration(s))?;
+        if d < min {
+            self.err(path, format!("{s:?} is shorter than the minimum {min:?}"));
+            return None;
+        }
+        Some(d)
+    }
+
+    pub(super) fn ip(&mut self, path: &str, s: &str) -> Option<IpAddr> {
+        self.ok(
+            path,
+            s.parse().map_err(|_| format!("{s:?} is not an IP address")),
+        )
+    }
+
+    pub(super) fn sockaddr(&mut self, path: &str, s: &str) -> Option<SocketAddr> {
+        let a: SocketAddr = self.ok(
+            path,
+            s.parse()
+                .map_err(|_| format!("{s:?} is not ip:port (IPv6 as [addr]:port)")),
+        )?;
+        if a.port() == 0 {
+            self.err(path, "port 0 is not allowed");
+            return None;
+        }
+        Some(a)
+    }
+
+    /// Resolves a path against the config file directory.
+    pub(super) fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// A required PEM file: present in the file, and readable with the right content.
+    pub(super) fn pem(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        kind: PemKind,
+        why: &str,
+    ) -> Option<PathBuf> {
+        let Some(v) = value else {
+            self.err(path, format!("missing: {why}"));
+            return None;
+        };
+        if v.is_empty() {
+            self.err(path, "the file name is empty");
+            return None;
+        }
+        let p = self.resolve_path(v);
+        if self.opts.check_files {
+            let r = check_pem(&p, kind);
+            self.ok(path, r)?;
+        }
+        Some(p)
+    }
+
+    pub(super) fn fqdn(&mut self, path: &str, s: &str, min_labels: usize) -> Option<Fqdn> {
+        let f = self.ok(path, Fqdn::parse(s))?;
+        if f.label_count() < min_labels {
+            self.err(
+                path,
+                format!("{s:?} must be a fully qualified name like sbc.example.com"),
+            );
+            return None;
+        }
+        Some(f)
+    }
+}
+
+/// Converts and checks the whole file. Returns the config only when no diagnostic was raised.
+pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
+    let node = node(raw, c);
+    let sip = sip(&raw.sip, c);
+    let media = media(&raw.media, c);
+    let admin = admin(raw, c);
+    let cdr = cdr(raw, c);
+    let policy = policy(raw, c);
+    let trunks = super::check_peers::trunks(raw, sip.as_ref(), c);
+    let routes = super::check_peers::routes(raw, c);
+    let teams = super::check_peers::teams(raw, sip.as_ref(), c);
+    if !c.diags.is_empty() {
+        return None;
+    }
+    let log = LogConfig {
+        level: raw.log.level,
+        format: raw.log.format,
+    };
+    Some(Config {
+        node: node?,
+        sip: sip?,
+        media: media?,
+        admin: admin?,
+        cdr: cdr?,
+        log,
+        policy: policy?,
+        trunks: trunks?,
+        routes: routes?,
+        teams: teams?,
+    })
+}
+
+fn node(raw: &RawConfig, c: &mut Checker<'_>) -> Option<NodeConfig> {
+    let name = &raw.node.name;
+    let mut ok = true;
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        c.err(
+            "node.name",
+            format!("{name:?} must be 1 to 64 printable characters without spaces"),
+        );
+        ok = false;
+    }
+    let fqdn = match &raw.node.fqdn {
+        Some(f) => Some(c.fqdn("node.fqdn", f, 2)?),
+        None => None,
+    };
+    ok.then(|| NodeConfig {
+        name: name.clone(),
+        fqdn,
+    })
+}
+
+fn sip(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipConfig> {
+    let mut listeners = Vec::new();
+    let mut ok = true;
+    if raw.listener.is_empty() {
+        c.err("sip", "at least one [[sip.listener]] is required");
+        ok = false;
+    }
+    for (i, l) in raw.listener.iter().enumerate() {
+        match listener(i, l, c) {
+            Some(l) => listeners.push((i, l)),
+            None => ok = false,
+        }
+    }
+    // Two listeners may not share a socket: UDP with UDP, or any two TCP-based transports.
+    for (n, (i, a)) in listeners.iter().enumerate() {
+        if let Some((j, b)) = listeners.iter().take(n).find(|(_, b)| {
+            b.address == a.address && b.transport.is_stream() == a.transport.is_stream()
+        }) {
+            c.err(
+                format!("sip.listener[{i}].address"),
+                format!(
+                    "{} {} uses the same socket as sip.listener[{j}] ({})",
+                    a.transport.as_str(),
+                    a.address,
+                    b.transport.as_str()
+                ),
+            );
+            ok = false;
+        }
+    }
+    let drain_timeout = c.duration("sip.drain_timeout", &raw.drain_timeout, Duration::ZERO);
+    let limits = limits(raw, c);
+    let st = &raw.session_timer;
+    let se = c.duration(
+        "sip.session_timer.session_expires",
+        &st.session_expires,
+        RFC4028_MIN_SE,
+    );
+    let min_se = c.duration("sip.session_timer.min_se", &st.min_se, RFC4028_MIN_SE);
+    if let (Some(se), Some(min)) = (se, min_se) {
+        if se < min {
+            c.err(
+                "sip.session_timer.session_expires",
+                "must not be shorter than min_se (RFC 4028 §5)",
+            );
+            ok = false;
+        }
+    }
+    let session_timer = SessionTimerConfig {
+        enabled: st.enabled,
+        session_expires: se?,
+        min_se: min_se?,
+    };
+    ok.then_some(())?;
+    Some(SipConfig {
+        listeners: listeners.into_iter().map(|(_, l)| l).collect(),
+        drain_timeout: drain_timeout?,
+        limits: limits?,
+        session_timer,
+    })
+}
+
+fn listener(i: usize, l: &RawListener, c: &mut Checker<'_>) -> Option<ListenerConfig> {
+    let p = format!("sip.listener[{i}]");
+    let address = c.sockaddr(&format!("{p}.address"), &l.address);
+    let mut ok = true;
+    let tls = if l.transport.is_tls() {
+        let why = format!(
+            "a {} listener needs a certificate chain",
+            l.transport.as_str()
+        );
+        let cert = c.pem(
+            &format!("{p}.cert"),
+            l.cert.as_deref(),
+            PemKind::Certificates,
+            &why,
+        );
+        let why = format!("a {} listener needs a private key", l.transport.as_str());
+        let key = c.pem(
+            &format!("{p}.key"),
+            l.key.as_deref(),
+            PemKind::PrivateKey,
+            &why,
+        );
+        Some((cert, key))
+    } else {
+        for (k, v) in [("cert", &l.cert), ("key", &l.key)] {
+            if v.is_some() {
+                c.err(
+                    format!("{p}.{k}"),
+                    format!("only tls and mtls listeners take a {k}"),
+                );
+                ok = false;
+            }
+        }
+        None
+    };
+    let client_auth = if l.transport == Transport::Mtls {
+        let ca = c.pem(
+            &format!("{p}.client_ca"),
+            l.client_ca.as_deref(),
+            PemKind::Certificates,
+            "an mtls listener needs the CA bundle that client certificates must chain to",
+        );
+        let mut names = Vec::new();
+        for (j, n) in l.client_names.iter().enumerate() {
+            match c.fqdn(&format!("{p}.client_names[{j}]"), n, 1) {
+                Some(f) => names.push(f),
+                None => ok = false,
+            }
+        }
+        Some((ca, names))
+    } else {
+        if l.client_ca.is_some() {
+            c.err(
+                format!("{p}.client_ca"),
+                "only mtls listeners take a client_ca",
+            );
+            ok = false;
+        }
+        if !l.client_names.is_empty() {
+            c.err(
+                format!("{p}.client_names"),
+                "only mtls listeners take client_names",
+            );
+            ok = false;
+        }
+        None
+    };
+    let tls = match tls {
+        Some((Some(cert), Some(key))) => Some(TlsFiles { cert, key }),
+        Some(_) => return None,
+        None => None,
+    };
+    let client_auth = match client_auth {
+        Some((Some(ca), names)) => Some(ClientAuth { ca, names }),
+        Some((None, _)) => return None,
+        None => None,
+    };
+    ok.then_some(())?;
+    Some(ListenerConfig {
+        transport: l.transport,
+        address: address?,
+        tls,
+        client_auth,
+    })
+}
+
+fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
+    let l = &raw.limits;
+    let mut ok = true;
+    let (lo, hi) = MESSAGE_SIZE_BOUNDS;
+    if !(lo..=hi).contains(&l.max_message_size) {
+        c.err(
+            "sip.limits.max_message_size",
+            format!("must be between {lo} and {hi} bytes"),
+        );
+        ok = false;
+    }
+    for (k, v) in [
+        ("max_tcp_connections", l.max_tcp_connections),
+        ("max_connections_per_source", l.max_connections_per_source),
+        ("per_connection_rate", l.per_connection_rate),
+    ] {
+        if v == 0 {
+            c.err(format!("sip.limits.{k}"), "must be at least 1");
+            ok = false;
+        }
+    }
+    if l.max_connections_per_source > l.max_tcp_connections {
+        c.err(
+            "sip.limits.max_connections_per_source",
+            "must not exceed max_tcp_connections",
+        );
+        ok = false;
+    }
+    if l.per_connection_buffer < l.max_message_size {
+        c.err(
+            "sip.limits.per_connection_buffer",
+            format!(
+                "must hold at least one whole message (max_message_size = {})",
+                l.max_message_size
+            ),
+        );
+        ok = false;
+    }
+    let idle = c.duration(
+        "sip.limits.tcp_idle_timeout",
+        &l.tcp_idle_timeout,
+        Duration::from_secs(1),
+    );
+    ok.then_some(())?;
+    Some(SipLimits {
+        max_message_size: usize::try_from(l.max_message_size).ok()?,
+        max_tcp_connections: l.max_tcp_connections,
+        max_connections_per_source: l.max_connections_per_source,
+        per_connection_rate: l.per_connection_rate,
+        per_connection_buffer: usize::try_from(l.per_connection_buffer).ok()?,
+        tcp_idle_timeout: idle?,
+    })
+}
+
+fn cores(m: &RawMedia, c: &mut Checker<'_>) -> Option<CoreList> {
+    let host = c.opts.host.clone();
+    let list = match &m.cores {
+        RawCores::List(v) => {
+            let mut out = Vec::new();
+            for (i, &n) in v.iter().enumerate() {
+                match usize::try_from(n) {
+                    Ok(n) => out.push(n),
+                    Err(_) => c.err(
+                        format!("media.cores[{i}]"),
+                        format!("{n} is not a CPU number"),
+                    ),
+                }
+            }
+            (out.len() == v.len()).then_some(out)?
+        }
+        RawCores::Text(t) if t == "auto" => host.allowed_cpus.clone(),
+        RawCores::Text(t) if t.starts_with("auto:") => {
+            let n = t
+                .get(5..)
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n > 0);
+            let n = c.ok(
+                "media.cores",
+                n.ok_or_else(|| format!("{t:?}: write \"auto:N\" with N >= 1")),
+            )?;
+            host.allowed_cpus.iter().copied().take(n).collect()
+        }
+        RawCores::Text(t) => c.ok("media.cores", parse_cpulist(t))?,
+    };
+    let list = c.ok("media.cores", CoreList::new(list))?;
+    let outside: Vec<String> = list
+        .as_slice()
+        .iter()
+        .filter(|n| !host.online_cpus.contains(n))
+        .map(ToString::to_string)
+        .collect();
+    if !outside.is_empty() {
+        let online: Vec<String> = host.online_cpus.iter().map(ToString::to_string).collect();
+        c.err(
+            "media.cores",
+            format!(
+                "core(s) {} are not online CPUs of this machine (online: {})",
+                outside.join(", "),
+                online.join(",")
+            ),
+        );
+        return None;
+    }
+    Some(list)
+}
+
+fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
+    let bind_ip = match &m.bind_ip {
+        Some(b) => c.ip("media.bind_ip", b),
+        None => Some(IpAddr::from([0, 0, 0, 0])),
+    };
+    let advertised_ip = match (&m.advertised_ip, bind_ip) {
+        (Some(a), _) => c.ip("media.advertised_ip", a),
+        (None, Some(b)) if !b.is_unspecified() => Some(b),
+        (None, _) => {
+            c.err(
+                "media.advertised_ip",
+                "required (the address peers send media to) unless bind_ip is a specific address",
+            );
+            None
+        }
+    };
+    if let Some(a) = advertised_ip {
+        if a.is_unspecified() || a.is_multicast() {
+            c.err(
+                "media.advertised_ip",
+                format!("{a} cannot be advertised in SDP"),
+            );
+        }
+        if bind_ip.is_some_and(|b| b.is_ipv4() != a.is_ipv4()) {
+            c.err(
+                "media.bind_ip",
+                "must be of the same address family as advertised_ip",
+            );
+        }
+    }
+    let ports = c.ok("media.port_min", PortRange::new(m.port_min, m.port_max));
+    let cores = cores(m, c);
+    if let (Some(p), Some(k)) = (ports, &cores) {
+        let need = MIN_STREAMS_PER_CORE * k.len();
+        if p.pairs() < need {
+            c.err(
+                "media.port_max",
+                format!(
+                    "port range {p} holds {} port pairs; {} dataplane core(s) need at least {need} \
+                     ({MIN_STREAMS_PER_CORE} streams per core, 2 ports per stream): raise port_max to {} or more",
+                    p.pairs(),
+                    k.len(),
+                    usize::from(p.min()) + 2 * need - 1
+                ),
+            );
+        }
+    }
+    let inactivity = c.duration(
+        "media.inactivity_timeout",
+        &m.inactivity_timeout,
+        Duration::from_secs(1),
+    );
+    let (lo, hi) = RING_CAPACITY_BOUNDS;
+    if !m.ring_capacity.is_power_of_two() || !(lo..=hi).contains(&m.ring_capacity) {
+        c.err(
+            "media.ring_capacity",
+            format!("must be a power of two between {lo} and {hi}"),
+        );
+    }
+    Some(MediaConfig {
+        advertised_ip: advertised_ip?,
+        bind_ip: bind_ip?,
+        ports: ports?,
+        cores: cores?,
+        backend: m.backend,
+        inactivity_timeout: inactivity?,
+        ring_capacity: usize::try_from(m.ring_capacity).ok()?,
+    })
+}
+
+fn admin(raw: &RawConfig, c: &mut Checker<'_>) -> Option<AdminConfig> {
+    let listen = c.sockaddr("admin.listen", &raw.admin.listen);
+    let token = match &raw.admin.token {
+        Some(t) if t.len() < MIN_ADMIN_TOKEN_LEN => {
+            c.err(
+                "admin.token",
+                format!(
+                    "is {} characters; use at least {MIN_ADMIN_TOKEN_LEN}",
+                    t.len()
+                ),
+            );
+            None
+        }
+        Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            c.err(
+                "admin.token",
+                "may only hold printable ASCII without spaces",
+            );
+            None
+        }
+        Some(t) => Some(Some(Secret::new(t.clone()))),
+        None => Some(None),
+    };
+    if let (Some(l), Some(None)) = (listen, &token) {
+        if !l.ip().is_loopback() {
+            c.err(
+                "admin.listen",
+                format!("{l} is not a loopback address: set admin.token"),
+            );
+        }
+    }
+    Some(AdminConfig {
+        listen: listen?,
+        token: token?,
+    })
+}
+
+fn cdr(raw: &RawConfig, c: &mut Checker<'_>) -> Option<CdrConfig> {
+    if raw.cdr.path.is_empty() {
+        c.err("cdr.path", "the file name is empty");
+    }
+    let interval = c.duration(
+        "cdr.fsync_interval",
+        &raw.cdr.fsync_interval,
+        Duration::from_millis(1),
+    );
+    (!raw.cdr.path.is_empty()).then_some(())?;
+    Some(CdrConfig {
+        path: c.resolve_path(&raw.cdr.path),
+        fsync: raw.cdr.fsync,
+        fsync_interval: interval?,
+    })
+}
+
+fn policy(raw: &RawConfig, c: &mut Checker<'_>) -> Option<PolicyConfig> {
+    let p = &raw.policy;
+    if p.rate_limit == 0 {
+        c.err("policy.rate_limit", "must be at least 1 request per second");
+    }
+    let ban = c.duration("policy.ban_duration", &p.ban_duration, Duration::ZERO);
+    (p.rate_limit > 0).then_some(())?;
+    Some(PolicyConfig {
+        unknown_source: p.unknown_source,
+        rate_limit: p.rate_limit,
+        ban_duration: ban?,
+    })
+}

@@ -1,0 +1,97 @@
+//! Facts about the machine the configuration is checked against: CPUs and files.
+//! Kept apart so tests can check a configuration against a made-up machine.
+
+use std::path::Path;
+
+use super::types::parse_cpulist;
+
+/// The CPUs of the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// CPUs that exist and are online (`/sys/devices/system/cpu/online`).
+    pub online_cpus: Vec<usize>,
+    /// CPUs this process may run on (`Cpus_allowed_list` in `/proc/self/status`); used by
+    /// `cores = "auto"`.
+    pub allowed_cpus: Vec<usize>,
+}
+
+impl HostInfo {
+    /// Reads the current machine. Falls back to `0..available_parallelism` when `/sys` or
+    /// `/proc` are unreadable (containers, non-Linux).
+    pub fn detect() -> Self {
+        let fallback = || {
+            let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            (0..n).collect::<Vec<_>>()
+        };
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|s| parse_cpulist(&s).ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(fallback);
+        let allowed = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .and_then(|v| parse_cpulist(v).ok())
+            })
+            .map(|v| {
+                v.into_iter()
+                    .filter(|c| online.contains(c))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| online.clone());
+        Self {
+            online_cpus: online,
+            allowed_cpus: allowed,
+        }
+    }
+
+    /// A machine with CPUs `0..n`, all allowed.
+    pub fn with_cpus(n: usize) -> Self {
+        let cpus: Vec<usize> = (0..n.max(1)).collect();
+        Self {
+            online_cpus: cpus.clone(),
+            allowed_cpus: cpus,
+        }
+    }
+}
+
+/// What a PEM file must contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemKind {
+    /// At least one CERTIFICATE.
+    Certificates,
+    /// A private key (PKCS#8, PKCS#1 or SEC1).
+    PrivateKey,
+}
+
+impl PemKind {
+    /// Noun for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Certificates => "certificate",
+            Self::PrivateKey => "private key",
+        }
+    }
+}
+
+/// Checks that `path` is a readable PEM file holding what `kind` asks for.
+pub fn check_pem(path: &Path, kind: PemKind) -> Result<(), String> {
+    let data = std::fs::read(path)
+        .map_err(|e| format!("cannot read {} file {}: {e}", kind.noun(), path.display()))?;
+    let mut rd = data.as_slice();
+    let ok = match kind {
+        PemKind::Certificates => rustls_pemfile::certs(&mut rd)
+            .filter_map(Result::ok)
+            .next()
+            .is_some(),
+        PemKind::PrivateKey => matches!(rustls_pemfile::private_key(&mut rd), Ok(Some(_))),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} holds no PEM {}", path.display(), kind.noun()))
+    }
+}

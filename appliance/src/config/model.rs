@@ -1,0 +1,362 @@
+//! The runtime configuration: immutable, fully checked, cheap to share behind an `Arc` and to
+//! swap as a whole on reload. Nothing here can be invalid: every field was produced by
+//! [`super::check`] from a file that passed every check.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use super::raw::{
+    Backend, FsyncPolicy, LogFormat, LogLevel, MediaProtection, RedirectPolicy, Transport,
+    UnknownSourceAction,
+};
+use super::types::{Cidr, CoreList, Fqdn, HostPort, PortRange, TrunkName};
+
+/// A secret string (password, bearer token) whose `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    /// The secret itself; call only where it is used (digest computation, token comparison).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The complete, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[node]`
+    pub node: NodeConfig,
+    /// `[sip]`
+    pub sip: SipConfig,
+    /// `[media]`
+    pub media: MediaConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
+    /// `[cdr]`
+    pub cdr: CdrConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[policy]`
+    pub policy: PolicyConfig,
+    /// `[[trunk]]`, in file order; names are unique and never `teams`.
+    pub trunks: Vec<TrunkConfig>,
+    /// `[[route]]`, in file order (first match wins); every trunk name they hold exists.
+    pub routes: Vec<RouteConfig>,
+    /// `[teams]`, when Direct Routing is enabled.
+    pub teams: Option<TeamsConfig>,
+}
+
+impl Config {
+    /// The trunk with this name (`teams` is not a trunk: see [`Config::teams`]).
+    pub fn trunk(&self, name: &str) -> Option<&TrunkConfig> {
+        self.trunks.iter().find(|t| t.name.as_str() == name)
+    }
+
+    /// The first route that applies to a call from `from` to `called`.
+    pub fn route_for(&self, from: &TrunkName, called: &str) -> Option<&RouteConfig> {
+        self.routes
+            .iter()
+            .find(|r| r.from.contains(from) && r.called.matches(called))
+    }
+}
+
+/// `[node]`
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Short name (logs, CDRs, metrics).
+    pub name: String,
+    /// Public FQDN, when set.
+    pub fqdn: Option<Fqdn>,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// At least one listener; no two share a socket.
+    pub listeners: Vec<ListenerConfig>,
+    /// How long SIGTERM waits for calls to end.
+    pub drain_timeout: Duration,
+    /// Resource limits.
+    pub limits: SipLimits,
+    /// RFC 4028 defaults.
+    pub session_timer: SessionTimerConfig,
+}
+
+/// One `[[sip.listener]]`.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Transport.
+    pub transport: Transport,
+    /// Bound address.
+    pub address: SocketAddr,
+    /// Present exactly when the transport is tls or mtls.
+    pub tls: Option<TlsFiles>,
+    /// Present exactly when the transport is mtls.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A certificate chain and its private key (PEM files that were readable at load time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// mTLS client verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM CA bundle client certificates must chain to.
+    pub ca: PathBuf,
+    /// Accepted names (SAN DNS); empty = any certificate that chains to `ca`.
+    pub names: Vec<Fqdn>,
+}
+
+/// `[sip.limits]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipLimits {
+    /// Largest message, bytes.
+    pub max_message_size: usize,
+    /// Concurrent stream connections.
+    pub max_tcp_connections: u32,
+    /// Concurrent stream connections per source IP (≤ `max_tcp_connections`).
+    pub max_connections_per_source: u32,
+    /// Messages per second per connection.
+    pub per_connection_rate: u32,
+    /// Buffered bytes per connection (≥ `max_message_size`).
+    pub per_connection_buffer: usize,
+    /// Idle stream connections are closed after this.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// `[sip.session_timer]` (RFC 4028).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTimerConfig {
+    /// Offer timers on outgoing INVITEs.
+    pub enabled: bool,
+    /// Requested Session-Expires (≥ `min_se`).
+    pub session_expires: Duration,
+    /// Min-SE (≥ 90 s, RFC 4028 §4).
+    pub min_se: Duration,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// Address written into SDP.
+    pub advertised_ip: IpAddr,
+    /// Address the media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Port range, split evenly between the cores.
+    pub ports: PortRange,
+    /// One dataplane worker per core; `ports.pairs() / cores.len() >= MIN_STREAMS_PER_CORE`.
+    pub cores: CoreList,
+    /// I/O backend.
+    pub backend: Backend,
+    /// Media inactivity timeout.
+    pub inactivity_timeout: Duration,
+    /// Ring slots (power of two).
+    pub ring_capacity: usize,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Bearer token; always present when `listen` is not a loopback address.
+    pub token: Option<Secret>,
+}
+
+/// `[cdr]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrConfig {
+    /// JSON-lines file (relative paths already resolved against the config file directory).
+    pub path: PathBuf,
+    /// Durability policy.
+    pub fsync: FsyncPolicy,
+    /// Period for [`FsyncPolicy::Interval`].
+    pub fsync_interval: Duration,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Verbosity.
+    pub level: LogLevel,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Requests from no known trunk.
+    pub unknown_source: UnknownSourceAction,
+    /// Requests per second per source (≥ 1).
+    pub rate_limit: u32,
+    /// Ban after exceeding the rate.
+    pub ban_duration: Duration,
+}
+
+/// One `[[trunk]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkConfig {
+    /// Unique name.
+    pub name: TrunkName,
+    /// Peer address.
+    pub address: HostPort,
+    /// Transport toward the peer.
+    pub transport: Transport,
+    /// Media protection toward the peer.
+    pub media: MediaProtection,
+    /// Networks accepted as this trunk; empty = the address (or what its name resolves to).
+    pub acl: Vec<Cidr>,
+    /// Concurrent-call cap.
+    pub max_calls: Option<u32>,
+    /// OPTIONS keep-alive period.
+    pub options_interval: Option<Duration>,
+    /// Digest credentials.
+    pub credentials: Option<Credentials>,
+}
+
+/// Digest credentials of a trunk (RFC 3261 §22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+    /// Realm used when challenging.
+    pub realm: Option<String>,
+    /// Challenge the trunk's requests.
+    pub challenge_inbound: bool,
+    /// Answer the trunk's challenges.
+    pub answer_upstream: bool,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique name.
+    pub name: String,
+    /// Inbound trunks (may include `teams`).
+    pub from: Vec<TrunkName>,
+    /// Called number condition.
+    pub called: NumberMatch,
+    /// Applied in order to the called number.
+    pub translate_called: Vec<Translation>,
+    /// Applied in order to the calling number.
+    pub translate_calling: Vec<Translation>,
+    /// Outbound trunks in failover order (non-empty).
+    pub targets: Vec<TrunkName>,
+    /// 3xx handling.
+    pub redirect: RedirectPolicy,
+}
+
+impl RouteConfig {
+    /// The called number after `translate_called`.
+    pub fn translate_called(&self, number: &str) -> String {
+        Translation::apply_all(&self.translate_called, number)
+    }
+
+    /// The calling number after `translate_calling`.
+    pub fn translate_calling(&self, number: &str) -> String {
+        Translation::apply_all(&self.translate_calling, number)
+    }
+}
+
+/// Condition on the called number.
+#[derive(Debug, Clone)]
+pub enum NumberMatch {
+    /// Every number.
+    Any,
+    /// Numbers starting with this.
+    Prefix(String),
+    /// Numbers the regex matches (unanchored unless the pattern anchors itself).
+    Regex(Regex),
+}
+
+impl NumberMatch {
+    /// True when `number` satisfies the condition.
+    pub fn matches(&self, number: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Prefix(p) => number.starts_with(p.as_str()),
+            Self::Regex(r) => r.is_match(number),
+        }
+    }
+}
+
+/// A number rewriting rule.
+#[derive(Debug, Clone)]
+pub enum Translation {
+    /// Remove the prefix when the number starts with it.
+    StripPrefix(String),
+    /// Prepend.
+    AddPrefix(String),
+    /// Replace the first match of `regex` with `replace` (`$1`, `${name}`).
+    Replace {
+        /// Pattern.
+        regex: Regex,
+        /// Replacement; every group it names exists in `regex`.
+        replace: String,
+    },
+}
+
+impl Translation {
+    /// Applies one rule.
+    pub fn apply(&self, number: &str) -> String {
+        match self {
+            Self::StripPrefix(p) => number.strip_prefix(p.as_str()).unwrap_or(number).to_owned(),
+            Self::AddPrefix(p) => format!("{p}{number}"),
+            Self::Replace { regex, replace } => {
+                regex.replace(number, replace.as_str()).into_owned()
+            }
+        }
+    }
+
+    /// Applies rules in order.
+    pub fn apply_all(rules: &[Self], number: &str) -> String {
+        rules.iter().fold(number.to_owned(), |n, r| r.apply(&n))
+    }
+}
+
+/// `[teams]`: Microsoft Teams Direct Routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamsConfig {
+    /// SBC FQDN (at least two labels), used in Contact and Record-Route.
+    pub sbc_fqdn: Fqdn,
+    /// Certificate chain for `sbc_fqdn`.
+    pub tls: TlsFiles,
+    /// PEM roots for the Microsoft proxies.
+    pub trusted_roots: PathBuf,
+    /// Proxies in order of preference (non-empty).
+    pub proxies: Vec<HostPort>,
+    /// OPTIONS period.
+    pub options_interval: Duration,
+    /// Misses before demotion (≥ 1).
+    pub miss_threshold: u32,
+    /// ICE-lite media bypass.
+    pub media_bypass: bool,
+    /// DNS overrides.
+    pub resolve: BTreeMap<Fqdn, SocketAddr>,
+}
