@@ -24,44 +24,29 @@ pub struct Via {
 }
 
 impl Via {
-    /// Parses `SIP/2.0/UDP host[:port][;params]`.
+    /// Parses one Via element (`SIP/2.0/UDP host[:port][;params]`) with the
+    /// `portcullis-sip` grammar (LWS around `/` and `:`, validated `received`,
+    /// `rport`, `maddr`, `ttl`), then copies it into this editable form.
     pub fn parse(value: &str) -> Result<Self, MsgError> {
-        let bad = MsgError::Invalid("Via");
-        let (proto, rest) = value
-            .trim()
-            .split_once(|c: char| c.is_ascii_whitespace())
-            .ok_or(bad.clone())?;
-        let mut pparts = proto.split('/').map(str::trim);
-        let (name, version, transport) = (pparts.next(), pparts.next(), pparts.next());
-        if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
-            return Err(bad);
-        }
-        let transport = transport
-            .filter(|t| !t.is_empty())
-            .ok_or(bad.clone())?
-            .to_ascii_uppercase();
-        let mut segs = rest.split(';');
-        let sent_by = segs
-            .next()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or(bad.clone())?;
-        let (host, port) = split_host_port(sent_by).ok_or(bad)?;
-        let params = segs
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, v)) => (
-                    k.trim().to_owned(),
-                    Some(v.trim().trim_matches('"').to_owned()),
-                ),
-                None => (p.to_owned(), None),
+        let v = portcullis_sip::Via::parse(value)?;
+        let params = v
+            .params
+            .iter()
+            .map(|p| {
+                let value = p.value.map(|s| {
+                    if p.quoted && !s.starts_with('"') {
+                        format!("\"{s}\"")
+                    } else {
+                        s.to_owned()
+                    }
+                });
+                (p.name.to_owned(), value)
             })
             .collect();
         Ok(Self {
-            transport,
-            host: host.to_owned(),
-            port,
+            transport: v.transport.to_ascii_uppercase(),
+            host: v.host_raw.to_owned(),
+            port: v.port,
             params,
         })
     }
@@ -172,24 +157,6 @@ impl fmt::Display for Via {
             }
         }
         Ok(())
-    }
-}
-
-/// Splits `host[:port]`, handling `[v6]:port`.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    if s.starts_with('[') {
-        let close = s.find(']')?;
-        let host = s.get(..=close)?;
-        let rest = s.get(close + 1..)?.trim();
-        return match rest.strip_prefix(':') {
-            Some(p) => Some((host, Some(p.trim().parse().ok()?))),
-            None if rest.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match s.split_once(':') {
-        Some((h, p)) => Some((h.trim(), Some(p.trim().parse().ok()?))),
-        None => Some((s, None)),
     }
 }
 
