@@ -407,6 +407,15 @@ where
             m = rx.recv() => {
                 let Some(bytes) = m else { break CloseReason::Local };
                 if let Err(e) = write(&mut wr, &bytes, limits.tcp_idle_timeout).await {
+                    inc(&shared.counters.send_failures);
+                    let ev = TransportEvent::SendFailed {
+                        conn: info.id,
+                        transport: info.transport,
+                        remote: info.remote,
+                        bytes,
+                        error: NetError::Io(std::io::Error::new(e.kind(), e.to_string())),
+                    };
+                    let _ = shared.events.send(ev).await;
                     fail_queued(shared, info.id, info.transport, info.remote, &mut rx, || {
                         NetError::UnknownConnection(info.id)
                     }).await;
