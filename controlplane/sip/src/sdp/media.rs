@@ -217,7 +217,7 @@ impl MediaDescription {
                 self.attributes.push(Attribute::RtcpMux);
             }
         } else {
-            self.attributes.retain(|a| *a != Attribute::RtcpMux);
+            self.attributes.retain(|a| a.name() != "rtcp-mux");
         }
     }
 
