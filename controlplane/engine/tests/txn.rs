@@ -772,3 +772,55 @@ fn every_counter_moves() {
         assert!(st.terminated(kind) > 0, "{kind:?} terminated");
     }
 }
+
+#[test]
+fn load_limit_refuses_new_requests_with_503_but_not_cancel() {
+    let cfg = TxConfig {
+        max_server_transactions: 2,
+        ..TxConfig::default()
+    };
+    let mut l = TransactionLayer::new(cfg, 23);
+    let from = peer(Transport::Udp, "192.0.2.10:5060");
+    l.handle_message(
+        t(0),
+        from,
+        request(&Method::Invite, "z9hG4bKa", Transport::Udp),
+    );
+    l.handle_message(
+        t(0),
+        from,
+        request(&Method::Options, "z9hG4bKb", Transport::Udp),
+    );
+    transmits(&mut l);
+    l.handle_message(
+        t(1),
+        from,
+        request(&Method::Options, "z9hG4bKc", Transport::Udp),
+    );
+    let sent = transmits(&mut l);
+    let refusal = parsed(&sent[0]);
+    assert_eq!(refusal.status(), Some(503));
+    assert_eq!(refusal.header("Retry-After"), Some("5"));
+    assert_eq!(sent[0].tx, None, "stateless");
+    assert_eq!(l.stats().overload_rejects, 1);
+    assert_eq!(events(&mut l).len(), 2);
+    let mut cancel = request(&Method::Cancel, "z9hG4bKa", Transport::Udp);
+    cancel.set_header("Call-ID", "call-z9hG4bKa");
+    l.handle_message(t(2), from, cancel);
+    assert!(matches!(
+        events(&mut l).as_slice(),
+        [TxEvent::Request {
+            cancels: Some(_),
+            ..
+        }]
+    ));
+    // Client transactions are never refused.
+    let b = l.new_branch();
+    assert!(l
+        .send_request(
+            t(3),
+            peer(Transport::Udp, "192.0.2.20:5060"),
+            request(&Method::Bye, &b, Transport::Udp)
+        )
+        .is_ok());
+}

@@ -51,7 +51,9 @@ fn rfc4475_vectors_through_the_transaction_layer() {
         let file = e["file"].as_str().expect("file");
         let expect = e["parser_expectation"].as_str().unwrap_or("");
         let category = e["category"].as_str().unwrap_or("");
-        let liberal = e["liberal_acceptance_permitted_by_rfc"].as_bool().unwrap_or(false);
+        let liberal = e["liberal_acceptance_permitted_by_rfc"]
+            .as_bool()
+            .unwrap_or(false);
         let (l, evs) = feed(file);
         let st = l.stats();
         match (category, expect) {

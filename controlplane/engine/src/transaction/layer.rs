@@ -21,6 +21,11 @@ pub struct TxConfig {
     pub timers: TimerConfig,
     /// Work budget: most timers processed by one [`TransactionLayer::handle_timeout`] call.
     pub timer_budget: usize,
+    /// Load limit: with this many live transactions, new inbound requests (CANCEL
+    /// excepted, it frees resources) get a stateless `503` with `Retry-After`
+    /// (RFC 3261 §21.5.4) and are counted in [`TxStats::overload_rejects`].
+    /// Client transactions are never refused: the TU must be able to tear calls down.
+    pub max_server_transactions: usize,
 }
 
 impl Default for TxConfig {
@@ -28,6 +33,7 @@ impl Default for TxConfig {
         Self {
             timers: TimerConfig::default(),
             timer_budget: 4096,
+            max_server_transactions: 100_000,
         }
     }
 }
@@ -141,6 +147,8 @@ pub struct TransactionLayer {
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
     stats: TxStats,
+    /// Live server transactions (load limit).
+    servers_live: usize,
     next_id: u64,
     rng: u64,
 }
@@ -160,6 +168,7 @@ impl TransactionLayer {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TxStats::default(),
+            servers_live: 0,
             next_id: 1,
             rng: seed,
         }
@@ -384,6 +393,13 @@ impl TransactionLayer {
             // Unresolvable maddr: answer where the request came from.
             ResponseTarget::Resolve { .. } => from,
         };
+        if method != Method::Cancel && self.servers_live >= self.cfg.max_server_transactions {
+            self.stats.overload_rejects += 1;
+            let mut busy = make_response(&msg, 503, "Service Unavailable", None);
+            busy.push_header("Retry-After", "5");
+            self.send_stateless(dest, busy.to_bytes());
+            return Ok(());
+        }
         let cancels = if method == Method::Cancel {
             ServerKey::cancel_target(&msg, &via)
                 .ok()
@@ -590,6 +606,9 @@ impl TransactionLayer {
         server: Option<ServerKey>,
     ) {
         self.stats.on_created(machine.kind());
+        if server.is_some() {
+            self.servers_live += 1;
+        }
         if let Some(k) = &client {
             self.clients.insert(k.clone(), id);
         }
@@ -648,6 +667,9 @@ impl TransactionLayer {
         }
         if let Some(k) = entry.client_key {
             self.clients.remove(&k);
+        }
+        if !entry.server_keys.is_empty() {
+            self.servers_live = self.servers_live.saturating_sub(1);
         }
         for k in entry.server_keys {
             if self.servers.get(&k) == Some(&id) {

@@ -25,6 +25,8 @@ pub struct TxStats {
     pub malformed: u64,
     /// Transport errors reported by the driver.
     pub transport_errors: u64,
+    /// New inbound requests refused with 503 at the load limit.
+    pub overload_rejects: u64,
 }
 
 impl TxStats {
