@@ -23,8 +23,9 @@ pub struct RtpStats {
     /// Last "bad" sequence number + 1, or `RTP_SEQ_MOD + 1` when none.
     bad_seq: u32,
     received: u64,
-    /// Jitter estimate scaled by 16 (A.8 integer form).
-    jitter_q4: u32,
+    /// Jitter estimate scaled by 16 (A.8 integer form). u64 because it converges to
+    /// 16·|D| and |D| can reach 2^31 with hostile timestamps.
+    jitter_q4: u64,
     /// Relative transit time of the previous packet (A.8), in RTP units.
     transit: u32,
 }
@@ -64,11 +65,9 @@ impl RtpStats {
         // A.8: D(i-1,i) = (Rj-Ri) - (Sj-Si); J += (|D| - J)/16, kept scaled by 16.
         let d = transit.wrapping_sub(self.transit) as i32;
         self.transit = transit;
-        let d = d.unsigned_abs();
-        self.jitter_q4 = self
-            .jitter_q4
-            .wrapping_add(d)
-            .wrapping_sub((self.jitter_q4 + 8) >> 4);
+        let d = u64::from(d.unsigned_abs());
+        // J_q4 <= 16·max|D| < 2^36, so neither step can overflow.
+        self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
     }
 
     /// A.1 `update_seq`; false when the packet is discarded as bad.
@@ -121,6 +120,6 @@ impl RtpStats {
 
     /// Interarrival jitter in RTP clock units (A.8: `jitter >> 4`).
     pub fn jitter(&self) -> u32 {
-        self.jitter_q4 >> 4
+        u32::try_from(self.jitter_q4 >> 4).unwrap_or(u32::MAX)
     }
 }

@@ -3,6 +3,7 @@
 
 use portcullis_rtp::rtp::{classify, rtcp_sender_ssrc, RtpPacket};
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
+use portcullis_rtp::stats::RtpStats;
 use portcullis_rtp::stun::{answer_binding, error_response, is_stun, IceCredentials, StunMessage};
 use proptest::prelude::*;
 
@@ -107,5 +108,19 @@ proptest! {
         let n = tx.protect_rtp(&mut buf, len).unwrap();
         let m = rx.unprotect_rtp(&mut buf, n).unwrap();
         prop_assert_eq!(&buf[..m], &pkt[..]);
+    }
+
+    #[test]
+    fn stats_never_panic_and_stay_consistent(
+        updates in proptest::collection::vec((any::<u16>(), any::<u32>(), any::<u32>()), 1..300),
+    ) {
+        let mut s = RtpStats::new();
+        for (seq, ts, arrival) in updates {
+            s.update(seq, ts, arrival);
+            prop_assert!(s.received() >= 1);
+            prop_assert!(s.expected() >= 1);
+            prop_assert_eq!(s.lost(), s.expected() as i64 - s.received() as i64);
+            let _ = s.jitter();
+        }
     }
 }
