@@ -10,10 +10,10 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | create the layer | `TransactionLayer::new(TxConfig { timers: TimerConfig { t1, t2, t4, timer_d }, timer_budget }, seed: u64)` |
+//! | create the layer | `TransactionLayer::new(TxConfig { timers: TimerConfig { t1, t2, t4, timer_d }, timer_budget, max_server_transactions }, seed: u64)` |
 //! | bytes arrived | `handle_datagram(now, from: PeerAddr { transport, addr, conn }, &[u8])` (parses with `portcullis-sip`, answers malformed requests statelessly) or `handle_message(now, from, SipMsg)` |
 //! | a timer is due | `handle_timeout(now)`; ask when with `poll_timeout() -> Option<Timestamp>` |
-//! | the driver could not send | `handle_transport_error(now, TxId)` (every `Transmit` names its `tx`) |
+//! | the driver could not send | `handle_transport_error(now, TxId)` (every `Transmit` names its `tx`); a connection died: `handle_connection_lost(now, ConnId)` |
 //! | what to send | `poll_transmit() -> Option<Transmit { dest, transport, conn, tx, bytes }>` |
 //! | what happened | `poll_event() -> Option<TxEvent>`: `Request { tx, from, request, cancels }`, `Response { tx, response }`, `Ack { tx, .. }` (2xx ACK), `StrayAck { .. }`, `Timeout { tx, timer }` (B, F, H, L), `TransportError { tx }` |
 //! | start a client transaction | `new_branch() -> String`, then `send_request(now, dest: PeerAddr, SipMsg) -> Result<TxId, TxError>` |
@@ -21,6 +21,10 @@
 //! | ACK a 2xx (built by the dialog) | `send_ack(Some(invite_tx), dest, &ack)` (re-sent automatically on 2xx retransmissions) |
 //! | answer a server transaction | `make_response(&request, status, reason, to_tag)` then `respond(now, tx, &response)` |
 //! | inspect | `state(tx) -> Option<TxState>`, `request(tx)`, `len()`, `stats() -> &TxStats` |
+//! | messages | `SipMsg` wraps `portcullis_sip::OwnedMessage` (`as_owned`, `into_owned`, `from_owned`); `parse_message(&[u8])` |
+//!
+//! At `max_server_transactions` live server transactions, new inbound requests
+//! (not CANCEL) get a stateless `503` + `Retry-After` (`TxStats::overload_rejects`).
 //!
 //! Server transactions stamp `received`/`rport` into the top Via of every
 //! request (RFC 3261 §18.2.1, RFC 3581) and send responses per §18.2.2
