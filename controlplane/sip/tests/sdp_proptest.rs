@@ -158,16 +158,16 @@ fn attribute() -> impl Strategy<Value = Attribute> {
             proptest::collection::vec("[A-Z_]{1,12}(=[0-9]{1,3})?", 0..3),
         )
             .prop_map(
-                |(tag, suite, keys, session_params)| Attribute::Crypto(Crypto {
+                |(tag, suite, keys, session_params)| Attribute::Crypto(Box::new(Crypto {
                     tag,
                     suite,
                     keys,
                     session_params
-                })
+                }))
             ),
         "[A-Za-z0-9+/]{1,32}".prop_map(Attribute::IceUfrag),
         "[A-Za-z0-9+/]{1,32}".prop_map(Attribute::IcePwd),
-        candidate().prop_map(Attribute::Candidate),
+        candidate().prop_map(|c| Attribute::Candidate(Box::new(c))),
         "[a-z0-9]{1,8}".prop_map(Attribute::Mid),
         (
             any::<u32>(),

@@ -232,16 +232,16 @@ pub enum Attribute {
     Rtcp(Rtcp),
     /// `a=rtcp-mux` (RFC 5761 §5.1.1)
     RtcpMux,
-    /// `a=crypto:` (RFC 4568 §9.1)
-    Crypto(Crypto),
+    /// `a=crypto:` (RFC 4568 §9.1), boxed to keep `Attribute` small.
+    Crypto(Box<Crypto>),
     /// `a=ice-ufrag:` (RFC 8839 §5.4)
     IceUfrag(String),
     /// `a=ice-pwd:` (RFC 8839 §5.4)
     IcePwd(String),
     /// `a=ice-lite` (RFC 8839 §5.3, session level)
     IceLite,
-    /// `a=candidate:` (RFC 8839 §5.1)
-    Candidate(Candidate),
+    /// `a=candidate:` (RFC 8839 §5.1), boxed to keep `Attribute` small.
+    Candidate(Box<Candidate>),
     /// `a=mid:` (RFC 5888 §4)
     Mid(String),
     /// `a=ssrc:` (RFC 5576 §4.1)
@@ -296,10 +296,10 @@ impl Attribute {
             ("ptime", Some(v)) => Self::Ptime(num("ptime", "packet-time", v.trim())?),
             ("maxptime", Some(v)) => Self::MaxPtime(num("maxptime", "packet-time", v.trim())?),
             ("rtcp", Some(v)) => Self::Rtcp(Rtcp::parse(v)?),
-            ("crypto", Some(v)) => Self::Crypto(Crypto::parse(v)?),
+            ("crypto", Some(v)) => Self::Crypto(Box::new(Crypto::parse(v)?)),
             ("ice-ufrag", Some(v)) => Self::IceUfrag(ice_chars("ice-ufrag", v)?),
             ("ice-pwd", Some(v)) => Self::IcePwd(ice_chars("ice-pwd", v)?),
-            ("candidate", Some(v)) => Self::Candidate(Candidate::parse(v)?),
+            ("candidate", Some(v)) => Self::Candidate(Box::new(Candidate::parse(v)?)),
             ("mid", Some(v)) => {
                 if v.is_empty() || v.bytes().any(|b| b.is_ascii_whitespace()) {
                     return Err(invalid("mid", "identification-tag", v));
@@ -489,6 +489,16 @@ mod tests {
         );
         assert!(Attribute::parse("ssrc:1").is_err());
         assert!(Attribute::parse("ssrc:99999999999 cname:x").is_err());
+    }
+
+    #[test]
+    fn attribute_stays_small() {
+        // Lean representation: the large typed values are boxed.
+        assert!(
+            std::mem::size_of::<Attribute>() <= 80,
+            "{}",
+            std::mem::size_of::<Attribute>()
+        );
     }
 
     #[test]

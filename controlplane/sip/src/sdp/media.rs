@@ -224,7 +224,7 @@ impl MediaDescription {
     /// The `a=crypto` attributes in order.
     pub fn crypto(&self) -> impl Iterator<Item = &Crypto> + '_ {
         self.attributes.iter().filter_map(|a| match a {
-            Attribute::Crypto(c) => Some(c),
+            Attribute::Crypto(c) => Some(&**c),
             _ => None,
         })
     }
@@ -243,7 +243,7 @@ impl MediaDescription {
             .iter()
             .rposition(|a| a.name() == "crypto")
             .map_or(self.attributes.len(), |i| i + 1);
-        self.attributes.insert(at, Attribute::Crypto(c));
+        self.attributes.insert(at, Attribute::Crypto(Box::new(c)));
     }
 
     /// `(ice-ufrag, ice-pwd)` of this section, when both are present.
@@ -259,7 +259,7 @@ impl MediaDescription {
     /// The `a=candidate` attributes in order.
     pub fn candidates(&self) -> impl Iterator<Item = &Candidate> + '_ {
         self.attributes.iter().filter_map(|a| match a {
-            Attribute::Candidate(c) => Some(c),
+            Attribute::Candidate(c) => Some(&**c),
             _ => None,
         })
     }
@@ -277,7 +277,7 @@ impl MediaDescription {
         let at = at.min(self.attributes.len());
         let tail = self.attributes.split_off(at);
         self.attributes
-            .extend(cands.into_iter().map(Attribute::Candidate));
+            .extend(cands.into_iter().map(|c| Attribute::Candidate(Box::new(c))));
         self.attributes.extend(tail);
     }
 
