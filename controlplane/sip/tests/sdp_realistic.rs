@@ -428,3 +428,113 @@ a=recvonly\n";
     assert!(out.contains("b=TIAS:512000\r\ny=vendor extension\r\na=rtpmap:109 H264/90000\r\n"));
     assert!(!out.contains(" \r\n") && !out.contains("\t\r\n"));
 }
+
+/// A browser (WebRTC) offer: BUNDLE, DTLS-SRTP profile, mDNS and TCP candidates,
+/// extmap/msid/ssrc-group lines. Everything the SBC does not type is kept verbatim.
+const WEBRTC_OFFER: &str = "v=0\r
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r
+s=-\r
+t=0 0\r
+a=group:BUNDLE 0 1\r
+a=extmap-allow-mixed\r
+a=msid-semantic: WMS stream0\r
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r
+c=IN IP4 0.0.0.0\r
+a=rtcp:9 IN IP4 0.0.0.0\r
+a=candidate:1467250027 1 udp 2122260223 a1b2c3d4-1111-2222-3333-444455556666.local 46243 typ host generation 0 network-cost 999\r
+a=candidate:842163049 1 udp 1686052607 198.51.100.33 46243 typ srflx raddr 0.0.0.0 rport 0 generation 0 network-cost 999\r
+a=candidate:3297365233 1 tcp 1518280447 a1b2c3d4-1111-2222-3333-444455556666.local 9 typ host tcptype active generation 0 network-cost 999\r
+a=ice-ufrag:8hhY\r
+a=ice-pwd:asd88fgpdd777uzjYhagZg+L\r
+a=ice-options:trickle\r
+a=fingerprint:sha-256 D1:2C:BE:AD:C4:F6:64:5C:25:16:11:9C:AF:E7:0F:73:79:36:4E:9C:1E:15:54:39:0C:06:8B:ED:96:86:00:39\r
+a=setup:actpass\r
+a=mid:0\r
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r
+a=sendrecv\r
+a=msid:stream0 track0\r
+a=rtcp-mux\r
+a=rtpmap:111 opus/48000/2\r
+a=rtcp-fb:111 transport-cc\r
+a=fmtp:111 minptime=10;useinbandfec=1\r
+a=rtpmap:63 red/48000/2\r
+a=fmtp:63 111/111\r
+a=rtpmap:9 G722/8000\r
+a=rtpmap:0 PCMU/8000\r
+a=rtpmap:8 PCMA/8000\r
+a=rtpmap:13 CN/8000\r
+a=rtpmap:110 telephone-event/48000\r
+a=rtpmap:126 telephone-event/8000\r
+a=ssrc:1001 cname:abcdEFGHijklMNOP\r
+a=ssrc:1001 msid:stream0 track0\r
+m=video 9 UDP/TLS/RTP/SAVPF 96 97\r
+c=IN IP4 0.0.0.0\r
+a=rtcp:9 IN IP4 0.0.0.0\r
+a=ice-ufrag:8hhY\r
+a=ice-pwd:asd88fgpdd777uzjYhagZg+L\r
+a=mid:1\r
+a=recvonly\r
+a=rtcp-mux\r
+a=rtcp-rsize\r
+a=rtpmap:96 VP8/90000\r
+a=rtcp-fb:96 nack pli\r
+a=rtpmap:97 rtx/90000\r
+a=fmtp:97 apt=96\r
+a=ssrc-group:FID 2001 2002\r
+";
+
+#[test]
+fn webrtc_offer_typed_and_reduced_to_g711() {
+    let mut sdp = parse(WEBRTC_OFFER);
+    assert_eq!(String::from_utf8(sdp.to_bytes()).unwrap(), WEBRTC_OFFER);
+    let a = sdp.first_audio().unwrap();
+    assert_eq!(a.proto, Proto::UdpTlsRtpSavpf);
+    assert_eq!(a.mid(), Some("0"));
+    let c: Vec<&Candidate> = a.candidates().collect();
+    assert_eq!(c.len(), 3);
+    assert_eq!(c[0].ip(), None, "mDNS name");
+    assert_eq!(c[0].extensions[1], ("network-cost".into(), "999".into()));
+    assert_eq!(c[2].extensions[0], ("tcptype".into(), "active".into()));
+    assert_eq!(a.attributes_named("ssrc").count(), 2);
+    assert_eq!(sdp.media_direction(1), Some(Direction::RecvOnly));
+    assert_eq!(
+        sdp.rtp_destination(0),
+        Some("0.0.0.0:9".parse().unwrap()),
+        "caller's placeholder before ICE"
+    );
+    // Toward a G.711 trunk: plain RTP, no ICE, no DTLS attributes, video rejected.
+    sdp.remove_ice();
+    let a = sdp.first_audio_mut().unwrap();
+    a.set_proto(Proto::RtpAvp);
+    a.attributes.retain(|x| {
+        !matches!(
+            x.name(),
+            "fingerprint" | "setup" | "extmap" | "msid" | "ssrc"
+        )
+    });
+    a.retain_formats(|_, m| {
+        m.is_some_and(|m| {
+            matches!(m.encoding.as_str(), "PCMU" | "PCMA")
+                || (m.encoding == "telephone-event" && m.clock_rate == 8000)
+        })
+    });
+    assert_eq!(a.formats, ["0", "8", "126"]);
+    sdp.media[1].reject();
+    let out = String::from_utf8(sdp.to_bytes()).unwrap();
+    for gone in [
+        "opus",
+        "red/",
+        "G722",
+        "CN/",
+        "110",
+        "fmtp:111",
+        "rtcp-fb:111",
+        "candidate",
+        "ice-",
+    ] {
+        assert!(!out.contains(gone), "{gone} still in\n{out}");
+    }
+    assert!(out.contains("m=audio 9 RTP/AVP 0 8 126\r\n"));
+    assert!(out.contains("m=video 0 UDP/TLS/RTP/SAVPF 96 97\r\n"));
+    assert_eq!(parse(&out), sdp);
+}
