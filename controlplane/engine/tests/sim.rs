@@ -32,12 +32,27 @@ fn run(seed: u64, cfg: NetConfig) -> (Sim<SimUa>, RunEnd) {
 }
 
 fn run_over(seed: u64, cfg: NetConfig, transport: Transport) -> (Sim<SimUa>, RunEnd) {
+    run_calls(seed, cfg, transport, 1)
+}
+
+/// `per_scenario` calls of each scenario, started 10 ms apart.
+fn run_calls(
+    seed: u64,
+    cfg: NetConfig,
+    transport: Transport,
+    per_scenario: usize,
+) -> (Sim<SimUa>, RunEnd) {
     let (a, b) = (addr("10.0.0.1:5060"), addr("10.0.0.2:5060"));
     let mut uac = SimUa::new(a, seed.wrapping_mul(2).wrapping_add(1), TxConfig::default());
     let mut uas = SimUa::new(b, seed.wrapping_mul(2).wrapping_add(2), TxConfig::default());
     uac.transport = transport;
     uas.transport = transport;
-    for (i, s) in SCENARIOS.iter().enumerate() {
+    for (i, s) in SCENARIOS
+        .iter()
+        .cycle()
+        .take(SCENARIOS.len() * per_scenario)
+        .enumerate()
+    {
         uac.start(Timestamp::from_millis(i as u64 * 10), b, *s);
     }
     let mut sim = Sim::new(Network::new(cfg, seed), vec![uac, uas]);
@@ -284,4 +299,39 @@ fn reliable_transport_completes_without_retransmissions_or_linger() {
         "UDP waits Timer D/J for 32 s: {:?}",
         udp.now
     );
+}
+
+#[test]
+fn many_concurrent_calls_per_run() {
+    // 100 overlapping calls per run stress matching across many live transactions.
+    for seed in 500..520 {
+        let (sim, end) = run_calls(seed, NetConfig::hostile(), Transport::Udp, 25);
+        check(seed, &sim, end, false);
+        assert_eq!(sim.nodes[0].outcomes().count(), 100);
+        let created: u64 = TxKind::ALL
+            .iter()
+            .map(|k| sim.nodes[1].layer.stats().created(*k))
+            .sum();
+        assert!(
+            created >= 100 + 25 * 2,
+            "seed {seed}: UAS saw {created} transactions"
+        );
+    }
+}
+
+#[test]
+fn boxed_nodes_mix_in_one_simulation() {
+    let (a, b) = (addr("10.0.0.1:5060"), addr("10.0.0.2:5060"));
+    let mut uac = SimUa::new(a, 1, TxConfig::default());
+    uac.start(Timestamp::ZERO, b, Scenario::Options);
+    let nodes: Vec<Box<dyn portcullis_engine::sim::SimNode>> = vec![
+        Box::new(uac),
+        Box::new(SimUa::new(b, 2, TxConfig::default())),
+    ];
+    let mut sim = Sim::new(Network::new(NetConfig::perfect(), 1), nodes);
+    assert_eq!(
+        sim.run(Timestamp::from_millis(100_000), 10_000),
+        RunEnd::Idle
+    );
+    assert_eq!(sim.net.stats.delivered, 2, "OPTIONS and its 200");
 }

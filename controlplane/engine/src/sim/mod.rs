@@ -198,6 +198,31 @@ pub trait SimNode {
     fn poll_timeout(&self) -> Option<Timestamp>;
 }
 
+/// Boxed nodes, so one simulation can mix node types (`Sim<Box<dyn SimNode>>`).
+impl<T: SimNode + ?Sized> SimNode for Box<T> {
+    fn addr(&self) -> SocketAddr {
+        (**self).addr()
+    }
+    fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        transport: Transport,
+        bytes: &[u8],
+    ) {
+        (**self).handle_datagram(now, from, transport, bytes);
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        (**self).handle_timeout(now);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        (**self).poll_transmit()
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        (**self).poll_timeout()
+    }
+}
+
 /// Why [`Sim::run`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunEnd {
