@@ -276,7 +276,7 @@ impl Attribute {
             (n, None) if Direction::from_name(n).is_some() => {
                 Self::Direction(Direction::from_name(n).unwrap_or_default())
             }
-            // RFC 4475 §3.3.? (sdp01) and old stacks send `a=rtpmap:31 LPC` with no
+            // RFC 4475 §3.3.15 (sdp01.dat) and old stacks send `a=rtpmap:31 LPC` with no
             // clock rate: kept verbatim instead of rejecting the whole offer.
             ("rtpmap", Some(v)) if !v.contains('/') && rtpmap_without_rate(v) => Self::Other {
                 name: name.to_owned(),

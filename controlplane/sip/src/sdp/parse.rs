@@ -13,8 +13,8 @@
 //! - an attribute whose value does not match its grammar (a malformed `a=crypto`,
 //!   `a=candidate`, `a=rtpmap`, ...) is kept verbatim as [`Attribute::Other`] rather
 //!   than failing the whole offer: RFC 8866 §5.13 has receivers ignore attributes they
-//!   do not understand, RFC 4568 §7.1.2 has an answerer skip crypto attributes it
-//!   cannot use, and an SBC must not drop a call over one bad ICE candidate. Typed
+//!   do not understand, RFC 4568 §7.1.2 has an answerer pick a crypto attribute it
+//!   can use, and an SBC must not drop a call over one bad ICE candidate. Typed
 //!   accessors skip such attributes; rewrites still match them by name.
 //!
 //! Rejected with the line number: a first line other than `v=0`, a line that is not
