@@ -801,6 +801,7 @@ fn load_limit_refuses_new_requests_with_503_but_not_cancel() {
     let refusal = parsed(&sent[0]);
     assert_eq!(refusal.status(), Some(503));
     assert_eq!(refusal.header("Retry-After"), Some("5"));
+    assert!(refusal.to_tag().unwrap().is_some());
     assert_eq!(sent[0].tx, None, "stateless");
     assert_eq!(l.stats().overload_rejects, 1);
     assert_eq!(events(&mut l).len(), 2);

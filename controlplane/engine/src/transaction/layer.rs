@@ -395,7 +395,9 @@ impl TransactionLayer {
         };
         if method != Method::Cancel && self.servers_live >= self.cfg.max_server_transactions {
             self.stats.overload_rejects += 1;
-            let mut busy = make_response(&msg, 503, "Service Unavailable", None);
+            // §8.2.6.2: a final response carries a To tag.
+            let tag = format!("{:x}", self.next_random());
+            let mut busy = make_response(&msg, 503, "Service Unavailable", Some(&tag));
             busy.push_header("Retry-After", "5");
             self.send_stateless(dest, busy.to_bytes());
             return Ok(());
