@@ -825,3 +825,31 @@ fn load_limit_refuses_new_requests_with_503_but_not_cancel() {
         )
         .is_ok());
 }
+
+#[test]
+fn invite_server_over_tcp_has_no_timer_g_and_zero_timer_i() {
+    let mut l = TransactionLayer::new(TxConfig::default(), 24);
+    let (tx, req, from) = server_invite(&mut l, Transport::Tcp);
+    l.respond(t(0), tx, &make_response(&req, 603, "Decline", Some("s")))
+        .unwrap();
+    transmits(&mut l);
+    assert!(
+        run_until(&mut l, 31_999).is_empty(),
+        "no Timer G on reliable transports"
+    );
+    let mut ack = request(&Method::Ack, "z9hG4bKsrv1", Transport::Tcp);
+    ack.set_header("To", "<sip:bob@192.0.2.20>;tag=s");
+    ack.set_header("CSeq", "1 ACK");
+    l.handle_message(t(31_999), from, ack);
+    assert_eq!(
+        l.state(tx),
+        Some(TxState::InviteServer(InviteServerState::Confirmed))
+    );
+    assert_eq!(l.poll_timeout(), Some(t(31_999)), "Timer I is zero");
+    l.handle_timeout(t(31_999));
+    assert!(l.is_empty());
+    assert!(
+        events(&mut l).is_empty(),
+        "no Timer H timeout: the ACK came first"
+    );
+}
