@@ -247,7 +247,7 @@ impl SessionDescription {
     }
 
     /// Where to send RTCP for media section `index`: the RTP destination with
-    /// `a=rtcp-mux` (RFC 5761 §5.1.3), else the `a=rtcp` port and address (RFC 3605),
+    /// `a=rtcp-mux` (RFC 5761 §5.1), else the `a=rtcp` port and address (RFC 3605),
     /// else RTP port + 1 (RFC 3550 §11).
     pub fn rtcp_destination(&self, index: usize) -> Option<SocketAddr> {
         let m = self.media.get(index)?;
@@ -309,6 +309,13 @@ impl SessionDescription {
     /// Session-level `(ice-ufrag, ice-pwd)`, when both are present.
     pub fn ice_credentials(&self) -> Option<(&str, &str)> {
         media::ice_credentials(&self.attributes)
+    }
+
+    /// The effective `(ice-ufrag, ice-pwd)` of media section `index`: the media-level
+    /// pair, else the session-level one (RFC 8839 §5.4: media level takes precedence).
+    pub fn media_ice_credentials(&self, index: usize) -> Option<(&str, &str)> {
+        let m = self.media.get(index)?;
+        m.ice_credentials().or_else(|| self.ice_credentials())
     }
 
     /// Sets the session-level `a=ice-ufrag` / `a=ice-pwd` (replacing or appending).

@@ -323,6 +323,18 @@ fn srtp_rtcp_ice_rewrites() {
         s.ice_credentials(),
         Some(("sess", "sessionpasswordsession"))
     );
+    assert_eq!(
+        s.media_ice_credentials(0),
+        Some(("sess", "sessionpasswordsession")),
+        "inherited from session level"
+    );
+    s.media[0].set_ice_credentials("med", "mediapasswordmediapassw");
+    assert_eq!(
+        s.media_ice_credentials(0),
+        Some(("med", "mediapasswordmediapassw"))
+    );
+    s.media[0].remove_ice();
+    assert_eq!(s.media_ice_credentials(1), None);
     let out = String::from_utf8(s.to_bytes()).unwrap();
     assert_eq!(out.matches("a=ice-lite").count(), 1);
     assert!(!out.contains("candidate") && !out.contains("rtcp"));
