@@ -35,7 +35,9 @@
 //! ## Entry points
 //! - [`SessionDescription::parse`]`(&[u8]) -> Result<SessionDescription, SdpError>`:
 //!   accepts CRLF or LF line ends and trailing whitespace; a structural error names the
-//!   line number and the reason ([`SdpError`], [`SdpErrorKind`]). Never panics.
+//!   line number and the reason ([`SdpError`], [`SdpErrorKind`]; `status()` gives the
+//!   SIP response, 400). A known attribute with a malformed value is kept verbatim as
+//!   [`Attribute::Other`] instead (see the `parse` module notes). Never panics.
 //! - [`SessionDescription::to_bytes`] / [`SessionDescription::write_to`]: CRLF lines in
 //!   RFC 8866 §5 order. `parse(to_bytes(x)) == x` for every parsed `x`.
 //!
@@ -60,6 +62,7 @@
 //! [`media_direction`](SessionDescription::media_direction) (effective direction),
 //! [`set_ice_lite`](SessionDescription::set_ice_lite),
 //! [`remove_ice`](SessionDescription::remove_ice),
+//! [`media_ice_credentials`](SessionDescription::media_ice_credentials) (effective),
 //! [`first_audio`](SessionDescription::first_audio) /
 //! [`first_audio_mut`](SessionDescription::first_audio_mut),
 //! [`rtp_destination`](SessionDescription::rtp_destination) /
