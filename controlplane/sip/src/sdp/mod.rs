@@ -37,7 +37,7 @@
 //!   accepts CRLF or LF line ends and trailing whitespace; a structural error names the
 //!   line number and the reason ([`SdpError`], [`SdpErrorKind`]; `status()` gives the
 //!   SIP response, 400). A known attribute with a malformed value is kept verbatim as
-//!   [`Attribute::Other`] instead (see the `parse` module notes). Never panics.
+//!   [`Attribute::Other`] instead. Never panics.
 //! - [`SessionDescription::to_bytes`] / [`SessionDescription::write_to`]: CRLF lines in
 //!   RFC 8866 §5 order. `parse(to_bytes(x)) == x` for every parsed `x`.
 //!
@@ -181,7 +181,19 @@ impl SessionDescription {
         }
     }
 
-    /// Parses a session description (see the module docs for what is tolerated).
+    /// Parses a session description.
+    ///
+    /// Tolerated: CRLF or bare LF line ends, trailing spaces/tabs, blank lines, bytes
+    /// that are not UTF-8 (replaced with U+FFFD), session-level lines in any order
+    /// after `v=`, an empty `s=`, a missing `t=`, and a known attribute whose value
+    /// does not match its grammar (kept verbatim as [`Attribute::Other`]; RFC 8866
+    /// §5.13 has receivers ignore what they do not understand).
+    ///
+    /// Rejected, with the 1-based line number: a first line other than `v=0`, a line
+    /// that is not `<lower-case letter>=<value>`, a session-only line inside a media
+    /// section, a duplicate single-occurrence line, a missing `o=` or `s=`, `r=` before
+    /// any `t=`, a malformed `o=`, `c=`, `b=`, `t=` or `m=`, and an `a=` line whose
+    /// name is not a token.
     pub fn parse(input: &[u8]) -> Result<Self, SdpError> {
         parse::parse(input)
     }
