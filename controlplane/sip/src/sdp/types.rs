@@ -122,9 +122,14 @@ impl Connection {
         let ok = match &addr_type {
             AddrType::Ip4 => {
                 base.parse::<std::net::Ipv4Addr>().is_ok()
+                    || is_padded_ipv4(base)
                     || (base.parse::<IpAddr>().is_err() && is_fqdn(base))
             }
-            AddrType::Ip6 => base.parse::<std::net::Ipv6Addr>().is_ok() || is_fqdn(base),
+            AddrType::Ip6 => {
+                // A link-local literal may carry a zone (`fe80::1%eth0`).
+                let literal = base.split_once('%').map_or(base, |(a, _)| a);
+                literal.parse::<std::net::Ipv6Addr>().is_ok() || is_fqdn(base)
+            }
             AddrType::Other(_) => !address.is_empty(),
         };
         if !ok || !is_token(net_type) {
@@ -148,6 +153,20 @@ impl Connection {
         }
         Self::from_fields("c", n, a, addr)
     }
+}
+
+/// A dotted quad with zero-padded octets (`192.168.001.010`), which some old stacks
+/// send and `Ipv4Addr` rejects: accepted as an address, but [`Connection::ip`] gives
+/// `None` for it.
+fn is_padded_ipv4(s: &str) -> bool {
+    let mut n = 0;
+    let ok = s.split('.').all(|o| {
+        n += 1;
+        (1..=3).contains(&o.len())
+            && o.bytes().all(|b| b.is_ascii_digit())
+            && o.parse::<u16>().is_ok_and(|v| v <= 255)
+    });
+    ok && n == 4
 }
 
 /// A host name as RFC 8866 §9 `FQDN` allows (letters, digits, '-', '.'), at least one
@@ -420,6 +439,12 @@ mod tests {
         assert!(Connection::parse("IN IP4 2001:db8::1").is_err());
         assert!(Connection::parse("IN IP6 1.2.3.4").is_err());
         assert!(Connection::parse("IN IP4 1.2.3.4.5").is_err());
+        assert!(Connection::parse("IN IP4 1.2.3.256").is_err());
+        let padded = Connection::parse("IN IP4 192.168.001.010").unwrap();
+        assert_eq!(padded.ip(), None);
+        let zoned = Connection::parse("IN IP6 fe80::1%eth0").unwrap();
+        assert_eq!(zoned.to_string(), "IN IP6 fe80::1%eth0");
+        assert!(Connection::parse("IN IP6 fe80::zz%eth0").is_err());
         assert!(Connection::parse("IN IP4").is_err());
         assert!(Connection::parse("IN IP4 1.2.3.4 x").is_err());
         assert_eq!(
