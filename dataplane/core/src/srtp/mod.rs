@@ -137,6 +137,12 @@ impl From<RtpError> for SrtpError {
 /// only advanced by packets that authenticated (unprotect) or were protected.
 /// Protect refuses to reuse an index already sent (that would reuse keystream),
 /// like libsrtp; [`SrtpSession::reset_stream`] forgets an SSRC whose sender restarted.
+///
+/// Table pressure: unprotect only inserts an SSRC after its first packet
+/// authenticated, so forged packets cannot evict state. Protect inserts on first
+/// sight; a sender cycling through more than [`MAX_STREAMS`] SSRCs evicts the
+/// oldest, whose next packet then restarts at ROC 0 (the relay only protects
+/// packets from the latched source, which bounds this).
 #[derive(Clone)]
 pub struct SrtpSession {
     profile: SrtpProfile,
