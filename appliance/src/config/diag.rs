@@ -151,6 +151,80 @@ pub fn find_span(doc: &ImDocument<&str>, path: &str) -> Option<Range<usize>> {
     best
 }
 
+/// The TOML path of the deepest key, value or table header whose span contains `offset`
+/// (used to name the setting a serde error is about); empty when none does.
+pub fn path_at(doc: &ImDocument<&str>, offset: usize) -> String {
+    let mut path = String::new();
+    let mut best = String::new();
+    walk(Node::Table(doc.as_table()), offset, &mut path, &mut best);
+    best
+}
+
+fn inside(span: Option<Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|s| s.contains(&offset) || (s.is_empty() && s.start == offset))
+}
+
+/// Depth-first search; `best` keeps the last (deepest) match.
+fn walk(node: Node<'_>, offset: usize, path: &mut String, best: &mut String) {
+    let len = path.len();
+    match node {
+        Node::Table(t) => {
+            if inside(t.span(), offset) {
+                best.clone_from(path);
+            }
+            for (k, item) in t.iter() {
+                push_key(path, k);
+                if inside(t.key(k).and_then(toml_edit::Key::span), offset) {
+                    best.clone_from(path);
+                }
+                if let Some(n) = Node::of_item(item) {
+                    walk(n, offset, path, best);
+                }
+                path.truncate(len);
+            }
+        }
+        Node::Tables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                path.push_str(&format!("[{i}]"));
+                walk(Node::Table(t), offset, path, best);
+                path.truncate(len);
+            }
+        }
+        Node::Value(v) => {
+            if inside(v.span(), offset) {
+                best.clone_from(path);
+            }
+            match v {
+                Value::Array(a) => {
+                    for (i, v) in a.iter().enumerate() {
+                        path.push_str(&format!("[{i}]"));
+                        walk(Node::Value(v), offset, path, best);
+                        path.truncate(len);
+                    }
+                }
+                Value::InlineTable(t) => {
+                    for (k, v) in t.iter() {
+                        push_key(path, k);
+                        if inside(t.key(k).and_then(toml_edit::Key::span), offset) {
+                            best.clone_from(path);
+                        }
+                        walk(Node::Value(v), offset, path, best);
+                        path.truncate(len);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn push_key(path: &mut String, k: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(&path_key(k));
+}
+
 #[derive(Clone, Copy)]
 enum Node<'a> {
     Table(&'a toml_edit::Table),
@@ -227,5 +301,10 @@ mod tests {
         assert_eq!(at("route[1].t.k"), Some(LineCol { line: 7, col: 11 }));
         // Missing key: the enclosing table header.
         assert_eq!(at("route[1].missing"), Some(LineCol { line: 4, col: 1 }));
+        let off = |needle: &str| src.find(needle).unwrap_or(usize::MAX);
+        assert_eq!(path_at(&doc, off("\"y\"")), "route[1].targets[1]");
+        assert_eq!(path_at(&doc, off("k =")), "route[1].t.k");
+        assert_eq!(path_at(&doc, off("name = \"b\"")), "route[1].name");
+        assert_eq!(path_at(&doc, off("[[route]]\nname = \"b")), "route[1]");
     }
 }

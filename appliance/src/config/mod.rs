@@ -123,9 +123,14 @@ impl Config {
 /// Turns a toml/serde error into a positioned diagnostic.
 fn syntax_diagnostic(src: &str, e: &toml::de::Error) -> Diagnostic {
     let location = e.span().map(|s| LineCol::from_offset(src, s.start));
+    // A type error comes from a document that parsed: name the setting it is about.
+    let path = match (e.span(), toml_edit::ImDocument::parse(src)) {
+        (Some(span), Ok(doc)) => diag::path_at(&doc, span.start),
+        _ => String::new(),
+    };
     let message = e.message().trim_end().replace('\n', " ");
     Diagnostic {
-        path: String::new(),
+        path,
         location,
         message,
     }

@@ -294,13 +294,40 @@ pub struct RawMedia {
 }
 
 /// The `media.cores` value: a TOML array of CPU ids or a string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawCores {
     /// `[2, 3]`
     List(Vec<i64>),
     /// `"2-5,8"`, `"auto"`, `"auto:2"`
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawCores {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawCores;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    r#"a list of CPU ids like [2, 3] or a string like "2-5", "auto" or "auto:2""#,
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawCores, E> {
+                Ok(RawCores::Text(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawCores, A::Error> {
+                let mut out = Vec::new();
+                while let Some(n) = seq.next_element::<i64>()? {
+                    out.push(n);
+                }
+                Ok(RawCores::List(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_port_min() -> u16 {
