@@ -11,20 +11,41 @@ use nom::character::complete::char;
 use nom::sequence::delimited;
 use nom::IResult;
 
+/// `token` bytes (RFC 3261 §25.1) as a lookup table.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+};
+
 /// `token` characters (RFC 3261 §25.1).
 #[inline]
 pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~'
-        )
+    c.is_ascii() && TOKEN[c as usize]
 }
 
 /// Byte version of [`is_token_char`].
 #[inline]
 pub(crate) fn is_token_byte(c: u8) -> bool {
-    is_token_char(c as char)
+    TOKEN[usize::from(c)]
+}
+
+/// Index of the first byte at or after `k` that is not LWS.
+#[inline]
+pub(crate) fn skip_lws(b: &[u8], mut k: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\r' | b'\n') = b.get(k) {
+        k += 1;
+    }
+    k
 }
 
 /// Linear white space, folding included (see the module invariant).
@@ -80,7 +101,14 @@ pub(crate) fn fail(i: &str) -> nom::Err<nom::error::Error<&str>> {
 /// Trims linear white space (folding included) on both sides.
 #[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(is_lws)
+    let b = s.as_bytes();
+    let start = skip_lws(b, 0);
+    let mut end = b.len();
+    while end > start && matches!(b.get(end - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        end -= 1;
+    }
+    // LWS bytes are ASCII, so both indices are char boundaries.
+    s.get(start..end).unwrap_or_default()
 }
 
 /// Removes the backslash of every `quoted-pair` (RFC 3261 §25.1) when there is one.
@@ -127,28 +155,52 @@ impl<'a> Iterator for CommaSplit<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
-        let bytes = s.as_bytes();
-        let mut in_quote = false;
-        let mut in_angle = false;
+        let b = s.as_bytes();
         let mut k = 0;
-        while let Some(&b) = bytes.get(k) {
-            match b {
-                b'\\' if in_quote => k += 1,
-                b'"' => in_quote = !in_quote,
-                b'<' if !in_quote => in_angle = true,
-                b'>' if !in_quote => in_angle = false,
-                b',' if !in_quote && !in_angle => {
+        // Jump from one interesting byte to the next (`,`, `"`, `<`): values such as
+        // Via rarely hold quotes or brackets, so this is mostly one memchr3.
+        while let Some(off) = memchr::memchr3(b',', b'"', b'<', b.get(k..).unwrap_or_default()) {
+            let at = k + off;
+            match b.get(at) {
+                Some(b',') => {
                     // ',' is ASCII: both slices are on char boundaries.
-                    self.rest = Some(&s[k + 1..]);
-                    return Some(trim_lws(&s[..k]));
+                    self.rest = Some(&s[at + 1..]);
+                    return Some(trim_lws(&s[..at]));
                 }
-                _ => {}
+                Some(b'"') => {
+                    // Skip the quoted string, honouring quoted-pairs.
+                    let mut q = at + 1;
+                    loop {
+                        match memchr::memchr2(b'"', b'\\', b.get(q..).unwrap_or_default()) {
+                            Some(o) if b.get(q + o) == Some(&b'\\') => q += o + 2,
+                            Some(o) => {
+                                q += o + 1;
+                                break;
+                            }
+                            None => {
+                                q = b.len();
+                                break;
+                            }
+                        }
+                    }
+                    k = q;
+                }
+                _ => {
+                    // '<': skip to the matching '>'.
+                    k = memchr::memchr(b'>', b.get(at..).unwrap_or_default())
+                        .map_or(b.len(), |o| at + o + 1);
+                }
             }
-            k += 1;
         }
         self.rest = None;
         Some(trim_lws(s))
     }
+}
+
+/// Position of an ASCII byte in `s` (memchr; faster than `str::find(char)`).
+#[inline]
+pub(crate) fn find_byte(s: &str, c: u8) -> Option<usize> {
+    memchr::memchr(c, s.as_bytes())
 }
 
 /// Parses a decimal scalar made only of digits (leading zeros allowed, as in

@@ -55,11 +55,6 @@ pub struct Message<'a> {
     pub(crate) len: usize,
 }
 
-fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
-    let tail = b.get(from..)?;
-    memchr::memchr(b'\n', tail).map(|k| from + k)
-}
-
 impl<'a> Message<'a> {
     /// Parses one message from a datagram (RFC 3261 §18.3): a body longer than
     /// Content-Length is truncated to it, a shorter one is an error, and without
@@ -86,46 +81,49 @@ impl<'a> Message<'a> {
         let hb = head.as_bytes();
         let mut pos = line_end + 2;
         while pos < hb.len() {
-            // One header field: lines until the next line that does not start with SP/HT.
-            let mut end = pos;
-            loop {
-                let nl = find_crlf(hb, end).ok_or(ParseError::BadHeaderLine)?;
-                if nl == 0 || hb.get(nl - 1) != Some(&b'\r') {
+            // field-name: token, then optional SP/HT, then ':' (RFC 3261 §7.3.1).
+            let ns = pos;
+            let mut k = pos;
+            while hb.get(k).is_some_and(|c| is_token_byte(*c)) {
+                k += 1;
+            }
+            let name_end = k;
+            while let Some(b' ' | b'\t') = hb.get(k) {
+                k += 1;
+            }
+            if name_end == ns || hb.get(k) != Some(&b':') {
+                return Err(ParseError::BadHeaderLine);
+            }
+            let vs = k + 1;
+            // The value runs to a CRLF not followed by SP/HT; a CR or LF anywhere
+            // else is malformed.
+            let mut k = vs;
+            let ve = loop {
+                let at = k + memchr::memchr2(b'\r', b'\n', hb.get(k..).unwrap_or_default())
+                    .ok_or(ParseError::BadHeaderLine)?;
+                if hb.get(at) != Some(&b'\r') || hb.get(at + 1) != Some(&b'\n') {
                     return Err(ParseError::BadHeaderLine);
                 }
-                end = nl + 1;
-                match hb.get(end) {
-                    Some(b' ' | b'\t') => continue,
-                    _ => break,
+                match hb.get(at + 2) {
+                    Some(b' ' | b'\t') => k = at + 2,
+                    _ => break at,
                 }
-            }
-            // `end` is just after a '\n'; the field is head[pos..end-2].
-            let field = &head[pos..end - 2];
-            if field.contains('\r')
-                && field
-                    .as_bytes()
-                    .windows(2)
-                    .any(|w| w[0] == b'\r' && w[1] != b'\n')
-            {
-                return Err(ParseError::BadHeaderLine);
-            }
-            let colon = field.find(':').ok_or(ParseError::BadHeaderLine)?;
-            let name = field[..colon].trim_end_matches([' ', '\t']);
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return Err(ParseError::BadHeaderLine);
-            }
-            let value = crate::grammar::trim_lws(&field[colon + 1..]);
+            };
+            pos = ve + 2;
+            // Every index above follows an ASCII byte: char boundaries.
+            let name = head.get(ns..name_end).ok_or(ParseError::BadHeaderLine)?;
+            let value =
+                crate::grammar::trim_lws(head.get(vs..ve).ok_or(ParseError::BadHeaderLine)?);
             let kind = HeaderName::from_name(name);
             if kind == HeaderName::ContentLength {
                 let v = crate::header::misc_parse_content_length(value)?;
-                match content_length {
-                    Some(prev) if prev != v => content_length_conflict = true,
-                    Some(_) => content_length_conflict = true,
-                    None => content_length = Some(v),
+                if content_length.is_some() {
+                    content_length_conflict = true;
+                } else {
+                    content_length = Some(v);
                 }
             }
             headers.push(Header { name, kind, value });
-            pos = end;
         }
 
         let body_start = head_end + 4;

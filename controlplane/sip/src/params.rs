@@ -1,8 +1,7 @@
 //! Header parameters: `*( SEMI generic-param )` (RFC 3261 §25.1), kept as the raw
 //! slice and looked up lazily without allocation.
 
-use crate::grammar::{is_lws, is_token_char, quoted_string, sep, sws, token};
-use nom::bytes::complete::take_while1;
+use crate::grammar::{fail, is_token_byte, quoted_string, skip_lws};
 use nom::IResult;
 
 /// One parameter. `value` is `None` for a flag (`;lr`); quoted values are given
@@ -80,76 +79,115 @@ fn gen_value(i: &str) -> IResult<&str, (&str, bool)> {
         let (r, v) = quoted_string(i)?;
         return Ok((r, (v, true)));
     }
-    if let Some(inner) = i.strip_prefix('[') {
-        let end = inner.find(']').ok_or_else(|| crate::grammar::fail(i))?;
-        let (v, r) = i.split_at(end + 2);
-        if !v[1..v.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    let b = i.as_bytes();
+    let end = if b.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', b).ok_or_else(|| fail(i))?;
+        let inner = b.get(1..close).unwrap_or_default();
+        if !inner
+            .iter()
+            .all(|c| c.is_ascii_hexdigit() || *c == b':' || *c == b'.')
         {
-            return Err(crate::grammar::fail(i));
+            return Err(fail(i));
         }
-        return Ok((r, (v, false)));
-    }
-    // Token, or an unbracketed IPv6 address (`via-received`, RFC 3261 §25.1).
-    let (r, v) = take_while1(|c| is_token_char(c) || c == ':')(i)?;
+        close + 1
+    } else {
+        // Token, or an unbracketed IPv6 address (`via-received`, RFC 3261 §25.1).
+        let mut k = 0;
+        while b.get(k).is_some_and(|c| is_token_byte(*c) || *c == b':') {
+            k += 1;
+        }
+        if k == 0 {
+            return Err(fail(i));
+        }
+        k
+    };
+    // `end` follows an ASCII byte: a char boundary.
+    let (v, r) = i.split_at(end);
     Ok((r, (v, false)))
 }
 
-/// One `SEMI generic-param`.
-fn semi_param(i: &str) -> IResult<&str, Param<'_>> {
-    let (i, _) = sep(';')(i)?;
-    let (i, name) = token(i)?;
-    let after_name = i;
-    match sep('=')(i) {
-        Ok((i, _)) => {
-            let (i, (v, quoted)) = gen_value(i)?;
-            Ok((
-                i,
-                Param {
-                    name,
-                    value: Some(v),
-                    quoted,
-                },
-            ))
-        }
-        Err(_) => Ok((
-            after_name,
+/// One `SEMI generic-param` (hand-written over bytes: this is the hot path of
+/// Via/From/To/Contact parsing).
+pub(crate) fn semi_param(i: &str) -> IResult<&str, Param<'_>> {
+    let b = i.as_bytes();
+    let mut k = skip_lws(b, 0);
+    if b.get(k) != Some(&b';') {
+        return Err(fail(i));
+    }
+    k = skip_lws(b, k + 1);
+    let ns = k;
+    while b.get(k).is_some_and(|c| is_token_byte(*c)) {
+        k += 1;
+    }
+    if k == ns {
+        return Err(fail(i));
+    }
+    // All indices follow ASCII bytes: char boundaries.
+    let name = &i[ns..k];
+    let j = skip_lws(b, k);
+    if b.get(j) != Some(&b'=') {
+        return Ok((
+            &i[k..],
             Param {
                 name,
                 value: None,
                 quoted: false,
             },
-        )),
+        ));
     }
+    let v = skip_lws(b, j + 1);
+    let (rest, (value, quoted)) = gen_value(&i[v..])?;
+    Ok((
+        rest,
+        Param {
+            name,
+            value: Some(value),
+            quoted,
+        },
+    ))
 }
 
-/// Parses `*( SEMI generic-param )` and returns the raw slice covering them.
-pub(crate) fn params(i: &str) -> IResult<&str, Params<'_>> {
+/// Parses `*( SEMI generic-param )`, calling `check` on each; stops with an error
+/// when `check` returns false. Returns the raw slice covering the parameters.
+pub(crate) fn params_checked<'a>(
+    i: &'a str,
+    mut check: impl FnMut(&Param<'a>) -> bool,
+) -> IResult<&'a str, Params<'a>> {
     let mut rest = i;
     loop {
         // Only commit to a parameter when a ';' follows (after optional LWS).
-        let (after_ws, _) = sws(rest)?;
-        if !after_ws.starts_with(';') {
+        let k = skip_lws(rest.as_bytes(), 0);
+        if rest.as_bytes().get(k) != Some(&b';') {
             break;
         }
-        let (r, _) = semi_param(rest)?;
+        let (r, p) = semi_param(rest)?;
+        if !check(&p) {
+            return Err(fail(rest));
+        }
         rest = r;
     }
     let raw = &i[..i.len() - rest.len()];
     Ok((
         rest,
         Params {
-            raw: raw.trim_end_matches(is_lws),
+            raw: crate::grammar::trim_lws(raw),
         },
     ))
+}
+
+/// Parses `*( SEMI generic-param )` and returns the raw slice covering them.
+pub(crate) fn params(i: &str) -> IResult<&str, Params<'_>> {
+    params_checked(i, |_| true)
 }
 
 /// Parses a whole string as parameters.
 #[cfg(test)]
 pub(crate) fn params_all(i: &str) -> Option<Params<'_>> {
     let (rest, p) = params(i).ok()?;
-    sws(rest).ok().filter(|(r, _)| r.is_empty()).map(|_| p)
+    crate::grammar::sws(rest)
+        .ok()
+        .filter(|(r, _)| r.is_empty())
+        .map(|_| p)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::UriError;
+use crate::grammar::find_byte;
 
 /// Any URI that may appear in a Request-URI or a name-addr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub enum Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a complete URI (no surrounding white space or brackets).
     pub fn parse(s: &'a str) -> Result<Self, UriError> {
-        let colon = s.find(':').ok_or(UriError::MissingScheme)?;
+        let colon = find_byte(s, b':').ok_or(UriError::MissingScheme)?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         let mut sb = scheme.bytes();
@@ -120,7 +121,7 @@ impl<'a> Host<'a> {
     /// Parses `host [":" port]`.
     pub fn parse_hostport(s: &'a str) -> Result<(Self, Option<u16>), UriError> {
         let (host, port) = if s.starts_with('[') {
-            let close = s.find(']').ok_or(UriError::BadHost)?;
+            let close = find_byte(s, b']').ok_or(UriError::BadHost)?;
             let (h, p) = s.split_at(close + 1);
             if p.is_empty() {
                 (h, None)
@@ -128,7 +129,7 @@ impl<'a> Host<'a> {
                 (h, Some(p.strip_prefix(':').ok_or(UriError::BadPort)?))
             }
         } else {
-            match s.find(':') {
+            match find_byte(s, b':') {
                 Some(c) => (&s[..c], Some(&s[c + 1..])),
                 None => (s, None),
             }
@@ -181,10 +182,24 @@ pub struct SipUri<'a> {
     pub headers: Option<&'a str>,
 }
 
-const MARK: &[u8] = b"-_.!~*'()";
+/// `unreserved = alphanum / mark` (RFC 3261 §25.1) as a lookup table.
+static UNRESERVED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        c += 1;
+    }
+    t
+};
 
 fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || MARK.contains(&b)
+    UNRESERVED[usize::from(b)]
 }
 
 /// Checks that every byte is unreserved, in `extra`, or part of a valid `%HH`.
@@ -216,14 +231,14 @@ impl<'a> SipUri<'a> {
     }
 
     fn parse_rest(raw: &'a str, secure: bool, s: &'a str) -> Result<Self, UriError> {
-        let (userinfo, rest) = match s.find('@') {
+        let (userinfo, rest) = match find_byte(s, b'@') {
             Some(a) => (Some(&s[..a]), &s[a + 1..]),
             None => (None, s),
         };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(ui) => {
-                let (u, p) = match ui.find(':') {
+                let (u, p) = match find_byte(ui, b':') {
                     Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                     None => (ui, None),
                 };
@@ -237,11 +252,11 @@ impl<'a> SipUri<'a> {
                 (Some(u), p)
             }
         };
-        let (before_headers, headers) = match rest.find('?') {
+        let (before_headers, headers) = match find_byte(rest, b'?') {
             Some(q) => (&rest[..q], Some(&rest[q + 1..])),
             None => (rest, None),
         };
-        let (hostport, params) = match before_headers.find(';') {
+        let (hostport, params) = match find_byte(before_headers, b';') {
             Some(c) => (&before_headers[..c], &before_headers[c..]),
             None => (before_headers, ""),
         };
@@ -387,7 +402,7 @@ pub struct TelUri<'a> {
 
 impl<'a> TelUri<'a> {
     fn parse_rest(raw: &'a str, s: &'a str) -> Result<Self, UriError> {
-        let (number, params) = match s.find(';') {
+        let (number, params) = match find_byte(s, b';') {
             Some(c) => (&s[..c], &s[c..]),
             None => (s, ""),
         };

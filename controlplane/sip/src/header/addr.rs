@@ -42,7 +42,7 @@ impl<'a> NameAddr<'a> {
                 return None;
             }
             (Some(dn), true, r)
-        } else if let Some(lt) = s.find('<') {
+        } else if let Some(lt) = crate::grammar::find_byte(s, b'<') {
             let dn = trim_lws(&s[..lt]);
             // display-name = *(token LWS): only token characters and white space.
             if !dn.chars().all(|c| is_token_char(c) || is_lws(c)) {
@@ -53,10 +53,10 @@ impl<'a> NameAddr<'a> {
             (None, false, s)
         };
         let (uri, bracketed, rest) = if let Some(inner) = rest.strip_prefix('<') {
-            let gt = inner.find('>')?;
+            let gt = crate::grammar::find_byte(inner, b'>')?;
             let u = &inner[..gt];
             // RFC 4475 §3.1.2.14: no white space inside the brackets.
-            if u.contains(is_lws) {
+            if u.bytes().any(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')) {
                 return None;
             }
             (Uri::parse(u).ok()?, true, &inner[gt + 1..])

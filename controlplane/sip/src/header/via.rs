@@ -7,7 +7,7 @@ use nom::bytes::complete::{take_while, take_while1};
 use crate::error::ParseError;
 use crate::grammar::{is_lws, sep, sws, token};
 use crate::header::HeaderName;
-use crate::params::{params, Params};
+use crate::params::{params_checked, Params};
 use crate::uri::{parse_port, Host};
 
 /// RFC 3261 §8.1.1.7 magic cookie that marks an RFC 3261 branch.
@@ -35,6 +35,7 @@ pub struct Via<'a> {
     pub port: Option<u16>,
     /// Parameters (validated: `ttl`, `rport`, `received`, `maddr`).
     pub params: Params<'a>,
+    branch: Option<&'a str>,
 }
 
 fn bad() -> ParseError {
@@ -82,46 +83,46 @@ impl<'a> Via<'a> {
             }
             Err(_) => (i, None),
         };
-        let (i, params) = params(i).ok()?;
+        // One pass over the parameters validates the typed ones and remembers
+        // the branch (the transaction key, RFC 3261 §17.2.3).
+        let mut branch = None;
+        let (i, params) = params_checked(i, |p| {
+            let n = p.name;
+            let val = p.value;
+            match n.len() {
+                6 if n.eq_ignore_ascii_case("branch") => {
+                    branch = val;
+                    val.is_some() && !p.quoted
+                }
+                3 if n.eq_ignore_ascii_case("ttl") => val
+                    .and_then(crate::grammar::parse_u32)
+                    .is_some_and(|t| t <= 255),
+                5 if n.eq_ignore_ascii_case("rport") => val.is_none_or(|x| parse_port(x).is_ok()),
+                8 if n.eq_ignore_ascii_case("received") => {
+                    val.is_some_and(|x| parse_received(x).is_some())
+                }
+                5 if n.eq_ignore_ascii_case("maddr") => val.is_some_and(|x| Host::parse(x).is_ok()),
+                _ => true,
+            }
+        })
+        .ok()?;
         let (i, _) = sws(i).ok()?;
         if !i.is_empty() {
             return None;
         }
-        let v = Via {
+        Some(Via {
             transport,
             host,
             host_raw,
             port,
             params,
-        };
-        // Typed parameters must be well formed when present.
-        for p in params.iter() {
-            let n = p.name;
-            let val = p.value;
-            let ok = if n.eq_ignore_ascii_case("ttl") {
-                val.and_then(crate::grammar::parse_u32)
-                    .is_some_and(|t| t <= 255)
-            } else if n.eq_ignore_ascii_case("rport") {
-                val.is_none_or(|x| parse_port(x).is_ok())
-            } else if n.eq_ignore_ascii_case("received") {
-                val.is_some_and(|x| parse_received(x).is_some())
-            } else if n.eq_ignore_ascii_case("maddr") {
-                val.is_some_and(|x| Host::parse(x).is_ok())
-            } else if n.eq_ignore_ascii_case("branch") {
-                val.is_some() && !p.quoted
-            } else {
-                true
-            };
-            if !ok {
-                return None;
-            }
-        }
-        Some(v)
+            branch,
+        })
     }
 
     /// `branch` parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.value("branch")
+        self.branch
     }
 
     /// Whether the branch starts with the RFC 3261 magic cookie and has more after it.
