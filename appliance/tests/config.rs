@@ -123,6 +123,12 @@ fn generated_example_loads() {
             .map(|r| r.translate_called("+331987651234")),
         Some("1234".into())
     );
+    assert_eq!(
+        cfg.routes
+            .get(1)
+            .map(|r| r.translate_calling("+33612345678")),
+        Some("0612345678".into())
+    );
     let cred = cfg
         .trunk("carrier")
         .and_then(|t| t.credentials.as_ref())
