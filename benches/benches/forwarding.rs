@@ -88,11 +88,17 @@ fn keys() -> SrtpKeys {
 }
 
 /// Generate `load` toward `dests` (stream i → dests[i % len]) from core 0 for `secs`.
-fn generate(dests: &[SocketAddr], load: Load, secs: f64, stop: &AtomicBool) -> u64 {
-    let _ = rawfwd::pin_current(GEN_CORE);
-    let sock = rawfwd::bind(SocketAddr::new(LO, 0)).expect("generator socket");
+/// (Same source socket for warm-up and measurement: the relay latches on it.)
+/// `seq` persists across calls: the RTP→SRTP leg refuses to protect a repeated index.
+fn generate(
+    seq: &mut [u16],
+    sock: &rawfwd::Socket,
+    dests: &[SocketAddr],
+    load: Load,
+    secs: f64,
+    stop: &AtomicBool,
+) -> u64 {
     let mut blaster = Blaster::default();
-    let mut seq = vec![0u16; STREAMS];
     let mut next = 0usize;
     let rate = (STREAMS as u64 * PPS_PER_STREAM) as f64;
     let t0 = Instant::now();
@@ -115,7 +121,7 @@ fn generate(dests: &[SocketAddr], load: Load, secs: f64, stop: &AtomicBool) -> u
                     .min(Blaster::BATCH)
             }
         };
-        let n = blaster.send(&sock, want, |_, buf| {
+        let n = blaster.send(sock, want, |_, buf| {
             let s = next % STREAMS;
             next = next.wrapping_add(1);
             let q = seq[s];
@@ -163,12 +169,14 @@ fn run_relay(backend: Backend, srtp: bool, load: Load, secs: f64, sink: SocketAd
     assert!(ok, "worker did not apply the updates");
     // Warm-up: latch every stream.
     let stop = AtomicBool::new(false);
-    generate(&dests, Load::Paced, 0.1, &stop);
+    let gen = rawfwd::bind(SocketAddr::new(LO, 0)).expect("generator socket");
+    let mut seq = vec![0u16; STREAMS];
+    generate(&mut seq, &gen, &dests, Load::Paced, 0.1, &stop);
     std::thread::sleep(Duration::from_millis(100));
     let tid = dp.worker_stats()[0].tid;
     let (c0, s0) = (cpu(tid), dp.worker_stats()[0]);
     let t0 = Instant::now();
-    let sent = generate(&dests, load, secs, &stop);
+    let sent = generate(&mut seq, &gen, &dests, load, secs, &stop);
     std::thread::sleep(Duration::from_millis(20));
     let (c1, s1) = (cpu(tid), dp.worker_stats()[0]);
     let el = t0.elapsed().as_secs_f64();
@@ -204,7 +212,9 @@ fn run_raw(uring: bool, load: Load, secs: f64, sink: SocketAddr) -> Outcome {
     let gstop = AtomicBool::new(false);
     let c0 = cpu(tid);
     let t0 = Instant::now();
-    let sent = generate(&dests, load, secs, &gstop);
+    let gen = rawfwd::bind(SocketAddr::new(LO, 0)).expect("generator socket");
+    let mut seq = vec![0u16; STREAMS];
+    let sent = generate(&mut seq, &gen, &dests, load, secs, &gstop);
     std::thread::sleep(Duration::from_millis(20));
     let c1 = cpu(tid);
     let el = t0.elapsed().as_secs_f64();
@@ -236,6 +246,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if quick { 0.3 } else { 3.0 });
+    let _ = rawfwd::pin_current(GEN_CORE);
     let sink_sock = rawfwd::bind(SocketAddr::new(LO, 0)).expect("sink");
     let sink = sink_sock
         .local_addr()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, types};
-use socket2::Socket;
+pub use socket2::Socket;
 
 use crate::mmsg::{Batch, BATCH};
 use crate::sock::to_storage;
