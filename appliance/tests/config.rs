@@ -597,3 +597,41 @@ fn relative_paths_resolve_against_the_config_directory() {
     assert_eq!(tls.cert, dir.path().join("sbc.example.com.crt"));
     assert_eq!(cfg.cdr.path, dir.path().join("cdr/x.jsonl"));
 }
+
+#[test]
+fn teams_certificate_must_name_the_sbc_fqdn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = teams_config(dir.path()).replace(
+        "sbc_fqdn = \"SBC.example.com\"",
+        "sbc_fqdn = \"other.example.com\"",
+    );
+    let d = errors(&src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].path, "teams.cert_chain");
+    assert!(
+        d[0].message.contains("not valid for other.example.com"),
+        "{}",
+        d[0]
+    );
+    // A wildcard certificate covers the name.
+    let (wild, wild_key) = write_cert(dir.path(), "*.example.com");
+    let cert = dir.path().join("sbc.example.com.crt").display().to_string();
+    let key = dir.path().join("sbc.example.com.key").display().to_string();
+    let src = src
+        .replace(
+            &format!("cert_chain = \"{cert}\""),
+            &format!("cert_chain = \"{wild}\""),
+        )
+        .replace(
+            &format!("key = \"{key}\"\ntrusted_roots"),
+            &format!("key = \"{wild_key}\"\ntrusted_roots"),
+        );
+    load(&src).unwrap_or_else(|d| panic!("{d:#?}"));
+}
+
+#[test]
+fn config_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Config>();
+    assert_send_sync::<std::sync::Arc<Config>>();
+}

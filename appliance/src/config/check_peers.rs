@@ -7,7 +7,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::check::Checker;
 use super::diag::path_key;
-use super::host::PemKind;
+use super::host::{check_cert_names, PemKind};
 use super::model::{
     Credentials, NumberMatch, RouteConfig, Secret, SipConfig, TeamsConfig, TlsFiles, Translation,
     TrunkConfig,
@@ -387,6 +387,12 @@ pub(super) fn teams(
         PemKind::PrivateKey,
         "the private key of cert_chain",
     );
+    if let (Some(name), Some(chain), true) = (&sbc_fqdn, &cert, c.opts.check_files) {
+        let r = check_cert_names(chain, name.as_str());
+        if c.ok("teams.cert_chain", r).is_none() {
+            ok = false;
+        }
+    }
     let why = "the roots the Microsoft proxies' certificates chain to";
     let roots = c.pem(
         "teams.trusted_roots",

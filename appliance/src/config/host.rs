@@ -95,3 +95,29 @@ pub fn check_pem(path: &Path, kind: PemKind) -> Result<(), String> {
         Err(format!("{} holds no PEM {}", path.display(), kind.noun()))
     }
 }
+
+/// Checks that the leaf (first) certificate of the PEM chain at `path` is valid for `name`
+/// (a DNS SAN that matches it, wildcards as RFC 6125 §6.4.3 allows). Teams Direct Routing
+/// rejects an SBC whose certificate does not name its FQDN.
+pub fn check_cert_names(path: &Path, name: &str) -> Result<(), String> {
+    let data = std::fs::read(path)
+        .map_err(|e| format!("cannot read certificate file {}: {e}", path.display()))?;
+    let mut rd = data.as_slice();
+    let leaf = rustls_pemfile::certs(&mut rd)
+        .find_map(Result::ok)
+        .ok_or_else(|| format!("{} holds no PEM certificate", path.display()))?;
+    let parsed = rustls::server::ParsedCertificate::try_from(&leaf).map_err(|e| {
+        format!(
+            "{}: the first certificate cannot be parsed: {e}",
+            path.display()
+        )
+    })?;
+    let server_name = rustls::pki_types::ServerName::try_from(name)
+        .map_err(|e| format!("{name:?} is not a valid server name: {e}"))?;
+    rustls::client::verify_server_name(&parsed, &server_name).map_err(|_| {
+        format!(
+            "the certificate in {} is not valid for {name}",
+            path.display()
+        )
+    })
+}
