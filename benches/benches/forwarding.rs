@@ -22,8 +22,10 @@ const PPS_PER_STREAM: u64 = 50;
 const WORKER_CORE: usize = 1;
 const GEN_CORE: usize = 0;
 const PAYLOAD: usize = 160;
-const BASE_PORT: u16 = 50000;
-const RAW_PORT: u16 = 49990;
+// Below the ephemeral range (32768–60999): an auto-bound socket (the sink, the
+// generator) must never share a media port through SO_REUSEPORT.
+const BASE_PORT: u16 = 4000;
+const RAW_PORT: u16 = 3990;
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[derive(Clone, Copy, Debug, PartialEq)]

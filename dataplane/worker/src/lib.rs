@@ -120,6 +120,7 @@ impl Dataplane {
             },
         };
         tracing::info!(?backend, workers = n_workers, "data plane starting");
+        warn_if_ephemeral_overlap(base, cfg.port_max);
         sock::raise_nofile_limit();
         let inactivity_us = u64::try_from(cfg.inactivity_timeout.as_micros()).unwrap_or(u64::MAX);
         let per = total_pairs / n_workers;
@@ -409,6 +410,28 @@ impl Drop for Dataplane {
                     Err(_) => tracing::error!(worker = w.id.0, "worker panicked"),
                 }
             }
+        }
+    }
+}
+
+/// Media ports inside the kernel's ephemeral range can be handed to an auto-bound socket
+/// with `SO_REUSEPORT`, which would then share (and steal) media: warn about it.
+fn warn_if_ephemeral_overlap(min: u16, max: u16) {
+    let Ok(s) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut it = s
+        .split_ascii_whitespace()
+        .filter_map(|x| x.parse::<u16>().ok());
+    if let (Some(lo), Some(hi)) = (it.next(), it.next()) {
+        if min <= hi && lo <= max {
+            tracing::warn!(
+                port_min = min,
+                port_max = max,
+                ephemeral_lo = lo,
+                ephemeral_hi = hi,
+                "media port range overlaps net.ipv4.ip_local_port_range"
+            );
         }
     }
 }

@@ -158,6 +158,6 @@ fn check(backend: Backend, base: u16) {
 
 #[test]
 fn zero_allocations_per_packet_both_backends() {
-    check(Backend::Mmsg, 41600);
-    check(Backend::IoUring, 41700);
+    check(Backend::Mmsg, 12600);
+    check(Backend::IoUring, 12700);
 }

@@ -110,10 +110,10 @@ fn ffmpeg_into_srtp_leg(backend: Backend, base: u16) {
 
 #[test]
 fn ffmpeg_srtp_mmsg() {
-    ffmpeg_into_srtp_leg(Backend::Mmsg, 42200);
+    ffmpeg_into_srtp_leg(Backend::Mmsg, 13200);
 }
 
 #[test]
 fn ffmpeg_srtp_io_uring() {
-    ffmpeg_into_srtp_leg(Backend::IoUring, 42300);
+    ffmpeg_into_srtp_leg(Backend::IoUring, 13300);
 }

@@ -130,10 +130,10 @@ fn interop(backend: Backend, base: u16) {
 
 #[test]
 fn libsrtp_interop_mmsg() {
-    interop(Backend::Mmsg, 41800);
+    interop(Backend::Mmsg, 12800);
 }
 
 #[test]
 fn libsrtp_interop_io_uring() {
-    interop(Backend::IoUring, 41900);
+    interop(Backend::IoUring, 12900);
 }

@@ -153,10 +153,10 @@ fn overload(backend: Backend, base: u16) {
 
 #[test]
 fn overload_mmsg() {
-    overload(Backend::Mmsg, 42000);
+    overload(Backend::Mmsg, 13000);
 }
 
 #[test]
 fn overload_io_uring() {
-    overload(Backend::IoUring, 42100);
+    overload(Backend::IoUring, 13100);
 }

@@ -37,10 +37,10 @@ fn forwards(uring: bool, port: u16) {
 
 #[test]
 fn raw_mmsg_forwards() {
-    forwards(false, 41990);
+    forwards(false, 12990);
 }
 
 #[test]
 fn raw_uring_forwards() {
-    forwards(true, 41992);
+    forwards(true, 12992);
 }

@@ -375,14 +375,14 @@ fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
 }
 
 both_backends! {
-    latching => 41000;
-    relatch_policy => 41010;
-    rtcp_mux_and_port_plus_one => 41020;
-    stun_binding_answer => 41030;
-    replay_rejected => 41040;
-    tampered_rejected => 41050;
-    inactivity_event => 41060;
-    stale_generation_is_noop => 41070;
-    full_ring_is_error => 41080;
-    flags_off_forward_to_signalled => 41090;
+    latching => 12000;
+    relatch_policy => 12010;
+    rtcp_mux_and_port_plus_one => 12020;
+    stun_binding_answer => 12030;
+    replay_rejected => 12040;
+    tampered_rejected => 12050;
+    inactivity_event => 12060;
+    stale_generation_is_noop => 12070;
+    full_ring_is_error => 12080;
+    flags_off_forward_to_signalled => 12090;
 }
