@@ -266,6 +266,18 @@ const CASES: &[Case] = &[
         says: "same socket as sip.listener[0]",
     },
     Case {
+        edits: &[("[[trunk]]", "[[sip.listener]]\ntransport = \"udp\"\naddress = \"0.0.0.0:5060\"\n\n[[trunk]]")],
+        path: "sip.listener[1].address",
+        at: "\"0.0.0.0:5060\"",
+        says: "same socket as sip.listener[0]",
+    },
+    Case {
+        edits: &[("[[trunk]]", "[[sip.listener]]\ntransport = \"udp\"\naddress = \"127.0.0.1:30010\"\n\n[[trunk]]")],
+        path: "sip.listener[1].address",
+        at: "\"127.0.0.1:30010\"",
+        says: "inside the media port range 30000-39999",
+    },
+    Case {
         edits: &[("address = \"127.0.0.1:5070\"", "address = \"127.0.0.1:5070\"\nacl = [\"10.0.0.0/8\", \"10.1.2.3/16\"]")],
         path: "trunk[0].acl[1]",
         at: "\"10.1.2.3/16\"",
@@ -550,7 +562,11 @@ fn teams_defaults_and_file_content_checks() {
             &format!("cert_chain = \"{key_path}\""),
         )
         .replace(&roots_path, "/nonexistent/roots.pem")
-        .replace("\"127.0.0.1:15062\"", "\"localhost\"");
+        .replace("\"127.0.0.1:15062\"", "\"localhost\"")
+        .replace(
+            "\"sip.pstnhub.microsoft.com\" =",
+            "\"sip.pstnhub.example.com\" =",
+        );
     let d = errors(&bad);
     let paths: Vec<&str> = d.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
@@ -558,6 +574,7 @@ fn teams_defaults_and_file_content_checks() {
         [
             "teams.cert_chain",
             "teams.trusted_roots",
+            "teams.resolve.\"sip.pstnhub.example.com\"",
             "teams.resolve.\"sip2.pstnhub.microsoft.com\""
         ],
         "{d:#?}"
@@ -572,7 +589,9 @@ fn teams_defaults_and_file_content_checks() {
         check_files: false,
         ..opts()
     };
-    let fixed = bad.replace("\"localhost\"", "\"127.0.0.1:15062\"");
+    let fixed = bad
+        .replace("\"localhost\"", "\"127.0.0.1:15062\"")
+        .replace("pstnhub.example.com", "pstnhub.microsoft.com");
     Config::from_toml(&fixed, Path::new("/"), &no_files).unwrap_or_else(|d| panic!("{d:#?}"));
 }
 

@@ -182,6 +182,25 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let trunks = super::check_peers::trunks(raw, sip.as_ref(), c);
     let routes = super::check_peers::routes(raw, c);
     let teams = super::check_peers::teams(raw, sip.as_ref(), c);
+    if let (Some(sip), Some(media)) = (&sip, &media) {
+        // Every listener was valid, so listener indices match the file.
+        for (i, l) in sip.listeners.iter().enumerate() {
+            let (lo, hi) = (media.ports.min(), media.ports.max());
+            let port = l.address.port();
+            if !l.transport.is_stream()
+                && (lo..=hi).contains(&port)
+                && ips_overlap(l.address.ip(), media.bind_ip)
+            {
+                c.err(
+                    format!("sip.listener[{i}].address"),
+                    format!(
+                        "UDP port {port} lies inside the media port range {}",
+                        media.ports
+                    ),
+                );
+            }
+        }
+    }
     if !c.diags.is_empty() {
         return None;
     }
@@ -239,7 +258,8 @@ fn sip(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipConfig> {
     // Two listeners may not share a socket: UDP with UDP, or any two TCP-based transports.
     for (n, (i, a)) in listeners.iter().enumerate() {
         if let Some((j, b)) = listeners.iter().take(n).find(|(_, b)| {
-            b.address == a.address && b.transport.is_stream() == a.transport.is_stream()
+            sockets_overlap(b.address, a.address)
+                && b.transport.is_stream() == a.transport.is_stream()
         }) {
             c.err(
                 format!("sip.listener[{i}].address"),
@@ -283,6 +303,16 @@ fn sip(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipConfig> {
         limits: limits?,
         session_timer,
     })
+}
+
+/// True when binding both addresses would collide: same address, or same port where one
+/// side is the wildcard of the same family.
+fn sockets_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && ips_overlap(a.ip(), b.ip())
+}
+
+fn ips_overlap(a: IpAddr, b: IpAddr) -> bool {
+    a == b || (a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified()))
 }
 
 fn listener(i: usize, l: &RawListener, c: &mut Checker<'_>) -> Option<ListenerConfig> {
@@ -485,7 +515,8 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
     let advertised_ip = match (&m.advertised_ip, bind_ip) {
         (Some(a), _) => c.ip("media.advertised_ip", a),
         (None, Some(b)) if !b.is_unspecified() => Some(b),
-        (None, _) => {
+        (None, None) => None, // bind_ip is wrong: already reported.
+        (None, Some(_)) => {
             c.err(
                 "media.advertised_ip",
                 "required (the address peers send media to) unless bind_ip is a specific address",

@@ -13,7 +13,7 @@ use super::model::{
     TrunkConfig,
 };
 use super::raw::{RawConfig, RawTranslation, RawTrunk, Transport};
-use super::types::{Cidr, Fqdn, HostPort, TrunkName};
+use super::types::{Cidr, Fqdn, Host, HostPort, TrunkName};
 
 /// Compiled size limit of a route regex (bytes of the compiled program).
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -425,6 +425,18 @@ pub(super) fn teams(
         let p = format!("teams.resolve.{}", path_key(name));
         let n = c.ok(&p, Fqdn::parse(name));
         let a = c.sockaddr(&p, addr);
+        if let Some(n) = &n {
+            let is_proxy = proxies
+                .iter()
+                .any(|hp| matches!(&hp.host, Host::Name(h) if h == n));
+            if !is_proxy && proxies.len() == t.proxies.len() {
+                c.err(
+                    &p,
+                    format!("{n} is not the host of any teams.proxies entry"),
+                );
+                ok = false;
+            }
+        }
         match (n, a) {
             (Some(n), Some(a)) => {
                 resolve.insert(n, a);
