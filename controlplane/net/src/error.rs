@@ -36,6 +36,9 @@ pub enum NetError {
         /// Destination.
         remote: SocketAddr,
     },
+    /// No TLS listener is bound to this address.
+    #[error("no TLS listener on {0}")]
+    UnknownListener(SocketAddr),
     /// The connection named by `conn` is closed (RFC 3261 §18.2.2: the response must then
     /// go to a new connection or fail).
     #[error("connection {0} is closed")]

@@ -18,7 +18,7 @@
 //! | receive | [`TransportEvent::Message`]`(`[`Inbound`]`)`, plus `ConnectionOpened`, `ConnectionClosed`, `FramingError`, `SendFailed` |
 //! | send (never waits) | [`SipTransports::send`]`(`[`Outbound`]`) -> Result<Option<ConnId>, NetError>` |
 //! | close a connection | [`SipTransports::close`]`(ConnId) -> bool` |
-//! | reload certificates (SIGHUP) | [`SipTransports::reload_tls`], [`SipTransports::set_tls_client`] |
+//! | reload certificates (SIGHUP) | [`SipTransports::reload_tls`] (re-read the same files), [`SipTransports::set_listener_tls`]`(local, TlsServerSettings)`, [`SipTransports::set_tls_client`]`(Option<TlsClientSettings>)` |
 //! | counters for metrics | [`SipTransports::counters`]`().snapshot() -> `[`NetCountersSnapshot`] |
 //! | stop | [`SipTransports::shutdown`], or drop the last clone |
 //!

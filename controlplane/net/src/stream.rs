@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{ListenerConfig, Transport};
+use crate::config::Transport;
 use crate::counters::inc;
 use crate::error::NetError;
 use crate::event::{CloseReason, ConnId, Inbound, TransportEvent};
@@ -48,12 +48,11 @@ struct ConnInfo {
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
-    cfg: ListenerConfig,
+    transport: Transport,
     local: SocketAddr,
     tls: Option<ServerConfigCell>,
 ) {
     let mut shutdown = shared.shutdown_rx();
-    let cfg = Arc::new(cfg);
     loop {
         let (sock, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -70,9 +69,8 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let cell = tls.clone();
-        let cfg = Arc::clone(&cfg);
         tokio::spawn(async move {
-            accepted(slot, sock, &cfg, local, remote, cell).await;
+            accepted(slot, sock, transport, local, remote, cell).await;
         });
     }
 }
@@ -80,7 +78,7 @@ pub(crate) async fn accept_loop(
 async fn accepted(
     mut slot: ConnSlot,
     sock: TcpStream,
-    cfg: &ListenerConfig,
+    transport: Transport,
     local: SocketAddr,
     remote: SocketAddr,
     tls: Option<ServerConfigCell>,
@@ -100,8 +98,8 @@ async fn accepted(
         opened_then_run(slot, sock, info, rx).await;
         return;
     };
-    let config = Arc::clone(&cell.read().unwrap_or_else(|p| p.into_inner()));
-    let handshake = TlsAcceptor::from(config).accept(sock);
+    let side = Arc::clone(&cell.read().unwrap_or_else(|p| p.into_inner()));
+    let handshake = TlsAcceptor::from(Arc::clone(&side.config)).accept(sock);
     let stream = match timeout(shared.limits.connect_timeout, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) | Err(_) => {
@@ -115,12 +113,8 @@ async fn accepted(
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|leaf| tls::leaf_dns_names(leaf).unwrap_or_default());
-    let expected = cfg
-        .tls
-        .as_ref()
-        .map(|t| t.expected_client_names.as_slice())
-        .unwrap_or_default();
-    if cfg.transport == Transport::Mtls || names.is_some() {
+    let expected = side.settings.expected_client_names.as_slice();
+    if transport == Transport::Mtls || names.is_some() {
         let ok = names
             .as_deref()
             .is_some_and(|n| tls::names_acceptable(expected, n));
@@ -131,11 +125,11 @@ async fn accepted(
             return;
         }
     }
-    let (id, tx, rx) = shared.register(&mut slot, cfg.transport, remote, None);
+    let (id, tx, rx) = shared.register(&mut slot, transport, remote, None);
     drop(tx);
     let info = ConnInfo {
         id,
-        transport: cfg.transport,
+        transport,
         local,
         remote,
         tls_peer_names: names.map(Arc::from),

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Limits, ListenerConfig, TlsClientSettings, Transport, TransportConfig};
+use crate::config::{Limits, TlsClientSettings, TlsServerSettings, Transport, TransportConfig};
 use crate::counters::{dec, inc, NetCounters};
 use crate::error::{NetError, TlsConfigError};
 use crate::event::{ConnId, Outbound, TransportEvent};
@@ -18,9 +18,27 @@ use crate::stream;
 use crate::tls;
 use crate::udp::{self, UdpListener};
 
-/// A hot-swappable TLS server configuration: new handshakes use the current value,
-/// established connections keep theirs.
-pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerConfig>>>;
+/// The TLS side of one listener: the settings it was built from and the rustls config.
+#[derive(Debug)]
+pub(crate) struct ServerTls {
+    pub(crate) transport: Transport,
+    pub(crate) settings: TlsServerSettings,
+    pub(crate) config: Arc<ServerConfig>,
+}
+
+impl ServerTls {
+    fn build(transport: Transport, settings: TlsServerSettings) -> Result<Self, TlsConfigError> {
+        Ok(ServerTls {
+            transport,
+            config: tls::server_config(transport, &settings)?,
+            settings,
+        })
+    }
+}
+
+/// A hot-swappable TLS server side: new handshakes (and their name check) use the current
+/// value, established connections keep theirs.
+pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerTls>>>;
 
 /// An open (or opening) stream connection as the send path sees it.
 #[derive(Debug)]
@@ -186,8 +204,8 @@ struct Inner {
     shutdown_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addrs: Vec<(Transport, SocketAddr)>,
-    /// (local address, transport, configured settings, live config) per TLS listener.
-    tls_servers: Vec<(SocketAddr, ListenerConfig, ServerConfigCell)>,
+    /// (local address, live TLS side) per TLS listener.
+    tls_servers: Vec<(SocketAddr, ServerConfigCell)>,
     tls_client_settings: Mutex<Option<TlsClientSettings>>,
 }
 
@@ -234,7 +252,8 @@ impl SipTransports {
                     .tls
                     .as_ref()
                     .ok_or(TlsConfigError::MissingSettings(l.addr))?;
-                Some(Arc::new(RwLock::new(tls::server_config(l.transport, s)?)))
+                let side = ServerTls::build(l.transport, s.clone())?;
+                Some(Arc::new(RwLock::new(Arc::new(side))))
             } else {
                 None
             };
@@ -246,9 +265,9 @@ impl SipTransports {
             let local = listener.local_addr()?;
             local_addrs.push((l.transport, local));
             if let Some(c) = &cell {
-                tls_servers.push((local, l.clone(), Arc::clone(c)));
+                tls_servers.push((local, Arc::clone(c)));
             }
-            tcp.push((listener, l.clone(), local, cell));
+            tcp.push((listener, l.transport, local, cell));
         }
 
         let (events, rx) = mpsc::channel(config.event_queue.max(1));
@@ -272,8 +291,8 @@ impl SipTransports {
                 tasks.push(shared.runtime.spawn(fut));
             }
         }
-        for (listener, cfg, local, cell) in tcp {
-            let fut = stream::accept_loop(Arc::clone(&shared), listener, cfg, local, cell);
+        for (listener, transport, local, cell) in tcp {
+            let fut = stream::accept_loop(Arc::clone(&shared), listener, transport, local, cell);
             tasks.push(shared.runtime.spawn(fut));
         }
 
@@ -433,12 +452,9 @@ impl SipTransports {
     /// the new certificates; established connections are kept.
     pub fn reload_tls(&self) -> Result<(), NetError> {
         let mut fresh = Vec::new();
-        for (_, l, cell) in &self.inner.tls_servers {
-            let s = l
-                .tls
-                .as_ref()
-                .ok_or(TlsConfigError::MissingSettings(l.addr))?;
-            fresh.push((cell, tls::server_config(l.transport, s)?));
+        for (_, cell) in &self.inner.tls_servers {
+            let cur = Arc::clone(&cell.read().unwrap_or_else(|p| p.into_inner()));
+            fresh.push((cell, ServerTls::build(cur.transport, cur.settings.clone())?));
         }
         let client = {
             let s = self
@@ -451,8 +467,8 @@ impl SipTransports {
                 None => None,
             }
         };
-        for (cell, cfg) in fresh {
-            *cell.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        for (cell, side) in fresh {
+            *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(side);
         }
         *self
             .inner
@@ -460,6 +476,26 @@ impl SipTransports {
             .tls_client
             .write()
             .unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
+    }
+
+    /// Replaces the TLS settings of the listener bound to `local` (certificate, key,
+    /// client CA, expected client names). On error nothing changes.
+    pub fn set_listener_tls(
+        &self,
+        local: SocketAddr,
+        settings: TlsServerSettings,
+    ) -> Result<(), NetError> {
+        let cell = self
+            .inner
+            .tls_servers
+            .iter()
+            .find(|(a, _)| *a == local)
+            .map(|(_, c)| c)
+            .ok_or(NetError::UnknownListener(local))?;
+        let transport = cell.read().unwrap_or_else(|p| p.into_inner()).transport;
+        let side = ServerTls::build(transport, settings)?;
+        *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(side);
         Ok(())
     }
 

@@ -154,6 +154,28 @@ async fn mtls_in_process_checks_chain_and_expected_names() {
         // Neither produced a message.
         no_event(&mut srx, Duration::from_millis(300)).await;
         assert_eq!(srv.counters().snapshot().messages_in(Transport::Mtls), 1);
+
+        // Widen the expected names at run time: the same client certificate now passes.
+        let wider = server_settings(
+            &srv_leaf,
+            Some(ca.path()),
+            &["*.pstnhub.test", ".elsewhere.test"],
+        );
+        srv.set_listener_tls(addr, wider).expect("set listener tls");
+        let (cli4, _crx4) = client(client_settings(&ca, Some(&wrong))).await;
+        let req = options("mtls-wider", "");
+        cli4.send(tls_out(addr, "sbc.test", req.clone()))
+            .expect("send");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["sip.elsewhere.test".to_owned()][..])
+        );
+        let e = srv
+            .set_listener_tls(localhost(), server_settings(&srv_leaf, None, &[]))
+            .expect_err("no such listener");
+        assert!(matches!(e, NetError::UnknownListener(_)), "{e}");
     })
     .await
     .expect("test timed out");
