@@ -70,6 +70,33 @@ pub struct NetCountersSnapshot {
 }
 
 impl NetCountersSnapshot {
+    /// Visits every counter as `(metric name, transport label, value)`, for export (e.g.
+    /// Prometheus `portcullis_sip_<name>{transport="udp"}`). Names are stable.
+    pub fn for_each(&self, mut f: impl FnMut(&'static str, Option<Transport>, u64)) {
+        for t in Transport::ALL {
+            let i = t.index();
+            f("messages_in_total", Some(t), self.messages_in[i]);
+            f("messages_out_total", Some(t), self.messages_out[i]);
+            f("bytes_in_total", Some(t), self.bytes_in[i]);
+            f("bytes_out_total", Some(t), self.bytes_out[i]);
+        }
+        f("connections_open", None, self.connections_open);
+        f("connections_total", None, self.connections_total);
+        f("connections_refused_total", None, self.connections_refused);
+        f("idle_closes_total", None, self.idle_closes);
+        f("oversize_drops_total", None, self.oversize_drops);
+        f("framing_errors_total", None, self.framing_errors);
+        f(
+            "tls_handshake_failures_total",
+            None,
+            self.tls_handshake_failures,
+        );
+        f("tls_name_rejections_total", None, self.tls_name_rejections);
+        f("keepalives_total", None, self.keepalives);
+        f("event_queue_drops_total", None, self.event_queue_drops);
+        f("send_failures_total", None, self.send_failures);
+    }
+
     /// Messages received on `t`.
     pub fn messages_in(&self, t: Transport) -> u64 {
         self.messages_in[t.index()]
@@ -128,5 +155,52 @@ impl NetCounters {
             s.bytes_out[i] = get(&c.bytes_out);
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_is_visited_once() {
+        // Distinct values per field show each field is visited under its own name.
+        let mut s = NetCountersSnapshot::default();
+        let mut v = 1;
+        let mut next = || {
+            v += 1;
+            v
+        };
+        for i in 0..4 {
+            s.messages_in[i] = next();
+            s.messages_out[i] = next();
+            s.bytes_in[i] = next();
+            s.bytes_out[i] = next();
+        }
+        s.connections_open = next();
+        s.connections_total = next();
+        s.connections_refused = next();
+        s.idle_closes = next();
+        s.oversize_drops = next();
+        s.framing_errors = next();
+        s.tls_handshake_failures = next();
+        s.tls_name_rejections = next();
+        s.keepalives = next();
+        s.event_queue_drops = next();
+        s.send_failures = next();
+        let mut seen = Vec::new();
+        s.for_each(|name, t, val| seen.push((name, t, val)));
+        assert_eq!(seen.len(), 16 + 11);
+        let mut vals: Vec<u64> = seen.iter().map(|x| x.2).collect();
+        vals.sort_unstable();
+        vals.dedup();
+        assert_eq!(vals.len(), seen.len(), "a field was visited twice");
+        let mut keys: Vec<_> = seen
+            .iter()
+            .map(|x| (x.0, x.1.map(Transport::index)))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), seen.len(), "duplicate metric name/label");
     }
 }

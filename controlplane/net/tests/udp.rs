@@ -62,6 +62,11 @@ async fn options_echo_through_two_reuseport_sockets() {
         let c = net.counters().snapshot();
         assert_eq!(c.messages_in(Transport::Udp), 8);
         assert_eq!(c.messages_out(Transport::Udp), 8);
+        let bytes: u64 = (0..8)
+            .map(|i| options(&format!("udp{i}"), "").len() as u64)
+            .sum();
+        assert_eq!(c.bytes_in[Transport::Udp.index()], bytes);
+        assert_eq!(c.bytes_out[Transport::Udp.index()], bytes);
         assert_eq!(c.oversize_drops, 0);
     })
     .await
