@@ -68,6 +68,22 @@ async fn options_echo_through_two_reuseport_sockets() {
         assert_eq!(c.bytes_in[Transport::Udp.index()], bytes);
         assert_eq!(c.bytes_out[Transport::Udp.index()], bytes);
         assert_eq!(c.oversize_drops, 0);
+
+        // The listener's sockets carry SO_REUSEPORT: another reuseport socket of the same
+        // user can join the port, a plain one cannot.
+        let plain = std::net::UdpSocket::bind(server);
+        assert!(
+            plain.is_err(),
+            "port must be taken for non-reuseport sockets"
+        );
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("socket");
+        s.set_reuse_port(true).expect("reuseport");
+        s.bind(&server.into()).expect("joins the reuseport group");
     })
     .await
     .expect("test timed out");
