@@ -13,7 +13,7 @@
 //! | check a request/response before a transaction or UA uses it | [`validate_request`], [`validate_response`] |
 //! | answer a malformed request (or decide to drop) | [`error_response`] → [`ErrorAction`] |
 //! | TCP/TLS framing, CRLF keepalive (RFC 5626 §3.5.1) | [`StreamFramer`] → [`Frame`] |
-//! | build / edit / serialise | [`Request::builder`], [`Response::to`] (RFC 3261 §8.2.6), [`OwnedMessage`] (`request`, `response_to`, `from_message`, `push`, `push_front`, `set`, `remove`, `set_request_uri`, `set_body`, `to_bytes`, `write_to_slice`) |
+//! | build / edit / serialise | [`Request::builder`], [`Response::to`] (RFC 3261 §8.2.6), [`OwnedMessage`] (`request`, `response_to`, `from_message`, `push`, `push_front`, `set`, `remove`, `set_header_uri`, `set_to_tag`, `set_request_uri`, `set_body`, `to_bytes`, `write_to_slice`) |
 //! | URIs | [`Uri`], [`SipUri`], [`TelUri`], [`Host`], [`percent_decode`], [`escape_user`] |
 //! | SDP | [`sdp`] |
 //!

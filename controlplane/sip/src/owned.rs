@@ -562,6 +562,51 @@ impl OwnedMessage {
         self
     }
 
+    /// Replaces the URI of the first element of the first `kind` header (From, To,
+    /// Contact, Route, Refer-To, ...), keeping its display name and header
+    /// parameters; the URI is written in `<>` (RFC 3261 §20.10 makes that safe for
+    /// any URI). Returns the error when the current value is not a name-addr.
+    pub fn set_header_uri(&mut self, kind: HeaderName, uri: &str) -> Result<(), ParseError> {
+        let pos = self
+            .headers
+            .iter()
+            .position(|e| e.kind == kind)
+            .ok_or(ParseError::MissingHeader(kind))?;
+        let e = self
+            .headers
+            .get(pos)
+            .copied()
+            .ok_or(ParseError::MissingHeader(kind))?;
+        let current = self.span(e.value).to_owned();
+        let mut elements = crate::grammar::CommaSplit::new(&current);
+        let first = elements.next().ok_or(ParseError::BadHeader(kind))?;
+        let na = NameAddr::parse(first, kind)?;
+        let mut v = String::with_capacity(current.len() + uri.len());
+        if let Some(d) = na.display_name {
+            if na.display_quoted {
+                v.push('"');
+                v.push_str(d);
+                v.push('"');
+            } else {
+                v.push_str(d);
+            }
+            v.push(' ');
+        }
+        v.push('<');
+        v.push_str(uri);
+        v.push('>');
+        v.push_str(na.params.as_str());
+        for rest in elements {
+            v.push_str(", ");
+            v.push_str(rest);
+        }
+        let span = self.intern(&v);
+        if let Some(e) = self.headers.get_mut(pos) {
+            e.value = span;
+        }
+        Ok(())
+    }
+
     /// Rewrites the Request-URI (no effect on a response).
     pub fn set_request_uri(&mut self, uri: &str) -> &mut Self {
         let span = self.intern(uri);
@@ -834,6 +879,37 @@ v=0\n";
         let mut big = vec![0u8; 4096];
         let n = m.write_to_slice(&mut big).unwrap();
         assert_eq!(&big[..n], &bytes[..]);
+    }
+
+    #[test]
+    fn rewrite_header_uris() {
+        let raw = b"INVITE sip:a@b SIP/2.0\r\nFrom: \"Al \\\"x\\\"\" <sip:+1555@pbx>;tag=9\r\nTo: sip:+1666@trunk\r\nContact: <sip:a@10.0.0.1>;expires=60, <sip:b@10.0.0.2>\r\n\r\n";
+        let req = Message::parse(raw).unwrap();
+        let mut m = req.to_owned_message();
+        m.set_header_uri(HeaderName::From, "sip:+1555@sbc.example.com")
+            .unwrap();
+        m.set_header_uri(HeaderName::To, "tel:+1666").unwrap();
+        m.set_header_uri(
+            HeaderName::Contact,
+            "sip:sbc@sbc.example.com:5061;transport=tls",
+        )
+        .unwrap();
+        assert!(m.set_header_uri(HeaderName::Route, "sip:x").is_err());
+        let b = m.to_bytes();
+        let p = Message::parse(&b).unwrap();
+        let from = p.from().unwrap();
+        assert_eq!(from.uri.as_str(), "sip:+1555@sbc.example.com");
+        assert_eq!(from.display().unwrap(), "Al \"x\"");
+        assert_eq!(from.tag(), Some("9"));
+        assert_eq!(p.to().unwrap().uri.as_str(), "tel:+1666");
+        let contacts: Vec<_> = p.contacts().map(|c| c.unwrap()).collect();
+        assert_eq!(contacts.len(), 2);
+        assert_eq!(contacts[0].expires(), Some(60));
+        assert_eq!(
+            contacts[0].addr().unwrap().uri.as_str(),
+            "sip:sbc@sbc.example.com:5061;transport=tls"
+        );
+        assert_eq!(contacts[1].addr().unwrap().uri.as_str(), "sip:b@10.0.0.2");
     }
 
     #[test]
