@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dialog;
+pub mod digest;
 pub mod time;
 pub mod transaction;
 
