@@ -43,6 +43,7 @@ mod framer;
 pub mod grammar;
 pub mod header;
 mod message;
+mod method;
 mod owned;
 mod params;
 pub mod sdp;
@@ -56,7 +57,8 @@ pub use header::{
     SessionExpires, Via,
 };
 pub use message::{Message, RequestLine, StartLine, StatusLine};
-pub use owned::{Method, OwnedMessage, Request, Response};
+pub use method::{Method, Request, Response};
+pub use owned::OwnedMessage;
 pub use params::{Param, Params};
 pub use uri::{escape_user, percent_decode, Host, SipUri, TelUri, Uri, UriParams};
 pub use validate::{error_response, validate_request, validate_response, ErrorAction};

@@ -7,94 +7,10 @@
 //! reparsed. Serialisation writes canonical names (long form), unfolds values,
 //! and always emits a `Content-Length` that matches the body.
 
-use std::fmt;
-
 use crate::error::{BufferTooSmall, ParseError};
 use crate::header::{CSeq, HeaderName, NameAddr, Via};
 use crate::message::{Message, StartLine};
-
-/// The methods RFC 3261 and its common extensions define.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// RFC 3261.
-    Invite,
-    /// RFC 3261.
-    Ack,
-    /// RFC 3261.
-    Bye,
-    /// RFC 3261.
-    Cancel,
-    /// RFC 3261.
-    Options,
-    /// RFC 3261.
-    Register,
-    /// RFC 3262.
-    Prack,
-    /// RFC 6665.
-    Subscribe,
-    /// RFC 6665.
-    Notify,
-    /// RFC 3903.
-    Publish,
-    /// RFC 6086.
-    Info,
-    /// RFC 3515.
-    Refer,
-    /// RFC 3428.
-    Message,
-    /// RFC 3311.
-    Update,
-}
-
-impl Method {
-    const ALL: [Method; 14] = [
-        Method::Invite,
-        Method::Ack,
-        Method::Bye,
-        Method::Cancel,
-        Method::Options,
-        Method::Register,
-        Method::Prack,
-        Method::Subscribe,
-        Method::Notify,
-        Method::Publish,
-        Method::Info,
-        Method::Refer,
-        Method::Message,
-        Method::Update,
-    ];
-
-    /// The method token.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Invite => "INVITE",
-            Method::Ack => "ACK",
-            Method::Bye => "BYE",
-            Method::Cancel => "CANCEL",
-            Method::Options => "OPTIONS",
-            Method::Register => "REGISTER",
-            Method::Prack => "PRACK",
-            Method::Subscribe => "SUBSCRIBE",
-            Method::Notify => "NOTIFY",
-            Method::Publish => "PUBLISH",
-            Method::Info => "INFO",
-            Method::Refer => "REFER",
-            Method::Message => "MESSAGE",
-            Method::Update => "UPDATE",
-        }
-    }
-
-    /// Recognises a method token (case-sensitive, RFC 3261 §7.1); `None` for extensions.
-    pub fn from_token(t: &str) -> Option<Method> {
-        Self::ALL.into_iter().find(|m| m.as_str() == t)
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::method::Method;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -764,33 +680,6 @@ fn fmt_usize(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     buf.get(k..).unwrap_or_default()
 }
 
-/// Entry point for building requests: `Request::builder(Method::Invite, uri)`.
-#[derive(Debug, Clone, Copy)]
-pub struct Request;
-
-impl Request {
-    /// Same as [`OwnedMessage::request`].
-    pub fn builder(method: Method, uri: &str) -> OwnedMessage {
-        OwnedMessage::request(method, uri)
-    }
-}
-
-/// Entry point for building responses.
-#[derive(Debug, Clone, Copy)]
-pub struct Response;
-
-impl Response {
-    /// Same as [`OwnedMessage::response_to`] (RFC 3261 §8.2.6).
-    pub fn to(req: &Message<'_>, code: u16, reason: &str) -> OwnedMessage {
-        OwnedMessage::response_to(req, code, reason)
-    }
-
-    /// Same as [`OwnedMessage::response`]: a bare response to fill in.
-    pub fn builder(code: u16, reason: &str) -> OwnedMessage {
-        OwnedMessage::response(code, reason)
-    }
-}
-
 impl Message<'_> {
     /// An editable copy (see [`OwnedMessage::from_message`]).
     pub fn to_owned_message(&self) -> OwnedMessage {
@@ -801,6 +690,7 @@ impl Message<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::method::{Request, Response};
 
     const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
@@ -927,7 +817,7 @@ v=0\n";
 
     #[test]
     fn build_request_from_parts() {
-        let mut r = OwnedMessage::request(
+        let mut r = Request::builder(
             Method::Options,
             "sip:sip.pstnhub.microsoft.com:5061;transport=tls",
         );
