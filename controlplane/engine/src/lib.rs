@@ -53,6 +53,7 @@
 //! above. B2BUA tests implement `SimNode` for their own engine.
 #![forbid(unsafe_code)]
 
+pub mod cdr;
 pub mod dialog;
 pub mod digest;
 pub mod time;

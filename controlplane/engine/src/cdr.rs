@@ -1,0 +1,188 @@
+//! Call detail records: one [`CdrRecord`] per call, written as one JSON line
+//! ([`CdrRecord::to_json_line`], JSON Lines).
+//!
+//! Invariants: the JSON field order is the declaration order below (serde
+//! derives serialize struct fields in order, so two runs produce identical
+//! bytes); a line never contains a raw newline (JSON escapes control
+//! characters inside strings) and ends with exactly one `\n`. Timestamps are
+//! wall-clock milliseconds since the UNIX epoch, supplied by the caller (the
+//! engine never reads a clock).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Who hung up a normally cleared call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    /// The A side (our UAS leg).
+    Caller,
+    /// The B side (our UAC leg).
+    Callee,
+}
+
+/// Why a call ended. Serialized as `{"kind": "...", ...}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndReason {
+    /// BYE after answer.
+    NormalClearing {
+        /// Who sent the BYE.
+        by: Party,
+    },
+    /// CANCEL before answer (RFC 3261 §9).
+    Cancelled,
+    /// A final failure response ended the call (ours or relayed).
+    Rejected {
+        /// The status sent to the caller.
+        status: u16,
+    },
+    /// No route matched the called number.
+    NoRoute,
+    /// No answer in time, or every target timed out.
+    Timeout,
+    /// The data plane saw no media for the inactivity timeout.
+    MediaInactivity,
+    /// The session timer ran out without a refresh (RFC 4028 §10).
+    SessionExpired,
+    /// The appliance shut down (drain expired, `release_all`).
+    Shutdown,
+    /// An operator terminated the call through the admin API.
+    Terminated,
+}
+
+/// One call leg (A: caller ↔ us; B: us ↔ callee).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegRecord {
+    /// The leg's SIP Call-ID.
+    pub call_id: String,
+    /// From URI.
+    pub from: String,
+    /// To URI.
+    pub to: String,
+    /// Trunk name.
+    pub trunk: String,
+    /// The peer's signalling address.
+    pub remote: SocketAddr,
+}
+
+/// A number as received and as sent on (after translation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberRecord {
+    /// As received on the A leg.
+    pub original: String,
+    /// As sent on the B leg (equal to `original` without translation or
+    /// when no B leg was attempted).
+    pub translated: String,
+}
+
+impl NumberRecord {
+    /// A number with its translation.
+    #[must_use]
+    pub fn new(original: impl Into<String>, translated: impl Into<String>) -> Self {
+        Self {
+            original: original.into(),
+            translated: translated.into(),
+        }
+    }
+
+    /// A number that was not translated.
+    #[must_use]
+    pub fn same(number: impl Into<String>) -> Self {
+        let n = number.into();
+        Self {
+            translated: n.clone(),
+            original: n,
+        }
+    }
+}
+
+/// Media counters of one side: what its peer sent us (`rx_*`) and what we
+/// sent it (`tx_*`). `lost`/`jitter_us` are `null` when the data plane did
+/// not measure them (e.g. no RTCP, SRTP failure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaSideRecord {
+    /// Packets received from this side's peer.
+    pub rx_packets: u64,
+    /// Bytes received from this side's peer.
+    pub rx_bytes: u64,
+    /// Packets sent to this side's peer.
+    pub tx_packets: u64,
+    /// Bytes sent to this side's peer.
+    pub tx_bytes: u64,
+    /// Packets lost from this side's peer (RFC 3550 §6.4.1 cumulative).
+    pub lost: Option<u64>,
+    /// Interarrival jitter of this side's stream, microseconds (RFC 3550 §6.4.1).
+    pub jitter_us: Option<u32>,
+}
+
+/// Media counters of both sides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    /// The caller's side.
+    pub a: MediaSideRecord,
+    /// The callee's side.
+    pub b: MediaSideRecord,
+}
+
+/// One call detail record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdrRecord {
+    /// The engine's call id (unique per process run).
+    pub call_id: u64,
+    /// The caller's leg.
+    pub a_leg: LegRecord,
+    /// The callee's leg (the last target tried); `None` if none was attempted.
+    pub b_leg: Option<LegRecord>,
+    /// Calling number before/after translation.
+    pub calling: NumberRecord,
+    /// Called number before/after translation.
+    pub called: NumberRecord,
+    /// The route that matched; `None` for [`EndReason::NoRoute`] and
+    /// rejections before routing.
+    pub route: Option<String>,
+    /// When the INVITE arrived (ms since the UNIX epoch).
+    pub setup_at_ms: u64,
+    /// When the 200 OK was relayed; `None` if never answered.
+    pub answer_at_ms: Option<u64>,
+    /// When the call ended.
+    pub end_at_ms: u64,
+    /// Why it ended.
+    pub end_reason: EndReason,
+    /// The final status sent to the caller on the INVITE (200 when answered).
+    pub final_status: Option<u16>,
+    /// Media counters; `None` when no media was allocated.
+    pub media: Option<MediaRecord>,
+}
+
+impl CdrRecord {
+    /// Talk time in ms (answer → end), `None` if never answered.
+    #[must_use]
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.answer_at_ms.map(|a| self.end_at_ms.saturating_sub(a))
+    }
+
+    /// Setup time in ms (INVITE → answer, or → end when unanswered).
+    #[must_use]
+    pub fn setup_ms(&self) -> u64 {
+        self.answer_at_ms
+            .unwrap_or(self.end_at_ms)
+            .saturating_sub(self.setup_at_ms)
+    }
+
+    /// One JSON object on one line, terminated by `\n` (JSON Lines).
+    #[must_use]
+    pub fn to_json_line(&self) -> String {
+        // Serialization of these plain types cannot fail (no maps with
+        // non-string keys, no fallible Serialize impls).
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Parses one line written by [`CdrRecord::to_json_line`].
+    pub fn from_json_line(line: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(line.trim_end_matches(['\n', '\r']))
+    }
+}
