@@ -353,8 +353,12 @@ impl OwnedMessage {
 
     // ---- editing ----
 
-    /// Appends a known header (use [`OwnedMessage::push_named`] for others).
+    /// Appends a known header (use [`OwnedMessage::push_named`] for others;
+    /// `HeaderName::Other` has no name and is ignored here).
     pub fn push(&mut self, kind: HeaderName, value: &str) -> &mut Self {
+        if kind == HeaderName::Other {
+            return self;
+        }
         let value = self.intern(value);
         self.headers.push(Entry {
             kind,
@@ -375,6 +379,9 @@ impl OwnedMessage {
 
     /// Inserts a known header before the first header (e.g. a new top Via, §16.6 step 8).
     pub fn push_front(&mut self, kind: HeaderName, value: &str) -> &mut Self {
+        if kind == HeaderName::Other {
+            return self;
+        }
         let value = self.intern(value);
         self.headers.insert(
             0,
@@ -388,8 +395,11 @@ impl OwnedMessage {
     }
 
     /// Replaces the first header of `kind` with `value` and removes the others;
-    /// appends when absent.
+    /// appends when absent (`HeaderName::Other` is ignored: use the `_named` calls).
     pub fn set(&mut self, kind: HeaderName, value: &str) -> &mut Self {
+        if kind == HeaderName::Other {
+            return self;
+        }
         let span = self.intern(value);
         match self.headers.iter().position(|e| e.kind == kind) {
             Some(first) => {
@@ -748,6 +758,10 @@ v=0\n";
                 b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\n".to_vec(),
             );
         assert_eq!(m.remove_named("x-custom"), 1);
+        let before = m.encoded_len();
+        m.push(HeaderName::Other, "nameless")
+            .set(HeaderName::Other, "x");
+        assert_eq!(m.encoded_len(), before);
         let bytes = m.to_bytes();
         let p = Message::parse(&bytes).unwrap();
         assert_eq!(p.request_uri().unwrap().as_str(), "sip:bob@192.0.2.4:5060");
