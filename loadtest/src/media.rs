@@ -1,0 +1,381 @@
+//! Paced RTP generation and reception on a few sockets shared by many streams.
+//!
+//! One media worker thread per configured core owns a handful of UDP sockets. Streams
+//! are spread over a timer wheel of `ptime` one-millisecond buckets (bucket = SSRC mod
+//! ptime), so every tick sends one packet for each stream in its bucket: the load is flat
+//! instead of bursting every `ptime`. Between ticks the worker drains its sockets
+//! (non-blocking, with a per-socket budget) and waits in `ppoll` until the next tick or
+//! the next datagram. Received packets are demultiplexed by SSRC (RFC 3550 §8) into
+//! [`StreamRx`] records.
+//!
+//! Payload layout ([`Probe`]): the first 8 bytes are the monotonic send time in ns since
+//! the run's [`Clock`] epoch (big endian), the next 4 the per-stream sequence number; the
+//! rest is PCMU/PCMA silence up to 160 bytes (20 ms at 8 kHz).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use portcullis_rtp::rtp::RtpPacket;
+
+use crate::stats::StreamRx;
+
+/// RTP fixed header length (RFC 3550 §5.1), no CSRC, no extension.
+pub const RTP_HEADER_LEN: usize = 12;
+/// Bytes of audio per packet at 8 kHz for 20 ms (G.711).
+pub const G711_PAYLOAD_20MS: usize = 160;
+/// Largest datagram we accept.
+const RX_BUF: usize = 2048;
+/// Packets drained from one socket per loop iteration.
+const RX_BUDGET: usize = 256;
+/// Commands taken per loop iteration.
+const CMD_BUDGET: usize = 4096;
+/// Timer wheel tick.
+const TICK_NS: u64 = 1_000_000;
+
+/// Monotonic time since the start of the run, shared by senders and receivers in one
+/// process so one-way latency needs no clock synchronisation.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// A clock whose epoch is now.
+    pub fn new() -> Self {
+        Self(Instant::now())
+    }
+    /// Nanoseconds since the epoch.
+    pub fn ns(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe carried in every payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Per-stream sequence, 0-based, never wraps within a run.
+    pub seq: u32,
+    /// Send time, ns since the [`Clock`] epoch.
+    pub sent_ns: u64,
+}
+
+/// Writes an RTP packet (V=2, no padding/extension/CSRC) carrying `probe` into `buf`,
+/// returning its length. `payload_len` is clamped to at least the 12 probe bytes.
+pub fn build_packet(
+    buf: &mut [u8],
+    pt: u8,
+    ssrc: u32,
+    probe: Probe,
+    payload_len: usize,
+) -> Option<usize> {
+    let payload_len = payload_len.max(12);
+    let len = RTP_HEADER_LEN + payload_len;
+    let out = buf.get_mut(..len)?;
+    out[0] = 0x80;
+    out[1] = pt & 0x7f;
+    out[2..4].copy_from_slice(&(probe.seq as u16).to_be_bytes());
+    // RTP timestamp advances by 160 per 20 ms packet at 8 kHz.
+    let ts = probe.seq.wrapping_mul(payload_len as u32);
+    out[4..8].copy_from_slice(&ts.to_be_bytes());
+    out[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    out[12..20].copy_from_slice(&probe.sent_ns.to_be_bytes());
+    out[20..24].copy_from_slice(&probe.seq.to_be_bytes());
+    // G.711 silence (0xFF for PCMU, 0xD5 for PCMA; any byte is valid audio).
+    let fill = if pt == 8 { 0xD5 } else { 0xFF };
+    out[24..].fill(fill);
+    Some(len)
+}
+
+/// Parses a received packet: `(ssrc, probe)`, or `None` when it is not ours.
+pub fn parse_packet(buf: &[u8]) -> Option<(u32, Probe)> {
+    let pkt = RtpPacket::new_checked(buf).ok()?;
+    let p = pkt.payload();
+    let sent_ns = u64::from_be_bytes(p.get(0..8)?.try_into().ok()?);
+    let seq = u32::from_be_bytes(p.get(8..12)?.try_into().ok()?);
+    Some((pkt.ssrc(), Probe { seq, sent_ns }))
+}
+
+/// Counters read by the progress line while a run is going.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Packets sent.
+    pub tx: AtomicU64,
+    /// Packets received.
+    pub rx: AtomicU64,
+    /// Sum of one-way latency (ns) of received packets.
+    pub lat_sum_ns: AtomicU64,
+    /// Send errors (e.g. ECONNREFUSED, ENOBUFS).
+    pub send_errors: AtomicU64,
+}
+
+/// One stream to send.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSpec {
+    /// SSRC, unique in the run.
+    pub ssrc: u32,
+    /// Index of the worker socket to send from.
+    pub socket: usize,
+    /// Destination.
+    pub dest: SocketAddr,
+    /// Payload type (0 PCMU, 8 PCMA).
+    pub pt: u8,
+}
+
+/// Commands to a media worker.
+#[derive(Debug, Clone, Copy)]
+pub enum MediaCmd {
+    /// Start sending a stream at its next wheel slot.
+    Add(StreamSpec),
+    /// Stop sending the stream with this SSRC.
+    Remove(u32),
+    /// Stop all sending; keep receiving for the drain time, then return.
+    Stop,
+}
+
+/// What a stream sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentInfo {
+    /// Packets sent (sequences `0..count`).
+    pub count: u64,
+    /// Send time of the first packet, ns.
+    pub first_ns: u64,
+    /// Send time of the last packet, ns.
+    pub last_ns: u64,
+}
+
+/// The outcome of one media worker.
+#[derive(Debug)]
+pub struct WorkerResult {
+    /// Per-SSRC send records.
+    pub sent: HashMap<u32, SentInfo>,
+    /// Per-SSRC receive records.
+    pub rx: HashMap<u32, StreamRx>,
+    /// One-way latency in microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Datagrams that were not ours.
+    pub foreign: u64,
+}
+
+/// Settings of one media worker.
+#[derive(Debug)]
+pub struct WorkerConfig {
+    /// Packetisation time in ms (bucket count of the wheel).
+    pub ptime_ms: u32,
+    /// Payload bytes per packet.
+    pub payload_len: usize,
+    /// Core to pin to.
+    pub core: Option<usize>,
+    /// Hard stop (ns on the clock), whatever the commands say.
+    pub deadline_ns: u64,
+    /// How long to keep receiving after [`MediaCmd::Stop`].
+    pub drain: Duration,
+}
+
+struct Sending {
+    spec: StreamSpec,
+    seq: u32,
+    first_ns: u64,
+}
+
+/// Runs a media worker on the calling thread until [`MediaCmd::Stop`] (plus drain), the
+/// command channel closing, or the deadline.
+pub fn run_worker(
+    cfg: &WorkerConfig,
+    sockets: &[UdpSocket],
+    cmds: &Receiver<MediaCmd>,
+    clock: Clock,
+    live: &Arc<Live>,
+) -> std::io::Result<WorkerResult> {
+    if let Some(c) = cfg.core {
+        // Best effort: an unpinnable core is reported by the caller's config check.
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+    for s in sockets {
+        s.set_nonblocking(true)?;
+    }
+    let ptime = cfg.ptime_ms.max(1) as usize;
+    let mut wheel: Vec<Vec<Sending>> = (0..ptime).map(|_| Vec::new()).collect();
+    let mut result = WorkerResult {
+        sent: HashMap::new(),
+        rx: HashMap::new(),
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+        foreign: 0,
+    };
+    let mut txbuf = [0u8; RX_BUF];
+    let mut rxbuf = [0u8; RX_BUF];
+    let start = clock.ns();
+    let mut next_tick = start - start % TICK_NS + TICK_NS;
+    let mut tick: u64 = next_tick / TICK_NS;
+    let mut stop_at: Option<u64> = None;
+    loop {
+        let now = clock.ns();
+        if now >= cfg.deadline_ns || stop_at.is_some_and(|s| now >= s) {
+            break;
+        }
+        // Commands (bounded).
+        if stop_at.is_none() {
+            for _ in 0..CMD_BUDGET {
+                match cmds.try_recv() {
+                    Ok(MediaCmd::Add(spec)) => {
+                        if let Some(b) = wheel.get_mut(spec.ssrc as usize % ptime) {
+                            b.push(Sending {
+                                spec,
+                                seq: 0,
+                                first_ns: 0,
+                            });
+                        }
+                    }
+                    Ok(MediaCmd::Remove(ssrc)) => {
+                        if let Some(b) = wheel.get_mut(ssrc as usize % ptime) {
+                            if let Some(i) = b.iter().position(|s| s.spec.ssrc == ssrc) {
+                                let s = b.swap_remove(i);
+                                finish(&mut result.sent, &s, now);
+                            }
+                        }
+                    }
+                    Ok(MediaCmd::Stop) | Err(TryRecvError::Disconnected) => {
+                        for b in &mut wheel {
+                            for s in b.drain(..) {
+                                finish(&mut result.sent, &s, now);
+                            }
+                        }
+                        stop_at = Some(now + u64::try_from(cfg.drain.as_nanos()).unwrap_or(0));
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+        }
+        // Send every tick that is due (catching up if we fell behind).
+        let mut guard = 0;
+        while clock.ns() >= next_tick && guard < ptime {
+            let bucket = (tick % ptime as u64) as usize;
+            if let Some(b) = wheel.get_mut(bucket) {
+                for s in b.iter_mut() {
+                    let sent_ns = clock.ns();
+                    let probe = Probe {
+                        seq: s.seq,
+                        sent_ns,
+                    };
+                    let Some(len) =
+                        build_packet(&mut txbuf, s.spec.pt, s.spec.ssrc, probe, cfg.payload_len)
+                    else {
+                        continue;
+                    };
+                    let Some(sock) = sockets.get(s.spec.socket) else {
+                        continue;
+                    };
+                    match sock.send_to(txbuf.get(..len).unwrap_or(&[]), s.spec.dest) {
+                        Ok(_) => {
+                            if s.seq == 0 {
+                                s.first_ns = sent_ns;
+                            }
+                            s.seq += 1;
+                            live.tx.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            live.send_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            tick += 1;
+            next_tick += TICK_NS;
+            guard += 1;
+        }
+        if guard == ptime {
+            // More than a whole wheel behind: skip ahead instead of bursting.
+            let now = clock.ns();
+            next_tick = now - now % TICK_NS + TICK_NS;
+            tick = next_tick / TICK_NS;
+        }
+        // Receive (bounded per socket).
+        for sock in sockets {
+            for _ in 0..RX_BUDGET {
+                match sock.recv_from(&mut rxbuf) {
+                    Ok((n, _from)) => {
+                        let arrival = clock.ns();
+                        match rxbuf.get(..n).and_then(parse_packet) {
+                            Some((ssrc, probe)) => {
+                                let st = result.rx.entry(ssrc).or_default();
+                                st.record(probe.seq, probe.sent_ns, arrival);
+                                let lat = arrival.saturating_sub(probe.sent_ns);
+                                let _ = result.latency_us.record((lat / 1000).max(1));
+                                live.rx.fetch_add(1, Ordering::Relaxed);
+                                live.lat_sum_ns.fetch_add(lat, Ordering::Relaxed);
+                            }
+                            None => result.foreign += 1,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        // Wait for the next tick or a datagram.
+        let now = clock.ns();
+        if now < next_tick {
+            let wait = next_tick - now;
+            let mut fds: Vec<PollFd<'_>> = sockets
+                .iter()
+                .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let ts = TimeSpec::from_duration(Duration::from_nanos(wait));
+            let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
+        }
+    }
+    let now = clock.ns();
+    for b in &mut wheel {
+        for s in b.drain(..) {
+            finish(&mut result.sent, &s, now);
+        }
+    }
+    Ok(result)
+}
+
+fn finish(sent: &mut HashMap<u32, SentInfo>, s: &Sending, now: u64) {
+    if s.seq == 0 {
+        return;
+    }
+    let e = sent.entry(s.spec.ssrc).or_default();
+    e.count += u64::from(s.seq);
+    if e.first_ns == 0 {
+        e.first_ns = s.first_ns;
+    }
+    e.last_ns = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_round_trips_probe() {
+        let mut buf = [0u8; 400];
+        let p = Probe {
+            seq: 70_000,
+            sent_ns: 123_456_789_012,
+        };
+        let n = build_packet(&mut buf, 8, 0xdead_beef, p, G711_PAYLOAD_20MS).unwrap();
+        assert_eq!(n, 172);
+        let (ssrc, q) = parse_packet(&buf[..n]).unwrap();
+        assert_eq!((ssrc, q), (0xdead_beef, p));
+        // RTP sequence is the low 16 bits.
+        assert_eq!(u16::from_be_bytes([buf[2], buf[3]]), 70_000u32 as u16);
+        assert!(parse_packet(&buf[..20]).is_none());
+        assert!(parse_packet(b"garbage").is_none());
+        assert!(build_packet(&mut [0u8; 10], 0, 1, p, 160).is_none());
+    }
+}

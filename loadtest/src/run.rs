@@ -1,0 +1,617 @@
+//! One run: media workers, the relay under test, the call loop, the live progress line
+//! and the final [`Report`].
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use portcullis_sip::sdp::SessionDescription;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::media::{self, Clock, Live, MediaCmd, StreamSpec, WorkerConfig, WorkerResult};
+use crate::relay::NgClient;
+use crate::report::{proc_sample, Percentiles, RelayCost, Report, Tick};
+use crate::sip::{sdp_for, ssrcs, Out, Population, Side, SipConfig};
+use crate::stats::{StreamRx, Totals};
+
+/// Longest run we allow (every load is bounded).
+pub const MAX_DURATION_S: f64 = 3600.0;
+/// Most calls in one run.
+pub const MAX_CALLS: u64 = 200_000;
+
+/// What the media goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// SIP calls through an appliance at this address.
+    Appliance(SocketAddr),
+    /// SIP calls straight from our UAC to our UAS (no relay; tests the tool itself).
+    Direct,
+    /// rtpengine, set up through ng; no SIP.
+    Rtpengine,
+    /// `portcullis-rawfwd`; no SIP.
+    Raw,
+}
+
+impl Mode {
+    /// Short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Appliance(_) => "appliance",
+            Mode::Direct => "direct",
+            Mode::Rtpengine => "rtpengine",
+            Mode::Raw => "raw",
+        }
+    }
+}
+
+/// Settings of a run (built from the command line).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Relay under test.
+    pub mode: Mode,
+    /// Target concurrent calls.
+    pub calls: u64,
+    /// Total calls bound.
+    pub max_calls: u64,
+    /// Calls started per second.
+    pub cps: f64,
+    /// Hold time, s (None: until the end of the run).
+    pub hold_s: Option<f64>,
+    /// Run length, s (calls are hung up at the end).
+    pub duration_s: f64,
+    /// ptime, ms.
+    pub ptime_ms: u32,
+    /// Payload type (0 PCMU, 8 PCMA).
+    pub pt: u8,
+    /// Shares of call behaviours.
+    pub share_reinvite: f64,
+    /// See `share_reinvite`.
+    pub share_cancel: f64,
+    /// See `share_reinvite`.
+    pub share_callee_bye: f64,
+    /// Session refresh interval, s (0: none).
+    pub refresh_s: f64,
+    /// Whether calls carry media.
+    pub media: bool,
+    /// Cores for media workers (one worker per entry).
+    pub cores: Vec<usize>,
+    /// Core for a relay we start ourselves.
+    pub relay_core: usize,
+    /// UAC socket address.
+    pub uac: SocketAddr,
+    /// UAS socket address.
+    pub uas: SocketAddr,
+    /// Process to account CPU and RSS to.
+    pub relay_pid: Option<u32>,
+    /// Binaries.
+    pub rawfwd_bin: PathBuf,
+    /// rtpengine binary.
+    pub rtpengine_bin: PathBuf,
+    /// Port base for spawned relays (rtpengine ng port, rawfwd listen port).
+    pub relay_port: u16,
+    /// Print the progress line.
+    pub progress: bool,
+    /// Command line for the report.
+    pub command: String,
+}
+
+/// A relay process we started; killed on drop.
+#[derive(Debug)]
+pub struct Spawned(pub Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn udp_socket(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Large buffers: a generator that drops its own packets measures nothing.
+    let _ = s.set_recv_buffer_size(16 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())
+        .with_context(|| format!("bind {addr}"))?;
+    Ok(s.into())
+}
+
+struct Workers {
+    tx: Vec<Sender<MediaCmd>>,
+    handles: Vec<JoinHandle<std::io::Result<WorkerResult>>>,
+    /// Socket 0 (caller side) and socket 1 (callee side) address of each worker.
+    addrs: Vec<(SocketAddr, SocketAddr)>,
+}
+
+fn start_workers(cfg: &RunConfig, clock: Clock, live: &Arc<Live>) -> anyhow::Result<Workers> {
+    let mut w = Workers {
+        tx: Vec::new(),
+        handles: Vec::new(),
+        addrs: Vec::new(),
+    };
+    let deadline_ns = ((cfg.duration_s + 40.0) * 1e9) as u64 + clock.ns();
+    for &core in &cfg.cores {
+        let a = udp_socket("127.0.0.1:0".parse()?)?;
+        let b = udp_socket("127.0.0.1:0".parse()?)?;
+        w.addrs.push((a.local_addr()?, b.local_addr()?));
+        let (tx, rx) = channel();
+        let live = Arc::clone(live);
+        let wc = WorkerConfig {
+            ptime_ms: cfg.ptime_ms,
+            payload_len: media::G711_PAYLOAD_20MS * cfg.ptime_ms as usize / 20,
+            core: Some(core),
+            deadline_ns,
+            drain: Duration::from_millis(300),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("media-{core}"))
+            .spawn(move || media::run_worker(&wc, &[a, b], &rx, clock, &live))?;
+        w.tx.push(tx);
+        w.handles.push(h);
+    }
+    Ok(w)
+}
+
+/// Starts rawfwd (listening on `listen`, forwarding to `to`) pinned to `core`.
+pub fn spawn_rawfwd(
+    cfg: &RunConfig,
+    listen: SocketAddr,
+    to: SocketAddr,
+) -> anyhow::Result<Spawned> {
+    let child = Command::new(&cfg.rawfwd_bin)
+        .args([
+            "--backend",
+            "mmsg",
+            "--listen",
+            &listen.to_string(),
+            "--to",
+            &to.to_string(),
+        ])
+        .args(["--core", &cfg.relay_core.to_string()])
+        .args(["--seconds", &((cfg.duration_s + 30.0) as u64).to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.rawfwd_bin.display()))?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Spawned(child))
+}
+
+/// Starts rtpengine (userspace, one thread) pinned to the relay core; returns the
+/// process and its ng address once it answers `ping`.
+pub fn spawn_rtpengine(cfg: &RunConfig) -> anyhow::Result<(Spawned, SocketAddr)> {
+    let ng: SocketAddr = format!("127.0.0.1:{}", cfg.relay_port).parse()?;
+    let child = Command::new("taskset")
+        .args(["-c", &cfg.relay_core.to_string()])
+        .arg(&cfg.rtpengine_bin)
+        .args(["--interface=127.0.0.1", &format!("--listen-ng={ng}")])
+        .args([
+            "--foreground",
+            "--log-stderr",
+            "--log-level=3",
+            "--num-threads=1",
+        ])
+        .args(["--port-min=42000", "--port-max=59999", "--table=-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting rtpengine through taskset (apt: rtpengine-daemon, util-linux)")?;
+    let proc = Spawned(child);
+    let mut ng_client = NgClient::new(ng)?;
+    for _ in 0..20 {
+        let mut d = std::collections::BTreeMap::new();
+        d.insert(b"command".to_vec(), crate::relay::Bencode::s("ping"));
+        if ng_client.call(d).is_ok() {
+            return Ok((proc, ng));
+        }
+    }
+    bail!("rtpengine did not answer ng ping on {ng}")
+}
+
+/// Runs one measurement.
+pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
+    if !(cfg.duration_s > 0.0 && cfg.duration_s <= MAX_DURATION_S) {
+        bail!("--duration must be in (0, {MAX_DURATION_S}] s");
+    }
+    if cfg.max_calls > MAX_CALLS || cfg.calls > MAX_CALLS {
+        bail!("at most {MAX_CALLS} calls per run");
+    }
+    if cfg.cores.is_empty() {
+        bail!("--cores needs at least one core");
+    }
+    let clock = Clock::new();
+    let live = Arc::new(Live::default());
+    let workers = start_workers(cfg, clock, &live)?;
+    let mut relay_proc: Option<Spawned> = None;
+    let mut ng: Option<NgClient> = None;
+    let mut raw_listen: Option<SocketAddr> = None;
+    match cfg.mode {
+        Mode::Raw => {
+            let listen: SocketAddr = format!("127.0.0.1:{}", cfg.relay_port).parse()?;
+            let sink = workers.addrs.first().map(|a| a.1).context("no worker")?;
+            relay_proc = Some(spawn_rawfwd(cfg, listen, sink)?);
+            raw_listen = Some(listen);
+        }
+        Mode::Rtpengine => {
+            let (p, addr) = spawn_rtpengine(cfg)?;
+            relay_proc = Some(p);
+            ng = Some(NgClient::new(addr)?);
+        }
+        Mode::Appliance(_) | Mode::Direct => {}
+    }
+    let relay_pid = cfg
+        .relay_pid
+        .or_else(|| relay_proc.as_ref().map(|p| p.0.id()));
+    let proc_start = relay_pid.and_then(proc_sample);
+    let sip_mode = matches!(cfg.mode, Mode::Appliance(_) | Mode::Direct);
+    let (uac_sock, uas_sock) = if sip_mode {
+        let a = udp_socket(cfg.uac)?;
+        let b = udp_socket(cfg.uas)?;
+        a.set_nonblocking(true)?;
+        b.set_nonblocking(true)?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    let hold_ns = (cfg.hold_s.unwrap_or(cfg.duration_s + 1.0) * 1e9) as u64;
+    let target = match cfg.mode {
+        Mode::Appliance(a) => a,
+        _ => cfg.uas,
+    };
+    let mut pop = Population::new(SipConfig {
+        target,
+        uac_addr: cfg.uac,
+        uas_addr: cfg.uas,
+        media_a: workers.addrs.iter().map(|a| a.0).collect(),
+        media_b: workers.addrs.iter().map(|a| a.1).collect(),
+        hold_ns,
+        refresh_ns: (cfg.refresh_s * 1e9) as u64,
+        share_reinvite: cfg.share_reinvite,
+        share_cancel: cfg.share_cancel,
+        share_callee_bye: cfg.share_callee_bye,
+        pt: cfg.pt,
+        ptime_ms: cfg.ptime_ms,
+        media: cfg.media,
+    })?;
+    // Media-only calls: (end_ns, removed, deleted).
+    let mut mcalls: Vec<(u64, bool, bool)> = Vec::new();
+    let mut mfail: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut mup: u64 = 0;
+    let nworkers = workers.tx.len();
+    let send_media = |cmd: MediaCmd, w: usize| {
+        if let Some(tx) = workers.tx.get(w % nworkers) {
+            let _ = tx.send(cmd);
+        }
+    };
+
+    let t0 = clock.ns();
+    let end_ns = t0 + (cfg.duration_s * 1e9) as u64;
+    let hard_end = end_ns + 40_000_000_000;
+    let mut started: u64 = 0;
+    let mut hung_up = false;
+    let mut out: Vec<Out> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut timeline: Vec<Tick> = Vec::new();
+    let mut next_tick = t0 + 1_000_000_000;
+    let (mut last_rx, mut last_lat, mut last_started) = (0u64, 0u64, 0u64);
+    let mut peak_calls = 0u64;
+    let mut rss_peak = proc_start.map(|p| p.rss_kib).unwrap_or(0);
+    loop {
+        let now = clock.ns();
+        let up = if sip_mode { pop.up } else { mup };
+        peak_calls = peak_calls.max(up);
+        if now >= hard_end || (now >= end_ns && hung_up && up == 0) {
+            break;
+        }
+        // Start calls at the configured rate, up to the concurrency target.
+        if now < end_ns {
+            let due = ((now - t0) as f64 / 1e9 * cfg.cps) as u64;
+            let mut budget = 256;
+            while started < due
+                && up_now(sip_mode, &pop, mup) < cfg.calls
+                && started < cfg.max_calls
+                && budget > 0
+            {
+                budget -= 1;
+                started += 1;
+                if sip_mode {
+                    pop.start_call(now, &mut out);
+                } else {
+                    let idx = mcalls.len();
+                    let hold = cfg.hold_s.map(|h| (h * 1e9) as u64).unwrap_or(u64::MAX / 4);
+                    match start_media_call(cfg, idx, &workers.addrs, raw_listen, ng.as_mut()) {
+                        Ok(specs) => {
+                            for (w, s) in specs {
+                                send_media(MediaCmd::Add(s), w);
+                            }
+                            mcalls.push((now.saturating_add(hold).min(end_ns), false, false));
+                            mup += 1;
+                        }
+                        Err(e) => {
+                            mcalls.push((0, true, true));
+                            *mfail.entry(format!("setup: {e}")).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        } else if !hung_up {
+            hung_up = true;
+            pop.hang_up_all(now, &mut out);
+        }
+        if sip_mode {
+            pop.poll_timers(now, 4096, &mut out);
+            for (side, sock) in [(Side::Uac, &uac_sock), (Side::Uas, &uas_sock)] {
+                let Some(sock) = sock else { continue };
+                for _ in 0..512 {
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, from)) => pop.handle(
+                            clock.ns(),
+                            side,
+                            from,
+                            buf.get(..n).unwrap_or(&[]),
+                            &mut out,
+                        ),
+                        Err(_) => break,
+                    }
+                }
+            }
+            for o in out.drain(..) {
+                match o {
+                    Out::Send { side, to, bytes } => {
+                        let s = if side == Side::Uac {
+                            &uac_sock
+                        } else {
+                            &uas_sock
+                        };
+                        if let Some(s) = s {
+                            let _ = s.send_to(&bytes, to);
+                        }
+                    }
+                    Out::MediaAdd {
+                        worker,
+                        socket,
+                        ssrc,
+                        dest,
+                    } => send_media(
+                        MediaCmd::Add(StreamSpec {
+                            ssrc,
+                            socket,
+                            dest,
+                            pt: cfg.pt,
+                        }),
+                        worker,
+                    ),
+                    Out::MediaRemove { worker, ssrc } => send_media(MediaCmd::Remove(ssrc), worker),
+                }
+            }
+        } else {
+            for (idx, c) in mcalls.iter_mut().enumerate() {
+                if !c.1 && now >= c.0 {
+                    c.1 = true;
+                    let (a, b) = ssrcs(idx);
+                    send_media(MediaCmd::Remove(a), idx);
+                    send_media(MediaCmd::Remove(b), idx);
+                }
+                if c.1 && !c.2 && now >= c.0 + 300_000_000 {
+                    c.2 = true;
+                    mup = mup.saturating_sub(1);
+                    if let Some(ng) = ng.as_mut() {
+                        if let Err(e) = ng.delete(&format!("lt{idx}"), "a") {
+                            *mfail.entry(format!("delete: {e}")).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            if now >= end_ns {
+                hung_up = true;
+            }
+        }
+        if now >= next_tick {
+            next_tick += 1_000_000_000;
+            let rx = live.rx.load(Ordering::Relaxed);
+            let tx = live.tx.load(Ordering::Relaxed);
+            let lat = live.lat_sum_ns.load(Ordering::Relaxed);
+            let drx = rx - last_rx;
+            let failures = pop.stats.failed() + mfail.values().sum::<u64>();
+            let tick = Tick {
+                t: (now - t0) as f64 / 1e9,
+                calls: up_now(sip_mode, &pop, mup),
+                cps: (started - last_started) as f64,
+                pps: drx as f64,
+                latency_us: if drx > 0 {
+                    (lat - last_lat) as f64 / drx as f64 / 1000.0
+                } else {
+                    0.0
+                },
+                failures,
+                loss: if tx > 0 {
+                    1.0 - rx as f64 / tx as f64
+                } else {
+                    0.0
+                },
+            };
+            (last_rx, last_lat, last_started) = (rx, lat, started);
+            if let Some(s) = relay_pid.and_then(proc_sample) {
+                rss_peak = rss_peak.max(s.rss_kib);
+            }
+            if cfg.progress {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!(
+                        "[{:>5.1}s] calls {:>6} cps {:>5.0} fail {:>4} pps {:>8.0} loss {:.3}% lat {:.0}us",
+                        tick.t, tick.calls, tick.cps, tick.failures, tick.pps, tick.loss * 100.0, tick.latency_us
+                    );
+                }
+            }
+            timeline.push(tick);
+        }
+        // Wait for SIP traffic or the next 1 ms step.
+        let mut fds: Vec<PollFd<'_>> = [&uac_sock, &uas_sock]
+            .into_iter()
+            .flatten()
+            .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let mut wait = 1_000_000u64;
+        if let Some(t) = pop.next_timer() {
+            wait = wait.min(t.saturating_sub(clock.ns()));
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_nanos(wait));
+        } else {
+            let _ = nix::poll::ppoll(
+                &mut fds,
+                Some(TimeSpec::from_duration(Duration::from_nanos(wait))),
+                None,
+            );
+        }
+    }
+    let proc_end = relay_pid.and_then(proc_sample);
+    for tx in &workers.tx {
+        let _ = tx.send(MediaCmd::Stop);
+    }
+    let wall = (clock.ns() - t0) as f64 / 1e9;
+    let mut sent: HashMap<u32, u64> = HashMap::new();
+    let mut rx: HashMap<u32, StreamRx> = HashMap::new();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for h in workers.handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("media worker panicked"))??;
+        for (k, v) in r.sent {
+            *sent.entry(k).or_default() += v.count;
+        }
+        // An SSRC is received by exactly one socket, hence one worker.
+        rx.extend(r.rx);
+        latency.add(&r.latency_us)?;
+    }
+    drop(relay_proc);
+    let mut totals = Totals::default();
+    let mut jitter = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for (ssrc, n) in &sent {
+        let r = rx.get(ssrc);
+        totals.add(*n, r);
+        if let Some(r) = r {
+            let _ = jitter.record(((r.jitter_ns / 1000.0) as u64).max(1));
+        }
+    }
+    let mut failures = pop.stats.failures.clone();
+    failures.extend(mfail);
+    let relay = match (relay_pid, proc_start, proc_end) {
+        (Some(pid), Some(a), Some(b)) => {
+            let cpu_us = b.cpu_us.saturating_sub(a.cpu_us);
+            Some(RelayCost {
+                pid,
+                cpu_us,
+                cpu_us_per_packet: cpu_us as f64 / totals.received.max(1) as f64,
+                cpu_us_per_call: cpu_us as f64 / started.max(1) as f64,
+                rss_start_kib: a.rss_kib,
+                rss_peak_kib: rss_peak.max(b.rss_kib),
+                rss_bytes_per_call: (rss_peak.max(b.rss_kib).saturating_sub(a.rss_kib) * 1024)
+                    as f64
+                    / peak_calls.max(1) as f64,
+            })
+        }
+        _ => None,
+    };
+    let (answered, completed) = if sip_mode {
+        (pop.stats.answered, pop.stats.completed)
+    } else {
+        let ok = mcalls.iter().filter(|c| c.0 > 0).count() as u64;
+        (ok, ok)
+    };
+    Ok(Report {
+        mode: cfg.mode.name().to_string(),
+        command: cfg.command.clone(),
+        duration_s: wall,
+        calls_started: started,
+        calls_answered: answered,
+        calls_completed: completed,
+        peak_calls,
+        failures,
+        retransmissions: pop.stats.retransmissions,
+        loss_ratio: totals.loss_ratio(),
+        media: totals,
+        send_errors: live.send_errors.load(Ordering::Relaxed),
+        packets_per_s: totals.received as f64 / wall.max(1e-9),
+        setup_us: Percentiles::of(&pop.stats.setup_us),
+        latency_us: Percentiles::of(&latency),
+        jitter_us: Percentiles::of(&jitter),
+        relay,
+        timeline,
+    })
+}
+
+fn up_now(sip_mode: bool, pop: &Population, mup: u64) -> u64 {
+    if sip_mode {
+        pop.up
+    } else {
+        mup
+    }
+}
+
+/// Sets up one media-only call; returns the streams to start, per worker.
+fn start_media_call(
+    cfg: &RunConfig,
+    idx: usize,
+    addrs: &[(SocketAddr, SocketAddr)],
+    raw_listen: Option<SocketAddr>,
+    ng: Option<&mut NgClient>,
+) -> anyhow::Result<Vec<(usize, StreamSpec)>> {
+    let w = idx % addrs.len().max(1);
+    let (a_addr, b_addr) = *addrs.get(w).context("no worker")?;
+    let (sa, sb) = ssrcs(idx);
+    let (to_b, to_a) = match (raw_listen, ng) {
+        // rawfwd forwards everything to one sink: both streams enter at its listen port.
+        (Some(l), _) => (l, l),
+        (None, Some(ng)) => {
+            let call_id = format!("lt{idx}");
+            let offer = ng.offer(&call_id, "a", &sdp_for(a_addr, cfg.pt, cfg.ptime_ms, 1))?;
+            let for_b = SessionDescription::parse(&offer)?
+                .rtp_destination(0)
+                .context("offer SDP has no RTP destination")?;
+            let answer = ng.answer(
+                &call_id,
+                "a",
+                "b",
+                &sdp_for(b_addr, cfg.pt, cfg.ptime_ms, 1),
+            )?;
+            let for_a = SessionDescription::parse(&answer)?
+                .rtp_destination(0)
+                .context("answer SDP has no RTP destination")?;
+            (for_a, for_b)
+        }
+        (None, None) => bail!("media-only call without a relay"),
+    };
+    let raw = raw_listen.is_some();
+    Ok(vec![
+        (
+            w,
+            StreamSpec {
+                ssrc: sa,
+                socket: 0,
+                dest: to_b,
+                pt: cfg.pt,
+            },
+        ),
+        (
+            w,
+            StreamSpec {
+                ssrc: sb,
+                socket: if raw { 0 } else { 1 },
+                dest: to_a,
+                pt: cfg.pt,
+            },
+        ),
+    ])
+}
