@@ -19,7 +19,6 @@
 //! Randomness (nonce salts, cnonces) and time come in as parameters; only
 //! `qop=auth` is supported (`auth-int` needs the body hash and is refused).
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -30,6 +29,10 @@ use portcullis_sip::header::{Auth, HeaderName};
 use sha2::{Digest, Sha256, Sha512_256};
 
 use crate::time::Timestamp;
+
+mod client;
+
+pub use client::{answer, answer_best, cnonce, select_challenge, ClientRequest};
 
 /// A digest hash algorithm (RFC 7616 §3.2, §6.1 registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -468,6 +471,53 @@ impl DigestServer {
     }
 }
 
+impl DigestServer {
+    /// [`DigestServer::verify`] from a raw header value of `kind`
+    /// (`Authorization` for [`ChallengeKind::Www`], `Proxy-Authorization`
+    /// for [`ChallengeKind::Proxy`]).
+    pub fn verify_value(
+        &self,
+        now: Timestamp,
+        kind: ChallengeKind,
+        value: &str,
+        req: &ServerRequest<'_>,
+    ) -> Result<Verified, DigestError> {
+        let auth =
+            Auth::parse(value, kind.credentials_header()).map_err(|_| DigestError::Malformed)?;
+        self.verify(
+            now,
+            &auth,
+            req.method,
+            req.request_uri,
+            req.username,
+            req.password,
+        )
+    }
+}
+
+/// The request being authorised, and the credentials it must carry.
+#[derive(Clone, Copy)]
+pub struct ServerRequest<'a> {
+    /// Request method.
+    pub method: &'a str,
+    /// Request-URI to compare with the `uri` parameter (`None`: not compared).
+    pub request_uri: Option<&'a str>,
+    /// Expected username.
+    pub username: &'a str,
+    /// Expected password.
+    pub password: &'a str,
+}
+
+impl fmt::Debug for ServerRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerRequest")
+            .field("method", &self.method)
+            .field("request_uri", &self.request_uri)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `nc` is exactly 8 hex digits (RFC 7616 §3.4).
 fn parse_nc(nc: &str) -> Result<u32, DigestError> {
     if nc.len() != 8 {
@@ -477,7 +527,7 @@ fn parse_nc(nc: &str) -> Result<u32, DigestError> {
 }
 
 /// Quotes a value for a `quoted-string` (RFC 3261 §25.1).
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -563,171 +613,6 @@ pub fn response_hash(i: &ResponseInput<'_>) -> String {
 /// Constant-time equality (length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Whether a challenge's qop list contains `auth`, or it has no qop at all.
-fn qop_mode(challenge: &Auth<'_>) -> Result<Option<&'static str>, DigestError> {
-    match challenge.qop() {
-        None => Ok(None),
-        Some(list) => {
-            if list
-                .split(',')
-                .any(|q| q.trim().eq_ignore_ascii_case("auth"))
-            {
-                Ok(Some("auth"))
-            } else {
-                Err(DigestError::UnsupportedQop)
-            }
-        }
-    }
-}
-
-/// Picks the challenge to answer among those of one 401/407: the strongest
-/// supported algorithm with an acceptable qop (RFC 8760 §2.4, RFC 7616 §3.7).
-#[must_use]
-pub fn select_challenge<'a, 'b>(challenges: &'b [Auth<'a>]) -> Option<(&'b Auth<'a>, Algorithm)> {
-    challenges
-        .iter()
-        .filter(|c| c.is_digest() && qop_mode(c).is_ok() && c.nonce().is_some())
-        .filter_map(|c| {
-            let alg = match c.param("algorithm") {
-                None => Some(Algorithm::Md5),
-                Some(a) => Algorithm::from_name(&a),
-            }?;
-            Some((c, alg))
-        })
-        .max_by_key(|(_, a)| a.strength())
-}
-
-/// A cnonce from caller-supplied randomness (16 hex digits).
-#[must_use]
-pub fn cnonce(random: u64) -> String {
-    format!("{random:016x}")
-}
-
-/// What the client side needs to answer a challenge.
-#[derive(Clone, Copy)]
-pub struct ClientRequest<'a> {
-    /// Method of the request being retried (`INVITE`, `BYE`, ...).
-    pub method: &'a str,
-    /// Its Request-URI (the `uri` parameter).
-    pub uri: &'a str,
-    /// Our username.
-    pub username: &'a str,
-    /// Our password.
-    pub password: &'a str,
-    /// Client nonce (see [`cnonce`]).
-    pub cnonce: &'a str,
-    /// Nonce count: 1 for the first use of a nonce, then 2, 3, ...
-    pub nc: u32,
-}
-
-impl fmt::Debug for ClientRequest<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientRequest")
-            .field("method", &self.method)
-            .field("uri", &self.uri)
-            .field("username", &self.username)
-            .field("cnonce", &self.cnonce)
-            .field("nc", &self.nc)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Client side: the `Authorization`/`Proxy-Authorization` value answering
-/// `challenge` for `req` (RFC 7616 §3.4; RFC 2069 form when the challenge
-/// has no qop).
-pub fn answer(challenge: &Auth<'_>, req: &ClientRequest<'_>) -> Result<String, DigestError> {
-    let ClientRequest {
-        method,
-        uri,
-        username,
-        password,
-        cnonce,
-        nc,
-    } = *req;
-    if !challenge.is_digest() {
-        return Err(DigestError::NotDigest);
-    }
-    let alg_param = challenge.param("algorithm");
-    let algorithm = match &alg_param {
-        None => Algorithm::Md5,
-        Some(a) => Algorithm::from_name(a).ok_or(DigestError::UnsupportedAlgorithm)?,
-    };
-    let realm = challenge.realm().ok_or(DigestError::Missing("realm"))?;
-    let nonce = challenge.nonce().ok_or(DigestError::Missing("nonce"))?;
-    let qop = qop_mode(challenge)?;
-    let nc_s = format!("{nc:08x}");
-    let uses_cnonce = qop.is_some() || algorithm.is_session();
-    let response = response_hash(&ResponseInput {
-        algorithm,
-        username,
-        realm: &realm,
-        password,
-        method,
-        uri,
-        nonce: &nonce,
-        cnonce: uses_cnonce.then_some(cnonce),
-        nc: qop.map(|_| nc_s.as_str()),
-        qop,
-    });
-    let userhash = challenge
-        .param("userhash")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let username: Cow<'_, str> = if userhash {
-        Cow::Owned(algorithm.hash_hex(&[username.as_bytes(), realm.as_bytes()]))
-    } else {
-        Cow::Borrowed(username)
-    };
-    let mut v = format!(
-        "Digest username={}, realm={}, nonce={}, uri={}, response={}",
-        quote(&username),
-        quote(&realm),
-        quote(&nonce),
-        quote(uri),
-        quote(&response)
-    );
-    if alg_param.is_some() {
-        v.push_str(", algorithm=");
-        v.push_str(algorithm.name());
-    }
-    if uses_cnonce {
-        v.push_str(", cnonce=");
-        v.push_str(&quote(cnonce));
-    }
-    if let Some(opaque) = challenge.param("opaque") {
-        v.push_str(", opaque=");
-        v.push_str(&quote(&opaque));
-    }
-    if let Some(q) = qop {
-        v.push_str(", qop=");
-        v.push_str(q);
-        v.push_str(", nc=");
-        v.push_str(&nc_s);
-    }
-    if userhash {
-        v.push_str(", userhash=true");
-    }
-    Ok(v)
-}
-
-/// Client side from raw header values: parses every challenge of a 401/407
-/// (`kind` names the header), picks the best ([`select_challenge`]) and
-/// answers it. Unparseable values are skipped.
-pub fn answer_best(
-    kind: ChallengeKind,
-    challenge_values: &[&str],
-    req: &ClientRequest<'_>,
-) -> Result<String, DigestError> {
-    let parsed: Vec<Auth<'_>> = challenge_values
-        .iter()
-        .filter_map(|v| Auth::parse(v, kind.challenge_header()).ok())
-        .collect();
-    if parsed.is_empty() {
-        return Err(DigestError::Malformed);
-    }
-    let (c, _) = select_challenge(&parsed).ok_or(DigestError::UnsupportedAlgorithm)?;
-    answer(c, req)
 }
 
 /// Optional replay guard on the nonce count (RFC 7616 §3.4.1, §5.3): per

@@ -45,6 +45,23 @@
 //! | where to send | `Dialog::next_hop(&request)` (top Route, else Request-URI) |
 //! | find dialogs | `DialogTable::{insert, for_request, for_response, remove, purge_terminated}` |
 //!
+//! ## Digest authentication (`digest`, RFC 3261 §22.4, RFC 7616, RFC 8760)
+//!
+//! | need | use |
+//! |---|---|
+//! | challenge a request (we are UAS → 401 `WWW-Authenticate`; proxy → 407 `Proxy-Authenticate`) | `DigestServer::new(realm, secret: [u8; 32], nonce_lifetime)`; `challenges(now, salt: u64, stale) -> Vec<String>` (one value per algorithm, SHA-256 then MD5); header name from `ChallengeKind::{Www, Proxy}.challenge_header()` |
+//! | check `Authorization` / `Proxy-Authorization` | `verify(now, &Auth, method, Some(request_uri), username, password) -> Result<Verified, DigestError>`; `Err(DigestError::Stale)` → re-challenge with `stale = true`; other errors → re-challenge or 403 |
+//! | optional nc replay check | `NonceCountGuard::new(cap).accept(nonce, nc)` |
+//! | answer a 401/407 (outbound) | `answer_best(ChallengeKind::from_status(status)?, &challenge_values, &ClientRequest { method, uri, username, password, cnonce: &cnonce(random), nc: 1 }) -> Result<String, DigestError>` (picks SHA-512-256 > SHA-256 > MD5); put it in `kind.credentials_header()` |
+//!
+//! Nonces are stateless (issue time + salt + HMAC-SHA-256 under the secret).
+//!
+//! ## CDR (`cdr`)
+//!
+//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us } }> }`;
+//! `to_json_line()` (one line, `\n`-terminated, fixed field order), `from_json_line`, `duration_ms()`, `setup_ms()`.
+//! Timestamps are wall-clock ms since the UNIX epoch, passed in by the caller.
+//!
 //! ## Simulation (`sim`, hidden)
 //!
 //! `sim::{Sim, Network, NetConfig, SimNode}`: an in-memory network with loss,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use portcullis_engine::digest::{
     answer, answer_best, challenge_value, cnonce, response_hash, select_challenge, Algorithm,
     ChallengeKind, ClientRequest, DigestError, DigestServer, NonceCountGuard, ResponseInput,
+    ServerRequest,
 };
 use portcullis_engine::time::Timestamp;
 use portcullis_sip::header::{Auth, HeaderName};
@@ -446,4 +447,34 @@ fn algorithm_names_round_trip() {
         assert_eq!(Algorithm::from_name(&a.name().to_lowercase()), Some(a));
     }
     assert_eq!(Algorithm::from_name("SHA-1"), None);
+}
+
+#[test]
+fn verify_from_raw_header_values() {
+    let srv = server();
+    let h = client_answer(&srv, 1_000, 0, "secret", 1);
+    let req = ServerRequest {
+        method: "INVITE",
+        request_uri: Some("sip:+4930123@sbc.example.com"),
+        username: "trunk1",
+        password: "secret",
+    };
+    let v = srv
+        .verify_value(t(2_000), ChallengeKind::Proxy, &h, &req)
+        .unwrap();
+    assert_eq!(v.algorithm, Algorithm::Sha256);
+    assert_eq!(v.nc, Some(1));
+    assert_eq!(v.issued_at, t(1_000));
+    assert_eq!(
+        srv.verify_value(t(2_000), ChallengeKind::Www, "Digest realm=\"x", &req),
+        Err(DigestError::Malformed)
+    );
+    let wrong = ServerRequest {
+        password: "nope",
+        ..req
+    };
+    assert_eq!(
+        srv.verify_value(t(2_000), ChallengeKind::Www, &h, &wrong),
+        Err(DigestError::WrongResponse)
+    );
 }
