@@ -62,6 +62,17 @@
 //! `to_json_line()` (one line, `\n`-terminated, fixed field order), `from_json_line`, `duration_ms()`, `setup_ms()`.
 //! Timestamps are wall-clock ms since the UNIX epoch, passed in by the caller.
 //!
+//! ## B2BUA ([`b2bua`], [`media`], [`config`])
+//!
+//! | need | use |
+//! |---|---|
+//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>`; reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
+//! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_transport_error(now, PeerAddr)` / `handle_tx_error(now, TxId)` / `handle_connection_lost(now, ConnId)`, `handle_media_event(now, MediaEvent)` |
+//! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` once per call, `Rejected`, `PolicyBan`) |
+//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (503 + Retry-After), `release_all(now)` (BYE all, Shutdown), `active_calls()`, `stats() -> &EngineStats` |
+//! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }` |
+//! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()` |
+//!
 //! ## Simulation (`sim`, hidden)
 //!
 //! `sim::{Sim, Network, NetConfig, SimNode}`: an in-memory network with loss,
@@ -70,9 +81,13 @@
 //! above. B2BUA tests implement `SimNode` for their own engine.
 #![forbid(unsafe_code)]
 
+pub mod b2bua;
 pub mod cdr;
+pub mod config;
 pub mod dialog;
 pub mod digest;
+pub mod media;
+pub mod teams;
 pub mod time;
 pub mod transaction;
 

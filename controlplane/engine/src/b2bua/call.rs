@@ -1,0 +1,181 @@
+//! Call state: one A leg (we are UAS), at most one live B leg (we are UAC).
+//!
+//! Invariants: the A and B legs share nothing on the wire (own Call-ID, tags,
+//! CSeq, Via, Contact); `state` only moves forward
+//! (`Proceeding → Answered → Ended`, or `Proceeding → Ended`); an `Ended`
+//! call has emitted its CDR, released its media and trunk slots, and only
+//! lingers (64·T1) to ACK and BYE a late 2xx of a cancelled INVITE.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use portcullis_sip::sdp::SessionDescription;
+
+use super::route::Target;
+use super::sdp_rewrite::MediaState;
+use crate::cdr::EndReason;
+use crate::config::{EngineConfig, RedirectMode, TrunkId};
+use crate::dialog::Dialog;
+use crate::media::Side;
+use crate::time::Timestamp;
+use crate::transaction::{PeerAddr, SipMsg, TxId};
+
+/// Call-level timers (transaction timers live in the transaction layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum CallTimer {
+    /// Ringing too long: CANCEL B, answer A 480 (configurable).
+    NoAnswer,
+    /// RFC 4028 §10: the refresher sends a refresh at half the interval.
+    Refresh(Side),
+    /// RFC 4028 §10: no refresh before the interval ended.
+    SessionExpiry,
+    /// An ended call is removed.
+    Linger,
+}
+
+/// Lifecycle of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallState {
+    /// INVITE received, B leg being tried.
+    Proceeding,
+    /// A 2xx was relayed to the caller.
+    Answered,
+    /// Torn down; CDR emitted.
+    Ended,
+}
+
+/// The caller's leg.
+#[derive(Debug)]
+pub(crate) struct ALeg {
+    pub peer: PeerAddr,
+    pub trunk: TrunkId,
+    pub invite_tx: TxId,
+    /// The INVITE as received (Via stamped).
+    pub invite: SipMsg,
+    /// Our To tag.
+    pub tag: String,
+    pub contact: String,
+    pub dialog: Option<Dialog>,
+    /// A final response was sent to the initial INVITE.
+    pub final_sent: bool,
+}
+
+/// The callee's leg (one per attempt; failover replaces it).
+#[derive(Debug)]
+pub(crate) struct BLeg {
+    pub target: Target,
+    pub dest: PeerAddr,
+    pub call_id: String,
+    /// Our From tag.
+    pub tag: String,
+    pub contact: String,
+    pub invite_tx: Option<TxId>,
+    /// The INVITE as sent (dialog creation, auth retries).
+    pub invite: SipMsg,
+    pub dialog: Option<Dialog>,
+    /// A provisional arrived: CANCEL is allowed (RFC 3261 §9.1).
+    pub provisional: bool,
+    /// CANCEL wanted before any provisional: send it on the first 1xx.
+    pub cancel_pending: bool,
+    /// CANCEL sent (or pending): a 2xx must be ACKed and BYE'd.
+    pub cancelled: bool,
+    /// Final response received for the INVITE.
+    pub final_received: bool,
+}
+
+/// A relayed in-dialog request waiting for its response.
+#[derive(Clone, Debug)]
+pub(crate) struct Relay {
+    /// Server transaction on the originating leg.
+    pub server_tx: TxId,
+    /// Leg the request came from.
+    pub from: Side,
+    /// The request as received.
+    pub request: SipMsg,
+    /// The request carried SDP (an offer).
+    pub had_sdp: bool,
+}
+
+/// What a client transaction of ours is for.
+#[derive(Clone, Debug)]
+pub(crate) enum ClientRole {
+    /// Initial INVITE toward the B leg at `dest`.
+    Invite { dest: PeerAddr },
+    /// In-dialog request relayed from the other leg.
+    Relay(Relay),
+    /// BYE, CANCEL or a session refresh we originate: responses only logged.
+    Own,
+    /// UPDATE session refresh we originate on `Side` (RFC 4028 §9).
+    Refresh(Side),
+}
+
+/// One call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub id: u64,
+    pub cfg: Arc<EngineConfig>,
+    pub state: CallState,
+    pub a: ALeg,
+    pub b: Option<BLeg>,
+    pub route: String,
+    pub targets: VecDeque<Target>,
+    pub redirect: RedirectMode,
+    /// Calling number as received, and as sent (after routing translation).
+    pub a_calling: String,
+    pub calling: String,
+    /// Called number as received.
+    pub called: String,
+    pub media: Option<MediaState>,
+    /// The caller's SDP offer (replayed to each failover target).
+    pub a_offer: Option<SessionDescription>,
+    /// The side whose SDP offer awaits an answer.
+    pub offer_from: Option<Side>,
+    /// A relayed re-INVITE in progress (RFC 3261 §14.1 glare: 491).
+    pub reinvite_pending: bool,
+    /// Re-INVITE without SDP relayed to `Side`: its 2xx offer is answered in the
+    /// ACK of the other leg, so that leg's ACK waits (invite CSeq on `Side`).
+    pub deferred_ack: Option<(Side, u32)>,
+    pub timers: BTreeMap<CallTimer, Timestamp>,
+    /// Session timer per leg (RFC 4028), indexed A, B.
+    pub session: [Option<SessionLeg>; 2],
+    pub setup_at: Timestamp,
+    pub answer_at: Option<Timestamp>,
+    pub end_reason: Option<EndReason>,
+    pub final_status: Option<u16>,
+    /// Keys in the dialog index owned by this call.
+    pub dialog_keys: Vec<(String, String)>,
+    /// B leg trunks whose call slot this call holds.
+    pub held_trunks: Vec<TrunkId>,
+    /// Last status seen from a failed target (relayed when targets run out).
+    pub last_failure: Option<(u16, String)>,
+    /// Client transactions started for this call (index cleanup at removal).
+    pub client_txs: Vec<TxId>,
+    /// 3xx redirects followed so far.
+    pub redirects: usize,
+}
+
+/// RFC 4028 state of one leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SessionLeg {
+    pub interval: std::time::Duration,
+    /// We send the refreshes on this leg (else the peer does and we watch expiry).
+    pub we_refresh: bool,
+}
+
+impl Call {
+    /// Dialog of a side.
+    pub fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::A => self.a.dialog.as_mut(),
+            Side::B => self.b.as_mut().and_then(|b| b.dialog.as_mut()),
+        }
+    }
+
+    /// Where requests on a side go.
+    pub fn dest(&self, side: Side) -> Option<PeerAddr> {
+        match side {
+            Side::A => Some(self.a.peer),
+            Side::B => self.b.as_ref().map(|b| b.dest),
+        }
+    }
+}

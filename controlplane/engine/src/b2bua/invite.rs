@@ -1,0 +1,731 @@
+//! Initial INVITE: the A leg arrives, the B leg is tried target after target.
+//!
+//! RFC 3261 §16.7-style target handling done by a UA core: 408/5xx/timeout
+//! (Timer B) or a transport error → next target, a 503 Retry-After skips that
+//! trunk for its duration; 6xx stops (§16.7 point 4 of a proxy; here: relayed);
+//! other 4xx relayed; 3xx followed (Contact as a new target) or relayed, per
+//! route. The first 2xx wins: later 2xx from other forks (§13.2.2.4) are ACKed
+//! and BYE'd. CANCEL (§9.2) ends the call at once; a B 2xx racing our CANCEL
+//! is ACKed and BYE'd (the ended call lingers 64·T1 for it).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use portcullis_sip::sdp::SessionDescription;
+
+use super::call::{ALeg, BLeg, Call, CallState, CallTimer, ClientRole};
+use super::headers::{
+    copy_safe, display_of, has_sdp, name_addr, retry_after, socket_of, unsupported_required,
+    user_of,
+};
+use super::route::{self, Target};
+use super::sdp_rewrite::MediaState;
+use super::stats::Outcome;
+use super::{B2bua, CallEvent};
+use crate::cdr::EndReason;
+use crate::config::{MediaMode, RedirectMode};
+use crate::dialog::Dialog;
+use crate::media::{MediaControl, Side};
+use crate::time::Timestamp;
+use crate::transaction::{Method, PeerAddr, SipMsg, TxId};
+
+/// Most 3xx redirects followed per call (loop protection).
+const MAX_REDIRECTS: usize = 3;
+
+impl<M: MediaControl> B2bua<M> {
+    /// A new INVITE (no To tag) from a classified source.
+    pub(super) fn on_new_invite(&mut self, now: Timestamp, tx: TxId, from: PeerAddr, req: &SipMsg) {
+        if self.draining {
+            self.stats.drain_rejects += 1;
+            self.reject(now, tx, req, from, 503, "Service Unavailable");
+            return;
+        }
+        let Some(trunk) = route::classify(&self.cfg, from.addr.ip()) else {
+            return;
+        };
+        if req
+            .header("Max-Forwards")
+            .and_then(|m| m.trim().parse::<u32>().ok())
+            == Some(0)
+        {
+            self.reject(now, tx, req, from, 483, "Too Many Hops");
+            return;
+        }
+        let unsupported = unsupported_required(req);
+        if !unsupported.is_empty() {
+            let mut r = self.response(req, 420, "Bad Extension", Some("bx"));
+            r.push_header("Unsupported", unsupported.join(", "));
+            self.send_response(now, tx, &r);
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let inbound_name = Self::trunk_name(&cfg, trunk);
+        let called = user_of(req.request_uri().unwrap_or("")).to_owned();
+        let calling = user_of(req.header("From").unwrap_or("")).to_owned();
+        self.stats.calls_total += 1;
+        self.stats.trunk(&inbound_name).inbound += 1;
+        let id = self.next_call;
+        self.next_call += 1;
+        let a_tag = self.random_hex();
+        let a_contact = format!("<sip:sbc@{}>", Self::our_hostport(&cfg, from.transport));
+        let a_call_id = req.call_id().unwrap_or("").to_owned();
+        let call = Call {
+            id,
+            cfg: cfg.clone(),
+            state: CallState::Proceeding,
+            a: ALeg {
+                peer: from,
+                trunk,
+                invite_tx: tx,
+                invite: req.clone(),
+                tag: a_tag.clone(),
+                contact: a_contact,
+                dialog: None,
+                final_sent: false,
+            },
+            b: None,
+            route: String::new(),
+            targets: VecDeque::new(),
+            redirect: RedirectMode::Follow,
+            a_calling: calling.clone(),
+            calling: calling.clone(),
+            called: called.clone(),
+            media: None,
+            a_offer: None,
+            offer_from: None,
+            reinvite_pending: false,
+            deferred_ack: None,
+            timers: BTreeMap::new(),
+            session: [None, None],
+            setup_at: now,
+            answer_at: None,
+            end_reason: None,
+            final_status: None,
+            dialog_keys: vec![(a_call_id.clone(), a_tag.clone())],
+            held_trunks: Vec::new(),
+            last_failure: None,
+            client_txs: Vec::new(),
+            redirects: 0,
+        };
+        self.calls.insert(id, call);
+        self.by_dialog.insert((a_call_id, a_tag), (id, Side::A));
+        self.by_invite_tx.insert(tx, (id, Side::A));
+        self.events.push_back(CallEvent::CallStarted {
+            call: id,
+            inbound_trunk: inbound_name.clone(),
+            calling: calling.clone(),
+            called: called.clone(),
+        });
+        // Inbound trunk limit.
+        if !self.acquire_trunk(id, trunk) {
+            self.stats.trunk_limit_rejects += 1;
+            self.stats.outcome(&inbound_name, Outcome::Refused);
+            self.end_call(
+                now,
+                id,
+                EndReason::Rejected { status: 503 },
+                Some((503, "Service Unavailable")),
+            );
+            return;
+        }
+        let Some(decision) = route::route(&cfg, trunk, &called, &calling) else {
+            self.stats.outcome(&inbound_name, Outcome::NoRoute);
+            self.end_call(now, id, EndReason::NoRoute, Some((404, "Not Found")));
+            return;
+        };
+        let offer = if has_sdp(req) {
+            match SessionDescription::parse(req.body()) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.stats.outcome(&inbound_name, Outcome::Failed);
+                    self.end_call(
+                        now,
+                        id,
+                        EndReason::Rejected { status: 488 },
+                        Some((488, "Not Acceptable Here")),
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let alloc = match self.media.allocate() {
+            Ok(a) => a,
+            Err(_) => {
+                self.stats.media_errors += 1;
+                self.stats.outcome(&inbound_name, Outcome::Refused);
+                self.end_call(
+                    now,
+                    id,
+                    EndReason::Rejected { status: 503 },
+                    Some((503, "Service Unavailable")),
+                );
+                return;
+            }
+        };
+        let sids = [self.txn.next_random() >> 2, self.txn.next_random() >> 2];
+        let a_mode = cfg.trunk(trunk).map_or(MediaMode::Rtp, |t| t.media);
+        self.by_media.insert(alloc.id, id);
+        let no_answer = now + cfg.timers.no_answer;
+        if let Some(c) = self.calls.get_mut(&id) {
+            let mut ms = MediaState::new(alloc, sids);
+            if let Some(o) = &offer {
+                ms.learn(Side::A, o, a_mode);
+                c.offer_from = Some(Side::A);
+            }
+            c.media = Some(ms);
+            c.a_offer = offer;
+            c.route = decision.route;
+            c.calling = decision.calling;
+            c.redirect = decision.redirect;
+            c.targets = decision.targets.into();
+        }
+        self.set_timer(id, CallTimer::NoAnswer, no_answer);
+        self.next_target(now, id);
+    }
+
+    /// Takes a call slot on `trunk` (false when at its limit).
+    pub(super) fn acquire_trunk(&mut self, call: u64, trunk: crate::config::TrunkId) -> bool {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        let Some(t) = c.cfg.trunk(trunk) else {
+            return false;
+        };
+        let n = self.trunk_calls.entry(t.name.clone()).or_insert(0);
+        if t.max_calls.is_some_and(|max| *n >= max) {
+            return false;
+        }
+        *n += 1;
+        c.held_trunks.push(trunk);
+        true
+    }
+
+    /// Gives back one slot of `trunk` held by `call`.
+    pub(super) fn release_trunk(&mut self, call: u64, trunk: crate::config::TrunkId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(pos) = c.held_trunks.iter().position(|t| *t == trunk) {
+            c.held_trunks.remove(pos);
+            if let Some(name) = c.cfg.trunk(trunk).map(|t| t.name.clone()) {
+                if let Some(n) = self.trunk_calls.get_mut(&name) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Tries the next usable target, or fails the call when none is left.
+    pub(super) fn next_target(&mut self, now: Timestamp, call: u64) {
+        loop {
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            let Some(target) = c.targets.pop_front() else {
+                let (status, reason) = c
+                    .last_failure
+                    .clone()
+                    .unwrap_or((503, String::from("Service Unavailable")));
+                let inbound = Self::trunk_name(&c.cfg.clone(), c.a.trunk);
+                self.stats.outcome(&inbound, Outcome::Failed);
+                self.end_call(
+                    now,
+                    call,
+                    EndReason::Rejected { status },
+                    Some((status, &reason)),
+                );
+                return;
+            };
+            let cfg = c.cfg.clone();
+            let Some(tcfg) = cfg.trunk(target.trunk) else {
+                continue;
+            };
+            if target.redirect.is_none()
+                && self
+                    .trunk_blocked
+                    .get(&tcfg.name)
+                    .is_some_and(|until| *until > now)
+            {
+                continue;
+            }
+            if !self.acquire_trunk(call, target.trunk) {
+                self.stats.trunk_limit_rejects += 1;
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.last_failure = Some((503, String::from("Service Unavailable")));
+                }
+                continue;
+            }
+            if self.start_attempt(now, call, target) {
+                return;
+            }
+        }
+    }
+
+    /// Sends the INVITE of a new B leg. False when it could not be sent.
+    fn start_attempt(&mut self, now: Timestamp, call: u64, target: Target) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let cfg = c.cfg.clone();
+        let Some(tcfg) = cfg.trunk(target.trunk) else {
+            return false;
+        };
+        let transport = tcfg.transport;
+        let dest_addr = target.redirect.unwrap_or(tcfg.address);
+        let dest = PeerAddr {
+            transport,
+            addr: dest_addr,
+            conn: None,
+        };
+        let our_host = tcfg
+            .fqdn_contact
+            .clone()
+            .or_else(|| cfg.node.fqdn.clone())
+            .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
+        let contact_host = tcfg
+            .fqdn_contact
+            .clone()
+            .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
+        let their_host = match (&tcfg.tls_server_name, target.redirect) {
+            (Some(n), None) => format!("{n}:{}", dest_addr.port()),
+            _ => dest_addr.to_string(),
+        };
+        let tparam = match transport {
+            crate::transaction::Transport::Udp => "",
+            crate::transaction::Transport::Tcp => ";transport=tcp",
+            crate::transaction::Transport::Tls => ";transport=tls",
+        };
+        let a_inv = c.a.invite.clone();
+        let calling = c.calling.clone();
+        let a_offer = c.a_offer.clone();
+        let b_mode = tcfg.media;
+        let trunk_name = tcfg.name.clone();
+        let b_call_id = format!("{}@{}", self.random_hex(), our_host);
+        let b_tag = self.random_hex();
+        let via = self.via(transport);
+        let uri = format!("sip:{}@{}{}", target.called, their_host, tparam);
+        let mut inv = SipMsg::request(Method::Invite, &uri);
+        inv.push_header("Via", via.to_string());
+        let mf = a_inv
+            .header("Max-Forwards")
+            .and_then(|m| m.trim().parse::<u32>().ok())
+            .map_or(70, |m| m.saturating_sub(1).min(70));
+        inv.push_header("Max-Forwards", mf.to_string());
+        let from_display = display_of(a_inv.header("From").unwrap_or(""));
+        inv.push_header(
+            "From",
+            format!(
+                "{};tag={b_tag}",
+                name_addr(from_display, &calling, &our_host)
+            ),
+        );
+        inv.push_header("To", name_addr(None, &target.called, &their_host));
+        inv.push_header("Call-ID", &b_call_id);
+        inv.push_header("CSeq", "1 INVITE");
+        let contact = format!("<sip:sbc@{contact_host}{tparam}>");
+        inv.push_header("Contact", &contact);
+        inv.push_header("User-Agent", &cfg.node.user_agent);
+        if let Some(pai) = a_inv.header("P-Asserted-Identity") {
+            let user = user_of(pai).to_owned();
+            if !user.is_empty() {
+                inv.push_header(
+                    "P-Asserted-Identity",
+                    name_addr(display_of(pai), &user, &our_host),
+                );
+            }
+        }
+        copy_safe(&a_inv, &mut inv, false);
+        inv.push_header("Supported", "timer");
+        inv.push_header(
+            "Session-Expires",
+            cfg.timers.session_expires.as_secs().to_string(),
+        );
+        inv.push_header("Min-SE", cfg.timers.min_se.as_secs().to_string());
+        // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
+        let seed = self.seed;
+        let mut counter = self.key_counter;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        let body = c.media.as_mut().map(|ms| {
+            let mut nk = || Self::new_key(seed, &mut counter);
+            match &a_offer {
+                Some(o) => ms.rewrite_for(Side::B, o, b_mode, false, &mut nk),
+                None => ms.own_offer(Side::B, b_mode, &mut nk),
+            }
+        });
+        self.key_counter = counter;
+        if let Some(body) = body {
+            inv.push_header("Content-Type", "application/sdp");
+            inv.set_body(body);
+        }
+        if a_offer.is_none() {
+            c.offer_from = Some(Side::B);
+        }
+        // Replace the previous attempt (its dialog key goes away).
+        if let Some(old) = c.b.take() {
+            self.by_dialog.remove(&(old.call_id, old.tag));
+        }
+        self.update_media(call);
+        self.stats.trunk(&trunk_name).outbound += 1;
+        let Some(tx) = self.send_on(now, call, dest, inv.clone(), ClientRole::Invite { dest })
+        else {
+            self.release_trunk(call, target.trunk);
+            return false;
+        };
+        self.by_dialog
+            .insert((b_call_id.clone(), b_tag.clone()), (call, Side::B));
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.dialog_keys.push((b_call_id.clone(), b_tag.clone()));
+            c.b = Some(BLeg {
+                target,
+                dest,
+                call_id: b_call_id,
+                tag: b_tag,
+                contact,
+                invite_tx: Some(tx),
+                invite: inv,
+                dialog: None,
+                provisional: false,
+                cancel_pending: false,
+                cancelled: false,
+                final_received: false,
+            });
+        }
+        true
+    }
+
+    /// A response to an initial INVITE we sent on a B leg.
+    pub(super) fn on_b_invite_response(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        tx: TxId,
+        dest: PeerAddr,
+        resp: &SipMsg,
+    ) {
+        let status = resp.status().unwrap_or(0);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let current = c.state != CallState::Ended
+            && c.b
+                .as_ref()
+                .is_some_and(|b| b.invite_tx == Some(tx) && !b.cancelled);
+        if !current {
+            // Ended, cancelled or superseded attempt.
+            if (200..300).contains(&status) {
+                self.ack_and_bye(now, call, tx, dest, resp);
+            } else if (101..200).contains(&status) {
+                let pending =
+                    c.b.as_mut()
+                        .filter(|b| b.invite_tx == Some(tx) && b.cancel_pending);
+                if let Some(b) = pending {
+                    b.cancel_pending = false;
+                    if let Ok(ctx) = self.txn.send_cancel(now, tx) {
+                        self.by_client_tx.insert(ctx, (call, ClientRole::Own));
+                    }
+                }
+            }
+            return;
+        }
+        match status {
+            100 => {}
+            101..=199 => self.on_b_provisional(now, call, resp),
+            200..=299 => {
+                if c.state == CallState::Answered {
+                    // Another fork answered too (§13.2.2.4): ACK it, then BYE it.
+                    self.stats.forked_answers_released += 1;
+                    self.ack_and_bye(now, call, tx, dest, resp);
+                } else {
+                    self.on_b_answer(now, call, tx, dest, resp);
+                }
+            }
+            _ if c.state == CallState::Answered => {}
+            _ => self.on_b_failure(now, call, status, Some(resp)),
+        }
+    }
+
+    /// ACKs a 2xx we do not want and hangs that dialog up.
+    fn ack_and_bye(&mut self, now: Timestamp, call: u64, tx: TxId, dest: PeerAddr, resp: &SipMsg) {
+        let Some(invite) = self.txn.request(tx).cloned() else {
+            return;
+        };
+        let Ok(mut d) = Dialog::from_uac(&invite, resp) else {
+            return;
+        };
+        let via = self.via(dest.transport);
+        let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
+        self.txn.send_ack(Some(tx), dest, &ack);
+        let via = self.via(dest.transport);
+        if let Ok(bye) = d.request(Method::Bye, &via) {
+            self.send_on(now, call, dest, bye, ClientRole::Own);
+        }
+    }
+
+    /// 18x from B: relay to A (SDP rewritten), create the early dialogs.
+    fn on_b_provisional(&mut self, now: Timestamp, call: u64, resp: &SipMsg) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(b) = c.b.as_mut() else {
+            return;
+        };
+        b.provisional = true;
+        if let Ok(Some(tag)) = resp.to_tag() {
+            let same = b.dialog.as_ref().is_some_and(|d| d.id.remote_tag == tag);
+            if !same {
+                if let Ok(d) = Dialog::from_uac(&b.invite, resp) {
+                    b.dialog = Some(d);
+                }
+            }
+        }
+        let status = resp.status().unwrap_or(180);
+        let reason = resp
+            .as_owned()
+            .reason()
+            .unwrap_or("Session Progress")
+            .to_owned();
+        let mut r = self.a_response(call, status, &reason, resp);
+        if let Some(c) = self.calls.get_mut(&call) {
+            if c.a.dialog.is_none() {
+                c.a.dialog = Dialog::from_uas(&c.a.invite, &c.a.tag, &c.a.contact, false).ok();
+            }
+            r.push_header("Contact", c.a.contact.clone());
+            let tx = c.a.invite_tx;
+            self.send_response(now, tx, &r);
+        }
+    }
+
+    /// Builds the response to A's INVITE relaying `resp` (whitelist + SDP rewrite).
+    fn a_response(&mut self, call: u64, status: u16, reason: &str, resp: &SipMsg) -> SipMsg {
+        let (inv, tag) = match self.calls.get(&call) {
+            Some(c) => (c.a.invite.clone(), c.a.tag.clone()),
+            None => return SipMsg::response(status, reason),
+        };
+        let mut r = self.response(&inv, status, reason, Some(&tag));
+        let body = self.relay_sdp(call, Side::B, resp, true);
+        copy_safe(resp, &mut r, body.is_some());
+        if let Some(b) = body {
+            if r.header("Content-Type").is_none() {
+                r.push_header("Content-Type", "application/sdp");
+            }
+            r.set_body(b);
+            self.update_media(call);
+        }
+        r
+    }
+
+    /// 2xx from B: ACK it, relay it to A, the call is answered.
+    fn on_b_answer(&mut self, now: Timestamp, call: u64, tx: TxId, dest: PeerAddr, resp: &SipMsg) {
+        let via = self.via(dest.transport);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(b) = c.b.as_mut() else {
+            return;
+        };
+        b.final_received = true;
+        let tag = resp.to_tag().ok().flatten().map(str::to_owned);
+        match b.dialog.as_mut() {
+            Some(d) if Some(d.id.remote_tag.as_str()) == tag.as_deref() => {
+                d.on_response(&Method::Invite, resp);
+            }
+            _ => b.dialog = Dialog::from_uac(&b.invite, resp).ok(),
+        }
+        if let Some(d) = b.dialog.as_ref() {
+            let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
+            self.txn.send_ack(Some(tx), dest, &ack);
+        }
+        let reason = resp.as_owned().reason().unwrap_or("OK").to_owned();
+        let status = resp.status().unwrap_or(200);
+        let mut r = self.a_response(call, status, &reason, resp);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        r.push_header("Contact", c.a.contact.clone());
+        match c.a.dialog.as_mut() {
+            Some(d) => d.confirm(),
+            None => c.a.dialog = Dialog::from_uas(&c.a.invite, &c.a.tag, &c.a.contact, true).ok(),
+        }
+        c.a.final_sent = true;
+        c.state = CallState::Answered;
+        c.answer_at = Some(now);
+        let a_tx = c.a.invite_tx;
+        let out_trunk = c.b.as_ref().map(|b| b.target.trunk);
+        let cfg = c.cfg.clone();
+        let in_trunk = c.a.trunk;
+        self.session_on_answer(now, call, resp, &mut r);
+        self.send_response(now, a_tx, &r);
+        self.stop_timer(call, CallTimer::NoAnswer);
+        let inbound = Self::trunk_name(&cfg, in_trunk);
+        self.stats.outcome(&inbound, Outcome::Answered);
+        self.events.push_back(CallEvent::CallAnswered {
+            call,
+            outbound_trunk: out_trunk
+                .map(|t| Self::trunk_name(&cfg, t))
+                .unwrap_or_default(),
+        });
+    }
+
+    /// A final failure (or Timer B / transport error as 408/503) on the B leg.
+    pub(super) fn on_b_failure(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        status: u16,
+        resp: Option<&SipMsg>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(b) = c.b.as_mut() else {
+            return;
+        };
+        b.final_received = true;
+        let trunk = b.target.trunk;
+        let reason = resp
+            .and_then(|r| r.as_owned().reason().map(str::to_owned))
+            .unwrap_or_else(|| default_reason(status).to_owned());
+        c.last_failure = Some((status, reason.clone()));
+        let cfg = c.cfg.clone();
+        let trunk_name = Self::trunk_name(&cfg, trunk);
+        self.release_trunk(call, trunk);
+        match status {
+            300..=399 => {
+                let follow = self.calls.get(&call).is_some_and(|c| {
+                    c.redirect == RedirectMode::Follow && c.redirects < MAX_REDIRECTS
+                });
+                let target = resp.and_then(|r| r.contact_uri()).and_then(|u| {
+                    let port = cfg
+                        .trunk(trunk)
+                        .map_or(5060, |t| t.transport.default_port());
+                    socket_of(u, port).map(|addr| (addr, user_of(u).to_owned()))
+                });
+                if let (true, Some((addr, user))) = (follow, target) {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.redirects += 1;
+                        let called = if user.is_empty() {
+                            c.called.clone()
+                        } else {
+                            user
+                        };
+                        c.targets.push_front(Target {
+                            trunk,
+                            called,
+                            redirect: Some(addr),
+                        });
+                    }
+                    self.next_target(now, call);
+                } else {
+                    self.fail_call(now, call, status, &reason, resp);
+                }
+            }
+            408 | 500..=599 => {
+                if status == 503 {
+                    if let Some(secs) = resp.and_then(retry_after) {
+                        self.trunk_blocked
+                            .insert(trunk_name, now + std::time::Duration::from_secs(secs));
+                    }
+                }
+                self.stats.failovers += 1;
+                self.next_target(now, call);
+            }
+            _ => self.fail_call(now, call, status, &reason, resp),
+        }
+    }
+
+    /// Relays a final failure to A and ends the call.
+    fn fail_call(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        status: u16,
+        reason: &str,
+        resp: Option<&SipMsg>,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let inbound = Self::trunk_name(&c.cfg.clone(), c.a.trunk);
+        self.stats.outcome(&inbound, Outcome::Failed);
+        if let Some(resp) = resp {
+            let mut r = match self.calls.get(&call) {
+                Some(c) => {
+                    self.response(&c.a.invite.clone(), status, reason, Some(&c.a.tag.clone()))
+                }
+                None => return,
+            };
+            copy_safe(resp, &mut r, false);
+            if (300..400).contains(&status) {
+                if let Some(ct) = resp.header("Contact") {
+                    r.push_header("Contact", ct);
+                }
+            }
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.a.final_sent = true;
+                let tx = c.a.invite_tx;
+                self.send_response(now, tx, &r);
+            }
+        }
+        self.end_call(
+            now,
+            call,
+            EndReason::Rejected { status },
+            Some((status, reason)),
+        );
+    }
+
+    /// CANCEL from A (RFC 3261 §9.2): 200 to the CANCEL, 487 to the INVITE, B cancelled.
+    pub(super) fn on_cancel(
+        &mut self,
+        now: Timestamp,
+        tx: TxId,
+        req: &SipMsg,
+        cancels: Option<TxId>,
+    ) {
+        let Some(itx) = cancels else {
+            self.reply(now, tx, req, 481, "Call/Transaction Does Not Exist", None);
+            return;
+        };
+        let call = self.by_invite_tx.get(&itx).map(|(c, _)| *c);
+        let tag = call
+            .and_then(|c| self.calls.get(&c))
+            .map(|c| c.a.tag.clone());
+        self.reply(now, tx, req, 200, "OK", tag.as_deref());
+        let Some(call) = call else {
+            return;
+        };
+        let proceeding = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.state == CallState::Proceeding && c.a.invite_tx == itx);
+        if proceeding {
+            if let Some(c) = self.calls.get(&call) {
+                let inbound = Self::trunk_name(&c.cfg.clone(), c.a.trunk);
+                self.stats.outcome(&inbound, Outcome::Cancelled);
+            }
+            self.end_call(
+                now,
+                call,
+                EndReason::Cancelled,
+                Some((487, "Request Terminated")),
+            );
+        }
+    }
+}
+
+/// Reason phrase for statuses we synthesise.
+pub(super) fn default_reason(status: u16) -> &'static str {
+    match status {
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}

@@ -1,0 +1,650 @@
+//! The sans-IO B2BUA call engine (RFC 3261 back-to-back user agent), quinn-style.
+//!
+//! [`B2bua`] terminates every call on an A leg (we are UAS toward the caller)
+//! and re-originates it on a B leg (we are UAC toward the routed trunk), with
+//! nothing of one leg's Via, Route/Record-Route, Contact, Call-ID, tags or
+//! CSeq reaching the other ([`headers`] lists what crosses). Media is anchored
+//! through [`MediaControl`]: every SDP is rewritten ([`sdp_rewrite`]) and the
+//! stream pair reprogrammed after each offer/answer.
+//!
+//! Inputs carry `now`; outputs are pulled:
+//! [`B2bua::handle_datagram`], [`B2bua::handle_timeout`],
+//! [`B2bua::handle_transport_error`], [`B2bua::handle_media_event`];
+//! [`B2bua::poll_transmit`], [`B2bua::poll_timeout`], [`B2bua::poll_event`].
+//!
+//! Module map: [`call`] (state), [`invite`] (initial INVITE, B responses,
+//! failover, CANCEL, redirects, forks), [`in_dialog`] (BYE, re-INVITE,
+//! UPDATE, INFO, MESSAGE relays, ACKs), [`teardown`] (ending calls, CDRs),
+//! [`timers`] (no-answer, session timers RFC 4028, linger).
+
+mod call;
+mod headers;
+mod in_dialog;
+mod invite;
+mod route;
+mod sdp_rewrite;
+mod sim_node;
+mod stats;
+mod teardown;
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use self::call::{Call, CallState, CallTimer, ClientRole};
+pub use self::stats::{EngineStats, Outcome, TrunkStats};
+pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
+use crate::config::{ConfigError, EngineConfig, TrunkId, UnknownSource};
+use crate::media::{MediaControl, MediaEvent, MediaId, Side, SrtpKeyMaterial, SrtpSuite};
+use crate::time::Timestamp;
+use crate::transaction::{
+    make_response, ConnId, Method, PeerAddr, SipMsg, Timer, TransactionLayer, TxConfig, TxEvent,
+    TxId, Via,
+};
+
+/// Bytes the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub dest: PeerAddr,
+    pub bytes: Vec<u8>,
+    /// SNI / expected certificate name when `dest` is a TLS trunk.
+    pub tls_server_name: Option<String>,
+    /// Transaction that produced the bytes (for [`B2bua::handle_tx_error`]).
+    pub tx: Option<TxId>,
+}
+
+/// What happened to calls (the appliance logs, counts and writes CDRs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEvent {
+    CallStarted {
+        call: u64,
+        inbound_trunk: String,
+        calling: String,
+        called: String,
+    },
+    CallAnswered {
+        call: u64,
+        outbound_trunk: String,
+    },
+    /// Exactly one per call that got past classification and routing began.
+    CallEnded {
+        cdr: Box<CdrRecord>,
+    },
+    /// A request refused before a call existed (policy, drain, parse).
+    Rejected {
+        status: u16,
+        reason: String,
+        source: SocketAddr,
+    },
+    PolicyBan {
+        ip: IpAddr,
+    },
+}
+
+/// One live call, for the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSummary {
+    pub call: u64,
+    pub inbound_trunk: String,
+    pub outbound_trunk: Option<String>,
+    pub calling: String,
+    pub called: String,
+    pub answered: bool,
+    pub setup_at: Timestamp,
+    pub media: Option<MediaId>,
+}
+
+/// How long an ended call lingers to absorb a late 2xx (64·T1, RFC 3261 §17.1.1.2).
+const LINGER_T1_MULTIPLE: u32 = 64;
+
+/// Retry-After (seconds) of the 503 sent while draining or full.
+const RETRY_AFTER_SECS: u32 = 30;
+
+/// Work budget for transaction events handled per input.
+const EVENT_BUDGET: usize = 100_000;
+
+/// The B2BUA. See the module docs.
+#[derive(Debug)]
+pub struct B2bua<M: MediaControl> {
+    cfg: Arc<EngineConfig>,
+    media: M,
+    txn: TransactionLayer,
+    calls: BTreeMap<u64, Call>,
+    /// (Call-ID, our tag) → (call, leg).
+    by_dialog: HashMap<(String, String), (u64, Side)>,
+    /// Our client transactions → (call, role).
+    by_client_tx: HashMap<TxId, (u64, ClientRole)>,
+    /// INVITE server transactions (initial and re-INVITEs) → (call, leg).
+    by_invite_tx: HashMap<TxId, (u64, Side)>,
+    by_media: HashMap<MediaId, u64>,
+    /// Call timers, validated lazily against `Call::timers`.
+    timers: BTreeSet<(Timestamp, u64, CallTimer)>,
+    events: VecDeque<CallEvent>,
+    stats: EngineStats,
+    draining: bool,
+    next_call: u64,
+    /// Calls holding a slot per trunk.
+    trunk_calls: HashMap<String, u32>,
+    /// Trunks skipped until the time given by their Retry-After.
+    trunk_blocked: HashMap<String, Timestamp>,
+    seed: u64,
+    key_counter: u64,
+    /// TLS peer names of the message being handled (classification).
+    current_tls_names: Option<Vec<String>>,
+    last_parse_errors: u64,
+    /// Added to `now` for CDR wall-clock times (ms since the UNIX epoch).
+    epoch_offset_ms: u64,
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// A B2BUA with `cfg`, driving `media`. `seed` must come from the OS RNG in
+    /// production: tags, Call-IDs, branches and SRTP keys derive from it.
+    pub fn new(cfg: Arc<EngineConfig>, media: M, seed: u64) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let t = &cfg.timers;
+        let mut tx_cfg = TxConfig::default();
+        tx_cfg.timers.t1 = t.t1;
+        tx_cfg.timers.t2 = t.t2;
+        tx_cfg.timers.t4 = t.t4;
+        Ok(Self {
+            txn: TransactionLayer::new(tx_cfg, seed),
+            cfg,
+            media,
+            calls: BTreeMap::new(),
+            by_dialog: HashMap::new(),
+            by_client_tx: HashMap::new(),
+            by_invite_tx: HashMap::new(),
+            by_media: HashMap::new(),
+            timers: BTreeSet::new(),
+            events: VecDeque::new(),
+            stats: EngineStats::default(),
+            draining: false,
+            next_call: 1,
+            trunk_calls: HashMap::new(),
+            trunk_blocked: HashMap::new(),
+            seed,
+            key_counter: 0,
+            current_tls_names: None,
+            last_parse_errors: 0,
+            epoch_offset_ms: 0,
+        })
+    }
+
+    /// Reload: new calls use `cfg`, calls in progress keep theirs.
+    pub fn set_config(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// CDR times are `now + offset` (the driver passes UNIX-epoch ms of its
+    /// `Timestamp::ZERO`; the engine itself never reads a clock).
+    pub fn set_epoch_offset_ms(&mut self, offset_ms: u64) {
+        self.epoch_offset_ms = offset_ms;
+    }
+
+    /// The configuration new calls use.
+    #[must_use]
+    pub fn config(&self) -> &Arc<EngineConfig> {
+        &self.cfg
+    }
+
+    /// The media controller (tests inspect their fake through it).
+    #[must_use]
+    pub fn media(&self) -> &M {
+        &self.media
+    }
+
+    /// Mutable access to the media controller.
+    pub fn media_mut(&mut self) -> &mut M {
+        &mut self.media
+    }
+
+    /// Transaction layer counters.
+    #[must_use]
+    pub fn tx_stats(&self) -> &crate::transaction::TxStats {
+        self.txn.stats()
+    }
+
+    /// One datagram or framed stream message from `from`.
+    pub fn handle_datagram(&mut self, now: Timestamp, from: PeerAddr, bytes: &[u8]) {
+        self.handle_datagram_with_names(now, from, None, bytes);
+    }
+
+    /// As [`Self::handle_datagram`], for TLS connections whose peer certificate
+    /// names (verified by the driver) take part in trunk classification.
+    pub fn handle_datagram_with_names(
+        &mut self,
+        now: Timestamp,
+        from: PeerAddr,
+        tls_peer_names: Option<&[String]>,
+        bytes: &[u8],
+    ) {
+        self.stats.count_wire(bytes, true);
+        // Silent drop before any parsing: scanners learn nothing (policy.unknown_source).
+        if self.cfg.policy.unknown_source == UnknownSource::Drop
+            && route::classify(&self.cfg, from.addr.ip()).is_none()
+        {
+            self.stats.dropped += 1;
+            self.stats.policy_rejects += 1;
+            return;
+        }
+        self.current_tls_names = tls_peer_names.map(<[String]>::to_vec);
+        self.txn.handle_datagram(now, from, bytes);
+        self.sync_parse_errors();
+        self.process(now);
+        self.current_tls_names = None;
+    }
+
+    /// Fires due transaction and call timers.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.txn.handle_timeout(now);
+        self.process(now);
+        self.fire_call_timers(now);
+        self.process(now);
+    }
+
+    /// The driver lost the connection behind `dest` (reliable transports): every
+    /// transaction bound to it fails (RFC 3261 §17.1.4); calls fail over or end.
+    pub fn handle_transport_error(&mut self, now: Timestamp, dest: PeerAddr) {
+        if let Some(conn) = dest.conn {
+            self.txn.handle_connection_lost(now, conn);
+            self.process(now);
+        }
+    }
+
+    /// The driver could not send a [`Transmit`] of transaction `tx`.
+    pub fn handle_tx_error(&mut self, now: Timestamp, tx: TxId) {
+        self.txn.handle_transport_error(now, tx);
+        self.process(now);
+    }
+
+    /// A connection closed (same as a transport error on every transaction using it).
+    pub fn handle_connection_lost(&mut self, now: Timestamp, conn: ConnId) {
+        self.txn.handle_connection_lost(now, conn);
+        self.process(now);
+    }
+
+    /// Something the data plane noticed.
+    pub fn handle_media_event(&mut self, now: Timestamp, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Inactive(id) => {
+                if let Some(&call) = self.by_media.get(&id) {
+                    self.stats.media_inactivity += 1;
+                    self.end_call(now, call, EndReason::MediaInactivity, None);
+                }
+            }
+            MediaEvent::Latched(..) => {}
+            MediaEvent::SrtpFailures(..) => self.stats.media_errors += 1,
+        }
+        self.process(now);
+    }
+
+    /// Next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.txn.poll_transmit()?;
+        self.stats.count_wire(&t.bytes, false);
+        let tls_server_name = self
+            .cfg
+            .trunks
+            .iter()
+            .find(|tr| tr.address == t.dest && tr.transport == t.transport)
+            .and_then(|tr| tr.tls_server_name.clone());
+        Some(Transmit {
+            dest: PeerAddr {
+                transport: t.transport,
+                addr: t.dest,
+                conn: t.conn,
+            },
+            bytes: t.bytes,
+            tls_server_name,
+            tx: t.tx,
+        })
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let call = self.timers.first().map(|(at, _, _)| *at);
+        match (self.txn.poll_timeout(), call) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Next call event.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// Live calls (not yet ended), for the admin API.
+    #[must_use]
+    pub fn calls(&self) -> Vec<CallSummary> {
+        self.calls
+            .values()
+            .filter(|c| c.state != CallState::Ended)
+            .map(|c| CallSummary {
+                call: c.id,
+                inbound_trunk: Self::trunk_name(&c.cfg, c.a.trunk),
+                outbound_trunk: c
+                    .b
+                    .as_ref()
+                    .map(|b| Self::trunk_name(&c.cfg, b.target.trunk)),
+                calling: c.calling.clone(),
+                called: c.called.clone(),
+                answered: c.state == CallState::Answered,
+                setup_at: c.setup_at,
+                media: c.media.as_ref().map(|m| m.alloc.id),
+            })
+            .collect()
+    }
+
+    /// Admin: tears call `call` down (BYE both legs, or CANCEL/487 before answer).
+    pub fn terminate(&mut self, now: Timestamp, call: u64) -> bool {
+        let live = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.state != CallState::Ended);
+        if live {
+            self.end_call(now, call, EndReason::Terminated, None);
+            self.process(now);
+        }
+        live
+    }
+
+    /// New INVITEs get `503` + Retry-After; calls in progress continue.
+    pub fn start_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether [`Self::start_drain`] was called.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Ends every call (end reason Shutdown).
+    pub fn release_all(&mut self, now: Timestamp) {
+        let ids: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.state != CallState::Ended)
+            .map(|c| c.id)
+            .collect();
+        for id in ids {
+            self.end_call(now, id, EndReason::Shutdown, None);
+        }
+        self.process(now);
+    }
+
+    /// Calls not yet ended.
+    #[must_use]
+    pub fn active_calls(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|c| c.state != CallState::Ended)
+            .count()
+    }
+
+    /// Calls still held in memory (ended ones linger 64·T1).
+    #[must_use]
+    pub fn held_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    // ----- internals shared by the submodules -----
+
+    fn sync_parse_errors(&mut self) {
+        let m = self.txn.stats().malformed;
+        self.stats.parse_errors += m.saturating_sub(self.last_parse_errors);
+        self.last_parse_errors = m;
+    }
+
+    fn trunk_name(cfg: &EngineConfig, id: TrunkId) -> String {
+        cfg.trunk(id).map(|t| t.name.clone()).unwrap_or_default()
+    }
+
+    /// Handles every pending transaction event (bounded).
+    fn process(&mut self, now: Timestamp) {
+        for _ in 0..EVENT_BUDGET {
+            let Some(ev) = self.txn.poll_event() else {
+                return;
+            };
+            match ev {
+                TxEvent::Request {
+                    tx,
+                    from,
+                    request,
+                    cancels,
+                } => self.on_request(now, tx, from, request, cancels),
+                TxEvent::Response { tx, response } => self.on_response(now, tx, &response),
+                TxEvent::Ack { tx, request, .. } => self.on_ack(now, tx, &request),
+                TxEvent::StrayAck { .. } => {}
+                TxEvent::Timeout { tx, timer } => {
+                    self.stats.transaction_timeouts += 1;
+                    self.on_tx_failure(now, tx, timer == Timer::L, 408);
+                }
+                TxEvent::TransportError { tx } => self.on_tx_failure(now, tx, false, 503),
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Timestamp,
+        tx: TxId,
+        from: PeerAddr,
+        req: SipMsg,
+        cancels: Option<TxId>,
+    ) {
+        let method = req.method().cloned().unwrap_or(Method::Ack);
+        if method == Method::Cancel {
+            self.on_cancel(now, tx, &req, cancels);
+            return;
+        }
+        match req.to_tag() {
+            Ok(Some(tag)) => {
+                let key = (req.call_id().unwrap_or("").to_owned(), tag.to_owned());
+                match self.by_dialog.get(&key).copied() {
+                    Some((call, side)) => self.on_in_dialog(now, call, side, tx, req),
+                    None => self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None),
+                }
+            }
+            _ => self.on_out_of_dialog(now, tx, from, &req),
+        }
+    }
+
+    /// Requests without a To tag: INVITE starts a call, OPTIONS is answered here.
+    fn on_out_of_dialog(&mut self, now: Timestamp, tx: TxId, from: PeerAddr, req: &SipMsg) {
+        let trunk = route::classify(&self.cfg, from.addr.ip());
+        if trunk.is_none() {
+            self.stats.policy_rejects += 1;
+            self.reject(now, tx, req, from, 403, "Forbidden");
+            return;
+        }
+        match req.method() {
+            Some(Method::Invite) => self.on_new_invite(now, tx, from, req),
+            Some(Method::Options) => {
+                let mut r = self.response(req, 200, "OK", Some("opt"));
+                r.push_header("Allow", ALLOW);
+                r.push_header("Supported", "timer");
+                r.push_header("Accept", "application/sdp");
+                self.send_response(now, tx, &r);
+            }
+            _ => {
+                let mut r = self.response(req, 405, "Method Not Allowed", Some("na"));
+                r.push_header("Allow", ALLOW);
+                self.send_response(now, tx, &r);
+            }
+        }
+    }
+
+    /// A response to `req` carrying our Server header.
+    fn response(&self, req: &SipMsg, status: u16, reason: &str, tag: Option<&str>) -> SipMsg {
+        let mut r = make_response(req, status, reason, tag);
+        // Record-Route of the other side's request never goes back through us.
+        r.remove_header("Record-Route");
+        r.push_header("Server", &self.cfg.node.user_agent);
+        r
+    }
+
+    fn send_response(&mut self, now: Timestamp, tx: TxId, r: &SipMsg) {
+        // An error means the transaction already ended: nothing left to answer.
+        let _ = self.txn.respond(now, tx, r);
+    }
+
+    /// Answers `req` with a locally generated response.
+    fn reply(
+        &mut self,
+        now: Timestamp,
+        tx: TxId,
+        req: &SipMsg,
+        status: u16,
+        reason: &str,
+        tag: Option<&str>,
+    ) {
+        let tag = tag.map(str::to_owned).or_else(|| {
+            matches!(req.to_tag(), Ok(None)).then(|| format!("{:x}", self.txn.next_random()))
+        });
+        let r = self.response(req, status, reason, tag.as_deref());
+        self.send_response(now, tx, &r);
+    }
+
+    /// Refuses a request before any call exists.
+    fn reject(
+        &mut self,
+        now: Timestamp,
+        tx: TxId,
+        req: &SipMsg,
+        from: PeerAddr,
+        status: u16,
+        reason: &str,
+    ) {
+        let tag = format!("{:x}", self.txn.next_random());
+        let mut r = self.response(req, status, reason, Some(&tag));
+        if status == 503 {
+            r.push_header("Retry-After", RETRY_AFTER_SECS.to_string());
+        }
+        self.send_response(now, tx, &r);
+        self.events.push_back(CallEvent::Rejected {
+            status,
+            reason: reason.to_owned(),
+            source: from.addr,
+        });
+    }
+
+    /// A fresh Via for a request on a leg using `transport`.
+    fn via(&mut self, transport: crate::transaction::Transport) -> Via {
+        let branch = self.txn.new_branch();
+        let (host, port) = self
+            .cfg
+            .listener(transport)
+            .map_or((String::from("0.0.0.0"), None), |l| {
+                (l.addr.ip().to_string(), Some(l.addr.port()))
+            });
+        Via::new(transport, host, port, &branch)
+    }
+
+    /// Our host (`ip:port` of the listener) for URIs on a leg.
+    fn our_hostport(cfg: &EngineConfig, transport: crate::transaction::Transport) -> String {
+        cfg.listener(transport)
+            .map_or_else(|| String::from("0.0.0.0"), |l| l.addr.to_string())
+    }
+
+    fn random_hex(&mut self) -> String {
+        format!("{:016x}", self.txn.next_random())
+    }
+
+    /// A fresh SDES key: SHA-256 of the seed and a counter (unpredictable when the
+    /// seed is), split into a 16-byte key and a 14-byte salt.
+    fn new_key(seed: u64, counter: &mut u64) -> SrtpKeyMaterial {
+        *counter += 1;
+        let mut h = Sha256::new();
+        h.update(b"portcullis-sdes");
+        h.update(seed.to_le_bytes());
+        h.update(counter.to_le_bytes());
+        let d = h.finalize();
+        let mut key = [0u8; 16];
+        let mut salt = [0u8; 14];
+        key.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
+        salt.copy_from_slice(d.get(16..30).unwrap_or(&[0; 14]));
+        SrtpKeyMaterial {
+            suite: SrtpSuite::Aes128Sha1_80,
+            key,
+            salt,
+        }
+    }
+
+    fn set_timer(&mut self, call: u64, kind: CallTimer, at: Timestamp) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.timers.insert(kind, at);
+            self.timers.insert((at, call, kind));
+        }
+    }
+
+    fn stop_timer(&mut self, call: u64, kind: CallTimer) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(at) = c.timers.remove(&kind) {
+                self.timers.remove(&(at, call, kind));
+            }
+        }
+    }
+
+    /// Sends a request on a leg as a new client transaction.
+    fn send_on(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        dest: PeerAddr,
+        req: SipMsg,
+        role: ClientRole,
+    ) -> Option<TxId> {
+        match self.txn.send_request(now, dest, req) {
+            Ok(tx) => {
+                self.by_client_tx.insert(tx, (call, role));
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.client_txs.push(tx);
+                }
+                Some(tx)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Builds an in-dialog request on `side` (fresh Via), or `None` without a usable dialog.
+    fn dialog_request(
+        &mut self,
+        call: u64,
+        side: Side,
+        method: Method,
+    ) -> Option<(SipMsg, PeerAddr)> {
+        let transport = self.calls.get(&call)?.dest(side)?.transport;
+        let via = self.via(transport);
+        let ua = self.cfg.node.user_agent.clone();
+        let c = self.calls.get_mut(&call)?;
+        let dest = c.dest(side)?;
+        let mut req = c.dialog_mut(side)?.request(method, &via).ok()?;
+        req.push_header("User-Agent", ua);
+        Some((req, dest))
+    }
+}
+
+/// Methods we accept (Allow).
+pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, PRACK";
+
+/// The party on `side`.
+pub(crate) const fn party(side: Side) -> Party {
+    match side {
+        Side::A => Party::Caller,
+        Side::B => Party::Callee,
+    }
+}

@@ -1,0 +1,228 @@
+//! SDP rewriting for media anchoring (RFC 3264 offer/answer through the SBC).
+//!
+//! Every SDP received from one leg is (1) learned: the peer's RTP/RTCP address
+//! from `c=`/`m=` (RFC 8866 §5.7, §5.14), rtcp-mux (RFC 5761), and when the leg
+//! speaks SRTP the SDES key the peer sends with (RFC 4568 §6.1: a crypto
+//! attribute carries the key of the SDP's sender) as that leg's `srtp_in`; and
+//! (2) rewritten for the other leg: `o=` and `c=` to the advertised address
+//! with our own session id and version (RFC 3264 §8), the first audio `m=` port
+//! to our local port on that leg, `a=rtcp` and ICE removed (RTCP muxed or on
+//! RTP + 1), crypto per the other leg's trunk mode: `srtp` gets our fresh
+//! `AES_CM_128_HMAC_SHA1_80` key (that leg's `srtp_out`) and `RTP/SAVP`,
+//! `rtp` gets no crypto and `RTP/AVP`. Other media sections are rejected
+//! (port 0): only the first audio stream is anchored.
+//!
+//! Invariant: `params[side].srtp_out` is always the key last written into an
+//! SDP sent to `side` (or `None` when that leg is plain RTP).
+
+use portcullis_sip::sdp::Attribute;
+use portcullis_sip::sdp::{
+    Crypto, MediaDescription, Proto, SessionDescription, AES_CM_128_HMAC_SHA1_80,
+};
+
+use crate::config::MediaMode;
+use crate::media::{MediaAllocation, MediaLegParams, Side, SrtpKeyMaterial, SrtpSuite};
+
+/// Index of a side in per-side arrays.
+pub(crate) const fn ix(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+/// Media state of one call.
+#[derive(Debug)]
+pub(crate) struct MediaState {
+    pub alloc: MediaAllocation,
+    pub params: [MediaLegParams; 2],
+    /// Our session id per leg (`o=`), and the version last sent.
+    session_id: [u64; 2],
+    version: [u64; 2],
+    /// Last body sent to each leg (to keep the version when nothing changed).
+    last_sent: [Option<Vec<u8>>; 2],
+    /// Last SDP received from each leg (crypto tag selection for answers).
+    last_from: [Option<SessionDescription>; 2],
+}
+
+impl MediaState {
+    pub fn new(alloc: MediaAllocation, session_ids: [u64; 2]) -> Self {
+        let mut params = [MediaLegParams::default(), MediaLegParams::default()];
+        for p in &mut params {
+            p.latching = true;
+        }
+        Self {
+            alloc,
+            params,
+            session_id: session_ids,
+            version: [1, 1],
+            last_sent: [None, None],
+            last_from: [None, None],
+        }
+    }
+
+    fn local_port(&self, side: Side) -> u16 {
+        match side {
+            Side::A => self.alloc.a_port,
+            Side::B => self.alloc.b_port,
+        }
+    }
+
+    /// Learns the peer address and SRTP key of `from` from its SDP.
+    pub fn learn(&mut self, from: Side, sdp: &SessionDescription, mode: MediaMode) {
+        let idx = audio_index(sdp);
+        let p = &mut self.params[ix(from)];
+        let rtp = idx
+            .and_then(|i| sdp.rtp_destination(i))
+            .filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+        let m = idx.and_then(|i| sdp.media.get(i));
+        p.rtcp_mux = m.is_some_and(MediaDescription::has_rtcp_mux);
+        p.peer_rtp = rtp;
+        p.peer_rtcp = if p.rtcp_mux || rtp.is_none() {
+            None
+        } else {
+            idx.and_then(|i| sdp.rtcp_destination(i))
+        };
+        p.srtp_in = match mode {
+            MediaMode::Srtp => m.and_then(|m| m.crypto().find_map(key_of)),
+            MediaMode::Rtp => None,
+        };
+        self.last_from[ix(from)] = Some(sdp.clone());
+    }
+
+    /// Rewrites `sdp` (received from the other leg) for `to` with trunk mode `mode`.
+    /// `answer` is true when the SDP answers an offer `to` made (crypto tag reuse).
+    /// `new_key` is called when `to` needs SRTP and has no key yet.
+    pub fn rewrite_for(
+        &mut self,
+        to: Side,
+        sdp: &SessionDescription,
+        mode: MediaMode,
+        answer: bool,
+        new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
+    ) -> Vec<u8> {
+        let mut out = sdp.clone();
+        let ip = self.alloc.advertised_ip;
+        out.origin.username = "-".to_owned();
+        out.origin.session_id = self.session_id[ix(to)].to_string();
+        out.set_origin_address(ip);
+        out.set_connection_address(ip);
+        out.remove_ice();
+        out.attributes.retain(|a| !matches!(a, Attribute::IceLite));
+        let audio = audio_index(&out);
+        let port = self.local_port(to);
+        let offered_tag = if answer {
+            self.last_from[ix(to)]
+                .as_ref()
+                .and_then(|o| audio_index(o).and_then(|i| o.media.get(i)))
+                .and_then(|m| {
+                    m.crypto()
+                        .find(|c| c.suite.eq_ignore_ascii_case(AES_CM_128_HMAC_SHA1_80))
+                        .map(|c| c.tag)
+                })
+        } else {
+            None
+        };
+        let mut srtp_out = None;
+        for (i, m) in out.media.iter_mut().enumerate() {
+            if Some(i) != audio {
+                m.reject();
+                continue;
+            }
+            if !m.is_rejected() {
+                m.set_port(port);
+            }
+            m.remove_rtcp();
+            m.remove_ice();
+            m.remove_crypto();
+            match mode {
+                MediaMode::Srtp => {
+                    let key = self.params[ix(to)]
+                        .srtp_out
+                        .clone()
+                        .unwrap_or_else(&mut *new_key);
+                    m.set_proto(m.proto.to_secure());
+                    m.add_crypto(Crypto::aes_cm_128_hmac_sha1_80(
+                        offered_tag.unwrap_or(1),
+                        &key.key,
+                        &key.salt,
+                    ));
+                    srtp_out = Some(key);
+                }
+                MediaMode::Rtp => m.set_proto(m.proto.to_plain()),
+            }
+        }
+        self.params[ix(to)].srtp_out = srtp_out;
+        self.finish(to, &mut out)
+    }
+
+    /// Our own offer for `to` when the caller sent none (RFC 3261 §13.2.1 delayed
+    /// offer is not propagated): PCMU, PCMA, telephone-event, rtcp-mux.
+    pub fn own_offer(
+        &mut self,
+        to: Side,
+        mode: MediaMode,
+        new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
+    ) -> Vec<u8> {
+        let ip = self.alloc.advertised_ip;
+        let mut sdp = SessionDescription::new(ip, self.session_id[ix(to)]);
+        let fmts = ["0", "8", "101"].map(str::to_owned).to_vec();
+        let mut m = MediaDescription::new("audio", self.local_port(to), Proto::RtpAvp, fmts);
+        for (pt, enc, rate) in [
+            (0u8, "PCMU", 8000u32),
+            (8, "PCMA", 8000),
+            (101, "telephone-event", 8000),
+        ] {
+            if let Ok(Attribute::RtpMap(r)) = Attribute::parse(&format!("rtpmap:{pt} {enc}/{rate}"))
+            {
+                m.attributes.push(Attribute::RtpMap(r));
+            }
+        }
+        m.set_rtcp_mux(true);
+        m.attributes.push(Attribute::Direction(
+            portcullis_sip::sdp::Direction::SendRecv,
+        ));
+        if mode == MediaMode::Srtp {
+            let key = self.params[ix(to)]
+                .srtp_out
+                .clone()
+                .unwrap_or_else(&mut *new_key);
+            m.set_proto(Proto::RtpSavp);
+            m.add_crypto(Crypto::aes_cm_128_hmac_sha1_80(1, &key.key, &key.salt));
+            self.params[ix(to)].srtp_out = Some(key);
+        }
+        sdp.media.push(m);
+        self.finish(to, &mut sdp)
+    }
+
+    /// Sets our version (bumped only when the body changed) and serialises.
+    fn finish(&mut self, to: Side, out: &mut SessionDescription) -> Vec<u8> {
+        out.origin.session_version = self.version[ix(to)];
+        let bytes = out.to_bytes();
+        if self.last_sent[ix(to)].as_ref().is_none_or(|l| *l == bytes) {
+            self.last_sent[ix(to)] = Some(bytes.clone());
+            return bytes;
+        }
+        self.version[ix(to)] += 1;
+        out.origin.session_version = self.version[ix(to)];
+        let bytes = out.to_bytes();
+        self.last_sent[ix(to)] = Some(bytes.clone());
+        bytes
+    }
+}
+
+/// Index of the first audio section.
+fn audio_index(sdp: &SessionDescription) -> Option<usize> {
+    sdp.media.iter().position(MediaDescription::is_audio)
+}
+
+/// SRTP key of a crypto attribute whose suite the data plane supports.
+fn key_of(c: &Crypto) -> Option<SrtpKeyMaterial> {
+    let suite = SrtpSuite::from_sdp(&c.suite)?;
+    let km = c.key_material().ok()?;
+    Some(SrtpKeyMaterial {
+        suite,
+        key: km.key.as_slice().try_into().ok()?,
+        salt: km.salt.as_slice().try_into().ok()?,
+    })
+}

@@ -1,0 +1,206 @@
+//! Ending calls: final response or BYE toward A, CANCEL or BYE toward B,
+//! media and trunk slots released, one CDR emitted (RFC 3261 §15).
+
+use super::call::{CallState, CallTimer};
+use super::invite::default_reason;
+use super::{B2bua, CallEvent, LINGER_T1_MULTIPLE};
+use crate::cdr::{
+    CdrRecord, EndReason, LegRecord, MediaRecord, MediaSideRecord, NumberRecord, Party,
+};
+use crate::dialog::DialogState;
+use crate::media::{MediaControl, Side};
+use crate::time::Timestamp;
+use crate::transaction::Method;
+
+impl<M: MediaControl> B2bua<M> {
+    /// Ends `call` for `reason`. Before answer A gets `a_final` (or a status
+    /// derived from the reason); after answer each leg that did not hang up
+    /// gets a BYE. Idempotent.
+    pub(super) fn end_call(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        reason: EndReason,
+        a_final: Option<(u16, &str)>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state == CallState::Ended {
+            return;
+        }
+        let hung_up = match reason {
+            EndReason::NormalClearing { by: Party::Caller } => Some(Side::A),
+            EndReason::NormalClearing { by: Party::Callee } => Some(Side::B),
+            _ => None,
+        };
+        // A leg.
+        let mut final_status = c.final_status;
+        if !c.a.final_sent {
+            let (status, phrase) = a_final.unwrap_or_else(|| {
+                let s = match reason {
+                    EndReason::Rejected { status } => status,
+                    EndReason::NoRoute => 404,
+                    EndReason::Timeout => 480,
+                    EndReason::Shutdown => 503,
+                    EndReason::Cancelled | EndReason::Terminated => 487,
+                    _ => 500,
+                };
+                (s, default_reason(s))
+            });
+            let (inv, tag, tx) = (c.a.invite.clone(), c.a.tag.clone(), c.a.invite_tx);
+            c.a.final_sent = true;
+            final_status = Some(status);
+            let r = self.response(&inv, status, phrase, Some(&tag));
+            self.send_response(now, tx, &r);
+        } else if hung_up != Some(Side::A) {
+            self.bye(now, call, Side::A);
+        }
+        // B leg.
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(b) = c.b.as_mut() {
+            if !b.final_received && !b.cancelled {
+                b.cancelled = true;
+                if let Some(itx) = b.invite_tx {
+                    if b.provisional {
+                        if let Ok(ctx) = self.txn.send_cancel(now, itx) {
+                            self.by_client_tx
+                                .insert(ctx, (call, super::call::ClientRole::Own));
+                        }
+                    } else {
+                        // §9.1: no CANCEL before a provisional; sent on the first 1xx.
+                        b.cancel_pending = true;
+                    }
+                }
+            } else if b.final_received
+                && hung_up != Some(Side::B)
+                && b.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.state == DialogState::Confirmed)
+            {
+                self.bye(now, call, Side::B);
+            }
+        }
+        // Bookkeeping, media, CDR.
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.state = CallState::Ended;
+        c.end_reason = Some(reason);
+        c.final_status = final_status.or(if c.answer_at.is_some() {
+            Some(200)
+        } else {
+            None
+        });
+        for k in std::mem::take(&mut c.dialog_keys) {
+            self.by_dialog.remove(&k);
+        }
+        let held = std::mem::take(&mut c.held_trunks);
+        let media_stats = c.media.as_ref().and_then(|m| self.media.stats(m.alloc.id));
+        if let Some(ms) = c.media.as_ref() {
+            self.by_media.remove(&ms.alloc.id);
+            self.media.release(ms.alloc.id);
+        }
+        let cfg = c.cfg.clone();
+        for t in held {
+            if let Some(name) = cfg.trunk(t).map(|t| t.name.clone()) {
+                if let Some(n) = self.trunk_calls.get_mut(&name) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let off = self.epoch_offset_ms;
+        let a_leg = LegRecord {
+            call_id: c.a.invite.call_id().unwrap_or("").to_owned(),
+            from: c.a.invite.header("From").unwrap_or("").to_owned(),
+            to: c.a.invite.header("To").unwrap_or("").to_owned(),
+            trunk: Self::trunk_name(&cfg, c.a.trunk),
+            remote: c.a.peer.addr,
+        };
+        let b_leg = c.b.as_ref().map(|b| LegRecord {
+            call_id: b.call_id.clone(),
+            from: b.invite.header("From").unwrap_or("").to_owned(),
+            to: b.invite.header("To").unwrap_or("").to_owned(),
+            trunk: Self::trunk_name(&cfg, b.target.trunk),
+            remote: b.dest.addr,
+        });
+        let cdr = CdrRecord {
+            call_id: call,
+            a_leg,
+            b_leg,
+            calling: NumberRecord::new(c.a_calling.clone(), c.calling.clone()),
+            called: NumberRecord::new(
+                c.called.clone(),
+                c.b.as_ref()
+                    .map_or_else(|| c.called.clone(), |b| b.target.called.clone()),
+            ),
+            route: (!c.route.is_empty()).then(|| c.route.clone()),
+            setup_at_ms: c.setup_at.as_millis() + off,
+            answer_at_ms: c.answer_at.map(|t| t.as_millis() + off),
+            end_at_ms: now.as_millis() + off,
+            end_reason: reason,
+            final_status: c.final_status,
+            media: media_stats.map(|m| MediaRecord {
+                a: side_record(m.a),
+                b: side_record(m.b),
+            }),
+        };
+        self.events
+            .push_back(CallEvent::CallEnded { cdr: Box::new(cdr) });
+        let timers: Vec<CallTimer> = c.timers.keys().copied().collect();
+        for t in timers {
+            self.stop_timer(call, t);
+        }
+        let linger = now + cfg.timers.t1 * LINGER_T1_MULTIPLE;
+        self.set_timer(call, CallTimer::Linger, linger);
+    }
+
+    /// Sends BYE on a confirmed leg.
+    fn bye(&mut self, now: Timestamp, call: u64, side: Side) {
+        let confirmed = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.dialog_mut(side))
+            .is_some_and(|d| d.state == DialogState::Confirmed);
+        if !confirmed {
+            return;
+        }
+        if let Some((req, dest)) = self.dialog_request(call, side, Method::Bye) {
+            self.send_on(now, call, dest, req, super::call::ClientRole::Own);
+        }
+        if let Some(d) = self.calls.get_mut(&call).and_then(|c| c.dialog_mut(side)) {
+            d.terminate();
+        }
+    }
+
+    /// Forgets an ended call after its linger time.
+    pub(super) fn remove_call(&mut self, call: u64) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        for tx in c.client_txs {
+            self.by_client_tx.remove(&tx);
+        }
+        self.by_invite_tx.retain(|_, (id, _)| *id != call);
+        for (kind, at) in c.timers {
+            self.timers.remove(&(at, call, kind));
+        }
+    }
+}
+
+/// CDR media counters of one side.
+fn side_record(s: crate::media::LegMediaStats) -> MediaSideRecord {
+    MediaSideRecord {
+        rx_packets: s.rx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_packets: s.tx_packets,
+        tx_bytes: s.tx_bytes,
+        lost: None,
+        jitter_us: None,
+    }
+}

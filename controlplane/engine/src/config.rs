@@ -1,0 +1,359 @@
+//! The engine's checked runtime configuration ([`EngineConfig`]).
+//!
+//! The appliance builds it from its TOML provisioning model and hands it over
+//! behind an `Arc`; a reload swaps the `Arc` ([`crate::b2bua::B2bua::set_config`]):
+//! new calls use the new config, calls in progress keep the one they started with.
+//!
+//! Invariants checked by [`EngineConfig::validate`]: trunk names are unique and
+//! non-empty, every route names known trunks and has at least one target, at
+//! least one listener exists, timers are non-zero and `min_se <= session_expires`,
+//! `min_se >= 90 s` (RFC 4028 §4).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::transaction::Transport;
+
+/// Index of a trunk in [`EngineConfig::trunks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkId(pub usize);
+
+/// Configuration errors (we are misconfigured).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no SIP listener configured")]
+    NoListener,
+    #[error("trunk name {0:?} is empty or duplicated")]
+    BadTrunkName(String),
+    #[error("route {route:?} names unknown trunk {trunk:?}")]
+    UnknownTrunk { route: String, trunk: String },
+    #[error("route {0:?} has no target")]
+    NoTargets(String),
+    #[error("invalid timer setting: {0}")]
+    Timer(&'static str),
+    #[error("invalid network prefix {0:?}")]
+    BadPrefix(String),
+}
+
+/// An IP network (`addr/prefix`), for trunk ACLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// `addr/prefix`; errors when the prefix exceeds the address width.
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, ConfigError> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(ConfigError::BadPrefix(format!("{addr}/{prefix}")));
+        }
+        Ok(Self { addr, prefix })
+    }
+
+    /// A single host.
+    #[must_use]
+    pub fn host(addr: IpAddr) -> Self {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, prefix }
+    }
+
+    /// Parses `a.b.c.d/n`, `x::y/n` or a bare address.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadPrefix(s.to_owned());
+        match s.split_once('/') {
+            Some((a, p)) => {
+                let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
+                let prefix: u8 = p.trim().parse().map_err(|_| bad())?;
+                Self::new(addr, prefix)
+            }
+            None => Ok(Self::host(s.trim().parse().map_err(|_| bad())?)),
+        }
+    }
+
+    /// Whether `ip` is inside the network (IPv4-mapped IPv6 sources match IPv4 nets).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Node identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub name: String,
+    /// FQDN used in Contact/Record-Route when set (Teams needs it).
+    pub fqdn: Option<String>,
+    /// `User-Agent` / `Server` header value of every message we originate.
+    pub user_agent: String,
+}
+
+/// A SIP listener (Via sent-by and Contact of our legs on that transport).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// Media mode of a trunk: what the far side speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaMode {
+    /// Plain RTP (`RTP/AVP`, crypto lines removed).
+    Rtp,
+    /// SDES-SRTP (`RTP/SAVP`, `a=crypto` AES_CM_128_HMAC_SHA1_80, RFC 4568).
+    Srtp,
+}
+
+/// Digest credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    /// Realm we challenge with (inbound); ignored outbound (the challenge names it).
+    pub realm: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: <secret> }}",
+            self.username
+        )
+    }
+}
+
+/// A SIP peer we exchange calls with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// Where requests to the trunk go (resolved by the appliance).
+    pub address: SocketAddr,
+    pub transport: Transport,
+    pub media: MediaMode,
+    /// Source networks classified as this trunk; empty means `address`'s IP only.
+    pub acl: Vec<IpNet>,
+    /// Concurrent calls (inbound + outbound) allowed on the trunk.
+    pub max_calls: Option<u32>,
+    /// Challenge INVITEs from the trunk (RFC 3261 §22, digest).
+    pub auth_inbound: Option<Credentials>,
+    /// Answer the trunk's 401/407 with these.
+    pub auth_outbound: Option<Credentials>,
+    /// SNI / certificate name for TLS toward the trunk.
+    pub tls_server_name: Option<String>,
+    /// Host part of our Contact toward the trunk (Teams: the SBC FQDN).
+    pub fqdn_contact: Option<String>,
+}
+
+impl TrunkConfig {
+    /// Whether a request from `ip` belongs to this trunk.
+    #[must_use]
+    pub fn matches_source(&self, ip: IpAddr) -> bool {
+        if self.acl.is_empty() {
+            IpNet::host(self.address.ip()).contains(ip)
+        } else {
+            self.acl.iter().any(|n| n.contains(ip))
+        }
+    }
+}
+
+/// What to do with a 3xx from a target (RFC 3261 §8.1.3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RedirectMode {
+    /// Try the Contact of the 3xx as a new target (same trunk transport).
+    #[default]
+    Follow,
+    /// Relay the 3xx to the caller as a final failure.
+    Relay,
+}
+
+/// One routing rule (the routing module interprets it; first match wins).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Inbound trunks the rule applies to; empty = any.
+    pub from_trunks: Vec<String>,
+    /// Called-number prefix (`""` matches everything).
+    pub called_prefix: String,
+    /// Digits removed from the front of the called number, then `prepend` added.
+    pub strip: usize,
+    pub prepend: String,
+    /// Outbound trunks in failover order.
+    pub targets: Vec<String>,
+    pub redirect: RedirectMode,
+}
+
+/// What to do with requests from a source no trunk claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum UnknownSource {
+    /// Answer `403 Forbidden`.
+    #[default]
+    Reject403,
+    /// Drop silently (no response: scanners learn nothing).
+    Drop,
+}
+
+/// Policy knobs (rate limits and bans are interpreted by the policy module).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub unknown_source: UnknownSource,
+    /// Requests per second per source IP before a ban; `None` = unlimited.
+    pub rate_limit_per_source: Option<u32>,
+    pub ban_duration: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            unknown_source: UnknownSource::Reject403,
+            rate_limit_per_source: None,
+            ban_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Timers (RFC 3261 §17 T1/T2/T4, RFC 4028 session timers, call limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerSettings {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    /// Session-Expires we ask for (RFC 4028 §4), default 1800 s.
+    pub session_expires: Duration,
+    /// Smallest Session-Expires we accept (RFC 4028: at least 90 s).
+    pub min_se: Duration,
+    /// Ringing longer than this cancels the callee and answers the caller 480.
+    pub no_answer: Duration,
+}
+
+impl Default for TimerSettings {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            session_expires: Duration::from_secs(1800),
+            min_se: Duration::from_secs(90),
+            no_answer: Duration::from_secs(180),
+        }
+    }
+}
+
+/// Microsoft Teams Direct Routing settings the call engine needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeamsSettings {
+    pub sbc_fqdn: String,
+    pub options_interval: Duration,
+}
+
+/// The whole runtime configuration of the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub node: NodeSettings,
+    pub listeners: Vec<ListenerInfo>,
+    pub trunks: Vec<TrunkConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub policy: PolicyConfig,
+    pub timers: TimerSettings,
+    pub teams: Option<TeamsSettings>,
+}
+
+impl EngineConfig {
+    /// Checks the invariants listed in the module docs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::NoListener);
+        }
+        let mut names = BTreeSet::new();
+        for t in &self.trunks {
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err(ConfigError::BadTrunkName(t.name.clone()));
+            }
+        }
+        for r in &self.routes {
+            if r.targets.is_empty() {
+                return Err(ConfigError::NoTargets(r.name.clone()));
+            }
+            for t in r.targets.iter().chain(&r.from_trunks) {
+                if !names.contains(t.as_str()) {
+                    return Err(ConfigError::UnknownTrunk {
+                        route: r.name.clone(),
+                        trunk: t.clone(),
+                    });
+                }
+            }
+        }
+        let t = &self.timers;
+        if t.t1.is_zero() || t.t2 < t.t1 || t.t4.is_zero() {
+            return Err(ConfigError::Timer("T1 > 0, T2 >= T1, T4 > 0"));
+        }
+        if t.min_se < Duration::from_secs(90) || t.session_expires < t.min_se {
+            return Err(ConfigError::Timer("90 s <= min_se <= session_expires"));
+        }
+        if t.no_answer.is_zero() {
+            return Err(ConfigError::Timer("no_answer > 0"));
+        }
+        Ok(())
+    }
+
+    /// Trunk by id.
+    #[must_use]
+    pub fn trunk(&self, id: TrunkId) -> Option<&TrunkConfig> {
+        self.trunks.get(id.0)
+    }
+
+    /// Trunk id by name.
+    #[must_use]
+    pub fn trunk_by_name(&self, name: &str) -> Option<TrunkId> {
+        self.trunks.iter().position(|t| t.name == name).map(TrunkId)
+    }
+
+    /// The listener used for a leg on `transport` (first of that transport, else the first).
+    #[must_use]
+    pub fn listener(&self, transport: Transport) -> Option<&ListenerInfo> {
+        self.listeners
+            .iter()
+            .find(|l| l.transport == transport)
+            .or_else(|| self.listeners.first())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipnet_contains() {
+        let n = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.9.9".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("10.0.0.0/33").is_err());
+        let v6 = IpNet::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,168 @@
+//! What the B2BUA needs from the data plane ([`MediaControl`]).
+//!
+//! The appliance implements the trait over `portcullis_dataplane::Dataplane`
+//! (commands on the worker rings); tests use a recording fake. Calls are
+//! synchronous and must not block: a full ring is reported as
+//! [`MediaError::RingFull`] and the B2BUA refuses the call (`503`).
+//!
+//! Side `A` is the caller's leg (the inbound trunk), side `B` the callee's.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+
+/// Handle of one anchored stream pair; never reused by a given [`MediaControl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct MediaId(pub u64);
+
+/// A reserved stream pair: the local port on each leg and the address both legs
+/// are told to send to (`c=` of the SDP we write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaAllocation {
+    pub id: MediaId,
+    pub a_port: u16,
+    pub b_port: u16,
+    pub advertised_ip: IpAddr,
+}
+
+/// Call leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Side {
+    /// The caller's leg (we are UAS).
+    A,
+    /// The callee's leg (we are UAC).
+    B,
+}
+
+impl Side {
+    /// The other leg.
+    #[must_use]
+    pub const fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+}
+
+/// SDES-SRTP crypto suites the data plane implements (RFC 4568 §6.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SrtpSuite {
+    /// `AES_CM_128_HMAC_SHA1_80`.
+    Aes128Sha1_80,
+    /// `AES_CM_128_HMAC_SHA1_32`.
+    Aes128Sha1_32,
+}
+
+impl SrtpSuite {
+    /// The SDP suite name.
+    #[must_use]
+    pub const fn as_sdp(self) -> &'static str {
+        match self {
+            Self::Aes128Sha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Self::Aes128Sha1_32 => "AES_CM_128_HMAC_SHA1_32",
+        }
+    }
+
+    /// Parses an SDP suite name.
+    #[must_use]
+    pub fn from_sdp(s: &str) -> Option<Self> {
+        [Self::Aes128Sha1_80, Self::Aes128Sha1_32]
+            .into_iter()
+            .find(|x| x.as_sdp().eq_ignore_ascii_case(s))
+    }
+}
+
+/// One SRTP master key and salt (RFC 3711 §8.2).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKeyMaterial {
+    pub suite: SrtpSuite,
+    pub key: [u8; 16],
+    pub salt: [u8; 14],
+}
+
+impl fmt::Debug for SrtpKeyMaterial {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SrtpKeyMaterial {{ suite: {:?}, key: <secret> }}",
+            self.suite
+        )
+    }
+}
+
+/// How one leg of a stream pair is programmed.
+///
+/// `srtp_in` decrypts what the peer sends us (the key in the peer's SDP);
+/// `srtp_out` encrypts what we send it (the key in the SDP we sent it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MediaLegParams {
+    /// Peer RTP address from its SDP (`None` until known, or on hold with port 0).
+    pub peer_rtp: Option<SocketAddr>,
+    /// Peer RTCP address (`a=rtcp` or RTP port + 1); `None` with rtcp-mux.
+    pub peer_rtcp: Option<SocketAddr>,
+    pub rtcp_mux: bool,
+    pub srtp_in: Option<SrtpKeyMaterial>,
+    pub srtp_out: Option<SrtpKeyMaterial>,
+    /// Symmetric RTP: follow the source address of the first packets (NAT).
+    pub latching: bool,
+    /// ICE-lite credentials (ufrag, pwd) when the peer uses ICE (media bypass).
+    pub ice_lite: Option<(String, String)>,
+}
+
+/// Per-direction counters of one leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LegMediaStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// Counters of a stream pair, copied into the CDR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MediaStats {
+    pub a: LegMediaStats,
+    pub b: LegMediaStats,
+}
+
+/// Something the data plane noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No packet on either leg for the configured inactivity timeout.
+    Inactive(MediaId),
+    /// The source of one leg was latched (symmetric RTP).
+    Latched(MediaId, Side),
+    /// SRTP authentication failures over threshold on one leg.
+    SrtpFailures(MediaId, Side, u64),
+}
+
+/// Media plane errors.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("no media port pair available")]
+    NoCapacity,
+    #[error("dataplane command ring full")]
+    RingFull,
+    #[error("media: {0}")]
+    Other(String),
+}
+
+/// The B2BUA's view of the data plane.
+pub trait MediaControl {
+    /// Reserve a stream pair (leg A port, leg B port) on the least-loaded worker.
+    fn allocate(&mut self) -> Result<MediaAllocation, MediaError>;
+    /// (Re)program both sides: peer address, SRTP keys per direction, flags.
+    fn update(
+        &mut self,
+        id: MediaId,
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<(), MediaError>;
+    /// Free the pair (idempotent).
+    fn release(&mut self, id: MediaId);
+    /// Counters for CDRs.
+    fn stats(&self, id: MediaId) -> Option<MediaStats>;
+}

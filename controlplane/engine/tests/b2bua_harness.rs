@@ -1,0 +1,577 @@
+//! Shared harness for the B2BUA tests: scripted peers over real transaction
+//! layers, a perfect in-memory network at one virtual instant, and a fake
+//! MediaControl that records every call. Included with `#[path]` by each test.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_engine::b2bua::{B2bua, CallEvent, CdrRecord};
+use portcullis_engine::config::{
+    EngineConfig, ListenerInfo, MediaMode, NodeSettings, PolicyConfig, RedirectMode, RouteConfig,
+    TimerSettings, TrunkConfig,
+};
+use portcullis_engine::dialog::Dialog;
+use portcullis_engine::media::{
+    MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,
+};
+use portcullis_engine::time::Timestamp;
+use portcullis_engine::transaction::{
+    make_response, Method, PeerAddr, SipMsg, TransactionLayer, Transport, TxConfig, TxEvent, TxId,
+    Via,
+};
+
+pub const SBC: &str = "10.0.0.1:5060";
+pub const A: &str = "10.0.0.2:5060";
+pub const B1: &str = "10.0.0.3:5060";
+pub const B2: &str = "10.0.0.4:5060";
+pub const MEDIA_IP: &str = "203.0.113.1";
+
+pub fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A MediaControl that records everything.
+#[derive(Debug, Default)]
+pub struct FakeMedia {
+    next: u64,
+    pub live: BTreeSet<MediaId>,
+    pub allocated: u64,
+    pub released: Vec<MediaId>,
+    pub updates: Vec<(MediaId, MediaLegParams, MediaLegParams)>,
+    pub capacity: Option<usize>,
+}
+
+impl MediaControl for FakeMedia {
+    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
+        if self.capacity.is_some_and(|c| self.live.len() >= c) {
+            return Err(MediaError::NoCapacity);
+        }
+        self.next += 1;
+        let id = MediaId(self.next);
+        self.live.insert(id);
+        self.allocated += 1;
+        let base = 40_000 + u16::try_from(self.next % 10_000).unwrap() * 2;
+        Ok(MediaAllocation {
+            id,
+            a_port: base,
+            b_port: base + 20_000,
+            advertised_ip: MEDIA_IP.parse().unwrap(),
+        })
+    }
+    fn update(
+        &mut self,
+        id: MediaId,
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<(), MediaError> {
+        assert!(
+            self.live.contains(&id),
+            "update of a released/unknown stream {id:?}"
+        );
+        self.updates.push((id, a.clone(), b.clone()));
+        Ok(())
+    }
+    fn release(&mut self, id: MediaId) {
+        assert!(self.live.remove(&id), "double release of {id:?}");
+        self.released.push(id);
+    }
+    fn stats(&self, _id: MediaId) -> Option<MediaStats> {
+        Some(MediaStats::default())
+    }
+}
+
+pub fn trunk(name: &str, addr: &str, media: MediaMode) -> TrunkConfig {
+    TrunkConfig {
+        name: name.into(),
+        address: sa(addr),
+        transport: Transport::Udp,
+        media,
+        acl: Vec::new(),
+        max_calls: None,
+        auth_inbound: None,
+        auth_outbound: None,
+        tls_server_name: None,
+        fqdn_contact: None,
+    }
+}
+
+/// A → (b1, b2) for every number; b1/b2 → a.
+pub fn config() -> EngineConfig {
+    EngineConfig {
+        node: NodeSettings {
+            name: "sbc1".into(),
+            fqdn: None,
+            user_agent: "Portcullis-test".into(),
+        },
+        listeners: vec![ListenerInfo {
+            transport: Transport::Udp,
+            addr: sa(SBC),
+        }],
+        trunks: vec![
+            trunk("a", A, MediaMode::Rtp),
+            trunk("b1", B1, MediaMode::Rtp),
+            trunk("b2", B2, MediaMode::Rtp),
+        ],
+        routes: vec![
+            RouteConfig {
+                name: "out".into(),
+                from_trunks: vec!["a".into()],
+                called_prefix: String::new(),
+                strip: 0,
+                prepend: String::new(),
+                targets: vec!["b1".into(), "b2".into()],
+                redirect: RedirectMode::Follow,
+            },
+            RouteConfig {
+                name: "in".into(),
+                from_trunks: vec!["b1".into(), "b2".into()],
+                called_prefix: String::new(),
+                strip: 0,
+                prepend: String::new(),
+                targets: vec!["a".into()],
+                redirect: RedirectMode::Relay,
+            },
+        ],
+        policy: PolicyConfig::default(),
+        timers: TimerSettings::default(),
+        teams: None,
+    }
+}
+
+/// A scripted peer: a transaction layer plus a log of what it was told.
+#[derive(Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub layer: TransactionLayer,
+    pub events: Vec<TxEvent>,
+    /// Every datagram it received.
+    pub wire: Vec<Vec<u8>>,
+    /// Every datagram it sent.
+    pub sent: Vec<Vec<u8>>,
+    n: u64,
+}
+
+impl Peer {
+    pub fn new(addr: &str, seed: u64) -> Self {
+        Self {
+            addr: sa(addr),
+            layer: TransactionLayer::new(TxConfig::default(), seed),
+            events: Vec::new(),
+            wire: Vec::new(),
+            sent: Vec::new(),
+            n: 0,
+        }
+    }
+
+    pub fn via(&mut self) -> Via {
+        let b = self.layer.new_branch();
+        Via::new(
+            Transport::Udp,
+            self.addr.ip().to_string(),
+            Some(self.addr.port()),
+            &b,
+        )
+    }
+
+    pub fn contact(&self) -> String {
+        format!("<sip:peer@{}>", self.addr)
+    }
+
+    /// Requests received (new server transactions) with `method`.
+    pub fn requests(&self, method: &str) -> Vec<(TxId, SipMsg)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                TxEvent::Request { tx, request, .. }
+                    if request.method().map(|m| m.as_str()) == Some(method) =>
+                {
+                    Some((*tx, request.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn last_request(&self, method: &str) -> (TxId, SipMsg) {
+        self.requests(method)
+            .pop()
+            .unwrap_or_else(|| panic!("{} got no {method}; events: {:#?}", self.addr, self.events))
+    }
+
+    /// Responses received (client side), in order.
+    pub fn responses(&self) -> Vec<SipMsg> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                TxEvent::Response { response, .. } => Some(response.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn statuses(&self) -> Vec<u16> {
+        self.responses().iter().filter_map(SipMsg::status).collect()
+    }
+
+    pub fn acks(&self) -> Vec<SipMsg> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                TxEvent::Ack { request, .. } | TxEvent::StrayAck { request, .. } => {
+                    Some(request.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers server transaction `tx`.
+    pub fn respond(
+        &mut self,
+        now: Timestamp,
+        tx: TxId,
+        req: &SipMsg,
+        status: u16,
+        tag: &str,
+        sdp: Option<&str>,
+    ) -> SipMsg {
+        let mut r = make_response(req, status, "X", Some(tag));
+        if (101..300).contains(&status) {
+            r.push_header("Contact", self.contact());
+            r.push_header(
+                "Record-Route",
+                format!("<sip:rr.{}.hidden;lr>", self.addr.ip()),
+            );
+        }
+        if let Some(s) = sdp {
+            r.push_header("Content-Type", "application/sdp");
+            r.set_body(s.as_bytes().to_vec());
+        }
+        self.layer.respond(now, tx, &r).unwrap();
+        r
+    }
+
+    /// A new INVITE from this peer to the SBC.
+    pub fn invite(&mut self, now: Timestamp, user: &str, sdp: Option<&str>) -> (TxId, SipMsg) {
+        self.n += 1;
+        let via = self.via();
+        let mut req = SipMsg::request(Method::Invite, format!("sip:{user}@{SBC}"));
+        req.push_header("Via", via.to_string());
+        req.push_header(
+            "Record-Route",
+            format!("<sip:rr.{}.hidden;lr>", self.addr.ip()),
+        );
+        req.push_header("Max-Forwards", "70");
+        req.push_header(
+            "From",
+            format!(
+                "\"Alice\" <sip:+4930111@{}>;tag=atag{}x{}",
+                self.addr,
+                self.addr.ip(),
+                self.n
+            ),
+        );
+        req.push_header("To", format!("<sip:{user}@{SBC}>"));
+        req.push_header(
+            "Call-ID",
+            format!(
+                "acallid-{}-{}@{}",
+                self.n,
+                self.layer.next_random(),
+                self.addr.ip()
+            ),
+        );
+        req.push_header("CSeq", "1 INVITE");
+        req.push_header("Contact", self.contact());
+        req.push_header("X-Secret", "internal");
+        req.push_header("User-Agent", "PeerAgent/1.0");
+        if let Some(s) = sdp {
+            req.push_header("Content-Type", "application/sdp");
+            req.set_body(s.as_bytes().to_vec());
+        }
+        let tx = self
+            .layer
+            .send_request(
+                now,
+                PeerAddr {
+                    transport: Transport::Udp,
+                    addr: sa(SBC),
+                    conn: None,
+                },
+                req.clone(),
+            )
+            .unwrap();
+        (tx, req)
+    }
+
+    /// ACKs a 2xx to `invite` and returns the confirmed dialog.
+    pub fn ack(
+        &mut self,
+        invite_tx: TxId,
+        invite: &SipMsg,
+        resp: &SipMsg,
+        body: Option<&str>,
+    ) -> Dialog {
+        let d = Dialog::from_uac(invite, resp).unwrap();
+        let via = self.via();
+        let mut ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
+        if let Some(b) = body {
+            ack.push_header("Content-Type", "application/sdp");
+            ack.set_body(b.as_bytes().to_vec());
+        }
+        self.layer.send_ack(
+            Some(invite_tx),
+            PeerAddr {
+                transport: Transport::Udp,
+                addr: sa(SBC),
+                conn: None,
+            },
+            &ack,
+        );
+        d
+    }
+
+    /// Sends an in-dialog request to the SBC.
+    pub fn send_in_dialog(
+        &mut self,
+        now: Timestamp,
+        d: &mut Dialog,
+        method: Method,
+        sdp: Option<&str>,
+    ) -> (TxId, SipMsg) {
+        let via = self.via();
+        let mut req = d.request(method, &via).unwrap();
+        if let Some(s) = sdp {
+            req.push_header("Content-Type", "application/sdp");
+            req.set_body(s.as_bytes().to_vec());
+        }
+        let tx = self
+            .layer
+            .send_request(
+                now,
+                PeerAddr {
+                    transport: Transport::Udp,
+                    addr: sa(SBC),
+                    conn: None,
+                },
+                req.clone(),
+            )
+            .unwrap();
+        (tx, req)
+    }
+}
+
+pub fn sdp(ip: &str, port: u16, extra: &str) -> String {
+    format!(
+        "v=0\r\no=peer 77 1 IN IP4 {ip}\r\ns=call\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=rtcp:{}\r\n{extra}",
+        port + 1
+    )
+}
+
+/// The SBC, three peers, a perfect network at one instant, virtual time.
+#[derive(Debug)]
+pub struct H {
+    pub now: Timestamp,
+    pub sbc: B2bua<FakeMedia>,
+    pub a: Peer,
+    pub b1: Peer,
+    pub b2: Peer,
+    pub events: Vec<CallEvent>,
+    /// Datagrams dropped by `drop_to` filters.
+    pub drop_to: Vec<SocketAddr>,
+}
+
+impl Default for H {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl H {
+    pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    pub fn with(f: impl FnOnce(&mut EngineConfig)) -> Self {
+        let mut cfg = config();
+        f(&mut cfg);
+        Self {
+            now: Timestamp::from_millis(1_000),
+            sbc: B2bua::new(Arc::new(cfg), FakeMedia::default(), 42).unwrap(),
+            a: Peer::new(A, 1),
+            b1: Peer::new(B1, 2),
+            b2: Peer::new(B2, 3),
+            events: Vec::new(),
+            drop_to: Vec::new(),
+        }
+    }
+
+    fn peer(&mut self, addr: SocketAddr) -> Option<&mut Peer> {
+        [&mut self.a, &mut self.b1, &mut self.b2]
+            .into_iter()
+            .find(|p| p.addr == addr)
+    }
+
+    /// Delivers everything until quiet (same instant).
+    pub fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Some(t) = self.sbc.poll_transmit() {
+                moved = true;
+                if self.drop_to.contains(&t.dest.addr) {
+                    continue;
+                }
+                let now = self.now;
+                if let Some(p) = self.peer(t.dest.addr) {
+                    p.wire.push(t.bytes.clone());
+                    p.layer.handle_datagram(
+                        now,
+                        PeerAddr {
+                            transport: Transport::Udp,
+                            addr: sa(SBC),
+                            conn: None,
+                        },
+                        &t.bytes,
+                    );
+                    while let Some(e) = p.layer.poll_event() {
+                        p.events.push(e);
+                    }
+                }
+            }
+            for i in 0..3 {
+                let now = self.now;
+                let p = match i {
+                    0 => &mut self.a,
+                    1 => &mut self.b1,
+                    _ => &mut self.b2,
+                };
+                let from = p.addr;
+                let mut out = Vec::new();
+                while let Some(t) = p.layer.poll_transmit() {
+                    out.push(t);
+                }
+                for t in out {
+                    moved = true;
+                    p.sent.push(t.bytes.clone());
+                    if t.dest == sa(SBC) {
+                        self.sbc.handle_datagram(
+                            now,
+                            PeerAddr {
+                                transport: Transport::Udp,
+                                addr: from,
+                                conn: None,
+                            },
+                            &t.bytes,
+                        );
+                    }
+                }
+            }
+            while let Some(e) = self.sbc.poll_event() {
+                self.events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("pump did not settle");
+    }
+
+    /// Advances virtual time by `d`, firing every timer on the way.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..1_000_000 {
+            self.pump();
+            let next = [
+                self.sbc.poll_timeout(),
+                self.a.layer.poll_timeout(),
+                self.b1.layer.poll_timeout(),
+                self.b2.layer.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(at) if at <= end => {
+                    self.now = self.now.max(at);
+                    let now = self.now;
+                    self.sbc.handle_timeout(now);
+                    for p in [&mut self.a, &mut self.b1, &mut self.b2] {
+                        p.layer.handle_timeout(now);
+                        while let Some(e) = p.layer.poll_event() {
+                            p.events.push(e);
+                        }
+                    }
+                }
+                _ => {
+                    self.now = end;
+                    self.pump();
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn cdrs(&self) -> Vec<CdrRecord> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                CallEvent::CallEnded { cdr } => Some((**cdr).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A calls `user`; B1 gets the INVITE. Returns (a_tx, a_invite, b_tx, b_invite).
+    pub fn start(&mut self, user: &str, a_sdp: Option<&str>) -> (TxId, SipMsg, TxId, SipMsg) {
+        let now = self.now;
+        let (atx, ainv) = self.a.invite(now, user, a_sdp);
+        self.pump();
+        let (btx, binv) = self.b1.last_request("INVITE");
+        (atx, ainv, btx, binv)
+    }
+
+    /// A full answered call; returns (A dialog, B dialog, a_tx, a_invite).
+    pub fn answered(&mut self) -> (Dialog, Dialog, TxId, SipMsg) {
+        let a_sdp = sdp("192.168.1.10", 10_000, "");
+        let (atx, ainv, btx, binv) = self.start("100", Some(&a_sdp));
+        let now = self.now;
+        self.b1.respond(now, btx, &binv, 180, "btag", None);
+        let r200 = self.b1.respond(
+            now,
+            btx,
+            &binv,
+            200,
+            "btag",
+            Some(&sdp("172.16.0.20", 20_000, "")),
+        );
+        self.pump();
+        let resp = self
+            .a
+            .responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .expect("A got 200");
+        let da = self.a.ack(atx, &ainv, &resp, None);
+        self.pump();
+        let db = Dialog::from_uas(&binv, "btag", &self.b1.contact(), true).unwrap();
+        let _ = r200;
+        (da, db, atx, ainv)
+    }
+}
+
+/// Panics when any byte string of `needles` occurs in any of `hay`.
+pub fn assert_absent(hay: &[Vec<u8>], needles: &[&str], what: &str) {
+    for (i, msg) in hay.iter().enumerate() {
+        let text = String::from_utf8_lossy(msg);
+        for n in needles {
+            assert!(!n.is_empty());
+            assert!(
+                !text.contains(n),
+                "{what}: message {i} leaks {n:?}:\n{text}"
+            );
+        }
+    }
+}
