@@ -30,8 +30,8 @@ pub enum NgError {
     #[error("ng socket: {0}")]
     Io(#[from] std::io::Error),
     /// The reply did not decode.
-    #[error("ng reply is not bencode")]
-    Malformed,
+    #[error("ng reply is not bencode: {0:?}")]
+    Malformed(String),
     /// rtpengine answered with an error.
     #[error("rtpengine: {0}")]
     Refused(String),
@@ -161,7 +161,10 @@ impl NgClient {
     /// Sends `dict` as a command and returns the reply dictionary (`result` = `ok`).
     pub fn call(&mut self, dict: BTreeMap<Vec<u8>, Bencode>) -> Result<Bencode, NgError> {
         self.cookie += 1;
-        let cookie = format!("lt{}", self.cookie);
+        // rtpengine caches replies by cookie alone (to absorb retries), so cookies must be
+        // unique across clients: the local port makes them so.
+        let port = self.sock.local_addr().map(|a| a.port()).unwrap_or(0);
+        let cookie = format!("lt{}-{port}-{}", std::process::id(), self.cookie);
         let mut msg = cookie.clone().into_bytes();
         msg.push(b' ');
         Bencode::Dict(dict).encode(&mut msg);
@@ -188,10 +191,12 @@ impl NgClient {
                 if reply.get(..sp) != Some(cookie.as_bytes()) {
                     continue; // a late reply to an earlier retry
                 }
-                let (v, _) = Bencode::decode(reply.get(sp + 1..).unwrap_or(&[]))
-                    .ok_or(NgError::Malformed)?;
+                let body = reply.get(sp + 1..).unwrap_or(&[]);
+                let (v, _) = Bencode::decode(body).ok_or_else(|| {
+                    NgError::Malformed(String::from_utf8_lossy(body).chars().take(80).collect())
+                })?;
                 return match v.get_str("result") {
-                    Some(b"ok") => Ok(v),
+                    Some(b"ok" | b"pong") => Ok(v),
                     _ => Err(NgError::Refused(
                         String::from_utf8_lossy(v.get_str("error-reason").unwrap_or(b"?"))
                             .into_owned(),
@@ -213,7 +218,7 @@ impl NgClient {
         let v = self.call(d)?;
         v.get_str("sdp")
             .map(<[u8]>::to_vec)
-            .ok_or(NgError::Malformed)
+            .ok_or_else(|| NgError::Malformed("no sdp".into()))
     }
 
     /// `answer` (callee SDP in, SDP for the caller out).
@@ -234,7 +239,7 @@ impl NgClient {
         let v = self.call(d)?;
         v.get_str("sdp")
             .map(<[u8]>::to_vec)
-            .ok_or(NgError::Malformed)
+            .ok_or_else(|| NgError::Malformed("no sdp".into()))
     }
 
     /// `delete`.
