@@ -59,7 +59,7 @@ pub enum DropReason {
     Stun,
     /// `sendmsg`/`sendmmsg` failed.
     SendError,
-    /// No receive buffer or submission slot available (io_uring buffer ring exhausted).
+    /// No submission slot for the send (io_uring submission queue full after a submit).
     RingFull,
 }
 
@@ -240,6 +240,8 @@ pub struct WorkerCounters {
     pub backend: Counter,
     /// Times the io_uring multishot receive had to be re-armed.
     pub rearms: Counter,
+    /// io_uring receive completions with `ENOBUFS` (buffer ring empty; data stays queued).
+    pub enobufs: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -273,6 +275,8 @@ pub struct WorkerStats {
     pub backend: Option<crate::Backend>,
     /// io_uring multishot re-arms.
     pub rearms: u64,
+    /// io_uring `ENOBUFS` receive completions.
+    pub enobufs: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -311,6 +315,7 @@ impl WorkerCounters {
                 _ => None,
             },
             rearms: self.rearms.get(),
+            enobufs: self.enobufs.get(),
             tid: self.tid.get(),
         }
     }

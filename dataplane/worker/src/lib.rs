@@ -93,6 +93,11 @@ impl Dataplane {
     #[allow(clippy::needless_pass_by_value)] // the data plane takes ownership of its config
     pub fn start(cfg: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
         let base = cfg.port_min.saturating_add(cfg.port_min & 1);
+        if !cfg.uring_buffers.is_power_of_two() || cfg.uring_buffers > 32768 {
+            return Err(DataplaneError::Config(
+                "uring_buffers must be a power of two up to 32768",
+            ));
+        }
         if cfg.port_max < base || cfg.ring_capacity == 0 {
             return Err(DataplaneError::Config(
                 "empty port range or zero ring capacity",
@@ -480,6 +485,7 @@ fn spawn_worker(
         start: Instant::now(),
         next_housekeeping_us: 0,
         stop: false,
+        uring_buffers: cfg.uring_buffers,
     };
     let core = cfg.cores.get(usize::from(id.0)).copied();
     let on_start = cfg.on_worker_start;

@@ -73,8 +73,8 @@ pub fn run_uring(
     peer: SocketAddr,
     stop: &AtomicBool,
 ) -> Result<RawStats, DataplaneError> {
-    let mut st = UringState::new()?;
-    let mut ring = build_ring(1024)?;
+    let mut st = UringState::new(NBUF)?;
+    let mut ring = build_ring(1024, NBUF)?;
     // SAFETY: the ring memory is page aligned, holds NBUF entries and lives in `st`, which
     // is only dropped after `quiesce` and the ring itself.
     unsafe {

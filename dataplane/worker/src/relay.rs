@@ -313,7 +313,7 @@ impl Relay {
         }
     }
 
-    /// Count a packet lost for lack of buffers (io_uring ENOBUFS) on socket `sock`.
+    /// Count a packet lost for lack of a submission slot on socket `sock`.
     pub(crate) fn on_ring_full(&self, sock: u32) {
         let w = &self.shared.worker;
         w.drops[DropReason::RingFull as usize].add(1);

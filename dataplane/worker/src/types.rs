@@ -256,6 +256,8 @@ pub struct DataplaneConfig {
     pub ring_capacity: usize,
     /// SRTP auth failures on a leg before [`Event::SrtpAuthFailures`] is raised.
     pub srtp_fail_threshold: u64,
+    /// Provided receive buffers per io_uring worker (power of two ≤ 32768; 2 KB each).
+    pub uring_buffers: u16,
     /// Called on each worker thread after pinning, before the loop (instrumentation hook,
     /// used by the allocation-counting test).
     pub on_worker_start: Option<fn(WorkerId)>,
@@ -272,6 +274,7 @@ impl Default for DataplaneConfig {
             inactivity_timeout: Duration::from_secs(60),
             ring_capacity: 1024,
             srtp_fail_threshold: 10,
+            uring_buffers: 4096,
             on_worker_start: None,
         }
     }

@@ -22,7 +22,7 @@ use crate::sock::{to_storage, zero_storage};
 use crate::types::DataplaneError;
 use crate::worker::{WorkerCtx, HOUSEKEEPING};
 
-/// Provided buffers per worker (power of two, ≤ 32768).
+/// Default provided buffers per worker (power of two, ≤ 32768).
 pub const NBUF: u16 = 4096;
 pub(crate) const BGID: u16 = 0;
 /// Size of `struct io_uring_recvmsg_out` that precedes the name in each buffer.
@@ -184,8 +184,9 @@ pub(crate) struct UringState {
 }
 
 impl UringState {
-    pub(crate) fn new() -> Result<UringState, DataplaneError> {
-        let ring_mem = BufRing::new(NBUF)?;
+    /// `nbuf` must be a power of two (checked by the caller's config validation).
+    pub(crate) fn new(nbuf: u16) -> Result<UringState, DataplaneError> {
+        let ring_mem = BufRing::new(nbuf)?;
         // SAFETY: msghdr is plain old data; zero is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = NAMELEN as u32;
@@ -197,9 +198,9 @@ impl UringState {
                 .nsec((step % 1_000_000_000) as u32),
         );
         let mut st = UringState {
-            bufs: vec![0u8; usize::from(NBUF) * BUF_SIZE].into_boxed_slice(),
+            bufs: vec![0u8; usize::from(nbuf) * BUF_SIZE].into_boxed_slice(),
             ring_mem,
-            sends: (0..NBUF)
+            sends: (0..nbuf)
                 .map(|_| SendSlot {
                     // SAFETY: as above.
                     hdr: unsafe { std::mem::zeroed() },
@@ -216,7 +217,7 @@ impl UringState {
             pending: 0,
             inflight: 0,
         };
-        for bid in 0..NBUF {
+        for bid in 0..nbuf {
             st.recycle(bid);
         }
         st.flush_recycled();
@@ -311,8 +312,8 @@ fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
     }
 }
 
-pub(crate) fn build_ring(entries: u32) -> Result<IoUring, DataplaneError> {
-    let cq = u32::from(NBUF) * 4;
+pub(crate) fn build_ring(entries: u32, nbuf: u16) -> Result<IoUring, DataplaneError> {
+    let cq = (u32::from(nbuf) * 4).max(4096);
     let fast = IoUring::builder()
         .setup_cqsize(cq)
         .setup_single_issuer()
@@ -329,13 +330,14 @@ pub(crate) fn build_ring(entries: u32) -> Result<IoUring, DataplaneError> {
 
 /// The io_uring worker loop.
 pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
-    let mut st = UringState::new()?;
-    let mut ring = build_ring(1024)?;
-    // SAFETY: the ring memory is page aligned, holds NBUF entries and lives in `st`, which
+    let nbuf = ctx.uring_buffers;
+    let mut st = UringState::new(nbuf)?;
+    let mut ring = build_ring(1024, nbuf)?;
+    // SAFETY: the ring memory is page aligned, holds `nbuf` entries and lives in `st`, which
     // outlives `ring` (quiesced and dropped before `st` at the end of this function).
     unsafe {
         ring.submitter()
-            .register_buf_ring_with_flags(st.ring_mem.base as u64, NBUF, BGID, 0)
+            .register_buf_ring_with_flags(st.ring_mem.base as u64, nbuf, BGID, 0)
             .map_err(|e| DataplaneError::io("register buffer ring", e))?;
     }
     let n_socks = ctx.relay.sockets();
@@ -441,7 +443,8 @@ fn handle_cqe(
             }
             if res < 0 {
                 if res == -libc::ENOBUFS {
-                    ctx.relay.on_ring_full(sock);
+                    // Not a loss: the datagram stays queued on the socket until re-armed.
+                    ctx.shared.worker.enobufs.add(1);
                 }
                 return;
             }

@@ -30,6 +30,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) start: Instant,
     pub(crate) next_housekeeping_us: u64,
     pub(crate) stop: bool,
+    /// Provided buffers for the io_uring backend.
+    pub(crate) uring_buffers: u16,
 }
 
 impl WorkerCtx {

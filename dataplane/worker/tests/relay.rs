@@ -374,6 +374,44 @@ fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
         .all(|e| !matches!(e, Event::Latched { side: Side::A, .. })));
 }
 
+fn event_ring_overflow_is_reported(backend: Backend, base: u16) {
+    let dp = start_with(DataplaneConfig {
+        port_min: base,
+        port_max: base + 11,
+        backend,
+        ring_capacity: 2,
+        ..DataplaneConfig::default()
+    });
+    let pb = peer();
+    let pa = peer();
+    let hs: Vec<_> = (0..3).map(|_| dp.allocate_pair().expect("pair")).collect();
+    for h in &hs {
+        // The command ring is tiny too: retry a refused push (bounded).
+        assert!(wait_until(WAIT, || dp
+            .update(h, plain(None), plain(Some(addr(&pb))))
+            .is_ok()));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // Three latch events into a ring of two, nobody polling.
+    for h in &hs {
+        pa.send_to(&rtp(1, 0, 1, b"e"), to(h.port_a)).expect("send");
+        assert!(recv(&pb).is_some());
+    }
+    assert!(wait_until(WAIT, || dp.worker_stats()[0].events_lost == 1));
+    let evs: Vec<Event> = dp.poll_events().collect();
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, Event::Latched { .. }))
+            .count(),
+        2
+    );
+    assert!(evs.contains(&Event::RingOverflow {
+        worker: hs[0].worker,
+        lost: 1
+    }));
+    assert!(dp.poll_events().next().is_none(), "overflow reported once");
+}
+
 both_backends! {
     latching => 12000;
     relatch_policy => 12010;
@@ -385,4 +423,5 @@ both_backends! {
     stale_generation_is_noop => 12070;
     full_ring_is_error => 12080;
     flags_off_forward_to_signalled => 12090;
+    event_ring_overflow_is_reported => 12100;
 }
