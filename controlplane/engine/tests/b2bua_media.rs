@@ -1,0 +1,408 @@
+//! B2BUA media: early media, re-INVITE hold/resume, UPDATE, SRTP toward B,
+//! delayed offer, media inactivity.
+
+#[path = "b2bua_harness.rs"]
+mod harness;
+
+use harness::*;
+use portcullis_engine::b2bua::EndReason;
+use portcullis_engine::config::MediaMode;
+use portcullis_engine::media::{MediaEvent, SrtpSuite};
+use portcullis_engine::transaction::Method;
+use portcullis_sip::sdp::{Direction, SessionDescription};
+
+fn body(m: &portcullis_engine::transaction::SipMsg) -> SessionDescription {
+    SessionDescription::parse(m.body())
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(m.body())))
+}
+
+#[test]
+fn early_media_183_rewritten_and_programmed() {
+    let mut h = H::new();
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        183,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "")),
+    );
+    h.pump();
+    let r183 =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(183))
+            .expect("183 relayed");
+    let s = body(&r183);
+    assert_eq!(s.rtp_destination(0), Some(sa(&format!("{MEDIA_IP}:40002"))));
+    assert_eq!(r183.header("Content-Type"), Some("application/sdp"));
+    let (_, _a, b) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(b.peer_rtp, Some(sa("172.16.0.20:20000")));
+    // The 200 repeats the same SDP: same o= version toward A (RFC 3264 §8).
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "")),
+    );
+    h.pump();
+    let r200 =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    assert_eq!(body(&r200).origin.session_version, s.origin.session_version);
+    assert_eq!(body(&r200).origin.session_id, s.origin.session_id);
+}
+
+#[test]
+fn reinvite_hold_and_resume_from_caller() {
+    let mut h = H::new();
+    let (mut da, mut db, _atx, _ainv) = h.answered();
+    let updates_before = h.sbc.media().updates.len();
+    // Hold: a=inactive.
+    let now = h.now;
+    let (atx2, _) = h.a.send_in_dialog(
+        now,
+        &mut da,
+        Method::Invite,
+        Some(&sdp("192.168.1.10", 10_000, "a=inactive\r\n")),
+    );
+    h.pump();
+    let (btx, breinv) = h.b1.last_request("INVITE");
+    assert_eq!(breinv.cseq().unwrap().seq, 2, "B leg CSeq is its own");
+    assert_eq!(body(&breinv).media_direction(0), Some(Direction::Inactive));
+    assert_eq!(
+        body(&breinv).rtp_destination(0),
+        Some(sa(&format!("{MEDIA_IP}:60002")))
+    );
+    db.on_request(&breinv).unwrap();
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &breinv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "a=inactive\r\n")),
+    );
+    h.pump();
+    // B's re-INVITE 2xx is ACKed by the SBC; A gets the rewritten 200.
+    assert_eq!(h.b1.acks().len(), 2);
+    let r =
+        h.a.responses()
+            .into_iter()
+            .rfind(|r| r.status() == Some(200) && r.cseq().unwrap().seq == 2)
+            .expect("200 to re-INVITE");
+    assert_eq!(body(&r).media_direction(0), Some(Direction::Inactive));
+    let invite = h.a.layer.request(atx2).cloned();
+    if let Some(inv) = invite {
+        h.a.ack(atx2, &inv, &r, None);
+    }
+    h.pump();
+    assert!(
+        h.sbc.media().updates.len() > updates_before,
+        "media re-programmed"
+    );
+    // Resume with a new address and codec.
+    let now = h.now;
+    let resume = "v=0\r\no=peer 77 3 IN IP4 192.168.1.11\r\ns=call\r\nc=IN IP4 192.168.1.11\r\nt=0 0\r\nm=audio 10010 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n";
+    h.a.send_in_dialog(now, &mut da, Method::Invite, Some(resume));
+    h.pump();
+    let (btx, breinv) = h.b1.last_request("INVITE");
+    assert_eq!(body(&breinv).media[0].formats, vec!["8".to_owned()]);
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &breinv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "")),
+    );
+    h.pump();
+    let (_, a, _) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(a.peer_rtp, Some(sa("192.168.1.11:10010")));
+    assert_eq!(h.sbc.active_calls(), 1);
+}
+
+#[test]
+fn reinvite_from_callee_and_glare() {
+    let mut h = H::new();
+    let (mut da, mut db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    h.b1.send_in_dialog(
+        now,
+        &mut db,
+        Method::Invite,
+        Some(&sdp("172.16.0.20", 20_000, "a=sendonly\r\n")),
+    );
+    h.pump();
+    let (atx, areinv) = h.a.last_request("INVITE");
+    assert_eq!(body(&areinv).media_direction(0), Some(Direction::SendOnly));
+    // Glare: A re-INVITEs meanwhile → 491.
+    let now = h.now;
+    h.a.send_in_dialog(
+        now,
+        &mut da,
+        Method::Invite,
+        Some(&sdp("192.168.1.10", 10_000, "")),
+    );
+    h.pump();
+    assert!(h.a.statuses().contains(&491), "{:?}", h.a.statuses());
+    let now = h.now;
+    h.a.respond(
+        now,
+        atx,
+        &areinv,
+        200,
+        "",
+        Some(&sdp("192.168.1.10", 10_000, "a=recvonly\r\n")),
+    );
+    h.pump();
+    assert!(h.b1.statuses().contains(&200));
+    assert!(!h.a.acks().is_empty(), "SBC ACKed A's 2xx");
+}
+
+#[test]
+fn update_relayed_with_sdp() {
+    let mut h = H::new();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    h.a.send_in_dialog(
+        now,
+        &mut da,
+        Method::Update,
+        Some(&sdp("192.168.1.12", 10_020, "")),
+    );
+    h.pump();
+    let (btx, upd) = h.b1.last_request("UPDATE");
+    assert_eq!(
+        body(&upd).rtp_destination(0),
+        Some(sa(&format!("{MEDIA_IP}:60002")))
+    );
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &upd,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.21", 20_020, "")),
+    );
+    h.pump();
+    let r =
+        h.a.responses()
+            .into_iter()
+            .rfind(|r| r.cseq().unwrap().method == Method::Update)
+            .unwrap();
+    assert_eq!(r.status(), Some(200));
+    assert_eq!(
+        body(&r).rtp_destination(0),
+        Some(sa(&format!("{MEDIA_IP}:40002")))
+    );
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(a.peer_rtp, Some(sa("192.168.1.12:10020")));
+    assert_eq!(b.peer_rtp, Some(sa("172.16.0.21:20020")));
+}
+
+#[test]
+fn info_and_message_relayed_with_body() {
+    let mut h = H::new();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    let via = h.a.via();
+    let mut info = da.request(Method::Info, &via).unwrap();
+    info.push_header("Content-Type", "application/dtmf-relay");
+    info.push_header("X-Internal", "nope");
+    info.set_body(b"Signal=5\r\nDuration=160\r\n".to_vec());
+    h.a.layer
+        .send_request(
+            now,
+            portcullis_engine::transaction::PeerAddr {
+                transport: portcullis_engine::transaction::Transport::Udp,
+                addr: sa(SBC),
+                conn: None,
+            },
+            info,
+        )
+        .unwrap();
+    h.pump();
+    let (itx, binfo) = h.b1.last_request("INFO");
+    assert_eq!(binfo.body(), b"Signal=5\r\nDuration=160\r\n");
+    assert_eq!(binfo.header("Content-Type"), Some("application/dtmf-relay"));
+    assert!(binfo.header("X-Internal").is_none());
+    let now = h.now;
+    h.b1.respond(now, itx, &binfo, 200, "btag", None);
+    h.pump();
+    assert!(h
+        .a
+        .responses()
+        .iter()
+        .any(|r| r.status() == Some(200) && r.cseq().unwrap().method == Method::Info));
+    let now = h.now;
+    h.a.send_in_dialog(now, &mut da, Method::Message, None);
+    h.pump();
+    assert_eq!(h.b1.requests("MESSAGE").len(), 1);
+}
+
+#[test]
+fn srtp_toward_b_with_fresh_key_and_plain_rtp_toward_a() {
+    let mut h = H::with(|c| c.trunks[1].media = MediaMode::Srtp);
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
+    let offer = body(&binv);
+    let m = &offer.media[0];
+    assert_eq!(m.proto.as_str(), "RTP/SAVP");
+    let crypto: Vec<_> = m.crypto().collect();
+    assert_eq!(crypto.len(), 1);
+    assert_eq!(crypto[0].suite, "AES_CM_128_HMAC_SHA1_80");
+    let km = crypto[0].key_material().expect("valid inline key");
+    assert!(crypto[0].to_string().contains("|2^31"), "{}", crypto[0]);
+    let (_, _, b) = h.sbc.media().updates.last().unwrap().clone();
+    let out = b.srtp_out.expect("we encrypt toward B");
+    assert_eq!(out.suite, SrtpSuite::Aes128Sha1_80);
+    assert_eq!(out.key.as_slice(), km.key.as_slice());
+    assert_eq!(out.salt.as_slice(), km.salt.as_slice());
+    // B answers with its own key: that is srtp_in on B; A stays plain RTP.
+    let b_key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\r\n";
+    let ans = sdp("172.16.0.20", 20_000, b_key).replace("RTP/AVP", "RTP/SAVP");
+    let now = h.now;
+    h.b1.respond(now, btx, &binv, 200, "btag", Some(&ans));
+    h.pump();
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
+    let inb = b.srtp_in.expect("B's key");
+    assert_eq!(&inb.key[..4], b"YS__");
+    assert!(a.srtp_in.is_none() && a.srtp_out.is_none());
+    let r200 =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    let s = body(&r200);
+    assert_eq!(s.media[0].proto.as_str(), "RTP/AVP");
+    assert_eq!(s.media[0].crypto().count(), 0);
+    // Two calls never share a key.
+    let now = h.now;
+    h.a.invite(now, "101", Some(&sdp("192.168.1.10", 10_100, "")));
+    h.pump();
+    let (_, binv2) = h.b1.last_request("INVITE");
+    let k2 = body(&binv2).media[0]
+        .crypto()
+        .next()
+        .unwrap()
+        .key_material()
+        .unwrap();
+    assert_ne!(k2.key, km.key);
+}
+
+#[test]
+fn srtp_from_a_gives_srtp_in_on_a_and_answer_reuses_tag() {
+    let mut h = H::with(|c| c.trunks[0].media = MediaMode::Srtp);
+    let a_key = "a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\r\n";
+    let offer = sdp("192.168.1.10", 10_000, a_key).replace("RTP/AVP", "RTP/SAVP");
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer));
+    let o = body(&binv);
+    assert_eq!(o.media[0].proto.as_str(), "RTP/AVP");
+    assert_eq!(o.media[0].crypto().count(), 0, "plain toward B");
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "")),
+    );
+    h.pump();
+    let r200 =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    let s = body(&r200);
+    assert_eq!(s.media[0].proto.as_str(), "RTP/SAVP");
+    let c = s.media[0].crypto().next().unwrap().clone();
+    assert_eq!(c.tag, 7, "answer uses the offered tag (RFC 4568 §7.1.2)");
+    let (_, a, _) = h.sbc.media().updates.last().unwrap().clone();
+    assert!(a.srtp_in.is_some() && a.srtp_out.is_some());
+    assert_eq!(
+        a.srtp_out.unwrap().key.as_slice(),
+        c.key_material().unwrap().key.as_slice()
+    );
+}
+
+#[test]
+fn delayed_offer_from_caller_gets_our_offer_toward_b() {
+    let mut h = H::new();
+    let (atx, ainv, btx, binv) = h.start("100", None);
+    let o = body(&binv);
+    assert!(o.media[0].has_rtcp_mux());
+    assert_eq!(o.media[0].formats, vec!["0", "8", "101"]);
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "a=rtcp-mux\r\n")),
+    );
+    h.pump();
+    assert_eq!(h.b1.acks().len(), 1);
+    let r200 =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    assert_eq!(
+        body(&r200).rtp_destination(0),
+        Some(sa(&format!("{MEDIA_IP}:40002")))
+    );
+    // A answers in the ACK.
+    h.a.ack(atx, &ainv, &r200, Some(&sdp("192.168.1.10", 10_000, "")));
+    h.pump();
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(a.peer_rtp, Some(sa("192.168.1.10:10000")));
+    assert!(b.rtcp_mux);
+}
+
+#[test]
+fn media_inactivity_byes_both_legs() {
+    let mut h = H::new();
+    let _ = h.answered();
+    let id = h.sbc.calls()[0].media.unwrap();
+    let now = h.now;
+    h.sbc.handle_media_event(now, MediaEvent::Inactive(id));
+    h.pump();
+    assert_eq!(h.a.requests("BYE").len(), 1);
+    assert_eq!(h.b1.requests("BYE").len(), 1);
+    assert_eq!(h.cdrs()[0].end_reason, EndReason::MediaInactivity);
+    assert!(h.sbc.media().live.is_empty());
+}
+
+#[test]
+fn bad_sdp_is_rejected_488() {
+    let mut h = H::new();
+    let now = h.now;
+    h.a.invite(now, "100", Some("this is not sdp"));
+    h.pump();
+    assert_eq!(h.a.statuses().last(), Some(&488));
+    assert!(h.b1.requests("INVITE").is_empty());
+    assert_eq!(h.cdrs().len(), 1);
+}
+
+#[test]
+fn media_capacity_exhausted_gives_503() {
+    let mut h = H::new();
+    h.sbc.media_mut().capacity = Some(0);
+    let now = h.now;
+    h.a.invite(now, "100", Some(&sdp("192.168.1.10", 10_000, "")));
+    h.pump();
+    assert_eq!(h.a.statuses().last(), Some(&503));
+    assert_eq!(h.sbc.stats().media_errors, 1);
+}
