@@ -475,6 +475,7 @@ fn spawn_worker(
         inactivity_us,
         cfg.srtp_fail_threshold,
     );
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let ctx = worker::WorkerCtx {
         id,
         relay,
@@ -486,6 +487,7 @@ fn spawn_worker(
         next_housekeeping_us: 0,
         stop: false,
         uring_buffers: cfg.uring_buffers,
+        ready: Some(ready_tx),
     };
     let core = cfg.cores.get(usize::from(id.0)).copied();
     let on_start = cfg.on_worker_start;
@@ -493,6 +495,20 @@ fn spawn_worker(
         .name(format!("dp-worker-{}", id.0))
         .spawn(move || worker::run(ctx, core, backend, on_start))
         .map_err(|e| DataplaneError::io("spawn worker", e))?;
+    // Wait (bounded) until the backend is set up, so a refused io_uring or epoll set-up
+    // fails `start` instead of leaving a dead worker behind.
+    match ready_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            return Err(DataplaneError::WorkerStart(e));
+        }
+        Err(_) => {
+            return Err(DataplaneError::WorkerStart(
+                "worker did not report ready".to_string(),
+            ))
+        }
+    }
     Ok(WorkerHandle {
         id,
         base_port,
@@ -502,4 +518,47 @@ fn spawn_worker(
         shared,
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// The control plane shares one `Dataplane` between tasks.
+    #[test]
+    fn dataplane_is_send_and_sync() {
+        assert_send_sync::<Dataplane>();
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let bad = [
+            DataplaneConfig {
+                port_min: 5000,
+                port_max: 4000,
+                ..DataplaneConfig::default()
+            },
+            DataplaneConfig {
+                ring_capacity: 0,
+                ..DataplaneConfig::default()
+            },
+            DataplaneConfig {
+                uring_buffers: 100,
+                ..DataplaneConfig::default()
+            },
+            DataplaneConfig {
+                port_min: 5000,
+                port_max: 5002,
+                ..DataplaneConfig::default()
+            },
+        ];
+        for cfg in bad {
+            assert!(matches!(
+                Dataplane::start(cfg),
+                Err(DataplaneError::Config(_))
+            ));
+        }
+    }
 }

@@ -227,6 +227,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         .map_err(|e| DataplaneError::io("epoll_ctl doorbell", e.into()))?;
     let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut batch = Batch::new();
+    ctx.signal_ready();
     while !ctx.stop {
         let now = ctx.now_us();
         ctx.drain_commands(now);

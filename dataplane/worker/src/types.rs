@@ -298,6 +298,9 @@ pub enum DataplaneError {
     /// io_uring was requested but the kernel does not allow it.
     #[error("io_uring unavailable: {0}")]
     IoUringUnavailable(String),
+    /// A worker thread failed to set up its backend.
+    #[error("worker start-up failed: {0}")]
+    WorkerStart(String),
     /// No free port pair on any worker.
     #[error("no free media port pair")]
     Exhausted,

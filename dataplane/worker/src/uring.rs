@@ -352,6 +352,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let bell_fd = ctx.doorbell.as_raw_fd();
     arm_bell(&mut ring, &mut st, bell_fd);
     arm_timer(&mut ring, &mut st);
+    ctx.signal_ready();
     let result = event_loop(ctx, &mut ring, &mut st, &mut rearm);
     quiesce(&mut ring, &mut st);
     if st.inflight > 0 {

@@ -2,6 +2,7 @@
 //! share (command drain with a budget, housekeeping cadence).
 
 use std::os::fd::AsRawFd;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ pub(crate) struct WorkerCtx {
     pub(crate) stop: bool,
     /// Provided buffers for the io_uring backend.
     pub(crate) uring_buffers: u16,
+    /// Start-up report to `Dataplane::start`: `Ok` once the backend is set up, or the
+    /// set-up error. Taken on first use.
+    pub(crate) ready: Option<SyncSender<Result<(), String>>>,
 }
 
 impl WorkerCtx {
@@ -68,6 +72,13 @@ impl WorkerCtx {
         self.next_housekeeping_us.saturating_sub(now_us)
     }
 
+    /// Report a successful backend set-up (once).
+    pub(crate) fn signal_ready(&mut self) {
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
     pub(crate) fn raw_fd(&self, sock: u32) -> Option<i32> {
         self.sockets.get(sock as usize).map(AsRawFd::as_raw_fd)
     }
@@ -89,7 +100,7 @@ pub(crate) fn run(
     if let Some(f) = on_start {
         f(ctx.id);
     }
-    match backend {
+    let r = match backend {
         Backend::Mmsg => {
             ctx.shared.worker.backend.set(2);
             crate::mmsg::run(&mut ctx)
@@ -98,5 +109,10 @@ pub(crate) fn run(
             ctx.shared.worker.backend.set(1);
             crate::uring::run(&mut ctx)
         }
+    };
+    // Set-up failed before the loop started: tell `Dataplane::start`.
+    if let (Some(tx), Err(e)) = (ctx.ready.take(), &r) {
+        let _ = tx.send(Err(e.to_string()));
     }
+    r
 }

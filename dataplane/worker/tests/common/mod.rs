@@ -36,7 +36,7 @@ pub fn start_with(cfg: DataplaneConfig) -> Dataplane {
 /// A peer socket on loopback with a short read timeout.
 pub fn peer() -> UdpSocket {
     let s = UdpSocket::bind((LO, 0)).expect("bind peer");
-    s.set_read_timeout(Some(Duration::from_millis(1500)))
+    s.set_read_timeout(Some(Duration::from_millis(3000)))
         .expect("timeout");
     s
 }
@@ -80,7 +80,7 @@ pub fn recv_none(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     let r = recv(s);
-    s.set_read_timeout(Some(Duration::from_millis(1500)))
+    s.set_read_timeout(Some(Duration::from_millis(3000)))
         .expect("timeout");
     r
 }
