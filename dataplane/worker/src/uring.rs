@@ -128,7 +128,7 @@ impl BufRing {
         // SAFETY: `base` is the first entry of an initialised (zeroed) ring; the tail field
         // overlays the `resv` field of entry 0 and is a naturally aligned u16 that the
         // kernel only reads, so viewing it as an AtomicU16 is sound.
-        unsafe { &*BufRingEntry_tail(self.base).cast::<AtomicU16>() }
+        unsafe { &*types::BufRingEntry::tail(self.base).cast::<AtomicU16>() }
     }
 
     /// Write entry `(tail + offset) & mask` for buffer `bid` (not yet published).
@@ -147,12 +147,6 @@ impl BufRing {
         let t = self.tail();
         t.store(t.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
     }
-}
-
-#[allow(non_snake_case)]
-unsafe fn BufRingEntry_tail(base: *const types::BufRingEntry) -> *const u16 {
-    // SAFETY: forwarded contract: `base` is the first entry of a live ring.
-    unsafe { types::BufRingEntry::tail(base) }
 }
 
 impl Drop for BufRing {
