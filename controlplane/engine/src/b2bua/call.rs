@@ -81,6 +81,8 @@ pub(crate) struct BLeg {
     pub cancelled: bool,
     /// Final response received for the INVITE.
     pub final_received: bool,
+    /// A 401/407 was already answered on this attempt (§22.2: once).
+    pub auth_tried: bool,
 }
 
 /// A relayed in-dialog request waiting for its response.

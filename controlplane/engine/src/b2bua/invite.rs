@@ -50,6 +50,9 @@ impl<M: MediaControl> B2bua<M> {
             self.reject(now, tx, req, from, 483, "Too Many Hops");
             return;
         }
+        if let super::auth::Inbound::Answered = self.check_inbound_auth(now, tx, req, trunk) {
+            return;
+        }
         let unsupported = unsupported_required(req);
         if !unsupported.is_empty() {
             let mut r = self.response(req, 420, "Bad Extension", Some("bx"));
@@ -391,6 +394,7 @@ impl<M: MediaControl> B2bua<M> {
                 cancel_pending: false,
                 cancelled: false,
                 final_received: false,
+                auth_tried: false,
             });
         }
         true
@@ -443,6 +447,7 @@ impl<M: MediaControl> B2bua<M> {
                 }
             }
             _ if c.state == CallState::Answered => {}
+            401 | 407 if self.answer_challenge(now, call, resp) => {}
             _ => self.on_b_failure(now, call, status, Some(resp)),
         }
     }

@@ -17,6 +17,7 @@
 //! UPDATE, INFO, MESSAGE relays, ACKs), [`teardown`] (ending calls, CDRs),
 //! [`timers`] (no-answer, session timers RFC 4028, linger).
 
+mod auth;
 mod call;
 mod headers;
 mod in_dialog;
