@@ -342,7 +342,6 @@ pub fn run_worker(
             let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
         }
     }
-    let now = clock.ns();
     for b in &mut wheel {
         for s in b.drain(..) {
             finish(&mut result.sent, &s);

@@ -1,0 +1,164 @@
+//! Bounded end-to-end runs of the real binary: against the raw forwarder (media only) and
+//! UAC → UAS directly (SIP with media, every call behaviour).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis-loadtest");
+
+fn target_dir() -> PathBuf {
+    // .../target/<profile>/portcullis-loadtest
+    Path::new(BIN)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The raw forwarder binary, built on demand in our target directory.
+fn rawfwd() -> PathBuf {
+    let p = target_dir().join("portcullis-rawfwd");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = target_dir()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let profile_release = target_dir().ends_with("release");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-p",
+            "portcullis-dataplane",
+            "--bin",
+            "portcullis-rawfwd",
+        ])
+        .env("CARGO_TARGET_DIR", target);
+        if profile_release {
+            cmd.arg("--release");
+        }
+        let st = cmd
+            .status()
+            .expect("running cargo to build portcullis-rawfwd");
+        assert!(st.success(), "building portcullis-rawfwd failed");
+    }
+    assert!(p.exists(), "portcullis-rawfwd missing at {}", p.display());
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(path).expect("report written");
+    serde_json::from_str(&s).expect("report is JSON")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("lt-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn fifty_streams_through_rawfwd_for_two_seconds() {
+    let json = tmp("raw.json");
+    let svg = tmp("raw.svg");
+    let out = Command::new(BIN)
+        .args([
+            "--against",
+            "raw",
+            "--calls",
+            "25",
+            "--cps",
+            "200",
+            "--duration",
+            "2",
+        ])
+        .args(["--relay-port", &free_port().to_string(), "--quiet"])
+        .arg("--rawfwd-bin")
+        .arg(rawfwd())
+        .arg("--report")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("loadtest runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&json);
+    assert_eq!(r["mode"], "raw");
+    assert_eq!(r["media"]["streams"], 50, "{text}");
+    let sent = r["media"]["sent"].as_u64().unwrap();
+    // 50 streams × ~2 s × 50 packets/s, allowing for the ramp and a loaded machine.
+    assert!(sent > 3000 && sent < 6000, "sent {sent}");
+    assert!(
+        r["media"]["received"].as_u64().unwrap() > sent * 9 / 10,
+        "{text}"
+    );
+    assert!(r["latency_us"]["count"].as_u64().unwrap() > 0);
+    assert!(r["relay"]["cpu_us"].is_u64(), "relay CPU accounted: {text}");
+    assert!(text.contains("one-way latency"));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 4);
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn direct_sip_calls_with_every_behaviour_have_no_failures() {
+    let json = tmp("direct.json");
+    let uac = format!("127.0.0.1:{}", free_port());
+    let uas = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(BIN)
+        .args([
+            "--against",
+            "direct",
+            "--calls",
+            "20",
+            "--cps",
+            "40",
+            "--duration",
+            "3",
+        ])
+        .args([
+            "--hold",
+            "1",
+            "--reinvite-share",
+            "0.2",
+            "--cancel-share",
+            "0.2",
+        ])
+        .args([
+            "--callee-bye-share",
+            "0.2",
+            "--uac",
+            &uac,
+            "--uas",
+            &uas,
+            "--quiet",
+        ])
+        .arg("--report")
+        .arg(&json)
+        .output()
+        .expect("loadtest runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&json);
+    let started = r["calls_started"].as_u64().unwrap();
+    assert!(started >= 40, "{text}");
+    assert_eq!(r["calls_completed"].as_u64().unwrap(), started, "{text}");
+    assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
+    assert!(r["setup_us"]["count"].as_u64().unwrap() > 0);
+    assert_eq!(r["media"]["lost"], 0, "{text}");
+    let _ = std::fs::remove_file(json);
+}
