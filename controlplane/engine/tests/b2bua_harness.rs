@@ -256,6 +256,17 @@ impl Peer {
 
     /// A new INVITE from this peer to the SBC.
     pub fn invite(&mut self, now: Timestamp, user: &str, sdp: Option<&str>) -> (TxId, SipMsg) {
+        self.invite_with(now, user, sdp, &[])
+    }
+
+    /// [`Self::invite`] with extra headers.
+    pub fn invite_with(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        sdp: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> (TxId, SipMsg) {
         self.n += 1;
         let via = self.via();
         let mut req = SipMsg::request(Method::Invite, format!("sip:{user}@{SBC}"));
@@ -288,6 +299,9 @@ impl Peer {
         req.push_header("Contact", self.contact());
         req.push_header("X-Secret", "internal");
         req.push_header("User-Agent", "PeerAgent/1.0");
+        for (n, v) in extra {
+            req.push_header(n, v);
+        }
         if let Some(s) = sdp {
             req.push_header("Content-Type", "application/sdp");
             req.set_body(s.as_bytes().to_vec());

@@ -29,6 +29,8 @@ pub(crate) enum CallTimer {
     Refresh(Side),
     /// RFC 4028 §10: no refresh before the interval ended.
     SessionExpiry,
+    /// Retransmission of a reliable provisional toward A (RFC 3262 §3).
+    Rel1xx,
     /// An ended call is removed.
     Linger,
 }
@@ -154,6 +156,12 @@ pub(crate) struct Call {
     pub client_txs: Vec<TxId>,
     /// 3xx redirects followed so far.
     pub redirects: usize,
+    /// Last RSeq we used toward A (RFC 3262 §7.1).
+    pub a_rseq: u32,
+    /// (our RSeq toward A, B's RSeq, B's INVITE CSeq) of relayed reliable 18x.
+    pub prack_map: Vec<(u32, u32, u32)>,
+    /// Reliable 18x awaiting A's PRACK: (response, next interval, first sent).
+    pub rel1xx: Option<(SipMsg, std::time::Duration, Timestamp)>,
 }
 
 /// RFC 4028 state of one leg.

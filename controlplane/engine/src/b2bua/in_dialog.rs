@@ -157,6 +157,7 @@ impl<M: MediaControl> B2bua<M> {
                     self.relay(now, call, side, tx, req);
                 }
             }
+            Method::Prack if side == Side::A => self.on_prack(now, call, tx, req),
             Method::Prack | Method::Refer => {
                 self.reply(now, tx, &req, 501, "Not Implemented", None);
             }
@@ -172,12 +173,28 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Relays an in-dialog request from `from` to the other leg.
     fn relay(&mut self, now: Timestamp, call: u64, from: Side, tx: TxId, req: SipMsg) {
+        self.relay_with(now, call, from, tx, req, None);
+    }
+
+    /// [`Self::relay`] with an RAck for a PRACK (RFC 3262 §7.2).
+    pub(super) fn relay_with(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        from: Side,
+        tx: TxId,
+        req: SipMsg,
+        rack: Option<String>,
+    ) {
         let to = from.other();
         let method = req.method().cloned().unwrap_or(Method::Info);
         let Some((mut out, dest)) = self.dialog_request(call, to, method.clone()) else {
             self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
             return;
         };
+        if let Some(r) = rack {
+            out.push_header("RAck", r);
+        }
         let had_sdp = has_sdp(&req);
         let body = if had_sdp {
             self.relay_sdp(call, from, &req, true)

@@ -108,6 +108,9 @@ impl<M: MediaControl> B2bua<M> {
             last_failure: None,
             client_txs: Vec::new(),
             redirects: 0,
+            a_rseq: 0,
+            prack_map: Vec::new(),
+            rel1xx: None,
         };
         self.calls.insert(id, call);
         self.by_dialog.insert((a_call_id, a_tag), (id, Side::A));
@@ -340,6 +343,12 @@ impl<M: MediaControl> B2bua<M> {
         }
         copy_safe(&a_inv, &mut inv, false);
         inv.push_header("Supported", "timer");
+        if super::prack::has_100rel(&a_inv, "Supported") {
+            inv.push_header("Supported", "100rel");
+        }
+        if super::prack::has_100rel(&a_inv, "Require") {
+            inv.push_header("Require", "100rel");
+        }
         inv.push_header(
             "Session-Expires",
             cfg.timers.session_expires.as_secs().to_string(),
@@ -492,7 +501,12 @@ impl<M: MediaControl> B2bua<M> {
             .reason()
             .unwrap_or("Session Progress")
             .to_owned();
-        let mut r = self.a_response(call, status, &reason, resp);
+        let reliable =
+            super::prack::has_100rel(resp, "Require") && super::prack::rseq_of(resp).is_some();
+        let mut r = self.a_response(call, status, &reason, resp, reliable);
+        if reliable {
+            self.reliable_provisional(now, call, resp, &mut r);
+        }
         if let Some(c) = self.calls.get_mut(&call) {
             if c.a.dialog.is_none() {
                 c.a.dialog = Dialog::from_uas(&c.a.invite, &c.a.tag, &c.a.contact, false).ok();
@@ -504,13 +518,20 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// Builds the response to A's INVITE relaying `resp` (whitelist + SDP rewrite).
-    fn a_response(&mut self, call: u64, status: u16, reason: &str, resp: &SipMsg) -> SipMsg {
+    fn a_response(
+        &mut self,
+        call: u64,
+        status: u16,
+        reason: &str,
+        resp: &SipMsg,
+        completes: bool,
+    ) -> SipMsg {
         let (inv, tag) = match self.calls.get(&call) {
             Some(c) => (c.a.invite.clone(), c.a.tag.clone()),
             None => return SipMsg::response(status, reason),
         };
         let mut r = self.response(&inv, status, reason, Some(&tag));
-        let body = self.relay_sdp(call, Side::B, resp, true);
+        let body = self.relay_sdp(call, Side::B, resp, completes);
         copy_safe(resp, &mut r, body.is_some());
         if let Some(b) = body {
             if r.header("Content-Type").is_none() {
@@ -545,10 +566,11 @@ impl<M: MediaControl> B2bua<M> {
         }
         let reason = resp.as_owned().reason().unwrap_or("OK").to_owned();
         let status = resp.status().unwrap_or(200);
-        let mut r = self.a_response(call, status, &reason, resp);
+        let mut r = self.a_response(call, status, &reason, resp, true);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        c.rel1xx = None;
         r.push_header("Contact", c.a.contact.clone());
         match c.a.dialog.as_mut() {
             Some(d) => d.confirm(),

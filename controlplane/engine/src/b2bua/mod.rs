@@ -22,6 +22,7 @@ mod call;
 mod headers;
 mod in_dialog;
 mod invite;
+mod prack;
 mod route;
 mod sdp_rewrite;
 mod sim_node;

@@ -81,6 +81,7 @@ impl<M: MediaControl> B2bua<M> {
                     self.stats.session_expiries += 1;
                     self.end_call(now, call, EndReason::SessionExpired, None);
                 }
+                CallTimer::Rel1xx => self.retransmit_rel1xx(now, call),
                 CallTimer::Linger => self.remove_call(call),
             }
         }
