@@ -109,7 +109,7 @@ fn mutated_call_flows_never_panic_or_leak() {
                 &bytes,
             );
             while h.sbc.poll_transmit().is_some() {}
-            h.now = h.now + Duration::from_millis(rng.range(0, 50));
+            h.now += Duration::from_millis(rng.range(0, 50));
             let now = h.now;
             h.sbc.handle_timeout(now);
         }
