@@ -2,7 +2,7 @@
 //! and the final [`Report`].
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +17,6 @@ use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use portcullis_sip::sdp::SessionDescription;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::media::{self, Clock, Live, MediaCmd, StreamSpec, WorkerConfig, WorkerResult};
 use crate::relay::NgClient;
@@ -117,16 +116,6 @@ impl Drop for Spawned {
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Large buffers: a generator that drops its own packets measures nothing.
-    let _ = s.set_recv_buffer_size(16 << 20);
-    let _ = s.set_send_buffer_size(4 << 20);
-    s.bind(&addr.into())
-        .with_context(|| format!("bind {addr}"))?;
-    Ok(s.into())
-}
-
 struct Workers {
     tx: Vec<Sender<MediaCmd>>,
     handles: Vec<JoinHandle<std::io::Result<WorkerResult>>>,
@@ -142,8 +131,8 @@ fn start_workers(cfg: &RunConfig, clock: Clock, live: &Arc<Live>) -> anyhow::Res
     };
     let deadline_ns = ((cfg.duration_s + 40.0) * 1e9) as u64 + clock.ns();
     for &core in &cfg.cores {
-        let a = udp_socket("127.0.0.1:0".parse()?)?;
-        let b = udp_socket("127.0.0.1:0".parse()?)?;
+        let a = media::udp_socket("127.0.0.1:0".parse()?)?;
+        let b = media::udp_socket("127.0.0.1:0".parse()?)?;
         w.addrs.push((a.local_addr()?, b.local_addr()?));
         let (tx, rx) = channel();
         let live = Arc::clone(live);
@@ -256,8 +245,8 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     let proc_start = relay_pid.and_then(proc_sample);
     let sip_mode = matches!(cfg.mode, Mode::Appliance(_) | Mode::Direct);
     let (uac_sock, uas_sock) = if sip_mode {
-        let a = udp_socket(cfg.uac)?;
-        let b = udp_socket(cfg.uas)?;
+        let a = media::udp_socket(cfg.uac)?;
+        let b = media::udp_socket(cfg.uas)?;
         a.set_nonblocking(true)?;
         b.set_nonblocking(true)?;
         (Some(a), Some(b))

@@ -1,0 +1,129 @@
+use super::*;
+
+#[test]
+fn header_helpers() {
+    assert_eq!(
+        user_of("<sip:+15550000012@127.0.0.1:5060>;tag=x"),
+        Some("+15550000012")
+    );
+    assert_eq!(
+        uri_of("<sip:uas@127.0.0.1:5080>;expires=3"),
+        "sip:uas@127.0.0.1:5080"
+    );
+    assert_eq!(tag_of("<sip:a@b>;tag=abc;x=y"), Some("abc"));
+    assert_eq!(tag_of("<sip:a@b>"), None);
+    assert_eq!(user_of("garbage"), None);
+}
+
+fn cfg(hold_s: u64) -> SipConfig {
+    SipConfig {
+        target: "127.0.0.1:5080".parse().unwrap(),
+        uac_addr: "127.0.0.1:5070".parse().unwrap(),
+        uas_addr: "127.0.0.1:5080".parse().unwrap(),
+        media_a: vec!["127.0.0.1:4000".parse().unwrap()],
+        media_b: vec!["127.0.0.1:4002".parse().unwrap()],
+        hold_ns: hold_s * 1_000_000_000,
+        refresh_ns: 0,
+        share_reinvite: 0.25,
+        share_cancel: 0.25,
+        share_callee_bye: 0.25,
+        pt: 0,
+        ptime_ms: 20,
+        media: true,
+    }
+}
+
+/// Virtual-time harness: UAC and UAS talk straight to each other; `drop` decides
+/// which datagrams (by running count) are lost.
+fn simulate(calls: usize, drop: impl Fn(u64, &[u8]) -> bool) -> (Population, i64) {
+    let mut p = Population::new(cfg(2)).unwrap();
+    let mut now = 0u64;
+    let mut out = Vec::new();
+    let mut media: i64 = 0;
+    let mut n = 0u64;
+    for _ in 0..calls {
+        p.start_call(now, &mut out);
+    }
+    let step = 10_000_000;
+    while now < 120_000_000_000 {
+        let mut pending: Vec<Out> = std::mem::take(&mut out);
+        while !pending.is_empty() {
+            for o in pending.drain(..) {
+                match o {
+                    Out::Send { side, bytes, .. } => {
+                        n += 1;
+                        if drop(n, &bytes) {
+                            continue;
+                        }
+                        let (to, from) = match side {
+                            Side::Uac => (Side::Uas, p.cfg.uac_addr),
+                            Side::Uas => (Side::Uac, p.cfg.uas_addr),
+                        };
+                        p.handle(now, to, from, &bytes, &mut out);
+                    }
+                    Out::MediaAdd { .. } => media += 1,
+                    Out::MediaRemove { .. } => media -= 1,
+                }
+            }
+            pending = std::mem::take(&mut out);
+        }
+        if p.up == 0 {
+            break;
+        }
+        now += step;
+        p.poll_timers(now, usize::MAX, &mut out);
+    }
+    (p, media)
+}
+
+#[test]
+fn all_call_kinds_complete_without_loss() {
+    let (p, media) = simulate(40, |_, _| false);
+    assert_eq!(p.stats.started, 40);
+    assert_eq!(p.stats.completed, 40, "failures: {:?}", p.stats.failures);
+    assert_eq!(p.stats.failed(), 0);
+    let kinds: Vec<Kind> = (0..40).map(|i| p.kind_for(i)).collect();
+    let count = |k: Kind| kinds.iter().filter(|&&x| x == k).count() as u64;
+    for k in [Kind::Normal, Kind::ReInvite, Kind::Cancel, Kind::CalleeBye] {
+        assert!((8..=12).contains(&count(k)), "{k:?}: {}", count(k));
+    }
+    // Cancelled calls are never answered.
+    assert_eq!(p.stats.answered, 40 - count(Kind::Cancel));
+    assert_eq!(p.stats.reinvites_ok, count(Kind::ReInvite));
+    assert_eq!(p.stats.retransmissions, 0);
+    assert_eq!(media, 0, "every started stream is stopped");
+    assert_eq!(p.up, 0);
+}
+
+#[test]
+fn lost_requests_and_responses_are_retransmitted() {
+    // Drop every 4th datagram: INVITEs, 200s, ACKs, BYEs and CANCELs all get hit.
+    let (p, media) = simulate(40, |n, _| n % 4 == 0);
+    assert_eq!(p.stats.completed, 40, "failures: {:?}", p.stats.failures);
+    assert!(p.stats.retransmissions > 0);
+    assert_eq!(media, 0);
+}
+
+#[test]
+fn silent_peer_times_out_after_64_t1() {
+    let (p, _) = simulate(3, |_, b| b.starts_with(b"INVITE"));
+    assert_eq!(p.stats.failures.get("timeout INVITE"), Some(&3));
+    // Timer A: T1, 2T1, 4T1, ... below 64·T1 = 6 retransmissions per call.
+    assert_eq!(p.stats.retransmissions, 18);
+}
+
+#[test]
+fn garbage_is_counted_not_fatal() {
+    let mut p = Population::new(cfg(1)).unwrap();
+    let mut out = Vec::new();
+    let from = p.cfg.uas_addr;
+    for junk in [
+        &b"\x00\xff"[..],
+        b"SIP/2.0 200 OK\r\n\r\n",
+        b"INVITE x SIP/2.0\r\n\r\n",
+    ] {
+        p.handle(0, Side::Uac, from, junk, &mut out);
+        p.handle(0, Side::Uas, from, junk, &mut out);
+    }
+    assert!(p.stats.stray > 0);
+}
