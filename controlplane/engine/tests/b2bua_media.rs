@@ -406,3 +406,49 @@ fn media_capacity_exhausted_gives_503() {
     assert_eq!(h.a.statuses().last(), Some(&503));
     assert_eq!(h.sbc.stats().media_errors, 1);
 }
+
+#[test]
+fn reinvite_without_sdp_answer_travels_in_ack() {
+    let mut h = H::new();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let acks_before = h.b1.acks().len();
+    // A re-INVITEs without SDP (asks B for an offer).
+    let now = h.now;
+    let (atx2, ainv2) = h.a.send_in_dialog(now, &mut da, Method::Invite, None);
+    h.pump();
+    let (btx, breinv) = h.b1.last_request("INVITE");
+    assert!(breinv.body().is_empty());
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &breinv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.40", 20_040, "")),
+    );
+    h.pump();
+    // B's ACK waits for A's answer.
+    assert_eq!(h.b1.acks().len(), acks_before);
+    let r =
+        h.a.responses()
+            .into_iter()
+            .rfind(|r| r.status() == Some(200) && r.cseq().unwrap().seq == 2)
+            .unwrap();
+    assert_eq!(
+        body(&r).rtp_destination(0),
+        Some(sa(&format!("{MEDIA_IP}:40002")))
+    );
+    h.a.ack(atx2, &ainv2, &r, Some(&sdp("192.168.1.50", 10_050, "")));
+    h.pump();
+    let acks = h.b1.acks();
+    assert_eq!(acks.len(), acks_before + 1);
+    let ack = acks.last().unwrap();
+    assert_eq!(
+        body(ack).rtp_destination(0),
+        Some(sa(&format!("{MEDIA_IP}:60002")))
+    );
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(a.peer_rtp, Some(sa("192.168.1.50:10050")));
+    assert_eq!(b.peer_rtp, Some(sa("172.16.0.40:20040")));
+}

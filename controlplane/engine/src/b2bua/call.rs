@@ -154,6 +154,8 @@ pub(crate) struct Call {
     pub last_failure: Option<(u16, String)>,
     /// Client transactions started for this call (index cleanup at removal).
     pub client_txs: Vec<TxId>,
+    /// INVITE server transactions of this call (index cleanup at removal).
+    pub server_txs: Vec<TxId>,
     /// 3xx redirects followed so far.
     pub redirects: usize,
     /// Last RSeq we used toward A (RFC 3262 §7.1).

@@ -217,6 +217,9 @@ impl<M: MediaControl> B2bua<M> {
                 c.reinvite_pending = true;
             }
             self.by_invite_tx.insert(tx, (call, from));
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.server_txs.push(tx);
+            }
         }
         let relay = Relay {
             server_tx: tx,

@@ -107,6 +107,7 @@ impl<M: MediaControl> B2bua<M> {
             held_trunks: Vec::new(),
             last_failure: None,
             client_txs: Vec::new(),
+            server_txs: vec![tx],
             redirects: 0,
             a_rseq: 0,
             prack_map: Vec::new(),

@@ -186,7 +186,9 @@ impl<M: MediaControl> B2bua<M> {
         for tx in c.client_txs {
             self.by_client_tx.remove(&tx);
         }
-        self.by_invite_tx.retain(|_, (id, _)| *id != call);
+        for tx in c.server_txs {
+            self.by_invite_tx.remove(&tx);
+        }
         for (kind, at) in c.timers {
             self.timers.remove(&(at, call, kind));
         }
