@@ -13,6 +13,7 @@
 #![allow(clippy::print_stderr)]
 
 mod media;
+mod mmsg;
 mod relay;
 mod report;
 mod run;

@@ -27,16 +27,15 @@ use nix::sys::time::TimeSpec;
 use portcullis_rtp::rtp::RtpPacket;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::mmsg::{self, RecvBatch, SendBatch};
 use crate::stats::StreamRx;
 
 /// RTP fixed header length (RFC 3550 §5.1), no CSRC, no extension.
 pub const RTP_HEADER_LEN: usize = 12;
 /// Bytes of audio per packet at 8 kHz for 20 ms (G.711).
 pub const G711_PAYLOAD_20MS: usize = 160;
-/// Largest datagram we accept.
-const RX_BUF: usize = 2048;
 /// Packets drained from one socket per loop iteration.
-const RX_BUDGET: usize = 256;
+const RX_BUDGET: usize = 512;
 /// Commands taken per loop iteration.
 const CMD_BUDGET: usize = 4096;
 /// Ticks we catch up after a stall (late packets are still sent, as a real endpoint
@@ -231,8 +230,8 @@ pub fn run_worker(
             .map_err(|e| std::io::Error::other(e.to_string()))?,
         foreign: 0,
     };
-    let mut txbuf = [0u8; RX_BUF];
-    let mut rxbuf = [0u8; RX_BUF];
+    let mut batches: Vec<SendBatch> = sockets.iter().map(|_| SendBatch::default()).collect();
+    let mut rxbatch = RecvBatch::default();
     let start = clock.ns();
     let mut next_tick = start - start % TICK_NS + TICK_NS;
     let mut tick: u64 = next_tick / TICK_NS;
@@ -277,39 +276,44 @@ pub fn run_worker(
                 }
             }
         }
-        // Send every tick that is due (catching up if we fell behind).
+        // Send every tick that is due (catching up if we fell behind), batched per
+        // socket with sendmmsg.
         let mut guard = 0;
         while clock.ns() >= next_tick && guard < CATCH_UP_TICKS {
             let bucket = (tick % ptime as u64) as usize;
             if let Some(b) = wheel.get_mut(bucket) {
                 for s in b.iter_mut() {
+                    let (Some(sock), Some(batch)) =
+                        (sockets.get(s.spec.socket), batches.get_mut(s.spec.socket))
+                    else {
+                        continue;
+                    };
+                    if batch.slot().is_none() {
+                        flush(batch, sock, live);
+                    }
+                    let Some(slot) = batch.slot() else { continue };
                     let sent_ns = clock.ns();
                     let probe = Probe {
                         seq: s.seq,
                         sent_ns,
                     };
                     let Some(len) =
-                        build_packet(&mut txbuf, s.spec.pt, s.spec.ssrc, probe, cfg.payload_len)
+                        build_packet(slot, s.spec.pt, s.spec.ssrc, probe, cfg.payload_len)
                     else {
                         continue;
                     };
-                    let Some(sock) = sockets.get(s.spec.socket) else {
-                        continue;
-                    };
-                    match sock.send_to(txbuf.get(..len).unwrap_or(&[]), s.spec.dest) {
-                        Ok(_) => {
-                            if s.seq == 0 {
-                                s.first_ns = sent_ns;
-                            }
-                            s.last_ns = sent_ns;
-                            s.seq += 1;
-                            live.tx.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            live.send_errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                    batch.push(len, s.spec.dest);
+                    // A datagram the kernel refuses still used its sequence number: it
+                    // is counted in send_errors and shows as loss.
+                    if s.seq == 0 {
+                        s.first_ns = sent_ns;
                     }
+                    s.last_ns = sent_ns;
+                    s.seq += 1;
                 }
+            }
+            for (batch, sock) in batches.iter_mut().zip(sockets) {
+                flush(batch, sock, live);
             }
             tick += 1;
             next_tick += TICK_NS;
@@ -321,25 +325,29 @@ pub fn run_worker(
             next_tick = now - now % TICK_NS + TICK_NS;
             tick = next_tick / TICK_NS;
         }
-        // Receive (bounded per socket).
+        // Receive (bounded per socket), batched with recvmmsg.
         for sock in sockets {
-            for _ in 0..RX_BUDGET {
-                match sock.recv_from(&mut rxbuf) {
-                    Ok((n, _from)) => {
-                        let arrival = clock.ns();
-                        match rxbuf.get(..n).and_then(parse_packet) {
-                            Some((ssrc, probe)) => {
-                                let st = result.rx.entry(ssrc).or_default();
-                                st.record(probe.seq, probe.sent_ns, arrival);
-                                let lat = arrival.saturating_sub(probe.sent_ns);
-                                let _ = result.latency_us.record((lat / 1000).max(1));
-                                live.rx.fetch_add(1, Ordering::Relaxed);
-                                live.lat_sum_ns.fetch_add(lat, Ordering::Relaxed);
-                            }
-                            None => result.foreign += 1,
+            for _ in 0..RX_BUDGET / mmsg::BATCH {
+                let n = rxbatch.recv(sock);
+                if n == 0 {
+                    break;
+                }
+                let arrival = clock.ns();
+                for i in 0..n {
+                    match rxbatch.get(i).and_then(parse_packet) {
+                        Some((ssrc, probe)) => {
+                            let st = result.rx.entry(ssrc).or_default();
+                            st.record(probe.seq, probe.sent_ns, arrival);
+                            let lat = arrival.saturating_sub(probe.sent_ns);
+                            let _ = result.latency_us.record((lat / 1000).max(1));
+                            live.rx.fetch_add(1, Ordering::Relaxed);
+                            live.lat_sum_ns.fetch_add(lat, Ordering::Relaxed);
                         }
+                        None => result.foreign += 1,
                     }
-                    Err(_) => break,
+                }
+                if n < mmsg::BATCH {
+                    break;
                 }
             }
         }
@@ -361,6 +369,12 @@ pub fn run_worker(
         }
     }
     Ok(result)
+}
+
+fn flush(batch: &mut SendBatch, sock: &UdpSocket, live: &Live) {
+    let (ok, failed) = batch.flush(sock);
+    live.tx.fetch_add(ok as u64, Ordering::Relaxed);
+    live.send_errors.fetch_add(failed as u64, Ordering::Relaxed);
 }
 
 fn finish(sent: &mut HashMap<u32, SentInfo>, s: &Sending) {
