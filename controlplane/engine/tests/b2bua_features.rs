@@ -333,3 +333,32 @@ fn in_dialog_request_for_unknown_dialog_gets_481() {
     h.pump();
     assert_eq!(h.a.statuses().last(), Some(&481));
 }
+
+#[test]
+fn session_interval_too_small_422_retried_with_min_se() {
+    let mut h = H::new();
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
+    let now = h.now;
+    let mut r = make_response(&binv, 422, "Session Interval Too Small", Some("t"));
+    r.push_header("Min-SE", "3600");
+    h.b1.layer.respond(now, btx, &r).unwrap();
+    h.pump();
+    let invites = h.b1.requests("INVITE");
+    assert_eq!(invites.len(), 2);
+    assert_eq!(invites[1].1.header("Session-Expires"), Some("3600"));
+    assert_eq!(invites[1].1.cseq().unwrap().seq, 2);
+    assert!(h.b2.requests("INVITE").is_empty());
+    assert!(!h.a.statuses().contains(&422));
+}
+
+#[test]
+fn caller_session_interval_below_min_se_gets_422() {
+    let mut h = H::new();
+    let now = h.now;
+    h.a.invite_with(now, "100", None, &[("Session-Expires", "30")]);
+    h.pump();
+    let r = h.a.responses().into_iter().last().unwrap();
+    assert_eq!(r.status(), Some(422));
+    assert_eq!(r.header("Min-SE"), Some("90"));
+    assert!(h.b1.requests("INVITE").is_empty());
+}

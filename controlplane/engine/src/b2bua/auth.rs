@@ -131,7 +131,6 @@ impl<M: MediaControl> B2bua<M> {
             return false;
         };
         let mut inv = b.invite.clone();
-        let dest = b.dest;
         let uri = inv.request_uri().unwrap_or("").to_owned();
         let cn = cnonce(self.txn.next_random());
         let Ok(value) = answer(
@@ -147,10 +146,33 @@ impl<M: MediaControl> B2bua<M> {
         ) else {
             return false;
         };
-        let seq = inv.cseq().map(|c| c.seq).unwrap_or(1).saturating_add(1);
-        inv.set_header("CSeq", format!("{seq} INVITE"));
         inv.remove_header(cred_name);
         inv.push_header(cred_name, value);
+        if !self.resend_invite(now, call, inv) {
+            return false;
+        }
+        self.stats.auth_challenges += 1;
+        if let Some(b) = self.calls.get_mut(&call).and_then(|c| c.b.as_mut()) {
+            b.auth_tried = true;
+        }
+        true
+    }
+}
+
+impl<M: MediaControl> B2bua<M> {
+    /// Resends the current B INVITE, edited: CSeq + 1, fresh branch, same
+    /// Call-ID and tags (RFC 3261 §22.2, RFC 4028 §7.4 after a 422).
+    pub(super) fn resend_invite(&mut self, now: Timestamp, call: u64, mut inv: SipMsg) -> bool {
+        let Some(dest) = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.b.as_ref())
+            .map(|b| b.dest)
+        else {
+            return false;
+        };
+        let seq = inv.cseq().map(|c| c.seq).unwrap_or(1).saturating_add(1);
+        inv.set_header("CSeq", format!("{seq} INVITE"));
         let via = self.via(dest.transport);
         if inv.set_top_via(&via).is_err() {
             return false;
@@ -159,14 +181,34 @@ impl<M: MediaControl> B2bua<M> {
         else {
             return false;
         };
-        self.stats.auth_challenges += 1;
         if let Some(b) = self.calls.get_mut(&call).and_then(|c| c.b.as_mut()) {
-            b.auth_tried = true;
             b.invite = inv;
             b.invite_tx = Some(tx);
             b.provisional = false;
             b.final_received = false;
         }
         true
+    }
+
+    /// 422 from B (RFC 4028 §6): retry once with its Min-SE as Session-Expires.
+    pub(super) fn retry_after_422(&mut self, now: Timestamp, call: u64, resp: &SipMsg) -> bool {
+        let Some(min_se) = resp
+            .header("Min-SE")
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            return false;
+        };
+        let Some(b) = self.calls.get_mut(&call).and_then(|c| c.b.as_mut()) else {
+            return false;
+        };
+        if b.retried_422 || min_se > 86_400 {
+            return false;
+        }
+        b.retried_422 = true;
+        let mut inv = b.invite.clone();
+        inv.set_header("Session-Expires", min_se.to_string());
+        inv.set_header("Min-SE", min_se.to_string());
+        self.resend_invite(now, call, inv)
     }
 }

@@ -85,6 +85,8 @@ pub(crate) struct BLeg {
     pub final_received: bool,
     /// A 401/407 was already answered on this attempt (§22.2: once).
     pub auth_tried: bool,
+    /// A 422 was already answered on this attempt (RFC 4028 §6: retry once).
+    pub retried_422: bool,
 }
 
 /// A relayed in-dialog request waiting for its response.

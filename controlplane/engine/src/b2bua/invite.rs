@@ -53,6 +53,20 @@ impl<M: MediaControl> B2bua<M> {
         if let super::auth::Inbound::Answered = self.check_inbound_auth(now, tx, req, trunk) {
             return;
         }
+        if let Some(se) = req
+            .header("Session-Expires")
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            let min = self.cfg.timers.min_se.as_secs();
+            if se < min {
+                // RFC 4028 §8.1: too small an interval.
+                let mut r = self.response(req, 422, "Session Interval Too Small", Some("se"));
+                r.push_header("Min-SE", min.to_string());
+                self.send_response(now, tx, &r);
+                return;
+            }
+        }
         let unsupported = unsupported_required(req);
         if !unsupported.is_empty() {
             let mut r = self.response(req, 420, "Bad Extension", Some("bx"));
@@ -405,6 +419,7 @@ impl<M: MediaControl> B2bua<M> {
                 cancelled: false,
                 final_received: false,
                 auth_tried: false,
+                retried_422: false,
             });
         }
         true
@@ -458,6 +473,7 @@ impl<M: MediaControl> B2bua<M> {
             }
             _ if c.state == CallState::Answered => {}
             401 | 407 if self.answer_challenge(now, call, resp) => {}
+            422 if self.retry_after_422(now, call, resp) => {}
             _ => self.on_b_failure(now, call, status, Some(resp)),
         }
     }
