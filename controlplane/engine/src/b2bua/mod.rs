@@ -3,8 +3,8 @@
 //! [`B2bua`] terminates every call on an A leg (we are UAS toward the caller)
 //! and re-originates it on a B leg (we are UAC toward the routed trunk), with
 //! nothing of one leg's Via, Route/Record-Route, Contact, Call-ID, tags or
-//! CSeq reaching the other ([`headers`] lists what crosses). Media is anchored
-//! through [`MediaControl`]: every SDP is rewritten ([`sdp_rewrite`]) and the
+//! CSeq reaching the other (`headers` lists what crosses). Media is anchored
+//! through [`MediaControl`]: every SDP is rewritten (`sdp_rewrite`) and the
 //! stream pair reprogrammed after each offer/answer.
 //!
 //! Inputs carry `now`; outputs are pulled:
@@ -12,10 +12,10 @@
 //! [`B2bua::handle_transport_error`], [`B2bua::handle_media_event`];
 //! [`B2bua::poll_transmit`], [`B2bua::poll_timeout`], [`B2bua::poll_event`].
 //!
-//! Module map: [`call`] (state), [`invite`] (initial INVITE, B responses,
-//! failover, CANCEL, redirects, forks), [`in_dialog`] (BYE, re-INVITE,
-//! UPDATE, INFO, MESSAGE relays, ACKs), [`teardown`] (ending calls, CDRs),
-//! [`timers`] (no-answer, session timers RFC 4028, linger).
+//! Module map: `call` (state), `invite` (initial INVITE, B responses,
+//! failover, CANCEL, redirects, forks), `in_dialog` (BYE, re-INVITE,
+//! UPDATE, INFO, MESSAGE relays, ACKs), `teardown` (ending calls, CDRs),
+//! `timers` (no-answer, session timers RFC 4028, linger).
 
 mod auth;
 mod call;
