@@ -1,0 +1,474 @@
+//! Microsoft Teams Direct Routing: per-proxy OPTIONS health and failover order.
+//!
+//! Sans-IO, quinn-style: [`ProxyHealth`] takes `now` and bytes in and gives
+//! OPTIONS requests ([`ProxyHealth::poll_transmit`]), its next deadline
+//! ([`ProxyHealth::poll_timeout`]) and state changes ([`ProxyHealth::poll_event`])
+//! out. The driver owns the TLS connections (one per proxy, reused for calls)
+//! and feeds back answers ([`ProxyHealth::handle_answer`]) and transport
+//! failures ([`ProxyHealth::handle_transport_error`]).
+//!
+//! # Health rules
+//!
+//! - Every proxy starts [`ProxyState::Up`] (optimistic: calls can go out before
+//!   the first round of pings has been answered) and is pinged at once, then
+//!   every `options_interval`.
+//! - Over TLS a ping is sent once (RFC 3261 §17.1.2.2); it is a *miss* when no
+//!   final answer arrives within `answer_timeout` (Timer F = 64·T1 = 32 s,
+//!   capped at the interval) or the transport reports a failure.
+//! - `miss_threshold` misses in a row demote the proxy to [`ProxyState::Down`];
+//!   any final answer promotes it back to `Up` at once and clears the count.
+//! - A `503` with `Retry-After` (to a ping or to a call, RFC 3261 §21.5.4)
+//!   keeps the proxy out of the failover order until the time given, without
+//!   demoting it.
+//! - [`ProxyHealth::failover_order`] lists the proxies that are `Up` and not
+//!   held off, in configured order; [`ProxyHealth::pick`] is its first entry.
+//!
+//! Invariants: at most one ping outstanding per proxy; `misses` never exceeds
+//! `miss_threshold` while `Down` (it saturates); time comes only from callers.
+
+mod options;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use options::{
+    answer_options, build_options, parse_answer, PingAnswer, PingIds, SbcIdentity, SBC_TLS_PORT,
+    TEAMS_ALLOW, TEAMS_SUPPORTED,
+};
+
+use crate::time::Timestamp;
+
+/// Errors of the Teams layer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TeamsError {
+    /// The peer sent something that is not a SIP response we can read.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// A well-formed message that is not an answer to one of our pings.
+    #[error("not an answer to one of our OPTIONS")]
+    NotOurs,
+    /// We are misconfigured.
+    #[error("invalid Teams configuration: {0}")]
+    Config(&'static str),
+}
+
+/// Index of a proxy in the configured order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProxyId(pub usize);
+
+/// One Microsoft SIP proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyTarget {
+    /// FQDN (`sip.pstnhub.microsoft.com`): Request-URI, To, SNI and the name
+    /// its certificate must carry.
+    pub host: String,
+    pub port: u16,
+    /// Where to connect (DNS or a `[teams.resolve]` override).
+    pub addr: SocketAddr,
+}
+
+/// Settings of the health monitor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub identity: SbcIdentity,
+    pub options_interval: Duration,
+    /// Unanswered pings in a row before demotion (≥ 1).
+    pub miss_threshold: u32,
+    /// How long a ping may stay unanswered (capped at `options_interval`).
+    pub answer_timeout: Duration,
+}
+
+impl HealthConfig {
+    /// Defaults: Timer F (64 × 500 ms = 32 s) as answer timeout, 3 misses.
+    #[must_use]
+    pub fn new(sbc_fqdn: &str, options_interval: Duration) -> Self {
+        Self {
+            identity: SbcIdentity::new(sbc_fqdn),
+            options_interval,
+            miss_threshold: 3,
+            answer_timeout: Duration::from_secs(32),
+        }
+    }
+}
+
+/// Health of one proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyState {
+    Up,
+    Down,
+}
+
+/// An OPTIONS ping to send to a proxy over its TLS connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingTransmit {
+    pub proxy: ProxyId,
+    pub addr: SocketAddr,
+    /// SNI and expected certificate name.
+    pub server_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// State changes, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthEvent {
+    ProxyUp(ProxyId),
+    ProxyDown(ProxyId),
+}
+
+/// Snapshot of one proxy for the admin status and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyStatus {
+    pub id: ProxyId,
+    pub host: String,
+    pub state: ProxyState,
+    /// Misses in a row.
+    pub misses: u32,
+    /// Held off by a `503 Retry-After` until this time.
+    pub held_until: Option<Timestamp>,
+    pub last_answer: Option<Timestamp>,
+    pub last_status: Option<u16>,
+    pub pings_sent: u64,
+    pub answers: u64,
+    pub misses_total: u64,
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    call_id: String,
+    cseq: u32,
+    deadline: Timestamp,
+}
+
+#[derive(Debug)]
+struct Entry {
+    target: ProxyTarget,
+    state: ProxyState,
+    misses: u32,
+    next_ping: Timestamp,
+    outstanding: Option<Outstanding>,
+    held_until: Option<Timestamp>,
+    last_answer: Option<Timestamp>,
+    last_status: Option<u16>,
+    cseq: u32,
+    call_id: String,
+    from_tag: String,
+    pings_sent: u64,
+    answers: u64,
+    misses_total: u64,
+}
+
+/// Per-proxy OPTIONS health and failover order (see the module docs).
+#[derive(Debug)]
+pub struct ProxyHealth {
+    cfg: HealthConfig,
+    proxies: Vec<Entry>,
+    transmits: VecDeque<PingTransmit>,
+    events: VecDeque<HealthEvent>,
+    rng: u64,
+}
+
+/// splitmix64: deterministic identifiers from the seed.
+fn next_rand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl ProxyHealth {
+    /// A monitor for `proxies` (in failover order); the first pings are due at `now`.
+    pub fn new(
+        cfg: HealthConfig,
+        proxies: Vec<ProxyTarget>,
+        now: Timestamp,
+        seed: u64,
+    ) -> Result<Self, TeamsError> {
+        if proxies.is_empty() {
+            return Err(TeamsError::Config("no proxy"));
+        }
+        if cfg.miss_threshold == 0 {
+            return Err(TeamsError::Config("miss_threshold must be at least 1"));
+        }
+        if cfg.options_interval.is_zero() || cfg.answer_timeout.is_zero() {
+            return Err(TeamsError::Config("intervals must be non-zero"));
+        }
+        if cfg.identity.fqdn.parse::<std::net::IpAddr>().is_ok() || !cfg.identity.fqdn.contains('.')
+        {
+            return Err(TeamsError::Config(
+                "the SBC FQDN must be a DNS name, not an IP",
+            ));
+        }
+        let mut rng = seed;
+        let fqdn = cfg.identity.fqdn.clone();
+        let proxies = proxies
+            .into_iter()
+            .enumerate()
+            .map(|(i, target)| Entry {
+                target,
+                state: ProxyState::Up,
+                misses: 0,
+                next_ping: now,
+                outstanding: None,
+                held_until: None,
+                last_answer: None,
+                last_status: None,
+                cseq: 0,
+                call_id: format!("tmopt-{i}-{:016x}@{fqdn}", next_rand(&mut rng)),
+                from_tag: format!("{:08x}", next_rand(&mut rng) as u32),
+                pings_sent: 0,
+                answers: 0,
+                misses_total: 0,
+            })
+            .collect();
+        Ok(Self {
+            cfg,
+            proxies,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            rng,
+        })
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &HealthConfig {
+        &self.cfg
+    }
+
+    fn answer_window(&self) -> Duration {
+        self.cfg.answer_timeout.min(self.cfg.options_interval)
+    }
+
+    /// Expires overdue pings (misses) and queues the pings that are due.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        for i in 0..self.proxies.len() {
+            let overdue = self.proxies[i]
+                .outstanding
+                .as_ref()
+                .is_some_and(|o| o.deadline <= now);
+            if overdue {
+                self.proxies[i].outstanding = None;
+                self.miss(ProxyId(i));
+            }
+            let e = &self.proxies[i];
+            if e.outstanding.is_none() && e.next_ping <= now {
+                self.send_ping(now, ProxyId(i));
+            }
+        }
+    }
+
+    fn send_ping(&mut self, now: Timestamp, id: ProxyId) {
+        let branch = format!("z9hG4bKtm{:016x}", next_rand(&mut self.rng));
+        let window = self.answer_window();
+        let interval = self.cfg.options_interval;
+        let Some(e) = self.proxies.get_mut(id.0) else {
+            return;
+        };
+        e.cseq = e.cseq.wrapping_add(1).max(1);
+        let ids = PingIds {
+            call_id: e.call_id.clone(),
+            cseq: e.cseq,
+            branch,
+            from_tag: e.from_tag.clone(),
+        };
+        let msg = build_options(&self.cfg.identity, &e.target.host, e.target.port, &ids);
+        e.outstanding = Some(Outstanding {
+            call_id: ids.call_id,
+            cseq: ids.cseq,
+            deadline: now + window,
+        });
+        e.next_ping = now + interval;
+        e.pings_sent += 1;
+        self.transmits.push_back(PingTransmit {
+            proxy: id,
+            addr: e.target.addr,
+            server_name: e.target.host.clone(),
+            bytes: msg.to_bytes(),
+        });
+    }
+
+    fn miss(&mut self, id: ProxyId) {
+        let threshold = self.cfg.miss_threshold;
+        let Some(e) = self.proxies.get_mut(id.0) else {
+            return;
+        };
+        e.misses = e.misses.saturating_add(1).min(threshold);
+        e.misses_total += 1;
+        if e.misses >= threshold && e.state == ProxyState::Up {
+            e.state = ProxyState::Down;
+            self.events.push_back(HealthEvent::ProxyDown(id));
+        }
+    }
+
+    /// Whether `bytes` look like an answer to one of our pings (cheap Call-ID
+    /// prefix test, so the driver can divert them before the B2BUA sees them).
+    #[must_use]
+    pub fn is_ping_answer(bytes: &[u8]) -> bool {
+        bytes.starts_with(b"SIP/2.0 ") && bytes.windows(6).any(|w| w == b"tmopt-")
+    }
+
+    /// Feeds a response received from a proxy. Returns the proxy it answered
+    /// for; `Err(NotOurs)` for a response that matches no outstanding ping
+    /// (late answers to an expired ping included), `Err(Malformed)` for garbage.
+    ///
+    /// Provisional responses (1xx) are ignored. Any final response proves the
+    /// proxy alive (→ `Up`); a `503` with `Retry-After` also holds it off.
+    pub fn handle_answer(&mut self, now: Timestamp, bytes: &[u8]) -> Result<ProxyId, TeamsError> {
+        let a = parse_answer(bytes)?;
+        let i = self
+            .proxies
+            .iter()
+            .position(|e| {
+                e.outstanding
+                    .as_ref()
+                    .is_some_and(|o| o.call_id == a.call_id && o.cseq == a.cseq)
+            })
+            .ok_or(TeamsError::NotOurs)?;
+        let id = ProxyId(i);
+        if a.status < 200 {
+            return Ok(id);
+        }
+        let e = &mut self.proxies[i];
+        e.outstanding = None;
+        e.answers += 1;
+        e.misses = 0;
+        e.last_answer = Some(now);
+        e.last_status = Some(a.status);
+        if e.state == ProxyState::Down {
+            e.state = ProxyState::Up;
+            self.events.push_back(HealthEvent::ProxyUp(id));
+        }
+        if a.status == 503 {
+            if let Some(s) = a.retry_after {
+                self.hold_off(now, id, s);
+            }
+        }
+        Ok(id)
+    }
+
+    /// The connection to `proxy` failed (connect refused, TLS rejected, reset):
+    /// the outstanding ping, if any, counts as a miss now.
+    pub fn handle_transport_error(&mut self, _now: Timestamp, proxy: ProxyId) {
+        let had = self
+            .proxies
+            .get_mut(proxy.0)
+            .and_then(|e| e.outstanding.take())
+            .is_some();
+        if had {
+            self.miss(proxy);
+        }
+    }
+
+    /// A call attempt through `proxy` got `status`; a `503` with `Retry-After`
+    /// keeps the proxy out of the failover order for that long (RFC 3261 §21.5.4).
+    pub fn handle_call_response(
+        &mut self,
+        now: Timestamp,
+        proxy: ProxyId,
+        status: u16,
+        retry_after: Option<u32>,
+    ) {
+        if let (503, Some(s)) = (status, retry_after) {
+            self.hold_off(now, proxy, s);
+        }
+    }
+
+    fn hold_off(&mut self, now: Timestamp, proxy: ProxyId, seconds: u32) {
+        if let Some(e) = self.proxies.get_mut(proxy.0) {
+            e.held_until = Some(now + Duration::from_secs(u64::from(seconds)));
+        }
+    }
+
+    fn usable(e: &Entry, now: Timestamp) -> bool {
+        e.state == ProxyState::Up && e.held_until.is_none_or(|t| t <= now)
+    }
+
+    /// Proxies to try for a new call, in order: `Up` and not held off.
+    #[must_use]
+    pub fn failover_order(&self, now: Timestamp) -> Vec<ProxyId> {
+        self.proxies
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| Self::usable(e, now))
+            .map(|(i, _)| ProxyId(i))
+            .collect()
+    }
+
+    /// The first proxy of [`Self::failover_order`]; `None` when none is usable
+    /// (the B2BUA then answers `503` with `Retry-After`).
+    #[must_use]
+    pub fn pick(&self, now: Timestamp) -> Option<ProxyId> {
+        self.proxies
+            .iter()
+            .position(|e| Self::usable(e, now))
+            .map(ProxyId)
+    }
+
+    /// The proxy's target.
+    #[must_use]
+    pub fn target(&self, id: ProxyId) -> Option<&ProxyTarget> {
+        self.proxies.get(id.0).map(|e| &e.target)
+    }
+
+    /// The proxy whose address is `addr` (to attribute a call response or a
+    /// transport error to it).
+    #[must_use]
+    pub fn proxy_by_addr(&self, addr: SocketAddr) -> Option<ProxyId> {
+        self.proxies
+            .iter()
+            .position(|e| e.target.addr == addr)
+            .map(ProxyId)
+    }
+
+    /// Current state of one proxy.
+    #[must_use]
+    pub fn state(&self, id: ProxyId) -> Option<ProxyState> {
+        self.proxies.get(id.0).map(|e| e.state)
+    }
+
+    /// Snapshot of every proxy, in configured order.
+    #[must_use]
+    pub fn status(&self) -> Vec<ProxyStatus> {
+        self.proxies
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ProxyStatus {
+                id: ProxyId(i),
+                host: e.target.host.clone(),
+                state: e.state,
+                misses: e.misses,
+                held_until: e.held_until,
+                last_answer: e.last_answer,
+                last_status: e.last_status,
+                pings_sent: e.pings_sent,
+                answers: e.answers,
+                misses_total: e.misses_total,
+            })
+            .collect()
+    }
+
+    /// Next ping to send.
+    pub fn poll_transmit(&mut self) -> Option<PingTransmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next state change.
+    pub fn poll_event(&mut self) -> Option<HealthEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must run next: the earliest ping due or
+    /// answer deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.proxies
+            .iter()
+            .map(|e| match &e.outstanding {
+                Some(o) => o.deadline.min(e.next_ping),
+                None => e.next_ping,
+            })
+            .min()
+    }
+}
