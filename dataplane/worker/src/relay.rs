@@ -405,9 +405,14 @@ impl Relay {
                     match s.unprotect_rtp(buf, len) {
                         Ok(n) => plen = n,
                         Err(e) => {
-                            leg.srtp_failures += 1;
+                            let reason = srtp_reason(&e);
+                            // Only authentication failures feed the alarm; replays are
+                            // often benign duplicates.
+                            if reason == DropReason::SrtpAuth {
+                                leg.srtp_failures += 1;
+                            }
                             w.srtp_failures.add(1);
-                            return drop_w(shared, lc, srtp_reason(&e));
+                            return drop_w(shared, lc, reason);
                         }
                     }
                 }
@@ -466,9 +471,14 @@ impl Relay {
                     match s.unprotect_rtcp(buf, len) {
                         Ok(n) => plen = n,
                         Err(e) => {
-                            leg.srtp_failures += 1;
+                            let reason = srtp_reason(&e);
+                            // Only authentication failures feed the alarm; replays are
+                            // often benign duplicates.
+                            if reason == DropReason::SrtpAuth {
+                                leg.srtp_failures += 1;
+                            }
                             w.srtp_failures.add(1);
-                            return drop_w(shared, lc, srtp_reason(&e));
+                            return drop_w(shared, lc, reason);
                         }
                     }
                 }
