@@ -126,6 +126,28 @@ pub struct MediaRecord {
     pub b: MediaSideRecord,
 }
 
+impl From<crate::media::LegMediaStats> for MediaSideRecord {
+    fn from(s: crate::media::LegMediaStats) -> Self {
+        Self {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            lost: None,
+            jitter_us: None,
+        }
+    }
+}
+
+impl From<crate::media::MediaStats> for MediaRecord {
+    fn from(s: crate::media::MediaStats) -> Self {
+        Self {
+            a: s.a.into(),
+            b: s.b.into(),
+        }
+    }
+}
+
 /// One call detail record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CdrRecord {

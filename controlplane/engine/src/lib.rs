@@ -45,6 +45,27 @@
 //! | where to send | `Dialog::next_hop(&request)` (top Route, else Request-URI) |
 //! | find dialogs | `DialogTable::{insert, for_request, for_response, remove, purge_terminated}` |
 //!
+//! ## Routing (`routing`)
+//!
+//! | need | use |
+//! |---|---|
+//! | build (per config generation) | `Router::new(&EngineConfig) -> Result<Router, RoutingError>` (engine `RouteConfig`: prefix, strip, prepend), or `Router::with_rules(&trunks, &[RouteRule])` for the full rule language: `NumberMatch::{Any, Prefix, Regex}` (anchored) on called and calling numbers, `TranslationRule::{StripDigits, StripPrefix, AddPrefix, Replace { pattern, replacement }, E164 { country_code, trunk_prefix, international_prefix }}` for both numbers, per-target called translations, `reject: Some(status)` rules |
+//! | which trunk sent this | `classify_source(src, transport, tls_peer_names: Option<&[String]>) -> Option<TrunkId>` (ACL/address + transport; TLS trunks with `tls_server_name` by certificate SAN, wildcards per RFC 6125: `tls_name_matches`) |
+//! | route a call | `route(inbound, called, calling) -> Result<RouteDecision { route, targets: Vec<RouteTarget { trunk, called }>, called, calling, redirect }, RouteReject>`; `RouteReject::status()` = 404 / 484 / rule status |
+//! | 503 + Retry-After | `RetryAfterTracker::new(max)`: `mark_unavailable(now, trunk, retry_after)`, `filter(now, &targets)`, `unavailable_until`, `purge` |
+//! | E.164 | `to_e164(number, cc, trunk_prefix, intl_prefix) -> Option<String>` |
+//!
+//! ## Policy (`policy`)
+//!
+//! | need | use |
+//! |---|---|
+//! | admit a request | `Policy::new(&PolicyConfig)` (or `with_settings(unknown, Some(RateLimitSettings { per_second, burst, ban, capacity, ipv6_prefix, exempt_trunks }))`); `check_request(now, src_ip, trunk: Option<TrunkId>) -> PolicyVerdict::{Allow, Reject403, Drop, RateLimited { until, new_ban }}` |
+//! | inspect / reload | `bans()`, `banned_until(now, ip)`, `tracked_sources()`, `stats() -> &PolicyStats`, `set_config(&PolicyConfig)` (bans survive) |
+//! | concurrent calls per trunk | `TrunkLimits::new(&EngineConfig)`: `try_acquire(trunk) -> bool`, `release(trunk)`, `active`, `rejected`, `reconfigure(&old, &new)` |
+//!
+//! The rate table is a token bucket per source (IPv6 per /64) in a bounded
+//! LRU table (64k entries by default); exceeding the rate bans the source.
+//!
 //! ## Digest authentication (`digest`, RFC 3261 §22.4, RFC 7616, RFC 8760)
 //!
 //! | need | use |
@@ -66,30 +87,12 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>` (seed from the OS RNG: tags, Call-IDs, branches, SDES keys, nonces derive from it); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
-//! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_tx_error(now, TxId)` (a `Transmit` could not be sent), `handle_connection_lost(now, ConnId)` / `handle_transport_error(now, PeerAddr)`, `handle_media_event(now, MediaEvent)` |
-//! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` exactly once per call, `Rejected`, `PolicyBan`) |
-//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
-//! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
-//! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
-//!
-//! What the engine does (RFC 3261 B2BUA): independent A/B legs (own Call-ID,
-//! tags, CSeq, Via, Contact) with topology hiding (only display name + user of
-//! From/To, a header whitelist, our User-Agent); 100 Trying locally; 18x/2xx
-//! relayed with SDP rewritten for media anchoring (`c=`/`o=`, ports, rtcp-mux,
-//! SDES-SRTP per trunk mode with fresh `AES_CM_128_HMAC_SHA1_80` keys); ACKs
-//! per leg; CANCEL (a 2xx racing it is ACKed and BYE'd); BYE from either side;
-//! re-INVITE/UPDATE/INFO/MESSAGE relayed in dialog (glare 491, re-INVITE
-//! without SDP answered through the deferred ACK); PRACK end to end with RSeq
-//! /RAck mapping (RFC 3262); session timers per leg (RFC 4028, UPDATE refresh,
-//! 422 both ways, expiry → BYE both); OPTIONS answered locally; failover on
-//! 408/5xx/Timer B (503 Retry-After skips the trunk, 6xx and other 4xx
-//! relayed); 3xx followed or relayed per route; forked 2xx (first wins, others
-//! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest
-//! challenge of inbound trunks and answers to 401/407 from outbound trunks;
-//! delayed offer from the caller replaced by our own offer toward B; media
-//! inactivity → BYE both. Source classification and routing currently use the
-//! config rules directly (`b2bua/route.rs`) until `routing::Router` is wired.
+//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>`; reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
+//! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_transport_error(now, PeerAddr)` / `handle_tx_error(now, TxId)` / `handle_connection_lost(now, ConnId)`, `handle_media_event(now, MediaEvent)` |
+//! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` once per call, `Rejected`, `PolicyBan`) |
+//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (503 + Retry-After), `release_all(now)` (BYE all, Shutdown), `active_calls()`, `stats() -> &EngineStats` |
+//! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }` |
+//! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()` |
 //!
 //! ## Simulation (`sim`, hidden)
 //!
@@ -105,6 +108,8 @@ pub mod config;
 pub mod dialog;
 pub mod digest;
 pub mod media;
+pub mod policy;
+pub mod routing;
 pub mod teams;
 pub mod time;
 pub mod transaction;

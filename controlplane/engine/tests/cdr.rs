@@ -143,3 +143,33 @@ fn unanswered_and_end_reasons() {
         assert_eq!(serde_json::from_str::<EndReason>(json).unwrap(), reason);
     }
 }
+
+#[test]
+fn media_stats_convert_without_loss_figures() {
+    use portcullis_engine::media::{LegMediaStats, MediaStats};
+    let m: MediaRecord = MediaStats {
+        a: LegMediaStats {
+            rx_packets: 1,
+            rx_bytes: 2,
+            tx_packets: 3,
+            tx_bytes: 4,
+        },
+        b: LegMediaStats {
+            rx_packets: 5,
+            rx_bytes: 6,
+            tx_packets: 7,
+            tx_bytes: 8,
+        },
+    }
+    .into();
+    assert_eq!(
+        (m.a.rx_packets, m.a.rx_bytes, m.a.tx_packets, m.a.tx_bytes),
+        (1, 2, 3, 4)
+    );
+    assert_eq!(
+        (m.b.rx_packets, m.b.rx_bytes, m.b.tx_packets, m.b.tx_bytes),
+        (5, 6, 7, 8)
+    );
+    assert_eq!(m.a.lost, None);
+    assert_eq!(m.b.jitter_us, None);
+}

@@ -1,0 +1,292 @@
+//! Per-source token buckets with temporary bans, in a bounded LRU table.
+//!
+//! Invariants: at most `capacity` sources are tracked (the least recently
+//! seen is evicted to make room, so memory is bounded whatever a flood
+//! sends); every operation is O(1) (hash map + intrusive doubly linked list
+//! over a slab); time only comes in as `now`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::time::Timestamp;
+
+/// Rate limit settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Sustained requests per second per source (≥ 1).
+    pub per_second: u32,
+    /// Bucket size: requests a source may send in a burst (≥ 1).
+    pub burst: u32,
+    /// How long a source that exceeded the rate is banned.
+    pub ban: Duration,
+    /// Most sources tracked at once (LRU eviction beyond).
+    pub capacity: usize,
+    /// IPv6 sources are grouped by this prefix length (a host usually owns a
+    /// whole /64, so per-address limits would be trivial to dodge).
+    pub ipv6_prefix: u8,
+    /// Whether requests from known trunks bypass the limit.
+    pub exempt_trunks: bool,
+}
+
+impl RateLimitSettings {
+    /// `per_second` with a burst of twice that, 64k sources, IPv6 per /64.
+    #[must_use]
+    pub fn new(per_second: u32, ban: Duration) -> Self {
+        Self {
+            per_second: per_second.max(1),
+            burst: per_second.max(1).saturating_mul(2),
+            ban,
+            capacity: 65_536,
+            ipv6_prefix: 64,
+            exempt_trunks: false,
+        }
+    }
+}
+
+/// What the table says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateOutcome {
+    Allow,
+    Limited { until: Timestamp, new_ban: bool },
+}
+
+const NIL: usize = usize::MAX;
+/// One token, in milli-tokens (refill is `per_second` milli-tokens per ms).
+const TOKEN: u64 = 1000;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: IpAddr,
+    tokens: u64,
+    last: Timestamp,
+    banned_until: Option<Timestamp>,
+    prev: usize,
+    next: usize,
+}
+
+/// The bounded table.
+#[derive(Debug, Clone)]
+pub(crate) struct RateTable {
+    s: RateLimitSettings,
+    map: HashMap<IpAddr, usize>,
+    slab: Vec<Entry>,
+    /// Most recently used.
+    head: usize,
+    /// Least recently used (next to evict).
+    tail: usize,
+    pub(crate) evictions: u64,
+}
+
+impl RateTable {
+    pub(crate) fn new(mut s: RateLimitSettings) -> Self {
+        s.per_second = s.per_second.max(1);
+        s.burst = s.burst.max(1);
+        s.capacity = s.capacity.max(1);
+        Self {
+            s,
+            map: HashMap::new(),
+            slab: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            evictions: 0,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &RateLimitSettings {
+        &self.s
+    }
+
+    /// New rate/burst/ban/prefix settings on reload. The capacity cannot
+    /// change in place (`false`: the caller rebuilds the table).
+    pub(crate) fn update(&mut self, mut s: RateLimitSettings) -> bool {
+        s.per_second = s.per_second.max(1);
+        s.burst = s.burst.max(1);
+        s.capacity = s.capacity.max(1);
+        if s.capacity != self.s.capacity || s.ipv6_prefix != self.s.ipv6_prefix {
+            return false;
+        }
+        self.s = s;
+        true
+    }
+
+    /// Checks the LRU list against the map (tests and debug assertions).
+    #[doc(hidden)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let mut n = 0usize;
+        let mut prev = NIL;
+        let mut i = self.head;
+        while i != NIL {
+            let e = self.slab.get(i).ok_or("dangling index")?;
+            if e.prev != prev {
+                return Err(format!("bad prev link at {i}"));
+            }
+            if self.map.get(&e.key) != Some(&i) {
+                return Err(format!("map does not point at {i}"));
+            }
+            n += 1;
+            if n > self.slab.len() {
+                return Err("cycle".into());
+            }
+            prev = i;
+            i = e.next;
+        }
+        if prev != self.tail {
+            return Err("tail mismatch".into());
+        }
+        if n != self.map.len() || n > self.s.capacity {
+            return Err(format!(
+                "len {n}, map {}, cap {}",
+                self.map.len(),
+                self.s.capacity
+            ));
+        }
+        Ok(())
+    }
+
+    /// The table key of a source (IPv6 masked to the configured prefix,
+    /// IPv4-mapped IPv6 as IPv4).
+    pub(crate) fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u32::from(self.s.ipv6_prefix.min(128));
+                    let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                    IpAddr::V6((u128::from(v6) & mask).into())
+                }
+            },
+        }
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (prev, next) = match self.slab.get(i) {
+            Some(e) => (e.prev, e.next),
+            None => return,
+        };
+        match self.slab.get_mut(prev) {
+            Some(p) => p.next = next,
+            None => self.head = next,
+        }
+        match self.slab.get_mut(next) {
+            Some(n) => n.prev = prev,
+            None => self.tail = prev,
+        }
+    }
+
+    fn push_front(&mut self, i: usize) {
+        let old = self.head;
+        if let Some(e) = self.slab.get_mut(i) {
+            e.prev = NIL;
+            e.next = old;
+        }
+        match self.slab.get_mut(old) {
+            Some(o) => o.prev = i,
+            None => self.tail = i,
+        }
+        self.head = i;
+    }
+
+    fn full_bucket(&self) -> u64 {
+        u64::from(self.s.burst) * TOKEN
+    }
+
+    /// Slot for `key`, inserted (evicting the LRU entry when full) and moved
+    /// to the front.
+    fn slot(&mut self, now: Timestamp, key: IpAddr) -> usize {
+        if let Some(&i) = self.map.get(&key) {
+            self.unlink(i);
+            self.push_front(i);
+            return i;
+        }
+        let fresh = Entry {
+            key,
+            tokens: self.full_bucket(),
+            last: now,
+            banned_until: None,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = if self.slab.len() < self.s.capacity {
+            self.slab.push(fresh);
+            self.slab.len() - 1
+        } else {
+            let victim = self.tail;
+            self.unlink(victim);
+            if let Some(e) = self.slab.get_mut(victim) {
+                self.map.remove(&e.key);
+                *e = fresh;
+            }
+            self.evictions += 1;
+            victim
+        };
+        self.map.insert(key, i);
+        self.push_front(i);
+        i
+    }
+
+    /// Accounts one request from `ip` at `now`.
+    pub(crate) fn check(&mut self, now: Timestamp, ip: IpAddr) -> RateOutcome {
+        let key = self.key(ip);
+        let i = self.slot(now, key);
+        let full = self.full_bucket();
+        let per_ms = u64::from(self.s.per_second);
+        let ban = self.s.ban;
+        let Some(e) = self.slab.get_mut(i) else {
+            return RateOutcome::Allow;
+        };
+        if let Some(until) = e.banned_until {
+            if until > now {
+                return RateOutcome::Limited {
+                    until,
+                    new_ban: false,
+                };
+            }
+            // Ban over: start again with a full bucket.
+            e.banned_until = None;
+            e.tokens = full;
+            e.last = now;
+        }
+        let elapsed = (now - e.last).as_millis();
+        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
+        e.tokens = e
+            .tokens
+            .saturating_add(elapsed.saturating_mul(per_ms))
+            .min(full);
+        e.last = now.max(e.last);
+        if e.tokens >= TOKEN {
+            e.tokens -= TOKEN;
+            RateOutcome::Allow
+        } else {
+            let until = now + ban;
+            e.banned_until = Some(until);
+            RateOutcome::Limited {
+                until,
+                new_ban: true,
+            }
+        }
+    }
+
+    /// Whether `ip` is banned at `now` (does not count as a request).
+    pub(crate) fn banned_until(&self, now: Timestamp, ip: IpAddr) -> Option<Timestamp> {
+        let i = *self.map.get(&self.key(ip))?;
+        self.slab
+            .get(i)
+            .and_then(|e| e.banned_until)
+            .filter(|u| *u > now)
+    }
+
+    /// Sources banned at `now`.
+    pub(crate) fn active_bans(&self, now: Timestamp) -> usize {
+        self.slab
+            .iter()
+            .filter(|e| e.banned_until.is_some_and(|u| u > now))
+            .count()
+    }
+
+    /// Sources tracked.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
