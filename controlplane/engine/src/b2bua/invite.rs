@@ -39,7 +39,7 @@ impl<M: MediaControl> B2bua<M> {
             self.reject(now, tx, req, from, 503, "Service Unavailable");
             return;
         }
-        let Some(trunk) = route::classify(&self.cfg, from.addr.ip()) else {
+        let Some(trunk) = route::classify(&self.cfg, from.addr) else {
             return;
         };
         if req

@@ -228,7 +228,7 @@ impl<M: MediaControl> B2bua<M> {
         self.stats.count_wire(bytes, true);
         // Silent drop before any parsing: scanners learn nothing (policy.unknown_source).
         if self.cfg.policy.unknown_source == UnknownSource::Drop
-            && route::classify(&self.cfg, from.addr.ip()).is_none()
+            && route::classify(&self.cfg, from.addr).is_none()
         {
             self.stats.dropped += 1;
             self.stats.policy_rejects += 1;
@@ -467,7 +467,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Requests without a To tag: INVITE starts a call, OPTIONS is answered here.
     fn on_out_of_dialog(&mut self, now: Timestamp, tx: TxId, from: PeerAddr, req: &SipMsg) {
-        let trunk = route::classify(&self.cfg, from.addr.ip());
+        let trunk = route::classify(&self.cfg, from.addr);
         if trunk.is_none() {
             self.stats.policy_rejects += 1;
             self.reject(now, tx, req, from, 403, "Forbidden");

@@ -6,7 +6,7 @@
 //! inbound trunk (or is empty) and whose prefix matches the called number;
 //! `strip` then `prepend`; targets in order.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use crate::config::{EngineConfig, RedirectMode, TrunkId};
 
@@ -28,11 +28,14 @@ pub(crate) struct Decision {
     pub redirect: RedirectMode,
 }
 
-/// The trunk a request from `ip` belongs to.
-pub(crate) fn classify(cfg: &EngineConfig, ip: IpAddr) -> Option<TrunkId> {
+/// The trunk a request from `src` belongs to: a trunk whose address is
+/// exactly `src` first (several trunks on one host, e.g. local test peers),
+/// else the first whose ACL (default: its address's IP) contains the IP.
+pub(crate) fn classify(cfg: &EngineConfig, src: SocketAddr) -> Option<TrunkId> {
     cfg.trunks
         .iter()
-        .position(|t| t.matches_source(ip))
+        .position(|t| t.acl.is_empty() && t.address == src)
+        .or_else(|| cfg.trunks.iter().position(|t| t.matches_source(src.ip())))
         .map(TrunkId)
 }
 
@@ -66,4 +69,84 @@ pub(crate) fn route(
         calling: calling.to_owned(),
         redirect: r.redirect,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{
+        EngineConfig, ListenerInfo, MediaMode, NodeSettings, PolicyConfig, RouteConfig,
+        TimerSettings, TrunkConfig,
+    };
+    use crate::transaction::Transport;
+
+    fn trunk(name: &str, addr: &str) -> TrunkConfig {
+        TrunkConfig {
+            name: name.into(),
+            address: addr.parse().unwrap(),
+            transport: Transport::Udp,
+            media: MediaMode::Rtp,
+            acl: Vec::new(),
+            max_calls: None,
+            auth_inbound: None,
+            auth_outbound: None,
+            tls_server_name: None,
+            fqdn_contact: None,
+        }
+    }
+
+    fn cfg() -> EngineConfig {
+        EngineConfig {
+            node: NodeSettings {
+                name: "n".into(),
+                fqdn: None,
+                user_agent: "ua".into(),
+            },
+            listeners: vec![ListenerInfo {
+                transport: Transport::Udp,
+                addr: "127.0.0.1:5060".parse().unwrap(),
+            }],
+            trunks: vec![trunk("a", "127.0.0.1:5070"), trunk("b", "127.0.0.1:5080")],
+            routes: vec![RouteConfig {
+                name: "r".into(),
+                from_trunks: vec!["b".into()],
+                called_prefix: "00".into(),
+                strip: 2,
+                prepend: "+".into(),
+                targets: vec!["a".into()],
+                redirect: RedirectMode::Relay,
+            }],
+            policy: PolicyConfig::default(),
+            timers: TimerSettings::default(),
+            teams: None,
+        }
+    }
+
+    #[test]
+    fn exact_address_wins_on_a_shared_host() {
+        let c = cfg();
+        assert_eq!(
+            classify(&c, "127.0.0.1:5080".parse().unwrap()),
+            Some(TrunkId(1))
+        );
+        assert_eq!(
+            classify(&c, "127.0.0.1:5070".parse().unwrap()),
+            Some(TrunkId(0))
+        );
+        assert_eq!(
+            classify(&c, "127.0.0.1:9999".parse().unwrap()),
+            Some(TrunkId(0))
+        );
+        assert_eq!(classify(&c, "10.0.0.1:5080".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn route_translates_and_filters_by_trunk() {
+        let c = cfg();
+        let d = route(&c, TrunkId(1), "004930123", "555").unwrap();
+        assert_eq!(d.targets[0].called, "+4930123");
+        assert_eq!(d.targets[0].trunk, TrunkId(0));
+        assert!(route(&c, TrunkId(0), "004930123", "555").is_none());
+        assert!(route(&c, TrunkId(1), "14930123", "555").is_none());
+    }
 }
