@@ -87,12 +87,30 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>`; reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
-//! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_transport_error(now, PeerAddr)` / `handle_tx_error(now, TxId)` / `handle_connection_lost(now, ConnId)`, `handle_media_event(now, MediaEvent)` |
-//! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` once per call, `Rejected`, `PolicyBan`) |
-//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (503 + Retry-After), `release_all(now)` (BYE all, Shutdown), `active_calls()`, `stats() -> &EngineStats` |
-//! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }` |
-//! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()` |
+//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>` (seed from the OS RNG: tags, Call-IDs, branches, SDES keys, nonces derive from it); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
+//! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_tx_error(now, TxId)` (a `Transmit` could not be sent), `handle_connection_lost(now, ConnId)` / `handle_transport_error(now, PeerAddr)`, `handle_media_event(now, MediaEvent)` |
+//! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` exactly once per call, `Rejected`, `PolicyBan`) |
+//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
+//! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
+//! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
+//!
+//! What the engine does (RFC 3261 B2BUA): independent A/B legs (own Call-ID,
+//! tags, CSeq, Via, Contact) with topology hiding (only display name + user of
+//! From/To, a header whitelist, our User-Agent); 100 Trying locally; 18x/2xx
+//! relayed with SDP rewritten for media anchoring (`c=`/`o=`, ports, rtcp-mux,
+//! SDES-SRTP per trunk mode with fresh `AES_CM_128_HMAC_SHA1_80` keys); ACKs
+//! per leg; CANCEL (a 2xx racing it is ACKed and BYE'd); BYE from either side;
+//! re-INVITE/UPDATE/INFO/MESSAGE relayed in dialog (glare 491, re-INVITE
+//! without SDP answered through the deferred ACK); PRACK end to end with RSeq
+//! /RAck mapping (RFC 3262); session timers per leg (RFC 4028, UPDATE refresh,
+//! 422 both ways, expiry → BYE both); OPTIONS answered locally; failover on
+//! 408/5xx/Timer B (503 Retry-After skips the trunk, 6xx and other 4xx
+//! relayed); 3xx followed or relayed per route; forked 2xx (first wins, others
+//! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest
+//! challenge of inbound trunks and answers to 401/407 from outbound trunks;
+//! delayed offer from the caller replaced by our own offer toward B; media
+//! inactivity → BYE both. Source classification and routing currently use the
+//! config rules directly (`b2bua/route.rs`) until `routing::Router` is wired.
 //!
 //! ## Simulation (`sim`, hidden)
 //!
