@@ -147,6 +147,8 @@ pub struct Report {
     pub failures: BTreeMap<String, u64>,
     /// SIP retransmissions sent.
     pub retransmissions: u64,
+    /// re-INVITEs (holds, session refreshes) answered with 2xx.
+    pub reinvites_ok: u64,
     /// Media totals.
     pub media: Totals,
     /// Media send errors.
@@ -180,6 +182,11 @@ impl Report {
             self.calls_completed,
             self.peak_calls,
             self.failures.values().sum::<u64>()
+        );
+        let _ = writeln!(
+            s,
+            "sip: re-INVITEs ok {} retransmissions {}",
+            self.reinvites_ok, self.retransmissions
         );
         for (k, v) in &self.failures {
             let _ = writeln!(s, "  failure {k}: {v}");

@@ -529,6 +529,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         peak_calls,
         failures,
         retransmissions: pop.stats.retransmissions,
+        reinvites_ok: pop.stats.reinvites_ok,
         loss_ratio: totals.loss_ratio(),
         media: totals,
         send_errors: live.send_errors.load(Ordering::Relaxed),
