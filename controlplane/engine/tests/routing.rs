@@ -430,3 +430,25 @@ fn per_target_called_translation() {
         Err(RoutingError::UnknownTrunk { .. })
     ));
 }
+
+#[test]
+fn trunks_on_one_host_are_told_apart_by_port() {
+    let t = vec![
+        trunk("left", "127.0.0.1:5070", Transport::Udp),
+        trunk("right", "127.0.0.1:5080", Transport::Udp),
+    ];
+    let r = Router::with_rules(&t, &[]).unwrap();
+    assert_eq!(
+        r.classify_source(sa("127.0.0.1:5070"), Transport::Udp, None),
+        Some(TrunkId(0))
+    );
+    assert_eq!(
+        r.classify_source(sa("127.0.0.1:5080"), Transport::Udp, None),
+        Some(TrunkId(1))
+    );
+    // Another port on that host: first trunk by IP.
+    assert_eq!(
+        r.classify_source(sa("127.0.0.1:40000"), Transport::Udp, None),
+        Some(TrunkId(0))
+    );
+}

@@ -254,8 +254,10 @@ impl Router {
         Ok(Self { trunks, routes })
     }
 
-    /// The trunk a request belongs to: the first trunk (config order) whose
-    /// transport is `transport` and which
+    /// The trunk a request belongs to. First, a trunk on `transport` without
+    /// an explicit ACL whose address is exactly `src` (several trunks on one
+    /// host, told apart by port). Otherwise the first trunk (config order)
+    /// whose transport is `transport` and which
     /// - for a TLS trunk with an expected certificate name: the peer's
     ///   certificate names (`tls_peer_names`) match it, and the source is in
     ///   the trunk's ACL if one is configured explicitly (TLS peers such as
@@ -269,19 +271,26 @@ impl Router {
         tls_peer_names: Option<&[String]>,
     ) -> Option<TrunkId> {
         let ip = src.ip();
-        self.trunks
-            .iter()
-            .position(|t| {
-                if t.transport != transport {
-                    return false;
-                }
-                if transport == Transport::Tls && !t.tls_names.is_empty() {
-                    let named =
-                        tls_peer_names.is_some_and(|p| any_tls_name_matches(&t.tls_names, p));
-                    named && (!t.acl_explicit || t.trunk.matches_source(ip))
-                } else {
-                    t.trunk.matches_source(ip)
-                }
+        let exact = self.trunks.iter().position(|t| {
+            t.transport == transport
+                && !t.acl_explicit
+                && t.tls_names.is_empty()
+                && t.trunk.address == src
+        });
+        exact
+            .or_else(|| {
+                self.trunks.iter().position(|t| {
+                    if t.transport != transport {
+                        return false;
+                    }
+                    if transport == Transport::Tls && !t.tls_names.is_empty() {
+                        let named =
+                            tls_peer_names.is_some_and(|p| any_tls_name_matches(&t.tls_names, p));
+                        named && (!t.acl_explicit || t.trunk.matches_source(ip))
+                    } else {
+                        t.trunk.matches_source(ip)
+                    }
+                })
             })
             .map(TrunkId)
     }
