@@ -478,3 +478,36 @@ fn verify_from_raw_header_values() {
         Err(DigestError::WrongResponse)
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Hostile Authorization values never panic the verifier and never
+        /// authorise without the password.
+        #[test]
+        fn verify_never_panics(junk in ".{0,200}", nonce in "[0-9a-fg]{0,70}") {
+            let srv = server();
+            let req = ServerRequest {
+                method: "INVITE",
+                request_uri: None,
+                username: "trunk1",
+                password: "secret",
+            };
+            let _ = srv.verify_value(t(0), ChallengeKind::Www, &junk, &req);
+            let forged = format!(
+                "Digest username=\"trunk1\", realm=\"sbc.example.com\", nonce=\"{nonce}\", \
+                 uri=\"sip:x\", response=\"{junk:?}\", qop=auth, nc=00000001, cnonce=\"c\""
+            );
+            prop_assert!(srv.verify_value(t(0), ChallengeKind::Www, &forged, &req).is_err());
+            let _ = srv.check_nonce(t(0), &nonce);
+        }
+
+        /// Any challenge value: answering never panics.
+        #[test]
+        fn answer_never_panics(junk in ".{0,200}") {
+            let _ = answer_best(ChallengeKind::Proxy, &[junk.as_str()], &mufasa("p", "c"));
+        }
+    }
+}

@@ -452,3 +452,66 @@ fn trunks_on_one_host_are_told_apart_by_port() {
         Some(TrunkId(0))
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn router() -> Router {
+        let mut r1 = rule(
+            "re",
+            &[],
+            NumberMatch::Regex(r"(\+?\d{1,3})?\d+".into()),
+            &["carrier"],
+        );
+        r1.translate_called = vec![
+            TranslationRule::StripDigits(3),
+            TranslationRule::Replace {
+                pattern: r"^(\d)(.*)$".into(),
+                replacement: "${2}$1".into(),
+            },
+            TranslationRule::E164 {
+                country_code: "49".into(),
+                trunk_prefix: "0".into(),
+                international_prefix: "00".into(),
+            },
+        ];
+        r1.translate_calling = vec![TranslationRule::StripPrefix("ä".into())];
+        let mut r2 = rule("any", &[], NumberMatch::Any, &["backup"]);
+        r2.translate_called = vec![
+            TranslationRule::StripDigits(1),
+            TranslationRule::AddPrefix("9".into()),
+        ];
+        Router::with_rules(&trunks(), &[r1, r2]).unwrap()
+    }
+
+    proptest! {
+        /// Peer-controlled numbers (any Unicode) never panic the router, and
+        /// a decision always has targets with non-empty numbers.
+        #[test]
+        fn route_never_panics(called in ".{0,40}", calling in ".{0,40}", inbound in 0usize..6) {
+            let r = router();
+            if let Ok(d) = r.route(TrunkId(inbound), &called, &calling) {
+                prop_assert!(!d.targets.is_empty());
+                prop_assert!(d.targets.iter().all(|t| !t.called.is_empty()));
+            }
+        }
+
+        /// E.164 output is `+` and 1..=15 digits, never starting with 0.
+        #[test]
+        fn e164_output_is_well_formed(n in "[0-9+ ()*#.-]{0,24}") {
+            if let Some(e) = to_e164(&n, "49", "0", "00") {
+                let digits = e.strip_prefix('+').unwrap_or("x");
+                prop_assert!((1..=15).contains(&digits.len()));
+                prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+                prop_assert!(!digits.starts_with('0'));
+            }
+        }
+
+        /// Certificate name matching never panics and is symmetric.
+        #[test]
+        fn tls_names_symmetric(a in "[a-z*.]{0,20}", b in "[a-z*.]{0,20}") {
+            prop_assert_eq!(tls_name_matches(&a, &b), tls_name_matches(&b, &a));
+        }
+    }
+}
