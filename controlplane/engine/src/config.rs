@@ -34,6 +34,8 @@ pub enum ConfigError {
     Timer(&'static str),
     #[error("invalid network prefix {0:?}")]
     BadPrefix(String),
+    #[error("routing: {0}")]
+    Routing(String),
 }
 
 /// An IP network (`addr/prefix`), for trunk ACLs.

@@ -425,3 +425,34 @@ fn counters_track_messages_and_outcomes() {
     assert_eq!(t.outcomes[&portcullis_engine::b2bua::Outcome::Answered], 1);
     assert_eq!(s.by_trunk["b1"].outbound, 1);
 }
+
+#[test]
+fn flooding_source_is_banned_and_dropped() {
+    let mut h = H::with(|c| c.policy.rate_limit_per_source = Some(5));
+    let mut stranger = Peer::new("10.9.9.9:5060", 9);
+    let from = portcullis_engine::transaction::PeerAddr {
+        transport: portcullis_engine::transaction::Transport::Udp,
+        addr: stranger.addr,
+        conn: None,
+    };
+    for _ in 0..100 {
+        let now = h.now;
+        stranger.invite(now, "100", None);
+        let bytes = stranger.layer.poll_transmit().unwrap().bytes;
+        h.sbc.handle_datagram(now, from, &bytes);
+        while h.sbc.poll_transmit().is_some() {}
+    }
+    while let Some(e) = h.sbc.poll_event() {
+        h.events.push(e);
+    }
+    let bans: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, CallEvent::PolicyBan { .. }))
+        .collect();
+    assert_eq!(bans.len(), 1, "one ban event");
+    assert_eq!(h.sbc.stats().bans, 1);
+    assert_eq!(h.sbc.bans(), 1);
+    assert!(h.sbc.stats().dropped >= 80);
+    assert_eq!(h.sbc.active_calls(), 0);
+}

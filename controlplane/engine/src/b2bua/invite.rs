@@ -17,7 +17,7 @@ use super::headers::{
     copy_safe, display_of, has_sdp, name_addr, retry_after, socket_of, unsupported_required,
     user_of,
 };
-use super::route::{self, Target};
+use super::route::Target;
 use super::sdp_rewrite::MediaState;
 use super::stats::Outcome;
 use super::{B2bua, CallEvent};
@@ -25,6 +25,7 @@ use crate::cdr::EndReason;
 use crate::config::{MediaMode, RedirectMode};
 use crate::dialog::Dialog;
 use crate::media::{MediaControl, Side};
+use crate::routing::RouteReject;
 use crate::time::Timestamp;
 use crate::transaction::{Method, PeerAddr, SipMsg, TxId};
 
@@ -33,15 +34,19 @@ const MAX_REDIRECTS: usize = 3;
 
 impl<M: MediaControl> B2bua<M> {
     /// A new INVITE (no To tag) from a classified source.
-    pub(super) fn on_new_invite(&mut self, now: Timestamp, tx: TxId, from: PeerAddr, req: &SipMsg) {
+    pub(super) fn on_new_invite(
+        &mut self,
+        now: Timestamp,
+        tx: TxId,
+        from: PeerAddr,
+        trunk: crate::config::TrunkId,
+        req: &SipMsg,
+    ) {
         if self.draining {
             self.stats.drain_rejects += 1;
             self.reject(now, tx, req, from, 503, "Service Unavailable");
             return;
         }
-        let Some(trunk) = route::classify(&self.cfg, from.addr) else {
-            return;
-        };
         if req
             .header("Max-Forwards")
             .and_then(|m| m.trim().parse::<u32>().ok())
@@ -148,10 +153,18 @@ impl<M: MediaControl> B2bua<M> {
             );
             return;
         }
-        let Some(decision) = route::route(&cfg, trunk, &called, &calling) else {
-            self.stats.outcome(&inbound_name, Outcome::NoRoute);
-            self.end_call(now, id, EndReason::NoRoute, Some((404, "Not Found")));
-            return;
+        let decision = match self.router.route(trunk, &called, &calling) {
+            Ok(d) => d,
+            Err(rej) => {
+                let status = rej.status();
+                let (reason, outcome) = match rej {
+                    RouteReject::NoRoute => (EndReason::NoRoute, Outcome::NoRoute),
+                    _ => (EndReason::Rejected { status }, Outcome::Failed),
+                };
+                self.stats.outcome(&inbound_name, outcome);
+                self.end_call(now, id, reason, Some((status, default_reason(status))));
+                return;
+            }
         };
         let offer = if has_sdp(req) {
             match SessionDescription::parse(req.body()) {
@@ -199,7 +212,15 @@ impl<M: MediaControl> B2bua<M> {
             c.route = decision.route;
             c.calling = decision.calling;
             c.redirect = decision.redirect;
-            c.targets = decision.targets.into();
+            c.targets = decision
+                .targets
+                .into_iter()
+                .map(|t| Target {
+                    trunk: t.trunk,
+                    called: t.called,
+                    redirect: None,
+                })
+                .collect();
         }
         self.set_timer(id, CallTimer::NoAnswer, no_answer);
         self.next_target(now, id);
@@ -764,6 +785,7 @@ impl<M: MediaControl> B2bua<M> {
 pub(super) fn default_reason(status: u16) -> &'static str {
     match status {
         404 => "Not Found",
+        484 => "Address Incomplete",
         408 => "Request Timeout",
         480 => "Temporarily Unavailable",
         487 => "Request Terminated",

@@ -39,8 +39,10 @@ use sha2::{Digest, Sha256};
 use self::call::{Call, CallState, CallTimer, ClientRole};
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
-use crate::config::{ConfigError, EngineConfig, TrunkId, UnknownSource};
+use crate::config::{ConfigError, EngineConfig, TrunkId};
 use crate::media::{MediaControl, MediaEvent, MediaId, Side, SrtpKeyMaterial, SrtpSuite};
+use crate::policy::{Policy, PolicyVerdict};
+use crate::routing::Router;
 use crate::time::Timestamp;
 use crate::transaction::{
     make_response, ConnId, Method, PeerAddr, SipMsg, Timer, TransactionLayer, TxConfig, TxEvent,
@@ -134,8 +136,10 @@ pub struct B2bua<M: MediaControl> {
     trunk_blocked: HashMap<String, Timestamp>,
     seed: u64,
     key_counter: u64,
-    /// TLS peer names of the message being handled (classification).
-    current_tls_names: Option<Vec<String>>,
+    /// Trunk of the datagram being handled (classified before parsing).
+    current_trunk: Option<TrunkId>,
+    router: Router,
+    policy: Policy,
     last_parse_errors: u64,
     /// Added to `now` for CDR wall-clock times (ms since the UNIX epoch).
     epoch_offset_ms: u64,
@@ -146,6 +150,8 @@ impl<M: MediaControl> B2bua<M> {
     /// production: tags, Call-IDs, branches and SRTP keys derive from it.
     pub fn new(cfg: Arc<EngineConfig>, media: M, seed: u64) -> Result<Self, ConfigError> {
         cfg.validate()?;
+        let router = Router::new(&cfg).map_err(|e| ConfigError::Routing(e.to_string()))?;
+        let policy = Policy::new(&cfg.policy);
         let t = &cfg.timers;
         let mut tx_cfg = TxConfig::default();
         tx_cfg.timers.t1 = t.t1;
@@ -169,7 +175,9 @@ impl<M: MediaControl> B2bua<M> {
             trunk_blocked: HashMap::new(),
             seed,
             key_counter: 0,
-            current_tls_names: None,
+            current_trunk: None,
+            router,
+            policy,
             last_parse_errors: 0,
             epoch_offset_ms: 0,
         })
@@ -178,6 +186,8 @@ impl<M: MediaControl> B2bua<M> {
     /// Reload: new calls use `cfg`, calls in progress keep theirs.
     pub fn set_config(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ConfigError> {
         cfg.validate()?;
+        self.router = Router::new(&cfg).map_err(|e| ConfigError::Routing(e.to_string()))?;
+        self.policy.set_config(&cfg.policy);
         self.cfg = cfg;
         Ok(())
     }
@@ -226,19 +236,37 @@ impl<M: MediaControl> B2bua<M> {
         bytes: &[u8],
     ) {
         self.stats.count_wire(bytes, true);
-        // Silent drop before any parsing: scanners learn nothing (policy.unknown_source).
-        if self.cfg.policy.unknown_source == UnknownSource::Drop
-            && route::classify(&self.cfg, from.addr).is_none()
-        {
-            self.stats.dropped += 1;
-            self.stats.policy_rejects += 1;
-            return;
+        let trunk = route::classify(
+            &self.cfg,
+            &self.router,
+            from.addr,
+            from.transport,
+            tls_peer_names,
+        );
+        // Policy before any parsing: drops and bans cost nothing, scanners learn nothing.
+        match self.policy.check_request(now, from.addr.ip(), trunk) {
+            PolicyVerdict::Allow | PolicyVerdict::Reject403 => {}
+            PolicyVerdict::Drop => {
+                self.stats.dropped += 1;
+                self.stats.policy_rejects += 1;
+                return;
+            }
+            PolicyVerdict::RateLimited { new_ban, .. } => {
+                self.stats.dropped += 1;
+                self.stats.policy_rejects += 1;
+                if new_ban {
+                    self.stats.bans += 1;
+                    self.events
+                        .push_back(CallEvent::PolicyBan { ip: from.addr.ip() });
+                }
+                return;
+            }
         }
-        self.current_tls_names = tls_peer_names.map(<[String]>::to_vec);
+        self.current_trunk = trunk;
         self.txn.handle_datagram(now, from, bytes);
         self.sync_parse_errors();
         self.process(now);
-        self.current_tls_names = None;
+        self.current_trunk = None;
     }
 
     /// Fires due transaction and call timers.
@@ -397,6 +425,12 @@ impl<M: MediaControl> B2bua<M> {
         self.calls.len()
     }
 
+    /// Sources currently banned by the rate limiter.
+    #[must_use]
+    pub fn bans(&self) -> usize {
+        self.policy.bans()
+    }
+
     /// Counters.
     #[must_use]
     pub fn stats(&self) -> &EngineStats {
@@ -467,14 +501,13 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Requests without a To tag: INVITE starts a call, OPTIONS is answered here.
     fn on_out_of_dialog(&mut self, now: Timestamp, tx: TxId, from: PeerAddr, req: &SipMsg) {
-        let trunk = route::classify(&self.cfg, from.addr);
-        if trunk.is_none() {
+        let Some(trunk) = self.current_trunk else {
             self.stats.policy_rejects += 1;
             self.reject(now, tx, req, from, 403, "Forbidden");
             return;
-        }
+        };
         match req.method() {
-            Some(Method::Invite) => self.on_new_invite(now, tx, from, req),
+            Some(Method::Invite) => self.on_new_invite(now, tx, from, trunk, req),
             Some(Method::Options) => {
                 let mut r = self.response(req, 200, "OK", Some("opt"));
                 r.push_header("Allow", ALLOW);
