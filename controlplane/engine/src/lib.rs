@@ -109,8 +109,10 @@
 //! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest
 //! challenge of inbound trunks and answers to 401/407 from outbound trunks;
 //! delayed offer from the caller replaced by our own offer toward B; media
-//! inactivity → BYE both. Source classification and routing currently use the
-//! config rules directly (`b2bua/route.rs`) until `routing::Router` is wired.
+//! inactivity → BYE both. Every datagram is classified (exact trunk address,
+//! else [`routing::Router`]) and checked by [`policy::Policy`] (unknown source
+//! 403/drop, rate limit and bans) before it is parsed; calls are routed by the
+//! router (404/484/reject statuses relayed with a CDR).
 //!
 //! ## Simulation (`sim`, hidden)
 //!
