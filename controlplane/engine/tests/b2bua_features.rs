@@ -362,3 +362,51 @@ fn caller_session_interval_below_min_se_gets_422() {
     assert_eq!(r.header("Min-SE"), Some("90"));
     assert!(h.b1.requests("INVITE").is_empty());
 }
+
+#[test]
+fn tls_trunk_gets_sni_fqdn_contact_and_tls_uri() {
+    let mut h = H::with(|c| {
+        c.trunks[1].transport = portcullis_engine::transaction::Transport::Tls;
+        c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+        c.trunks[1].fqdn_contact = Some("sbc.example.com".into());
+        c.trunks[1].media = portcullis_engine::config::MediaMode::Srtp;
+    });
+    let now = h.now;
+    h.a.invite(now, "+4930123", Some(&sdp("192.168.1.10", 10_000, "")));
+    let bytes = h.a.layer.poll_transmit().unwrap().bytes;
+    h.sbc.handle_datagram(
+        now,
+        portcullis_engine::transaction::PeerAddr {
+            transport: portcullis_engine::transaction::Transport::Udp,
+            addr: sa(A),
+            conn: None,
+        },
+        &bytes,
+    );
+    let mut to_b = None;
+    while let Some(t) = h.sbc.poll_transmit() {
+        if t.dest.addr == sa(B1) {
+            to_b = Some(t);
+        }
+    }
+    let t = to_b.expect("INVITE toward the TLS trunk");
+    assert_eq!(
+        t.dest.transport,
+        portcullis_engine::transaction::Transport::Tls
+    );
+    assert_eq!(
+        t.tls_server_name.as_deref(),
+        Some("sip.pstnhub.microsoft.com")
+    );
+    let inv = portcullis_engine::transaction::parse_message(&t.bytes).unwrap();
+    assert_eq!(
+        inv.request_uri(),
+        Some("sip:+4930123@sip.pstnhub.microsoft.com:5060;transport=tls")
+    );
+    assert_eq!(
+        inv.header("Contact"),
+        Some("<sip:sbc@sbc.example.com;transport=tls>")
+    );
+    assert!(inv.header("Via").unwrap().starts_with("SIP/2.0/TLS"));
+    assert!(inv.header("From").unwrap().contains("@sbc.example.com"));
+}
