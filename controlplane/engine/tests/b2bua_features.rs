@@ -125,6 +125,7 @@ fn session_expires_when_refresher_caller_goes_silent() {
     h.advance(Duration::from_secs(20));
     assert_eq!(h.sbc.active_calls(), 0);
     assert_eq!(h.cdrs()[0].end_reason, EndReason::SessionExpired);
+    assert_eq!(h.sbc.stats().session_expiries, 1);
     assert_eq!(h.a.requests("BYE").len(), 1);
     assert_eq!(h.b1.requests("BYE").len(), 1);
 }

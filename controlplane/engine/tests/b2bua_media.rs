@@ -382,6 +382,7 @@ fn media_inactivity_byes_both_legs() {
     assert_eq!(h.a.requests("BYE").len(), 1);
     assert_eq!(h.b1.requests("BYE").len(), 1);
     assert_eq!(h.cdrs()[0].end_reason, EndReason::MediaInactivity);
+    assert_eq!(h.sbc.stats().media_inactivity, 1);
     assert!(h.sbc.media().live.is_empty());
 }
 

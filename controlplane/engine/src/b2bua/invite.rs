@@ -466,7 +466,7 @@ impl<M: MediaControl> B2bua<M> {
         if !current {
             // Ended, cancelled or superseded attempt.
             if (200..300).contains(&status) {
-                self.ack_and_bye(now, call, tx, dest, resp);
+                self.ack_and_bye(now, call, tx, dest, resp, true);
             } else if (101..200).contains(&status) {
                 let pending =
                     c.b.as_mut()
@@ -487,7 +487,7 @@ impl<M: MediaControl> B2bua<M> {
                 if c.state == CallState::Answered {
                     // Another fork answered too (§13.2.2.4): ACK it, then BYE it.
                     self.stats.forked_answers_released += 1;
-                    self.ack_and_bye(now, call, tx, dest, resp);
+                    self.ack_and_bye(now, call, tx, dest, resp, false);
                 } else {
                     self.on_b_answer(now, call, tx, dest, resp);
                 }
@@ -499,8 +499,19 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// ACKs a 2xx we do not want and hangs that dialog up.
-    fn ack_and_bye(&mut self, now: Timestamp, call: u64, tx: TxId, dest: PeerAddr, resp: &SipMsg) {
+    /// ACKs a 2xx we do not want and hangs that dialog up. `remember`: the
+    /// transaction re-sends this ACK on 2xx retransmissions (RFC 6026 §7.2);
+    /// false for a second fork, so the winning dialog's ACK stays the one
+    /// remembered.
+    fn ack_and_bye(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        tx: TxId,
+        dest: PeerAddr,
+        resp: &SipMsg,
+        remember: bool,
+    ) {
         let Some(invite) = self.txn.request(tx).cloned() else {
             return;
         };
@@ -509,7 +520,7 @@ impl<M: MediaControl> B2bua<M> {
         };
         let via = self.via(dest.transport);
         let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
-        self.txn.send_ack(Some(tx), dest, &ack);
+        self.txn.send_ack(remember.then_some(tx), dest, &ack);
         let via = self.via(dest.transport);
         if let Ok(bye) = d.request(Method::Bye, &via) {
             self.send_on(now, call, dest, bye, ClientRole::Own);
