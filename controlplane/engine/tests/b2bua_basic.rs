@@ -456,3 +456,29 @@ fn flooding_source_is_banned_and_dropped() {
     assert!(h.sbc.stats().dropped >= 80);
     assert_eq!(h.sbc.active_calls(), 0);
 }
+
+#[test]
+fn transport_error_toward_target_fails_over_at_once() {
+    let mut h = H::new();
+    h.drop_to.push(sa(B1));
+    let now = h.now;
+    h.a.invite(now, "100", Some(&sdp("192.168.1.10", 10_000, "")));
+    h.pump();
+    assert!(h.b2.requests("INVITE").is_empty());
+    let now = h.now;
+    h.sbc.handle_transport_error(
+        now,
+        portcullis_engine::transaction::PeerAddr {
+            transport: portcullis_engine::transaction::Transport::Udp,
+            addr: sa(B1),
+            conn: None,
+        },
+    );
+    h.pump();
+    assert_eq!(
+        h.b2.requests("INVITE").len(),
+        1,
+        "failover without waiting for Timer B"
+    );
+    assert_eq!(h.sbc.stats().failovers, 1);
+}

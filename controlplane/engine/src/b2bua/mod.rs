@@ -277,13 +277,27 @@ impl<M: MediaControl> B2bua<M> {
         self.process(now);
     }
 
-    /// The driver lost the connection behind `dest` (reliable transports): every
-    /// transaction bound to it fails (RFC 3261 §17.1.4); calls fail over or end.
+    /// The driver could not reach `dest`: every transaction bound to its
+    /// connection fails (RFC 3261 §17.1.4), and so does every pending B-leg
+    /// INVITE toward its address; calls fail over or end.
     pub fn handle_transport_error(&mut self, now: Timestamp, dest: PeerAddr) {
         if let Some(conn) = dest.conn {
             self.txn.handle_connection_lost(now, conn);
-            self.process(now);
         }
+        // Datagram transports (ICMP unreachable): pending B-leg INVITEs toward
+        // `dest` fail now instead of at Timer B, so failover is immediate.
+        let pending: Vec<TxId> = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Proceeding)
+            .filter_map(|c| c.b.as_ref())
+            .filter(|b| b.dest.addr == dest.addr && !b.final_received && !b.cancelled)
+            .filter_map(|b| b.invite_tx)
+            .collect();
+        for tx in pending {
+            self.txn.handle_transport_error(now, tx);
+        }
+        self.process(now);
     }
 
     /// The driver could not send a [`Transmit`] of transaction `tx`.
