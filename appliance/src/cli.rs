@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{
     Config, ConfigError, LoadOptions, DEFAULT_TOML, EMBEDDED_ORIGIN, EXAMPLE_TOML,
 };
+use crate::runtime::ConfigSource;
 
 /// Portcullis session border controller.
 #[derive(Debug, Parser)]
@@ -71,7 +72,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             match cfg {
                 Ok(cfg) => {
                     writeln!(out, "portcullis: using config {origin} ({})", summary(&cfg))?;
-                    cmd_run(cfg)?;
+                    let source = config.map_or(ConfigSource::Embedded, ConfigSource::File);
+                    cmd_run(cfg, source)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => report(&e),
@@ -130,11 +132,8 @@ pub fn summary(cfg: &Config) -> String {
     )
 }
 
-/// Runs the appliance with a checked configuration.
-///
-/// For now this only returns: the planes are wired in by a later change, which replaces this
-/// function (it keeps the signature: the config is owned so it can go into an `Arc`).
-pub fn cmd_run(config: Config) -> anyhow::Result<()> {
-    let _config = std::sync::Arc::new(config);
-    Ok(())
+/// Runs the appliance with a checked configuration until SIGTERM (see
+/// [`crate::runtime`]); SIGHUP reloads from `source`.
+pub fn cmd_run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
+    crate::runtime::run(config, source)
 }

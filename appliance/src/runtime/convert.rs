@@ -1,0 +1,363 @@
+//! Appliance [`Config`] → the configurations of each plane: the engine's
+//! [`EngineConfig`], the data plane's [`DataplaneConfig`] and the SIP drivers'
+//! [`TransportConfig`].
+//!
+//! Invariant: a `Config` that passed every check converts, except for routing
+//! features the engine does not implement yet (regex matches, regex and
+//! calling-number translations); those are refused with a message naming the
+//! route rather than silently approximated.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig};
+use portcullis_engine::config::{
+    Credentials as EngineCredentials, EngineConfig, IpNet, ListenerInfo, MediaMode, NodeSettings,
+    PolicyConfig as EnginePolicy, RedirectMode, RouteConfig as EngineRoute, TeamsSettings,
+    TimerSettings, TrunkConfig as EngineTrunk, UnknownSource,
+};
+use portcullis_engine::transaction::Transport as TxTransport;
+use portcullis_net::{
+    ClientCertificate, Limits, ListenerConfig as NetListener, TlsClientSettings, TlsServerSettings,
+    Transport as NetTransport, TransportConfig,
+};
+
+use crate::config::{
+    Backend, Config, Host, HostPort, MediaProtection, NumberMatch, RedirectPolicy, Translation,
+    Transport, UnknownSourceAction,
+};
+
+/// Why a checked configuration cannot be handed to the planes.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// A host name did not resolve.
+    #[error("cannot resolve {what} {host}: {reason}")]
+    Resolve {
+        /// Which setting.
+        what: String,
+        /// The name.
+        host: String,
+        /// Resolver message.
+        reason: String,
+    },
+    /// The engine does not implement a routing feature the file uses.
+    #[error("route {route:?}: {what} is not supported by the call engine yet")]
+    Unsupported {
+        /// Route name.
+        route: String,
+        /// The feature.
+        what: &'static str,
+    },
+    /// The engine refused the converted configuration.
+    #[error("engine configuration: {0}")]
+    Engine(#[from] portcullis_engine::config::ConfigError),
+}
+
+/// `User-Agent` / `Server` of every message we originate.
+pub fn user_agent() -> String {
+    format!("Portcullis/{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn tx_transport(t: Transport) -> TxTransport {
+    match t {
+        Transport::Udp => TxTransport::Udp,
+        Transport::Tcp => TxTransport::Tcp,
+        Transport::Tls | Transport::Mtls => TxTransport::Tls,
+    }
+}
+
+/// Driver transport of a configured listener or trunk.
+pub fn net_transport(t: Transport) -> NetTransport {
+    match t {
+        Transport::Udp => NetTransport::Udp,
+        Transport::Tcp => NetTransport::Tcp,
+        Transport::Tls => NetTransport::Tls,
+        Transport::Mtls => NetTransport::Mtls,
+    }
+}
+
+/// Resolves `hp` (IP literal, a `[teams.resolve]` override, else the system resolver).
+fn resolve(cfg: &Config, what: &str, hp: &HostPort) -> Result<SocketAddr, ConvertError> {
+    match &hp.host {
+        Host::Ip(ip) => Ok(SocketAddr::new(*ip, hp.port)),
+        Host::Name(name) => {
+            if let Some(sa) = cfg.teams.as_ref().and_then(|t| t.resolve.get(name)) {
+                return Ok(*sa);
+            }
+            let err = |reason: String| ConvertError::Resolve {
+                what: what.to_owned(),
+                host: name.to_string(),
+                reason,
+            };
+            (name.as_str(), hp.port)
+                .to_socket_addrs()
+                .map_err(|e| err(e.to_string()))?
+                .next()
+                .ok_or_else(|| err("no address".into()))
+        }
+    }
+}
+
+/// The address written in Via/Contact for a listener: a wildcard bind shows the
+/// advertised media address instead (never `0.0.0.0` on the wire).
+fn visible(addr: SocketAddr, advertised: IpAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(advertised, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The engine's view of `cfg`.
+pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
+    let listeners = cfg
+        .sip
+        .listeners
+        .iter()
+        .map(|l| ListenerInfo {
+            transport: tx_transport(l.transport),
+            addr: visible(l.address, cfg.media.advertised_ip),
+        })
+        .collect();
+    let mut trunks = Vec::with_capacity(cfg.trunks.len() + 1);
+    for t in &cfg.trunks {
+        let address = resolve(cfg, &format!("trunk {}", t.name), &t.address)?;
+        let creds = t.credentials.as_ref();
+        let to_engine = |c: &crate::config::Credentials| EngineCredentials {
+            username: c.username.clone(),
+            password: c.password.expose().to_owned(),
+            realm: c.realm.clone(),
+        };
+        trunks.push(EngineTrunk {
+            name: t.name.as_str().to_owned(),
+            address,
+            transport: tx_transport(t.transport),
+            media: match t.media {
+                MediaProtection::Rtp => MediaMode::Rtp,
+                MediaProtection::Srtp => MediaMode::Srtp,
+            },
+            acl: t
+                .acl
+                .iter()
+                .map(|c| IpNet::new(c.network(), c.prefix()))
+                .collect::<Result<_, _>>()?,
+            max_calls: t.max_calls,
+            auth_inbound: creds.filter(|c| c.challenge_inbound).map(to_engine),
+            auth_outbound: creds.filter(|c| c.answer_upstream).map(to_engine),
+            tls_server_name: match &t.address.host {
+                Host::Name(n) => Some(n.to_string()),
+                Host::Ip(_) => None,
+            },
+            fqdn_contact: None,
+        });
+    }
+    let mut teams = None;
+    if let Some(tm) = &cfg.teams {
+        let mut addrs = Vec::new();
+        for p in &tm.proxies {
+            addrs.push(resolve(cfg, "teams proxy", p)?);
+        }
+        let first = tm.proxies.first();
+        if let (Some(&address), Some(hp)) = (addrs.first(), first) {
+            trunks.push(EngineTrunk {
+                name: "teams".into(),
+                address,
+                transport: TxTransport::Tls,
+                media: MediaMode::Srtp,
+                acl: addrs.iter().map(|a| IpNet::host(a.ip())).collect(),
+                max_calls: None,
+                auth_inbound: None,
+                auth_outbound: None,
+                tls_server_name: Some(hp.host.to_string()),
+                fqdn_contact: Some(tm.sbc_fqdn.to_string()),
+            });
+        }
+        teams = Some(TeamsSettings {
+            sbc_fqdn: tm.sbc_fqdn.to_string(),
+            options_interval: tm.options_interval,
+        });
+    }
+    let mut routes = Vec::with_capacity(cfg.routes.len());
+    for r in &cfg.routes {
+        routes.push(route(r)?);
+    }
+    let st = &cfg.sip.session_timer;
+    let timers = TimerSettings {
+        session_expires: st.session_expires,
+        min_se: st.min_se,
+        ..TimerSettings::default()
+    };
+    let ec = EngineConfig {
+        node: NodeSettings {
+            name: cfg.node.name.clone(),
+            fqdn: cfg
+                .node
+                .fqdn
+                .as_ref()
+                .map(ToString::to_string)
+                .or_else(|| cfg.teams.as_ref().map(|t| t.sbc_fqdn.to_string())),
+            user_agent: user_agent(),
+        },
+        listeners,
+        trunks,
+        routes,
+        policy: EnginePolicy {
+            unknown_source: match cfg.policy.unknown_source {
+                UnknownSourceAction::Reject => UnknownSource::Reject403,
+                UnknownSourceAction::Drop => UnknownSource::Drop,
+            },
+            rate_limit_per_source: Some(cfg.policy.rate_limit),
+            ban_duration: cfg.policy.ban_duration,
+        },
+        timers,
+        teams,
+    };
+    ec.validate()?;
+    Ok(ec)
+}
+
+/// One route in the engine's prefix/strip/prepend form.
+fn route(r: &crate::config::RouteConfig) -> Result<EngineRoute, ConvertError> {
+    let unsupported = |what| ConvertError::Unsupported {
+        route: r.name.clone(),
+        what,
+    };
+    let called_prefix = match &r.called {
+        NumberMatch::Any => String::new(),
+        NumberMatch::Prefix(p) => p.clone(),
+        NumberMatch::Regex(_) => return Err(unsupported("a regex `called` match")),
+    };
+    if !r.translate_calling.is_empty() {
+        return Err(unsupported("translate_calling"));
+    }
+    // The engine strips a digit count, then prepends: express the rules that way.
+    let mut strip = 0usize;
+    let mut prepend = String::new();
+    let mut known = called_prefix.clone();
+    for t in &r.translate_called {
+        match t {
+            Translation::StripPrefix(p) if prepend.is_empty() && known.starts_with(p.as_str()) => {
+                strip += p.len();
+                known = known.get(p.len()..).unwrap_or("").to_owned();
+            }
+            Translation::StripPrefix(_) => {
+                return Err(unsupported(
+                    "strip_prefix not implied by the called prefix, or after add_prefix",
+                ))
+            }
+            Translation::AddPrefix(p) => prepend.insert_str(0, p),
+            Translation::Replace { .. } => return Err(unsupported("a regex translation")),
+        }
+    }
+    Ok(EngineRoute {
+        name: r.name.clone(),
+        from_trunks: r.from.iter().map(|t| t.as_str().to_owned()).collect(),
+        called_prefix,
+        strip,
+        prepend,
+        targets: r.targets.iter().map(|t| t.as_str().to_owned()).collect(),
+        redirect: match r.redirect {
+            RedirectPolicy::Follow => RedirectMode::Follow,
+            RedirectPolicy::Relay | RedirectPolicy::Reject => RedirectMode::Relay,
+        },
+    })
+}
+
+/// The data plane's view of `cfg`.
+pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
+    let m = &cfg.media;
+    DataplaneConfig {
+        cores: m.cores.as_slice().to_vec(),
+        port_min: m.ports.min(),
+        port_max: m.ports.max(),
+        bind_ip: m.bind_ip,
+        backend: match m.backend {
+            Backend::Auto => DpBackend::Auto,
+            Backend::IoUring => DpBackend::IoUring,
+            Backend::Mmsg => DpBackend::Mmsg,
+        },
+        inactivity_timeout: m.inactivity_timeout,
+        ring_capacity: m.ring_capacity,
+        ..DataplaneConfig::default()
+    }
+}
+
+/// The SIP drivers' view of `cfg`.
+pub fn transport_config(cfg: &Config) -> TransportConfig {
+    let listeners = cfg
+        .sip
+        .listeners
+        .iter()
+        .map(|l| NetListener {
+            transport: net_transport(l.transport),
+            addr: l.address,
+            tls: l.tls.as_ref().map(|t| TlsServerSettings {
+                cert_chain_pem: t.cert.clone(),
+                key_pem: t.key.clone(),
+                client_ca: l.client_auth.as_ref().map(|c| c.ca.clone()),
+                expected_client_names: l
+                    .client_auth
+                    .as_ref()
+                    .map(|c| c.names.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+            }),
+        })
+        .collect();
+    let lim = &cfg.sip.limits;
+    let limits = Limits {
+        max_message_bytes: lim.max_message_size,
+        max_tcp_connections: usize::try_from(lim.max_tcp_connections).unwrap_or(usize::MAX),
+        max_connections_per_ip: usize::try_from(lim.max_connections_per_source)
+            .unwrap_or(usize::MAX),
+        tcp_idle_timeout: lim.tcp_idle_timeout,
+        ..Limits::default()
+    };
+    let tls_client = cfg.teams.as_ref().map(|t| TlsClientSettings {
+        roots: t.trusted_roots.clone(),
+        client_cert: Some(ClientCertificate {
+            cert_chain_pem: t.tls.cert.clone(),
+            key_pem: t.tls.key.clone(),
+        }),
+    });
+    TransportConfig {
+        listeners,
+        limits,
+        tls_client,
+        ..TransportConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+
+    #[test]
+    fn embedded_default_converts() {
+        let cfg = Config::embedded_default(&LoadOptions::default()).unwrap();
+        let ec = engine_config(&cfg).unwrap();
+        assert_eq!(ec.trunks.len(), 2);
+        assert_eq!(ec.trunks[0].address, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(ec.routes[0].targets, vec!["right".to_owned()]);
+        assert_eq!(ec.listeners.len(), 2);
+        let dp = dataplane_config(&cfg);
+        assert_eq!((dp.port_min, dp.port_max), (30000, 39999));
+        let tc = transport_config(&cfg);
+        assert_eq!(tc.listeners.len(), 2);
+    }
+
+    #[test]
+    fn prefix_strip_and_add() {
+        let src = crate::config::DEFAULT_TOML.replace(
+            "name = \"left-to-right\"\nfrom = [\"left\"]",
+            "name = \"left-to-right\"\nfrom = [\"left\"]\ncalled_prefix = \"00\"\ntranslate_called = [{ strip_prefix = \"00\" }, { add_prefix = \"+\" }]",
+        );
+        let cfg =
+            Config::from_toml(&src, std::path::Path::new("."), &LoadOptions::default()).unwrap();
+        let ec = engine_config(&cfg).unwrap();
+        let r = &ec.routes[0];
+        assert_eq!(
+            (r.called_prefix.as_str(), r.strip, r.prepend.as_str()),
+            ("00", 2, "+")
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! The engine task: the only owner of the sans-IO [`B2bua`].
+//!
+//! One tokio task feeds it transport events (with `now` from the process
+//! [`Clock`]), sleeps until `poll_timeout`, polls the data plane's events every
+//! [`MEDIA_POLL`], drains `poll_transmit` into the drivers and `poll_event` into
+//! logs and the CDR writer. Everything else talks to it through [`Cmd`] on a
+//! bounded channel, so the engine stays single-threaded and lock-free.
+
+use std::sync::mpsc::Sender as StdSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis_engine::b2bua::{B2bua, CallEvent, CallSummary, CdrRecord, EngineStats};
+use portcullis_engine::config::EngineConfig;
+use portcullis_engine::media::MediaEvent;
+use portcullis_engine::time::Timestamp;
+use portcullis_engine::transaction::{ConnId, PeerAddr, Transport as TxTransport, TxStats};
+use portcullis_net::{
+    ConnId as NetConnId, Outbound, SipTransports, Transport as NetTransport, TransportEvent,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::media::DataplaneMedia;
+
+/// How often the data plane's event rings are drained.
+pub const MEDIA_POLL: Duration = Duration::from_millis(25);
+
+/// Transport events handled per wake-up before outputs are flushed (work budget).
+const INPUT_BUDGET: usize = 256;
+
+/// Outputs drained per flush (work budget; the rest waits for the next turn).
+const OUTPUT_BUDGET: usize = 100_000;
+
+/// The process clock: a monotonic epoch for the engine and the wall-clock time of
+/// that epoch for CDRs.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    wall_start_ms: u64,
+}
+
+impl Clock {
+    /// Starts the clock now.
+    pub fn new() -> Self {
+        let wall_start_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            start: Instant::now(),
+            wall_start_ms,
+        }
+    }
+
+    /// Engine time now.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The instant of an engine timestamp.
+    pub fn instant(&self, t: Timestamp) -> Instant {
+        self.start + Duration::from_millis(t.as_millis())
+    }
+
+    /// Unix milliseconds of an engine timestamp.
+    pub fn wall_ms(&self, engine_ms: u64) -> u64 {
+        self.wall_start_ms.saturating_add(engine_ms)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Engine counters copied out for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSnapshot {
+    /// Call engine counters.
+    pub engine: EngineStats,
+    /// Transaction layer counters.
+    pub tx: TxStats,
+    /// Calls not yet ended.
+    pub active_calls: usize,
+    /// Media pairs reserved.
+    pub media_pairs: usize,
+    /// Data plane events lost to full rings.
+    pub media_events_lost: u64,
+    /// Whether new calls are refused (SIGTERM).
+    pub draining: bool,
+}
+
+/// Requests to the engine task.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Live calls.
+    Calls(oneshot::Sender<Vec<CallSummary>>),
+    /// Admin teardown of one call.
+    Terminate(u64, oneshot::Sender<bool>),
+    /// Reload: new calls use this configuration.
+    SetConfig(Arc<EngineConfig>, oneshot::Sender<Result<(), String>>),
+    /// Counters.
+    Stats(oneshot::Sender<EngineSnapshot>),
+    /// Liveness probe (watchdog).
+    Ping(oneshot::Sender<()>),
+    /// Refuse new calls with 503.
+    Drain,
+    /// BYE every call.
+    ReleaseAll,
+    /// Leave the loop (outputs are flushed first).
+    Stop,
+}
+
+/// Runs the engine until [`Cmd::Stop`] or until the drivers close.
+pub async fn run(
+    mut b2b: B2bua<DataplaneMedia>,
+    net: SipTransports,
+    mut events: mpsc::Receiver<TransportEvent>,
+    mut cmds: mpsc::Receiver<Cmd>,
+    clock: Clock,
+    cdr: StdSender<String>,
+    node: String,
+) {
+    let mut ctx = Ctx {
+        net,
+        clock,
+        cdr,
+        node,
+        media_buf: Vec::new(),
+    };
+    b2b.set_epoch_offset_ms(clock.wall_ms(0));
+    let mut media_tick = tokio::time::interval(MEDIA_POLL);
+    media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let deadline = b2b.poll_timeout().map(|t| clock.instant(t));
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { break };
+                if !ctx.command(&mut b2b, cmd) {
+                    ctx.flush(&mut b2b);
+                    break;
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else {
+                    tracing::error!("SIP drivers stopped");
+                    break;
+                };
+                ctx.transport_event(&mut b2b, ev);
+                for _ in 1..INPUT_BUDGET {
+                    match events.try_recv() {
+                        Ok(ev) => ctx.transport_event(&mut b2b, ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = sleep => b2b.handle_timeout(clock.now()),
+            _ = media_tick.tick() => ctx.media(&mut b2b),
+        }
+        ctx.flush(&mut b2b);
+    }
+}
+
+struct Ctx {
+    net: SipTransports,
+    clock: Clock,
+    cdr: StdSender<String>,
+    node: String,
+    media_buf: Vec<MediaEvent>,
+}
+
+fn tx_transport(t: NetTransport) -> TxTransport {
+    match t {
+        NetTransport::Udp => TxTransport::Udp,
+        NetTransport::Tcp => TxTransport::Tcp,
+        NetTransport::Tls | NetTransport::Mtls => TxTransport::Tls,
+    }
+}
+
+fn net_transport(t: TxTransport) -> NetTransport {
+    match t {
+        TxTransport::Udp => NetTransport::Udp,
+        TxTransport::Tcp => NetTransport::Tcp,
+        TxTransport::Tls => NetTransport::Tls,
+    }
+}
+
+impl Ctx {
+    /// Handles one command; `false` asks the loop to stop.
+    fn command(&mut self, b2b: &mut B2bua<DataplaneMedia>, cmd: Cmd) -> bool {
+        match cmd {
+            Cmd::Calls(tx) => {
+                let _ = tx.send(b2b.calls());
+            }
+            Cmd::Terminate(call, tx) => {
+                let ok = b2b.terminate(self.clock.now(), call);
+                let _ = tx.send(ok);
+            }
+            Cmd::SetConfig(cfg, tx) => {
+                let _ = tx.send(b2b.set_config(cfg).map_err(|e| e.to_string()));
+            }
+            Cmd::Stats(tx) => {
+                let _ = tx.send(EngineSnapshot {
+                    engine: b2b.stats().clone(),
+                    tx: *b2b.tx_stats(),
+                    active_calls: b2b.active_calls(),
+                    media_pairs: b2b.media().active(),
+                    media_events_lost: b2b.media().events_lost,
+                    draining: b2b.is_draining(),
+                });
+            }
+            Cmd::Ping(tx) => {
+                let _ = tx.send(());
+            }
+            Cmd::Drain => b2b.start_drain(),
+            Cmd::ReleaseAll => b2b.release_all(self.clock.now()),
+            Cmd::Stop => return false,
+        }
+        true
+    }
+
+    fn transport_event(&mut self, b2b: &mut B2bua<DataplaneMedia>, ev: TransportEvent) {
+        let now = self.clock.now();
+        match ev {
+            TransportEvent::Message(m) => {
+                let from = PeerAddr {
+                    transport: tx_transport(m.transport),
+                    addr: m.remote,
+                    conn: m.conn.map(|c| ConnId(c.0)),
+                };
+                match &m.tls_peer_names {
+                    Some(names) => b2b.handle_datagram_with_names(now, from, Some(names), &m.bytes),
+                    None => b2b.handle_datagram(now, from, &m.bytes),
+                }
+            }
+            TransportEvent::ConnectionClosed { conn, .. } => {
+                b2b.handle_connection_lost(now, ConnId(conn.0));
+            }
+            TransportEvent::SendFailed {
+                conn,
+                remote,
+                error,
+                ..
+            } => {
+                tracing::debug!(%remote, %error, "send failed");
+                b2b.handle_connection_lost(now, ConnId(conn.0));
+            }
+            TransportEvent::FramingError {
+                conn,
+                remote,
+                error,
+                ..
+            } => {
+                tracing::debug!(%conn, %remote, ?error, "stream framing error");
+            }
+            TransportEvent::ConnectionOpened { .. } | TransportEvent::KeepalivePong { .. } => {}
+        }
+    }
+
+    fn media(&mut self, b2b: &mut B2bua<DataplaneMedia>) {
+        self.media_buf.clear();
+        b2b.media_mut().poll_events(&mut self.media_buf);
+        if self.media_buf.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        for ev in std::mem::take(&mut self.media_buf) {
+            b2b.handle_media_event(now, ev);
+        }
+    }
+
+    /// Sends what the engine wants sent and handles what it reports.
+    fn flush(&mut self, b2b: &mut B2bua<DataplaneMedia>) {
+        for _ in 0..OUTPUT_BUDGET {
+            let Some(t) = b2b.poll_transmit() else { break };
+            let out = Outbound {
+                transport: net_transport(t.dest.transport),
+                remote: t.dest.addr,
+                conn: t.dest.conn.map(|c| NetConnId(c.0)),
+                local: None,
+                bytes: t.bytes,
+                tls_server_name: t.tls_server_name,
+            };
+            if let Err(e) = self.net.send(out) {
+                tracing::debug!(dest = %t.dest.addr, error = %e, "send refused");
+                if let Some(tx) = t.tx {
+                    b2b.handle_tx_error(self.clock.now(), tx);
+                }
+            }
+        }
+        for _ in 0..OUTPUT_BUDGET {
+            let Some(ev) = b2b.poll_event() else { break };
+            self.call_event(ev);
+        }
+    }
+
+    fn call_event(&mut self, ev: CallEvent) {
+        match ev {
+            CallEvent::CallStarted {
+                call,
+                inbound_trunk,
+                calling,
+                called,
+            } => tracing::info!(call, trunk = %inbound_trunk, %calling, %called, "call started"),
+            CallEvent::CallAnswered {
+                call,
+                outbound_trunk,
+            } => tracing::info!(call, trunk = %outbound_trunk, "call answered"),
+            CallEvent::CallEnded { cdr } => {
+                tracing::info!(
+                    call = cdr.call_id,
+                    a_call_id = %cdr.a_leg.call_id,
+                    b_call_id = cdr.b_leg.as_ref().map_or("", |b| b.call_id.as_str()),
+                    reason = ?cdr.end_reason,
+                    status = ?cdr.final_status,
+                    "call ended"
+                );
+                let line = cdr_line(&cdr, &self.node);
+                if self.cdr.send(line).is_err() {
+                    tracing::error!(call = cdr.call_id, "CDR writer gone; record lost");
+                }
+            }
+            CallEvent::Rejected {
+                status,
+                reason,
+                source,
+            } => tracing::info!(status, %reason, %source, "request rejected"),
+            CallEvent::PolicyBan { ip } => tracing::warn!(%ip, "source banned"),
+        }
+    }
+}
+
+/// The CDR as one JSON line with the node name added (times are already wall-clock:
+/// the engine adds the clock's epoch offset).
+pub fn cdr_line(cdr: &CdrRecord, node: &str) -> String {
+    let mut v = match serde_json::to_value(cdr) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return cdr.to_json_line(),
+    };
+    v.insert("node".into(), node.into());
+    let mut s = serde_json::Value::Object(v).to_string();
+    s.push('\n');
+    s
+}

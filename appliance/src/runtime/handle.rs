@@ -1,0 +1,265 @@
+//! [`ApplianceHandle`]: the cheap, cloneable view of the running appliance used by
+//! signal handling, the watchdog and the admin HTTP API.
+//!
+//! Every call into the engine goes through its command channel (the engine task
+//! owns the B2BUA); counters of the drivers and the data plane are read directly
+//! from their shared memory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use portcullis_dataplane::{Dataplane, WorkerStats};
+use portcullis_engine::b2bua::CallSummary;
+use portcullis_net::{NetCountersSnapshot, SipTransports};
+use tokio::sync::{mpsc, oneshot};
+
+use super::cdr_writer::CdrCounters;
+use super::convert;
+use super::engine_task::{Clock, Cmd, EngineSnapshot};
+use crate::config::{Config, ConfigError, LoadOptions};
+
+/// Where the running configuration came from (SIGHUP reloads the same source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file given with `--config`.
+    File(PathBuf),
+    /// The embedded default.
+    Embedded,
+}
+
+impl ConfigSource {
+    /// Loads and checks the configuration (the same checks as `check-config`).
+    ///
+    /// # Errors
+    /// Every diagnostic of the file.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let opts = LoadOptions::default();
+        match self {
+            Self::File(p) => Config::load(p, &opts),
+            Self::Embedded => Config::embedded_default(&opts),
+        }
+    }
+}
+
+/// Every counter of the appliance at one point in time.
+#[derive(Debug, Clone)]
+pub struct StatsSnapshot {
+    /// Call engine, transactions, active calls.
+    pub engine: EngineSnapshot,
+    /// SIP drivers.
+    pub net: NetCountersSnapshot,
+    /// One entry per data plane worker, indexed by worker id.
+    pub workers: Vec<WorkerStats>,
+    /// Configuration generation (1 at start, +1 per successful reload).
+    pub config_generation: u64,
+    /// CDR lines written.
+    pub cdr_written: u64,
+    /// CDR write/sync failures.
+    pub cdr_errors: u64,
+}
+
+/// Health as last measured by the monitor loop.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Health {
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cmds: mpsc::Sender<Cmd>,
+    net: SipTransports,
+    dp: Arc<Dataplane>,
+    source: ConfigSource,
+    generation: AtomicU64,
+    config: Mutex<Arc<Config>>,
+    health: Mutex<Health>,
+    cdr: Arc<CdrCounters>,
+    reload_lock: tokio::sync::Mutex<()>,
+    clock: Clock,
+}
+
+/// A handle on the running appliance; clones share everything.
+#[derive(Debug, Clone)]
+pub struct ApplianceHandle {
+    inner: Arc<Inner>,
+}
+
+/// How long a request to the engine task may take before it is declared stuck.
+const ENGINE_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl ApplianceHandle {
+    pub(crate) fn new(
+        cmds: mpsc::Sender<Cmd>,
+        net: SipTransports,
+        dp: Arc<Dataplane>,
+        source: ConfigSource,
+        config: Arc<Config>,
+        cdr: Arc<CdrCounters>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cmds,
+                net,
+                dp,
+                source,
+                generation: AtomicU64::new(1),
+                config: Mutex::new(config),
+                health: Mutex::new(Health::default()),
+                cdr,
+                reload_lock: tokio::sync::Mutex::new(()),
+                clock,
+            }),
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.cmds.send(make(tx)).await.ok()?;
+        tokio::time::timeout(ENGINE_REPLY_TIMEOUT, rx)
+            .await
+            .ok()?
+            .ok()
+    }
+
+    pub(crate) async fn send(&self, cmd: Cmd) -> bool {
+        self.inner.cmds.send(cmd).await.is_ok()
+    }
+
+    /// Live calls (empty when the engine does not answer).
+    pub async fn calls(&self) -> Vec<CallSummary> {
+        self.ask(Cmd::Calls).await.unwrap_or_default()
+    }
+
+    /// Tears call `call` down (BYE both legs); `false` when no such live call.
+    pub async fn terminate(&self, call: u64) -> bool {
+        self.ask(|tx| Cmd::Terminate(call, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Whether the engine task answers within the reply timeout.
+    pub async fn ping(&self) -> bool {
+        self.ask(Cmd::Ping).await.is_some()
+    }
+
+    /// Engine counters.
+    pub async fn engine_stats(&self) -> Option<EngineSnapshot> {
+        self.ask(Cmd::Stats).await
+    }
+
+    /// Every counter.
+    pub async fn stats(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            engine: self.engine_stats().await.unwrap_or_default(),
+            net: self.inner.net.counters().snapshot(),
+            workers: self.inner.dp.worker_stats(),
+            config_generation: self.generation(),
+            cdr_written: self.inner.cdr.written.load(Ordering::Relaxed),
+            cdr_errors: self.inner.cdr.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Engine time now (the clock of [`CallSummary::setup_at`]).
+    pub fn now(&self) -> portcullis_engine::time::Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Configuration generation (1 at start).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Relaxed)
+    }
+
+    /// The configuration in force for new calls.
+    pub fn config(&self) -> Arc<Config> {
+        self.inner
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `(healthy, problems)`: engine task answering, data plane workers looping,
+    /// not draining.
+    pub async fn health(&self) -> (bool, Vec<String>) {
+        let mut problems = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .problems
+            .clone();
+        match self.engine_stats().await {
+            None => problems.push("engine task not answering".into()),
+            Some(s) if s.draining => problems.push("draining".into()),
+            Some(_) => {}
+        }
+        problems.dedup();
+        (problems.is_empty(), problems)
+    }
+
+    pub(crate) fn set_health(&self, h: Health) {
+        *self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = h;
+    }
+
+    pub(crate) fn dataplane(&self) -> &Arc<Dataplane> {
+        &self.inner.dp
+    }
+
+    /// Reloads the configuration from its source. On any problem the running
+    /// configuration stays and the reasons are returned (and logged); on success new
+    /// calls use the new one and the new generation is returned. Listener and media
+    /// changes need a restart (logged).
+    pub async fn reload(&self) -> Result<u64, String> {
+        let _serial = self.inner.reload_lock.lock().await;
+        let _ = crate::notify::notify_reloading();
+        let res = self.reload_inner().await;
+        let _ = crate::notify::notify_ready();
+        match &res {
+            Ok(g) => tracing::info!(generation = g, "configuration reloaded"),
+            Err(e) => tracing::error!(
+                reasons = %e,
+                "configuration reload refused; keeping the running configuration"
+            ),
+        }
+        res
+    }
+
+    async fn reload_inner(&self) -> Result<u64, String> {
+        let source = self.inner.source.clone();
+        let cfg = tokio::task::spawn_blocking(move || source.load())
+            .await
+            .map_err(|e| format!("reload task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let ec = convert::engine_config(&cfg).map_err(|e| e.to_string())?;
+        let old = self.config();
+        if old.sip.listeners.len() != cfg.sip.listeners.len()
+            || old
+                .sip
+                .listeners
+                .iter()
+                .zip(&cfg.sip.listeners)
+                .any(|(a, b)| a.address != b.address || a.transport != b.transport)
+        {
+            tracing::warn!("SIP listener changes take effect at the next restart");
+        }
+        if old.media != cfg.media {
+            tracing::warn!("[media] changes take effect at the next restart");
+        }
+        self.ask(|tx| Cmd::SetConfig(Arc::new(ec), tx))
+            .await
+            .ok_or_else(|| "engine task not answering".to_owned())??;
+        *self
+            .inner
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(cfg);
+        Ok(self.inner.generation.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}

@@ -1,0 +1,203 @@
+//! [`DataplaneMedia`]: the engine's [`MediaControl`] over the running
+//! [`Dataplane`] (commands on the worker rings, never a wait).
+//!
+//! Invariants: a [`MediaId`] is never reused; a full command ring on
+//! `allocate`/`update` is reported as [`MediaError::RingFull`] so the engine
+//! refuses the call (`503`); a `remove` that finds the ring full keeps the slot
+//! reserved and is retried on the next [`DataplaneMedia::poll_events`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use portcullis_dataplane::{
+    Dataplane, DataplaneError, Event, IceLite, Side as DpSide, StreamFlags, StreamPairHandle,
+    StreamParams,
+};
+use portcullis_engine::media::{
+    LegMediaStats, MediaAllocation, MediaControl, MediaError, MediaEvent, MediaId, MediaLegParams,
+    MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
+};
+use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
+
+/// Removals retried per poll (work budget).
+const REMOVE_RETRY_BUDGET: usize = 256;
+
+/// The engine's media controller over the data plane.
+#[derive(Debug)]
+pub struct DataplaneMedia {
+    dp: Arc<Dataplane>,
+    advertised_ip: IpAddr,
+    next: u64,
+    pairs: HashMap<MediaId, StreamPairHandle>,
+    by_handle: HashMap<StreamPairHandle, MediaId>,
+    /// Released pairs whose `Remove` met a full ring.
+    pending_remove: Vec<StreamPairHandle>,
+    /// Events the data plane lost to full event rings.
+    pub events_lost: u64,
+}
+
+impl DataplaneMedia {
+    /// A controller writing `advertised_ip` into the SDP of every call.
+    pub fn new(dp: Arc<Dataplane>, advertised_ip: IpAddr) -> Self {
+        Self {
+            dp,
+            advertised_ip,
+            next: 1,
+            pairs: HashMap::new(),
+            by_handle: HashMap::new(),
+            pending_remove: Vec::new(),
+            events_lost: 0,
+        }
+    }
+
+    /// Pairs currently reserved by calls.
+    pub fn active(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Retries pending removals, then drains the workers' event rings into engine events.
+    pub fn poll_events(&mut self, out: &mut Vec<MediaEvent>) {
+        let pending = std::mem::take(&mut self.pending_remove);
+        for (i, h) in pending.iter().enumerate() {
+            if i >= REMOVE_RETRY_BUDGET {
+                self.pending_remove.push(*h);
+                continue;
+            }
+            if let Err(DataplaneError::RingFull(_)) = self.dp.remove(h) {
+                self.pending_remove.push(*h);
+            }
+        }
+        for ev in self.dp.poll_events() {
+            match ev {
+                Event::Latched { handle, side, addr } => {
+                    if let Some(&id) = self.by_handle.get(&handle) {
+                        tracing::debug!(media = id.0, ?side, %addr, "media source latched");
+                        out.push(MediaEvent::Latched(id, engine_side(side)));
+                    }
+                }
+                Event::Inactive { handle } => {
+                    if let Some(&id) = self.by_handle.get(&handle) {
+                        out.push(MediaEvent::Inactive(id));
+                    }
+                }
+                Event::SrtpAuthFailures {
+                    handle,
+                    side,
+                    count,
+                } => {
+                    if let Some(&id) = self.by_handle.get(&handle) {
+                        out.push(MediaEvent::SrtpFailures(id, engine_side(side), count));
+                    }
+                }
+                Event::RingOverflow { worker, lost } => {
+                    self.events_lost += lost;
+                    tracing::warn!(worker = worker.0, lost, "data plane event ring overflowed");
+                }
+            }
+        }
+    }
+}
+
+fn engine_side(s: DpSide) -> Side {
+    match s {
+        DpSide::A => Side::A,
+        DpSide::B => Side::B,
+    }
+}
+
+fn keys(k: &SrtpKeyMaterial) -> SrtpKeys {
+    SrtpKeys {
+        profile: match k.suite {
+            SrtpSuite::Aes128Sha1_80 => SrtpProfile::AesCm128HmacSha1_80,
+            SrtpSuite::Aes128Sha1_32 => SrtpProfile::AesCm128HmacSha1_32,
+        },
+        master_key: k.key,
+        master_salt: k.salt,
+    }
+}
+
+/// One leg's worker parameters. RTCP goes to RTP port + 1 in the data plane (or is
+/// multiplexed), so `peer_rtcp` needs no field of its own.
+fn params(p: &MediaLegParams) -> StreamParams {
+    StreamParams {
+        peer: p.peer_rtp,
+        srtp_in: p.srtp_in.as_ref().map(keys),
+        srtp_out: p.srtp_out.as_ref().map(keys),
+        flags: StreamFlags {
+            latching: p.latching,
+            allow_relatch_on_ssrc_change: true,
+            rtcp_mux: p.rtcp_mux,
+        },
+        ice: p
+            .ice_lite
+            .as_ref()
+            .and_then(|(ufrag, pwd)| IceLite::new(ufrag, pwd)),
+        clock_rate: 8000,
+    }
+}
+
+fn media_error(e: DataplaneError) -> MediaError {
+    match e {
+        DataplaneError::Exhausted => MediaError::NoCapacity,
+        DataplaneError::RingFull(_) => MediaError::RingFull,
+        other => MediaError::Other(other.to_string()),
+    }
+}
+
+fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
+    LegMediaStats {
+        rx_packets: s.rx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_packets: s.tx_packets,
+        tx_bytes: s.tx_bytes,
+    }
+}
+
+impl MediaControl for DataplaneMedia {
+    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
+        let h = self.dp.allocate_pair().map_err(media_error)?;
+        let id = MediaId(self.next);
+        self.next += 1;
+        self.pairs.insert(id, h);
+        self.by_handle.insert(h, id);
+        Ok(MediaAllocation {
+            id,
+            a_port: h.port_a,
+            b_port: h.port_b,
+            advertised_ip: self.advertised_ip,
+        })
+    }
+
+    fn update(
+        &mut self,
+        id: MediaId,
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<(), MediaError> {
+        let h = self
+            .pairs
+            .get(&id)
+            .ok_or_else(|| MediaError::Other(format!("unknown media id {}", id.0)))?;
+        self.dp.update(h, params(a), params(b)).map_err(media_error)
+    }
+
+    fn release(&mut self, id: MediaId) {
+        let Some(h) = self.pairs.remove(&id) else {
+            return;
+        };
+        self.by_handle.remove(&h);
+        if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
+            self.pending_remove.push(h);
+        }
+    }
+
+    fn stats(&self, id: MediaId) -> Option<MediaStats> {
+        let h = self.pairs.get(&id)?;
+        let s = self.dp.stats(h)?;
+        Some(MediaStats {
+            a: leg(&s.a),
+            b: leg(&s.b),
+        })
+    }
+}

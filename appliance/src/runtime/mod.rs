@@ -1,0 +1,198 @@
+//! The appliance runtime: wires the planes together and runs them.
+//!
+//! ```text
+//!  SIP drivers (portcullis-net) ──events──► engine task (B2bua, sans-IO) ──► CDR writer thread
+//!          ▲                                   │      ▲
+//!          └──────────── poll_transmit ────────┘      │ MediaControl / poll_events
+//!                                                     ▼
+//!                                 data plane workers (pinned threads, rings)
+//! ```
+//!
+//! [`run`] starts the data plane (its pinned cores), a tokio multi-thread runtime
+//! on the remaining cores for the control plane, binds the SIP listeners, starts
+//! the engine task and the CDR writer, sends `READY=1` once both planes are up,
+//! then serves signals until SIGTERM (see [`signals`]). Other parts of the
+//! appliance (admin HTTP) use the [`ApplianceHandle`].
+
+pub mod cdr_writer;
+pub mod convert;
+pub mod engine_task;
+pub mod handle;
+pub mod media;
+pub mod signals;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::Context;
+use portcullis_dataplane::Dataplane;
+use portcullis_engine::b2bua::B2bua;
+use portcullis_net::SipTransports;
+use tokio::sync::mpsc;
+
+pub use self::engine_task::{Clock, EngineSnapshot};
+pub use self::handle::{ApplianceHandle, ConfigSource, StatsSnapshot};
+pub use portcullis_engine::b2bua::CallSummary;
+
+use crate::config::{Config, LogFormat, LogLevel};
+
+/// Capacity of the command channel into the engine task.
+const CMD_QUEUE: usize = 1024;
+
+/// Something started alongside the engine once the planes are up (the admin HTTP
+/// server): receives the handle, runs on the control-plane runtime.
+pub type Extension = Box<dyn FnOnce(ApplianceHandle) + Send>;
+
+/// Runs the appliance until SIGTERM/SIGINT (exit after a graceful drain).
+///
+/// # Errors
+/// A plane cannot start (ports in use, bad TLS material, …) or the engine died.
+pub fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
+    run_with(config, source, Vec::new())
+}
+
+/// [`run`], starting `extensions` with the handle once both planes are up.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(
+    config: Config,
+    source: ConfigSource,
+    extensions: Vec<Extension>,
+) -> anyhow::Result<()> {
+    init_logging(config.log.level, config.log.format);
+    let total = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cp_threads = total.saturating_sub(config.media.cores.len()).max(1);
+    let config = Arc::new(config);
+    let clock = Clock::new();
+    // The data plane first: it binds every media port and pins its workers.
+    let dp = Dataplane::start(convert::dataplane_config(&config)).context("data plane")?;
+    let dp = Arc::new(dp);
+    tracing::info!(
+        workers = dp.workers(),
+        backend = ?dp.backend(),
+        control_plane_threads = cp_threads,
+        "data plane up"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cp_threads)
+        .thread_name("portcullis-cp")
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let res = rt.block_on(serve(config, source, dp, clock, extensions));
+    // Background tasks (monitor, admin) end with the runtime.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    res
+}
+
+async fn serve(
+    config: Arc<Config>,
+    source: ConfigSource,
+    dp: Arc<Dataplane>,
+    clock: Clock,
+    extensions: Vec<Extension>,
+) -> anyhow::Result<()> {
+    let ec = convert::engine_config(&config).context("configuration")?;
+    let (net, net_events) = SipTransports::bind(convert::transport_config(&config))
+        .await
+        .context("SIP listeners")?;
+    for (t, a) in net.local_addrs() {
+        tracing::info!(transport = ?t, addr = %a, "SIP listener up");
+    }
+    let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
+    let b2b = B2bua::new(Arc::new(ec), media, seed()).context("call engine")?;
+    let cdr = cdr_writer::CdrWriter::start(&config.cdr)
+        .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
+    let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
+    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let mut engine = tokio::spawn(engine_task::run(
+        b2b,
+        net.clone(),
+        net_events,
+        cmd_rx,
+        clock,
+        cdr_tx,
+        config.node.name.clone(),
+    ));
+    let handle = ApplianceHandle::new(
+        cmd_tx,
+        net.clone(),
+        dp.clone(),
+        source,
+        config.clone(),
+        cdr.counters().clone(),
+        clock,
+    );
+    if !handle.ping().await {
+        anyhow::bail!("engine task did not start");
+    }
+    for ext in extensions {
+        ext(handle.clone());
+    }
+    let monitor = tokio::spawn(signals::monitor(handle.clone()));
+    let _ = crate::notify::notify_ready();
+    tracing::info!(node = %config.node.name, "portcullis ready");
+
+    let exit = signals::wait(&handle, &mut engine)
+        .await
+        .context("signal handlers")?;
+    monitor.abort();
+    let result = match exit {
+        signals::Exit::Terminate => {
+            signals::drain(&handle, config.sip.drain_timeout).await;
+            handle.send(engine_task::Cmd::Stop).await;
+            if let Err(e) = engine.await {
+                tracing::error!(error = %e, "engine task failed");
+            }
+            Ok(())
+        }
+        signals::Exit::EngineStopped => Err(anyhow::anyhow!("the engine task stopped")),
+    };
+    drop(handle);
+    // Every CDR sender is gone with the engine: drain and sync the file.
+    tokio::task::spawn_blocking(move || cdr.finish())
+        .await
+        .context("CDR writer")?;
+    net.shutdown();
+    tracing::info!("portcullis stopped");
+    result
+}
+
+/// 64 bits from the OS RNG (tags, branches, SRTP keys derive from it).
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    // Not reachable on Linux; still never a constant.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (t as u64) ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Installs the global subscriber: `RUST_LOG` when set, else `[log] level`; text or
+/// JSON lines on stderr. A second call (tests) is a no-op.
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,412 @@
+//! Shared harness of the sipp interop tests: a real `portcullis` process with a
+//! temp config, real `sipp` peers (Debian's sip-tester), CDR reading.
+//!
+//! Every test takes a file lock so sipp runs never overlap (the machine is small and
+//! timing matters), and every test still uses its own ports (`Ports::for_test`) so a
+//! lock failure cannot make two tests collide. Every wait is bounded.
+#![allow(dead_code, clippy::print_stderr)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Serializes the interop tests across test binaries.
+pub struct SerialGuard(File);
+
+/// Takes the interop lock (released on drop).
+pub fn serial() -> SerialGuard {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("portcullis-sipp-tests.lock"))
+        .expect("open the test lock file");
+    f.lock().expect("take the test lock");
+    SerialGuard(f)
+}
+
+/// Path of `sipp`, or a panic telling how to install it.
+pub fn sipp() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("sipp");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("sipp not found in PATH: install Debian's sip-tester (`apt-get install sip-tester`)");
+}
+
+/// The ports of one test.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Appliance SIP (UDP and TCP).
+    pub sip: u16,
+    /// sipp UAC (trunk `left`).
+    pub left: u16,
+    /// sipp UAS (trunk `right`).
+    pub right: u16,
+    /// second UAS (trunk `right2`).
+    pub right2: u16,
+    /// admin HTTP.
+    pub admin: u16,
+    /// Appliance media range start (256 ports).
+    pub media_min: u16,
+    /// sipp media ports (UAC; the UAS uses +100).
+    pub sipp_media: u16,
+}
+
+impl Ports {
+    /// Distinct ports for test number `n` (0..40), outside the ephemeral range.
+    pub fn for_test(n: u16) -> Self {
+        Self {
+            sip: 15000 + n * 10,
+            left: 15000 + n * 10 + 1,
+            right: 15000 + n * 10 + 2,
+            right2: 15000 + n * 10 + 3,
+            admin: 15000 + n * 10 + 4,
+            media_min: 20000 + n * 256,
+            sipp_media: 30000 + n * 200,
+        }
+    }
+}
+
+/// The base test configuration: trunks `left` (UAC), `right` and `right2` (UAS),
+/// route left → right; `extra` is appended (more trunks/routes).
+pub fn config(p: Ports, routes: &str) -> String {
+    format!(
+        r#"[node]
+name = "sipp-test"
+
+[[sip.listener]]
+transport = "udp"
+address = "127.0.0.1:{sip}"
+
+[[sip.listener]]
+transport = "tcp"
+address = "127.0.0.1:{sip}"
+
+[sip]
+drain_timeout = "3s"
+
+[media]
+advertised_ip = "127.0.0.1"
+bind_ip = "127.0.0.1"
+port_min = {mmin}
+port_max = {mmax}
+cores = "auto:1"
+inactivity_timeout = "60s"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[cdr]
+path = "cdr.jsonl"
+fsync = "always"
+
+[log]
+level = "info"
+
+[policy]
+unknown_source = "reject"
+rate_limit = 100000
+
+[[trunk]]
+name = "left"
+address = "127.0.0.1:{left}"
+
+[[trunk]]
+name = "right"
+address = "127.0.0.1:{right}"
+acl = ["127.0.0.2"]
+
+[[trunk]]
+name = "right2"
+address = "127.0.0.1:{right2}"
+acl = ["127.0.0.3"]
+
+{routes}
+"#,
+        sip = p.sip,
+        mmin = p.media_min,
+        mmax = p.media_min + 255,
+        admin = p.admin,
+        left = p.left,
+        right = p.right,
+        right2 = p.right2,
+    )
+}
+
+/// Route every call from `left` to `right`.
+pub const ROUTE_LEFT_RIGHT: &str = r#"[[route]]
+name = "left-to-right"
+from = ["left"]
+targets = ["right"]
+"#;
+
+/// A running appliance; killed on drop.
+pub struct Appliance {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Appliance {
+    /// Writes `toml` to a temp dir and starts `portcullis run --config` there; waits for
+    /// "portcullis ready" in its log (10 s at most).
+    pub fn start(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, toml).expect("write config");
+        Self::start_in(dir, config_path, true)
+    }
+
+    /// Starts the binary in `dir` (`with_config`: `--config config_path`).
+    pub fn start_in(dir: tempfile::TempDir, config_path: PathBuf, with_config: bool) -> Self {
+        let log_path = dir.path().join("portcullis.log");
+        let log = File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("run");
+        if with_config {
+            cmd.arg("--config").arg(&config_path);
+        }
+        let child = cmd
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn portcullis");
+        let mut a = Self {
+            child,
+            dir,
+            config_path,
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if a.log().contains("portcullis ready") {
+                return a;
+            }
+            if let Ok(Some(st)) = a.child.try_wait() {
+                panic!("portcullis exited at start ({st}):\n{}", a.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portcullis not ready after 20 s:\n{}",
+                a.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The CDR lines so far, parsed.
+    pub fn cdrs(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("cdr.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad CDR line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Waits until at least `n` CDR lines exist (bounded).
+    pub fn wait_cdrs(&self, n: usize, within: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.cdrs();
+            if c.len() >= n || Instant::now() >= deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends a signal (`"TERM"`, `"HUP"`).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit (bounded), returning its status.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("portcullis did not exit within {within:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- portcullis log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A running sipp; killed on drop.
+pub struct Sipp {
+    pub child: Child,
+    pub name: String,
+    pub out: PathBuf,
+}
+
+impl Sipp {
+    /// Starts sipp with `args` in `cwd`; stdout/stderr go to `cwd/<name>.out`.
+    pub fn start(name: &str, cwd: &Path, args: &[String]) -> Self {
+        let out = cwd.join(format!("{name}.out"));
+        let f = File::create(&out).expect("sipp out");
+        let f2 = f.try_clone().expect("clone");
+        let child = Command::new(sipp())
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f))
+            .stderr(Stdio::from(f2))
+            .spawn()
+            .expect("spawn sipp");
+        Self {
+            child,
+            name: name.to_owned(),
+            out,
+        }
+    }
+
+    /// Waits for sipp to exit (bounded; killed and panics after `within`).
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "sipp {} still running after {within:?}:\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Its output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Common sipp arguments: local IP/port, media port, no stdin, bounded run.
+pub fn sipp_args(ip: &str, port: u16, media_port: u16, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "-i".into(),
+        ip.into(),
+        "-p".into(),
+        port.to_string(),
+        "-mp".into(),
+        media_port.to_string(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "60s".into(),
+        "-timeout_error".into(),
+    ];
+    v.extend(extra.iter().map(|s| (*s).to_owned()));
+    v
+}
+
+/// Last row of a sipp `-trace_stat` CSV as (column → value).
+pub fn last_stats(path: &Path) -> std::collections::HashMap<String, String> {
+    let f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+    let header = lines.first().expect("stat header");
+    let last = lines.last().expect("stat row");
+    header
+        .split(';')
+        .map(str::to_owned)
+        .zip(last.split(';').map(str::to_owned))
+        .collect()
+}
+
+/// The `.csv` written by `-trace_stat` in `dir` for scenario `scen`.
+pub fn stat_file(dir: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n.starts_with(prefix) && n.ends_with(".csv")
+        })
+        .unwrap_or_else(|| panic!("no {prefix}*.csv stat file in {}", dir.display()))
+}
+
+/// Writes a scenario from `appliance/tests/scenarios` into `dir`, returns its path.
+pub fn scenario(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name);
+    let dst = dir.join(name);
+    std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    dst
+}
+
+/// Copies sip-tester's pcap files so `uac_pcap` finds `pcap/g711a.pcap` under `dir`.
+pub fn pcaps(dir: &Path) {
+    let src = Path::new("/usr/share/sip-tester");
+    let dst = dir.join("pcap");
+    std::fs::create_dir_all(&dst).expect("pcap dir");
+    for f in ["g711a.pcap", "dtmf_2833_1.pcap"] {
+        let from = src.join(f);
+        assert!(
+            from.is_file(),
+            "{} missing: install Debian's sip-tester",
+            from.display()
+        );
+        std::fs::copy(&from, dst.join(f)).expect("copy pcap");
+    }
+}
+
+/// Writes a line to stderr (test diagnostics).
+pub fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+/// `end_reason.kind` of a CDR.
+pub fn end_kind(cdr: &serde_json::Value) -> String {
+    cdr["end_reason"]["kind"].as_str().unwrap_or("").to_owned()
+}
