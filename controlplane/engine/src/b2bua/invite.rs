@@ -1,10 +1,5 @@
-//! Initial INVITE: the A leg arrives, the B leg is tried target after target.
-//!
-//! RFC 3261 §16.7-style target handling done by a UA core: 408/5xx/timeout
-//! (Timer B) or a transport error → next target, a 503 Retry-After skips that
-//! trunk for its duration; 6xx stops (§16.7 point 4 of a proxy; here: relayed);
-//! other 4xx relayed; 3xx followed (Contact as a new target) or relayed, per
-//! route. The first 2xx wins: later 2xx from other forks (§13.2.2.4) are ACKed
+//! Initial INVITE: the A leg arrives, the B leg is tried target after target
+//! (failures: `failover.rs`). The first 2xx wins: later 2xx from other forks (§13.2.2.4) are ACKed
 //! and BYE'd. CANCEL (§9.2) ends the call at once; a B 2xx racing our CANCEL
 //! is ACKed and BYE'd (the ended call lingers 64·T1 for it).
 
@@ -13,10 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 use portcullis_sip::sdp::SessionDescription;
 
 use super::call::{ALeg, BLeg, Call, CallState, CallTimer, ClientRole};
-use super::headers::{
-    copy_safe, display_of, has_sdp, name_addr, retry_after, socket_of, unsupported_required,
-    user_of,
-};
+use super::failover::default_reason;
+use super::headers::{copy_safe, display_of, has_sdp, name_addr, unsupported_required, user_of};
 use super::route::Target;
 use super::sdp_rewrite::MediaState;
 use super::stats::Outcome;
@@ -28,9 +21,6 @@ use crate::media::{MediaControl, Side};
 use crate::routing::RouteReject;
 use crate::time::Timestamp;
 use crate::transaction::{Method, PeerAddr, SipMsg, TxId};
-
-/// Most 3xx redirects followed per call (loop protection).
-const MAX_REDIRECTS: usize = 3;
 
 impl<M: MediaControl> B2bua<M> {
     /// A new INVITE (no To tag) from a classified source.
@@ -645,114 +635,6 @@ impl<M: MediaControl> B2bua<M> {
         });
     }
 
-    /// A final failure (or Timer B / transport error as 408/503) on the B leg.
-    pub(super) fn on_b_failure(
-        &mut self,
-        now: Timestamp,
-        call: u64,
-        status: u16,
-        resp: Option<&SipMsg>,
-    ) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let Some(b) = c.b.as_mut() else {
-            return;
-        };
-        b.final_received = true;
-        let trunk = b.target.trunk;
-        let reason = resp
-            .and_then(|r| r.as_owned().reason().map(str::to_owned))
-            .unwrap_or_else(|| default_reason(status).to_owned());
-        c.last_failure = Some((status, reason.clone()));
-        let cfg = c.cfg.clone();
-        let trunk_name = Self::trunk_name(&cfg, trunk);
-        self.release_trunk(call, trunk);
-        match status {
-            300..=399 => {
-                let follow = self.calls.get(&call).is_some_and(|c| {
-                    c.redirect == RedirectMode::Follow && c.redirects < MAX_REDIRECTS
-                });
-                let target = resp.and_then(|r| r.contact_uri()).and_then(|u| {
-                    let port = cfg
-                        .trunk(trunk)
-                        .map_or(5060, |t| t.transport.default_port());
-                    socket_of(u, port).map(|addr| (addr, user_of(u).to_owned()))
-                });
-                if let (true, Some((addr, user))) = (follow, target) {
-                    if let Some(c) = self.calls.get_mut(&call) {
-                        c.redirects += 1;
-                        let called = if user.is_empty() {
-                            c.called.clone()
-                        } else {
-                            user
-                        };
-                        c.targets.push_front(Target {
-                            trunk,
-                            called,
-                            redirect: Some(addr),
-                        });
-                    }
-                    self.next_target(now, call);
-                } else {
-                    self.fail_call(now, call, status, &reason, resp);
-                }
-            }
-            408 | 500..=599 => {
-                if status == 503 {
-                    if let Some(secs) = resp.and_then(retry_after) {
-                        self.trunk_blocked
-                            .insert(trunk_name, now + std::time::Duration::from_secs(secs));
-                    }
-                }
-                self.stats.failovers += 1;
-                self.next_target(now, call);
-            }
-            _ => self.fail_call(now, call, status, &reason, resp),
-        }
-    }
-
-    /// Relays a final failure to A and ends the call.
-    fn fail_call(
-        &mut self,
-        now: Timestamp,
-        call: u64,
-        status: u16,
-        reason: &str,
-        resp: Option<&SipMsg>,
-    ) {
-        let Some(c) = self.calls.get(&call) else {
-            return;
-        };
-        let inbound = Self::trunk_name(&c.cfg.clone(), c.a.trunk);
-        self.stats.outcome(&inbound, Outcome::Failed);
-        if let Some(resp) = resp {
-            let mut r = match self.calls.get(&call) {
-                Some(c) => {
-                    self.response(&c.a.invite.clone(), status, reason, Some(&c.a.tag.clone()))
-                }
-                None => return,
-            };
-            copy_safe(resp, &mut r, false);
-            if (300..400).contains(&status) {
-                if let Some(ct) = resp.header("Contact") {
-                    r.push_header("Contact", ct);
-                }
-            }
-            if let Some(c) = self.calls.get_mut(&call) {
-                c.a.final_sent = true;
-                let tx = c.a.invite_tx;
-                self.send_response(now, tx, &r);
-            }
-        }
-        self.end_call(
-            now,
-            call,
-            EndReason::Rejected { status },
-            Some((status, reason)),
-        );
-    }
-
     /// CANCEL from A (RFC 3261 §9.2): 200 to the CANCEL, 487 to the INVITE, B cancelled.
     pub(super) fn on_cancel(
         &mut self,
@@ -789,20 +671,5 @@ impl<M: MediaControl> B2bua<M> {
                 Some((487, "Request Terminated")),
             );
         }
-    }
-}
-
-/// Reason phrase for statuses we synthesise.
-pub(super) fn default_reason(status: u16) -> &'static str {
-    match status {
-        404 => "Not Found",
-        484 => "Address Incomplete",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        _ => "Error",
     }
 }

@@ -13,12 +13,14 @@
 //! [`B2bua::poll_transmit`], [`B2bua::poll_timeout`], [`B2bua::poll_event`].
 //!
 //! Module map: `call` (state), `invite` (initial INVITE, B responses,
-//! failover, CANCEL, redirects, forks), `in_dialog` (BYE, re-INVITE,
+//! CANCEL, forks), `failover` (next target, Retry-After, 3xx, relayed
+//! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
 //! UPDATE, INFO, MESSAGE relays, ACKs), `teardown` (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
 mod auth;
 mod call;
+mod failover;
 mod headers;
 mod in_dialog;
 mod invite;

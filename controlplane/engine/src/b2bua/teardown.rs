@@ -2,7 +2,7 @@
 //! media and trunk slots released, one CDR emitted (RFC 3261 §15).
 
 use super::call::{CallState, CallTimer};
-use super::invite::default_reason;
+use super::failover::default_reason;
 use super::{B2bua, CallEvent, LINGER_T1_MULTIPLE};
 use crate::cdr::{
     CdrRecord, EndReason, LegRecord, MediaRecord, MediaSideRecord, NumberRecord, Party,
