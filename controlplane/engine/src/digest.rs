@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use md5::Md5;
-use portcullis_sip::header::{Auth, HeaderName};
+use portcullis_sip::grammar::unquote;
+use portcullis_sip::header::{Auth, AuthParam, HeaderName};
 use sha2::{Digest, Sha256, Sha512_256};
 
 use crate::time::Timestamp;
@@ -394,12 +395,26 @@ impl DigestServer {
         if !auth.is_digest() {
             return Err(DigestError::NotDigest);
         }
-        let get = |name: &'static str| auth.param(name).ok_or(DigestError::Missing(name));
+        // Parse the parameter list once (Auth::param rescans it per lookup).
+        let params: Vec<AuthParam<'_>> = auth.params().collect();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|p| p.name.eq_ignore_ascii_case(name))
+                .map(|p| {
+                    if p.quoted {
+                        unquote(p.value)
+                    } else {
+                        std::borrow::Cow::Borrowed(p.value)
+                    }
+                })
+        };
+        let get = |name: &'static str| param(name).ok_or(DigestError::Missing(name));
         let realm = get("realm")?;
         if realm != self.realm {
             return Err(DigestError::RealmMismatch);
         }
-        let algorithm = match auth.param("algorithm") {
+        let algorithm = match param("algorithm") {
             None => Algorithm::Md5,
             Some(a) => Algorithm::from_name(&a).ok_or(DigestError::UnsupportedAlgorithm)?,
         };
@@ -407,9 +422,7 @@ impl DigestServer {
             return Err(DigestError::UnsupportedAlgorithm);
         }
         let presented = get("username")?;
-        let userhash = auth
-            .param("userhash")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let userhash = param("userhash").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let user_ok = if userhash {
             let h = algorithm.hash_hex(&[username.as_bytes(), self.realm.as_bytes()]);
             ct_eq(presented.to_ascii_lowercase().as_bytes(), h.as_bytes())
@@ -427,7 +440,7 @@ impl DigestServer {
         }
         let nonce = get("nonce")?;
         let response = get("response")?;
-        let qop = auth.qop();
+        let qop = param("qop");
         let (cnonce, nc) = match qop.as_deref() {
             None => (None, None),
             Some(q) if q.eq_ignore_ascii_case("auth") => (Some(get("cnonce")?), Some(get("nc")?)),
