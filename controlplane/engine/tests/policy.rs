@@ -379,3 +379,41 @@ fn trunk_limits_follow_config_and_reload_by_name() {
     assert!(!l.try_acquire(TrunkId(0)));
     assert!(l.try_acquire(TrunkId(1)));
 }
+
+#[test]
+fn engine_config_policy_limits_unknown_sources_not_trunks() {
+    let cfg = PolicyConfig {
+        unknown_source: UnknownSource::Drop,
+        rate_limit_per_source: Some(5),
+        ban_duration: Duration::from_secs(30),
+    };
+    let mut p = Policy::new(&cfg);
+    // A busy trunk (1000 datagrams in one second) is never banned.
+    for i in 0..1000 {
+        assert_eq!(
+            p.check_request(t(i), ip("198.51.100.1"), Some(TrunkId(0))),
+            PolicyVerdict::Allow
+        );
+    }
+    // A scanner is: burst of 10 (twice the rate), then banned for 30 s.
+    let scanner = ip("203.0.113.50");
+    for _ in 0..10 {
+        assert_eq!(p.check_request(t(0), scanner, None), PolicyVerdict::Drop);
+    }
+    assert_eq!(
+        p.check_request(t(0), scanner, None),
+        PolicyVerdict::RateLimited {
+            until: t(30_000),
+            new_ban: true
+        }
+    );
+    // Even if it later becomes a trunk's source, the ban holds until it ends.
+    assert!(matches!(
+        p.check_request(t(1), scanner, Some(TrunkId(0))),
+        PolicyVerdict::RateLimited { new_ban: false, .. }
+    ));
+    assert_eq!(
+        p.check_request(t(30_000), scanner, Some(TrunkId(0))),
+        PolicyVerdict::Allow
+    );
+}

@@ -3,8 +3,9 @@
 //!
 //! Order of [`Policy::check_request`] (ARCHITECTURE "Life of a call", step 4):
 //! 1. a source banned earlier → `RateLimited` (the B2BUA drops it silently);
-//! 2. the per-source token bucket ([`RateLimitSettings`]; known trunks may be
-//!    exempt) → over the rate: ban for `ban`, `RateLimited { new_ban: true }`;
+//! 2. the per-source token bucket ([`RateLimitSettings`]; known trunks are
+//!    exempt by default, `exempt_trunks`) → over the rate: ban for `ban`,
+//!    `RateLimited { new_ban: true }`;
 //! 3. a source no trunk claims (the [`crate::routing::Router`] classified it
 //!    by the trunk ACLs, [`crate::config::IpNet`]) → `Reject403` or `Drop`;
 //! 4. otherwise `Allow`.
@@ -72,7 +73,8 @@ pub struct Policy {
 
 impl Policy {
     /// Policy from the engine config: `rate_limit_per_source` requests/s
-    /// (burst twice that, 64k sources tracked), bans of `ban_duration`.
+    /// (burst twice that, 64k sources tracked) for sources no trunk claims,
+    /// bans of `ban_duration` ([`RateLimitSettings::new`]).
     #[must_use]
     pub fn new(cfg: &PolicyConfig) -> Self {
         Self::with_settings(

@@ -30,7 +30,12 @@ pub struct RateLimitSettings {
 }
 
 impl RateLimitSettings {
-    /// `per_second` with a burst of twice that, 64k sources, IPv6 per /64.
+    /// `per_second` with a burst of twice that, 64k sources, IPv6 per /64,
+    /// known trunks exempt: the B2BUA checks every datagram (responses and
+    /// in-dialog requests too), so a carrier at a few dozen calls per second
+    /// would exceed any per-source rate meant for scanners and ban itself.
+    /// Trunk load is bounded by [`super::TrunkLimits`] and the transaction
+    /// layer's load limit instead.
     #[must_use]
     pub fn new(per_second: u32, ban: Duration) -> Self {
         Self {
@@ -39,7 +44,7 @@ impl RateLimitSettings {
             ban,
             capacity: 65_536,
             ipv6_prefix: 64,
-            exempt_trunks: false,
+            exempt_trunks: true,
         }
     }
 }
