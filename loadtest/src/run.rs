@@ -219,6 +219,12 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     if cfg.cores.is_empty() {
         bail!("--cores needs at least one core");
     }
+    // The signalling loop runs on the first generator core too, never on the relay's.
+    if let Some(&c) = cfg.cores.first() {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            bail!("cannot pin to core {c}");
+        }
+    }
     let clock = Clock::new();
     let live = Arc::new(Live::default());
     let workers = start_workers(cfg, clock, &live)?;
