@@ -162,3 +162,103 @@ fn direct_sip_calls_with_every_behaviour_have_no_failures() {
     assert_eq!(r["media"]["lost"], 0, "{text}");
     let _ = std::fs::remove_file(json);
 }
+
+/// The appliance binary, built on demand in our target directory.
+fn appliance() -> PathBuf {
+    let p = target_dir().join("portcullis");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target = target_dir()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "portcullis", "--bin", "portcullis"])
+            .env("CARGO_TARGET_DIR", target);
+        if target_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("running cargo to build portcullis");
+        assert!(st.success(), "building the portcullis appliance failed");
+    }
+    assert!(p.exists(), "portcullis missing at {}", p.display());
+    p
+}
+
+#[test]
+fn twenty_calls_through_a_spawned_appliance_have_no_failures() {
+    let (sip, uac, uas, admin) = (free_port(), free_port(), free_port(), free_port());
+    // A media range of its own so parallel tests and other appliances do not collide.
+    let base = 20_000 + (std::process::id() % 400) as u16 * 20;
+    let cdr = tmp("cdr.jsonl");
+    let config = tmp("appliance.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nname = \"lt-test\"\n\n[[sip.listener]]\ntransport = \"udp\"\n\
+             address = \"127.0.0.1:{sip}\"\n\n[media]\nadvertised_ip = \"127.0.0.1\"\n\
+             bind_ip = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\ncores = \"auto:1\"\n\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[cdr]\npath = \"{}\"\n\n\
+             [policy]\nunknown_source = \"reject\"\n\n\
+             [[trunk]]\nname = \"left\"\naddress = \"127.0.0.1:{uac}\"\n\n\
+             [[trunk]]\nname = \"right\"\naddress = \"127.0.0.1:{uas}\"\n\n\
+             [[route]]\nname = \"l2r\"\nfrom = [\"left\"]\ntargets = [\"right\"]\n",
+            base + 199,
+            cdr.display()
+        ),
+    )
+    .unwrap();
+    let json = tmp("spawn.json");
+    let out = Command::new(BIN)
+        .args([
+            "--spawn",
+            "--calls",
+            "20",
+            "--cps",
+            "40",
+            "--duration",
+            "3",
+            "--quiet",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--appliance-bin")
+        .arg(appliance())
+        .args(["--appliance-sip", &format!("127.0.0.1:{sip}")])
+        .args([
+            "--uac",
+            &format!("127.0.0.1:{uac}"),
+            "--uas",
+            &format!("127.0.0.1:{uas}"),
+        ])
+        .args(["--relay-core", "0"])
+        .arg("--report")
+        .arg(&json)
+        .output()
+        .expect("loadtest runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&json);
+    assert_eq!(r["mode"], "appliance");
+    assert_eq!(r["calls_started"], 20, "{text}");
+    assert_eq!(r["calls_answered"], 20, "{text}");
+    assert_eq!(r["calls_completed"], 20, "{text}");
+    assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
+    let sent = r["media"]["sent"].as_u64().unwrap();
+    assert!(sent > 1000, "media flowed through the appliance: {text}");
+    assert!(
+        r["media"]["received"].as_u64().unwrap() > sent * 9 / 10,
+        "{text}"
+    );
+    assert!(
+        r["relay"]["pid"].is_u64(),
+        "appliance CPU and RSS accounted: {text}"
+    );
+    for f in [json, config, cdr] {
+        let _ = std::fs::remove_file(f);
+    }
+}
