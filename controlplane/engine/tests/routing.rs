@@ -105,8 +105,22 @@ fn classify_tls_by_certificate_name() {
         r.classify_source(sa("52.114.1.1:40000"), Transport::Tls, Some(&wrong)),
         None
     );
+    // No certificate presented (no mTLS): classified by address like any trunk.
     assert_eq!(
-        r.classify_source(sa("52.114.148.0:5061"), Transport::Tls, None),
+        r.classify_source(sa("52.114.148.0:40001"), Transport::Tls, None),
+        Some(TrunkId(3))
+    );
+    assert_eq!(
+        r.classify_source(sa("52.114.1.1:40000"), Transport::Tls, None),
+        None
+    );
+    assert_eq!(
+        r.classify_source(sa("52.114.1.1:40000"), Transport::Tls, Some(&[])),
+        None
+    );
+    // A certificate with the wrong name is refused even from the trunk address.
+    assert_eq!(
+        r.classify_source(sa("52.114.148.0:40001"), Transport::Tls, Some(&wrong)),
         None
     );
     // With an explicit ACL the address must match too.

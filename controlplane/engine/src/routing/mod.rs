@@ -254,15 +254,16 @@ impl Router {
         Ok(Self { trunks, routes })
     }
 
-    /// The trunk a request belongs to. First, a trunk on `transport` without
-    /// an explicit ACL whose address is exactly `src` (several trunks on one
-    /// host, told apart by port). Otherwise the first trunk (config order)
-    /// whose transport is `transport` and which
-    /// - for a TLS trunk with an expected certificate name: the peer's
-    ///   certificate names (`tls_peer_names`) match it, and the source is in
-    ///   the trunk's ACL if one is configured explicitly (TLS peers such as
-    ///   Teams come from many addresses);
-    /// - otherwise: the source IP is in the ACL (default: the trunk address).
+    /// The trunk a request belongs to, among trunks on `transport`:
+    /// - a TLS trunk with an expected certificate name (`tls_server_name`),
+    ///   when the peer presented certificate names (`tls_peer_names`, mTLS):
+    ///   one of them must match ([`tls_name_matches`], RFC 5922 §7.2), and the
+    ///   source must be in the trunk's ACL if one is configured explicitly
+    ///   (TLS peers such as Teams come from many addresses);
+    /// - any other trunk (or no certificate presented): by address. First a
+    ///   trunk without explicit ACL whose address is exactly `src` (several
+    ///   trunks on one host, told apart by port), then the first trunk (config
+    ///   order) whose ACL (default: its address's IP) holds the source IP.
     #[must_use]
     pub fn classify_source(
         &self,
@@ -271,11 +272,12 @@ impl Router {
         tls_peer_names: Option<&[String]>,
     ) -> Option<TrunkId> {
         let ip = src.ip();
+        let presented = tls_peer_names.filter(|p| !p.is_empty());
+        let by_name = |t: &TrunkMatch| {
+            transport == Transport::Tls && !t.tls_names.is_empty() && presented.is_some()
+        };
         let exact = self.trunks.iter().position(|t| {
-            t.transport == transport
-                && !t.acl_explicit
-                && t.tls_names.is_empty()
-                && t.trunk.address == src
+            t.transport == transport && !by_name(t) && !t.acl_explicit && t.trunk.address == src
         });
         exact
             .or_else(|| {
@@ -283,12 +285,12 @@ impl Router {
                     if t.transport != transport {
                         return false;
                     }
-                    if transport == Transport::Tls && !t.tls_names.is_empty() {
-                        let named =
-                            tls_peer_names.is_some_and(|p| any_tls_name_matches(&t.tls_names, p));
-                        named && (!t.acl_explicit || t.trunk.matches_source(ip))
-                    } else {
-                        t.trunk.matches_source(ip)
+                    match presented {
+                        Some(names) if by_name(t) => {
+                            any_tls_name_matches(&t.tls_names, names)
+                                && (!t.acl_explicit || t.trunk.matches_source(ip))
+                        }
+                        _ => t.trunk.matches_source(ip),
                     }
                 })
             })
