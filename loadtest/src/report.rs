@@ -194,12 +194,14 @@ impl Report {
         let m = &self.media;
         let _ = writeln!(
             s,
-            "media: streams {} sent {} received {} lost {} ({:.4}%) dup {} reordered {} send_errors {} pps {:.0}",
+            "media: streams {} sent {} received {} lost {} ({:.4}%; head {} tail {}) dup {} reordered {} send_errors {} pps {:.0}",
             m.streams,
             m.sent,
             m.received,
             m.lost,
             self.loss_ratio * 100.0,
+            m.lost_head,
+            m.lost_tail,
             m.duplicates,
             m.reordered,
             self.send_errors,

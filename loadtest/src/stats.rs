@@ -26,6 +26,8 @@ pub struct StreamRx {
     pub reordered: u64,
     /// Highest sequence seen.
     pub highest: Option<u32>,
+    /// Lowest sequence seen (above 0: the stream's first packets were lost).
+    pub lowest: Option<u32>,
     /// RFC 3550 A.8 interarrival jitter estimate, in nanoseconds (J as a float).
     pub jitter_ns: f64,
     /// Transit time (arrival - send, ns) of the previous packet, for the jitter update.
@@ -68,6 +70,7 @@ impl StreamRx {
         }
         *slot |= bit;
         self.unique += 1;
+        self.lowest = Some(self.lowest.map_or(seq, |l| l.min(seq)));
         // RFC 3550 A.8: jitter over distinct packets in arrival order.
         let transit = arrival_ns as i64 - sent_ns as i64;
         if let Some(prev) = self.last_transit {
@@ -108,6 +111,10 @@ pub struct Totals {
     pub duplicates: u64,
     /// Reordered arrivals.
     pub reordered: u64,
+    /// Of `lost`: packets before each stream's first arrival (setup, latching).
+    pub lost_head: u64,
+    /// Of `lost`: packets after each stream's last arrival (teardown).
+    pub lost_tail: u64,
 }
 
 impl Totals {
@@ -121,6 +128,11 @@ impl Totals {
                 self.lost += r.lost(sent);
                 self.duplicates += r.duplicates;
                 self.reordered += r.reordered;
+                if r.unique > 0 {
+                    self.lost_head += u64::from(r.lowest.unwrap_or(0));
+                    let last = u64::from(r.highest.unwrap_or(0)) + 1;
+                    self.lost_tail += sent.saturating_sub(last);
+                }
             }
             None => self.lost += sent,
         }
@@ -175,6 +187,15 @@ mod tests {
         assert_eq!(s.lost(10), 2);
         let mut t = Totals::default();
         t.add(10, Some(&s));
+        // 0 arrived first and 9 last: nothing lost at the head; none after 9 of 0..10.
+        assert_eq!((t.lost_head, t.lost_tail), (0, 0));
+        let mut late = StreamRx::default();
+        for q in 3..7u32 {
+            late.record(q, 0, 0);
+        }
+        let mut u = Totals::default();
+        u.add(10, Some(&late));
+        assert_eq!((u.lost, u.lost_head, u.lost_tail), (6, 3, 3));
         t.add(5, None);
         assert_eq!((t.streams, t.sent, t.lost, t.received), (2, 15, 7, 9));
         assert!((t.loss_ratio() - 7.0 / 15.0).abs() < 1e-12);
