@@ -33,7 +33,7 @@ struct Flow {
 }
 
 /// Runs one call: UAS(es) first, then the UAC; both must exit 0. Returns the CDR.
-fn one_call(app: &Appliance, p: Ports, flow: Flow) -> serde_json::Value {
+fn one_call(app: &Appliance, p: Ports, flow: &Flow) -> serde_json::Value {
     let dir = app.dir.path();
     let uas_args = |port: u16, media: u16, a: &[String]| {
         let extra: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -77,7 +77,7 @@ fn bye_from_caller() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sn", "uac", "-m", "1"]),
             uas: s(&["-sn", "uas", "-m", "1"]),
             uas2: None,
@@ -99,7 +99,7 @@ fn bye_from_callee() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
             uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
             uas2: None,
@@ -120,7 +120,7 @@ fn busy_486_is_relayed() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sf", &uac, "-m", "1"]),
             uas: s(&["-sf", &uas, "-m", "1"]),
             uas2: None,
@@ -141,7 +141,7 @@ fn cancel_while_ringing() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
             uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
             uas2: None,
@@ -160,7 +160,7 @@ fn service_unavailable_fails_over_to_the_second_trunk() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sn", "uac", "-m", "1"]),
             uas: s(&["-sf", &uas, "-m", "1"]),
             uas2: Some(s(&["-sn", "uas", "-m", "1"])),
@@ -192,7 +192,7 @@ fn decline_603_stops_failover() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sf", &uac, "-m", "1"]),
             uas: s(&["-sf", &uas, "-m", "1"]),
             uas2: None,
@@ -233,7 +233,7 @@ fn udp_in_tcp_out() {
     let c = one_call(
         &app,
         p,
-        Flow {
+        &Flow {
             uac: s(&["-sn", "uac", "-m", "1"]),
             uas: s(&["-sn", "uas", "-t", "t1", "-m", "1"]),
             uas2: None,

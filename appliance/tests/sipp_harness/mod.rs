@@ -12,19 +12,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Serializes the interop tests across test binaries.
-pub struct SerialGuard(File);
+/// Serializes the interop tests across test binaries and processes: holds a
+/// listening socket on a fixed loopback port, which the kernel frees when the holder
+/// exits (even on a crash).
+pub struct SerialGuard(std::net::TcpListener);
 
-/// Takes the interop lock (released on drop).
+/// The port whose listener is the interop lock.
+const LOCK_PORT: u16 = 14999;
+
+/// Takes the interop lock (released on drop); waits at most 15 minutes.
 pub fn serial() -> SerialGuard {
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("portcullis-sipp-tests.lock"))
-        .expect("open the test lock file");
-    f.lock().expect("take the test lock");
-    SerialGuard(f)
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", LOCK_PORT)) {
+            return SerialGuard(l);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "interop test lock not free after 15 min"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Path of `sipp`, or a panic telling how to install it.
