@@ -416,7 +416,11 @@ impl Population {
                 _ => {}
             }
         }
-        let _ = out;
+        // Both populations live in this process: stop the callee streams now too, so the
+        // BYEs (sent after the media drain) never race packets still in flight.
+        for idx in 0..self.uas.len() {
+            self.uas_stop_media(idx, out);
+        }
     }
 
     /// The earliest pending timer.
