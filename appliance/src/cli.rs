@@ -46,6 +46,30 @@ pub enum Command {
     DefaultConfig,
     /// Print the version.
     Version,
+    /// Show readiness, live calls and trunks of a running appliance (admin API client).
+    Status {
+        /// Admin API address (default: $PORTCULLIS_ADMIN, else 127.0.0.1:8080).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Bearer token (default: $PORTCULLIS_ADMIN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the live calls of a running appliance (admin API client).
+    Calls {
+        /// Admin API address (default: $PORTCULLIS_ADMIN, else 127.0.0.1:8080).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Bearer token (default: $PORTCULLIS_ADMIN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -104,6 +128,20 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "portcullis {}", env!("CARGO_PKG_VERSION"))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { admin, token, json } => {
+            let opts = crate::admin::client::ClientOptions::from_args(admin, token);
+            let ready = crate::admin::client::cmd_status(&opts, json, &mut out)?;
+            Ok(if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Calls { admin, token, json } => {
+            let opts = crate::admin::client::ClientOptions::from_args(admin, token);
+            crate::admin::client::cmd_calls(&opts, json, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -133,7 +171,9 @@ pub fn summary(cfg: &Config) -> String {
 }
 
 /// Runs the appliance with a checked configuration until SIGTERM (see
-/// [`crate::runtime`]); SIGHUP reloads from `source`.
+/// [`crate::runtime`]) with the admin HTTP API ([`crate::admin`]); SIGHUP reloads from
+/// `source`.
 pub fn cmd_run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
-    crate::runtime::run(config, source)
+    let admin = crate::admin::backend::extension(&config.admin);
+    crate::runtime::run_with(config, source, vec![admin])
 }

@@ -1,6 +1,7 @@
 //! Portcullis appliance library: provisioning, wiring of the planes, admin API.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod notify;

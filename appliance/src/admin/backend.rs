@@ -1,0 +1,196 @@
+//! [`AdminBackend`] for the running appliance ([`ApplianceHandle`]), and the runtime
+//! [`Extension`] that starts the admin server once both planes are up.
+
+use std::collections::BTreeMap;
+
+use portcullis_engine::b2bua::{CallSummary, EngineStats, Outcome};
+
+use super::metrics::backend_label;
+use super::{
+    spawn, AdminBackend, AdminServerConfig, CallInfo, Health, MetricsSnapshot, SipCounters,
+    TrunkCounters, TrunkInfo,
+};
+use crate::config::{AdminConfig, Config};
+use crate::runtime::{ApplianceHandle, Extension};
+
+/// The admin view of the running appliance.
+#[derive(Debug, Clone)]
+pub struct ApplianceBackend {
+    handle: ApplianceHandle,
+}
+
+impl ApplianceBackend {
+    /// Wraps the runtime handle.
+    #[must_use]
+    pub fn new(handle: ApplianceHandle) -> Self {
+        Self { handle }
+    }
+}
+
+/// The runtime extension serving the admin API on `[admin] listen`.
+///
+/// A bind failure is logged and the appliance keeps running without its admin API (the
+/// address was checked by the configuration; a port taken at run time is an operator matter
+/// the log names).
+#[must_use]
+pub fn extension(cfg: &AdminConfig) -> Extension {
+    let scfg = AdminServerConfig {
+        listen: cfg.listen,
+        token: cfg.token.as_ref().map(|t| t.expose().to_owned()),
+    };
+    Box::new(move |handle: ApplianceHandle| {
+        tokio::spawn(async move {
+            if let Err(e) = spawn(scfg.clone(), ApplianceBackend::new(handle)).await {
+                tracing::error!(listen = %scfg.listen, error = %e, "admin HTTP API not started");
+            }
+        });
+    })
+}
+
+/// Stable label of a call outcome.
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Answered => "answered",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Failed => "failed",
+        Outcome::Refused => "refused",
+        Outcome::NoRoute => "no_route",
+    }
+}
+
+fn sip_counters(e: &EngineStats) -> SipCounters {
+    SipCounters {
+        requests_in: e.requests_in.clone(),
+        requests_out: e.requests_out.clone(),
+        responses_in: e.responses_in,
+        responses_out: e.responses_out,
+        transaction_timeouts: e.transaction_timeouts,
+        parse_errors: e.parse_errors,
+        policy_rejects: e.policy_rejects,
+        bans: e.bans,
+        dropped: e.dropped,
+    }
+}
+
+/// Per-trunk counters: every configured trunk appears (zeros included), plus any trunk
+/// the engine still counts from before a reload.
+fn trunk_counters(
+    cfg: &Config,
+    e: &EngineStats,
+    calls: &[CallSummary],
+) -> BTreeMap<String, TrunkCounters> {
+    let mut out: BTreeMap<String, TrunkCounters> = cfg
+        .trunks
+        .iter()
+        .map(|t| (t.name.to_string(), TrunkCounters::default()))
+        .collect();
+    for (name, s) in &e.by_trunk {
+        let t = out.entry(name.clone()).or_default();
+        t.inbound = s.inbound;
+        t.outbound = s.outbound;
+        t.outcomes = s
+            .outcomes
+            .iter()
+            .map(|(o, n)| (outcome_label(*o), *n))
+            .collect();
+    }
+    for c in calls {
+        if let Some(t) = out.get_mut(&c.inbound_trunk) {
+            t.active += 1;
+        }
+        if let Some(ob) = &c.outbound_trunk {
+            if ob != &c.inbound_trunk {
+                if let Some(t) = out.get_mut(ob) {
+                    t.active += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+impl AdminBackend for ApplianceBackend {
+    async fn health(&self) -> Health {
+        let (ready, reasons) = self.handle.health().await;
+        Health { ready, reasons }
+    }
+
+    async fn metrics(&self) -> MetricsSnapshot {
+        let stats = self.handle.stats().await;
+        let calls = self.handle.calls().await;
+        let cfg = self.handle.config();
+        let e = &stats.engine.engine;
+        MetricsSnapshot {
+            config_generation: stats.config_generation,
+            calls_total: e.calls_total,
+            calls_active: stats.engine.active_calls as u64,
+            trunks: trunk_counters(&cfg, e, &calls),
+            sip: sip_counters(e),
+            net: Some(stats.net),
+            workers: stats.workers,
+            dataplane_backend: backend_label(self.handle.dataplane().backend()).to_owned(),
+            media_events_lost: stats.engine.media_events_lost,
+            media_errors: e.media_errors,
+            cdr_written: stats.cdr_written,
+            cdr_errors: stats.cdr_errors,
+        }
+    }
+
+    async fn calls_total(&self) -> u64 {
+        self.handle
+            .engine_stats()
+            .await
+            .map_or(0, |s| s.engine.calls_total)
+    }
+
+    async fn calls(&self) -> Vec<CallInfo> {
+        let now = self.handle.now();
+        self.handle
+            .calls()
+            .await
+            .into_iter()
+            .map(|c| CallInfo {
+                id: c.call,
+                duration_s: now.saturating_duration_since(c.setup_at).as_secs(),
+                inbound_trunk: c.inbound_trunk,
+                outbound_trunk: c.outbound_trunk,
+                calling: c.calling,
+                called: c.called,
+                answered: c.answered,
+            })
+            .collect()
+    }
+
+    async fn terminate(&self, id: u64) -> bool {
+        self.handle.terminate(id).await
+    }
+
+    async fn trunks(&self) -> Vec<TrunkInfo> {
+        let cfg = self.handle.config();
+        let calls = self.handle.calls().await;
+        let counts = trunk_counters(&cfg, &EngineStats::default(), &calls);
+        cfg.trunks
+            .iter()
+            .map(|t| {
+                let name = t.name.to_string();
+                TrunkInfo {
+                    active_calls: counts.get(&name).map_or(0, |c| c.active),
+                    address: t.address.to_string(),
+                    transport: format!("{:?}", t.transport).to_ascii_lowercase(),
+                    media: format!("{:?}", t.media).to_ascii_lowercase(),
+                    max_calls: t.max_calls,
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    async fn reload(&self) -> Result<u64, Vec<String>> {
+        self.handle.reload().await.map_err(|e| {
+            e.lines()
+                .map(str::to_owned)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,631 @@
+//! Prometheus text exposition (format 0.0.4) of a [`MetricsSnapshot`].
+//!
+//! A small encoder of our own: the exposition is a handful of families rendered from a
+//! snapshot on each scrape, so a registry (with its own atomics and locking) would only
+//! duplicate the counters that already live in the engine, the drivers and the per-core
+//! data plane blocks.
+//!
+//! Format rules kept here (<https://prometheus.io/docs/instrumenting/exposition_formats/>):
+//! every family is preceded by one `# HELP` and one `# TYPE` line and its samples are
+//! contiguous; label values escape `\`, `"` and newline; HELP text escapes `\` and newline;
+//! counters end in `_total`. Every family is declared in [`FAMILIES`] and a sample for an
+//! undeclared name is a bug caught by the tests.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use portcullis_dataplane::{Backend, DropReason};
+use portcullis_net::Transport;
+
+use super::MetricsSnapshot;
+
+/// Metric type, as written on the `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One metric family: name, type and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// Full metric name.
+    pub name: &'static str,
+    /// Type.
+    pub kind: Kind,
+    /// `# HELP` text.
+    pub help: &'static str,
+}
+
+const fn fam(name: &'static str, kind: Kind, help: &'static str) -> Family {
+    Family { name, kind, help }
+}
+
+use Kind::{Counter as C, Gauge as G};
+
+/// Every family the appliance exports. The SIP driver families (`portcullis_sip_transport_*`)
+/// mirror `NetCountersSnapshot::for_each` names one to one.
+pub const FAMILIES: &[Family] = &[
+    fam("portcullis_build_info", G, "Build information (value 1)."),
+    fam(
+        "portcullis_config_generation",
+        G,
+        "Configuration generation: 1 at start, +1 per successful reload.",
+    ),
+    fam(
+        "portcullis_calls_started_total",
+        C,
+        "Call attempts seen by the call engine.",
+    ),
+    fam("portcullis_calls_active", G, "Live calls."),
+    fam(
+        "portcullis_calls_per_second",
+        G,
+        "Call attempts per second over the last 10 seconds.",
+    ),
+    fam(
+        "portcullis_trunk_calls_active",
+        G,
+        "Live calls touching the trunk (inbound or outbound).",
+    ),
+    fam(
+        "portcullis_trunk_calls_total",
+        C,
+        "Calls from (inbound) or attempts toward (outbound) the trunk.",
+    ),
+    fam(
+        "portcullis_trunk_call_outcomes_total",
+        C,
+        "Outcomes of calls that arrived from the trunk.",
+    ),
+    fam(
+        "portcullis_sip_requests_total",
+        C,
+        "SIP requests by method and direction.",
+    ),
+    fam(
+        "portcullis_sip_responses_total",
+        C,
+        "SIP responses by status class and direction.",
+    ),
+    fam(
+        "portcullis_sip_transaction_timeouts_total",
+        C,
+        "Client transactions that timed out (RFC 3261 Timers B, F; RFC 6026 Timer L).",
+    ),
+    fam(
+        "portcullis_sip_parse_errors_total",
+        C,
+        "Malformed SIP messages (answered 400 when possible).",
+    ),
+    fam(
+        "portcullis_policy_rejects_total",
+        C,
+        "Requests refused by policy (ACL, rate limit, authentication).",
+    ),
+    fam(
+        "portcullis_policy_bans_total",
+        C,
+        "Sources banned by the rate limiter.",
+    ),
+    fam(
+        "portcullis_policy_dropped_total",
+        C,
+        "Requests dropped silently (unknown source in drop mode, banned source).",
+    ),
+    fam(
+        "portcullis_sip_transport_messages_in_total",
+        C,
+        "SIP messages received by the transport drivers.",
+    ),
+    fam(
+        "portcullis_sip_transport_messages_out_total",
+        C,
+        "SIP messages sent by the transport drivers.",
+    ),
+    fam(
+        "portcullis_sip_transport_bytes_in_total",
+        C,
+        "SIP bytes received by the transport drivers.",
+    ),
+    fam(
+        "portcullis_sip_transport_bytes_out_total",
+        C,
+        "SIP bytes sent by the transport drivers.",
+    ),
+    fam(
+        "portcullis_sip_transport_connections_open",
+        G,
+        "Open TCP/TLS connections.",
+    ),
+    fam(
+        "portcullis_sip_transport_connections_total",
+        C,
+        "TCP/TLS connections opened.",
+    ),
+    fam(
+        "portcullis_sip_transport_connections_refused_total",
+        C,
+        "TCP/TLS connections refused (limits).",
+    ),
+    fam(
+        "portcullis_sip_transport_idle_closes_total",
+        C,
+        "Connections closed for idleness.",
+    ),
+    fam(
+        "portcullis_sip_transport_oversize_drops_total",
+        C,
+        "Messages dropped for exceeding the size limit.",
+    ),
+    fam(
+        "portcullis_sip_transport_framing_errors_total",
+        C,
+        "Stream framing errors (bad Content-Length).",
+    ),
+    fam(
+        "portcullis_sip_transport_tls_handshake_failures_total",
+        C,
+        "Failed TLS handshakes.",
+    ),
+    fam(
+        "portcullis_sip_transport_tls_name_rejections_total",
+        C,
+        "TLS peers refused for their certificate names.",
+    ),
+    fam(
+        "portcullis_sip_transport_keepalives_total",
+        C,
+        "CRLF keep-alives answered (RFC 5626 section 4.4.1) and UDP keep-alives absorbed.",
+    ),
+    fam(
+        "portcullis_sip_transport_event_queue_drops_total",
+        C,
+        "Inbound messages dropped because the engine queue was full.",
+    ),
+    fam(
+        "portcullis_sip_transport_send_failures_total",
+        C,
+        "Sends that failed.",
+    ),
+    fam(
+        "portcullis_dataplane_info",
+        G,
+        "Data plane I/O backend in use (value 1).",
+    ),
+    fam(
+        "portcullis_dataplane_packets_total",
+        C,
+        "Media packets per worker and direction.",
+    ),
+    fam(
+        "portcullis_dataplane_bytes_total",
+        C,
+        "Media bytes per worker and direction.",
+    ),
+    fam(
+        "portcullis_dataplane_drops_total",
+        C,
+        "Media packets dropped per worker and reason.",
+    ),
+    fam(
+        "portcullis_dataplane_srtp_failures_total",
+        C,
+        "SRTP/SRTCP failures (authentication, replay, other) per worker.",
+    ),
+    fam(
+        "portcullis_dataplane_active_pairs",
+        G,
+        "Armed stream pairs per worker.",
+    ),
+    fam(
+        "portcullis_dataplane_commands_total",
+        C,
+        "Ring commands applied per worker.",
+    ),
+    fam(
+        "portcullis_dataplane_stale_commands_total",
+        C,
+        "Ring commands ignored for a stale generation per worker.",
+    ),
+    fam(
+        "portcullis_dataplane_event_ring_overflows_total",
+        C,
+        "Events a worker lost because its event ring was full.",
+    ),
+    fam(
+        "portcullis_media_events_lost_total",
+        C,
+        "Data plane events the control plane saw lost to full rings.",
+    ),
+    fam(
+        "portcullis_media_errors_total",
+        C,
+        "Calls refused for media reasons (no capacity, full command ring).",
+    ),
+    fam("portcullis_cdr_written_total", C, "CDR lines written."),
+    fam(
+        "portcullis_cdr_errors_total",
+        C,
+        "CDR write or sync failures.",
+    ),
+];
+
+/// Looks a family up by name.
+#[must_use]
+pub fn family(name: &str) -> Option<&'static Family> {
+    FAMILIES.iter().find(|f| f.name == name)
+}
+
+/// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
+pub fn escape_label_value(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `s` escaped as HELP text (`\` → `\\`, LF → `\n`).
+fn escape_help(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A sample value.
+#[derive(Debug, Clone, Copy)]
+pub enum Value {
+    /// Integer (counters, most gauges).
+    Int(u64),
+    /// Float (rates).
+    Float(f64),
+}
+
+/// Writes families in the text format. Invariant: samples of one family are written
+/// between its [`Encoder::family`] call and the next one.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    out: String,
+    current: Option<&'static str>,
+}
+
+impl Encoder {
+    /// Starts family `name` (writes HELP and TYPE). Returns `false` (and writes nothing)
+    /// for a name missing from [`FAMILIES`]; samples up to the next family are then dropped.
+    pub fn family(&mut self, name: &str) -> bool {
+        let Some(f) = family(name) else {
+            self.current = None;
+            return false;
+        };
+        self.current = Some(f.name);
+        let _ = write!(self.out, "# HELP {} ", f.name);
+        escape_help(&mut self.out, f.help);
+        let _ = writeln!(self.out, "\n# TYPE {} {}", f.name, f.kind.as_str());
+        true
+    }
+
+    /// Writes one sample of the current family.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: Value) {
+        let Some(name) = self.current else { return };
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label_value(&mut self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        match value {
+            Value::Int(v) => {
+                let _ = write!(self.out, "{v}");
+            }
+            Value::Float(v) if v.is_nan() => self.out.push_str("NaN"),
+            Value::Float(v) if v.is_infinite() => {
+                self.out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+            }
+            Value::Float(v) => {
+                let _ = write!(self.out, "{v}");
+            }
+        }
+        self.out.push('\n');
+    }
+
+    /// A family with one unlabelled integer sample.
+    pub fn single(&mut self, name: &str, v: u64) {
+        if self.family(name) {
+            self.sample(&[], Value::Int(v));
+        }
+    }
+
+    /// The exposition text.
+    #[must_use]
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Stable label of a transport.
+fn transport_label(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+        Transport::Mtls => "mtls",
+    }
+}
+
+/// Stable label of a data plane backend.
+#[must_use]
+pub fn backend_label(b: Backend) -> &'static str {
+    match b {
+        Backend::Auto => "auto",
+        Backend::IoUring => "io_uring",
+        Backend::Mmsg => "mmsg",
+    }
+}
+
+/// Status class labels, by index (0 = unparsable).
+const CLASSES: [&str; 7] = ["invalid", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+
+/// Renders `snap` (with `calls_per_second` from the sampler) as exposition text.
+#[must_use]
+pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
+    let mut e = Encoder::default();
+    if e.family("portcullis_build_info") {
+        e.sample(&[("version", env!("CARGO_PKG_VERSION"))], Value::Int(1));
+    }
+    e.single("portcullis_config_generation", snap.config_generation);
+    e.single("portcullis_calls_started_total", snap.calls_total);
+    e.single("portcullis_calls_active", snap.calls_active);
+    if e.family("portcullis_calls_per_second") {
+        e.sample(&[], Value::Float(calls_per_second));
+    }
+    render_trunks(&mut e, snap);
+    render_sip(&mut e, snap);
+    render_net(&mut e, snap);
+    render_dataplane(&mut e, snap);
+    e.single("portcullis_media_events_lost_total", snap.media_events_lost);
+    e.single("portcullis_media_errors_total", snap.media_errors);
+    e.single("portcullis_cdr_written_total", snap.cdr_written);
+    e.single("portcullis_cdr_errors_total", snap.cdr_errors);
+    e.finish()
+}
+
+fn render_trunks(e: &mut Encoder, snap: &MetricsSnapshot) {
+    if snap.trunks.is_empty() {
+        return;
+    }
+    e.family("portcullis_trunk_calls_active");
+    for (name, t) in &snap.trunks {
+        e.sample(&[("trunk", name.as_str())], Value::Int(t.active));
+    }
+    e.family("portcullis_trunk_calls_total");
+    for (name, t) in &snap.trunks {
+        e.sample(
+            &[("trunk", name.as_str()), ("direction", "inbound")],
+            Value::Int(t.inbound),
+        );
+        e.sample(
+            &[("trunk", name.as_str()), ("direction", "outbound")],
+            Value::Int(t.outbound),
+        );
+    }
+    if snap.trunks.values().any(|t| !t.outcomes.is_empty()) {
+        e.family("portcullis_trunk_call_outcomes_total");
+        for (name, t) in &snap.trunks {
+            for (outcome, n) in &t.outcomes {
+                e.sample(
+                    &[("trunk", name.as_str()), ("outcome", *outcome)],
+                    Value::Int(*n),
+                );
+            }
+        }
+    }
+}
+
+fn render_sip(e: &mut Encoder, snap: &MetricsSnapshot) {
+    let s = &snap.sip;
+    if !s.requests_in.is_empty() || !s.requests_out.is_empty() {
+        e.family("portcullis_sip_requests_total");
+        for (dir, map) in [("in", &s.requests_in), ("out", &s.requests_out)] {
+            for (method, n) in map {
+                e.sample(&[("method", *method), ("direction", dir)], Value::Int(*n));
+            }
+        }
+    }
+    e.family("portcullis_sip_responses_total");
+    for (dir, arr) in [("in", &s.responses_in), ("out", &s.responses_out)] {
+        for (class, n) in CLASSES.iter().zip(arr.iter()) {
+            e.sample(&[("class", *class), ("direction", dir)], Value::Int(*n));
+        }
+    }
+    e.single(
+        "portcullis_sip_transaction_timeouts_total",
+        s.transaction_timeouts,
+    );
+    e.single("portcullis_sip_parse_errors_total", s.parse_errors);
+    e.single("portcullis_policy_rejects_total", s.policy_rejects);
+    e.single("portcullis_policy_bans_total", s.bans);
+    e.single("portcullis_policy_dropped_total", s.dropped);
+}
+
+fn render_net(e: &mut Encoder, snap: &MetricsSnapshot) {
+    let Some(net) = &snap.net else { return };
+    // `for_each` interleaves families per transport; group them so each is contiguous.
+    let mut by_name: BTreeMap<&'static str, Vec<(Option<Transport>, u64)>> = BTreeMap::new();
+    net.for_each(|name, t, v| by_name.entry(name).or_default().push((t, v)));
+    let mut full = String::new();
+    for (name, samples) in by_name {
+        full.clear();
+        full.push_str("portcullis_sip_transport_");
+        full.push_str(name);
+        if !e.family(&full) {
+            continue;
+        }
+        for (t, v) in samples {
+            match t {
+                Some(t) => e.sample(&[("transport", transport_label(t))], Value::Int(v)),
+                None => e.sample(&[], Value::Int(v)),
+            }
+        }
+    }
+}
+
+fn render_dataplane(e: &mut Encoder, snap: &MetricsSnapshot) {
+    if e.family("portcullis_dataplane_info") {
+        e.sample(
+            &[
+                ("backend", snap.dataplane_backend.as_str()),
+                ("workers", snap.workers.len().to_string().as_str()),
+            ],
+            Value::Int(1),
+        );
+    }
+    if snap.workers.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = (0..snap.workers.len()).map(|i| i.to_string()).collect();
+    let per_worker =
+        |e: &mut Encoder, name: &str, f: &dyn Fn(&portcullis_dataplane::WorkerStats) -> u64| {
+            e.family(name);
+            for (id, w) in ids.iter().zip(&snap.workers) {
+                e.sample(&[("worker", id.as_str())], Value::Int(f(w)));
+            }
+        };
+    e.family("portcullis_dataplane_packets_total");
+    for (id, w) in ids.iter().zip(&snap.workers) {
+        e.sample(
+            &[("worker", id.as_str()), ("direction", "rx")],
+            Value::Int(w.rx_packets),
+        );
+        e.sample(
+            &[("worker", id.as_str()), ("direction", "tx")],
+            Value::Int(w.tx_packets),
+        );
+    }
+    e.family("portcullis_dataplane_bytes_total");
+    for (id, w) in ids.iter().zip(&snap.workers) {
+        e.sample(
+            &[("worker", id.as_str()), ("direction", "rx")],
+            Value::Int(w.rx_bytes),
+        );
+        e.sample(
+            &[("worker", id.as_str()), ("direction", "tx")],
+            Value::Int(w.tx_bytes),
+        );
+    }
+    e.family("portcullis_dataplane_drops_total");
+    for (id, w) in ids.iter().zip(&snap.workers) {
+        for r in DropReason::ALL {
+            e.sample(
+                &[("worker", id.as_str()), ("reason", r.label())],
+                Value::Int(w.dropped(r)),
+            );
+        }
+    }
+    per_worker(e, "portcullis_dataplane_srtp_failures_total", &|w| {
+        w.srtp_failures
+    });
+    per_worker(e, "portcullis_dataplane_active_pairs", &|w| w.active_pairs);
+    per_worker(e, "portcullis_dataplane_commands_total", &|w| w.commands);
+    per_worker(e, "portcullis_dataplane_stale_commands_total", &|w| {
+        w.stale_commands
+    });
+    per_worker(e, "portcullis_dataplane_event_ring_overflows_total", &|w| {
+        w.events_lost
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        escape_label_value(&mut s, "a\\b\"c\nd");
+        assert_eq!(s, "a\\\\b\\\"c\\nd");
+    }
+
+    #[test]
+    fn families_are_well_named_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for f in FAMILIES {
+            assert!(seen.insert(f.name), "duplicate {}", f.name);
+            assert!(f.name.starts_with("portcullis_"), "{}", f.name);
+            assert!(
+                f.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                f.name
+            );
+            assert_eq!(
+                f.kind == Kind::Counter,
+                f.name.ends_with("_total"),
+                "{}",
+                f.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_net_counter_is_declared() {
+        let snap = portcullis_net::NetCountersSnapshot::default();
+        let mut missing = Vec::new();
+        snap.for_each(|name, _, _| {
+            let full = format!("portcullis_sip_transport_{name}");
+            if family(&full).is_none() {
+                missing.push(full);
+            }
+        });
+        assert!(missing.is_empty(), "undeclared: {missing:?}");
+    }
+
+    #[test]
+    fn undeclared_family_writes_nothing() {
+        let mut e = Encoder::default();
+        assert!(!e.family("portcullis_nope_total"));
+        e.sample(&[], Value::Int(1));
+        assert_eq!(e.finish(), "");
+    }
+
+    #[test]
+    fn float_values() {
+        let mut e = Encoder::default();
+        e.family("portcullis_calls_per_second");
+        e.sample(&[], Value::Float(0.5));
+        e.sample(&[], Value::Float(f64::INFINITY));
+        e.sample(&[], Value::Float(f64::NAN));
+        let t = e.finish();
+        assert!(t.contains("portcullis_calls_per_second 0.5\n"), "{t}");
+        assert!(t.contains("portcullis_calls_per_second +Inf\n"), "{t}");
+        assert!(t.contains("portcullis_calls_per_second NaN\n"), "{t}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Admin HTTP API, Prometheus metrics and the operator CLI client.
+//!
+//! | route | auth | answer |
+//! |---|---|---|
+//! | `GET /health` | open | `200 {"ready":true,"reasons":[]}` or `503 {"ready":false,"reasons":[..]}` |
+//! | `GET /metrics` | token | Prometheus text exposition format 0.0.4 ([`metrics`]) |
+//! | `GET /api/v1/calls` | token | JSON list of [`CallInfo`] |
+//! | `DELETE /api/v1/calls/{id}` | token | `200 {"terminated":id}`, `404` when no such live call |
+//! | `GET /api/v1/trunks` | token | JSON list of [`TrunkInfo`] |
+//! | `POST /api/v1/reload` | token | `200 {"generation":n}` or `422 {"errors":[..]}` (old config kept) |
+//!
+//! Authentication: when `[admin] token` is set, every route except `/health` requires
+//! `Authorization: Bearer <token>` (`401` otherwise, with `WWW-Authenticate: Bearer`).
+//! `/health` stays open so load balancers and Kamailio-style probes need no secret; it
+//! reveals only readiness and its reasons.
+//!
+//! The server is generic over [`AdminBackend`], implemented for the running appliance in
+//! [`backend`] and by fakes in tests. The CLI client (`portcullis status`, `portcullis
+//! calls`) is in [`client`].
+
+pub mod backend;
+pub mod client;
+pub mod metrics;
+pub mod rate;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use portcullis_dataplane::WorkerStats;
+use portcullis_net::NetCountersSnapshot;
+use serde::{Deserialize, Serialize};
+
+pub use self::server::{spawn, AdminServer, AdminServerConfig};
+
+/// Readiness of the appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Both planes up, engine answering, not draining.
+    pub ready: bool,
+    /// Why not ready (empty when ready).
+    pub reasons: Vec<String>,
+}
+
+/// One live call, as listed by `GET /api/v1/calls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallInfo {
+    /// Engine call id (the `{id}` of `DELETE /api/v1/calls/{id}`).
+    pub id: u64,
+    /// Trunk the call came from.
+    pub inbound_trunk: String,
+    /// Trunk the call currently goes to (`None` before a target was tried).
+    pub outbound_trunk: Option<String>,
+    /// Calling number (after translation).
+    pub calling: String,
+    /// Called number (after translation).
+    pub called: String,
+    /// Whether the call was answered.
+    pub answered: bool,
+    /// Seconds since the INVITE arrived.
+    pub duration_s: u64,
+}
+
+/// One configured trunk, as listed by `GET /api/v1/trunks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkInfo {
+    /// Configured name.
+    pub name: String,
+    /// Address as configured (`host:port`).
+    pub address: String,
+    /// `udp`, `tcp`, `tls`.
+    pub transport: String,
+    /// `rtp` or `srtp`.
+    pub media: String,
+    /// Concurrent call limit, if any.
+    pub max_calls: Option<u32>,
+    /// Live calls touching the trunk (inbound or outbound).
+    pub active_calls: u64,
+}
+
+/// Per-trunk call counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrunkCounters {
+    /// Live calls touching the trunk (gauge).
+    pub active: u64,
+    /// Calls that arrived from the trunk.
+    pub inbound: u64,
+    /// Attempts toward the trunk.
+    pub outbound: u64,
+    /// Outcomes of calls from the trunk, keyed by a stable label (`answered`, `failed`, ...).
+    pub outcomes: BTreeMap<&'static str, u64>,
+}
+
+/// SIP counters of the call engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SipCounters {
+    /// Requests received by method (`OTHER` for unknown methods).
+    pub requests_in: BTreeMap<&'static str, u64>,
+    /// Requests sent by method.
+    pub requests_out: BTreeMap<&'static str, u64>,
+    /// Responses received by class (index 1 = 1xx ... 6 = 6xx, 0 = unparsable).
+    pub responses_in: [u64; 7],
+    /// Responses sent by class.
+    pub responses_out: [u64; 7],
+    /// Client transactions that timed out (Timer B/F/L).
+    pub transaction_timeouts: u64,
+    /// Malformed messages.
+    pub parse_errors: u64,
+    /// Requests refused by policy.
+    pub policy_rejects: u64,
+    /// Sources banned by the rate limiter (cumulative).
+    pub bans: u64,
+    /// Requests dropped silently.
+    pub dropped: u64,
+}
+
+/// Everything `/metrics` exports, copied out of the appliance at one instant.
+///
+/// Families whose source is `None`/empty are left out of the exposition (not exported as 0).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    /// Configuration generation (1 at start, +1 per successful reload).
+    pub config_generation: u64,
+    /// Call attempts seen by the engine (cumulative).
+    pub calls_total: u64,
+    /// Live calls (gauge).
+    pub calls_active: u64,
+    /// Per configured trunk.
+    pub trunks: BTreeMap<String, TrunkCounters>,
+    /// Engine SIP counters.
+    pub sip: SipCounters,
+    /// SIP driver counters.
+    pub net: Option<NetCountersSnapshot>,
+    /// Data plane workers, indexed by worker id.
+    pub workers: Vec<WorkerStats>,
+    /// Data plane backend in use (`io_uring`, `mmsg`).
+    pub dataplane_backend: String,
+    /// Data plane events the control plane lost to full event rings.
+    pub media_events_lost: u64,
+    /// Call refusals caused by media errors (no capacity, full command ring).
+    pub media_errors: u64,
+    /// CDR lines written and write failures.
+    pub cdr_written: u64,
+    /// CDR write/sync failures.
+    pub cdr_errors: u64,
+}
+
+/// What the admin API needs from the running appliance.
+///
+/// Futures are `Send` so the axum handlers can run on any runtime thread.
+pub trait AdminBackend: Clone + Send + Sync + 'static {
+    /// Readiness.
+    fn health(&self) -> impl Future<Output = Health> + Send;
+    /// Every counter.
+    fn metrics(&self) -> impl Future<Output = MetricsSnapshot> + Send;
+    /// Call attempts so far (sampled every second for the calls/s gauge).
+    fn calls_total(&self) -> impl Future<Output = u64> + Send;
+    /// Live calls.
+    fn calls(&self) -> impl Future<Output = Vec<CallInfo>> + Send;
+    /// Tears a call down; `false` when no such live call.
+    fn terminate(&self, id: u64) -> impl Future<Output = bool> + Send;
+    /// Configured trunks with their live call counts.
+    fn trunks(&self) -> impl Future<Output = Vec<TrunkInfo>> + Send;
+    /// Reloads the configuration: the new generation, or every reason it was refused (the
+    /// running configuration stays).
+    fn reload(&self) -> impl Future<Output = Result<u64, Vec<String>>> + Send;
+}

@@ -1,0 +1,469 @@
+//! Admin HTTP API against an in-process fake backend: routes, status codes, bearer token,
+//! the exposition (validated by `promtool check metrics`), the calls/s gauge and the CLI
+//! client functions. The end-to-end tests against the real binary are in `admin_e2e.rs`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis::admin::client::{cmd_calls, cmd_status, ClientOptions, StatusReport};
+use portcullis::admin::metrics::FAMILIES;
+use portcullis::admin::{
+    spawn, AdminBackend, AdminServer, AdminServerConfig, CallInfo, Health, MetricsSnapshot,
+    SipCounters, TrunkCounters, TrunkInfo,
+};
+use portcullis_dataplane::WorkerStats;
+use portcullis_net::NetCountersSnapshot;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+#[derive(Debug, Default)]
+struct FakeState {
+    ready: bool,
+    calls: Vec<CallInfo>,
+    reload_ok: bool,
+    generation: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Fake {
+    state: Arc<Mutex<FakeState>>,
+    samples: Arc<AtomicU64>,
+}
+
+impl Fake {
+    fn st(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn call(id: u64, called: &str) -> CallInfo {
+    CallInfo {
+        id,
+        inbound_trunk: "left".into(),
+        outbound_trunk: Some("right".into()),
+        calling: "1000".into(),
+        called: called.into(),
+        answered: true,
+        duration_s: 61,
+    }
+}
+
+/// A snapshot where every counter is nonzero, with hostile label values.
+fn full_snapshot() -> MetricsSnapshot {
+    let mut trunks = BTreeMap::new();
+    let mut outcomes = BTreeMap::new();
+    outcomes.insert("answered", 3);
+    trunks.insert(
+        "we\"ird\\trunk\nname".to_owned(),
+        TrunkCounters {
+            active: 1,
+            inbound: 4,
+            outbound: 2,
+            outcomes,
+        },
+    );
+    let mut requests_in = BTreeMap::new();
+    requests_in.insert("INVITE", 4);
+    let mut requests_out = BTreeMap::new();
+    requests_out.insert("BYE", 1);
+    let net = NetCountersSnapshot {
+        messages_in: [1, 2, 3, 4],
+        messages_out: [1, 1, 1, 1],
+        bytes_in: [500, 1, 1, 1],
+        bytes_out: [400, 1, 1, 1],
+        connections_open: 1,
+        connections_total: 1,
+        connections_refused: 1,
+        idle_closes: 1,
+        oversize_drops: 1,
+        framing_errors: 1,
+        tls_handshake_failures: 1,
+        tls_name_rejections: 1,
+        keepalives: 1,
+        event_queue_drops: 1,
+        send_failures: 1,
+    };
+    let mut drops = [0; portcullis_dataplane::DROP_REASONS];
+    drops[0] = 1;
+    let w = WorkerStats {
+        rx_packets: 10,
+        tx_packets: 9,
+        rx_bytes: 1720,
+        tx_bytes: 1548,
+        drops,
+        srtp_failures: 1,
+        active_pairs: 1,
+        commands: 4,
+        stale_commands: 1,
+        events_lost: 1,
+        ..WorkerStats::default()
+    };
+    MetricsSnapshot {
+        config_generation: 2,
+        calls_total: 4,
+        calls_active: 1,
+        trunks,
+        sip: SipCounters {
+            requests_in,
+            requests_out,
+            responses_in: [0, 1, 2, 0, 1, 0, 0],
+            responses_out: [0, 3, 2, 0, 0, 0, 0],
+            transaction_timeouts: 1,
+            parse_errors: 1,
+            policy_rejects: 1,
+            bans: 1,
+            dropped: 1,
+        },
+        net: Some(net),
+        workers: vec![w, WorkerStats::default()],
+        dataplane_backend: "mmsg".into(),
+        media_events_lost: 1,
+        media_errors: 1,
+        cdr_written: 3,
+        cdr_errors: 1,
+    }
+}
+
+impl AdminBackend for Fake {
+    async fn health(&self) -> Health {
+        let ready = self.st().ready;
+        Health {
+            ready,
+            reasons: if ready {
+                vec![]
+            } else {
+                vec!["draining".into()]
+            },
+        }
+    }
+    async fn metrics(&self) -> MetricsSnapshot {
+        let mut s = full_snapshot();
+        s.config_generation = self.st().generation;
+        s
+    }
+    async fn calls_total(&self) -> u64 {
+        // Five new calls between two samples: the gauge must read 5/s.
+        self.samples.fetch_add(5, Ordering::Relaxed)
+    }
+    async fn calls(&self) -> Vec<CallInfo> {
+        self.st().calls.clone()
+    }
+    async fn terminate(&self, id: u64) -> bool {
+        let mut st = self.st();
+        let before = st.calls.len();
+        st.calls.retain(|c| c.id != id);
+        st.calls.len() != before
+    }
+    async fn trunks(&self) -> Vec<TrunkInfo> {
+        vec![TrunkInfo {
+            name: "left".into(),
+            address: "127.0.0.1:5070".into(),
+            transport: "udp".into(),
+            media: "rtp".into(),
+            max_calls: Some(10),
+            active_calls: self.st().calls.len() as u64,
+        }]
+    }
+    async fn reload(&self) -> Result<u64, Vec<String>> {
+        let mut st = self.st();
+        if st.reload_ok {
+            st.generation += 1;
+            Ok(st.generation)
+        } else {
+            Err(vec!["cfg.toml:3:1: trunk.address: bad address".into()])
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+fn start(rt: &tokio::runtime::Runtime, fake: &Fake, token: Option<&str>) -> AdminServer {
+    rt.block_on(spawn(
+        AdminServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+            token: token.map(str::to_owned),
+        },
+        fake.clone(),
+    ))
+    .unwrap_or_else(|e| panic!("bind: {e}"))
+}
+
+/// `(status, body)` of a request; `token` adds the bearer header.
+fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let mut req = agent.request(method, url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+fn fake(ready: bool) -> Fake {
+    let f = Fake::default();
+    {
+        let mut st = f.st();
+        st.ready = ready;
+        st.generation = 1;
+        st.calls = vec![call(7, "2000"), call(9, "2001")];
+    }
+    f
+}
+
+/// Runs `promtool check metrics` on `text`; panics with its output on failure or when
+/// promtool is missing.
+pub fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool is required (Debian package `prometheus`; CI installs it): {e}")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("stdin"))
+        .write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn health_is_open_and_reports_reasons() {
+    let rt = rt();
+    let f = fake(false);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let base = format!("http://{}", srv.local_addr());
+    let (code, body) = http("GET", &format!("{base}/health"), None);
+    assert_eq!(code, 503, "{body}");
+    let h: Health = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(h.reasons, vec!["draining".to_owned()]);
+    f.st().ready = true;
+    let (code, body) = http("GET", &format!("{base}/health"), None);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"ready":true,"reasons":[]}"#)
+    );
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn token_is_enforced_on_every_other_route() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let base = format!("http://{}", srv.local_addr());
+    for (m, p) in [
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/calls"),
+        ("DELETE", "/api/v1/calls/7"),
+        ("GET", "/api/v1/trunks"),
+        ("POST", "/api/v1/reload"),
+    ] {
+        let url = format!("{base}{p}");
+        assert_eq!(http(m, &url, None).0, 401, "{m} {p} without token");
+        assert_eq!(http(m, &url, Some("wrong")).0, 401, "{m} {p} wrong token");
+    }
+    // Nothing was executed by the refused requests.
+    assert_eq!(f.st().calls.len(), 2);
+    assert_eq!(f.st().generation, 1);
+    assert_eq!(
+        http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN)).0,
+        200
+    );
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn no_token_configured_means_open() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, None);
+    let (code, _) = http("GET", &format!("http://{}/metrics", srv.local_addr()), None);
+    assert_eq!(code, 200);
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn calls_list_and_terminate() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let base = format!("http://{}", srv.local_addr());
+    let (code, body) = http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN));
+    assert_eq!(code, 200);
+    let calls: Vec<CallInfo> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(calls, vec![call(7, "2000"), call(9, "2001")]);
+    let (code, body) = http("DELETE", &format!("{base}/api/v1/calls/7"), Some(TOKEN));
+    assert_eq!((code, body.as_str()), (200, r#"{"terminated":7}"#));
+    assert_eq!(
+        http("DELETE", &format!("{base}/api/v1/calls/7"), Some(TOKEN)).0,
+        404
+    );
+    assert_eq!(
+        http("DELETE", &format!("{base}/api/v1/calls/abc"), Some(TOKEN)).0,
+        400
+    );
+    let (_, body) = http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN));
+    let calls: Vec<CallInfo> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(calls, vec![call(9, "2001")]);
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn reload_reports_generation_or_errors() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let url = format!("http://{}/api/v1/reload", srv.local_addr());
+    let (code, body) = http("POST", &url, Some(TOKEN));
+    assert_eq!(code, 422, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["errors"][0], "cfg.toml:3:1: trunk.address: bad address");
+    assert_eq!(f.st().generation, 1);
+    f.st().reload_ok = true;
+    let (code, body) = http("POST", &url, Some(TOKEN));
+    assert_eq!((code, body.as_str()), (200, r#"{"generation":2}"#));
+    // GET is not a reload.
+    assert_eq!(http("GET", &url, Some(TOKEN)).0, 405);
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn metrics_exposition_is_valid_and_complete() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let url = format!("http://{}/metrics", srv.local_addr());
+    // Wait for two sampler ticks, so the calls/s gauge has a rate (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !http("GET", &url, Some(TOKEN))
+        .1
+        .lines()
+        .any(|l| l.starts_with("portcullis_calls_per_second ") && !l.ends_with(" 0"))
+    {
+        assert!(std::time::Instant::now() < deadline, "calls/s never moved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resp = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = resp.into_string().unwrap_or_else(|e| panic!("{e}"));
+    promtool_check(&text);
+    // Every declared family is rendered from a full snapshot, once, with HELP and TYPE.
+    for fam in FAMILIES {
+        assert_eq!(
+            text.matches(&format!("# TYPE {} ", fam.name)).count(),
+            1,
+            "{}",
+            fam.name
+        );
+        assert!(
+            text.contains(&format!("# HELP {} ", fam.name)),
+            "{}",
+            fam.name
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(fam.name) && !l.ends_with(" 0")),
+            "{} has no nonzero sample",
+            fam.name
+        );
+    }
+    // Hostile label value escaped per the format.
+    assert!(
+        text.contains(r#"portcullis_trunk_calls_active{trunk="we\"ird\\trunk\nname"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"portcullis_dataplane_drops_total{worker="0",reason="no_stream"} 1"#));
+    assert!(text.contains(r#"portcullis_sip_requests_total{method="INVITE",direction="in"} 4"#));
+    assert!(text.contains(r#"portcullis_dataplane_info{backend="mmsg",workers="2"} 1"#));
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn calls_per_second_gauge_follows_the_sampler() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, None);
+    std::thread::sleep(Duration::from_millis(3300));
+    let (_, text) = http("GET", &format!("http://{}/metrics", srv.local_addr()), None);
+    let v: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_calls_per_second "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no calls/s sample:\n{text}"));
+    assert!((4.0..=6.0).contains(&v), "calls/s = {v}");
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn cli_client_functions() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let opts = ClientOptions {
+        admin: srv.local_addr().to_string(),
+        token: Some(TOKEN.into()),
+    };
+    let mut out = Vec::new();
+    let ready = cmd_status(&opts, true, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(ready);
+    let rep: StatusReport = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rep.calls_active, 2);
+    assert_eq!(rep.trunks[0].name, "left");
+    let mut out = Vec::new();
+    cmd_calls(&opts, false, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
+    let text = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "ID  FROM  TO     CALLING  CALLED  STATE     DURATION"
+    );
+    assert_eq!(
+        lines[1],
+        "7   left  right  1000     2000    answered  0:01:01"
+    );
+    assert_eq!(lines[3], "2 call(s)");
+    // Wrong token: a clear error, not a panic or a table.
+    let bad = ClientOptions {
+        token: Some("nope".into()),
+        ..opts
+    };
+    let err = cmd_calls(&bad, false, &mut Vec::new())
+        .err()
+        .map(|e| format!("{e:#}"));
+    assert!(err.is_some_and(|e| e.contains("401")));
+    rt.block_on(srv.stop());
+}
