@@ -114,7 +114,7 @@ pub struct RelayCost {
     pub pid: u32,
     /// CPU time consumed during the run, µs.
     pub cpu_us: u64,
-    /// CPU µs per packet relayed (packets received by us).
+    /// CPU µs per packet relayed (packets received by us); 0 when no media ran.
     pub cpu_us_per_packet: f64,
     /// CPU µs per call.
     pub cpu_us_per_call: f64,

@@ -508,7 +508,11 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
             Some(RelayCost {
                 pid,
                 cpu_us,
-                cpu_us_per_packet: cpu_us as f64 / totals.received.max(1) as f64,
+                cpu_us_per_packet: if totals.received == 0 {
+                    0.0
+                } else {
+                    cpu_us as f64 / totals.received as f64
+                },
                 cpu_us_per_call: cpu_us as f64 / started.max(1) as f64,
                 rss_start_kib: a.rss_kib,
                 rss_peak_kib: rss_peak.max(b.rss_kib),
