@@ -242,3 +242,45 @@ fn udp_in_tcp_out() {
     assert_eq!(end_kind(&c), "normal_clearing", "{c}");
     assert_eq!(c["b_leg"]["trunk"], "right", "{c}");
 }
+
+#[test]
+fn early_media_183_reaches_the_caller_anchored() {
+    let _serial = serial();
+    let p = Ports::for_test(17);
+    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
+    let dir = app.dir.path().to_path_buf();
+    let uas = scenario(&dir, "uas_early_media.xml");
+    let c = one_call(
+        &app,
+        p,
+        &Flow {
+            uac: s(&["-sn", "uac", "-m", "1", "-trace_msg"]),
+            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
+            uas2: None,
+        },
+    );
+    assert_eq!(end_kind(&c), "normal_clearing", "{c}");
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("uac_") && n.ends_with("_messages.log")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .expect("uac message log");
+    let progress = log
+        .split("SIP/2.0 183")
+        .nth(1)
+        .expect("the caller got the 183");
+    let port: u16 = progress
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .expect("183 carries SDP");
+    assert!(
+        (p.media_min..=p.media_min + 255).contains(&port),
+        "183 SDP not anchored on portcullis (port {port})"
+    );
+}
