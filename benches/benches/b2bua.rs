@@ -429,6 +429,29 @@ struct Figures {
 
 fn measure(sut: &Sut, dir: &Path, memory: bool) -> Figures {
     let tck = clk_tck();
+    // Memory first, on the fresh process: later runs leave freed memory in the
+    // allocator's arenas, which would hide the growth.
+    let kib_per_call = memory.then(|| {
+        let base = sut.rss_kib();
+        let mut held = 0;
+        let rate = 500;
+        let hold_ms = HELD_CALLS / rate * 1000 + 8000;
+        let r = run_calls(
+            dir,
+            &format!("{}_held", sut.name),
+            HELD_CALLS,
+            rate,
+            hold_ms,
+            || held = sut.rss_kib(),
+            Duration::from_millis(u64::from(HELD_CALLS / rate) * 1000 + 3000),
+        );
+        let per = held.saturating_sub(base) as f64 / f64::from(HELD_CALLS);
+        println!(
+            "{}: {HELD_CALLS} held calls: RSS {base} KiB -> {held} KiB => {per:.2} KiB/call ({} ok, {} failed)",
+            sut.name, r.ok, r.failed
+        );
+        per
+    });
     // Warm-up (allocators, tables).
     let _ = run_calls(
         dir,
@@ -485,27 +508,6 @@ fn measure(sut: &Sut, dir: &Path, memory: bool) -> Figures {
         max_cps = rate;
     }
 
-    let kib_per_call = memory.then(|| {
-        let base = sut.rss_kib();
-        let mut held = 0;
-        let rate = 500;
-        let hold_ms = HELD_CALLS / rate * 1000 + 8000;
-        let r = run_calls(
-            dir,
-            &format!("{}_held", sut.name),
-            HELD_CALLS,
-            rate,
-            hold_ms,
-            || held = sut.rss_kib(),
-            Duration::from_millis(u64::from(HELD_CALLS / rate) * 1000 + 3000),
-        );
-        let per = held.saturating_sub(base) as f64 / f64::from(HELD_CALLS);
-        println!(
-            "{}: {HELD_CALLS} held calls: RSS {base} KiB -> {held} KiB => {per:.2} KiB/call ({} ok, {} failed)",
-            sut.name, r.ok, r.failed
-        );
-        per
-    });
     Figures {
         us_per_call,
         max_cps,
