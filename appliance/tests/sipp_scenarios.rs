@@ -284,3 +284,24 @@ fn early_media_183_reaches_the_caller_anchored() {
         "183 SDP not anchored on portcullis (port {port})"
     );
 }
+
+#[test]
+fn reinvite_hold_and_resume() {
+    let _serial = serial();
+    let p = Ports::for_test(18);
+    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
+    let dir = app.dir.path();
+    let uac = scenario(dir, "uac_hold_resume.xml");
+    let uas = scenario(dir, "uas_reinvite.xml");
+    let c = one_call(
+        &app,
+        p,
+        &Flow {
+            uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
+            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
+            uas2: None,
+        },
+    );
+    assert_eq!(end_kind(&c), "normal_clearing", "{c}");
+    assert_eq!(c["end_reason"]["by"], "caller", "{c}");
+}
