@@ -305,3 +305,23 @@ fn reinvite_hold_and_resume() {
     assert_eq!(end_kind(&c), "normal_clearing", "{c}");
     assert_eq!(c["end_reason"]["by"], "caller", "{c}");
 }
+
+#[test]
+fn reliable_provisional_prack() {
+    let _serial = serial();
+    let p = Ports::for_test(19);
+    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
+    let dir = app.dir.path();
+    let uac = scenario(dir, "uac_prack.xml");
+    let uas = scenario(dir, "uas_prack.xml");
+    let c = one_call(
+        &app,
+        p,
+        &Flow {
+            uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
+            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
+            uas2: None,
+        },
+    );
+    assert_eq!(end_kind(&c), "normal_clearing", "{c}");
+}
