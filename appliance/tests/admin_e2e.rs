@@ -128,12 +128,13 @@ fn start_appliance() -> Appliance {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok((200, _)) = app.try_get("/health", None) {
+        let last = app.try_get("/health", None);
+        if let Ok((200, _)) = last {
             return app;
         }
         assert!(
             Instant::now() < deadline,
-            "appliance not ready within 20 s; log:\n{}",
+            "appliance not ready within 20 s (last /health: {last:?}); log:\n{}",
             app.log()
         );
         std::thread::sleep(Duration::from_millis(100));

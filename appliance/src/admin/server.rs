@@ -92,7 +92,11 @@ pub async fn spawn<B: AdminBackend>(
     let serve = tokio::spawn(async move {
         let res = axum::serve(listener, app)
             .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
+                // Only an explicit stop ends the server: a dropped `AdminServer` (sender
+                // gone) keeps serving for the life of the runtime.
+                if stop_rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             })
             .await;
         if let Err(e) = res {
