@@ -50,6 +50,9 @@ pub enum EndReason {
     Shutdown,
     /// An operator terminated the call through the admin API.
     Terminated,
+    /// The call was transferred (RFC 3515 REFER): this record covers the
+    /// segment before the transfer; the continuing call gets its own record.
+    Transferred,
 }
 
 /// One call leg (A: caller ↔ us; B: us ↔ callee).

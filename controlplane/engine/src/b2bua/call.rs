@@ -113,6 +113,20 @@ pub(crate) enum ClientRole {
     Own,
     /// UPDATE session refresh we originate on `Side` (RFC 4028 §9).
     Refresh(Side),
+    /// INVITE of the new leg of a transfer (RFC 3515), see `refer`.
+    Transfer { dest: PeerAddr },
+}
+
+/// A blind transfer in progress (RFC 3515): the referrer's leg stays up until
+/// the new leg toward the Refer-To target answers.
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    /// Leg that sent the REFER (its dialog carries the NOTIFYs).
+    pub referrer: Side,
+    /// CSeq of the REFER (`Event: refer;id=`, RFC 3515 §2.4.6).
+    pub refer_cseq: u32,
+    /// The new leg toward the target (replaces the referrer's leg on 2xx).
+    pub leg: BLeg,
 }
 
 /// One call.
@@ -166,6 +180,8 @@ pub(crate) struct Call {
     pub prack_map: Vec<(u32, u32, u32)>,
     /// Reliable 18x awaiting A's PRACK: (response, next interval, first sent).
     pub rel1xx: Option<(SipMsg, std::time::Duration, Timestamp)>,
+    /// A transfer in progress (REFER from the B leg).
+    pub transfer: Option<Transfer>,
 }
 
 /// RFC 4028 state of one leg.

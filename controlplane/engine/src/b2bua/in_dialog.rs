@@ -41,6 +41,12 @@ impl<M: MediaControl> B2bua<M> {
                     self.by_client_tx.remove(&tx);
                 }
             }
+            ClientRole::Transfer { dest } => {
+                if status >= 200 {
+                    self.by_client_tx.remove(&tx);
+                }
+                self.on_transfer_response(now, call, tx, dest, resp);
+            }
             ClientRole::Refresh(side) => {
                 if status >= 200 {
                     self.by_client_tx.remove(&tx);
@@ -99,6 +105,7 @@ impl<M: MediaControl> B2bua<M> {
                 }
             }
             ClientRole::Own => {}
+            ClientRole::Transfer { .. } => self.transfer_failed(now, call, status),
             ClientRole::Refresh(side) => self.on_refresh_response(now, call, side, 408),
         }
     }
@@ -158,7 +165,8 @@ impl<M: MediaControl> B2bua<M> {
                 }
             }
             Method::Prack if side == Side::A => self.on_prack(now, call, tx, req),
-            Method::Prack | Method::Refer => {
+            Method::Refer => self.on_refer(now, call, side, tx, &req),
+            Method::Prack => {
                 self.reply(now, tx, &req, 501, "Not Implemented", None);
             }
             _ => {

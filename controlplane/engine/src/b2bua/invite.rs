@@ -121,6 +121,7 @@ impl<M: MediaControl> B2bua<M> {
             a_rseq: 0,
             prack_map: Vec::new(),
             rel1xx: None,
+            transfer: None,
         };
         self.calls.insert(id, call);
         self.by_dialog.insert((a_call_id, a_tag), (id, Side::A));
@@ -294,15 +295,16 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Sends the INVITE of a new B leg. False when it could not be sent.
-    fn start_attempt(&mut self, now: Timestamp, call: u64, target: Target) -> bool {
-        let Some(c) = self.calls.get(&call) else {
-            return false;
-        };
+    /// The headers of an initial INVITE toward `target` for `call` (no body):
+    /// (request, destination, Call-ID, our From tag, our Contact).
+    pub(super) fn build_b_invite(
+        &mut self,
+        call: u64,
+        target: &Target,
+    ) -> Option<(SipMsg, PeerAddr, String, String, String)> {
+        let c = self.calls.get(&call)?;
         let cfg = c.cfg.clone();
-        let Some(tcfg) = cfg.trunk(target.trunk) else {
-            return false;
-        };
+        let tcfg = cfg.trunk(target.trunk)?;
         let transport = tcfg.transport;
         let dest_addr = target.redirect.unwrap_or(tcfg.address);
         let dest = PeerAddr {
@@ -330,9 +332,6 @@ impl<M: MediaControl> B2bua<M> {
         };
         let a_inv = c.a.invite.clone();
         let calling = c.calling.clone();
-        let a_offer = c.a_offer.clone();
-        let b_mode = tcfg.media;
-        let trunk_name = tcfg.name.clone();
         let b_call_id = format!("{}@{}", self.random_hex(), our_host);
         let b_tag = self.random_hex();
         let via = self.via(transport);
@@ -380,6 +379,25 @@ impl<M: MediaControl> B2bua<M> {
             cfg.timers.session_expires.as_secs().to_string(),
         );
         inv.push_header("Min-SE", cfg.timers.min_se.as_secs().to_string());
+        Some((inv, dest, b_call_id, b_tag, contact))
+    }
+
+    /// Sends the INVITE of a new B leg. False when it could not be sent.
+    fn start_attempt(&mut self, now: Timestamp, call: u64, target: Target) -> bool {
+        let Some((mut inv, dest, b_call_id, b_tag, contact)) = self.build_b_invite(call, &target)
+        else {
+            return false;
+        };
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let cfg = c.cfg.clone();
+        let Some(tcfg) = cfg.trunk(target.trunk) else {
+            return false;
+        };
+        let a_offer = c.a_offer.clone();
+        let b_mode = tcfg.media;
+        let trunk_name = tcfg.name.clone();
         // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
         let seed = self.seed;
         let mut counter = self.key_counter;

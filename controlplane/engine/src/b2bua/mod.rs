@@ -25,6 +25,7 @@ mod headers;
 mod in_dialog;
 mod invite;
 mod prack;
+mod refer;
 mod route;
 mod sdp_rewrite;
 mod sim_node;
@@ -690,7 +691,8 @@ impl<M: MediaControl> B2bua<M> {
 }
 
 /// Methods we accept (Allow).
-pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, PRACK";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, PRACK, REFER, NOTIFY";
 
 /// The party on `side`.
 pub(crate) const fn party(side: Side) -> Party {

@@ -61,6 +61,11 @@ impl MediaState {
         }
     }
 
+    /// Last SDP received from `side`.
+    pub fn last_from(&self, side: Side) -> Option<&SessionDescription> {
+        self.last_from[ix(side)].as_ref()
+    }
+
     fn local_port(&self, side: Side) -> u16 {
         match side {
             Side::A => self.alloc.a_port,
