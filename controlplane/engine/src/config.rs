@@ -281,6 +281,19 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// Whether `id` is a Microsoft Teams Direct Routing trunk: Teams settings
+    /// are present and the trunk's TLS name is a Teams SIP proxy
+    /// (`*.pstnhub.microsoft.com`, or the government clouds' `pstnhub.*`).
+    /// Such trunks get an FQDN Contact, `X-MS-SBC` and History-Info pass-through.
+    #[must_use]
+    pub fn is_teams_trunk(&self, id: TrunkId) -> bool {
+        self.teams.is_some()
+            && self
+                .trunk(id)
+                .and_then(|t| t.tls_server_name.as_deref())
+                .is_some_and(|n| n.to_ascii_lowercase().contains("pstnhub."))
+    }
+
     /// Checks the invariants listed in the module docs.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listeners.is_empty() {

@@ -109,7 +109,20 @@
 //! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest
 //! challenge of inbound trunks and answers to 401/407 from outbound trunks;
 //! delayed offer from the caller replaced by our own offer toward B; media
-//! inactivity → BYE both. Every datagram is classified (exact trunk address,
+//! inactivity → BYE both. Blind transfer (`b2bua/refer.rs`, RFC 3515): a
+//! REFER on the B leg of an answered call gets 202, the Refer-To user is routed
+//! from the referrer's trunk, the new leg is offered A's last SDP on the same
+//! media allocation (the target's answer reprograms the B peer; A is not
+//! re-INVITEd), NOTIFY `message/sipfrag` 100 then the final status go to the
+//! referrer, the referrer is BYE'd on success (a failure keeps the call); a
+//! segment CDR with `EndReason::Transferred` is emitted at the transfer and the
+//! continuing call emits its own at the end. Not yet: REFER from the A leg and
+//! Refer-To with Replaces (both `501`). Teams trunks
+//! (`EngineConfig::is_teams_trunk`: `teams` settings present and the trunk's
+//! `tls_server_name` contains `pstnhub.`) get our FQDN in Contact
+//! (`fqdn_contact`, else `teams.sbc_fqdn`), `X-MS-SBC: Portcullis/<version>`
+//! on every request we send them, and History-Info copied into the B INVITE
+//! when either leg is Teams. Every datagram is classified (exact trunk address,
 //! else [`routing::Router`]) and checked by [`policy::Policy`] (unknown source
 //! 403/drop, rate limit and bans) before it is parsed; calls are routed by the
 //! router (404/484/reject statuses relayed with a CDR).

@@ -317,9 +317,17 @@ impl<M: MediaControl> B2bua<M> {
             .clone()
             .or_else(|| cfg.node.fqdn.clone())
             .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
+        let teams_out = cfg.is_teams_trunk(target.trunk);
+        let teams_in = cfg.is_teams_trunk(c.a.trunk);
+        // Toward Teams our Contact is always an FQDN (Direct Routing refuses IPs).
         let contact_host = tcfg
             .fqdn_contact
             .clone()
+            .or_else(|| {
+                teams_out
+                    .then(|| cfg.teams.as_ref().map(|t| t.sbc_fqdn.clone()))
+                    .flatten()
+            })
             .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
         let their_host = match (&tcfg.tls_server_name, target.redirect) {
             (Some(n), None) => format!("{n}:{}", dest_addr.port()),
@@ -367,6 +375,16 @@ impl<M: MediaControl> B2bua<M> {
             }
         }
         copy_safe(&a_inv, &mut inv, false);
+        if teams_out || teams_in {
+            // RFC 7044 History-Info crosses between legs when Teams is involved
+            // (Teams uses it for forwarded / transferred call attribution).
+            for hi in a_inv.header_values("History-Info") {
+                inv.push_header("History-Info", hi);
+            }
+        }
+        if teams_out {
+            inv.push_header("X-MS-SBC", super::x_ms_sbc());
+        }
         inv.push_header("Supported", "timer");
         if super::prack::has_100rel(&a_inv, "Supported") {
             inv.push_header("Supported", "100rel");

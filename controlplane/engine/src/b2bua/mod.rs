@@ -684,10 +684,25 @@ impl<M: MediaControl> B2bua<M> {
         let ua = self.cfg.node.user_agent.clone();
         let c = self.calls.get_mut(&call)?;
         let dest = c.dest(side)?;
+        let teams = match side {
+            Side::A => c.cfg.is_teams_trunk(c.a.trunk),
+            Side::B => {
+                c.b.as_ref()
+                    .is_some_and(|b| c.cfg.is_teams_trunk(b.target.trunk))
+            }
+        };
         let mut req = c.dialog_mut(side)?.request(method, &via).ok()?;
         req.push_header("User-Agent", ua);
+        if teams {
+            req.push_header("X-MS-SBC", x_ms_sbc());
+        }
         Some((req, dest))
     }
+}
+
+/// `X-MS-SBC` value on requests toward Teams Direct Routing trunks.
+pub(crate) fn x_ms_sbc() -> String {
+    format!("Portcullis/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Methods we accept (Allow).

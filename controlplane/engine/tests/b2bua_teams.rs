@@ -1,0 +1,68 @@
+//! Teams Direct Routing specifics in the B2BUA: FQDN Contact, `X-MS-SBC` on
+//! requests toward Teams, History-Info passed through only when Teams is involved.
+
+#[path = "b2bua_harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use portcullis_engine::config::TeamsSettings;
+use portcullis_engine::transaction::Method;
+
+fn teams() -> H {
+    H::with(|c| {
+        c.teams = Some(TeamsSettings {
+            sbc_fqdn: "sbc.example.com".into(),
+            options_interval: Duration::from_secs(60),
+        });
+        c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+    })
+}
+
+const HI: &str = "<sip:+4930999@pbx.example.com>;index=1";
+
+#[test]
+fn invite_toward_teams_has_fqdn_contact_x_ms_sbc_and_history_info() {
+    let mut h = teams();
+    let now = h.now;
+    let a_sdp = sdp("192.168.1.10", 10_000, "");
+    h.a.invite_with(now, "100", Some(&a_sdp), &[("History-Info", HI)]);
+    h.pump();
+    let (_, inv) = h.b1.last_request("INVITE");
+    let x = inv.header("X-MS-SBC").expect("X-MS-SBC toward Teams");
+    assert!(x.starts_with("Portcullis/"), "{x}");
+    let contact = inv.header("Contact").unwrap();
+    assert!(contact.contains("sbc.example.com"), "{contact}");
+    assert!(!contact.contains("10.0.0.1"), "{contact}");
+    assert_eq!(inv.header("History-Info"), Some(HI));
+}
+
+#[test]
+fn in_dialog_requests_toward_teams_carry_x_ms_sbc() {
+    let mut h = teams();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
+    h.pump();
+    let (_, bye) = h.b1.last_request("BYE");
+    assert!(bye.header("X-MS-SBC").is_some());
+    // Not toward the non-Teams A side.
+    assert!(h
+        .a
+        .requests("BYE")
+        .iter()
+        .all(|(_, r)| r.header("X-MS-SBC").is_none()));
+}
+
+#[test]
+fn plain_trunks_get_neither_x_ms_sbc_nor_history_info() {
+    let mut h = H::new();
+    let now = h.now;
+    let a_sdp = sdp("192.168.1.10", 10_000, "");
+    h.a.invite_with(now, "100", Some(&a_sdp), &[("History-Info", HI)]);
+    h.pump();
+    let (_, inv) = h.b1.last_request("INVITE");
+    assert!(inv.header("X-MS-SBC").is_none());
+    assert!(inv.header("History-Info").is_none());
+}
