@@ -27,6 +27,7 @@
 //! `miss_threshold` while `Down` (it saturates); time comes only from callers.
 
 mod options;
+mod wiring;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ pub use options::{
     answer_options, build_options, parse_answer, PingAnswer, PingIds, SbcIdentity, SBC_TLS_PORT,
     TEAMS_ALLOW, TEAMS_SUPPORTED,
 };
+
+pub use wiring::{retarget, TEAMS_TRUNK};
 
 use crate::time::Timestamp;
 
