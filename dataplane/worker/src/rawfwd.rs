@@ -1,6 +1,11 @@
 //! Raw baseline forwarders: the tightest loops the kernel interface allows, with no session
-//! logic (one socket, every datagram sent as is to one fixed peer). Benchmarks and the load
-//! test compare the relay against these.
+//! logic. Benchmarks and the load test compare the relay against these.
+//!
+//! Two layouts: *single* ([`run_mmsg`], [`run_uring`]: one socket, every datagram sent back
+//! out of it to one fixed peer — the kernel's best case, many packets per wake-up from one hot
+//! socket) and *multi* ([`run_mmsg_multi`], [`run_uring_multi`]: N [`Leg`]s, each receiving
+//! on its own port and sending out of a second port of its own to its own fixed peer — the
+//! relay's socket layout, one port per leg as SDP requires, without any session logic).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -14,8 +19,8 @@ use crate::mmsg::{Batch, BATCH};
 use crate::sock::to_storage;
 use crate::types::DataplaneError;
 use crate::uring::{
-    arm_recv, arm_timer, build_ring, push, quiesce, ud, ud_bid, ud_kind, UringState, BGID, K_RECV,
-    K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
+    arm_recv, arm_timer, build_ring, push, quiesce, ud, ud_bid, ud_kind, ud_sock, UringState, BGID,
+    K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
 };
 
 /// What a raw forwarder did.
@@ -172,6 +177,209 @@ pub fn run_uring(
     Ok(stats)
 }
 
+/// One leg of a multi-socket raw forwarder: datagrams received on `rx` leave through `tx`
+/// to `peer`, as a relay stream enters on one leg's port and leaves through the other's.
+#[derive(Debug)]
+pub struct Leg {
+    /// Receiving socket.
+    pub rx: Socket,
+    /// Sending socket.
+    pub tx: Socket,
+    /// Fixed destination of everything received on `rx`.
+    pub peer: SocketAddr,
+}
+
+/// Bind `n` legs on `ip`: leg `i` receives on `first_port + 2i` and sends from
+/// `first_port + 2i + 1`, all to `peer`.
+///
+/// # Errors
+/// A port outside `u16` or a bind failure.
+pub fn bind_legs(
+    ip: std::net::IpAddr,
+    first_port: u16,
+    n: usize,
+    peer: SocketAddr,
+) -> Result<Vec<Leg>, DataplaneError> {
+    (0..n)
+        .map(|i| {
+            let port = |k: usize| {
+                u16::try_from(usize::from(first_port) + 2 * i + k)
+                    .map_err(|_| DataplaneError::Config("raw legs exceed the port range"))
+            };
+            Ok(Leg {
+                rx: bind(SocketAddr::new(ip, port(0)?))?,
+                tx: bind(SocketAddr::new(ip, port(1)?))?,
+                peer,
+            })
+        })
+        .collect()
+}
+
+/// Multi-socket `recvmmsg`/`sendmmsg`: level-triggered epoll over every leg's `rx`, at most
+/// one `recvmmsg` batch per ready socket per wake-up, the batch sent with one `sendmmsg` out
+/// of the leg's `tx` to its peer (the relay's mmsg backend minus the relay), until `stop`.
+///
+/// # Errors
+/// epoll creation or registration failures.
+pub fn run_mmsg_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, DataplaneError> {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+    use std::os::fd::AsFd;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+        .map_err(|e| DataplaneError::io("epoll_create", e.into()))?;
+    for (i, l) in legs.iter().enumerate() {
+        epoll
+            .add(l.rx.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+            .map_err(|e| DataplaneError::io("epoll_ctl", e.into()))?;
+    }
+    let mut events = vec![EpollEvent::empty(); 256];
+    let mut batch = Batch::new();
+    let mut st = RawStats::default();
+    while !stop.load(Ordering::Relaxed) {
+        let ready = match epoll.wait(&mut events, 50u16) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(e) => return Err(DataplaneError::io("epoll_wait", e.into())),
+        };
+        for ev in events.iter().take(ready) {
+            let Some(leg) = usize::try_from(ev.data()).ok().and_then(|i| legs.get(i)) else {
+                continue;
+            };
+            let n = batch.recv(leg.rx.as_raw_fd(), libc::MSG_DONTWAIT);
+            st.rx_packets += n as u64;
+            for i in 0..n.min(BATCH) {
+                let len = batch.received_len(i);
+                batch.queue(i, 0, leg.peer, len);
+            }
+            let tx = leg.tx.as_raw_fd();
+            let mut fails = 0u64;
+            batch.flush(|_| Some(tx), |_| fails += 1);
+            st.tx_packets += (n as u64).saturating_sub(fails);
+            st.send_errors += fails;
+        }
+    }
+    Ok(st)
+}
+
+/// Multi-socket io_uring: one multishot `recvmsg` per leg's `rx` fed by one provided-buffer
+/// ring, each received buffer sent with `sendmsg` out of the leg's `tx` to its peer and
+/// recycled on send completion; terminated multishots re-armed after the buffers went back
+/// (the relay's io_uring backend minus the relay), until `stop`.
+///
+/// # Errors
+/// Ring creation or buffer-ring registration failures.
+pub fn run_uring_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, DataplaneError> {
+    let mut st = UringState::new(NBUF)?;
+    let mut ring = build_ring(1024, NBUF)?;
+    // SAFETY: the ring memory is page aligned, holds NBUF entries and lives in `st`, which
+    // is only dropped after `quiesce` and the ring itself.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(st.ring_mem.base as u64, NBUF, BGID, 0)
+            .map_err(|e| DataplaneError::io("register buffer ring", e))?;
+    }
+    let n = u32::try_from(legs.len()).map_err(|_| DataplaneError::Config("too many legs"))?;
+    let mut rearm: Vec<u32> = Vec::with_capacity(legs.len());
+    let mut spare: Vec<u32> = Vec::with_capacity(legs.len());
+    for (i, l) in (0..n).zip(legs) {
+        if !arm_recv(&mut ring, &mut st, i, l.rx.as_raw_fd()) {
+            rearm.push(i);
+        }
+    }
+    arm_timer(&mut ring, &mut st);
+    let mut stats = RawStats::default();
+    while !stop.load(Ordering::Relaxed) {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(DataplaneError::io("io_uring_enter", e)),
+        }
+        let ready = ring.completion().len();
+        for _ in 0..ready {
+            let Some(cqe) = ring.completion().next() else {
+                break;
+            };
+            let (u, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+            match ud_kind(u) {
+                K_RECV => {
+                    let sock = ud_sock(u);
+                    if !cqueue::more(flags) {
+                        st.inflight = st.inflight.saturating_sub(1);
+                        rearm.push(sock);
+                    }
+                    let Some(bid) = cqueue::buffer_select(flags) else {
+                        continue;
+                    };
+                    if res < 0 {
+                        continue;
+                    }
+                    stats.rx_packets += 1;
+                    let Some(leg) = legs.get(sock as usize) else {
+                        st.recycle(bid);
+                        continue;
+                    };
+                    // payloadlen is the third u32 of io_uring_recvmsg_out.
+                    let off = usize::from(bid) * crate::relay::BUF_SIZE;
+                    let len = st
+                        .bufs
+                        .get(off + 8..off + 12)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, |b| u32::from_ne_bytes(b) as usize);
+                    let data = st.buf_ptr(bid).wrapping_add(PAYLOAD_OFF);
+                    let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
+                        st.recycle(bid);
+                        continue;
+                    };
+                    slot.iov.iov_base = data.cast();
+                    slot.iov.iov_len = len;
+                    slot.hdr.msg_namelen = to_storage(leg.peer, &mut slot.addr);
+                    slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+                    slot.hdr.msg_iov = &mut slot.iov;
+                    slot.hdr.msg_iovlen = 1;
+                    let e = opcode::SendMsg::new(types::Fd(leg.tx.as_raw_fd()), &slot.hdr)
+                        .build()
+                        .user_data(ud(K_SEND, sock, bid));
+                    if push(&mut ring, &e) {
+                        st.inflight += 1;
+                        stats.tx_packets += 1;
+                    } else {
+                        stats.send_errors += 1;
+                        st.recycle(bid);
+                    }
+                }
+                K_SEND => {
+                    st.inflight = st.inflight.saturating_sub(1);
+                    if res < 0 {
+                        stats.send_errors += 1;
+                        stats.tx_packets = stats.tx_packets.saturating_sub(1);
+                    }
+                    st.recycle(ud_bid(u));
+                }
+                K_TIMER => {
+                    st.inflight = st.inflight.saturating_sub(1);
+                    arm_timer(&mut ring, &mut st);
+                }
+                _ => {}
+            }
+        }
+        st.flush_recycled();
+        std::mem::swap(&mut rearm, &mut spare);
+        for s in spare.drain(..) {
+            match legs.get(s as usize) {
+                Some(l) if !arm_recv(&mut ring, &mut st, s, l.rx.as_raw_fd()) => rearm.push(s),
+                _ => {}
+            }
+        }
+    }
+    quiesce(&mut ring, &mut st);
+    if st.inflight > 0 {
+        drop(ring);
+        Box::leak(Box::new(st));
+        return Ok(stats);
+    }
+    let _ = ring.submitter().unregister_buf_ring(BGID);
+    Ok(stats)
+}
+
 /// Bind the raw forwarder's socket (same options as the media sockets).
 ///
 /// # Errors
@@ -253,4 +461,56 @@ pub fn thread_cpu_time(tid: u64) -> Option<Duration> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
     Some(Duration::from_micros((utime + stime) * 1_000_000 / hz))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+    use std::sync::Arc;
+
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// Every leg forwards what it receives, unchanged, out of its own `tx` port to its peer.
+    fn multi_forwards(uring: bool, first_port: u16) {
+        let sink = UdpSocket::bind((LO, 0)).expect("sink");
+        sink.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let dest = sink.local_addr().expect("sink addr");
+        let legs = bind_legs(LO, first_port, 4, dest).expect("legs");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || {
+            if uring {
+                run_uring_multi(&legs, &s2)
+            } else {
+                run_mmsg_multi(&legs, &s2)
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let gen = UdpSocket::bind((LO, 0)).expect("generator");
+        let mut buf = [0u8; 256];
+        for i in 0..40u16 {
+            let leg = i % 4;
+            let p = [leg as u8, (i >> 8) as u8, i as u8, 0xd5];
+            gen.send_to(&p, (LO, first_port + 2 * leg)).expect("send");
+            let (n, from) = sink.recv_from(&mut buf).expect("forwarded");
+            assert_eq!(buf.get(..n), Some(&p[..]));
+            // Sent out of the leg's own tx port.
+            assert_eq!(from.port(), first_port + 2 * leg + 1);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let st = t.join().expect("join").expect("raw loop");
+        assert_eq!((st.rx_packets, st.tx_packets, st.send_errors), (40, 40, 0));
+    }
+
+    #[test]
+    fn raw_mmsg_multi_forwards() {
+        multi_forwards(false, 14100);
+    }
+
+    #[test]
+    fn raw_uring_multi_forwards() {
+        multi_forwards(true, 14120);
+    }
 }

@@ -49,7 +49,7 @@ pub(crate) fn ud_kind(u: u64) -> u64 {
     u >> 56
 }
 
-fn ud_sock(u: u64) -> u32 {
+pub(crate) fn ud_sock(u: u64) -> u32 {
     ((u >> 16) & 0xffff_ffff) as u32
 }
 

@@ -66,7 +66,7 @@ fn overload(backend: Backend, base: u16) {
                 k += 1;
                 let seq = (k / STREAMS) as u16;
                 // One packet in 100 is garbage (counted as malformed).
-                if k % 100 == 0 {
+                if k.is_multiple_of(100) {
                     b[..40].fill(0xff);
                     return (d2[s], 40);
                 }

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! portcullis-rawfwd --backend mmsg|uring --listen 127.0.0.1:40000 --to 127.0.0.1:40001 \
-//!                   [--core 1] [--seconds 10]
+//!                   [--core 1] [--seconds 10] [--legs N]
 //! ```
+//! With `--legs N` (N > 1) it forwards N legs instead of one socket: leg `i` receives on
+//! `listen.port + 2i` and sends from `listen.port + 2i + 1` to `--to` (the relay's socket
+//! layout, see `rawfwd::run_uring_multi`).
 //! Prints `rx=… tx=… send_errors=… seconds=… pps=…` on exit.
 #![allow(clippy::print_stderr)]
 
@@ -20,6 +23,13 @@ struct Args {
     to: SocketAddr,
     core: Option<usize>,
     seconds: u64,
+    legs: usize,
+}
+
+/// One socket, or N legs.
+enum Layout {
+    Single(rawfwd::Socket),
+    Multi(Vec<rawfwd::Leg>),
 }
 
 fn parse() -> Result<Args, String> {
@@ -29,6 +39,7 @@ fn parse() -> Result<Args, String> {
         to: "127.0.0.1:40001".parse().map_err(|e| format!("{e}"))?,
         core: None,
         seconds: 10,
+        legs: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -39,6 +50,7 @@ fn parse() -> Result<Args, String> {
             "--to" => a.to = v.parse().map_err(|e| format!("--to: {e}"))?,
             "--core" => a.core = Some(v.parse().map_err(|e| format!("--core: {e}"))?),
             "--seconds" => a.seconds = v.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--legs" => a.legs = v.parse().map_err(|e| format!("--legs: {e}"))?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -58,8 +70,14 @@ fn main() {
             eprintln!("portcullis-rawfwd: could not pin to core {c}");
         }
     }
-    let sock = match rawfwd::bind(args.listen) {
-        Ok(s) => s,
+    let bound = if args.legs > 1 {
+        rawfwd::bind_legs(args.listen.ip(), args.listen.port(), args.legs, args.to)
+            .map(Layout::Multi)
+    } else {
+        rawfwd::bind(args.listen).map(Layout::Single)
+    };
+    let layout = match bound {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("portcullis-rawfwd: {e}");
             std::process::exit(1);
@@ -73,10 +91,12 @@ fn main() {
         s2.store(true, Ordering::Relaxed);
     });
     let t0 = Instant::now();
-    let r = match args.backend.as_str() {
-        "mmsg" => rawfwd::run_mmsg(&sock, args.to, &stop),
-        "uring" | "io_uring" => rawfwd::run_uring(&sock, args.to, &stop),
-        other => {
+    let r = match (args.backend.as_str(), &layout) {
+        ("mmsg", Layout::Single(sock)) => rawfwd::run_mmsg(sock, args.to, &stop),
+        ("uring" | "io_uring", Layout::Single(sock)) => rawfwd::run_uring(sock, args.to, &stop),
+        ("mmsg", Layout::Multi(legs)) => rawfwd::run_mmsg_multi(legs, &stop),
+        ("uring" | "io_uring", Layout::Multi(legs)) => rawfwd::run_uring_multi(legs, &stop),
+        (other, _) => {
             eprintln!("portcullis-rawfwd: unknown backend {other} (mmsg|uring)");
             std::process::exit(2);
         }
