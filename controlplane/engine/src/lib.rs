@@ -121,8 +121,11 @@
 //! (`EngineConfig::is_teams_trunk`: `teams` settings present and the trunk's
 //! `tls_server_name` contains `pstnhub.`) get our FQDN in Contact
 //! (`fqdn_contact`, else `teams.sbc_fqdn`), `X-MS-SBC: Portcullis/<version>`
-//! on every request we send them, and History-Info copied into the B INVITE
-//! when either leg is Teams. Every datagram is classified (exact trunk address,
+//! on every request we send them, History-Info copied into the B INVITE
+//! when either leg is Teams, and ICE-lite in every SDP we send them
+//! (session `a=ice-lite`, `a=ice-ufrag`/`a=ice-pwd` stable for the call, one
+//! host candidate per component on the advertised IP and our port) with
+//! `MediaLegParams::ice_lite` set so the data plane answers STUN checks. Every datagram is classified (exact trunk address,
 //! else [`routing::Router`]) and checked by [`policy::Policy`] (unknown source
 //! 403/drop, rate limit and bans) before it is parsed; calls are routed by the
 //! router (404/484/reject statuses relayed with a CDR).

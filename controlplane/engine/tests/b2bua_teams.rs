@@ -66,3 +66,68 @@ fn plain_trunks_get_neither_x_ms_sbc_nor_history_info() {
     assert!(inv.header("X-MS-SBC").is_none());
     assert!(inv.header("History-Info").is_none());
 }
+
+fn ice_of(body: &[u8]) -> (String, String) {
+    let s = String::from_utf8_lossy(body);
+    let get = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {s}"))
+            .trim()
+            .to_owned()
+    };
+    assert!(s.contains("a=ice-lite"), "{s}");
+    (get("a=ice-ufrag:"), get("a=ice-pwd:"))
+}
+
+#[test]
+fn ice_lite_toward_teams_stable_across_reinvite_and_programmed() {
+    let mut h = teams();
+    let (mut da, mut db, _atx, _ainv) = h.answered();
+    let (_, inv) = h.b1.last_request("INVITE");
+    let creds = ice_of(inv.body());
+    let body = String::from_utf8_lossy(inv.body()).into_owned();
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(MEDIA_IP) && l.contains(" 1 UDP")),
+        "{body}"
+    );
+    // A (not Teams) sees no ICE.
+    let a_ok =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    assert!(!String::from_utf8_lossy(a_ok.body()).contains("ice"));
+    let (_, _, b_params) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(b_params.ice_lite, Some(creds.clone()));
+    // Teams re-INVITEs (session refresh): our answer keeps the credentials.
+    let now = h.now;
+    h.b1.send_in_dialog(
+        now,
+        &mut db,
+        Method::Invite,
+        Some(&sdp("172.16.0.20", 20_000, "a=inactive\r\n")),
+    );
+    h.pump();
+    let (atx, areinv) = h.a.last_request("INVITE");
+    assert!(String::from_utf8_lossy(areinv.body()).contains("a=inactive"));
+    let now = h.now;
+    h.a.respond(
+        now,
+        atx,
+        &areinv,
+        200,
+        &da.id.local_tag.clone(),
+        Some(&sdp("192.168.1.10", 10_000, "a=inactive\r\n")),
+    );
+    h.pump();
+    let ok =
+        h.b1.responses()
+            .into_iter()
+            .rev()
+            .find(|r| r.status() == Some(200))
+            .expect("200 to Teams re-INVITE");
+    assert_eq!(ice_of(ok.body()), creds);
+    let _ = &mut da;
+}

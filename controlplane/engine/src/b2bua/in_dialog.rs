@@ -383,6 +383,7 @@ impl<M: MediaControl> B2bua<M> {
             return None;
         }
         let sdp = SessionDescription::parse(msg.body()).ok()?;
+        self.ensure_ice(call);
         let seed = self.seed;
         let mut counter = self.key_counter;
         let c = self.calls.get_mut(&call)?;

@@ -417,6 +417,19 @@ impl<M: MediaControl> B2bua<M> {
         let b_mode = tcfg.media;
         let trunk_name = tcfg.name.clone();
         // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
+        let teams_b = cfg.is_teams_trunk(target.trunk);
+        if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
+            // A new attempt: ICE credentials only toward a Teams target.
+            ms.ice[1] = None;
+        }
+        if teams_b {
+            let ufrag = self.random_hex().chars().take(8).collect::<String>();
+            let pwd = format!("{}{}", self.random_hex(), self.random_hex());
+            if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
+                ms.ice[1] = Some((ufrag, pwd));
+                ms.params[1].ice_lite = None;
+            }
+        }
         let seed = self.seed;
         let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {

@@ -672,6 +672,34 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
+    /// Gives every Teams-facing side of `call` stable ICE-lite credentials
+    /// (Teams media bypass; the data plane answers STUN checks with them).
+    fn ensure_ice(&mut self, call: u64) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let teams = [
+            c.cfg.is_teams_trunk(c.a.trunk),
+            c.b.as_ref()
+                .is_some_and(|b| c.cfg.is_teams_trunk(b.target.trunk)),
+        ];
+        let missing = c
+            .media
+            .as_ref()
+            .map_or([false, false], |m| [m.ice[0].is_none(), m.ice[1].is_none()]);
+        for i in 0..2 {
+            if teams[i] && missing[i] {
+                let ufrag = self.random_hex().chars().take(8).collect::<String>();
+                let pwd = format!("{}{}", self.random_hex(), self.random_hex());
+                if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
+                    if let Some(slot) = ms.ice.get_mut(i) {
+                        *slot = Some((ufrag, pwd));
+                    }
+                }
+            }
+        }
+    }
+
     /// Builds an in-dialog request on `side` (fresh Via), or `None` without a usable dialog.
     fn dialog_request(
         &mut self,

@@ -122,11 +122,23 @@ impl<M: MediaControl> B2bua<M> {
         else {
             return false;
         };
+        let teams = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.cfg.is_teams_trunk(target.trunk));
+        let creds = teams.then(|| {
+            let ufrag = self.random_hex().chars().take(8).collect::<String>();
+            (ufrag, format!("{}{}", self.random_hex(), self.random_hex()))
+        });
         let seed = self.seed;
         let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
+        if let Some(ms) = c.media.as_mut() {
+            ms.ice[1] = creds;
+            ms.params[1].ice_lite = None;
+        }
         let mode = c
             .cfg
             .trunk(target.trunk)

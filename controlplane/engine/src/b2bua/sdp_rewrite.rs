@@ -15,7 +15,7 @@
 //! Invariant: `params[side].srtp_out` is always the key last written into an
 //! SDP sent to `side` (or `None` when that leg is plain RTP).
 
-use portcullis_sip::sdp::Attribute;
+use portcullis_sip::sdp::{Attribute, Candidate};
 use portcullis_sip::sdp::{
     Crypto, MediaDescription, Proto, SessionDescription, AES_CM_128_HMAC_SHA1_80,
 };
@@ -43,6 +43,10 @@ pub(crate) struct MediaState {
     last_sent: [Option<Vec<u8>>; 2],
     /// Last SDP received from each leg (crypto tag selection for answers).
     last_from: [Option<SessionDescription>; 2],
+    /// ICE-lite credentials (ufrag, pwd) toward a side (RFC 8445 §2.5, Teams
+    /// media bypass): stable for the whole call, so 18x, 2xx and re-INVITEs
+    /// carry the same ones. `None`: no ICE toward that side.
+    pub ice: [Option<(String, String)>; 2],
 }
 
 impl MediaState {
@@ -58,6 +62,7 @@ impl MediaState {
             version: [1, 1],
             last_sent: [None, None],
             last_from: [None, None],
+            ice: [None, None],
         }
     }
 
@@ -202,6 +207,25 @@ impl MediaState {
 
     /// Sets our version (bumped only when the body changed) and serialises.
     fn finish(&mut self, to: Side, out: &mut SessionDescription) -> Vec<u8> {
+        if let Some((ufrag, pwd)) = self.ice[ix(to)].clone() {
+            // RFC 8839 §5: a=ice-lite at session level; credentials and one
+            // host candidate per component (RTP, and RTCP without rtcp-mux).
+            out.attributes.push(Attribute::IceLite);
+            let ip = self.alloc.advertised_ip;
+            let port = self.local_port(to);
+            if let Some(m) = audio_index(out).and_then(|i| out.media.get_mut(i)) {
+                if !m.is_rejected() {
+                    m.attributes.push(Attribute::IceUfrag(ufrag.clone()));
+                    m.attributes.push(Attribute::IcePwd(pwd.clone()));
+                    let mut cands = vec![Candidate::host("1", 1, ip, port)];
+                    if !m.has_rtcp_mux() {
+                        cands.push(Candidate::host("1", 2, ip, port.saturating_add(1)));
+                    }
+                    m.set_candidates(cands);
+                }
+            }
+            self.params[ix(to)].ice_lite = Some((ufrag, pwd));
+        }
         out.origin.session_version = self.version[ix(to)];
         let bytes = out.to_bytes();
         if self.last_sent[ix(to)].as_ref().is_none_or(|l| *l == bytes) {
