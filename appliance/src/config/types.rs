@@ -210,7 +210,7 @@ impl PortRange {
                 "port_min {min} is below 1024 (privileged ports are not used for media)"
             ));
         }
-        if min % 2 != 0 {
+        if !min.is_multiple_of(2) {
             return Err(format!(
                 "port_min {min} is odd; RTP uses even ports (RFC 3550 §11), start at {}",
                 min - 1

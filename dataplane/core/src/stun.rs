@@ -114,7 +114,7 @@ pub fn is_stun(buf: &[u8]) -> bool {
         [t0, _, l0, l1, c0, c1, c2, c3, ..] if buf.len() >= HEADER_LEN => {
             let len = usize::from(u16::from_be_bytes([*l0, *l1]));
             t0 & 0xc0 == 0
-                && len % 4 == 0
+                && len.is_multiple_of(4)
                 && len + HEADER_LEN == buf.len()
                 && u32::from_be_bytes([*c0, *c1, *c2, *c3]) == MAGIC_COOKIE
         }
