@@ -131,3 +131,28 @@ fn ice_lite_toward_teams_stable_across_reinvite_and_programmed() {
     assert_eq!(ice_of(ok.body()), creds);
     let _ = &mut da;
 }
+
+#[test]
+fn srtp_toward_teams_has_key_lifetime_2_31() {
+    let mut h = H::with(|c| {
+        c.teams = Some(TeamsSettings {
+            sbc_fqdn: "sbc.example.com".into(),
+            options_interval: Duration::from_secs(60),
+        });
+        c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+        c.trunks[1].media = portcullis_engine::config::MediaMode::Srtp;
+    });
+    let now = h.now;
+    let a_sdp = sdp("192.168.1.10", 10_000, "");
+    h.a.invite(now, "100", Some(&a_sdp));
+    h.pump();
+    let (_, inv) = h.b1.last_request("INVITE");
+    let body = String::from_utf8_lossy(inv.body()).into_owned();
+    let crypto = body
+        .lines()
+        .find(|l| l.starts_with("a=crypto:"))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(crypto.contains("AES_CM_128_HMAC_SHA1_80"), "{crypto}");
+    assert!(crypto.ends_with("|2^31"), "{crypto}");
+    assert!(body.contains("RTP/SAVP"), "{body}");
+}

@@ -15,7 +15,7 @@
 //! Invariant: `params[side].srtp_out` is always the key last written into an
 //! SDP sent to `side` (or `None` when that leg is plain RTP).
 
-use portcullis_sip::sdp::{Attribute, Candidate};
+use portcullis_sip::sdp::{Attribute, Candidate, Lifetime};
 use portcullis_sip::sdp::{
     Crypto, MediaDescription, Proto, SessionDescription, AES_CM_128_HMAC_SHA1_80,
 };
@@ -222,6 +222,14 @@ impl MediaState {
                         cands.push(Candidate::host("1", 2, ip, port.saturating_add(1)));
                     }
                     m.set_candidates(cands);
+                    // Teams expects the SDES key lifetime `|2^31` (Direct Routing SIP profile).
+                    for a in &mut m.attributes {
+                        if let Attribute::Crypto(c) = a {
+                            for k in &mut c.keys {
+                                k.lifetime = Some(Lifetime::PowerOfTwo(31));
+                            }
+                        }
+                    }
                 }
             }
             self.params[ix(to)].ice_lite = Some((ufrag, pwd));
