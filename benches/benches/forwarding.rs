@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench -p portcullis-benches --bench forwarding`
 //! (`FWD_SECS` sets the measurement window per case, default 2; `FWD_ROUNDS` the number of
-//! interleaved rounds, default 3, best kept per case).
+//! interleaved rounds, default 3, best kept per case; `FWD_CASES` a comma-separated subset of
+//! case names).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,11 +27,12 @@ const WORKER_CORE: usize = 1;
 const GEN_CORE: usize = 0;
 const PAYLOAD: usize = 160;
 // Below the ephemeral range (32768–60999): an auto-bound socket (the sink, the
-// generator) must never share a media port through SO_REUSEPORT.
-const BASE_PORT: u16 = 4000;
-const RAW_PORT: u16 = 3990;
+// generator) must never share a media port through SO_REUSEPORT. Clear of 5060 and the
+// 8888/8889 SIP test ports too (other processes on the box may hold them).
+const BASE_PORT: u16 = 22000;
+const RAW_PORT: u16 = 21990;
 // Raw multi-socket legs: 2 ports each, clear of the relay's range (BASE_PORT + 4 × STREAMS).
-const RAW_MULTI_PORT: u16 = 20000;
+const RAW_MULTI_PORT: u16 = 14000;
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -332,6 +334,10 @@ fn main() {
         backend: Backend::Mmsg,
         srtp: true,
     });
+    // `FWD_CASES=raw_mmsg,relay_uring_plain,…` runs a subset (quick checks).
+    if let Ok(only) = std::env::var("FWD_CASES") {
+        suts.retain(|s| only.split(',').any(|n| n == s.name()));
+    }
     println!(
         "forwarding: worker core {WORKER_CORE}, generator core {GEN_CORE}, {STREAMS} streams, \
          {PAYLOAD}-byte payloads, {secs} s per case, io_uring {}",
