@@ -2,19 +2,18 @@
 //! [`EngineConfig`], the data plane's [`DataplaneConfig`] and the SIP drivers'
 //! [`TransportConfig`].
 //!
-//! Invariant: a `Config` that passed every check converts, except for routing
-//! features the engine does not implement yet (regex matches, regex and
-//! calling-number translations); those are refused with a message naming the
-//! route rather than silently approximated.
+//! Invariant: a `Config` that passed every check converts (routes become full
+//! engine routing rules: prefix or regex matches, translations of both numbers).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig};
 use portcullis_engine::config::{
     Credentials as EngineCredentials, EngineConfig, IpNet, ListenerInfo, MediaMode, NodeSettings,
-    PolicyConfig as EnginePolicy, RedirectMode, RouteConfig as EngineRoute, TeamsSettings,
-    TimerSettings, TrunkConfig as EngineTrunk, UnknownSource,
+    PolicyConfig as EnginePolicy, RedirectMode, TeamsSettings, TimerSettings,
+    TrunkConfig as EngineTrunk, UnknownSource,
 };
+use portcullis_engine::routing::{NumberMatch as EngineMatch, RouteRule, TranslationRule};
 use portcullis_engine::transaction::Transport as TxTransport;
 use portcullis_net::{
     ClientCertificate, Limits, ListenerConfig as NetListener, TlsClientSettings, TlsServerSettings,
@@ -38,14 +37,6 @@ pub enum ConvertError {
         host: String,
         /// Resolver message.
         reason: String,
-    },
-    /// The engine does not implement a routing feature the file uses.
-    #[error("route {route:?}: {what} is not supported by the call engine yet")]
-    Unsupported {
-        /// Route name.
-        route: String,
-        /// The feature.
-        what: &'static str,
     },
     /// The engine refused the converted configuration.
     #[error("engine configuration: {0}")]
@@ -176,10 +167,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             options_interval: tm.options_interval,
         });
     }
-    let mut routes = Vec::with_capacity(cfg.routes.len());
-    for r in &cfg.routes {
-        routes.push(route(r)?);
-    }
+    let route_rules = cfg.routes.iter().map(route).collect();
     let st = &cfg.sip.session_timer;
     let timers = TimerSettings {
         session_expires: st.session_expires,
@@ -199,7 +187,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         },
         listeners,
         trunks,
-        routes,
+        routes: Vec::new(),
+        route_rules,
         policy: EnginePolicy {
             unknown_source: match cfg.policy.unknown_source {
                 UnknownSourceAction::Reject => UnknownSource::Reject403,
@@ -215,51 +204,46 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
     Ok(ec)
 }
 
-/// One route in the engine's prefix/strip/prepend form.
-fn route(r: &crate::config::RouteConfig) -> Result<EngineRoute, ConvertError> {
-    let unsupported = |what| ConvertError::Unsupported {
-        route: r.name.clone(),
-        what,
+/// One route as a full engine routing rule.
+///
+/// The appliance's regex conditions are unanchored unless the pattern
+/// anchors itself; the engine anchors every condition (`^(?:re)$`), so the
+/// pattern is wrapped to keep the documented meaning.
+fn route(r: &crate::config::RouteConfig) -> RouteRule {
+    let translate = |rules: &[Translation]| {
+        rules
+            .iter()
+            .map(|t| match t {
+                Translation::StripPrefix(p) => TranslationRule::StripPrefix(p.clone()),
+                Translation::AddPrefix(p) => TranslationRule::AddPrefix(p.clone()),
+                Translation::Replace { regex, replace } => TranslationRule::Replace {
+                    pattern: regex.as_str().to_owned(),
+                    replacement: replace.clone(),
+                },
+            })
+            .collect()
     };
-    let called_prefix = match &r.called {
-        NumberMatch::Any => String::new(),
-        NumberMatch::Prefix(p) => p.clone(),
-        NumberMatch::Regex(_) => return Err(unsupported("a regex `called` match")),
-    };
-    if !r.translate_calling.is_empty() {
-        return Err(unsupported("translate_calling"));
-    }
-    // The engine strips a digit count, then prepends: express the rules that way.
-    let mut strip = 0usize;
-    let mut prepend = String::new();
-    let mut known = called_prefix.clone();
-    for t in &r.translate_called {
-        match t {
-            Translation::StripPrefix(p) if prepend.is_empty() && known.starts_with(p.as_str()) => {
-                strip += p.len();
-                known = known.get(p.len()..).unwrap_or("").to_owned();
-            }
-            Translation::StripPrefix(_) => {
-                return Err(unsupported(
-                    "strip_prefix not implied by the called prefix, or after add_prefix",
-                ))
-            }
-            Translation::AddPrefix(p) => prepend.insert_str(0, p),
-            Translation::Replace { .. } => return Err(unsupported("a regex translation")),
-        }
-    }
-    Ok(EngineRoute {
+    RouteRule {
         name: r.name.clone(),
         from_trunks: r.from.iter().map(|t| t.as_str().to_owned()).collect(),
-        called_prefix,
-        strip,
-        prepend,
+        called: match &r.called {
+            NumberMatch::Any => EngineMatch::Any,
+            NumberMatch::Prefix(p) => EngineMatch::Prefix(p.clone()),
+            NumberMatch::Regex(re) => {
+                EngineMatch::Regex(format!("(?s:.*?)(?:{})(?s:.*)", re.as_str()))
+            }
+        },
+        calling: EngineMatch::Any,
+        translate_called: translate(&r.translate_called),
+        translate_calling: translate(&r.translate_calling),
         targets: r.targets.iter().map(|t| t.as_str().to_owned()).collect(),
+        target_translate_called: Vec::new(),
+        reject: None,
         redirect: match r.redirect {
             RedirectPolicy::Follow => RedirectMode::Follow,
             RedirectPolicy::Relay | RedirectPolicy::Reject => RedirectMode::Relay,
         },
-    })
+    }
 }
 
 /// The data plane's view of `cfg`.
@@ -337,7 +321,7 @@ mod tests {
         let ec = engine_config(&cfg).unwrap();
         assert_eq!(ec.trunks.len(), 2);
         assert_eq!(ec.trunks[0].address, "127.0.0.1:5070".parse().unwrap());
-        assert_eq!(ec.routes[0].targets, vec!["right".to_owned()]);
+        assert_eq!(ec.route_rules[0].targets, vec!["right".to_owned()]);
         assert_eq!(ec.listeners.len(), 2);
         let dp = dataplane_config(&cfg);
         assert_eq!((dp.port_min, dp.port_max), (30000, 39999));
@@ -354,10 +338,13 @@ mod tests {
         let cfg =
             Config::from_toml(&src, std::path::Path::new("."), &LoadOptions::default()).unwrap();
         let ec = engine_config(&cfg).unwrap();
-        let r = &ec.routes[0];
-        assert_eq!(
-            (r.called_prefix.as_str(), r.strip, r.prepend.as_str()),
-            ("00", 2, "+")
-        );
+        let router = portcullis_engine::routing::Router::new(&ec).unwrap();
+        let d = router
+            .route(portcullis_engine::config::TrunkId(0), "0049301234", "100")
+            .unwrap();
+        assert_eq!(d.targets[0].called, "+49301234");
+        assert!(router
+            .route(portcullis_engine::config::TrunkId(0), "49301234", "100")
+            .is_err());
     }
 }

@@ -275,6 +275,10 @@ pub struct EngineConfig {
     pub listeners: Vec<ListenerInfo>,
     pub trunks: Vec<TrunkConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Full routing rules (anchored regex conditions, translations of the
+    /// called and calling numbers, reject rules). When non-empty the router
+    /// uses these, in order, instead of `routes`.
+    pub route_rules: Vec<crate::routing::RouteRule>,
     pub policy: PolicyConfig,
     pub timers: TimerSettings,
     pub teams: Option<TeamsSettings>,

@@ -135,6 +135,7 @@ pub fn config() -> EngineConfig {
                 redirect: RedirectMode::Relay,
             },
         ],
+        route_rules: Vec::new(),
         policy: PolicyConfig::default(),
         timers: TimerSettings::default(),
         teams: None,

@@ -357,6 +357,7 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
             })
             .collect(),
         routes: Vec::new(),
+        route_rules: Vec::new(),
         policy: PolicyConfig::default(),
         timers: TimerSettings::default(),
         teams: None,

@@ -80,6 +80,7 @@ mod tests {
                 targets: vec!["a".into()],
                 redirect: RedirectMode::Relay,
             }],
+            route_rules: Vec::new(),
             policy: PolicyConfig::default(),
             timers: TimerSettings::default(),
             teams: None,

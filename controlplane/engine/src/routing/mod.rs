@@ -157,6 +157,9 @@ pub struct Router {
 impl Router {
     /// A router for the engine config's trunks and routes.
     pub fn new(cfg: &EngineConfig) -> Result<Self, RoutingError> {
+        if !cfg.route_rules.is_empty() {
+            return Self::with_rules(&cfg.trunks, &cfg.route_rules);
+        }
         let rules: Vec<RouteRule> = cfg.routes.iter().map(RouteRule::from).collect();
         Self::with_rules(&cfg.trunks, &rules)
     }

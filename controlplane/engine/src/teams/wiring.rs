@@ -71,6 +71,7 @@ mod tests {
                 fqdn_contact: Some("sbc1.example.com".into()),
             }],
             routes: Vec::new(),
+            route_rules: Vec::new(),
             policy: PolicyConfig::default(),
             timers: TimerSettings::default(),
             teams: None,
