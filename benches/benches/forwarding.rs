@@ -175,14 +175,16 @@ fn run_relay(
     secs: f64,
     sink: SocketAddr,
 ) -> Outcome {
-    let dp = Dataplane::start(DataplaneConfig {
-        cores: vec![WORKER_CORE],
-        port_min: BASE_PORT,
-        port_max: BASE_PORT + (STREAMS * 4) as u16 - 1,
-        backend,
-        ring_capacity: 4096,
-        inactivity_timeout: Duration::from_secs(3600),
-        ..DataplaneConfig::default()
+    let dp = retry(|| {
+        Dataplane::start(DataplaneConfig {
+            cores: vec![WORKER_CORE],
+            port_min: BASE_PORT,
+            port_max: BASE_PORT + (STREAMS * 4) as u16 - 1,
+            backend,
+            ring_capacity: 4096,
+            inactivity_timeout: Duration::from_secs(3600),
+            ..DataplaneConfig::default()
+        })
     })
     .expect("data plane");
     let mut dests = Vec::with_capacity(streams);
@@ -230,7 +232,9 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
         Multi(Vec<rawfwd::Leg>),
     }
     let (layout, dests) = if multi {
-        let legs = rawfwd::bind_legs(LO, RAW_MULTI_PORT, STREAMS, sink).expect("raw legs");
+        // Another process (a CI run) may hold a port of the range for a moment: retry.
+        let legs =
+            retry(|| rawfwd::bind_legs(LO, RAW_MULTI_PORT, STREAMS, sink)).expect("raw legs");
         let dests: Vec<SocketAddr> = legs
             .iter()
             .map(|l| {
@@ -283,6 +287,20 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
         secs: el,
         cpu_us: c1 - c0,
     }
+}
+
+/// `f` until it succeeds, at most 20 times 250 ms apart (ports briefly held elsewhere).
+fn retry<T, E: std::fmt::Debug>(mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut r = f();
+    for _ in 0..20 {
+        match &r {
+            Ok(_) => break,
+            Err(e) => println!("  (bind failed, retrying: {e:?})"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        r = f();
+    }
+    r
 }
 
 fn wait(mut f: impl FnMut() -> bool) -> bool {
