@@ -26,13 +26,15 @@ const PPS_PER_STREAM: u64 = 50;
 const WORKER_CORE: usize = 1;
 const GEN_CORE: usize = 0;
 const PAYLOAD: usize = 160;
-// Below the ephemeral range (32768–60999): an auto-bound socket (the sink, the
-// generator) must never share a media port through SO_REUSEPORT. Clear of 5060 and the
-// 8888/8889 SIP test ports too (other processes on the box may hold them).
-const BASE_PORT: u16 = 22000;
-const RAW_PORT: u16 = 21990;
-// Raw multi-socket legs: 2 ports each, clear of the relay's range (BASE_PORT + 4 × STREAMS).
-const RAW_MULTI_PORT: u16 = 14000;
+// Relay media ports 41000–48999, raw legs 61000–64999: clear of the appliance tests'
+// ports (5000–5060, 15000–15300, 20000–26000, 30000–39999) and of 8888/8889, which a CI
+// run may hold while this runs. The relay range lies in the ephemeral range, so the sink
+// and generator sockets are bound *without* SO_REUSEPORT (see `ephemeral`): a media
+// socket can then never share their port.
+const BASE_PORT: u16 = 41000;
+const RAW_PORT: u16 = 5990;
+// Raw multi-socket legs: 2 ports each (61000–64999), above the ephemeral range.
+const RAW_MULTI_PORT: u16 = 61000;
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -202,7 +204,7 @@ fn run_relay(
     assert!(ok, "worker did not apply the updates");
     // Warm-up: latch every stream.
     let stop = AtomicBool::new(false);
-    let gen = rawfwd::bind(SocketAddr::new(LO, 0)).expect("generator socket");
+    let gen = ephemeral().expect("generator socket");
     let mut seq = vec![0u16; STREAMS];
     generate(&mut seq, &gen, &dests, Load::Paced, 0.1, &stop);
     std::thread::sleep(Duration::from_millis(100));
@@ -265,7 +267,7 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
     let tid = rxid.recv().expect("raw tid");
     std::thread::sleep(Duration::from_millis(100));
     let gstop = AtomicBool::new(false);
-    let gen = rawfwd::bind(SocketAddr::new(LO, 0)).expect("generator socket");
+    let gen = ephemeral().expect("generator socket");
     let mut seq = vec![0u16; STREAMS];
     // Warm-up, as for the relay (which needs it to latch): same caches, same sockets.
     let warm = generate(&mut seq, &gen, &dests, Load::Paced, 0.1, &gstop);
@@ -287,6 +289,17 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
         secs: el,
         cpu_us: c1 - c0,
     }
+}
+
+/// A non-blocking UDP socket on an ephemeral loopback port, without `SO_REUSEPORT`.
+fn ephemeral() -> std::io::Result<rawfwd::Socket> {
+    let s = std::net::UdpSocket::bind(SocketAddr::new(LO, 0))?;
+    s.set_nonblocking(true)?;
+    let s = rawfwd::Socket::from(s);
+    // Same buffers as the media sockets (best effort, capped by the kernel).
+    let _ = s.set_send_buffer_size(4 << 20);
+    let _ = s.set_recv_buffer_size(4 << 20);
+    Ok(s)
 }
 
 /// `f` until it succeeds, at most 20 times 250 ms apart (ports briefly held elsewhere).
@@ -322,7 +335,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(if quick { 0.3 } else { 2.0 });
     let _ = rawfwd::pin_current(GEN_CORE);
-    let sink_sock = rawfwd::bind(SocketAddr::new(LO, 0)).expect("sink");
+    let sink_sock = ephemeral().expect("sink");
     let sink = sink_sock
         .local_addr()
         .expect("sink addr")
