@@ -272,10 +272,10 @@ const CASES: &[Case] = &[
         says: "same socket as sip.listener[0]",
     },
     Case {
-        edits: &[("[[trunk]]", "[[sip.listener]]\ntransport = \"udp\"\naddress = \"127.0.0.1:30010\"\n\n[[trunk]]")],
+        edits: &[("[[trunk]]", "[[sip.listener]]\ntransport = \"udp\"\naddress = \"127.0.0.1:20010\"\n\n[[trunk]]")],
         path: "sip.listener[1].address",
-        at: "\"127.0.0.1:30010\"",
-        says: "inside the media port range 30000-39999",
+        at: "\"127.0.0.1:20010\"",
+        says: "inside the media port range 20000-29999",
     },
     Case {
         edits: &[("address = \"127.0.0.1:5070\"", "address = \"127.0.0.1:5070\"\nacl = [\"10.0.0.0/8\", \"10.1.2.3/16\"]")],

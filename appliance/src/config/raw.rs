@@ -331,10 +331,10 @@ impl<'de> Deserialize<'de> for RawCores {
 }
 
 fn default_port_min() -> u16 {
-    30_000
+    20_000
 }
 fn default_port_max() -> u16 {
-    39_999
+    29_999
 }
 fn default_cores() -> RawCores {
     RawCores::Text(s("auto:2"))

@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(ec.route_rules[0].targets, vec!["right".to_owned()]);
         assert_eq!(ec.listeners.len(), 2);
         let dp = dataplane_config(&cfg);
-        assert_eq!((dp.port_min, dp.port_max), (30000, 39999));
+        assert_eq!((dp.port_min, dp.port_max), (20000, 29999));
         let tc = transport_config(&cfg);
         assert_eq!(tc.listeners.len(), 2);
     }
