@@ -15,7 +15,7 @@ use portcullis::admin::{
     spawn, AdminBackend, AdminServer, AdminServerConfig, CallInfo, Health, MetricsSnapshot,
     SipCounters, TrunkCounters, TrunkInfo,
 };
-use portcullis_dataplane::WorkerStats;
+use portcullis_dataplane::{RingDepth, WorkerStats};
 use portcullis_net::NetCountersSnapshot;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -26,6 +26,7 @@ struct FakeState {
     calls: Vec<CallInfo>,
     reload_ok: bool,
     generation: u64,
+    log_filter: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -127,10 +128,28 @@ fn full_snapshot() -> MetricsSnapshot {
         media_errors: 1,
         cdr_written: 3,
         cdr_errors: 1,
+        rings: vec![
+            RingDepth {
+                commands: 2,
+                events: 1,
+                capacity: 1024,
+                command_overflows: 1,
+            },
+            RingDepth::default(),
+        ],
+        log_filter: Some("info,portcullis_net=debug".into()),
     }
 }
 
 impl AdminBackend for Fake {
+    fn log_filter(&self) -> Option<String> {
+        Some(self.st().log_filter.clone())
+    }
+    fn set_log_filter(&self, filter: &str) -> Result<String, portcullis::logging::LogError> {
+        portcullis::logging::parse_filter(filter)?;
+        filter.trim().clone_into(&mut self.st().log_filter);
+        Ok(filter.trim().to_owned())
+    }
     async fn health(&self) -> Health {
         let ready = self.st().ready;
         Health {
@@ -222,6 +241,7 @@ fn fake(ready: bool) -> Fake {
         let mut st = f.st();
         st.ready = ready;
         st.generation = 1;
+        st.log_filter = "info".into();
         st.calls = vec![call(7, "2000"), call(9, "2001")];
     }
     f
@@ -285,6 +305,8 @@ fn token_is_enforced_on_every_other_route() {
         ("DELETE", "/api/v1/calls/7"),
         ("GET", "/api/v1/trunks"),
         ("POST", "/api/v1/reload"),
+        ("GET", "/api/v1/log-level"),
+        ("PUT", "/api/v1/log-level"),
     ] {
         let url = format!("{base}{p}");
         assert_eq!(http(m, &url, None).0, 401, "{m} {p} without token");
@@ -293,6 +315,7 @@ fn token_is_enforced_on_every_other_route() {
     // Nothing was executed by the refused requests.
     assert_eq!(f.st().calls.len(), 2);
     assert_eq!(f.st().generation, 1);
+    assert_eq!(f.st().log_filter, "info");
     assert_eq!(
         http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN)).0,
         200
@@ -465,5 +488,46 @@ fn cli_client_functions() {
         .err()
         .map(|e| format!("{e:#}"));
     assert!(err.is_some_and(|e| e.contains("401")));
+    rt.block_on(srv.stop());
+}
+
+/// `(status, body)` of a PUT with a body.
+fn put(url: &str, body: &str) -> (u16, String) {
+    let r = ureq::put(url)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .timeout(Duration::from_secs(5))
+        .send_string(body);
+    match r {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("PUT {url}: {e}"),
+    }
+}
+
+#[test]
+fn log_level_is_read_and_set() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let url = format!("http://{}/api/v1/log-level", srv.local_addr());
+    let (code, body) = http("GET", &url, Some(TOKEN));
+    assert_eq!((code, body.as_str()), (200, r#"{"level":"info"}"#));
+    let (code, body) = put(&url, r#"{"level":"debug"}"#);
+    assert_eq!((code, body.as_str()), (200, r#"{"level":"debug"}"#));
+    assert_eq!(f.st().log_filter, "debug");
+    let (code, body) = put(&url, "warn,portcullis_net=trace\n");
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"level":"warn,portcullis_net=trace"}"#)
+    );
+    // Refused with the reason; the filter in force stays.
+    for bad in ["verbose", r#"{"lvl":"debug"}"#, "{", ""] {
+        let (code, body) = put(&url, bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    }
+    assert_eq!(f.st().log_filter, "warn,portcullis_net=trace");
+    assert_eq!(http("POST", &url, Some(TOKEN)).0, 405);
     rt.block_on(srv.stop());
 }

@@ -133,6 +133,8 @@ impl AdminBackend for ApplianceBackend {
             media_errors: e.media_errors,
             cdr_written: stats.cdr_written,
             cdr_errors: stats.cdr_errors,
+            rings: self.handle.dataplane().ring_depths(),
+            log_filter: self.log_filter(),
         }
     }
 

@@ -245,6 +245,21 @@ pub const FAMILIES: &[Family] = &[
         "Events a worker lost because its event ring was full.",
     ),
     fam(
+        "portcullis_dataplane_command_ring_overflows_total",
+        C,
+        "Commands refused because the worker's command ring was full (the call got 503).",
+    ),
+    fam(
+        "portcullis_dataplane_ring_depth",
+        G,
+        "Messages waiting in a worker's command or event ring.",
+    ),
+    fam(
+        "portcullis_dataplane_ring_capacity",
+        G,
+        "Capacity of each of a worker's rings.",
+    ),
+    fam(
         "portcullis_media_events_lost_total",
         C,
         "Data plane events the control plane saw lost to full rings.",
@@ -259,6 +274,11 @@ pub const FAMILIES: &[Family] = &[
         "portcullis_cdr_errors_total",
         C,
         "CDR write or sync failures.",
+    ),
+    fam(
+        "portcullis_log_filter_info",
+        G,
+        "Log filter in force (value 1); changed by PUT /api/v1/log-level or a reload.",
     ),
 ];
 
@@ -414,6 +434,11 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     e.single("portcullis_media_errors_total", snap.media_errors);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
+    if let Some(filter) = &snap.log_filter {
+        if e.family("portcullis_log_filter_info") {
+            e.sample(&[("filter", filter.as_str())], Value::Int(1));
+        }
+    }
     e.finish()
 }
 
@@ -560,6 +585,31 @@ fn render_dataplane(e: &mut Encoder, snap: &MetricsSnapshot) {
     per_worker(e, "portcullis_dataplane_event_ring_overflows_total", &|w| {
         w.events_lost
     });
+    render_rings(e, &snap.rings);
+}
+
+fn render_rings(e: &mut Encoder, rings: &[portcullis_dataplane::RingDepth]) {
+    if rings.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = (0..rings.len()).map(|i| i.to_string()).collect();
+    e.family("portcullis_dataplane_command_ring_overflows_total");
+    for (id, r) in ids.iter().zip(rings) {
+        e.sample(&[("worker", id.as_str())], Value::Int(r.command_overflows));
+    }
+    e.family("portcullis_dataplane_ring_depth");
+    for (id, r) in ids.iter().zip(rings) {
+        for (ring, n) in [("command", r.commands), ("event", r.events)] {
+            e.sample(
+                &[("worker", id.as_str()), ("ring", ring)],
+                Value::Int(n as u64),
+            );
+        }
+    }
+    e.family("portcullis_dataplane_ring_capacity");
+    for (id, r) in ids.iter().zip(rings) {
+        e.sample(&[("worker", id.as_str())], Value::Int(r.capacity as u64));
+    }
 }
 
 #[cfg(test)]

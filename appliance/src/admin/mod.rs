@@ -8,6 +8,8 @@
 //! | `DELETE /api/v1/calls/{id}` | token | `200 {"terminated":id}`, `404` when no such live call |
 //! | `GET /api/v1/trunks` | token | JSON list of [`TrunkInfo`] |
 //! | `POST /api/v1/reload` | token | `200 {"generation":n}` or `422 {"errors":[..]}` (old config kept) |
+//! | `GET /api/v1/log-level` | token | `200 {"level":"info"}` (the filter in force) |
+//! | `PUT /api/v1/log-level` | token | body `{"level":"debug"}` or plain `debug` (or directives `info,portcullis_net=debug`): `200 {"level":..}`, `400 {"error":..}` (filter kept) |
 //!
 //! Authentication: when `[admin] token` is set, every route except `/health` requires
 //! `Authorization: Bearer <token>` (`401` otherwise, with `WWW-Authenticate: Bearer`).
@@ -27,7 +29,7 @@ pub mod server;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use portcullis_dataplane::WorkerStats;
+use portcullis_dataplane::{RingDepth, WorkerStats};
 use portcullis_net::NetCountersSnapshot;
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +145,10 @@ pub struct MetricsSnapshot {
     pub cdr_written: u64,
     /// CDR write/sync failures.
     pub cdr_errors: u64,
+    /// Ring occupancy and command-ring overflows per data plane worker.
+    pub rings: Vec<RingDepth>,
+    /// Log filter in force (`None`: no subscriber of ours in this process).
+    pub log_filter: Option<String>,
 }
 
 /// What the admin API needs from the running appliance.
@@ -164,4 +170,15 @@ pub trait AdminBackend: Clone + Send + Sync + 'static {
     /// Reloads the configuration: the new generation, or every reason it was refused (the
     /// running configuration stays).
     fn reload(&self) -> impl Future<Output = Result<u64, Vec<String>>> + Send;
+    /// The log filter in force; `None` when this process installed no subscriber.
+    fn log_filter(&self) -> Option<String> {
+        crate::logging::current()
+    }
+    /// Replaces the log filter (a level or `target=level` directives); the new filter.
+    ///
+    /// # Errors
+    /// The filter does not parse (the running one stays), or logging is not set up.
+    fn set_log_filter(&self, filter: &str) -> Result<String, crate::logging::LogError> {
+        crate::logging::set_filter(filter)
+    }
 }

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::rate::{RateWindow, RATE_WINDOW};
 use super::{metrics, AdminBackend};
+use crate::logging::LogError;
 
 /// Content type of the Prometheus text format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -134,6 +135,10 @@ fn router<B: AdminBackend>(state: AppState<B>) -> Router {
         .route("/api/v1/calls/:id", delete(terminate::<B>))
         .route("/api/v1/trunks", get(trunks::<B>))
         .route("/api/v1/reload", post(reload::<B>))
+        .route(
+            "/api/v1/log-level",
+            get(log_level::<B>).put(set_log_level::<B>),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<B>));
     Router::new()
         .route("/health", get(health::<B>))
@@ -238,9 +243,70 @@ async fn reload<B: AdminBackend>(State(state): State<AppState<B>>) -> Response {
     }
 }
 
+async fn log_level<B: AdminBackend>(State(state): State<AppState<B>>) -> Response {
+    match state.backend.log_filter() {
+        Some(level) => (StatusCode::OK, Json(json!({"level": level}))).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": LogError::NotInitialised.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// The filter text of a `PUT /api/v1/log-level` body: `{"level": "..."}` or the bare text.
+fn requested_filter(body: &str) -> Result<String, String> {
+    let body = body.trim();
+    if body.starts_with('{') {
+        let v: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+        return v
+            .get("level")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "JSON body needs a string field \"level\"".to_owned());
+    }
+    Ok(body.to_owned())
+}
+
+async fn set_log_level<B: AdminBackend>(
+    State(state): State<AppState<B>>,
+    body: String,
+) -> Response {
+    let filter = match requested_filter(&body) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    };
+    match state.backend.set_log_filter(&filter) {
+        Ok(level) => (StatusCode::OK, Json(json!({"level": level}))).into_response(),
+        Err(e @ (LogError::Invalid(_) | LogError::TooLong)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+        Err(e @ (LogError::NotInitialised | LogError::Reload(_))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_level_bodies() {
+        assert_eq!(requested_filter(" debug\n"), Ok("debug".to_owned()));
+        assert_eq!(
+            requested_filter(r#"{"level":"info,portcullis_net=debug"}"#),
+            Ok("info,portcullis_net=debug".to_owned())
+        );
+        assert!(requested_filter(r#"{"lvl":"debug"}"#).is_err());
+        assert!(requested_filter(r#"{"level":3}"#).is_err());
+        assert!(requested_filter("{nope").is_err());
+    }
 
     #[test]
     fn bearer_parsing() {

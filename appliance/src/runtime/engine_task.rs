@@ -20,6 +20,7 @@ use portcullis_net::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::call_log::CallSpans;
 use super::media::DataplaneMedia;
 
 /// How often the data plane's event rings are drained.
@@ -127,6 +128,7 @@ pub async fn run(
         cdr,
         node,
         media_buf: Vec::new(),
+        spans: CallSpans::default(),
     };
     b2b.set_epoch_offset_ms(clock.wall_ms(0));
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
@@ -174,6 +176,7 @@ struct Ctx {
     cdr: StdSender<String>,
     node: String,
     media_buf: Vec<MediaEvent>,
+    spans: CallSpans,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -200,6 +203,9 @@ impl Ctx {
                 let _ = tx.send(b2b.calls());
             }
             Cmd::Terminate(call, tx) => {
+                if let Some(span) = self.spans.get(call) {
+                    span.in_scope(|| tracing::info!("terminate requested by the admin API"));
+                }
                 let ok = b2b.terminate(self.clock.now(), call);
                 let _ = tx.send(ok);
             }
@@ -297,34 +303,47 @@ impl Ctx {
         }
         for _ in 0..OUTPUT_BUDGET {
             let Some(ev) = b2b.poll_event() else { break };
-            self.call_event(ev);
+            self.call_event(b2b, ev);
         }
     }
 
-    fn call_event(&mut self, ev: CallEvent) {
+    /// The call's span (see [`super::call_log`]), its Call-IDs as the engine knows them now.
+    fn call_span(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) -> tracing::Span {
+        let (a, b) = b2b.call_ids(call).unwrap_or(("", None));
+        self.spans.span(call, a, b)
+    }
+
+    fn call_event(&mut self, b2b: &B2bua<DataplaneMedia>, ev: CallEvent) {
         match ev {
             CallEvent::CallStarted {
                 call,
                 inbound_trunk,
                 calling,
                 called,
-            } => tracing::info!(call, trunk = %inbound_trunk, %calling, %called, "call started"),
+            } => {
+                let _in = self.call_span(b2b, call).entered();
+                tracing::info!(trunk = %inbound_trunk, %calling, %called, "call started");
+            }
             CallEvent::CallAnswered {
                 call,
                 outbound_trunk,
-            } => tracing::info!(call, trunk = %outbound_trunk, "call answered"),
+            } => {
+                let _in = self.call_span(b2b, call).entered();
+                tracing::info!(trunk = %outbound_trunk, "call answered");
+            }
             CallEvent::CallEnded { cdr } => {
+                let b_call_id = cdr.b_leg.as_ref().map(|b| b.call_id.as_str());
+                let span = self.spans.span(cdr.call_id, &cdr.a_leg.call_id, b_call_id);
+                self.spans.close(cdr.call_id);
+                let _in = span.entered();
                 tracing::info!(
-                    call = cdr.call_id,
-                    a_call_id = %cdr.a_leg.call_id,
-                    b_call_id = cdr.b_leg.as_ref().map_or("", |b| b.call_id.as_str()),
                     reason = ?cdr.end_reason,
                     status = ?cdr.final_status,
                     "call ended"
                 );
                 let line = cdr_line(&cdr, &self.node);
                 if self.cdr.send(line).is_err() {
-                    tracing::error!(call = cdr.call_id, "CDR writer gone; record lost");
+                    tracing::error!("CDR writer gone; record lost");
                 }
             }
             CallEvent::Rejected {

@@ -252,9 +252,13 @@ impl ApplianceHandle {
         if old.media != cfg.media {
             tracing::warn!("[media] changes take effect at the next restart");
         }
+        if old.log.format != cfg.log.format {
+            tracing::warn!("[log] format changes take effect at the next restart");
+        }
         self.ask(|tx| Cmd::SetConfig(Arc::new(ec), tx))
             .await
             .ok_or_else(|| "engine task not answering".to_owned())??;
+        crate::logging::apply_config_level(old.log.level, cfg.log.level);
         *self
             .inner
             .config

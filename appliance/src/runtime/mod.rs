@@ -14,6 +14,7 @@
 //! then serves signals until SIGTERM (see [`signals`]). Other parts of the
 //! appliance (admin HTTP) use the [`ApplianceHandle`].
 
+pub(crate) mod call_log;
 pub mod cdr_writer;
 pub mod convert;
 pub mod engine_task;
@@ -175,24 +176,8 @@ fn seed() -> u64 {
     (t as u64) ^ (u64::from(std::process::id()) << 32)
 }
 
-/// Installs the global subscriber: `RUST_LOG` when set, else `[log] level`; text or
-/// JSON lines on stderr. A second call (tests) is a no-op.
+/// Installs the global subscriber (see [`crate::logging`]): `RUST_LOG` when set, else
+/// `[log] level`; text or JSON lines on stderr. A second call (tests) is a no-op.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let default = match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    crate::logging::init(level, format);
 }

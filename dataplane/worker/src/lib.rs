@@ -44,7 +44,22 @@ struct WorkerHandle {
     events: Arc<ArrayQueue<Event>>,
     doorbell: Arc<EventFd>,
     shared: Arc<WorkerShared>,
+    /// Commands refused because the command ring was full.
+    cmd_ring_full: std::sync::atomic::AtomicU64,
     thread: Option<JoinHandle<Result<(), DataplaneError>>>,
+}
+
+/// Occupancy of one worker's rings, sampled by [`Dataplane::ring_depths`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingDepth {
+    /// Commands queued, not yet taken by the worker.
+    pub commands: usize,
+    /// Events queued, not yet polled by the control plane.
+    pub events: usize,
+    /// Capacity of each ring (`[media] ring_capacity`).
+    pub capacity: usize,
+    /// Commands refused so far because the command ring was full (cumulative).
+    pub command_overflows: u64,
 }
 
 impl std::fmt::Debug for WorkerHandle {
@@ -235,9 +250,11 @@ impl Dataplane {
     }
 
     fn push(w: &WorkerHandle, cmd: Command) -> Result<(), DataplaneError> {
-        w.cmds
-            .push(cmd)
-            .map_err(|_| DataplaneError::RingFull(w.id))?;
+        w.cmds.push(cmd).map_err(|_| {
+            w.cmd_ring_full
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            DataplaneError::RingFull(w.id)
+        })?;
         // Doorbell: wakes a worker sleeping in epoll_wait / io_uring_enter. A failed
         // write only means the counter is saturated, which already signals.
         let _ = w.doorbell.write(1);
@@ -382,6 +399,20 @@ impl Dataplane {
             .collect()
     }
 
+    /// Ring occupancy of every worker now, indexed by [`WorkerId`].
+    #[must_use]
+    pub fn ring_depths(&self) -> Vec<RingDepth> {
+        self.workers
+            .iter()
+            .map(|w| RingDepth {
+                commands: w.cmds.len(),
+                events: w.events.len(),
+                capacity: w.cmds.capacity(),
+                command_overflows: w.cmd_ring_full.load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect()
+    }
+
     /// Shared counter memory of one worker (for a metrics exporter).
     #[must_use]
     pub fn worker_counters(&self, id: WorkerId) -> Option<Arc<WorkerShared>> {
@@ -516,6 +547,7 @@ fn spawn_worker(
         events,
         doorbell,
         shared,
+        cmd_ring_full: std::sync::atomic::AtomicU64::new(0),
         thread: Some(thread),
     })
 }

@@ -389,6 +389,16 @@ impl<M: MediaControl> B2bua<M> {
             .collect()
     }
 
+    /// The SIP Call-IDs of call `call`: the A leg's and the current B leg's (for the
+    /// driver's per-call log span). `None` once the call is gone.
+    pub fn call_ids(&self, call: u64) -> Option<(&str, Option<&str>)> {
+        let c = self.calls.get(&call)?;
+        Some((
+            c.a.invite.call_id().unwrap_or(""),
+            c.b.as_ref().map(|b| b.call_id.as_str()),
+        ))
+    }
+
     /// Admin: tears call `call` down (BYE both legs, or CANCEL/487 before answer).
     pub fn terminate(&mut self, now: Timestamp, call: u64) -> bool {
         let live = self
