@@ -33,7 +33,8 @@ pub struct NetCounters {
     /// Datagrams over `max_message_bytes` dropped, and stream messages over the framer
     /// limits (their connection is closed).
     pub oversize_drops: AtomicU64,
-    /// Other framing failures (missing/bad Content-Length) that closed a connection.
+    /// Other framing failures (missing/bad/conflicting Content-Length, a start line with
+    /// control characters) that closed a connection; answered with 400 when possible.
     pub framing_errors: AtomicU64,
     /// TLS handshakes that failed (including client certificate verification).
     pub tls_handshake_failures: AtomicU64,

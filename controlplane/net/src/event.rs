@@ -90,9 +90,10 @@ pub enum TransportEvent {
         /// Why.
         reason: CloseReason,
     },
-    /// The stream broke at a message the framer could not accept. `status` is the response
-    /// the core may send on `conn` before the driver closes it (RFC 3261 §21.4.14 413,
-    /// §21.5.14 513, §21.4.1 400); the driver closes the connection shortly after.
+    /// The stream broke at a message the framer could not accept. The driver has already
+    /// answered it on `conn` with the codec's stateless response (RFC 3261 §21.4.1 400,
+    /// §21.5.14 513) when one could be formed; it stops reading and closes the connection
+    /// after a short grace, during which messages queued on `conn` are still written.
     FramingError {
         /// The connection.
         conn: ConnId,
@@ -100,7 +101,8 @@ pub enum TransportEvent {
         remote: SocketAddr,
         /// What went wrong.
         error: FramingError,
-        /// Suggested status.
+        /// The status the driver answered with; `None` when no response could be formed
+        /// (garbage, a response, an ACK, missing Via/From/To/Call-ID/CSeq).
         status: Option<u16>,
     },
     /// A lone CRLF arrived on a stream: the pong to a CRLFCRLF ping the core sent with

@@ -3,9 +3,11 @@
 //!
 //! The drivers make no protocol decision. They move bytes and report
 //! `(transport, local, remote, connection, bytes, now)` to one event channel, and send bytes
-//! where told. Parsing, Via `received`/`rport` handling (RFC 3261 §18.2.1, RFC 3581),
-//! choosing where a response goes (§18.2.2) and answering framing errors belong to the
-//! sans-IO core (`portcullis-sip`, `portcullis-engine`).
+//! where told. Parsing, Via `received`/`rport` handling (RFC 3261 §18.2.1, RFC 3581) and
+//! choosing where a response goes (§18.2.2) belong to the sans-IO core (`portcullis-sip`,
+//! `portcullis-engine`). One exception: a stream message that cannot be framed never
+//! reaches the core, so the connection task writes the codec's stateless answer to it
+//! ([`portcullis_sip::framing_error_response`]) on that connection itself.
 //!
 //! # API overview
 //!
@@ -34,9 +36,16 @@
 //!   inbound and outbound together) and a per-remote-IP cap; refused sockets are closed at
 //!   once and counted. Bytes are framed by [`portcullis_sip::StreamFramer`] (Content-Length,
 //!   header and body limits); a CRLFCRLF ping is answered with a CRLF pong (RFC 5626
-//!   §4.4.1). A framing error is reported as [`TransportEvent::FramingError`] with the
-//!   status to answer (400/513); the connection then stops reading, writes what the core
-//!   sends (typically that one response) and closes after it or after a 2 s grace.
+//!   §4.4.1). A framing error (bad, missing or conflicting Content-Length, headers or body
+//!   over the limits, a start line with control characters such as binary garbage or a
+//!   TLS ClientHello) is counted (`framing_errors`, or `oversize_drops` for the limits) and
+//!   answered on the connection by the driver with `400 Bad Request (<what>)` or
+//!   `513 Message Too Large (<what>)` when the header section holds what a response needs
+//!   (Via, From, To, Call-ID, CSeq; never to a response or an ACK), then reported as
+//!   [`TransportEvent::FramingError`] (`status`: what was answered, `None` when nothing
+//!   could be). The connection then stops reading, still writes what the core queues
+//!   (answers to earlier messages) and closes after a 2 s grace. Other connections are
+//!   not affected.
 //!   To probe a connection, send the bytes `\r\n\r\n` on it; the pong comes back as
 //!   [`TransportEvent::KeepalivePong`].
 //!   No traffic either way for `tcp_idle_timeout` closes the connection.

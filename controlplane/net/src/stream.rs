@@ -25,7 +25,8 @@ use crate::transports::{ConnSlot, ServerConfigCell, Shared};
 
 /// Read size per syscall; the framer keeps partial messages across reads.
 const READ_CHUNK: usize = 16 * 1024;
-/// After a framing error, how long the core has to send its 4xx/5xx before we close.
+/// After a framing error (answered by the driver), how long queued answers to earlier
+/// messages may still be written before the connection closes.
 const FRAMING_GRACE: Duration = Duration::from_secs(2);
 /// Pause after an accept error (EMFILE, ENFILE...) so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -382,11 +383,35 @@ where
                                 _ => &shared.counters.framing_errors,
                             };
                             inc(counter);
+                            // The message never reaches the core: answer it here with the
+                            // codec's stateless response (RFC 3261 §18.3), on this connection.
+                            let reply = match portcullis_sip::framing_error_response(
+                                framer.failed_head(),
+                                error,
+                            ) {
+                                portcullis_sip::ErrorAction::Respond(b) => Some(b),
+                                portcullis_sip::ErrorAction::Drop => None,
+                            };
+                            let status = reply.as_ref().and(error.status());
+                            tracing::debug!(
+                                conn = %info.id,
+                                remote = %info.remote,
+                                %error,
+                                ?status,
+                                "stream framing error"
+                            );
+                            if let Some(reply) = reply {
+                                if let Err(e) = write(&mut wr, &reply, FRAMING_GRACE).await {
+                                    inc(&shared.counters.send_failures);
+                                    break 'conn CloseReason::Io(e);
+                                }
+                                shared.counters.message_out(info.transport, reply.len());
+                            }
                             let ev = TransportEvent::FramingError {
                                 conn: info.id,
                                 remote: info.remote,
                                 error,
-                                status: error.status(),
+                                status,
                             };
                             if shared.events.send(ev).await.is_err() {
                                 break 'conn CloseReason::Framing(error);
@@ -421,11 +446,11 @@ where
                 } else {
                     shared.counters.message_out(info.transport, bytes.len());
                 }
-                if let Some(e) = broken {
-                    // The core answered the broken message: done.
-                    break CloseReason::Framing(e);
+                // After a framing error the close deadline stays: queued answers to
+                // earlier messages still go out until then.
+                if broken.is_none() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + limits.tcp_idle_timeout);
                 }
-                idle.as_mut().reset(tokio::time::Instant::now() + limits.tcp_idle_timeout);
             }
             _ = &mut idle => {
                 if let Some(e) = broken {

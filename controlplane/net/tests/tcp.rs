@@ -248,8 +248,38 @@ async fn global_cap_refuses_and_frees_on_close() {
     .expect("test timed out");
 }
 
+/// Reads what the peer sends until it closes (or [`WAIT`] passes): `(bytes, closed)`.
+async fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (out, closed)
+}
+
+/// The framing error event of the first broken connection (skipping opens).
+async fn framing_event(
+    rx: &mut tokio::sync::mpsc::Receiver<TransportEvent>,
+) -> (portcullis_net::ConnId, Option<u16>) {
+    loop {
+        match next_event(rx).await {
+            TransportEvent::ConnectionOpened { .. } => {}
+            TransportEvent::FramingError { conn, status, .. } => return (conn, status),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
-async fn oversize_message_reported_answered_then_closed() {
+async fn oversize_message_answered_513_by_the_driver_then_closed() {
     timeout(Duration::from_secs(20), async {
         let limits = Limits {
             max_message_bytes: 1024,
@@ -261,30 +291,29 @@ async fn oversize_message_reported_answered_then_closed() {
         c.write_all(&options("huge", &"y".repeat(4000)))
             .await
             .expect("write");
-        let conn = loop {
-            match next_event(&mut rx).await {
-                TransportEvent::ConnectionOpened { .. } => {}
-                TransportEvent::FramingError { conn, status, .. } => {
-                    assert_eq!(status, Some(513));
-                    break conn;
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        };
-        // The core answers before the driver closes.
-        let resp = b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n".to_vec();
-        let mut out = Outbound::new(Transport::Tcp, c.local_addr().expect("a"), resp.clone());
-        out.conn = Some(conn);
-        net.send(out).expect("send");
-        assert_eq!(read_exact_len(&mut c, resp.len()).await, resp);
-        assert!(closed_by_peer(&mut c).await);
+        let (_, status) = framing_event(&mut rx).await;
+        assert_eq!(status, Some(513));
+        // Nobody else sends anything: the answer comes from the driver itself.
+        let (got, closed) = read_to_close(&mut c).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("SIP/2.0 513 Message Too Large (body too large)\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Call-ID: huge@test\r\n"), "{text}");
+        assert!(text.contains("branch=z9hG4bKhuge"), "{text}");
+        assert!(closed, "connection not closed after the framing error");
         match next_event(&mut rx).await {
             TransportEvent::ConnectionClosed { reason, .. } => {
                 assert!(matches!(reason, CloseReason::Framing(_)), "{reason:?}");
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(net.counters().snapshot().oversize_drops, 1);
+        let s = net.counters().snapshot();
+        assert_eq!(s.oversize_drops, 1);
+        assert_eq!(s.framing_errors, 0);
+        assert_eq!(s.messages_in(Transport::Tcp), 0);
+        assert_eq!(s.messages_out(Transport::Tcp), 1, "the 513 is counted out");
     })
     .await
     .expect("test timed out");
@@ -357,7 +386,7 @@ async fn outbound_connection_opened_reused_and_failure_reported() {
 }
 
 #[tokio::test]
-async fn missing_content_length_is_a_framing_error() {
+async fn missing_content_length_is_answered_400_with_reason() {
     timeout(Duration::from_secs(20), async {
         let limits = Limits {
             tcp_idle_timeout: Duration::from_secs(30),
@@ -366,25 +395,113 @@ async fn missing_content_length_is_a_framing_error() {
         let (net, mut rx) = bind(limits).await;
         let server = net.local_addr(Transport::Tcp).expect("tcp addr");
         let mut c = TcpStream::connect(server).await.expect("connect");
-        c.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\r\n")
-            .await
-            .expect("write");
-        loop {
-            match next_event(&mut rx).await {
-                TransportEvent::ConnectionOpened { .. } => {}
-                TransportEvent::FramingError { status, .. } => {
-                    assert_eq!(status, Some(400));
-                    break;
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        // Nobody answers: the driver closes after its grace period.
-        assert!(closed_by_peer(&mut c).await);
+        c.write_all(
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+              From: <sip:x@h>;tag=9\r\nTo: <sip:a@b>\r\nCall-ID: nocl\r\nCSeq: 3 OPTIONS\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let (_, status) = framing_event(&mut rx).await;
+        assert_eq!(status, Some(400));
+        let (got, closed) = read_to_close(&mut c).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("SIP/2.0 400 Bad Request (missing Content-Length header)\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("CSeq: 3 OPTIONS\r\n"), "{text}");
+        assert!(closed, "connection not closed after the framing error");
         let s = net.counters().snapshot();
         assert_eq!(s.framing_errors, 1);
         assert_eq!(s.oversize_drops, 0);
         assert_eq!(s.messages_in(Transport::Tcp), 0);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Bad Content-Length, conflicting Content-Lengths, garbage without the headers a
+/// response needs, binary garbage (a TLS ClientHello on the TCP port): each broken
+/// connection gets its 400 when one can be formed or nothing, is closed and counted,
+/// while a healthy connection opened before keeps working throughout.
+#[tokio::test]
+async fn framing_errors_answered_counted_closed_others_keep_working() {
+    timeout(Duration::from_secs(60), async {
+        let limits = Limits {
+            tcp_idle_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let (net, mut rx) = bind(limits).await;
+        let server = net.local_addr(Transport::Tcp).expect("tcp addr");
+        let mut good = TcpStream::connect(server).await.expect("good connect");
+        let first = options("good0", "");
+        good.write_all(&first).await.expect("write");
+        let m = next_message(&mut rx).await;
+        assert_eq!(m.bytes, first);
+        let good_conn = m.conn;
+
+        let head = |cid: &str, extra: &str| {
+            format!(
+                "INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/TCP a.example;branch=z9hG4bK{cid}\r\n\
+                 From: <sip:al@a.example>;tag=a1\r\nTo: <sip:bob@b.example>\r\nCall-ID: {cid}\r\n\
+                 CSeq: 1 INVITE\r\n{extra}\r\n"
+            )
+            .into_bytes()
+        };
+        let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
+            (
+                head("badcl", "Content-Length: 12abc\r\n"),
+                Some("SIP/2.0 400 Bad Request (invalid Content-Length)\r\n"),
+            ),
+            (
+                head("twocl", "Content-Length: 4\r\nl: 40\r\n"),
+                Some("SIP/2.0 400 Bad Request (multiple Content-Length headers)\r\n"),
+            ),
+            (b"hello there\r\n\r\n".to_vec(), None),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), None),
+        ];
+        for (i, (bytes, want)) in cases.iter().enumerate() {
+            let mut bad = TcpStream::connect(server).await.expect("bad connect");
+            bad.write_all(bytes).await.expect("write");
+            let (conn, status) = framing_event(&mut rx).await;
+            assert_ne!(Some(conn), good_conn);
+            assert_eq!(status, want.map(|_| 400), "case {i}");
+            let (got, closed) = read_to_close(&mut bad).await;
+            let text = String::from_utf8_lossy(&got);
+            match want {
+                Some(start) => {
+                    assert!(text.starts_with(start), "case {i}: {text}");
+                    assert_eq!(text.matches("SIP/2.0 ").count(), 1, "case {i}: {text}");
+                }
+                None => assert!(got.is_empty(), "case {i}: answered {text}"),
+            }
+            assert!(closed, "case {i}: broken connection not closed");
+            match next_event(&mut rx).await {
+                TransportEvent::ConnectionClosed { conn: c, reason, .. } => {
+                    assert_eq!(c, conn);
+                    assert!(matches!(reason, CloseReason::Framing(_)), "{reason:?}");
+                }
+                other => panic!("case {i}: unexpected {other:?}"),
+            }
+            // The healthy connection still delivers, and gets its response.
+            let again = options(&format!("good{}", i + 1), "");
+            good.write_all(&again).await.expect("good write");
+            let m = next_message(&mut rx).await;
+            assert_eq!(m.bytes, again);
+            assert_eq!(m.conn, good_conn);
+            let resp = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+            let mut out = Outbound::new(Transport::Tcp, m.remote, resp.clone());
+            out.conn = m.conn;
+            net.send(out).expect("send");
+            assert_eq!(read_exact_len(&mut good, resp.len()).await, resp);
+        }
+        let s = net.counters().snapshot();
+        assert_eq!(s.framing_errors, 4);
+        assert_eq!(s.oversize_drops, 0);
+        assert_eq!(s.messages_in(Transport::Tcp), 5);
+        assert_eq!(s.messages_out(Transport::Tcp), 4 + 2, "four 200s and two 400s");
+        assert_eq!(s.connections_total, 5);
+        assert_eq!(net.connection_count(), 1);
     })
     .await
     .expect("test timed out");

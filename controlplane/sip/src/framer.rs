@@ -5,13 +5,16 @@
 //! until it returns `Ok(None)`. A returned [`Frame::Message`] borrows the framer's
 //! buffer and holds exactly one message (start line to end of body), ready for
 //! [`crate::Message::parse`]. Any [`FramingError`] means the byte stream cannot be
-//! resynchronised: the caller closes the connection.
+//! resynchronised: the caller answers with [`framing_error_response`] (built from
+//! [`StreamFramer::failed_head`]) when a response can be formed, then closes the connection.
 
 use memchr::memmem;
 use thiserror::Error;
 
+use crate::error::ParseError;
 use crate::grammar::trim_lws;
 use crate::header::HeaderName;
+use crate::validate::{error_response, ErrorAction};
 
 /// Limits that bound the memory a connection can make us hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,10 @@ pub enum FramingError {
     /// Several different Content-Length values (RFC 4475 §3.3.9).
     #[error("conflicting Content-Length headers")]
     ConflictingContentLength,
+    /// The bytes where a start line should begin hold a control character (binary
+    /// garbage, a TLS ClientHello sent to a TCP port): no SIP message can follow.
+    #[error("not a SIP start line")]
+    BadStartLine,
     /// An earlier error already broke this stream.
     #[error("stream already failed")]
     Failed,
@@ -81,9 +88,42 @@ impl FramingError {
             FramingError::HeadersTooLarge { .. } | FramingError::BodyTooLarge { .. } => Some(513),
             FramingError::MissingContentLength
             | FramingError::BadContentLength
-            | FramingError::ConflictingContentLength => Some(400),
+            | FramingError::ConflictingContentLength
+            | FramingError::BadStartLine => Some(400),
             FramingError::Failed => None,
         }
+    }
+
+    /// The codec error a response to the refused message reports (status and reason
+    /// phrase, [`ParseError::status`] / [`ParseError::reason`]); `None` for `Failed`.
+    #[must_use]
+    pub fn as_parse_error(&self) -> Option<ParseError> {
+        match self {
+            FramingError::HeadersTooLarge { .. } => Some(ParseError::HeadersTooLarge),
+            FramingError::BodyTooLarge { .. } => Some(ParseError::BodyTooLarge),
+            FramingError::MissingContentLength => {
+                Some(ParseError::MissingHeader(HeaderName::ContentLength))
+            }
+            FramingError::BadContentLength => Some(ParseError::BadContentLength),
+            FramingError::ConflictingContentLength => {
+                Some(ParseError::DuplicateHeader(HeaderName::ContentLength))
+            }
+            FramingError::BadStartLine => Some(ParseError::BadRequestLine),
+            FramingError::Failed => None,
+        }
+    }
+}
+
+/// The stateless answer to a stream message the framer refused with `err`, formed from
+/// `head` ([`StreamFramer::failed_head`]) like [`error_response`]: `400 Bad Request
+/// (<what>)` or `513 Message Too Large (<what>)` with the request's Via, From, To,
+/// Call-ID and CSeq, or [`ErrorAction::Drop`] when no response can be formed (garbage,
+/// a response, an ACK, missing mandatory headers) or for [`FramingError::Failed`].
+#[must_use]
+pub fn framing_error_response(head: &[u8], err: FramingError) -> ErrorAction {
+    match err.as_parse_error() {
+        Some(e) => error_response(head, &e),
+        None => ErrorAction::Drop,
     }
 }
 
@@ -101,6 +141,8 @@ pub struct StreamFramer {
     limits: FramerLimits,
     failed: bool,
     awaiting_pong: bool,
+    /// After a failure: the header section of the refused message (see `failed_head`).
+    failed_head: Vec<u8>,
 }
 
 impl StreamFramer {
@@ -142,9 +184,26 @@ impl StreamFramer {
         self.buf.len().saturating_sub(self.consumed)
     }
 
+    /// Bytes of the refused message's header section, kept after a [`FramingError`] so
+    /// a response can be formed ([`framing_error_response`]): up to and including the
+    /// empty line, or, when the headers exceeded the limit, up to the last complete line
+    /// within it. Empty before any failure.
+    #[must_use]
+    pub fn failed_head(&self) -> &[u8] {
+        &self.failed_head
+    }
+
     fn fail(&mut self, e: FramingError) -> FramingError {
         self.failed = true;
-        self.buf.clear();
+        let b = self.buf.get(self.consumed..).unwrap_or_default();
+        let window = b.get(..self.limits.max_header_bytes).unwrap_or(b);
+        let end = match memmem::find(window, b"\r\n\r\n") {
+            Some(h) => h + 4,
+            None => memmem::rfind(window, b"\r\n").map_or(0, |k| k + 2),
+        };
+        self.failed_head = window.get(..end).unwrap_or_default().to_vec();
+        self.buf = Vec::new();
+        self.consumed = 0;
         e
     }
 
@@ -180,6 +239,9 @@ impl StreamFramer {
             }
             _ => {}
         }
+        if !plausible_start_line(b) {
+            return Err(self.fail(FramingError::BadStartLine));
+        }
         let from = self.scanned.saturating_sub(3);
         let search_end = b.len().min(self.limits.max_header_bytes);
         let found = b
@@ -213,6 +275,20 @@ impl StreamFramer {
             self.buf.get(..total).unwrap_or_default(),
         )))
     }
+}
+
+/// Whether the bytes up to the first LF (all of `b` when there is none yet) can begin a
+/// SIP start line: no control character but HTAB, and CR only right before the LF or as
+/// the last byte received (RFC 3261 §7.1, §7.2, §25.1).
+fn plausible_start_line(b: &[u8]) -> bool {
+    let line = memchr::memchr(b'\n', b).map_or(b, |n| b.get(..n).unwrap_or_default());
+    let (body, last) = match line.split_last() {
+        Some((b'\r', rest)) => (rest, true),
+        _ => (line, false),
+    };
+    // A CR anywhere but last, or a lone LF with no CR before it, is not a line end.
+    let lf_ok = last || line.len() == b.len();
+    lf_ok && body.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f))
 }
 
 /// Finds the Content-Length in a header section (long or compact name, folding
@@ -365,5 +441,136 @@ mod tests {
         let mut folded = StreamFramer::default();
         folded.push(b"A sip:a SIP/2.0\r\nContent-Length:\r\n 2\r\n\r\nok");
         assert!(matches!(folded.next_frame(), Ok(Some(Frame::Message(_)))));
+    }
+
+    const REQ_HEAD: &str = "OPTIONS sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP c.example;branch=z9hG4bK7\r\nFrom: <sip:a@c.example>;tag=f1\r\nTo: <sip:u@h>\r\nCall-ID: cid-7\r\nCSeq: 7 OPTIONS\r\n";
+
+    fn respond(f: &StreamFramer, e: FramingError) -> String {
+        match framing_error_response(f.failed_head(), e) {
+            ErrorAction::Respond(b) => String::from_utf8(b).expect("utf8"),
+            ErrorAction::Drop => panic!("no response formed for {e:?}"),
+        }
+    }
+
+    #[test]
+    fn refused_messages_get_a_response_with_a_reason_phrase() {
+        for (extra, err, start) in [
+            (
+                "Content-Length: x1\r\n",
+                FramingError::BadContentLength,
+                "SIP/2.0 400 Bad Request (invalid Content-Length)\r\n",
+            ),
+            (
+                "",
+                FramingError::MissingContentLength,
+                "SIP/2.0 400 Bad Request (missing Content-Length header)\r\n",
+            ),
+            (
+                "Content-Length: 1\r\nl: 2\r\n",
+                FramingError::ConflictingContentLength,
+                "SIP/2.0 400 Bad Request (multiple Content-Length headers)\r\n",
+            ),
+            (
+                "Content-Length: 99999\r\n",
+                FramingError::BodyTooLarge {
+                    len: 99_999,
+                    limit: 100,
+                },
+                "SIP/2.0 513 Message Too Large (body too large)\r\n",
+            ),
+        ] {
+            let mut f = StreamFramer::new(FramerLimits {
+                max_header_bytes: 1024,
+                max_body_bytes: 100,
+            });
+            // A good message first: the head kept is the refused one's.
+            f.push(MSG);
+            assert_eq!(f.next_frame(), Ok(Some(Frame::Message(MSG))));
+            f.push(format!("{REQ_HEAD}{extra}\r\nbody").as_bytes());
+            assert_eq!(f.next_frame(), Err(err));
+            assert_eq!(f.failed_head(), format!("{REQ_HEAD}{extra}\r\n").as_bytes());
+            let r = respond(&f, err);
+            assert!(r.starts_with(start), "{err:?}: {r}");
+            for h in [
+                "Via: SIP/2.0/TCP c.example;branch=z9hG4bK7\r\n",
+                "Call-ID: cid-7\r\n",
+                "CSeq: 7 OPTIONS\r\n",
+            ] {
+                assert!(r.contains(h), "{err:?}: {h} missing in {r}");
+            }
+            // The stream stays failed and keeps the head.
+            f.push(MSG);
+            assert_eq!(f.next_frame(), Err(FramingError::Failed));
+            assert!(!f.failed_head().is_empty());
+        }
+    }
+
+    #[test]
+    fn binary_garbage_fails_at_once() {
+        // A TLS ClientHello prefix: no CRLF, so without this check the framer would wait
+        // for 16 KiB or the idle timeout.
+        for input in [
+            &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+            b"OPTIONS sip:a SIP/2.0\r",
+            b"OPTIONS sip:a\x00 SIP/2.0\r\n",
+            b"OPTIONS sip:a SIP/2.0\nVia: x\n\n",
+            b"OPT\rIONS sip:a SIP/2.0\r\n",
+        ] {
+            let mut f = StreamFramer::default();
+            f.push(input);
+            let r = f.next_frame();
+            if input.ends_with(b"SIP/2.0\r") {
+                assert_eq!(r, Ok(None), "a CR at the end may start the line end");
+                f.push(b"\n");
+                assert_eq!(f.next_frame(), Ok(None));
+                continue;
+            }
+            assert_eq!(r, Err(FramingError::BadStartLine), "{input:?}");
+            assert_eq!(FramingError::BadStartLine.status(), Some(400));
+        }
+        // Tabs and UTF-8 are fine in a start line (reason phrases).
+        let mut f = StreamFramer::default();
+        f.push("SIP/2.0 200 Très\tbien\r\nl: 0\r\n\r\n".as_bytes());
+        assert!(matches!(f.next_frame(), Ok(Some(Frame::Message(_)))));
+    }
+
+    #[test]
+    fn oversize_headers_keep_complete_lines_only() {
+        let mut f = StreamFramer::new(FramerLimits {
+            max_header_bytes: REQ_HEAD.len() + 10,
+            max_body_bytes: 100,
+        });
+        f.push(format!("{REQ_HEAD}X-Long: {}", "y".repeat(200)).as_bytes());
+        let err = f.next_frame().expect_err("too large");
+        assert!(matches!(err, FramingError::HeadersTooLarge { .. }));
+        assert_eq!(f.failed_head(), REQ_HEAD.as_bytes());
+        assert!(respond(&f, err)
+            .starts_with("SIP/2.0 513 Message Too Large (header section too large)\r\n"));
+    }
+
+    #[test]
+    fn no_response_for_garbage_responses_and_acks() {
+        for input in [
+            &b"\x16\x03\x01garbage\r\n\r\n"[..],
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\r\n",
+            b"ACK sip:u@h SIP/2.0\r\nVia: SIP/2.0/TCP c;branch=z9hG4bK1\r\nFrom: <sip:a@c>;tag=1\r\nTo: <sip:u@h>\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n\r\n",
+            b"OPTIONS sip:u@h SIP/2.0\r\nCall-ID: no-via\r\n\r\n",
+        ] {
+            let mut f = StreamFramer::default();
+            f.push(input);
+            let err = f.next_frame().expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    FramingError::MissingContentLength | FramingError::BadStartLine
+                ),
+                "{err:?}"
+            );
+            assert_eq!(framing_error_response(f.failed_head(), err), ErrorAction::Drop);
+        }
+        assert_eq!(
+            framing_error_response(REQ_HEAD.as_bytes(), FramingError::Failed),
+            ErrorAction::Drop
+        );
     }
 }
