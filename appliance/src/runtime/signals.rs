@@ -102,7 +102,20 @@ pub async fn drain(handle: &ApplianceHandle, drain_timeout: Duration) {
 /// plane worker advanced its loop counter (workers tick at least every 50 ms).
 /// Pings the systemd watchdog at half its period while healthy.
 pub async fn monitor(handle: ApplianceHandle) {
-    let watchdog = crate::notify::watchdog_interval();
+    monitor_with(handle, crate::notify::watchdog_interval(), || {
+        let _ = crate::notify::notify_watchdog();
+    })
+    .await;
+}
+
+/// [`monitor`] with the watchdog period and the ping given: `ping` runs at most every
+/// `watchdog / 2`, and only after a measurement found both planes alive. An unhealthy
+/// measurement never pings, so a stall longer than the period lets systemd act.
+pub(crate) async fn monitor_with(
+    handle: ApplianceHandle,
+    watchdog: Option<Duration>,
+    mut ping: impl FnMut() + Send,
+) {
     let mut last_ping = Instant::now();
     let mut last_loops: Vec<u64> = handle
         .dataplane()
@@ -140,9 +153,156 @@ pub async fn monitor(handle: ApplianceHandle) {
         handle.set_health(Health { problems });
         if let Some(period) = watchdog {
             if healthy && last_ping.elapsed() >= period / 2 {
-                let _ = crate::notify::notify_watchdog();
+                ping();
                 last_ping = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use portcullis_dataplane::{Backend, Dataplane, DataplaneConfig, WorkerId};
+    use portcullis_net::{SipTransports, TransportConfig};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::runtime::cdr_writer::CdrCounters;
+    use crate::runtime::engine_task::{Clock, EngineSnapshot};
+    use crate::runtime::ConfigSource;
+
+    /// Ping times, shared with the monitor's ping closure.
+    type Pings = Arc<Mutex<Vec<Instant>>>;
+
+    fn pings(p: &Pings) -> Vec<Instant> {
+        p.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Waits (bounded) until `n` pings were sent after `since`.
+    async fn pings_after(p: &Pings, since: Instant, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pings(p).iter().filter(|t| **t > since).count() < n {
+            assert!(Instant::now() < deadline, "no {n} pings {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The longest silence between pings around instant `mid`.
+    fn gap_around(p: &Pings, mid: Instant) -> Duration {
+        let t = pings(p);
+        let before = t.iter().filter(|x| **x <= mid).max().copied();
+        let after = t.iter().filter(|x| **x > mid).min().copied();
+        match (before, after) {
+            (Some(b), Some(a)) => a - b,
+            _ => panic!("no pings on both sides of the stall: {t:?}"),
+        }
+    }
+
+    /// A stalled data plane worker, then an engine that stops answering: the watchdog
+    /// pings stop for the stall and come back after it.
+    #[test]
+    fn watchdog_pings_only_while_both_planes_are_alive() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        rt.block_on(async {
+            let dp = Dataplane::start(DataplaneConfig {
+                port_min: 19_800,
+                port_max: 19_815,
+                backend: Backend::Mmsg,
+                ..DataplaneConfig::default()
+            })
+            .unwrap_or_else(|e| panic!("data plane: {e}"));
+            let dp = Arc::new(dp);
+            let (net, _events) = SipTransports::bind(TransportConfig::default())
+                .await
+                .unwrap_or_else(|e| panic!("drivers: {e}"));
+            // The engine: answers while `alive`, drops the requests otherwise.
+            let alive = Arc::new(AtomicBool::new(true));
+            let (tx, mut rx) = mpsc::channel(64);
+            let engine_alive = alive.clone();
+            tokio::spawn(async move {
+                while let Some(cmd) = rx.recv().await {
+                    if !engine_alive.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    match cmd {
+                        Cmd::Ping(r) => {
+                            let _ = r.send(());
+                        }
+                        Cmd::Stats(r) => {
+                            let _ = r.send(EngineSnapshot::default());
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            let config =
+                crate::config::Config::embedded_default(&crate::config::LoadOptions::default())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            let handle = ApplianceHandle::new(
+                tx,
+                net.clone(),
+                dp.clone(),
+                ConfigSource::Embedded,
+                Arc::new(config),
+                Arc::new(CdrCounters::default()),
+                Clock::new(),
+            );
+            let sent: Pings = Arc::default();
+            let rec = sent.clone();
+            let monitor = tokio::spawn(monitor_with(
+                handle.clone(),
+                Some(Duration::from_millis(400)),
+                move || {
+                    rec.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Instant::now())
+                },
+            ));
+            pings_after(&sent, Instant::now(), 2, "while healthy").await;
+
+            // Data plane: worker 0 held still for three seconds.
+            let stall = Instant::now();
+            for _ in 0..3 {
+                dp.quiesce(WorkerId(0), Duration::from_secs(1))
+                    .unwrap_or_else(|e| panic!("quiesce: {e}"));
+            }
+            let mid = stall + Duration::from_millis(1500);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            pings_after(
+                &sent,
+                stall + Duration::from_secs(3),
+                2,
+                "after the worker resumed",
+            )
+            .await;
+            let gap = gap_around(&sent, mid);
+            assert!(
+                gap >= Duration::from_millis(1500),
+                "pinged through a worker stall: gap {gap:?}"
+            );
+
+            // Control plane: the engine stops answering for three seconds.
+            let stall = Instant::now();
+            alive.store(false, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            alive.store(true, Ordering::SeqCst);
+            let mid = stall + Duration::from_millis(1500);
+            pings_after(&sent, Instant::now(), 2, "after the engine answered again").await;
+            let gap = gap_around(&sent, mid);
+            assert!(
+                gap >= Duration::from_millis(1500),
+                "pinged through an engine stall: gap {gap:?}"
+            );
+
+            monitor.abort();
+            net.shutdown();
+        });
     }
 }

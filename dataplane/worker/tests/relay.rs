@@ -338,10 +338,19 @@ fn full_ring_is_error(backend: Backend, base: u16) {
         Some((4, DataplaneError::RingFull(id))) => assert_eq!(id, w),
         other => panic!("expected RingFull on the 5th push, got {other:?}"),
     }
+    // The metrics see it: a full ring and one refusal.
+    let depth = dp.ring_depths()[usize::from(w.0)];
+    assert_eq!(
+        (depth.commands, depth.capacity, depth.command_overflows),
+        (4, 4, 1)
+    );
     // Once the worker resumes, commands flow again.
     assert!(wait_until(WAIT, || dp
         .update(&h, plain(None), plain(None))
         .is_ok()));
+    assert!(wait_until(WAIT, || dp.ring_depths()[usize::from(w.0)]
+        .commands
+        == 0));
 }
 
 fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
