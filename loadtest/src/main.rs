@@ -88,6 +88,10 @@ struct Opts {
     /// Signalling only (no RTP).
     #[arg(long)]
     no_media: bool,
+    /// SDES-SRTP (`RTP/SAVP`, AES_CM_128_HMAC_SHA1_80) on the caller side, the callee
+    /// side, or both (the appliance's trunks must match: `media = "srtp"`).
+    #[arg(long, value_parser = ["none", "caller", "callee", "both"], default_value = "none")]
+    srtp: String,
     /// Cores for media workers, comma separated (one worker each).
     #[arg(long, default_value = "0")]
     cores: String,
@@ -166,6 +170,8 @@ fn run_config(o: &Opts, mode: Mode) -> anyhow::Result<RunConfig> {
         share_callee_bye: o.callee_bye_share,
         refresh_s: o.refresh,
         media: !o.no_media,
+        srtp_caller: matches!(o.srtp.as_str(), "caller" | "both"),
+        srtp_callee: matches!(o.srtp.as_str(), "callee" | "both"),
         cores,
         relay_core: o.relay_core,
         uac: o.uac,

@@ -25,6 +25,7 @@ use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use portcullis_rtp::rtp::RtpPacket;
+use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::mmsg::{self, RecvBatch, SendBatch};
@@ -43,6 +44,18 @@ const CMD_BUDGET: usize = 4096;
 const CATCH_UP_TICKS: usize = 1000;
 /// Timer wheel tick.
 const TICK_NS: u64 = 1_000_000;
+/// SRTP packets held per SSRC until its key is known (early media racing the answer).
+const PENDING_PER_SSRC: usize = 64;
+/// SSRCs with held packets, at most.
+const PENDING_SSRCS: usize = 65_536;
+
+/// An SDES key||salt (16 + 14 bytes).
+pub type SrtpKey = [u8; 30];
+
+/// An `AES_CM_128_HMAC_SHA1_80` session for one direction of one stream.
+pub fn srtp_session(key: &SrtpKey) -> Option<SrtpSession> {
+    SrtpKeys::from_key_salt(SrtpProfile::AesCm128HmacSha1_80, key).map(|k| SrtpSession::new(&k))
+}
 
 /// A UDP socket bound to `addr` with large kernel buffers (a generator that drops its
 /// own packets measures nothing; the kernel caps them at `net.core.rmem_max`).
@@ -133,6 +146,8 @@ pub struct Live {
     pub lat_sum_ns: AtomicU64,
     /// Send errors (e.g. ECONNREFUSED, ENOBUFS).
     pub send_errors: AtomicU64,
+    /// SRTP packets refused (authentication, replay, no key): they also show as loss.
+    pub srtp_errors: AtomicU64,
 }
 
 /// One stream to send.
@@ -146,6 +161,8 @@ pub struct StreamSpec {
     pub dest: SocketAddr,
     /// Payload type (0 PCMU, 8 PCMA).
     pub pt: u8,
+    /// SRTP key to protect with (`None`: plain RTP).
+    pub srtp: Option<SrtpKey>,
 }
 
 /// Commands to a media worker.
@@ -155,6 +172,13 @@ pub enum MediaCmd {
     Add(StreamSpec),
     /// Stop sending the stream with this SSRC.
     Remove(u32),
+    /// Packets from `ssrc` are SRTP under `key` (replaces an earlier key).
+    Expect {
+        /// The sender's SSRC.
+        ssrc: u32,
+        /// Its SDES key||salt.
+        key: SrtpKey,
+    },
     /// Stop all sending; keep receiving for the drain time, then return.
     Stop,
 }
@@ -181,6 +205,8 @@ pub struct WorkerResult {
     pub latency_us: Histogram<u64>,
     /// Datagrams that were not ours.
     pub foreign: u64,
+    /// SRTP packets refused (authentication, replay, or never keyed).
+    pub srtp_errors: u64,
 }
 
 /// Settings of one media worker.
@@ -197,6 +223,9 @@ pub struct WorkerConfig {
     pub deadline_ns: u64,
     /// How long to keep receiving after [`MediaCmd::Stop`].
     pub drain: Duration,
+    /// Per socket: packets arriving there are SRTP (decrypted with the key announced by
+    /// [`MediaCmd::Expect`] for their SSRC; held until it is known).
+    pub srtp_rx: Vec<bool>,
 }
 
 struct Sending {
@@ -204,6 +233,15 @@ struct Sending {
     seq: u32,
     first_ns: u64,
     last_ns: u64,
+    srtp: Option<Box<SrtpSession>>,
+}
+
+/// Receive-side SRTP state of one worker.
+#[derive(Default)]
+struct SrtpRx {
+    sessions: HashMap<u32, SrtpSession>,
+    /// Packets (with their arrival time) from SSRCs whose key has not arrived yet.
+    pending: HashMap<u32, Vec<(u64, Vec<u8>)>>,
 }
 
 /// Runs a media worker on the calling thread until [`MediaCmd::Stop`] (plus drain), the
@@ -230,9 +268,11 @@ pub fn run_worker(
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
             .map_err(|e| std::io::Error::other(e.to_string()))?,
         foreign: 0,
+        srtp_errors: 0,
     };
     let mut batches: Vec<SendBatch> = sockets.iter().map(|_| SendBatch::default()).collect();
     let mut rxbatch = RecvBatch::default();
+    let mut srtp_rx = SrtpRx::default();
     let start = clock.ns();
     let mut next_tick = start - start % TICK_NS + TICK_NS;
     let mut tick: u64 = next_tick / TICK_NS;
@@ -263,11 +303,23 @@ pub fn run_worker(
                         seq: s.seq,
                         sent_ns,
                     };
-                    let Some(len) =
+                    let Some(mut len) =
                         build_packet(slot, s.spec.pt, s.spec.ssrc, probe, cfg.payload_len)
                     else {
                         continue;
                     };
+                    if let Some(srtp) = s.srtp.as_mut() {
+                        match srtp.protect_rtp(slot, len) {
+                            Ok(n) => len = n,
+                            Err(_) => {
+                                // Counted as an error and as loss (its sequence is used).
+                                live.srtp_errors.fetch_add(1, Ordering::Relaxed);
+                                result.srtp_errors += 1;
+                                s.seq += 1;
+                                continue;
+                            }
+                        }
+                    }
                     batch.push(len, s.spec.dest);
                     // A datagram the kernel refuses still used its sequence number: it
                     // is counted in send_errors and shows as loss.
@@ -303,7 +355,19 @@ pub fn run_worker(
                                 seq: 0,
                                 first_ns: 0,
                                 last_ns: 0,
+                                srtp: spec.srtp.as_ref().and_then(srtp_session).map(Box::new),
                             });
+                        }
+                    }
+                    Ok(MediaCmd::Expect { ssrc, key }) => {
+                        if let Some(sess) = srtp_session(&key) {
+                            srtp_rx.sessions.insert(ssrc, sess);
+                        }
+                        // Early packets held for this SSRC: count them now.
+                        if let Some(held) = srtp_rx.pending.remove(&ssrc) {
+                            for (arrival, mut pkt) in held {
+                                on_packet(&mut result, live, &mut srtp_rx, true, &mut pkt, arrival);
+                            }
                         }
                     }
                     Ok(MediaCmd::Remove(ssrc)) => {
@@ -328,7 +392,8 @@ pub fn run_worker(
             }
         }
         // Receive (bounded per socket), batched with recvmmsg.
-        for sock in sockets {
+        for (si, sock) in sockets.iter().enumerate() {
+            let srtp = cfg.srtp_rx.get(si).copied().unwrap_or(false);
             for _ in 0..RX_BUDGET / mmsg::BATCH {
                 let n = rxbatch.recv(sock);
                 if n == 0 {
@@ -336,16 +401,8 @@ pub fn run_worker(
                 }
                 let arrival = clock.ns();
                 for i in 0..n {
-                    match rxbatch.get(i).and_then(parse_packet) {
-                        Some((ssrc, probe)) => {
-                            let st = result.rx.entry(ssrc).or_default();
-                            st.record(probe.seq, probe.sent_ns, arrival);
-                            let lat = arrival.saturating_sub(probe.sent_ns);
-                            let _ = result.latency_us.record((lat / 1000).max(1));
-                            live.rx.fetch_add(1, Ordering::Relaxed);
-                            live.lat_sum_ns.fetch_add(lat, Ordering::Relaxed);
-                        }
-                        None => result.foreign += 1,
+                    if let Some(pkt) = rxbatch.get_mut(i) {
+                        on_packet(&mut result, live, &mut srtp_rx, srtp, pkt, arrival);
                     }
                 }
                 if n < mmsg::BATCH {
@@ -370,7 +427,70 @@ pub fn run_worker(
             finish(&mut result.sent, &s);
         }
     }
+    // Packets whose key never came: refused.
+    let never_keyed: u64 = srtp_rx.pending.values().map(|v| v.len() as u64).sum();
+    result.srtp_errors += never_keyed;
+    live.srtp_errors.fetch_add(never_keyed, Ordering::Relaxed);
     Ok(result)
+}
+
+/// Accounts one received datagram (SRTP-unprotected first when `srtp`).
+fn on_packet(
+    result: &mut WorkerResult,
+    live: &Live,
+    srtp_rx: &mut SrtpRx,
+    srtp: bool,
+    pkt: &mut [u8],
+    arrival: u64,
+) {
+    let mut len = pkt.len();
+    if srtp {
+        let Some(ssrc) = pkt
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+        else {
+            result.foreign += 1;
+            return;
+        };
+        match srtp_rx.sessions.get_mut(&ssrc) {
+            Some(sess) => match sess.unprotect_rtp(pkt, len) {
+                Ok(n) => len = n,
+                Err(_) => {
+                    result.srtp_errors += 1;
+                    live.srtp_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            None => {
+                // Early media: hold it (bounded) until the answer's key arrives.
+                let n_ssrcs = srtp_rx.pending.len();
+                let held = srtp_rx.pending.get_mut(&ssrc);
+                match held {
+                    Some(v) if v.len() < PENDING_PER_SSRC => v.push((arrival, pkt.to_vec())),
+                    None if n_ssrcs < PENDING_SSRCS => {
+                        srtp_rx.pending.insert(ssrc, vec![(arrival, pkt.to_vec())]);
+                    }
+                    _ => {
+                        result.srtp_errors += 1;
+                        live.srtp_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                return;
+            }
+        }
+    }
+    match pkt.get(..len).and_then(parse_packet) {
+        Some((ssrc, probe)) => {
+            let st = result.rx.entry(ssrc).or_default();
+            st.record(probe.seq, probe.sent_ns, arrival);
+            let lat = arrival.saturating_sub(probe.sent_ns);
+            let _ = result.latency_us.record((lat / 1000).max(1));
+            live.rx.fetch_add(1, Ordering::Relaxed);
+            live.lat_sum_ns.fetch_add(lat, Ordering::Relaxed);
+        }
+        None => result.foreign += 1,
+    }
 }
 
 fn flush(batch: &mut SendBatch, sock: &UdpSocket, live: &Live) {
@@ -417,20 +537,37 @@ mod tests {
     /// socket 1: with `by_command` it is stopped by command (then drains), otherwise it
     /// runs to a deadline `secs` after start.
     fn run_streams(n: u32, secs: f64, by_command: bool) -> WorkerResult {
+        run_streams_srtp(n, secs, by_command, |_| None, |_| None, 0.0)
+    }
+
+    /// Like [`run_streams`], with SRTP: `tx_key(i)` protects stream `i`, `rx_key(i)` is
+    /// announced to the receiver `expect_after` seconds after start (socket 1 is SRTP
+    /// when any stream has a receive key).
+    fn run_streams_srtp(
+        n: u32,
+        secs: f64,
+        by_command: bool,
+        tx_key: impl Fn(u32) -> Option<SrtpKey>,
+        rx_key: impl Fn(u32) -> Option<SrtpKey>,
+        expect_after: f64,
+    ) -> WorkerResult {
         let a = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let b = udp_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let dest = b.local_addr().unwrap();
         let clock = Clock::new();
         let (tx, rx) = std::sync::mpsc::channel();
+        let ssrc = |i: u32| 0x1000 + i * 7;
         for i in 0..n {
             let spec = StreamSpec {
-                ssrc: 0x1000 + i * 7,
+                ssrc: ssrc(i),
                 socket: 0,
                 dest,
                 pt: 0,
+                srtp: tx_key(i),
             };
             tx.send(MediaCmd::Add(spec)).unwrap();
         }
+        let srtp_rx = (0..n).any(|i| rx_key(i).is_some());
         let span = if by_command { 30.0 } else { secs };
         let cfg = WorkerConfig {
             ptime_ms: 20,
@@ -438,16 +575,78 @@ mod tests {
             core: None,
             deadline_ns: clock.ns() + (span * 1e9) as u64,
             drain: Duration::from_millis(300),
+            srtp_rx: vec![false, srtp_rx],
         };
         let live = Arc::new(Live::default());
         let h = std::thread::spawn(move || run_worker(&cfg, &[a, b], &rx, clock, &live));
+        if srtp_rx {
+            std::thread::sleep(Duration::from_secs_f64(expect_after));
+            for i in 0..n {
+                if let Some(key) = rx_key(i) {
+                    tx.send(MediaCmd::Expect { ssrc: ssrc(i), key }).unwrap();
+                }
+            }
+        }
         if by_command {
-            std::thread::sleep(Duration::from_secs_f64(secs));
+            std::thread::sleep(Duration::from_secs_f64(secs - expect_after));
             tx.send(MediaCmd::Stop).unwrap();
         }
         let r = h.join().unwrap().unwrap();
         drop(tx);
         r
+    }
+
+    fn key(i: u32, salt: u8) -> SrtpKey {
+        let mut k = [salt; 30];
+        k[..4].copy_from_slice(&i.to_be_bytes());
+        k
+    }
+
+    #[test]
+    fn srtp_streams_are_decrypted_exactly_even_when_keyed_late() {
+        // 100 SRTP streams; the receiver learns the keys 0.2 s in (as a caller learns
+        // the far end's key from the answer while early media is already flowing):
+        // held packets are counted then, so every packet sent is received once.
+        let n = 100;
+        let r = run_streams_srtp(n, 0.8, true, |i| Some(key(i, 1)), |i| Some(key(i, 1)), 0.2);
+        assert_eq!(r.srtp_errors, 0);
+        assert_eq!(r.foreign, 0);
+        assert_eq!(r.rx.len(), n as usize);
+        for (ssrc, info) in &r.sent {
+            let rx = r.rx.get(ssrc).expect("received");
+            assert!(info.count > 20, "ssrc {ssrc:#x}: {}", info.count);
+            assert_eq!(rx.unique, info.count, "ssrc {ssrc:#x}");
+            assert_eq!((rx.duplicates, rx.reordered), (0, 0));
+        }
+    }
+
+    #[test]
+    fn srtp_with_the_wrong_key_is_refused_not_counted() {
+        let n = 20;
+        let r = run_streams_srtp(n, 0.5, true, |i| Some(key(i, 1)), |i| Some(key(i, 2)), 0.0);
+        assert!(r.rx.is_empty(), "nothing authenticates");
+        let sent: u64 = r.sent.values().map(|s| s.count).sum();
+        assert!(sent > 0);
+        assert_eq!(r.srtp_errors, sent, "every packet refused and counted");
+    }
+
+    #[test]
+    fn srtp_is_really_on_the_wire() {
+        // A plain receiver sees the probe encrypted: the SSRC is in the clear, the
+        // sequence number in the payload is not what was sent.
+        let mut buf = [0u8; 400];
+        let p = Probe {
+            seq: 5,
+            sent_ns: 42,
+        };
+        let n = build_packet(&mut buf, 0, 9, p, G711_PAYLOAD_20MS).unwrap();
+        let mut s = srtp_session(&key(9, 1)).unwrap();
+        let m = s.protect_rtp(&mut buf, n).unwrap();
+        assert_eq!(m, n + 10, "80-bit tag");
+        assert_ne!(parse_packet(&buf[..n]).map(|x| x.1), Some(p));
+        let mut r = srtp_session(&key(9, 1)).unwrap();
+        let back = r.unprotect_rtp(&mut buf, m).unwrap();
+        assert_eq!(parse_packet(&buf[..back]), Some((9, p)));
     }
 
     #[test]

@@ -153,9 +153,16 @@ impl RecvBatch {
     }
 
     /// Datagram `i` of the last [`RecvBatch::recv`].
+    #[cfg(test)]
     pub fn get(&self, i: usize) -> Option<&[u8]> {
         let len = *self.lens.get(i)?;
         self.buf.get(i * SLOT..i * SLOT + len.min(SLOT))
+    }
+
+    /// Datagram `i` of the last [`RecvBatch::recv`], writable (in-place SRTP unprotect).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let len = *self.lens.get(i)?;
+        self.buf.get_mut(i * SLOT..i * SLOT + len.min(SLOT))
     }
 }
 

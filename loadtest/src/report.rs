@@ -153,6 +153,12 @@ pub struct Report {
     pub media: Totals,
     /// Media send errors.
     pub send_errors: u64,
+    /// SRTP packets refused by the generator (authentication, replay, never keyed).
+    pub srtp_errors: u64,
+    /// SRTP on which side: `none`, `caller`, `callee` or `both`.
+    pub srtp: String,
+    /// Packetisation time, ms.
+    pub ptime_ms: u32,
     /// Loss ratio (lost / sent).
     pub loss_ratio: f64,
     /// Mean packets received per second over the whole run.
@@ -173,7 +179,11 @@ impl Report {
     /// Human-readable summary.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "mode {}  duration {:.1} s", self.mode, self.duration_s);
+        let _ = writeln!(
+            s,
+            "mode {}  duration {:.1} s  ptime {} ms  srtp {}",
+            self.mode, self.duration_s, self.ptime_ms, self.srtp
+        );
         let _ = writeln!(
             s,
             "calls: started {} answered {} completed {} peak {} failed {}",
@@ -194,7 +204,7 @@ impl Report {
         let m = &self.media;
         let _ = writeln!(
             s,
-            "media: streams {} sent {} received {} lost {} ({:.4}%; head {} tail {}) dup {} reordered {} send_errors {} pps {:.0}",
+            "media: streams {} sent {} received {} lost {} ({:.4}%; head {} tail {}) dup {} reordered {} send_errors {} srtp_errors {} pps {:.0}",
             m.streams,
             m.sent,
             m.received,
@@ -205,6 +215,7 @@ impl Report {
             m.duplicates,
             m.reordered,
             self.send_errors,
+            self.srtp_errors,
             self.packets_per_s
         );
         for (name, p) in [

@@ -83,6 +83,10 @@ pub struct RunConfig {
     pub refresh_s: f64,
     /// Whether calls carry media.
     pub media: bool,
+    /// The caller side speaks SDES-SRTP.
+    pub srtp_caller: bool,
+    /// The callee side speaks SDES-SRTP.
+    pub srtp_callee: bool,
     /// Cores for media workers (one worker per entry).
     pub cores: Vec<usize>,
     /// Core for a relay we start ourselves.
@@ -142,6 +146,7 @@ fn start_workers(cfg: &RunConfig, clock: Clock, live: &Arc<Live>) -> anyhow::Res
             core: Some(core),
             deadline_ns,
             drain: Duration::from_millis(300),
+            srtp_rx: vec![cfg.srtp_caller, cfg.srtp_callee],
         };
         let h = std::thread::Builder::new()
             .name(format!("media-{core}"))
@@ -219,6 +224,12 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     if cfg.cores.is_empty() {
         bail!("--cores needs at least one core");
     }
+    if (cfg.srtp_caller || cfg.srtp_callee) && matches!(cfg.mode, Mode::Raw | Mode::Rtpengine) {
+        bail!("--srtp needs SIP calls (the appliance or --against direct)");
+    }
+    if cfg.mode == Mode::Direct && cfg.srtp_caller != cfg.srtp_callee {
+        bail!("--against direct: both sides are ours, so --srtp must be both or none");
+    }
     // The signalling loop runs on the first generator core too, never on the relay's.
     if let Some(&c) = cfg.cores.first() {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
@@ -278,6 +289,8 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         pt: cfg.pt,
         ptime_ms: cfg.ptime_ms,
         media: cfg.media,
+        srtp_caller: cfg.srtp_caller,
+        srtp_callee: cfg.srtp_callee,
     })?;
     // Media-only calls: (end_ns, removed, deleted).
     let mut mcalls: Vec<(u64, bool, bool)> = Vec::new();
@@ -378,15 +391,20 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
                         socket,
                         ssrc,
                         dest,
+                        srtp,
                     } => send_media(
                         MediaCmd::Add(StreamSpec {
                             ssrc,
                             socket,
                             dest,
                             pt: cfg.pt,
+                            srtp,
                         }),
                         worker,
                     ),
+                    Out::MediaExpect { worker, ssrc, key } => {
+                        send_media(MediaCmd::Expect { ssrc, key }, worker);
+                    }
                     Out::MediaRemove { worker, ssrc } => send_media(MediaCmd::Remove(ssrc), worker),
                 }
             }
@@ -543,6 +561,15 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         loss_ratio: totals.loss_ratio(),
         media: totals,
         send_errors: live.send_errors.load(Ordering::Relaxed),
+        srtp_errors: live.srtp_errors.load(Ordering::Relaxed),
+        srtp: match (cfg.srtp_caller, cfg.srtp_callee) {
+            (true, true) => "both",
+            (true, false) => "caller",
+            (false, true) => "callee",
+            (false, false) => "none",
+        }
+        .to_string(),
+        ptime_ms: cfg.ptime_ms,
         packets_per_s: totals.received as f64 / wall.max(1e-9),
         setup_us: Percentiles::of(&pop.stats.setup_us),
         latency_us: Percentiles::of(&latency),
@@ -576,7 +603,11 @@ fn start_media_call(
         (Some(l), _) => (l, l),
         (None, Some(ng)) => {
             let call_id = format!("lt{idx}");
-            let offer = ng.offer(&call_id, "a", &sdp_for(a_addr, cfg.pt, cfg.ptime_ms, 1))?;
+            let offer = ng.offer(
+                &call_id,
+                "a",
+                &sdp_for(a_addr, cfg.pt, cfg.ptime_ms, 1, None),
+            )?;
             let for_b = SessionDescription::parse(&offer)?
                 .rtp_destination(0)
                 .context("offer SDP has no RTP destination")?;
@@ -584,7 +615,7 @@ fn start_media_call(
                 &call_id,
                 "a",
                 "b",
-                &sdp_for(b_addr, cfg.pt, cfg.ptime_ms, 1),
+                &sdp_for(b_addr, cfg.pt, cfg.ptime_ms, 1, None),
             )?;
             let for_a = SessionDescription::parse(&answer)?
                 .rtp_destination(0)
@@ -602,6 +633,7 @@ fn start_media_call(
                 socket: 0,
                 dest: to_b,
                 pt: cfg.pt,
+                srtp: None,
             },
         ),
         (
@@ -611,6 +643,7 @@ fn start_media_call(
                 socket: if raw { 0 } else { 1 },
                 dest: to_a,
                 pt: cfg.pt,
+                srtp: None,
             },
         ),
     ])

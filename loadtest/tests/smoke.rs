@@ -187,11 +187,82 @@ fn appliance() -> PathBuf {
 
 #[test]
 fn twenty_calls_through_a_spawned_appliance_have_no_failures() {
+    spawned_appliance_run("plain", "rtp", "rtp", "none");
+}
+
+#[test]
+fn srtp_caller_to_plain_callee_through_the_appliance_is_exact() {
+    // Inbound trunk SDES-SRTP, outbound plain: the appliance decrypts one way and
+    // encrypts the other; the tool's own SRTP must agree with it packet for packet.
+    let r = spawned_appliance_run("srtp-caller", "srtp", "rtp", "caller");
+    assert_eq!(r["srtp"], "caller");
+    assert_eq!(r["srtp_errors"], 0);
+}
+
+#[test]
+fn plain_caller_to_srtp_callee_through_the_appliance_is_exact() {
+    let r = spawned_appliance_run("srtp-callee", "rtp", "srtp", "callee");
+    assert_eq!(r["srtp"], "callee");
+    assert_eq!(r["srtp_errors"], 0);
+}
+
+#[test]
+fn direct_srtp_calls_are_decrypted_exactly() {
+    let json = tmp("direct-srtp.json");
+    let uac = format!("127.0.0.1:{}", free_port());
+    let uas = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(BIN)
+        .args(["--against", "direct", "--srtp", "both"])
+        .args(["--calls", "30", "--cps", "60", "--duration", "2", "--quiet"])
+        .args(["--reinvite-share", "0.3", "--hold", "1.2"])
+        .args(["--uac", &uac, "--uas", &uas])
+        .arg("--report")
+        .arg(&json)
+        .output()
+        .expect("loadtest runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&json);
+    assert_eq!(r["srtp"], "both");
+    assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
+    assert!(r["reinvites_ok"].as_u64().unwrap() > 0, "{text}");
+    assert!(r["media"]["sent"].as_u64().unwrap() > 1000, "{text}");
+    assert_eq!(r["media"]["lost"], 0, "{text}");
+    assert_eq!(r["srtp_errors"], 0, "{text}");
+    // The direct mode refuses one-sided SRTP (both sides are ours).
+    let bad = Command::new(BIN)
+        .args(["--against", "direct", "--srtp", "caller", "--duration", "1"])
+        .args(["--uac", &uac, "--uas", &uas, "--quiet"])
+        .output()
+        .expect("loadtest runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--srtp must be both"));
+    let _ = std::fs::remove_file(json);
+}
+
+/// 20 calls with media for 3 s through a spawned appliance whose inbound trunk (`left`,
+/// our UAC) and outbound trunk (`right`, our UAS) use the given media modes.
+fn spawned_appliance_run(
+    name: &str,
+    left_media: &str,
+    right_media: &str,
+    srtp: &str,
+) -> serde_json::Value {
     let (sip, uac, uas, admin) = (free_port(), free_port(), free_port(), free_port());
     // A media range of its own so parallel tests and other appliances do not collide.
-    let base = 20_000 + (std::process::id() % 400) as u16 * 20;
-    let cdr = tmp("cdr.jsonl");
-    let config = tmp("appliance.toml");
+    let salt = match name {
+        "plain" => 0,
+        "srtp-caller" => 1,
+        _ => 2,
+    };
+    // 200 ports per run: three runs per process (salt), sixteen processes apart.
+    let base = 20_000 + (std::process::id() % 16) as u16 * 600 + salt * 200;
+    let cdr = tmp(&format!("{name}-cdr.jsonl"));
+    let config = tmp(&format!("{name}-appliance.toml"));
     std::fs::write(
         &config,
         format!(
@@ -200,16 +271,17 @@ fn twenty_calls_through_a_spawned_appliance_have_no_failures() {
              bind_ip = \"127.0.0.1\"\nport_min = {base}\nport_max = {}\ncores = \"auto:1\"\n\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[cdr]\npath = \"{}\"\n\n\
              [policy]\nunknown_source = \"reject\"\n\n\
-             [[trunk]]\nname = \"left\"\naddress = \"127.0.0.1:{uac}\"\n\n\
-             [[trunk]]\nname = \"right\"\naddress = \"127.0.0.1:{uas}\"\n\n\
+             [[trunk]]\nname = \"left\"\naddress = \"127.0.0.1:{uac}\"\nmedia = \"{left_media}\"\n\n\
+             [[trunk]]\nname = \"right\"\naddress = \"127.0.0.1:{uas}\"\nmedia = \"{right_media}\"\n\n\
              [[route]]\nname = \"l2r\"\nfrom = [\"left\"]\ntargets = [\"right\"]\n",
             base + 199,
             cdr.display()
         ),
     )
     .unwrap();
-    let json = tmp("spawn.json");
+    let json = tmp(&format!("{name}-spawn.json"));
     let out = Command::new(BIN)
+        .args(["--srtp", srtp])
         .args([
             "--spawn",
             "--calls",
@@ -258,7 +330,9 @@ fn twenty_calls_through_a_spawned_appliance_have_no_failures() {
         r["relay"]["pid"].is_u64(),
         "appliance CPU and RSS accounted: {text}"
     );
+    assert_eq!(r["media"]["lost"], 0, "{text}");
     for f in [json, config, cdr] {
         let _ = std::fs::remove_file(f);
     }
+    r
 }

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
 
+use portcullis_sip::sdp::{Crypto, SessionDescription, AES_CM_128_HMAC_SHA1_80};
 use portcullis_sip::{HeaderName, Message, Method, Request};
 
 /// RFC 3261 §17.1.1.1 T1 (RTT estimate), ns.
@@ -71,12 +72,21 @@ pub enum Out {
         to: SocketAddr,
         bytes: Vec<u8>,
     },
-    /// Start a media stream from media worker `worker`, socket `socket`.
+    /// Start a media stream from media worker `worker`, socket `socket`, SRTP-protected
+    /// with `srtp` (SDES key||salt) when set.
     MediaAdd {
         worker: usize,
         socket: usize,
         ssrc: u32,
         dest: SocketAddr,
+        srtp: Option<SrtpKey>,
+    },
+    /// Packets arriving at media worker `worker` from `ssrc` are SRTP with this key
+    /// (the key in the SDP the peer sent: RFC 4568 §6.1).
+    MediaExpect {
+        worker: usize,
+        ssrc: u32,
+        key: SrtpKey,
     },
     /// Stop a media stream.
     MediaRemove { worker: usize, ssrc: u32 },
@@ -111,6 +121,51 @@ pub struct SipConfig {
     pub ptime_ms: u32,
     /// Whether calls carry media (false: signalling only).
     pub media: bool,
+    /// The caller population speaks SDES-SRTP (`RTP/SAVP`, `AES_CM_128_HMAC_SHA1_80`).
+    pub srtp_caller: bool,
+    /// The callee population speaks SDES-SRTP.
+    pub srtp_callee: bool,
+}
+
+/// An SDES master key and salt (RFC 4568 §6.1: 16 + 14 bytes for AES_CM_128).
+pub type SrtpKey = [u8; 30];
+
+/// The key a side of call `idx` sends with (0 caller, 1 callee): deterministic, distinct
+/// per call and side (a load generator needs no secrecy, only distinct keystreams).
+pub fn call_key(idx: usize, side: u8) -> SrtpKey {
+    let mut x = (idx as u64) << 1 | u64::from(side);
+    let mut out = [0u8; 30];
+    for chunk in out.chunks_mut(8) {
+        // splitmix64
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let b = z.to_be_bytes();
+        chunk.copy_from_slice(b.get(..chunk.len()).unwrap_or(&[]));
+    }
+    out
+}
+
+/// The first `AES_CM_128_HMAC_SHA1_80` inline key of the first audio stream of `sdp`,
+/// with its tag.
+pub fn sdp_crypto(sdp: &[u8]) -> Option<(u32, SrtpKey)> {
+    let s = SessionDescription::parse(sdp).ok()?;
+    let m = s.media.iter().find(|m| m.is_audio() && !m.is_rejected())?;
+    let c = m
+        .crypto()
+        .find(|c| c.suite.eq_ignore_ascii_case(AES_CM_128_HMAC_SHA1_80))?;
+    let km = c.key_material().ok()?;
+    let mut key = [0u8; 30];
+    key.get_mut(..16)?.copy_from_slice(km.key.get(..16)?);
+    key.get_mut(16..)?.copy_from_slice(km.salt.get(..14)?);
+    Some((c.tag, key))
+}
+
+/// The caller's call index carried in the called number (`+1555` + 8 digits + kind).
+fn call_index_of(user: &str) -> Option<usize> {
+    user.strip_prefix("+1555")?.get(..8)?.parse().ok()
 }
 
 /// A pending client transaction (or UAS 2xx/487 retransmission).
@@ -159,6 +214,8 @@ struct UacCall {
     retx: Option<Retx>,
     action: Option<(u64, Action)>,
     media: bool,
+    /// The SRTP key of the answer (what the far end sends us with).
+    rx_key: Option<SrtpKey>,
 }
 
 #[derive(Debug)]
@@ -179,6 +236,18 @@ struct UasCall {
     confirmed: bool,
     done: bool,
     worker: usize,
+    /// The caller's call index (from the called number): SSRC of the stream we receive
+    /// and our SRTP key.
+    uac_idx: Option<usize>,
+    /// The SRTP key of the offer (what the far end sends us with).
+    rx_key: Option<SrtpKey>,
+    /// The stream to start once the dialog is confirmed (ACK): destination and SRTP key.
+    /// Media before that would reach a relay that cannot know our answer (nor, with
+    /// SRTP, our key) yet.
+    pending_media: Option<(SocketAddr, Option<SrtpKey>)>,
+    /// SSRC of the stream we send: the callee SSRC of the caller's call index, so the
+    /// caller knows which SSRC to expect (a B2BUA rewrites Call-IDs, not numbers).
+    tx_ssrc: u32,
 }
 
 /// Counters and histograms of a run.
@@ -226,14 +295,32 @@ pub struct Population {
     pub stats: SipStats,
 }
 
-/// A minimal audio SDP (RFC 8866) offering one G.711 codec at `addr`.
-pub fn sdp_for(addr: SocketAddr, pt: u8, ptime_ms: u32, version: u32) -> Vec<u8> {
+/// A minimal audio SDP (RFC 8866) offering one G.711 codec at `addr`; with `crypto`
+/// (tag, key) it is `RTP/SAVP` with one SDES `AES_CM_128_HMAC_SHA1_80` line (RFC 4568).
+pub fn sdp_for(
+    addr: SocketAddr,
+    pt: u8,
+    ptime_ms: u32,
+    version: u32,
+    crypto: Option<(u32, &SrtpKey)>,
+) -> Vec<u8> {
     let ip = addr.ip();
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let codec = if pt == 8 { "PCMA" } else { "PCMU" };
+    let (proto, crypto_line) = match crypto {
+        Some((tag, key)) => {
+            let mut k = [0u8; 16];
+            let mut salt = [0u8; 14];
+            k.copy_from_slice(key.get(..16).unwrap_or(&[0; 16]));
+            salt.copy_from_slice(key.get(16..).unwrap_or(&[0; 14]));
+            let c = Crypto::aes_cm_128_hmac_sha1_80(tag, &k, &salt);
+            ("RTP/SAVP", format!("a=crypto:{c}\r\n"))
+        }
+        None => ("RTP/AVP", String::new()),
+    };
     format!(
         "v=0\r\no=lt 1 {version} IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {codec}/8000\r\na=ptime:{ptime_ms}\r\na=sendrecv\r\n",
+         m=audio {} {proto} {pt}\r\na=rtpmap:{pt} {codec}/8000\r\na=ptime:{ptime_ms}\r\na=sendrecv\r\n{crypto_line}",
         addr.port()
     )
     .into_bytes()
@@ -302,8 +389,8 @@ impl Population {
         format!("z9hG4bKlt{}", self.branch_seq)
     }
 
-    fn sdp(&self, addr: SocketAddr, version: u32) -> Vec<u8> {
-        sdp_for(addr, self.cfg.pt, self.cfg.ptime_ms, version)
+    fn sdp(&self, addr: SocketAddr, version: u32, crypto: Option<(u32, &SrtpKey)>) -> Vec<u8> {
+        sdp_for(addr, self.cfg.pt, self.cfg.ptime_ms, version, crypto)
     }
 
     fn kind_for(&self, idx: usize) -> Kind {
@@ -358,7 +445,9 @@ impl Population {
             let secs = (self.cfg.refresh_ns * 2 / 1_000_000_000).max(90);
             inv.push(HeaderName::SessionExpires, &format!("{secs};refresher=uac"));
         }
-        inv.set_body_with_type("application/sdp", self.sdp(media_addr, 1));
+        let key = call_key(idx, 0);
+        let crypto = self.cfg.srtp_caller.then_some((1, &key));
+        inv.set_body_with_type("application/sdp", self.sdp(media_addr, 1, crypto));
         let bytes = inv.to_bytes();
         out.push(Out::Send {
             side: Side::Uac,
@@ -390,6 +479,7 @@ impl Population {
             retx: Some(retx),
             action: None,
             media: false,
+            rx_key: None,
         });
         self.stats.started += 1;
         self.up += 1;

@@ -30,13 +30,26 @@ fn cfg(hold_s: u64) -> SipConfig {
         pt: 0,
         ptime_ms: 20,
         media: true,
+        srtp_caller: false,
+        srtp_callee: false,
     }
 }
 
 /// Virtual-time harness: UAC and UAS talk straight to each other; `drop` decides
 /// which datagrams (by running count) are lost.
 fn simulate(calls: usize, drop: impl Fn(u64, &[u8]) -> bool) -> (Population, i64) {
-    let mut p = Population::new(cfg(2)).unwrap();
+    let (p, media, _) = simulate_with(cfg(2), calls, drop);
+    (p, media)
+}
+
+/// [`simulate`] with a given configuration; also returns every media command issued.
+fn simulate_with(
+    c: SipConfig,
+    calls: usize,
+    drop: impl Fn(u64, &[u8]) -> bool,
+) -> (Population, i64, Vec<Out>) {
+    let mut p = Population::new(c).unwrap();
+    let mut cmds = Vec::new();
     let mut now = 0u64;
     let mut out = Vec::new();
     let mut media: i64 = 0;
@@ -61,8 +74,12 @@ fn simulate(calls: usize, drop: impl Fn(u64, &[u8]) -> bool) -> (Population, i64
                         };
                         p.handle(now, to, from, &bytes, &mut out);
                     }
-                    Out::MediaAdd { .. } => media += 1,
+                    o @ Out::MediaAdd { .. } => {
+                        media += 1;
+                        cmds.push(o);
+                    }
                     Out::MediaRemove { .. } => media -= 1,
+                    o @ Out::MediaExpect { .. } => cmds.push(o),
                 }
             }
             pending = std::mem::take(&mut out);
@@ -73,7 +90,62 @@ fn simulate(calls: usize, drop: impl Fn(u64, &[u8]) -> bool) -> (Population, i64
         now += step;
         p.poll_timers(now, usize::MAX, &mut out);
     }
-    (p, media)
+    (p, media, cmds)
+}
+
+#[test]
+fn srtp_both_sides_key_every_stream_with_the_peers_sdes_key() {
+    let mut c = cfg(2);
+    c.srtp_caller = true;
+    c.srtp_callee = true;
+    let (p, media, cmds) = simulate_with(c, 40, |_, _| false);
+    assert_eq!(p.stats.completed, 40, "failures: {:?}", p.stats.failures);
+    assert_eq!(media, 0);
+    let answered = p.stats.answered as usize;
+    let mut adds = 0;
+    let mut expects = 0;
+    for o in &cmds {
+        match o {
+            Out::MediaAdd {
+                socket, ssrc, srtp, ..
+            } => {
+                adds += 1;
+                // Caller stream (socket 0) of call i has SSRC 2i+1, the callee's 2i+2.
+                let idx = ((ssrc - 1) / 2) as usize;
+                let side = u8::from(*socket == 1);
+                assert_eq!(*srtp, Some(call_key(idx, side)), "ssrc {ssrc}");
+            }
+            Out::MediaExpect { ssrc, key, .. } => {
+                expects += 1;
+                // Each side decrypts with the key the other side offered/answered.
+                let idx = ((ssrc - 1) / 2) as usize;
+                let sender = u8::from(ssrc % 2 == 0);
+                assert_eq!(*key, call_key(idx, sender), "ssrc {ssrc}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(adds, 2 * answered);
+    assert_eq!(expects, 2 * answered);
+    assert_ne!(call_key(0, 0), call_key(0, 1));
+    assert_ne!(call_key(0, 0), call_key(1, 0));
+}
+
+#[test]
+fn srtp_sdp_round_trips_the_key() {
+    let key = call_key(7, 1);
+    let sdp = sdp_for("127.0.0.1:4000".parse().unwrap(), 0, 20, 1, Some((3, &key)));
+    let text = String::from_utf8(sdp.clone()).unwrap();
+    assert!(text.contains("m=audio 4000 RTP/SAVP 0\r\n"), "{text}");
+    assert!(
+        text.contains("a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:"),
+        "{text}"
+    );
+    assert_eq!(sdp_crypto(&sdp), Some((3, key)));
+    let plain = sdp_for("127.0.0.1:4000".parse().unwrap(), 0, 20, 1, None);
+    assert_eq!(sdp_crypto(&plain), None);
+    assert_eq!(call_index_of("+1555000012343"), Some(1234));
+    assert_eq!(call_index_of("+1444000012343"), None);
 }
 
 #[test]

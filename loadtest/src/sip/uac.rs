@@ -6,8 +6,8 @@ use portcullis_sip::sdp::SessionDescription;
 use portcullis_sip::{HeaderName, Message, Method, OwnedMessage, Request};
 
 use super::{
-    ssrcs, tag_of, uri_of, Action, Kind, Out, Population, Retx, RetxOutcome, Side, UacState,
-    MEDIA_DRAIN_NS, T1_NS, T2_NS,
+    call_key, sdp_crypto, ssrcs, tag_of, uri_of, Action, Kind, Out, Population, Retx, RetxOutcome,
+    Side, UacState, MEDIA_DRAIN_NS, T1_NS, T2_NS,
 };
 
 impl Population {
@@ -93,7 +93,9 @@ impl Population {
                     .get(w)
                     .copied()
                     .unwrap_or(self.cfg.uac_addr);
-                let body = self.sdp(media_addr, v);
+                let key = call_key(idx, 0);
+                let crypto = self.cfg.srtp_caller.then_some((1, &key));
+                let body = self.sdp(media_addr, v, crypto);
                 let req = self.uac_in_dialog(idx, Method::Invite, Some(body));
                 let t = self.cfg.target;
                 out.push(Out::Send {
@@ -304,6 +306,23 @@ impl Population {
                     }
                     let was_confirmed = c.state == UacState::Confirmed;
                     c.retx = None;
+                    // The far end's SRTP key, announced to the media worker before the ACK
+                    // (whose arrival lets the callee start sending).
+                    let mut srtp_missing = false;
+                    if self.cfg.srtp_caller && self.cfg.media && c.state != UacState::Terminating {
+                        match sdp_crypto(&body) {
+                            Some((_, key)) if c.rx_key != Some(key) => {
+                                c.rx_key = Some(key);
+                                out.push(Out::MediaExpect {
+                                    worker: idx % workers,
+                                    ssrc: ssrcs(idx).1,
+                                    key,
+                                });
+                            }
+                            Some(_) => {}
+                            None => srtp_missing = first && !was_confirmed,
+                        }
+                    }
                     let ack = self.ack(idx, None, seq);
                     out.push(Out::Send {
                         side: Side::Uac,
@@ -313,6 +332,10 @@ impl Population {
                     let Some(c) = self.uac.get_mut(idx) else {
                         return;
                     };
+                    if srtp_missing {
+                        self.finish_uac(idx, now, Some("answer without SDES crypto".into()), out);
+                        return;
+                    }
                     if first && !was_confirmed && c.state != UacState::Terminating {
                         c.state = UacState::Confirmed;
                         self.stats.answered += 1;
@@ -331,6 +354,7 @@ impl Population {
                                         socket: 0,
                                         ssrc: ssrcs(idx).0,
                                         dest,
+                                        srtp: self.cfg.srtp_caller.then(|| call_key(idx, 0)),
                                     });
                                 }
                                 None => {

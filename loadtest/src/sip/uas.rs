@@ -7,8 +7,8 @@ use portcullis_sip::sdp::SessionDescription;
 use portcullis_sip::{HeaderName, Message, Method, OwnedMessage, Request, Response};
 
 use super::{
-    ssrcs, tag_of, uri_of, user_of, Action, Kind, Out, Population, Retx, RetxOutcome, Side,
-    UasCall, MEDIA_DRAIN_NS, T1_NS, T2_NS,
+    call_index_of, call_key, sdp_crypto, ssrcs, tag_of, uri_of, user_of, Action, Kind, Out,
+    Population, Retx, RetxOutcome, Side, UasCall, MEDIA_DRAIN_NS, T1_NS, T2_NS,
 };
 
 impl Population {
@@ -55,13 +55,32 @@ impl Population {
                 }
                 // re-INVITE: answer with the same SDP, retransmit until ACK.
                 let w = c.worker;
+                let uac_idx = c.uac_idx;
                 let media = self
                     .cfg
                     .media_b
                     .get(w)
                     .copied()
                     .unwrap_or(self.cfg.uas_addr);
-                let sdp = self.sdp(media, 2);
+                let offered = sdp_crypto(msg.body());
+                let key = uac_idx.map(|i| call_key(i, 1));
+                let crypto = match (self.cfg.srtp_callee, offered, key.as_ref()) {
+                    (true, Some((tag, rx)), Some(k)) => {
+                        if c.rx_key != Some(rx) && c.media {
+                            c.rx_key = Some(rx);
+                            if let Some(i) = uac_idx {
+                                out.push(Out::MediaExpect {
+                                    worker: w,
+                                    ssrc: ssrcs(i).0,
+                                    key: rx,
+                                });
+                            }
+                        }
+                        Some((tag, k))
+                    }
+                    _ => None,
+                };
+                let sdp = self.sdp(media, 2, crypto);
                 let mut ok = Response::to(msg, 200, "OK");
                 ok.push(
                     HeaderName::Contact,
@@ -77,6 +96,16 @@ impl Population {
                 c.retx = None;
                 if !c.confirmed && c.kind != Kind::Cancel {
                     c.confirmed = true;
+                    if let Some((dest, srtp)) = c.pending_media.take() {
+                        c.media = true;
+                        out.push(Out::MediaAdd {
+                            worker: c.worker,
+                            socket: 1,
+                            ssrc: c.tx_ssrc,
+                            dest,
+                            srtp,
+                        });
+                    }
                     let at = now + self.cfg.hold_ns;
                     c.action = Some((at, Action::StopMedia));
                     self.arm(Side::Uas, idx, at);
@@ -146,6 +175,8 @@ impl Population {
         let remote_sdp = SessionDescription::parse(msg.body())
             .ok()
             .and_then(|s| s.rtp_destination(0));
+        let uac_idx = user_of(to_v).and_then(call_index_of);
+        let offered = sdp_crypto(msg.body());
         let local = format!("{to_v};tag={tag}");
         let remote = msg.get(HeaderName::From).unwrap_or("").to_string();
         let remote_target = msg
@@ -168,6 +199,10 @@ impl Population {
             confirmed: false,
             done: false,
             worker: w,
+            uac_idx,
+            rx_key: None,
+            pending_media: None,
+            tx_ssrc: ssrcs(uac_idx.unwrap_or(idx)).1,
         });
         let mut ringing = Response::to(msg, 180, "Ringing");
         ringing.set_to_tag(&tag);
@@ -183,6 +218,32 @@ impl Population {
             }
             return;
         }
+        let mut crypto = None;
+        if self.cfg.srtp_callee {
+            // SRTP toward the callee: the offer must carry a key, and the caller's SSRC
+            // (hence its index, from the called number) must be known to key its stream.
+            let (Some((tag, rx)), Some(i)) = (offered, uac_idx) else {
+                let r = Response::to(msg, 488, "Not Acceptable Here");
+                out.push(Out::Send {
+                    side: Side::Uas,
+                    to: from,
+                    bytes: r.to_bytes(),
+                });
+                self.fail("offer without SDES crypto".to_string());
+                return;
+            };
+            crypto = Some((tag, call_key(i, 1)));
+            if self.cfg.media {
+                if let Some(c) = self.uas.get_mut(idx) {
+                    c.rx_key = Some(rx);
+                }
+                out.push(Out::MediaExpect {
+                    worker: w,
+                    ssrc: ssrcs(i).0,
+                    key: rx,
+                });
+            }
+        }
         if self.cfg.media {
             let Some(dest) = remote_sdp else {
                 let r = Response::to(msg, 488, "Not Acceptable Here");
@@ -194,14 +255,8 @@ impl Population {
                 return;
             };
             if let Some(c) = self.uas.get_mut(idx) {
-                c.media = true;
+                c.pending_media = Some((dest, crypto.map(|(_, k)| k)));
             }
-            out.push(Out::MediaAdd {
-                worker: w,
-                socket: 1,
-                ssrc: ssrcs(idx).1,
-                dest,
-            });
         }
         let media = self
             .cfg
@@ -214,7 +269,8 @@ impl Population {
             HeaderName::Contact,
             &format!("<sip:uas@{}>", self.cfg.uas_addr),
         );
-        ok.set_body_with_type("application/sdp", self.sdp(media, 1));
+        let body = self.sdp(media, 1, crypto.as_ref().map(|(t, k)| (*t, k)));
+        ok.set_body_with_type("application/sdp", body);
         self.uas_send_2xx(idx, now, from, ok.to_bytes(), out);
     }
 
@@ -252,7 +308,7 @@ impl Population {
                 c.media = false;
                 out.push(Out::MediaRemove {
                     worker: c.worker,
-                    ssrc: ssrcs(idx).1,
+                    ssrc: c.tx_ssrc,
                 });
             }
         }
