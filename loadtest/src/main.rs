@@ -7,6 +7,7 @@
 //! portcullis-loadtest --against rtpengine --calls 500 --duration 20 --cores 0 --relay-core 1
 //! portcullis-loadtest --against raw --calls 25 --duration 2 --report r.json --svg r.svg
 //! portcullis-loadtest compare --config lt.toml --calls 1000 --duration 20
+//! portcullis-loadtest --netns --spawn --config wide.toml --calls 4500 --ptime 150
 //! ```
 //! Everything is loopback-only and bounded by `--duration` (≤ 1 h) and `--max-calls`.
 #![forbid(unsafe_code)]
@@ -125,6 +126,37 @@ struct Opts {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// Run in a new network namespace (root): loopback only, and the kernel's ephemeral
+    /// port range narrowed to 61000-65535 there, so media ranges up to 60999 are free.
+    #[arg(long)]
+    netns: bool,
+    /// Seconds to wait for a spawned appliance to bind its ports and come up.
+    #[arg(long, default_value_t = 1.5)]
+    startup_wait: f64,
+}
+
+/// Longest ptime: 180 ms of G.711 is 1440 bytes, plus 12 (RTP) and 10 (SRTP tag).
+const MAX_PTIME_MS: u32 = 180;
+
+/// Ephemeral ports inside the namespace made by `--netns`.
+const NETNS_EPHEMERAL: &str = "61000 65535";
+
+/// Moves this process (still single-threaded) into a fresh network namespace with
+/// loopback up and a narrow ephemeral port range; children (appliance, rtpengine,
+/// rawfwd) inherit it, and it disappears with the last of them.
+fn enter_netns() -> anyhow::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("--netns: unshare(CLONE_NEWNET) needs root (CAP_SYS_ADMIN)")?;
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .context("--netns: running `ip link set lo up` (iproute2)")?;
+    if !st.success() {
+        bail!("--netns: `ip link set lo up` failed: {st}");
+    }
+    std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", NETNS_EPHEMERAL)
+        .context("--netns: narrowing net.ipv4.ip_local_port_range")?;
+    Ok(())
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -153,8 +185,10 @@ fn run_config(o: &Opts, mode: Mode) -> anyhow::Result<RunConfig> {
     if !(0.0..=1.0).contains(&shares) {
         bail!("the call behaviour shares must add up to at most 1");
     }
-    if o.ptime == 0 || o.ptime > 200 {
-        bail!("--ptime must be 1..=200 ms");
+    if o.ptime == 0 || o.ptime > MAX_PTIME_MS {
+        // 8 bytes per ms of G.711 plus the RTP header (and an SRTP tag) must fit a
+        // 1500-byte datagram, the largest a relay forwards.
+        bail!("--ptime must be 1..={MAX_PTIME_MS} ms (one G.711 packet per 1500-byte datagram)");
     }
     Ok(RunConfig {
         mode,
@@ -206,7 +240,7 @@ fn spawn_appliance(o: &Opts) -> anyhow::Result<Spawned> {
         .spawn()
         .with_context(|| format!("starting {} through taskset", bin.display()))?;
     let mut p = Spawned(child);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_secs_f64(o.startup_wait.clamp(0.0, 120.0)));
     if let Some(status) = p.0.try_wait()? {
         bail!("appliance {} exited at start: {status}", bin.display());
     }
@@ -245,6 +279,9 @@ fn main() -> anyhow::Result<()> {
         args.remove(1);
     }
     let o = Opts::parse_from(args);
+    if o.netns {
+        enter_netns()?;
+    }
     if compare {
         let mut modes = vec!["raw", "rtpengine"];
         if o.config.is_some() || o.target.is_some() {

@@ -336,3 +336,45 @@ fn spawned_appliance_run(
     }
     r
 }
+
+#[test]
+fn netns_run_is_isolated_and_uses_the_default_ports() {
+    // In its own network namespace the run may use 5070/5080 (the appliance's trunk
+    // ports) without meeting anything else on this machine. Needs root, like the
+    // 10,000-call runs it exists for.
+    let json = tmp("netns.json");
+    let out = Command::new(BIN)
+        .args(["--netns", "--against", "direct"])
+        .args([
+            "--calls",
+            "10",
+            "--cps",
+            "50",
+            "--duration",
+            "1.5",
+            "--quiet",
+        ])
+        .args(["--ptime", "180"])
+        .arg("--report")
+        .arg(&json)
+        .output()
+        .expect("loadtest runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "--netns needs root (CAP_SYS_ADMIN) and iproute2: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&json);
+    assert_eq!(r["ptime_ms"], 180);
+    assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
+    assert!(r["media"]["sent"].as_u64().unwrap() > 50, "{text}");
+    assert_eq!(r["media"]["lost"], 0, "{text}");
+    let bad = Command::new(BIN)
+        .args(["--against", "direct", "--ptime", "200", "--duration", "1"])
+        .output()
+        .expect("loadtest runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("1500-byte datagram"));
+    let _ = std::fs::remove_file(json);
+}
