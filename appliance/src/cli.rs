@@ -58,6 +58,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the log filter of a running appliance, or set it (admin API client).
+    LogLevel {
+        /// New filter: a level (error, warn, info, debug, trace, off) or directives such
+        /// as `info,portcullis_net=debug`. Without it, print the filter in force.
+        level: Option<String>,
+        /// Admin API address (default: $PORTCULLIS_ADMIN, else 127.0.0.1:8080).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Bearer token (default: $PORTCULLIS_ADMIN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// List the live calls of a running appliance (admin API client).
     Calls {
         /// Admin API address (default: $PORTCULLIS_ADMIN, else 127.0.0.1:8080).
@@ -136,6 +148,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::LogLevel {
+            level,
+            admin,
+            token,
+        } => {
+            let opts = crate::admin::client::ClientOptions::from_args(admin, token);
+            crate::admin::client::cmd_log_level(&opts, level.as_deref(), &mut out)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Calls { admin, token, json } => {
             let opts = crate::admin::client::ClientOptions::from_args(admin, token);

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis::admin::client::{cmd_calls, cmd_status, ClientOptions, StatusReport};
+use portcullis::admin::client::{
+    cmd_calls, cmd_log_level, cmd_status, ClientOptions, StatusReport,
+};
 use portcullis::admin::metrics::FAMILIES;
 use portcullis::admin::{
     spawn, AdminBackend, AdminServer, AdminServerConfig, CallInfo, Health, MetricsSnapshot,
@@ -529,5 +531,38 @@ fn log_level_is_read_and_set() {
     }
     assert_eq!(f.st().log_filter, "warn,portcullis_net=trace");
     assert_eq!(http("POST", &url, Some(TOKEN)).0, 405);
+    rt.block_on(srv.stop());
+}
+
+#[test]
+fn cli_log_level() {
+    let rt = rt();
+    let f = fake(true);
+    let srv = start(&rt, &f, Some(TOKEN));
+    let opts = ClientOptions {
+        admin: srv.local_addr().to_string(),
+        token: Some(TOKEN.into()),
+    };
+    let mut out = Vec::new();
+    cmd_log_level(&opts, None, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(String::from_utf8_lossy(&out), "info\n");
+    let mut out = Vec::new();
+    cmd_log_level(&opts, Some("debug,portcullis_net=trace"), &mut out)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "debug,portcullis_net=trace\n"
+    );
+    assert_eq!(f.st().log_filter, "debug,portcullis_net=trace");
+    // A bad filter: the reason, not a panic; the filter stays.
+    let err = cmd_log_level(&opts, Some("chatty"), &mut Vec::new())
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(
+        err.contains("400") && err.contains("invalid log filter"),
+        "{err}"
+    );
+    assert_eq!(f.st().log_filter, "debug,portcullis_net=trace");
     rt.block_on(srv.stop());
 }

@@ -88,13 +88,28 @@ impl ClientOptions {
     /// `GET path` decoded as JSON; `accept` lists non-2xx statuses whose body is still the
     /// answer (e.g. `503` of `/health`).
     fn get<T: DeserializeOwned>(&self, path: &str, accept: &[u16]) -> Result<T, ClientError> {
+        self.request("GET", path, None, accept)
+    }
+
+    /// `method path` with an optional text body, decoded as JSON.
+    fn request<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        accept: &[u16],
+    ) -> Result<T, ClientError> {
         let url = self.url(path);
         let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
-        let mut req = agent.get(&url);
+        let mut req = agent.request(method, &url);
         if let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
-        let resp = match req.call() {
+        let sent = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(ureq::Error::Status(401, _)) => return Err(ClientError::Unauthorized),
             Err(ureq::Error::Status(code, r)) if accept.contains(&code) => r,
@@ -141,6 +156,50 @@ impl ClientOptions {
     pub fn trunks(&self) -> Result<Vec<TrunkInfo>, ClientError> {
         self.get("/api/v1/trunks", &[])
     }
+
+    /// `GET /api/v1/log-level`: the log filter in force.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn log_level(&self) -> Result<String, ClientError> {
+        let v: LogLevelBody = self.get("/api/v1/log-level", &[])?;
+        Ok(v.level)
+    }
+
+    /// `PUT /api/v1/log-level`: replaces the log filter; the filter now in force.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a refused filter is a `400` [`ClientError::Status`] whose body
+    /// gives the reason.
+    pub fn set_log_level(&self, level: &str) -> Result<String, ClientError> {
+        let body = serde_json::json!({ "level": level }).to_string();
+        let v: LogLevelBody = self.request("PUT", "/api/v1/log-level", Some(&body), &[])?;
+        Ok(v.level)
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LogLevelBody {
+    level: String,
+}
+
+/// `portcullis log-level [LEVEL]`: prints the log filter in force, after setting it to
+/// `level` when given.
+///
+/// # Errors
+/// The API cannot be reached or refused the request (a bad filter: HTTP 400 with the
+/// reason), or `out` failed.
+pub fn cmd_log_level(
+    opts: &ClientOptions,
+    level: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let now = match level {
+        Some(l) => opts.set_log_level(l)?,
+        None => opts.log_level()?,
+    };
+    writeln!(out, "{now}")?;
+    Ok(())
 }
 
 /// What `portcullis status --json` prints.
