@@ -117,6 +117,7 @@ pub(crate) async fn monitor_with(
     mut ping: impl FnMut() + Send,
 ) {
     let mut last_ping = Instant::now();
+    let mut was_healthy = true;
     let mut last_loops: Vec<u64> = handle
         .dataplane()
         .worker_stats()
@@ -149,7 +150,12 @@ pub(crate) async fn monitor_with(
         if !healthy {
             tracing::warn!(?problems, "unhealthy");
             let _ = crate::notify::notify_status(&problems.join("; "));
+        } else if !was_healthy {
+            // Clear the problem from `systemctl status`.
+            tracing::info!("healthy again");
+            let _ = crate::notify::notify_status("healthy");
         }
+        was_healthy = healthy;
         handle.set_health(Health { problems });
         if let Some(period) = watchdog {
             if healthy && last_ping.elapsed() >= period / 2 {
