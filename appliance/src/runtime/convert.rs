@@ -165,6 +165,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         teams = Some(TeamsSettings {
             sbc_fqdn: tm.sbc_fqdn.to_string(),
             options_interval: tm.options_interval,
+            media_bypass: tm.media_bypass,
         });
     }
     let route_rules = cfg.routes.iter().map(route).collect();

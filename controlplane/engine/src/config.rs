@@ -266,6 +266,10 @@ impl Default for TimerSettings {
 pub struct TeamsSettings {
     pub sbc_fqdn: String,
     pub options_interval: Duration,
+    /// Media bypass (`[teams] media_bypass`): ICE-lite toward Teams trunks
+    /// (`a=ice-lite`, one host candidate, STUN checks answered by the data
+    /// plane). Off: no ICE attributes at all toward Teams.
+    pub media_bypass: bool,
 }
 
 /// The whole runtime configuration of the engine.
@@ -296,6 +300,12 @@ impl EngineConfig {
                 .trunk(id)
                 .and_then(|t| t.tls_server_name.as_deref())
                 .is_some_and(|n| n.to_ascii_lowercase().contains("pstnhub."))
+    }
+
+    /// Whether calls on Teams trunk `id` use media bypass (ICE-lite).
+    #[must_use]
+    pub fn is_teams_bypass(&self, id: TrunkId) -> bool {
+        self.is_teams_trunk(id) && self.teams.as_ref().is_some_and(|t| t.media_bypass)
     }
 
     /// Checks the invariants listed in the module docs.

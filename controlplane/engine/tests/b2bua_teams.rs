@@ -1,5 +1,8 @@
 //! Teams Direct Routing specifics in the B2BUA: FQDN Contact, `X-MS-SBC` on
-//! requests toward Teams, History-Info passed through only when Teams is involved.
+//! requests toward Teams, History-Info passed through only when Teams is
+//! involved (initial INVITE, re-INVITE, transfer INVITE), rtcp-mux and
+//! `|2^31` SDES lifetime toward Teams, no delayed offer toward Teams, ICE-lite
+//! only with media bypass.
 
 #[path = "b2bua_harness.rs"]
 mod harness;
@@ -7,16 +10,24 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use portcullis_engine::config::TeamsSettings;
+use portcullis_engine::config::{MediaMode, TeamsSettings};
 use portcullis_engine::transaction::Method;
 
+/// b1 is Teams (media bypass on).
 fn teams() -> H {
+    teams_with(true, MediaMode::Rtp)
+}
+
+/// b1 is Teams with `media_bypass` and media mode `mode`.
+fn teams_with(bypass: bool, mode: MediaMode) -> H {
     H::with(|c| {
         c.teams = Some(TeamsSettings {
             sbc_fqdn: "sbc.example.com".into(),
             options_interval: Duration::from_secs(60),
+            media_bypass: bypass,
         });
         c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+        c.trunks[1].media = mode;
     })
 }
 
@@ -134,14 +145,7 @@ fn ice_lite_toward_teams_stable_across_reinvite_and_programmed() {
 
 #[test]
 fn srtp_toward_teams_has_key_lifetime_2_31() {
-    let mut h = H::with(|c| {
-        c.teams = Some(TeamsSettings {
-            sbc_fqdn: "sbc.example.com".into(),
-            options_interval: Duration::from_secs(60),
-        });
-        c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
-        c.trunks[1].media = portcullis_engine::config::MediaMode::Srtp;
-    });
+    let mut h = teams_with(true, MediaMode::Srtp);
     let now = h.now;
     let a_sdp = sdp("192.168.1.10", 10_000, "");
     h.a.invite(now, "100", Some(&a_sdp));
@@ -155,4 +159,228 @@ fn srtp_toward_teams_has_key_lifetime_2_31() {
     assert!(crypto.contains("AES_CM_128_HMAC_SHA1_80"), "{crypto}");
     assert!(crypto.ends_with("|2^31"), "{crypto}");
     assert!(body.contains("RTP/SAVP"), "{body}");
+}
+
+fn text(m: &portcullis_engine::transaction::SipMsg) -> String {
+    String::from_utf8_lossy(m.body()).into_owned()
+}
+
+#[test]
+fn without_media_bypass_no_ice_but_rtcp_mux_and_lifetime() {
+    let mut h = teams_with(false, MediaMode::Srtp);
+    let (_da, _db, _atx, _ainv) = h.answered();
+    let (_, inv) = h.b1.last_request("INVITE");
+    let body = text(&inv);
+    assert!(
+        !body.contains("ice") && !body.contains("a=candidate"),
+        "{body}"
+    );
+    // The caller's SDP had a=rtcp and no rtcp-mux: Teams still gets rtcp-mux.
+    assert!(body.contains("a=rtcp-mux"), "{body}");
+    assert!(!body.contains("a=rtcp:"), "{body}");
+    let crypto = body.lines().find(|l| l.starts_with("a=crypto:")).unwrap();
+    assert!(crypto.ends_with("|2^31"), "{crypto}");
+    assert!(h
+        .sbc
+        .media()
+        .updates
+        .iter()
+        .all(|(_, a, b)| a.ice_lite.is_none() && b.ice_lite.is_none()));
+    // The non-Teams caller gets neither rtcp-mux forced nor a lifetime.
+    let ok =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    let ab = text(&ok);
+    assert!(!ab.contains("2^31") && !ab.contains("rtcp-mux"), "{ab}");
+}
+
+#[test]
+fn media_bypass_on_gives_ice_lite_toward_teams_only() {
+    let mut h = teams_with(true, MediaMode::Srtp);
+    let _ = h.answered();
+    let (_, inv) = h.b1.last_request("INVITE");
+    let body = text(&inv);
+    assert!(
+        body.contains("a=ice-lite") && body.contains("a=rtcp-mux"),
+        "{body}"
+    );
+    let candidates = body
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .count();
+    assert_eq!(candidates, 1, "one host candidate with rtcp-mux: {body}");
+    let (_, a_p, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert!(a_p.ice_lite.is_none());
+    assert!(b_p.ice_lite.is_some());
+}
+
+#[test]
+fn delayed_offer_from_the_caller_is_never_passed_to_teams() {
+    let mut h = teams_with(false, MediaMode::Srtp);
+    let now = h.now;
+    h.a.invite(now, "100", None);
+    h.pump();
+    let (_, inv) = h.b1.last_request("INVITE");
+    assert!(
+        inv.header("Content-Type")
+            .is_some_and(|c| c.starts_with("application/sdp")),
+        "INVITE toward Teams carries an offer"
+    );
+    let body = text(&inv);
+    assert!(
+        body.contains("m=audio ") && body.contains("RTP/SAVP"),
+        "{body}"
+    );
+    assert!(body.contains("a=rtcp-mux"), "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("a=crypto:") && l.ends_with("|2^31")),
+        "{body}"
+    );
+}
+
+/// a is Teams (calls from Teams), b1 a plain trunk.
+fn teams_caller() -> H {
+    H::with(|c| {
+        c.teams = Some(TeamsSettings {
+            sbc_fqdn: "sbc.example.com".into(),
+            options_interval: Duration::from_secs(60),
+            media_bypass: false,
+        });
+        c.trunks[0].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+        c.trunks[0].media = MediaMode::Srtp;
+    })
+}
+
+const TEAMS_CRYPTO: &str =
+    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\r\n";
+
+fn answer_to_teams(offer_extra: &str) -> String {
+    let mut h = teams_caller();
+    let offer = sdp("52.112.0.10", 50_000, offer_extra).replace("RTP/AVP", "RTP/SAVP");
+    let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
+    let _ = (atx, ainv);
+    let now = h.now;
+    // The carrier answers without rtcp-mux.
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "")),
+    );
+    h.pump();
+    let ok =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    text(&ok)
+}
+
+#[test]
+fn answer_toward_teams_has_rtcp_mux_when_teams_offered_it() {
+    let body = answer_to_teams(&format!("a=rtcp-mux\r\n{TEAMS_CRYPTO}"));
+    assert!(body.contains("a=rtcp-mux"), "{body}");
+    let crypto = body.lines().find(|l| l.starts_with("a=crypto:")).unwrap();
+    assert!(crypto.ends_with("|2^31"), "{crypto}");
+    // RFC 5761: no rtcp-mux in an answer to an offer without it.
+    let body = answer_to_teams(TEAMS_CRYPTO);
+    assert!(!body.contains("a=rtcp-mux"), "{body}");
+}
+
+/// An in-dialog request with extra headers from `p`.
+fn in_dialog_with(
+    p: &mut Peer,
+    now: portcullis_engine::time::Timestamp,
+    d: &mut portcullis_engine::dialog::Dialog,
+    method: Method,
+    sdp_body: Option<&str>,
+    extra: &[(&str, &str)],
+) {
+    let via = p.via();
+    let mut req = d.request(method, &via).unwrap();
+    for (n, v) in extra {
+        req.push_header(n, v);
+    }
+    if let Some(s) = sdp_body {
+        req.push_header("Content-Type", "application/sdp");
+        req.set_body(s.as_bytes().to_vec());
+    }
+    p.layer
+        .send_request(
+            now,
+            portcullis_engine::transaction::PeerAddr {
+                transport: portcullis_engine::transaction::Transport::Udp,
+                addr: sa(SBC),
+                conn: None,
+            },
+            req,
+        )
+        .unwrap();
+}
+
+#[test]
+fn history_info_crosses_on_reinvite_toward_teams_only() {
+    let mut h = teams();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    let offer = sdp("192.168.1.10", 10_000, "a=sendonly\r\n");
+    in_dialog_with(
+        &mut h.a,
+        now,
+        &mut da,
+        Method::Invite,
+        Some(&offer),
+        &[("History-Info", HI)],
+    );
+    h.pump();
+    let invs = h.b1.requests("INVITE");
+    assert_eq!(invs.len(), 2);
+    assert_eq!(invs[1].1.header("History-Info"), Some(HI));
+    // Plain trunks: not copied.
+    let mut h = H::new();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    in_dialog_with(
+        &mut h.a,
+        now,
+        &mut da,
+        Method::Invite,
+        Some(&offer),
+        &[("History-Info", HI)],
+    );
+    h.pump();
+    let invs = h.b1.requests("INVITE");
+    assert_eq!(invs.len(), 2);
+    assert!(invs[1].1.header("History-Info").is_none());
+}
+
+#[test]
+fn transfer_invite_from_a_teams_refer_carries_its_history_info() {
+    let mut h = teams();
+    let (_da, mut db, _atx, _ainv) = h.answered();
+    let hi = "<sip:+4930777@teams.example.com>;index=1.1";
+    let now = h.now;
+    in_dialog_with(
+        &mut h.b1,
+        now,
+        &mut db,
+        Method::Refer,
+        None,
+        &[
+            ("Refer-To", "<sip:+4930777@teams.example.com>"),
+            ("History-Info", hi),
+        ],
+    );
+    h.pump();
+    assert!(h.b1.statuses().contains(&202), "{:?}", h.b1.statuses());
+    // b1 -> "+49..." routes to a ("in" route) in the harness config.
+    let invs = h.a.requests("INVITE");
+    let (_, inv) = invs.last().expect("transfer INVITE");
+    assert!(inv.to_tag().unwrap().is_none(), "a new leg");
+    assert_eq!(inv.header("History-Info"), Some(hi));
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use portcullis_sip::sdp::SessionDescription;
 
 use super::route::Target;
-use super::sdp_rewrite::MediaState;
+use super::sdp_rewrite::{MediaState, SideSnapshot};
 use crate::cdr::EndReason;
 use crate::config::{EngineConfig, RedirectMode, TrunkId};
 use crate::dialog::Dialog;
@@ -115,6 +115,11 @@ pub(crate) enum ClientRole {
     Refresh(Side),
     /// INVITE of the new leg of a transfer (RFC 3515), see `refer`.
     Transfer { dest: PeerAddr },
+    /// re-INVITE that moves a party onto this call (Replaces, RFC 3891), see `refer`.
+    Join { dest: PeerAddr },
+    /// re-INVITE with a new offer we originate on `Side` (after a join);
+    /// the answer is learned, nothing is relayed.
+    Reoffer(Side),
 }
 
 /// A blind transfer in progress (RFC 3515): the referrer's leg stays up until
@@ -127,6 +132,43 @@ pub(crate) struct Transfer {
     pub refer_cseq: u32,
     /// The new leg toward the target (replaces the referrer's leg on 2xx).
     pub leg: BLeg,
+    /// Media state of the referrer's side before the attempt (restored on failure).
+    pub saved: SideSnapshot,
+}
+
+/// A party of another dialog moving onto side `side` of this call (RFC 3891
+/// Replaces handled locally): we re-INVITE (`tx`) the party whose media must
+/// move, the leg on `side` is released when it answers.
+#[derive(Debug)]
+pub(crate) struct Join {
+    pub side: Side,
+    pub tx: TxId,
+    /// Media state of `side` before the attempt (restored on failure).
+    pub saved: SideSnapshot,
+    pub kind: JoinKind,
+}
+
+/// Where the joining party comes from.
+#[derive(Debug)]
+pub(crate) enum JoinKind {
+    /// REFER on `side` whose Refer-To Replaces names leg `replaced` of call
+    /// `other`: the party left on `other` (re-INVITEd toward our port on
+    /// `side`) takes the referrer's place; `other` ends.
+    Refer {
+        refer_cseq: u32,
+        other: u64,
+        replaced: Side,
+    },
+    /// INVITE with Replaces naming the leg on `side`: its sender takes that
+    /// leg's place; the party on the other side is re-INVITEd with its offer.
+    Invite {
+        server_tx: TxId,
+        invite: Box<SipMsg>,
+        peer: PeerAddr,
+        trunk: TrunkId,
+        tag: String,
+        contact: String,
+    },
 }
 
 /// One call.
@@ -180,8 +222,10 @@ pub(crate) struct Call {
     pub prack_map: Vec<(u32, u32, u32)>,
     /// Reliable 18x awaiting A's PRACK: (response, next interval, first sent).
     pub rel1xx: Option<(SipMsg, std::time::Duration, Timestamp)>,
-    /// A transfer in progress (REFER from the B leg).
+    /// A blind transfer in progress (REFER from either leg).
     pub transfer: Option<Transfer>,
+    /// A Replaces join in progress.
+    pub join: Option<Join>,
 }
 
 /// RFC 4028 state of one leg.
@@ -194,11 +238,24 @@ pub(crate) struct SessionLeg {
 
 impl Call {
     /// Dialog of a side.
+    pub fn dialog(&self, side: Side) -> Option<&Dialog> {
+        match side {
+            Side::A => self.a.dialog.as_ref(),
+            Side::B => self.b.as_ref().and_then(|b| b.dialog.as_ref()),
+        }
+    }
+
+    /// Dialog of a side, mutable.
     pub fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
         match side {
             Side::A => self.a.dialog.as_mut(),
             Side::B => self.b.as_mut().and_then(|b| b.dialog.as_mut()),
         }
+    }
+
+    /// A transfer or join is in progress.
+    pub fn busy(&self) -> bool {
+        self.transfer.is_some() || self.join.is_some() || self.reinvite_pending
     }
 
     /// Where requests on a side go.

@@ -92,7 +92,7 @@ pub(crate) fn copy_safe(src: &SipMsg, dst: &mut SipMsg, with_body: bool) {
 
 /// Option tags of `Require` we cannot honour (RFC 3261 §8.2.2.3 → 420).
 pub(crate) fn unsupported_required(req: &SipMsg) -> Vec<String> {
-    const OURS: &[&str] = &["timer", "100rel"];
+    const OURS: &[&str] = &["timer", "100rel", "replaces"];
     req.header_values("Require")
         .map(str::trim)
         .filter(|t| !OURS.iter().any(|o| o.eq_ignore_ascii_case(t)))

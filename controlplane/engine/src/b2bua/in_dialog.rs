@@ -53,6 +53,18 @@ impl<M: MediaControl> B2bua<M> {
                     self.on_refresh_response(now, call, side, status);
                 }
             }
+            ClientRole::Join { dest } => {
+                if status >= 200 {
+                    self.by_client_tx.remove(&tx);
+                }
+                self.on_join_response(now, call, tx, dest, resp);
+            }
+            ClientRole::Reoffer(side) => {
+                if status >= 200 {
+                    self.by_client_tx.remove(&tx);
+                }
+                self.on_reoffer_response(call, tx, side, resp);
+            }
         }
     }
 
@@ -106,6 +118,23 @@ impl<M: MediaControl> B2bua<M> {
             }
             ClientRole::Own => {}
             ClientRole::Transfer { .. } => self.transfer_failed(now, call, status),
+            ClientRole::Join { .. } => {
+                let join = self.calls.get_mut(&call).and_then(|c| {
+                    c.join
+                        .as_ref()
+                        .is_some_and(|j| j.tx == tx)
+                        .then(|| c.join.take())
+                        .flatten()
+                });
+                if let Some(join) = join {
+                    self.join_failed(now, call, join, status, None);
+                }
+            }
+            ClientRole::Reoffer(_) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.reinvite_pending = false;
+                }
+            }
             ClientRole::Refresh(side) => self.on_refresh_response(now, call, side, 408),
         }
     }
@@ -211,6 +240,18 @@ impl<M: MediaControl> B2bua<M> {
         };
         let plain_body = !had_sdp && !req.body().is_empty();
         copy_safe(&req, &mut out, body.is_some() || plain_body);
+        let teams = self.calls.get(&call).is_some_and(|c| {
+            [Side::A, Side::B]
+                .into_iter()
+                .filter_map(|s| Self::leg_trunk(c, s))
+                .any(|t| c.cfg.is_teams_trunk(t))
+        });
+        if teams {
+            // RFC 7044 History-Info crosses like on the initial INVITE.
+            for hi in req.header_values("History-Info") {
+                out.push_header("History-Info", hi);
+            }
+        }
         if let Some(b) = body {
             if out.header("Content-Type").is_none() {
                 out.push_header("Content-Type", "application/sdp");
@@ -383,7 +424,6 @@ impl<M: MediaControl> B2bua<M> {
             return None;
         }
         let sdp = SessionDescription::parse(msg.body()).ok()?;
-        self.ensure_ice(call);
         let seed = self.seed;
         let mut counter = self.key_counter;
         let c = self.calls.get_mut(&call)?;

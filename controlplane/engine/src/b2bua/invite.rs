@@ -69,6 +69,10 @@ impl<M: MediaControl> B2bua<M> {
             self.send_response(now, tx, &r);
             return;
         }
+        if let Some(v) = req.header("Replaces").map(str::to_owned) {
+            self.on_invite_replaces(now, tx, from, trunk, req, &v);
+            return;
+        }
         let cfg = self.cfg.clone();
         let inbound_name = Self::trunk_name(&cfg, trunk);
         let called = user_of(req.request_uri().unwrap_or("")).to_owned();
@@ -122,6 +126,7 @@ impl<M: MediaControl> B2bua<M> {
             prack_map: Vec::new(),
             rel1xx: None,
             transfer: None,
+            join: None,
         };
         self.calls.insert(id, call);
         self.by_dialog.insert((a_call_id, a_tag), (id, Side::A));
@@ -213,6 +218,7 @@ impl<M: MediaControl> B2bua<M> {
                 })
                 .collect();
         }
+        self.set_leg_teams(id, Side::A, trunk);
         self.set_timer(id, CallTimer::NoAnswer, no_answer);
         self.next_target(now, id);
     }
@@ -297,10 +303,13 @@ impl<M: MediaControl> B2bua<M> {
 
     /// The headers of an initial INVITE toward `target` for `call` (no body):
     /// (request, destination, Call-ID, our From tag, our Contact).
+    /// `caller`: the calling user when it is not the A party's (a transfer
+    /// referred by A: the B party calls the target).
     pub(super) fn build_b_invite(
         &mut self,
         call: u64,
         target: &Target,
+        caller: Option<&str>,
     ) -> Option<(SipMsg, PeerAddr, String, String, String)> {
         let c = self.calls.get(&call)?;
         let cfg = c.cfg.clone();
@@ -339,7 +348,7 @@ impl<M: MediaControl> B2bua<M> {
             crate::transaction::Transport::Tls => ";transport=tls",
         };
         let a_inv = c.a.invite.clone();
-        let calling = c.calling.clone();
+        let calling = caller.map_or_else(|| c.calling.clone(), str::to_owned);
         let b_call_id = format!("{}@{}", self.random_hex(), our_host);
         let b_tag = self.random_hex();
         let via = self.via(transport);
@@ -351,7 +360,8 @@ impl<M: MediaControl> B2bua<M> {
             .and_then(|m| m.trim().parse::<u32>().ok())
             .map_or(70, |m| m.saturating_sub(1).min(70));
         inv.push_header("Max-Forwards", mf.to_string());
-        let from_display = display_of(a_inv.header("From").unwrap_or(""));
+        let from_display =
+            display_of(a_inv.header("From").unwrap_or("")).filter(|_| caller.is_none());
         inv.push_header(
             "From",
             format!(
@@ -365,7 +375,10 @@ impl<M: MediaControl> B2bua<M> {
         let contact = format!("<sip:sbc@{contact_host}{tparam}>");
         inv.push_header("Contact", &contact);
         inv.push_header("User-Agent", &cfg.node.user_agent);
-        if let Some(pai) = a_inv.header("P-Asserted-Identity") {
+        if let Some(pai) = a_inv
+            .header("P-Asserted-Identity")
+            .filter(|_| caller.is_none())
+        {
             let user = user_of(pai).to_owned();
             if !user.is_empty() {
                 inv.push_header(
@@ -402,7 +415,8 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Sends the INVITE of a new B leg. False when it could not be sent.
     fn start_attempt(&mut self, now: Timestamp, call: u64, target: Target) -> bool {
-        let Some((mut inv, dest, b_call_id, b_tag, contact)) = self.build_b_invite(call, &target)
+        let Some((mut inv, dest, b_call_id, b_tag, contact)) =
+            self.build_b_invite(call, &target, None)
         else {
             return false;
         };
@@ -417,19 +431,8 @@ impl<M: MediaControl> B2bua<M> {
         let b_mode = tcfg.media;
         let trunk_name = tcfg.name.clone();
         // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
-        let teams_b = cfg.is_teams_trunk(target.trunk);
-        if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
-            // A new attempt: ICE credentials only toward a Teams target.
-            ms.ice[1] = None;
-        }
-        if teams_b {
-            let ufrag = self.random_hex().chars().take(8).collect::<String>();
-            let pwd = format!("{}{}", self.random_hex(), self.random_hex());
-            if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
-                ms.ice[1] = Some((ufrag, pwd));
-                ms.params[1].ice_lite = None;
-            }
-        }
+        // A new attempt: Teams flags and ICE credentials for this target only.
+        self.set_leg_teams(call, Side::B, target.trunk);
         let seed = self.seed;
         let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {

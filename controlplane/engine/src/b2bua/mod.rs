@@ -538,7 +538,7 @@ impl<M: MediaControl> B2bua<M> {
             Some(Method::Options) => {
                 let mut r = self.response(req, 200, "OK", Some("opt"));
                 r.push_header("Allow", ALLOW);
-                r.push_header("Supported", "timer");
+                r.push_header("Supported", "timer, replaces");
                 r.push_header("Accept", "application/sdp");
                 self.send_response(now, tx, &r);
             }
@@ -682,31 +682,35 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Gives every Teams-facing side of `call` stable ICE-lite credentials
-    /// (Teams media bypass; the data plane answers STUN checks with them).
-    fn ensure_ice(&mut self, call: u64) {
+    /// Fresh ICE-lite credentials (ufrag, pwd).
+    fn ice_creds(&mut self) -> (String, String) {
+        let ufrag = self.random_hex().chars().take(8).collect::<String>();
+        let pwd = format!("{}{}", self.random_hex(), self.random_hex());
+        (ufrag, pwd)
+    }
+
+    /// The trunk of a leg of `c`.
+    fn leg_trunk(c: &Call, side: Side) -> Option<TrunkId> {
+        match side {
+            Side::A => Some(c.a.trunk),
+            Side::B => c.b.as_ref().map(|b| b.target.trunk),
+        }
+    }
+
+    /// Sets the Teams flags of `side` of `call` for a leg on `trunk` (a new B
+    /// attempt, a transfer target): rtcp-mux and `|2^31` when Teams, fresh
+    /// ICE-lite credentials when Teams with media bypass, none otherwise.
+    fn set_leg_teams(&mut self, call: u64, side: Side, trunk: TrunkId) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let teams = [
-            c.cfg.is_teams_trunk(c.a.trunk),
-            c.b.as_ref()
-                .is_some_and(|b| c.cfg.is_teams_trunk(b.target.trunk)),
-        ];
-        let missing = c
-            .media
-            .as_ref()
-            .map_or([false, false], |m| [m.ice[0].is_none(), m.ice[1].is_none()]);
-        for i in 0..2 {
-            if teams[i] && missing[i] {
-                let ufrag = self.random_hex().chars().take(8).collect::<String>();
-                let pwd = format!("{}{}", self.random_hex(), self.random_hex());
-                if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
-                    if let Some(slot) = ms.ice.get_mut(i) {
-                        *slot = Some((ufrag, pwd));
-                    }
-                }
-            }
+        let teams = c.cfg.is_teams_trunk(trunk);
+        let creds = c.cfg.is_teams_bypass(trunk).then(|| self.ice_creds());
+        if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
+            let i = sdp_rewrite::ix(side);
+            ms.teams[i] = teams;
+            ms.ice[i] = creds;
+            ms.params[i].ice_lite = None;
         }
     }
 

@@ -15,7 +15,7 @@
 //! Invariant: `params[side].srtp_out` is always the key last written into an
 //! SDP sent to `side` (or `None` when that leg is plain RTP).
 
-use portcullis_sip::sdp::{Attribute, Candidate, Lifetime};
+use portcullis_sip::sdp::{Attribute, Candidate, Direction, Lifetime};
 use portcullis_sip::sdp::{
     Crypto, MediaDescription, Proto, SessionDescription, AES_CM_128_HMAC_SHA1_80,
 };
@@ -47,6 +47,39 @@ pub(crate) struct MediaState {
     /// media bypass): stable for the whole call, so 18x, 2xx and re-INVITEs
     /// carry the same ones. `None`: no ICE toward that side.
     pub ice: [Option<(String, String)>; 2],
+    /// The side is a Teams Direct Routing trunk: SDP toward it always offers
+    /// rtcp-mux and SDES keys carry the `|2^31` lifetime.
+    pub teams: [bool; 2],
+}
+
+/// Per-side media state saved across a transfer attempt.
+#[derive(Clone, Debug)]
+pub(crate) struct SideSnapshot {
+    params: MediaLegParams,
+    ice: Option<(String, String)>,
+    teams: bool,
+    session_id: u64,
+    version: u64,
+    last_sent: Option<Vec<u8>>,
+    last_from: Option<SessionDescription>,
+}
+
+/// `sdp` with its first audio stream `sendrecv` (a joined call is taken off hold).
+pub(crate) fn sendrecv(sdp: &SessionDescription) -> SessionDescription {
+    let mut out = sdp.clone();
+    out.attributes
+        .retain(|a| !matches!(a, Attribute::Direction(_)));
+    if let Some(m) = audio_index(&out).and_then(|i| out.media.get_mut(i)) {
+        m.set_direction(Direction::SendRecv);
+    }
+    out
+}
+
+/// Whether the first audio stream of `sdp` is not `sendrecv` (held).
+pub(crate) fn is_held(sdp: &SessionDescription) -> bool {
+    audio_index(sdp)
+        .and_then(|i| sdp.media_direction(i))
+        .is_some_and(|d| d != Direction::SendRecv)
 }
 
 impl MediaState {
@@ -63,7 +96,54 @@ impl MediaState {
             last_sent: [None, None],
             last_from: [None, None],
             ice: [None, None],
+            teams: [false, false],
         }
+    }
+
+    /// Everything of `side` a new leg on that side changes (restored when a
+    /// transfer toward a new party fails).
+    pub fn snapshot(&self, side: Side) -> SideSnapshot {
+        let i = ix(side);
+        SideSnapshot {
+            params: self.params[i].clone(),
+            ice: self.ice[i].clone(),
+            teams: self.teams[i],
+            session_id: self.session_id[i],
+            version: self.version[i],
+            last_sent: self.last_sent[i].clone(),
+            last_from: self.last_from[i].clone(),
+        }
+    }
+
+    /// Puts back what [`Self::snapshot`] saved.
+    pub fn restore(&mut self, side: Side, s: SideSnapshot) {
+        let i = ix(side);
+        self.params[i] = s.params;
+        self.ice[i] = s.ice;
+        self.teams[i] = s.teams;
+        self.session_id[i] = s.session_id;
+        self.version[i] = s.version;
+        self.last_sent[i] = s.last_sent;
+        self.last_from[i] = s.last_from;
+    }
+
+    /// Continues, toward `side`, the `o=` line another call's state sent to a
+    /// peer that now moves onto `side` (RFC 3264 §8: same session id, version
+    /// bumped when the body changes).
+    pub fn adopt_origin(&mut self, side: Side, from: &SideSnapshot) {
+        let i = ix(side);
+        self.session_id[i] = from.session_id;
+        self.version[i] = from.version;
+        self.last_sent[i] = from.last_sent.clone();
+    }
+
+    /// Whether the last exchange with `side` left its stream held (either
+    /// the SDP we sent it or the one it sent is not `sendrecv`).
+    pub fn held(&self, side: Side) -> bool {
+        let sent = self.last_sent[ix(side)]
+            .as_deref()
+            .and_then(|b| SessionDescription::parse(b).ok());
+        sent.as_ref().is_some_and(is_held) || self.last_from(side).is_some_and(is_held)
     }
 
     /// Last SDP received from `side`.
@@ -133,6 +213,10 @@ impl MediaState {
         } else {
             None
         };
+        let offered_mux = self.last_from[ix(to)]
+            .as_ref()
+            .and_then(|o| audio_index(o).and_then(|i| o.media.get(i)))
+            .is_some_and(MediaDescription::has_rtcp_mux);
         let mut srtp_out = None;
         for (i, m) in out.media.iter_mut().enumerate() {
             if Some(i) != audio {
@@ -145,6 +229,10 @@ impl MediaState {
             m.remove_rtcp();
             m.remove_ice();
             m.remove_crypto();
+            if self.teams[ix(to)] && !m.is_rejected() && (!answer || offered_mux) {
+                // Teams requires rtcp-mux (RFC 5761); in an answer only when it offered it.
+                m.set_rtcp_mux(true);
+            }
             match mode {
                 MediaMode::Srtp => {
                     let key = self.params[ix(to)]
@@ -189,9 +277,7 @@ impl MediaState {
             }
         }
         m.set_rtcp_mux(true);
-        m.attributes.push(Attribute::Direction(
-            portcullis_sip::sdp::Direction::SendRecv,
-        ));
+        m.attributes.push(Attribute::Direction(Direction::SendRecv));
         if mode == MediaMode::Srtp {
             let key = self.params[ix(to)]
                 .srtp_out
@@ -222,17 +308,23 @@ impl MediaState {
                         cands.push(Candidate::host("1", 2, ip, port.saturating_add(1)));
                     }
                     m.set_candidates(cands);
-                    // Teams expects the SDES key lifetime `|2^31` (Direct Routing SIP profile).
-                    for a in &mut m.attributes {
-                        if let Attribute::Crypto(c) = a {
-                            for k in &mut c.keys {
-                                k.lifetime = Some(Lifetime::PowerOfTwo(31));
-                            }
+                }
+            }
+            self.params[ix(to)].ice_lite = Some((ufrag, pwd));
+        } else {
+            self.params[ix(to)].ice_lite = None;
+        }
+        if self.teams[ix(to)] {
+            // Teams expects the SDES key lifetime `|2^31` (Direct Routing SIP profile).
+            for m in &mut out.media {
+                for a in &mut m.attributes {
+                    if let Attribute::Crypto(c) = a {
+                        for k in &mut c.keys {
+                            k.lifetime = Some(Lifetime::PowerOfTwo(31));
                         }
                     }
                 }
             }
-            self.params[ix(to)].ice_lite = Some((ufrag, pwd));
         }
         out.origin.session_version = self.version[ix(to)];
         let bytes = out.to_bytes();

@@ -142,7 +142,7 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// (Re)arms the refresh or the expiry watch of one leg.
-    fn arm_session(&mut self, now: Timestamp, call: u64, side: Side) {
+    pub(super) fn arm_session(&mut self, now: Timestamp, call: u64, side: Side) {
         let Some(leg) = self.calls.get(&call).and_then(|c| c.session[ix(side)]) else {
             return;
         };
