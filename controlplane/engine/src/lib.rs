@@ -109,26 +109,39 @@
 //! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest
 //! challenge of inbound trunks and answers to 401/407 from outbound trunks;
 //! delayed offer from the caller replaced by our own offer toward B; media
-//! inactivity → BYE both. Blind transfer (`b2bua/refer.rs`, RFC 3515): a
-//! REFER on the B leg of an answered call gets 202, the Refer-To user is routed
-//! from the referrer's trunk, the new leg is offered A's last SDP on the same
-//! media allocation (the target's answer reprograms the B peer; A is not
-//! re-INVITEd), NOTIFY `message/sipfrag` 100 then the final status go to the
-//! referrer, the referrer is BYE'd on success (a failure keeps the call); a
-//! segment CDR with `EndReason::Transferred` is emitted at the transfer and the
-//! continuing call emits its own at the end. Not yet: REFER from the A leg and
-//! Refer-To with Replaces (both `501`). Teams trunks
+//! inactivity → BYE both. Transfer (`b2bua/refer.rs`, RFC 3515/3891): a
+//! REFER on either leg of an answered call gets 202, the Refer-To user is
+//! routed from the referrer's trunk, the new leg is offered the remaining
+//! party's last SDP (`sendrecv`) on the same media allocation (its answer
+//! reprograms the referrer side's peer; the remaining party is re-INVITEd
+//! only to take it off hold), NOTIFY `message/sipfrag` 100 then the final
+//! status go to the referrer, the referrer is BYE'd on success (a failure
+//! keeps the call and restores its media state); a segment CDR with
+//! `EndReason::Transferred` is emitted at the transfer and the continuing
+//! call emits its own at the end. A Refer-To Replaces naming a dialog that is
+//! not ours goes to the target as a `Replaces` header; one naming a leg of
+//! another call of ours (Teams consult transfer) joins the two remaining
+//! parties locally: the other call's remaining party is re-INVITEd onto our
+//! port of the referrer's side, both released legs get BYE, the other call
+//! ends (`Transferred`). An INVITE with Replaces naming one of our legs takes
+//! that leg's place (its offer re-INVITEs the party on the other side);
+//! unknown dialogs get `481`, malformed Replaces `400`. Teams trunks
 //! (`EngineConfig::is_teams_trunk`: `teams` settings present and the trunk's
 //! `tls_server_name` contains `pstnhub.`) get our FQDN in Contact
 //! (`fqdn_contact`, else `teams.sbc_fqdn`), `X-MS-SBC: Portcullis/<version>`
-//! on every request we send them, History-Info copied into the B INVITE
-//! when either leg is Teams, and ICE-lite in every SDP we send them
-//! (session `a=ice-lite`, `a=ice-ufrag`/`a=ice-pwd` stable for the call, one
-//! host candidate per component on the advertised IP and our port) with
-//! `MediaLegParams::ice_lite` set so the data plane answers STUN checks. Every datagram is classified (exact trunk address,
-//! else [`routing::Router`]) and checked by [`policy::Policy`] (unknown source
-//! 403/drop, rate limit and bans) before it is parsed; calls are routed by the
-//! router (404/484/reject statuses relayed with a CDR).
+//! on every request we send them, History-Info copied into the B INVITE, the
+//! relayed in-dialog requests and transfer INVITEs when any leg is Teams,
+//! never a delayed offer, `a=rtcp-mux` in every offer (and in answers when
+//! Teams offered it) and SDES keys with the `|2^31` lifetime; with
+//! `teams.media_bypass` (`EngineConfig::is_teams_bypass`) also ICE-lite in
+//! every SDP we send them (session `a=ice-lite`, `a=ice-ufrag`/`a=ice-pwd`
+//! stable for the call, one host candidate per component on the advertised
+//! IP and our port) with `MediaLegParams::ice_lite` set so the data plane
+//! answers STUN checks; without it no ICE attribute at all. Every datagram
+//! is classified (exact trunk address, else [`routing::Router`]) and checked
+//! by [`policy::Policy`] (unknown source 403/drop, rate limit and bans)
+//! before it is parsed; calls are routed by the router (404/484/reject
+//! statuses relayed with a CDR).
 //!
 //! ## Simulation (`sim`, hidden)
 //!

@@ -6,8 +6,10 @@
 //! A short whitelist of end-to-end headers is copied; `X-` headers and
 //! everything else are dropped. `User-Agent`/`Server` are replaced by ours.
 //! P-Asserted-Identity (RFC 3325) keeps display name and user only.
-//! History-Info (RFC 7044) is not copied: its entries carry the other side's
-//! hosts.
+//! History-Info (RFC 7044) is not in the whitelist: its entries carry the
+//! other side's hosts; it crosses only when a Teams trunk is on the call
+//! (Teams attributes forwarded and transferred calls with it), see `invite`,
+//! `in_dialog` and `refer`.
 
 use std::net::SocketAddr;
 

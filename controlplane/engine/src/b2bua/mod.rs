@@ -15,7 +15,8 @@
 //! Module map: `call` (state), `invite` (initial INVITE, B responses,
 //! CANCEL, forks), `failover` (next target, Retry-After, 3xx, relayed
 //! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
-//! UPDATE, INFO, MESSAGE relays, ACKs), `teardown` (ending calls, CDRs),
+//! UPDATE, INFO, MESSAGE relays, ACKs), `refer` (REFER transfers, Replaces
+//! joins), `teardown` (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
 mod auth;
