@@ -102,19 +102,31 @@ pub async fn drain(handle: &ApplianceHandle, drain_timeout: Duration) {
 /// plane worker advanced its loop counter (workers tick at least every 50 ms).
 /// Pings the systemd watchdog at half its period while healthy.
 pub async fn monitor(handle: ApplianceHandle) {
-    monitor_with(handle, crate::notify::watchdog_interval(), || {
-        let _ = crate::notify::notify_watchdog();
+    monitor_with(handle, crate::notify::watchdog_interval(), |n| {
+        let _ = match n {
+            Notice::Watchdog => crate::notify::notify_watchdog(),
+            Notice::Status(s) => crate::notify::notify_status(s),
+        };
     })
     .await;
 }
 
-/// [`monitor`] with the watchdog period and the ping given: `ping` runs at most every
-/// `watchdog / 2`, and only after a measurement found both planes alive. An unhealthy
-/// measurement never pings, so a stall longer than the period lets systemd act.
+/// What the monitor tells the service manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice<'a> {
+    /// `WATCHDOG=1`.
+    Watchdog,
+    /// `STATUS=...`: the problems, or `healthy` once they cleared.
+    Status(&'a str),
+}
+
+/// [`monitor`] with the watchdog period and the notifier given: [`Notice::Watchdog`] at
+/// most every `watchdog / 2`, and only after a measurement found both planes alive. An
+/// unhealthy measurement never pings, so a stall longer than the period lets systemd act.
 pub(crate) async fn monitor_with(
     handle: ApplianceHandle,
     watchdog: Option<Duration>,
-    mut ping: impl FnMut() + Send,
+    mut notify: impl FnMut(Notice<'_>) + Send,
 ) {
     let mut last_ping = Instant::now();
     let mut was_healthy = true;
@@ -149,17 +161,17 @@ pub(crate) async fn monitor_with(
         let healthy = problems.is_empty();
         if !healthy {
             tracing::warn!(?problems, "unhealthy");
-            let _ = crate::notify::notify_status(&problems.join("; "));
+            notify(Notice::Status(&problems.join("; ")));
         } else if !was_healthy {
             // Clear the problem from `systemctl status`.
             tracing::info!("healthy again");
-            let _ = crate::notify::notify_status("healthy");
+            notify(Notice::Status("healthy"));
         }
         was_healthy = healthy;
         handle.set_health(Health { problems });
         if let Some(period) = watchdog {
             if healthy && last_ping.elapsed() >= period / 2 {
-                ping();
+                notify(Notice::Watchdog);
                 last_ping = Instant::now();
             }
         }
@@ -180,8 +192,10 @@ mod tests {
     use crate::runtime::engine_task::{Clock, EngineSnapshot};
     use crate::runtime::ConfigSource;
 
-    /// Ping times, shared with the monitor's ping closure.
+    /// Ping times, shared with the monitor's notifier.
     type Pings = Arc<Mutex<Vec<Instant>>>;
+    /// `STATUS=` texts, in order.
+    type Statuses = Arc<Mutex<Vec<String>>>;
 
     fn pings(p: &Pings) -> Vec<Instant> {
         p.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -261,14 +275,20 @@ mod tests {
                 Clock::new(),
             );
             let sent: Pings = Arc::default();
-            let rec = sent.clone();
+            let statuses: Statuses = Arc::default();
+            let (rec, rec_status) = (sent.clone(), statuses.clone());
             let monitor = tokio::spawn(monitor_with(
                 handle.clone(),
                 Some(Duration::from_millis(400)),
-                move || {
-                    rec.lock()
+                move |n| match n {
+                    Notice::Watchdog => rec
+                        .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .push(Instant::now())
+                        .push(Instant::now()),
+                    Notice::Status(s) => rec_status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(s.to_owned()),
                 },
             ));
             pings_after(&sent, Instant::now(), 2, "while healthy").await;
@@ -293,6 +313,20 @@ mod tests {
                 gap >= Duration::from_millis(1500),
                 "pinged through a worker stall: gap {gap:?}"
             );
+            // The status line named the stall, then cleared.
+            let st = statuses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let named = st
+                .iter()
+                .position(|s| s.contains("data plane worker 0 stalled"))
+                .unwrap_or_else(|| panic!("stall not reported: {st:?}"));
+            assert!(
+                st.get(named..)
+                    .is_some_and(|r| r.iter().any(|s| s == "healthy")),
+                "status not cleared after the stall: {st:?}"
+            );
 
             // Control plane: the engine stops answering for three seconds.
             let stall = Instant::now();
@@ -306,6 +340,15 @@ mod tests {
                 gap >= Duration::from_millis(1500),
                 "pinged through an engine stall: gap {gap:?}"
             );
+            let st = statuses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            assert!(
+                st.iter().any(|s| s.contains("engine task not answering")),
+                "engine stall not reported: {st:?}"
+            );
+            assert_eq!(st.last().map(String::as_str), Some("healthy"), "{st:?}");
 
             monitor.abort();
             net.shutdown();
