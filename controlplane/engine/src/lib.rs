@@ -131,7 +131,8 @@
 //! (`fqdn_contact`, else `teams.sbc_fqdn`), `X-MS-SBC: Portcullis/<version>`
 //! on every request we send them, History-Info copied into the B INVITE, the
 //! relayed in-dialog requests and transfer INVITEs when any leg is Teams,
-//! never a delayed offer, `a=rtcp-mux` in every offer (and in answers when
+//! never a delayed offer (a re-INVITE without SDP gets our offer built from
+//! the sender's last SDP, the sender answers our 2xx in its ACK), `a=rtcp-mux` in every offer (and in answers when
 //! Teams offered it) and SDES keys with the `|2^31` lifetime; with
 //! `teams.media_bypass` (`EngineConfig::is_teams_bypass`) also ICE-lite in
 //! every SDP we send them (session `a=ice-lite`, `a=ice-ufrag`/`a=ice-pwd`

@@ -384,3 +384,58 @@ fn transfer_invite_from_a_teams_refer_carries_its_history_info() {
     assert!(inv.to_tag().unwrap().is_none(), "a new leg");
     assert_eq!(inv.header("History-Info"), Some(hi));
 }
+
+#[test]
+fn reinvite_without_sdp_reaches_teams_with_our_offer() {
+    let mut h = teams();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let now = h.now;
+    let (rtx, _) = h.a.send_in_dialog(now, &mut da, Method::Invite, None);
+    h.pump();
+    let invs = h.b1.requests("INVITE");
+    assert_eq!(invs.len(), 2);
+    let (btx, binv) = invs[1].clone();
+    let offer = text(&binv);
+    assert!(
+        offer.contains("m=audio 60002 ") && offer.contains("a=rtcp-mux"),
+        "no delayed offer toward Teams: {offer}"
+    );
+    let btag = binv.to_tag().unwrap().unwrap().to_owned();
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        &btag,
+        Some(&sdp("172.16.0.20", 20_002, "a=rtcp-mux\r\n")),
+    );
+    h.pump();
+    assert_eq!(h.b1.acks().len(), 2, "Teams' answer ACKed by us");
+    // A gets our offer in the 2xx and answers in its ACK.
+    let ok =
+        h.a.responses()
+            .into_iter()
+            .rev()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    assert!(text(&ok).contains("m=audio 40002 "), "{}", text(&ok));
+    let via = h.a.via();
+    let mut ack = da.ack(ok.cseq().unwrap().seq, &via);
+    ack.push_header("Content-Type", "application/sdp");
+    ack.set_body(sdp("192.168.1.10", 10_008, "").into_bytes());
+    h.a.layer.send_ack(
+        Some(rtx),
+        portcullis_engine::transaction::PeerAddr {
+            transport: portcullis_engine::transaction::Transport::Udp,
+            addr: sa(SBC),
+            conn: None,
+        },
+        &ack,
+    );
+    h.pump();
+    let (_, a_p, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(a_p.peer_rtp, Some(sa("192.168.1.10:10008")));
+    assert_eq!(b_p.peer_rtp, Some(sa("172.16.0.20:20002")));
+    assert_eq!(h.sbc.active_calls(), 1);
+}

@@ -100,6 +100,10 @@ pub(crate) struct Relay {
     pub request: SipMsg,
     /// The request carried SDP (an offer).
     pub had_sdp: bool,
+    /// It had none and we put our own offer in (never a delayed offer toward
+    /// Teams): the answer is ours to ACK, the originator answers our offer in
+    /// its ACK.
+    pub offered: bool,
 }
 
 /// What a client transaction of ours is for.
@@ -197,6 +201,9 @@ pub(crate) struct Call {
     /// Re-INVITE without SDP relayed to `Side`: its 2xx offer is answered in the
     /// ACK of the other leg, so that leg's ACK waits (invite CSeq on `Side`).
     pub deferred_ack: Option<(Side, u32)>,
+    /// The ACK from `Side` carries the answer to the offer our 2xx made it
+    /// (see `Relay::offered`).
+    pub answer_in_ack: Option<Side>,
     pub timers: BTreeMap<CallTimer, Timestamp>,
     /// Session timer per leg (RFC 4028), indexed A, B.
     pub session: [Option<SessionLeg>; 2],

@@ -235,9 +235,12 @@ impl<M: MediaControl> B2bua<M> {
         let had_sdp = has_sdp(&req);
         let body = if had_sdp {
             self.relay_sdp(call, from, &req, true)
+        } else if method == Method::Invite {
+            self.offer_toward_teams(call, from)
         } else {
             None
         };
+        let offered = !had_sdp && body.is_some();
         let plain_body = !had_sdp && !req.body().is_empty();
         copy_safe(&req, &mut out, body.is_some() || plain_body);
         let teams = self.calls.get(&call).is_some_and(|c| {
@@ -275,6 +278,7 @@ impl<M: MediaControl> B2bua<M> {
             from,
             request: req,
             had_sdp,
+            offered,
         };
         if self
             .send_on(now, call, dest, out, ClientRole::Relay(relay.clone()))
@@ -332,7 +336,11 @@ impl<M: MediaControl> B2bua<M> {
         }
         if method == Method::Invite && (200..300).contains(&status) {
             let cseq = resp.cseq().map(|c| c.seq).unwrap_or(1);
-            if !relay.had_sdp && has_sdp(resp) {
+            if relay.offered {
+                // Teams answered our offer; the originator answers ours in its ACK.
+                c.answer_in_ack = Some(relay.from);
+                self.send_dialog_ack(call, to, cseq, None);
+            } else if !relay.had_sdp && has_sdp(resp) {
                 // The originator answers in its ACK: forward it then.
                 c.deferred_ack = Some((to, cseq));
             } else {
@@ -375,6 +383,22 @@ impl<M: MediaControl> B2bua<M> {
                     (SessionDescription::parse(ack.body()), c.media.as_mut())
                 {
                     ms.learn(Side::A, &sdp, mode);
+                }
+                c.offer_from = None;
+                self.update_media(call);
+            }
+            return;
+        }
+        if c.answer_in_ack == Some(side) {
+            c.answer_in_ack = None;
+            let mode = Self::leg_trunk(c, side)
+                .and_then(|t| c.cfg.trunk(t))
+                .map_or(MediaMode::Rtp, |t| t.media);
+            if has_sdp(ack) {
+                if let (Ok(sdp), Some(ms)) =
+                    (SessionDescription::parse(ack.body()), c.media.as_mut())
+                {
+                    ms.learn(side, &sdp, mode);
                 }
                 c.offer_from = None;
                 self.update_media(call);
@@ -451,6 +475,28 @@ impl<M: MediaControl> B2bua<M> {
         } else {
             c.offer_from = Some(from);
         }
+        Some(out)
+    }
+
+    /// Our offer for a re-INVITE without SDP from `from` relayed toward a
+    /// Teams side (Teams takes no delayed offer): `from`'s last SDP rewritten.
+    fn offer_toward_teams(&mut self, call: u64, from: Side) -> Option<Vec<u8>> {
+        let to = from.other();
+        let seed = self.seed;
+        let mut counter = self.key_counter;
+        let c = self.calls.get_mut(&call)?;
+        let trunk = Self::leg_trunk(c, to)?;
+        if !c.cfg.is_teams_trunk(trunk) {
+            return None;
+        }
+        let mode = c.cfg.trunk(trunk).map_or(MediaMode::Rtp, |t| t.media);
+        let ms = c.media.as_mut()?;
+        let sdp = ms.last_from(from)?.clone();
+        let mut nk = || Self::new_key(seed, &mut counter);
+        let out = ms.rewrite_for(to, &sdp, mode, false, &mut nk);
+        self.key_counter = counter;
+        // Teams' answer is relayed to `from` as the offer of our 2xx.
+        c.offer_from = Some(from);
         Some(out)
     }
 

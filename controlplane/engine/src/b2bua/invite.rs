@@ -110,6 +110,7 @@ impl<M: MediaControl> B2bua<M> {
             offer_from: None,
             reinvite_pending: false,
             deferred_ack: None,
+            answer_in_ack: None,
             timers: BTreeMap::new(),
             session: [None, None],
             setup_at: now,
