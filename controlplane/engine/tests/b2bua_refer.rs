@@ -624,3 +624,95 @@ fn invite_with_unknown_or_bad_replaces_is_refused_clearly() {
     assert!(h.a.requests("INVITE").is_empty(), "nobody re-INVITEd");
     assert!(h.b1.requests("BYE").is_empty());
 }
+
+#[test]
+fn attended_transfer_with_teams_as_caller_moves_a_caller_leg() {
+    // Call 1: b1 (Teams) calls 555 on a. Call 2: a calls 100, routed to b1.
+    // b1 transfers call 1's party to call 2's: the caller of call 2 moves into
+    // call 1's A slot (A leg to A leg across calls).
+    let mut h = h();
+    let now = h.now;
+    let (c1tx, c1inv) =
+        h.b1.invite(now, "555", Some(&sdp("172.16.0.20", 20_000, "")));
+    h.pump();
+    let (xtx, xinv) = h.a.last_request("INVITE");
+    let now = h.now;
+    h.a.respond(
+        now,
+        xtx,
+        &xinv,
+        200,
+        "xtag",
+        Some(&sdp("192.168.1.10", 10_000, "")),
+    );
+    h.pump();
+    let ok1 =
+        h.b1.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    let mut d1 = h.b1.ack(c1tx, &c1inv, &ok1, None);
+    h.pump();
+    let now = h.now;
+    let (c2tx, c2inv) =
+        h.a.invite(now, "100", Some(&sdp("192.168.1.11", 11_000, "")));
+    h.pump();
+    let (ttx, tinv) = h.b1.last_request("INVITE");
+    assert!(tinv.header("To").unwrap().contains("100"));
+    let now = h.now;
+    h.b1.respond(
+        now,
+        ttx,
+        &tinv,
+        200,
+        "t2",
+        Some(&sdp("172.16.0.21", 21_000, "")),
+    );
+    h.pump();
+    let ok2 =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200) && r.call_id().ok() == c2inv.call_id().ok())
+            .unwrap();
+    let _ = h.a.ack(c2tx, &c2inv, &ok2, None);
+    h.pump();
+    let d2 = Dialog::from_uas(&tinv, "t2", &h.b1.contact(), true).unwrap();
+    assert_eq!(h.sbc.active_calls(), 2);
+    refer(&mut h, &mut d1, &replaces_of(&d2));
+    assert!(h.b1.statuses().contains(&202), "{:?}", h.b1.statuses());
+    let (jtx, jinv) = h.a.last_request("INVITE");
+    assert_eq!(jinv.call_id().unwrap(), c2inv.call_id().unwrap());
+    let jb = body(&jinv);
+    assert!(jb.contains("m=audio 40002 "), "call 1's A port: {jb}");
+    assert_eq!(sess_id(&jinv), sess_id(&ok2), "o= of call 2 continued");
+    let ytag = c2inv.from_tag().unwrap().unwrap().to_owned();
+    let now = h.now;
+    h.a.respond(
+        now,
+        jtx,
+        &jinv,
+        200,
+        &ytag,
+        Some(&sdp("192.168.1.11", 11_002, "")),
+    );
+    h.pump();
+    assert_eq!(
+        notify_frags(&h.b1),
+        vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
+    );
+    assert_eq!(h.b1.requests("BYE").len(), 2);
+    assert_eq!(h.sbc.active_calls(), 1);
+    let (_, a_p, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(a_p.peer_rtp, Some(sa("192.168.1.11:11002")));
+    assert_eq!(b_p.peer_rtp, Some(sa("192.168.1.10:10000")));
+    // Call 1's callee hangs up: the BYE goes to call 2's caller dialog.
+    let mut dx = Dialog::from_uas(&xinv, "xtag", &h.a.contact(), true).unwrap();
+    let now = h.now;
+    h.a.send_in_dialog(now, &mut dx, Method::Bye, None);
+    h.pump();
+    let byes = h.a.requests("BYE");
+    assert_eq!(byes.len(), 1);
+    assert_eq!(byes[0].1.call_id().unwrap(), c2inv.call_id().unwrap());
+    assert_eq!(h.sbc.active_calls(), 0);
+    assert_eq!(h.cdrs().len(), 3);
+}
