@@ -439,3 +439,67 @@ fn reinvite_without_sdp_reaches_teams_with_our_offer() {
     assert_eq!(b_p.peer_rtp, Some(sa("172.16.0.20:20002")));
     assert_eq!(h.sbc.active_calls(), 1);
 }
+
+#[test]
+fn ice_credentials_stable_from_183_to_200_toward_teams_caller() {
+    let mut h = H::with(|c| {
+        c.teams = Some(TeamsSettings {
+            sbc_fqdn: "sbc.example.com".into(),
+            options_interval: Duration::from_secs(60),
+            media_bypass: true,
+        });
+        c.trunks[0].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+    });
+    let offer = sdp("52.112.0.10", 50_000, "a=rtcp-mux\r\n");
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer));
+    let now = h.now;
+    let early = sdp("172.16.0.20", 20_000, "");
+    h.b1.respond(now, btx, &binv, 183, "btag", Some(&early));
+    h.pump();
+    let now = h.now;
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "a=sendrecv\r\n")),
+    );
+    h.pump();
+    let rs = h.a.responses();
+    let p183 = rs
+        .iter()
+        .find(|r| r.status() == Some(183))
+        .expect("183 relayed");
+    let p200 = rs
+        .iter()
+        .find(|r| r.status() == Some(200))
+        .expect("200 relayed");
+    let c183 = ice_of(p183.body());
+    assert_eq!(c183, ice_of(p200.body()), "same ufrag/pwd in 183 and 200");
+    let body = text(p200);
+    assert_eq!(
+        body.lines()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .count(),
+        1,
+        "{body}"
+    );
+    assert!(body.contains("a=rtcp-mux"), "{body}");
+    let (_, a_p, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(
+        a_p.ice_lite,
+        Some(c183),
+        "data plane answers STUN with them"
+    );
+    assert!(b_p.ice_lite.is_none(), "no ICE toward the plain trunk");
+    // Without media bypass: none of it.
+    let mut h = teams_caller();
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer.replace("RTP/AVP", "RTP/SAVP")));
+    let now = h.now;
+    h.b1.respond(now, btx, &binv, 183, "btag", Some(&early));
+    h.pump();
+    let rs = h.a.responses();
+    let p183 = rs.iter().find(|r| r.status() == Some(183)).unwrap();
+    assert!(!text(p183).contains("ice"), "{}", text(p183));
+}
