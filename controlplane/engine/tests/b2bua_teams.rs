@@ -503,3 +503,44 @@ fn ice_credentials_stable_from_183_to_200_toward_teams_caller() {
     let p183 = rs.iter().find(|r| r.status() == Some(183)).unwrap();
     assert!(!text(p183).contains("ice"), "{}", text(p183));
 }
+
+#[test]
+fn responses_toward_a_teams_caller_have_the_fqdn_contact() {
+    let mut h = teams_caller();
+    let offer = sdp(
+        "52.112.0.10",
+        50_000,
+        &format!("a=rtcp-mux\r\n{TEAMS_CRYPTO}"),
+    )
+    .replace("RTP/AVP", "RTP/SAVP");
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer));
+    let now = h.now;
+    h.b1.respond(now, btx, &binv, 180, "btag", None);
+    h.b1.respond(
+        now,
+        btx,
+        &binv,
+        200,
+        "btag",
+        Some(&sdp("172.16.0.20", 20_000, "")),
+    );
+    h.pump();
+    for r in
+        h.a.responses()
+            .iter()
+            .filter(|r| r.status().is_some_and(|s| s > 100))
+    {
+        let c = r.header("Contact").expect("Contact");
+        assert!(c.contains("sip:sbc@sbc.example.com"), "{c}");
+        assert!(!c.contains(SBC), "{c}");
+    }
+    // Plain trunks keep the listener address.
+    let mut h = H::new();
+    let _ = h.answered();
+    let ok =
+        h.a.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200))
+            .unwrap();
+    assert!(ok.header("Contact").unwrap().contains(SBC));
+}

@@ -82,7 +82,7 @@ impl<M: MediaControl> B2bua<M> {
         let id = self.next_call;
         self.next_call += 1;
         let a_tag = self.random_hex();
-        let a_contact = format!("<sip:sbc@{}>", Self::our_hostport(&cfg, from.transport));
+        let a_contact = Self::leg_contact(&cfg, trunk, from.transport);
         let a_call_id = req.call_id().unwrap_or("").to_owned();
         let call = Call {
             id,
@@ -222,6 +222,35 @@ impl<M: MediaControl> B2bua<M> {
         self.set_leg_teams(id, Side::A, trunk);
         self.set_timer(id, CallTimer::NoAnswer, no_answer);
         self.next_target(now, id);
+    }
+
+    /// Our Contact on a leg with `trunk` over `transport`: the trunk's
+    /// `fqdn_contact`, else the SBC FQDN toward Teams (Direct Routing refuses
+    /// IPs), else our listener address.
+    pub(super) fn leg_contact(
+        cfg: &crate::config::EngineConfig,
+        trunk: crate::config::TrunkId,
+        transport: crate::transaction::Transport,
+    ) -> String {
+        let host = cfg
+            .trunk(trunk)
+            .and_then(|t| t.fqdn_contact.clone())
+            .or_else(|| {
+                cfg.is_teams_trunk(trunk)
+                    .then(|| cfg.teams.as_ref().map(|t| t.sbc_fqdn.clone()))
+                    .flatten()
+            });
+        match host {
+            Some(h) => {
+                let tparam = match transport {
+                    crate::transaction::Transport::Udp => "",
+                    crate::transaction::Transport::Tcp => ";transport=tcp",
+                    crate::transaction::Transport::Tls => ";transport=tls",
+                };
+                format!("<sip:sbc@{h}{tparam}>")
+            }
+            None => format!("<sip:sbc@{}>", Self::our_hostport(cfg, transport)),
+        }
     }
 
     /// Takes a call slot on `trunk` (false when at its limit).

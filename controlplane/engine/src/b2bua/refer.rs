@@ -820,22 +820,7 @@ impl<M: MediaControl> B2bua<M> {
         let o_mode = Self::leg_trunk(c, other)
             .and_then(|t| c.cfg.trunk(t))
             .map_or(MediaMode::Rtp, |t| t.media);
-        let cfg = c.cfg.clone();
-        let host = cfg
-            .trunk(trunk)
-            .and_then(|t| t.fqdn_contact.clone())
-            .or_else(|| {
-                cfg.is_teams_trunk(trunk)
-                    .then(|| cfg.teams.as_ref().map(|t| t.sbc_fqdn.clone()))
-                    .flatten()
-            })
-            .unwrap_or_else(|| Self::our_hostport(&cfg, from.transport));
-        let tparam = match from.transport {
-            crate::transaction::Transport::Udp => "",
-            crate::transaction::Transport::Tcp => ";transport=tcp",
-            crate::transaction::Transport::Tls => ";transport=tls",
-        };
-        let contact = format!("<sip:sbc@{host}{tparam}>");
+        let contact = Self::leg_contact(&c.cfg.clone(), trunk, from.transport);
         let Some(ms) = c.media.as_mut() else {
             return;
         };
