@@ -12,7 +12,7 @@
 //!   `PRIORITY=`, and the timestamp is left out (the journal stamps every line itself).
 //!   `journalctl -p warning -u portcullis` then filters by level.
 //! - Calls log inside a span `call{call=N a_call_id=.. b_call_id=..}` (see
-//!   [`crate::runtime::call_log`]), so `journalctl -u portcullis | grep CALL-ID` finds every
+//!   `runtime::call_log`), so `journalctl -u portcullis | grep CALL-ID` finds every
 //!   line of a call.
 //!
 //! Invariant: the filter is only ever replaced by one that parsed, so a bad request leaves

@@ -173,8 +173,15 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
 
     // 4. SIGHUP with `[log] level = "warn"` in the file: info lines of a call vanish.
     let text = std::fs::read_to_string(&app.config_path).expect("config");
-    let warn = text.replace("level = \"info\"", "level = \"warn\"");
-    assert_ne!(warn, text, "the harness config sets [log] level");
+    let warn = text
+        .replace("level = \"info\"", "level = \"warn\"")
+        .replace("drain_timeout = \"3s\"", "drain_timeout = \"4s\"");
+    assert_eq!(
+        warn.len(),
+        text.len(),
+        "the harness config sets [log] level and drain_timeout"
+    );
+    assert!(warn.contains("drain_timeout = \"4s\""));
     std::fs::write(&app.config_path, &warn).expect("write config");
     app.signal("HUP");
     wait_log(&app, "filter change by SIGHUP", |l| {
@@ -184,6 +191,10 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
         admin(p, "GET", "/api/v1/log-level", None),
         (200, r#"{"level":"warn"}"#.to_owned())
     );
+    // What a reload cannot apply is named.
+    wait_log(&app, "restart-only change named", |l| {
+        l.contains("drain_timeout changes take effect at the next restart")
+    });
     call(p, &dir, "ops-log-two-%u-%p@%s");
     let cdrs = app.wait_cdrs(2, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 2);

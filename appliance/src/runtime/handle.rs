@@ -245,9 +245,29 @@ impl ApplianceHandle {
                 .listeners
                 .iter()
                 .zip(&cfg.sip.listeners)
-                .any(|(a, b)| a.address != b.address || a.transport != b.transport)
+                .any(|(a, b)| {
+                    a.address != b.address
+                        || a.transport != b.transport
+                        || a.tls != b.tls
+                        || a.client_auth != b.client_auth
+                })
         {
             tracing::warn!("SIP listener changes take effect at the next restart");
+        }
+        if old.sip.limits != cfg.sip.limits || old.sip.drain_timeout != cfg.sip.drain_timeout {
+            tracing::warn!(
+                "[sip.limits] and drain_timeout changes take effect at the next restart"
+            );
+        }
+        let teams_tls = |c: &Config| {
+            c.teams
+                .as_ref()
+                .map(|t| (t.tls.clone(), t.trusted_roots.clone()))
+        };
+        if teams_tls(&old) != teams_tls(&cfg) {
+            tracing::warn!(
+                "[teams] certificate, key and roots changes take effect at the next restart"
+            );
         }
         if old.media != cfg.media {
             tracing::warn!("[media] changes take effect at the next restart");
