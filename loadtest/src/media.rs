@@ -63,6 +63,9 @@ pub fn udp_socket(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     let _ = s.set_recv_buffer_size(16 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
+    // With CAP_NET_ADMIN, past net.core.rmem_max: one socket receives every stream of a
+    // worker, and a relay that stalls then bursts must not overflow the generator.
+    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &(64 << 20));
     s.bind(&addr.into())
         .with_context(|| format!("bind {addr}"))?;
     Ok(s.into())
