@@ -716,3 +716,57 @@ fn attended_transfer_with_teams_as_caller_moves_a_caller_leg() {
     assert_eq!(h.sbc.active_calls(), 0);
     assert_eq!(h.cdrs().len(), 3);
 }
+
+#[test]
+fn transfer_fails_over_to_the_next_target_on_503() {
+    // b1 calling 6xx goes to b2, then a.
+    let mut h = H::with(|c| {
+        c.routes.insert(
+            0,
+            RouteConfig {
+                name: "xfer2".into(),
+                from_trunks: vec!["b1".into()],
+                called_prefix: "6".into(),
+                strip: 0,
+                prepend: String::new(),
+                targets: vec!["b2".into(), "a".into()],
+                redirect: RedirectMode::Relay,
+            },
+        );
+    });
+    let (_da, mut db, _atx, _ainv) = h.answered();
+    refer(&mut h, &mut db, "<sip:666@teams.example.com>");
+    let (ctx, cinv) = h.b2.last_request("INVITE");
+    let now = h.now;
+    h.b2.respond(now, ctx, &cinv, 503, "ctag", None);
+    h.pump();
+    assert_eq!(
+        notify_frags(&h.b1),
+        vec!["SIP/2.0 100 Trying"],
+        "no final yet"
+    );
+    let invs = h.a.requests("INVITE");
+    let (ttx, tinv) = invs.last().unwrap().clone();
+    assert!(
+        tinv.header("To").unwrap().contains("666"),
+        "next target tried"
+    );
+    let now = h.now;
+    h.a.respond(
+        now,
+        ttx,
+        &tinv,
+        200,
+        "ttag",
+        Some(&sdp("192.168.1.30", 12_000, "")),
+    );
+    h.pump();
+    assert_eq!(
+        notify_frags(&h.b1),
+        vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
+    );
+    assert_eq!(h.b1.requests("BYE").len(), 1);
+    let (_, _, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(b_p.peer_rtp, Some(sa("192.168.1.30:12000")));
+    // A 4xx (not 408) does not fail over: covered by transfer_to_busy_target_keeps_the_call.
+}

@@ -138,6 +138,21 @@ pub(crate) struct Transfer {
     pub leg: BLeg,
     /// Media state of the referrer's side before the attempt (restored on failure).
     pub saved: SideSnapshot,
+    /// Further routing targets of the Refer-To number (failover on 408/5xx).
+    pub targets: VecDeque<Target>,
+    /// What the leg's INVITE carries beyond the routed call (kept for failover).
+    pub extra: NewLeg,
+}
+
+/// What a transfer leg's INVITE carries beyond the routed call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NewLeg {
+    /// Calling user when the referrer is A (the B party calls the target).
+    pub caller: Option<String>,
+    /// A Replaces value for the target (a dialog that is not ours).
+    pub replaces: Option<String>,
+    /// History-Info of the REFER.
+    pub history: Vec<String>,
 }
 
 /// A party of another dialog moving onto side `side` of this call (RFC 3891

@@ -117,7 +117,7 @@ impl<M: MediaControl> B2bua<M> {
                 }
             }
             ClientRole::Own => {}
-            ClientRole::Transfer { .. } => self.transfer_failed(now, call, status),
+            ClientRole::Transfer { .. } => self.transfer_failed(now, call, status, None),
             ClientRole::Join { .. } => {
                 let join = self.calls.get_mut(&call).and_then(|c| {
                     c.join

@@ -3,8 +3,9 @@
 //!
 //! Blind transfer. A REFER on either leg of an answered call (Teams Direct
 //! Routing transfers this way) is answered `202 Accepted`; the user part of
-//! the Refer-To URI is routed as a new call from the referring leg's trunk,
-//! and a new leg is INVITEd with the remaining party's last SDP (made
+//! the Refer-To URI is routed as a new call from the referring leg's trunk
+//! (408/5xx from a target: the next target, as for calls), and a new leg is
+//! INVITEd with the remaining party's last SDP (made
 //! `sendrecv`) rewritten for our port on the referrer's side. The same media
 //! allocation is kept: when the target answers, its SDP is learned as the
 //! referrer side's peer and the data plane reprogrammed, so the remaining
@@ -38,8 +39,8 @@
 use portcullis_sip::percent_decode;
 use portcullis_sip::sdp::SessionDescription;
 
-use super::call::{ALeg, BLeg, CallState, CallTimer, ClientRole, Join, JoinKind, Transfer};
-use super::headers::{has_sdp, user_of};
+use super::call::{ALeg, BLeg, CallState, CallTimer, ClientRole, Join, JoinKind, NewLeg, Transfer};
+use super::headers::{has_sdp, retry_after, user_of};
 use super::route::Target;
 use super::sdp_rewrite::{ix, sendrecv};
 use super::B2bua;
@@ -295,33 +296,65 @@ impl<M: MediaControl> B2bua<M> {
             .collect();
         self.reply(now, tx, req, 202, "Accepted", None);
         self.notify(now, call, side, refer_cseq, "SIP/2.0 100 Trying", false);
-        let target = match self.router.route(inbound, &called, &calling) {
-            Ok(d) => d.targets.into_iter().next().map(|t| Target {
-                trunk: t.trunk,
-                called: t.called,
-                redirect: None,
-            }),
-            Err(_) => None,
-        };
-        let Some(target) = target else {
+        let targets: std::collections::VecDeque<Target> =
+            match self.router.route(inbound, &called, &calling) {
+                Ok(d) => d
+                    .targets
+                    .into_iter()
+                    .map(|t| Target {
+                        trunk: t.trunk,
+                        called: t.called,
+                        redirect: None,
+                    })
+                    .collect(),
+                Err(_) => std::collections::VecDeque::new(),
+            };
+        if targets.is_empty() {
             self.notify(now, call, side, refer_cseq, "SIP/2.0 404 Not Found", true);
             return;
-        };
-        let extra = NewLeg {
-            caller: caller.as_deref(),
-            replaces: replaces.as_ref().map(|(raw, _)| raw.as_str()),
-            history: &history,
-        };
-        if !self.start_transfer(now, call, side, refer_cseq, target, &extra) {
-            self.notify(
-                now,
-                call,
-                side,
-                refer_cseq,
-                "SIP/2.0 503 Service Unavailable",
-                true,
-            );
         }
+        let extra = NewLeg {
+            caller,
+            replaces: replaces.map(|(raw, _)| raw),
+            history,
+        };
+        self.next_transfer_target(now, call, side, refer_cseq, targets, &extra, 503);
+    }
+
+    /// Tries the transfer targets in order; NOTIFYs `status` when none could
+    /// be tried.
+    #[allow(clippy::too_many_arguments)]
+    fn next_transfer_target(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        referrer: Side,
+        refer_cseq: u32,
+        mut targets: std::collections::VecDeque<Target>,
+        extra: &NewLeg,
+        status: u16,
+    ) {
+        while let Some(target) = targets.pop_front() {
+            let blocked = self
+                .calls
+                .get(&call)
+                .and_then(|c| c.cfg.trunk(target.trunk))
+                .and_then(|t| self.trunk_blocked.get(&t.name))
+                .is_some_and(|until| *until > now);
+            if blocked {
+                continue;
+            }
+            let rest = std::mem::take(&mut targets);
+            match self.start_transfer(now, call, referrer, refer_cseq, target, rest, extra) {
+                Ok(()) => return,
+                Err(rest) => targets = rest,
+            }
+        }
+        let frag = format!(
+            "SIP/2.0 {status} {}",
+            super::failover::default_reason(status)
+        );
+        self.notify(now, call, referrer, refer_cseq, &frag, true);
     }
 
     /// The leg of ours a Replaces names (either tag order), as (call, side).
@@ -343,7 +376,9 @@ impl<M: MediaControl> B2bua<M> {
         None
     }
 
-    /// Sends the INVITE of the transfer leg. False when it could not be sent.
+    /// Sends the INVITE of the transfer leg (`rest`: the targets after this
+    /// one). Gives `rest` back when it could not be sent.
+    #[allow(clippy::too_many_arguments)]
     fn start_transfer(
         &mut self,
         now: Timestamp,
@@ -351,10 +386,32 @@ impl<M: MediaControl> B2bua<M> {
         referrer: Side,
         refer_cseq: u32,
         target: Target,
-        extra: &NewLeg<'_>,
+        rest: std::collections::VecDeque<Target>,
+        extra: &NewLeg,
+    ) -> Result<(), std::collections::VecDeque<Target>> {
+        if self.try_transfer(now, call, referrer, refer_cseq, target, extra) {
+            if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.transfer.as_mut()) {
+                t.targets = rest;
+                t.extra = extra.clone();
+            }
+            Ok(())
+        } else {
+            Err(rest)
+        }
+    }
+
+    /// Sends the INVITE of the transfer leg. False when it could not be sent.
+    fn try_transfer(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        referrer: Side,
+        refer_cseq: u32,
+        target: Target,
+        extra: &NewLeg,
     ) -> bool {
         let Some((mut inv, dest, call_id, tag, contact)) =
-            self.build_b_invite(call, &target, extra.caller)
+            self.build_b_invite(call, &target, extra.caller.as_deref())
         else {
             return false;
         };
@@ -383,7 +440,7 @@ impl<M: MediaControl> B2bua<M> {
                 inv.push_header("History-Info", h);
             }
         }
-        if let Some(r) = extra.replaces {
+        if let Some(r) = extra.replaces.as_deref() {
             // Not one of our dialogs: the target resolves it (RFC 3891).
             inv.push_header("Replaces", r);
             inv.push_header("Require", "replaces");
@@ -442,6 +499,8 @@ impl<M: MediaControl> B2bua<M> {
                     retried_422: false,
                 },
                 saved,
+                targets: std::collections::VecDeque::new(),
+                extra: NewLeg::default(),
             });
         }
         true
@@ -474,7 +533,7 @@ impl<M: MediaControl> B2bua<M> {
         match status {
             0..=199 => {}
             200..=299 => self.transfer_answered(now, call, tx, dest, resp),
-            _ => self.transfer_failed(now, call, status),
+            _ => self.transfer_failed(now, call, status, Some(resp)),
         }
     }
 
@@ -500,8 +559,16 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// The transfer target refused (or timed out): NOTIFY the failure, keep the call.
-    pub(super) fn transfer_failed(&mut self, now: Timestamp, call: u64, status: u16) {
+    /// The transfer target refused (or timed out): the next target on
+    /// 408/5xx (a 503 with Retry-After holds its trunk back as for calls),
+    /// else NOTIFY the failure and keep the call.
+    pub(super) fn transfer_failed(
+        &mut self,
+        now: Timestamp,
+        call: u64,
+        status: u16,
+        resp: Option<&SipMsg>,
+    ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -511,11 +578,25 @@ impl<M: MediaControl> B2bua<M> {
         if let Some(ms) = c.media.as_mut() {
             ms.restore(t.referrer, t.saved);
         }
-        let frag = format!(
-            "SIP/2.0 {status} {}",
-            super::failover::default_reason(status)
+        let trunk = c.cfg.trunk(t.leg.target.trunk).map(|t| t.name.clone());
+        if let (503, Some(secs), Some(name)) = (status, resp.and_then(retry_after), trunk) {
+            self.trunk_blocked
+                .insert(name, now + std::time::Duration::from_secs(secs));
+        }
+        let targets = if matches!(status, 408 | 500..=599) {
+            t.targets
+        } else {
+            std::collections::VecDeque::new()
+        };
+        self.next_transfer_target(
+            now,
+            call,
+            t.referrer,
+            t.refer_cseq,
+            targets,
+            &t.extra,
+            status,
         );
-        self.notify(now, call, t.referrer, t.refer_cseq, &frag, true);
     }
 
     /// The target answered: ACK, reprogram media, NOTIFY 200, BYE the referrer,
@@ -1231,16 +1312,6 @@ impl<M: MediaControl> B2bua<M> {
         req.set_body(format!("{frag}\r\n").into_bytes());
         self.send_on(now, call, dest, req, ClientRole::Own);
     }
-}
-
-/// What a transfer leg's INVITE carries beyond the routed call.
-struct NewLeg<'a> {
-    /// Calling user when the referrer is A (the B party calls the target).
-    caller: Option<&'a str>,
-    /// A Replaces value for the target (a dialog that is not ours).
-    replaces: Option<&'a str>,
-    /// History-Info of the REFER.
-    history: &'a [String],
 }
 
 #[cfg(test)]
