@@ -3,9 +3,16 @@
 //! pinned to core 1, the same sipp UAC/UAS pair pinned to core 0. Signalling only (sipp
 //! sends no RTP).
 //!
-//! Figures, per system under test:
-//! - CPU µs per call at a fixed 1,000 calls/s (utime+stime of the process, all kamailio
-//!   processes summed, before/after, divided by the successful calls);
+//! Both systems run side by side (Portcullis on `SUT_PORT`, kamailio on `KAM_PORT`, the
+//! same sipp ports), and the fixed-rate runs alternate between them (ABBA...), so drift in
+//! the machine's load hits both alike. Figures, per system under test:
+//! - CPU µs per call at a fixed 1,000 calls/s: utime+stime from `/proc/<pid>/stat` of the
+//!   process and every descendant (all kamailio processes; all Portcullis threads), sampled
+//!   right before the UAC starts and right after it exits, summed over the rounds and
+//!   divided by the calls the UAC completed; the sipp processes are not descendants of
+//!   either and are never counted. Each run also reports the CPU used on the SUT core by
+//!   anything else (`/proc/stat` of that core minus the SUT) and steal time: a figure with
+//!   foreign load on its core is flagged, as CPU time inflates when a core is shared;
 //! - the highest rate of the steps that completes with 0 failed calls and 0
 //!   retransmissions (both sipp sides);
 //! - for Portcullis, RSS growth per established call with N long calls held.
@@ -13,6 +20,9 @@
 //! Run: `cargo build --release -p portcullis && cargo bench -p portcullis-benches --bench b2bua`
 //! (`PORTCULLIS_BIN` overrides where the binary is looked for). Needs `sipp`, `kamailio`
 //! and `taskset` in PATH. Every run is bounded (call counts and timeouts).
+//! Shorter runs (smoke tests; the defaults are the documented method):
+//! `B2B_FIXED_SECS` (15), `B2B_ROUNDS` (3), `B2B_STEPS` (comma list of calls/s, or `none`),
+//! `B2B_HELD_CALLS` (1000; 0 skips the memory figure).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -24,19 +34,30 @@ use std::time::{Duration, Instant};
 /// Core of the system under test; the sipp pair runs on `SIPP_CORE`.
 const SUT_CORE: &str = "1";
 const SIPP_CORE: &str = "0";
-/// Fixed rate of the CPU-per-call measurement and its duration.
+/// Fixed rate of the CPU-per-call measurement, the duration of one run and the number
+/// of rounds (one run of each system per round).
 const FIXED_CPS: u32 = 1000;
 const FIXED_SECS: u32 = 15;
+const ROUNDS: u32 = 3;
 /// Rate steps of the capacity search, each run for `STEP_SECS`.
 const STEPS: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
 const STEP_SECS: u32 = 5;
 /// Long calls held for the memory figure.
 const HELD_CALLS: u32 = 1000;
+/// Foreign CPU on the SUT core above this share of a run's wall time flags the figure.
+const FOREIGN_WARN: f64 = 0.05;
 
-const SUT_PORT: u16 = 25060;
-const UAC_PORT: u16 = 25070;
-const UAS_PORT: u16 = 25080;
-const ADMIN_PORT: u16 = 25090;
+/// SIP ports: Portcullis, kamailio (both run at once), the sipp UAC and UAS; then the
+/// admin port and the sipp media ports. All in 11000-11999, clear of the appliance's
+/// default media range (20000-29999), of the ports the appliance tests use and of the
+/// ephemeral range, so the bench cannot collide with a test or a running appliance.
+const SUT_PORT: u16 = 11060;
+const KAM_PORT: u16 = 11062;
+const UAC_PORT: u16 = 11070;
+const UAS_PORT: u16 = 11080;
+const ADMIN_PORT: u16 = 11090;
+const UAS_MEDIA_PORT: u16 = 11200;
+const UAC_MEDIA_PORT: u16 = 11300;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -76,9 +97,11 @@ fn portcullis_bin() -> PathBuf {
     p
 }
 
-/// A system under test: its main pid and a stop hook.
+/// A system under test: its main pid, its SIP port, its work directory and a stop hook.
 struct Sut {
     name: &'static str,
+    port: u16,
+    dir: PathBuf,
     child: Child,
 }
 
@@ -89,6 +112,17 @@ impl Sut {
             .iter()
             .map(|p| ticks(*p))
             .sum()
+    }
+
+    /// `(pid, comm, ticks)` of every process of the tree, for the accounting report.
+    fn cpu_breakdown(&self) -> Vec<(u32, String, u64)> {
+        pids_of_tree(self.child.id())
+            .into_iter()
+            .map(|p| {
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                (p, comm.trim().to_owned(), ticks(p))
+            })
+            .collect()
     }
 
     /// Resident set size in KiB, summed over the process tree.
@@ -171,6 +205,43 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// `(busy, steal)` ticks of one CPU from `/proc/stat`: busy is user + nice + system +
+/// irq + softirq (steal, guest excluded; guest time is already in user).
+fn core_ticks(core: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let label = format!("cpu{core}");
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            let g = |i: usize| v.get(i).copied().unwrap_or(0);
+            // user nice system idle iowait irq softirq steal
+            (g(0) + g(1) + g(2) + g(5) + g(6), g(7))
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Unsigned environment knob with a default.
+fn knob(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The capacity steps: `B2B_STEPS` (comma list, `none`) or [`STEPS`].
+fn steps() -> Vec<u32> {
+    match std::env::var("B2B_STEPS") {
+        Ok(v) if v.trim() == "none" => Vec::new(),
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => STEPS.to_vec(),
+    }
+}
+
 fn start_portcullis(dir: &Path) -> Sut {
     let toml = format!(
         r#"[node]
@@ -236,6 +307,8 @@ targets = ["right"]
         .expect("spawn portcullis");
     let mut sut = Sut {
         name: "portcullis",
+        port: SUT_PORT,
+        dir: dir.to_path_buf(),
         child,
     };
     // Ready once the SIP port is taken (the log level is `warn`: no per-call logging).
@@ -266,7 +339,7 @@ fn start_kamailio(dir: &Path) -> Sut {
         .args(["-DD", "-E", "-n", "1", "-m", "512", "-M", "32", "-Y"])
         .arg(dir)
         .arg("-A")
-        .arg(format!("KAM_PORT={SUT_PORT}"))
+        .arg(format!("KAM_PORT={KAM_PORT}"))
         .arg("-A")
         .arg(format!("UAS_URI=\"sip:127.0.0.1:{UAS_PORT}\""))
         .current_dir(dir)
@@ -277,6 +350,8 @@ fn start_kamailio(dir: &Path) -> Sut {
         .expect("spawn kamailio");
     let mut sut = Sut {
         name: "kamailio",
+        port: KAM_PORT,
+        dir: dir.to_path_buf(),
         child,
     };
     std::thread::sleep(Duration::from_secs(2));
@@ -287,13 +362,20 @@ fn start_kamailio(dir: &Path) -> Sut {
     sut
 }
 
-/// One sipp run's outcome (from the `-trace_stat` files of both sides).
+/// One sipp run's outcome (from the `-trace_stat` files of both sides) and what the SUT
+/// spent on it.
 #[derive(Debug, Default, Clone, Copy)]
 struct Run {
     ok: u64,
     failed: u64,
     retrans: u64,
     secs: f64,
+    /// CPU ticks of the SUT's process tree from right before the UAC started to right
+    /// after it exited.
+    sut_ticks: u64,
+    /// Busy ticks of the SUT core over the same window, and its steal ticks.
+    core_busy: u64,
+    core_steal: u64,
 }
 
 fn sipp_pinned(dir: &Path, name: &str, args: &[String]) -> Child {
@@ -339,10 +421,11 @@ fn wait_bounded(child: &mut Child, within: Duration) -> bool {
     false
 }
 
-/// `calls` calls at `rate`/s of `hold_ms` each through the SUT; `during` runs while
-/// the calls are up (after `during_after`).
+/// `calls` calls at `rate`/s of `hold_ms` each through `sut`; `during` runs while the
+/// calls are up (after `during_after`). The UAS is started first; the SUT's CPU and its
+/// core's load are sampled right before the UAC starts and right after it exits.
 fn run_calls(
-    dir: &Path,
+    sut: &Sut,
     tag: &str,
     calls: u32,
     rate: u32,
@@ -350,6 +433,7 @@ fn run_calls(
     mut during: impl FnMut(),
     during_after: Duration,
 ) -> Run {
+    let dir = sut.dir.as_path();
     let common = |port: u16, media: u16| -> Vec<String> {
         [
             "-i",
@@ -372,16 +456,16 @@ fn run_calls(
     };
     let uas_stat = dir.join(format!("{tag}_uas.csv"));
     let uac_stat = dir.join(format!("{tag}_uac.csv"));
-    let mut uas_args = common(UAS_PORT, 26000);
+    let mut uas_args = common(UAS_PORT, UAS_MEDIA_PORT);
     uas_args.extend(["-sn", "uas", "-stf"].map(str::to_owned));
     uas_args.push(uas_stat.display().to_string());
     let mut uas = sipp_pinned(dir, &format!("{tag}_uas"), &uas_args);
     std::thread::sleep(Duration::from_millis(300));
-    let mut uac_args = common(UAC_PORT, 26100);
+    let mut uac_args = common(UAC_PORT, UAC_MEDIA_PORT);
     uac_args.extend([
         "-sn".to_owned(),
         "uac".to_owned(),
-        format!("127.0.0.1:{SUT_PORT}"),
+        format!("127.0.0.1:{}", sut.port),
         "-m".to_owned(),
         calls.to_string(),
         "-r".to_owned(),
@@ -394,12 +478,16 @@ fn run_calls(
         uac_stat.display().to_string(),
     ]);
     let t0 = Instant::now();
+    let ticks0 = sut.cpu_ticks();
+    let (busy0, steal0) = core_ticks(SUT_CORE);
     let mut uac = sipp_pinned(dir, &format!("{tag}_uac"), &uac_args);
     std::thread::sleep(during_after);
     during();
     let budget =
         Duration::from_secs(u64::from(calls / rate.max(1)) + u64::from(hold_ms / 1000) + 40);
     let finished = wait_bounded(&mut uac, budget);
+    let sut_ticks = sut.cpu_ticks().saturating_sub(ticks0);
+    let (busy1, steal1) = core_ticks(SUT_CORE);
     let secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
     let _ = uas.kill();
@@ -416,6 +504,9 @@ fn run_calls(
             + u64::from(!finished),
         retrans: stat(&a, "Retransmissions(C)") + stat(&b, "Retransmissions(C)"),
         secs,
+        sut_ticks,
+        core_busy: busy1.saturating_sub(busy0),
+        core_steal: steal1.saturating_sub(steal0),
     }
 }
 
@@ -427,70 +518,94 @@ struct Figures {
     kib_per_call: Option<f64>,
 }
 
-fn measure(sut: &Sut, dir: &Path, memory: bool) -> Figures {
-    let tck = clk_tck();
-    // Memory first, on the fresh process: later runs leave freed memory in the
-    // allocator's arenas, which would hide the growth.
-    let kib_per_call = memory.then(|| {
-        let base = sut.rss_kib();
-        let mut held = 0;
-        let rate = 500;
-        let hold_ms = HELD_CALLS / rate * 1000 + 8000;
-        let r = run_calls(
-            dir,
-            &format!("{}_held", sut.name),
-            HELD_CALLS,
-            rate,
-            hold_ms,
-            || held = sut.rss_kib(),
-            Duration::from_millis(u64::from(HELD_CALLS / rate) * 1000 + 3000),
-        );
-        let per = held.saturating_sub(base) as f64 / f64::from(HELD_CALLS);
-        println!(
-            "{}: {HELD_CALLS} held calls: RSS {base} KiB -> {held} KiB => {per:.2} KiB/call ({} ok, {} failed)",
-            sut.name, r.ok, r.failed
-        );
-        per
-    });
-    // Warm-up (allocators, tables).
-    let _ = run_calls(
-        dir,
-        &format!("{}_warm", sut.name),
-        1000,
-        500,
-        0,
-        || {},
-        Duration::ZERO,
-    );
-
-    let before = sut.cpu_ticks();
-    let calls = FIXED_CPS * FIXED_SECS;
+/// RSS growth per call with `held` long calls up, on the fresh process (later runs leave
+/// freed memory in the allocator's arenas, which would hide the growth).
+fn memory_per_call(sut: &Sut, held: u32) -> f64 {
+    let base = sut.rss_kib();
+    let mut peak = 0;
+    let rate = 500;
+    let hold_ms = held / rate * 1000 + 8000;
     let r = run_calls(
-        dir,
-        &format!("{}_fixed", sut.name),
+        sut,
+        &format!("{}_held", sut.name),
+        held,
+        rate,
+        hold_ms,
+        || peak = sut.rss_kib(),
+        Duration::from_millis(u64::from(held / rate) * 1000 + 3000),
+    );
+    let per = peak.saturating_sub(base) as f64 / f64::from(held.max(1));
+    println!(
+        "{}: {held} held calls: RSS {base} KiB -> {peak} KiB => {per:.2} KiB/call ({} ok, {} failed)",
+        sut.name, r.ok, r.failed
+    );
+    per
+}
+
+/// One fixed-rate run: prints the run's figures and what else ran on the SUT core.
+fn fixed_run(sut: &Sut, round: u32, secs: u32, tck: f64) -> Run {
+    let calls = FIXED_CPS * secs;
+    let before = sut.cpu_breakdown();
+    let r = run_calls(
+        sut,
+        &format!("{}_fixed{round}", sut.name),
         calls,
         FIXED_CPS,
         0,
         || {},
         Duration::ZERO,
     );
-    let cpu_s = (sut.cpu_ticks() - before) as f64 / tck;
-    let us_per_call = cpu_s * 1e6 / r.ok.max(1) as f64;
+    let after = sut.cpu_breakdown();
+    let cpu_s = r.sut_ticks as f64 / tck;
+    let foreign_s = r.core_busy.saturating_sub(r.sut_ticks) as f64 / tck;
+    let steal_s = r.core_steal as f64 / tck;
     println!(
-        "{}: fixed {FIXED_CPS} cps: {} ok, {} failed, {} retrans in {:.1} s, CPU {:.2} s => {:.1} us/call",
-        sut.name, r.ok, r.failed, r.retrans, r.secs, cpu_s, us_per_call
+        "{}: round {round}: fixed {FIXED_CPS} cps: {} ok, {} failed, {} retrans in {:.1} s, CPU {:.2} s => {:.1} us/call; core {SUT_CORE}: other work {:.2} s, steal {:.2} s",
+        sut.name,
+        r.ok,
+        r.failed,
+        r.retrans,
+        r.secs,
+        cpu_s,
+        cpu_s * 1e6 / r.ok.max(1) as f64,
+        foreign_s,
+        steal_s,
     );
+    // Which processes were summed (kamailio: main, UDP worker, timers, ...).
+    let parts: Vec<String> = after
+        .iter()
+        .map(|(pid, comm, t)| {
+            let t0 = before
+                .iter()
+                .find(|(p, ..)| p == pid)
+                .map_or(0, |(.., t)| *t);
+            format!("{pid}/{comm}:{}", t.saturating_sub(t0))
+        })
+        .collect();
+    println!("{}:   ticks per process: {}", sut.name, parts.join(" "));
     if r.failed > 0 || r.retrans > 0 {
         println!(
-            "{}: WARNING: the fixed-rate run was not clean: the figure includes retransmission work",
+            "{}: WARNING: round {round} was not clean: the figure includes retransmission work",
             sut.name
         );
     }
+    if (foreign_s + steal_s) > FOREIGN_WARN * r.secs {
+        println!(
+            "{}: WARNING: round {round}: other work used core {SUT_CORE} ({:.2} s of {:.1} s): CPU time per call is inflated on a shared core",
+            sut.name,
+            foreign_s + steal_s,
+            r.secs
+        );
+    }
+    r
+}
 
+/// The highest step with 0 failures and 0 retransmissions.
+fn capacity(sut: &Sut, steps: &[u32]) -> u32 {
     let mut max_cps = 0;
-    for &rate in STEPS {
+    for &rate in steps {
         let r = run_calls(
-            dir,
+            sut,
             &format!("{}_step{rate}", sut.name),
             rate * STEP_SECS,
             rate,
@@ -507,12 +622,56 @@ fn measure(sut: &Sut, dir: &Path, memory: bool) -> Figures {
         }
         max_cps = rate;
     }
+    max_cps
+}
 
-    Figures {
-        us_per_call,
-        max_cps,
-        kib_per_call,
+/// Runs the whole comparison on both systems (started, idle, on their own ports).
+fn compare(suts: [&Sut; 2], held: u32) -> [Figures; 2] {
+    let tck = clk_tck();
+    let secs = knob("B2B_FIXED_SECS", FIXED_SECS).max(1);
+    let rounds = knob("B2B_ROUNDS", ROUNDS).max(1);
+    let mut figs = [Figures::default(), Figures::default()];
+    // Memory first, on the fresh Portcullis process.
+    if held > 0 {
+        figs[0].kib_per_call = Some(memory_per_call(suts[0], held));
     }
+    // Warm-up (allocators, tables) of both.
+    for sut in suts {
+        let _ = run_calls(
+            sut,
+            &format!("{}_warm", sut.name),
+            1000,
+            500,
+            0,
+            || {},
+            Duration::ZERO,
+        );
+    }
+    // Fixed rate, alternating A B B A A B ...: both see the same drift of the machine.
+    let mut total = [(0u64, 0u64); 2];
+    for round in 1..=rounds {
+        let order = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let r = fixed_run(suts[i], round, secs, tck);
+            total[i].0 += r.sut_ticks;
+            total[i].1 += r.ok;
+        }
+    }
+    for (i, sut) in suts.iter().enumerate() {
+        let (t, ok) = total[i];
+        figs[i].us_per_call = t as f64 / tck * 1e6 / ok.max(1) as f64;
+        println!(
+            "{}: {rounds} rounds: {ok} calls, CPU {:.2} s => {:.1} us/call",
+            sut.name,
+            t as f64 / tck,
+            figs[i].us_per_call
+        );
+    }
+    let steps = steps();
+    for (i, sut) in suts.iter().enumerate() {
+        figs[i].max_cps = capacity(sut, &steps);
+    }
+    figs
 }
 
 fn load() -> String {
@@ -543,14 +702,12 @@ fn main() {
     std::fs::create_dir_all(&ours_dir).expect("bench dir");
     std::fs::create_dir_all(&kam_dir).expect("bench dir");
 
-    let ours = {
-        let sut = start_portcullis(&ours_dir);
-        measure(&sut, &ours_dir, true)
-    };
-    let kam = {
-        let sut = start_kamailio(&kam_dir);
-        measure(&sut, &kam_dir, false)
-    };
+    let held = knob("B2B_HELD_CALLS", HELD_CALLS);
+    let ours_sut = start_portcullis(&ours_dir);
+    let kam_sut = start_kamailio(&kam_dir);
+    let [ours, kam] = compare([&ours_sut, &kam_sut], held);
+    drop(kam_sut);
+    drop(ours_sut);
     println!("b2bua: load average after {}", load());
     println!(
         "b2bua: ours_us_per_call={:.1} kamailio_us_per_call={:.1} ratio={:.2} ours_max_cps={} kamailio_max_cps={} ours_kib_per_call={:.2}",
