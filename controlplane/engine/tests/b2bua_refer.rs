@@ -770,3 +770,88 @@ fn transfer_fails_over_to_the_next_target_on_503() {
     assert_eq!(b_p.peer_rtp, Some(sa("192.168.1.30:12000")));
     // A 4xx (not 408) does not fail over: covered by transfer_to_busy_target_keeps_the_call.
 }
+
+#[test]
+fn transfer_legs_hold_trunk_slots() {
+    // b2 takes one call at a time; b1 and a unlimited.
+    let mut h = H::with(|c| {
+        c.routes.insert(
+            0,
+            RouteConfig {
+                name: "xfer".into(),
+                from_trunks: vec!["b1".into()],
+                called_prefix: "7".into(),
+                strip: 0,
+                prepend: String::new(),
+                targets: vec!["b2".into()],
+                redirect: RedirectMode::Relay,
+            },
+        );
+        c.trunks[2].max_calls = Some(1);
+        c.trunks[1].max_calls = Some(1);
+    });
+    let (mut da, mut db, _atx, _ainv) = h.answered();
+    refer(&mut h, &mut db, "<sip:777@teams.example.com>");
+    let (ctx, cinv) = h.b2.last_request("INVITE");
+    let now = h.now;
+    h.b2.respond(
+        now,
+        ctx,
+        &cinv,
+        200,
+        "ctag",
+        Some(&sdp("172.16.0.30", 30_000, "")),
+    );
+    h.pump();
+    assert_eq!(notify_frags(&h.b1).len(), 2);
+    // b2's only slot is taken by the transferred call: a second transfer
+    // toward b2 from a new b1 call fails with 503.
+    let now = h.now;
+    let (c2tx, c2inv) =
+        h.b1.invite(now, "300", Some(&sdp("172.16.0.21", 21_000, "")));
+    h.pump();
+    let (ytx, yinv) = h.a.last_request("INVITE");
+    assert!(
+        yinv.header("To").unwrap().contains("300"),
+        "b1's slot was given back"
+    );
+    let now = h.now;
+    h.a.respond(
+        now,
+        ytx,
+        &yinv,
+        200,
+        "ytag",
+        Some(&sdp("192.168.1.11", 11_000, "")),
+    );
+    h.pump();
+    let ok =
+        h.b1.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(200) && r.call_id().ok() == c2inv.call_id().ok())
+            .unwrap();
+    let mut d2 = h.b1.ack(c2tx, &c2inv, &ok, None);
+    h.pump();
+    let n_b2 = h.b2.requests("INVITE").len();
+    let now = h.now;
+    refer_from(&mut h.b1, now, &mut d2, "<sip:778@teams.example.com>");
+    h.pump();
+    assert_eq!(h.b2.requests("INVITE").len(), n_b2, "b2 at its limit");
+    let frags: Vec<String> =
+        h.b1.requests("NOTIFY")
+            .into_iter()
+            .filter(|(_, n)| n.call_id().ok() == Some(d2.id.call_id.as_str()))
+            .map(|(_, n)| String::from_utf8_lossy(n.body()).trim().to_owned())
+            .collect();
+    assert_eq!(frags.len(), 2, "{frags:?}");
+    assert!(frags[1].starts_with("SIP/2.0 503"), "{frags:?}");
+    // The first call ends: b2's slot is free again, a new call reaches it.
+    let now = h.now;
+    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
+    h.pump();
+    assert_eq!(h.b2.requests("BYE").len(), 1);
+    let now = h.now;
+    refer_from(&mut h.b1, now, &mut d2, "<sip:779@teams.example.com>");
+    h.pump();
+    assert_eq!(h.b2.requests("INVITE").len(), n_b2 + 1, "slot released");
+}

@@ -389,15 +389,23 @@ impl<M: MediaControl> B2bua<M> {
         rest: std::collections::VecDeque<Target>,
         extra: &NewLeg,
     ) -> Result<(), std::collections::VecDeque<Target>> {
-        if self.try_transfer(now, call, referrer, refer_cseq, target, extra) {
+        let trunk = target.trunk;
+        if !self.acquire_trunk(call, trunk) {
+            // The target trunk is at its `max_calls`.
+            self.stats.trunk_limit_rejects += 1;
+            return Err(rest);
+        }
+        if !self.try_transfer(now, call, referrer, refer_cseq, target, extra) {
+            self.release_trunk(call, trunk);
+            return Err(rest);
+        }
+        {
             if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.transfer.as_mut()) {
                 t.targets = rest;
                 t.extra = extra.clone();
             }
-            Ok(())
-        } else {
-            Err(rest)
         }
+        Ok(())
     }
 
     /// Sends the INVITE of the transfer leg. False when it could not be sent.
@@ -579,6 +587,7 @@ impl<M: MediaControl> B2bua<M> {
             ms.restore(t.referrer, t.saved);
         }
         let trunk = c.cfg.trunk(t.leg.target.trunk).map(|t| t.name.clone());
+        self.release_trunk(call, t.leg.target.trunk);
         if let (503, Some(secs), Some(name)) = (status, resp.and_then(retry_after), trunk) {
             self.trunk_blocked
                 .insert(name, now + std::time::Duration::from_secs(secs));
@@ -673,11 +682,17 @@ impl<M: MediaControl> B2bua<M> {
             }
         };
         let old_key = old.key();
+        let old_trunk = match &old {
+            Leg::A(a) => a.trunk,
+            Leg::B(b) => b.target.trunk,
+        };
         c.dialog_keys.retain(|k| *k != old_key);
         c.dialog_keys.push(new_key.clone());
         c.session[ix(side)] = None;
         self.by_dialog.remove(&old_key);
         self.by_dialog.insert(new_key, (call, side));
+        // The leg that left gives back its trunk slot (the new one holds its own).
+        self.release_trunk(call, old_trunk);
         // RFC 4028 state of the old leg no longer applies.
         self.stop_timer(call, CallTimer::Refresh(side));
         self.stop_timer(call, CallTimer::SessionExpiry);
@@ -887,7 +902,14 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         let p_mode = c.cfg.trunk(trunk).map_or(MediaMode::Rtp, |t| t.media);
+        if !self.acquire_trunk(call, trunk) {
+            // The new party's trunk is at its `max_calls`.
+            self.stats.trunk_limit_rejects += 1;
+            self.reject(now, tx, req, from, 503, "Service Unavailable");
+            return;
+        }
         let Some((mut reinv, dest)) = self.dialog_request(call, other, Method::Invite) else {
+            self.release_trunk(call, trunk);
             self.reject(now, tx, req, from, 481, "Call/Transaction Does Not Exist");
             return;
         };
@@ -916,6 +938,7 @@ impl<M: MediaControl> B2bua<M> {
             if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
                 ms.restore(side, saved);
             }
+            self.release_trunk(call, trunk);
             self.reject(now, tx, req, from, 500, "Server Internal Error");
             return;
         };
@@ -1038,8 +1061,12 @@ impl<M: MediaControl> B2bua<M> {
                 self.notify(now, call, join.side, refer_cseq, &frag, true);
             }
             JoinKind::Invite {
-                server_tx, invite, ..
+                server_tx,
+                invite,
+                trunk,
+                ..
             } => {
+                self.release_trunk(call, trunk);
                 self.by_invite_tx.remove(&server_tx);
                 let r = self.response(&invite, status, &reason, Some("rp"));
                 self.send_response(now, server_tx, &r);
@@ -1082,6 +1109,7 @@ impl<M: MediaControl> B2bua<M> {
                     }
                 };
                 let session = o.session[ix(mover)];
+                let mover_trunk = Self::leg_trunk(o, mover);
                 if let Some(d) = o.dialog_mut(mover) {
                     d.on_response(&Method::Invite, resp);
                     let ack = d.ack(resp.cseq().map_or(1, |c| c.seq), &via);
@@ -1153,6 +1181,10 @@ impl<M: MediaControl> B2bua<M> {
                 self.arm_session(now, call, side);
                 // The other call is over: its replaced leg gets a BYE.
                 self.end_call(now, other, EndReason::Transferred, None);
+                // Its slot on the mover's trunk passes to this call.
+                if let Some(t) = mover_trunk {
+                    let _ = self.acquire_trunk(call, t);
+                }
                 self.unhold(now, call, side.other());
             }
             JoinKind::Invite {
