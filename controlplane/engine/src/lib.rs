@@ -111,7 +111,8 @@
 //! delayed offer from the caller replaced by our own offer toward B; media
 //! inactivity → BYE both. Transfer (`b2bua/refer.rs`, RFC 3515/3891): a
 //! REFER on either leg of an answered call gets 202, the Refer-To user is
-//! routed from the referrer's trunk, the new leg is offered the remaining
+//! routed from the referrer's trunk (408/5xx: next target; trunk slots
+//! taken by the new leg, given back by the leg that leaves), the new leg is offered the remaining
 //! party's last SDP (`sendrecv`) on the same media allocation (its answer
 //! reprograms the referrer side's peer; the remaining party is re-INVITEd
 //! only to take it off hold), NOTIFY `message/sipfrag` 100 then the final
