@@ -224,6 +224,24 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
     });
     let st = server.wait(Duration::from_secs(15));
     assert!(st.success(), "uas ({st}):\n{}", server.output());
+
+    // 5. A refused reload names every reason on one line (one journal entry, one priority).
+    let broken = warn
+        .replace("targets = [\"right\"]", "targets = [\"nowhere\"]")
+        .replace("rate_limit = 100000", "rate_limit = 0");
+    assert!(broken.contains("nowhere") && broken.contains("rate_limit = 0"));
+    std::fs::write(&app.config_path, &broken).expect("write config");
+    app.signal("HUP");
+    wait_log(&app, "refused reload", |l| l.contains("reload refused"));
+    let log = app.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("reload refused"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("nowhere") && line.contains("rate_limit"),
+        "reasons not on the refusal line {line:?}:\n{log}"
+    );
 }
 
 #[test]

@@ -223,8 +223,9 @@ impl ApplianceHandle {
         let _ = crate::notify::notify_ready();
         match &res {
             Ok(g) => tracing::info!(generation = g, "configuration reloaded"),
+            // One line per event: the journal keeps the priority of the first line only.
             Err(e) => tracing::error!(
-                reasons = %e,
+                reasons = %e.trim_end().replace('\n', "; "),
                 "configuration reload refused; keeping the running configuration"
             ),
         }
