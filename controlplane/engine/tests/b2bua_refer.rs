@@ -855,3 +855,54 @@ fn transfer_legs_hold_trunk_slots() {
     h.pump();
     assert_eq!(h.b2.requests("INVITE").len(), n_b2 + 1, "slot released");
 }
+
+#[test]
+fn failed_transfer_restores_the_referrer_sides_srtp_key() {
+    // b1 speaks SRTP, the target b2 plain RTP: the attempt changes our key
+    // state toward side B, the failure must put b1's key back.
+    let mut h = H::with(|c| {
+        c.routes.insert(
+            0,
+            RouteConfig {
+                name: "xfer".into(),
+                from_trunks: vec!["b1".into()],
+                called_prefix: "7".into(),
+                strip: 0,
+                prepend: String::new(),
+                targets: vec!["b2".into()],
+                redirect: RedirectMode::Relay,
+            },
+        );
+        c.trunks[1].media = portcullis_engine::config::MediaMode::Srtp;
+    });
+    let (mut da, mut db, _atx, _ainv) = h.answered();
+    let key = |m: &SipMsg| {
+        body(m)
+            .lines()
+            .find(|l| l.starts_with("a=crypto:"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no crypto in {}", body(m)))
+    };
+    let first = key(&h.b1.last_request("INVITE").1);
+    let srtp_out_before = h.sbc.media().updates.last().unwrap().2.srtp_out.clone();
+    assert!(srtp_out_before.is_some());
+    refer(&mut h, &mut db, "<sip:777@teams.example.com>");
+    let (ctx, cinv) = h.b2.last_request("INVITE");
+    assert!(!body(&cinv).contains("a=crypto"), "plain RTP toward b2");
+    let now = h.now;
+    h.b2.respond(now, ctx, &cinv, 486, "ctag", None);
+    h.pump();
+    // A re-INVITEs: b1 gets the same key as before the attempt.
+    let now = h.now;
+    h.a.send_in_dialog(
+        now,
+        &mut da,
+        Method::Invite,
+        Some(&sdp("192.168.1.10", 10_000, "")),
+    );
+    h.pump();
+    let again = key(&h.b1.last_request("INVITE").1);
+    assert_eq!(first, again);
+    let (_, _, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!(b_p.srtp_out, srtp_out_before);
+}
