@@ -142,6 +142,9 @@ impl Dataplane {
         tracing::info!(?backend, workers = n_workers, "data plane starting");
         warn_if_ephemeral_overlap(base, cfg.port_max);
         sock::raise_nofile_limit();
+        if let Some(limit) = sock::nofile_limit() {
+            check_descriptors(u64::from(total_pairs) * 4, sock::open_descriptors(), limit)?;
+        }
         let inactivity_us = u64::try_from(cfg.inactivity_timeout.as_micros()).unwrap_or(u64::MAX);
         let per = total_pairs / n_workers;
         let mut workers = Vec::new();
@@ -450,6 +453,23 @@ impl Drop for Dataplane {
     }
 }
 
+/// Descriptors kept free beyond the media sockets (eventfds, rings, SIP, admin, logs).
+const FD_RESERVE: u64 = 64;
+
+/// Refuse a range whose sockets cannot all be opened, with the numbers, instead of
+/// failing on the first `EMFILE` half-way through binding.
+fn check_descriptors(ports: u64, open: u64, limit: u64) -> Result<(), DataplaneError> {
+    let needed = ports + open + FD_RESERVE;
+    if needed > limit {
+        return Err(DataplaneError::TooFewDescriptors {
+            needed,
+            open,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Media ports inside the kernel's ephemeral range can be handed to an auto-bound socket
 /// with `SO_REUSEPORT`, which would then share (and steal) media: warn about it.
 fn warn_if_ephemeral_overlap(min: u16, max: u16) {
@@ -562,6 +582,26 @@ mod tests {
     #[test]
     fn dataplane_is_send_and_sync() {
         assert_send_sync::<Dataplane>();
+    }
+
+    #[test]
+    fn a_range_beyond_the_descriptor_limit_is_refused_with_the_numbers() {
+        assert!(check_descriptors(19_000, 20, 20_000).is_ok());
+        let e = check_descriptors(26_000, 20, 20_000).unwrap_err();
+        assert!(matches!(
+            e,
+            DataplaneError::TooFewDescriptors {
+                needed: 26_084,
+                open: 20,
+                limit: 20_000
+            }
+        ));
+        let msg = e.to_string();
+        assert!(msg.contains("26084") && msg.contains("20000"), "{msg}");
+        assert!(msg.contains("LimitNOFILE"), "{msg}");
+        // The reserve counts: exactly at the limit passes, one more does not.
+        assert!(check_descriptors(1000 - 64 - 10, 10, 1000).is_ok());
+        assert!(check_descriptors(1000 - 64 - 9, 10, 1000).is_err());
     }
 
     #[test]

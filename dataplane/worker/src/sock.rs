@@ -43,6 +43,24 @@ pub fn raise_nofile_limit() {
     }
 }
 
+/// The soft `RLIMIT_NOFILE` (`None` when it cannot be read or is unlimited).
+#[must_use]
+pub fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (got == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Descriptors this process has open now (0 when /proc is unavailable).
+#[must_use]
+pub fn open_descriptors() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
 /// An all-zero `sockaddr_storage`, big enough for any address family.
 #[must_use]
 pub fn zero_storage() -> libc::sockaddr_storage {

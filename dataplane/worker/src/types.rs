@@ -313,6 +313,20 @@ pub enum DataplaneError {
     /// The data plane is shut down.
     #[error("data plane stopped")]
     Stopped,
+    /// The media port range needs more sockets than the process may open.
+    #[error(
+        "the media port range needs {needed} file descriptors (one socket per port, plus \
+         {open} already open) but RLIMIT_NOFILE is {limit}: raise LimitNOFILE (the packaged \
+         unit sets 1048576) or narrow media.port_min..port_max"
+    )]
+    TooFewDescriptors {
+        /// Sockets the range needs plus descriptors already open.
+        needed: u64,
+        /// Descriptors open before binding.
+        open: u64,
+        /// The soft limit after raising it to the hard limit.
+        limit: u64,
+    },
 }
 
 impl DataplaneError {
