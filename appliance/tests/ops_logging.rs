@@ -6,7 +6,7 @@
 //!   SIGHUP reload of a file whose `[log] level` changed, is reported by
 //!   `GET /api/v1/log-level` and `/metrics`, and really filters (lines appear and vanish);
 //! - under journald (`JOURNAL_STREAM` naming stderr) every line starts with its syslog
-//!   priority and carries no timestamp; JSON lines keep the call span.
+//!   priority and carries no timestamp (text and JSON); JSON lines keep the call span.
 //!
 //! Needs `sipp` (Debian `sip-tester`); a missing tool fails with a message.
 
@@ -244,16 +244,9 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
     );
 }
 
-#[test]
-fn journald_lines_have_priorities_and_json_keeps_the_span() {
-    let _serial = serial();
-    let p = Ports::for_test(37);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(p, ROUTE_LEFT_RIGHT).replace(
-        "[log]\nlevel = \"info\"",
-        "[log]\nlevel = \"info\"\nformat = \"json\"",
-    );
-    assert!(cfg.contains("format = \"json\""), "harness config changed");
+/// Starts the binary with `cfg` and stderr to a file that `JOURNAL_STREAM` names, as
+/// systemd does for a unit whose stderr is the journal.
+fn start_journal(dir: tempfile::TempDir, cfg: &str) -> Appliance {
     let config_path = dir.path().join("portcullis.toml");
     std::fs::write(&config_path, cfg).expect("config");
     let log_path = dir.path().join("portcullis.log");
@@ -274,12 +267,53 @@ fn journald_lines_have_priorities_and_json_keeps_the_span() {
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn portcullis");
-    let app = Appliance {
+    Appliance {
         child,
         dir,
         config_path,
         log_path,
-    };
+    }
+}
+
+#[test]
+fn journald_text_lines_have_priorities_and_no_timestamp() {
+    let p = Ports::for_test(39);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start_journal(dir, &config(p, ROUTE_LEFT_RIGHT));
+    wait_log(&app, "portcullis ready", |l| l.contains("portcullis ready"));
+    let log = app.log();
+    for line in log.lines() {
+        let (prio, rest) = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .unwrap_or_else(|| panic!("no <N> priority prefix: {line:?}"));
+        let level = rest.split_whitespace().next().unwrap_or("");
+        let want = match level {
+            "ERROR" => "3",
+            "WARN" => "4",
+            "INFO" => "6",
+            "DEBUG" | "TRACE" => "7",
+            other => panic!("no level first (a timestamp?): {other:?} in {line:?}"),
+        };
+        assert_eq!(prio, want, "{line}");
+    }
+    assert!(
+        log.contains("<6> INFO portcullis::runtime: portcullis ready"),
+        "{log}"
+    );
+}
+
+#[test]
+fn journald_lines_have_priorities_and_json_keeps_the_span() {
+    let _serial = serial();
+    let p = Ports::for_test(37);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(p, ROUTE_LEFT_RIGHT).replace(
+        "[log]\nlevel = \"info\"",
+        "[log]\nlevel = \"info\"\nformat = \"json\"",
+    );
+    assert!(cfg.contains("format = \"json\""), "harness config changed");
+    let app = start_journal(dir, &cfg);
     wait_log(&app, "portcullis ready", |l| l.contains("portcullis ready"));
     let dirp = app.dir.path().to_path_buf();
     let mut server = uas(p, &dirp, 1);
