@@ -15,7 +15,7 @@ use portcullis::admin::client::{
 use portcullis::admin::metrics::FAMILIES;
 use portcullis::admin::{
     spawn, AdminBackend, AdminServer, AdminServerConfig, CallInfo, Health, MetricsSnapshot,
-    SipCounters, TrunkCounters, TrunkInfo,
+    SipCounters, TeamsMetrics, TeamsProxyStatus, TrunkCounters, TrunkInfo,
 };
 use portcullis_dataplane::{RingDepth, WorkerStats};
 use portcullis_net::NetCountersSnapshot;
@@ -140,6 +140,29 @@ fn full_snapshot() -> MetricsSnapshot {
             RingDepth::default(),
         ],
         log_filter: Some("info,portcullis_net=debug".into()),
+        teams: Some(TeamsMetrics {
+            proxies: vec![
+                teams_proxy("sip.pstnhub.microsoft.com", "down", false, None),
+                teams_proxy("sip2.pstnhub.microsoft.com", "up", true, Some(30)),
+            ],
+            failovers: 1,
+        }),
+    }
+}
+
+fn teams_proxy(name: &str, state: &str, selected: bool, held: Option<u64>) -> TeamsProxyStatus {
+    TeamsProxyStatus {
+        proxy: name.into(),
+        address: "127.0.0.1:15061".into(),
+        state: state.into(),
+        selected,
+        misses: 3,
+        held_off_s: held,
+        last_answer_s: Some(2),
+        last_status: Some(200),
+        options_sent: 9,
+        options_answered: 6,
+        options_missed: 3,
     }
 }
 

@@ -8,7 +8,7 @@ use portcullis_engine::b2bua::{CallSummary, EngineStats, Outcome};
 use super::metrics::backend_label;
 use super::{
     spawn, AdminBackend, AdminServerConfig, CallInfo, Health, MetricsSnapshot, SipCounters,
-    TrunkCounters, TrunkInfo,
+    TeamsInfo, TeamsMetrics, TrunkCounters, TrunkInfo,
 };
 use crate::config::{AdminConfig, Config};
 use crate::runtime::{ApplianceHandle, Extension};
@@ -135,6 +135,10 @@ impl AdminBackend for ApplianceBackend {
             cdr_errors: stats.cdr_errors,
             rings: self.handle.dataplane().ring_depths(),
             log_filter: self.log_filter(),
+            teams: cfg.teams.is_some().then(|| TeamsMetrics {
+                proxies: stats.engine.teams.clone(),
+                failovers: stats.engine.teams_counters.failovers,
+            }),
         }
     }
 
@@ -185,6 +189,20 @@ impl AdminBackend for ApplianceBackend {
                 }
             })
             .collect()
+    }
+
+    async fn teams(&self) -> TeamsInfo {
+        let cfg = self.handle.config();
+        let proxies = match self.handle.engine_stats().await {
+            Some(s) => s.teams,
+            None => Vec::new(),
+        };
+        TeamsInfo {
+            configured: cfg.teams.is_some(),
+            sbc_fqdn: cfg.teams.as_ref().map(|t| t.sbc_fqdn.to_string()),
+            selected: proxies.iter().find(|p| p.selected).map(|p| p.proxy.clone()),
+            proxies,
+        }
     }
 
     async fn reload(&self) -> Result<u64, Vec<String>> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{CallInfo, Health, TrunkInfo};
+use super::{CallInfo, Health, TeamsInfo, TrunkInfo};
 
 /// Default admin address of the CLI.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8080";
@@ -157,6 +157,14 @@ impl ClientOptions {
         self.get("/api/v1/trunks", &[])
     }
 
+    /// `GET /api/v1/teams`.
+    ///
+    /// # Errors
+    /// See [`ClientError`].
+    pub fn teams(&self) -> Result<TeamsInfo, ClientError> {
+        self.get("/api/v1/teams", &[])
+    }
+
     /// `GET /api/v1/log-level`: the log filter in force.
     ///
     /// # Errors
@@ -211,6 +219,9 @@ pub struct StatusReport {
     pub calls_active: usize,
     /// Trunks.
     pub trunks: Vec<TrunkInfo>,
+    /// Teams Direct Routing proxies, when `[teams]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams: Option<TeamsInfo>,
 }
 
 /// `portcullis status`: readiness, live calls, trunks. Returns whether the appliance is ready.
@@ -221,10 +232,12 @@ pub fn cmd_status(opts: &ClientOptions, json: bool, out: &mut dyn Write) -> anyh
     let health = opts.health()?;
     let calls = opts.calls()?;
     let trunks = opts.trunks()?;
+    let teams = Some(opts.teams()?).filter(|t| t.configured);
     let report = StatusReport {
         health,
         calls_active: calls.len(),
         trunks,
+        teams,
     };
     if json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -260,8 +273,60 @@ pub fn cmd_status(opts: &ClientOptions, json: bool, out: &mut dyn Write) -> anyh
             &["TRUNK", "ADDRESS", "TRANSPORT", "MEDIA", "ACTIVE", "MAX"],
             &rows,
         )?;
+        if let Some(t) = &report.teams {
+            teams_table(out, t)?;
+        }
     }
     Ok(report.health.ready)
+}
+
+/// The Teams section of `portcullis status`.
+fn teams_table(out: &mut dyn Write, t: &TeamsInfo) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "teams: SBC {}, new calls go to {}",
+        t.sbc_fqdn.as_deref().unwrap_or("-"),
+        t.selected
+            .as_deref()
+            .unwrap_or("NO PROXY (all down or held off)")
+    )?;
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = t
+        .proxies
+        .iter()
+        .map(|p| {
+            vec![
+                p.proxy.clone(),
+                p.address.clone(),
+                p.state.clone(),
+                if p.selected { "*" } else { "" }.to_owned(),
+                p.misses.to_string(),
+                opt(p.held_off_s),
+                opt(p.last_answer_s),
+                p.last_status
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                format!(
+                    "{}/{}/{}",
+                    p.options_sent, p.options_answered, p.options_missed
+                ),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "PROXY",
+            "ADDRESS",
+            "STATE",
+            "IN USE",
+            "MISSES",
+            "HELD OFF S",
+            "LAST ANSWER S AGO",
+            "LAST STATUS",
+            "OPTIONS SENT/ANSWERED/MISSED",
+        ],
+        &rows,
+    )
 }
 
 /// `portcullis calls`: one line per live call (or the JSON list).

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use portcullis_dataplane::{Backend, DropReason};
 use portcullis_net::Transport;
 
-use super::MetricsSnapshot;
+use super::{MetricsSnapshot, TeamsProxyStatus};
 
 /// Metric type, as written on the `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +269,41 @@ pub const FAMILIES: &[Family] = &[
         C,
         "Calls refused for media reasons (no capacity, full command ring).",
     ),
+    fam(
+        "portcullis_teams_proxy_up",
+        G,
+        "Teams SIP proxy health: 1 up (answers OPTIONS), 0 down.",
+    ),
+    fam(
+        "portcullis_teams_proxy_selected",
+        G,
+        "1 for the Teams proxy new calls go to now.",
+    ),
+    fam(
+        "portcullis_teams_proxy_held_off",
+        G,
+        "1 while a 503 Retry-After keeps the Teams proxy out of the failover order.",
+    ),
+    fam(
+        "portcullis_teams_options_sent_total",
+        C,
+        "OPTIONS pings sent to the Teams proxy.",
+    ),
+    fam(
+        "portcullis_teams_options_answered_total",
+        C,
+        "Final answers to OPTIONS pings from the Teams proxy.",
+    ),
+    fam(
+        "portcullis_teams_options_misses_total",
+        C,
+        "OPTIONS pings to the Teams proxy left unanswered (timeout or broken connection).",
+    ),
+    fam(
+        "portcullis_teams_failovers_total",
+        C,
+        "Times new calls toward Teams were moved to another proxy.",
+    ),
     fam("portcullis_cdr_written_total", C, "CDR lines written."),
     fam(
         "portcullis_cdr_errors_total",
@@ -432,6 +467,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_dataplane(&mut e, snap);
     e.single("portcullis_media_events_lost_total", snap.media_events_lost);
     e.single("portcullis_media_errors_total", snap.media_errors);
+    render_teams(&mut e, snap);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
     if let Some(filter) = &snap.log_filter {
@@ -440,6 +476,33 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
         }
     }
     e.finish()
+}
+
+/// Teams families, only when `[teams]` is configured.
+fn render_teams(e: &mut Encoder, snap: &MetricsSnapshot) {
+    let Some(t) = &snap.teams else { return };
+    let flag = |b: bool| Value::Int(u64::from(b));
+    let per_proxy = |e: &mut Encoder, name: &str, f: &dyn Fn(&TeamsProxyStatus) -> Value| {
+        e.family(name);
+        for p in &t.proxies {
+            e.sample(&[("proxy", p.proxy.as_str())], f(p));
+        }
+    };
+    per_proxy(e, "portcullis_teams_proxy_up", &|p| flag(p.state == "up"));
+    per_proxy(e, "portcullis_teams_proxy_selected", &|p| flag(p.selected));
+    per_proxy(e, "portcullis_teams_proxy_held_off", &|p| {
+        flag(p.held_off_s.is_some())
+    });
+    per_proxy(e, "portcullis_teams_options_sent_total", &|p| {
+        Value::Int(p.options_sent)
+    });
+    per_proxy(e, "portcullis_teams_options_answered_total", &|p| {
+        Value::Int(p.options_answered)
+    });
+    per_proxy(e, "portcullis_teams_options_misses_total", &|p| {
+        Value::Int(p.options_missed)
+    });
+    e.single("portcullis_teams_failovers_total", t.failovers);
 }
 
 fn render_trunks(e: &mut Encoder, snap: &MetricsSnapshot) {

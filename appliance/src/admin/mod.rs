@@ -7,6 +7,7 @@
 //! | `GET /api/v1/calls` | token | JSON list of [`CallInfo`] |
 //! | `DELETE /api/v1/calls/{id}` | token | `200 {"terminated":id}`, `404` when no such live call |
 //! | `GET /api/v1/trunks` | token | JSON list of [`TrunkInfo`] |
+//! | `GET /api/v1/teams` | token | [`TeamsInfo`]: Teams proxies, their health and the one in use |
 //! | `POST /api/v1/reload` | token | `200 {"generation":n}` or `422 {"errors":[..]}` (old config kept) |
 //! | `GET /api/v1/log-level` | token | `200 {"level":"info"}` (the filter in force) |
 //! | `PUT /api/v1/log-level` | token | body `{"level":"debug"}` or plain `debug` (or directives `info,portcullis_net=debug`): `200 {"level":..}`, `400 {"error":..}` (filter kept) |
@@ -34,6 +35,7 @@ use portcullis_net::NetCountersSnapshot;
 use serde::{Deserialize, Serialize};
 
 pub use self::server::{spawn, AdminServer, AdminServerConfig};
+pub use crate::runtime::teams::TeamsProxyStatus;
 
 /// Readiness of the appliance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +151,30 @@ pub struct MetricsSnapshot {
     pub rings: Vec<RingDepth>,
     /// Log filter in force (`None`: no subscriber of ours in this process).
     pub log_filter: Option<String>,
+    /// Teams Direct Routing proxies (`None` without `[teams]`).
+    pub teams: Option<TeamsMetrics>,
+}
+
+/// Teams Direct Routing health for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamsMetrics {
+    /// Per proxy, in failover order.
+    pub proxies: Vec<TeamsProxyStatus>,
+    /// Times new calls were moved to another proxy.
+    pub failovers: u64,
+}
+
+/// `GET /api/v1/teams`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamsInfo {
+    /// Whether `[teams]` is configured.
+    pub configured: bool,
+    /// The SBC FQDN (`[teams] sbc_fqdn`).
+    pub sbc_fqdn: Option<String>,
+    /// The proxy new calls go to now (`None`: no proxy usable).
+    pub selected: Option<String>,
+    /// Per proxy, in failover order.
+    pub proxies: Vec<TeamsProxyStatus>,
 }
 
 /// What the admin API needs from the running appliance.
@@ -180,5 +206,14 @@ pub trait AdminBackend: Clone + Send + Sync + 'static {
     /// The filter does not parse (the running one stays), or logging is not set up.
     fn set_log_filter(&self, filter: &str) -> Result<String, crate::logging::LogError> {
         crate::logging::set_filter(filter)
+    }
+    /// Teams Direct Routing proxy health. Backends without Teams answer "not configured".
+    fn teams(&self) -> impl Future<Output = TeamsInfo> + Send {
+        std::future::ready(TeamsInfo {
+            configured: false,
+            sbc_fqdn: None,
+            selected: None,
+            proxies: Vec::new(),
+        })
     }
 }

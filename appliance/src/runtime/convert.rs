@@ -14,12 +14,14 @@ use portcullis_engine::config::{
     TrunkConfig as EngineTrunk, UnknownSource,
 };
 use portcullis_engine::routing::{NumberMatch as EngineMatch, RouteRule, TranslationRule};
+use portcullis_engine::teams::{HealthConfig, ProxyTarget};
 use portcullis_engine::transaction::Transport as TxTransport;
 use portcullis_net::{
     ClientCertificate, Limits, ListenerConfig as NetListener, TlsClientSettings, TlsServerSettings,
     Transport as NetTransport, TransportConfig,
 };
 
+use super::teams::TeamsPlan;
 use crate::config::{
     Backend, Config, Host, HostPort, MediaProtection, NumberMatch, RedirectPolicy, Translation,
     Transport, UnknownSourceAction,
@@ -203,6 +205,40 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
     };
     ec.validate()?;
     Ok(ec)
+}
+
+/// The Teams proxies to watch, resolved (`None` without `[teams]`).
+///
+/// The SBC identity in the OPTIONS (Contact, From, Via) names `sbc_fqdn` and
+/// the port of the first TLS/mTLS listener (Teams dials that back), 5061 when
+/// there is none.
+///
+/// # Errors
+/// A proxy name does not resolve.
+pub fn teams_plan(cfg: &Config) -> Result<Option<TeamsPlan>, ConvertError> {
+    let Some(tm) = &cfg.teams else {
+        return Ok(None);
+    };
+    let mut proxies = Vec::with_capacity(tm.proxies.len());
+    for p in &tm.proxies {
+        proxies.push(ProxyTarget {
+            host: p.host.to_string(),
+            port: p.port,
+            addr: resolve(cfg, "teams proxy", p)?,
+        });
+    }
+    let mut health = HealthConfig::new(tm.sbc_fqdn.as_str(), tm.options_interval);
+    health.miss_threshold = tm.miss_threshold;
+    health.identity.user_agent = user_agent();
+    if let Some(l) = cfg
+        .sip
+        .listeners
+        .iter()
+        .find(|l| matches!(l.transport, Transport::Tls | Transport::Mtls))
+    {
+        health.identity.port = l.address.port();
+    }
+    Ok(Some(TeamsPlan { health, proxies }))
 }
 
 /// One route as a full engine routing rule.

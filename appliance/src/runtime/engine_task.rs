@@ -16,12 +16,14 @@ use portcullis_engine::media::MediaEvent;
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{ConnId, PeerAddr, Transport as TxTransport, TxStats};
 use portcullis_net::{
-    ConnId as NetConnId, Outbound, SipTransports, Transport as NetTransport, TransportEvent,
+    CloseReason, ConnId as NetConnId, Outbound, SipTransports, Transport as NetTransport,
+    TransportEvent,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
 use super::media::DataplaneMedia;
+use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
 
 /// How often the data plane's event rings are drained.
 pub const MEDIA_POLL: Duration = Duration::from_millis(25);
@@ -89,6 +91,10 @@ pub struct EngineSnapshot {
     pub media_events_lost: u64,
     /// Whether new calls are refused (SIGTERM).
     pub draining: bool,
+    /// Teams proxies (empty without `[teams]`).
+    pub teams: Vec<TeamsProxyStatus>,
+    /// Teams driver counters.
+    pub teams_counters: TeamsCounters,
 }
 
 /// Requests to the engine task.
@@ -100,6 +106,9 @@ pub enum Cmd {
     Terminate(u64, oneshot::Sender<bool>),
     /// Reload: new calls use this configuration.
     SetConfig(Arc<EngineConfig>, oneshot::Sender<Result<(), String>>),
+    /// Reload: the `[teams]` section to watch from now on (`None`: none). An
+    /// unchanged plan keeps the proxies' health; a changed one starts afresh.
+    SetTeams(Option<TeamsPlan>),
     /// Counters.
     Stats(oneshot::Sender<EngineSnapshot>),
     /// Liveness probe (watchdog).
@@ -112,29 +121,52 @@ pub enum Cmd {
     Stop,
 }
 
+/// What the engine task starts with besides the B2BUA.
+#[derive(Debug)]
+pub struct EngineTaskConfig {
+    /// Process clock.
+    pub clock: Clock,
+    /// CDR lines go there.
+    pub cdr: StdSender<String>,
+    /// Node name written in CDRs.
+    pub node: String,
+    /// Teams proxies to watch (`[teams]`).
+    pub teams: Option<TeamsPlan>,
+    /// Seed of the Teams monitor's identifiers.
+    pub seed: u64,
+}
+
 /// Runs the engine until [`Cmd::Stop`] or until the drivers close.
 pub async fn run(
     mut b2b: B2bua<DataplaneMedia>,
     net: SipTransports,
     mut events: mpsc::Receiver<TransportEvent>,
     mut cmds: mpsc::Receiver<Cmd>,
-    clock: Clock,
-    cdr: StdSender<String>,
-    node: String,
+    tc: EngineTaskConfig,
 ) {
+    let clock = tc.clock;
     let mut ctx = Ctx {
         net,
         clock,
-        cdr,
-        node,
+        cdr: tc.cdr,
+        node: tc.node,
         media_buf: Vec::new(),
         spans: CallSpans::default(),
+        teams: None,
+        seed: tc.seed,
     };
+    ctx.set_teams(tc.teams);
     b2b.set_epoch_offset_ms(clock.wall_ms(0));
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let deadline = b2b.poll_timeout().map(|t| clock.instant(t));
+        let now = clock.now();
+        let teams_due = ctx.teams.as_ref().and_then(|t| t.poll_timeout(now));
+        let deadline = [b2b.poll_timeout(), teams_due]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| clock.instant(t));
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -163,7 +195,13 @@ pub async fn run(
                     }
                 }
             }
-            () = sleep => b2b.handle_timeout(clock.now()),
+            () = sleep => {
+                let now = clock.now();
+                b2b.handle_timeout(now);
+                if let Some(t) = &mut ctx.teams {
+                    t.handle_timeout(now, &ctx.net);
+                }
+            }
             _ = media_tick.tick() => ctx.media(&mut b2b),
         }
         ctx.flush(&mut b2b);
@@ -177,6 +215,8 @@ struct Ctx {
     node: String,
     media_buf: Vec<MediaEvent>,
     spans: CallSpans,
+    teams: Option<TeamsDriver>,
+    seed: u64,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -196,6 +236,24 @@ fn net_transport(t: TxTransport) -> NetTransport {
 }
 
 impl Ctx {
+    /// Starts, keeps or stops the Teams monitor.
+    fn set_teams(&mut self, plan: Option<TeamsPlan>) {
+        if self.teams.as_ref().map(TeamsDriver::plan) == plan.as_ref() {
+            return;
+        }
+        self.teams = None;
+        let Some(plan) = plan else { return };
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let n = plan.proxies.len();
+        match TeamsDriver::new(plan, self.clock.now(), self.seed) {
+            Ok(d) => {
+                tracing::info!(proxies = n, "Teams proxy health monitor started");
+                self.teams = Some(d);
+            }
+            Err(e) => tracing::error!(error = %e, "Teams proxy health monitor not started"),
+        }
+    }
+
     /// Handles one command; `false` asks the loop to stop.
     fn command(&mut self, b2b: &mut B2bua<DataplaneMedia>, cmd: Cmd) -> bool {
         match cmd {
@@ -212,8 +270,20 @@ impl Ctx {
             Cmd::SetConfig(cfg, tx) => {
                 let _ = tx.send(b2b.set_config(cfg).map_err(|e| e.to_string()));
             }
+            Cmd::SetTeams(plan) => self.set_teams(plan),
             Cmd::Stats(tx) => {
+                let now = self.clock.now();
                 let _ = tx.send(EngineSnapshot {
+                    teams: self
+                        .teams
+                        .as_ref()
+                        .map(|t| t.status(now))
+                        .unwrap_or_default(),
+                    teams_counters: self
+                        .teams
+                        .as_ref()
+                        .map(TeamsDriver::counters)
+                        .unwrap_or_default(),
                     engine: b2b.stats().clone(),
                     tx: *b2b.tx_stats(),
                     active_calls: b2b.active_calls(),
@@ -236,6 +306,11 @@ impl Ctx {
         let now = self.clock.now();
         match ev {
             TransportEvent::Message(m) => {
+                if let Some(t) = &mut self.teams {
+                    if t.handle_message(now, m.remote, &m.bytes) {
+                        return;
+                    }
+                }
                 let from = PeerAddr {
                     transport: tx_transport(m.transport),
                     addr: m.remote,
@@ -246,16 +321,29 @@ impl Ctx {
                     None => b2b.handle_datagram(now, from, &m.bytes),
                 }
             }
-            TransportEvent::ConnectionClosed { conn, .. } => {
+            TransportEvent::ConnectionClosed {
+                conn,
+                remote,
+                reason,
+                ..
+            } => {
+                if let Some(t) = &mut self.teams {
+                    let local = matches!(reason, CloseReason::Local);
+                    t.handle_connection_closed(now, remote, local);
+                }
                 b2b.handle_connection_lost(now, ConnId(conn.0));
             }
             TransportEvent::SendFailed {
                 conn,
                 remote,
                 error,
+                bytes,
                 ..
             } => {
                 tracing::debug!(%remote, %error, "send failed");
+                if let Some(t) = &mut self.teams {
+                    t.handle_send_failed(now, remote, &bytes);
+                }
                 b2b.handle_connection_lost(now, ConnId(conn.0));
             }
             TransportEvent::FramingError {
@@ -266,7 +354,12 @@ impl Ctx {
             } => {
                 tracing::debug!(%conn, %remote, ?error, "stream framing error");
             }
-            TransportEvent::ConnectionOpened { .. } | TransportEvent::KeepalivePong { .. } => {}
+            TransportEvent::ConnectionOpened { remote, .. } => {
+                if let Some(t) = &mut self.teams {
+                    t.handle_connection_opened(remote);
+                }
+            }
+            TransportEvent::KeepalivePong { .. } => {}
         }
     }
 
@@ -284,8 +377,19 @@ impl Ctx {
 
     /// Sends what the engine wants sent and handles what it reports.
     fn flush(&mut self, b2b: &mut B2bua<DataplaneMedia>) {
+        if let Some(t) = &mut self.teams {
+            t.flush(self.clock.now(), &self.net, b2b);
+        }
         for _ in 0..OUTPUT_BUDGET {
-            let Some(t) = b2b.poll_transmit() else { break };
+            let Some(mut t) = b2b.poll_transmit() else {
+                break;
+            };
+            if t.tls_server_name.is_none() && t.dest.transport == TxTransport::Tls {
+                t.tls_server_name = self
+                    .teams
+                    .as_ref()
+                    .and_then(|tm| tm.server_name_for(t.dest.addr));
+            }
             let out = Outbound {
                 transport: net_transport(t.dest.transport),
                 remote: t.dest.addr,

@@ -239,6 +239,7 @@ impl ApplianceHandle {
             .map_err(|e| format!("reload task failed: {e}"))?
             .map_err(|e| e.to_string())?;
         let ec = convert::engine_config(&cfg).map_err(|e| e.to_string())?;
+        let teams = convert::teams_plan(&cfg).map_err(|e| e.to_string())?;
         let old = self.config();
         if old.sip.listeners.len() != cfg.sip.listeners.len()
             || old
@@ -280,6 +281,9 @@ impl ApplianceHandle {
             .await
             .ok_or_else(|| "engine task not answering".to_owned())??;
         crate::logging::apply_config_level(old.log.level, cfg.log.level);
+        if !self.send(Cmd::SetTeams(teams)).await {
+            return Err("engine task not answering".to_owned());
+        }
         *self
             .inner
             .config

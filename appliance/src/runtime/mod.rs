@@ -21,6 +21,7 @@ pub mod engine_task;
 pub mod handle;
 pub mod media;
 pub mod signals;
+pub mod teams;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -107,14 +108,19 @@ async fn serve(
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let teams = convert::teams_plan(&config).context("configuration")?;
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
         net.clone(),
         net_events,
         cmd_rx,
-        clock,
-        cdr_tx,
-        config.node.name.clone(),
+        engine_task::EngineTaskConfig {
+            clock,
+            cdr: cdr_tx,
+            node: config.node.name.clone(),
+            teams,
+            seed: seed(),
+        },
     ));
     let handle = ApplianceHandle::new(
         cmd_tx,

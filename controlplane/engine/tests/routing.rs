@@ -138,6 +138,32 @@ fn classify_tls_by_certificate_name() {
 }
 
 #[test]
+fn teams_trunk_accepts_every_proxy_of_its_domain() {
+    // The runtime points the teams trunk at sip2 after sip failed; Teams may
+    // still call in from sip (its certificate names only sip.pstnhub...).
+    let mut t = trunks();
+    t[3].tls_server_name = Some("sip2.pstnhub.microsoft.com".into());
+    let from_sip = vec!["sip.pstnhub.microsoft.com".to_owned()];
+    let r = Router::with_rules(&t, &[]).unwrap();
+    assert_eq!(
+        r.classify_source(sa("52.114.1.1:40000"), Transport::Tls, Some(&from_sip)),
+        Some(TrunkId(3))
+    );
+    let other = vec!["sip.pstnhub.microsoft.com.evil.example".to_owned()];
+    assert_eq!(
+        r.classify_source(sa("52.114.1.1:40000"), Transport::Tls, Some(&other)),
+        None
+    );
+    // Any other TLS trunk keeps its exact name.
+    t[3].name = "partner".into();
+    let r = Router::with_rules(&t, &[]).unwrap();
+    assert_eq!(
+        r.classify_source(sa("52.114.1.1:40000"), Transport::Tls, Some(&from_sip)),
+        None
+    );
+}
+
+#[test]
 fn tls_name_rules() {
     assert!(tls_name_matches(
         "sip.pstnhub.microsoft.com",

@@ -190,7 +190,13 @@ fn retry_after_503_holds_a_proxy_off_until_it_expires() {
     );
     assert_eq!(h.pick(t(1)), Some(ProxyId(1)));
     assert_eq!(h.pick(t(29)), Some(ProxyId(1)));
+    assert_eq!(
+        h.next_hold_expiry(t(29)),
+        Some(t(30)),
+        "the driver re-picks then"
+    );
     assert_eq!(h.pick(t(30)), Some(ProxyId(0)));
+    assert_eq!(h.next_hold_expiry(t(30)), None);
     // A call answered 503 Retry-After by sip2 moves calls on to sip3.
     h.handle_call_response(t(31), ProxyId(0), 503, Some(120));
     h.handle_call_response(t(31), ProxyId(1), 503, Some(120));

@@ -147,6 +147,28 @@ struct TrunkMatch {
     trunk: TrunkConfig,
 }
 
+/// Certificate names a TLS trunk's peers may present. The Teams trunk points
+/// at one proxy of a pool (`sip`, `sip2`, `sip3`.pstnhub.microsoft.com) that
+/// the runtime moves as proxies fail, while calls from Teams may come from any
+/// of them: every name of the proxy's domain (`*.pstnhub.microsoft.com`) is
+/// accepted. The mTLS listener has already checked the chain and its own list
+/// of names (`client_names`).
+fn expected_tls_names(t: &TrunkConfig) -> Vec<String> {
+    let mut names: Vec<String> = t.tls_server_name.iter().cloned().collect();
+    if t.name == crate::teams::TEAMS_TRUNK {
+        let domain = t
+            .tls_server_name
+            .as_deref()
+            .and_then(|n| n.split_once('.'))
+            .map(|(_, d)| d)
+            .filter(|d| d.contains('.'));
+        if let Some(d) = domain {
+            names.push(format!("*.{d}"));
+        }
+    }
+    names
+}
+
 /// Classifies sources and routes calls for one configuration generation.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -250,7 +272,7 @@ impl Router {
             .map(|t| TrunkMatch {
                 transport: t.transport,
                 acl_explicit: !t.acl.is_empty(),
-                tls_names: t.tls_server_name.iter().cloned().collect(),
+                tls_names: expected_tls_names(t),
                 trunk: t.clone(),
             })
             .collect();

@@ -388,6 +388,17 @@ impl ProxyHealth {
         e.state == ProxyState::Up && e.held_until.is_none_or(|t| t <= now)
     }
 
+    /// The earliest end of a `503 Retry-After` hold-off still running at
+    /// `now` (the driver re-picks the proxy then).
+    #[must_use]
+    pub fn next_hold_expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        self.proxies
+            .iter()
+            .filter_map(|e| e.held_until)
+            .filter(|t| *t > now)
+            .min()
+    }
+
     /// Proxies to try for a new call, in order: `Up` and not held off.
     #[must_use]
     pub fn failover_order(&self, now: Timestamp) -> Vec<ProxyId> {
