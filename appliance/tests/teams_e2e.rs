@@ -8,9 +8,13 @@
 //! - a proxy that stops answering goes down and new calls go to the next proxy; back
 //!   when it answers again;
 //! - certificates are checked both ways (untrusted root, wrong name), and Teams' own
-//!   OPTIONS are answered `200` with `Allow` and `Supported`.
+//!   OPTIONS are answered `200` with `Allow` and `Supported`;
+//! - media: plain RTP from the trunk reaches the mock Teams as SRTP that libsrtp
+//!   (`teams_mock/srtp_peer.py`, pylibsrtp) decrypts to the trunk's payloads, and SRTP
+//!   that libsrtp encrypts reaches the trunk as plain RTP with the same payloads.
 //!
-//! Needs `sipp` and `promtool` (Debian packages `sip-tester` and `prometheus`).
+//! Needs `sipp`, `promtool` and `/usr/bin/python3` with pylibsrtp (Debian packages
+//! `sip-tester`, `prometheus` and `python3-pylibsrtp`).
 #![allow(clippy::print_stderr)]
 
 mod sipp_harness;
@@ -500,5 +504,202 @@ fn certificates_are_checked_in_both_directions() {
         count("portcullis_sip_transport_tls_name_rejections_total") >= 1,
         "{text}"
     );
+    drop(app);
+}
+
+/// `m=audio` port of the first `200 OK` to the INVITE in sipp's message trace in `dir`.
+fn answered_port(dir: &std::path::Path) -> Option<u16> {
+    let log = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("uac_teams_media") && n.ends_with("_messages.log"))
+        })?;
+    let text = std::fs::read_to_string(log).ok()?;
+    let ok = text.find("SIP/2.0 200 OK")?;
+    let rest = &text[ok..];
+    let m = rest.find("m=audio ")?;
+    rest[m + 8..].split_whitespace().next()?.parse().ok()
+}
+
+/// (seq, payload) of the `rx`/`tx` lines of the SRTP peer's output.
+fn peer_lines(out: &str, kind: &str) -> Vec<(u16, Vec<u8>)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == kind).then_some(())?;
+            let seq = it.next()?.parse().ok()?;
+            let hex = it.next().unwrap_or("");
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .ok()?;
+            Some((seq, bytes))
+        })
+        .collect()
+}
+
+#[test]
+fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
+    let _lock = serial();
+    let p = Ports::for_test(3);
+    let w = world(p);
+    let mock_rtp = p.proxies[0] + 10;
+    w.mocks[0].set_answer(Box::new(move |offer| {
+        teams_mock::default_answer(offer, mock_rtp)
+    }));
+    let app = Appliance::start(&config(p, &w.sbc, &w.pki.ca_pem, "2s", 2));
+    wait_for("sip answered an OPTIONS", Duration::from_secs(20), || {
+        !w.mocks[0].seen().options.is_empty()
+    });
+    let dir = app.dir.path();
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("trunk RTP socket");
+    rtp.set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let scen = sipp_harness::scenario(dir, "uac_teams_media.xml");
+    let args: Vec<String> = vec![
+        "-sf".into(),
+        scen.display().to_string(),
+        format!("127.0.0.1:{}", p.sip),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        p.carrier.to_string(),
+        "-mp".into(),
+        p.sipp_media.to_string(),
+        "-s".into(),
+        "0198765432".into(),
+        "-key".into(),
+        "rtp_port".into(),
+        rtp_port.to_string(),
+        "-m".into(),
+        "1".into(),
+        "-trace_msg".into(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "40s".into(),
+        "-timeout_error".into(),
+    ];
+    let mut sipp = Sipp::start("media", dir, &args);
+    wait_for("the INVITE reaches sip", Duration::from_secs(15), || {
+        !w.mocks[0].seen().invites.is_empty()
+    });
+    let invite = w.mocks[0].seen().invites[0].text.clone();
+    let offer = invite
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    assert!(offer.contains("RTP/SAVP"), "SRTP toward Teams:\n{offer}");
+    let (_, suite, sbc_key) = teams_mock::offer_crypto(&offer).expect("a=crypto in the offer");
+    assert_eq!(suite, "AES_CM_128_HMAC_SHA1_80");
+    let sbc_port: u16 = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("m=audio port in the offer");
+    // The Teams side: libsrtp decrypts what arrives and sends SRTP back.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/teams_mock/srtp_peer.py");
+    let peer = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([
+            mock_rtp.to_string(),
+            sbc_key,
+            teams_mock::MOCK_KEY_B64.to_owned(),
+            "127.0.0.1".to_owned(),
+            sbc_port.to_string(),
+            "100".to_owned(),
+            "4".to_owned(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 with pylibsrtp (Debian python3-pylibsrtp)");
+    let mut trunk_port = None;
+    wait_for(
+        "sipp's trace shows the 200 OK",
+        Duration::from_secs(10),
+        || {
+            trunk_port = answered_port(dir);
+            trunk_port.is_some()
+        },
+    );
+    let trunk = SocketAddr::from(([127, 0, 0, 1], trunk_port.unwrap_or(0)));
+    // The trunk side: plain RTP (PCMU) out, plain RTP in.
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut i: u32 = 0;
+    while start.elapsed() < Duration::from_millis(3500) {
+        if i < 100 && start.elapsed() >= Duration::from_millis(20 * u64::from(i)) {
+            let mut pkt = vec![0x80, 0];
+            pkt.extend_from_slice(&(2000 + i as u16).to_be_bytes());
+            pkt.extend_from_slice(&(160 * i).to_be_bytes());
+            pkt.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            let payload: Vec<u8> = (0..160u32).map(|k| (i * 7 + k) as u8).collect();
+            pkt.extend_from_slice(&payload);
+            rtp.send_to(&pkt, trunk).expect("send RTP");
+            sent.push(payload);
+            i += 1;
+        }
+        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 && buf[0] >> 6 == 2 {
+                got.push(buf[12..n].to_vec());
+            }
+        }
+    }
+    let out = peer.wait_with_output().expect("SRTP peer");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "SRTP peer failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = sipp.wait(Duration::from_secs(30));
+    assert!(st.success(), "sipp: {}", sipp.output());
+    eprintln!(
+        "trunk sent {} RTP, Teams decrypted {}; Teams sent {} SRTP, trunk got {} RTP",
+        sent.len(),
+        peer_lines(&stdout, "rx").len(),
+        peer_lines(&stdout, "tx").len(),
+        got.len()
+    );
+    // Trunk → Teams: libsrtp authenticates and decrypts the trunk's payloads.
+    assert!(!stdout.contains("rx-fail"), "SRTP failures:\n{stdout}");
+    let rx = peer_lines(&stdout, "rx");
+    assert!(
+        rx.len() >= 50,
+        "Teams got {} of 100 packets:\n{stdout}",
+        rx.len()
+    );
+    for (seq, payload) in &rx {
+        assert!(
+            sent.contains(payload),
+            "seq {seq}: payload not one the trunk sent"
+        );
+    }
+    // Teams → trunk: plain RTP with the payloads libsrtp encrypted.
+    let tx: Vec<Vec<u8>> = peer_lines(&stdout, "tx")
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(tx.len(), 100, "{stdout}");
+    assert!(
+        got.len() >= 50,
+        "the trunk got {} of 100 packets",
+        got.len()
+    );
+    for g in &got {
+        assert!(
+            tx.contains(g),
+            "a packet the trunk got is not one Teams sent (still encrypted?)"
+        );
+    }
     drop(app);
 }
