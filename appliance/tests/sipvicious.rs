@@ -6,6 +6,16 @@
 //! address, so its packets to 127.0.0.1 come from 127.0.0.1). svwar stops at its
 //! first 403, so the flood comes from svmap sweeping the SIP port 600 times.
 //!
+//! Ports: everything lives in this test's own block (`Ports::for_test(30)`, 15300-15309),
+//! below Linux's ephemeral range (32768-60999). The sipp media ports in particular: sipp
+//! exits at once ("Unable to bind audio RTP socket") when its `-mp` port (or `-mp`+2, the
+//! video socket) is taken, and the harness's default for this test number (36000/36100)
+//! lies inside the ephemeral range, where any socket of another process on a busy machine
+//! (a load test opens thousands) can hold it: that failed a run now and then. The
+//! scanners get an explicit source port too (`-P`) instead of their default 5060, the
+//! appliance's default SIP port, which a default-config `portcullis run` elsewhere on the
+//! machine may hold (or be kept from binding by svwar's wildcard socket).
+//!
 //! Asserts: every trunk call succeeds, the scanner's source is banned by the per-source
 //! rate limit (`[policy] rate_limit`, log "source banned" naming 127.0.0.1, and the
 //! `portcullis_policy_bans_total` counter when the admin API serves `/metrics`), and a
@@ -26,6 +36,18 @@ const SCANNER_IP: &str = "127.0.0.1";
 /// Caller trunk (sipp UAC) and callee trunk (sipp UAS) hosts.
 const LEFT_IP: &str = "127.0.0.2";
 const RIGHT_IP: &str = "127.0.0.3";
+
+/// sipp media ports (audio; video is +2) of the UAC and the UAS, and the scanners' source
+/// port, all in the test's port block after the five `Ports` uses (see the module docs).
+fn uac_media(p: Ports) -> u16 {
+    p.sip + 5
+}
+fn uas_media(p: Ports) -> u16 {
+    p.sip + 6
+}
+fn scanner_port(p: Ports) -> u16 {
+    p.sip + 9
+}
 
 /// The test configuration: trunks on their own loopback hosts, 8 requests/s per
 /// source (each trunk sends at most 3 messages/s at 1 call/s; the scanner 20-50/s
@@ -177,7 +199,7 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
         &sipp_args(
             RIGHT_IP,
             p.right,
-            p.sipp_media + 100,
+            uas_media(p),
             &["-sn", "uas", "-m", &calls.to_string()],
         ),
     );
@@ -189,7 +211,7 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
         &sipp_args(
             LEFT_IP,
             p.left,
-            p.sipp_media,
+            uac_media(p),
             &[
                 "-sn",
                 "uac",
@@ -211,6 +233,8 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
     // svwar: INVITE extension enumeration (stops at the first 403).
     let mut svwar = Command::new(sipvicious("svwar"));
     svwar.args([
+        "-P",
+        &scanner_port(p).to_string(),
         "-p",
         &p.sip.to_string(),
         "-m",
@@ -227,13 +251,20 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
 
     // svmap: 600 OPTIONS sweeps of the SIP port, 20-50 requests/s.
     let mut svmap = Command::new(sipvicious("svmap"));
-    svmap.args(["-b", SCANNER_IP, "-p", &p.sip.to_string()]);
+    svmap.args([
+        "-b",
+        SCANNER_IP,
+        "-P",
+        &scanner_port(p).to_string(),
+        "-p",
+        &p.sip.to_string(),
+    ]);
     svmap.args(std::iter::repeat_n("127.0.0.1", 600));
     let svmap_out = run_bounded(svmap, &dir, "svmap", Duration::from_secs(30));
     note(&format!("svmap:\n{svmap_out}"));
 
-    // The ban is logged with the scanner's address.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The ban is logged with the scanner's address (generous bound: a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(20);
     let banned = loop {
         let log = app.log();
         let hit = log
