@@ -11,7 +11,9 @@
 //!   OPTIONS are answered `200` with `Allow` and `Supported`;
 //! - media: plain RTP from the trunk reaches the mock Teams as SRTP that libsrtp
 //!   (`teams_mock/srtp_peer.py`, pylibsrtp) decrypts to the trunk's payloads, and SRTP
-//!   that libsrtp encrypts reaches the trunk as plain RTP with the same payloads.
+//!   that libsrtp encrypts reaches the trunk as plain RTP with the same payloads;
+//! - a REFER from Teams (202, NOTIFY sipfrag 200, Teams leg released with BYE) leaves
+//!   the trunk caller talking to the transfer target (a sipp UAS echoing RTP).
 //!
 //! Needs `sipp`, `promtool` and `/usr/bin/python3` with pylibsrtp (Debian packages
 //! `sip-tester`, `prometheus` and `python3-pylibsrtp`).
@@ -34,6 +36,8 @@ struct Ports {
     tls: u16,
     admin: u16,
     carrier: u16,
+    /// sipp UAS standing for a transfer target (trunk `target`).
+    target: u16,
     proxies: [u16; 3],
     media_min: u16,
     sipp_media: u16,
@@ -49,6 +53,7 @@ impl Ports {
             tls: b + 1,
             admin: b + 2,
             carrier: b + 3,
+            target: b + 4,
             proxies: [b + 11, b + 12, b + 13],
             media_min: 18000 + n * 200,
             sipp_media: 19000 + n * 100,
@@ -112,6 +117,16 @@ called_prefix = "0"
 translate_called = [{{ strip_prefix = "0" }}, {{ add_prefix = "+33" }}]
 targets = ["teams"]
 
+[[trunk]]
+name = "target"
+address = "127.0.0.1:{target}"
+
+[[route]]
+name = "teams-transfer-target"
+from = ["teams"]
+called_prefix = "+49"
+targets = ["target"]
+
 [[route]]
 name = "teams-to-carrier"
 from = ["teams"]
@@ -135,6 +150,7 @@ miss_threshold = {misses}
         tls = p.tls,
         admin = p.admin,
         carrier = p.carrier,
+        target = p.target,
         mmin = p.media_min,
         mmax = p.media_min + 199,
         p1 = p.proxies[0],
@@ -701,5 +717,156 @@ fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
             "a packet the trunk got is not one Teams sent (still encrypted?)"
         );
     }
+    drop(app);
+}
+
+#[test]
+fn refer_from_teams_leaves_the_caller_talking_to_the_target() {
+    let _lock = serial();
+    let p = Ports::for_test(4);
+    let w = world(p);
+    let mock_rtp = p.proxies[0] + 10;
+    w.mocks[0].set_answer(Box::new(move |offer| {
+        teams_mock::default_answer(offer, mock_rtp)
+    }));
+    let app = Appliance::start(&config(p, &w.sbc, &w.pki.ca_pem, "2s", 2));
+    wait_for("sip answered an OPTIONS", Duration::from_secs(20), || {
+        !w.mocks[0].seen().options.is_empty()
+    });
+    let dir = app.dir.path();
+    // The transfer target: a sipp UAS echoing the RTP it gets.
+    let uas_args: Vec<String> = [
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &p.target.to_string(),
+        "-mp",
+        &(p.sipp_media + 50).to_string(),
+        "-rtp_echo",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "40s",
+        "-timeout_error",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut uas = Sipp::start("target", dir, &uas_args);
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("trunk RTP socket");
+    rtp.set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let scen = sipp_harness::scenario(dir, "uac_teams_media.xml");
+    let uac_args: Vec<String> = vec![
+        "-sf".into(),
+        scen.display().to_string(),
+        format!("127.0.0.1:{}", p.sip),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        p.carrier.to_string(),
+        "-mp".into(),
+        p.sipp_media.to_string(),
+        "-s".into(),
+        "0198765432".into(),
+        "-key".into(),
+        "rtp_port".into(),
+        rtp_port.to_string(),
+        "-m".into(),
+        "1".into(),
+        "-trace_msg".into(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "40s".into(),
+        "-timeout_error".into(),
+    ];
+    let mut uac = Sipp::start("caller", dir, &uac_args);
+    wait_for("the INVITE reaches sip", Duration::from_secs(15), || {
+        !w.mocks[0].seen().invites.is_empty()
+    });
+    let mut trunk_port = None;
+    wait_for(
+        "sipp's trace shows the 200 OK",
+        Duration::from_secs(10),
+        || {
+            trunk_port = answered_port(dir);
+            trunk_port.is_some()
+        },
+    );
+    let trunk = SocketAddr::from(([127, 0, 0, 1], trunk_port.unwrap_or(0)));
+    // Teams transfers the caller to +4930123456 (routed from the teams peer to `target`).
+    let invite = w.mocks[0].seen().invites[0].text.clone();
+    let refer = teams_mock::refer_for(
+        &invite,
+        "sip:+4930123456@sip.pstnhub.microsoft.com",
+        p.proxies[0],
+    );
+    assert!(w.mocks[0].send(refer), "the mock has the call's connection");
+    wait_for("202 to the REFER", Duration::from_secs(5), || {
+        w.mocks[0]
+            .seen()
+            .responses
+            .iter()
+            .any(|r| r.text.starts_with("SIP/2.0 202") && r.text.contains("REFER"))
+    });
+    wait_for(
+        "NOTIFY sipfrag 200 to Teams",
+        Duration::from_secs(10),
+        || {
+            w.mocks[0]
+                .seen()
+                .notifies
+                .iter()
+                .any(|n| n.text.contains("SIP/2.0 200"))
+        },
+    );
+    wait_for(
+        "the Teams leg released with BYE",
+        Duration::from_secs(10),
+        || w.mocks[0].seen().byes >= 1,
+    );
+    // The caller now talks to the target: its RTP comes back echoed by the target.
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut i: u32 = 0;
+    while start.elapsed() < Duration::from_millis(2000) {
+        if i < 75 && start.elapsed() >= Duration::from_millis(20 * u64::from(i)) {
+            let mut pkt = vec![0x80, 0];
+            pkt.extend_from_slice(&(3000 + i as u16).to_be_bytes());
+            pkt.extend_from_slice(&(160 * i).to_be_bytes());
+            pkt.extend_from_slice(&0x2345_6789u32.to_be_bytes());
+            let payload: Vec<u8> = (0..160u32).map(|k| (i * 11 + k * 3) as u8).collect();
+            pkt.extend_from_slice(&payload);
+            rtp.send_to(&pkt, trunk).expect("send RTP");
+            sent.push(payload);
+            i += 1;
+        }
+        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 && buf[0] >> 6 == 2 {
+                got.push(buf[12..n].to_vec());
+            }
+        }
+    }
+    eprintln!(
+        "after the transfer: sent {} RTP, {} came back from the target",
+        sent.len(),
+        got.len()
+    );
+    let echoed = got.iter().filter(|g| sent.contains(g)).count();
+    assert!(
+        echoed >= 35,
+        "only {echoed} of {} packets came back from the target",
+        sent.len()
+    );
+    let st = uac.wait(Duration::from_secs(30));
+    assert!(st.success(), "caller sipp: {}", uac.output());
+    let st = uas.wait(Duration::from_secs(30));
+    assert!(st.success(), "target sipp: {}", uas.output());
     drop(app);
 }

@@ -114,6 +114,10 @@ pub struct Seen {
     pub invites: Vec<Received>,
     pub acks: usize,
     pub byes: usize,
+    /// NOTIFY requests (transfer progress, RFC 3515 §2.4.4).
+    pub notifies: Vec<Received>,
+    /// Responses the mock received (to what it sent with [`MockProxy::send`]).
+    pub responses: Vec<Received>,
     /// SAN names of each accepted client certificate.
     pub client_names: Vec<Vec<String>>,
     /// TLS handshakes that failed on the mock's side.
@@ -130,6 +134,8 @@ struct Shared {
     seen: Mutex<Seen>,
     answering: AtomicBool,
     answer: Mutex<AnswerFn>,
+    /// Writer of the connection that carried the last INVITE.
+    dialog_conn: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 /// A mock Teams SIP proxy on loopback.
@@ -166,6 +172,7 @@ impl MockProxy {
             seen: Mutex::new(Seen::default()),
             answering: AtomicBool::new(true),
             answer: Mutex::new(Box::new(|offer: &str| default_answer(offer, 17999))),
+            dialog_conn: Mutex::new(None),
         });
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
@@ -196,6 +203,14 @@ impl MockProxy {
     /// Replaces the SDP answer builder.
     pub fn set_answer(&self, f: AnswerFn) {
         *lock(&self.shared.answer) = f;
+    }
+
+    /// Sends `msg` on the connection that carried the last INVITE (in-dialog
+    /// requests of the mock, e.g. a REFER); `false` when there is none.
+    pub fn send(&self, msg: String) -> bool {
+        lock(&self.shared.dialog_conn)
+            .as_ref()
+            .is_some_and(|tx| tx.send(msg).is_ok())
     }
 
     /// A copy of what it saw so far.
@@ -349,19 +364,33 @@ async fn serve_conn(
         .unwrap_or_default();
     lock(&sh.seen).client_names.push(names);
     let (mut rd, mut wr) = tokio::io::split(tls);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = tokio::select! {
+            r = rd.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            Some(out) = rx.recv() => {
+                if wr.write_all(out.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         buf.extend_from_slice(&chunk[..n]);
         while let Some(f) = frame(&mut buf) {
             let out = match f {
                 Frame::Ping => "\r\n".to_owned(),
                 Frame::Crlf => String::new(),
-                Frame::Message(m) => handle(&sh, &m),
+                Frame::Message(m) => {
+                    if m.starts_with("INVITE ") {
+                        *lock(&sh.dialog_conn) = Some(tx.clone());
+                    }
+                    handle(&sh, &m)
+                }
             };
             if !out.is_empty() && wr.write_all(out.as_bytes()).await.is_err() {
                 return;
@@ -370,10 +399,44 @@ async fn serve_conn(
     }
 }
 
+/// An in-dialog REFER from the mock (the UAS of `invite`, To tag `mock200`) asking the
+/// SBC to transfer the caller to `refer_to` (RFC 3515).
+pub fn refer_for(invite: &str, refer_to: &str, via_port: u16) -> String {
+    let target = header(invite, "contact")
+        .map(|c| {
+            c.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or(c)
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let from = header(invite, "from").unwrap_or("");
+    let to = header(invite, "to").unwrap_or("");
+    let call_id = header(invite, "call-id").unwrap_or("");
+    let routes: String = header_all(invite, "record-route")
+        .into_iter()
+        .map(|r| format!("Route: {r}\r\n"))
+        .collect();
+    format!(
+        "REFER {target} SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{via_port};branch=z9hG4bKrefer{via_port}\r\n\
+         Max-Forwards: 70\r\n{routes}\
+         From: {to};tag=mock200\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: 2 REFER\r\n\
+         Contact: <sip:sip@127.0.0.1:{via_port};transport=tls>\r\n\
+         Refer-To: <{refer_to}>\r\nReferred-By: <sip:alice@example.com>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
 /// What the mock sends back for `msg`.
 fn handle(sh: &Shared, msg: &str) -> String {
     let now = Instant::now();
     if msg.starts_with("SIP/2.0 ") {
+        lock(&sh.seen).responses.push(Received {
+            at: now,
+            text: msg.to_owned(),
+        });
         return String::new();
     }
     let method = msg.split_whitespace().next().unwrap_or("");
@@ -414,6 +477,10 @@ fn handle(sh: &Shared, msg: &str) -> String {
         }
         "BYE" => {
             lock(&sh.seen).byes += 1;
+            response(msg, 200, "OK", "", "")
+        }
+        "NOTIFY" => {
+            lock(&sh.seen).notifies.push(rec);
             response(msg, 200, "OK", "", "")
         }
         _ => response(msg, 200, "OK", "", ""),
