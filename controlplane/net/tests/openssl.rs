@@ -197,6 +197,74 @@ async fn mtls_listener_against_openssl_s_client() {
     .expect("test timed out");
 }
 
+/// A framing error on an mTLS connection (bad Content-Length): the driver answers 400 with
+/// its reason phrase through TLS, counts it and closes that connection; a second client
+/// connected before keeps working.
+#[tokio::test]
+async fn mtls_framing_error_answered_through_tls_then_closed() {
+    timeout(Duration::from_secs(60), async {
+        let ca = TestCa::new("osslf");
+        let srv_leaf = ca.leaf("server", &["sbc.test"]);
+        let trusted = ca.leaf("client", &["sip.pstnhub.test"]);
+        let (srv, mut srx, addr) = mtls_server(&ca, &srv_leaf, &["*.pstnhub.test"]).await;
+        let addr_s = addr.to_string();
+
+        let (mut good, mut good_out) =
+            spawn_openssl(&s_client_args(&addr_s, &ca, Some(&trusted)));
+        let req = options("tls-good", "");
+        let stdin = good.stdin.as_mut().expect("stdin");
+        stdin.write_all(&req).await.expect("write");
+        stdin.flush().await.expect("flush");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+
+        let (mut bad, mut bad_out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&trusted)));
+        let broken = b"OPTIONS sip:sbc.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKtlsbad\r\n\
+            From: <sip:p@example.com>;tag=1\r\nTo: <sip:sbc.test>\r\nCall-ID: tlsbad@test\r\n\
+            CSeq: 1 OPTIONS\r\nContent-Length: 1x\r\n\r\n";
+        let stdin = bad.stdin.as_mut().expect("stdin");
+        stdin.write_all(broken).await.expect("write");
+        stdin.flush().await.expect("flush");
+        wait_line(
+            &mut bad_out,
+            "SIP/2.0 400 Bad Request (invalid Content-Length)",
+        )
+        .await;
+        wait_line(&mut bad_out, "Call-ID: tlsbad@test").await;
+        timeout(WAIT, bad.wait())
+            .await
+            .expect("s_client must exit once the server closes the broken connection")
+            .expect("wait");
+        let c = srv.counters().snapshot();
+        assert_eq!(c.framing_errors, 1);
+        assert_eq!(c.messages_out(Transport::Mtls), 1);
+
+        // The first connection still carries messages both ways.
+        let again = options("tls-good-2", "");
+        let stdin = good.stdin.as_mut().expect("stdin");
+        stdin.write_all(&again).await.expect("write");
+        stdin.flush().await.expect("flush");
+        let m = loop {
+            match next_event(&mut srx).await {
+                TransportEvent::Message(m) => break m,
+                TransportEvent::ConnectionOpened { .. }
+                | TransportEvent::FramingError { .. }
+                | TransportEvent::ConnectionClosed { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(m.bytes, again);
+        let resp = b"SIP/2.0 200 OK\r\nServer: portcullis-after\r\nContent-Length: 0\r\n\r\n";
+        let mut o = Outbound::new(Transport::Mtls, m.remote, resp.to_vec());
+        o.conn = m.conn;
+        srv.send(o).expect("respond");
+        wait_line(&mut good_out, "Server: portcullis-after").await;
+        let _ = good.kill().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
