@@ -156,7 +156,12 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 address,
                 transport: TxTransport::Tls,
                 media: MediaMode::Srtp,
-                acl: addrs.iter().map(|a| IpNet::host(a.ip())).collect(),
+                // No address ACL: Microsoft connects from anywhere in its signalling
+                // ranges, not only from the proxies' DNS addresses. Calls from Teams
+                // are recognised by the certificate names the mTLS listener verified
+                // (chain to `client_ca`, `client_names`); without names, by the
+                // address of the proxy in use.
+                acl: Vec::new(),
                 max_calls: None,
                 auth_inbound: None,
                 auth_outbound: None,
@@ -364,6 +369,99 @@ mod tests {
         assert_eq!((dp.port_min, dp.port_max), (20000, 29999));
         let tc = transport_config(&cfg);
         assert_eq!(tc.listeners.len(), 2);
+    }
+
+    const TEAMS_TOML: &str = r#"
+[node]
+name = "sbc1"
+
+[[sip.listener]]
+transport = "mtls"
+address = "127.0.0.1:5061"
+cert = "/nonexistent/chain.pem"
+key = "/nonexistent/key.pem"
+client_ca = "/nonexistent/roots.pem"
+client_names = ["sip.pstnhub.microsoft.com", "sip2.pstnhub.microsoft.com", "sip3.pstnhub.microsoft.com"]
+
+[[sip.listener]]
+transport = "udp"
+address = "127.0.0.1:5060"
+
+[media]
+advertised_ip = "127.0.0.1"
+port_min = 20000
+port_max = 20999
+cores = "auto:1"
+
+[[trunk]]
+name = "carrier"
+address = "198.51.100.20:5060"
+
+[[route]]
+name = "teams-to-carrier"
+from = ["teams"]
+targets = ["carrier"]
+
+[teams]
+sbc_fqdn = "sbc1.example.com"
+cert_chain = "/nonexistent/chain.pem"
+key = "/nonexistent/key.pem"
+trusted_roots = "/nonexistent/roots.pem"
+
+[teams.resolve]
+"sip.pstnhub.microsoft.com" = "52.114.148.0:5061"
+"sip2.pstnhub.microsoft.com" = "52.114.132.46:5061"
+"sip3.pstnhub.microsoft.com" = "52.114.75.24:5061"
+"#;
+
+    fn teams_config() -> Config {
+        let opts = LoadOptions {
+            check_files: false,
+            ..LoadOptions::default()
+        };
+        Config::from_toml(TEAMS_TOML, std::path::Path::new("."), &opts).unwrap()
+    }
+
+    #[test]
+    fn teams_plan_names_the_proxies_and_our_tls_port() {
+        let plan = teams_plan(&teams_config()).unwrap().unwrap();
+        let hosts: Vec<&str> = plan.proxies.iter().map(|p| p.host.as_str()).collect();
+        assert_eq!(
+            hosts,
+            [
+                "sip.pstnhub.microsoft.com",
+                "sip2.pstnhub.microsoft.com",
+                "sip3.pstnhub.microsoft.com"
+            ]
+        );
+        assert_eq!(plan.proxies[1].addr, "52.114.132.46:5061".parse().unwrap());
+        assert_eq!(plan.proxies[1].port, 5061);
+        assert_eq!(plan.health.identity.fqdn, "sbc1.example.com");
+        assert_eq!(plan.health.identity.port, 5061);
+        assert_eq!(plan.health.miss_threshold, 3);
+        assert_eq!(plan.health.options_interval.as_secs(), 60);
+        let none = Config::embedded_default(&LoadOptions::default()).unwrap();
+        assert!(teams_plan(&none).unwrap().is_none());
+    }
+
+    #[test]
+    fn calls_from_teams_are_recognised_by_certificate_from_any_address() {
+        let ec = engine_config(&teams_config()).unwrap();
+        let teams = ec.trunks.iter().position(|t| t.name == "teams").unwrap();
+        let router = portcullis_engine::routing::Router::new(&ec).unwrap();
+        let classify = |src: &str, names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            router.classify_source(src.parse().unwrap(), TxTransport::Tls, Some(&names))
+        };
+        // Microsoft's signalling range, not a proxy's DNS address; any proxy's name.
+        for name in ["sip.pstnhub.microsoft.com", "sip3.pstnhub.microsoft.com"] {
+            assert_eq!(
+                classify("52.113.7.9:40123", &[name]),
+                Some(portcullis_engine::config::TrunkId(teams)),
+                "{name}"
+            );
+        }
+        assert_eq!(classify("52.113.7.9:40123", &["sip.example.org"]), None);
     }
 
     #[test]
