@@ -12,6 +12,7 @@
 //! a full ring is an error ([`DataplaneError::RingFull`]), never a wait.
 
 pub mod counters;
+mod fixed;
 mod mmsg;
 pub mod rawfwd;
 pub mod relay;
@@ -20,7 +21,6 @@ mod types;
 mod uring;
 mod worker;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -143,7 +143,8 @@ impl Dataplane {
         warn_if_ephemeral_overlap(base, cfg.port_max);
         sock::raise_nofile_limit();
         if let Some(limit) = sock::nofile_limit() {
-            check_descriptors(u64::from(total_pairs) * 4, sock::open_descriptors(), limit)?;
+            let slices = (0..n_workers).map(|w| slice_pairs(total_pairs, n_workers, w));
+            check_descriptors(backend, slices, sock::open_descriptors(), limit)?;
         }
         let inactivity_us = u64::try_from(cfg.inactivity_timeout.as_micros()).unwrap_or(u64::MAX);
         let per = total_pairs / n_workers;
@@ -151,11 +152,7 @@ impl Dataplane {
         let mut slots = Vec::new();
         let mut dp_err = None;
         for w in 0..n_workers {
-            let pairs = if w + 1 == n_workers {
-                total_pairs - per * w
-            } else {
-                per
-            };
+            let pairs = slice_pairs(total_pairs, n_workers, w);
             let wbase = u32::from(base) + per * w * 4;
             let wbase =
                 u16::try_from(wbase).map_err(|_| DataplaneError::Config("port overflow"))?;
@@ -453,18 +450,55 @@ impl Drop for Dataplane {
     }
 }
 
-/// Descriptors kept free beyond the media sockets (eventfds, rings, SIP, admin, logs).
+/// Descriptors kept free beyond the media sockets (eventfds, rings, SIP, admin, logs, and
+/// the few sockets an io_uring worker holds while installing them as registered files).
 const FD_RESERVE: u64 = 64;
 
+/// Pairs of worker `w` of `n`: an equal share, the last one taking the remainder.
+fn slice_pairs(total: u32, n: u32, w: u32) -> u32 {
+    let per = total / n;
+    if w + 1 == n {
+        total - per * w
+    } else {
+        per
+    }
+}
+
 /// Refuse a range whose sockets cannot all be opened, with the numbers, instead of
-/// failing on the first `EMFILE` half-way through binding.
-fn check_descriptors(ports: u64, open: u64, limit: u64) -> Result<(), DataplaneError> {
-    let needed = ports + open + FD_RESERVE;
+/// failing on the first `EMFILE` half-way through binding. `slices`: pairs per worker.
+///
+/// mmsg holds one descriptor per port. io_uring registers each worker's sockets in its
+/// ring's file table, which the kernel caps at `limit` entries per ring but which takes no
+/// descriptor: only the sockets beyond each worker's table count.
+fn check_descriptors(
+    backend: Backend,
+    slices: impl Iterator<Item = u32>,
+    open: u64,
+    limit: u64,
+) -> Result<(), DataplaneError> {
+    let (in_fds, counted, remedy): (u64, _, _) = match backend {
+        Backend::Mmsg => (
+            slices.map(|p| u64::from(p) * 4).sum(),
+            "one socket per port with the mmsg backend",
+            "",
+        ),
+        Backend::IoUring | Backend::Auto => (
+            slices
+                .map(|p| u64::from(fixed::overflow(p.saturating_mul(4), Some(limit))))
+                .sum(),
+            "the sockets beyond each io_uring worker's registered-file table, which holds at \
+             most RLIMIT_NOFILE sockets",
+            ", spread the range over more media cores (one table per worker)",
+        ),
+    };
+    let needed = in_fds + open + FD_RESERVE;
     if needed > limit {
         return Err(DataplaneError::TooFewDescriptors {
             needed,
             open,
             limit,
+            counted,
+            remedy,
         });
     }
     Ok(())
@@ -500,15 +534,16 @@ fn spawn_worker(
     backend: Backend,
     inactivity_us: u64,
 ) -> Result<WorkerHandle, DataplaneError> {
-    let n_socks = pairs as usize * 4;
-    let mut sockets = Vec::with_capacity(n_socks);
-    for i in 0..n_socks {
-        let port = u16::try_from(usize::from(base_port) + i)
-            .map_err(|_| DataplaneError::Config("port overflow"))?;
-        sockets.push(sock::bind_udp(
-            SocketAddr::new(cfg.bind_ip, port),
-            sock::SOCKET_BUFFER,
-        )?);
+    // mmsg binds here, one descriptor per port. An io_uring worker binds its slice itself,
+    // into its ring's registered-file table (`fixed::bind_slice`), and reports errors
+    // through the ready channel.
+    let mut sockets = Vec::new();
+    if backend == Backend::Mmsg {
+        let n_socks = pairs * 4;
+        sockets.reserve_exact(n_socks as usize);
+        for i in 0..n_socks {
+            sockets.push(fixed::bind_index(cfg.bind_ip, base_port, i)?);
+        }
     }
     let cmds = Arc::new(ArrayQueue::new(cfg.ring_capacity));
     let events = Arc::new(ArrayQueue::new(cfg.ring_capacity));
@@ -530,6 +565,9 @@ fn spawn_worker(
     let ctx = worker::WorkerCtx {
         id,
         relay,
+        bind_ip: cfg.bind_ip,
+        base_port,
+        fixed: 0,
         sockets,
         cmds: cmds.clone(),
         doorbell: doorbell.clone(),
@@ -546,13 +584,14 @@ fn spawn_worker(
         .name(format!("dp-worker-{}", id.0))
         .spawn(move || worker::run(ctx, core, backend, on_start))
         .map_err(|e| DataplaneError::io("spawn worker", e))?;
-    // Wait (bounded) until the backend is set up, so a refused io_uring or epoll set-up
-    // fails `start` instead of leaving a dead worker behind.
-    match ready_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+    // Wait (bounded) until the backend is set up, so a refused io_uring or epoll set-up,
+    // or a port an io_uring worker cannot bind, fails `start` instead of leaving a dead
+    // worker behind. Binding tens of thousands of sockets on a loaded machine takes a while.
+    match ready_rx.recv_timeout(std::time::Duration::from_secs(60)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             let _ = thread.join();
-            return Err(DataplaneError::WorkerStart(e));
+            return Err(e);
         }
         Err(_) => {
             return Err(DataplaneError::WorkerStart(
@@ -586,22 +625,52 @@ mod tests {
 
     #[test]
     fn a_range_beyond_the_descriptor_limit_is_refused_with_the_numbers() {
-        assert!(check_descriptors(19_000, 20, 20_000).is_ok());
-        let e = check_descriptors(26_000, 20, 20_000).unwrap_err();
+        let one = |pairs: u32| std::iter::once(pairs);
+        assert!(check_descriptors(Backend::Mmsg, one(4750), 20, 20_000).is_ok());
+        let e = check_descriptors(Backend::Mmsg, one(6500), 20, 20_000).unwrap_err();
         assert!(matches!(
             e,
             DataplaneError::TooFewDescriptors {
                 needed: 26_084,
                 open: 20,
-                limit: 20_000
+                limit: 20_000,
+                ..
             }
         ));
         let msg = e.to_string();
         assert!(msg.contains("26084") && msg.contains("20000"), "{msg}");
-        assert!(msg.contains("LimitNOFILE"), "{msg}");
+        assert!(msg.contains("LimitNOFILE") && msg.contains("mmsg"), "{msg}");
         // The reserve counts: exactly at the limit passes, one more does not.
-        assert!(check_descriptors(1000 - 64 - 10, 10, 1000).is_ok());
-        assert!(check_descriptors(1000 - 64 - 9, 10, 1000).is_err());
+        // 232 pairs = 928 sockets; 928 + 8 + 64 = 1000.
+        assert!(check_descriptors(Backend::Mmsg, one(232), 8, 1000).is_ok());
+        assert!(check_descriptors(Backend::Mmsg, one(232), 9, 1000).is_err());
+    }
+
+    #[test]
+    fn io_uring_counts_only_the_sockets_beyond_each_rings_table() {
+        // 20000-60999 on two workers: 5,125 pairs (20,500 sockets) each, 500 beyond each
+        // table of 20,000: 1,000 descriptors.
+        let two = [5125u32, 5125];
+        assert!(check_descriptors(Backend::IoUring, two.into_iter(), 30, 20_000).is_ok());
+        assert!(check_descriptors(Backend::Mmsg, two.into_iter(), 30, 20_000).is_err());
+        // One worker with the whole range: 41,000 sockets, 21,000 beyond its table.
+        let e =
+            check_descriptors(Backend::IoUring, std::iter::once(10_250), 30, 20_000).unwrap_err();
+        assert!(matches!(
+            e,
+            DataplaneError::TooFewDescriptors {
+                needed: 21_094,
+                open: 30,
+                limit: 20_000,
+                ..
+            }
+        ));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("21094") && msg.contains("registered-file table"),
+            "{msg}"
+        );
+        assert!(msg.contains("more media cores"), "{msg}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub fn bind_udp(addr: SocketAddr, buffer: usize) -> Result<Socket, DataplaneErro
     s.set_nonblocking(true)
         .map_err(|e| DataplaneError::io("O_NONBLOCK", e))?;
     s.bind(&SockAddr::from(addr))
-        .map_err(|e| DataplaneError::io("bind media port", e))?;
+        .map_err(|source| DataplaneError::Bind { addr, source })?;
     Ok(s)
 }
 

@@ -313,19 +313,32 @@ pub enum DataplaneError {
     /// The data plane is shut down.
     #[error("data plane stopped")]
     Stopped,
+    /// A media port cannot be bound (in use by another program, address not local…).
+    #[error("bind media port {addr}: {source}")]
+    Bind {
+        /// The address and port.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The media port range needs more sockets than the process may open.
     #[error(
-        "the media port range needs {needed} file descriptors (one socket per port, plus \
-         {open} already open) but RLIMIT_NOFILE is {limit}: raise LimitNOFILE (the packaged \
-         unit sets 1048576) or narrow media.port_min..port_max"
+        "the media port range needs {needed} file descriptors ({counted}, plus {open} \
+         already open) but RLIMIT_NOFILE is {limit}: raise LimitNOFILE (the packaged unit \
+         sets 1048576){remedy} or narrow media.port_min..port_max"
     )]
     TooFewDescriptors {
-        /// Sockets the range needs plus descriptors already open.
+        /// Descriptors the range needs plus descriptors already open and a reserve.
         needed: u64,
         /// Descriptors open before binding.
         open: u64,
         /// The soft limit after raising it to the hard limit.
         limit: u64,
+        /// Which sockets take a descriptor with this backend.
+        counted: &'static str,
+        /// Backend-specific advice, empty or starting with ", ".
+        remedy: &'static str,
     },
 }
 

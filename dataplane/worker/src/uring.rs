@@ -1,7 +1,8 @@
 //! io_uring backend: multishot `recvmsg` on every socket of the slice, fed by one
 //! registered provided-buffer ring; the relay decision runs in place on the received
 //! buffer and that same buffer is sent with `sendmsg`, returning to the ring when the send
-//! completes. One `io_uring_enter` per loop iteration (`submit_and_wait`), an eventfd read
+//! completes. The sockets are registered files of the ring where the descriptor limit
+//! allows ([`crate::fixed`]): no `fdget`/`fdput` per operation and no descriptor per port. One `io_uring_enter` per loop iteration (`submit_and_wait`), an eventfd read
 //! as doorbell and a timeout SQE for housekeeping.
 //!
 //! Buffer life cycle (the invariant every `unsafe` below relies on): a buffer id is either
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use crate::fixed::SockRef;
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{to_storage, zero_storage};
 use crate::types::DataplaneError;
@@ -97,6 +99,9 @@ pub(crate) fn probe() -> Result<(), DataplaneError> {
             .map_err(|e| DataplaneError::IoUringUnavailable(format!("buffer ring: {e}")))?;
     }
     let _ = ring.submitter().unregister_buf_ring(7);
+    ring.submitter()
+        .register_files_sparse(1)
+        .map_err(|e| DataplaneError::IoUringUnavailable(format!("registered files: {e}")))?;
     Ok(())
 }
 
@@ -255,9 +260,16 @@ pub(crate) fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
 }
 
 pub(crate) fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
-    let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID)
-        .build()
-        .user_data(ud(K_RECV, sock, 0));
+    arm_recv_ref(ring, st, sock, SockRef::Fd(fd))
+}
+
+fn arm_recv_ref(ring: &mut IoUring, st: &mut UringState, sock: u32, target: SockRef) -> bool {
+    let e = match target {
+        SockRef::Fixed(slot) => opcode::RecvMsgMulti::new(types::Fixed(slot), &*st.recv_hdr, BGID),
+        SockRef::Fd(fd) => opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID),
+    }
+    .build()
+    .user_data(ud(K_RECV, sock, 0));
     let ok = push(ring, &e);
     if ok {
         st.inflight += 1;
@@ -334,11 +346,17 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
             .register_buf_ring_with_flags(st.ring_mem.base as u64, nbuf, BGID, 0)
             .map_err(|e| DataplaneError::io("register buffer ring", e))?;
     }
+    if let Err(e) = crate::fixed::bind_slice(&ring, ctx) {
+        // Nothing in flight yet: release the sockets already installed now, not when the
+        // ring's teardown gets to it.
+        let _ = ring.submitter().unregister_files();
+        return Err(e);
+    }
     let n_socks = ctx.relay.sockets();
     let mut rearm: Vec<u32> = Vec::with_capacity(n_socks as usize);
     for s in 0..n_socks {
-        if let Some(fd) = ctx.raw_fd(s) {
-            if !arm_recv(&mut ring, &mut st, s, fd) {
+        if let Some(target) = ctx.sock_ref(s) {
+            if !arm_recv_ref(&mut ring, &mut st, s, target) {
                 rearm.push(s);
             }
         }
@@ -360,6 +378,11 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         return result;
     }
     let _ = ring.submitter().unregister_buf_ring(BGID);
+    // Close the registered sockets now (their ports free at once for a restart), not
+    // whenever the ring's asynchronous teardown runs.
+    if ctx.fixed > 0 {
+        let _ = ring.submitter().unregister_files();
+    }
     drop(ring);
     drop(st);
     result
@@ -402,8 +425,8 @@ fn event_loop(
         // were sized for every socket at start, so this never allocates.
         std::mem::swap(rearm, spare);
         for s in spare.drain(..) {
-            match ctx.raw_fd(s) {
-                Some(fd) if arm_recv(ring, st, s, fd) => {
+            match ctx.sock_ref(s) {
+                Some(target) if arm_recv_ref(ring, st, s, target) => {
                     ctx.shared.worker.rearms.add(1);
                 }
                 Some(_) => rearm.push(s),
@@ -505,7 +528,7 @@ fn on_recv(
     match ctx.relay.on_packet(sock, from, pkt, len, now) {
         Verdict::Drop => st.recycle(bid),
         Verdict::Send { sock: out, to, len } => {
-            let Some(fd) = ctx.raw_fd(out) else {
+            let Some(target) = ctx.sock_ref(out) else {
                 ctx.relay.on_send_error(out);
                 st.recycle(bid);
                 return;
@@ -521,9 +544,12 @@ fn on_recv(
             slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
             slot.hdr.msg_iov = &mut slot.iov;
             slot.hdr.msg_iovlen = 1;
-            let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
-                .build()
-                .user_data(ud(K_SEND, out, bid));
+            let e = match target {
+                SockRef::Fixed(i) => opcode::SendMsg::new(types::Fixed(i), &slot.hdr),
+                SockRef::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &slot.hdr),
+            }
+            .build()
+            .user_data(ud(K_SEND, out, bid));
             if push(ring, &e) {
                 st.inflight += 1;
             } else {

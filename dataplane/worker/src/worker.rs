@@ -1,6 +1,7 @@
 //! The worker thread: pinning, backend choice, and the parts of the loop both backends
 //! share (command drain with a budget, housekeeping cadence).
 
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use nix::sys::eventfd::EventFd;
 use socket2::Socket;
 
 use crate::counters::WorkerShared;
+use crate::fixed::SockRef;
 use crate::relay::Relay;
 use crate::types::{Backend, Command, DataplaneError, WorkerId};
 
@@ -23,7 +25,14 @@ pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(50);
 pub(crate) struct WorkerCtx {
     pub(crate) id: WorkerId,
     pub(crate) relay: Relay,
-    /// One socket per port of the slice, index = `port - base`.
+    /// Local address of every socket of the slice.
+    pub(crate) bind_ip: IpAddr,
+    /// Port of socket 0 of the slice (socket index = `port - base_port`).
+    pub(crate) base_port: u16,
+    /// Sockets `0..fixed` live only in the io_uring ring's registered-file table, slot =
+    /// socket index (see [`crate::fixed`]); always 0 for the mmsg backend.
+    pub(crate) fixed: u32,
+    /// Ordinary descriptors of sockets `fixed..`, at index `socket - fixed`.
     pub(crate) sockets: Vec<Socket>,
     pub(crate) cmds: Arc<ArrayQueue<Command>>,
     pub(crate) doorbell: Arc<EventFd>,
@@ -35,7 +44,7 @@ pub(crate) struct WorkerCtx {
     pub(crate) uring_buffers: u16,
     /// Start-up report to `Dataplane::start`: `Ok` once the backend is set up, or the
     /// set-up error. Taken on first use.
-    pub(crate) ready: Option<SyncSender<Result<(), String>>>,
+    pub(crate) ready: Option<SyncSender<Result<(), DataplaneError>>>,
 }
 
 impl WorkerCtx {
@@ -79,8 +88,19 @@ impl WorkerCtx {
         }
     }
 
+    /// Descriptor of socket `sock`; `None` for a registered (fixed) socket or out of range.
     pub(crate) fn raw_fd(&self, sock: u32) -> Option<i32> {
-        self.sockets.get(sock as usize).map(AsRawFd::as_raw_fd)
+        let i = sock.checked_sub(self.fixed)?;
+        self.sockets.get(i as usize).map(AsRawFd::as_raw_fd)
+    }
+
+    /// How an io_uring submission names socket `sock`.
+    pub(crate) fn sock_ref(&self, sock: u32) -> Option<SockRef> {
+        if sock < self.fixed {
+            Some(SockRef::Fixed(sock))
+        } else {
+            self.raw_fd(sock).map(SockRef::Fd)
+        }
     }
 }
 
@@ -110,9 +130,13 @@ pub(crate) fn run(
             crate::uring::run(&mut ctx)
         }
     };
-    // Set-up failed before the loop started: tell `Dataplane::start`.
-    if let (Some(tx), Err(e)) = (ctx.ready.take(), &r) {
-        let _ = tx.send(Err(e.to_string()));
+    // Set-up failed before the loop started: hand the error itself to `Dataplane::start`.
+    match (ctx.ready.take(), r) {
+        (Some(tx), Err(e)) => {
+            let msg = e.to_string();
+            let _ = tx.send(Err(e));
+            Err(DataplaneError::WorkerStart(msg))
+        }
+        (_, r) => r,
     }
-    r
 }
