@@ -128,6 +128,7 @@ fn full_snapshot() -> MetricsSnapshot {
         dataplane_backend: "mmsg".into(),
         media_events_lost: 1,
         media_errors: 1,
+        media_bypassed: 1,
         cdr_written: 3,
         cdr_errors: 1,
         rings: vec![

@@ -1,7 +1,8 @@
 //! Interop: RTP crosses the data plane both ways. `sipp -sn uac_pcap` plays G.711
 //! through portcullis to `sipp -sn uas -rtp_echo`, which echoes it back; the CDR's
 //! media counters show packets in both directions on both legs, and the UAS was only
-//! ever told about portcullis's media address (nothing goes direct).
+//! ever told about portcullis's media address (nothing goes direct). With trunks in media
+//! `bypass` the SDP crosses unchanged both ways and no media is anchored.
 
 mod sipp_harness;
 
@@ -104,4 +105,104 @@ fn rtp_relayed_both_ways_through_the_dataplane() {
     assert!(b_tx >= 100, "caller RTP not relayed to the callee: {c}");
     assert!(b_rx >= 100, "echo not received from the callee: {c}");
     assert!(a_tx >= 100, "echo not relayed to the caller: {c}");
+}
+
+/// The bodies of the SIP messages in a sipp `-trace_msg` log whose first line starts
+/// with `start` (line ends normalised to `\n`, trailing blank lines dropped).
+fn bodies(log: &str, start: &str) -> Vec<String> {
+    let log = log.replace('\r', "");
+    log.split("\n-----------------------------------------------")
+        .filter_map(|chunk| {
+            // "<timestamp>\nUDP message sent (N bytes):\n\n<message>"
+            let (_, msg) = chunk.split_once("\n\n")?;
+            let msg = msg.trim_start_matches('\n');
+            if !msg.starts_with(start) || !msg.contains("CSeq: 1 INVITE") {
+                return None;
+            }
+            let (_, body) = msg.split_once("\n\n")?;
+            Some(body.trim_end().to_owned())
+        })
+        .collect()
+}
+
+/// The `-trace_msg` log of the sipp run whose name starts with `prefix` in `dir`.
+fn msg_log(dir: &std::path::Path, prefix: &str) -> String {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with("_messages.log"))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}*_messages.log in {}", dir.display()));
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Trunks `left` and `right` in `media = "bypass"`: the caller's offer reaches the
+/// UAS unchanged (its own media address and port) and the UAS's answer reaches the
+/// caller unchanged; no media is anchored (the CDR carries no media counters).
+#[test]
+fn bypass_trunks_relay_sdp_unchanged() {
+    let _serial = serial();
+    let p = Ports::for_test(27);
+    let toml = config(p, ROUTE_LEFT_RIGHT)
+        .replace(
+            &format!("address = \"127.0.0.1:{}\"\n", p.left),
+            &format!("address = \"127.0.0.1:{}\"\nmedia = \"bypass\"\n", p.left),
+        )
+        .replace(
+            &format!("address = \"127.0.0.1:{}\"\n", p.right),
+            &format!("address = \"127.0.0.1:{}\"\nmedia = \"bypass\"\n", p.right),
+        );
+    assert_eq!(toml.matches("media = \"bypass\"").count(), 2, "{toml}");
+    let app = Appliance::start(&toml);
+    let dir = app.dir.path().to_path_buf();
+    let uas_media = p.sipp_media + 100;
+    let mut uas = Sipp::start(
+        "uas",
+        &dir,
+        &sipp_args(
+            "127.0.0.1",
+            p.right,
+            uas_media,
+            &["-sn", "uas", "-m", "1", "-trace_msg"],
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = format!("127.0.0.1:{}", p.sip);
+    let mut uac = Sipp::start(
+        "uac",
+        &dir,
+        &sipp_args(
+            "127.0.0.1",
+            p.left,
+            p.sipp_media,
+            &["-sn", "uac", &target, "-m", "1", "-trace_msg"],
+        ),
+    );
+    let st = uac.wait(Duration::from_secs(40));
+    assert!(st.success(), "sipp uac failed ({st}):\n{}", uac.output());
+    let st = uas.wait(Duration::from_secs(20));
+    assert!(st.success(), "sipp uas failed ({st}):\n{}", uas.output());
+
+    let uac_log = msg_log(&dir, "uac_");
+    let uas_log = msg_log(&dir, "uas_");
+    let offer_sent = bodies(&uac_log, "INVITE ");
+    let offer_got = bodies(&uas_log, "INVITE ");
+    assert_eq!(offer_sent.len(), 1, "{uac_log}");
+    assert_eq!(offer_got, offer_sent, "offer changed on the way");
+    let (addr, port) = first_sdp(&offer_got[0]);
+    assert_eq!((addr.as_str(), port), ("127.0.0.1", p.sipp_media));
+    let answer_sent = bodies(&uas_log, "SIP/2.0 200");
+    let answer_got = bodies(&uac_log, "SIP/2.0 200");
+    assert_eq!(answer_sent.len(), 1, "{uas_log}");
+    assert_eq!(answer_got, answer_sent, "answer changed on the way");
+    assert_eq!(first_sdp(&answer_got[0]).1, uas_media);
+
+    let cdrs = app.wait_cdrs(1, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 1);
+    assert_eq!(end_kind(&cdrs[0]), "normal_clearing", "{}", cdrs[0]);
+    assert!(cdrs[0]["media"].is_null(), "no media anchored: {}", cdrs[0]);
 }

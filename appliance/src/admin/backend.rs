@@ -131,6 +131,7 @@ impl AdminBackend for ApplianceBackend {
             dataplane_backend: backend_label(self.handle.dataplane().backend()).to_owned(),
             media_events_lost: stats.engine.media_events_lost,
             media_errors: e.media_errors,
+            media_bypassed: e.media_bypassed,
             cdr_written: stats.cdr_written,
             cdr_errors: stats.cdr_errors,
             rings: self.handle.dataplane().ring_depths(),

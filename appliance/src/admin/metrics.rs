@@ -270,6 +270,11 @@ pub const FAMILIES: &[Family] = &[
         "Calls refused for media reasons (no capacity, full command ring).",
     ),
     fam(
+        "portcullis_media_bypassed_total",
+        C,
+        "Calls set up with media bypass: SDP relayed unchanged, no data plane ports.",
+    ),
+    fam(
         "portcullis_teams_proxy_up",
         G,
         "Teams SIP proxy health: 1 up (answers OPTIONS), 0 down.",
@@ -467,6 +472,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_dataplane(&mut e, snap);
     e.single("portcullis_media_events_lost_total", snap.media_events_lost);
     e.single("portcullis_media_errors_total", snap.media_errors);
+    e.single("portcullis_media_bypassed_total", snap.media_bypassed);
     render_teams(&mut e, snap);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);

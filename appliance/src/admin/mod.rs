@@ -143,6 +143,8 @@ pub struct MetricsSnapshot {
     pub media_events_lost: u64,
     /// Call refusals caused by media errors (no capacity, full command ring).
     pub media_errors: u64,
+    /// Calls set up with media bypass (trunks in `media = "bypass"`).
+    pub media_bypassed: u64,
     /// CDR lines written and write failures.
     pub cdr_written: u64,
     /// CDR write/sync failures.

@@ -522,6 +522,9 @@ pub enum MediaProtection {
     Rtp,
     /// SDES SRTP (RFC 3711, keys per RFC 4568).
     Srtp,
+    /// Not anchored: calls between `bypass` trunks keep their SDP unchanged
+    /// and take no media ports (a route mixing modes anchors, as `rtp`).
+    Bypass,
 }
 
 /// `[[trunk]]`
@@ -535,7 +538,7 @@ pub struct RawTrunk {
     /// udp | tcp | tls (mtls: tls presenting our certificate)
     #[serde(default = "default_trunk_transport")]
     pub transport: Transport,
-    /// rtp | srtp
+    /// rtp | srtp | bypass
     #[serde(default)]
     pub media: MediaProtection,
     /// Source networks accepted as this trunk (empty = the address itself when it is an IP).

@@ -127,6 +127,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             media: match t.media {
                 MediaProtection::Rtp => MediaMode::Rtp,
                 MediaProtection::Srtp => MediaMode::Srtp,
+                MediaProtection::Bypass => MediaMode::Bypass,
             },
             acl: t
                 .acl

@@ -124,6 +124,22 @@ pub enum MediaMode {
     Rtp,
     /// SDES-SRTP (`RTP/SAVP`, `a=crypto` AES_CM_128_HMAC_SHA1_80, RFC 4568).
     Srtp,
+    /// Media not anchored: a call whose inbound trunk and every trunk its
+    /// route may try are `Bypass` takes no data-plane ports and its SDP
+    /// crosses the B2BUA unchanged. When such a call must be anchored anyway
+    /// (a route mixing modes, a delayed offer) the trunk is treated as `Rtp`.
+    Bypass,
+}
+
+impl MediaMode {
+    /// The mode the SDP rewrite applies to an anchored leg on this trunk.
+    #[must_use]
+    pub const fn anchored(self) -> Self {
+        match self {
+            Self::Bypass => Self::Rtp,
+            m => m,
+        }
+    }
 }
 
 /// Digest credentials.

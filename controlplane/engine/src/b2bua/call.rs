@@ -206,6 +206,8 @@ pub(crate) struct Call {
     pub calling: String,
     /// Called number as received.
     pub called: String,
+    /// The anchored media; `None` for a bypassed call (trunks in media
+    /// `bypass`, see [`Call::bypassed`]): SDP then crosses unchanged.
     pub media: Option<MediaState>,
     /// The caller's SDP offer (replayed to each failover target).
     pub a_offer: Option<SessionDescription>,
@@ -273,6 +275,13 @@ impl Call {
             Side::A => self.a.dialog.as_mut(),
             Side::B => self.b.as_mut().and_then(|b| b.dialog.as_mut()),
         }
+    }
+
+    /// Media bypass: no data-plane pair was allocated (the call was set up
+    /// between `bypass` trunks with an SDP offer), so SDP is relayed as is.
+    /// Only meaningful once setup went past routing (the allocation).
+    pub fn bypassed(&self) -> bool {
+        self.media.is_none()
     }
 
     /// A transfer or join is in progress.

@@ -434,7 +434,8 @@ impl<M: MediaControl> B2bua<M> {
         self.txn.send_ack(None, dest, &ack);
     }
 
-    /// Learns the SDP in `msg` (from `from`) and rewrites it for the other leg.
+    /// Learns the SDP in `msg` (from `from`) and rewrites it for the other leg
+    /// (a bypassed call: the body as received, byte for byte).
     /// `completes`: a final answer (2xx/ACK) ends the offer/answer exchange; an
     /// 18x answer does not (the 2xx repeats it, RFC 3261 §13.2.1).
     pub(super) fn relay_sdp(
@@ -463,10 +464,14 @@ impl<M: MediaControl> B2bua<M> {
         };
         let (from_mode, to_mode) = (mode_of(from), mode_of(to));
         let answer = c.offer_from == Some(to);
-        let ms = c.media.as_mut()?;
-        ms.learn(from, &sdp, from_mode);
-        let mut nk = || Self::new_key(seed, &mut counter);
-        let out = ms.rewrite_for(to, &sdp, to_mode, answer, &mut nk);
+        let out = match c.media.as_mut() {
+            Some(ms) => {
+                ms.learn(from, &sdp, from_mode);
+                let mut nk = || Self::new_key(seed, &mut counter);
+                ms.rewrite_for(to, &sdp, to_mode, answer, &mut nk)
+            }
+            None => msg.body().to_vec(),
+        };
         self.key_counter = counter;
         if answer {
             if completes {

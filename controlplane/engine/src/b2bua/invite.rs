@@ -180,31 +180,46 @@ impl<M: MediaControl> B2bua<M> {
         } else {
             None
         };
-        let alloc = match self.media.allocate() {
-            Ok(a) => a,
-            Err(_) => {
-                self.stats.media_errors += 1;
-                self.stats.outcome(&inbound_name, Outcome::Refused);
-                self.end_call(
-                    now,
-                    id,
-                    EndReason::Rejected { status: 503 },
-                    Some((503, "Service Unavailable")),
-                );
-                return;
-            }
+        // Media bypass: every trunk the call may use is `bypass` and the caller
+        // offers SDP (a delayed offer needs our own offer, so it is anchored).
+        let bypass = offer.is_some()
+            && std::iter::once(trunk)
+                .chain(decision.targets.iter().map(|t| t.trunk))
+                .all(|t| cfg.trunk(t).is_some_and(|t| t.media == MediaMode::Bypass));
+        let alloc = if bypass {
+            None
+        } else if let Ok(a) = self.media.allocate() {
+            Some(a)
+        } else {
+            self.stats.media_errors += 1;
+            self.stats.outcome(&inbound_name, Outcome::Refused);
+            self.end_call(
+                now,
+                id,
+                EndReason::Rejected { status: 503 },
+                Some((503, "Service Unavailable")),
+            );
+            return;
         };
         let sids = [self.txn.next_random() >> 2, self.txn.next_random() >> 2];
         let a_mode = cfg.trunk(trunk).map_or(MediaMode::Rtp, |t| t.media);
-        self.by_media.insert(alloc.id, id);
+        if let Some(alloc) = &alloc {
+            self.by_media.insert(alloc.id, id);
+        } else {
+            self.stats.media_bypassed += 1;
+        }
         let no_answer = now + cfg.timers.no_answer;
         if let Some(c) = self.calls.get_mut(&id) {
-            let mut ms = MediaState::new(alloc, sids);
-            if let Some(o) = &offer {
-                ms.learn(Side::A, o, a_mode);
+            c.media = alloc.map(|alloc| {
+                let mut ms = MediaState::new(alloc, sids);
+                if let Some(o) = &offer {
+                    ms.learn(Side::A, o, a_mode);
+                }
+                ms
+            });
+            if offer.is_some() {
                 c.offer_from = Some(Side::A);
             }
-            c.media = Some(ms);
             c.a_offer = offer;
             c.route = decision.route;
             c.calling = decision.calling;
@@ -468,13 +483,17 @@ impl<M: MediaControl> B2bua<M> {
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
-        let body = c.media.as_mut().map(|ms| {
-            let mut nk = || Self::new_key(seed, &mut counter);
-            match &a_offer {
-                Some(o) => ms.rewrite_for(Side::B, o, b_mode, false, &mut nk),
-                None => ms.own_offer(Side::B, b_mode, &mut nk),
+        let body = match c.media.as_mut() {
+            Some(ms) => {
+                let mut nk = || Self::new_key(seed, &mut counter);
+                Some(match &a_offer {
+                    Some(o) => ms.rewrite_for(Side::B, o, b_mode, false, &mut nk),
+                    None => ms.own_offer(Side::B, b_mode, &mut nk),
+                })
             }
-        });
+            // Bypass: the caller's offer as it came.
+            None => has_sdp(&c.a.invite).then(|| c.a.invite.body().to_vec()),
+        };
         self.key_counter = counter;
         if let Some(body) = body {
             inv.push_header("Content-Type", "application/sdp");

@@ -30,6 +30,11 @@
 //! takes the replaced leg's place (which is BYE'd). Replaces naming no dialog
 //! of ours gets `481` on an INVITE, and on a REFER whose Call-ID is ours.
 //!
+//! Media bypass: transfers work on the anchored media (the remaining party
+//! keeps talking to our port), so a REFER on a bypassed call, a REFER whose
+//! Replaces names one, and an INVITE with Replaces naming one are refused
+//! `403` ([`BYPASS_NO_TRANSFER`]); the call goes on unchanged.
+//!
 //! CDRs: a completed transfer emits a [`crate::cdr::CdrRecord`] for the
 //! segment before the transfer (same call number, the leg that left, end
 //! reason `Transferred`, no media stats); the continuing call emits its own
@@ -52,6 +57,9 @@ use crate::time::Timestamp;
 use crate::transaction::{Method, PeerAddr, SipMsg, TxId};
 
 use super::CallEvent;
+
+/// Reason phrase of the `403` refusing a transfer involving a bypassed call.
+pub(crate) const BYPASS_NO_TRANSFER: &str = "Transfer Not Possible With Media Bypass";
 
 /// The URI inside a Refer-To value (`<sip:...>` or a bare URI), headers kept.
 fn refer_uri(value: &str) -> &str {
@@ -228,6 +236,10 @@ impl<M: MediaControl> B2bua<M> {
             self.reply(now, tx, req, 491, "Request Pending", None);
             return;
         }
+        if c.bypassed() {
+            self.reply(now, tx, req, 403, BYPASS_NO_TRANSFER, None);
+            return;
+        }
         let value = req
             .header("Refer-To")
             .or_else(|| req.header("r"))
@@ -248,6 +260,14 @@ impl<M: MediaControl> B2bua<M> {
             if let Some((other, replaced)) = self.find_replaced(r) {
                 if other == call {
                     self.reply(now, tx, req, 400, "Replaces Names This Call", None);
+                    return;
+                }
+                if self
+                    .calls
+                    .get(&other)
+                    .is_some_and(super::call::Call::bypassed)
+                {
+                    self.reply(now, tx, req, 403, BYPASS_NO_TRANSFER, None);
                     return;
                 }
                 let ready = self
@@ -883,6 +903,10 @@ impl<M: MediaControl> B2bua<M> {
         }
         if c.busy() {
             self.reject(now, tx, req, from, 491, "Request Pending");
+            return;
+        }
+        if c.bypassed() {
+            self.reject(now, tx, req, from, 403, BYPASS_NO_TRANSFER);
             return;
         }
         let offer = has_sdp(req)

@@ -173,9 +173,9 @@ impl MediaState {
         } else {
             idx.and_then(|i| sdp.rtcp_destination(i))
         };
-        p.srtp_in = match mode {
+        p.srtp_in = match mode.anchored() {
             MediaMode::Srtp => m.and_then(|m| m.crypto().find_map(key_of)),
-            MediaMode::Rtp => None,
+            MediaMode::Rtp | MediaMode::Bypass => None,
         };
         self.last_from[ix(from)] = Some(sdp.clone());
     }
@@ -233,7 +233,7 @@ impl MediaState {
                 // Teams requires rtcp-mux (RFC 5761); in an answer only when it offered it.
                 m.set_rtcp_mux(true);
             }
-            match mode {
+            match mode.anchored() {
                 MediaMode::Srtp => {
                     let key = self.params[ix(to)]
                         .srtp_out
@@ -247,7 +247,7 @@ impl MediaState {
                     ));
                     srtp_out = Some(key);
                 }
-                MediaMode::Rtp => m.set_proto(m.proto.to_plain()),
+                MediaMode::Rtp | MediaMode::Bypass => m.set_proto(m.proto.to_plain()),
             }
         }
         self.params[ix(to)].srtp_out = srtp_out;

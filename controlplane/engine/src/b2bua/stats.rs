@@ -73,6 +73,8 @@ pub struct EngineStats {
     pub trunk_limit_rejects: u64,
     pub drain_rejects: u64,
     pub media_errors: u64,
+    /// Calls set up with media bypass (no data-plane ports taken).
+    pub media_bypassed: u64,
     pub auth_challenges: u64,
     pub no_answer_timeouts: u64,
     pub media_inactivity: u64,
