@@ -12,7 +12,8 @@
 //! - media: plain RTP from the trunk reaches the mock Teams as SRTP that libsrtp
 //!   (`teams_mock/srtp_peer.py`, pylibsrtp) decrypts to the trunk's payloads, and SRTP
 //!   that libsrtp encrypts reaches the trunk as plain RTP with the same payloads;
-//! - a reload (SIGHUP) with a new `[teams]` proxy list is followed at once;
+//! - a reload (SIGHUP) with a new `[teams]` proxy list is followed at once, and a renewed
+//!   client certificate is presented on the connections opened after it;
 //! - a REFER from Teams (202, NOTIFY sipfrag 200, Teams leg released with BYE) leaves
 //!   the trunk caller talking to the transfer target (a sipp UAS echoing RTP).
 //!
@@ -45,7 +46,7 @@ struct Ports {
 }
 
 impl Ports {
-    /// Test `n` (0..5): SIP/admin/mocks in 17000 + n·100, media in 18000 + n·200 (200 ports),
+    /// Test `n` (0..6): SIP/admin/mocks in 17000 + n·100, media in 18000 + n·200 (200 ports),
     /// sipp media at 19000 + n·100 (no other test uses 17000-19999).
     fn for_test(n: u16) -> Self {
         let b = 17000 + n * 100;
@@ -913,6 +914,77 @@ fn reload_applies_a_new_teams_section() {
         w.mocks[1].seen().options.len(),
         sip2_pings,
         "no more OPTIONS to the dropped sip2"
+    );
+    drop(app);
+}
+
+#[test]
+fn reload_swaps_the_teams_client_certificate_for_new_connections() {
+    let _lock = serial();
+    let p = Ports::for_test(6);
+    let w = world(p);
+    // The SBC certificate (listener and Teams client) in files the test replaces in
+    // place, as an operator renewing a certificate does.
+    let live = Leaf {
+        chain_pem: w.pki.dir.path().join("sbc-live.pem"),
+        key_pem: w.pki.dir.path().join("sbc-live.key"),
+    };
+    std::fs::copy(&w.sbc.chain_pem, &live.chain_pem).expect("copy chain");
+    std::fs::copy(&w.sbc.key_pem, &live.key_pem).expect("copy key");
+    let app = Appliance::start(&config(p, &live, &w.pki.ca_pem, "1s", 2));
+    wait_for(
+        "sip pinged over mutual TLS",
+        Duration::from_secs(20),
+        || !w.mocks[0].seen().options.is_empty(),
+    );
+    let first = w.mocks[0].seen().client_names;
+    assert_eq!(
+        first,
+        vec![vec![SBC_FQDN.to_owned()]],
+        "the first certificate"
+    );
+
+    // Renewed: same FQDN, one more name so the mock can tell them apart.
+    let renewed = w
+        .pki
+        .leaf("sbc-renewed", &[SBC_FQDN, "renewed.example.com"]);
+    std::fs::copy(&renewed.chain_pem, &live.chain_pem).expect("copy chain");
+    std::fs::copy(&renewed.key_pem, &live.key_pem).expect("copy key");
+    app.signal("HUP");
+    wait_for("reload done", Duration::from_secs(15), || {
+        admin_get(p, "/metrics")
+            .lines()
+            .any(|l| l == "portcullis_config_generation 2")
+    });
+    // The connection open at the reload is kept (calls and pings go on over it) ...
+    let handshakes = w.mocks[0].seen().client_names.len();
+    let pings = w.mocks[0].seen().options.len();
+    wait_for("sip still pinged", Duration::from_secs(10), || {
+        w.mocks[0].seen().options.len() > pings + 1
+    });
+    assert_eq!(
+        w.mocks[0].seen().client_names.len(),
+        handshakes,
+        "the reload did not reopen the connection"
+    );
+    // ... and a new connection presents the renewed certificate.
+    w.mocks[0].close_connections();
+    wait_for(
+        "reconnected with the renewed certificate",
+        Duration::from_secs(20),
+        || w.mocks[0].seen().client_names.len() > handshakes,
+    );
+    let names = w.mocks[0].seen().client_names;
+    assert_eq!(
+        names[handshakes],
+        vec![SBC_FQDN.to_owned(), "renewed.example.com".to_owned()],
+        "{names:?}\n{}",
+        app.log()
+    );
+    assert!(
+        !app.log().contains("take effect at the next restart"),
+        "{}",
+        app.log()
     );
     drop(app);
 }

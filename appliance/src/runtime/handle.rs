@@ -214,8 +214,14 @@ impl ApplianceHandle {
 
     /// Reloads the configuration from its source. On any problem the running
     /// configuration stays and the reasons are returned (and logged); on success new
-    /// calls use the new one and the new generation is returned. Listener and media
-    /// changes need a restart (logged).
+    /// calls use the new one and the new generation is returned.
+    ///
+    /// TLS material (listener certificates, keys and client CAs, the Teams client
+    /// certificate and roots) is read again from disk and checked first: a file that does
+    /// not load or a key that does not match its certificate refuses the reload. On
+    /// success new TLS connections, inbound and outbound, use it; established ones keep
+    /// theirs. Listener address/transport, limits and media changes need a restart
+    /// (logged).
     pub async fn reload(&self) -> Result<u64, String> {
         let _serial = self.inner.reload_lock.lock().await;
         let _ = crate::notify::notify_reloading();
@@ -240,6 +246,15 @@ impl ApplianceHandle {
             .map_err(|e| e.to_string())?;
         let ec = convert::engine_config(&cfg).map_err(|e| e.to_string())?;
         let teams = convert::teams_plan(&cfg).map_err(|e| e.to_string())?;
+        // Certificates, keys and CA files are read again (also when replaced in place
+        // under the same name) and checked before anything changes.
+        let tc = convert::transport_config(&cfg);
+        let net = self.inner.net.clone();
+        let tls =
+            tokio::task::spawn_blocking(move || net.prepare_tls(&tc.listeners, tc.tls_client))
+                .await
+                .map_err(|e| format!("reload task failed: {e}"))?
+                .map_err(|e| e.to_string())?;
         let old = self.config();
         if old.sip.listeners.len() != cfg.sip.listeners.len()
             || old
@@ -247,28 +262,15 @@ impl ApplianceHandle {
                 .listeners
                 .iter()
                 .zip(&cfg.sip.listeners)
-                .any(|(a, b)| {
-                    a.address != b.address
-                        || a.transport != b.transport
-                        || a.tls != b.tls
-                        || a.client_auth != b.client_auth
-                })
+                .any(|(a, b)| a.address != b.address || a.transport != b.transport)
         {
-            tracing::warn!("SIP listener changes take effect at the next restart");
+            tracing::warn!(
+                "SIP listener address and transport changes take effect at the next restart"
+            );
         }
         if old.sip.limits != cfg.sip.limits || old.sip.drain_timeout != cfg.sip.drain_timeout {
             tracing::warn!(
                 "[sip.limits] and drain_timeout changes take effect at the next restart"
-            );
-        }
-        let teams_tls = |c: &Config| {
-            c.teams
-                .as_ref()
-                .map(|t| (t.tls.clone(), t.trusted_roots.clone()))
-        };
-        if teams_tls(&old) != teams_tls(&cfg) {
-            tracing::warn!(
-                "[teams] certificate, key and roots changes take effect at the next restart"
             );
         }
         if old.media != cfg.media {
@@ -280,6 +282,13 @@ impl ApplianceHandle {
         self.ask(|tx| Cmd::SetConfig(Arc::new(ec), tx))
             .await
             .ok_or_else(|| "engine task not answering".to_owned())??;
+        let tls_listeners = tls.listeners();
+        self.inner.net.apply_tls(tls);
+        tracing::info!(
+            tls_listeners,
+            teams_client = cfg.teams.is_some(),
+            "TLS certificates, keys and CA files re-read; new connections use them"
+        );
         crate::logging::apply_config_level(old.log.level, cfg.log.level);
         if !self.send(Cmd::SetTeams(teams)).await {
             return Err("engine task not answering".to_owned());

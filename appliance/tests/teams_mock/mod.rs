@@ -136,6 +136,8 @@ struct Shared {
     answer: Mutex<AnswerFn>,
     /// Writer of the connection that carried the last INVITE.
     dialog_conn: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
+    /// Bumped by [`MockProxy::close_connections`]: every open connection closes.
+    kick: tokio::sync::watch::Sender<u64>,
 }
 
 /// A mock Teams SIP proxy on loopback.
@@ -173,6 +175,7 @@ impl MockProxy {
             answering: AtomicBool::new(true),
             answer: Mutex::new(Box::new(|offer: &str| default_answer(offer, 17999))),
             dialog_conn: Mutex::new(None),
+            kick: tokio::sync::watch::channel(0).0,
         });
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
@@ -211,6 +214,12 @@ impl MockProxy {
         lock(&self.shared.dialog_conn)
             .as_ref()
             .is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Closes every open connection (as a proxy restart would); the next request of the
+    /// SBC opens a new one, with a new TLS handshake.
+    pub fn close_connections(&self) {
+        self.shared.kick.send_modify(|g| *g += 1);
     }
 
     /// A copy of what it saw so far.
@@ -365,6 +374,7 @@ async fn serve_conn(
     lock(&sh.seen).client_names.push(names);
     let (mut rd, mut wr) = tokio::io::split(tls);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut kick = sh.kick.subscribe();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
@@ -378,6 +388,10 @@ async fn serve_conn(
                     return;
                 }
                 continue;
+            }
+            _ = kick.changed() => {
+                let _ = wr.shutdown().await;
+                return;
             }
         };
         buf.extend_from_slice(&chunk[..n]);

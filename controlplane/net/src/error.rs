@@ -39,6 +39,17 @@ pub enum NetError {
     /// No TLS listener is bound to this address.
     #[error("no TLS listener on {0}")]
     UnknownListener(SocketAddr),
+    /// The new TLS material of a listener could not be loaded (reload refused).
+    #[error("TLS listener {addr}: {source}")]
+    ListenerTls {
+        /// Configured address of the listener.
+        addr: SocketAddr,
+        /// What is wrong with its files.
+        source: Box<TlsConfigError>,
+    },
+    /// The new material for TLS connections we open could not be loaded (reload refused).
+    #[error("outbound TLS (client certificate, roots): {0}")]
+    ClientTls(TlsConfigError),
     /// The connection named by `conn` is closed (RFC 3261 §18.2.2: the response must then
     /// go to a new connection or fail).
     #[error("connection {0} is closed")]
@@ -124,9 +135,27 @@ pub enum TlsConfigError {
         /// Cause.
         source: rustls::Error,
     },
-    /// rustls refused the configuration (key does not match, unsupported key type, ...).
+    /// rustls refused the configuration (unsupported protocol versions, ...).
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The private key is not the key of the leaf certificate.
+    #[error("key {key} does not match the certificate {cert}")]
+    KeyMismatch {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refused the certificate and key pair (unsupported key type, bad DER, ...).
+    #[error("certificate {cert} with key {key} refused: {source}")]
+    CertKey {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Cause.
+        source: rustls::Error,
+    },
     /// The client verifier could not be built.
     #[error("client certificate verifier: {0}")]
     Verifier(String),

@@ -20,7 +20,7 @@
 //! | receive | [`TransportEvent::Message`]`(`[`Inbound`]`)`, plus `ConnectionOpened`, `ConnectionClosed`, `FramingError`, `SendFailed` |
 //! | send (never waits) | [`SipTransports::send`]`(`[`Outbound`]`) -> Result<Option<ConnId>, NetError>` |
 //! | close a connection | [`SipTransports::close`]`(ConnId) -> bool` |
-//! | reload certificates (SIGHUP) | [`SipTransports::reload_tls`] (re-read the same files), [`SipTransports::set_listener_tls`]`(local, TlsServerSettings)`, [`SipTransports::set_tls_client`]`(Option<TlsClientSettings>)` |
+//! | reload certificates (SIGHUP) | [`SipTransports::prepare_tls`]`(&[ListenerConfig], Option<TlsClientSettings>) -> Result<`[`PreparedTls`]`, NetError>` (read and check, changes nothing) then [`SipTransports::apply_tls`] (swap); [`SipTransports::reload_tls`] (re-read the same files), [`SipTransports::set_listener_tls`]`(local, TlsServerSettings)`, [`SipTransports::set_tls_client`]`(Option<TlsClientSettings>)` |
 //! | counters for metrics | [`SipTransports::counters`]`().snapshot() -> `[`NetCountersSnapshot`] |
 //! | stop | [`SipTransports::shutdown`], or drop the last clone |
 //!
@@ -87,4 +87,4 @@ pub use config::{
 pub use counters::{NetCounters, NetCountersSnapshot, TransportCounters};
 pub use error::{NetError, TlsConfigError};
 pub use event::{CloseReason, ConnId, Inbound, Outbound, TransportEvent};
-pub use transports::SipTransports;
+pub use transports::{PreparedTls, SipTransports};

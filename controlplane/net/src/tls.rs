@@ -107,7 +107,27 @@ pub fn server_config(
         }
         (None, _) => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(builder.with_single_cert(chain, key)?))
+    let cfg = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| cert_key_error(e, &s.cert_chain_pem, &s.key_pem))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Names the files of a certificate/key pair that rustls refused.
+fn cert_key_error(e: rustls::Error, cert: &Path, key: &Path) -> TlsConfigError {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsConfigError::KeyMismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            }
+        }
+        source => TlsConfigError::CertKey {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            source,
+        },
+    }
 }
 
 /// Builds the configuration for TLS connections we open.
@@ -118,7 +138,8 @@ pub fn client_config(s: &TlsClientSettings) -> Result<Arc<ClientConfig>, TlsConf
         .with_root_certificates(roots);
     let cfg = match &s.client_cert {
         Some(cc) => builder
-            .with_client_auth_cert(load_certs(&cc.cert_chain_pem)?, load_key(&cc.key_pem)?)?,
+            .with_client_auth_cert(load_certs(&cc.cert_chain_pem)?, load_key(&cc.key_pem)?)
+            .map_err(|e| cert_key_error(e, &cc.cert_chain_pem, &cc.key_pem))?,
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(cfg))

@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Limits, TlsClientSettings, TlsServerSettings, Transport, TransportConfig};
+use crate::config::{
+    Limits, ListenerConfig, TlsClientSettings, TlsServerSettings, Transport, TransportConfig,
+};
 use crate::counters::{dec, inc, NetCounters};
 use crate::error::{NetError, TlsConfigError};
 use crate::event::{ConnId, Outbound, TransportEvent};
@@ -39,6 +41,30 @@ impl ServerTls {
 /// A hot-swappable TLS server side: new handshakes (and their name check) use the current
 /// value, established connections keep theirs.
 pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerTls>>>;
+
+/// A bound TLS listener: where it was asked to listen, where it listens, its live side.
+#[derive(Debug)]
+struct TlsListener {
+    configured: SocketAddr,
+    local: SocketAddr,
+    cell: ServerConfigCell,
+}
+
+/// TLS material read from disk and checked by [`SipTransports::prepare_tls`], swapped in
+/// by [`SipTransports::apply_tls`]. Holding it changes nothing.
+#[derive(Debug)]
+pub struct PreparedTls {
+    servers: Vec<(ServerConfigCell, Arc<ServerTls>)>,
+    client: Option<Arc<ClientConfig>>,
+    client_settings: Option<TlsClientSettings>,
+}
+
+impl PreparedTls {
+    /// Number of listeners whose material this replaces.
+    pub fn listeners(&self) -> usize {
+        self.servers.len()
+    }
+}
 
 /// An open (or opening) stream connection as the send path sees it.
 #[derive(Debug)]
@@ -204,8 +230,8 @@ struct Inner {
     shutdown_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addrs: Vec<(Transport, SocketAddr)>,
-    /// (local address, live TLS side) per TLS listener.
-    tls_servers: Vec<(SocketAddr, ServerConfigCell)>,
+    /// One per TLS listener, in listener order.
+    tls_servers: Vec<TlsListener>,
     tls_client_settings: Mutex<Option<TlsClientSettings>>,
 }
 
@@ -265,7 +291,11 @@ impl SipTransports {
             let local = listener.local_addr()?;
             local_addrs.push((l.transport, local));
             if let Some(c) = &cell {
-                tls_servers.push((local, Arc::clone(c)));
+                tls_servers.push(TlsListener {
+                    configured: l.addr,
+                    local,
+                    cell: Arc::clone(c),
+                });
             }
             tcp.push((listener, l.transport, local, cell));
         }
@@ -451,32 +481,93 @@ impl SipTransports {
     /// the configurations in. All-or-nothing: on error nothing changes. New handshakes use
     /// the new certificates; established connections are kept.
     pub fn reload_tls(&self) -> Result<(), NetError> {
-        let mut fresh = Vec::new();
-        for (_, cell) in &self.inner.tls_servers {
-            let cur = Arc::clone(&cell.read().unwrap_or_else(|p| p.into_inner()));
-            fresh.push((cell, ServerTls::build(cur.transport, cur.settings.clone())?));
+        let listeners: Vec<ListenerConfig> = self
+            .inner
+            .tls_servers
+            .iter()
+            .map(|l| {
+                let cur = Arc::clone(&l.cell.read().unwrap_or_else(|p| p.into_inner()));
+                ListenerConfig {
+                    transport: cur.transport,
+                    addr: l.configured,
+                    tls: Some(cur.settings.clone()),
+                }
+            })
+            .collect();
+        let client = self
+            .inner
+            .tls_client_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let prepared = self.prepare_tls(&listeners, client)?;
+        self.apply_tls(prepared);
+        Ok(())
+    }
+
+    /// Reads and checks the TLS material of a reload without changing anything: for every
+    /// bound TLS listener, the entry of `listeners` with the same transport and configured
+    /// address (its files are read again even when the paths are unchanged, so files
+    /// replaced in place are picked up); and the outbound settings `client`. Bound
+    /// listeners absent from `listeners` (moved or removed: a restart applies that) keep
+    /// what they have. Blocking file I/O: call it off the async workers.
+    ///
+    /// # Errors
+    /// The first listener or client whose certificate, key or roots cannot be loaded, or
+    /// whose key does not match its certificate, naming the listener and the file.
+    pub fn prepare_tls(
+        &self,
+        listeners: &[ListenerConfig],
+        client: Option<TlsClientSettings>,
+    ) -> Result<PreparedTls, NetError> {
+        let mut servers = Vec::new();
+        for l in &self.inner.tls_servers {
+            let transport = l.cell.read().unwrap_or_else(|p| p.into_inner()).transport;
+            let Some(want) = listeners
+                .iter()
+                .find(|c| c.transport == transport && c.addr == l.configured)
+            else {
+                continue;
+            };
+            let err = |source| NetError::ListenerTls {
+                addr: l.configured,
+                source: Box::new(source),
+            };
+            let settings = want
+                .tls
+                .clone()
+                .ok_or_else(|| err(TlsConfigError::MissingSettings(l.configured)))?;
+            let side = ServerTls::build(transport, settings).map_err(err)?;
+            servers.push((Arc::clone(&l.cell), Arc::new(side)));
         }
-        let client = {
-            let s = self
-                .inner
-                .tls_client_settings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match s.as_ref() {
-                Some(s) => Some(tls::client_config(s)?),
-                None => None,
-            }
+        let client_cfg = match &client {
+            Some(s) => Some(tls::client_config(s).map_err(NetError::ClientTls)?),
+            None => None,
         };
-        for (cell, side) in fresh {
-            *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(side);
+        Ok(PreparedTls {
+            servers,
+            client: client_cfg,
+            client_settings: client,
+        })
+    }
+
+    /// Swaps in what [`Self::prepare_tls`] read: new TLS handshakes, inbound and outbound,
+    /// use it; established connections keep the material they were made with.
+    pub fn apply_tls(&self, prepared: PreparedTls) {
+        for (cell, side) in prepared.servers {
+            *cell.write().unwrap_or_else(|p| p.into_inner()) = side;
         }
         *self
             .inner
             .shared
             .tls_client
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = client;
-        Ok(())
+            .unwrap_or_else(|p| p.into_inner()) = prepared.client;
+        *self
+            .inner
+            .tls_client_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = prepared.client_settings;
     }
 
     /// Replaces the TLS settings of the listener bound to `local` (certificate, key,
@@ -490,8 +581,8 @@ impl SipTransports {
             .inner
             .tls_servers
             .iter()
-            .find(|(a, _)| *a == local)
-            .map(|(_, c)| c)
+            .find(|l| l.local == local)
+            .map(|l| &l.cell)
             .ok_or(NetError::UnknownListener(local))?;
         let transport = cell.read().unwrap_or_else(|p| p.into_inner()).transport;
         let side = ServerTls::build(transport, settings)?;

@@ -301,3 +301,119 @@ async fn bad_tls_configuration_is_a_bind_error() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn prepared_tls_is_checked_first_and_swapped_on_apply() {
+    timeout(Duration::from_secs(30), async {
+        let ca = TestCa::new("prep");
+        let leaf = ca.leaf("server", &["sbc.test"]);
+        // mTLS server naming any client of the CA; we watch the names clients present.
+        let (srv, mut srx) = server(
+            Transport::Mtls,
+            server_settings(&leaf, Some(ca.path()), &[]),
+        )
+        .await;
+        let addr = srv.local_addr(Transport::Mtls).expect("mtls addr");
+        let configured = ListenerConfig {
+            transport: Transport::Mtls,
+            addr: localhost(),
+            tls: Some(server_settings(&leaf, Some(ca.path()), &[])),
+        };
+        let first = ca.leaf("client-1", &["one.client.test"]);
+        let second = ca.leaf("client-2", &["two.client.test"]);
+        let (cli, _crx) = client(client_settings(&ca, Some(&first))).await;
+
+        // A key that is not the certificate's: refused, the files named, nothing changes.
+        let mismatched = TlsServerSettings {
+            key_pem: second.key_pem.clone(),
+            ..server_settings(&leaf, Some(ca.path()), &[])
+        };
+        let bad = ListenerConfig {
+            tls: Some(mismatched),
+            ..configured.clone()
+        };
+        let e = srv.prepare_tls(&[bad], None).expect_err("mismatched key");
+        let text = e.to_string();
+        assert!(
+            matches!(
+                &e,
+                NetError::ListenerTls { source, .. }
+                    if matches!(**source, portcullis_net::TlsConfigError::KeyMismatch { .. })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            text.contains(&second.key_pem.display().to_string())
+                && text.contains(&leaf.cert_pem.display().to_string()),
+            "{text}"
+        );
+        let e = cli
+            .prepare_tls(
+                &[],
+                Some(TlsClientSettings {
+                    roots: ca.path().to_owned(),
+                    client_cert: Some(portcullis_net::ClientCertificate {
+                        cert_chain_pem: first.cert_pem.clone(),
+                        key_pem: second.key_pem.clone(),
+                    }),
+                }),
+            )
+            .expect_err("mismatched client key");
+        assert!(matches!(&e, NetError::ClientTls(_)), "{e:?}");
+
+        // Prepared but not applied: still the first client certificate.
+        let prepared = cli
+            .prepare_tls(&[], Some(client_settings(&ca, Some(&second))))
+            .expect("prepare");
+        let req = options("prep-1", "");
+        let conn = cli
+            .send(tls_out(addr, "sbc.test", req.clone()))
+            .expect("send");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["one.client.test".to_owned()][..])
+        );
+        let server_conn = m.conn;
+
+        // Applied: the open connection is kept ...
+        cli.apply_tls(prepared);
+        let req = options("prep-2", "");
+        let again = cli
+            .send(tls_out(addr, "sbc.test", req.clone()))
+            .expect("send");
+        assert_eq!(again, conn, "the established connection is reused");
+        let m = next_message(&mut srx).await;
+        assert_eq!(m.bytes, req);
+        assert_eq!(m.conn, server_conn);
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["one.client.test".to_owned()][..])
+        );
+        // ... and a new one presents the second certificate.
+        assert!(cli.close(conn.expect("a stream connection")));
+        wait_until("old connection gone", || cli.connection_count() == 0).await;
+        let req = options("prep-3", "");
+        let fresh = cli
+            .send(tls_out(addr, "sbc.test", req.clone()))
+            .expect("send");
+        assert_ne!(fresh, conn);
+        let m = loop {
+            match next_event(&mut srx).await {
+                TransportEvent::Message(m) => break m,
+                TransportEvent::ConnectionOpened { .. }
+                | TransportEvent::ConnectionClosed { .. } => {}
+                other => panic!("expected a message, got {other:?}"),
+            }
+        };
+        assert_eq!(m.bytes, req);
+        assert_ne!(m.conn, server_conn);
+        assert_eq!(
+            m.tls_peer_names.as_deref(),
+            Some(&["two.client.test".to_owned()][..])
+        );
+    })
+    .await
+    .expect("test timed out");
+}
