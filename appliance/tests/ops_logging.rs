@@ -1,7 +1,8 @@
 //! Logging of the real `portcullis` binary with real sipp peers:
 //!
 //! - every log line of a call carries the call's span (`call`, `a_call_id`, `b_call_id`),
-//!   so the caller's Call-ID finds all of them;
+//!   so the caller's Call-ID finds all of them, including the data plane's events
+//!   ("media source latched" when RTP arrives);
 //! - the log filter changes at run time through `PUT /api/v1/log-level` and through a
 //!   SIGHUP reload of a file whose `[log] level` changed, is reported by
 //!   `GET /api/v1/log-level` and `/metrics`, and really filters (lines appear and vanish);
@@ -49,6 +50,24 @@ fn call(p: Ports, dir: &std::path::Path, cid: &str) {
         ),
     );
     let st = uac.wait(Duration::from_secs(30));
+    assert!(st.success(), "uac {cid} failed ({st}):\n{}", uac.output());
+}
+
+/// One call from trunk `left` with Call-ID `cid` playing G.711 RTP (`uac_pcap`).
+fn media_call(p: Ports, dir: &std::path::Path, cid: &str) {
+    pcaps(dir);
+    let target = format!("127.0.0.1:{}", p.sip);
+    let mut uac = Sipp::start(
+        "uac-media",
+        dir,
+        &sipp_args(
+            "127.0.0.1",
+            p.left,
+            p.sipp_media,
+            &["-sn", "uac_pcap", &target, "-m", "1", "-cid_str", cid],
+        ),
+    );
+    let st = uac.wait(Duration::from_secs(40));
     assert!(st.success(), "uac {cid} failed ({st}):\n{}", uac.output());
 }
 
@@ -115,7 +134,7 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
     let p = Ports::for_test(36);
     let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
     let dir = app.dir.path().to_path_buf();
-    let mut server = uas(p, &dir, 3);
+    let mut server = uas(p, &dir, 4);
     std::thread::sleep(Duration::from_millis(300));
 
     // 1. A call: each of its lines names the A and B Call-IDs and the call id.
@@ -222,10 +241,30 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
         l.lines()
             .any(|x| x.contains("ops-log-three-") && x.contains("call ended"))
     });
+
+    // 5. Data plane events are logged in the call's span: at debug, the caller's RTP
+    // latches its source, and that line names the call and its Call-IDs.
+    let (code, _) = admin(p, "PUT", "/api/v1/log-level", Some("debug"));
+    assert_eq!(code, 200);
+    media_call(p, &dir, "ops-log-media-%u-%p@%s");
+    let cdrs = app.wait_cdrs(4, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 4, "{}", app.log());
+    let cdr = &cdrs[3];
+    let a_cid = cdr["a_leg"]["call_id"].as_str().unwrap_or_default();
+    let b_cid = cdr["b_leg"]["call_id"].as_str().unwrap_or_default();
+    assert!(a_cid.starts_with("ops-log-media-"), "{cdr}");
+    let span = format!(
+        "call{{call={} a_call_id={a_cid} b_call_id={b_cid}}}",
+        cdr["call_id"].as_u64().expect("CDR call id")
+    );
+    wait_log(&app, "latched line in the call's span", |l| {
+        l.lines()
+            .any(|x| x.contains("media source latched") && x.contains(&span))
+    });
     let st = server.wait(Duration::from_secs(15));
     assert!(st.success(), "uas ({st}):\n{}", server.output());
 
-    // 5. A refused reload names every reason on one line (one journal entry, one priority).
+    // 6. A refused reload names every reason on one line (one journal entry, one priority).
     let broken = warn
         .replace("targets = [\"right\"]", "targets = [\"nowhere\"]")
         .replace("rate_limit = 100000", "rate_limit = 0");

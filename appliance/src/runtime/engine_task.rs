@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_engine::b2bua::{B2bua, CallEvent, CallSummary, CdrRecord, EngineStats};
 use portcullis_engine::config::EngineConfig;
-use portcullis_engine::media::MediaEvent;
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{ConnId, PeerAddr, Transport as TxTransport, TxStats};
 use portcullis_net::{
@@ -22,7 +21,7 @@ use portcullis_net::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
-use super::media::DataplaneMedia;
+use super::media::{DataplaneMedia, MediaNote};
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
 
 /// How often the data plane's event rings are drained.
@@ -213,7 +212,7 @@ struct Ctx {
     clock: Clock,
     cdr: StdSender<String>,
     node: String,
-    media_buf: Vec<MediaEvent>,
+    media_buf: Vec<MediaNote>,
     spans: CallSpans,
     teams: Option<TeamsDriver>,
     seed: u64,
@@ -370,8 +369,14 @@ impl Ctx {
             return;
         }
         let now = self.clock.now();
-        for ev in std::mem::take(&mut self.media_buf) {
-            b2b.handle_media_event(now, ev);
+        for note in std::mem::take(&mut self.media_buf) {
+            // Logged in the call's span, before the engine acts on it (an inactivity
+            // ends the call, and its span with it).
+            match b2b.call_of_media(note.media()) {
+                Some(call) => self.call_span(b2b, call).in_scope(|| note.log()),
+                None => note.log(),
+            }
+            b2b.handle_media_event(now, note.event);
         }
     }
 

@@ -7,7 +7,7 @@
 //! reserved and is retried on the next [`DataplaneMedia::poll_events`].
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use portcullis_dataplane::{
@@ -19,6 +19,44 @@ use portcullis_engine::media::{
     MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
 };
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
+
+/// A data plane event for the engine task: the engine's event, and for a latch the
+/// source latched (the task logs both in the call's span, then hands the event on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaNote {
+    /// What the engine is told.
+    pub event: MediaEvent,
+    /// `Latched`: the address the leg now sends to.
+    pub latched: Option<SocketAddr>,
+}
+
+impl MediaNote {
+    /// The media allocation the event is about.
+    pub fn media(&self) -> MediaId {
+        match self.event {
+            MediaEvent::Inactive(id)
+            | MediaEvent::Latched(id, _)
+            | MediaEvent::SrtpFailures(id, _, _) => id,
+        }
+    }
+
+    /// One log line for the event (the caller enters the call's span first).
+    pub fn log(&self) {
+        let media = self.media().0;
+        match self.event {
+            MediaEvent::Latched(_, side) => match self.latched {
+                Some(addr) => tracing::debug!(media, ?side, %addr, "media source latched"),
+                None => tracing::debug!(media, ?side, "media source latched"),
+            },
+            MediaEvent::Inactive(_) => {
+                tracing::info!(media, "no media on either leg for the inactivity timeout");
+            }
+            MediaEvent::SrtpFailures(_, side, count) => {
+                tracing::warn!(media, ?side, count, "SRTP authentication failures");
+            }
+        }
+    }
+}
 
 /// Removals retried per poll (work budget).
 const REMOVE_RETRY_BUDGET: usize = 256;
@@ -57,7 +95,7 @@ impl DataplaneMedia {
     }
 
     /// Retries pending removals, then drains the workers' event rings into engine events.
-    pub fn poll_events(&mut self, out: &mut Vec<MediaEvent>) {
+    pub fn poll_events(&mut self, out: &mut Vec<MediaNote>) {
         let pending = std::mem::take(&mut self.pending_remove);
         for (i, h) in pending.iter().enumerate() {
             if i >= REMOVE_RETRY_BUDGET {
@@ -72,13 +110,18 @@ impl DataplaneMedia {
             match ev {
                 Event::Latched { handle, side, addr } => {
                     if let Some(&id) = self.by_handle.get(&handle) {
-                        tracing::debug!(media = id.0, ?side, %addr, "media source latched");
-                        out.push(MediaEvent::Latched(id, engine_side(side)));
+                        out.push(MediaNote {
+                            event: MediaEvent::Latched(id, engine_side(side)),
+                            latched: Some(addr),
+                        });
                     }
                 }
                 Event::Inactive { handle } => {
                     if let Some(&id) = self.by_handle.get(&handle) {
-                        out.push(MediaEvent::Inactive(id));
+                        out.push(MediaNote {
+                            event: MediaEvent::Inactive(id),
+                            latched: None,
+                        });
                     }
                 }
                 Event::SrtpAuthFailures {
@@ -87,7 +130,10 @@ impl DataplaneMedia {
                     count,
                 } => {
                     if let Some(&id) = self.by_handle.get(&handle) {
-                        out.push(MediaEvent::SrtpFailures(id, engine_side(side), count));
+                        out.push(MediaNote {
+                            event: MediaEvent::SrtpFailures(id, engine_side(side), count),
+                            latched: None,
+                        });
                     }
                 }
                 Event::RingOverflow { worker, lost } => {

@@ -400,6 +400,13 @@ impl<M: MediaControl> B2bua<M> {
         ))
     }
 
+    /// The live call using media allocation `id` (to log a data plane event in the
+    /// call's span). `None` once the call released it.
+    #[must_use]
+    pub fn call_of_media(&self, id: MediaId) -> Option<u64> {
+        self.by_media.get(&id).copied()
+    }
+
     /// Admin: tears call `call` down (BYE both legs, or CANCEL/487 before answer).
     pub fn terminate(&mut self, now: Timestamp, call: u64) -> bool {
         let live = self
