@@ -244,7 +244,7 @@ fn replace(from: &Leaf, to: &Leaf) {
 #[test]
 fn new_tls_connections_get_the_reloaded_certificate_old_ones_stay() {
     let _serial = serial();
-    let p = Ports::for_test(27);
+    let p = Ports::for_test(33);
     let pki = Pki::new("reload");
     let a = pki.leaf("a", &["a.sbc.test"]);
     let b = pki.leaf("b", &["b.sbc.test"]);
@@ -313,7 +313,7 @@ fn new_tls_connections_get_the_reloaded_certificate_old_ones_stay() {
 #[test]
 fn a_new_client_ca_admits_its_clients_after_reload() {
     let _serial = serial();
-    let p = Ports::for_test(28);
+    let p = Ports::for_test(34);
     let server = Pki::new("server");
     let old_ca = Pki::new("old-ca");
     let new_ca = Pki::new("new-ca");
