@@ -654,3 +654,27 @@ fn config_can_be_shared_across_threads() {
     assert_send_sync::<Config>();
     assert_send_sync::<std::sync::Arc<Config>>();
 }
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = teams_config(dir.path());
+    let (_, other_key) = write_cert(dir.path(), "other.example.com");
+    let key = dir.path().join("sbc.example.com.key").display().to_string();
+    let d = errors(&src.replace(&key, &other_key));
+    let paths: Vec<&str> = d.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["sip.listener[1].key", "teams.key"], "{d:#?}");
+    for e in &d {
+        assert!(
+            e.message.contains(&other_key) && e.message.contains("does not match"),
+            "{e}"
+        );
+    }
+    // Without file checks it is not looked at (check-config --no-files).
+    let no_files = LoadOptions {
+        check_files: false,
+        ..opts()
+    };
+    Config::from_toml(&src.replace(&key, &other_key), Path::new("/"), &no_files)
+        .unwrap_or_else(|d| panic!("{d:#?}"));
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml_edit::ImDocument;
 
 use super::diag::{find_span, Diagnostic, LineCol};
-use super::host::{check_pem, HostInfo, PemKind};
+use super::host::{check_key_matches, check_pem, HostInfo, PemKind};
 use super::model::{
     AdminConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig, MediaConfig, NodeConfig,
     PolicyConfig, Secret, SessionTimerConfig, SipConfig, SipLimits, TlsFiles,
@@ -382,6 +382,13 @@ fn listener(i: usize, l: &RawListener, c: &mut Checker<'_>) -> Option<ListenerCo
         }
         None
     };
+    if let (Some((Some(cert), Some(key))), true) = (&tls, c.opts.check_files) {
+        if c.ok(&format!("{p}.key"), check_key_matches(cert, key))
+            .is_none()
+        {
+            ok = false;
+        }
+    }
     let tls = match tls {
         Some((Some(cert), Some(key))) => Some(TlsFiles { cert, key }),
         Some(_) => return None,

@@ -7,7 +7,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::check::Checker;
 use super::diag::path_key;
-use super::host::{check_cert_names, PemKind};
+use super::host::{check_cert_names, check_key_matches, PemKind};
 use super::model::{
     Credentials, NumberMatch, RouteConfig, Secret, SipConfig, TeamsConfig, TlsFiles, Translation,
     TrunkConfig,
@@ -387,6 +387,11 @@ pub(super) fn teams(
         PemKind::PrivateKey,
         "the private key of cert_chain",
     );
+    if let (Some(chain), Some(k), true) = (&cert, &key, c.opts.check_files) {
+        if c.ok("teams.key", check_key_matches(chain, k)).is_none() {
+            ok = false;
+        }
+    }
     if let (Some(name), Some(chain), true) = (&sbc_fqdn, &cert, c.opts.check_files) {
         let r = check_cert_names(chain, name.as_str());
         if c.ok("teams.cert_chain", r).is_none() {

@@ -96,6 +96,20 @@ pub fn check_pem(path: &Path, kind: PemKind) -> Result<(), String> {
     }
 }
 
+/// Checks that the private key at `key` is the key of the leaf certificate at `cert` and
+/// that the pair is usable for TLS (the same loading as the SIP listeners and a reload).
+pub fn check_key_matches(cert: &Path, key: &Path) -> Result<(), String> {
+    let settings = portcullis_net::TlsServerSettings {
+        cert_chain_pem: cert.to_owned(),
+        key_pem: key.to_owned(),
+        client_ca: None,
+        expected_client_names: Vec::new(),
+    };
+    portcullis_net::tls::server_config(portcullis_net::Transport::Tls, &settings)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Checks that the leaf (first) certificate of the PEM chain at `path` is valid for `name`
 /// (a DNS SAN that matches it, wildcards as RFC 6125 §6.4.3 allows). Teams Direct Routing
 /// rejects an SBC whose certificate does not name its FQDN.
