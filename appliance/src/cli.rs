@@ -123,6 +123,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             match Config::load(&file, &opts) {
                 Ok(cfg) => {
                     writeln!(out, "{}: ok ({})", file.display(), summary(&cfg))?;
+                    for w in cfg.warnings() {
+                        writeln!(out, "{}: warning: {w}", file.display())?;
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => report(&e),

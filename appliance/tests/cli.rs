@@ -226,3 +226,49 @@ fn unknown_subcommand_is_a_usage_error() {
     let out = portcullis(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn check_config_warns_of_a_route_mixing_bypass_and_anchored_trunks() {
+    let base = "\
+[[sip.listener]]
+transport = \"udp\"
+address = \"127.0.0.1:5060\"
+
+[media]
+advertised_ip = \"127.0.0.1\"
+
+[[trunk]]
+name = \"a\"
+address = \"127.0.0.1:5070\"
+media = \"bypass\"
+
+[[trunk]]
+name = \"b\"
+address = \"127.0.0.1:5080\"
+media = \"B_MEDIA\"
+
+[[route]]
+name = \"r\"
+from = [\"a\"]
+targets = [\"b\"]
+";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mixed = write(dir.path(), "mixed.toml", &base.replace("B_MEDIA", "srtp"));
+    let out = portcullis(&["check-config", "--no-files", &mixed]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{mixed}: warning: route \"r\" mixes media \"bypass\" trunks (a) with anchored ones (b)"
+        )),
+        "{stdout}"
+    );
+    let all = write(dir.path(), "all.toml", &base.replace("B_MEDIA", "bypass"));
+    let out = portcullis(&["check-config", "--no-files", &all]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("warning"),
+        "{}",
+        text(&out.stdout)
+    );
+}

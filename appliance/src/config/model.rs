@@ -75,6 +75,39 @@ impl Config {
             .iter()
             .find(|r| r.from.contains(from) && r.called.matches(called))
     }
+
+    /// Valid but probably unintended settings, one sentence each: a route mixing
+    /// `media = "bypass"` trunks with anchored ones (`teams` is always anchored),
+    /// whose calls are all anchored (the bypass trunks then treated as `rtp`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.routes {
+            let (mut bypass, mut anchored) = (Vec::new(), Vec::new());
+            for name in r.from.iter().chain(&r.targets) {
+                let is_bypass = self
+                    .trunk(name.as_str())
+                    .is_some_and(|t| t.media == MediaProtection::Bypass);
+                let list = if is_bypass {
+                    &mut bypass
+                } else {
+                    &mut anchored
+                };
+                if !list.contains(&name.as_str()) {
+                    list.push(name.as_str());
+                }
+            }
+            if !bypass.is_empty() && !anchored.is_empty() {
+                out.push(format!(
+                    "route {:?} mixes media \"bypass\" trunks ({}) with anchored ones ({}): \
+                     its calls are anchored, the bypass trunks treated as \"rtp\"",
+                    r.name,
+                    bypass.join(", "),
+                    anchored.join(", ")
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// `[node]`
