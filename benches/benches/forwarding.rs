@@ -291,9 +291,21 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
     }
 }
 
-/// A non-blocking UDP socket on an ephemeral loopback port, without `SO_REUSEPORT`.
+/// A non-blocking UDP socket on an ephemeral loopback port, without `SO_REUSEPORT`, outside
+/// the relay's range (an ephemeral port inside it would make the relay's bind fail: about
+/// one run in four before this check).
 fn ephemeral() -> std::io::Result<rawfwd::Socket> {
-    let s = std::net::UdpSocket::bind(SocketAddr::new(LO, 0))?;
+    let relay = u32::from(BASE_PORT)..u32::from(BASE_PORT) + (STREAMS * 4) as u32;
+    // Held until a port outside the range comes up, so the kernel does not hand them back.
+    let mut rejected = Vec::new();
+    let s = loop {
+        let s = std::net::UdpSocket::bind(SocketAddr::new(LO, 0))?;
+        if !relay.contains(&u32::from(s.local_addr()?.port())) || rejected.len() >= 64 {
+            break s;
+        }
+        rejected.push(s);
+    };
+    drop(rejected);
     s.set_nonblocking(true)?;
     let s = rawfwd::Socket::from(s);
     // Same buffers as the media sockets (best effort, capped by the kernel).
