@@ -105,3 +105,24 @@ fn a_port_held_elsewhere_fails_the_start_naming_it_and_binds_nothing() {
         );
     }
 }
+
+/// Restart/upgrade overlap: a second data plane binds the same range while the first still
+/// holds it (`SO_REUSEPORT` on registered sockets as on descriptors), and relays once the
+/// first is gone. Ports 10800-10899.
+#[test]
+fn a_second_data_plane_takes_the_ports_over_with_reuseport() {
+    let _serial = serial();
+    let cfg = |backend| DataplaneConfig {
+        port_min: 10800,
+        port_max: 10899,
+        backend,
+        ..DataplaneConfig::default()
+    };
+    for second in [Backend::IoUring, Backend::Mmsg] {
+        let old = start_with(cfg(Backend::IoUring));
+        let new = start_with(cfg(second));
+        drop(old);
+        let h = new.allocate_pair().expect("pair");
+        relay_through(&new, &h, 0x0c00);
+    }
+}
