@@ -61,7 +61,7 @@ pub struct Ports {
     pub admin: u16,
     /// Appliance media range start (256 ports).
     pub media_min: u16,
-    /// sipp media ports (UAC; the UAS uses +100).
+    /// sipp media ports (UAC; the UAS uses +100; each uses up to +3 for RTCP/video).
     pub sipp_media: u16,
 }
 
@@ -75,7 +75,8 @@ impl Ports {
             right2: 15000 + n * 10 + 3,
             admin: 15000 + n * 10 + 4,
             media_min: 20000 + n * 256,
-            sipp_media: 30000 + n * 200,
+            // Above the ephemeral range (32768-60999), where nothing else binds.
+            sipp_media: 61000 + n * 110,
         }
     }
 }

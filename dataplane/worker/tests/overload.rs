@@ -87,15 +87,10 @@ fn overload(backend: Backend, base: u16) {
     let (pa, pb) = (peer(), peer());
     dp.update(&late, plain(None), plain(Some(addr(&pb))))
         .expect("command accepted under load");
-    let intruder = peer();
     let mut latched = false;
     let t0 = Instant::now();
     while !latched && t0.elapsed() < Duration::from_secs(2) {
         pa.send_to(&rtp(1, 0, 77, b"late"), to(late.port_a))
-            .expect("send");
-        // A stranger on a latched flood stream: dropped as not-latched source.
-        intruder
-            .send_to(&rtp(1, 0, 1, b"x"), dests[0])
             .expect("send");
         std::thread::sleep(Duration::from_millis(20));
         latched = dp
@@ -109,6 +104,17 @@ fn overload(backend: Backend, base: u16) {
     let (sent, took) = flood.join().expect("flood thread");
     stop.store(true, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(200));
+    // A stranger on a latched flood stream: dropped as not-latched source. Sent once the
+    // flood is over, as during it the kernel may drop it on the full socket queue before
+    // the worker ever sees it (and then nothing is ours to count).
+    let intruder = peer();
+    let counted = wait_until(Duration::from_secs(2), || {
+        intruder
+            .send_to(&rtp(1, 0, 1, b"x"), dests[0])
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(10));
+        dp.worker_stats()[0].dropped(DropReason::NotLatchedSource) > 0
+    });
 
     let per_stream: Vec<u64> = handles
         .iter()
@@ -142,10 +148,7 @@ fn overload(backend: Backend, base: u16) {
         ws.dropped(DropReason::Malformed) > 0,
         "malformed not counted"
     );
-    assert!(
-        ws.dropped(DropReason::NotLatchedSource) > 0,
-        "not-latched source not counted"
-    );
+    assert!(counted, "{backend:?}: not-latched source not counted");
     // Everything received was either relayed or dropped with a reason.
     let dropped: u64 = ws.drops.iter().sum();
     assert!(ws.tx_packets + dropped >= ws.rx_packets.saturating_sub(1));
