@@ -89,6 +89,64 @@ pub(crate) struct BLeg {
     pub retried_422: bool,
 }
 
+impl BLeg {
+    /// A leg whose INVITE (`invite`, on client transaction `tx`) has just gone out.
+    pub fn calling(
+        target: Target,
+        dest: PeerAddr,
+        call_id: String,
+        tag: String,
+        contact: String,
+        tx: TxId,
+        invite: SipMsg,
+    ) -> Self {
+        Self {
+            target,
+            dest,
+            call_id,
+            tag,
+            contact,
+            invite_tx: Some(tx),
+            invite,
+            dialog: None,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            final_received: false,
+            auth_tried: false,
+            retried_422: false,
+        }
+    }
+
+    /// A leg taken over with its established `dialog` (transfers and joins).
+    pub fn established(
+        target: Target,
+        dest: PeerAddr,
+        call_id: String,
+        tag: String,
+        contact: String,
+        invite: SipMsg,
+        dialog: Option<Dialog>,
+    ) -> Self {
+        Self {
+            target,
+            dest,
+            call_id,
+            tag,
+            contact,
+            invite_tx: None,
+            invite,
+            dialog,
+            provisional: true,
+            cancel_pending: false,
+            cancelled: false,
+            final_received: true,
+            auth_tried: false,
+            retried_422: false,
+        }
+    }
+}
+
 /// A relayed in-dialog request waiting for its response.
 #[derive(Clone, Debug)]
 pub(crate) struct Relay {

@@ -517,22 +517,9 @@ impl<M: MediaControl> B2bua<M> {
             .insert((b_call_id.clone(), b_tag.clone()), (call, Side::B));
         if let Some(c) = self.calls.get_mut(&call) {
             c.dialog_keys.push((b_call_id.clone(), b_tag.clone()));
-            c.b = Some(BLeg {
-                target,
-                dest,
-                call_id: b_call_id,
-                tag: b_tag,
-                contact,
-                invite_tx: Some(tx),
-                invite: inv,
-                dialog: None,
-                provisional: false,
-                cancel_pending: false,
-                cancelled: false,
-                final_received: false,
-                auth_tried: false,
-                retried_422: false,
-            });
+            c.b = Some(BLeg::calling(
+                target, dest, b_call_id, b_tag, contact, tx, inv,
+            ));
         }
         true
     }

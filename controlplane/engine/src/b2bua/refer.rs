@@ -152,26 +152,19 @@ impl Leg {
     fn into_b(self, called: String) -> BLeg {
         match self {
             Self::B(b) => b,
-            Self::A(a) => BLeg {
-                target: Target {
+            Self::A(a) => BLeg::established(
+                Target {
                     trunk: a.trunk,
                     called,
                     redirect: None,
                 },
-                dest: a.peer,
-                call_id: a.invite.call_id().unwrap_or("").to_owned(),
-                tag: a.tag,
-                contact: a.contact,
-                invite_tx: None,
-                invite: a.invite,
-                dialog: a.dialog,
-                provisional: true,
-                cancel_pending: false,
-                cancelled: false,
-                final_received: true,
-                auth_tried: false,
-                retried_422: false,
-            },
+                a.peer,
+                a.invite.call_id().unwrap_or("").to_owned(),
+                a.tag,
+                a.contact,
+                a.invite,
+                a.dialog,
+            ),
         }
     }
 
@@ -510,22 +503,7 @@ impl<M: MediaControl> B2bua<M> {
             c.transfer = Some(Transfer {
                 referrer,
                 refer_cseq,
-                leg: BLeg {
-                    target,
-                    dest,
-                    call_id,
-                    tag,
-                    contact,
-                    invite_tx: Some(tx),
-                    invite: inv,
-                    dialog: None,
-                    provisional: false,
-                    cancel_pending: false,
-                    cancelled: false,
-                    final_received: false,
-                    auth_tried: false,
-                    retried_422: false,
-                },
+                leg: BLeg::calling(target, dest, call_id, tag, contact, tx, inv),
                 saved,
                 targets: std::collections::VecDeque::new(),
                 extra: NewLeg::default(),
@@ -782,8 +760,7 @@ impl<M: MediaControl> B2bua<M> {
             .and_then(|t| c.cfg.trunk(t))
             .map_or(MediaMode::Rtp, |t| t.media);
         if let Some(d) = c.dialog_mut(side) {
-            d.on_response(&Method::Invite, resp);
-            let ack = d.ack(resp.cseq().map_or(1, |c| c.seq), &via);
+            let ack = d.ack_answer(resp, &via);
             self.txn.send_ack(Some(tx), dest, &ack);
         }
         if has_sdp(resp) {
@@ -1135,8 +1112,7 @@ impl<M: MediaControl> B2bua<M> {
                 let session = o.session[ix(mover)];
                 let mover_trunk = Self::leg_trunk(o, mover);
                 if let Some(d) = o.dialog_mut(mover) {
-                    d.on_response(&Method::Invite, resp);
-                    let ack = d.ack(resp.cseq().map_or(1, |c| c.seq), &via);
+                    let ack = d.ack_answer(resp, &via);
                     self.txn.send_ack(Some(tx), dest, &ack);
                 }
                 // The mover leaves `other` (its dialog goes with it: no BYE there).
@@ -1158,26 +1134,19 @@ impl<M: MediaControl> B2bua<M> {
                         let Some(b) = o.b.as_mut() else {
                             return;
                         };
-                        Leg::B(BLeg {
-                            target: Target {
+                        Leg::B(BLeg::established(
+                            Target {
                                 trunk: b.target.trunk,
                                 called: number.clone(),
                                 redirect: None,
                             },
-                            dest: b.dest,
-                            call_id: b.call_id.clone(),
-                            tag: b.tag.clone(),
-                            contact: b.contact.clone(),
-                            invite_tx: None,
-                            invite: b.invite.clone(),
-                            dialog: b.dialog.take(),
-                            provisional: true,
-                            cancel_pending: false,
-                            cancelled: false,
-                            final_received: true,
-                            auth_tried: false,
-                            retried_422: false,
-                        })
+                            b.dest,
+                            b.call_id.clone(),
+                            b.tag.clone(),
+                            b.contact.clone(),
+                            b.invite.clone(),
+                            b.dialog.take(),
+                        ))
                     }
                 };
                 let key = leg.key();
@@ -1225,8 +1194,7 @@ impl<M: MediaControl> B2bua<M> {
                 };
                 c.reinvite_pending = false;
                 if let Some(d) = c.dialog_mut(other) {
-                    d.on_response(&Method::Invite, resp);
-                    let ack = d.ack(resp.cseq().map_or(1, |c| c.seq), &via);
+                    let ack = d.ack_answer(resp, &via);
                     self.txn.send_ack(Some(tx), dest, &ack);
                 }
                 // Our answer to the new party: the re-INVITEd party's answer.

@@ -406,6 +406,13 @@ impl Dialog {
         self.build(Method::Ack, invite_cseq, via)
     }
 
+    /// A 2xx to our re-INVITE: the dialog takes it in (target refresh) and the ACK for it
+    /// is returned.
+    pub fn ack_answer(&mut self, response: &SipMsg, via: &Via) -> SipMsg {
+        self.on_response(&Method::Invite, response);
+        self.ack(response.cseq().map_or(1, |c| c.seq), via)
+    }
+
     /// The URI the driver must resolve to send `request` (top Route, else Request-URI; RFC 3261 §8.1.2).
     #[must_use]
     pub fn next_hop(request: &SipMsg) -> Option<&str> {
