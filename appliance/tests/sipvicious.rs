@@ -19,7 +19,8 @@
 //! Asserts: every trunk call succeeds, the scanner's source is banned by the per-source
 //! rate limit (`[policy] rate_limit`, log "source banned" naming 127.0.0.1, and the
 //! `portcullis_policy_bans_total` counter when the admin API serves `/metrics`), and a
-//! banned source gets no answer at all afterwards. Every step is bounded in time.
+//! banned source gets no answer at all afterwards, over UDP or TCP (its TCP connection is
+//! closed at accept). Every step is bounded in time.
 
 mod sipp_harness;
 
@@ -59,6 +60,10 @@ name = "sipvicious-test"
 
 [[sip.listener]]
 transport = "udp"
+address = "127.0.0.1:{sip}"
+
+[[sip.listener]]
+transport = "tcp"
 address = "127.0.0.1:{sip}"
 
 [media]
@@ -184,6 +189,38 @@ fn scanner_gets_answer(sip_port: u16) -> bool {
     sock.recv_from(&mut buf).is_ok()
 }
 
+/// Opens a TCP connection from `SCANNER_IP` and sends one OPTIONS: true when the appliance
+/// closes it without a byte of answer within 2 s.
+fn scanner_tcp_refused(sip_port: u16) -> bool {
+    // The kernel completes the handshake before the appliance sees the connection.
+    let Ok(mut s) = TcpStream::connect((SCANNER_IP, sip_port)) else {
+        return true;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let msg = format!(
+        "OPTIONS sip:probe@127.0.0.1:{sip_port} SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {SCANNER_IP};branch=z9hG4bK-probe-tcp\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@{SCANNER_IP}>;tag=probe2\r\n\
+         To: <sip:probe@127.0.0.1>\r\n\
+         Call-ID: probe-tcp@{SCANNER_IP}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let _ = s.write_all(msg.as_bytes());
+    let mut buf = [0u8; 1024];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        // Reset (closed with our bytes unread) is a refusal; a timeout is not.
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
 #[test]
 fn scanner_is_banned_while_trunk_calls_succeed() {
     let _serial = serial();
@@ -293,6 +330,12 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
     assert!(
         !scanner_gets_answer(p.sip),
         "the banned scanner source still gets answers"
+    );
+
+    // Nor over TCP: the ban reaches the transports, which close the connection at accept.
+    assert!(
+        scanner_tcp_refused(p.sip),
+        "the banned scanner source can still talk over TCP"
     );
 
     // The trunk calls all went through meanwhile.

@@ -157,7 +157,7 @@ pub const FAMILIES: &[Family] = &[
     fam(
         "portcullis_sip_transport_connections_refused_total",
         C,
-        "TCP/TLS connections refused (limits).",
+        "TCP/TLS connections refused (limits, banned sources).",
     ),
     fam(
         "portcullis_sip_transport_idle_closes_total",

@@ -460,7 +460,11 @@ impl Ctx {
                 reason,
                 source,
             } => tracing::info!(status, %reason, %source, "request rejected"),
-            CallEvent::PolicyBan { ip } => tracing::warn!(%ip, "source banned"),
+            CallEvent::PolicyBan { ip, duration } => {
+                // Its TCP/TLS connections go too, and it gets none until the ban ends.
+                let closed = self.net.refuse(ip, duration);
+                tracing::warn!(%ip, ?duration, closed, "source banned");
+            }
         }
     }
 }

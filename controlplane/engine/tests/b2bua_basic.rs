@@ -448,9 +448,15 @@ fn flooding_source_is_banned_and_dropped() {
     let bans: Vec<_> = h
         .events
         .iter()
-        .filter(|e| matches!(e, CallEvent::PolicyBan { .. }))
+        .filter_map(|e| match e {
+            CallEvent::PolicyBan { ip, duration } => Some((*ip, *duration)),
+            _ => None,
+        })
         .collect();
     assert_eq!(bans.len(), 1, "one ban event");
+    assert_eq!(bans[0].0, stranger.addr.ip());
+    // The whole configured ban (the clock did not move during the flood).
+    assert_eq!(bans[0].1, h.sbc.config().policy.ban_duration);
     assert_eq!(h.sbc.stats().bans, 1);
     assert_eq!(h.sbc.bans(), 1);
     assert!(h.sbc.stats().dropped >= 80);

@@ -65,7 +65,12 @@ pub(crate) async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
-        // Over a cap: the socket is dropped at once, i.e. closed (RST if data is pending).
+        // A refused (banned) source or over a cap: the socket is dropped at once, i.e.
+        // closed (RST if data is pending).
+        if shared.is_refused(remote.ip()) {
+            inc(&shared.counters.connections_refused);
+            continue;
+        }
         let Some(slot) = shared.reserve(remote.ip(), true) else {
             continue;
         };
@@ -384,11 +389,13 @@ where
                             };
                             inc(counter);
                             // The message never reaches the core: answer it here with the
-                            // codec's stateless response (RFC 3261 §18.3), on this connection.
+                            // codec's stateless response (RFC 3261 §18.3), on this connection,
+                            // unless the source is refused (banned): it learns nothing.
                             let reply = match portcullis_sip::framing_error_response(
                                 framer.failed_head(),
                                 error,
                             ) {
+                                _ if shared.is_refused(info.remote.ip()) => None,
                                 portcullis_sip::ErrorAction::Respond(b) => Some(b),
                                 portcullis_sip::ErrorAction::Drop => None,
                             };

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpListener;
@@ -84,6 +85,8 @@ struct ConnTable {
     by_remote: HashMap<SocketAddr, Vec<ConnId>>,
     open: usize,
     per_ip: HashMap<IpAddr, usize>,
+    /// Sources refused until the instant given ([`SipTransports::refuse`]).
+    refused: HashMap<IpAddr, Instant>,
 }
 
 /// State shared by the handle and every driver task.
@@ -144,6 +147,19 @@ impl Shared {
         // A panic while holding the lock leaves the table consistent (no multi-step
         // updates span a panic point), so a poisoned lock is still usable.
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `ip` is refused now (an expired entry is forgotten on the way).
+    pub(crate) fn is_refused(&self, ip: IpAddr) -> bool {
+        let mut t = self.table();
+        match t.refused.get(&ip) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                t.refused.remove(&ip);
+                false
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
@@ -242,6 +258,18 @@ impl Drop for Inner {
         for t in tasks.drain(..) {
             t.abort();
         }
+    }
+}
+
+/// Ends a connection's writer once its queue is drained (the table's sender is dropped).
+fn close_entry(t: &mut ConnTable, conn: ConnId) -> bool {
+    match t.by_id.get_mut(&conn) {
+        Some(e) => {
+            let (dead, _) = mpsc::channel(1);
+            e.tx = dead;
+            true
+        }
+        None => false,
     }
 }
 
@@ -464,17 +492,43 @@ impl SipTransports {
     /// Closes a connection: queued messages are still written, then the socket is shut
     /// down and [`TransportEvent::ConnectionClosed`] is reported.
     pub fn close(&self, conn: ConnId) -> bool {
-        let shared = &self.inner.shared;
-        let mut t = shared.table();
-        match t.by_id.get_mut(&conn) {
-            Some(e) => {
-                // Dropping the table's sender ends the writer once the queue is drained.
-                let (dead, _) = mpsc::channel(1);
-                e.tx = dead;
-                true
-            }
-            None => false,
-        }
+        let mut t = self.inner.shared.table();
+        close_entry(&mut t, conn)
+    }
+
+    /// Refuses stream connections from `ip` for `duration` (a policy ban): new ones are
+    /// closed at accept (counted as refused), open ones are closed as by
+    /// [`SipTransports::close`], and no framing error from that source is answered. UDP
+    /// datagrams are the core's to drop. Returns how many open connections were closed.
+    pub fn refuse(&self, ip: IpAddr, duration: Duration) -> usize {
+        let mut t = self.inner.shared.table();
+        let until = Instant::now() + duration;
+        let e = t.refused.entry(ip).or_insert(until);
+        *e = (*e).max(until);
+        // Expired entries go when the table grows: at most one sweep per ban.
+        let now = Instant::now();
+        t.refused.retain(|_, u| *u > now);
+        let open: Vec<ConnId> = t
+            .by_remote
+            .iter()
+            .filter(|(remote, _)| remote.ip() == ip)
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        open.into_iter()
+            .filter(|id| close_entry(&mut t, *id))
+            .count()
+    }
+
+    /// Sources refused at this moment.
+    pub fn refused_sources(&self) -> usize {
+        let now = Instant::now();
+        self.inner
+            .shared
+            .table()
+            .refused
+            .values()
+            .filter(|u| **u > now)
+            .count()
     }
 
     /// Re-reads the PEM files of every TLS listener and of the client settings, and swaps

@@ -553,3 +553,56 @@ async fn close_writes_queued_then_closes_and_later_sends_fail() {
     .await
     .expect("test timed out");
 }
+
+/// A TCP connection to `server` from the loopback address `src`.
+async fn connect_from(src: &str, server: std::net::SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{src}:0").parse().expect("address"))
+        .expect("bind");
+    sock.connect(server).await.expect("connect (kernel accept)")
+}
+
+/// A banned source (the policy's ban, handed to the transports): its open connection is
+/// closed, new ones are refused at accept and counted, other sources are untouched, and
+/// the refusal ends with the ban.
+#[tokio::test]
+async fn refused_source_is_cut_off_until_its_ban_ends() {
+    timeout(Duration::from_secs(20), async {
+        let (net, mut rx) = bind(Limits::default()).await;
+        let server = net.local_addr(Transport::Tcp).expect("tcp addr");
+        let mut banned = connect_from("127.0.0.2", server).await;
+        let mut other = connect_from("127.0.0.1", server).await;
+        wait_opened(&mut rx, 2).await;
+
+        let ban = Duration::from_millis(800);
+        let closed = net.refuse("127.0.0.2".parse().expect("ip"), ban);
+        assert_eq!(closed, 1, "the banned source's open connection");
+        assert!(closed_by_peer(&mut banned).await, "open connection kept");
+        match next_event(&mut rx).await {
+            TransportEvent::ConnectionClosed { reason, .. } => {
+                assert!(matches!(reason, CloseReason::Local), "{reason:?}");
+            }
+            ev => panic!("expected the close, got {ev:?}"),
+        }
+        assert_eq!(net.refused_sources(), 1);
+
+        let mut again = connect_from("127.0.0.2", server).await;
+        assert!(closed_by_peer(&mut again).await, "new connection accepted");
+        assert_eq!(net.counters().snapshot().connections_refused, 1);
+
+        let m = options("notbanned", "");
+        other.write_all(&m).await.expect("write");
+        assert_eq!(next_message(&mut rx).await.bytes, m);
+
+        sleep(ban).await;
+        assert_eq!(net.refused_sources(), 0);
+        let mut after = connect_from("127.0.0.2", server).await;
+        wait_opened(&mut rx, 1).await;
+        let m = options("afterban", "");
+        after.write_all(&m).await.expect("write");
+        assert_eq!(next_message(&mut rx).await.bytes, m);
+        assert_eq!(net.counters().snapshot().connections_refused, 1);
+    })
+    .await
+    .expect("test timed out");
+}

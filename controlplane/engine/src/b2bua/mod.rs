@@ -87,8 +87,10 @@ pub enum CallEvent {
         reason: String,
         source: SocketAddr,
     },
+    /// A source was banned by the rate limiter, for `duration` (from now).
     PolicyBan {
         ip: IpAddr,
+        duration: std::time::Duration,
     },
 }
 
@@ -255,13 +257,15 @@ impl<M: MediaControl> B2bua<M> {
                 self.stats.policy_rejects += 1;
                 return;
             }
-            PolicyVerdict::RateLimited { new_ban, .. } => {
+            PolicyVerdict::RateLimited { until, new_ban } => {
                 self.stats.dropped += 1;
                 self.stats.policy_rejects += 1;
                 if new_ban {
                     self.stats.bans += 1;
-                    self.events
-                        .push_back(CallEvent::PolicyBan { ip: from.addr.ip() });
+                    self.events.push_back(CallEvent::PolicyBan {
+                        ip: from.addr.ip(),
+                        duration: until.saturating_duration_since(now),
+                    });
                 }
                 return;
             }
