@@ -122,6 +122,30 @@ fn bypassed_reinvite_update_and_delayed_offer_reinvite_pass_through() {
     assert_eq!(h.sbc.active_calls(), 1);
 }
 
+/// A body we cannot parse is still the endpoints' business on a bypassed call: it
+/// crosses unchanged (an anchored call needs to read it).
+#[test]
+fn bypassed_unparsable_sdp_in_dialog_crosses_unchanged() {
+    let mut h = all_bypass();
+    let (mut da, mut db) = bypassed_call(&mut h);
+    let odd = "v=0\r\nthis is not SDP we know\r\nm=audio notaport RTP/AVP 0\r\n";
+    let now = h.now;
+    let (atx, areinv) = h.a.send_in_dialog(now, &mut da, Method::Invite, Some(odd));
+    h.pump();
+    let (btx, breinv) = h.b1.last_request("INVITE");
+    assert_eq!(text(&breinv), odd, "offer relayed byte for byte");
+    assert_eq!(breinv.header("Content-Type"), Some("application/sdp"));
+    db.on_request(&breinv).unwrap();
+    let now = h.now;
+    h.b1.respond(now, btx, &breinv, 200, "btag", Some(odd));
+    h.pump();
+    let ok = resp(&h.a, 200, 2);
+    assert_eq!(text(&ok), odd, "answer relayed byte for byte");
+    h.a.ack(atx, &areinv, &ok, None);
+    h.pump();
+    assert_eq!(h.sbc.active_calls(), 1);
+}
+
 #[test]
 fn bypassed_call_ends_cleanly_on_bye() {
     let mut h = all_bypass();

@@ -448,7 +448,8 @@ impl<M: MediaControl> B2bua<M> {
         if !has_sdp(msg) {
             return None;
         }
-        let sdp = SessionDescription::parse(msg.body()).ok()?;
+        // Anchored calls need to read it; a bypassed one relays it whatever it says.
+        let parsed = SessionDescription::parse(msg.body()).ok();
         let seed = self.seed;
         let mut counter = self.key_counter;
         let c = self.calls.get_mut(&call)?;
@@ -466,6 +467,7 @@ impl<M: MediaControl> B2bua<M> {
         let answer = c.offer_from == Some(to);
         let out = match c.media.as_mut() {
             Some(ms) => {
+                let sdp = parsed?;
                 ms.learn(from, &sdp, from_mode);
                 let mut nk = || Self::new_key(seed, &mut counter);
                 ms.rewrite_for(to, &sdp, to_mode, answer, &mut nk)
