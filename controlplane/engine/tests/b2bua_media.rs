@@ -60,6 +60,43 @@ fn early_media_183_rewritten_and_programmed() {
     assert_eq!(body(&r200).origin.session_id, s.origin.session_id);
 }
 
+/// A re-INVITE whose SDP cannot be read is refused 488 on an anchored call (it is not
+/// passed on as an offerless re-INVITE); the call and its media stay as they were.
+#[test]
+fn reinvite_with_unreadable_sdp_is_refused_488_and_the_call_goes_on() {
+    let mut h = H::new();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    let updates_before = h.sbc.media().updates.len();
+    let invites_before = h.b1.requests("INVITE").len();
+    let now = h.now;
+    let (_atx2, reinv) = h.a.send_in_dialog(
+        now,
+        &mut da,
+        Method::Invite,
+        Some("v=0\r\nthis is not SDP\r\nm=audio notaport RTP/AVP 0\r\n"),
+    );
+    h.pump();
+    let r =
+        h.a.responses()
+            .into_iter()
+            .rfind(|r| r.cseq().unwrap().seq == reinv.cseq().unwrap().seq)
+            .expect("an answer to the re-INVITE");
+    assert_eq!(r.status(), Some(488));
+    assert!(
+        r.to_bytes()
+            .starts_with(b"SIP/2.0 488 Not Acceptable Here (unreadable SDP)\r\n"),
+        "{}",
+        String::from_utf8_lossy(&r.to_bytes())
+    );
+    assert_eq!(h.b1.requests("INVITE").len(), invites_before, "not relayed");
+    assert_eq!(
+        h.sbc.media().updates.len(),
+        updates_before,
+        "media untouched"
+    );
+    assert_eq!(h.sbc.active_calls(), 1);
+}
+
 #[test]
 fn reinvite_hold_and_resume_from_caller() {
     let mut h = H::new();

@@ -225,6 +225,20 @@ impl<M: MediaControl> B2bua<M> {
     ) {
         let to = from.other();
         let method = req.method().cloned().unwrap_or(Method::Info);
+        // An anchored call must read an offer to rewrite it: one it cannot read is refused
+        // as the initial INVITE's would be (a bypassed call relays it as it is).
+        let anchored = self.calls.get(&call).is_some_and(|c| c.media.is_some());
+        if anchored && has_sdp(&req) && SessionDescription::parse(req.body()).is_err() {
+            self.reply(
+                now,
+                tx,
+                &req,
+                488,
+                "Not Acceptable Here (unreadable SDP)",
+                None,
+            );
+            return;
+        }
         let Some((mut out, dest)) = self.dialog_request(call, to, method.clone()) else {
             self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
             return;
