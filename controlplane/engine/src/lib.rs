@@ -52,7 +52,7 @@
 //! | build (per config generation) | `Router::new(&EngineConfig) -> Result<Router, RoutingError>` (engine `RouteConfig`: prefix, strip, prepend), or `Router::with_rules(&trunks, &[RouteRule])` for the full rule language: `NumberMatch::{Any, Prefix, Regex}` (anchored) on called and calling numbers, `TranslationRule::{StripDigits, StripPrefix, AddPrefix, Replace { pattern, replacement }, E164 { country_code, trunk_prefix, international_prefix }}` for both numbers, per-target called translations, `reject: Some(status)` rules |
 //! | which trunk sent this | `classify_source(src, transport, tls_peer_names: Option<&[String]>) -> Option<TrunkId>` (ACL/address + transport; TLS trunks with `tls_server_name` by certificate SAN, wildcards per RFC 6125: `tls_name_matches`) |
 //! | route a call | `route(inbound, called, calling) -> Result<RouteDecision { route, targets: Vec<RouteTarget { trunk, called }>, called, calling, redirect }, RouteReject>`; `RouteReject::status()` = 404 / 484 / rule status |
-//! | 503 + Retry-After | `RetryAfterTracker::new(max)`: `mark_unavailable(now, trunk, retry_after)`, `filter(now, &targets)`, `unavailable_until`, `purge` |
+//! | 503 + Retry-After | `RetryAfterTracker::new(max)` (the B2BUA's cap: `b2bua::MAX_RETRY_AFTER`), by trunk name: `mark_unavailable(now, name, retry_after)`, `is_available(now, name)`, `unavailable_until`, `purge` |
 //! | E.164 | `to_e164(number, cc, trunk_prefix, intl_prefix) -> Option<String>` |
 //!
 //! ## Policy (`policy`)
@@ -61,7 +61,7 @@
 //! |---|---|
 //! | admit a request | `Policy::new(&PolicyConfig)` (or `with_settings(unknown, Some(RateLimitSettings { per_second, burst, ban, capacity, ipv6_prefix, exempt_trunks }))`); `check_request(now, src_ip, trunk: Option<TrunkId>) -> PolicyVerdict::{Allow, Reject403, Drop, RateLimited { until, new_ban }}` |
 //! | inspect / reload | `bans()`, `banned_until(now, ip)`, `tracked_sources()`, `stats() -> &PolicyStats`, `set_config(&PolicyConfig)` (bans survive) |
-//! | concurrent calls per trunk | `TrunkLimits::new(&EngineConfig)`: `try_acquire(trunk) -> bool`, `release(trunk)`, `active`, `rejected`, `reconfigure(&old, &new)` |
+//! | concurrent calls per trunk | `TrunkLimits::new()`, by trunk name (a call keeps its own config generation): `try_acquire(&TrunkConfig) -> bool` against its `max_calls`, `release(name)`, `active(name)`, `rejected(name)` |
 //!
 //! The rate table is a token bucket per source (IPv6 per /64) in a bounded
 //! LRU table (64k entries by default); exceeding the rate bans the source.

@@ -279,6 +279,35 @@ fn retry_after_skips_trunk_for_its_duration() {
     assert_eq!(h.b2.requests("INVITE").len(), 2);
 }
 
+/// A hostile Retry-After (years) takes the trunk out for at most `MAX_RETRY_AFTER`.
+#[test]
+fn retry_after_is_capped() {
+    let mut h = H::new();
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
+    let now = h.now;
+    let mut r = portcullis_engine::transaction::make_response(&binv, 503, "Busy", Some("t"));
+    r.push_header("Retry-After", "4000000000");
+    h.b1.layer.respond(now, btx, &r).unwrap();
+    h.pump();
+    let (b2tx, b2inv) = h.b2.last_request("INVITE");
+    let now = h.now;
+    h.b2.respond(now, b2tx, &b2inv, 486, "x", None);
+    h.pump();
+    let before = h.b1.requests("INVITE").len();
+    // Just before the cap ends: still skipped.
+    h.advance(portcullis_engine::b2bua::MAX_RETRY_AFTER - Duration::from_secs(5));
+    let now = h.now;
+    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_002, "")));
+    h.pump();
+    assert_eq!(h.b1.requests("INVITE").len(), before, "b1 skipped");
+    // Past it: b1 is tried again.
+    h.advance(Duration::from_secs(10));
+    let now = h.now;
+    h.a.invite(now, "300", Some(&sdp("192.168.1.10", 10_004, "")));
+    h.pump();
+    assert_eq!(h.b1.requests("INVITE").len(), before + 1, "b1 back in use");
+}
+
 #[test]
 fn decline_603_stops() {
     let mut h = H::new();

@@ -244,27 +244,32 @@ fn table_is_bounded_with_lru_eviction() {
 
 #[test]
 fn trunk_call_limits() {
-    let mut l = TrunkLimits::from_limits(vec![Some(2), None, Some(0)]);
-    let t0 = TrunkId(0);
-    assert!(l.try_acquire(t0));
-    assert!(l.try_acquire(t0));
-    assert!(!l.try_acquire(t0));
-    assert_eq!(l.active(t0), 2);
-    assert_eq!(l.rejected(t0), 1);
-    l.release(t0);
-    assert!(l.try_acquire(t0));
+    let limited = |name: &str, max: Option<u32>| engine_config(&[(name, max)]).trunks.remove(0);
+    let (a, b, z) = (
+        limited("a", Some(2)),
+        limited("b", None),
+        limited("z", Some(0)),
+    );
+    let mut l = TrunkLimits::new();
+    assert!(l.try_acquire(&a));
+    assert!(l.try_acquire(&a));
+    assert!(!l.try_acquire(&a));
+    assert_eq!(l.active("a"), 2);
+    assert_eq!(l.rejected("a"), 1);
+    l.release("a");
+    assert!(l.try_acquire(&a));
     // Unlimited trunk.
     for _ in 0..10_000 {
-        assert!(l.try_acquire(TrunkId(1)));
+        assert!(l.try_acquire(&b));
     }
-    assert_eq!(l.active(TrunkId(1)), 10_000);
-    // Zero means no calls; unknown trunks are refused.
-    assert!(!l.try_acquire(TrunkId(2)));
-    assert!(!l.try_acquire(TrunkId(9)));
-    // Over-release saturates.
-    l.release(TrunkId(2));
-    l.release(TrunkId(9));
-    assert_eq!(l.active(TrunkId(2)), 0);
+    assert_eq!(l.active("b"), 10_000);
+    // Zero means no calls.
+    assert!(!l.try_acquire(&z));
+    // Over-release saturates; an unknown name is nothing.
+    l.release("z");
+    l.release("nope");
+    assert_eq!(l.active("z"), 0);
+    assert_eq!(l.active("nope"), 0);
 }
 
 #[test]
@@ -367,18 +372,21 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
 #[test]
 fn trunk_limits_follow_config_and_reload_by_name() {
     let old = engine_config(&[("a", Some(1)), ("b", Some(5))]);
-    let mut l = TrunkLimits::new(&old);
-    assert!(l.try_acquire(TrunkId(0)));
-    assert!(!l.try_acquire(TrunkId(0)));
-    assert!(l.try_acquire(TrunkId(1)));
-    assert!(l.try_acquire(TrunkId(1)));
-    // Reload: "b" moves to index 0 with limit 2, "a" becomes unlimited at 1.
+    let mut l = TrunkLimits::new();
+    assert!(l.try_acquire(&old.trunks[0]));
+    assert!(!l.try_acquire(&old.trunks[0]));
+    assert!(l.try_acquire(&old.trunks[1]));
+    assert!(l.try_acquire(&old.trunks[1]));
+    // Reload: "b" moves to index 0 with limit 2, "a" becomes unlimited at 1: the
+    // calls in progress count under their names against the new limits.
     let new = engine_config(&[("b", Some(2)), ("a", None)]);
-    l.reconfigure(&old, &new);
-    assert_eq!(l.active(TrunkId(0)), 2, "b's calls carried over");
-    assert_eq!(l.active(TrunkId(1)), 1, "a's call carried over");
-    assert!(!l.try_acquire(TrunkId(0)));
-    assert!(l.try_acquire(TrunkId(1)));
+    assert_eq!(l.active(&new.trunks[0].name), 2, "b's calls carried over");
+    assert_eq!(l.active(&new.trunks[1].name), 1, "a's call carried over");
+    assert!(!l.try_acquire(&new.trunks[0]));
+    assert!(l.try_acquire(&new.trunks[1]));
+    // An old-generation call releases under its name.
+    l.release(&old.trunks[1].name);
+    assert!(l.try_acquire(&new.trunks[0]));
 }
 
 #[test]

@@ -413,34 +413,37 @@ fn config_errors() {
 }
 
 #[test]
-fn retry_after_tracker_filters_targets() {
-    let rules = [rule("r", &[], NumberMatch::Any, &["carrier", "backup"])];
-    let r = Router::with_rules(&trunks(), &rules).unwrap();
-    let d = r.route(TrunkId(0), "1", "2").unwrap();
+fn retry_after_tracker_marks_trunks_by_name_and_caps() {
     let mut tr = RetryAfterTracker::new(Duration::from_secs(3600));
     let t0 = Timestamp::from_millis(1_000);
-    assert_eq!(tr.filter(t0, &d.targets), d.targets);
-    tr.mark_unavailable(t0, TrunkId(1), Duration::from_secs(30));
-    let left = tr.filter(t0, &d.targets);
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].trunk, TrunkId(2));
+    assert!(tr.is_available(t0, "carrier"));
+    tr.mark_unavailable(t0, "carrier", Duration::from_secs(30));
+    assert!(!tr.is_available(t0, "carrier"));
+    assert!(tr.is_available(t0, "backup"));
     assert_eq!(
-        tr.unavailable_until(t0, TrunkId(1)),
+        tr.unavailable_until(t0, "carrier"),
         Some(Timestamp::from_millis(31_000))
     );
     // A shorter Retry-After does not shorten the outage.
-    tr.mark_unavailable(t0, TrunkId(1), Duration::from_secs(5));
-    assert!(!tr.is_available(Timestamp::from_millis(30_999), TrunkId(1)));
-    assert!(tr.is_available(Timestamp::from_millis(31_000), TrunkId(1)));
-    // All unavailable → empty (caller answers 503).
-    tr.mark_unavailable(t0, TrunkId(2), Duration::from_secs(10));
-    assert!(tr.filter(t0, &d.targets).is_empty());
+    tr.mark_unavailable(t0, "carrier", Duration::from_secs(5));
+    assert!(!tr.is_available(Timestamp::from_millis(30_999), "carrier"));
+    assert!(tr.is_available(Timestamp::from_millis(31_000), "carrier"));
+    tr.mark_unavailable(t0, "backup", Duration::from_secs(10));
+    assert!(!tr.is_available(t0, "backup"));
     // A hostile Retry-After is capped.
     let mut capped = RetryAfterTracker::new(Duration::from_secs(60));
-    capped.mark_unavailable(t0, TrunkId(1), Duration::from_secs(86_400));
-    assert!(capped.is_available(Timestamp::from_millis(61_000), TrunkId(1)));
+    capped.mark_unavailable(t0, "carrier", Duration::from_secs(86_400));
+    assert!(!capped.is_available(Timestamp::from_millis(60_999), "carrier"));
+    assert!(capped.is_available(Timestamp::from_millis(61_000), "carrier"));
+    // Expired entries go on purge, and when another trunk is marked.
     tr.purge(Timestamp::from_millis(20_000));
     assert_eq!(tr.len(), 1);
+    tr.mark_unavailable(
+        Timestamp::from_millis(40_000),
+        "third",
+        Duration::from_secs(1),
+    );
+    assert_eq!(tr.len(), 1, "carrier's expired entry went");
 }
 
 #[test]

@@ -75,8 +75,11 @@ impl<M: MediaControl> B2bua<M> {
             408 | 500..=599 => {
                 if status == 503 {
                     if let Some(secs) = resp.and_then(retry_after) {
-                        self.trunk_blocked
-                            .insert(trunk_name, now + std::time::Duration::from_secs(secs));
+                        self.trunk_blocked.mark_unavailable(
+                            now,
+                            &trunk_name,
+                            std::time::Duration::from_secs(secs),
+                        );
                     }
                 }
                 self.stats.failovers += 1;

@@ -276,11 +276,9 @@ impl<M: MediaControl> B2bua<M> {
         let Some(t) = c.cfg.trunk(trunk) else {
             return false;
         };
-        let n = self.trunk_calls.entry(t.name.clone()).or_insert(0);
-        if t.max_calls.is_some_and(|max| *n >= max) {
+        if !self.trunk_calls.try_acquire(t) {
             return false;
         }
-        *n += 1;
         c.held_trunks.push(trunk);
         true
     }
@@ -292,10 +290,8 @@ impl<M: MediaControl> B2bua<M> {
         };
         if let Some(pos) = c.held_trunks.iter().position(|t| *t == trunk) {
             c.held_trunks.remove(pos);
-            if let Some(name) = c.cfg.trunk(trunk).map(|t| t.name.clone()) {
-                if let Some(n) = self.trunk_calls.get_mut(&name) {
-                    *n = n.saturating_sub(1);
-                }
+            if let Some(t) = c.cfg.trunk(trunk) {
+                self.trunk_calls.release(&t.name);
             }
         }
     }
@@ -325,12 +321,7 @@ impl<M: MediaControl> B2bua<M> {
             let Some(tcfg) = cfg.trunk(target.trunk) else {
                 continue;
             };
-            if target.redirect.is_none()
-                && self
-                    .trunk_blocked
-                    .get(&tcfg.name)
-                    .is_some_and(|until| *until > now)
-            {
+            if target.redirect.is_none() && !self.trunk_blocked.is_available(now, &tcfg.name) {
                 continue;
             }
             if !self.acquire_trunk(call, target.trunk) {

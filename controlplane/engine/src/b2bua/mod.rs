@@ -45,8 +45,8 @@ pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
 use crate::media::{MediaControl, MediaEvent, MediaId, Side, SrtpKeyMaterial, SrtpSuite};
-use crate::policy::{Policy, PolicyVerdict};
-use crate::routing::Router;
+use crate::policy::{Policy, PolicyVerdict, TrunkLimits};
+use crate::routing::{RetryAfterTracker, Router};
 use crate::time::Timestamp;
 use crate::transaction::{
     make_response, ConnId, Method, PeerAddr, SipMsg, Timer, TransactionLayer, TxConfig, TxEvent,
@@ -54,6 +54,10 @@ use crate::transaction::{
 };
 
 /// Bytes the driver must send.
+/// The longest a `503` with `Retry-After` takes a trunk out of routing (RFC 3261
+/// §21.5.4): a hostile or broken peer must not disable a trunk for days.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     pub dest: PeerAddr,
@@ -137,9 +141,9 @@ pub struct B2bua<M: MediaControl> {
     draining: bool,
     next_call: u64,
     /// Calls holding a slot per trunk.
-    trunk_calls: HashMap<String, u32>,
-    /// Trunks skipped until the time given by their Retry-After.
-    trunk_blocked: HashMap<String, Timestamp>,
+    trunk_calls: TrunkLimits,
+    /// Trunks skipped until the time given by their Retry-After (capped).
+    trunk_blocked: RetryAfterTracker,
     seed: u64,
     key_counter: u64,
     /// Trunk of the datagram being handled (classified before parsing).
@@ -177,8 +181,8 @@ impl<M: MediaControl> B2bua<M> {
             stats: EngineStats::default(),
             draining: false,
             next_call: 1,
-            trunk_calls: HashMap::new(),
-            trunk_blocked: HashMap::new(),
+            trunk_calls: TrunkLimits::new(),
+            trunk_blocked: RetryAfterTracker::new(MAX_RETRY_AFTER),
             seed,
             key_counter: 0,
             current_trunk: None,

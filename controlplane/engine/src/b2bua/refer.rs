@@ -352,8 +352,7 @@ impl<M: MediaControl> B2bua<M> {
                 .calls
                 .get(&call)
                 .and_then(|c| c.cfg.trunk(target.trunk))
-                .and_then(|t| self.trunk_blocked.get(&t.name))
-                .is_some_and(|until| *until > now);
+                .is_some_and(|t| !self.trunk_blocked.is_available(now, &t.name));
             if blocked {
                 continue;
             }
@@ -588,7 +587,7 @@ impl<M: MediaControl> B2bua<M> {
         self.release_trunk(call, t.leg.target.trunk);
         if let (503, Some(secs), Some(name)) = (status, resp.and_then(retry_after), trunk) {
             self.trunk_blocked
-                .insert(name, now + std::time::Duration::from_secs(secs));
+                .mark_unavailable(now, &name, std::time::Duration::from_secs(secs));
         }
         let targets = if matches!(status, 408 | 500..=599) {
             t.targets

@@ -105,10 +105,8 @@ impl<M: MediaControl> B2bua<M> {
         }
         let cfg = c.cfg.clone();
         for t in held {
-            if let Some(name) = cfg.trunk(t).map(|t| t.name.clone()) {
-                if let Some(n) = self.trunk_calls.get_mut(&name) {
-                    *n = n.saturating_sub(1);
-                }
+            if let Some(t) = cfg.trunk(t) {
+                self.trunk_calls.release(&t.name);
             }
         }
         let Some(c) = self.calls.get(&call) else {

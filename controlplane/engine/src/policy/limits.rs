@@ -1,85 +1,58 @@
 //! Per-trunk concurrent call limits (`max_calls`).
 
-use crate::config::{EngineConfig, TrunkId};
+use std::collections::HashMap;
 
-/// Counts calls in progress per trunk against its limit.
+use crate::config::TrunkConfig;
+
+/// Counts calls in progress per trunk against its limit, keyed by trunk *name*: a call
+/// keeps the configuration it started with, so its slot is given back under the same
+/// name whatever a reload renumbered since; the limit applied is the one of the
+/// configuration handed to [`TrunkLimits::try_acquire`] (the call's).
 ///
-/// Invariant: `active[t] <= limit[t]` for limited trunks; every successful
-/// [`TrunkLimits::try_acquire`] must be paired with one
+/// Invariant: every successful [`TrunkLimits::try_acquire`] is paired with one
 /// [`TrunkLimits::release`] when the call (leg) ends.
 #[derive(Debug, Clone, Default)]
 pub struct TrunkLimits {
-    limits: Vec<Option<u32>>,
-    active: Vec<u32>,
-    rejected: Vec<u64>,
+    active: HashMap<String, u32>,
+    rejected: HashMap<String, u64>,
 }
 
 impl TrunkLimits {
-    /// Limits from the engine config (`TrunkConfig::max_calls`).
+    /// No call in progress.
     #[must_use]
-    pub fn new(cfg: &EngineConfig) -> Self {
-        Self::from_limits(cfg.trunks.iter().map(|t| t.max_calls).collect())
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Limits indexed by [`TrunkId`] (`None` = unlimited).
-    #[must_use]
-    pub fn from_limits(limits: Vec<Option<u32>>) -> Self {
-        let n = limits.len();
-        Self {
-            limits,
-            active: vec![0; n],
-            rejected: vec![0; n],
-        }
-    }
-
-    /// Takes one call slot on `trunk`; `false` (and counted) when the trunk
-    /// is at its limit or unknown.
-    pub fn try_acquire(&mut self, trunk: TrunkId) -> bool {
-        let (Some(limit), Some(active)) = (self.limits.get(trunk.0), self.active.get_mut(trunk.0))
-        else {
-            return false;
-        };
-        if limit.is_some_and(|l| *active >= l) {
-            if let Some(r) = self.rejected.get_mut(trunk.0) {
-                *r += 1;
-            }
+    /// Takes one call slot on `trunk`; `false` (and counted) when the trunk is at its
+    /// `max_calls`.
+    pub fn try_acquire(&mut self, trunk: &TrunkConfig) -> bool {
+        let active = self.active.entry(trunk.name.clone()).or_insert(0);
+        if trunk.max_calls.is_some_and(|max| *active >= max) {
+            *self.rejected.entry(trunk.name.clone()).or_insert(0) += 1;
             return false;
         }
         *active += 1;
         true
     }
 
-    /// Returns one slot (saturating: a double release cannot underflow).
-    pub fn release(&mut self, trunk: TrunkId) {
-        if let Some(a) = self.active.get_mut(trunk.0) {
+    /// Returns one slot of the trunk named `trunk` (saturating: a double release
+    /// cannot underflow).
+    pub fn release(&mut self, trunk: &str) {
+        if let Some(a) = self.active.get_mut(trunk) {
             *a = a.saturating_sub(1);
         }
     }
 
-    /// Calls in progress on `trunk`.
+    /// Calls in progress on the trunk named `trunk`.
     #[must_use]
-    pub fn active(&self, trunk: TrunkId) -> u32 {
-        self.active.get(trunk.0).copied().unwrap_or(0)
+    pub fn active(&self, trunk: &str) -> u32 {
+        self.active.get(trunk).copied().unwrap_or(0)
     }
 
-    /// Calls refused on `trunk` because of its limit.
+    /// Calls refused on the trunk named `trunk` because of its limit.
     #[must_use]
-    pub fn rejected(&self, trunk: TrunkId) -> u64 {
-        self.rejected.get(trunk.0).copied().unwrap_or(0)
-    }
-
-    /// Applies a reloaded config: new limits by trunk *name*; calls in
-    /// progress keep their slot under the same name (a trunk that
-    /// disappeared loses its count, its calls release nothing harmful).
-    pub fn reconfigure(&mut self, old: &EngineConfig, new: &EngineConfig) {
-        let mut next = Self::new(new);
-        for (i, t) in old.trunks.iter().enumerate() {
-            if let Some(j) = new.trunks.iter().position(|n| n.name == t.name) {
-                if let (Some(a), Some(slot)) = (self.active.get(i), next.active.get_mut(j)) {
-                    *slot = *a;
-                }
-            }
-        }
-        *self = next;
+    pub fn rejected(&self, trunk: &str) -> u64 {
+        self.rejected.get(trunk).copied().unwrap_or(0)
     }
 }

@@ -4,18 +4,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::config::TrunkId;
 use crate::time::Timestamp;
 
-use super::RouteTarget;
-
-/// Per-trunk "unavailable until" times.
+/// Per-trunk "unavailable until" times, keyed by trunk *name* (they outlive a reload
+/// that renumbers the trunks).
 ///
 /// Invariant: an entry is only meaningful while `until > now`; expired
 /// entries are ignored and removed by [`RetryAfterTracker::purge`].
 #[derive(Debug, Default, Clone)]
 pub struct RetryAfterTracker {
-    until: HashMap<TrunkId, Timestamp>,
+    until: HashMap<String, Timestamp>,
     /// Upper bound on a peer-supplied Retry-After (a hostile or broken peer
     /// must not disable a trunk for days).
     max_retry_after: Duration,
@@ -33,36 +31,29 @@ impl RetryAfterTracker {
 
     /// `trunk` answered `503` with `Retry-After: retry_after` at `now`.
     /// A later deadline extends, an earlier one does not shorten.
-    pub fn mark_unavailable(&mut self, now: Timestamp, trunk: TrunkId, retry_after: Duration) {
+    pub fn mark_unavailable(&mut self, now: Timestamp, trunk: &str, retry_after: Duration) {
         let until = now + retry_after.min(self.max_retry_after);
-        let e = self.until.entry(trunk).or_insert(until);
-        if until > *e {
-            *e = until;
+        match self.until.get_mut(trunk) {
+            Some(e) => *e = (*e).max(until),
+            None => {
+                // Expired entries go when a new trunk is added: the table stays as
+                // small as the trunks currently out.
+                self.purge(now);
+                self.until.insert(trunk.to_owned(), until);
+            }
         }
     }
 
     /// Whether `trunk` may be tried at `now`.
     #[must_use]
-    pub fn is_available(&self, now: Timestamp, trunk: TrunkId) -> bool {
-        self.until.get(&trunk).is_none_or(|u| *u <= now)
+    pub fn is_available(&self, now: Timestamp, trunk: &str) -> bool {
+        self.until.get(trunk).is_none_or(|u| *u <= now)
     }
 
     /// When `trunk` becomes available again (`None`: it is).
     #[must_use]
-    pub fn unavailable_until(&self, now: Timestamp, trunk: TrunkId) -> Option<Timestamp> {
-        self.until.get(&trunk).copied().filter(|u| *u > now)
-    }
-
-    /// The targets that may be tried at `now`, order kept. May be empty:
-    /// the caller then answers `503` (with Retry-After = the earliest
-    /// [`RetryAfterTracker::unavailable_until`]).
-    #[must_use]
-    pub fn filter(&self, now: Timestamp, targets: &[RouteTarget]) -> Vec<RouteTarget> {
-        targets
-            .iter()
-            .filter(|t| self.is_available(now, t.trunk))
-            .cloned()
-            .collect()
+    pub fn unavailable_until(&self, now: Timestamp, trunk: &str) -> Option<Timestamp> {
+        self.until.get(trunk).copied().filter(|u| *u > now)
     }
 
     /// Forgets expired entries.
