@@ -69,6 +69,34 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| (*x).to_owned()).collect()
 }
 
+/// A scenario file of tests/scenarios, by its path in the test's directory.
+fn file(dir: &Path, name: &str) -> String {
+    scenario(dir, name).to_string_lossy().into_owned()
+}
+
+/// One call through a fresh appliance (port block `n`, route left → right), UAC and UAS
+/// each running the one scenario file `uac` and `uas` make in the test's directory.
+fn scripted_call(
+    n: u16,
+    uac: impl FnOnce(&Path) -> String,
+    uas: impl FnOnce(&Path) -> String,
+) -> serde_json::Value {
+    let _serial = serial();
+    let p = Ports::for_test(n);
+    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
+    let dir = app.dir.path();
+    let (uac, uas) = (uac(dir), uas(dir));
+    one_call(
+        &app,
+        p,
+        &Flow {
+            uac: s(&["-sf", &uac, "-m", "1"]),
+            uas: s(&["-sf", &uas, "-m", "1"]),
+            uas2: None,
+        },
+    )
+}
+
 #[test]
 fn bye_from_caller() {
     let _serial = serial();
@@ -90,20 +118,10 @@ fn bye_from_caller() {
 
 #[test]
 fn bye_from_callee() {
-    let _serial = serial();
-    let p = Ports::for_test(11);
-    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
-    let dir = app.dir.path();
-    let uac = scenario(dir, "uac_wait_bye.xml");
-    let uas = scenario(dir, "uas_callee_bye.xml");
-    let c = one_call(
-        &app,
-        p,
-        &Flow {
-            uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
-            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
-            uas2: None,
-        },
+    let c = scripted_call(
+        11,
+        |d| file(d, "uac_wait_bye.xml"),
+        |d| file(d, "uas_callee_bye.xml"),
     );
     assert_eq!(end_kind(&c), "normal_clearing", "{c}");
     assert_eq!(c["end_reason"]["by"], "callee", "{c}");
@@ -111,20 +129,10 @@ fn bye_from_callee() {
 
 #[test]
 fn busy_486_is_relayed() {
-    let _serial = serial();
-    let p = Ports::for_test(12);
-    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
-    let dir = app.dir.path();
-    let uac = with_status(dir, "uac_expect_status.xml", 486);
-    let uas = with_status(dir, "uas_reply_status.xml", 486);
-    let c = one_call(
-        &app,
-        p,
-        &Flow {
-            uac: s(&["-sf", &uac, "-m", "1"]),
-            uas: s(&["-sf", &uas, "-m", "1"]),
-            uas2: None,
-        },
+    let c = scripted_call(
+        12,
+        |d| with_status(d, "uac_expect_status.xml", 486),
+        |d| with_status(d, "uas_reply_status.xml", 486),
     );
     assert_eq!(end_kind(&c), "rejected", "{c}");
     assert_eq!(c["end_reason"]["status"], 486, "{c}");
@@ -132,20 +140,10 @@ fn busy_486_is_relayed() {
 
 #[test]
 fn cancel_while_ringing() {
-    let _serial = serial();
-    let p = Ports::for_test(13);
-    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
-    let dir = app.dir.path();
-    let uac = scenario(dir, "uac_cancel.xml");
-    let uas = scenario(dir, "uas_ring_cancelled.xml");
-    let c = one_call(
-        &app,
-        p,
-        &Flow {
-            uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
-            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
-            uas2: None,
-        },
+    let c = scripted_call(
+        13,
+        |d| file(d, "uac_cancel.xml"),
+        |d| file(d, "uas_ring_cancelled.xml"),
     );
     assert_eq!(end_kind(&c), "cancelled", "{c}");
 }
@@ -287,20 +285,10 @@ fn early_media_183_reaches_the_caller_anchored() {
 
 #[test]
 fn reinvite_hold_and_resume() {
-    let _serial = serial();
-    let p = Ports::for_test(18);
-    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
-    let dir = app.dir.path();
-    let uac = scenario(dir, "uac_hold_resume.xml");
-    let uas = scenario(dir, "uas_reinvite.xml");
-    let c = one_call(
-        &app,
-        p,
-        &Flow {
-            uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
-            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
-            uas2: None,
-        },
+    let c = scripted_call(
+        18,
+        |d| file(d, "uac_hold_resume.xml"),
+        |d| file(d, "uas_reinvite.xml"),
     );
     assert_eq!(end_kind(&c), "normal_clearing", "{c}");
     assert_eq!(c["end_reason"]["by"], "caller", "{c}");
@@ -308,20 +296,10 @@ fn reinvite_hold_and_resume() {
 
 #[test]
 fn reliable_provisional_prack() {
-    let _serial = serial();
-    let p = Ports::for_test(19);
-    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
-    let dir = app.dir.path();
-    let uac = scenario(dir, "uac_prack.xml");
-    let uas = scenario(dir, "uas_prack.xml");
-    let c = one_call(
-        &app,
-        p,
-        &Flow {
-            uac: s(&["-sf", uac.to_str().unwrap(), "-m", "1"]),
-            uas: s(&["-sf", uas.to_str().unwrap(), "-m", "1"]),
-            uas2: None,
-        },
+    let c = scripted_call(
+        19,
+        |d| file(d, "uac_prack.xml"),
+        |d| file(d, "uas_prack.xml"),
     );
     assert_eq!(end_kind(&c), "normal_clearing", "{c}");
 }
