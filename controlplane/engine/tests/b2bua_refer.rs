@@ -51,6 +51,21 @@ fn refer(h: &mut H, db: &mut Dialog, refer_to: &str) -> (TxId, SipMsg) {
     (tx, req)
 }
 
+/// The transfer target (b2) answers the transfer INVITE `ctx`/`cinv` with 200 and its
+/// SDP at 172.16.0.30:30000.
+fn target_answers(h: &mut H, ctx: TxId, cinv: &SipMsg) {
+    let now = h.now;
+    h.b2.respond(
+        now,
+        ctx,
+        cinv,
+        200,
+        "ctag",
+        Some(&sdp("172.16.0.30", 30_000, "")),
+    );
+    h.pump();
+}
+
 fn notify_frags(p: &Peer) -> Vec<String> {
     p.requests("NOTIFY")
         .into_iter()
@@ -86,16 +101,7 @@ fn blind_transfer_from_b_leaves_a_talking_to_target() {
         "{body}"
     );
     assert!(h.b1.requests("BYE").is_empty());
-    let now = h.now;
-    h.b2.respond(
-        now,
-        ctx,
-        &cinv,
-        200,
-        "ctag",
-        Some(&sdp("172.16.0.30", 30_000, "")),
-    );
-    h.pump();
+    target_answers(&mut h, ctx, &cinv);
     assert!(!h.b2.acks().is_empty(), "target ACKed");
     assert_eq!(
         notify_frags(&h.b1),
@@ -247,16 +253,7 @@ fn blind_transfer_from_a_leaves_b_talking_to_target() {
     let b = body(&cinv);
     assert!(b.contains("m=audio 40002 "), "{b}");
     assert!(b.contains(MEDIA_IP) && !b.contains("172.16.0.20"), "{b}");
-    let now = h.now;
-    h.b2.respond(
-        now,
-        ctx,
-        &cinv,
-        200,
-        "ctag",
-        Some(&sdp("172.16.0.30", 30_000, "")),
-    );
-    h.pump();
+    target_answers(&mut h, ctx, &cinv);
     assert!(!h.b2.acks().is_empty(), "target ACKed");
     assert_eq!(
         notify_frags(&h.a),
@@ -793,16 +790,7 @@ fn transfer_legs_hold_trunk_slots() {
     let (mut da, mut db, _atx, _ainv) = h.answered();
     refer(&mut h, &mut db, "<sip:777@teams.example.com>");
     let (ctx, cinv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(
-        now,
-        ctx,
-        &cinv,
-        200,
-        "ctag",
-        Some(&sdp("172.16.0.30", 30_000, "")),
-    );
-    h.pump();
+    target_answers(&mut h, ctx, &cinv);
     assert_eq!(notify_frags(&h.b1).len(), 2);
     // b2's only slot is taken by the transferred call: a second transfer
     // toward b2 from a new b1 call fails with 503.
