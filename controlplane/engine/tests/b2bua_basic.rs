@@ -257,19 +257,24 @@ fn failover_on_503_then_answer_on_second() {
     assert_eq!(h.sbc.calls()[0].outbound_trunk.as_deref(), Some("b2"));
 }
 
-#[test]
-fn retry_after_skips_trunk_for_its_duration() {
-    let mut h = H::new();
+/// A call: b1 answers 503 with `Retry-After: value`, the failover to b2 gets 486.
+fn b1_503_with_retry_after(h: &mut H, value: &str) {
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
     let now = h.now;
     let mut r = portcullis_engine::transaction::make_response(&binv, 503, "Busy", Some("t"));
-    r.push_header("Retry-After", "60");
+    r.push_header("Retry-After", value);
     h.b1.layer.respond(now, btx, &r).unwrap();
     h.pump();
     let (b2tx, b2inv) = h.b2.last_request("INVITE");
     let now = h.now;
     h.b2.respond(now, b2tx, &b2inv, 486, "x", None);
     h.pump();
+}
+
+#[test]
+fn retry_after_skips_trunk_for_its_duration() {
+    let mut h = H::new();
+    b1_503_with_retry_after(&mut h, "60");
     // Second call within 60 s goes straight to b2.
     let before = h.b1.requests("INVITE").len();
     let now = h.now;
@@ -283,16 +288,7 @@ fn retry_after_skips_trunk_for_its_duration() {
 #[test]
 fn retry_after_is_capped() {
     let mut h = H::new();
-    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    let mut r = portcullis_engine::transaction::make_response(&binv, 503, "Busy", Some("t"));
-    r.push_header("Retry-After", "4000000000");
-    h.b1.layer.respond(now, btx, &r).unwrap();
-    h.pump();
-    let (b2tx, b2inv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(now, b2tx, &b2inv, 486, "x", None);
-    h.pump();
+    b1_503_with_retry_after(&mut h, "4000000000");
     let before = h.b1.requests("INVITE").len();
     // Just before the cap ends: still skipped.
     h.advance(portcullis_engine::b2bua::MAX_RETRY_AFTER - Duration::from_secs(5));
