@@ -242,6 +242,9 @@ pub struct WorkerCounters {
     pub rearms: Counter,
     /// io_uring receive completions with `ENOBUFS` (buffer ring empty; data stays queued).
     pub enobufs: Counter,
+    /// io_uring teardowns that did not get every request back within their bound (the
+    /// buffers were leaked rather than freed under the kernel).
+    pub teardown_leaks: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -277,6 +280,8 @@ pub struct WorkerStats {
     pub rearms: u64,
     /// io_uring `ENOBUFS` receive completions.
     pub enobufs: u64,
+    /// io_uring teardowns that leaked their buffers (requests still in flight).
+    pub teardown_leaks: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -316,6 +321,7 @@ impl WorkerCounters {
             },
             rearms: self.rearms.get(),
             enobufs: self.enobufs.get(),
+            teardown_leaks: self.teardown_leaks.get(),
             tid: self.tid.get(),
         }
     }

@@ -366,9 +366,10 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     arm_timer(&mut ring, &mut st);
     ctx.signal_ready();
     let result = event_loop(ctx, &mut ring, &mut st, &mut rearm);
-    quiesce(&mut ring, &mut st);
+    quiesce_sockets(&mut ring, &mut st, n_socks);
     if st.inflight > 0 {
         // The kernel may still own buffers: never free memory it could write to.
+        ctx.shared.worker.teardown_leaks.add(1);
         tracing::error!(
             worker = ctx.id.0,
             "io_uring did not quiesce; leaking its buffers"
@@ -561,35 +562,67 @@ fn on_recv(
 }
 
 /// Cancel everything in flight and reap completions until none is left (bounded: 2 s).
+/// One cancel-all request: right for the raw forwarders' few sockets. The kernel finds each
+/// request of a cancel-all by a scan of everything in flight, so its cost grows with the
+/// square of the requests: a relay worker uses [`quiesce_sockets`].
 pub(crate) fn quiesce(ring: &mut IoUring, st: &mut UringState) {
     let e = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
         .build()
         .user_data(ud(K_CANCEL, 0, 0));
     let _ = push(ring, &e);
+    reap_until_idle(ring, st);
+}
+
+/// Cancel the multishot receive of every socket `0..sockets`, the doorbell read and the
+/// timer, each by its own user data (the kernel looks each up directly), then reap until
+/// nothing is in flight (bounded: 2 s). Sends in flight complete by themselves.
+pub(crate) fn quiesce_sockets(ring: &mut IoUring, st: &mut UringState, sockets: u32) {
+    let targets = (0..sockets)
+        .map(|s| ud(K_RECV, s, 0))
+        .chain([ud(K_BELL, 0, 0), ud(K_TIMER, 0, 0)]);
+    for target in targets {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target))
+            .build()
+            .user_data(ud(K_CANCEL, 0, 0));
+        while !push(ring, &e) {
+            // Submission queue full: hand these to the kernel and make room.
+            let _ = ring.submit();
+            reap_ready(ring, st);
+        }
+    }
+    reap_until_idle(ring, st);
+}
+
+fn reap_until_idle(ring: &mut IoUring, st: &mut UringState) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let ts = types::Timespec::new().nsec(10_000_000);
     let args = types::SubmitArgs::new().timespec(&ts);
     while st.inflight > 0 && std::time::Instant::now() < deadline {
         let _ = ring.submitter().submit_with_args(1, &args);
-        while let Some(cqe) = ring.completion().next() {
-            let u = cqe.user_data();
-            match ud_kind(u) {
-                K_RECV => {
-                    if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                        st.recycle(bid);
-                    }
-                    if !cqueue::more(cqe.flags()) {
-                        st.inflight = st.inflight.saturating_sub(1);
-                    }
-                }
-                K_SEND => {
-                    st.inflight = st.inflight.saturating_sub(1);
-                    st.recycle(ud_bid(u));
-                }
-                K_BELL | K_TIMER => st.inflight = st.inflight.saturating_sub(1),
-                _ => {}
-            }
-        }
-        st.flush_recycled();
+        reap_ready(ring, st);
     }
+}
+
+/// Takes every completion ready now, giving buffers back and counting requests ended.
+fn reap_ready(ring: &mut IoUring, st: &mut UringState) {
+    while let Some(cqe) = ring.completion().next() {
+        let u = cqe.user_data();
+        match ud_kind(u) {
+            K_RECV => {
+                if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                    st.recycle(bid);
+                }
+                if !cqueue::more(cqe.flags()) {
+                    st.inflight = st.inflight.saturating_sub(1);
+                }
+            }
+            K_SEND => {
+                st.inflight = st.inflight.saturating_sub(1);
+                st.recycle(ud_bid(u));
+            }
+            K_BELL | K_TIMER => st.inflight = st.inflight.saturating_sub(1),
+            _ => {}
+        }
+    }
+    st.flush_recycled();
 }
