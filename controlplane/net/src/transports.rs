@@ -502,12 +502,12 @@ impl SipTransports {
     /// datagrams are the core's to drop. Returns how many open connections were closed.
     pub fn refuse(&self, ip: IpAddr, duration: Duration) -> usize {
         let mut t = self.inner.shared.table();
-        let until = Instant::now() + duration;
+        let now = Instant::now();
+        // Expired entries go when a ban is added: at most one sweep per ban.
+        t.refused.retain(|_, u| *u > now);
+        let until = now + duration;
         let e = t.refused.entry(ip).or_insert(until);
         *e = (*e).max(until);
-        // Expired entries go when the table grows: at most one sweep per ban.
-        let now = Instant::now();
-        t.refused.retain(|_, u| *u > now);
         let open: Vec<ConnId> = t
             .by_remote
             .iter()

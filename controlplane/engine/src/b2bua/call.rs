@@ -90,14 +90,14 @@ pub(crate) struct BLeg {
 }
 
 impl BLeg {
-    /// A leg whose INVITE (`invite`, on client transaction `tx`) has just gone out.
-    pub fn calling(
+    /// A leg toward `target` at `dest` with no transaction, no dialog and every flag clear:
+    /// finish it with [`BLeg::calling`] or [`BLeg::established`].
+    pub fn new(
         target: Target,
         dest: PeerAddr,
         call_id: String,
         tag: String,
         contact: String,
-        tx: TxId,
         invite: SipMsg,
     ) -> Self {
         Self {
@@ -106,7 +106,7 @@ impl BLeg {
             call_id,
             tag,
             contact,
-            invite_tx: Some(tx),
+            invite_tx: None,
             invite,
             dialog: None,
             provisional: false,
@@ -118,31 +118,21 @@ impl BLeg {
         }
     }
 
-    /// A leg taken over with its established `dialog` (transfers and joins).
-    pub fn established(
-        target: Target,
-        dest: PeerAddr,
-        call_id: String,
-        tag: String,
-        contact: String,
-        invite: SipMsg,
-        dialog: Option<Dialog>,
-    ) -> Self {
+    /// The leg whose INVITE has just gone out on client transaction `tx`.
+    pub fn calling(self, tx: TxId) -> Self {
         Self {
-            target,
-            dest,
-            call_id,
-            tag,
-            contact,
-            invite_tx: None,
-            invite,
+            invite_tx: Some(tx),
+            ..self
+        }
+    }
+
+    /// The leg taken over with its established `dialog` (transfers and joins).
+    pub fn established(self, dialog: Option<Dialog>) -> Self {
+        Self {
             dialog,
             provisional: true,
-            cancel_pending: false,
-            cancelled: false,
             final_received: true,
-            auth_tried: false,
-            retried_422: false,
+            ..self
         }
     }
 }

@@ -508,9 +508,7 @@ impl<M: MediaControl> B2bua<M> {
             .insert((b_call_id.clone(), b_tag.clone()), (call, Side::B));
         if let Some(c) = self.calls.get_mut(&call) {
             c.dialog_keys.push((b_call_id.clone(), b_tag.clone()));
-            c.b = Some(BLeg::calling(
-                target, dest, b_call_id, b_tag, contact, tx, inv,
-            ));
+            c.b = Some(BLeg::new(target, dest, b_call_id, b_tag, contact, inv).calling(tx));
         }
         true
     }

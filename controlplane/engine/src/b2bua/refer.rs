@@ -152,7 +152,7 @@ impl Leg {
     fn into_b(self, called: String) -> BLeg {
         match self {
             Self::B(b) => b,
-            Self::A(a) => BLeg::established(
+            Self::A(a) => BLeg::new(
                 Target {
                     trunk: a.trunk,
                     called,
@@ -163,8 +163,8 @@ impl Leg {
                 a.tag,
                 a.contact,
                 a.invite,
-                a.dialog,
-            ),
+            )
+            .established(a.dialog),
         }
     }
 
@@ -502,7 +502,7 @@ impl<M: MediaControl> B2bua<M> {
             c.transfer = Some(Transfer {
                 referrer,
                 refer_cseq,
-                leg: BLeg::calling(target, dest, call_id, tag, contact, tx, inv),
+                leg: BLeg::new(target, dest, call_id, tag, contact, inv).calling(tx),
                 saved,
                 targets: std::collections::VecDeque::new(),
                 extra: NewLeg::default(),
@@ -1133,19 +1133,21 @@ impl<M: MediaControl> B2bua<M> {
                         let Some(b) = o.b.as_mut() else {
                             return;
                         };
-                        Leg::B(BLeg::established(
-                            Target {
-                                trunk: b.target.trunk,
-                                called: number.clone(),
-                                redirect: None,
-                            },
-                            b.dest,
-                            b.call_id.clone(),
-                            b.tag.clone(),
-                            b.contact.clone(),
-                            b.invite.clone(),
-                            b.dialog.take(),
-                        ))
+                        Leg::B(
+                            BLeg::new(
+                                Target {
+                                    trunk: b.target.trunk,
+                                    called: number.clone(),
+                                    redirect: None,
+                                },
+                                b.dest,
+                                b.call_id.clone(),
+                                b.tag.clone(),
+                                b.contact.clone(),
+                                b.invite.clone(),
+                            )
+                            .established(b.dialog.take()),
+                        )
                     }
                 };
                 let key = leg.key();
