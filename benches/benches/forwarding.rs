@@ -9,7 +9,7 @@
 //! Run: `cargo bench -p portcullis-benches --bench forwarding`
 //! (`FWD_SECS` sets the measurement window per case, default 2; `FWD_ROUNDS` the number of
 //! interleaved rounds, default 3, best kept per case; `FWD_CASES` a comma-separated subset of
-//! case names).
+//! case names; `FWD_LOADS` `paced` or `flat` for one load only).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -90,6 +90,10 @@ struct Outcome {
     forwarded: u64,
     secs: f64,
     cpu_us: f64,
+    /// Busy time of the worker's core over the window (every task, interrupt and softirq).
+    core_us: f64,
+    /// Time stolen from the worker's core by the hypervisor over the window.
+    steal_us: f64,
 }
 
 impl Outcome {
@@ -165,6 +169,13 @@ fn generate(
     sent
 }
 
+/// Busy and stolen microseconds of `core` so far.
+fn core_time(core: usize) -> (f64, f64) {
+    rawfwd::core_time(core).map_or((f64::NAN, f64::NAN), |(b, s)| {
+        (b.as_secs_f64() * 1e6, s.as_secs_f64() * 1e6)
+    })
+}
+
 fn cpu(tid: u64) -> f64 {
     rawfwd::thread_cpu_time(tid).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
 }
@@ -185,6 +196,10 @@ fn run_relay(
             backend,
             ring_capacity: 4096,
             inactivity_timeout: Duration::from_secs(3600),
+            uring_buffers: std::env::var("FWD_NBUF")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(4096),
             ..DataplaneConfig::default()
         })
     })
@@ -209,11 +224,11 @@ fn run_relay(
     generate(&mut seq, &gen, &dests, Load::Paced, 0.1, &stop);
     std::thread::sleep(Duration::from_millis(100));
     let tid = dp.worker_stats()[0].tid;
-    let (c0, s0) = (cpu(tid), dp.worker_stats()[0]);
+    let (c0, s0, k0) = (cpu(tid), dp.worker_stats()[0], core_time(WORKER_CORE));
     let t0 = Instant::now();
     let sent = generate(&mut seq, &gen, &dests, load, secs, &stop);
     std::thread::sleep(Duration::from_millis(20));
-    let (c1, s1) = (cpu(tid), dp.worker_stats()[0]);
+    let (c1, s1, k1) = (cpu(tid), dp.worker_stats()[0], core_time(WORKER_CORE));
     let el = t0.elapsed().as_secs_f64();
     let dropped: u64 = s1.drops.iter().sum::<u64>() - s0.drops.iter().sum::<u64>();
     if dropped > 0 {
@@ -224,6 +239,8 @@ fn run_relay(
         forwarded: s1.tx_packets - s0.tx_packets,
         secs: el,
         cpu_us: c1 - c0,
+        core_us: k1.0 - k0.0,
+        steal_us: k1.1 - k0.1,
     }
 }
 
@@ -272,11 +289,11 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
     // Warm-up, as for the relay (which needs it to latch): same caches, same sockets.
     let warm = generate(&mut seq, &gen, &dests, Load::Paced, 0.1, &gstop);
     std::thread::sleep(Duration::from_millis(100));
-    let c0 = cpu(tid);
+    let (c0, k0) = (cpu(tid), core_time(WORKER_CORE));
     let t0 = Instant::now();
     let sent = generate(&mut seq, &gen, &dests, load, secs, &gstop);
     std::thread::sleep(Duration::from_millis(20));
-    let c1 = cpu(tid);
+    let (c1, k1) = (cpu(tid), core_time(WORKER_CORE));
     let el = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let st = t.join().expect("raw thread").expect("raw loop");
@@ -288,6 +305,8 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
         forwarded: st.tx_packets.saturating_sub(warm),
         secs: el,
         cpu_us: c1 - c0,
+        core_us: k1.0 - k0.0,
+        steal_us: k1.1 - k0.1,
     }
 }
 
@@ -387,8 +406,8 @@ fn main() {
         if uring_ok { "available" } else { "unavailable" }
     );
     println!(
-        "{:<22} {:<6} {:>10} {:>12} {:>12} {:>10}",
-        "case", "load", "sent", "fwd_pps", "cpu_us/pkt", "cpu_%"
+        "{:<22} {:<6} {:>10} {:>12} {:>12} {:>10} {:>12} {:>8}",
+        "case", "load", "sent", "fwd_pps", "cpu_us/pkt", "cpu_%", "core_us/pkt", "steal_%"
     );
     // Cases interleaved over several rounds so every case sees the same background load;
     // per case the best round is kept (lowest CPU/packet paced, highest packets/s flat).
@@ -396,9 +415,16 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if quick { 1 } else { 3 });
+    let mut loads = vec![Load::Paced, Load::Flat];
+    match std::env::var("FWD_LOADS").as_deref() {
+        Ok("paced") => loads.retain(|l| *l == Load::Paced),
+        Ok("flat") => loads.retain(|l| *l == Load::Flat),
+        _ => {}
+    }
     let mut results: Vec<(Sut, Load, Outcome)> = Vec::new();
+    let mut every: Vec<(usize, Sut, Load, Outcome)> = Vec::new();
     for round in 0..rounds {
-        for load in [Load::Paced, Load::Flat] {
+        for &load in &loads {
             for &sut in &suts {
                 let o = match sut {
                     Sut::Relay { backend, srtp } => {
@@ -413,15 +439,18 @@ fn main() {
                     Sut::RawUringMulti => run_raw(true, true, load, secs, sink),
                 };
                 println!(
-                    "{:<22} {:<6} {:>10} {:>12.0} {:>12.3} {:>10.1}   (round {})",
+                    "{:<22} {:<6} {:>10} {:>12.0} {:>12.3} {:>10.1} {:>12.3} {:>8.1}   (round {})",
                     sut.name(),
                     if load == Load::Paced { "paced" } else { "flat" },
                     o.sent,
                     o.pps(),
                     o.us_per_pkt(),
                     100.0 * o.cpu_us / (o.secs * 1e6),
+                    o.core_us / o.forwarded as f64,
+                    100.0 * o.steal_us / (o.secs * 1e6),
                     round + 1
                 );
+                every.push((round, sut, load, o));
                 match results.iter_mut().find(|(s, l, _)| *s == sut && *l == load) {
                     Some((_, _, best)) => {
                         let better = match load {
@@ -513,5 +542,66 @@ fn main() {
         srtp_flat / rawn_flat_pps,
         rawn_paced_us / plain_us,
         rawn_paced_us / srtp_us,
+    );
+    // Paired: per round, the relay against the better baseline of that same round (run
+    // seconds apart, under the same background load and hypervisor steal), then the
+    // median over the rounds. Less sensitive to one lucky or unlucky case than the ratio
+    // of bests above.
+    let paired = |relay_case: &str, baselines: [&str; 2], load: Load| {
+        let mut ratios: Vec<f64> = (0..rounds)
+            .filter_map(|r| {
+                let at = |name: &str| {
+                    every
+                        .iter()
+                        .find(|(n, s, l, _)| *n == r && s.name() == name && *l == load)
+                        .map(|(_, _, _, o)| *o)
+                };
+                let ours = at(relay_case)?;
+                let base = baselines
+                    .iter()
+                    .filter_map(|b| at(b))
+                    .fold(None, |acc, o| {
+                        let better = |a: &Outcome| match load {
+                            Load::Paced => o.us_per_pkt() < a.us_per_pkt(),
+                            Load::Flat => o.pps() > a.pps(),
+                        };
+                        match acc {
+                            Some(a) if !better(&a) => Some(a),
+                            _ => Some(o),
+                        }
+                    })?;
+                let ratio = match load {
+                    Load::Paced => base.us_per_pkt() / ours.us_per_pkt(),
+                    Load::Flat => ours.pps() / base.pps(),
+                };
+                ratio.is_finite().then_some(ratio)
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        match ratios.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => ratios[n / 2],
+            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+        }
+    };
+    let (plain, srtp) = (format!("{relay}_plain"), format!("{relay}_srtp"));
+    let max_steal = every
+        .iter()
+        .map(|(_, _, _, o)| 100.0 * o.steal_us / (o.secs * 1e6))
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    println!(
+        "summary_paired backend={relay} rounds={rounds} \
+         plain_pps_2000={:.2} srtp_pps_2000={:.2} plain_cpu_2000={:.2} srtp_cpu_2000={:.2} \
+         plain_pps_1={:.2} srtp_pps_1={:.2} plain_cpu_1={:.2} srtp_cpu_1={:.2} \
+         max_steal_pct={max_steal:.1}",
+        paired(&plain, many, Load::Flat),
+        paired(&srtp, many, Load::Flat),
+        paired(&plain, many, Load::Paced),
+        paired(&srtp, many, Load::Paced),
+        paired(&plain, one, Load::Flat),
+        paired(&srtp, one, Load::Flat),
+        paired(&plain, one, Load::Paced),
+        paired(&srtp, one, Load::Paced),
     );
 }

@@ -447,6 +447,32 @@ pub fn current_tid() -> u64 {
     crate::sock::gettid()
 }
 
+/// Time core `core` has spent so far busy (user, system, interrupts, softirq) and stolen
+/// (the hypervisor running something else while it wanted to run), from `/proc/stat`
+/// (clock-tick resolution; idle itself is exact on a tickless kernel). Unlike
+/// [`thread_cpu_time`] the busy part includes work done on the core outside the thread,
+/// such as softirq packet delivery run from the idle task.
+#[must_use]
+pub fn core_time(core: usize) -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let tag = format!("cpu{core} ");
+    let line = stat.lines().find(|l| l.starts_with(&tag))?;
+    // user nice system idle iowait irq softirq steal guest guest_nice. Not idle, not
+    // iowait (an io_uring wait counts there); guest time is inside user already.
+    let f: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    let d = |t: u64| Duration::from_micros(t * 1_000_000 / hz);
+    Some((d(busy), d(at(7))))
+}
+
 /// CPU time (user + system) consumed so far by thread `tid` of this process, from
 /// `/proc/self/task/<tid>/stat` (clock-tick resolution).
 #[must_use]
