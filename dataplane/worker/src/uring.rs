@@ -190,7 +190,7 @@ impl UringState {
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = NAMELEN as u32;
         recv_hdr.msg_controllen = 0;
-        let step = u64::try_from(HOUSEKEEPING.as_nanos()).unwrap_or(50_000_000);
+        let step = u64::try_from(HOUSEKEEPING.as_nanos()).unwrap_or(10_000_000);
         let ts = Box::new(
             types::Timespec::new()
                 .sec(step / 1_000_000_000)

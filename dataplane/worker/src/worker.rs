@@ -18,8 +18,10 @@ use crate::types::{Backend, Command, DataplaneError, WorkerId};
 
 /// Commands applied per loop iteration at most (practice 9: every loop has a budget).
 pub(crate) const COMMAND_BUDGET: usize = 64;
-/// Housekeeping cadence: inactivity checks, RTP statistics publication.
-pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(50);
+/// Housekeeping cadence: each run takes the next slice of the pair table (inactivity
+/// checks, RTP statistics publication), so every pair is visited once per
+/// `HOUSEKEEPING × SWEEP_SLICES` = 1 s.
+pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(10);
 
 /// Everything a worker thread owns.
 pub(crate) struct WorkerCtx {
@@ -75,7 +77,7 @@ impl WorkerCtx {
     pub(crate) fn tick(&mut self, now_us: u64) -> u64 {
         if now_us >= self.next_housekeeping_us {
             self.relay.housekeeping(now_us);
-            let step = u64::try_from(HOUSEKEEPING.as_micros()).unwrap_or(50_000);
+            let step = u64::try_from(HOUSEKEEPING.as_micros()).unwrap_or(10_000);
             self.next_housekeeping_us = now_us + step;
         }
         self.next_housekeeping_us.saturating_sub(now_us)

@@ -421,6 +421,31 @@ fn event_ring_overflow_is_reported(backend: Backend, base: u16) {
     assert!(dp.poll_events().next().is_none(), "overflow reported once");
 }
 
+fn rtp_statistics_published(backend: Backend, base: u16) {
+    let dp = start(backend, base, 1);
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pb) = (peer(), peer());
+    dp.update(&h, plain(None), plain(Some(addr(&pb))))
+        .expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    // Sequence numbers 1..=20 with 5, 6 and 7 missing: 20 expected, 17 received, 3 lost.
+    for seq in (1..=20u16).filter(|s| !(5..=7).contains(s)) {
+        pa.send_to(&rtp(seq, u32::from(seq) * 160, 0xcafe, b"m"), to(h.port_a))
+            .expect("send");
+        assert!(recv(&pb).is_some(), "relayed");
+    }
+    // Housekeeping publishes every pair within a second (one slice of the table per run).
+    assert!(
+        wait_until(WAIT, || dp
+            .stats(&h)
+            .is_some_and(|s| s.a.rtp_received == 17)),
+        "RTP statistics published: {:?}",
+        dp.stats(&h)
+    );
+    let s = dp.stats(&h).expect("stats").a;
+    assert_eq!((s.rtp_expected, s.rtp_lost), (20, 3));
+}
+
 both_backends! {
     latching => 12000;
     relatch_policy => 12010;
@@ -433,4 +458,5 @@ both_backends! {
     full_ring_is_error => 12080;
     flags_off_forward_to_signalled => 12090;
     event_ring_overflow_is_reported => 12100;
+    rtp_statistics_published => 12110;
 }
