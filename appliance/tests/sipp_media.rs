@@ -105,6 +105,19 @@ fn rtp_relayed_both_ways_through_the_dataplane() {
     assert!(b_tx >= 100, "caller RTP not relayed to the callee: {c}");
     assert!(b_rx >= 100, "echo not received from the callee: {c}");
     assert!(a_tx >= 100, "echo not relayed to the caller: {c}");
+    // RTP statistics from the data plane: loss and jitter measured on both legs.
+    for leg in ["a", "b"] {
+        let lost = c["media"][leg]["lost"].as_u64();
+        let rx = counter(c, leg, "rx_packets");
+        assert!(
+            lost.is_some_and(|l| l * 10 < rx),
+            "leg {leg}: RTP loss measured and small: {c}"
+        );
+        assert!(
+            c["media"][leg]["jitter_us"].is_u64(),
+            "leg {leg}: jitter measured: {c}"
+        );
+    }
 }
 
 /// The bodies of the SIP messages in a sipp `-trace_msg` log whose first line starts

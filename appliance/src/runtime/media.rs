@@ -191,12 +191,17 @@ fn media_error(e: DataplaneError) -> MediaError {
     }
 }
 
+/// A leg's counters for the engine. RTP loss and jitter only once the data plane has
+/// published RTP statistics for the leg (it does so about once a second).
 fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
+    let measured = s.rtp_received > 0;
     LegMediaStats {
         rx_packets: s.rx_packets,
         rx_bytes: s.rx_bytes,
         tx_packets: s.tx_packets,
         tx_bytes: s.tx_bytes,
+        rtp_lost: measured.then_some(s.rtp_lost),
+        rtp_jitter_us: measured.then(|| u32::try_from(s.rtp_jitter_us).unwrap_or(u32::MAX)),
     }
 }
 

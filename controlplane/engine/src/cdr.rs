@@ -102,8 +102,10 @@ impl NumberRecord {
 }
 
 /// Media counters of one side: what its peer sent us (`rx_*`) and what we
-/// sent it (`tx_*`). `lost`/`jitter_us` are `null` when the data plane did
-/// not measure them (e.g. no RTCP, SRTP failure).
+/// sent it (`tx_*`). `lost`/`jitter_us` are the data plane's RTP statistics (published
+/// about once a second, so the last second of a call may be missing from them), `null`
+/// when it measured no RTP from that peer (none arrived, every packet failed SRTP, or
+/// media bypassed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaSideRecord {
     /// Packets received from this side's peer.
@@ -136,8 +138,8 @@ impl From<crate::media::LegMediaStats> for MediaSideRecord {
             rx_bytes: s.rx_bytes,
             tx_packets: s.tx_packets,
             tx_bytes: s.tx_bytes,
-            lost: None,
-            jitter_us: None,
+            lost: s.rtp_lost,
+            jitter_us: s.rtp_jitter_us,
         }
     }
 }

@@ -119,6 +119,11 @@ pub struct LegMediaStats {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// RTP packets lost from this leg's peer (RFC 3550 §6.4.1); `None` when no RTP
+    /// from it was measured.
+    pub rtp_lost: Option<u64>,
+    /// Interarrival jitter of the peer's RTP, microseconds; `None` as for `rtp_lost`.
+    pub rtp_jitter_us: Option<u32>,
 }
 
 /// Counters of a stream pair, copied into the CDR.

@@ -145,7 +145,7 @@ fn unanswered_and_end_reasons() {
 }
 
 #[test]
-fn media_stats_convert_without_loss_figures() {
+fn media_stats_convert_with_loss_figures_where_measured() {
     use portcullis_engine::media::{LegMediaStats, MediaStats};
     let m: MediaRecord = MediaStats {
         a: LegMediaStats {
@@ -153,12 +153,16 @@ fn media_stats_convert_without_loss_figures() {
             rx_bytes: 2,
             tx_packets: 3,
             tx_bytes: 4,
+            rtp_lost: Some(9),
+            rtp_jitter_us: Some(1250),
         },
         b: LegMediaStats {
             rx_packets: 5,
             rx_bytes: 6,
             tx_packets: 7,
             tx_bytes: 8,
+            rtp_lost: None,
+            rtp_jitter_us: None,
         },
     }
     .into();
@@ -170,6 +174,6 @@ fn media_stats_convert_without_loss_figures() {
         (m.b.rx_packets, m.b.rx_bytes, m.b.tx_packets, m.b.tx_bytes),
         (5, 6, 7, 8)
     );
-    assert_eq!(m.a.lost, None);
-    assert_eq!(m.b.jitter_us, None);
+    assert_eq!((m.a.lost, m.a.jitter_us), (Some(9), Some(1250)));
+    assert_eq!((m.b.lost, m.b.jitter_us), (None, None));
 }

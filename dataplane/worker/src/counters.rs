@@ -124,6 +124,8 @@ pub struct StreamCounters {
     pub rtp_lost: Counter,
     /// Interarrival jitter in RTP timestamp units (RFC 3550 §6.4.1).
     pub rtp_jitter: Counter,
+    /// The same jitter in microseconds (at the leg's clock rate).
+    pub rtp_jitter_us: Counter,
 }
 
 impl StreamCounters {
@@ -138,6 +140,7 @@ impl StreamCounters {
             &self.rtp_received,
             &self.rtp_lost,
             &self.rtp_jitter,
+            &self.rtp_jitter_us,
         ] {
             c.set(0);
         }
@@ -165,6 +168,7 @@ impl StreamCounters {
             rtp_received: self.rtp_received.get(),
             rtp_lost: self.rtp_lost.get(),
             rtp_jitter: self.rtp_jitter.get(),
+            rtp_jitter_us: self.rtp_jitter_us.get(),
         }
     }
 }
@@ -192,6 +196,8 @@ pub struct LegStats {
     pub rtp_lost: u64,
     /// Interarrival jitter (RTP timestamp units).
     pub rtp_jitter: u64,
+    /// Interarrival jitter in microseconds.
+    pub rtp_jitter_us: u64,
 }
 
 impl LegStats {

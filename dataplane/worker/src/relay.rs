@@ -297,7 +297,10 @@ impl Relay {
                     c.rtp_expected.set(leg.stats.expected());
                     c.rtp_received.set(leg.stats.received());
                     c.rtp_lost.set(u64::try_from(leg.stats.lost()).unwrap_or(0));
-                    c.rtp_jitter.set(u64::from(leg.stats.jitter()));
+                    let jitter = u64::from(leg.stats.jitter());
+                    c.rtp_jitter.set(jitter);
+                    c.rtp_jitter_us
+                        .set(jitter * 1_000_000 / u64::from(leg.clock_rate.max(1)));
                 }
                 if leg.srtp_failures - leg.srtp_failures_reported >= self.srtp_fail_threshold {
                     leg.srtp_failures_reported = leg.srtp_failures;

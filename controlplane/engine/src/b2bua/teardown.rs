@@ -4,9 +4,7 @@
 use super::call::{CallState, CallTimer};
 use super::failover::default_reason;
 use super::{B2bua, CallEvent, LINGER_T1_MULTIPLE};
-use crate::cdr::{
-    CdrRecord, EndReason, LegRecord, MediaRecord, MediaSideRecord, NumberRecord, Party,
-};
+use crate::cdr::{CdrRecord, EndReason, LegRecord, MediaRecord, NumberRecord, Party};
 use crate::dialog::DialogState;
 use crate::media::{MediaControl, Side};
 use crate::time::Timestamp;
@@ -143,10 +141,7 @@ impl<M: MediaControl> B2bua<M> {
             end_at_ms: now.as_millis() + off,
             end_reason: reason,
             final_status: c.final_status,
-            media: media_stats.map(|m| MediaRecord {
-                a: side_record(m.a),
-                b: side_record(m.b),
-            }),
+            media: media_stats.map(MediaRecord::from),
         };
         self.events
             .push_back(CallEvent::CallEnded { cdr: Box::new(cdr) });
@@ -190,17 +185,5 @@ impl<M: MediaControl> B2bua<M> {
         for (kind, at) in c.timers {
             self.timers.remove(&(at, call, kind));
         }
-    }
-}
-
-/// CDR media counters of one side.
-fn side_record(s: crate::media::LegMediaStats) -> MediaSideRecord {
-    MediaSideRecord {
-        rx_packets: s.rx_packets,
-        rx_bytes: s.rx_bytes,
-        tx_packets: s.tx_packets,
-        tx_bytes: s.tx_bytes,
-        lost: None,
-        jitter_us: None,
     }
 }
