@@ -196,6 +196,8 @@ targets = ["dead"]
         r#"portcullis_dataplane_command_ring_overflows_total{worker="0"}"#,
         r#"portcullis_dataplane_event_ring_overflows_total{worker="0"}"#,
         r#"portcullis_dataplane_srtp_failures_total{worker="0"}"#,
+        r#"portcullis_dataplane_uring_rearms_total{worker="0"}"#,
+        r#"portcullis_dataplane_uring_enobufs_total{worker="0"}"#,
         r#"portcullis_log_filter_info{filter="info"}"#,
     ] {
         assert!(sample(&after, series).is_some(), "no {series}:\n{after}");

@@ -240,6 +240,17 @@ pub const FAMILIES: &[Family] = &[
         "Ring commands ignored for a stale generation per worker.",
     ),
     fam(
+        "portcullis_dataplane_uring_rearms_total",
+        C,
+        "io_uring multishot receives re-armed after the kernel ended them (io_uring backend).",
+    ),
+    fam(
+        "portcullis_dataplane_uring_enobufs_total",
+        C,
+        "io_uring receives that found no free packet buffer (a burst beyond the buffer pool; \
+         the datagram waits in the socket until re-armed).",
+    ),
+    fam(
         "portcullis_dataplane_event_ring_overflows_total",
         C,
         "Events a worker lost because its event ring was full.",
@@ -653,6 +664,10 @@ fn render_dataplane(e: &mut Encoder, snap: &MetricsSnapshot) {
     });
     per_worker(e, "portcullis_dataplane_event_ring_overflows_total", &|w| {
         w.events_lost
+    });
+    per_worker(e, "portcullis_dataplane_uring_rearms_total", &|w| w.rearms);
+    per_worker(e, "portcullis_dataplane_uring_enobufs_total", &|w| {
+        w.enobufs
     });
     render_rings(e, &snap.rings);
 }
