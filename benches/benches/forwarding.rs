@@ -9,7 +9,8 @@
 //! Run: `cargo bench -p portcullis-benches --bench forwarding`
 //! (`FWD_SECS` sets the measurement window per case, default 2; `FWD_ROUNDS` the number of
 //! interleaved rounds, default 3, best kept per case; `FWD_CASES` a comma-separated subset of
-//! case names; `FWD_LOADS` `paced` or `flat` for one load only).
+//! case names; `FWD_LOADS` `paced` or `flat` for one load only; `FWD_VERBOSE` set prints
+//! the relay worker's loop, re-arm and ENOBUFS counts per case).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -233,6 +234,16 @@ fn run_relay(
     let dropped: u64 = s1.drops.iter().sum::<u64>() - s0.drops.iter().sum::<u64>();
     if dropped > 0 {
         println!("  ({} drops in the relay: {:?})", dropped, s1.drops);
+    }
+    if std::env::var_os("FWD_VERBOSE").is_some() {
+        let pkts = (s1.tx_packets - s0.tx_packets).max(1) as f64;
+        println!(
+            "  (loops {} = {:.1} packets per loop, rearms {}, enobufs {})",
+            s1.loops - s0.loops,
+            pkts / (s1.loops - s0.loops).max(1) as f64,
+            s1.rearms - s0.rearms,
+            s1.enobufs - s0.enobufs
+        );
     }
     Outcome {
         sent,
