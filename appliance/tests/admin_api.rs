@@ -105,6 +105,8 @@ fn full_snapshot() -> MetricsSnapshot {
         commands: 4,
         stale_commands: 1,
         events_lost: 1,
+        rearms: 1,
+        enobufs: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {
