@@ -192,7 +192,7 @@ fn media_error(e: DataplaneError) -> MediaError {
 }
 
 /// A leg's counters for the engine. RTP loss and jitter only once the data plane has
-/// published RTP statistics for the leg (it does so about once a second).
+/// published RTP statistics for the leg (about once a second; `None` before that).
 fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
     let measured = s.rtp_received > 0;
     LegMediaStats {

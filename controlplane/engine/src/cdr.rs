@@ -104,8 +104,8 @@ impl NumberRecord {
 /// Media counters of one side: what its peer sent us (`rx_*`) and what we
 /// sent it (`tx_*`). `lost`/`jitter_us` are the data plane's RTP statistics (published
 /// about once a second, so the last second of a call may be missing from them), `null`
-/// when it measured no RTP from that peer (none arrived, every packet failed SRTP, or
-/// media bypassed).
+/// when none were published for that peer: no RTP arrived, every packet failed SRTP,
+/// media was bypassed, or the call's media lasted less than about a second.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaSideRecord {
     /// Packets received from this side's peer.
