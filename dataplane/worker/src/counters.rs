@@ -251,6 +251,11 @@ pub struct WorkerCounters {
     /// io_uring teardowns that did not get every request back within their bound (the
     /// buffers were leaked rather than freed under the kernel).
     pub teardown_leaks: Counter,
+    /// Connected send sockets in use (gauge; io_uring backend, see `companion`).
+    pub connected_sockets: Counter,
+    /// Connected send sockets that could not be made (no free slot, or a socket call
+    /// failed): the leg sends from its unconnected socket instead.
+    pub connect_failures: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -288,6 +293,10 @@ pub struct WorkerStats {
     pub enobufs: u64,
     /// io_uring teardowns that leaked their buffers (requests still in flight).
     pub teardown_leaks: u64,
+    /// Connected send sockets in use.
+    pub connected_sockets: u64,
+    /// Connected send sockets that could not be made.
+    pub connect_failures: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -328,6 +337,8 @@ impl WorkerCounters {
             rearms: self.rearms.get(),
             enobufs: self.enobufs.get(),
             teardown_leaks: self.teardown_leaks.get(),
+            connected_sockets: self.connected_sockets.get(),
+            connect_failures: self.connect_failures.get(),
             tid: self.tid.get(),
         }
     }

@@ -60,15 +60,23 @@ pub(crate) fn bind_index(
 }
 
 /// Bind the worker's whole slice: sockets `0..table` into `ring`'s registered-file table,
-/// the rest as ordinary descriptors in `ctx.sockets`. Sets `ctx.fixed`.
+/// the rest as ordinary descriptors in `ctx.sockets`. Sets `ctx.fixed`. The table gets
+/// room after the slice's sockets, where the limit allows, for one connected companion
+/// per RTP port plus some slack ([`crate::companion`]); returns that number of slots.
 ///
 /// On error the table may hold some sockets; the caller unregisters it.
-pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
+pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<u32, DataplaneError> {
     let n = ctx.relay.sockets();
-    let table = table_size(n, sock::nofile_limit());
-    if table > 0 {
+    let limit = sock::nofile_limit();
+    let table = table_size(n, limit);
+    let companions = if table == n {
+        table_size(n + n / 2 + crate::companion::SLACK, limit) - n
+    } else {
+        0
+    };
+    if table + companions > 0 {
         ring.submitter()
-            .register_files_sparse(table)
+            .register_files_sparse(table + companions)
             .map_err(|e| DataplaneError::io("register fixed-file table", e))?;
     }
     let mut held: Vec<Socket> = Vec::with_capacity(INSTALL_BATCH);
@@ -105,7 +113,7 @@ pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<(), Data
         let sock = bind_index(ctx.bind_ip, ctx.base_port, s)?;
         ctx.sockets.push(sock);
     }
-    Ok(())
+    Ok(companions)
 }
 
 #[cfg(test)]

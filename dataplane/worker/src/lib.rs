@@ -11,6 +11,7 @@
 //! failures. Commands and events travel on bounded lock-free rings, one pair per worker;
 //! a full ring is an error ([`DataplaneError::RingFull`]), never a wait.
 
+mod companion;
 pub mod counters;
 mod fixed;
 mod mmsg;

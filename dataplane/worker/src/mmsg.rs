@@ -202,7 +202,7 @@ pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: 
                 Verdict::Drop
             }
         };
-        if let Verdict::Send { sock, to, len } = verdict {
+        if let Verdict::Send { sock, to, len, .. } = verdict {
             batch.queue(i, sock, to, len);
         }
     }

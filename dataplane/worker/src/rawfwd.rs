@@ -167,7 +167,7 @@ pub fn run_uring(
         }
         st.flush_recycled();
     }
-    quiesce(&mut ring, &mut st, 1);
+    quiesce(&mut ring, &mut st, 1, []);
     if st.inflight > 0 {
         drop(ring);
         Box::leak(Box::new(st));
@@ -370,7 +370,7 @@ pub fn run_uring_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, Data
             }
         }
     }
-    quiesce(&mut ring, &mut st, n);
+    quiesce(&mut ring, &mut st, n, []);
     if st.inflight > 0 {
         drop(ring);
         Box::leak(Box::new(st));

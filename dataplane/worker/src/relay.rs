@@ -33,10 +33,13 @@ pub const BUF_SIZE: usize = 2048;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Send `len` bytes from the start of the buffer out of socket `sock` to `to`.
+    /// `forward`: `to` is the sending leg's current RTP peer (media relayed to it, not a
+    /// STUN answer to whoever asked), so a socket connected to it may carry the packet.
     Send {
         sock: u32,
         to: SocketAddr,
         len: usize,
+        forward: bool,
     },
     /// Dropped (already counted).
     Drop,
@@ -405,6 +408,7 @@ impl Relay {
                             sock,
                             to: from,
                             len: n,
+                            forward: false,
                         }
                     }
                     Err(_) => drop_w(shared, lc, DropReason::Stun),
@@ -594,7 +598,12 @@ fn send_out(
         c.tx_bytes.add(n as u64);
     }
     let sock = u32::try_from(out_leg_slot * 2).unwrap_or(u32::MAX) + u32::from(rtcp_sock);
-    Verdict::Send { sock, to, len: n }
+    Verdict::Send {
+        sock,
+        to,
+        len: n,
+        forward: !rtcp_sock,
+    }
 }
 
 #[cfg(test)]
@@ -660,7 +669,8 @@ mod tests {
             Verdict::Send {
                 sock: 22,
                 to: addr(9),
-                len: 32
+                len: 32,
+                forward: true,
             }
         );
         assert_eq!(shared.legs[10].rx_packets.get(), 1);

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use crate::companion::{Companions, K_RECV_C, REARM_BIT};
 use crate::fixed::SockRef;
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{to_storage, zero_storage};
@@ -41,7 +42,7 @@ pub(crate) const K_RECV: u64 = 1;
 pub(crate) const K_SEND: u64 = 2;
 const K_BELL: u64 = 3;
 pub(crate) const K_TIMER: u64 = 4;
-const K_CANCEL: u64 = 5;
+pub(crate) const K_CANCEL: u64 = 5;
 
 pub(crate) fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
     (kind << 56) | (u64::from(sock) << 16) | u64::from(bid)
@@ -346,14 +347,18 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
             .register_buf_ring_with_flags(st.ring_mem.base as u64, nbuf, BGID, 0)
             .map_err(|e| DataplaneError::io("register buffer ring", e))?;
     }
-    if let Err(e) = crate::fixed::bind_slice(&ring, ctx) {
-        // Nothing in flight yet: release the sockets already installed now, not when the
-        // ring's teardown gets to it.
-        let _ = ring.submitter().unregister_files();
-        return Err(e);
-    }
+    let companion_slots = match crate::fixed::bind_slice(&ring, ctx) {
+        Ok(n) => n,
+        Err(e) => {
+            // Nothing in flight yet: release the sockets already installed now, not when
+            // the ring's teardown gets to it.
+            let _ = ring.submitter().unregister_files();
+            return Err(e);
+        }
+    };
     let n_socks = ctx.relay.sockets();
-    let mut rearm: Vec<u32> = Vec::with_capacity(n_socks as usize);
+    let mut comps = Companions::new(ctx.fixed, companion_slots, n_socks);
+    let mut rearm: Vec<u32> = Vec::with_capacity((n_socks + companion_slots) as usize);
     for s in 0..n_socks {
         if let Some(target) = ctx.sock_ref(s) {
             if !arm_recv_ref(&mut ring, &mut st, s, target) {
@@ -365,8 +370,8 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     arm_bell(&mut ring, &mut st, bell_fd);
     arm_timer(&mut ring, &mut st);
     ctx.signal_ready();
-    let result = event_loop(ctx, &mut ring, &mut st, &mut rearm);
-    quiesce(&mut ring, &mut st, n_socks);
+    let result = event_loop(ctx, &mut ring, &mut st, &mut rearm, &mut comps);
+    quiesce(&mut ring, &mut st, n_socks, comps.armed());
     if st.inflight > 0 {
         // The kernel may still own buffers: never free memory it could write to.
         ctx.shared.worker.teardown_leaks.add(1);
@@ -381,7 +386,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let _ = ring.submitter().unregister_buf_ring(BGID);
     // Close the registered sockets now (their ports free at once for a restart), not
     // whenever the ring's asynchronous teardown runs.
-    if ctx.fixed > 0 {
+    if ctx.fixed > 0 || companion_slots > 0 {
         let _ = ring.submitter().unregister_files();
     }
     drop(ring);
@@ -394,6 +399,7 @@ fn event_loop(
     ring: &mut IoUring,
     st: &mut UringState,
     rearm: &mut Vec<u32>,
+    comps: &mut Companions,
 ) -> Result<(), DataplaneError> {
     let mut spare_list: Vec<u32> = Vec::with_capacity(rearm.capacity());
     let spare = &mut spare_list;
@@ -419,13 +425,19 @@ fn event_loop(
             let Some(cqe) = ring.completion().next() else {
                 break;
             };
-            handle_cqe(ctx, ring, st, rearm, &cqe, now, bell_fd);
+            handle_cqe(ctx, ring, st, rearm, comps, &cqe, now, bell_fd);
         }
         st.flush_recycled();
         // Re-arm terminated multishots after buffers went back to the ring. Both lists
-        // were sized for every socket at start, so this never allocates.
+        // were sized for every socket and companion at start, so this never allocates.
         std::mem::swap(rearm, spare);
         for s in spare.drain(..) {
+            if s & REARM_BIT != 0 {
+                if !comps.rearm(ring, st, s & !REARM_BIT) {
+                    rearm.push(s);
+                }
+                continue;
+            }
             match ctx.sock_ref(s) {
                 Some(target) if arm_recv_ref(ring, st, s, target) => {
                     ctx.shared.worker.rearms.add(1);
@@ -434,16 +446,19 @@ fn event_loop(
                 None => {}
             }
         }
+        comps.service(ctx, ring, st);
     }
     Ok(())
 }
 
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn handle_cqe(
     ctx: &mut WorkerCtx,
     ring: &mut IoUring,
     st: &mut UringState,
     rearm: &mut Vec<u32>,
+    comps: &mut Companions,
     cqe: &cqueue::Entry,
     now: u64,
     bell_fd: i32,
@@ -470,7 +485,27 @@ fn handle_cqe(
             let Some(bid) = cqueue::buffer_select(flags) else {
                 return;
             };
-            on_recv(ctx, ring, st, sock, bid, now);
+            on_recv(ctx, ring, st, comps, sock, bid, now);
+        }
+        K_RECV_C => {
+            let more = cqueue::more(flags);
+            if !more {
+                st.inflight = st.inflight.saturating_sub(1);
+            }
+            let sock = comps.on_completion(ring, ud_sock(u), more, ctx.stop, rearm);
+            if res < 0 {
+                if res == -libc::ENOBUFS {
+                    ctx.shared.worker.enobufs.add(1);
+                }
+                return;
+            }
+            let Some(bid) = cqueue::buffer_select(flags) else {
+                return;
+            };
+            match sock {
+                Some(sock) => on_recv(ctx, ring, st, comps, sock, bid, now),
+                None => st.recycle(bid),
+            }
         }
         K_SEND => {
             st.inflight = st.inflight.saturating_sub(1);
@@ -500,6 +535,7 @@ fn on_recv(
     ctx: &mut WorkerCtx,
     ring: &mut IoUring,
     st: &mut UringState,
+    comps: &mut Companions,
     sock: u32,
     bid: u16,
     now: u64,
@@ -528,11 +564,33 @@ fn on_recv(
     };
     match ctx.relay.on_packet(sock, from, pkt, len, now) {
         Verdict::Drop => st.recycle(bid),
-        Verdict::Send { sock: out, to, len } => {
-            let Some(target) = ctx.sock_ref(out) else {
-                ctx.relay.on_send_error(out);
-                st.recycle(bid);
-                return;
+        Verdict::Send {
+            sock: out,
+            to,
+            len,
+            forward,
+        } => {
+            // A forward to the leg's peer leaves from the companion connected to it when
+            // there is one (no route lookup), or asks for one.
+            let connected = if forward {
+                let slot = comps.route(out, to);
+                if slot.is_none() {
+                    comps.want(out, to);
+                }
+                slot
+            } else {
+                None
+            };
+            let target = match connected {
+                Some(slot) => SockRef::Fixed(slot),
+                None => match ctx.sock_ref(out) {
+                    Some(t) => t,
+                    None => {
+                        ctx.relay.on_send_error(out);
+                        st.recycle(bid);
+                        return;
+                    }
+                },
             };
             let data = pkt.as_mut_ptr();
             let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
@@ -541,8 +599,13 @@ fn on_recv(
             };
             slot.iov.iov_base = data.cast();
             slot.iov.iov_len = len;
-            slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
-            slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+            if connected.is_some() {
+                slot.hdr.msg_namelen = 0;
+                slot.hdr.msg_name = std::ptr::null_mut();
+            } else {
+                slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
+                slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+            }
             slot.hdr.msg_iov = &mut slot.iov;
             slot.hdr.msg_iovlen = 1;
             let e = match target {
@@ -567,9 +630,15 @@ fn on_recv(
 /// themselves. Not one cancel-all: the kernel finds each request of a cancel-all by a
 /// scan of everything in flight, so its cost grows with the square of the sockets (15 s
 /// for 21,000); a cancel by user data stops at its own request.
-pub(crate) fn quiesce(ring: &mut IoUring, st: &mut UringState, sockets: u32) {
+pub(crate) fn quiesce(
+    ring: &mut IoUring,
+    st: &mut UringState,
+    sockets: u32,
+    others: impl IntoIterator<Item = u64>,
+) {
     let targets = (0..sockets)
         .map(|s| ud(K_RECV, s, 0))
+        .chain(others)
         .chain([ud(K_BELL, 0, 0), ud(K_TIMER, 0, 0)]);
     for target in targets {
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target))
@@ -599,7 +668,7 @@ fn reap_ready(ring: &mut IoUring, st: &mut UringState) {
     while let Some(cqe) = ring.completion().next() {
         let u = cqe.user_data();
         match ud_kind(u) {
-            K_RECV => {
+            K_RECV | K_RECV_C => {
                 if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
                     st.recycle(bid);
                 }

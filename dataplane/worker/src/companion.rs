@@ -1,0 +1,337 @@
+//! Connected send sockets ("companions") for the io_uring backend.
+//!
+//! An unconnected UDP `sendmsg` looks the route up for every packet (FIB lookup, xfrm
+//! check, source address): about 5 % of the relay's cost per packet (docs/PERFORMANCE.md,
+//! "Hypervisor steal, paired ratios"). A connected socket keeps its route. But a connected
+//! UDP socket only receives from its peer, so a leg's own unconnected socket stays as it is
+//! and a second socket joins it on the same port (`SO_REUSEPORT`), connected to the leg's
+//! current peer. The kernel hands the peer's datagrams to the connected socket (in a
+//! reuseport group with a connected member the lookup is scored, and the pick by hash skips
+//! connected members) and everything else to the leg's socket, as before. Both are read,
+//! and a datagram is handled the same whichever of the two it came in on.
+//!
+//! A companion is asked for when a leg forwards to a peer it has none for; that packet
+//! leaves the usual way. It is made at the end of the loop iteration, at most
+//! [`BUDGET`] per iteration (a few syscalls each, once per leg and peer), and lives in a
+//! slot of the ring's registered-file table after the slice's own sockets. When the leg's
+//! peer changes (re-latch, new SDP address) the old one's receive is cancelled and its slot
+//! freed once the cancel completes. Without a free slot, or when a socket call fails, the
+//! leg goes on sending from its own socket (counted in `connect_failures`) until its peer
+//! changes. A companion left behind by a removed pair stays until its port forwards to
+//! another peer; whatever its old peer still sends is handled as if it had arrived on the
+//! leg's own socket.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use io_uring::{opcode, types, IoUring};
+
+use crate::uring::{push, ud, UringState, BGID, K_CANCEL};
+use crate::worker::WorkerCtx;
+
+/// Companions made per loop iteration at most.
+pub(crate) const BUDGET: usize = 16;
+/// User-data kind of a companion's multishot receive (the socket field is the companion).
+pub(crate) const K_RECV_C: u64 = 6;
+/// Marks a companion in the backend's re-arm list (which otherwise holds socket indices).
+pub(crate) const REARM_BIT: u32 = 1 << 31;
+/// Spare slots beyond one per RTP port, for companions whose cancel is still in flight.
+pub(crate) const SLACK: u32 = 64;
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Free,
+    Active,
+    /// Receive cancelled; the slot is freed when its last completion arrives.
+    Closing,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Comp {
+    /// Leg slot (`socket / 2`) whose RTP port it shares.
+    leg: u32,
+    peer: Option<SocketAddr>,
+    state: State,
+    /// Its multishot receive is in flight.
+    armed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LegState {
+    /// Companion in use, or `NONE`.
+    active: u32,
+    /// Peer a companion was asked for (queued in `wanted`).
+    wanted: Option<SocketAddr>,
+    /// Peer for which making one failed: not retried until the peer changes.
+    failed: Option<SocketAddr>,
+}
+
+/// The companions of one worker.
+pub(crate) struct Companions {
+    first_slot: u32,
+    comps: Vec<Comp>,
+    legs: Vec<LegState>,
+    free: Vec<u32>,
+    wanted: Vec<u32>,
+}
+
+impl Companions {
+    /// `slots` registered-file slots from `first_slot` on, for a slice of `sockets`.
+    pub(crate) fn new(first_slot: u32, slots: u32, sockets: u32) -> Companions {
+        let legs = (sockets / 2) as usize;
+        Companions {
+            first_slot,
+            comps: (0..slots)
+                .map(|_| Comp {
+                    leg: NONE,
+                    peer: None,
+                    state: State::Free,
+                    armed: false,
+                })
+                .collect(),
+            legs: vec![
+                LegState {
+                    active: NONE,
+                    wanted: None,
+                    failed: None,
+                };
+                legs
+            ],
+            free: (0..slots).rev().collect(),
+            wanted: Vec::with_capacity(legs),
+        }
+    }
+
+    /// The registered slot of the companion connected to `to` on socket `sock`'s port.
+    #[inline]
+    pub(crate) fn route(&self, sock: u32, to: SocketAddr) -> Option<u32> {
+        if sock & 1 == 1 {
+            return None;
+        }
+        let c = self.legs.get((sock / 2) as usize)?.active;
+        let comp = self.comps.get(c as usize)?;
+        (comp.state == State::Active && comp.peer == Some(to)).then_some(self.first_slot + c)
+    }
+
+    /// Ask for a companion on socket `sock`'s port connected to `to` (an RTP port that
+    /// just forwarded to `to` without one). No allocation: `wanted` holds every leg.
+    #[inline]
+    pub(crate) fn want(&mut self, sock: u32, to: SocketAddr) {
+        if sock & 1 == 1 || self.comps.is_empty() {
+            return;
+        }
+        let leg = sock / 2;
+        let Some(l) = self.legs.get_mut(leg as usize) else {
+            return;
+        };
+        if l.failed == Some(to) {
+            return;
+        }
+        if l.wanted.is_none() && self.wanted.len() < self.wanted.capacity() {
+            self.wanted.push(leg);
+        }
+        l.wanted = Some(to);
+    }
+
+    /// Make the companions asked for (at most [`BUDGET`]), closing the ones they replace.
+    pub(crate) fn service(&mut self, ctx: &WorkerCtx, ring: &mut IoUring, st: &mut UringState) {
+        for _ in 0..BUDGET {
+            let Some(leg) = self.wanted.pop() else {
+                break;
+            };
+            let Some(peer) = self
+                .legs
+                .get_mut(leg as usize)
+                .and_then(|l| l.wanted.take())
+            else {
+                continue;
+            };
+            let old = self.legs.get(leg as usize).map_or(NONE, |l| l.active);
+            if old != NONE && !self.close(ctx, ring, old) {
+                // The ring is full: ask again next iteration.
+                if let Some(l) = self.legs.get_mut(leg as usize) {
+                    l.wanted = Some(peer);
+                }
+                self.wanted.push(leg);
+                break;
+            }
+            let made = self.open(ctx, ring, st, leg, peer);
+            if let Some(l) = self.legs.get_mut(leg as usize) {
+                l.failed = if made { None } else { Some(peer) };
+            }
+            if !made {
+                ctx.shared.worker.connect_failures.add(1);
+            }
+        }
+    }
+
+    /// Bind, connect and install a companion for `leg`, and arm its receive.
+    fn open(
+        &mut self,
+        ctx: &WorkerCtx,
+        ring: &mut IoUring,
+        st: &mut UringState,
+        leg: u32,
+        peer: SocketAddr,
+    ) -> bool {
+        let Some(c) = self.free.pop() else {
+            return false;
+        };
+        let slot = self.first_slot + c;
+        let made = crate::fixed::bind_index(ctx.bind_ip, ctx.base_port, leg * 2).and_then(|s| {
+            s.connect(&peer.into())
+                .map_err(|e| crate::types::DataplaneError::io("connect", e))?;
+            ring.submitter()
+                .register_files_update(slot, &[s.as_raw_fd()])
+                .map_err(|e| crate::types::DataplaneError::io("install companion", e))
+            // `s` closes here; the table keeps the socket.
+        });
+        if !matches!(made, Ok(1)) {
+            self.free.push(c);
+            return false;
+        }
+        let e = opcode::RecvMsgMulti::new(types::Fixed(slot), &*st.recv_hdr, BGID)
+            .build()
+            .user_data(ud(K_RECV_C, c, 0));
+        if !push(ring, &e) {
+            release_slot(ring, slot);
+            self.free.push(c);
+            return false;
+        }
+        st.inflight += 1;
+        if let Some(comp) = self.comps.get_mut(c as usize) {
+            *comp = Comp {
+                leg,
+                peer: Some(peer),
+                state: State::Active,
+                armed: true,
+            };
+        }
+        if let Some(l) = self.legs.get_mut(leg as usize) {
+            l.active = c;
+        }
+        ctx.shared.worker.connected_sockets.add(1);
+        true
+    }
+
+    /// Retire companion `c`: cancel its receive (the slot is freed at its last
+    /// completion), or free the slot now when nothing is in flight. `false` when the
+    /// cancel found no room in the ring (the companion stays as it was).
+    fn close(&mut self, ctx: &WorkerCtx, ring: &mut IoUring, c: u32) -> bool {
+        let Some(comp) = self.comps.get(c as usize).copied() else {
+            return true;
+        };
+        if comp.state != State::Active {
+            return true;
+        }
+        if comp.armed {
+            let target = types::CancelBuilder::user_data(ud(K_RECV_C, c, 0));
+            let e = opcode::AsyncCancel2::new(target)
+                .build()
+                .user_data(ud(K_CANCEL, 0, 0));
+            if !push(ring, &e) {
+                return false;
+            }
+        }
+        if let Some(l) = self.legs.get_mut(comp.leg as usize) {
+            if l.active == c {
+                l.active = NONE;
+            }
+        }
+        let w = &ctx.shared.worker;
+        w.connected_sockets
+            .set(w.connected_sockets.get().saturating_sub(1));
+        if comp.armed {
+            if let Some(m) = self.comps.get_mut(c as usize) {
+                m.state = State::Closing;
+            }
+        } else {
+            self.free_slot(ring, c);
+        }
+        true
+    }
+
+    fn free_slot(&mut self, ring: &IoUring, c: u32) {
+        if let Some(comp) = self.comps.get_mut(c as usize) {
+            comp.state = State::Free;
+            comp.peer = None;
+            comp.leg = NONE;
+            release_slot(ring, self.first_slot + c);
+            self.free.push(c);
+        }
+    }
+
+    /// A completion of companion `c`'s receive: returns the socket index of the port it
+    /// shares (for the packet, if any), and handles the end of the multishot: re-arm (via
+    /// `rearm`) an active companion, free a closing one's slot.
+    pub(crate) fn on_completion(
+        &mut self,
+        ring: &IoUring,
+        c: u32,
+        more: bool,
+        stop: bool,
+        rearm: &mut Vec<u32>,
+    ) -> Option<u32> {
+        let comp = *self.comps.get(c as usize)?;
+        if !more {
+            if let Some(m) = self.comps.get_mut(c as usize) {
+                m.armed = false;
+            }
+            match comp.state {
+                State::Active if !stop && rearm.len() < rearm.capacity() => {
+                    rearm.push(c | REARM_BIT);
+                }
+                State::Closing => self.free_slot(ring, c),
+                _ => {}
+            }
+        }
+        (comp.leg != NONE).then_some(comp.leg * 2)
+    }
+
+    /// Re-arm companion `c`'s receive (from the re-arm list); `false` when the ring is
+    /// full (try again next iteration). A companion closed meanwhile gets its slot freed.
+    pub(crate) fn rearm(&mut self, ring: &mut IoUring, st: &mut UringState, c: u32) -> bool {
+        let Some(comp) = self.comps.get(c as usize).copied() else {
+            return true;
+        };
+        match comp.state {
+            State::Active => {
+                let e = opcode::RecvMsgMulti::new(
+                    types::Fixed(self.first_slot + c),
+                    &*st.recv_hdr,
+                    BGID,
+                )
+                .build()
+                .user_data(ud(K_RECV_C, c, 0));
+                if !push(ring, &e) {
+                    return false;
+                }
+                st.inflight += 1;
+                if let Some(m) = self.comps.get_mut(c as usize) {
+                    m.armed = true;
+                }
+                true
+            }
+            State::Closing => {
+                self.free_slot(ring, c);
+                true
+            }
+            State::Free => true,
+        }
+    }
+
+    /// User data of every companion receive in flight (for the teardown's cancels).
+    pub(crate) fn armed(&self) -> impl Iterator<Item = u64> + '_ {
+        (0u32..)
+            .zip(&self.comps)
+            .filter(|(_, c)| c.armed)
+            .map(|(i, _)| ud(K_RECV_C, i, 0))
+    }
+}
+
+/// Empty registered slot `slot` (the table's reference to the socket goes, closing it).
+fn release_slot(ring: &IoUring, slot: u32) {
+    let _ = ring.submitter().register_files_update(slot, &[-1]);
+}

@@ -1,0 +1,108 @@
+//! Connected send sockets (io_uring backend): a leg that forwards to its peer gets a
+//! second socket on its port, connected to that peer, and sends through it; the peer's
+//! packets that now arrive on it are relayed as before; a re-latch replaces it; nothing
+//! leaks at teardown.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::*;
+use portcullis_dataplane::{Backend, DataplaneConfig, DropReason, Event, Side};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+/// `/proc/net/udp` has a socket bound to local `port` and connected to remote `peer`.
+fn connected_in_kernel(port: u16, peer: &UdpSocket) -> bool {
+    let remote = peer.local_addr().expect("peer addr").port();
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    table.lines().skip(1).any(|l| {
+        let mut f = l.split_whitespace().skip(1);
+        let (Some(local), Some(rem)) = (f.next(), f.next()) else {
+            return false;
+        };
+        let port_of = |a: &str| {
+            a.rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+        };
+        port_of(local) == Some(port) && port_of(rem) == Some(remote)
+    })
+}
+
+#[test]
+fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
+    let dp = start_with(DataplaneConfig {
+        port_min: 12200,
+        port_max: 12207,
+        backend: Backend::IoUring,
+        ..DataplaneConfig::default()
+    });
+    let h = dp.allocate_pair().expect("pair");
+    let (pa, pa2, pb) = (peer(), peer(), peer());
+    let mut a = plain(None);
+    a.flags.allow_relatch_on_ssrc_change = true;
+    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+
+    // A → B: leg B forwards to its signalled peer and gets a companion connected to it.
+    for seq in 1..=5u16 {
+        pa.send_to(&rtp(seq, 0, 1, b"a"), to(h.port_a))
+            .expect("send");
+        let (got, from) = recv(&pb).expect("A->B relayed");
+        assert_eq!((got, from), (rtp(seq, 0, 1, b"a"), to(h.port_b)));
+    }
+    assert!(wait_until(WAIT, || connected_in_kernel(h.port_b, &pb)));
+    // B → A: pb's packets now reach port B's connected socket and are relayed the same;
+    // leg A (latched on pa) gets its own companion.
+    for seq in 1..=5u16 {
+        pb.send_to(&rtp(seq, 0, 2, b"b"), to(h.port_b))
+            .expect("send");
+        let (got, from) = recv(&pa).expect("B->A relayed");
+        assert_eq!((got, from), (rtp(seq, 0, 2, b"b"), to(h.port_a)));
+    }
+    assert!(wait_until(WAIT, || connected_in_kernel(h.port_a, &pa)));
+    assert!(wait_until(WAIT, || dp.worker_stats()[0].connected_sockets == 2));
+
+    // A new source with a new SSRC re-latches leg A (it arrives on A's own socket, the
+    // companion being connected to pa); B → A follows it through a new companion.
+    pa2.send_to(&rtp(1, 0, 11, b"a2"), to(h.port_a))
+        .expect("send");
+    assert_eq!(recv(&pb).expect("relayed").0, rtp(1, 0, 11, b"a2"));
+    assert!(wait_event(&dp, WAIT, |e| matches!(
+        e,
+        Event::Latched { side: Side::A, addr, .. } if *addr == common::addr(&pa2)
+    ))
+    .is_some());
+    for seq in 6..=8u16 {
+        pb.send_to(&rtp(seq, 0, 2, b"b"), to(h.port_b))
+            .expect("send");
+        let (got, from) = recv(&pa2).expect("B->A follows the re-latch");
+        assert_eq!((got, from), (rtp(seq, 0, 2, b"b"), to(h.port_a)));
+    }
+    assert!(wait_until(WAIT, || connected_in_kernel(h.port_a, &pa2)));
+    assert!(
+        wait_until(WAIT, || !connected_in_kernel(h.port_a, &pa)),
+        "the companion connected to the old source is closed"
+    );
+    // The old source, sending the latched SSRC, now reaches A's own socket and is refused
+    // as not latched (a new SSRC would re-latch).
+    pa.send_to(&rtp(9, 0, 11, b"old"), to(h.port_a))
+        .expect("send");
+    assert!(recv_none(&pb).is_none());
+    assert!(wait_until(WAIT, || {
+        dp.stats(&h)
+            .is_some_and(|s| s.a.dropped(DropReason::NotLatchedSource) == 1)
+    }));
+    let w = dp.worker_stats()[0];
+    assert_eq!((w.connected_sockets, w.connect_failures), (2, 0));
+    assert_eq!(w.teardown_leaks, 0);
+
+    // Teardown closes the companions with everything else: the ports are free at once.
+    drop(dp);
+    for port in [h.port_a, h.port_b] {
+        UdpSocket::bind(("127.0.0.1", port)).expect("port free after teardown");
+        assert!(!connected_in_kernel(port, &pa2) && !connected_in_kernel(port, &pb));
+    }
+}
