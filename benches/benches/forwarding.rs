@@ -2,7 +2,9 @@
 //! (core 1), for the relay (plain RTP and RTP→SRTP, io_uring and mmsg backends) side by side
 //! with the raw baseline forwarders (recvmmsg and io_uring) on the same core, each both with
 //! one socket (the kernel's best case) and with 2,000 legs of their own rx and tx ports (the
-//! relay's socket layout, no session logic). The generator
+//! relay's socket layout, no session logic); the io_uring one also with its tx ports
+//! connected to their peers (`raw_uring_2000c`, as the relay sends through connected
+//! companions). The generator
 //! runs on core 0. Two loads: 2,000 streams paced at 50 pps each (100 kpps total) and flat
 //! out. CPU time comes from `/proc/self/task/<tid>/stat`.
 //!
@@ -54,6 +56,8 @@ enum Sut {
     /// Raw forwarder over [`STREAMS`] legs (rx port → tx port → fixed peer each).
     RawMmsgMulti,
     RawUringMulti,
+    /// The same with every `tx` connected to its peer (no route lookup per packet).
+    RawUringMultiConnected,
 }
 
 impl Sut {
@@ -75,6 +79,7 @@ impl Sut {
             Sut::RawUring => "raw_uring",
             Sut::RawMmsgMulti => "raw_mmsg_2000",
             Sut::RawUringMulti => "raw_uring_2000",
+            Sut::RawUringMultiConnected => "raw_uring_2000c",
         }
     }
 }
@@ -256,7 +261,14 @@ fn run_relay(
 }
 
 /// A raw forwarder: one socket (`multi == false`) or [`STREAMS`] legs.
-fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) -> Outcome {
+fn run_raw(
+    uring: bool,
+    multi: bool,
+    connected: bool,
+    load: Load,
+    secs: f64,
+    sink: SocketAddr,
+) -> Outcome {
     enum Layout {
         Single(rawfwd::Socket),
         Multi(Vec<rawfwd::Leg>),
@@ -288,6 +300,9 @@ fn run_raw(uring: bool, multi: bool, load: Load, secs: f64, sink: SocketAddr) ->
         match (&layout, uring) {
             (Layout::Single(sock), true) => rawfwd::run_uring(sock, sink, &s2),
             (Layout::Single(sock), false) => rawfwd::run_mmsg(sock, sink, &s2),
+            (Layout::Multi(legs), true) if connected => {
+                rawfwd::run_uring_multi_connected(legs, &s2)
+            }
             (Layout::Multi(legs), true) => rawfwd::run_uring_multi(legs, &s2),
             (Layout::Multi(legs), false) => rawfwd::run_mmsg_multi(legs, &s2),
         }
@@ -388,6 +403,7 @@ fn main() {
     if uring_ok {
         suts.push(Sut::RawUring);
         suts.push(Sut::RawUringMulti);
+        suts.push(Sut::RawUringMultiConnected);
         suts.push(Sut::Relay {
             backend: Backend::IoUring,
             srtp: false,
@@ -444,10 +460,11 @@ fn main() {
                     Sut::RelayOneStream { srtp } => {
                         run_relay(Backend::IoUring, srtp, 1, load, secs, sink)
                     }
-                    Sut::RawMmsg => run_raw(false, false, load, secs, sink),
-                    Sut::RawUring => run_raw(true, false, load, secs, sink),
-                    Sut::RawMmsgMulti => run_raw(false, true, load, secs, sink),
-                    Sut::RawUringMulti => run_raw(true, true, load, secs, sink),
+                    Sut::RawMmsg => run_raw(false, false, false, load, secs, sink),
+                    Sut::RawUring => run_raw(true, false, false, load, secs, sink),
+                    Sut::RawMmsgMulti => run_raw(false, true, false, load, secs, sink),
+                    Sut::RawUringMulti => run_raw(true, true, false, load, secs, sink),
+                    Sut::RawUringMultiConnected => run_raw(true, true, true, load, secs, sink),
                 };
                 println!(
                     "{:<22} {:<6} {:>10} {:>12.0} {:>12.3} {:>10.1} {:>12.3} {:>8.1}   (round {})",
@@ -499,7 +516,7 @@ fn main() {
             .find(|(s, l, _)| s.name() == name && *l == load)
             .map(|(_, _, o)| *o)
     };
-    let best = |names: [&str; 2], load: Load, f: &dyn Fn(&Outcome) -> f64, higher: bool| {
+    let best = |names: &[&str], load: Load, f: &dyn Fn(&Outcome) -> f64, higher: bool| {
         names
             .iter()
             .filter_map(|n| get(n, load).map(|o| f(&o)))
@@ -510,11 +527,11 @@ fn main() {
             .unwrap_or(f64::NAN)
     };
     let one = ["raw_mmsg", "raw_uring"];
-    let many = ["raw_mmsg_2000", "raw_uring_2000"];
-    let raw_flat_pps = best(one, Load::Flat, &|o| o.pps(), true);
-    let raw_paced_us = best(one, Load::Paced, &|o| o.us_per_pkt(), false);
-    let rawn_flat_pps = best(many, Load::Flat, &|o| o.pps(), true);
-    let rawn_paced_us = best(many, Load::Paced, &|o| o.us_per_pkt(), false);
+    let many = ["raw_mmsg_2000", "raw_uring_2000", "raw_uring_2000c"];
+    let raw_flat_pps = best(&one, Load::Flat, &|o| o.pps(), true);
+    let raw_paced_us = best(&one, Load::Paced, &|o| o.us_per_pkt(), false);
+    let rawn_flat_pps = best(&many, Load::Flat, &|o| o.pps(), true);
+    let rawn_paced_us = best(&many, Load::Paced, &|o| o.us_per_pkt(), false);
     let relay = if uring_ok {
         "relay_uring"
     } else {
@@ -558,7 +575,7 @@ fn main() {
     // seconds apart, under the same background load and hypervisor steal), then the
     // median over the rounds. Less sensitive to one lucky or unlucky case than the ratio
     // of bests above.
-    let paired = |relay_case: &str, baselines: [&str; 2], load: Load| {
+    let paired = |relay_case: &str, baselines: &[&str], load: Load| {
         let mut ratios: Vec<f64> = (0..rounds)
             .filter_map(|r| {
                 let at = |name: &str| {
@@ -606,13 +623,13 @@ fn main() {
          plain_pps_2000={:.2} srtp_pps_2000={:.2} plain_cpu_2000={:.2} srtp_cpu_2000={:.2} \
          plain_pps_1={:.2} srtp_pps_1={:.2} plain_cpu_1={:.2} srtp_cpu_1={:.2} \
          max_steal_pct={max_steal:.1}",
-        paired(&plain, many, Load::Flat),
-        paired(&srtp, many, Load::Flat),
-        paired(&plain, many, Load::Paced),
-        paired(&srtp, many, Load::Paced),
-        paired(&plain, one, Load::Flat),
-        paired(&srtp, one, Load::Flat),
-        paired(&plain, one, Load::Paced),
-        paired(&srtp, one, Load::Paced),
+        paired(&plain, &many, Load::Flat),
+        paired(&srtp, &many, Load::Flat),
+        paired(&plain, &many, Load::Paced),
+        paired(&srtp, &many, Load::Paced),
+        paired(&plain, &one, Load::Flat),
+        paired(&srtp, &one, Load::Flat),
+        paired(&plain, &one, Load::Paced),
+        paired(&srtp, &one, Load::Paced),
     );
 }

@@ -268,6 +268,31 @@ pub fn run_mmsg_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, Datap
 /// # Errors
 /// Ring creation or buffer-ring registration failures.
 pub fn run_uring_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, DataplaneError> {
+    uring_multi(legs, false, stop)
+}
+
+/// [`run_uring_multi`] with every leg's `tx` connected to its peer first and `sendmsg`
+/// without an address: no route lookup per packet, as the relay does with its connected
+/// companions (the fairest baseline for it).
+///
+/// # Errors
+/// Ring creation, buffer-ring registration or `connect` failures.
+pub fn run_uring_multi_connected(
+    legs: &[Leg],
+    stop: &AtomicBool,
+) -> Result<RawStats, DataplaneError> {
+    for l in legs {
+        l.tx.connect(&l.peer.into())
+            .map_err(|e| DataplaneError::io("connect", e))?;
+    }
+    uring_multi(legs, true, stop)
+}
+
+fn uring_multi(
+    legs: &[Leg],
+    connected: bool,
+    stop: &AtomicBool,
+) -> Result<RawStats, DataplaneError> {
     let mut st = UringState::new(NBUF)?;
     let mut ring = build_ring(1024, NBUF)?;
     // SAFETY: the ring memory is page aligned, holds NBUF entries and lives in `st`, which
@@ -331,8 +356,13 @@ pub fn run_uring_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, Data
                     };
                     slot.iov.iov_base = data.cast();
                     slot.iov.iov_len = len;
-                    slot.hdr.msg_namelen = to_storage(leg.peer, &mut slot.addr);
-                    slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+                    if connected {
+                        slot.hdr.msg_namelen = 0;
+                        slot.hdr.msg_name = std::ptr::null_mut();
+                    } else {
+                        slot.hdr.msg_namelen = to_storage(leg.peer, &mut slot.addr);
+                        slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+                    }
                     slot.hdr.msg_iov = &mut slot.iov;
                     slot.hdr.msg_iovlen = 1;
                     let e = opcode::SendMsg::new(types::Fd(leg.tx.as_raw_fd()), &slot.hdr)
@@ -498,7 +528,7 @@ mod tests {
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     /// Every leg forwards what it receives, unchanged, out of its own `tx` port to its peer.
-    fn multi_forwards(uring: bool, first_port: u16) {
+    fn multi_forwards(uring: bool, connected: bool, first_port: u16) {
         let sink = UdpSocket::bind((LO, 0)).expect("sink");
         sink.set_read_timeout(Some(Duration::from_secs(2)))
             .expect("timeout");
@@ -507,7 +537,9 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let t = std::thread::spawn(move || {
-            if uring {
+            if uring && connected {
+                run_uring_multi_connected(&legs, &s2)
+            } else if uring {
                 run_uring_multi(&legs, &s2)
             } else {
                 run_mmsg_multi(&legs, &s2)
@@ -532,11 +564,16 @@ mod tests {
 
     #[test]
     fn raw_mmsg_multi_forwards() {
-        multi_forwards(false, 14100);
+        multi_forwards(false, false, 14100);
     }
 
     #[test]
     fn raw_uring_multi_forwards() {
-        multi_forwards(true, 14120);
+        multi_forwards(true, false, 14120);
+    }
+
+    #[test]
+    fn raw_uring_multi_connected_forwards() {
+        multi_forwards(true, true, 14140);
     }
 }
