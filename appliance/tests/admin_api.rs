@@ -107,6 +107,8 @@ fn full_snapshot() -> MetricsSnapshot {
         events_lost: 1,
         rearms: 1,
         enobufs: 1,
+        connected_sockets: 1,
+        connect_failures: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {

@@ -197,6 +197,7 @@ targets = ["dead"]
         r#"portcullis_dataplane_event_ring_overflows_total{worker="0"}"#,
         r#"portcullis_dataplane_srtp_failures_total{worker="0"}"#,
         r#"portcullis_dataplane_uring_rearms_total{worker="0"}"#,
+        r#"portcullis_dataplane_connect_failures_total{worker="0"}"#,
         r#"portcullis_dataplane_uring_enobufs_total{worker="0"}"#,
         r#"portcullis_log_filter_info{filter="info"}"#,
     ] {

@@ -240,6 +240,16 @@ pub const FAMILIES: &[Family] = &[
         "Ring commands ignored for a stale generation per worker.",
     ),
     fam(
+        "portcullis_dataplane_connected_sockets",
+        G,
+        "Connected send sockets in use (one per forwarding leg; io_uring backend).",
+    ),
+    fam(
+        "portcullis_dataplane_connect_failures_total",
+        C,
+        "Connected send sockets that could not be made (the leg sends unconnected).",
+    ),
+    fam(
         "portcullis_dataplane_uring_rearms_total",
         C,
         "io_uring multishot receives re-armed after the kernel ended them (io_uring backend).",
@@ -664,6 +674,12 @@ fn render_dataplane(e: &mut Encoder, snap: &MetricsSnapshot) {
     });
     per_worker(e, "portcullis_dataplane_event_ring_overflows_total", &|w| {
         w.events_lost
+    });
+    per_worker(e, "portcullis_dataplane_connected_sockets", &|w| {
+        w.connected_sockets
+    });
+    per_worker(e, "portcullis_dataplane_connect_failures_total", &|w| {
+        w.connect_failures
     });
     per_worker(e, "portcullis_dataplane_uring_rearms_total", &|w| w.rearms);
     per_worker(e, "portcullis_dataplane_uring_enobufs_total", &|w| {

@@ -17,9 +17,7 @@
 //! peer changes (re-latch, new SDP address) the old one's receive is cancelled and its slot
 //! freed once the cancel completes. Without a free slot, or when a socket call fails, the
 //! leg goes on sending from its own socket (counted in `connect_failures`) until its peer
-//! changes. A companion left behind by a removed pair stays until its port forwards to
-//! another peer; whatever its old peer still sends is handled as if it had arrived on the
-//! leg's own socket.
+//! changes. A removed pair's companions are closed when the backend sees the removal.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -163,6 +161,22 @@ impl Companions {
             }
             if !made {
                 ctx.shared.worker.connect_failures.add(1);
+            }
+        }
+    }
+
+    /// Close the companions of both legs of pair `pair` (the pair was removed).
+    pub(crate) fn close_pair(&mut self, ctx: &WorkerCtx, ring: &mut IoUring, pair: u32) {
+        for leg in [pair * 2, pair * 2 + 1] {
+            let Some(l) = self.legs.get_mut(leg as usize) else {
+                continue;
+            };
+            l.wanted = None;
+            l.failed = None;
+            let c = l.active;
+            if c != NONE {
+                // A full ring leaves it to be replaced when the port forwards again.
+                let _ = self.close(ctx, ring, c);
             }
         }
     }

@@ -174,6 +174,10 @@ pub(crate) struct Relay {
     scratch: Box<[u8; BUF_SIZE]>,
     /// Next pair housekeeping visits (it walks the table a slice at a time).
     sweep_next: usize,
+    /// Pairs removed since the backend last looked (see [`Relay::track_removals`]); holds
+    /// one command budget's worth, which is all one drain can remove.
+    pub(crate) removed: Vec<u32>,
+    track_removed: bool,
 }
 
 impl Relay {
@@ -204,7 +208,15 @@ impl Relay {
             srtp_fail_threshold: srtp_fail_threshold.max(1),
             scratch: Box::new([0; BUF_SIZE]),
             sweep_next: 0,
+            removed: Vec::with_capacity(crate::worker::COMMAND_BUDGET),
+            track_removed: false,
         }
+    }
+
+    /// Record removed pairs in [`Relay::removed`] from now on (for a backend that keeps
+    /// per-port state of its own, which it drops when the pair goes).
+    pub(crate) fn track_removals(&mut self) {
+        self.track_removed = true;
     }
 
     /// Number of sockets (ports) in the slice.
@@ -258,6 +270,9 @@ impl Relay {
                         p.legs = [Leg::new(), Leg::new()];
                         w.active_pairs.set(w.active_pairs.get().saturating_sub(1));
                         w.commands.add(1);
+                        if self.track_removed && self.removed.len() < self.removed.capacity() {
+                            self.removed.push(pair);
+                        }
                     }
                     _ => w.stale_commands.add(1),
                 }

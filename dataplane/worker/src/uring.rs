@@ -358,6 +358,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     };
     let n_socks = ctx.relay.sockets();
     let mut comps = Companions::new(ctx.fixed, companion_slots, n_socks);
+    ctx.relay.track_removals();
     let mut rearm: Vec<u32> = Vec::with_capacity((n_socks + companion_slots) as usize);
     for s in 0..n_socks {
         if let Some(target) = ctx.sock_ref(s) {
@@ -410,6 +411,12 @@ fn event_loop(
         if ctx.stop {
             break;
         }
+        for i in 0..ctx.relay.removed.len() {
+            if let Some(&pair) = ctx.relay.removed.get(i) {
+                comps.close_pair(ctx, ring, pair);
+            }
+        }
+        ctx.relay.removed.clear();
         ctx.tick(now);
         match ring.submit_and_wait(1) {
             Ok(_) => {}

@@ -1,7 +1,7 @@
 //! Connected send sockets (io_uring backend): a leg that forwards to its peer gets a
 //! second socket on its port, connected to that peer, and sends through it; the peer's
-//! packets that now arrive on it are relayed as before; a re-latch replaces it; nothing
-//! leaks at teardown.
+//! packets that now arrive on it are relayed as before; a re-latch replaces it; removing
+//! the pair closes it; nothing leaks at teardown.
 
 mod common;
 
@@ -98,6 +98,12 @@ fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
     let w = dp.worker_stats()[0];
     assert_eq!((w.connected_sockets, w.connect_failures), (2, 0));
     assert_eq!(w.teardown_leaks, 0);
+
+    // Removing the pair closes its companions.
+    dp.remove(&h).expect("remove");
+    assert!(wait_until(WAIT, || dp.worker_stats()[0].connected_sockets == 0));
+    assert!(wait_until(WAIT, || !connected_in_kernel(h.port_a, &pa2)
+        && !connected_in_kernel(h.port_b, &pb)));
 
     // Teardown closes the companions with everything else: the ports are free at once.
     drop(dp);
