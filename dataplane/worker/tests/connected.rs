@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
 use common::*;
@@ -31,11 +31,11 @@ fn connected_in_kernel(port: u16, peer: &UdpSocket) -> bool {
     })
 }
 
-#[test]
-fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
+fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
     let dp = start_with(DataplaneConfig {
-        port_min: 12200,
-        port_max: 12207,
+        port_min: base,
+        port_max: base + 7,
+        bind_ip,
         backend: Backend::IoUring,
         ..DataplaneConfig::default()
     });
@@ -111,4 +111,17 @@ fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
         UdpSocket::bind(("127.0.0.1", port)).expect("port free after teardown");
         assert!(!connected_in_kernel(port, &pa2) && !connected_in_kernel(port, &pb));
     }
+}
+
+#[test]
+fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
+    follow_a_relatch(IpAddr::V4(Ipv4Addr::LOCALHOST), 12200);
+}
+
+/// The same with the media sockets on the wildcard address (as `bind_ip = "0.0.0.0"`):
+/// connecting gives the companion a specific local address, and the kernel still splits
+/// the traffic between the two.
+#[test]
+fn connected_sockets_work_on_the_wildcard_address() {
+    follow_a_relatch(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12210);
 }
