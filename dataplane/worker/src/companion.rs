@@ -24,7 +24,8 @@ use std::os::fd::AsRawFd;
 
 use io_uring::{opcode, types, IoUring};
 
-use crate::uring::{push, ud, UringState, BGID, K_CANCEL};
+use crate::fixed::SockRef;
+use crate::uring::{arm_multishot, push, ud, UringState, K_CANCEL};
 use crate::worker::WorkerCtx;
 
 /// Companions made per loop iteration at most.
@@ -206,15 +207,11 @@ impl Companions {
             self.free.push(c);
             return false;
         }
-        let e = opcode::RecvMsgMulti::new(types::Fixed(slot), &*st.recv_hdr, BGID)
-            .build()
-            .user_data(ud(K_RECV_C, c, 0));
-        if !push(ring, &e) {
+        if !arm_multishot(ring, st, SockRef::Fixed(slot), ud(K_RECV_C, c, 0)) {
             release_slot(ring, slot);
             self.free.push(c);
             return false;
         }
-        st.inflight += 1;
         if let Some(comp) = self.comps.get_mut(c as usize) {
             *comp = Comp {
                 leg,
@@ -230,9 +227,11 @@ impl Companions {
         true
     }
 
-    /// Retire companion `c`: cancel its receive (the slot is freed at its last
-    /// completion), or free the slot now when nothing is in flight. `false` when the
-    /// cancel found no room in the ring (the companion stays as it was).
+    /// Retire companion `c`. Its slot is freed by whichever comes next for it: the last
+    /// completion of its receive, cancelled here, or (a receive that had ended) its entry
+    /// in the re-arm list, which an active companion without a receive always has. Never
+    /// freed here, so a stale re-arm entry cannot arm a slot handed to a new companion.
+    /// `false` when the cancel found no room in the ring (the companion stays as it was).
     fn close(&mut self, ctx: &WorkerCtx, ring: &mut IoUring, c: u32) -> bool {
         let Some(comp) = self.comps.get(c as usize).copied() else {
             return true;
@@ -257,12 +256,8 @@ impl Companions {
         let w = &ctx.shared.worker;
         w.connected_sockets
             .set(w.connected_sockets.get().saturating_sub(1));
-        if comp.armed {
-            if let Some(m) = self.comps.get_mut(c as usize) {
-                m.state = State::Closing;
-            }
-        } else {
-            self.free_slot(ring, c);
+        if let Some(m) = self.comps.get_mut(c as usize) {
+            m.state = State::Closing;
         }
         true
     }
@@ -312,17 +307,10 @@ impl Companions {
         };
         match comp.state {
             State::Active => {
-                let e = opcode::RecvMsgMulti::new(
-                    types::Fixed(self.first_slot + c),
-                    &*st.recv_hdr,
-                    BGID,
-                )
-                .build()
-                .user_data(ud(K_RECV_C, c, 0));
-                if !push(ring, &e) {
+                let target = SockRef::Fixed(self.first_slot + c);
+                if !arm_multishot(ring, st, target, ud(K_RECV_C, c, 0)) {
                     return false;
                 }
-                st.inflight += 1;
                 if let Some(m) = self.comps.get_mut(c as usize) {
                     m.armed = true;
                 }

@@ -265,12 +265,23 @@ pub(crate) fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i
 }
 
 fn arm_recv_ref(ring: &mut IoUring, st: &mut UringState, sock: u32, target: SockRef) -> bool {
+    arm_multishot(ring, st, target, ud(K_RECV, sock, 0))
+}
+
+/// Arm a multishot `recvmsg` on `target` from the provided-buffer ring, tagged
+/// `user_data`; `false` when the submission queue has no room.
+pub(crate) fn arm_multishot(
+    ring: &mut IoUring,
+    st: &mut UringState,
+    target: SockRef,
+    user_data: u64,
+) -> bool {
     let e = match target {
         SockRef::Fixed(slot) => opcode::RecvMsgMulti::new(types::Fixed(slot), &*st.recv_hdr, BGID),
         SockRef::Fd(fd) => opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID),
     }
     .build()
-    .user_data(ud(K_RECV, sock, 0));
+    .user_data(user_data);
     let ok = push(ring, &e);
     if ok {
         st.inflight += 1;
@@ -474,34 +485,24 @@ fn handle_cqe(
     let res = cqe.result();
     let flags = cqe.flags();
     match ud_kind(u) {
-        K_RECV => {
-            let sock = ud_sock(u);
-            if !cqueue::more(flags) {
-                st.inflight = st.inflight.saturating_sub(1);
-                if !ctx.stop {
-                    rearm.push(sock);
-                }
-            }
-            if res < 0 {
-                if res == -libc::ENOBUFS {
-                    // Not a loss: the datagram stays queued on the socket until re-armed.
-                    ctx.shared.worker.enobufs.add(1);
-                }
-                return;
-            }
-            let Some(bid) = cqueue::buffer_select(flags) else {
-                return;
-            };
-            on_recv(ctx, ring, st, comps, sock, bid, now);
-        }
-        K_RECV_C => {
+        kind @ (K_RECV | K_RECV_C) => {
             let more = cqueue::more(flags);
             if !more {
                 st.inflight = st.inflight.saturating_sub(1);
             }
-            let sock = comps.on_completion(ring, ud_sock(u), more, ctx.stop, rearm);
+            // The socket index the datagram belongs to: a companion's is its leg's port.
+            let sock = if kind == K_RECV {
+                let sock = ud_sock(u);
+                if !more && !ctx.stop {
+                    rearm.push(sock);
+                }
+                Some(sock)
+            } else {
+                comps.on_completion(ring, ud_sock(u), more, ctx.stop, rearm)
+            };
             if res < 0 {
                 if res == -libc::ENOBUFS {
+                    // Not a loss: the datagram stays queued on the socket until re-armed.
                     ctx.shared.worker.enobufs.add(1);
                 }
                 return;
