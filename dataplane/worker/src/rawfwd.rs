@@ -15,12 +15,13 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, types};
 pub use socket2::Socket;
 
+use crate::fixed::SockRef;
 use crate::mmsg::{Batch, BATCH};
 use crate::sock::to_storage;
 use crate::types::DataplaneError;
 use crate::uring::{
-    arm_recv, arm_timer, build_ring, push, quiesce, ud, ud_bid, ud_kind, ud_sock, UringState, BGID,
-    K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
+    arm_recv, arm_timer, build_ring, push, quiesce, send_connected, ud, ud_bid, ud_kind, ud_sock,
+    UringState, BGID, K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
 };
 
 /// What a raw forwarder did.
@@ -350,24 +351,23 @@ fn uring_multi(
                         .and_then(|b| b.try_into().ok())
                         .map_or(0, |b| u32::from_ne_bytes(b) as usize);
                     let data = st.buf_ptr(bid).wrapping_add(PAYLOAD_OFF);
-                    let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
-                        st.recycle(bid);
-                        continue;
-                    };
-                    slot.iov.iov_base = data.cast();
-                    slot.iov.iov_len = len;
-                    if connected {
-                        slot.hdr.msg_namelen = 0;
-                        slot.hdr.msg_name = std::ptr::null_mut();
+                    let tx = SockRef::Fd(leg.tx.as_raw_fd());
+                    let e = if connected {
+                        send_connected(tx, data, len)
                     } else {
+                        let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
+                            st.recycle(bid);
+                            continue;
+                        };
+                        slot.iov.iov_base = data.cast();
+                        slot.iov.iov_len = len;
                         slot.hdr.msg_namelen = to_storage(leg.peer, &mut slot.addr);
                         slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+                        slot.hdr.msg_iov = &mut slot.iov;
+                        slot.hdr.msg_iovlen = 1;
+                        opcode::SendMsg::new(types::Fd(leg.tx.as_raw_fd()), &slot.hdr).build()
                     }
-                    slot.hdr.msg_iov = &mut slot.iov;
-                    slot.hdr.msg_iovlen = 1;
-                    let e = opcode::SendMsg::new(types::Fd(leg.tx.as_raw_fd()), &slot.hdr)
-                        .build()
-                        .user_data(ud(K_SEND, sock, bid));
+                    .user_data(ud(K_SEND, sock, bid));
                     if push(&mut ring, &e) {
                         st.inflight += 1;
                         stats.tx_packets += 1;

@@ -81,6 +81,7 @@ pub(crate) fn probe() -> Result<(), DataplaneError> {
     for (code, name) in [
         (opcode::RecvMsgMulti::CODE, "recvmsg"),
         (opcode::SendMsg::CODE, "sendmsg"),
+        (opcode::Send::CODE, "send"),
         (opcode::Read::CODE, "read"),
         (opcode::Timeout::CODE, "timeout"),
         (opcode::AsyncCancel2::CODE, "async_cancel"),
@@ -601,26 +602,27 @@ fn on_recv(
                 },
             };
             let data = pkt.as_mut_ptr();
-            let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
-                st.recycle(bid);
-                return;
-            };
-            slot.iov.iov_base = data.cast();
-            slot.iov.iov_len = len;
-            if connected.is_some() {
-                slot.hdr.msg_namelen = 0;
-                slot.hdr.msg_name = std::ptr::null_mut();
+            let e = if connected.is_some() {
+                // Connected: a plain `send` of the buffer, no message header for the
+                // kernel to copy in and no per-buffer send slot to touch.
+                send_connected(target, data, len)
             } else {
+                let Some(slot) = st.sends.get_mut(usize::from(bid)) else {
+                    st.recycle(bid);
+                    return;
+                };
+                slot.iov.iov_base = data.cast();
+                slot.iov.iov_len = len;
                 slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
                 slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+                slot.hdr.msg_iov = &mut slot.iov;
+                slot.hdr.msg_iovlen = 1;
+                match target {
+                    SockRef::Fixed(i) => opcode::SendMsg::new(types::Fixed(i), &slot.hdr),
+                    SockRef::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &slot.hdr),
+                }
+                .build()
             }
-            slot.hdr.msg_iov = &mut slot.iov;
-            slot.hdr.msg_iovlen = 1;
-            let e = match target {
-                SockRef::Fixed(i) => opcode::SendMsg::new(types::Fixed(i), &slot.hdr),
-                SockRef::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &slot.hdr),
-            }
-            .build()
             .user_data(ud(K_SEND, out, bid));
             if push(ring, &e) {
                 st.inflight += 1;
@@ -629,6 +631,16 @@ fn on_recv(
                 st.recycle(bid);
             }
         }
+    }
+}
+
+/// A `send` of `len` bytes at `data` on a connected socket. The buffer must stay put
+/// until the completion (it is a provided buffer, recycled only then).
+pub(crate) fn send_connected(target: SockRef, data: *const u8, len: usize) -> squeue::Entry {
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    match target {
+        SockRef::Fixed(i) => opcode::Send::new(types::Fixed(i), data, len).build(),
+        SockRef::Fd(fd) => opcode::Send::new(types::Fd(fd), data, len).build(),
     }
 }
 
