@@ -4,8 +4,9 @@
 //! one socket (the kernel's best case) and with 2,000 legs of their own rx and tx ports (the
 //! relay's socket layout, no session logic); the io_uring one also with its tx ports
 //! connected to their peers (`raw_uring_2000c`, as the relay sends through connected
-//! companions). The generator
-//! runs on core 0. Two loads: 2,000 streams paced at 50 pps each (100 kpps total) and flat
+//! companions), and that loop again with a receive armed on its tx ports
+//! (`raw_uring_2000c_rx`, the layout of a two-way forwarder: context, not a baseline).
+//! The generator runs on core 0. Two loads: 2,000 streams paced at 50 pps each (100 kpps total) and flat
 //! out. CPU time comes from `/proc/self/task/<tid>/stat`.
 //!
 //! Run: `cargo bench -p portcullis-benches --bench forwarding`
@@ -58,6 +59,10 @@ enum Sut {
     RawUringMulti,
     /// The same with every `tx` connected to its peer (no route lookup per packet).
     RawUringMultiConnected,
+    /// The same with a receive armed on every `tx` port too: the layout of a forwarder of
+    /// two-way streams, which reads the ports it sends from (the relay does). Context for
+    /// the ratios, not one of the baselines they are taken against.
+    RawUringMultiTwoWay,
 }
 
 impl Sut {
@@ -80,6 +85,7 @@ impl Sut {
             Sut::RawMmsgMulti => "raw_mmsg_2000",
             Sut::RawUringMulti => "raw_uring_2000",
             Sut::RawUringMultiConnected => "raw_uring_2000c",
+            Sut::RawUringMultiTwoWay => "raw_uring_2000c_rx",
         }
     }
 }
@@ -260,19 +266,14 @@ fn run_relay(
     }
 }
 
-/// A raw forwarder: one socket (`multi == false`) or [`STREAMS`] legs.
-fn run_raw(
-    uring: bool,
-    multi: bool,
-    connected: bool,
-    load: Load,
-    secs: f64,
-    sink: SocketAddr,
-) -> Outcome {
+/// A raw forwarder (`sut` one of the `Raw*` cases): one socket or [`STREAMS`] legs.
+fn run_raw(sut: Sut, load: Load, secs: f64, sink: SocketAddr) -> Outcome {
     enum Layout {
         Single(rawfwd::Socket),
         Multi(Vec<rawfwd::Leg>),
     }
+    let uring = !matches!(sut, Sut::RawMmsg | Sut::RawMmsgMulti);
+    let multi = !matches!(sut, Sut::RawMmsg | Sut::RawUring);
     let (layout, dests) = if multi {
         // Another process (a CI run) may hold a port of the range for a moment: retry.
         let legs =
@@ -300,10 +301,11 @@ fn run_raw(
         match (&layout, uring) {
             (Layout::Single(sock), true) => rawfwd::run_uring(sock, sink, &s2),
             (Layout::Single(sock), false) => rawfwd::run_mmsg(sock, sink, &s2),
-            (Layout::Multi(legs), true) if connected => {
-                rawfwd::run_uring_multi_connected(legs, &s2)
-            }
-            (Layout::Multi(legs), true) => rawfwd::run_uring_multi(legs, &s2),
+            (Layout::Multi(legs), true) => match sut {
+                Sut::RawUringMultiConnected => rawfwd::run_uring_multi_connected(legs, &s2),
+                Sut::RawUringMultiTwoWay => rawfwd::run_uring_multi_two_way(legs, &s2),
+                _ => rawfwd::run_uring_multi(legs, &s2),
+            },
             (Layout::Multi(legs), false) => rawfwd::run_mmsg_multi(legs, &s2),
         }
     });
@@ -404,6 +406,7 @@ fn main() {
         suts.push(Sut::RawUring);
         suts.push(Sut::RawUringMulti);
         suts.push(Sut::RawUringMultiConnected);
+        suts.push(Sut::RawUringMultiTwoWay);
         suts.push(Sut::Relay {
             backend: Backend::IoUring,
             srtp: false,
@@ -460,11 +463,7 @@ fn main() {
                     Sut::RelayOneStream { srtp } => {
                         run_relay(Backend::IoUring, srtp, 1, load, secs, sink)
                     }
-                    Sut::RawMmsg => run_raw(false, false, false, load, secs, sink),
-                    Sut::RawUring => run_raw(true, false, false, load, secs, sink),
-                    Sut::RawMmsgMulti => run_raw(false, true, false, load, secs, sink),
-                    Sut::RawUringMulti => run_raw(true, true, false, load, secs, sink),
-                    Sut::RawUringMultiConnected => run_raw(true, true, true, load, secs, sink),
+                    raw => run_raw(raw, load, secs, sink),
                 };
                 println!(
                     "{:<22} {:<6} {:>10} {:>12.0} {:>12.3} {:>10.1} {:>12.3} {:>8.1}   (round {})",
@@ -618,6 +617,17 @@ fn main() {
         .map(|(_, _, _, o)| 100.0 * o.steal_us / (o.secs * 1e6))
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
+    // Context: the relay against the io_uring loop that also reads its send ports, as a
+    // forwarder of two-way streams must (not a baseline of the targets).
+    let two_way = ["raw_uring_2000c_rx"];
+    println!(
+        "summary_two_way backend={relay} rounds={rounds} plain_pps={:.2} srtp_pps={:.2} \
+         plain_cpu={:.2} srtp_cpu={:.2}",
+        paired(&plain, &two_way, Load::Flat),
+        paired(&srtp, &two_way, Load::Flat),
+        paired(&plain, &two_way, Load::Paced),
+        paired(&srtp, &two_way, Load::Paced),
+    );
     println!(
         "summary_paired backend={relay} rounds={rounds} \
          plain_pps_2000={:.2} srtp_pps_2000={:.2} plain_cpu_2000={:.2} srtp_cpu_2000={:.2} \

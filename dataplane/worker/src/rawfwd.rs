@@ -269,7 +269,7 @@ pub fn run_mmsg_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, Datap
 /// # Errors
 /// Ring creation or buffer-ring registration failures.
 pub fn run_uring_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, DataplaneError> {
-    uring_multi(legs, false, stop)
+    uring_multi(legs, false, false, stop)
 }
 
 /// [`run_uring_multi`] with every leg's `tx` connected to its peer first and `sendmsg`
@@ -286,12 +286,42 @@ pub fn run_uring_multi_connected(
         l.tx.connect(&l.peer.into())
             .map_err(|e| DataplaneError::io("connect", e))?;
     }
-    uring_multi(legs, true, stop)
+    uring_multi(legs, true, false, stop)
+}
+
+/// [`run_uring_multi_connected`] with a multishot receive armed on every `tx` port as
+/// well: the socket layout of a forwarder of two-way streams, which must read the ports it
+/// sends from (the relay does; the one-way loops above never read theirs). What arrives on
+/// a `tx` port is counted in `rx_packets` and dropped: this loop keeps no state to know
+/// where it would go.
+///
+/// # Errors
+/// Ring creation, buffer-ring registration or `connect` failures.
+pub fn run_uring_multi_two_way(
+    legs: &[Leg],
+    stop: &AtomicBool,
+) -> Result<RawStats, DataplaneError> {
+    for l in legs {
+        l.tx.connect(&l.peer.into())
+            .map_err(|e| DataplaneError::io("connect", e))?;
+    }
+    uring_multi(legs, true, true, stop)
+}
+
+/// Socket `s` of the multi-leg loops: `0..n` the legs' `rx`, `n..2n` their `tx`.
+fn multi_sock(legs: &[Leg], s: u32) -> Option<i32> {
+    let n = legs.len();
+    let s = s as usize;
+    match legs.get(s) {
+        Some(l) => Some(l.rx.as_raw_fd()),
+        None => legs.get(s.checked_sub(n)?).map(|l| l.tx.as_raw_fd()),
+    }
 }
 
 fn uring_multi(
     legs: &[Leg],
     connected: bool,
+    read_tx: bool,
     stop: &AtomicBool,
 ) -> Result<RawStats, DataplaneError> {
     let mut st = UringState::new(NBUF)?;
@@ -304,11 +334,14 @@ fn uring_multi(
             .map_err(|e| DataplaneError::io("register buffer ring", e))?;
     }
     let n = u32::try_from(legs.len()).map_err(|_| DataplaneError::Config("too many legs"))?;
-    let mut rearm: Vec<u32> = Vec::with_capacity(legs.len());
-    let mut spare: Vec<u32> = Vec::with_capacity(legs.len());
-    for (i, l) in (0..n).zip(legs) {
-        if !arm_recv(&mut ring, &mut st, i, l.rx.as_raw_fd()) {
-            rearm.push(i);
+    let socks = if read_tx { 2 * n } else { n };
+    let mut rearm: Vec<u32> = Vec::with_capacity(socks as usize);
+    let mut spare: Vec<u32> = Vec::with_capacity(socks as usize);
+    for i in 0..socks {
+        if let Some(fd) = multi_sock(legs, i) {
+            if !arm_recv(&mut ring, &mut st, i, fd) {
+                rearm.push(i);
+            }
         }
     }
     arm_timer(&mut ring, &mut st);
@@ -339,6 +372,8 @@ fn uring_multi(
                         continue;
                     }
                     stats.rx_packets += 1;
+                    // A datagram on a `tx` port (two-way layout) is dropped: see
+                    // `run_uring_multi_two_way`.
                     let Some(leg) = legs.get(sock as usize) else {
                         st.recycle(bid);
                         continue;
@@ -394,13 +429,13 @@ fn uring_multi(
         st.flush_recycled();
         std::mem::swap(&mut rearm, &mut spare);
         for s in spare.drain(..) {
-            match legs.get(s as usize) {
-                Some(l) if !arm_recv(&mut ring, &mut st, s, l.rx.as_raw_fd()) => rearm.push(s),
+            match multi_sock(legs, s) {
+                Some(fd) if !arm_recv(&mut ring, &mut st, s, fd) => rearm.push(s),
                 _ => {}
             }
         }
     }
-    quiesce(&mut ring, &mut st, n, []);
+    quiesce(&mut ring, &mut st, socks, []);
     if st.inflight > 0 {
         drop(ring);
         Box::leak(Box::new(st));
@@ -527,8 +562,18 @@ mod tests {
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+    #[derive(Clone, Copy, PartialEq)]
+    enum Multi {
+        Mmsg,
+        Uring,
+        UringConnected,
+        UringTwoWay,
+    }
+
     /// Every leg forwards what it receives, unchanged, out of its own `tx` port to its peer.
-    fn multi_forwards(uring: bool, connected: bool, first_port: u16) {
+    /// The two-way loop also reads its `tx` ports: a datagram sent to one is received and
+    /// dropped.
+    fn multi_forwards(kind: Multi, first_port: u16) {
         let sink = UdpSocket::bind((LO, 0)).expect("sink");
         sink.set_read_timeout(Some(Duration::from_secs(2)))
             .expect("timeout");
@@ -536,14 +581,11 @@ mod tests {
         let legs = bind_legs(LO, first_port, 4, dest).expect("legs");
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let t = std::thread::spawn(move || {
-            if uring && connected {
-                run_uring_multi_connected(&legs, &s2)
-            } else if uring {
-                run_uring_multi(&legs, &s2)
-            } else {
-                run_mmsg_multi(&legs, &s2)
-            }
+        let t = std::thread::spawn(move || match kind {
+            Multi::Mmsg => run_mmsg_multi(&legs, &s2),
+            Multi::Uring => run_uring_multi(&legs, &s2),
+            Multi::UringConnected => run_uring_multi_connected(&legs, &s2),
+            Multi::UringTwoWay => run_uring_multi_two_way(&legs, &s2),
         });
         std::thread::sleep(Duration::from_millis(100));
         let gen = UdpSocket::bind((LO, 0)).expect("generator");
@@ -557,23 +599,41 @@ mod tests {
             // Sent out of the leg's own tx port.
             assert_eq!(from.port(), first_port + 2 * leg + 1);
         }
+        let mut reverse = 0;
+        if kind == Multi::UringTwoWay {
+            // From the tx port's peer (the sink), as the far end of a call would send.
+            for leg in 0..4u16 {
+                sink.send_to(&[0xee, leg as u8], (LO, first_port + 2 * leg + 1))
+                    .expect("send reverse");
+            }
+            reverse = 4;
+        }
+        std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::Relaxed);
         let st = t.join().expect("join").expect("raw loop");
-        assert_eq!((st.rx_packets, st.tx_packets, st.send_errors), (40, 40, 0));
+        assert_eq!(
+            (st.rx_packets, st.tx_packets, st.send_errors),
+            (40 + reverse, 40, 0)
+        );
     }
 
     #[test]
     fn raw_mmsg_multi_forwards() {
-        multi_forwards(false, false, 14100);
+        multi_forwards(Multi::Mmsg, 14100);
     }
 
     #[test]
     fn raw_uring_multi_forwards() {
-        multi_forwards(true, false, 14120);
+        multi_forwards(Multi::Uring, 14120);
     }
 
     #[test]
     fn raw_uring_multi_connected_forwards() {
-        multi_forwards(true, true, 14140);
+        multi_forwards(Multi::UringConnected, 14140);
+    }
+
+    #[test]
+    fn raw_uring_multi_two_way_forwards_and_reads_its_tx_ports() {
+        multi_forwards(Multi::UringTwoWay, 14160);
     }
 }
