@@ -272,9 +272,9 @@ pub fn run_uring_multi(legs: &[Leg], stop: &AtomicBool) -> Result<RawStats, Data
     uring_multi(legs, false, false, stop)
 }
 
-/// [`run_uring_multi`] with every leg's `tx` connected to its peer first and `sendmsg`
-/// without an address: no route lookup per packet, as the relay does with its connected
-/// companions (the fairest baseline for it).
+/// [`run_uring_multi`] with every leg's `tx` connected to its peer first and a plain
+/// `send` without an address: no route lookup per packet, as the relay does with its
+/// connected companions (the fairest baseline for it).
 ///
 /// # Errors
 /// Ring creation, buffer-ring registration or `connect` failures.
@@ -282,11 +282,17 @@ pub fn run_uring_multi_connected(
     legs: &[Leg],
     stop: &AtomicBool,
 ) -> Result<RawStats, DataplaneError> {
+    connect_tx(legs)?;
+    uring_multi(legs, true, false, stop)
+}
+
+/// Connect every leg's `tx` to its peer.
+fn connect_tx(legs: &[Leg]) -> Result<(), DataplaneError> {
     for l in legs {
         l.tx.connect(&l.peer.into())
             .map_err(|e| DataplaneError::io("connect", e))?;
     }
-    uring_multi(legs, true, false, stop)
+    Ok(())
 }
 
 /// [`run_uring_multi_connected`] with a multishot receive armed on every `tx` port as
@@ -301,10 +307,7 @@ pub fn run_uring_multi_two_way(
     legs: &[Leg],
     stop: &AtomicBool,
 ) -> Result<RawStats, DataplaneError> {
-    for l in legs {
-        l.tx.connect(&l.peer.into())
-            .map_err(|e| DataplaneError::io("connect", e))?;
-    }
+    connect_tx(legs)?;
     uring_multi(legs, true, true, stop)
 }
 
