@@ -24,6 +24,7 @@ use std::os::fd::AsRawFd;
 
 use io_uring::{opcode, types, IoUring};
 
+use crate::counters::Counter;
 use crate::fixed::SockRef;
 use crate::uring::{arm_multishot, push, ud, UringState, K_CANCEL};
 use crate::worker::WorkerCtx;
@@ -299,9 +300,16 @@ impl Companions {
         (comp.leg != NONE).then_some(comp.leg * 2)
     }
 
-    /// Re-arm companion `c`'s receive (from the re-arm list); `false` when the ring is
-    /// full (try again next iteration). A companion closed meanwhile gets its slot freed.
-    pub(crate) fn rearm(&mut self, ring: &mut IoUring, st: &mut UringState, c: u32) -> bool {
+    /// Re-arm companion `c`'s receive (from the re-arm list), counted in `rearms`; `false`
+    /// when the ring is full (try again next iteration). A companion closed meanwhile gets
+    /// its slot freed.
+    pub(crate) fn rearm(
+        &mut self,
+        ring: &mut IoUring,
+        st: &mut UringState,
+        c: u32,
+        rearms: &Counter,
+    ) -> bool {
         let Some(comp) = self.comps.get(c as usize).copied() else {
             return true;
         };
@@ -314,6 +322,7 @@ impl Companions {
                 if let Some(m) = self.comps.get_mut(c as usize) {
                     m.armed = true;
                 }
+                rearms.add(1);
                 true
             }
             State::Closing => {

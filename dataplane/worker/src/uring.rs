@@ -452,7 +452,7 @@ fn event_loop(
         std::mem::swap(rearm, spare);
         for s in spare.drain(..) {
             if s & REARM_BIT != 0 {
-                if !comps.rearm(ring, st, s & !REARM_BIT) {
+                if !comps.rearm(ring, st, s & !REARM_BIT, &ctx.shared.worker.rearms) {
                     rearm.push(s);
                 }
                 continue;

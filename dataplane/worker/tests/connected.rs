@@ -125,3 +125,64 @@ fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
 fn connected_sockets_work_on_the_wildcard_address() {
     follow_a_relatch(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12210);
 }
+
+/// Early media toward a far end that does not listen yet: every packet to its closed port
+/// comes back as ICMP port unreachable, which the kernel reports on the connected socket
+/// (the error ends its receive, or fails one send). Once the far end listens, every packet
+/// reaches it again through the same companion, and its own packets are read from that
+/// companion: the error is never a lasting state.
+#[test]
+fn a_peer_that_is_not_listening_yet_gets_every_packet_once_it_listens() {
+    let dp = start_with(DataplaneConfig {
+        port_min: 12220,
+        port_max: 12227,
+        backend: Backend::IoUring,
+        ..DataplaneConfig::default()
+    });
+    let h = dp.allocate_pair().expect("pair");
+    let pa = peer();
+    // B's far end: a port that was just free, and is closed while the relay sends to it.
+    let closed = addr(&peer());
+    dp.update(&h, plain(None), plain(Some(closed)))
+        .expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+    for seq in 1..=20u16 {
+        pa.send_to(&rtp(seq, 0, 1, b"early"), to(h.port_a))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(wait_until(WAIT, || {
+        let w = dp.worker_stats()[0];
+        w.connected_sockets == 1 && w.tx_packets >= 20
+    }));
+    // Each early packet through the companion came back as an error: it ended the
+    // companion's receive (re-armed) or failed the next send (counted).
+    let refused = |dp: &portcullis_dataplane::Dataplane| {
+        dp.stats(&h)
+            .map_or(0, |s| s.b.dropped(DropReason::SendError))
+    };
+    let early_errors = dp.worker_stats()[0].rearms + refused(&dp);
+    assert!(early_errors >= 10, "{early_errors} errors reported");
+    let pb = UdpSocket::bind(closed).expect("the far end starts listening");
+    pb.set_read_timeout(Some(WAIT)).expect("timeout");
+    for seq in 21..=40u16 {
+        pa.send_to(&rtp(seq, 0, 1, b"media"), to(h.port_a))
+            .expect("send");
+        let (got, from) = recv(&pb).expect("relayed once the far end listens");
+        assert_eq!((got, from), (rtp(seq, 0, 1, b"media"), to(h.port_b)));
+    }
+    assert!(connected_in_kernel(h.port_b, &pb));
+    // The far end's own media reaches the companion, whose receive the errors ended and
+    // the worker re-armed, and is relayed to A.
+    for seq in 1..=10u16 {
+        pb.send_to(&rtp(seq, 0, 2, b"back"), to(h.port_b))
+            .expect("send");
+        let (got, from) = recv(&pa).expect("B->A relayed");
+        assert_eq!((got, from), (rtp(seq, 0, 2, b"back"), to(h.port_a)));
+    }
+    let w = dp.worker_stats()[0];
+    assert_eq!(w.connected_sockets, 2, "A forwards through a companion of its own");
+    assert_eq!(w.connect_failures, 0);
+    // No error once the far end listens.
+    assert_eq!(w.rearms + refused(&dp), early_errors);
+}
