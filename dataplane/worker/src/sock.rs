@@ -68,7 +68,8 @@ pub fn zero_storage() -> libc::sockaddr_storage {
     unsafe { std::mem::zeroed() }
 }
 
-/// Decode a kernel-written source address. `None` for families other than IPv4/IPv6 or a
+/// Decode a kernel-written source address; a v4-mapped IPv6 address (an IPv4 peer of a
+/// dual-stack socket) comes back as IPv4. `None` for families other than IPv4/IPv6 or a
 /// length too short for the family.
 #[must_use]
 pub fn from_storage(s: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
@@ -87,6 +88,13 @@ pub fn from_storage(s: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr
             // SAFETY: as above, for sockaddr_in6.
             let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            // An IPv4 peer of a dual-stack socket: handled as the IPv4 address it is.
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return Some(SocketAddr::V4(SocketAddrV4::new(
+                    v4,
+                    u16::from_be(a.sin6_port),
+                )));
+            }
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
                 u16::from_be(a.sin6_port),

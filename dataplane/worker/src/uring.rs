@@ -308,7 +308,8 @@ pub(crate) fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
     }
 }
 
-/// Decode the source address the kernel wrote into a buffer (`sockaddr_in`/`in6` bytes).
+/// Decode the source address the kernel wrote into a buffer (`sockaddr_in`/`in6` bytes);
+/// a v4-mapped IPv6 address comes back as IPv4, as in [`crate::sock::from_storage`].
 fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     let fam = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
@@ -320,12 +321,12 @@ fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
         let flow = u32::from_ne_bytes(b.get(4..8)?.try_into().ok()?);
         let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
         let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
-        Some(SocketAddr::V6(SocketAddrV6::new(
-            Ipv6Addr::from(ip),
-            port,
-            flow,
-            scope,
-        )))
+        let ip = Ipv6Addr::from(ip);
+        // An IPv4 peer of a dual-stack socket: handled as the IPv4 address it is.
+        if let Some(v4) = ip.to_ipv4_mapped() {
+            return Some(SocketAddr::V4(SocketAddrV4::new(v4, port)));
+        }
+        Some(SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope)))
     } else {
         None
     }

@@ -181,7 +181,10 @@ fn a_peer_that_is_not_listening_yet_gets_every_packet_once_it_listens() {
         assert_eq!((got, from), (rtp(seq, 0, 2, b"back"), to(h.port_a)));
     }
     let w = dp.worker_stats()[0];
-    assert_eq!(w.connected_sockets, 2, "A forwards through a companion of its own");
+    assert_eq!(
+        w.connected_sockets, 2,
+        "A forwards through a companion of its own"
+    );
     assert_eq!(w.connect_failures, 0);
     // No error once the far end listens.
     assert_eq!(w.rearms + refused(&dp), early_errors);
