@@ -191,8 +191,8 @@ fn media_error(e: DataplaneError) -> MediaError {
     }
 }
 
-/// A leg's counters for the engine. RTP loss and jitter only once the data plane has
-/// published RTP statistics for the leg (about once a second; `None` before that).
+/// A leg's counters for the engine. RTP loss and jitter only once an RTP packet from the
+/// leg's peer was measured (`None` before that).
 fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
     let measured = s.rtp_received > 0;
     LegMediaStats {

@@ -102,10 +102,9 @@ impl NumberRecord {
 }
 
 /// Media counters of one side: what its peer sent us (`rx_*`) and what we
-/// sent it (`tx_*`). `lost`/`jitter_us` are the data plane's RTP statistics (published
-/// about once a second, so the last second of a call may be missing from them), `null`
-/// when none were published for that peer: no RTP arrived, every packet failed SRTP,
-/// media was bypassed, or the call's media lasted less than about a second.
+/// sent it (`tx_*`). `lost`/`jitter_us` are the data plane's RTP statistics up to the
+/// last packet, `null` when no RTP from that peer was measured: none arrived, every
+/// packet failed SRTP, or media was bypassed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaSideRecord {
     /// Packets received from this side's peer.

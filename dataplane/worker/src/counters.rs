@@ -100,10 +100,13 @@ impl DropReason {
 }
 
 /// Counters of one leg (indexed by leg slot in the worker's slice).
+///
+/// `repr(C)`: the first line holds everything the packet path writes, the receiving leg's
+/// packet and RTP figures and the sending leg's, so a packet writes one line of each
+/// leg's block.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct StreamCounters {
-    /// Pair generation these values belong to (set when the worker arms the pair).
-    pub(crate) generation: AtomicU32,
     /// Packets received on this leg's ports.
     pub rx_packets: Counter,
     /// Bytes received on this leg's ports.
@@ -112,20 +115,21 @@ pub struct StreamCounters {
     pub tx_packets: Counter,
     /// Bytes sent out of this leg's ports.
     pub tx_bytes: Counter,
+    /// RTP packets expected from the peer (RFC 3550 A.3), updated with every RTP packet.
+    pub rtp_expected: Counter,
+    /// RTP packets received from the peer, updated with every RTP packet.
+    pub rtp_received: Counter,
+    /// Interarrival jitter in RTP timestamp units (RFC 3550 §6.4.1), updated with every
+    /// RTP packet.
+    pub rtp_jitter: Counter,
+    /// The leg's RTP clock rate (Hz), set with its parameters: converts the jitter to time.
+    pub rtp_clock_rate: Counter,
     /// Drops of packets received on this leg, by [`DropReason`] index.
     pub drops: [Counter; DROP_REASONS],
     /// STUN binding requests answered.
     pub stun_answered: Counter,
-    /// RTP packets expected from the peer (RFC 3550 A.3), published at housekeeping.
-    pub rtp_expected: Counter,
-    /// RTP packets received from the peer, published at housekeeping.
-    pub rtp_received: Counter,
-    /// Cumulative lost RTP packets (may be negative with duplicates; clamped at 0).
-    pub rtp_lost: Counter,
-    /// Interarrival jitter in RTP timestamp units (RFC 3550 §6.4.1).
-    pub rtp_jitter: Counter,
-    /// The same jitter in microseconds (at the leg's clock rate).
-    pub rtp_jitter_us: Counter,
+    /// Pair generation these values belong to (set when the worker arms the pair).
+    pub(crate) generation: AtomicU32,
 }
 
 impl StreamCounters {
@@ -138,9 +142,8 @@ impl StreamCounters {
             &self.stun_answered,
             &self.rtp_expected,
             &self.rtp_received,
-            &self.rtp_lost,
             &self.rtp_jitter,
-            &self.rtp_jitter_us,
+            &self.rtp_clock_rate,
         ] {
             c.set(0);
         }
@@ -157,6 +160,8 @@ impl StreamCounters {
         for (d, c) in drops.iter_mut().zip(&self.drops) {
             *d = c.get();
         }
+        let (expected, received) = (self.rtp_expected.get(), self.rtp_received.get());
+        let jitter = self.rtp_jitter.get();
         LegStats {
             rx_packets: self.rx_packets.get(),
             rx_bytes: self.rx_bytes.get(),
@@ -164,11 +169,12 @@ impl StreamCounters {
             tx_bytes: self.tx_bytes.get(),
             drops,
             stun_answered: self.stun_answered.get(),
-            rtp_expected: self.rtp_expected.get(),
-            rtp_received: self.rtp_received.get(),
-            rtp_lost: self.rtp_lost.get(),
-            rtp_jitter: self.rtp_jitter.get(),
-            rtp_jitter_us: self.rtp_jitter_us.get(),
+            rtp_expected: expected,
+            rtp_received: received,
+            // Duplicates can make it negative (RFC 3550 A.3); reported as 0.
+            rtp_lost: expected.saturating_sub(received),
+            rtp_jitter: jitter,
+            rtp_jitter_us: jitter.saturating_mul(1_000_000) / self.rtp_clock_rate.get().max(1),
         }
     }
 }

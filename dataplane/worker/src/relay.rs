@@ -257,8 +257,11 @@ impl Relay {
                     }
                 }
                 p.armed = true;
-                for (leg, prm) in p.legs.iter_mut().zip(params) {
+                for (i, (leg, prm)) in (0..).zip(p.legs.iter_mut().zip(params)) {
                     leg.apply(prm, fresh);
+                    if let Some(c) = self.shared.legs.get((pair * 2 + i) as usize) {
+                        c.rtp_clock_rate.set(u64::from(leg.clock_rate));
+                    }
                 }
                 w.commands.add(1);
             }
@@ -281,8 +284,8 @@ impl Relay {
         }
     }
 
-    /// Periodic work on the next slice of the pair table: publish RTP statistics, raise
-    /// inactivity and SRTP-failure events. Each call visits `ceil(pairs / SWEEP_SLICES)`
+    /// Periodic work on the next slice of the pair table: raise inactivity and
+    /// SRTP-failure events (RTP statistics are published by the packet path itself). Each call visits `ceil(pairs / SWEEP_SLICES)`
     /// pairs, carrying on where the last call stopped, so every pair is visited once per
     /// [`SWEEP_SLICES`] calls. Not the whole table at once: a sweep of 20,000 pairs with
     /// cold caches takes about 2.5 ms, a stall every packet queued behind it would feel.
@@ -311,15 +314,6 @@ impl Relay {
                 }
             }
             for (s, leg) in p.legs.iter_mut().enumerate() {
-                if let Some(c) = self.shared.legs.get(i * 2 + s) {
-                    c.rtp_expected.set(leg.stats.expected());
-                    c.rtp_received.set(leg.stats.received());
-                    c.rtp_lost.set(u64::try_from(leg.stats.lost()).unwrap_or(0));
-                    let jitter = u64::from(leg.stats.jitter());
-                    c.rtp_jitter.set(jitter);
-                    c.rtp_jitter_us
-                        .set(jitter * 1_000_000 / u64::from(leg.clock_rate.max(1)));
-                }
                 if leg.srtp_failures - leg.srtp_failures_reported >= self.srtp_fail_threshold {
                     leg.srtp_failures_reported = leg.srtp_failures;
                     let ev = Event::SrtpAuthFailures {
@@ -463,6 +457,15 @@ impl Relay {
                     let arrival = now_us.wrapping_mul(u64::from(leg.clock_rate)) / 1_000_000;
                     leg.stats
                         .update(p.sequence(), p.timestamp(), arrival as u32);
+                    // Published with every packet, into the line its rx counters are in:
+                    // a CDR read at any moment has the call's figures up to that packet.
+                    // Received before expected, so a reader (expected first) never sees
+                    // more lost than there were.
+                    if let Some(c) = lc {
+                        c.rtp_received.set(leg.stats.received());
+                        c.rtp_expected.set(leg.stats.expected());
+                        c.rtp_jitter.set(u64::from(leg.stats.jitter()));
+                    }
                 }
                 if leg.flags.latching && (!leg.latched || relatch) {
                     leg.latched = true;

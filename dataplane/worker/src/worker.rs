@@ -19,7 +19,7 @@ use crate::types::{Backend, Command, DataplaneError, WorkerId};
 /// Commands applied per loop iteration at most (practice 9: every loop has a budget).
 pub(crate) const COMMAND_BUDGET: usize = 64;
 /// Housekeeping cadence: each run takes the next slice of the pair table (inactivity
-/// checks, RTP statistics publication), so every pair is visited once per
+/// checks, SRTP-failure alarms), so every pair is visited once per
 /// `HOUSEKEEPING × SWEEP_SLICES` = 1 s.
 pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(10);
 
