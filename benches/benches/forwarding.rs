@@ -6,8 +6,8 @@
 //! connected to their peers (`raw_uring_2000c`, as the relay sends through connected
 //! companions), and that loop again with a receive armed on its tx ports
 //! (`raw_uring_2000c_rx`, the layout of a two-way forwarder: context, not a baseline).
-//! The generator runs on core 0. Two loads: 2,000 streams paced at 50 pps each (100 kpps total) and flat
-//! out. CPU time comes from `/proc/self/task/<tid>/stat`.
+//! The generator runs on core 0. Two loads: 2,000 streams paced at 50 pps each (100 kpps
+//! total) and flat out. CPU time comes from `/proc/self/task/<tid>/stat`.
 //!
 //! Run: `cargo bench -p portcullis-benches --bench forwarding`
 //! (`FWD_SECS` sets the measurement window per case, default 2; `FWD_ROUNDS` the number of

@@ -285,10 +285,11 @@ impl Relay {
     }
 
     /// Periodic work on the next slice of the pair table: raise inactivity and
-    /// SRTP-failure events (RTP statistics are published by the packet path itself). Each call visits `ceil(pairs / SWEEP_SLICES)`
-    /// pairs, carrying on where the last call stopped, so every pair is visited once per
-    /// [`SWEEP_SLICES`] calls. Not the whole table at once: a sweep of 20,000 pairs with
-    /// cold caches takes about 2.5 ms, a stall every packet queued behind it would feel.
+    /// SRTP-failure events (RTP statistics are published by the packet path itself).
+    /// Each call visits `ceil(pairs / SWEEP_SLICES)` pairs, carrying on where the last
+    /// call stopped, so every pair is visited once per [`SWEEP_SLICES`] calls. Not the
+    /// whole table at once: a sweep of 20,000 pairs with cold caches takes about 2.5 ms,
+    /// a stall every packet queued behind it would feel.
     pub(crate) fn housekeeping(&mut self, now_us: u64) {
         let n = self.pairs.len();
         if n == 0 {
