@@ -20,8 +20,8 @@ use crate::mmsg::{Batch, BATCH};
 use crate::sock::to_storage;
 use crate::types::DataplaneError;
 use crate::uring::{
-    arm_recv, arm_timer, build_ring, push, quiesce, send_connected, ud, ud_bid, ud_kind, ud_sock,
-    UringState, BGID, K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
+    arm_recv, arm_timer, build_ring, push, quiesce, send_connected, send_to, ud, ud_bid, ud_kind,
+    ud_sock, UringState, BGID, K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
 };
 
 /// What a raw forwarder did.
@@ -397,13 +397,7 @@ fn uring_multi(
                             st.recycle(bid);
                             continue;
                         };
-                        slot.iov.iov_base = data.cast();
-                        slot.iov.iov_len = len;
-                        slot.hdr.msg_namelen = to_storage(leg.peer, &mut slot.addr);
-                        slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
-                        slot.hdr.msg_iov = &mut slot.iov;
-                        slot.hdr.msg_iovlen = 1;
-                        opcode::SendMsg::new(types::Fd(leg.tx.as_raw_fd()), &slot.hdr).build()
+                        send_to(tx, slot, data, len, leg.peer)
                     }
                     .user_data(ud(K_SEND, sock, bid));
                     if push(&mut ring, &e) {

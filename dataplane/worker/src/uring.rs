@@ -612,17 +612,7 @@ fn on_recv(
                     st.recycle(bid);
                     return;
                 };
-                slot.iov.iov_base = data.cast();
-                slot.iov.iov_len = len;
-                slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
-                slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
-                slot.hdr.msg_iov = &mut slot.iov;
-                slot.hdr.msg_iovlen = 1;
-                match target {
-                    SockRef::Fixed(i) => opcode::SendMsg::new(types::Fixed(i), &slot.hdr),
-                    SockRef::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &slot.hdr),
-                }
-                .build()
+                send_to(target, slot, data, len, to)
             }
             .user_data(ud(K_SEND, out, bid));
             if push(ring, &e) {
@@ -633,6 +623,29 @@ fn on_recv(
             }
         }
     }
+}
+
+/// A `sendmsg` of `len` bytes at `data` to `to`, its header and address written into
+/// `slot`, the send slot of the buffer holding `data` (both stay put until the
+/// completion: the buffer is recycled only then).
+pub(crate) fn send_to(
+    target: SockRef,
+    slot: &mut SendSlot,
+    data: *mut u8,
+    len: usize,
+    to: std::net::SocketAddr,
+) -> squeue::Entry {
+    slot.iov.iov_base = data.cast();
+    slot.iov.iov_len = len;
+    slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
+    slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
+    slot.hdr.msg_iov = &mut slot.iov;
+    slot.hdr.msg_iovlen = 1;
+    match target {
+        SockRef::Fixed(i) => opcode::SendMsg::new(types::Fixed(i), &slot.hdr),
+        SockRef::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &slot.hdr),
+    }
+    .build()
 }
 
 /// A `send` of `len` bytes at `data` on a connected socket. The buffer must stay put
