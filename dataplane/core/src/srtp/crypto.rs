@@ -8,7 +8,8 @@
 
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use aes::Aes128Enc;
-use hmac::{Hmac, Mac};
+use hmac::digest::core_api::CoreWrapper;
+use hmac::{Hmac, HmacCore, Mac};
 use sha1::Sha1;
 
 /// AES-128 in counter mode with a 128-bit big-endian counter block (RFC 3711 §4.1.1).
@@ -53,15 +54,27 @@ pub fn aes_cm_apply(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
     AesCtr::new(key.into(), iv.into()).apply_keystream(data);
 }
 
-/// Session keys for one of SRTP or SRTCP: cipher, salt and keyed MAC.
+/// Session keys for one of SRTP or SRTCP: keyed MAC, salt and cipher.
+///
+/// Laid out for the packet path: a packet reads the MAC's two pre-hashed pads (one line),
+/// the salt and the AES-NI round keys (the next three lines; `aes` holds a software key
+/// schedule too, in the same union, which the packet path never reads on AES-NI
+/// machines). The MAC is kept as its 64-byte core, not the 136-byte wrapper with an empty
+/// block buffer; a packet wraps a copy of it.
 #[derive(Clone)]
+#[repr(C, align(64))]
 pub(crate) struct SessionKeys {
-    aes: Aes128Enc,
+    mac: HmacCore<Sha1>,
     salt: [u8; 14],
-    mac: HmacSha1,
+    aes: Aes128Enc,
 }
 
 impl SessionKeys {
+    /// End of what a packet reads: the MAC, the salt, and the AES-NI round keys at the
+    /// start of `aes`.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const HOT_END: usize = std::mem::offset_of!(SessionKeys, aes) + 11 * 16;
+
     /// Derive the cipher key, auth key and salt with labels `enc`, `enc + 1`,
     /// `enc + 2` (0/1/2 for SRTP, 3/4/5 for SRTCP).
     pub(crate) fn derive(master_key: &[u8; 16], master_salt: &[u8; 14], enc: u8) -> Self {
@@ -73,10 +86,11 @@ impl SessionKeys {
         derive(master_key, master_salt, enc + 1, &mut auth[..AUTH_KEY_LEN]);
         let mut salt = [0u8; 14];
         derive(master_key, master_salt, enc + 2, &mut salt);
+        let (mac, _) = <HmacSha1 as KeyInit>::new((&auth).into()).decompose();
         Self {
-            aes: Aes128Enc::new((&key).into()),
+            mac,
             salt,
-            mac: <HmacSha1 as KeyInit>::new((&auth).into()),
+            aes: Aes128Enc::new((&key).into()),
         }
     }
 
@@ -126,7 +140,7 @@ impl SessionKeys {
     /// empty for SRTCP).
     #[inline]
     pub(crate) fn tag(&self, msg: &[u8], trailer: &[u8]) -> [u8; SHA1_LEN] {
-        let mut mac = self.mac.clone();
+        let mut mac = CoreWrapper::from_core(self.mac.clone());
         mac.update(msg);
         mac.update(trailer);
         mac.finalize().into_bytes().into()
@@ -135,7 +149,7 @@ impl SessionKeys {
     /// Constant-time check of a truncated tag (RFC 3711 §3.4 step 5 / §4.2).
     #[inline]
     pub(crate) fn verify(&self, msg: &[u8], trailer: &[u8], tag: &[u8]) -> bool {
-        let mut mac = self.mac.clone();
+        let mut mac = CoreWrapper::from_core(self.mac.clone());
         mac.update(msg);
         mac.update(trailer);
         mac.verify_truncated_left(tag).is_ok()

@@ -143,14 +143,22 @@ impl From<RtpError> for SrtpError {
 /// sight; a sender cycling through more than [`MAX_STREAMS`] SSRCs evicts the
 /// oldest, whose next packet then restarts at ROC 0 (the relay only protects
 /// packets from the latched source, which bounds this).
+///
+/// Layout (`repr(C)`): a relay with thousands of calls finds a session out of the
+/// nearest caches for every packet, so what an RTP packet reads is packed into few
+/// lines. The first line holds the suite, the MKI length, the SSRC keys and the first
+/// SSRC's RTP state; the SRTP keys follow (four lines read). The SRTCP keys and the MKI
+/// come last.
 #[derive(Clone)]
+#[repr(C)]
 pub struct SrtpSession {
     profile: SrtpProfile,
+    mki_len: u8,
+    streams: StreamTable,
     rtp: SessionKeys,
     rtcp: SessionKeys,
-    streams: StreamTable,
+    /// Only read when `mki_len` is not 0.
     mki: [u8; MAX_MKI_LEN],
-    mki_len: usize,
 }
 
 impl std::fmt::Debug for SrtpSession {
@@ -182,7 +190,7 @@ impl SrtpSession {
     pub fn with_mki(keys: &SrtpKeys, mki: &[u8]) -> Option<Self> {
         let mut s = Self::new(keys);
         s.mki.get_mut(..mki.len())?.copy_from_slice(mki);
-        s.mki_len = mki.len();
+        s.mki_len = u8::try_from(mki.len()).ok()?;
         Some(s)
     }
 
@@ -193,32 +201,24 @@ impl SrtpSession {
 
     /// Bytes `protect_rtp` appends (tag + MKI).
     pub fn rtp_trailer_len(&self) -> usize {
-        self.profile.rtp_tag_len() + self.mki_len
+        self.profile.rtp_tag_len() + self.mki_len()
     }
 
     /// Bytes `protect_rtcp` appends (E+index, MKI, tag).
     pub fn rtcp_trailer_len(&self) -> usize {
-        SRTCP_INDEX_LEN + self.mki_len + SRTCP_TAG_LEN
+        SRTCP_INDEX_LEN + self.mki_len() + SRTCP_TAG_LEN
     }
 
     /// Set the rollover counter assumed for `ssrc`'s next packet and forget its
     /// replay history (RFC 3711 §3.3.1: a receiver joining late learns the ROC out of
     /// band). Used to seed state from test vectors or signalling.
     pub fn set_roc(&mut self, ssrc: u32, roc: u32) {
-        let st = self.streams.entry(ssrc);
-        st.rtp = replay::RtpState {
-            roc_seed: roc,
-            ..replay::RtpState::default()
-        };
+        self.streams.entry(ssrc).rtp = replay::RtpState::seeded(roc);
     }
 
     /// The ROC of the highest packet index seen for `ssrc` (the seed if none yet).
     pub fn roc(&self, ssrc: u32) -> Option<u32> {
-        let st = self.streams.get(ssrc)?;
-        match st.rtp.window.highest() {
-            Some(h) => u32::try_from(h >> 16).ok(),
-            None => Some(st.rtp.roc_seed),
-        }
+        self.streams.get(ssrc).map(|st| st.rtp.roc())
     }
 
     /// Set the SRTCP index the next `protect_rtcp` for `ssrc` will use (mod 2^31).
@@ -236,9 +236,14 @@ impl SrtpSession {
         self.streams.remove(ssrc);
     }
 
+    /// Length of the MKI (0 when none).
+    fn mki_len(&self) -> usize {
+        usize::from(self.mki_len)
+    }
+
     /// The MKI, if configured.
     fn mki(&self) -> &[u8] {
-        self.mki.get(..self.mki_len).unwrap_or(&[])
+        self.mki.get(..self.mki_len()).unwrap_or(&[])
     }
 
     /// RFC 3711 §3.3: encrypt the payload of the RTP packet in `buf[..len]` in place
@@ -250,7 +255,7 @@ impl SrtpSession {
         let ssrc = be32(pkt, 8);
         let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
         let tag_len = self.profile.rtp_tag_len();
-        let out_len = len + self.mki_len + tag_len;
+        let out_len = len + self.mki_len() + tag_len;
         if buf.len() < out_len {
             return Err(SrtpError::NoRoom);
         }
@@ -262,8 +267,8 @@ impl SrtpSession {
 
         self.rtp.crypt(ssrc, index, &mut buf[hdr..len]);
         let tag = self.rtp.tag(&buf[..len], &roc);
-        let (mki_dst, rest) = buf[len..out_len].split_at_mut(self.mki_len);
-        mki_dst.copy_from_slice(&self.mki[..self.mki_len]);
+        let (mki_dst, rest) = buf[len..out_len].split_at_mut(self.mki_len());
+        mki_dst.copy_from_slice(&self.mki[..self.mki_len()]);
         rest.copy_from_slice(&tag[..tag_len]);
         Ok(out_len)
     }
@@ -280,7 +285,7 @@ impl SrtpSession {
         }
         let auth_end = len - trailer;
         let (authed, tail) = pkt.split_at(auth_end);
-        let (mki, tag) = tail.split_at(self.mki_len);
+        let (mki, tag) = tail.split_at(self.mki_len());
         if mki != self.mki() {
             return Err(SrtpError::AuthFailed);
         }
@@ -320,8 +325,8 @@ impl SrtpSession {
         let e_index = len + SRTCP_INDEX_LEN;
         buf[len..e_index].copy_from_slice(&(0x8000_0000 | index).to_be_bytes());
         let tag = self.rtcp.tag(&buf[..e_index], &[]);
-        let (mki_dst, rest) = buf[e_index..out_len].split_at_mut(self.mki_len);
-        mki_dst.copy_from_slice(&self.mki[..self.mki_len]);
+        let (mki_dst, rest) = buf[e_index..out_len].split_at_mut(self.mki_len());
+        mki_dst.copy_from_slice(&self.mki[..self.mki_len()]);
         rest.copy_from_slice(&tag[..SRTCP_TAG_LEN]);
         Ok(out_len)
     }
@@ -335,9 +340,9 @@ impl SrtpSession {
             return Err(SrtpError::TooShort);
         }
         check_rtcp_header(pkt)?;
-        let auth_end = len - self.mki_len - SRTCP_TAG_LEN;
+        let auth_end = len - self.mki_len() - SRTCP_TAG_LEN;
         let (authed, tail) = pkt.split_at(auth_end);
-        let (mki, tag) = tail.split_at(self.mki_len);
+        let (mki, tag) = tail.split_at(self.mki_len());
         if mki != self.mki() {
             return Err(SrtpError::AuthFailed);
         }
@@ -370,3 +375,17 @@ fn check_rtcp_header(pkt: &[u8]) -> Result<(), SrtpError> {
         _ => Err(SrtpError::TooShort),
     }
 }
+
+// What protecting or unprotecting an RTP packet of the usual SSRC reads: suite, MKI
+// length, SSRC keys and that SSRC's state in the first line; MAC pads, salt and AES-NI
+// round keys (11 × 16 bytes) in the four lines of the SRTP keys. Checked when building
+// for x86-64, where the `aes` crate's layout is the one measured.
+#[cfg(target_arch = "x86_64")]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(align_of::<SrtpSession>() >= 64);
+    assert!(offset_of!(SrtpSession, streams) + StreamTable::FRONT_RTP_END <= 64);
+    assert!(offset_of!(SrtpSession, rtp) % 64 == 0);
+    assert!(SessionKeys::HOT_END <= 4 * 64);
+    assert!(size_of::<SrtpSession>() <= 2048);
+};

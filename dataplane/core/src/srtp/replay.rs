@@ -1,6 +1,11 @@
 //! Per-SSRC cryptographic state: packet index estimation, rollover counter and the
 //! replay windows (RFC 3711 §3.3.1, §3.3.2, Appendix A), kept in a small
 //! fixed table with least-recently-used replacement.
+//!
+//! Sized for the packet path's cache lines: a window is 32 bytes (its bit mask is two
+//! `u64`s, so nothing needs 16-byte alignment), and the table keeps its SSRCs in a
+//! separate array, most recently used first, so the usual packet compares one SSRC and
+//! reads the state right after it.
 
 use super::SrtpError;
 
@@ -14,16 +19,26 @@ pub const SRTCP_INDEX_MASK: u32 = 0x7fff_ffff;
 /// Largest 48-bit SRTP packet index.
 const MAX_INDEX: u64 = (1 << 48) - 1;
 
-/// Sliding window over the highest index seen: bit `k` of `bits` stands for index
+/// Sliding window over the highest index seen: bit `k` of the mask stands for index
 /// `highest - k`. Invariant: bit 0 is set once `started`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Window {
     started: bool,
     highest: u64,
-    bits: u128,
+    /// The 128-bit mask, low half first.
+    bits: [u64; 2],
 }
 
 impl Window {
+    fn mask(&self) -> u128 {
+        u128::from(self.bits[0]) | (u128::from(self.bits[1]) << 64)
+    }
+
+    fn set_mask(&mut self, m: u128) {
+        // Truncations intended: the two halves of the mask.
+        self.bits = [m as u64, (m >> 64) as u64];
+    }
+
     /// `Err(Replay)` if `index` was already accepted, `Err(TooOld)` if it is left of
     /// the window (RFC 3711 §3.3.2).
     pub(crate) fn check(&self, index: u64) -> Result<(), SrtpError> {
@@ -33,7 +48,7 @@ impl Window {
         let age = self.highest - index;
         if age >= REPLAY_WINDOW {
             Err(SrtpError::TooOld)
-        } else if self.bits & (1u128 << age) != 0 {
+        } else if self.mask() & (1u128 << age) != 0 {
             Err(SrtpError::Replay)
         } else {
             Ok(())
@@ -46,21 +61,21 @@ impl Window {
             *self = Self {
                 started: true,
                 highest: index,
-                bits: 1,
+                bits: [1, 0],
             };
         } else if index > self.highest {
             let shift = index - self.highest;
-            self.bits = if shift >= REPLAY_WINDOW {
+            let m = if shift >= REPLAY_WINDOW {
                 0
             } else {
-                self.bits << shift
+                self.mask() << shift
             };
-            self.bits |= 1;
+            self.set_mask(m | 1);
             self.highest = index;
         } else {
             let age = self.highest - index;
             if age < REPLAY_WINDOW {
-                self.bits |= 1u128 << age;
+                self.set_mask(self.mask() | 1u128 << age);
             }
         }
     }
@@ -71,21 +86,39 @@ impl Window {
 }
 
 /// SRTP state of one SSRC: the window carries `s_l` and the ROC as the highest
-/// 48-bit index `ROC · 2^16 + s_l`; `roc_seed` is the ROC to assume before the
-/// first packet (0 unless signalled, e.g. by the test vectors).
+/// 48-bit index `ROC · 2^16 + s_l`.
+///
+/// Before the first packet the window is not started, and its `highest` holds the ROC
+/// to assume as `ROC · 2^16` (0 unless signalled, e.g. by the test vectors). The seed
+/// needs no field of its own, so the state is 32 bytes.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RtpState {
     pub(crate) window: Window,
-    pub(crate) roc_seed: u32,
 }
 
 impl RtpState {
+    /// A state whose first packet gets rollover counter `roc`.
+    pub(crate) fn seeded(roc: u32) -> Self {
+        Self {
+            window: Window {
+                highest: u64::from(roc) << 16,
+                ..Window::default()
+            },
+        }
+    }
+
+    /// The ROC of the highest index accepted, or the seed before the first packet.
+    pub(crate) fn roc(&self) -> u32 {
+        // Indexes are 48 bits: the shift leaves at most 32.
+        (self.window.highest >> 16) as u32
+    }
+
     /// RFC 3711 Appendix A: guess the ROC `v` for `seq` from `s_l` and the ROC,
     /// and return the 48-bit index `v · 2^16 + seq`. `None` when the guess would be
     /// negative (a packet from before the start) or past 2^48.
     pub(crate) fn estimate(&self, seq: u16) -> Option<u64> {
         let Some(highest) = self.window.highest() else {
-            return Some((u64::from(self.roc_seed) << 16) | u64::from(seq));
+            return Some(self.window.highest | u64::from(seq));
         };
         let roc = highest >> 16;
         let s_l = highest & 0xffff;
@@ -106,94 +139,79 @@ impl RtpState {
     }
 }
 
-/// Everything kept for one SSRC.
+/// Everything kept for one SSRC (its SSRC is in [`StreamTable`]'s key array), the RTP
+/// state first.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 pub(crate) struct StreamState {
-    pub(crate) ssrc: u32,
     pub(crate) rtp: RtpState,
     /// Next SRTCP index to send (RFC 3711 §3.3.2: starts at 0, +1 mod 2^31).
     pub(crate) srtcp_next: u32,
     pub(crate) srtcp_rx: Window,
 }
 
-impl StreamState {
-    pub(crate) fn new(ssrc: u32) -> Self {
-        Self {
-            ssrc,
-            ..Self::default()
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    in_use: bool,
-    last_used: u64,
-    state: StreamState,
-}
-
-/// Fixed table of [`MAX_STREAMS`] SSRC states with LRU replacement.
+/// Fixed table of [`MAX_STREAMS`] SSRC states, most recently used first; the last one
+/// is evicted when a new SSRC needs room.
+///
+/// `repr(C)`: the SSRCs, then the states, so the usual lookup (the SSRC of the previous
+/// packet, in front) reads one line for the key and the state after it.
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 pub(crate) struct StreamTable {
-    slots: [Slot; MAX_STREAMS],
-    tick: u64,
+    ssrc: [u32; MAX_STREAMS],
+    len: u8,
+    state: [StreamState; MAX_STREAMS],
 }
 
 impl StreamTable {
+    /// Bytes from the start of the table to the end of the front SSRC's RTP state.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) const FRONT_RTP_END: usize =
+        std::mem::offset_of!(StreamTable, state) + std::mem::size_of::<RtpState>();
+
     fn position(&self, ssrc: u32) -> Option<usize> {
-        self.slots
+        self.ssrc
+            .get(..usize::from(self.len))?
             .iter()
-            .position(|s| s.in_use && s.state.ssrc == ssrc)
+            .position(|&s| s == ssrc)
     }
 
     /// The state of `ssrc`, if tracked.
     pub(crate) fn get(&self, ssrc: u32) -> Option<&StreamState> {
-        self.slots
-            .iter()
-            .find(|s| s.in_use && s.state.ssrc == ssrc)
-            .map(|s| &s.state)
+        self.state.get(self.position(ssrc)?)
     }
 
     /// The state of `ssrc`, created (evicting the least recently used SSRC when the
-    /// table is full) if absent. Marks it most recently used.
+    /// table is full) if absent. Moves it to the front.
     pub(crate) fn entry(&mut self, ssrc: u32) -> &mut StreamState {
-        self.tick += 1;
-        let i = match self.position(ssrc) {
-            Some(i) => i,
-            None => {
-                let i = self.victim();
-                self.slots[i] = Slot {
-                    in_use: true,
-                    last_used: 0,
-                    state: StreamState::new(ssrc),
-                };
-                i
+        match self.position(ssrc) {
+            Some(0) => {}
+            Some(i) => {
+                self.ssrc[..=i].rotate_right(1);
+                self.state[..=i].rotate_right(1);
             }
-        };
-        let slot = &mut self.slots[i];
-        slot.last_used = self.tick;
-        &mut slot.state
+            None => {
+                // A free slot at the end, or else the least recently used: rotated to
+                // the front and overwritten.
+                let n = (usize::from(self.len) + 1).min(MAX_STREAMS);
+                self.len = n as u8;
+                self.ssrc[..n].rotate_right(1);
+                self.state[..n].rotate_right(1);
+                self.ssrc[0] = ssrc;
+                self.state[0] = StreamState::default();
+            }
+        }
+        &mut self.state[0]
     }
 
     /// Forget `ssrc` (its next packet starts a fresh index/replay history).
     pub(crate) fn remove(&mut self, ssrc: u32) {
         if let Some(i) = self.position(ssrc) {
-            self.slots[i].in_use = false;
+            let n = usize::from(self.len);
+            self.ssrc[i..n].rotate_left(1);
+            self.state[i..n].rotate_left(1);
+            self.len -= 1;
         }
-    }
-
-    /// A free slot, or else the least recently used one.
-    fn victim(&self) -> usize {
-        let mut best = 0;
-        for (i, s) in self.slots.iter().enumerate() {
-            if !s.in_use {
-                return i;
-            }
-            if s.last_used < self.slots[best].last_used {
-                best = i;
-            }
-        }
-        best
     }
 }
 
@@ -235,11 +253,12 @@ mod tests {
         let mut st = RtpState::default();
         st.window.commit(5);
         assert_eq!(st.estimate(60000), None);
-        let seeded = RtpState {
-            roc_seed: 7,
-            ..RtpState::default()
-        };
+        let seeded = RtpState::seeded(7);
+        assert_eq!(seeded.roc(), 7);
         assert_eq!(seeded.estimate(3), Some((7 << 16) | 3));
+        let mut st = seeded;
+        st.window.commit((7 << 16) | 65535);
+        assert_eq!(st.estimate(2), Some((8 << 16) | 2));
     }
 
     #[test]
@@ -255,5 +274,15 @@ mod tests {
         assert_eq!(t.get(5).map(|s| s.srtcp_next), Some(0));
         t.remove(5);
         assert!(t.get(5).is_none());
+        // 1, 4, 3 are left; a lookup does not reorder, an entry does.
+        for ssrc in [1, 3, 4] {
+            assert_eq!(t.get(ssrc).map(|s| s.srtcp_next), Some(ssrc));
+        }
+        t.entry(6);
+        t.entry(7); // evicts 3, the least recently used
+        assert!(t.get(3).is_none());
+        for ssrc in [1, 4] {
+            assert_eq!(t.get(ssrc).map(|s| s.srtcp_next), Some(ssrc));
+        }
     }
 }
