@@ -101,9 +101,10 @@ impl DropReason {
 
 /// Counters of one leg (indexed by leg slot in the worker's slice).
 ///
-/// `repr(C)`: the first line holds everything the packet path writes, the receiving leg's
-/// packet and RTP figures and the sending leg's, so a packet writes one line of each
-/// leg's block.
+/// `repr(C)`: the first line holds everything the packet path writes for a relayed
+/// packet, all in the block of the leg it was received on. What a leg sends is what its
+/// partner relayed to it, so its `tx` figures are read from the partner's `relayed_*`
+/// ([`PairStats::read`]) instead of being written into a second block per packet.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub struct StreamCounters {
@@ -111,10 +112,10 @@ pub struct StreamCounters {
     pub rx_packets: Counter,
     /// Bytes received on this leg's ports.
     pub rx_bytes: Counter,
-    /// Packets sent out of this leg's ports (relayed from the other leg, STUN answers).
-    pub tx_packets: Counter,
-    /// Bytes sent out of this leg's ports.
-    pub tx_bytes: Counter,
+    /// Packets received on this leg and relayed out of the other leg's ports.
+    pub relayed_packets: Counter,
+    /// Bytes relayed out of the other leg's ports (after SRTP protection).
+    pub relayed_bytes: Counter,
     /// RTP packets expected from the peer (RFC 3550 A.3), updated with every RTP packet.
     pub rtp_expected: Counter,
     /// RTP packets received from the peer, updated with every RTP packet.
@@ -126,8 +127,10 @@ pub struct StreamCounters {
     pub rtp_clock_rate: Counter,
     /// Drops of packets received on this leg, by [`DropReason`] index.
     pub drops: [Counter; DROP_REASONS],
-    /// STUN binding requests answered.
+    /// STUN binding requests answered (each answer is sent out of this leg's port).
     pub stun_answered: Counter,
+    /// Bytes of those answers.
+    pub stun_answer_bytes: Counter,
     /// Pair generation these values belong to (set when the worker arms the pair).
     pub(crate) generation: AtomicU32,
 }
@@ -137,9 +140,10 @@ impl StreamCounters {
         for c in [
             &self.rx_packets,
             &self.rx_bytes,
-            &self.tx_packets,
-            &self.tx_bytes,
+            &self.relayed_packets,
+            &self.relayed_bytes,
             &self.stun_answered,
+            &self.stun_answer_bytes,
             &self.rtp_expected,
             &self.rtp_received,
             &self.rtp_jitter,
@@ -153,22 +157,32 @@ impl StreamCounters {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// Copy the current values out.
+    /// The pair generation these counters belong to.
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Copy the current values out; `partner` is the other leg of the pair, whose relayed
+    /// packets are the ones this leg sent.
     #[must_use]
-    pub fn snapshot(&self) -> LegStats {
+    fn snapshot(&self, partner: &StreamCounters) -> LegStats {
         let mut drops = [0; DROP_REASONS];
         for (d, c) in drops.iter_mut().zip(&self.drops) {
             *d = c.get();
         }
         let (expected, received) = (self.rtp_expected.get(), self.rtp_received.get());
         let jitter = self.rtp_jitter.get();
+        let stun_answered = self.stun_answered.get();
         LegStats {
             rx_packets: self.rx_packets.get(),
             rx_bytes: self.rx_bytes.get(),
-            tx_packets: self.tx_packets.get(),
-            tx_bytes: self.tx_bytes.get(),
+            tx_packets: partner.relayed_packets.get().wrapping_add(stun_answered),
+            tx_bytes: partner
+                .relayed_bytes
+                .get()
+                .wrapping_add(self.stun_answer_bytes.get()),
             drops,
-            stun_answered: self.stun_answered.get(),
+            stun_answered,
             rtp_expected: expected,
             rtp_received: received,
             // Duplicates can make it negative (RFC 3550 A.3); reported as 0.
@@ -221,6 +235,18 @@ pub struct PairStats {
     pub a: LegStats,
     /// Leg B.
     pub b: LegStats,
+}
+
+impl PairStats {
+    /// Read the counters of legs `a` and `b` of one pair: each leg's sent figures are
+    /// its partner's relayed ones plus its own STUN answers.
+    #[must_use]
+    pub fn read(a: &StreamCounters, b: &StreamCounters) -> PairStats {
+        PairStats {
+            a: a.snapshot(b),
+            b: b.snapshot(a),
+        }
+    }
 }
 
 /// Counters of one worker.

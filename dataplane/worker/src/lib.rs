@@ -379,16 +379,10 @@ impl Dataplane {
         let w = self.workers.get(usize::from(handle.worker.0))?;
         let a = w.shared.legs.get(handle.pair as usize * 2)?;
         let b = w.shared.legs.get(handle.pair as usize * 2 + 1)?;
-        let gen_ok = |c: &counters::StreamCounters| {
-            c.generation.load(std::sync::atomic::Ordering::Acquire) == handle.generation
-        };
-        if !gen_ok(a) || !gen_ok(b) {
+        if a.generation() != handle.generation || b.generation() != handle.generation {
             return None;
         }
-        Some(PairStats {
-            a: a.snapshot(),
-            b: b.snapshot(),
-        })
+        Some(PairStats::read(a, b))
     }
 
     /// Snapshot of every worker's counters, indexed by [`WorkerId`].

@@ -409,8 +409,7 @@ impl Relay {
                     Ok(n) => {
                         if let Some(c) = lc {
                             c.stun_answered.add(1);
-                            c.tx_packets.add(1);
-                            c.tx_bytes.add(n as u64);
+                            c.stun_answer_bytes.add(n as u64);
                         }
                         w.tx_packets.add(1);
                         w.tx_bytes.add(n as u64);
@@ -612,9 +611,11 @@ fn send_out(
     let w = &shared.worker;
     w.tx_packets.add(1);
     w.tx_bytes.add(n as u64);
-    if let Some(c) = shared.legs.get(out_leg_slot) {
-        c.tx_packets.add(1);
-        c.tx_bytes.add(n as u64);
+    // Counted on the receiving leg, in the line `on_packet` already wrote: it is the
+    // sending leg's tx (`PairStats::read`), without touching that leg's block.
+    if let Some(c) = lc {
+        c.relayed_packets.add(1);
+        c.relayed_bytes.add(n as u64);
     }
     let sock = u32::try_from(out_leg_slot * 2).unwrap_or(u32::MAX) + u32::from(rtcp_sock);
     Verdict::Send {
@@ -628,6 +629,7 @@ fn send_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::PairStats;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn relay(pairs: u32) -> (Relay, Arc<WorkerShared>, Arc<ArrayQueue<Event>>) {
@@ -692,8 +694,11 @@ mod tests {
                 forward: true,
             }
         );
-        assert_eq!(shared.legs[10].rx_packets.get(), 1);
-        assert_eq!(shared.legs[11].tx_packets.get(), 1);
+        let stats = PairStats::read(&shared.legs[10], &shared.legs[11]);
+        assert_eq!(stats.a.rx_packets, 1);
+        assert_eq!(stats.b.tx_packets, 1);
+        assert_eq!(stats.b.tx_bytes, 32);
+        assert_eq!((stats.a.tx_packets, stats.b.rx_packets), (0, 0));
     }
 
     #[test]

@@ -165,6 +165,10 @@ fn stun_binding_answer(backend: Backend, base: u16) {
         .dropped(DropReason::Stun)
         == 1
         && s.a.stun_answered == 1)));
+    // The answer is the only packet leg A sent; nothing was relayed to B.
+    let s = dp.stats(&h).expect("stats");
+    assert_eq!((s.a.tx_packets, s.a.tx_bytes), (1, resp.len() as u64));
+    assert_eq!((s.b.tx_packets, s.b.tx_bytes), (0, 0));
 }
 
 /// SRTP → RTP leg with the crate's own SRTP sender (interop with libsrtp is separate).
