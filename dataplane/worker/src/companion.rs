@@ -58,6 +58,57 @@ struct Comp {
     armed: bool,
 }
 
+/// Where a leg's forwards go: the companion in use and the peer it is connected to, in
+/// 32 aligned bytes, so [`Companions::route`] reads one line per packet (not the leg's
+/// state and then the companion's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(32))]
+struct Route {
+    /// The peer's address; IPv4 as its IPv4-mapped form, told apart by `v6`.
+    ip: [u8; 16],
+    scope_id: u32,
+    /// Companion index, or `NONE`.
+    comp: u32,
+    port: u16,
+    v6: bool,
+}
+
+impl Route {
+    const NONE: Route = Route {
+        ip: [0; 16],
+        scope_id: 0,
+        comp: NONE,
+        port: 0,
+        v6: false,
+    };
+
+    fn new(comp: u32, peer: SocketAddr) -> Route {
+        let (ip, scope_id, v6) = match peer {
+            SocketAddr::V4(a) => (a.ip().to_ipv6_mapped().octets(), 0, false),
+            SocketAddr::V6(a) => (a.ip().octets(), a.scope_id(), true),
+        };
+        Route {
+            ip,
+            scope_id,
+            comp,
+            port: peer.port(),
+            v6,
+        }
+    }
+
+    /// The companion, if this route leads to `to` (a v6 flow label plays no part).
+    #[inline]
+    fn to(&self, to: SocketAddr) -> Option<u32> {
+        let hit = match to {
+            SocketAddr::V4(a) => !self.v6 && self.ip == a.ip().to_ipv6_mapped().octets(),
+            SocketAddr::V6(a) => {
+                self.v6 && self.ip == a.ip().octets() && self.scope_id == a.scope_id()
+            }
+        };
+        (hit && self.port == to.port() && self.comp != NONE).then_some(self.comp)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct LegState {
     /// Companion in use, or `NONE`.
@@ -73,6 +124,8 @@ pub(crate) struct Companions {
     first_slot: u32,
     comps: Vec<Comp>,
     legs: Vec<LegState>,
+    /// Per leg, the active companion's route (kept with `LegState::active`).
+    routes: Vec<Route>,
     free: Vec<u32>,
     wanted: Vec<u32>,
 }
@@ -99,6 +152,7 @@ impl Companions {
                 };
                 legs
             ],
+            routes: vec![Route::NONE; legs],
             free: (0..slots).rev().collect(),
             wanted: Vec::with_capacity(legs),
         }
@@ -110,9 +164,9 @@ impl Companions {
         if sock & 1 == 1 {
             return None;
         }
-        let c = self.legs.get((sock / 2) as usize)?.active;
-        let comp = self.comps.get(c as usize)?;
-        (comp.state == State::Active && comp.peer == Some(to)).then_some(self.first_slot + c)
+        // A route is set when its companion becomes active and cleared when it closes.
+        let c = self.routes.get((sock / 2) as usize)?.to(to)?;
+        Some(self.first_slot + c)
     }
 
     /// Ask for a companion on socket `sock`'s port connected to `to` (an RTP port that
@@ -224,6 +278,9 @@ impl Companions {
         if let Some(l) = self.legs.get_mut(leg as usize) {
             l.active = c;
         }
+        if let Some(r) = self.routes.get_mut(leg as usize) {
+            *r = Route::new(c, peer);
+        }
         ctx.shared.worker.connected_sockets.add(1);
         true
     }
@@ -252,6 +309,9 @@ impl Companions {
         if let Some(l) = self.legs.get_mut(comp.leg as usize) {
             if l.active == c {
                 l.active = NONE;
+                if let Some(r) = self.routes.get_mut(comp.leg as usize) {
+                    *r = Route::NONE;
+                }
             }
         }
         let w = &ctx.shared.worker;
@@ -345,4 +405,27 @@ impl Companions {
 /// Empty registered slot `slot` (the table's reference to the socket goes, closing it).
 fn release_slot(ring: &IoUring, slot: u32) {
     let _ = ring.submitter().register_files_update(slot, &[-1]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_leads_only_to_its_exact_peer() {
+        let v4: SocketAddr = "192.0.2.7:4000".parse().expect("v4");
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:4000".parse().expect("mapped");
+        let v6: SocketAddr = "[fe80::1%3]:4000".parse().expect("v6");
+        let r = Route::new(5, v4);
+        assert_eq!(r.to(v4), Some(5));
+        assert_eq!(r.to("192.0.2.7:4001".parse().expect("port")), None);
+        assert_eq!(r.to("192.0.2.8:4000".parse().expect("ip")), None);
+        assert_eq!(r.to(mapped), None, "another family is another peer");
+        let r = Route::new(9, v6);
+        assert_eq!(r.to(v6), Some(9));
+        assert_eq!(r.to("[fe80::1%4]:4000".parse().expect("scope")), None);
+        assert_eq!(r.to("[fe80::2%3]:4000".parse().expect("ip")), None);
+        assert_eq!(Route::NONE.to("0.0.0.0:0".parse().expect("any")), None);
+        assert_eq!(std::mem::size_of::<Route>(), 32);
+    }
 }
