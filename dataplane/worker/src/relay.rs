@@ -47,25 +47,37 @@ pub(crate) enum Verdict {
 
 /// One leg's state.
 ///
-/// `repr(C)` with the fields the packet path reads first, and the big or cold parts (SRTP
-/// contexts of ~2 KB each, ICE credentials) boxed, so a leg is a few cache lines and 2,000
-/// pairs stay cache-friendly (inline sessions made a pair ~9.5 KB).
-#[repr(C)]
+/// `repr(C)`, 64-byte aligned, in three parts:
+/// - line 0, what a packet reads of the leg it came in on and of the leg it leaves by:
+///   peer, SRTP contexts, latching state, flags;
+/// - line 1, what a packet received on this leg writes: RTP statistics, the time it
+///   came, SRTP failures;
+/// - the rest, for RTCP, commands and housekeeping.
+///
+/// So a relayed RTP packet reads three lines of the pair: two of its own leg and the
+/// first of the other. The SRTP contexts (~2 KB each) and ICE credentials are boxed.
+#[repr(C, align(64))]
 struct Leg {
+    // Line 0.
     /// Where RTP (and muxed RTCP) for this leg's peer goes.
     peer: Option<SocketAddr>,
-    /// Where non-muxed RTCP goes (RTP port + 1 until an RTCP source is latched).
-    rtcp_peer: Option<SocketAddr>,
+    srtp_in: Option<Box<SrtpSession>>,
+    srtp_out: Option<Box<SrtpSession>>,
     latched_ssrc: Option<u32>,
     flags: StreamFlags,
     latched: bool,
     rtcp_latched: bool,
-    clock_rate: u32,
-    srtp_in: Option<Box<SrtpSession>>,
-    srtp_out: Option<Box<SrtpSession>>,
+    /// The pair is allocated (a copy of [`Pair::armed`], read first by every packet).
+    armed: bool,
+    // Line 1.
     stats: RtpStats,
+    clock_rate: u32,
+    /// When this leg last received media (µs, the worker's clock).
+    last_rx_us: u64,
     srtp_failures: u64,
-    // Cold: command path and housekeeping only.
+    // Cold: RTCP, the command path and housekeeping.
+    /// Where non-muxed RTCP goes (RTP port + 1 until an RTCP source is latched).
+    rtcp_peer: Option<SocketAddr>,
     srtp_failures_reported: u64,
     /// Signalled peer from the last update (to detect a changed SDP).
     signalled: Option<SocketAddr>,
@@ -73,6 +85,16 @@ struct Leg {
     keys_out: Option<SrtpKeys>,
     ice: Option<Box<IceCredentials>>,
 }
+
+// The layout above, checked when building for x86-64 (where it was measured).
+#[cfg(target_arch = "x86_64")]
+const _: () = {
+    use std::mem::{align_of, offset_of};
+    assert!(align_of::<Leg>() == 64);
+    assert!(offset_of!(Leg, armed) < 64);
+    assert!(offset_of!(Leg, stats) == 64);
+    assert!(offset_of!(Leg, srtp_failures) + 8 <= 128);
+};
 
 impl Leg {
     fn new() -> Leg {
@@ -91,6 +113,8 @@ impl Leg {
             srtp_out: None,
             ice: None,
             stats: RtpStats::new(),
+            armed: false,
+            last_rx_us: 0,
             srtp_failures: 0,
             srtp_failures_reported: 0,
         }
@@ -145,11 +169,19 @@ fn rtcp_of(a: SocketAddr) -> SocketAddr {
 
 #[repr(C)]
 struct Pair {
-    armed: bool,
-    inactive_reported: bool,
-    generation: u32,
-    last_rx_us: u64,
     legs: [Leg; 2],
+    generation: u32,
+    armed: bool,
+    /// The pair's last media time when its inactivity was reported: reported again
+    /// only after newer media (so the packet path writes nothing for it).
+    inactive_reported_at: Option<u64>,
+}
+
+impl Pair {
+    /// When either leg last received media.
+    fn last_rx_us(&self) -> u64 {
+        self.legs[0].last_rx_us.max(self.legs[1].last_rx_us)
+    }
 }
 
 /// Map an SRTP error to the drop reason counted for it.
@@ -198,8 +230,7 @@ impl Relay {
                     generation: 0,
                     armed: false,
                     legs: [Leg::new(), Leg::new()],
-                    last_rx_us: 0,
-                    inactive_reported: false,
+                    inactive_reported_at: None,
                 })
                 .collect(),
             shared,
@@ -245,8 +276,7 @@ impl Relay {
                 }
                 if fresh {
                     p.generation = generation;
-                    p.last_rx_us = now_us;
-                    p.inactive_reported = false;
+                    p.inactive_reported_at = None;
                     for leg in 0..2u32 {
                         if let Some(c) = self.shared.legs.get((pair * 2 + leg) as usize) {
                             c.reset(generation);
@@ -259,6 +289,10 @@ impl Relay {
                 p.armed = true;
                 for (i, (leg, prm)) in (0..).zip(p.legs.iter_mut().zip(params)) {
                     leg.apply(prm, fresh);
+                    leg.armed = true;
+                    if fresh {
+                        leg.last_rx_us = now_us;
+                    }
                     if let Some(c) = self.shared.legs.get((pair * 2 + i) as usize) {
                         c.rtp_clock_rate.set(u64::from(leg.clock_rate));
                     }
@@ -307,9 +341,10 @@ impl Relay {
                 continue;
             }
             let h = make_handle(self.worker, self.base_port, i, p.generation);
-            let inactive = now_us.saturating_sub(p.last_rx_us) >= self.inactivity_us;
-            if inactive && !p.inactive_reported {
-                p.inactive_reported = true;
+            let last = p.last_rx_us();
+            let inactive = now_us.saturating_sub(last) >= self.inactivity_us;
+            if inactive && p.inactive_reported_at != Some(last) {
+                p.inactive_reported_at = Some(last);
                 if self.events.push(Event::Inactive { handle: h }).is_err() {
                     w.events_lost.add(1);
                 }
@@ -382,7 +417,7 @@ impl Relay {
         let Some(pair) = self.pairs.get_mut(leg_slot / 2) else {
             return drop_w(shared, None, DropReason::NoStream);
         };
-        if !pair.armed {
+        if !pair.legs[side].armed {
             return drop_w(shared, None, DropReason::NoStream);
         }
         let lc = shared.legs.get(leg_slot).map(|c| &**c);
@@ -487,8 +522,7 @@ impl Relay {
                         w.events_lost.add(1);
                     }
                 }
-                pair.last_rx_us = now_us;
-                pair.inactive_reported = false;
+                leg.last_rx_us = now_us;
                 let Some(to) = out.peer else {
                     return drop_w(shared, lc, DropReason::NoPeer);
                 };
@@ -531,8 +565,7 @@ impl Relay {
                     leg.rtcp_latched = true;
                     leg.rtcp_peer = Some(from);
                 }
-                pair.last_rx_us = now_us;
-                pair.inactive_reported = false;
+                leg.last_rx_us = now_us;
                 let dest = if out.flags.rtcp_mux {
                     out.peer
                 } else {
@@ -777,6 +810,19 @@ mod tests {
         assert!(matches!(events.pop(), Some(Event::Inactive { handle }) if handle.generation == 4));
         r.housekeeping(3_000_000);
         assert!(events.pop().is_none(), "reported once");
+        // Media again, this time from B: reported again a timeout after it, once.
+        let mut b = rtp(2, 1);
+        assert!(matches!(
+            r.on_packet(2, addr(9), &mut b, 32, 3_500_000),
+            Verdict::Send { .. }
+        ));
+        let _ = events.pop(); // B latched
+        r.housekeeping(4_000_000);
+        assert!(events.pop().is_none(), "active again");
+        r.housekeeping(4_500_001);
+        assert!(matches!(events.pop(), Some(Event::Inactive { .. })));
+        r.housekeeping(9_000_000);
+        assert!(events.pop().is_none(), "reported once");
     }
 
     /// One housekeeping run visits one slice of the table, and `SWEEP_SLICES` runs visit
@@ -809,10 +855,11 @@ mod tests {
 }
 #[cfg(test)]
 mod layout {
-    /// The session table stays compact: SRTP contexts are boxed, not inline.
+    /// The session table stays compact: SRTP contexts are boxed, not inline (they made a
+    /// pair 9.5 KB). A pair is two 5-line legs and a line of its own.
     #[test]
     fn pair_stays_small() {
         let pair = std::mem::size_of::<super::Pair>();
-        assert!(pair <= 640, "Pair grew to {pair} bytes");
+        assert!(pair <= 704, "Pair grew to {pair} bytes");
     }
 }
