@@ -278,6 +278,31 @@ const CASES: &[Case] = &[
         says: "inside the media port range 20000-29999",
     },
     Case {
+        edits: &[("cores = [0]", "cores = [0]\nbind_ip = \"::1\"")],
+        path: "media.bind_ip",
+        at: "\"::1\"",
+        says: "same address family as advertised_ip",
+    },
+    Case {
+        edits: &[
+            ("advertised_ip = \"127.0.0.1\"", "advertised_ip = \"2001:db8::5\""),
+            ("cores = [0]", "cores = [0]\nbind_ip = \"0.0.0.0\""),
+        ],
+        path: "media.bind_ip",
+        at: "\"0.0.0.0\"",
+        says: "same address family as advertised_ip",
+    },
+    Case {
+        // Media on `::` is dual stack: it takes the port on IPv4 addresses too.
+        edits: &[
+            ("cores = [0]", "cores = [0]\nbind_ip = \"::\""),
+            ("[[trunk]]", "[[sip.listener]]\ntransport = \"udp\"\naddress = \"127.0.0.1:20010\"\n\n[[trunk]]"),
+        ],
+        path: "sip.listener[1].address",
+        at: "\"127.0.0.1:20010\"",
+        says: "inside the media port range 20000-29999",
+    },
+    Case {
         edits: &[("address = \"127.0.0.1:5070\"", "address = \"127.0.0.1:5070\"\nacl = [\"10.0.0.0/8\", \"10.1.2.3/16\"]")],
         path: "trunk[0].acl[1]",
         at: "\"10.1.2.3/16\"",
@@ -418,6 +443,25 @@ fn every_semantic_check_fires_with_its_path_and_position() {
             case.path
         );
     }
+}
+
+/// Media bound to `::` is dual stack: it may advertise IPv4 (the data plane latches and
+/// reports IPv4 sources as IPv4, `dataplane/worker/tests/ipv6.rs`).
+#[test]
+fn media_on_the_ipv6_wildcard_may_advertise_ipv4() {
+    let cfg = load(&apply(&[("cores = [0]", "cores = [0]\nbind_ip = \"::\"")]))
+        .unwrap_or_else(|d| panic!("{d:#?}"));
+    assert!(cfg.media.bind_ip.is_ipv6() && cfg.media.bind_ip.is_unspecified());
+    assert!(cfg.media.advertised_ip.is_ipv4());
+    let cfg = load(&apply(&[
+        (
+            "advertised_ip = \"127.0.0.1\"",
+            "advertised_ip = \"2001:db8::5\"",
+        ),
+        ("cores = [0]", "cores = [0]\nbind_ip = \"::\""),
+    ]))
+    .unwrap_or_else(|d| panic!("{d:#?}"));
+    assert!(cfg.media.advertised_ip.is_ipv6());
 }
 
 #[test]

@@ -33,9 +33,25 @@ fn counter(c: &serde_json::Value, leg: &str, field: &str) -> u64 {
 
 #[test]
 fn rtp_relayed_both_ways_through_the_dataplane() {
+    relayed_both_ways(2, "127.0.0.1");
+}
+
+/// Media sockets on `::` are dual stack: IPv4 SDP, IPv4 peers, relayed both ways.
+#[test]
+fn rtp_relayed_both_ways_with_media_bound_dual_stack() {
+    relayed_both_ways(28, "::");
+}
+
+fn relayed_both_ways(n: u16, bind_ip: &str) {
     let _serial = serial();
-    let p = Ports::for_test(2);
-    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
+    let p = Ports::for_test(n);
+    let toml = config(p, ROUTE_LEFT_RIGHT).replacen(
+        "bind_ip = \"127.0.0.1\"",
+        &format!("bind_ip = \"{bind_ip}\""),
+        1,
+    );
+    assert!(toml.contains(&format!("bind_ip = \"{bind_ip}\"")));
+    let app = Appliance::start(&toml);
     let dir = app.dir.path().to_path_buf();
     pcaps(&dir);
     let mut uas = Sipp::start(

@@ -189,7 +189,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
             let port = l.address.port();
             if !l.transport.is_stream()
                 && (lo..=hi).contains(&port)
-                && ips_overlap(l.address.ip(), media.bind_ip)
+                && media_overlaps(media.bind_ip, l.address.ip())
             {
                 c.err(
                     format!("sip.listener[{i}].address"),
@@ -313,6 +313,12 @@ fn sockets_overlap(a: SocketAddr, b: SocketAddr) -> bool {
 
 fn ips_overlap(a: IpAddr, b: IpAddr) -> bool {
     a == b || (a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified()))
+}
+
+/// Like [`ips_overlap`] for a media socket bound to `media`: the media sockets are dual
+/// stack, so `::` takes the port on every IPv4 address too (SIP sockets are IPv6-only).
+fn media_overlaps(media: IpAddr, ip: IpAddr) -> bool {
+    ips_overlap(media, ip) || (media.is_ipv6() && media.is_unspecified())
 }
 
 fn listener(i: usize, l: &RawListener, c: &mut Checker<'_>) -> Option<ListenerConfig> {
@@ -538,10 +544,12 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
                 format!("{a} cannot be advertised in SDP"),
             );
         }
-        if bind_ip.is_some_and(|b| b.is_ipv4() != a.is_ipv4()) {
+        // `::` is dual stack: IPv4 peers reach it, so it may advertise an IPv4 address.
+        let dual_stack = bind_ip.is_some_and(|b| b.is_ipv6() && b.is_unspecified());
+        if bind_ip.is_some_and(|b| b.is_ipv4() != a.is_ipv4()) && !dual_stack {
             c.err(
                 "media.bind_ip",
-                "must be of the same address family as advertised_ip",
+                "must be of the same address family as advertised_ip (or \"::\", dual stack)",
             );
         }
     }
