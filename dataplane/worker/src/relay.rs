@@ -863,3 +863,59 @@ mod layout {
         assert!(pair <= 704, "Pair grew to {pair} bytes");
     }
 }
+
+/// The packet path without I/O, for a benchmark of what it costs per packet
+/// (`benches/benches/relay_path.rs`): the relay decision, counters, RTP statistics and
+/// SRTP of one worker, fed datagrams by hand. Not an API.
+#[doc(hidden)]
+pub struct PathBench {
+    relay: Relay,
+}
+
+impl std::fmt::Debug for PathBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PathBench")
+            .field("pairs", &self.relay.pairs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[doc(hidden)]
+impl PathBench {
+    /// A worker slice of `pairs` pairs (socket `4p` is pair `p`'s leg A RTP port, `4p + 2`
+    /// leg B's).
+    #[must_use]
+    pub fn new(pairs: u32) -> PathBench {
+        let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
+        let events = Arc::new(ArrayQueue::new(pairs as usize * 4 + 16));
+        PathBench {
+            relay: Relay::new(WorkerId(0), 30000, pairs, shared, events, u64::MAX, 1),
+        }
+    }
+
+    /// Arm pair `pair` with these leg parameters.
+    pub fn update(&mut self, pair: u32, a: StreamParams, b: StreamParams) {
+        let cmd = Command::Update {
+            pair,
+            generation: 1,
+            params: [a, b],
+        };
+        self.relay.apply(&cmd, 0);
+    }
+
+    /// Hand in a datagram received on socket `sock` from `from`: the length to send, or
+    /// `None` when it was dropped.
+    pub fn packet(
+        &mut self,
+        sock: u32,
+        from: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        now_us: u64,
+    ) -> Option<usize> {
+        match self.relay.on_packet(sock, from, buf, len, now_us) {
+            Verdict::Send { len, .. } => Some(len),
+            Verdict::Drop => None,
+        }
+    }
+}
