@@ -56,8 +56,18 @@ fn rtp(buf: &mut [u8], seq: u16, ssrc: u32) {
     buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
 }
 
+/// Read `n` bytes of `junk` from `*at` on (one byte a line), move `*at` on, and return
+/// the sum so the reads are not optimised away.
+fn pollute(junk: &[u8], at: &mut usize, n: usize) -> u64 {
+    let sum = junk[*at..*at + n]
+        .chunks(64)
+        .fold(0u64, |s, line| s.wrapping_add(u64::from(line[0])));
+    *at = (*at + n) % (junk.len() - n);
+    sum
+}
+
 /// ns per packet for `packets` packets, `pairs` calls in turn, leg A → leg B.
-fn run(srtp: bool, packets: usize, pollute: usize, junk: &[u8]) -> f64 {
+fn run(srtp: bool, packets: usize, pollute_bytes: usize, junk: &[u8]) -> f64 {
     let mut path = PathBench::new(PAIRS);
     for p in 0..PAIRS {
         let b = StreamParams {
@@ -89,10 +99,7 @@ fn run(srtp: bool, packets: usize, pollute: usize, junk: &[u8]) -> f64 {
                 sent += 1;
             }
             // The kernel's share of the caches between two packets.
-            for line in junk[at..at + pollute].chunks(64) {
-                sink = sink.wrapping_add(u64::from(line[0]));
-            }
-            at = (at + pollute) % (junk.len() - pollute);
+            sink = sink.wrapping_add(pollute(junk, &mut at, pollute_bytes));
         }
     }
     let ns = t0.elapsed().as_nanos() as f64 / (rounds * PAIRS as usize) as f64;
@@ -103,7 +110,7 @@ fn run(srtp: bool, packets: usize, pollute: usize, junk: &[u8]) -> f64 {
 
 fn main() {
     let packets = env("RELAY_PATH_PACKETS", 2_000_000);
-    let pollute = env("RELAY_PATH_POLLUTE", 2048).max(64);
+    let pollute_bytes = env("RELAY_PATH_POLLUTE", 2048).max(64);
     let junk: Vec<u8> = (0..64usize << 20).map(|i| i as u8).collect();
     let base = {
         // The pollution alone, to subtract.
@@ -111,10 +118,7 @@ fn main() {
         let mut sink = 0u64;
         let mut at = 0usize;
         for _ in 0..packets {
-            for line in junk[at..at + pollute].chunks(64) {
-                sink = sink.wrapping_add(u64::from(line[0]));
-            }
-            at = (at + pollute) % (junk.len() - pollute);
+            sink = sink.wrapping_add(pollute(&junk, &mut at, pollute_bytes));
         }
         black_box(sink);
         t0.elapsed().as_nanos() as f64 / packets as f64
@@ -124,7 +128,7 @@ fn main() {
     for _ in 0..3 {
         for (i, (srtp, name)) in [(false, "plain"), (true, "srtp")].into_iter().enumerate() {
             if only.is_empty() || only == name {
-                let ns = run(srtp, packets, pollute, &junk) - base;
+                let ns = run(srtp, packets, pollute_bytes, &junk) - base;
                 best[i] = if best[i].is_nan() {
                     ns
                 } else {
@@ -134,7 +138,7 @@ fn main() {
         }
     }
     println!(
-        "relay_path: pairs={PAIRS} pollute_bytes={pollute} pollution_ns={base:.1} \
+        "relay_path: pairs={PAIRS} pollute_bytes={pollute_bytes} pollution_ns={base:.1} \
          plain_ns={:.1} srtp_ns={:.1}",
         best[0], best[1]
     );

@@ -109,10 +109,9 @@ impl Route {
     }
 }
 
+/// A leg's companion bookkeeping; the companion in use is its [`Route`]'s `comp`.
 #[derive(Clone, Copy, Debug)]
 struct LegState {
-    /// Companion in use, or `NONE`.
-    active: u32,
     /// Peer a companion was asked for (queued in `wanted`).
     wanted: Option<SocketAddr>,
     /// Peer for which making one failed: not retried until the peer changes.
@@ -124,7 +123,7 @@ pub(crate) struct Companions {
     first_slot: u32,
     comps: Vec<Comp>,
     legs: Vec<LegState>,
-    /// Per leg, the active companion's route (kept with `LegState::active`).
+    /// Per leg, the companion in use and its peer.
     routes: Vec<Route>,
     free: Vec<u32>,
     wanted: Vec<u32>,
@@ -146,7 +145,6 @@ impl Companions {
                 .collect(),
             legs: vec![
                 LegState {
-                    active: NONE,
                     wanted: None,
                     failed: None,
                 };
@@ -202,7 +200,7 @@ impl Companions {
             else {
                 continue;
             };
-            let old = self.legs.get(leg as usize).map_or(NONE, |l| l.active);
+            let old = self.active(leg);
             if old != NONE && !self.close(ctx, ring, old) {
                 // The ring is full: ask again next iteration.
                 if let Some(l) = self.legs.get_mut(leg as usize) {
@@ -229,12 +227,17 @@ impl Companions {
             };
             l.wanted = None;
             l.failed = None;
-            let c = l.active;
+            let c = self.active(leg);
             if c != NONE {
                 // A full ring leaves it to be replaced when the port forwards again.
                 let _ = self.close(ctx, ring, c);
             }
         }
+    }
+
+    /// The companion `leg` uses, or `NONE`.
+    fn active(&self, leg: u32) -> u32 {
+        self.routes.get(leg as usize).map_or(NONE, |r| r.comp)
     }
 
     /// Bind, connect and install a companion for `leg`, and arm its receive.
@@ -275,9 +278,6 @@ impl Companions {
                 armed: true,
             };
         }
-        if let Some(l) = self.legs.get_mut(leg as usize) {
-            l.active = c;
-        }
         if let Some(r) = self.routes.get_mut(leg as usize) {
             *r = Route::new(c, peer);
         }
@@ -306,12 +306,9 @@ impl Companions {
                 return false;
             }
         }
-        if let Some(l) = self.legs.get_mut(comp.leg as usize) {
-            if l.active == c {
-                l.active = NONE;
-                if let Some(r) = self.routes.get_mut(comp.leg as usize) {
-                    *r = Route::NONE;
-                }
+        if let Some(r) = self.routes.get_mut(comp.leg as usize) {
+            if r.comp == c {
+                *r = Route::NONE;
             }
         }
         let w = &ctx.shared.worker;

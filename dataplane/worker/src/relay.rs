@@ -67,7 +67,8 @@ struct Leg {
     flags: StreamFlags,
     latched: bool,
     rtcp_latched: bool,
-    /// The pair is allocated (a copy of [`Pair::armed`], read first by every packet).
+    /// The pair is allocated: set on both legs together (see [`Pair::armed`]), so the
+    /// packet path reads it from the line it needs anyway.
     armed: bool,
     // Line 1.
     stats: RtpStats,
@@ -171,13 +172,17 @@ fn rtcp_of(a: SocketAddr) -> SocketAddr {
 struct Pair {
     legs: [Leg; 2],
     generation: u32,
-    armed: bool,
     /// The pair's last media time when its inactivity was reported: reported again
     /// only after newer media (so the packet path writes nothing for it).
     inactive_reported_at: Option<u64>,
 }
 
 impl Pair {
+    /// The pair is allocated (both legs carry the flag).
+    fn armed(&self) -> bool {
+        self.legs[0].armed
+    }
+
     /// When either leg last received media.
     fn last_rx_us(&self) -> u64 {
         self.legs[0].last_rx_us.max(self.legs[1].last_rx_us)
@@ -228,7 +233,6 @@ impl Relay {
             pairs: (0..pairs)
                 .map(|_| Pair {
                     generation: 0,
-                    armed: false,
                     legs: [Leg::new(), Leg::new()],
                     inactive_reported_at: None,
                 })
@@ -269,8 +273,9 @@ impl Relay {
                     return;
                 };
                 let newer = (generation.wrapping_sub(p.generation) as i32) > 0;
-                let fresh = newer || (!p.armed && p.generation == 0 && generation == 0);
-                if !(fresh || (p.armed && generation == p.generation)) {
+                let armed = p.armed();
+                let fresh = newer || (!armed && p.generation == 0 && generation == 0);
+                if !(fresh || (armed && generation == p.generation)) {
                     w.stale_commands.add(1);
                     return;
                 }
@@ -282,11 +287,10 @@ impl Relay {
                             c.reset(generation);
                         }
                     }
-                    if !p.armed {
+                    if !armed {
                         w.active_pairs.add(1);
                     }
                 }
-                p.armed = true;
                 for (i, (leg, prm)) in (0..).zip(p.legs.iter_mut().zip(params)) {
                     leg.apply(prm, fresh);
                     leg.armed = true;
@@ -301,9 +305,8 @@ impl Relay {
             }
             Command::Remove { pair, generation } => {
                 match self.pairs.get_mut(pair as usize) {
-                    Some(p) if p.armed && p.generation == generation => {
-                        p.armed = false;
-                        // Drop key material and per-leg state now.
+                    Some(p) if p.armed() && p.generation == generation => {
+                        // Drop key material and per-leg state now (and the armed flag).
                         p.legs = [Leg::new(), Leg::new()];
                         w.active_pairs.set(w.active_pairs.get().saturating_sub(1));
                         w.commands.add(1);
@@ -337,7 +340,7 @@ impl Relay {
             let Some(p) = self.pairs.get_mut(i) else {
                 break;
             };
-            if !p.armed {
+            if !p.armed() {
                 continue;
             }
             let h = make_handle(self.worker, self.base_port, i, p.generation);
