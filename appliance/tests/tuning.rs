@@ -206,6 +206,11 @@ fn fake_host() -> (tempfile::TempDir, PathBuf, PathBuf) {
         "ro quiet isolcpus=managed_irq,domain,2-3 nohz_full=2-3\n",
     );
     write(&proc_root, "sys/kernel/io_uring_disabled", "2\n");
+    write(
+        &sys_root,
+        "kernel/mm/transparent_hugepage/enabled",
+        "always madvise [never]\n",
+    );
     write(&proc_root, "sys/net/core/busy_poll", "0\n");
     write(&proc_root, "sys/net/core/busy_read", "50\n");
     write(&proc_root, "sys/net/core/rmem_max", "212992\n");
@@ -347,6 +352,7 @@ fn check_reads_config_and_reports_each_item() {
     assert!(line("nic-queues ens1f0:").starts_with("PASS"));
     assert!(line("irq-placement ens1f0:").starts_with("WARN"));
     assert!(line("io_uring:").starts_with("WARN"));
+    assert!(line("thp:").starts_with("WARN") && line("thp:").contains("= never"));
 
     // After pinning, IRQ placement passes; --strict fails while warnings remain.
     run_ok(
@@ -361,6 +367,16 @@ fn check_reads_config_and_reports_each_item() {
             .args(["--iface", "ens1f0"]),
     );
     assert!(out.contains("PASS  irq-placement ens1f0:"), "{out}");
+    write(
+        &s,
+        "kernel/mm/transparent_hugepage/enabled",
+        "always [madvise] never\n",
+    );
+    let out = run_ok(on_fake("check", &p, &s).args(["--config"]).arg(&config));
+    assert!(
+        out.contains("PASS  thp: transparent_hugepage = madvise"),
+        "{out}"
+    );
     let strict = on_fake("check", &p, &s)
         .args(["--strict", "--config"])
         .arg(&config)

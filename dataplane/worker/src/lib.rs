@@ -14,6 +14,7 @@
 mod companion;
 pub mod counters;
 mod fixed;
+mod huge;
 mod mmsg;
 pub mod rawfwd;
 pub mod relay;

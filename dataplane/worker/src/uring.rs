@@ -20,6 +20,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::companion::{Companions, K_RECV_C, REARM_BIT};
 use crate::fixed::SockRef;
+use crate::huge::HugeSlice;
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{to_storage, zero_storage};
 use crate::types::DataplaneError;
@@ -172,7 +173,8 @@ pub(crate) struct SendSlot {
 
 /// Memory the kernel may touch while operations are in flight.
 pub(crate) struct UringState {
-    pub(crate) bufs: Box<[u8]>,
+    /// On huge pages ([`HugeSlice`]): the ring hands these out in turn.
+    pub(crate) bufs: HugeSlice<u8>,
     pub(crate) ring_mem: BufRing,
     pub(crate) sends: Box<[SendSlot]>,
     pub(crate) recv_hdr: Box<libc::msghdr>,
@@ -199,7 +201,7 @@ impl UringState {
                 .nsec((step % 1_000_000_000) as u32),
         );
         let mut st = UringState {
-            bufs: vec![0u8; usize::from(nbuf) * BUF_SIZE].into_boxed_slice(),
+            bufs: HugeSlice::from_fn(usize::from(nbuf) * BUF_SIZE, |_| 0)?,
             ring_mem,
             sends: (0..nbuf)
                 .map(|_| SendSlot {
