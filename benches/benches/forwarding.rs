@@ -574,7 +574,7 @@ fn main() {
     // seconds apart, under the same background load and hypervisor steal), then the
     // median over the rounds. Less sensitive to one lucky or unlucky case than the ratio
     // of bests above.
-    let paired = |relay_case: &str, baselines: &[&str], load: Load| {
+    let ratios = |relay_case: &str, baselines: &[&str], load: Load| {
         let mut ratios: Vec<f64> = (0..rounds)
             .filter_map(|r| {
                 let at = |name: &str| {
@@ -605,11 +605,10 @@ fn main() {
             })
             .collect();
         ratios.sort_by(f64::total_cmp);
-        match ratios.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => ratios[n / 2],
-            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
-        }
+        ratios
+    };
+    let paired = |relay_case: &str, baselines: &[&str], load: Load| {
+        median(&ratios(relay_case, baselines, load))
     };
     let (plain, srtp) = (format!("{relay}_plain"), format!("{relay}_srtp"));
     let max_steal = every
@@ -642,4 +641,46 @@ fn main() {
         paired(&plain, &one, Load::Paced),
         paired(&srtp, &one, Load::Paced),
     );
+    // How far the paced medians can be trusted: a 95 % interval of each median from the
+    // rounds' order statistics (no assumption on the spread; "na" under 6 rounds).
+    let ci = |relay_case: &str, baselines: &[&str]| {
+        median_interval(&ratios(relay_case, baselines, Load::Paced))
+            .map_or_else(|| "na".to_owned(), |(lo, hi)| format!("{lo:.2}-{hi:.2}"))
+    };
+    println!(
+        "summary_paired_ci95 backend={relay} rounds={rounds} plain_cpu_2000={} \
+         srtp_cpu_2000={} plain_cpu_two_way={} srtp_cpu_two_way={}",
+        ci(&plain, &many),
+        ci(&srtp, &many),
+        ci(&plain, &two_way),
+        ci(&srtp, &two_way),
+    );
+}
+
+/// Median of sorted values (NaN when empty).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Distribution-free 95 % confidence interval of the median of sorted values: the order
+/// statistics `k` and `n + 1 - k` (1-based), with `k` the largest such that a
+/// Binomial(n, 1/2) falls below it with probability at most 2.5 %. None under 6 values.
+fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    let mut below = 0.0; // P(Bin(n, 1/2) < k)
+    let mut term = 0.5f64.powi(i32::try_from(n).ok()?); // P(Bin = i), from i = 0
+    let mut k = 0;
+    for i in 0..n {
+        if below + term > 0.025 {
+            break;
+        }
+        below += term;
+        k = i + 1;
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    (k >= 1).then(|| (sorted[k - 1], sorted[n - k]))
 }
