@@ -20,7 +20,6 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::companion::{Companions, K_RECV_C, REARM_BIT};
 use crate::fixed::SockRef;
-use crate::huge::HugeSlice;
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{to_storage, zero_storage};
 use crate::types::DataplaneError;
@@ -173,8 +172,8 @@ pub(crate) struct SendSlot {
 
 /// Memory the kernel may touch while operations are in flight.
 pub(crate) struct UringState {
-    /// On huge pages ([`HugeSlice`]): the ring hands these out in turn.
-    pub(crate) bufs: HugeSlice<u8>,
+    /// On huge pages ([`crate::huge`]): the ring hands these out in turn.
+    pub(crate) bufs: memmap2::MmapMut,
     pub(crate) ring_mem: BufRing,
     pub(crate) sends: Box<[SendSlot]>,
     pub(crate) recv_hdr: Box<libc::msghdr>,
@@ -201,7 +200,7 @@ impl UringState {
                 .nsec((step % 1_000_000_000) as u32),
         );
         let mut st = UringState {
-            bufs: HugeSlice::from_fn(usize::from(nbuf) * BUF_SIZE, |_| 0)?,
+            bufs: crate::huge::zeroed(usize::from(nbuf) * BUF_SIZE)?,
             ring_mem,
             sends: (0..nbuf)
                 .map(|_| SendSlot {
