@@ -641,19 +641,24 @@ fn main() {
         paired(&plain, &one, Load::Paced),
         paired(&srtp, &one, Load::Paced),
     );
-    // How far the paced medians can be trusted: a 95 % interval of each median from the
+    // How far the paired medians can be trusted: a 95 % interval of each median from the
     // rounds' order statistics (no assumption on the spread; "na" under 6 rounds).
-    let ci = |relay_case: &str, baselines: &[&str]| {
-        median_interval(&ratios(relay_case, baselines, Load::Paced))
+    let ci = |relay_case: &str, baselines: &[&str], load: Load| {
+        median_interval(&ratios(relay_case, baselines, load))
             .map_or_else(|| "na".to_owned(), |(lo, hi)| format!("{lo:.2}-{hi:.2}"))
     };
     println!(
         "summary_paired_ci95 backend={relay} rounds={rounds} plain_cpu_2000={} \
-         srtp_cpu_2000={} plain_cpu_two_way={} srtp_cpu_two_way={}",
-        ci(&plain, &many),
-        ci(&srtp, &many),
-        ci(&plain, &two_way),
-        ci(&srtp, &two_way),
+         srtp_cpu_2000={} plain_cpu_two_way={} srtp_cpu_two_way={} plain_pps_2000={} \
+         srtp_pps_2000={} plain_pps_two_way={} srtp_pps_two_way={}",
+        ci(&plain, &many, Load::Paced),
+        ci(&srtp, &many, Load::Paced),
+        ci(&plain, &two_way, Load::Paced),
+        ci(&srtp, &two_way, Load::Paced),
+        ci(&plain, &many, Load::Flat),
+        ci(&srtp, &many, Load::Flat),
+        ci(&plain, &two_way, Load::Flat),
+        ci(&srtp, &two_way, Load::Flat),
     );
 }
 
