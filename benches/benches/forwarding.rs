@@ -11,9 +11,10 @@
 //!
 //! Run: `cargo bench -p portcullis-benches --bench forwarding`
 //! (`FWD_SECS` sets the measurement window per case, default 2; `FWD_ROUNDS` the number of
-//! interleaved rounds, default 3, best kept per case; `FWD_CASES` a comma-separated subset of
-//! case names; `FWD_LOADS` `paced` or `flat` for one load only; `FWD_VERBOSE` set prints
-//! the relay worker's loop, re-arm and ENOBUFS counts per case).
+//! interleaved rounds, the case order rotated by one each round, default 3, best kept per
+//! case; `FWD_CASES` a comma-separated subset of case names; `FWD_LOADS` `paced` or `flat`
+//! for one load only; `FWD_VERBOSE` set prints the relay worker's loop, re-arm and ENOBUFS
+//! counts per case).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -439,8 +440,8 @@ fn main() {
         "{:<22} {:<6} {:>10} {:>12} {:>12} {:>10} {:>12} {:>8}",
         "case", "load", "sent", "fwd_pps", "cpu_us/pkt", "cpu_%", "core_us/pkt", "steal_%"
     );
-    // Cases interleaved over several rounds so every case sees the same background load;
-    // per case the best round is kept (lowest CPU/packet paced, highest packets/s flat).
+    // Cases interleaved over several rounds so every case sees the same background load,
+    // in an order rotated by one each round; per case the best round is kept (lowest CPU/packet paced, highest packets/s flat).
     let rounds: usize = std::env::var("FWD_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -455,7 +456,11 @@ fn main() {
     let mut every: Vec<(usize, Sut, Load, Outcome)> = Vec::new();
     for round in 0..rounds {
         for &load in &loads {
-            for &sut in &suts {
+            // Each round starts one case later than the one before, so that over the rounds
+            // every case runs in every position (after a light case and after a heavy one)
+            // and no case's ratio carries the order's bias.
+            for i in 0..suts.len() {
+                let sut = suts[(i + round) % suts.len()];
                 let o = match sut {
                     Sut::Relay { backend, srtp } => {
                         run_relay(backend, srtp, STREAMS, load, secs, sink)
