@@ -57,8 +57,8 @@ pub use header::{
     SessionExpires, Via,
 };
 pub use message::{Message, RequestLine, StartLine, StatusLine};
-pub use method::{Method, Request, Response};
-pub use owned::OwnedMessage;
+pub use method::Method;
+pub use owned::{OwnedMessage, Request, Response};
 pub use params::{Param, Params};
 pub use uri::{escape_user, percent_decode, Host, SipUri, TelUri, Uri, UriParams};
 pub use validate::{error_response, validate_request, validate_response, ErrorAction};

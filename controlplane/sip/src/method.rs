@@ -1,10 +1,6 @@
-//! Method tokens (RFC 3261 §7.1, §27.4) and the `Request::builder` /
-//! `Response::to` entry points of the owned message API.
+//! Method tokens (RFC 3261 §7.1, §27.4).
 
 use std::fmt;
-
-use crate::message::Message;
-use crate::owned::OwnedMessage;
 
 /// The methods RFC 3261 and its common extensions define.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,32 +82,5 @@ impl Method {
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Entry point for building requests: `Request::builder(Method::Invite, uri)`.
-#[derive(Debug, Clone, Copy)]
-pub struct Request;
-
-impl Request {
-    /// Same as [`OwnedMessage::request`].
-    pub fn builder(method: Method, uri: &str) -> OwnedMessage {
-        OwnedMessage::request(method, uri)
-    }
-}
-
-/// Entry point for building responses.
-#[derive(Debug, Clone, Copy)]
-pub struct Response;
-
-impl Response {
-    /// Same as [`OwnedMessage::response_to`] (RFC 3261 §8.2.6).
-    pub fn to(req: &Message<'_>, code: u16, reason: &str) -> OwnedMessage {
-        OwnedMessage::response_to(req, code, reason)
-    }
-
-    /// Same as [`OwnedMessage::response`]: a bare response to fill in.
-    pub fn builder(code: u16, reason: &str) -> OwnedMessage {
-        OwnedMessage::response(code, reason)
     }
 }

@@ -697,10 +697,37 @@ impl Message<'_> {
     }
 }
 
+/// Entry point for building requests: `Request::builder(Method::Invite, uri)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request;
+
+impl Request {
+    /// Same as [`OwnedMessage::request`].
+    pub fn builder(method: Method, uri: &str) -> OwnedMessage {
+        OwnedMessage::request(method, uri)
+    }
+}
+
+/// Entry point for building responses.
+#[derive(Debug, Clone, Copy)]
+pub struct Response;
+
+impl Response {
+    /// Same as [`OwnedMessage::response_to`] (RFC 3261 §8.2.6).
+    pub fn to(req: &Message<'_>, code: u16, reason: &str) -> OwnedMessage {
+        OwnedMessage::response_to(req, code, reason)
+    }
+
+    /// Same as [`OwnedMessage::response`]: a bare response to fill in.
+    pub fn builder(code: u16, reason: &str) -> OwnedMessage {
+        OwnedMessage::response(code, reason)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::method::{Request, Response};
+    use super::{Request, Response};
 
     const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
