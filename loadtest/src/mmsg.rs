@@ -132,7 +132,7 @@ impl Default for RecvBatch {
 
 impl RecvBatch {
     /// Receives up to [`BATCH`] datagrams without blocking; returns how many. Read them
-    /// with [`RecvBatch::get`].
+    /// with `get`.
     pub fn recv(&mut self, sock: &UdpSocket) -> usize {
         let Self { buf, hdrs, lens } = self;
         lens.clear();

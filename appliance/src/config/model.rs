@@ -1,6 +1,6 @@
 //! The runtime configuration: immutable, fully checked, cheap to share behind an `Arc` and to
 //! swap as a whole on reload. Nothing here can be invalid: every field was produced by
-//! [`super::check`] from a file that passed every check.
+//! `super::check` from a file that passed every check.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,7 +2,7 @@
 //!
 //! Every struct denies unknown fields so a typo is an error with a position, never a silently
 //! ignored setting. Values that need checking (addresses, durations, paths, names) stay
-//! strings here; [`super::check`] turns them into checked types and collects every problem.
+//! strings here; `super::check` turns them into checked types and collects every problem.
 //! Defaults live here so that the documentation (docs/configuration.md) and the code agree in
 //! one place.
 

@@ -98,7 +98,7 @@ pub async fn drain(handle: &ApplianceHandle, drain_timeout: Duration) {
     }
 }
 
-/// Measures health every [`MONITOR_PERIOD`]: the engine answers a ping, every data
+/// Measures health every `MONITOR_PERIOD`: the engine answers a ping, every data
 /// plane worker advanced its loop counter (workers tick at least every 50 ms).
 /// Pings the systemd watchdog at half its period while healthy.
 pub async fn monitor(handle: ApplianceHandle) {

@@ -18,7 +18,7 @@ pub struct Param<'a> {
 
 /// The parameters of a header element, as written (starting at the first `;`).
 ///
-/// Invariant: `raw` was accepted by [`params`], so iteration cannot fail.
+/// Invariant: `raw` was accepted by `params`, so iteration cannot fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Params<'a> {
     raw: &'a str,

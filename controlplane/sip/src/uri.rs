@@ -333,7 +333,7 @@ impl fmt::Display for SipUri<'_> {
 
 /// `uri-parameters` of a SIP or TEL URI: `;name[=value]`, no LWS, escapes kept.
 ///
-/// Invariant: `raw` was checked by [`UriParams::parse`].
+/// Invariant: `raw` was checked by `UriParams::parse`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UriParams<'a> {
     raw: &'a str,

@@ -1,7 +1,7 @@
 //! The per-packet relay decision, shared by both I/O backends.
 //!
 //! No I/O here: a backend hands in the receiving socket index, the source address and the
-//! buffer (with tailroom for the SRTP trailer), and gets back a [`Verdict`] saying which
+//! buffer (with tailroom for the SRTP trailer), and gets back a `Verdict` saying which
 //! socket should send how many bytes of *the same buffer* to which address. Everything on
 //! the packet path works on preallocated state: no allocation, no lock, no syscall.
 //!
