@@ -26,13 +26,11 @@ use io_uring::{opcode, types, IoUring};
 
 use crate::counters::Counter;
 use crate::fixed::SockRef;
-use crate::uring::{arm_multishot, push, ud, UringState, K_CANCEL};
+use crate::ring::{arm_multishot, push, ud, UringState, K_CANCEL, K_RECV_C};
 use crate::worker::WorkerCtx;
 
 /// Companions made per loop iteration at most.
 pub(crate) const BUDGET: usize = 16;
-/// User-data kind of a companion's multishot receive (the socket field is the companion).
-pub(crate) const K_RECV_C: u64 = 6;
 /// Marks a companion in the backend's re-arm list (which otherwise holds socket indices).
 pub(crate) const REARM_BIT: u32 = 1 << 31;
 /// Spare slots beyond one per RTP port, for companions whose cancel is still in flight.

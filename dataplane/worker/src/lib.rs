@@ -18,6 +18,7 @@ mod huge;
 mod mmsg;
 pub mod rawfwd;
 pub mod relay;
+mod ring;
 mod sock;
 mod types;
 mod uring;
@@ -96,7 +97,7 @@ pub struct Dataplane {
 /// # Errors
 /// [`DataplaneError::IoUringUnavailable`] with the reason.
 pub fn probe_io_uring() -> Result<(), DataplaneError> {
-    uring::probe()
+    ring::probe()
 }
 
 impl Dataplane {
@@ -130,10 +131,10 @@ impl Dataplane {
         let backend = match cfg.backend {
             Backend::Mmsg => Backend::Mmsg,
             Backend::IoUring => {
-                uring::probe()?;
+                ring::probe()?;
                 Backend::IoUring
             }
-            Backend::Auto => match uring::probe() {
+            Backend::Auto => match ring::probe() {
                 Ok(()) => Backend::IoUring,
                 Err(e) => {
                     tracing::info!(reason = %e, "io_uring unavailable, using mmsg backend");
@@ -531,7 +532,7 @@ fn spawn_worker(
     inactivity_us: u64,
 ) -> Result<WorkerHandle, DataplaneError> {
     // mmsg binds here, one descriptor per port. An io_uring worker binds its slice itself,
-    // into its ring's registered-file table (`fixed::bind_slice`), and reports errors
+    // into its ring's registered-file table (`uring::bind_slice`), and reports errors
     // through the ready channel.
     let mut sockets = Vec::new();
     if backend == Backend::Mmsg {
@@ -578,7 +579,7 @@ fn spawn_worker(
     let on_start = cfg.on_worker_start;
     let thread = std::thread::Builder::new()
         .name(format!("dp-worker-{}", id.0))
-        .spawn(move || worker::run(ctx, core, backend, on_start))
+        .spawn(move || worker_main(ctx, core, backend, on_start))
         .map_err(|e| DataplaneError::io("spawn worker", e))?;
     // Wait (bounded) until the backend is set up, so a refused io_uring or epoll set-up,
     // or a port an io_uring worker cannot bind, fails `start` instead of leaving a dead
@@ -605,6 +606,43 @@ fn spawn_worker(
         cmd_ring_full: std::sync::atomic::AtomicU64::new(0),
         thread: Some(thread),
     })
+}
+
+/// Thread body: pin, pick the backend, run until shutdown.
+fn worker_main(
+    mut ctx: worker::WorkerCtx,
+    core: Option<usize>,
+    backend: Backend,
+    on_start: Option<fn(WorkerId)>,
+) -> Result<(), DataplaneError> {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            tracing::warn!(worker = ctx.id.0, core = c, "could not pin worker");
+        }
+    }
+    ctx.shared.worker.tid.set(crate::sock::gettid());
+    if let Some(f) = on_start {
+        f(ctx.id);
+    }
+    let r = match backend {
+        Backend::Mmsg => {
+            ctx.shared.worker.backend.set(2);
+            crate::mmsg::run(&mut ctx)
+        }
+        Backend::IoUring | Backend::Auto => {
+            ctx.shared.worker.backend.set(1);
+            crate::uring::run(&mut ctx)
+        }
+    };
+    // Set-up failed before the loop started: hand the error itself to `Dataplane::start`.
+    match (ctx.ready.take(), r) {
+        (Some(tx), Err(e)) => {
+            let msg = e.to_string();
+            let _ = tx.send(Err(e));
+            Err(DataplaneError::WorkerStart(msg))
+        }
+        (_, r) => r,
+    }
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ pub use socket2::Socket;
 
 use crate::fixed::SockRef;
 use crate::mmsg::{Batch, BATCH};
-use crate::sock::to_storage;
-use crate::types::DataplaneError;
-use crate::uring::{
+use crate::ring::{
     arm_recv, arm_timer, build_ring, push, quiesce, send_connected, send_to, ud, ud_bid, ud_kind,
     ud_sock, UringState, BGID, K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
 };
+use crate::sock::to_storage;
+use crate::types::DataplaneError;
 
 /// What a raw forwarder did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -23,6 +23,9 @@ use crate::types::{Command, Event, Side, StreamFlags, StreamPairHandle, StreamPa
 
 /// Housekeeping calls per walk of the whole pair table (see [`Relay::housekeeping`]).
 pub(crate) const SWEEP_SLICES: usize = 100;
+/// Commands applied per loop iteration at most (practice 9: every loop has a budget); it
+/// also bounds the removals a loop iteration hands the backend ([`Relay::removed`]).
+pub(crate) const COMMAND_BUDGET: usize = 64;
 
 /// Largest datagram accepted; the rest of a buffer is tailroom for the SRTP trailer.
 pub const MAX_DATAGRAM: usize = 1500;
@@ -243,7 +246,7 @@ impl Relay {
             srtp_fail_threshold: srtp_fail_threshold.max(1),
             scratch: Box::new([0; BUF_SIZE]),
             sweep_next: 0,
-            removed: Vec::with_capacity(crate::worker::COMMAND_BUDGET),
+            removed: Vec::with_capacity(COMMAND_BUDGET),
             track_removed: false,
         }
     }

@@ -2,352 +2,27 @@
 //! registered provided-buffer ring; the relay decision runs in place on the received
 //! buffer and that same buffer is sent with `sendmsg`, returning to the ring when the send
 //! completes. The sockets are registered files of the ring where the descriptor limit
-//! allows ([`crate::fixed`]): no `fdget`/`fdput` per operation and no descriptor per port. One `io_uring_enter` per loop iteration (`submit_and_wait`), an eventfd read
-//! as doorbell and a timeout SQE for housekeeping.
-//!
-//! Buffer life cycle (the invariant every `unsafe` below relies on): a buffer id is either
-//! (a) in the provided ring, owned by the kernel, (b) delivered in a receive completion and
-//! owned by the loop until it either recycles it or (c) hands it to exactly one `sendmsg`,
-//! after whose completion it is recycled. Buffer memory, the buffer ring, the per-buffer send
-//! headers, the doorbell word and the timespec live in [`UringState`], which outlives the
-//! ring's in-flight operations (see [`UringState::quiesce`]).
+//! allows ([`bind_slice`]): no `fdget`/`fdput` per operation and no descriptor per port.
+//! One `io_uring_enter` per loop iteration (`submit_and_wait`), an eventfd read as
+//! doorbell and a timeout SQE for housekeeping. The plumbing (buffers, arming, sends,
+//! quiesce, and the buffer life cycle they keep) is in [`crate::ring`].
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{cqueue, types, IoUring};
+use socket2::Socket;
 
-use crate::companion::{Companions, K_RECV_C, REARM_BIT};
-use crate::fixed::SockRef;
-use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
-use crate::sock::{to_storage, zero_storage};
+use crate::companion::{Companions, REARM_BIT};
+use crate::fixed::{bind_index, table_size, SockRef, INSTALL_BATCH};
+use crate::relay::{Verdict, BUF_SIZE};
+use crate::ring::{
+    arm_bell, arm_recv_ref, arm_timer, build_ring, parse_name, push, quiesce, send_connected,
+    send_to, ud, ud_bid, ud_kind, ud_sock, UringState, BGID, K_BELL, K_RECV, K_RECV_C, K_SEND,
+    K_TIMER, PAYLOAD_OFF, PROVIDED_LEN,
+};
+use crate::sock;
 use crate::types::DataplaneError;
-use crate::worker::{WorkerCtx, HOUSEKEEPING};
-
-/// Default provided buffers per worker (power of two, ≤ 32768).
-pub const NBUF: u16 = 4096;
-pub(crate) const BGID: u16 = 0;
-/// Size of `struct io_uring_recvmsg_out` that precedes the name in each buffer.
-pub(crate) const RECVMSG_OUT: usize = 16;
-/// Room reserved for the source address in each buffer (`sockaddr_in6` fits v4 and v6).
-pub(crate) const NAMELEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
-/// Where the datagram starts inside a provided buffer.
-pub(crate) const PAYLOAD_OFF: usize = RECVMSG_OUT + NAMELEN;
-/// Length offered to the kernel per buffer: header + name + one datagram. The rest of the
-/// buffer stays as SRTP tailroom.
-pub(crate) const PROVIDED_LEN: usize = PAYLOAD_OFF + MAX_DATAGRAM;
-
-pub(crate) const K_RECV: u64 = 1;
-pub(crate) const K_SEND: u64 = 2;
-const K_BELL: u64 = 3;
-pub(crate) const K_TIMER: u64 = 4;
-pub(crate) const K_CANCEL: u64 = 5;
-
-pub(crate) fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
-    (kind << 56) | (u64::from(sock) << 16) | u64::from(bid)
-}
-
-pub(crate) fn ud_kind(u: u64) -> u64 {
-    u >> 56
-}
-
-pub(crate) fn ud_sock(u: u64) -> u32 {
-    ((u >> 16) & 0xffff_ffff) as u32
-}
-
-pub(crate) fn ud_bid(u: u64) -> u16 {
-    (u & 0xffff) as u16
-}
-
-/// Check that io_uring is usable: kernel ≥ 6.0 (multishot recvmsg), ring creation allowed,
-/// the opcodes we submit supported, and a provided-buffer ring can be registered.
-pub(crate) fn probe() -> Result<(), DataplaneError> {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_err(|e| DataplaneError::IoUringUnavailable(format!("kernel release: {e}")))?;
-    let mut it = rel.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    if major < 6 {
-        return Err(DataplaneError::IoUringUnavailable(format!(
-            "kernel {rel} lacks multishot recvmsg (needs 6.0)"
-        )));
-    }
-    let ring = IoUring::new(8)
-        .map_err(|e| DataplaneError::IoUringUnavailable(format!("io_uring_setup: {e}")))?;
-    let mut p = io_uring::Probe::new();
-    ring.submitter()
-        .register_probe(&mut p)
-        .map_err(|e| DataplaneError::IoUringUnavailable(format!("probe: {e}")))?;
-    for (code, name) in [
-        (opcode::RecvMsgMulti::CODE, "recvmsg"),
-        (opcode::SendMsg::CODE, "sendmsg"),
-        (opcode::Send::CODE, "send"),
-        (opcode::Read::CODE, "read"),
-        (opcode::Timeout::CODE, "timeout"),
-        (opcode::AsyncCancel2::CODE, "async_cancel"),
-    ] {
-        if !p.is_supported(code) {
-            return Err(DataplaneError::IoUringUnavailable(format!(
-                "opcode {name} not supported"
-            )));
-        }
-    }
-    let br = BufRing::new(8)?;
-    // SAFETY: `br` is a page-aligned ring of 8 entries that outlives the registration,
-    // which is removed just below before `br` is dropped.
-    unsafe {
-        ring.submitter()
-            .register_buf_ring_with_flags(br.base as u64, 8, 7, 0)
-            .map_err(|e| DataplaneError::IoUringUnavailable(format!("buffer ring: {e}")))?;
-    }
-    let _ = ring.submitter().unregister_buf_ring(7);
-    ring.submitter()
-        .register_files_sparse(1)
-        .map_err(|e| DataplaneError::IoUringUnavailable(format!("registered files: {e}")))?;
-    Ok(())
-}
-
-/// Page-aligned memory of a provided-buffer ring.
-pub(crate) struct BufRing {
-    pub(crate) base: *mut types::BufRingEntry,
-    entries: u16,
-    layout: Layout,
-}
-
-impl BufRing {
-    fn new(entries: u16) -> Result<BufRing, DataplaneError> {
-        let size = usize::from(entries) * std::mem::size_of::<types::BufRingEntry>();
-        let layout = Layout::from_size_align(size, 4096)
-            .map_err(|_| DataplaneError::Config("buffer ring layout"))?;
-        // SAFETY: the layout has non-zero size (entries ≥ 1).
-        let base = unsafe { alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
-        if base.is_null() {
-            return Err(DataplaneError::Config("buffer ring allocation failed"));
-        }
-        Ok(BufRing {
-            base,
-            entries,
-            layout,
-        })
-    }
-
-    fn tail(&self) -> &AtomicU16 {
-        // SAFETY: `base` is the first entry of an initialised (zeroed) ring; the tail field
-        // overlays the `resv` field of entry 0 and is a naturally aligned u16 that the
-        // kernel only reads, so viewing it as an AtomicU16 is sound.
-        unsafe { &*types::BufRingEntry::tail(self.base).cast::<AtomicU16>() }
-    }
-
-    /// Write entry `(tail + offset) & mask` for buffer `bid` (not yet published).
-    fn put(&self, offset: u16, bid: u16, addr: *mut u8, len: u32) {
-        let mask = self.entries - 1;
-        let idx = self.tail().load(Ordering::Relaxed).wrapping_add(offset) & mask;
-        // SAFETY: idx < entries, so the entry is inside the allocation; entries between
-        // the published tail and tail + offset are not read by the kernel until published.
-        let e = unsafe { &mut *self.base.add(usize::from(idx)) };
-        e.set_addr(addr as u64);
-        e.set_len(len);
-        e.set_bid(bid);
-    }
-
-    fn publish(&self, n: u16) {
-        let t = self.tail();
-        t.store(t.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this exact layout, freed once.
-        unsafe { dealloc(self.base.cast(), self.layout) };
-    }
-}
-
-/// Per-buffer `sendmsg` arguments: stable addresses until the send completes.
-pub(crate) struct SendSlot {
-    pub(crate) hdr: libc::msghdr,
-    pub(crate) iov: libc::iovec,
-    pub(crate) addr: libc::sockaddr_storage,
-}
-
-/// Memory the kernel may touch while operations are in flight.
-pub(crate) struct UringState {
-    /// On huge pages ([`crate::huge`]): the ring hands these out in turn.
-    pub(crate) bufs: memmap2::MmapMut,
-    pub(crate) ring_mem: BufRing,
-    pub(crate) sends: Box<[SendSlot]>,
-    pub(crate) recv_hdr: Box<libc::msghdr>,
-    bell: Box<u64>,
-    ts: Box<types::Timespec>,
-    /// Buffers recycled this iteration, published at once.
-    pending: u16,
-    /// Operations submitted and not yet completed for good (for quiesce).
-    pub(crate) inflight: usize,
-}
-
-impl UringState {
-    /// `nbuf` must be a power of two (checked by the caller's config validation).
-    pub(crate) fn new(nbuf: u16) -> Result<UringState, DataplaneError> {
-        let ring_mem = BufRing::new(nbuf)?;
-        // SAFETY: msghdr is plain old data; zero is a valid empty header.
-        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        recv_hdr.msg_namelen = NAMELEN as u32;
-        recv_hdr.msg_controllen = 0;
-        let step = u64::try_from(HOUSEKEEPING.as_nanos()).unwrap_or(10_000_000);
-        let ts = Box::new(
-            types::Timespec::new()
-                .sec(step / 1_000_000_000)
-                .nsec((step % 1_000_000_000) as u32),
-        );
-        let mut st = UringState {
-            bufs: crate::huge::zeroed(usize::from(nbuf) * BUF_SIZE)?,
-            ring_mem,
-            sends: (0..nbuf)
-                .map(|_| SendSlot {
-                    // SAFETY: as above.
-                    hdr: unsafe { std::mem::zeroed() },
-                    iov: libc::iovec {
-                        iov_base: std::ptr::null_mut(),
-                        iov_len: 0,
-                    },
-                    addr: zero_storage(),
-                })
-                .collect(),
-            recv_hdr,
-            bell: Box::new(0),
-            ts,
-            pending: 0,
-            inflight: 0,
-        };
-        for bid in 0..nbuf {
-            st.recycle(bid);
-        }
-        st.flush_recycled();
-        Ok(st)
-    }
-
-    pub(crate) fn buf_ptr(&mut self, bid: u16) -> *mut u8 {
-        let off = usize::from(bid) * BUF_SIZE;
-        self.bufs
-            .get_mut(off..)
-            .map_or(std::ptr::null_mut(), <[u8]>::as_mut_ptr)
-    }
-
-    /// Give buffer `bid` back to the kernel (published by [`flush_recycled`]).
-    pub(crate) fn recycle(&mut self, bid: u16) {
-        let p = self.buf_ptr(bid);
-        self.ring_mem.put(self.pending, bid, p, PROVIDED_LEN as u32);
-        self.pending += 1;
-    }
-
-    pub(crate) fn flush_recycled(&mut self) {
-        if self.pending > 0 {
-            self.ring_mem.publish(self.pending);
-            self.pending = 0;
-        }
-    }
-}
-
-/// Push an SQE, submitting first if the queue is full. `false` if it still does not fit.
-pub(crate) fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
-    // SAFETY: every pointer inside the entries built in this module targets memory owned
-    // by `UringState`, which outlives all in-flight operations (see the module docs).
-    let first = unsafe { ring.submission().push(e) };
-    if first.is_ok() {
-        return true;
-    }
-    let _ = ring.submit();
-    // SAFETY: as above.
-    let second = unsafe { ring.submission().push(e) };
-    second.is_ok()
-}
-
-pub(crate) fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
-    arm_recv_ref(ring, st, sock, SockRef::Fd(fd))
-}
-
-fn arm_recv_ref(ring: &mut IoUring, st: &mut UringState, sock: u32, target: SockRef) -> bool {
-    arm_multishot(ring, st, target, ud(K_RECV, sock, 0))
-}
-
-/// Arm a multishot `recvmsg` on `target` from the provided-buffer ring, tagged
-/// `user_data`; `false` when the submission queue has no room.
-pub(crate) fn arm_multishot(
-    ring: &mut IoUring,
-    st: &mut UringState,
-    target: SockRef,
-    user_data: u64,
-) -> bool {
-    let e = match target {
-        SockRef::Fixed(slot) => opcode::RecvMsgMulti::new(types::Fixed(slot), &*st.recv_hdr, BGID),
-        SockRef::Fd(fd) => opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID),
-    }
-    .build()
-    .user_data(user_data);
-    let ok = push(ring, &e);
-    if ok {
-        st.inflight += 1;
-    }
-    ok
-}
-
-fn arm_bell(ring: &mut IoUring, st: &mut UringState, fd: i32) {
-    let e = opcode::Read::new(types::Fd(fd), (&mut *st.bell as *mut u64).cast(), 8)
-        .build()
-        .user_data(ud(K_BELL, 0, 0));
-    if push(ring, &e) {
-        st.inflight += 1;
-    }
-}
-
-pub(crate) fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
-    let e = opcode::Timeout::new(&*st.ts)
-        .build()
-        .user_data(ud(K_TIMER, 0, 0));
-    if push(ring, &e) {
-        st.inflight += 1;
-    }
-}
-
-/// Decode the source address the kernel wrote into a buffer (`sockaddr_in`/`in6` bytes);
-/// a v4-mapped IPv6 address comes back as IPv4, as in [`crate::sock::from_storage`].
-fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-    let fam = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
-    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
-    if fam == libc::AF_INET {
-        let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
-        Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
-    } else if fam == libc::AF_INET6 {
-        let flow = u32::from_ne_bytes(b.get(4..8)?.try_into().ok()?);
-        let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
-        let scope = u32::from_ne_bytes(b.get(24..28)?.try_into().ok()?);
-        let ip = Ipv6Addr::from(ip);
-        // An IPv4 peer of a dual-stack socket: handled as the IPv4 address it is.
-        if let Some(v4) = ip.to_ipv4_mapped() {
-            return Some(SocketAddr::V4(SocketAddrV4::new(v4, port)));
-        }
-        Some(SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope)))
-    } else {
-        None
-    }
-}
-
-pub(crate) fn build_ring(entries: u32, nbuf: u16) -> Result<IoUring, DataplaneError> {
-    let cq = (u32::from(nbuf) * 4).max(4096);
-    let fast = IoUring::builder()
-        .setup_cqsize(cq)
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries);
-    match fast {
-        Ok(r) => Ok(r),
-        Err(_) => IoUring::builder()
-            .setup_cqsize(cq)
-            .build(entries)
-            .map_err(|e| DataplaneError::io("io_uring_setup", e)),
-    }
-}
+use crate::worker::WorkerCtx;
 
 /// The io_uring worker loop.
 pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
@@ -361,7 +36,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
             .register_buf_ring_with_flags(st.ring_mem.base as u64, nbuf, BGID, 0)
             .map_err(|e| DataplaneError::io("register buffer ring", e))?;
     }
-    let companion_slots = match crate::fixed::bind_slice(&ring, ctx) {
+    let companion_slots = match bind_slice(&ring, ctx) {
         Ok(n) => n,
         Err(e) => {
             // Nothing in flight yet: release the sockets already installed now, not when
@@ -626,98 +301,59 @@ fn on_recv(
     }
 }
 
-/// A `sendmsg` of `len` bytes at `data` to `to`, its header and address written into
-/// `slot`, the send slot of the buffer holding `data` (both stay put until the
-/// completion: the buffer is recycled only then).
-pub(crate) fn send_to(
-    target: SockRef,
-    slot: &mut SendSlot,
-    data: *mut u8,
-    len: usize,
-    to: std::net::SocketAddr,
-) -> squeue::Entry {
-    slot.iov.iov_base = data.cast();
-    slot.iov.iov_len = len;
-    slot.hdr.msg_namelen = to_storage(to, &mut slot.addr);
-    slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
-    slot.hdr.msg_iov = &mut slot.iov;
-    slot.hdr.msg_iovlen = 1;
-    match target {
-        SockRef::Fixed(i) => opcode::SendMsg::new(types::Fixed(i), &slot.hdr),
-        SockRef::Fd(fd) => opcode::SendMsg::new(types::Fd(fd), &slot.hdr),
+/// Bind the worker's whole slice: sockets `0..table` into `ring`'s registered-file table,
+/// the rest as ordinary descriptors in `ctx.sockets`. Sets `ctx.fixed`. The table gets
+/// room after the slice's sockets, where the limit allows, for one connected companion
+/// per RTP port plus some slack ([`crate::companion`]); returns that number of slots.
+///
+/// On error the table may hold some sockets; the caller unregisters it.
+pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<u32, DataplaneError> {
+    let n = ctx.relay.sockets();
+    let limit = sock::nofile_limit();
+    let table = table_size(n, limit);
+    let companions = if table == n {
+        table_size(n + n / 2 + crate::companion::SLACK, limit) - n
+    } else {
+        0
+    };
+    if table + companions > 0 {
+        ring.submitter()
+            .register_files_sparse(table + companions)
+            .map_err(|e| DataplaneError::io("register fixed-file table", e))?;
     }
-    .build()
-}
-
-/// A `send` of `len` bytes at `data` on a connected socket. The buffer must stay put
-/// until the completion (it is a provided buffer, recycled only then).
-pub(crate) fn send_connected(target: SockRef, data: *const u8, len: usize) -> squeue::Entry {
-    let len = u32::try_from(len).unwrap_or(u32::MAX);
-    match target {
-        SockRef::Fixed(i) => opcode::Send::new(types::Fixed(i), data, len).build(),
-        SockRef::Fd(fd) => opcode::Send::new(types::Fd(fd), data, len).build(),
-    }
-}
-
-/// Cancel the multishot receive of every socket `0..sockets`, the doorbell read and the
-/// timer (a cancel for one that is not armed finds nothing), each by its own user data,
-/// then reap until nothing is in flight (bounded: 2 s). Sends in flight complete by
-/// themselves. Not one cancel-all: the kernel finds each request of a cancel-all by a
-/// scan of everything in flight, so its cost grows with the square of the sockets (15 s
-/// for 21,000); a cancel by user data stops at its own request.
-pub(crate) fn quiesce(
-    ring: &mut IoUring,
-    st: &mut UringState,
-    sockets: u32,
-    others: impl IntoIterator<Item = u64>,
-) {
-    let targets = (0..sockets)
-        .map(|s| ud(K_RECV, s, 0))
-        .chain(others)
-        .chain([ud(K_BELL, 0, 0), ud(K_TIMER, 0, 0)]);
-    for target in targets {
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(target))
-            .build()
-            .user_data(ud(K_CANCEL, 0, 0));
-        while !push(ring, &e) {
-            // Submission queue full: hand these to the kernel and make room.
-            let _ = ring.submit();
-            reap_ready(ring, st);
+    let mut held: Vec<Socket> = Vec::with_capacity(INSTALL_BATCH);
+    let mut fds = [-1; INSTALL_BATCH];
+    let mut next = 0u32;
+    while next < table {
+        let end = next.saturating_add(INSTALL_BATCH as u32).min(table);
+        held.clear();
+        for s in next..end {
+            held.push(bind_index(ctx.bind_ip, ctx.base_port, s)?);
         }
-    }
-    reap_until_idle(ring, st);
-}
-
-fn reap_until_idle(ring: &mut IoUring, st: &mut UringState) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    let ts = types::Timespec::new().nsec(10_000_000);
-    let args = types::SubmitArgs::new().timespec(&ts);
-    while st.inflight > 0 && std::time::Instant::now() < deadline {
-        let _ = ring.submitter().submit_with_args(1, &args);
-        reap_ready(ring, st);
-    }
-}
-
-/// Takes every completion ready now, giving buffers back and counting requests ended.
-fn reap_ready(ring: &mut IoUring, st: &mut UringState) {
-    while let Some(cqe) = ring.completion().next() {
-        let u = cqe.user_data();
-        match ud_kind(u) {
-            K_RECV | K_RECV_C => {
-                if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                    st.recycle(bid);
-                }
-                if !cqueue::more(cqe.flags()) {
-                    st.inflight = st.inflight.saturating_sub(1);
-                }
-            }
-            K_SEND => {
-                st.inflight = st.inflight.saturating_sub(1);
-                st.recycle(ud_bid(u));
-            }
-            K_BELL | K_TIMER => st.inflight = st.inflight.saturating_sub(1),
-            _ => {}
+        for (fd, s) in fds.iter_mut().zip(&held) {
+            *fd = s.as_raw_fd();
         }
+        let want = held.len();
+        let done = ring
+            .submitter()
+            .register_files_update(next, fds.get(..want).unwrap_or(&[]))
+            .map_err(|e| DataplaneError::io("install fixed file", e))?;
+        if done != want {
+            return Err(DataplaneError::io(
+                "install fixed file",
+                std::io::Error::other(format!("kernel installed {done} of {want}")),
+            ));
+        }
+        // The table holds its own references: closing the descriptors keeps the sockets.
+        held.clear();
+        next = end;
     }
-    st.flush_recycled();
+    ctx.fixed = table;
+    ctx.sockets.clear();
+    ctx.sockets.reserve_exact((n - table) as usize);
+    for s in table..n {
+        let sock = bind_index(ctx.bind_ip, ctx.base_port, s)?;
+        ctx.sockets.push(sock);
+    }
+    Ok(companions)
 }

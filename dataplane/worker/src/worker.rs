@@ -1,5 +1,6 @@
-//! The worker thread: pinning, backend choice, and the parts of the loop both backends
-//! share (command drain with a budget, housekeeping cadence).
+//! What a worker thread owns ([`WorkerCtx`]), and the parts of the loop both backends
+//! share: the command drain with a budget, the housekeeping cadence, naming a socket. The
+//! thread body (pinning, backend choice) is `worker_main` in the crate root.
 
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -13,11 +14,9 @@ use socket2::Socket;
 
 use crate::counters::WorkerShared;
 use crate::fixed::SockRef;
-use crate::relay::Relay;
-use crate::types::{Backend, Command, DataplaneError, WorkerId};
+use crate::relay::{Relay, COMMAND_BUDGET};
+use crate::types::{Command, DataplaneError, WorkerId};
 
-/// Commands applied per loop iteration at most (practice 9: every loop has a budget).
-pub(crate) const COMMAND_BUDGET: usize = 64;
 /// Housekeeping cadence: each run takes the next slice of the pair table (inactivity
 /// checks, SRTP-failure alarms), so every pair is visited once per
 /// `HOUSEKEEPING × SWEEP_SLICES` = 1 s.
@@ -103,42 +102,5 @@ impl WorkerCtx {
         } else {
             self.raw_fd(sock).map(SockRef::Fd)
         }
-    }
-}
-
-/// Thread body: pin, pick the backend, run until shutdown.
-pub(crate) fn run(
-    mut ctx: WorkerCtx,
-    core: Option<usize>,
-    backend: Backend,
-    on_start: Option<fn(WorkerId)>,
-) -> Result<(), DataplaneError> {
-    if let Some(c) = core {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
-            tracing::warn!(worker = ctx.id.0, core = c, "could not pin worker");
-        }
-    }
-    ctx.shared.worker.tid.set(crate::sock::gettid());
-    if let Some(f) = on_start {
-        f(ctx.id);
-    }
-    let r = match backend {
-        Backend::Mmsg => {
-            ctx.shared.worker.backend.set(2);
-            crate::mmsg::run(&mut ctx)
-        }
-        Backend::IoUring | Backend::Auto => {
-            ctx.shared.worker.backend.set(1);
-            crate::uring::run(&mut ctx)
-        }
-    };
-    // Set-up failed before the loop started: hand the error itself to `Dataplane::start`.
-    match (ctx.ready.take(), r) {
-        (Some(tx), Err(e)) => {
-            let msg = e.to_string();
-            let _ = tx.send(Err(e));
-            Err(DataplaneError::WorkerStart(msg))
-        }
-        (_, r) => r,
     }
 }
