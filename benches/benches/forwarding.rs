@@ -441,7 +441,8 @@ fn main() {
         "case", "load", "sent", "fwd_pps", "cpu_us/pkt", "cpu_%", "core_us/pkt", "steal_%"
     );
     // Cases interleaved over several rounds so every case sees the same background load,
-    // in an order rotated by one each round; per case the best round is kept (lowest CPU/packet paced, highest packets/s flat).
+    // in an order rotated by one each round; per case the best round is kept (lowest
+    // CPU/packet paced, highest packets/s flat).
     let rounds: usize = std::env::var("FWD_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())

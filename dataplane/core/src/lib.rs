@@ -10,6 +10,7 @@
 //! * [`stats`]: RFC 3550 Appendix A.1 loss and A.8 jitter.
 #![forbid(unsafe_code)]
 
+mod bytes;
 pub mod rtp;
 pub mod srtp;
 pub mod stats;

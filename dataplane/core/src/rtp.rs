@@ -14,6 +14,7 @@
 //! |            contributing source (CSRC) identifiers (CC × 32)   |
 //! ```
 
+use crate::bytes::{be16, be32};
 use thiserror::Error;
 
 /// Length of the fixed RTP header (RFC 3550 §5.1).
@@ -53,22 +54,6 @@ pub struct RtpPacket<'a> {
     buf: &'a [u8],
     header_len: usize,
     payload_end: usize,
-}
-
-/// Read a big-endian `u16` at `at`, 0 if out of range (never reached for checked views).
-fn be16(buf: &[u8], at: usize) -> u16 {
-    match buf.get(at..at + 2) {
-        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-        _ => 0,
-    }
-}
-
-/// Read a big-endian `u32` at `at`, 0 if out of range (never reached for checked views).
-pub(crate) fn be32(buf: &[u8], at: usize) -> u32 {
-    match buf.get(at..at + 4) {
-        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
-        _ => 0,
-    }
 }
 
 /// Length of the RTP header (fixed part, CSRCs, header extension) per RFC 3550

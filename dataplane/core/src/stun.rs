@@ -13,6 +13,7 @@
 //! silently. Dropping everything is also acceptable for a lite agent and is what
 //! a cautious deployment does for 401, to avoid reflecting traffic.
 
+use crate::bytes::be32;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use std::net::{IpAddr, SocketAddr};
@@ -273,7 +274,7 @@ impl<'a> StunMessage<'a> {
             .filter(|a| a.value.len() == 4)
             .ok_or(StunError::BadFingerprint)?;
         let crc = crc32fast::hash(&self.buf[..fp.offset]) ^ FINGERPRINT_XOR;
-        if <[u8; 4]>::try_from(fp.value).ok().map(u32::from_be_bytes) == Some(crc) {
+        if crc == be32(fp.value, 0) {
             Ok(())
         } else {
             Err(StunError::BadFingerprint)
@@ -390,9 +391,7 @@ pub fn answer_binding_detailed(
             }
             attr::USERNAME => username = Some(a.value),
             attr::USE_CANDIDATE => answer.use_candidate = true,
-            attr::PRIORITY if a.value.len() == 4 => {
-                answer.priority = <[u8; 4]>::try_from(a.value).ok().map(u32::from_be_bytes);
-            }
+            attr::PRIORITY if a.value.len() == 4 => answer.priority = Some(be32(a.value, 0)),
             attr::ICE_CONTROLLING => answer.peer_controlling = true,
             attr::PRIORITY | attr::MESSAGE_INTEGRITY_SHA256 => {}
             t if t < 0x8000 => return Err(StunError::UnknownAttribute(t)),

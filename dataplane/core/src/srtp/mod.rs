@@ -18,7 +18,8 @@ mod replay;
 pub use crypto::{aes_cm_apply, derive as derive_session_key, label};
 pub use replay::{MAX_STREAMS, REPLAY_WINDOW};
 
-use crate::rtp::{be32, rtp_header_len, RtpError};
+use crate::bytes::be32;
+use crate::rtp::{rtp_header_len, RtpError};
 use crypto::SessionKeys;
 use replay::{StreamTable, SRTCP_INDEX_MASK};
 use thiserror::Error;
