@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 
-use super::check::Checker;
+use super::checker::Checker;
 use super::diag::path_key;
 use super::host::{check_cert_names, check_key_matches, PemKind};
 use super::model::{

@@ -9,6 +9,7 @@
 
 mod check;
 mod check_peers;
+mod checker;
 pub mod diag;
 pub mod host;
 pub mod model;
@@ -17,7 +18,8 @@ pub mod types;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{LoadOptions, MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use checker::LoadOptions;
 pub use diag::{Diagnostic, LineCol};
 pub use host::HostInfo;
 pub use model::*;
@@ -74,7 +76,7 @@ impl Config {
     ) -> Result<Self, Vec<Diagnostic>> {
         let raw: raw::RawConfig =
             toml::from_str(src).map_err(|e| vec![syntax_diagnostic(src, &e)])?;
-        let mut checker = check::Checker::new(src, base_dir, opts);
+        let mut checker = checker::Checker::new(src, base_dir, opts);
         match check::check(&raw, &mut checker) {
             Some(cfg) if checker.diags.is_empty() => Ok(cfg),
             _ => {

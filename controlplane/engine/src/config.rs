@@ -221,6 +221,105 @@ pub struct RouteConfig {
     pub redirect: RedirectMode,
 }
 
+/// A condition on a number (as configured).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum NumberMatch {
+    /// Every number.
+    #[default]
+    Any,
+    /// Numbers starting with this (the empty prefix matches everything).
+    Prefix(String),
+    /// Numbers the regular expression matches as a whole (`^(?:re)$`).
+    Regex(String),
+}
+
+/// A number rewriting step (as configured), applied in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TranslationRule {
+    /// Remove the first N characters (all of them if shorter).
+    StripDigits(usize),
+    /// Remove this prefix when present.
+    StripPrefix(String),
+    /// Prepend this.
+    AddPrefix(String),
+    /// Replace the first match of `pattern` with `replacement` (`$1`,
+    /// `${name}` refer to capture groups). Anchor the pattern with `^`/`$`
+    /// to rewrite the whole number.
+    Replace {
+        /// Regular expression.
+        pattern: String,
+        /// Replacement with capture references.
+        replacement: String,
+    },
+    /// Normalise to E.164 ([`crate::routing::to_e164`]); numbers that cannot be normalised
+    /// are left unchanged.
+    E164 {
+        /// Country calling code without `+` (`"49"`, `"1"`).
+        country_code: String,
+        /// National trunk prefix (`"0"` in most of Europe, `"1"` in NANP).
+        trunk_prefix: String,
+        /// International access prefix (`"00"`, `"011"`).
+        international_prefix: String,
+    },
+}
+
+/// One routing rule; the router tries them in configuration order and the
+/// first whose conditions all hold wins.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RouteRule {
+    /// Name (for logs and CDRs).
+    pub name: String,
+    /// Inbound trunk names; empty = any trunk.
+    pub from_trunks: Vec<String>,
+    /// Condition on the called number (as received).
+    pub called: NumberMatch,
+    /// Condition on the calling number (as received).
+    pub calling: NumberMatch,
+    /// Applied in order to the called number.
+    pub translate_called: Vec<TranslationRule>,
+    /// Applied in order to the calling number.
+    pub translate_calling: Vec<TranslationRule>,
+    /// Outbound trunk names in failover order. Empty with `reject` set.
+    pub targets: Vec<String>,
+    /// Extra called-number steps for one target trunk, applied after
+    /// `translate_called` (e.g. E.164 toward Teams, national toward a carrier).
+    pub target_translate_called: Vec<(String, Vec<TranslationRule>)>,
+    /// Refuse matching calls with this status instead of routing them
+    /// (e.g. 403 for a barred range).
+    pub reject: Option<u16>,
+    /// 3xx handling.
+    pub redirect: RedirectMode,
+}
+
+impl From<&RouteConfig> for RouteRule {
+    /// The engine config's route: prefix condition, then strip N and prepend.
+    fn from(r: &RouteConfig) -> Self {
+        let mut translate_called = Vec::new();
+        if r.strip > 0 {
+            translate_called.push(TranslationRule::StripDigits(r.strip));
+        }
+        if !r.prepend.is_empty() {
+            translate_called.push(TranslationRule::AddPrefix(r.prepend.clone()));
+        }
+        Self {
+            name: r.name.clone(),
+            from_trunks: r.from_trunks.clone(),
+            called: if r.called_prefix.is_empty() {
+                NumberMatch::Any
+            } else {
+                NumberMatch::Prefix(r.called_prefix.clone())
+            },
+            calling: NumberMatch::Any,
+            translate_called,
+            translate_calling: Vec::new(),
+            targets: r.targets.clone(),
+            target_translate_called: Vec::new(),
+            reject: None,
+            redirect: r.redirect,
+        }
+    }
+}
+
 /// What to do with requests from a source no trunk claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum UnknownSource {
@@ -298,7 +397,7 @@ pub struct EngineConfig {
     /// Full routing rules (anchored regex conditions, translations of the
     /// called and calling numbers, reject rules). When non-empty the router
     /// uses these, in order, instead of `routes`.
-    pub route_rules: Vec<crate::routing::RouteRule>,
+    pub route_rules: Vec<RouteRule>,
     pub policy: PolicyConfig,
     pub timers: TimerSettings,
     pub teams: Option<TeamsSettings>,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::Transport;
-use crate::event::ConnId;
+use crate::conn::ConnId;
 
 /// Errors from binding, sending and connecting.
 #[derive(Debug, Error)]

@@ -1,6 +1,5 @@
 //! What the drivers report (events) and what they are asked to send.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,17 +7,8 @@ use std::time::Instant;
 use portcullis_sip::FramingError;
 
 use crate::config::Transport;
+use crate::conn::ConnId;
 use crate::error::NetError;
-
-/// Identifies one TCP/TLS connection for its lifetime. Never reused within a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn#{}", self.0)
-    }
-}
 
 /// One SIP message as received: bytes, where from, and when. The driver made no protocol
 /// decision about it; parsing, Via `received`/`rport` stamping (RFC 3261 §18.2.1,

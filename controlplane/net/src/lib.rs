@@ -72,9 +72,11 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod conn;
 mod counters;
 mod error;
 mod event;
+mod shared;
 mod stream;
 pub mod tls;
 mod transports;
@@ -84,7 +86,8 @@ pub use config::{
     ClientCertificate, Limits, ListenerConfig, TlsClientSettings, TlsServerSettings, Transport,
     TransportConfig,
 };
+pub use conn::ConnId;
 pub use counters::{NetCounters, NetCountersSnapshot, TransportCounters};
 pub use error::{NetError, TlsConfigError};
-pub use event::{CloseReason, ConnId, Inbound, Outbound, TransportEvent};
+pub use event::{CloseReason, Inbound, Outbound, TransportEvent};
 pub use transports::{PreparedTls, SipTransports};

@@ -17,11 +17,12 @@ use tokio::time::timeout;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::Transport;
+use crate::conn::ConnId;
 use crate::counters::inc;
 use crate::error::NetError;
-use crate::event::{CloseReason, ConnId, Inbound, TransportEvent};
+use crate::event::{CloseReason, Inbound, TransportEvent};
+use crate::shared::{ConnSlot, ServerConfigCell, Shared};
 use crate::tls;
-use crate::transports::{ConnSlot, ServerConfigCell, Shared};
 
 /// Read size per syscall; the framer keeps partial messages across reads.
 const READ_CHUNK: usize = 16 * 1024;

@@ -1,47 +1,25 @@
 //! [`SipTransports`]: the set of listeners and connections, and RFC 3261 §18 send logic.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rustls::{ClientConfig, ServerConfig};
+use rustls::ClientConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{
-    Limits, ListenerConfig, TlsClientSettings, TlsServerSettings, Transport, TransportConfig,
+    ListenerConfig, TlsClientSettings, TlsServerSettings, Transport, TransportConfig,
 };
-use crate::counters::{dec, inc, NetCounters};
+use crate::conn::ConnId;
+use crate::counters::{inc, NetCounters};
 use crate::error::{NetError, TlsConfigError};
-use crate::event::{ConnId, Outbound, TransportEvent};
+use crate::event::{Outbound, TransportEvent};
+use crate::shared::{ConnTable, ServerConfigCell, ServerTls, Shared};
 use crate::stream;
 use crate::tls;
 use crate::udp::{self, UdpListener};
-
-/// The TLS side of one listener: the settings it was built from and the rustls config.
-#[derive(Debug)]
-pub(crate) struct ServerTls {
-    pub(crate) transport: Transport,
-    pub(crate) settings: TlsServerSettings,
-    pub(crate) config: Arc<ServerConfig>,
-}
-
-impl ServerTls {
-    fn build(transport: Transport, settings: TlsServerSettings) -> Result<Self, TlsConfigError> {
-        Ok(ServerTls {
-            transport,
-            config: tls::server_config(transport, &settings)?,
-            settings,
-        })
-    }
-}
-
-/// A hot-swappable TLS server side: new handshakes (and their name check) use the current
-/// value, established connections keep theirs.
-pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerTls>>>;
 
 /// A bound TLS listener: where it was asked to listen, where it listens, its live side.
 #[derive(Debug)]
@@ -67,172 +45,6 @@ impl PreparedTls {
     }
 }
 
-/// An open (or opening) stream connection as the send path sees it.
-#[derive(Debug)]
-struct ConnEntry {
-    transport: Transport,
-    remote: SocketAddr,
-    /// TLS connections we opened: the name the server certificate was verified against.
-    server_name: Option<String>,
-    tx: mpsc::Sender<Vec<u8>>,
-}
-
-/// Invariant: `by_remote` lists exactly the ids of `by_id` (per transport and remote), and
-/// `open`/`per_ip` count the live [`ConnSlot`]s.
-#[derive(Debug, Default)]
-struct ConnTable {
-    by_id: HashMap<ConnId, ConnEntry>,
-    by_remote: HashMap<SocketAddr, Vec<ConnId>>,
-    open: usize,
-    per_ip: HashMap<IpAddr, usize>,
-    /// Sources refused until the instant given ([`SipTransports::refuse`]).
-    refused: HashMap<IpAddr, Instant>,
-}
-
-/// State shared by the handle and every driver task.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) counters: NetCounters,
-    pub(crate) limits: Limits,
-    pub(crate) events: mpsc::Sender<TransportEvent>,
-    shutdown: watch::Receiver<bool>,
-    udp: Vec<UdpListener>,
-    conns: Mutex<ConnTable>,
-    next_conn: AtomicU64,
-    tls_client: RwLock<Option<Arc<ClientConfig>>>,
-    runtime: tokio::runtime::Handle,
-}
-
-/// A reserved place under the connection caps; released on drop (also when the task
-/// owning it is aborted), together with the connection's table entry.
-#[derive(Debug)]
-pub(crate) struct ConnSlot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-    id: Option<ConnId>,
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        let mut t = self.shared.table();
-        if let Some(id) = self.id {
-            if let Some(e) = t.by_id.remove(&id) {
-                if let Some(v) = t.by_remote.get_mut(&e.remote) {
-                    v.retain(|c| *c != id);
-                    if v.is_empty() {
-                        t.by_remote.remove(&e.remote);
-                    }
-                }
-            }
-            dec(&self.shared.counters.connections_open);
-        }
-        t.open = t.open.saturating_sub(1);
-        if let Some(n) = t.per_ip.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                t.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl ConnSlot {
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-}
-
-impl Shared {
-    fn table(&self) -> MutexGuard<'_, ConnTable> {
-        // A panic while holding the lock leaves the table consistent (no multi-step
-        // updates span a panic point), so a poisoned lock is still usable.
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether `ip` is refused now (an expired entry is forgotten on the way).
-    pub(crate) fn is_refused(&self, ip: IpAddr) -> bool {
-        let mut t = self.table();
-        match t.refused.get(&ip) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                t.refused.remove(&ip);
-                false
-            }
-            None => false,
-        }
-    }
-
-    pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
-    }
-
-    /// Takes a slot under the global cap and, for inbound connections, the per-IP cap.
-    pub(crate) fn reserve(self: &Arc<Self>, ip: IpAddr, inbound: bool) -> Option<ConnSlot> {
-        let mut t = self.table();
-        let per_ip = t.per_ip.get(&ip).copied().unwrap_or(0);
-        if t.open >= self.limits.max_tcp_connections
-            || (inbound && per_ip >= self.limits.max_connections_per_ip)
-        {
-            inc(&self.counters.connections_refused);
-            return None;
-        }
-        t.open += 1;
-        *t.per_ip.entry(ip).or_insert(0) += 1;
-        Some(ConnSlot {
-            shared: Arc::clone(self),
-            ip,
-            id: None,
-        })
-    }
-
-    /// Makes a connection reachable by [`SipTransports::send`] and returns its receiver.
-    pub(crate) fn register(
-        &self,
-        slot: &mut ConnSlot,
-        transport: Transport,
-        remote: SocketAddr,
-        server_name: Option<String>,
-    ) -> (ConnId, mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
-        let id = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::channel(self.limits.per_connection_queue.max(1));
-        let mut t = self.table();
-        t.by_id.insert(
-            id,
-            ConnEntry {
-                transport,
-                remote,
-                server_name,
-                tx: tx.clone(),
-            },
-        );
-        t.by_remote.entry(remote).or_default().push(id);
-        slot.id = Some(id);
-        inc(&self.counters.connections_open);
-        (id, tx, rx)
-    }
-
-    fn find_conn(&self, out: &Outbound) -> Option<(ConnId, Transport, mpsc::Sender<Vec<u8>>)> {
-        let t = self.table();
-        if let Some(id) = out.conn {
-            if let Some(e) = t.by_id.get(&id) {
-                return Some((id, e.transport, e.tx.clone()));
-            }
-        }
-        t.by_remote.get(&out.remote)?.iter().rev().find_map(|id| {
-            let e = t.by_id.get(id)?;
-            // A TLS connection is reused only for the name it was verified against
-            // (RFC 5923 §5 ties reuse to the authenticated identity).
-            let name_ok = match (&out.tls_server_name, &e.server_name) {
-                (None, _) => true,
-                (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
-                (Some(_), None) => false,
-            };
-            (e.transport.same_wire(out.transport) && (name_ok || !out.transport.is_tls()))
-                .then(|| (*id, e.transport, e.tx.clone()))
-        })
-    }
-}
-
 /// Handle to all SIP listeners and connections. Cheap to clone; when the last clone is
 /// dropped every task stops and the event channel closes.
 #[derive(Debug, Clone)]
@@ -243,6 +55,8 @@ pub struct SipTransports {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
+    /// The UDP listeners, for the send path (their receive tasks hold the sockets too).
+    udp: Vec<UdpListener>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     local_addrs: Vec<(Transport, SocketAddr)>,
@@ -330,20 +144,16 @@ impl SipTransports {
 
         let (events, rx) = mpsc::channel(config.event_queue.max(1));
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            counters: NetCounters::default(),
-            limits: config.limits,
+        let shared = Arc::new(Shared::new(
+            config.limits,
             events,
             shutdown,
-            udp,
-            conns: Mutex::new(ConnTable::default()),
-            next_conn: AtomicU64::new(1),
-            tls_client: RwLock::new(tls_client),
+            tls_client,
             runtime,
-        });
+        ));
 
         let mut tasks = Vec::new();
-        for l in &shared.udp {
+        for l in &udp {
             for s in &l.sockets {
                 let fut = udp::recv_loop(Arc::clone(&shared), Arc::clone(s), l.local);
                 tasks.push(shared.runtime.spawn(fut));
@@ -357,6 +167,7 @@ impl SipTransports {
         let t = SipTransports {
             inner: Arc::new(Inner {
                 shared,
+                udp,
                 shutdown_tx,
                 tasks: Mutex::new(tasks),
                 local_addrs,
@@ -383,7 +194,7 @@ impl SipTransports {
 
     /// Number of UDP sockets bound (all listeners together).
     pub fn udp_socket_count(&self) -> usize {
-        self.inner.shared.udp.iter().map(|l| l.sockets.len()).sum()
+        self.inner.udp.iter().map(|l| l.sockets.len()).sum()
     }
 
     /// Live counters.
@@ -427,12 +238,13 @@ impl SipTransports {
             return Err(NetError::Shutdown);
         }
         if out.transport == Transport::Udp {
-            let l = shared
+            let l = self
+                .inner
                 .udp
                 .iter()
                 .find(|l| Some(l.local) == out.local)
                 .or_else(|| {
-                    shared
+                    self.inner
                         .udp
                         .iter()
                         .find(|l| l.local.is_ipv4() == out.remote.is_ipv4())

@@ -14,7 +14,7 @@ use crate::config::Transport;
 use crate::counters::inc;
 use crate::error::NetError;
 use crate::event::{Inbound, TransportEvent};
-use crate::transports::Shared;
+use crate::shared::Shared;
 
 /// Largest UDP payload over IPv4/IPv6 (without jumbograms).
 const MAX_DATAGRAM: usize = 65_535;

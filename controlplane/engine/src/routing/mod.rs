@@ -22,8 +22,9 @@ use std::net::SocketAddr;
 use crate::config::{EngineConfig, RedirectMode, TrunkConfig, TrunkId};
 use crate::transaction::Transport;
 
+pub use crate::config::{NumberMatch, RouteRule, TranslationRule};
 pub use retry::RetryAfterTracker;
-pub use rules::{to_e164, NumberMatch, RouteRule, TranslationRule};
+pub use rules::to_e164;
 pub use tls::{any_tls_name_matches, tls_name_matches};
 
 use rules::{translate, Matcher, Step};

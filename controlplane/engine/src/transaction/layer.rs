@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use super::ctx::Ctx;
 use super::invite_client::{InviteClient, InviteClientState};
 use super::invite_server::{InviteServer, InviteServerState};
 use super::key::{AckKey, ClientKey, ServerKey};
@@ -35,37 +36,6 @@ impl Default for TxConfig {
             timer_budget: 4096,
             max_server_transactions: 100_000,
         }
-    }
-}
-
-/// What a state machine may touch while it runs.
-pub(crate) struct Ctx<'a> {
-    pub now: Timestamp,
-    pub cfg: &'a TimerConfig,
-    pub id: TxId,
-    pub transmits: &'a mut VecDeque<Transmit>,
-    pub events: &'a mut VecDeque<TxEvent>,
-    pub stats: &'a mut TxStats,
-}
-
-impl Ctx<'_> {
-    pub fn send(&mut self, dest: &PeerAddr, bytes: Vec<u8>) {
-        self.transmits.push_back(Transmit {
-            dest: dest.addr,
-            transport: dest.transport,
-            conn: dest.conn,
-            tx: Some(self.id),
-            bytes,
-        });
-    }
-
-    pub fn retransmit(&mut self, dest: &PeerAddr, bytes: Vec<u8>) {
-        self.stats.retransmissions += 1;
-        self.send(dest, bytes);
-    }
-
-    pub fn emit(&mut self, ev: TxEvent) {
-        self.events.push_back(ev);
     }
 }
 

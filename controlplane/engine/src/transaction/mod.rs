@@ -16,6 +16,7 @@
 //! (re-sending the TU's ACK), and the server transaction retransmits the 2xx
 //! itself (the UAS core duty of RFC 3261 §13.3.1.4) until the ACK arrives.
 
+mod ctx;
 mod invite_client;
 mod invite_server;
 mod key;

@@ -9,7 +9,7 @@
 use std::mem;
 use std::time::Duration;
 
-use super::layer::Ctx;
+use super::ctx::Ctx;
 use super::message::SipMsg;
 use super::timer::{Timer, TimerTable};
 use super::{PeerAddr, TxEvent};

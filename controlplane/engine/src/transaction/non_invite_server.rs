@@ -7,7 +7,7 @@
 
 use std::mem;
 
-use super::layer::Ctx;
+use super::ctx::Ctx;
 use super::message::SipMsg;
 use super::timer::{Timer, TimerTable};
 use super::{PeerAddr, TxError, TxEvent};
