@@ -2,9 +2,9 @@
 //! the exposition (validated by `promtool check metrics`), the calls/s gauge and the CLI
 //! client functions. The end-to-end tests against the real binary are in `admin_e2e.rs`.
 
+mod common_admin;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,8 @@ use portcullis::admin::{
 };
 use portcullis_dataplane::{RingDepth, WorkerStats};
 use portcullis_net::NetCountersSnapshot;
+
+use common_admin::promtool_check;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -230,23 +232,50 @@ impl AdminBackend for Fake {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"))
+/// The admin server on its own runtime, over a `fake(ready)` backend.
+struct Running {
+    rt: tokio::runtime::Runtime,
+    fake: Fake,
+    srv: AdminServer,
 }
 
-fn start(rt: &tokio::runtime::Runtime, fake: &Fake, token: Option<&str>) -> AdminServer {
-    rt.block_on(spawn(
-        AdminServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-            token: token.map(str::to_owned),
-        },
-        fake.clone(),
-    ))
-    .unwrap_or_else(|e| panic!("bind: {e}"))
+impl Running {
+    /// Binds the server on a free loopback port; `token` is the bearer token it requires.
+    fn start(ready: bool, token: Option<&str>) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        let fake = fake(ready);
+        let srv = rt
+            .block_on(spawn(
+                AdminServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+                    token: token.map(str::to_owned),
+                },
+                fake.clone(),
+            ))
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        Self { rt, fake, srv }
+    }
+
+    /// `http://<server><path>`.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.srv.local_addr())
+    }
+
+    /// CLI client options pointing at the server, with the right token.
+    fn client(&self) -> ClientOptions {
+        ClientOptions {
+            admin: self.srv.local_addr().to_string(),
+            token: Some(TOKEN.into()),
+        }
+    }
+
+    fn stop(self) {
+        self.rt.block_on(self.srv.stop());
+    }
 }
 
 /// `(status, body)` of a request; `token` adds the bearer header.
@@ -258,10 +287,16 @@ fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
     if let Some(t) = token {
         req = req.set("Authorization", &format!("Bearer {t}"));
     }
-    match req.call() {
+    status_and_body(req.call(), &format!("{method} {url}"))
+}
+
+/// `(status, body)` of a finished request, error statuses included; panics on a transport
+/// error, naming `what`.
+fn status_and_body(r: Result<ureq::Response, ureq::Error>, what: &str) -> (u16, String) {
+    match r {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("{method} {url}: {e}"),
+        Err(e) => panic!("{what}: {e}"),
     }
 }
 
@@ -277,58 +312,25 @@ fn fake(ready: bool) -> Fake {
     f
 }
 
-/// Runs `promtool check metrics` on `text`; panics with its output on failure or when
-/// promtool is missing.
-pub fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool is required (Debian package `prometheus`; CI installs it): {e}")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap_or_else(|| panic!("stdin"))
-        .write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("write: {e}"));
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn health_is_open_and_reports_reasons() {
-    let rt = rt();
-    let f = fake(false);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let base = format!("http://{}", srv.local_addr());
-    let (code, body) = http("GET", &format!("{base}/health"), None);
+    let srv = Running::start(false, Some(TOKEN));
+    let (code, body) = http("GET", &srv.url("/health"), None);
     assert_eq!(code, 503, "{body}");
     let h: Health = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(h.reasons, vec!["draining".to_owned()]);
-    f.st().ready = true;
-    let (code, body) = http("GET", &format!("{base}/health"), None);
+    srv.fake.st().ready = true;
+    let (code, body) = http("GET", &srv.url("/health"), None);
     assert_eq!(
         (code, body.as_str()),
         (200, r#"{"ready":true,"reasons":[]}"#)
     );
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn token_is_enforced_on_every_other_route() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let base = format!("http://{}", srv.local_addr());
+    let srv = Running::start(true, Some(TOKEN));
     for (m, p) in [
         ("GET", "/metrics"),
         ("GET", "/api/v1/calls"),
@@ -338,82 +340,70 @@ fn token_is_enforced_on_every_other_route() {
         ("GET", "/api/v1/log-level"),
         ("PUT", "/api/v1/log-level"),
     ] {
-        let url = format!("{base}{p}");
+        let url = srv.url(p);
         assert_eq!(http(m, &url, None).0, 401, "{m} {p} without token");
         assert_eq!(http(m, &url, Some("wrong")).0, 401, "{m} {p} wrong token");
     }
     // Nothing was executed by the refused requests.
-    assert_eq!(f.st().calls.len(), 2);
-    assert_eq!(f.st().generation, 1);
-    assert_eq!(f.st().log_filter, "info");
-    assert_eq!(
-        http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN)).0,
-        200
-    );
-    rt.block_on(srv.stop());
+    assert_eq!(srv.fake.st().calls.len(), 2);
+    assert_eq!(srv.fake.st().generation, 1);
+    assert_eq!(srv.fake.st().log_filter, "info");
+    assert_eq!(http("GET", &srv.url("/api/v1/calls"), Some(TOKEN)).0, 200);
+    srv.stop();
 }
 
 #[test]
 fn no_token_configured_means_open() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, None);
-    let (code, _) = http("GET", &format!("http://{}/metrics", srv.local_addr()), None);
+    let srv = Running::start(true, None);
+    let (code, _) = http("GET", &srv.url("/metrics"), None);
     assert_eq!(code, 200);
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn calls_list_and_terminate() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let base = format!("http://{}", srv.local_addr());
-    let (code, body) = http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN));
+    let srv = Running::start(true, Some(TOKEN));
+    let (code, body) = http("GET", &srv.url("/api/v1/calls"), Some(TOKEN));
     assert_eq!(code, 200);
     let calls: Vec<CallInfo> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(calls, vec![call(7, "2000"), call(9, "2001")]);
-    let (code, body) = http("DELETE", &format!("{base}/api/v1/calls/7"), Some(TOKEN));
+    let (code, body) = http("DELETE", &srv.url("/api/v1/calls/7"), Some(TOKEN));
     assert_eq!((code, body.as_str()), (200, r#"{"terminated":7}"#));
     assert_eq!(
-        http("DELETE", &format!("{base}/api/v1/calls/7"), Some(TOKEN)).0,
+        http("DELETE", &srv.url("/api/v1/calls/7"), Some(TOKEN)).0,
         404
     );
     assert_eq!(
-        http("DELETE", &format!("{base}/api/v1/calls/abc"), Some(TOKEN)).0,
+        http("DELETE", &srv.url("/api/v1/calls/abc"), Some(TOKEN)).0,
         400
     );
-    let (_, body) = http("GET", &format!("{base}/api/v1/calls"), Some(TOKEN));
+    let (_, body) = http("GET", &srv.url("/api/v1/calls"), Some(TOKEN));
     let calls: Vec<CallInfo> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(calls, vec![call(9, "2001")]);
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn reload_reports_generation_or_errors() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let url = format!("http://{}/api/v1/reload", srv.local_addr());
+    let srv = Running::start(true, Some(TOKEN));
+    let url = srv.url("/api/v1/reload");
     let (code, body) = http("POST", &url, Some(TOKEN));
     assert_eq!(code, 422, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v["errors"][0], "cfg.toml:3:1: trunk.address: bad address");
-    assert_eq!(f.st().generation, 1);
-    f.st().reload_ok = true;
+    assert_eq!(srv.fake.st().generation, 1);
+    srv.fake.st().reload_ok = true;
     let (code, body) = http("POST", &url, Some(TOKEN));
     assert_eq!((code, body.as_str()), (200, r#"{"generation":2}"#));
     // GET is not a reload.
     assert_eq!(http("GET", &url, Some(TOKEN)).0, 405);
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn metrics_exposition_is_valid_and_complete() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let url = format!("http://{}/metrics", srv.local_addr());
+    let srv = Running::start(true, Some(TOKEN));
+    let url = srv.url("/metrics");
     // Wait for two sampler ticks, so the calls/s gauge has a rate (bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !http("GET", &url, Some(TOKEN))
@@ -462,34 +452,27 @@ fn metrics_exposition_is_valid_and_complete() {
     assert!(text.contains(r#"portcullis_dataplane_drops_total{worker="0",reason="no_stream"} 1"#));
     assert!(text.contains(r#"portcullis_sip_requests_total{method="INVITE",direction="in"} 4"#));
     assert!(text.contains(r#"portcullis_dataplane_info{backend="mmsg",workers="2"} 1"#));
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn calls_per_second_gauge_follows_the_sampler() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, None);
+    let srv = Running::start(true, None);
     std::thread::sleep(Duration::from_millis(3300));
-    let (_, text) = http("GET", &format!("http://{}/metrics", srv.local_addr()), None);
+    let (_, text) = http("GET", &srv.url("/metrics"), None);
     let v: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("portcullis_calls_per_second "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no calls/s sample:\n{text}"));
     assert!((4.0..=6.0).contains(&v), "calls/s = {v}");
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn cli_client_functions() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let opts = ClientOptions {
-        admin: srv.local_addr().to_string(),
-        token: Some(TOKEN.into()),
-    };
+    let srv = Running::start(true, Some(TOKEN));
+    let opts = srv.client();
     let mut out = Vec::new();
     let ready = cmd_status(&opts, true, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(ready);
@@ -518,7 +501,7 @@ fn cli_client_functions() {
         .err()
         .map(|e| format!("{e:#}"));
     assert!(err.is_some_and(|e| e.contains("401")));
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 /// `(status, body)` of a PUT with a body.
@@ -527,24 +510,18 @@ fn put(url: &str, body: &str) -> (u16, String) {
         .set("Authorization", &format!("Bearer {TOKEN}"))
         .timeout(Duration::from_secs(5))
         .send_string(body);
-    match r {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("PUT {url}: {e}"),
-    }
+    status_and_body(r, &format!("PUT {url}"))
 }
 
 #[test]
 fn log_level_is_read_and_set() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let url = format!("http://{}/api/v1/log-level", srv.local_addr());
+    let srv = Running::start(true, Some(TOKEN));
+    let url = srv.url("/api/v1/log-level");
     let (code, body) = http("GET", &url, Some(TOKEN));
     assert_eq!((code, body.as_str()), (200, r#"{"level":"info"}"#));
     let (code, body) = put(&url, r#"{"level":"debug"}"#);
     assert_eq!((code, body.as_str()), (200, r#"{"level":"debug"}"#));
-    assert_eq!(f.st().log_filter, "debug");
+    assert_eq!(srv.fake.st().log_filter, "debug");
     let (code, body) = put(&url, "warn,portcullis_net=trace\n");
     assert_eq!(
         (code, body.as_str()),
@@ -557,20 +534,15 @@ fn log_level_is_read_and_set() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
     }
-    assert_eq!(f.st().log_filter, "warn,portcullis_net=trace");
+    assert_eq!(srv.fake.st().log_filter, "warn,portcullis_net=trace");
     assert_eq!(http("POST", &url, Some(TOKEN)).0, 405);
-    rt.block_on(srv.stop());
+    srv.stop();
 }
 
 #[test]
 fn cli_log_level() {
-    let rt = rt();
-    let f = fake(true);
-    let srv = start(&rt, &f, Some(TOKEN));
-    let opts = ClientOptions {
-        admin: srv.local_addr().to_string(),
-        token: Some(TOKEN.into()),
-    };
+    let srv = Running::start(true, Some(TOKEN));
+    let opts = srv.client();
     let mut out = Vec::new();
     cmd_log_level(&opts, None, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(String::from_utf8_lossy(&out), "info\n");
@@ -581,7 +553,7 @@ fn cli_log_level() {
         String::from_utf8_lossy(&out),
         "debug,portcullis_net=trace\n"
     );
-    assert_eq!(f.st().log_filter, "debug,portcullis_net=trace");
+    assert_eq!(srv.fake.st().log_filter, "debug,portcullis_net=trace");
     // A bad filter: the reason, not a panic; the filter stays.
     let err = cmd_log_level(&opts, Some("chatty"), &mut Vec::new())
         .err()
@@ -591,6 +563,6 @@ fn cli_log_level() {
         err.contains("400") && err.contains("invalid log filter"),
         "{err}"
     );
-    assert_eq!(f.st().log_filter, "debug,portcullis_net=trace");
-    rt.block_on(srv.stop());
+    assert_eq!(srv.fake.st().log_filter, "debug,portcullis_net=trace");
+    srv.stop();
 }

@@ -7,11 +7,14 @@
 //! Needs `sipp` and `promtool` (Debian packages `sip-tester` and `prometheus`; CI installs
 //! them): a missing tool fails the test with a message saying so.
 
-use std::io::Write;
+mod common_admin;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use common_admin::{promtool_check, sample};
 
 const TOKEN: &str = "e2e-admin-token-0123456789";
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -195,9 +198,12 @@ impl Appliance {
     }
 }
 
+/// Starts sipp with `args`, then one call (`-m 1`), no stdin and a 40 s bound that fails
+/// the run.
 fn sipp(args: &[String]) -> Guard {
     let child = Command::new("sipp")
         .args(args)
+        .args(["-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -216,12 +222,6 @@ fn uas(app: &Appliance) -> Guard {
         "127.0.0.1".into(),
         "-p".into(),
         app.right.to_string(),
-        "-m".into(),
-        "1".into(),
-        "-nostdin".into(),
-        "-timeout".into(),
-        "40s".into(),
-        "-timeout_error".into(),
     ])
 }
 
@@ -239,12 +239,6 @@ fn uac(app: &Appliance, hold_ms: u64) -> Guard {
         "2000".into(),
         "-d".into(),
         hold_ms.to_string(),
-        "-m".into(),
-        "1".into(),
-        "-nostdin".into(),
-        "-timeout".into(),
-        "40s".into(),
-        "-timeout_error".into(),
     ])
 }
 
@@ -261,37 +255,6 @@ fn wait(g: &mut Guard, limit: Duration, what: &str) -> ExitStatus {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Value of the sample `name{labels}` (exact label text), or of `name` without labels.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool is required (Debian package `prometheus`; CI installs it): {e}")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -13,12 +13,14 @@
 //! Rate-limit bans are driven by `sipvicious.rs`; config generation by `admin_e2e.rs`.
 //! Needs `sipp` (Debian `sip-tester`) and `promtool` (Debian `prometheus`).
 
+mod common_admin;
+mod common_echo_call;
 mod sipp_harness;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common_admin::{promtool_check, sample};
+use common_echo_call::start_echo_call;
 use sipp_harness::*;
 
 fn scrape(p: Ports) -> String {
@@ -30,37 +32,6 @@ fn scrape(p: Ports) -> String {
     let text = r.into_string().unwrap_or_else(|e| panic!("{e}"));
     promtool_check(&text);
     text
-}
-
-fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool is required (Debian package `prometheus`; CI installs it): {e}")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Value of the series `name{labels}` (exact text), if exported.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Sum of every sample of family `name` whose labels contain `with`.
@@ -136,27 +107,7 @@ targets = ["dead"]
     );
 
     // RTP both ways through one call.
-    let mut uas = Sipp::start(
-        "uas",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            p.sipp_media + 100,
-            &["-sn", "uas", "-rtp_echo", "-m", "1"],
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let mut uac = Sipp::start(
-        "uac",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left + 6,
-            p.sipp_media,
-            &["-sn", "uac_pcap", &target, "-m", "1"],
-        ),
-    );
+    let (mut uas, mut uac) = start_echo_call(&dir, p, &target, p.left + 6, ("uas", "uac"));
     // calls/s sees the attempts while they are recent (10 s window).
     wait_metrics(p, Duration::from_secs(15), "calls/s above 0", |t| {
         sample(t, "portcullis_calls_per_second").is_some_and(|v| v > 0.0)

@@ -3,10 +3,12 @@
 //! (media keeps flowing, the next call follows the new route, a broken file is refused
 //! and the running configuration kept).
 
+mod common_echo_call;
 mod sipp_harness;
 
 use std::time::Duration;
 
+use common_echo_call::start_echo_call;
 use sipp_harness::*;
 
 #[test]
@@ -91,27 +93,7 @@ fn sighup_reroutes_new_calls_keeps_media_and_refuses_broken_files() {
     let target = format!("127.0.0.1:{}", p.sip);
 
     // A long call (≈ 9 s of G.711 and DTMF) to `right`.
-    let mut uas1 = Sipp::start(
-        "uas1",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            p.sipp_media + 100,
-            &["-sn", "uas", "-rtp_echo", "-m", "1"],
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let mut long = Sipp::start(
-        "long",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left,
-            p.sipp_media,
-            &["-sn", "uac_pcap", &target, "-m", "1"],
-        ),
-    );
+    let (mut uas1, mut long) = start_echo_call(&dir, p, &target, p.left, ("uas1", "long"));
     std::thread::sleep(Duration::from_secs(2));
 
     // Reload: calls from left now go to right2.
