@@ -22,14 +22,10 @@ fn basic_call_bye_from_caller() {
         .events
         .iter()
         .any(|e| matches!(e, CallEvent::CallAnswered { .. })));
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Bye, None);
     assert_eq!(h.a.statuses().last(), Some(&200), "BYE answered locally");
     let (btx, bye) = h.b1.last_request("BYE");
-    let now = h.now;
-    h.b1.respond(now, btx, &bye, 200, "", None);
-    h.pump();
+    h.reply(B1, btx, &bye, 200, "", None);
     assert_eq!(h.sbc.active_calls(), 0);
     let cdrs = h.cdrs();
     assert_eq!(cdrs.len(), 1);
@@ -51,14 +47,10 @@ fn basic_call_bye_from_caller() {
 fn basic_call_bye_from_callee() {
     let mut h = H::new();
     let (_da, mut db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    h.b1.send_in_dialog(now, &mut db, Method::Bye, None);
-    h.pump();
+    h.in_dialog(B1, &mut db, Method::Bye, None);
     assert_eq!(h.b1.statuses().last(), Some(&200));
     let (atx, bye) = h.a.last_request("BYE");
-    let now = h.now;
-    h.a.respond(now, atx, &bye, 200, "", None);
-    h.pump();
+    h.reply(A, atx, &bye, 200, "", None);
     assert_eq!(h.sbc.active_calls(), 0);
     let cdrs = h.cdrs();
     assert_eq!(cdrs.len(), 1);
@@ -78,11 +70,7 @@ fn sdp_rewritten_both_ways_and_media_programmed() {
     assert!(!body.contains("192.168.1.10"), "{body}");
     assert!(body.contains("m=audio 60002 RTP/AVP 0 8 101"), "{body}");
     assert!(!body.contains("a=rtcp:"), "{body}");
-    let a200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let a200 = h.a.first_response(200).unwrap();
     let body = String::from_utf8_lossy(a200.body()).to_string();
     assert!(body.contains("m=audio 40002 RTP/AVP"), "{body}");
     assert!(!body.contains("172.16.0.20"), "{body}");
@@ -98,13 +86,9 @@ fn sdp_rewritten_both_ways_and_media_programmed() {
 fn topology_hiding() {
     let mut h = H::new();
     let (mut da, _db, _atx, ainv) = h.answered();
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Info, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Info, None);
     let (itx, info) = h.b1.last_request("INFO");
-    let now = h.now;
-    h.b1.respond(now, itx, &info, 200, "", None);
-    h.pump();
+    h.reply(B1, itx, &info, 200, "", None);
     let a_call_id = ainv.call_id().unwrap().to_owned();
     let a_tag = ainv.from_tag().unwrap().unwrap().to_owned();
     let a_branch = ainv.top_via().unwrap().branch().unwrap().to_owned();
@@ -157,9 +141,7 @@ fn topology_hiding() {
 fn cancel_while_ringing() {
     let mut h = H::new();
     let (atx, ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 180, "btag", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 180, "btag", None);
     let now = h.now;
     h.a.layer.send_cancel(now, atx).unwrap();
     h.pump();
@@ -182,23 +164,13 @@ fn cancel_while_ringing() {
 fn cancel_racing_200_acks_and_byes_b() {
     let mut h = H::new();
     let (atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 180, "btag", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 180, "btag", None);
     let now = h.now;
     h.a.layer.send_cancel(now, atx).unwrap();
     h.pump();
     // B answers although the CANCEL is on its way (race): ACK + BYE on B.
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
     assert_eq!(h.b1.acks().len(), 1, "late 2xx is ACKed");
     let (_, bye) = h.b1.last_request("BYE");
     assert_eq!(bye.call_id().unwrap(), binv.call_id().unwrap());
@@ -215,9 +187,7 @@ fn cancel_racing_200_acks_and_byes_b() {
 fn busy_486_relayed_no_failover() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 486, "btag", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 486, "btag", None);
     assert_eq!(h.a.statuses().last(), Some(&486));
     assert!(h.b2.requests("INVITE").is_empty());
     let cdrs = h.cdrs();
@@ -230,26 +200,12 @@ fn busy_486_relayed_no_failover() {
 fn failover_on_503_then_answer_on_second() {
     let mut h = H::new();
     let (atx, ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 503, "btag", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 503, "btag", None);
     let (b2tx, b2inv) = h.b2.last_request("INVITE");
     assert_ne!(b2inv.call_id().unwrap(), binv.call_id().unwrap());
-    let now = h.now;
-    h.b2.respond(
-        now,
-        b2tx,
-        &b2inv,
-        200,
-        "b2tag",
-        Some(&sdp("172.16.0.30", 30_000, "")),
-    );
-    h.pump();
-    let r =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let answer = sdp("172.16.0.30", 30_000, "");
+    h.reply(B2, b2tx, &b2inv, 200, "b2tag", Some(&answer));
+    let r = h.a.first_response(200).unwrap();
     h.a.ack(atx, &ainv, &r, None);
     h.pump();
     assert_eq!(h.sbc.active_calls(), 1);
@@ -260,15 +216,9 @@ fn failover_on_503_then_answer_on_second() {
 /// A call: b1 answers 503 with `Retry-After: value`, the failover to b2 gets 486.
 fn b1_503_with_retry_after(h: &mut H, value: &str) {
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    let mut r = portcullis_engine::transaction::make_response(&binv, 503, "Busy", Some("t"));
-    r.push_header("Retry-After", value);
-    h.b1.layer.respond(now, btx, &r).unwrap();
-    h.pump();
+    h.b1_answers_with_header(btx, &binv, 503, "Busy", ("Retry-After", value));
     let (b2tx, b2inv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(now, b2tx, &b2inv, 486, "x", None);
-    h.pump();
+    h.reply(B2, b2tx, &b2inv, 486, "x", None);
 }
 
 #[test]
@@ -277,9 +227,7 @@ fn retry_after_skips_trunk_for_its_duration() {
     b1_503_with_retry_after(&mut h, "60");
     // Second call within 60 s goes straight to b2.
     let before = h.b1.requests("INVITE").len();
-    let now = h.now;
-    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_002, "")));
-    h.pump();
+    h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_002, "")));
     assert_eq!(h.b1.requests("INVITE").len(), before, "b1 skipped");
     assert_eq!(h.b2.requests("INVITE").len(), 2);
 }
@@ -292,15 +240,11 @@ fn retry_after_is_capped() {
     let before = h.b1.requests("INVITE").len();
     // Just before the cap ends: still skipped.
     h.advance(portcullis_engine::b2bua::MAX_RETRY_AFTER - Duration::from_secs(5));
-    let now = h.now;
-    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_002, "")));
-    h.pump();
+    h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_002, "")));
     assert_eq!(h.b1.requests("INVITE").len(), before, "b1 skipped");
     // Past it: b1 is tried again.
     h.advance(Duration::from_secs(10));
-    let now = h.now;
-    h.a.invite(now, "300", Some(&sdp("192.168.1.10", 10_004, "")));
-    h.pump();
+    h.invite_from(A, "300", Some(&sdp("192.168.1.10", 10_004, "")));
     assert_eq!(h.b1.requests("INVITE").len(), before + 1, "b1 back in use");
 }
 
@@ -308,9 +252,7 @@ fn retry_after_is_capped() {
 fn decline_603_stops() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 603, "btag", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 603, "btag", None);
     assert_eq!(h.a.statuses().last(), Some(&603));
     assert!(h.b2.requests("INVITE").is_empty());
 }
@@ -319,15 +261,11 @@ fn decline_603_stops() {
 fn timeout_on_first_target_fails_over() {
     let mut h = H::new();
     h.drop_to.push(sa(B1));
-    let now = h.now;
-    h.a.invite(now, "100", Some(&sdp("192.168.1.10", 10_000, "")));
-    h.pump();
+    h.invite_from(A, "100", Some(&sdp("192.168.1.10", 10_000, "")));
     assert!(h.b2.requests("INVITE").is_empty());
     h.advance(Duration::from_secs(33)); // Timer B = 64*T1 = 32 s
     let (b2tx, b2inv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(now, b2tx, &b2inv, 180, "x", None);
-    h.pump();
+    h.reply(B2, b2tx, &b2inv, 180, "x", None);
     assert_eq!(h.a.statuses().last(), Some(&180));
     assert!(h.sbc.stats().transaction_timeouts >= 1);
 }
@@ -336,13 +274,9 @@ fn timeout_on_first_target_fails_over() {
 fn all_targets_fail_relays_last_failure() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 500, "t", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 500, "t", None);
     let (b2tx, b2inv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(now, b2tx, &b2inv, 502, "t", None);
-    h.pump();
+    h.reply(B2, b2tx, &b2inv, 502, "t", None);
     assert_eq!(h.a.statuses().last(), Some(&502));
     assert_eq!(h.sbc.active_calls(), 0);
     assert_eq!(h.cdrs().len(), 1);
@@ -361,17 +295,7 @@ fn options_answered_locally() {
     req.push_header("Call-ID", "opt1");
     req.push_header("CSeq", "1 OPTIONS");
     req.push_header("Max-Forwards", "70");
-    h.a.layer
-        .send_request(
-            now,
-            portcullis_engine::transaction::PeerAddr {
-                transport: portcullis_engine::transaction::Transport::Udp,
-                addr: sa(SBC),
-                conn: None,
-            },
-            req,
-        )
-        .unwrap();
+    h.a.send(now, req);
     h.pump();
     let r = h.a.responses().pop().unwrap();
     assert_eq!(r.status(), Some(200));
@@ -387,15 +311,7 @@ fn unknown_source_gets_403_and_no_call() {
     let now = h.now;
     let (_tx, inv) = stranger.invite(now, "100", None);
     let bytes = stranger.layer.poll_transmit().unwrap().bytes;
-    h.sbc.handle_datagram(
-        now,
-        portcullis_engine::transaction::PeerAddr {
-            transport: portcullis_engine::transaction::Transport::Udp,
-            addr: stranger.addr,
-            conn: None,
-        },
-        &bytes,
-    );
+    h.sbc.handle_datagram(now, udp(stranger.addr), &bytes);
     let mut statuses = Vec::new();
     while let Some(t) = h.sbc.poll_transmit() {
         statuses.push(
@@ -420,15 +336,7 @@ fn unknown_source_dropped_silently_in_drop_mode() {
     let now = h.now;
     stranger.invite(now, "100", None);
     let bytes = stranger.layer.poll_transmit().unwrap().bytes;
-    h.sbc.handle_datagram(
-        now,
-        portcullis_engine::transaction::PeerAddr {
-            transport: portcullis_engine::transaction::Transport::Udp,
-            addr: stranger.addr,
-            conn: None,
-        },
-        &bytes,
-    );
+    h.sbc.handle_datagram(now, udp(stranger.addr), &bytes);
     assert!(h.sbc.poll_transmit().is_none());
     assert_eq!(h.sbc.stats().dropped, 1);
 }
@@ -455,11 +363,7 @@ fn counters_track_messages_and_outcomes() {
 fn flooding_source_is_banned_and_dropped() {
     let mut h = H::with(|c| c.policy.rate_limit_per_source = Some(5));
     let mut stranger = Peer::new("10.9.9.9:5060", 9);
-    let from = portcullis_engine::transaction::PeerAddr {
-        transport: portcullis_engine::transaction::Transport::Udp,
-        addr: stranger.addr,
-        conn: None,
-    };
+    let from = udp(stranger.addr);
     for _ in 0..100 {
         let now = h.now;
         stranger.invite(now, "100", None);
@@ -492,19 +396,10 @@ fn flooding_source_is_banned_and_dropped() {
 fn transport_error_toward_target_fails_over_at_once() {
     let mut h = H::new();
     h.drop_to.push(sa(B1));
-    let now = h.now;
-    h.a.invite(now, "100", Some(&sdp("192.168.1.10", 10_000, "")));
-    h.pump();
+    h.invite_from(A, "100", Some(&sdp("192.168.1.10", 10_000, "")));
     assert!(h.b2.requests("INVITE").is_empty());
     let now = h.now;
-    h.sbc.handle_transport_error(
-        now,
-        portcullis_engine::transaction::PeerAddr {
-            transport: portcullis_engine::transaction::Transport::Udp,
-            addr: sa(B1),
-            conn: None,
-        },
-    );
+    h.sbc.handle_transport_error(now, udp(sa(B1)));
     h.pump();
     assert_eq!(
         h.b2.requests("INVITE").len(),

@@ -34,11 +34,7 @@ fn session_timer_refresh_by_us_on_b_and_expiry_when_a_stops() {
     ok.set_body(sdp("172.16.0.20", 20_000, "").into_bytes());
     h.b1.layer.respond(now, btx, &ok).unwrap();
     h.pump();
-    let r200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let r200 = h.a.first_response(200).unwrap();
     ainv.push_header("Supported", "timer");
     h.a.ack(atx, &ainv, &r200, None);
     h.pump();
@@ -51,16 +47,12 @@ fn session_timer_refresh_by_us_on_b_and_expiry_when_a_stops() {
         .header("Session-Expires")
         .unwrap()
         .starts_with("90;refresher=uac"));
-    let now = h.now;
-    h.b1.respond(now, utx, &upd, 200, "btag", None);
-    h.pump();
+    h.reply(B1, utx, &upd, 200, "btag", None);
     h.advance(Duration::from_secs(46));
     assert_eq!(h.b1.requests("UPDATE").len(), 2, "refreshed again");
     // B stops answering refreshes: 481 → call torn down (expired).
     let (utx, upd) = h.b1.last_request("UPDATE");
-    let now = h.now;
-    h.b1.respond(now, utx, &upd, 481, "btag", None);
-    h.pump();
+    h.reply(B1, utx, &upd, 481, "btag", None);
     assert_eq!(h.cdrs()[0].end_reason, EndReason::SessionExpired);
     assert_eq!(h.a.requests("BYE").len(), 1);
 }
@@ -81,18 +73,7 @@ fn session_expires_when_refresher_caller_goes_silent() {
     inv.push_header("Contact", "<sip:a@10.0.0.2:5060>");
     inv.push_header("Supported", "timer");
     inv.push_header("Session-Expires", "120;refresher=uac");
-    let atx =
-        h.a.layer
-            .send_request(
-                now,
-                portcullis_engine::transaction::PeerAddr {
-                    transport: portcullis_engine::transaction::Transport::Udp,
-                    addr: sa(SBC),
-                    conn: None,
-                },
-                inv.clone(),
-            )
-            .unwrap();
+    let atx = h.a.send(now, inv.clone());
     h.pump();
     let (btx, binv) = h.b1.last_request("INVITE");
     let now = h.now;
@@ -101,24 +82,16 @@ fn session_expires_when_refresher_caller_goes_silent() {
     ok.push_header("Session-Expires", "1800;refresher=uas");
     h.b1.layer.respond(now, btx, &ok).unwrap();
     h.pump();
-    let r200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let r200 = h.a.first_response(200).unwrap();
     assert_eq!(r200.header("Session-Expires"), Some("120;refresher=uac"));
     assert!(r200.header_values("Require").any(|o| o == "timer"));
     let mut da = h.a.ack(atx, &inv, &r200, None);
     h.pump();
     // A refreshes once at 60 s with a re-INVITE: relayed, call lives on.
     h.advance(Duration::from_secs(60));
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Update, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Update, None);
     let (utx, upd) = h.b1.last_request("UPDATE");
-    let now = h.now;
-    h.b1.respond(now, utx, &upd, 200, "btag", None);
-    h.pump();
+    h.reply(B1, utx, &upd, 200, "btag", None);
     h.advance(Duration::from_secs(80));
     assert_eq!(h.sbc.active_calls(), 1, "refresh extended the session");
     // Then silence: expiry at 120 - 32 = 88 s after the last refresh.
@@ -134,31 +107,13 @@ fn session_expires_when_refresher_caller_goes_silent() {
 fn forked_200s_first_wins_others_acked_and_byed() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 180, "fork1", None);
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "fork1",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
+    h.b1_rings_and_answers(btx, &binv, "fork1");
     // A second fork answers too (a proxy behind B forked): same transaction.
     let mut second = make_response(&binv, 200, "OK", Some("fork2"));
     second.push_header("Contact", "<sip:fork2@10.0.0.3:5060>");
     let bytes = second.to_bytes();
     let now = h.now;
-    h.sbc.handle_datagram(
-        now,
-        portcullis_engine::transaction::PeerAddr {
-            transport: portcullis_engine::transaction::Transport::Udp,
-            addr: sa(B1),
-            conn: None,
-        },
-        &bytes,
-    );
+    h.sbc.handle_datagram(now, udp(sa(B1)), &bytes);
     h.pump();
     assert_eq!(h.b1.acks().len(), 2, "both 2xx ACKed");
     let byes = h.b1.requests("BYE");
@@ -179,11 +134,8 @@ fn forked_200s_first_wins_others_acked_and_byed() {
 fn redirect_3xx_followed_to_contact() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    let mut r = make_response(&binv, 302, "Moved", Some("t"));
-    r.push_header("Contact", format!("<sip:555@{B2}>"));
-    h.b1.layer.respond(now, btx, &r).unwrap();
-    h.pump();
+    let contact = format!("<sip:555@{B2}>");
+    h.b1_answers_with_header(btx, &binv, 302, "Moved", ("Contact", &contact));
     let (_, inv2) = h.b2.last_request("INVITE");
     assert!(inv2
         .request_uri()
@@ -196,11 +148,8 @@ fn redirect_3xx_followed_to_contact() {
 fn redirect_3xx_relayed_when_configured() {
     let mut h = H::with(|c| c.routes[0].redirect = RedirectMode::Relay);
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    let mut r = make_response(&binv, 302, "Moved", Some("t"));
-    r.push_header("Contact", format!("<sip:555@{B2}>"));
-    h.b1.layer.respond(now, btx, &r).unwrap();
-    h.pump();
+    let contact = format!("<sip:555@{B2}>");
+    h.b1_answers_with_header(btx, &binv, 302, "Moved", ("Contact", &contact));
     assert_eq!(h.a.statuses().last(), Some(&302));
     assert!(h.b2.requests("INVITE").is_empty());
 }
@@ -212,9 +161,7 @@ fn trunk_limit_gives_503() {
         c.trunks[2].max_calls = Some(0);
     });
     let _ = h.answered();
-    let now = h.now;
-    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_010, "")));
-    h.pump();
+    h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_010, "")));
     assert_eq!(h.a.statuses().last(), Some(&503));
     assert_eq!(h.b1.requests("INVITE").len(), 1);
     assert!(h.sbc.stats().trunk_limit_rejects >= 2);
@@ -225,9 +172,7 @@ fn trunk_limit_gives_503() {
 fn inbound_trunk_limit_gives_503() {
     let mut h = H::with(|c| c.trunks[0].max_calls = Some(1));
     let _ = h.answered();
-    let now = h.now;
-    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_010, "")));
-    h.pump();
+    h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_010, "")));
     assert_eq!(h.a.statuses().last(), Some(&503));
 }
 
@@ -236,9 +181,7 @@ fn drain_rejects_new_calls_keeps_existing() {
     let mut h = H::new();
     let _ = h.answered();
     h.sbc.start_drain();
-    let now = h.now;
-    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_010, "")));
-    h.pump();
+    h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_010, "")));
     let r = h.a.responses().into_iter().last().unwrap();
     assert_eq!(r.status(), Some(503));
     assert!(r.header("Retry-After").is_some());
@@ -255,13 +198,9 @@ fn release_all_byes_both_legs_and_writes_cdrs() {
     let mut h = H::new();
     let _ = h.answered();
     // A second call still ringing.
-    let now = h.now;
-    h.a.invite(now, "200", Some(&sdp("192.168.1.10", 10_010, "")));
-    h.pump();
+    h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_010, "")));
     let (btx, binv) = h.b1.last_request("INVITE");
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 180, "r2", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 180, "r2", None);
     assert_eq!(h.sbc.active_calls(), 2);
     let now = h.now;
     h.sbc.release_all(now);
@@ -294,9 +233,7 @@ fn admin_terminate() {
 fn no_answer_timeout_cancels_b_and_answers_480() {
     let mut h = H::with(|c| c.timers.no_answer = Duration::from_secs(20));
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 180, "btag", None);
-    h.pump();
+    h.reply(B1, btx, &binv, 180, "btag", None);
     h.advance(Duration::from_secs(21));
     assert_eq!(h.a.statuses().last(), Some(&480));
     assert_eq!(h.b1.requests("CANCEL").len(), 1);
@@ -310,14 +247,8 @@ fn a_never_acks_200_call_torn_down() {
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
     h.drop_to.push(sa(A)); // A never sees the 200, never ACKs
     let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.b1.respond(now, btx, &binv, 200, "btag", Some(&answer));
     h.advance(Duration::from_secs(40));
     assert_eq!(h.sbc.active_calls(), 0);
     assert_eq!(h.b1.requests("BYE").len(), 1);
@@ -329,9 +260,7 @@ fn in_dialog_request_for_unknown_dialog_gets_481() {
     let mut h = H::new();
     let (mut da, _db, _atx, _ainv) = h.answered();
     da.id.local_tag = "bogus".into();
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Info, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Info, None);
     assert_eq!(h.a.statuses().last(), Some(&481));
 }
 
@@ -339,11 +268,8 @@ fn in_dialog_request_for_unknown_dialog_gets_481() {
 fn session_interval_too_small_422_retried_with_min_se() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    let mut r = make_response(&binv, 422, "Session Interval Too Small", Some("t"));
-    r.push_header("Min-SE", "3600");
-    h.b1.layer.respond(now, btx, &r).unwrap();
-    h.pump();
+    let reason = "Session Interval Too Small";
+    h.b1_answers_with_header(btx, &binv, 422, reason, ("Min-SE", "3600"));
     let invites = h.b1.requests("INVITE");
     assert_eq!(invites.len(), 2);
     assert_eq!(invites[1].1.header("Session-Expires"), Some("3600"));
@@ -375,15 +301,7 @@ fn tls_trunk_gets_sni_fqdn_contact_and_tls_uri() {
     let now = h.now;
     h.a.invite(now, "+4930123", Some(&sdp("192.168.1.10", 10_000, "")));
     let bytes = h.a.layer.poll_transmit().unwrap().bytes;
-    h.sbc.handle_datagram(
-        now,
-        portcullis_engine::transaction::PeerAddr {
-            transport: portcullis_engine::transaction::Transport::Udp,
-            addr: sa(A),
-            conn: None,
-        },
-        &bytes,
-    );
+    h.sbc.handle_datagram(now, udp(sa(A)), &bytes);
     let mut to_b = None;
     while let Some(t) = h.sbc.poll_transmit() {
         if t.dest.addr == sa(B1) {

@@ -33,6 +33,15 @@ pub fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// `addr` over UDP, no connection.
+pub fn udp(addr: SocketAddr) -> PeerAddr {
+    PeerAddr {
+        transport: Transport::Udp,
+        addr,
+        conn: None,
+    }
+}
+
 /// A MediaControl that records everything.
 #[derive(Debug, Default)]
 pub struct FakeMedia {
@@ -213,6 +222,20 @@ impl Peer {
             .collect()
     }
 
+    /// The first response received with `status`.
+    pub fn first_response(&self, status: u16) -> Option<SipMsg> {
+        self.responses()
+            .into_iter()
+            .find(|r| r.status() == Some(status))
+    }
+
+    /// The last response received with `status`.
+    pub fn last_response(&self, status: u16) -> Option<SipMsg> {
+        self.responses()
+            .into_iter()
+            .rfind(|r| r.status() == Some(status))
+    }
+
     pub fn statuses(&self) -> Vec<u16> {
         self.responses().iter().filter_map(SipMsg::status).collect()
     }
@@ -307,18 +330,7 @@ impl Peer {
             req.push_header("Content-Type", "application/sdp");
             req.set_body(s.as_bytes().to_vec());
         }
-        let tx = self
-            .layer
-            .send_request(
-                now,
-                PeerAddr {
-                    transport: Transport::Udp,
-                    addr: sa(SBC),
-                    conn: None,
-                },
-                req.clone(),
-            )
-            .unwrap();
+        let tx = self.send(now, req.clone());
         (tx, req)
     }
 
@@ -331,22 +343,29 @@ impl Peer {
         body: Option<&str>,
     ) -> Dialog {
         let d = Dialog::from_uac(invite, resp).unwrap();
+        self.send_ack(invite_tx, &d, d.invite_cseq.unwrap_or(1), body);
+        d
+    }
+
+    /// ACKs the 2xx `ok` to re-INVITE `tx` sent in dialog `d`.
+    pub fn ack_reinvite(&mut self, tx: TxId, d: &Dialog, ok: &SipMsg, body: Option<&str>) {
+        self.send_ack(tx, d, ok.cseq().unwrap().seq, body);
+    }
+
+    /// Sends the ACK of CSeq `seq` in `d` for INVITE transaction `tx`, with SDP `body`.
+    fn send_ack(&mut self, tx: TxId, d: &Dialog, seq: u32, body: Option<&str>) {
         let via = self.via();
-        let mut ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
+        let mut ack = d.ack(seq, &via);
         if let Some(b) = body {
             ack.push_header("Content-Type", "application/sdp");
             ack.set_body(b.as_bytes().to_vec());
         }
-        self.layer.send_ack(
-            Some(invite_tx),
-            PeerAddr {
-                transport: Transport::Udp,
-                addr: sa(SBC),
-                conn: None,
-            },
-            &ack,
-        );
-        d
+        self.layer.send_ack(Some(tx), udp(sa(SBC)), &ack);
+    }
+
+    /// Sends `req` to the SBC in a new client transaction.
+    pub fn send(&mut self, now: Timestamp, req: SipMsg) -> TxId {
+        self.layer.send_request(now, udp(sa(SBC)), req).unwrap()
     }
 
     /// Sends an in-dialog request to the SBC.
@@ -363,18 +382,7 @@ impl Peer {
             req.push_header("Content-Type", "application/sdp");
             req.set_body(s.as_bytes().to_vec());
         }
-        let tx = self
-            .layer
-            .send_request(
-                now,
-                PeerAddr {
-                    transport: Transport::Udp,
-                    addr: sa(SBC),
-                    conn: None,
-                },
-                req.clone(),
-            )
-            .unwrap();
+        let tx = self.send(now, req.clone());
         (tx, req)
     }
 }
@@ -430,6 +438,51 @@ impl H {
             .find(|p| p.addr == addr)
     }
 
+    /// The peer at `addr` (`A`, `B1` or `B2`).
+    pub fn peer_at(&mut self, addr: &str) -> &mut Peer {
+        self.peer(sa(addr))
+            .unwrap_or_else(|| panic!("no peer at {addr}"))
+    }
+
+    /// The peer at `addr` sends a new INVITE to `user`; the network settles.
+    pub fn invite_from(&mut self, addr: &str, user: &str, sdp: Option<&str>) -> (TxId, SipMsg) {
+        let now = self.now;
+        let sent = self.peer_at(addr).invite(now, user, sdp);
+        self.pump();
+        sent
+    }
+
+    /// The peer at `addr` sends an in-dialog `method` in `d`; the network settles.
+    pub fn in_dialog(
+        &mut self,
+        addr: &str,
+        d: &mut Dialog,
+        method: Method,
+        sdp: Option<&str>,
+    ) -> (TxId, SipMsg) {
+        let now = self.now;
+        let sent = self.peer_at(addr).send_in_dialog(now, d, method, sdp);
+        self.pump();
+        sent
+    }
+
+    /// The peer at `addr` answers its server transaction `tx` (request `req`);
+    /// the network settles.
+    pub fn reply(
+        &mut self,
+        addr: &str,
+        tx: TxId,
+        req: &SipMsg,
+        status: u16,
+        tag: &str,
+        sdp: Option<&str>,
+    ) -> SipMsg {
+        let now = self.now;
+        let r = self.peer_at(addr).respond(now, tx, req, status, tag, sdp);
+        self.pump();
+        r
+    }
+
     /// Delivers everything until quiet (same instant).
     pub fn pump(&mut self) {
         for _ in 0..10_000 {
@@ -442,15 +495,7 @@ impl H {
                 let now = self.now;
                 if let Some(p) = self.peer(t.dest.addr) {
                     p.wire.push(t.bytes.clone());
-                    p.layer.handle_datagram(
-                        now,
-                        PeerAddr {
-                            transport: Transport::Udp,
-                            addr: sa(SBC),
-                            conn: None,
-                        },
-                        &t.bytes,
-                    );
+                    p.layer.handle_datagram(now, udp(sa(SBC)), &t.bytes);
                     while let Some(e) = p.layer.poll_event() {
                         p.events.push(e);
                     }
@@ -472,15 +517,7 @@ impl H {
                     moved = true;
                     p.sent.push(t.bytes.clone());
                     if t.dest == sa(SBC) {
-                        self.sbc.handle_datagram(
-                            now,
-                            PeerAddr {
-                                transport: Transport::Udp,
-                                addr: from,
-                                conn: None,
-                            },
-                            &t.bytes,
-                        );
+                        self.sbc.handle_datagram(now, udp(from), &t.bytes);
                     }
                 }
             }
@@ -548,27 +585,42 @@ impl H {
         (atx, ainv, btx, binv)
     }
 
+    /// B1 rings (180) and answers (200, SDP at 172.16.0.20:20000) its INVITE
+    /// transaction `btx` (request `binv`) at one instant with to-tag `tag`; the
+    /// network settles. Returns the 200.
+    pub fn b1_rings_and_answers(&mut self, btx: TxId, binv: &SipMsg, tag: &str) -> SipMsg {
+        let now = self.now;
+        self.b1.respond(now, btx, binv, 180, tag, None);
+        let answer = sdp("172.16.0.20", 20_000, "");
+        let r200 = self.b1.respond(now, btx, binv, 200, tag, Some(&answer));
+        self.pump();
+        r200
+    }
+
+    /// B1 answers its INVITE transaction `btx` (request `binv`) with a `status`
+    /// `reason` response (to-tag `t`) carrying the header `(name, value)`; the
+    /// network settles.
+    pub fn b1_answers_with_header(
+        &mut self,
+        btx: TxId,
+        binv: &SipMsg,
+        status: u16,
+        reason: &str,
+        (name, value): (&str, &str),
+    ) {
+        let now = self.now;
+        let mut r = make_response(binv, status, reason, Some("t"));
+        r.push_header(name, value);
+        self.b1.layer.respond(now, btx, &r).unwrap();
+        self.pump();
+    }
+
     /// A full answered call; returns (A dialog, B dialog, a_tx, a_invite).
     pub fn answered(&mut self) -> (Dialog, Dialog, TxId, SipMsg) {
         let a_sdp = sdp("192.168.1.10", 10_000, "");
         let (atx, ainv, btx, binv) = self.start("100", Some(&a_sdp));
-        let now = self.now;
-        self.b1.respond(now, btx, &binv, 180, "btag", None);
-        let r200 = self.b1.respond(
-            now,
-            btx,
-            &binv,
-            200,
-            "btag",
-            Some(&sdp("172.16.0.20", 20_000, "")),
-        );
-        self.pump();
-        let resp = self
-            .a
-            .responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .expect("A got 200");
+        let r200 = self.b1_rings_and_answers(btx, &binv, "btag");
+        let resp = self.a.first_response(200).expect("A got 200");
         let da = self.a.ack(atx, &ainv, &resp, None);
         self.pump();
         let db = Dialog::from_uas(&binv, "btag", &self.b1.contact(), true).unwrap();

@@ -20,42 +20,18 @@ fn body(m: &portcullis_engine::transaction::SipMsg) -> SessionDescription {
 fn early_media_183_rewritten_and_programmed() {
     let mut h = H::new();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        183,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
-    let r183 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(183))
-            .expect("183 relayed");
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.reply(B1, btx, &binv, 183, "btag", Some(&answer));
+    let r183 = h.a.first_response(183).expect("183 relayed");
     let s = body(&r183);
     assert_eq!(s.rtp_destination(0), Some(sa(&format!("{MEDIA_IP}:40002"))));
     assert_eq!(r183.header("Content-Type"), Some("application/sdp"));
     let (_, _a, b) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(b.peer_rtp, Some(sa("172.16.0.20:20000")));
     // The 200 repeats the same SDP: same o= version toward A (RFC 3264 §8).
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
-    let r200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
+    let r200 = h.a.first_response(200).unwrap();
     assert_eq!(body(&r200).origin.session_version, s.origin.session_version);
     assert_eq!(body(&r200).origin.session_id, s.origin.session_id);
 }
@@ -68,14 +44,12 @@ fn reinvite_with_unreadable_sdp_is_refused_488_and_the_call_goes_on() {
     let (mut da, _db, _atx, _ainv) = h.answered();
     let updates_before = h.sbc.media().updates.len();
     let invites_before = h.b1.requests("INVITE").len();
-    let now = h.now;
-    let (_atx2, reinv) = h.a.send_in_dialog(
-        now,
+    let (_atx2, reinv) = h.in_dialog(
+        A,
         &mut da,
         Method::Invite,
         Some("v=0\r\nthis is not SDP\r\nm=audio notaport RTP/AVP 0\r\n"),
     );
-    h.pump();
     let r =
         h.a.responses()
             .into_iter()
@@ -103,14 +77,8 @@ fn reinvite_hold_and_resume_from_caller() {
     let (mut da, mut db, _atx, _ainv) = h.answered();
     let updates_before = h.sbc.media().updates.len();
     // Hold: a=inactive.
-    let now = h.now;
-    let (atx2, _) = h.a.send_in_dialog(
-        now,
-        &mut da,
-        Method::Invite,
-        Some(&sdp("192.168.1.10", 10_000, "a=inactive\r\n")),
-    );
-    h.pump();
+    let offer = sdp("192.168.1.10", 10_000, "a=inactive\r\n");
+    let (atx2, _) = h.in_dialog(A, &mut da, Method::Invite, Some(&offer));
     let (btx, breinv) = h.b1.last_request("INVITE");
     assert_eq!(breinv.cseq().unwrap().seq, 2, "B leg CSeq is its own");
     assert_eq!(body(&breinv).media_direction(0), Some(Direction::Inactive));
@@ -119,16 +87,8 @@ fn reinvite_hold_and_resume_from_caller() {
         Some(sa(&format!("{MEDIA_IP}:60002")))
     );
     db.on_request(&breinv).unwrap();
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &breinv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "a=inactive\r\n")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.20", 20_000, "a=inactive\r\n");
+    h.reply(B1, btx, &breinv, 200, "btag", Some(&answer));
     // B's re-INVITE 2xx is ACKed by the SBC; A gets the rewritten 200.
     assert_eq!(h.b1.acks().len(), 2);
     let r =
@@ -153,16 +113,8 @@ fn reinvite_hold_and_resume_from_caller() {
     h.pump();
     let (btx, breinv) = h.b1.last_request("INVITE");
     assert_eq!(body(&breinv).media[0].formats, vec!["8".to_owned()]);
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &breinv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.reply(B1, btx, &breinv, 200, "btag", Some(&answer));
     let (_, a, _) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(a.peer_rtp, Some(sa("192.168.1.11:10010")));
     assert_eq!(h.sbc.active_calls(), 1);
@@ -172,36 +124,16 @@ fn reinvite_hold_and_resume_from_caller() {
 fn reinvite_from_callee_and_glare() {
     let mut h = H::new();
     let (mut da, mut db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    h.b1.send_in_dialog(
-        now,
-        &mut db,
-        Method::Invite,
-        Some(&sdp("172.16.0.20", 20_000, "a=sendonly\r\n")),
-    );
-    h.pump();
+    let offer = sdp("172.16.0.20", 20_000, "a=sendonly\r\n");
+    h.in_dialog(B1, &mut db, Method::Invite, Some(&offer));
     let (atx, areinv) = h.a.last_request("INVITE");
     assert_eq!(body(&areinv).media_direction(0), Some(Direction::SendOnly));
     // Glare: A re-INVITEs meanwhile → 491.
-    let now = h.now;
-    h.a.send_in_dialog(
-        now,
-        &mut da,
-        Method::Invite,
-        Some(&sdp("192.168.1.10", 10_000, "")),
-    );
-    h.pump();
+    let offer = sdp("192.168.1.10", 10_000, "");
+    h.in_dialog(A, &mut da, Method::Invite, Some(&offer));
     assert!(h.a.statuses().contains(&491), "{:?}", h.a.statuses());
-    let now = h.now;
-    h.a.respond(
-        now,
-        atx,
-        &areinv,
-        200,
-        "",
-        Some(&sdp("192.168.1.10", 10_000, "a=recvonly\r\n")),
-    );
-    h.pump();
+    let answer = sdp("192.168.1.10", 10_000, "a=recvonly\r\n");
+    h.reply(A, atx, &areinv, 200, "", Some(&answer));
     assert!(h.b1.statuses().contains(&200));
     assert!(!h.a.acks().is_empty(), "SBC ACKed A's 2xx");
 }
@@ -210,29 +142,15 @@ fn reinvite_from_callee_and_glare() {
 fn update_relayed_with_sdp() {
     let mut h = H::new();
     let (mut da, _db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    h.a.send_in_dialog(
-        now,
-        &mut da,
-        Method::Update,
-        Some(&sdp("192.168.1.12", 10_020, "")),
-    );
-    h.pump();
+    let offer = sdp("192.168.1.12", 10_020, "");
+    h.in_dialog(A, &mut da, Method::Update, Some(&offer));
     let (btx, upd) = h.b1.last_request("UPDATE");
     assert_eq!(
         body(&upd).rtp_destination(0),
         Some(sa(&format!("{MEDIA_IP}:60002")))
     );
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &upd,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.21", 20_020, "")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.21", 20_020, "");
+    h.reply(B1, btx, &upd, 200, "btag", Some(&answer));
     let r =
         h.a.responses()
             .into_iter()
@@ -258,33 +176,19 @@ fn info_and_message_relayed_with_body() {
     info.push_header("Content-Type", "application/dtmf-relay");
     info.push_header("X-Internal", "nope");
     info.set_body(b"Signal=5\r\nDuration=160\r\n".to_vec());
-    h.a.layer
-        .send_request(
-            now,
-            portcullis_engine::transaction::PeerAddr {
-                transport: portcullis_engine::transaction::Transport::Udp,
-                addr: sa(SBC),
-                conn: None,
-            },
-            info,
-        )
-        .unwrap();
+    h.a.send(now, info);
     h.pump();
     let (itx, binfo) = h.b1.last_request("INFO");
     assert_eq!(binfo.body(), b"Signal=5\r\nDuration=160\r\n");
     assert_eq!(binfo.header("Content-Type"), Some("application/dtmf-relay"));
     assert!(binfo.header("X-Internal").is_none());
-    let now = h.now;
-    h.b1.respond(now, itx, &binfo, 200, "btag", None);
-    h.pump();
+    h.reply(B1, itx, &binfo, 200, "btag", None);
     assert!(h
         .a
         .responses()
         .iter()
         .any(|r| r.status() == Some(200) && r.cseq().unwrap().method == Method::Info));
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Message, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Message, None);
     assert_eq!(h.b1.requests("MESSAGE").len(), 1);
 }
 
@@ -308,25 +212,17 @@ fn srtp_toward_b_with_fresh_key_and_plain_rtp_toward_a() {
     // B answers with its own key: that is srtp_in on B; A stays plain RTP.
     let b_key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\r\n";
     let ans = sdp("172.16.0.20", 20_000, b_key).replace("RTP/AVP", "RTP/SAVP");
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 200, "btag", Some(&ans));
-    h.pump();
+    h.reply(B1, btx, &binv, 200, "btag", Some(&ans));
     let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
     let inb = b.srtp_in.expect("B's key");
     assert_eq!(&inb.key[..4], b"YS__");
     assert!(a.srtp_in.is_none() && a.srtp_out.is_none());
-    let r200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let r200 = h.a.first_response(200).unwrap();
     let s = body(&r200);
     assert_eq!(s.media[0].proto.as_str(), "RTP/AVP");
     assert_eq!(s.media[0].crypto().count(), 0);
     // Two calls never share a key.
-    let now = h.now;
-    h.a.invite(now, "101", Some(&sdp("192.168.1.10", 10_100, "")));
-    h.pump();
+    h.invite_from(A, "101", Some(&sdp("192.168.1.10", 10_100, "")));
     let (_, binv2) = h.b1.last_request("INVITE");
     let k2 = body(&binv2).media[0]
         .crypto()
@@ -346,21 +242,9 @@ fn srtp_from_a_gives_srtp_in_on_a_and_answer_reuses_tag() {
     let o = body(&binv);
     assert_eq!(o.media[0].proto.as_str(), "RTP/AVP");
     assert_eq!(o.media[0].crypto().count(), 0, "plain toward B");
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
-    let r200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
+    let r200 = h.a.first_response(200).unwrap();
     let s = body(&r200);
     assert_eq!(s.media[0].proto.as_str(), "RTP/SAVP");
     let c = s.media[0].crypto().next().unwrap().clone();
@@ -380,22 +264,10 @@ fn delayed_offer_from_caller_gets_our_offer_toward_b() {
     let o = body(&binv);
     assert!(o.media[0].has_rtcp_mux());
     assert_eq!(o.media[0].formats, vec!["0", "8", "101"]);
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "a=rtcp-mux\r\n")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.20", 20_000, "a=rtcp-mux\r\n");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
     assert_eq!(h.b1.acks().len(), 1);
-    let r200 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let r200 = h.a.first_response(200).unwrap();
     assert_eq!(
         body(&r200).rtp_destination(0),
         Some(sa(&format!("{MEDIA_IP}:40002")))
@@ -426,9 +298,7 @@ fn media_inactivity_byes_both_legs() {
 #[test]
 fn bad_sdp_is_rejected_488() {
     let mut h = H::new();
-    let now = h.now;
-    h.a.invite(now, "100", Some("this is not sdp"));
-    h.pump();
+    h.invite_from(A, "100", Some("this is not sdp"));
     assert_eq!(h.a.statuses().last(), Some(&488));
     assert!(h.b1.requests("INVITE").is_empty());
     assert_eq!(h.cdrs().len(), 1);
@@ -438,9 +308,7 @@ fn bad_sdp_is_rejected_488() {
 fn media_capacity_exhausted_gives_503() {
     let mut h = H::new();
     h.sbc.media_mut().capacity = Some(0);
-    let now = h.now;
-    h.a.invite(now, "100", Some(&sdp("192.168.1.10", 10_000, "")));
-    h.pump();
+    h.invite_from(A, "100", Some(&sdp("192.168.1.10", 10_000, "")));
     assert_eq!(h.a.statuses().last(), Some(&503));
     assert_eq!(h.sbc.stats().media_errors, 1);
 }
@@ -451,21 +319,11 @@ fn reinvite_without_sdp_answer_travels_in_ack() {
     let (mut da, _db, _atx, _ainv) = h.answered();
     let acks_before = h.b1.acks().len();
     // A re-INVITEs without SDP (asks B for an offer).
-    let now = h.now;
-    let (atx2, ainv2) = h.a.send_in_dialog(now, &mut da, Method::Invite, None);
-    h.pump();
+    let (atx2, ainv2) = h.in_dialog(A, &mut da, Method::Invite, None);
     let (btx, breinv) = h.b1.last_request("INVITE");
     assert!(breinv.body().is_empty());
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &breinv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.40", 20_040, "")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.40", 20_040, "");
+    h.reply(B1, btx, &breinv, 200, "btag", Some(&answer));
     // B's ACK waits for A's answer.
     assert_eq!(h.b1.acks().len(), acks_before);
     let r =

@@ -9,23 +9,26 @@ use harness::*;
 use portcullis_engine::b2bua::EndReason;
 use portcullis_engine::config::{RedirectMode, RouteConfig};
 use portcullis_engine::dialog::Dialog;
-use portcullis_engine::transaction::{Method, PeerAddr, SipMsg, Transport, TxId};
+use portcullis_engine::transaction::{Method, SipMsg, TxId};
+
+/// A route `name` from trunk `from` for numbers starting with `prefix` to
+/// `targets`, relaying redirects.
+fn relay_route(name: &str, from: &str, prefix: &str, targets: &[&str]) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        from_trunks: vec![from.into()],
+        called_prefix: prefix.into(),
+        strip: 0,
+        prepend: String::new(),
+        targets: targets.iter().map(|&t| t.into()).collect(),
+        redirect: RedirectMode::Relay,
+    }
+}
 
 /// b1 calling 7xx goes to b2 (the transfer target).
 fn h() -> H {
     H::with(|c| {
-        c.routes.insert(
-            0,
-            RouteConfig {
-                name: "xfer".into(),
-                from_trunks: vec!["b1".into()],
-                called_prefix: "7".into(),
-                strip: 0,
-                prepend: String::new(),
-                targets: vec!["b2".into()],
-                redirect: RedirectMode::Relay,
-            },
-        );
+        c.routes.insert(0, relay_route("xfer", "b1", "7", &["b2"]));
     })
 }
 
@@ -35,18 +38,7 @@ fn refer(h: &mut H, db: &mut Dialog, refer_to: &str) -> (TxId, SipMsg) {
     req.push_header("Refer-To", refer_to);
     req.push_header("Referred-By", "<sip:teams@b1>");
     let now = h.now;
-    let tx =
-        h.b1.layer
-            .send_request(
-                now,
-                PeerAddr {
-                    transport: Transport::Udp,
-                    addr: sa(SBC),
-                    conn: None,
-                },
-                req.clone(),
-            )
-            .unwrap();
+    let tx = h.b1.send(now, req.clone());
     h.pump();
     (tx, req)
 }
@@ -54,16 +46,8 @@ fn refer(h: &mut H, db: &mut Dialog, refer_to: &str) -> (TxId, SipMsg) {
 /// The transfer target (b2) answers the transfer INVITE `ctx`/`cinv` with 200 and its
 /// SDP at 172.16.0.30:30000.
 fn target_answers(h: &mut H, ctx: TxId, cinv: &SipMsg) {
-    let now = h.now;
-    h.b2.respond(
-        now,
-        ctx,
-        cinv,
-        200,
-        "ctag",
-        Some(&sdp("172.16.0.30", 30_000, "")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.30", 30_000, "");
+    h.reply(B2, ctx, cinv, 200, "ctag", Some(&answer));
 }
 
 fn notify_frags(p: &Peer) -> Vec<String> {
@@ -118,9 +102,13 @@ fn blind_transfer_from_b_leaves_a_talking_to_target() {
     assert_eq!(cdrs[0].b_leg.as_ref().unwrap().remote, sa(B1));
     assert_eq!(h.sbc.active_calls(), 1);
     // A hangs up: the BYE now reaches the target.
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
-    h.pump();
+    a_hangs_up_on_b2(&mut h, &mut da);
+}
+
+/// A hangs up `da`: the BYE reaches b2 (now A's peer), the second CDR's B leg is
+/// b2 and no call is left.
+fn a_hangs_up_on_b2(h: &mut H, da: &mut Dialog) {
+    h.in_dialog(A, da, Method::Bye, None);
     assert_eq!(h.b2.requests("BYE").len(), 1);
     let cdrs = h.cdrs();
     assert_eq!(cdrs.len(), 2);
@@ -134,9 +122,7 @@ fn transfer_to_busy_target_keeps_the_call() {
     let (_da, mut db, _atx, _ainv) = h.answered();
     refer(&mut h, &mut db, "<sip:777@teams.example.com>");
     let (ctx, cinv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(now, ctx, &cinv, 486, "ctag", None);
-    h.pump();
+    h.reply(B2, ctx, &cinv, 486, "ctag", None);
     let frags = notify_frags(&h.b1);
     assert_eq!(frags.len(), 2);
     assert!(frags[1].starts_with("SIP/2.0 486"), "{frags:?}");
@@ -147,9 +133,7 @@ fn transfer_to_busy_target_keeps_the_call() {
     let (_, _, b_params) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(b_params.peer_rtp, Some(sa("172.16.0.20:20000")));
     // The original dialog still works: b1 can hang up normally.
-    let now = h.now;
-    h.b1.send_in_dialog(now, &mut db, Method::Bye, None);
-    h.pump();
+    h.in_dialog(B1, &mut db, Method::Bye, None);
     assert_eq!(h.a.requests("BYE").len(), 1);
 }
 
@@ -160,40 +144,21 @@ fn refer_without_target_is_refused() {
     refer(&mut h, &mut db, "<sip:teams.example.com>");
     assert!(h.b1.statuses().contains(&400), "{:?}", h.b1.statuses());
     // A REFER from A without Refer-To: 400 too (never 501).
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Refer, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Refer, None);
     assert!(h.a.statuses().contains(&400), "{:?}", h.a.statuses());
     assert!(!h.a.statuses().contains(&501), "{:?}", h.a.statuses());
     assert_eq!(h.sbc.active_calls(), 1);
 }
 
-/// Sends `req` from `p` to the SBC.
-fn send(p: &mut Peer, now: portcullis_engine::time::Timestamp, req: SipMsg) -> TxId {
-    p.layer
-        .send_request(
-            now,
-            PeerAddr {
-                transport: Transport::Udp,
-                addr: sa(SBC),
-                conn: None,
-            },
-            req,
-        )
-        .unwrap()
-}
-
-/// An in-dialog REFER from `p` with extra headers.
-fn refer_from(
-    p: &mut Peer,
-    now: portcullis_engine::time::Timestamp,
-    d: &mut Dialog,
-    refer_to: &str,
-) {
+/// An in-dialog REFER from the peer at `addr`; the network settles.
+fn refer_from(h: &mut H, addr: &str, d: &mut Dialog, refer_to: &str) {
+    let now = h.now;
+    let p = h.peer_at(addr);
     let via = p.via();
     let mut req = d.request(Method::Refer, &via).unwrap();
     req.push_header("Refer-To", refer_to);
-    send(p, now, req);
+    p.send(now, req);
+    h.pump();
 }
 
 /// `s` escaped for a URI header value (RFC 3261 §19.1.1).
@@ -222,23 +187,10 @@ fn sess_id(m: &SipMsg) -> String {
 fn blind_transfer_from_a_leaves_b_talking_to_target() {
     // A calling 8xx goes to b2.
     let mut h = H::with(|c| {
-        c.routes.insert(
-            0,
-            RouteConfig {
-                name: "a-xfer".into(),
-                from_trunks: vec!["a".into()],
-                called_prefix: "8".into(),
-                strip: 0,
-                prepend: String::new(),
-                targets: vec!["b2".into()],
-                redirect: RedirectMode::Relay,
-            },
-        );
+        c.routes.insert(0, relay_route("a-xfer", "a", "8", &["b2"]));
     });
     let (mut da, mut db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    refer_from(&mut h.a, now, &mut da, "<sip:888@pbx.example.com>");
-    h.pump();
+    refer_from(&mut h, A, &mut da, "<sip:888@pbx.example.com>");
     assert!(h.a.statuses().contains(&202), "{:?}", h.a.statuses());
     assert_eq!(notify_frags(&h.a), vec!["SIP/2.0 100 Trying"]);
     let (ctx, cinv) = h.b2.last_request("INVITE");
@@ -270,9 +222,7 @@ fn blind_transfer_from_a_leaves_b_talking_to_target() {
     assert_eq!(cdrs[0].end_reason, EndReason::Transferred);
     assert_eq!(cdrs[0].a_leg.remote, sa(A));
     // B hangs up: the BYE reaches the target.
-    let now = h.now;
-    h.b1.send_in_dialog(now, &mut db, Method::Bye, None);
-    h.pump();
+    h.in_dialog(B1, &mut db, Method::Bye, None);
     assert_eq!(h.b2.requests("BYE").len(), 1);
     let cdrs = h.cdrs();
     assert_eq!(cdrs.len(), 2);
@@ -327,71 +277,54 @@ fn refer_with_replaces_of_our_call_id_but_no_such_dialog_is_481() {
 fn consult(h: &mut H) -> (Dialog, Dialog, Dialog, SipMsg) {
     let (da, mut db, _atx, _ainv) = h.answered();
     // b1 holds call 1.
-    let now = h.now;
-    let (htx, _) = h.b1.send_in_dialog(
-        now,
-        &mut db,
-        Method::Invite,
-        Some(&sdp("172.16.0.20", 20_000, "a=sendonly\r\n")),
-    );
-    h.pump();
+    let hold = sdp("172.16.0.20", 20_000, "a=sendonly\r\n");
+    let (htx, _) = h.in_dialog(B1, &mut db, Method::Invite, Some(&hold));
     let (rtx, rinv) = h.a.last_request("INVITE");
     assert!(body(&rinv).contains("a=sendonly"));
-    let atag = da.id.local_tag.clone();
-    let now = h.now;
-    h.a.respond(
-        now,
-        rtx,
-        &rinv,
-        200,
-        &atag,
-        Some(&sdp("192.168.1.10", 10_000, "a=recvonly\r\n")),
-    );
-    h.pump();
+    let held = sdp("192.168.1.10", 10_000, "a=recvonly\r\n");
+    h.reply(A, rtx, &rinv, 200, &da.id.local_tag, Some(&held));
     let ok =
         h.b1.responses()
             .into_iter()
             .rev()
             .find(|r| r.status() == Some(200) && r.cseq().unwrap().method == Method::Invite)
             .unwrap();
-    let via = h.b1.via();
-    let ack = db.ack(ok.cseq().unwrap().seq, &via);
-    h.b1.layer.send_ack(
-        Some(htx),
-        PeerAddr {
-            transport: Transport::Udp,
-            addr: sa(SBC),
-            conn: None,
-        },
-        &ack,
-    );
+    h.b1.ack_reinvite(htx, &db, &ok, None);
     h.pump();
     // Call 2: b1 consults 200 on a.
-    let now = h.now;
-    let (c2tx, c2inv) =
-        h.b1.invite(now, "200", Some(&sdp("172.16.0.21", 21_000, "")));
-    h.pump();
-    let (ytx, yinv) = h.a.last_request("INVITE");
-    assert!(yinv.header("To").unwrap().contains("200"));
-    let now = h.now;
-    h.a.respond(
-        now,
-        ytx,
-        &yinv,
-        200,
-        "ytag",
-        Some(&sdp("192.168.1.11", 11_000, "")),
+    let (d2, _, yinv, _) = call(
+        h,
+        (B1, "200", &sdp("172.16.0.21", 21_000, "")),
+        (A, "ytag", &sdp("192.168.1.11", 11_000, "")),
     );
-    h.pump();
-    let c2ok =
-        h.b1.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200) && r.call_id().ok() == c2inv.call_id().ok())
-            .expect("call 2 answered");
-    let d2 = h.b1.ack(c2tx, &c2inv, &c2ok, None);
-    h.pump();
+    assert!(yinv.header("To").unwrap().contains("200"));
     assert_eq!(h.sbc.active_calls(), 2);
     (da, db, d2, yinv)
+}
+
+/// A second call: `caller` = (peer, user called, offer) sends an INVITE, the peer
+/// of `callee` = (peer, to-tag, answer) gets it and answers 200, the caller ACKs.
+/// Returns (caller's dialog, caller's INVITE, the INVITE the callee got, the 200
+/// the caller got).
+fn call(
+    h: &mut H,
+    caller: (&str, &str, &str),
+    callee: (&str, &str, &str),
+) -> (Dialog, SipMsg, SipMsg, SipMsg) {
+    let (from, user, offer) = caller;
+    let (to, tag, answer) = callee;
+    let (tx, inv) = h.invite_from(from, user, Some(offer));
+    let (rtx, rinv) = h.peer_at(to).last_request("INVITE");
+    h.reply(to, rtx, &rinv, 200, tag, Some(answer));
+    let ok = h
+        .peer_at(from)
+        .responses()
+        .into_iter()
+        .find(|r| r.status() == Some(200) && r.call_id().ok() == inv.call_id().ok())
+        .expect("call answered");
+    let d = h.peer_at(from).ack(tx, &inv, &ok, None);
+    h.pump();
+    (d, inv, rinv, ok)
 }
 
 /// Refer-To naming call 2's dialog as we see it (to-tag ours, from-tag b1's).
@@ -428,16 +361,8 @@ fn attended_transfer_of_two_calls_through_us_joins_them_locally() {
         h.b1.requests("BYE").is_empty(),
         "nothing released before the answer"
     );
-    let now = h.now;
-    h.a.respond(
-        now,
-        jtx,
-        &jinv,
-        200,
-        "ytag",
-        Some(&sdp("192.168.1.11", 11_002, "")),
-    );
-    h.pump();
+    let joined = sdp("192.168.1.11", 11_002, "");
+    h.reply(A, jtx, &jinv, 200, "ytag", Some(&joined));
     assert_eq!(
         notify_frags(&h.b1),
         vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
@@ -473,23 +398,12 @@ fn attended_transfer_of_two_calls_through_us_joins_them_locally() {
         ub.contains("a=sendrecv") && ub.contains("m=audio 40002 "),
         "{ub}"
     );
-    let atag = da.id.local_tag.clone();
-    let now = h.now;
-    h.a.respond(
-        now,
-        utx,
-        &uinv,
-        200,
-        &atag,
-        Some(&sdp("192.168.1.10", 10_004, "")),
-    );
-    h.pump();
+    let resumed = sdp("192.168.1.10", 10_004, "");
+    h.reply(A, utx, &uinv, 200, &da.id.local_tag, Some(&resumed));
     let (_, a_p, _) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(a_p.peer_rtp, Some(sa("192.168.1.10:10004")));
     // The first party hangs up: the BYE reaches the consulted party's dialog.
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Bye, None);
     let byes = h.a.requests("BYE");
     assert_eq!(byes.len(), 1);
     assert_eq!(byes[0].1.call_id().unwrap(), yinv.call_id().unwrap());
@@ -504,9 +418,7 @@ fn attended_transfer_refused_by_the_consulted_party_keeps_both_calls() {
     let updates_before = h.sbc.media().updates.len();
     refer(&mut h, &mut db, &replaces_of(&d2));
     let (jtx, jinv) = h.a.last_request("INVITE");
-    let now = h.now;
-    h.a.respond(now, jtx, &jinv, 488, "ytag", None);
-    h.pump();
+    h.reply(A, jtx, &jinv, 488, "ytag", None);
     let frags = notify_frags(&h.b1);
     assert_eq!(frags.len(), 2);
     assert!(frags[1].starts_with("SIP/2.0 488"), "{frags:?}");
@@ -520,9 +432,7 @@ fn attended_transfer_refused_by_the_consulted_party_keeps_both_calls() {
         "data plane untouched"
     );
     // Call 1 still works end to end: b1 hangs up, a gets the BYE.
-    let now = h.now;
-    h.b1.send_in_dialog(now, &mut db, Method::Bye, None);
-    h.pump();
+    h.in_dialog(B1, &mut db, Method::Bye, None);
     assert_eq!(h.a.requests("BYE").len(), 1);
     assert_eq!(h.sbc.active_calls(), 1);
 }
@@ -553,22 +463,9 @@ fn invite_with_replaces_takes_over_the_named_leg() {
         rb.contains("m=audio 40002 ") && !rb.contains("172.16.0.40"),
         "{rb}"
     );
-    let atag = da.id.local_tag.clone();
-    let now = h.now;
-    h.a.respond(
-        now,
-        rtx,
-        &rinv,
-        200,
-        &atag,
-        Some(&sdp("192.168.1.10", 10_006, "")),
-    );
-    h.pump();
-    let ok =
-        h.b2.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .expect("new party answered");
+    let answer = sdp("192.168.1.10", 10_006, "");
+    h.reply(A, rtx, &rinv, 200, &da.id.local_tag, Some(&answer));
+    let ok = h.b2.first_response(200).expect("new party answered");
     let ob = body(&ok);
     assert!(
         ob.contains("m=audio 60002 ") && ob.contains(MEDIA_IP),
@@ -584,14 +481,7 @@ fn invite_with_replaces_takes_over_the_named_leg() {
     assert_eq!(cdrs.len(), 1);
     assert_eq!(cdrs[0].b_leg.as_ref().unwrap().remote, sa(B1));
     // a hangs up: the new party gets the BYE.
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
-    h.pump();
-    assert_eq!(h.b2.requests("BYE").len(), 1);
-    let cdrs = h.cdrs();
-    assert_eq!(cdrs.len(), 2);
-    assert_eq!(cdrs[1].b_leg.as_ref().unwrap().remote, sa(B2));
-    assert_eq!(h.sbc.active_calls(), 0);
+    a_hangs_up_on_b2(&mut h, &mut da);
 }
 
 #[test]
@@ -628,51 +518,17 @@ fn attended_transfer_with_teams_as_caller_moves_a_caller_leg() {
     // b1 transfers call 1's party to call 2's: the caller of call 2 moves into
     // call 1's A slot (A leg to A leg across calls).
     let mut h = h();
-    let now = h.now;
-    let (c1tx, c1inv) =
-        h.b1.invite(now, "555", Some(&sdp("172.16.0.20", 20_000, "")));
-    h.pump();
-    let (xtx, xinv) = h.a.last_request("INVITE");
-    let now = h.now;
-    h.a.respond(
-        now,
-        xtx,
-        &xinv,
-        200,
-        "xtag",
-        Some(&sdp("192.168.1.10", 10_000, "")),
+    let (mut d1, _, xinv, _) = call(
+        &mut h,
+        (B1, "555", &sdp("172.16.0.20", 20_000, "")),
+        (A, "xtag", &sdp("192.168.1.10", 10_000, "")),
     );
-    h.pump();
-    let ok1 =
-        h.b1.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
-    let mut d1 = h.b1.ack(c1tx, &c1inv, &ok1, None);
-    h.pump();
-    let now = h.now;
-    let (c2tx, c2inv) =
-        h.a.invite(now, "100", Some(&sdp("192.168.1.11", 11_000, "")));
-    h.pump();
-    let (ttx, tinv) = h.b1.last_request("INVITE");
+    let (_, c2inv, tinv, ok2) = call(
+        &mut h,
+        (A, "100", &sdp("192.168.1.11", 11_000, "")),
+        (B1, "t2", &sdp("172.16.0.21", 21_000, "")),
+    );
     assert!(tinv.header("To").unwrap().contains("100"));
-    let now = h.now;
-    h.b1.respond(
-        now,
-        ttx,
-        &tinv,
-        200,
-        "t2",
-        Some(&sdp("172.16.0.21", 21_000, "")),
-    );
-    h.pump();
-    let ok2 =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200) && r.call_id().ok() == c2inv.call_id().ok())
-            .unwrap();
-    let _ = h.a.ack(c2tx, &c2inv, &ok2, None);
-    h.pump();
     let d2 = Dialog::from_uas(&tinv, "t2", &h.b1.contact(), true).unwrap();
     assert_eq!(h.sbc.active_calls(), 2);
     refer(&mut h, &mut d1, &replaces_of(&d2));
@@ -683,16 +539,8 @@ fn attended_transfer_with_teams_as_caller_moves_a_caller_leg() {
     assert!(jb.contains("m=audio 40002 "), "call 1's A port: {jb}");
     assert_eq!(sess_id(&jinv), sess_id(&ok2), "o= of call 2 continued");
     let ytag = c2inv.from_tag().unwrap().unwrap().to_owned();
-    let now = h.now;
-    h.a.respond(
-        now,
-        jtx,
-        &jinv,
-        200,
-        &ytag,
-        Some(&sdp("192.168.1.11", 11_002, "")),
-    );
-    h.pump();
+    let answer = sdp("192.168.1.11", 11_002, "");
+    h.reply(A, jtx, &jinv, 200, &ytag, Some(&answer));
     assert_eq!(
         notify_frags(&h.b1),
         vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
@@ -704,9 +552,7 @@ fn attended_transfer_with_teams_as_caller_moves_a_caller_leg() {
     assert_eq!(b_p.peer_rtp, Some(sa("192.168.1.10:10000")));
     // Call 1's callee hangs up: the BYE goes to call 2's caller dialog.
     let mut dx = Dialog::from_uas(&xinv, "xtag", &h.a.contact(), true).unwrap();
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut dx, Method::Bye, None);
-    h.pump();
+    h.in_dialog(A, &mut dx, Method::Bye, None);
     let byes = h.a.requests("BYE");
     assert_eq!(byes.len(), 1);
     assert_eq!(byes[0].1.call_id().unwrap(), c2inv.call_id().unwrap());
@@ -718,25 +564,13 @@ fn attended_transfer_with_teams_as_caller_moves_a_caller_leg() {
 fn transfer_fails_over_to_the_next_target_on_503() {
     // b1 calling 6xx goes to b2, then a.
     let mut h = H::with(|c| {
-        c.routes.insert(
-            0,
-            RouteConfig {
-                name: "xfer2".into(),
-                from_trunks: vec!["b1".into()],
-                called_prefix: "6".into(),
-                strip: 0,
-                prepend: String::new(),
-                targets: vec!["b2".into(), "a".into()],
-                redirect: RedirectMode::Relay,
-            },
-        );
+        c.routes
+            .insert(0, relay_route("xfer2", "b1", "6", &["b2", "a"]));
     });
     let (_da, mut db, _atx, _ainv) = h.answered();
     refer(&mut h, &mut db, "<sip:666@teams.example.com>");
     let (ctx, cinv) = h.b2.last_request("INVITE");
-    let now = h.now;
-    h.b2.respond(now, ctx, &cinv, 503, "ctag", None);
-    h.pump();
+    h.reply(B2, ctx, &cinv, 503, "ctag", None);
     assert_eq!(
         notify_frags(&h.b1),
         vec!["SIP/2.0 100 Trying"],
@@ -748,16 +582,8 @@ fn transfer_fails_over_to_the_next_target_on_503() {
         tinv.header("To").unwrap().contains("666"),
         "next target tried"
     );
-    let now = h.now;
-    h.a.respond(
-        now,
-        ttx,
-        &tinv,
-        200,
-        "ttag",
-        Some(&sdp("192.168.1.30", 12_000, "")),
-    );
-    h.pump();
+    let answer = sdp("192.168.1.30", 12_000, "");
+    h.reply(A, ttx, &tinv, 200, "ttag", Some(&answer));
     assert_eq!(
         notify_frags(&h.b1),
         vec!["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]
@@ -772,18 +598,7 @@ fn transfer_fails_over_to_the_next_target_on_503() {
 fn transfer_legs_hold_trunk_slots() {
     // b2 takes one call at a time; b1 and a unlimited.
     let mut h = H::with(|c| {
-        c.routes.insert(
-            0,
-            RouteConfig {
-                name: "xfer".into(),
-                from_trunks: vec!["b1".into()],
-                called_prefix: "7".into(),
-                strip: 0,
-                prepend: String::new(),
-                targets: vec!["b2".into()],
-                redirect: RedirectMode::Relay,
-            },
-        );
+        c.routes.insert(0, relay_route("xfer", "b1", "7", &["b2"]));
         c.trunks[2].max_calls = Some(1);
         c.trunks[1].max_calls = Some(1);
     });
@@ -794,36 +609,17 @@ fn transfer_legs_hold_trunk_slots() {
     assert_eq!(notify_frags(&h.b1).len(), 2);
     // b2's only slot is taken by the transferred call: a second transfer
     // toward b2 from a new b1 call fails with 503.
-    let now = h.now;
-    let (c2tx, c2inv) =
-        h.b1.invite(now, "300", Some(&sdp("172.16.0.21", 21_000, "")));
-    h.pump();
-    let (ytx, yinv) = h.a.last_request("INVITE");
+    let (mut d2, _, yinv, _) = call(
+        &mut h,
+        (B1, "300", &sdp("172.16.0.21", 21_000, "")),
+        (A, "ytag", &sdp("192.168.1.11", 11_000, "")),
+    );
     assert!(
         yinv.header("To").unwrap().contains("300"),
         "b1's slot was given back"
     );
-    let now = h.now;
-    h.a.respond(
-        now,
-        ytx,
-        &yinv,
-        200,
-        "ytag",
-        Some(&sdp("192.168.1.11", 11_000, "")),
-    );
-    h.pump();
-    let ok =
-        h.b1.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200) && r.call_id().ok() == c2inv.call_id().ok())
-            .unwrap();
-    let mut d2 = h.b1.ack(c2tx, &c2inv, &ok, None);
-    h.pump();
     let n_b2 = h.b2.requests("INVITE").len();
-    let now = h.now;
-    refer_from(&mut h.b1, now, &mut d2, "<sip:778@teams.example.com>");
-    h.pump();
+    refer_from(&mut h, B1, &mut d2, "<sip:778@teams.example.com>");
     assert_eq!(h.b2.requests("INVITE").len(), n_b2, "b2 at its limit");
     let frags: Vec<String> =
         h.b1.requests("NOTIFY")
@@ -834,13 +630,9 @@ fn transfer_legs_hold_trunk_slots() {
     assert_eq!(frags.len(), 2, "{frags:?}");
     assert!(frags[1].starts_with("SIP/2.0 503"), "{frags:?}");
     // The first call ends: b2's slot is free again, a new call reaches it.
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Bye, None);
     assert_eq!(h.b2.requests("BYE").len(), 1);
-    let now = h.now;
-    refer_from(&mut h.b1, now, &mut d2, "<sip:779@teams.example.com>");
-    h.pump();
+    refer_from(&mut h, B1, &mut d2, "<sip:779@teams.example.com>");
     assert_eq!(h.b2.requests("INVITE").len(), n_b2 + 1, "slot released");
 }
 
@@ -849,18 +641,7 @@ fn failed_transfer_restores_the_referrer_sides_srtp_key() {
     // b1 speaks SRTP, the target b2 plain RTP: the attempt changes our key
     // state toward side B, the failure must put b1's key back.
     let mut h = H::with(|c| {
-        c.routes.insert(
-            0,
-            RouteConfig {
-                name: "xfer".into(),
-                from_trunks: vec!["b1".into()],
-                called_prefix: "7".into(),
-                strip: 0,
-                prepend: String::new(),
-                targets: vec!["b2".into()],
-                redirect: RedirectMode::Relay,
-            },
-        );
+        c.routes.insert(0, relay_route("xfer", "b1", "7", &["b2"]));
         c.trunks[1].media = portcullis_engine::config::MediaMode::Srtp;
     });
     let (mut da, mut db, _atx, _ainv) = h.answered();
@@ -877,18 +658,10 @@ fn failed_transfer_restores_the_referrer_sides_srtp_key() {
     refer(&mut h, &mut db, "<sip:777@teams.example.com>");
     let (ctx, cinv) = h.b2.last_request("INVITE");
     assert!(!body(&cinv).contains("a=crypto"), "plain RTP toward b2");
-    let now = h.now;
-    h.b2.respond(now, ctx, &cinv, 486, "ctag", None);
-    h.pump();
+    h.reply(B2, ctx, &cinv, 486, "ctag", None);
     // A re-INVITEs: b1 gets the same key as before the attempt.
-    let now = h.now;
-    h.a.send_in_dialog(
-        now,
-        &mut da,
-        Method::Invite,
-        Some(&sdp("192.168.1.10", 10_000, "")),
-    );
-    h.pump();
+    let offer = sdp("192.168.1.10", 10_000, "");
+    h.in_dialog(A, &mut da, Method::Invite, Some(&offer));
     let again = key(&h.b1.last_request("INVITE").1);
     assert_eq!(first, again);
     let (_, _, b_p) = h.sbc.media().updates.last().unwrap().clone();

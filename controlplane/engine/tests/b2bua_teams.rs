@@ -53,9 +53,7 @@ fn invite_toward_teams_has_fqdn_contact_x_ms_sbc_and_history_info() {
 fn in_dialog_requests_toward_teams_carry_x_ms_sbc() {
     let mut h = teams();
     let (mut da, _db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    h.a.send_in_dialog(now, &mut da, Method::Bye, None);
-    h.pump();
+    h.in_dialog(A, &mut da, Method::Bye, None);
     let (_, bye) = h.b1.last_request("BYE");
     assert!(bye.header("X-MS-SBC").is_some());
     // Not toward the non-Teams A side.
@@ -104,41 +102,18 @@ fn ice_lite_toward_teams_stable_across_reinvite_and_programmed() {
         "{body}"
     );
     // A (not Teams) sees no ICE.
-    let a_ok =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let a_ok = h.a.first_response(200).unwrap();
     assert!(!String::from_utf8_lossy(a_ok.body()).contains("ice"));
     let (_, _, b_params) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(b_params.ice_lite, Some(creds.clone()));
     // Teams re-INVITEs (session refresh): our answer keeps the credentials.
-    let now = h.now;
-    h.b1.send_in_dialog(
-        now,
-        &mut db,
-        Method::Invite,
-        Some(&sdp("172.16.0.20", 20_000, "a=inactive\r\n")),
-    );
-    h.pump();
+    let offer = sdp("172.16.0.20", 20_000, "a=inactive\r\n");
+    h.in_dialog(B1, &mut db, Method::Invite, Some(&offer));
     let (atx, areinv) = h.a.last_request("INVITE");
     assert!(String::from_utf8_lossy(areinv.body()).contains("a=inactive"));
-    let now = h.now;
-    h.a.respond(
-        now,
-        atx,
-        &areinv,
-        200,
-        &da.id.local_tag.clone(),
-        Some(&sdp("192.168.1.10", 10_000, "a=inactive\r\n")),
-    );
-    h.pump();
-    let ok =
-        h.b1.responses()
-            .into_iter()
-            .rev()
-            .find(|r| r.status() == Some(200))
-            .expect("200 to Teams re-INVITE");
+    let answer = sdp("192.168.1.10", 10_000, "a=inactive\r\n");
+    h.reply(A, atx, &areinv, 200, &da.id.local_tag, Some(&answer));
+    let ok = h.b1.last_response(200).expect("200 to Teams re-INVITE");
     assert_eq!(ice_of(ok.body()), creds);
     let _ = &mut da;
 }
@@ -187,11 +162,7 @@ fn without_media_bypass_no_ice_but_rtcp_mux_and_lifetime() {
         .iter()
         .all(|(_, a, b)| a.ice_lite.is_none() && b.ice_lite.is_none()));
     // The non-Teams caller gets neither rtcp-mux forced nor a lifetime.
-    let ok =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let ok = h.a.first_response(200).unwrap();
     let ab = text(&ok);
     assert!(!ab.contains("2^31") && !ab.contains("rtcp-mux"), "{ab}");
 }
@@ -219,9 +190,7 @@ fn media_bypass_on_gives_ice_lite_toward_teams_only() {
 #[test]
 fn delayed_offer_from_the_caller_is_never_passed_to_teams() {
     let mut h = teams_with(false, MediaMode::Srtp);
-    let now = h.now;
-    h.a.invite(now, "100", None);
-    h.pump();
+    h.invite_from(A, "100", None);
     let (_, inv) = h.b1.last_request("INVITE");
     assert!(
         inv.header("Content-Type")
@@ -262,22 +231,10 @@ fn answer_to_teams(offer_extra: &str) -> String {
     let offer = sdp("52.112.0.10", 50_000, offer_extra).replace("RTP/AVP", "RTP/SAVP");
     let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
     let _ = (atx, ainv);
-    let now = h.now;
     // The carrier answers without rtcp-mux.
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
-    let ok =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let answer = sdp("172.16.0.20", 20_000, "");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
+    let ok = h.a.first_response(200).unwrap();
     text(&ok)
 }
 
@@ -310,22 +267,12 @@ fn in_dialog_with(
         req.push_header("Content-Type", "application/sdp");
         req.set_body(s.as_bytes().to_vec());
     }
-    p.layer
-        .send_request(
-            now,
-            portcullis_engine::transaction::PeerAddr {
-                transport: portcullis_engine::transaction::Transport::Udp,
-                addr: sa(SBC),
-                conn: None,
-            },
-            req,
-        )
-        .unwrap();
+    p.send(now, req);
 }
 
-#[test]
-fn history_info_crosses_on_reinvite_toward_teams_only() {
-    let mut h = teams();
+/// An answered call in `h`, then A re-INVITEs (hold) with History-Info; returns
+/// the re-INVITE as b1 got it.
+fn reinvite_with_history_info(mut h: H) -> portcullis_engine::transaction::SipMsg {
     let (mut da, _db, _atx, _ainv) = h.answered();
     let now = h.now;
     let offer = sdp("192.168.1.10", 10_000, "a=sendonly\r\n");
@@ -340,23 +287,16 @@ fn history_info_crosses_on_reinvite_toward_teams_only() {
     h.pump();
     let invs = h.b1.requests("INVITE");
     assert_eq!(invs.len(), 2);
-    assert_eq!(invs[1].1.header("History-Info"), Some(HI));
+    invs[1].1.clone()
+}
+
+#[test]
+fn history_info_crosses_on_reinvite_toward_teams_only() {
+    let reinv = reinvite_with_history_info(teams());
+    assert_eq!(reinv.header("History-Info"), Some(HI));
     // Plain trunks: not copied.
-    let mut h = H::new();
-    let (mut da, _db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    in_dialog_with(
-        &mut h.a,
-        now,
-        &mut da,
-        Method::Invite,
-        Some(&offer),
-        &[("History-Info", HI)],
-    );
-    h.pump();
-    let invs = h.b1.requests("INVITE");
-    assert_eq!(invs.len(), 2);
-    assert!(invs[1].1.header("History-Info").is_none());
+    let reinv = reinvite_with_history_info(H::new());
+    assert!(reinv.header("History-Info").is_none());
 }
 
 #[test]
@@ -389,9 +329,7 @@ fn transfer_invite_from_a_teams_refer_carries_its_history_info() {
 fn reinvite_without_sdp_reaches_teams_with_our_offer() {
     let mut h = teams();
     let (mut da, _db, _atx, _ainv) = h.answered();
-    let now = h.now;
-    let (rtx, _) = h.a.send_in_dialog(now, &mut da, Method::Invite, None);
-    h.pump();
+    let (rtx, _) = h.in_dialog(A, &mut da, Method::Invite, None);
     let invs = h.b1.requests("INVITE");
     assert_eq!(invs.len(), 2);
     let (btx, binv) = invs[1].clone();
@@ -401,38 +339,14 @@ fn reinvite_without_sdp_reaches_teams_with_our_offer() {
         "no delayed offer toward Teams: {offer}"
     );
     let btag = binv.to_tag().unwrap().unwrap().to_owned();
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        &btag,
-        Some(&sdp("172.16.0.20", 20_002, "a=rtcp-mux\r\n")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.20", 20_002, "a=rtcp-mux\r\n");
+    h.reply(B1, btx, &binv, 200, &btag, Some(&answer));
     assert_eq!(h.b1.acks().len(), 2, "Teams' answer ACKed by us");
     // A gets our offer in the 2xx and answers in its ACK.
-    let ok =
-        h.a.responses()
-            .into_iter()
-            .rev()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let ok = h.a.last_response(200).unwrap();
     assert!(text(&ok).contains("m=audio 40002 "), "{}", text(&ok));
-    let via = h.a.via();
-    let mut ack = da.ack(ok.cseq().unwrap().seq, &via);
-    ack.push_header("Content-Type", "application/sdp");
-    ack.set_body(sdp("192.168.1.10", 10_008, "").into_bytes());
-    h.a.layer.send_ack(
-        Some(rtx),
-        portcullis_engine::transaction::PeerAddr {
-            transport: portcullis_engine::transaction::Transport::Udp,
-            addr: sa(SBC),
-            conn: None,
-        },
-        &ack,
-    );
+    let answer = sdp("192.168.1.10", 10_008, "");
+    h.a.ack_reinvite(rtx, &da, &ok, Some(&answer));
     h.pump();
     let (_, a_p, b_p) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(a_p.peer_rtp, Some(sa("192.168.1.10:10008")));
@@ -456,16 +370,8 @@ fn ice_credentials_stable_from_183_to_200_toward_teams_caller() {
     let early = sdp("172.16.0.20", 20_000, "");
     h.b1.respond(now, btx, &binv, 183, "btag", Some(&early));
     h.pump();
-    let now = h.now;
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "a=sendrecv\r\n")),
-    );
-    h.pump();
+    let answer = sdp("172.16.0.20", 20_000, "a=sendrecv\r\n");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
     let rs = h.a.responses();
     let p183 = rs
         .iter()
@@ -496,9 +402,7 @@ fn ice_credentials_stable_from_183_to_200_toward_teams_caller() {
     // Without media bypass: none of it.
     let mut h = teams_caller();
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer.replace("RTP/AVP", "RTP/SAVP")));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 183, "btag", Some(&early));
-    h.pump();
+    h.reply(B1, btx, &binv, 183, "btag", Some(&early));
     let rs = h.a.responses();
     let p183 = rs.iter().find(|r| r.status() == Some(183)).unwrap();
     assert!(!text(p183).contains("ice"), "{}", text(p183));
@@ -514,17 +418,7 @@ fn responses_toward_a_teams_caller_have_the_fqdn_contact() {
     )
     .replace("RTP/AVP", "RTP/SAVP");
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer));
-    let now = h.now;
-    h.b1.respond(now, btx, &binv, 180, "btag", None);
-    h.b1.respond(
-        now,
-        btx,
-        &binv,
-        200,
-        "btag",
-        Some(&sdp("172.16.0.20", 20_000, "")),
-    );
-    h.pump();
+    h.b1_rings_and_answers(btx, &binv, "btag");
     for r in
         h.a.responses()
             .iter()
@@ -537,10 +431,6 @@ fn responses_toward_a_teams_caller_have_the_fqdn_contact() {
     // Plain trunks keep the listener address.
     let mut h = H::new();
     let _ = h.answered();
-    let ok =
-        h.a.responses()
-            .into_iter()
-            .find(|r| r.status() == Some(200))
-            .unwrap();
+    let ok = h.a.first_response(200).unwrap();
     assert!(ok.header("Contact").unwrap().contains(SBC));
 }

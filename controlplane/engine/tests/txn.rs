@@ -69,32 +69,45 @@ fn run_until(l: &mut TransactionLayer, until: u64) -> Vec<(u64, SipMsg)> {
     sent
 }
 
-fn client_invite(l: &mut TransactionLayer, transport: Transport) -> (TxId, SipMsg) {
+/// Sends times of everything sent by timers until `until`.
+fn send_times(l: &mut TransactionLayer, until: u64) -> Vec<u64> {
+    run_until(l, until).iter().map(|(at, _)| *at).collect()
+}
+
+/// The TU was told exactly that `tx` timed out on `timer`, and nothing is left.
+fn assert_timed_out(l: &mut TransactionLayer, tx: TxId, timer: Timer) {
+    assert_eq!(events(l), vec![TxEvent::Timeout { tx, timer }]);
+    assert!(l.is_empty());
+}
+
+/// Sends a new `method` request to 192.0.2.20:5060 at 0 (a client transaction).
+fn client_request(
+    l: &mut TransactionLayer,
+    method: &Method,
+    transport: Transport,
+) -> (TxId, SipMsg) {
     let b = l.new_branch();
-    let req = request(&Method::Invite, &b, transport);
+    let req = request(method, &b, transport);
     let tx = l
         .send_request(t(0), peer(transport, "192.0.2.20:5060"), req.clone())
         .expect("send");
-    assert_eq!(transmits(l).len(), 1);
     (tx, req)
+}
+
+fn client_invite(l: &mut TransactionLayer, transport: Transport) -> (TxId, SipMsg) {
+    let sent = client_request(l, &Method::Invite, transport);
+    assert_eq!(transmits(l).len(), 1);
+    sent
 }
 
 #[test]
 fn timer_a_doubles_without_cap_and_b_fires_at_64_t1() {
     let mut l = TransactionLayer::new(TxConfig::default(), 1);
     let (tx, _) = client_invite(&mut l, Transport::Udp);
-    let sent = run_until(&mut l, 40_000);
-    let times: Vec<u64> = sent.iter().map(|(at, _)| *at).collect();
+    let times = send_times(&mut l, 40_000);
     // A: 0.5, 1, 2, 4, 8, 16 s intervals — no T2 cap for INVITE (§17.1.1.2).
     assert_eq!(times, vec![500, 1_500, 3_500, 7_500, 15_500, 31_500]);
-    assert_eq!(
-        events(&mut l),
-        vec![TxEvent::Timeout {
-            tx,
-            timer: Timer::B
-        }]
-    );
-    assert!(l.is_empty());
+    assert_timed_out(&mut l, tx, Timer::B);
     assert_eq!(l.stats().retransmissions, 6);
     assert_eq!(l.stats().timeouts, 1);
     assert_eq!(l.stats().terminated(TxKind::InviteClient), 1);
@@ -103,47 +116,27 @@ fn timer_a_doubles_without_cap_and_b_fires_at_64_t1() {
 #[test]
 fn timer_e_caps_at_t2_and_f_fires_at_64_t1() {
     let mut l = TransactionLayer::new(TxConfig::default(), 2);
-    let b = l.new_branch();
-    let tx = l
-        .send_request(
-            t(0),
-            peer(Transport::Udp, "192.0.2.20:5060"),
-            request(&Method::Options, &b, Transport::Udp),
-        )
-        .unwrap();
+    let (tx, _) = client_request(&mut l, &Method::Options, Transport::Udp);
     transmits(&mut l);
-    let times: Vec<u64> = run_until(&mut l, 40_000)
-        .iter()
-        .map(|(at, _)| *at)
-        .collect();
+    let times = send_times(&mut l, 40_000);
     assert_eq!(
         times,
         vec![500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
     );
-    assert_eq!(
-        events(&mut l),
-        vec![TxEvent::Timeout {
-            tx,
-            timer: Timer::F
-        }]
-    );
-    assert!(l.is_empty());
+    assert_timed_out(&mut l, tx, Timer::F);
 }
 
 #[test]
 fn timer_e_becomes_t2_in_proceeding() {
     let mut l = TransactionLayer::new(TxConfig::default(), 2);
-    let b = l.new_branch();
-    let req = request(&Method::Options, &b, Transport::Udp);
-    l.send_request(t(0), peer(Transport::Udp, "192.0.2.20:5060"), req.clone())
-        .unwrap();
+    let (_, req) = client_request(&mut l, &Method::Options, Transport::Udp);
     transmits(&mut l);
     l.handle_message(
         t(100),
         peer(Transport::Udp, "192.0.2.20:5060"),
         make_response(&req, 183, "Progress", Some("b")),
     );
-    let times: Vec<u64> = run_until(&mut l, 9_000).iter().map(|(at, _)| *at).collect();
+    let times = send_times(&mut l, 9_000);
     // First E (armed at T1) fires at 500, then every T2.
     assert_eq!(times, vec![500, 4_500, 8_500]);
 }
@@ -245,6 +238,23 @@ fn invite_2xx_accepted_resends_ack_and_ends_on_timer_m() {
     assert_eq!(l.stats().stray_responses, 1);
 }
 
+/// The ACK to our final response (to-tag `s`) of the server INVITE with Via branch `branch`.
+fn ack_to_s(branch: &str, transport: Transport) -> SipMsg {
+    let mut ack = request(&Method::Ack, branch, transport);
+    ack.set_header("To", "<sip:bob@192.0.2.20>;tag=s");
+    ack.set_header("CSeq", "1 ACK");
+    ack
+}
+
+/// The one event so far: a new request; returns its transaction and the request.
+fn only_request(l: &mut TransactionLayer) -> (TxId, SipMsg) {
+    let evs = events(l);
+    let [TxEvent::Request { tx, request, .. }] = evs.as_slice() else {
+        panic!("{evs:?}")
+    };
+    (*tx, request.clone())
+}
+
 fn server_invite(l: &mut TransactionLayer, transport: Transport) -> (TxId, SipMsg, PeerAddr) {
     let req = request(&Method::Invite, "z9hG4bKsrv1", transport);
     let from = peer(transport, "192.0.2.10:5060");
@@ -288,23 +298,13 @@ fn invite_server_timer_g_h_and_retransmission_absorption() {
     )
     .unwrap();
     assert_eq!(transmits(&mut l).len(), 1);
-    let times: Vec<u64> = run_until(&mut l, 40_000)
-        .iter()
-        .map(|(at, _)| *at)
-        .collect();
+    let times = send_times(&mut l, 40_000);
     // G: T1 doubling to T2 from 300 ms; H at 64*T1.
     assert_eq!(
         times,
         vec![800, 1_800, 3_800, 7_800, 11_800, 15_800, 19_800, 23_800, 27_800, 31_800]
     );
-    assert_eq!(
-        events(&mut l),
-        vec![TxEvent::Timeout {
-            tx,
-            timer: Timer::H
-        }]
-    );
-    assert!(l.is_empty());
+    assert_timed_out(&mut l, tx, Timer::H);
 }
 
 #[test]
@@ -318,9 +318,7 @@ fn invite_server_ack_confirms_then_timer_i() {
         l.respond(t(11), tx, &busy).is_err(),
         "second final rejected"
     );
-    let mut ack = request(&Method::Ack, "z9hG4bKsrv1", Transport::Udp);
-    ack.set_header("To", "<sip:bob@192.0.2.20>;tag=s");
-    ack.set_header("CSeq", "1 ACK");
+    let ack = ack_to_s("z9hG4bKsrv1", Transport::Udp);
     l.handle_message(t(20), from, ack.clone());
     assert_eq!(
         l.state(tx),
@@ -344,12 +342,10 @@ fn invite_server_2xx_retransmitted_until_ack_then_timer_l() {
     l.respond(t(0), tx, &make_response(&req, 200, "OK", Some("s")))
         .unwrap();
     transmits(&mut l);
-    let times: Vec<u64> = run_until(&mut l, 2_000).iter().map(|(at, _)| *at).collect();
+    let times = send_times(&mut l, 2_000);
     assert_eq!(times, vec![500, 1_500]);
     // ACK for 2xx: new branch, same dialog.
-    let mut ack = request(&Method::Ack, "z9hG4bKnewbranch", Transport::Udp);
-    ack.set_header("To", "<sip:bob@192.0.2.20>;tag=s");
-    ack.set_header("CSeq", "1 ACK");
+    let mut ack = ack_to_s("z9hG4bKnewbranch", Transport::Udp);
     ack.set_header("Call-ID", req.call_id().unwrap());
     l.handle_message(t(2_100), from, ack.clone());
     let evs = events(&mut l);
@@ -382,14 +378,7 @@ fn invite_server_2xx_without_ack_times_out_with_timer_l() {
     l.respond(t(0), tx, &make_response(&req, 200, "OK", Some("s")))
         .unwrap();
     run_until(&mut l, 40_000);
-    assert_eq!(
-        events(&mut l),
-        vec![TxEvent::Timeout {
-            tx,
-            timer: Timer::L
-        }]
-    );
-    assert!(l.is_empty());
+    assert_timed_out(&mut l, tx, Timer::L);
 }
 
 #[test]
@@ -399,10 +388,7 @@ fn non_invite_server_timer_j_and_absorption() {
         let req = request(&Method::Options, "z9hG4bKopt", transport);
         let from = peer(transport, "192.0.2.10:5060");
         l.handle_message(t(0), from, req.clone());
-        let evs = events(&mut l);
-        let [TxEvent::Request { tx, .. }] = evs.as_slice() else {
-            panic!("{evs:?}")
-        };
+        let (tx, _) = only_request(&mut l);
         assert!(
             transmits(&mut l).is_empty(),
             "no automatic 100 for non-INVITE"
@@ -412,11 +398,11 @@ fn non_invite_server_timer_j_and_absorption() {
             transmits(&mut l).is_empty() && events(&mut l).is_empty(),
             "absorbed in Trying"
         );
-        l.respond(t(2), *tx, &make_response(&req, 200, "OK", Some("s")))
+        l.respond(t(2), tx, &make_response(&req, 200, "OK", Some("s")))
             .unwrap();
         assert_eq!(transmits(&mut l).len(), 1);
         assert_eq!(
-            l.state(*tx),
+            l.state(tx),
             Some(TxState::NonInviteServer(NonInviteServerState::Completed))
         );
         if j > 0 {
@@ -438,10 +424,8 @@ fn non_invite_server_timer_j_and_absorption() {
 #[test]
 fn non_invite_client_timer_k() {
     let mut l = TransactionLayer::new(TxConfig::default(), 11);
-    let b = l.new_branch();
-    let req = request(&Method::Bye, &b, Transport::Udp);
+    let (_, req) = client_request(&mut l, &Method::Bye, Transport::Udp);
     let to = peer(Transport::Udp, "192.0.2.20:5060");
-    l.send_request(t(0), to, req.clone()).unwrap();
     transmits(&mut l);
     let ok = make_response(&req, 200, "OK", Some("b"));
     l.handle_message(t(50), to, ok.clone());
@@ -523,14 +507,11 @@ fn responses_follow_received_and_rport() {
     // Behind a NAT: sent-by says 192.0.2.10:5060, packet came from 203.0.113.5:40123.
     let from = peer(Transport::Udp, "203.0.113.5:40123");
     l.handle_message(t(0), from, req);
-    let evs = events(&mut l);
-    let [TxEvent::Request { tx, request, .. }] = evs.as_slice() else {
-        panic!("{evs:?}")
-    };
+    let (tx, request) = only_request(&mut l);
     let via = request.top_via().unwrap();
     assert_eq!(via.param("received"), Some(Some("203.0.113.5")));
     assert_eq!(via.param("rport"), Some(Some("40123")));
-    l.respond(t(1), *tx, &make_response(request, 200, "OK", Some("x")))
+    l.respond(t(1), tx, &make_response(&request, 200, "OK", Some("x")))
         .unwrap();
     let sent = transmits(&mut l);
     assert_eq!(sent[0].dest, from.addr);
@@ -569,11 +550,7 @@ fn rfc2543_invite_and_ack_match_by_fallback_key() {
     let mut l = TransactionLayer::new(TxConfig::default(), 17);
     let from = peer(Transport::Udp, "192.0.2.99:5060");
     l.handle_datagram(t(0), from, &raw);
-    let evs = events(&mut l);
-    let [TxEvent::Request { tx, request, .. }] = evs.as_slice() else {
-        panic!("{evs:?}")
-    };
-    let tx = *tx;
+    let (tx, request) = only_request(&mut l);
     assert_eq!(transmits(&mut l).len(), 1, "100 Trying");
     l.handle_datagram(t(100), from, &raw);
     assert!(
@@ -584,7 +561,7 @@ fn rfc2543_invite_and_ack_match_by_fallback_key() {
     l.respond(
         t(200),
         tx,
-        &make_response(request, 486, "Busy Here", Some("srv")),
+        &make_response(&request, 486, "Busy Here", Some("srv")),
     )
     .unwrap();
     transmits(&mut l);
@@ -635,25 +612,22 @@ fn server_transport_error_is_reported_and_transmits_name_their_transaction() {
     let req = request(&Method::Options, "z9hG4bKtcp", Transport::Tcp);
     let from = peer(Transport::Tcp, "192.0.2.10:40000");
     l.handle_message(t(0), from, req);
-    let evs = events(&mut l);
-    let [TxEvent::Request { tx, request, .. }] = evs.as_slice() else {
-        panic!("{evs:?}")
-    };
-    l.respond(t(1), *tx, &make_response(request, 200, "OK", Some("s")))
+    let (tx, request) = only_request(&mut l);
+    l.respond(t(1), tx, &make_response(&request, 200, "OK", Some("s")))
         .unwrap();
     let sent = transmits(&mut l);
-    assert_eq!(sent[0].tx, Some(*tx));
+    assert_eq!(sent[0].tx, Some(tx));
     assert_eq!(
         sent[0].dest, from.addr,
         "reliable: reply on the connection's peer"
     );
     assert_eq!(sent[0].transport, Transport::Tcp);
     // The connection died under the final response.
-    l.handle_transport_error(t(2), *tx);
-    assert_eq!(events(&mut l), vec![TxEvent::TransportError { tx: *tx }]);
+    l.handle_transport_error(t(2), tx);
+    assert_eq!(events(&mut l), vec![TxEvent::TransportError { tx }]);
     assert!(l.is_empty());
     // Reports for unknown transactions are ignored.
-    l.handle_transport_error(t(3), *tx);
+    l.handle_transport_error(t(3), tx);
     assert_eq!(l.stats().transport_errors, 1);
 }
 
@@ -724,11 +698,7 @@ fn every_counter_moves() {
     // Style rule: every exported metric is incremented somewhere.
     let mut l = TransactionLayer::new(TxConfig::default(), 22);
     let (itx, ireq) = client_invite(&mut l, Transport::Udp);
-    let b = l.new_branch();
-    let nreq = request(&Method::Options, &b, Transport::Udp);
-    let ntx = l
-        .send_request(t(0), peer(Transport::Udp, "192.0.2.20:5060"), nreq)
-        .unwrap();
+    let (ntx, _) = client_request(&mut l, &Method::Options, Transport::Udp);
     transmits(&mut l);
     let (stx, sreq, from) = server_invite(&mut l, Transport::Udp);
     l.handle_message(
@@ -837,9 +807,7 @@ fn invite_server_over_tcp_has_no_timer_g_and_zero_timer_i() {
         run_until(&mut l, 31_999).is_empty(),
         "no Timer G on reliable transports"
     );
-    let mut ack = request(&Method::Ack, "z9hG4bKsrv1", Transport::Tcp);
-    ack.set_header("To", "<sip:bob@192.0.2.20>;tag=s");
-    ack.set_header("CSeq", "1 ACK");
+    let ack = ack_to_s("z9hG4bKsrv1", Transport::Tcp);
     l.handle_message(t(31_999), from, ack);
     assert_eq!(
         l.state(tx),
