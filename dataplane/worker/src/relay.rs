@@ -481,16 +481,7 @@ impl Relay {
                 if let Some(s) = leg.srtp_in.as_mut() {
                     match s.unprotect_rtp(buf, len) {
                         Ok(n) => plen = n,
-                        Err(e) => {
-                            let reason = srtp_reason(&e);
-                            // Only authentication failures feed the alarm; replays are
-                            // often benign duplicates.
-                            if reason == DropReason::SrtpAuth {
-                                leg.srtp_failures += 1;
-                            }
-                            w.srtp_failures.add(1);
-                            return drop_w(shared, lc, reason);
-                        }
+                        Err(e) => return unprotect_failed(shared, lc, &mut leg.srtp_failures, &e),
                     }
                 }
                 // Authenticated (or plain) RTP from now on.
@@ -555,16 +546,7 @@ impl Relay {
                 if let Some(s) = leg.srtp_in.as_mut() {
                     match s.unprotect_rtcp(buf, len) {
                         Ok(n) => plen = n,
-                        Err(e) => {
-                            let reason = srtp_reason(&e);
-                            // Only authentication failures feed the alarm; replays are
-                            // often benign duplicates.
-                            if reason == DropReason::SrtpAuth {
-                                leg.srtp_failures += 1;
-                            }
-                            w.srtp_failures.add(1);
-                            return drop_w(shared, lc, reason);
-                        }
+                        Err(e) => return unprotect_failed(shared, lc, &mut leg.srtp_failures, &e),
                     }
                 }
                 if rtcp_port && leg.flags.latching {
@@ -604,6 +586,23 @@ pub(crate) fn make_handle(
         port_a: u16::try_from(base).unwrap_or(0),
         port_b: u16::try_from(base + 2).unwrap_or(0),
     }
+}
+
+/// Count a packet that failed SRTP/SRTCP unprotection and drop it. Only authentication
+/// failures feed the leg's alarm (`failures`); replays are often benign duplicates.
+#[cold]
+fn unprotect_failed(
+    shared: &WorkerShared,
+    lc: Option<&StreamCounters>,
+    failures: &mut u64,
+    e: &SrtpError,
+) -> Verdict {
+    let reason = srtp_reason(e);
+    if reason == DropReason::SrtpAuth {
+        *failures += 1;
+    }
+    shared.worker.srtp_failures.add(1);
+    drop_w(shared, lc, reason)
 }
 
 /// Count a drop on the worker and (when known) on the leg.
