@@ -21,13 +21,15 @@
 //! `sip-tester`, `prometheus` and `python3-pylibsrtp`).
 #![allow(clippy::print_stderr)]
 
+mod common_admin;
 mod sipp_harness;
 mod teams_mock;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common_admin::promtool_check;
 use sipp_harness::{serial, Appliance, Sipp};
 use teams_mock::{header, probe_options, wait_for, Leaf, MockProxy, Pki, PROXIES, SBC_FQDN};
 
@@ -210,30 +212,6 @@ fn metric(text: &str, name: &str, proxy: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
-}
-
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("promtool is required (Debian package `prometheus`): {e}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// One call from the carrier (sipp UAC over UDP) to `called`; panics unless it completes.
@@ -560,10 +538,9 @@ fn peer_lines(out: &str, kind: &str) -> Vec<(u16, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
-    let _lock = serial();
-    let p = Ports::for_test(3);
+/// `world` with an appliance started on it, once sip has answered an OPTIONS; sip
+/// answers calls with SRTP (the mock's key) on the returned port.
+fn world_answering_calls(p: Ports) -> (World, Appliance, u16) {
     let w = world(p);
     let mock_rtp = p.proxies[0] + 10;
     w.mocks[0].set_answer(Box::new(move |offer| {
@@ -573,8 +550,14 @@ fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
     wait_for("sip answered an OPTIONS", Duration::from_secs(20), || {
         !w.mocks[0].seen().options.is_empty()
     });
-    let dir = app.dir.path();
-    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("trunk RTP socket");
+    (w, app, mock_rtp)
+}
+
+/// A call from the carrier (sipp `uac_teams_media.xml`, named `name`) to 0198765432
+/// whose RTP the test sends and receives itself on the returned socket; returns once
+/// its INVITE has reached `sip`.
+fn media_call(dir: &std::path::Path, p: Ports, sip: &MockProxy, name: &str) -> (UdpSocket, Sipp) {
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("trunk RTP socket");
     rtp.set_read_timeout(Some(Duration::from_millis(10)))
         .expect("timeout");
     let rtp_port = rtp.local_addr().expect("addr").port();
@@ -602,10 +585,72 @@ fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
         "40s".into(),
         "-timeout_error".into(),
     ];
-    let mut sipp = Sipp::start("media", dir, &args);
+    let sipp = Sipp::start(name, dir, &args);
     wait_for("the INVITE reaches sip", Duration::from_secs(15), || {
-        !w.mocks[0].seen().invites.is_empty()
+        !sip.seen().invites.is_empty()
     });
+    (rtp, sipp)
+}
+
+/// Where the appliance takes the trunk's RTP: the port of its 200 OK in sipp's trace.
+fn trunk_media_addr(dir: &std::path::Path) -> SocketAddr {
+    let mut trunk_port = None;
+    wait_for(
+        "sipp's trace shows the 200 OK",
+        Duration::from_secs(10),
+        || {
+            trunk_port = answered_port(dir);
+            trunk_port.is_some()
+        },
+    );
+    SocketAddr::from(([127, 0, 0, 1], trunk_port.unwrap_or(0)))
+}
+
+/// For `within`, sends `count` plain RTP packets (PCMU, 20 ms apart, sequence numbers
+/// from `seq0`, SSRC `ssrc`, packet `i` carrying `payload(i)`) from `rtp` to `to`, and
+/// collects the payloads of the RTP packets that arrive. Returns (sent, got).
+fn exchange_rtp(
+    rtp: &UdpSocket,
+    to: SocketAddr,
+    within: Duration,
+    count: u32,
+    seq0: u16,
+    ssrc: u32,
+    payload: impl Fn(u32) -> Vec<u8>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut i: u32 = 0;
+    while start.elapsed() < within {
+        if i < count && start.elapsed() >= Duration::from_millis(20 * u64::from(i)) {
+            let mut pkt = vec![0x80, 0];
+            pkt.extend_from_slice(&(seq0 + i as u16).to_be_bytes());
+            pkt.extend_from_slice(&(160 * i).to_be_bytes());
+            pkt.extend_from_slice(&ssrc.to_be_bytes());
+            let payload = payload(i);
+            pkt.extend_from_slice(&payload);
+            rtp.send_to(&pkt, to).expect("send RTP");
+            sent.push(payload);
+            i += 1;
+        }
+        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 && buf[0] >> 6 == 2 {
+                got.push(buf[12..n].to_vec());
+            }
+        }
+    }
+    (sent, got)
+}
+
+#[test]
+fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
+    let _lock = serial();
+    let p = Ports::for_test(3);
+    let (w, app, mock_rtp) = world_answering_calls(p);
+    let dir = app.dir.path();
+    let (rtp, mut sipp) = media_call(dir, p, &w.mocks[0], "media");
     let invite = w.mocks[0].seen().invites[0].text.clone();
     let offer = invite
         .split_once("\r\n\r\n")
@@ -638,40 +683,17 @@ fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("/usr/bin/python3 with pylibsrtp (Debian python3-pylibsrtp)");
-    let mut trunk_port = None;
-    wait_for(
-        "sipp's trace shows the 200 OK",
-        Duration::from_secs(10),
-        || {
-            trunk_port = answered_port(dir);
-            trunk_port.is_some()
-        },
-    );
-    let trunk = SocketAddr::from(([127, 0, 0, 1], trunk_port.unwrap_or(0)));
+    let trunk = trunk_media_addr(dir);
     // The trunk side: plain RTP (PCMU) out, plain RTP in.
-    let mut sent: Vec<Vec<u8>> = Vec::new();
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut buf = [0u8; 2048];
-    let start = Instant::now();
-    let mut i: u32 = 0;
-    while start.elapsed() < Duration::from_millis(3500) {
-        if i < 100 && start.elapsed() >= Duration::from_millis(20 * u64::from(i)) {
-            let mut pkt = vec![0x80, 0];
-            pkt.extend_from_slice(&(2000 + i as u16).to_be_bytes());
-            pkt.extend_from_slice(&(160 * i).to_be_bytes());
-            pkt.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-            let payload: Vec<u8> = (0..160u32).map(|k| (i * 7 + k) as u8).collect();
-            pkt.extend_from_slice(&payload);
-            rtp.send_to(&pkt, trunk).expect("send RTP");
-            sent.push(payload);
-            i += 1;
-        }
-        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
-            if n > 12 && buf[0] >> 6 == 2 {
-                got.push(buf[12..n].to_vec());
-            }
-        }
-    }
+    let (sent, got) = exchange_rtp(
+        &rtp,
+        trunk,
+        Duration::from_millis(3500),
+        100,
+        2000,
+        0x1234_5678,
+        |i| (0..160u32).map(|k| (i * 7 + k) as u8).collect(),
+    );
     let out = peer.wait_with_output().expect("SRTP peer");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -726,15 +748,7 @@ fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
 fn refer_from_teams_leaves_the_caller_talking_to_the_target() {
     let _lock = serial();
     let p = Ports::for_test(4);
-    let w = world(p);
-    let mock_rtp = p.proxies[0] + 10;
-    w.mocks[0].set_answer(Box::new(move |offer| {
-        teams_mock::default_answer(offer, mock_rtp)
-    }));
-    let app = Appliance::start(&config(p, &w.sbc, &w.pki.ca_pem, "2s", 2));
-    wait_for("sip answered an OPTIONS", Duration::from_secs(20), || {
-        !w.mocks[0].seen().options.is_empty()
-    });
+    let (w, app, _) = world_answering_calls(p);
     let dir = app.dir.path();
     // The transfer target: a sipp UAS echoing the RTP it gets.
     let uas_args: Vec<String> = [
@@ -758,48 +772,8 @@ fn refer_from_teams_leaves_the_caller_talking_to_the_target() {
     .map(|s| (*s).to_owned())
     .collect();
     let mut uas = Sipp::start("target", dir, &uas_args);
-    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("trunk RTP socket");
-    rtp.set_read_timeout(Some(Duration::from_millis(10)))
-        .expect("timeout");
-    let rtp_port = rtp.local_addr().expect("addr").port();
-    let scen = sipp_harness::scenario(dir, "uac_teams_media.xml");
-    let uac_args: Vec<String> = vec![
-        "-sf".into(),
-        scen.display().to_string(),
-        format!("127.0.0.1:{}", p.sip),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        p.carrier.to_string(),
-        "-mp".into(),
-        p.sipp_media.to_string(),
-        "-s".into(),
-        "0198765432".into(),
-        "-key".into(),
-        "rtp_port".into(),
-        rtp_port.to_string(),
-        "-m".into(),
-        "1".into(),
-        "-trace_msg".into(),
-        "-nostdin".into(),
-        "-timeout".into(),
-        "40s".into(),
-        "-timeout_error".into(),
-    ];
-    let mut uac = Sipp::start("caller", dir, &uac_args);
-    wait_for("the INVITE reaches sip", Duration::from_secs(15), || {
-        !w.mocks[0].seen().invites.is_empty()
-    });
-    let mut trunk_port = None;
-    wait_for(
-        "sipp's trace shows the 200 OK",
-        Duration::from_secs(10),
-        || {
-            trunk_port = answered_port(dir);
-            trunk_port.is_some()
-        },
-    );
-    let trunk = SocketAddr::from(([127, 0, 0, 1], trunk_port.unwrap_or(0)));
+    let (rtp, mut uac) = media_call(dir, p, &w.mocks[0], "caller");
+    let trunk = trunk_media_addr(dir);
     // Teams transfers the caller to +4930123456 (routed from the teams peer to `target`).
     let invite = w.mocks[0].seen().invites[0].text.clone();
     let refer = teams_mock::refer_for(
@@ -832,29 +806,15 @@ fn refer_from_teams_leaves_the_caller_talking_to_the_target() {
         || w.mocks[0].seen().byes >= 1,
     );
     // The caller now talks to the target: its RTP comes back echoed by the target.
-    let mut sent: Vec<Vec<u8>> = Vec::new();
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let mut buf = [0u8; 2048];
-    let start = Instant::now();
-    let mut i: u32 = 0;
-    while start.elapsed() < Duration::from_millis(2000) {
-        if i < 75 && start.elapsed() >= Duration::from_millis(20 * u64::from(i)) {
-            let mut pkt = vec![0x80, 0];
-            pkt.extend_from_slice(&(3000 + i as u16).to_be_bytes());
-            pkt.extend_from_slice(&(160 * i).to_be_bytes());
-            pkt.extend_from_slice(&0x2345_6789u32.to_be_bytes());
-            let payload: Vec<u8> = (0..160u32).map(|k| (i * 11 + k * 3) as u8).collect();
-            pkt.extend_from_slice(&payload);
-            rtp.send_to(&pkt, trunk).expect("send RTP");
-            sent.push(payload);
-            i += 1;
-        }
-        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
-            if n > 12 && buf[0] >> 6 == 2 {
-                got.push(buf[12..n].to_vec());
-            }
-        }
-    }
+    let (sent, got) = exchange_rtp(
+        &rtp,
+        trunk,
+        Duration::from_millis(2000),
+        75,
+        3000,
+        0x2345_6789,
+        |i| (0..160u32).map(|k| (i * 11 + k * 3) as u8).collect(),
+    );
     eprintln!(
         "after the transfer: sent {} RTP, {} came back from the target",
         sent.len(),

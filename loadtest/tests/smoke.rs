@@ -14,35 +14,34 @@ fn target_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The raw forwarder binary, built on demand in our target directory.
-fn rawfwd() -> PathBuf {
-    let p = target_dir().join("portcullis-rawfwd");
+/// Binary `bin` of workspace package `package`, built on demand in our target directory
+/// (same profile as this test).
+fn built_on_demand(package: &str, bin: &str) -> PathBuf {
+    let p = target_dir().join(bin);
     if !p.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let target = target_dir()
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let profile_release = target_dir().ends_with("release");
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-p",
-            "portcullis-dataplane",
-            "--bin",
-            "portcullis-rawfwd",
-        ])
-        .env("CARGO_TARGET_DIR", target);
-        if profile_release {
+        cmd.args(["build", "-p", package, "--bin", bin])
+            .env("CARGO_TARGET_DIR", target);
+        if target_dir().ends_with("release") {
             cmd.arg("--release");
         }
         let st = cmd
             .status()
-            .expect("running cargo to build portcullis-rawfwd");
-        assert!(st.success(), "building portcullis-rawfwd failed");
+            .unwrap_or_else(|e| panic!("running cargo to build {bin}: {e}"));
+        assert!(st.success(), "building {bin} failed");
     }
-    assert!(p.exists(), "portcullis-rawfwd missing at {}", p.display());
+    assert!(p.exists(), "{bin} missing at {}", p.display());
     p
+}
+
+/// The raw forwarder binary, built on demand in our target directory.
+fn rawfwd() -> PathBuf {
+    built_on_demand("portcullis-dataplane", "portcullis-rawfwd")
 }
 
 fn free_port() -> u16 {
@@ -62,37 +61,54 @@ fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("lt-{}-{name}", std::process::id()))
 }
 
+/// Runs the tool with `--report <json>` added and asserts that it succeeded (`hint` leads
+/// the failure message); returns the report and the tool's stdout, for messages.
+fn run_with_report(cmd: &mut Command, json: &Path, hint: &str) -> (serde_json::Value, String) {
+    let out = cmd
+        .arg("--report")
+        .arg(json)
+        .output()
+        .expect("loadtest runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{hint}{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (report(json), text)
+}
+
+/// Runs the tool and asserts that it refuses to, with `why` on stderr.
+fn assert_refused(cmd: &mut Command, why: &str) {
+    let bad = cmd.output().expect("loadtest runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains(why));
+}
+
 #[test]
 fn fifty_streams_through_rawfwd_for_two_seconds() {
     let json = tmp("raw.json");
     let svg = tmp("raw.svg");
-    let out = Command::new(BIN)
-        .args([
-            "--against",
-            "raw",
-            "--calls",
-            "25",
-            "--cps",
-            "200",
-            "--duration",
-            "2",
-        ])
-        .args(["--relay-port", &free_port().to_string(), "--quiet"])
-        .arg("--rawfwd-bin")
-        .arg(rawfwd())
-        .arg("--report")
-        .arg(&json)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .expect("loadtest runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args([
+                "--against",
+                "raw",
+                "--calls",
+                "25",
+                "--cps",
+                "200",
+                "--duration",
+                "2",
+            ])
+            .args(["--relay-port", &free_port().to_string(), "--quiet"])
+            .arg("--rawfwd-bin")
+            .arg(rawfwd())
+            .arg("--svg")
+            .arg(&svg),
+        &json,
+        "",
     );
-    let r = report(&json);
     assert_eq!(r["mode"], "raw");
     assert_eq!(r["media"]["streams"], 50, "{text}");
     let sent = r["media"]["sent"].as_u64().unwrap();
@@ -115,45 +131,38 @@ fn direct_sip_calls_with_every_behaviour_have_no_failures() {
     let json = tmp("direct.json");
     let uac = format!("127.0.0.1:{}", free_port());
     let uas = format!("127.0.0.1:{}", free_port());
-    let out = Command::new(BIN)
-        .args([
-            "--against",
-            "direct",
-            "--calls",
-            "20",
-            "--cps",
-            "40",
-            "--duration",
-            "3",
-        ])
-        .args([
-            "--hold",
-            "1",
-            "--reinvite-share",
-            "0.2",
-            "--cancel-share",
-            "0.2",
-        ])
-        .args([
-            "--callee-bye-share",
-            "0.2",
-            "--uac",
-            &uac,
-            "--uas",
-            &uas,
-            "--quiet",
-        ])
-        .arg("--report")
-        .arg(&json)
-        .output()
-        .expect("loadtest runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args([
+                "--against",
+                "direct",
+                "--calls",
+                "20",
+                "--cps",
+                "40",
+                "--duration",
+                "3",
+            ])
+            .args([
+                "--hold",
+                "1",
+                "--reinvite-share",
+                "0.2",
+                "--cancel-share",
+                "0.2",
+            ])
+            .args([
+                "--callee-bye-share",
+                "0.2",
+                "--uac",
+                &uac,
+                "--uas",
+                &uas,
+                "--quiet",
+            ]),
+        &json,
+        "",
     );
-    let r = report(&json);
     let started = r["calls_started"].as_u64().unwrap();
     assert!(started >= 40, "{text}");
     assert_eq!(r["calls_completed"].as_u64().unwrap(), started, "{text}");
@@ -165,24 +174,7 @@ fn direct_sip_calls_with_every_behaviour_have_no_failures() {
 
 /// The appliance binary, built on demand in our target directory.
 fn appliance() -> PathBuf {
-    let p = target_dir().join("portcullis");
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let target = target_dir()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "portcullis", "--bin", "portcullis"])
-            .env("CARGO_TARGET_DIR", target);
-        if target_dir().ends_with("release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("running cargo to build portcullis");
-        assert!(st.success(), "building the portcullis appliance failed");
-    }
-    assert!(p.exists(), "portcullis missing at {}", p.display());
-    p
+    built_on_demand("portcullis", "portcullis")
 }
 
 #[test]
@@ -211,22 +203,15 @@ fn direct_srtp_calls_are_decrypted_exactly() {
     let json = tmp("direct-srtp.json");
     let uac = format!("127.0.0.1:{}", free_port());
     let uas = format!("127.0.0.1:{}", free_port());
-    let out = Command::new(BIN)
-        .args(["--against", "direct", "--srtp", "both"])
-        .args(["--calls", "30", "--cps", "60", "--duration", "2", "--quiet"])
-        .args(["--reinvite-share", "0.3", "--hold", "1.2"])
-        .args(["--uac", &uac, "--uas", &uas])
-        .arg("--report")
-        .arg(&json)
-        .output()
-        .expect("loadtest runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args(["--against", "direct", "--srtp", "both"])
+            .args(["--calls", "30", "--cps", "60", "--duration", "2", "--quiet"])
+            .args(["--reinvite-share", "0.3", "--hold", "1.2"])
+            .args(["--uac", &uac, "--uas", &uas]),
+        &json,
+        "",
     );
-    let r = report(&json);
     assert_eq!(r["srtp"], "both");
     assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
     assert!(r["reinvites_ok"].as_u64().unwrap() > 0, "{text}");
@@ -234,13 +219,12 @@ fn direct_srtp_calls_are_decrypted_exactly() {
     assert_eq!(r["media"]["lost"], 0, "{text}");
     assert_eq!(r["srtp_errors"], 0, "{text}");
     // The direct mode refuses one-sided SRTP (both sides are ours).
-    let bad = Command::new(BIN)
-        .args(["--against", "direct", "--srtp", "caller", "--duration", "1"])
-        .args(["--uac", &uac, "--uas", &uas, "--quiet"])
-        .output()
-        .expect("loadtest runs");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--srtp must be both"));
+    assert_refused(
+        Command::new(BIN)
+            .args(["--against", "direct", "--srtp", "caller", "--duration", "1"])
+            .args(["--uac", &uac, "--uas", &uas, "--quiet"]),
+        "--srtp must be both",
+    );
     let _ = std::fs::remove_file(json);
 }
 
@@ -280,41 +264,34 @@ fn spawned_appliance_run(
     )
     .unwrap();
     let json = tmp(&format!("{name}-spawn.json"));
-    let out = Command::new(BIN)
-        .args(["--srtp", srtp])
-        .args([
-            "--spawn",
-            "--calls",
-            "20",
-            "--cps",
-            "40",
-            "--duration",
-            "3",
-            "--quiet",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--appliance-bin")
-        .arg(appliance())
-        .args(["--appliance-sip", &format!("127.0.0.1:{sip}")])
-        .args([
-            "--uac",
-            &format!("127.0.0.1:{uac}"),
-            "--uas",
-            &format!("127.0.0.1:{uas}"),
-        ])
-        .args(["--relay-core", "0"])
-        .arg("--report")
-        .arg(&json)
-        .output()
-        .expect("loadtest runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args(["--srtp", srtp])
+            .args([
+                "--spawn",
+                "--calls",
+                "20",
+                "--cps",
+                "40",
+                "--duration",
+                "3",
+                "--quiet",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--appliance-bin")
+            .arg(appliance())
+            .args(["--appliance-sip", &format!("127.0.0.1:{sip}")])
+            .args([
+                "--uac",
+                &format!("127.0.0.1:{uac}"),
+                "--uas",
+                &format!("127.0.0.1:{uas}"),
+            ])
+            .args(["--relay-core", "0"]),
+        &json,
+        "",
     );
-    let r = report(&json);
     assert_eq!(r["mode"], "appliance");
     assert_eq!(r["calls_started"], 20, "{text}");
     assert_eq!(r["calls_answered"], 20, "{text}");
@@ -343,38 +320,29 @@ fn netns_run_is_isolated_and_uses_the_default_ports() {
     // ports) without meeting anything else on this machine. Needs root, like the
     // 10,000-call runs it exists for.
     let json = tmp("netns.json");
-    let out = Command::new(BIN)
-        .args(["--netns", "--against", "direct"])
-        .args([
-            "--calls",
-            "10",
-            "--cps",
-            "50",
-            "--duration",
-            "1.5",
-            "--quiet",
-        ])
-        .args(["--ptime", "180"])
-        .arg("--report")
-        .arg(&json)
-        .output()
-        .expect("loadtest runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "--netns needs root (CAP_SYS_ADMIN) and iproute2: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args(["--netns", "--against", "direct"])
+            .args([
+                "--calls",
+                "10",
+                "--cps",
+                "50",
+                "--duration",
+                "1.5",
+                "--quiet",
+            ])
+            .args(["--ptime", "180"]),
+        &json,
+        "--netns needs root (CAP_SYS_ADMIN) and iproute2: ",
     );
-    let r = report(&json);
     assert_eq!(r["ptime_ms"], 180);
     assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
     assert!(r["media"]["sent"].as_u64().unwrap() > 50, "{text}");
     assert_eq!(r["media"]["lost"], 0, "{text}");
-    let bad = Command::new(BIN)
-        .args(["--against", "direct", "--ptime", "200", "--duration", "1"])
-        .output()
-        .expect("loadtest runs");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("1500-byte datagram"));
+    assert_refused(
+        Command::new(BIN).args(["--against", "direct", "--ptime", "200", "--duration", "1"]),
+        "1500-byte datagram",
+    );
     let _ = std::fs::remove_file(json);
 }
