@@ -14,7 +14,8 @@ use common::{
     wait_until, Leaf, TestCa, WAIT,
 };
 use portcullis_net::{
-    ListenerConfig, NetError, Outbound, SipTransports, Transport, TransportConfig, TransportEvent,
+    Inbound, ListenerConfig, NetError, Outbound, SipTransports, Transport, TransportConfig,
+    TransportEvent,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -75,6 +76,13 @@ async fn wait_line(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> Ve
     before
 }
 
+/// Writes `bytes` into the child's stdin and flushes it.
+async fn write_stdin(child: &mut Child, bytes: &[u8]) {
+    let stdin = child.stdin.as_mut().expect("stdin");
+    stdin.write_all(bytes).await.expect("write");
+    stdin.flush().await.expect("flush");
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
@@ -114,6 +122,13 @@ fn s_client_args<'a>(addr: &'a str, ca: &'a TestCa, cert: Option<&'a Leaf>) -> V
         a.extend(["-cert", p(&l.cert_pem), "-key", p(&l.key_pem)]);
     }
     a
+}
+
+/// Sends `resp` back over the mTLS connection that `m` arrived on.
+fn respond(srv: &SipTransports, m: &Inbound, resp: &[u8]) {
+    let mut o = Outbound::new(Transport::Mtls, m.remote, resp.to_vec());
+    o.conn = m.conn;
+    srv.send(o).expect("respond");
 }
 
 /// Writes an OPTIONS into s_client (ignoring a closed pipe: the server may already have
@@ -171,9 +186,7 @@ async fn mtls_listener_against_openssl_s_client() {
         // 4. Trusted and expected: the OPTIONS arrives and our answer reaches s_client.
         let (mut child, mut out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&trusted)));
         let req = options("ossl-ok", "");
-        let stdin = child.stdin.as_mut().expect("stdin");
-        stdin.write_all(&req).await.expect("write");
-        stdin.flush().await.expect("flush");
+        write_stdin(&mut child, &req).await;
         let m = next_message(&mut srx).await;
         assert_eq!(m.bytes, req);
         assert_eq!(m.transport, Transport::Mtls);
@@ -182,9 +195,7 @@ async fn mtls_listener_against_openssl_s_client() {
             Some(&["sip.pstnhub.test".to_owned()][..])
         );
         let resp = b"SIP/2.0 200 OK\r\nServer: portcullis-test\r\nContent-Length: 0\r\n\r\n";
-        let mut o = Outbound::new(Transport::Mtls, m.remote, resp.to_vec());
-        o.conn = m.conn;
-        srv.send(o).expect("respond");
+        respond(&srv, &m, resp);
         wait_line(&mut out, "Server: portcullis-test").await;
         let _ = child.kill().await;
 
@@ -212,9 +223,7 @@ async fn mtls_framing_error_answered_through_tls_then_closed() {
         let (mut good, mut good_out) =
             spawn_openssl(&s_client_args(&addr_s, &ca, Some(&trusted)));
         let req = options("tls-good", "");
-        let stdin = good.stdin.as_mut().expect("stdin");
-        stdin.write_all(&req).await.expect("write");
-        stdin.flush().await.expect("flush");
+        write_stdin(&mut good, &req).await;
         let m = next_message(&mut srx).await;
         assert_eq!(m.bytes, req);
 
@@ -222,9 +231,7 @@ async fn mtls_framing_error_answered_through_tls_then_closed() {
         let broken = b"OPTIONS sip:sbc.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKtlsbad\r\n\
             From: <sip:p@example.com>;tag=1\r\nTo: <sip:sbc.test>\r\nCall-ID: tlsbad@test\r\n\
             CSeq: 1 OPTIONS\r\nContent-Length: 1x\r\n\r\n";
-        let stdin = bad.stdin.as_mut().expect("stdin");
-        stdin.write_all(broken).await.expect("write");
-        stdin.flush().await.expect("flush");
+        write_stdin(&mut bad, broken).await;
         wait_line(
             &mut bad_out,
             "SIP/2.0 400 Bad Request (invalid Content-Length)",
@@ -241,9 +248,7 @@ async fn mtls_framing_error_answered_through_tls_then_closed() {
 
         // The first connection still carries messages both ways.
         let again = options("tls-good-2", "");
-        let stdin = good.stdin.as_mut().expect("stdin");
-        stdin.write_all(&again).await.expect("write");
-        stdin.flush().await.expect("flush");
+        write_stdin(&mut good, &again).await;
         let m = loop {
             match next_event(&mut srx).await {
                 TransportEvent::Message(m) => break m,
@@ -255,9 +260,7 @@ async fn mtls_framing_error_answered_through_tls_then_closed() {
         };
         assert_eq!(m.bytes, again);
         let resp = b"SIP/2.0 200 OK\r\nServer: portcullis-after\r\nContent-Length: 0\r\n\r\n";
-        let mut o = Outbound::new(Transport::Mtls, m.remote, resp.to_vec());
-        o.conn = m.conn;
-        srv.send(o).expect("respond");
+        respond(&srv, &m, resp);
         wait_line(&mut good_out, "Server: portcullis-after").await;
         let _ = good.kill().await;
     })
@@ -272,6 +275,42 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `openssl s_server` on a free loopback port with `srv_leaf`'s certificate and the
+/// `extra` arguments; returns once it accepts, with the address to connect to.
+async fn spawn_s_server(
+    srv_leaf: &Leaf,
+    extra: &[&str],
+) -> (Child, mpsc::UnboundedReceiver<String>, SocketAddr) {
+    let accept = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "s_server",
+        "-accept",
+        &accept,
+        "-cert",
+        p(&srv_leaf.cert_pem),
+        "-key",
+        p(&srv_leaf.key_pem),
+    ];
+    args.extend_from_slice(extra);
+    let (server, mut out) = spawn_openssl(&args);
+    wait_line(&mut out, "ACCEPT").await;
+    let addr: SocketAddr = accept.parse().expect("addr");
+    (server, out, addr)
+}
+
+/// Our transports with only a TLS client (trusting `ca`, presenting `cert` if given).
+async fn tls_client(
+    ca: &TestCa,
+    cert: Option<&Leaf>,
+) -> (SipTransports, mpsc::Receiver<TransportEvent>) {
+    SipTransports::bind(TransportConfig {
+        tls_client: Some(client_settings(ca, cert)),
+        ..TransportConfig::default()
+    })
+    .await
+    .expect("bind")
+}
+
 fn tls_out(to: SocketAddr, name: &str, bytes: Vec<u8>) -> Outbound {
     let mut o = Outbound::new(Transport::Tls, to, bytes);
     o.tls_server_name = Some(name.to_owned());
@@ -283,26 +322,9 @@ async fn tls_client_against_openssl_s_server_checks_server_name() {
     timeout(Duration::from_secs(60), async {
         let ca = TestCa::new("ossls");
         let srv_leaf = ca.leaf("server", &["right.test"]);
-        let port = free_port();
-        let accept = format!("127.0.0.1:{port}");
-        let (mut server, mut out) = spawn_openssl(&[
-            "s_server",
-            "-accept",
-            &accept,
-            "-cert",
-            p(&srv_leaf.cert_pem),
-            "-key",
-            p(&srv_leaf.key_pem),
-        ]);
-        wait_line(&mut out, "ACCEPT").await;
-        let addr: SocketAddr = accept.parse().expect("addr");
+        let (mut server, mut out, addr) = spawn_s_server(&srv_leaf, &[]).await;
 
-        let (cli, mut crx) = SipTransports::bind(TransportConfig {
-            tls_client: Some(client_settings(&ca, None)),
-            ..TransportConfig::default()
-        })
-        .await
-        .expect("bind");
+        let (cli, mut crx) = tls_client(&ca, None).await;
 
         // The certificate names right.test, we want wrong.test: refused by our side.
         let bad = cli
@@ -341,9 +363,7 @@ async fn tls_client_against_openssl_s_server_checks_server_name() {
         }
         wait_line(&mut out, "OPTIONS sip:sbc.example.com SIP/2.0").await;
         let resp = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
-        let stdin = server.stdin.as_mut().expect("stdin");
-        stdin.write_all(resp).await.expect("write");
-        stdin.flush().await.expect("flush");
+        write_stdin(&mut server, resp).await;
         let m = next_message(&mut crx).await;
         assert_eq!(m.bytes, resp);
         assert_eq!(m.conn, ok);
@@ -359,38 +379,21 @@ async fn mtls_client_presents_certificate_to_openssl_s_server() {
         let ca = TestCa::new("osslm");
         let srv_leaf = ca.leaf("server", &["proxy.test"]);
         let our = ca.leaf("sbc", &["sbc.test"]);
-        let port = free_port();
-        let accept = format!("127.0.0.1:{port}");
-        let (mut server, mut out) = spawn_openssl(&[
-            "s_server",
-            "-accept",
-            &accept,
-            "-cert",
-            p(&srv_leaf.cert_pem),
-            "-key",
-            p(&srv_leaf.key_pem),
-            "-Verify",
-            "2",
-            "-verify_return_error",
-            "-CAfile",
-            p(ca.path()),
-        ]);
-        wait_line(&mut out, "ACCEPT").await;
-        let addr: SocketAddr = accept.parse().expect("addr");
-        let (cli, mut crx) = SipTransports::bind(TransportConfig {
-            tls_client: Some(client_settings(&ca, Some(&our))),
-            ..TransportConfig::default()
-        })
-        .await
-        .expect("bind");
+        let (mut server, mut out, addr) = spawn_s_server(
+            &srv_leaf,
+            &[
+                "-Verify",
+                "2",
+                "-verify_return_error",
+                "-CAfile",
+                p(ca.path()),
+            ],
+        )
+        .await;
+        let (cli, mut crx) = tls_client(&ca, Some(&our)).await;
         // Without a client certificate s_server drops us after the handshake, before
         // printing any data.
-        let (anon, mut arx) = SipTransports::bind(TransportConfig {
-            tls_client: Some(client_settings(&ca, None)),
-            ..TransportConfig::default()
-        })
-        .await
-        .expect("bind");
+        let (anon, mut arx) = tls_client(&ca, None).await;
         let nocert = anon
             .send(tls_out(addr, "proxy.test", options("nocert", "")))
             .expect("queued");

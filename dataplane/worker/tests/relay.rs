@@ -3,26 +3,42 @@
 
 mod common;
 
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::*;
 use portcullis_dataplane::{
-    Backend, DataplaneConfig, DataplaneError, DropReason, Event, IceLite, Side, StreamFlags,
-    StreamParams,
+    Backend, Dataplane, DataplaneConfig, DataplaneError, DropReason, Event, IceLite, Side,
+    StreamFlags, StreamPairHandle, StreamParams,
 };
 use portcullis_rtp::srtp::SrtpSession;
 use portcullis_rtp::stun::{build_binding_request, BindingRequest, StunMessage};
 
 const WAIT: Duration = Duration::from_secs(3);
 
+/// What `start(backend, base, pairs)` runs with (ports `base..base + 4 * pairs`), for a test
+/// to adjust before `start_with`.
+fn config(backend: Backend, base: u16, pairs: u16) -> DataplaneConfig {
+    DataplaneConfig {
+        port_min: base,
+        port_max: base + pairs * 4 - 1,
+        backend,
+        ..DataplaneConfig::default()
+    }
+}
+
+/// Sets both legs and gives the worker a moment to apply them before packets are sent.
+fn update_and_settle(dp: &Dataplane, h: &StreamPairHandle, a: StreamParams, b: StreamParams) {
+    dp.update(h, a, b).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 fn latching(backend: Backend, base: u16) {
     let dp = start(backend, base, 2);
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb, intruder) = (peer(), peer(), peer());
     // A's address unknown (learnt by latching), B's signalled.
-    dp.update(&h, plain(None), plain(Some(addr(&pb))))
-        .expect("update");
-    std::thread::sleep(Duration::from_millis(50));
+    update_and_settle(&dp, &h, plain(None), plain(Some(addr(&pb))));
     pa.send_to(&rtp(1, 160, 0xaaaa, b"hello-a"), to(h.port_a))
         .expect("send");
     let (got, from) = recv(&pb).expect("A->B relayed");
@@ -72,8 +88,7 @@ fn relatch_policy(backend: Backend, base: u16) {
     a.flags.allow_relatch_on_ssrc_change = true;
     let mut b = plain(None);
     b.flags.allow_relatch_on_ssrc_change = false;
-    dp.update(&h, a, b).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
+    update_and_settle(&dp, &h, a, b);
     // Latch both legs.
     pa.send_to(&rtp(1, 0, 1, b"a"), to(h.port_a)).expect("send");
     pb.send_to(&rtp(1, 0, 2, b"b"), to(h.port_b)).expect("send");
@@ -107,8 +122,7 @@ fn rtcp_mux_and_port_plus_one(backend: Backend, base: u16) {
     let (pa, pa_rtcp, pb) = (peer(), peer(), peer());
     let mut b = plain(Some(addr(&pb)));
     b.flags.rtcp_mux = true;
-    dp.update(&h, plain(None), b).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
+    update_and_settle(&dp, &h, plain(None), b);
     pa.send_to(&rtp(1, 0, 5, b"m"), to(h.port_a)).expect("send");
     assert!(recv(&pb).is_some());
     // A's RTCP on port + 1 → B muxed: arrives from B's RTP port.
@@ -133,8 +147,7 @@ fn stun_binding_answer(backend: Backend, base: u16) {
     let pa = peer();
     let mut a = plain(None);
     a.ice = Some(IceLite::new("sbcufrag", "sbcpassword0123456789xyz").expect("creds"));
-    dp.update(&h, a, plain(None)).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
+    update_and_settle(&dp, &h, a, plain(None));
     let mut req = [0u8; 512];
     let n = build_binding_request(
         &BindingRequest {
@@ -171,48 +184,54 @@ fn stun_binding_answer(backend: Backend, base: u16) {
     assert_eq!((s.b.tx_packets, s.b.tx_bytes), (0, 0));
 }
 
-/// SRTP → RTP leg with the crate's own SRTP sender (interop with libsrtp is separate).
-fn srtp_pair(
+/// An SRTP → RTP pair `(dp, h, pa, pb, tx)` with the crate's own SRTP sender `tx` (interop
+/// with libsrtp is separate): leg A decrypts what `pa` sends, leg B relays it to `pb`.
+fn srtp_to_rtp(
     backend: Backend,
     base: u16,
     threshold: u64,
+    key_seed: u8,
 ) -> (
-    portcullis_dataplane::Dataplane,
-    portcullis_dataplane::StreamPairHandle,
+    Dataplane,
+    StreamPairHandle,
+    UdpSocket,
+    UdpSocket,
+    SrtpSession,
 ) {
     let dp = start_with(DataplaneConfig {
-        port_min: base,
-        port_max: base + 7,
-        backend,
         srtp_fail_threshold: threshold,
-        ..DataplaneConfig::default()
+        ..config(backend, base, 2)
     });
     let h = dp.allocate_pair().expect("pair");
-    (dp, h)
-}
-
-fn replay_rejected(backend: Backend, base: u16) {
-    let (dp, h) = srtp_pair(backend, base, 100);
     let (pa, pb) = (peer(), peer());
-    let k = keys(1);
+    let k = keys(key_seed);
     let a = StreamParams {
         srtp_in: Some(k),
         ..plain(None)
     };
-    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
-    let mut tx = SrtpSession::new(&k);
+    update_and_settle(&dp, &h, a, plain(Some(addr(&pb))));
+    (dp, h, pa, pb, SrtpSession::new(&k))
+}
+
+/// The RTP packet `p` protected by `tx`.
+fn protect(tx: &mut SrtpSession, p: &[u8]) -> Vec<u8> {
     let mut buf = [0u8; 256];
-    let p = rtp(100, 1600, 0x1234, b"secret payload");
-    buf[..p.len()].copy_from_slice(&p);
+    buf[..p.len()].copy_from_slice(p);
     let n = tx.protect_rtp(&mut buf, p.len()).expect("protect");
-    pa.send_to(&buf[..n], to(h.port_a)).expect("send");
+    buf[..n].to_vec()
+}
+
+fn replay_rejected(backend: Backend, base: u16) {
+    let (dp, h, pa, pb, mut tx) = srtp_to_rtp(backend, base, 100, 1);
+    let p = rtp(100, 1600, 0x1234, b"secret payload");
+    let srtp = protect(&mut tx, &p);
+    pa.send_to(&srtp, to(h.port_a)).expect("send");
     assert_eq!(
         recv(&pb).expect("decrypted").0,
         p,
         "SRTP→RTP yields the original"
     );
-    pa.send_to(&buf[..n], to(h.port_a)).expect("replay");
+    pa.send_to(&srtp, to(h.port_a)).expect("replay");
     assert!(recv_none(&pb).is_none(), "replayed packet must be dropped");
     assert!(wait_until(WAIT, || dp
         .stats(&h)
@@ -222,23 +241,12 @@ fn replay_rejected(backend: Backend, base: u16) {
 }
 
 fn tampered_rejected(backend: Backend, base: u16) {
-    let (dp, h) = srtp_pair(backend, base, 3);
-    let (pa, pb) = (peer(), peer());
-    let k = keys(9);
-    let a = StreamParams {
-        srtp_in: Some(k),
-        ..plain(None)
-    };
-    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
-    let mut tx = SrtpSession::new(&k);
+    let (dp, h, pa, pb, mut tx) = srtp_to_rtp(backend, base, 3, 9);
     for seq in 0..4u16 {
-        let mut buf = [0u8; 256];
         let p = rtp(seq, 160 * u32::from(seq), 0x5678, b"payload to tamper");
-        buf[..p.len()].copy_from_slice(&p);
-        let n = tx.protect_rtp(&mut buf, p.len()).expect("protect");
-        buf[14] ^= 0x01; // flip a ciphertext bit
-        pa.send_to(&buf[..n], to(h.port_a)).expect("send");
+        let mut srtp = protect(&mut tx, &p);
+        srtp[14] ^= 0x01; // flip a ciphertext bit
+        pa.send_to(&srtp, to(h.port_a)).expect("send");
     }
     assert!(recv_none(&pb).is_none(), "tampered packets must not pass");
     let ev = wait_event(&dp, WAIT, |e| matches!(e, Event::SrtpAuthFailures { .. }));
@@ -264,11 +272,8 @@ fn tampered_rejected(backend: Backend, base: u16) {
 
 fn inactivity_event(backend: Backend, base: u16) {
     let dp = start_with(DataplaneConfig {
-        port_min: base,
-        port_max: base + 7,
-        backend,
         inactivity_timeout: Duration::from_millis(300),
-        ..DataplaneConfig::default()
+        ..config(backend, base, 2)
     });
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb) = (peer(), peer());
@@ -320,11 +325,8 @@ fn stale_generation_is_noop(backend: Backend, base: u16) {
 
 fn full_ring_is_error(backend: Backend, base: u16) {
     let dp = start_with(DataplaneConfig {
-        port_min: base,
-        port_max: base + 7,
-        backend,
         ring_capacity: 4,
-        ..DataplaneConfig::default()
+        ..config(backend, base, 2)
     });
     let h = dp.allocate_pair().expect("pair");
     let w = h.worker;
@@ -370,8 +372,7 @@ fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
         flags: no_latch,
         ..StreamParams::default()
     };
-    dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
+    update_and_settle(&dp, &h, a, plain(Some(addr(&pb))));
     pa_other
         .send_to(&rtp(1, 0, 1, b"z"), to(h.port_a))
         .expect("send");
@@ -389,11 +390,8 @@ fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
 
 fn event_ring_overflow_is_reported(backend: Backend, base: u16) {
     let dp = start_with(DataplaneConfig {
-        port_min: base,
-        port_max: base + 11,
-        backend,
         ring_capacity: 2,
-        ..DataplaneConfig::default()
+        ..config(backend, base, 3)
     });
     let pb = peer();
     let pa = peer();
@@ -429,9 +427,7 @@ fn rtp_statistics_published(backend: Backend, base: u16) {
     let dp = start(backend, base, 1);
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb) = (peer(), peer());
-    dp.update(&h, plain(None), plain(Some(addr(&pb))))
-        .expect("update");
-    std::thread::sleep(Duration::from_millis(50));
+    update_and_settle(&dp, &h, plain(None), plain(Some(addr(&pb))));
     // Sequence numbers 1..=20 with 5, 6 and 7 missing: 20 expected, 17 received, 3 lost.
     for seq in (1..=20u16).filter(|s| !(5..=7).contains(s)) {
         pa.send_to(&rtp(seq, u32::from(seq) * 160, 0xcafe, b"m"), to(h.port_a))
