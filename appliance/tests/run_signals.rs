@@ -19,35 +19,20 @@ fn sigterm_releases_every_call_with_bye_and_cdr() {
     let dir = app.dir.path().to_path_buf();
     let uas_sc = scenario(&dir, "uas_wait_bye.xml");
     let uac_sc = scenario(&dir, "uac_wait_bye.xml");
-    let mut uas = Sipp::start(
-        "uas",
+    let mut uas = start_uas(&dir, p, &["-sf", uas_sc.to_str().unwrap(), "-m", "5"]);
+    let target = sip_target(p);
+    let mut uac = start_uac(
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            p.sipp_media + 100,
-            &["-sf", uas_sc.to_str().unwrap(), "-m", "5"],
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", p.sip);
-    let mut uac = Sipp::start(
-        "uac",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left,
-            p.sipp_media,
-            &[
-                "-sf",
-                uac_sc.to_str().unwrap(),
-                &target,
-                "-m",
-                "5",
-                "-r",
-                "10",
-            ],
-        ),
+        p,
+        &[
+            "-sf",
+            uac_sc.to_str().unwrap(),
+            &target,
+            "-m",
+            "5",
+            "-r",
+            "10",
+        ],
     );
     // All five calls answered (the log names each).
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -64,18 +49,8 @@ fn sigterm_releases_every_call_with_bye_and_cdr() {
     // drain_timeout is 3 s in the test config, then BYE to everyone.
     let st = app.wait_exit(Duration::from_secs(15));
     assert!(st.success(), "portcullis exit status {st}:\n{}", app.log());
-    let st = uac.wait(Duration::from_secs(15));
-    assert!(
-        st.success(),
-        "uac did not get its BYEs ({st}):\n{}",
-        uac.output()
-    );
-    let st = uas.wait(Duration::from_secs(15));
-    assert!(
-        st.success(),
-        "uas did not get its BYEs ({st}):\n{}",
-        uas.output()
-    );
+    uac.wait_ok(Duration::from_secs(15), "uac did not get its BYEs");
+    uas.wait_ok(Duration::from_secs(15), "uas did not get its BYEs");
     let cdrs = app.cdrs();
     assert_eq!(cdrs.len(), 5, "one CDR per call");
     for c in &cdrs {
@@ -90,7 +65,7 @@ fn sighup_reroutes_new_calls_keeps_media_and_refuses_broken_files() {
     let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
     let dir = app.dir.path().to_path_buf();
     pcaps(&dir);
-    let target = format!("127.0.0.1:{}", p.sip);
+    let target = sip_target(p);
 
     // A long call (≈ 9 s of G.711 and DTMF) to `right`.
     let (mut uas1, mut long) = start_echo_call(&dir, p, &target, p.left, ("uas1", "long"));
@@ -105,33 +80,24 @@ fn sighup_reroutes_new_calls_keeps_media_and_refuses_broken_files() {
     app.signal("HUP");
     wait_log(&app, "configuration reloaded", 1);
 
-    let mut uas2 = Sipp::start(
+    let mut uas2 = Sipp::peer(
         "uas2",
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right2,
-            p.sipp_media + 150,
-            &["-sn", "uas", "-m", "2"],
-        ),
+        "127.0.0.1",
+        p.right2,
+        p.sipp_media + 150,
+        &["-sn", "uas", "-m", "2"],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let mut next = Sipp::start(
+    let mut next = Sipp::peer(
         "next",
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left + 100,
-            p.sipp_media + 50,
-            &["-sn", "uac", &target, "-m", "1"],
-        ),
+        "127.0.0.1",
+        p.left + 100,
+        p.sipp_media + 50,
+        &["-sn", "uac", &target, "-m", "1"],
     );
-    let st = next.wait(Duration::from_secs(30));
-    assert!(
-        st.success(),
-        "call after reload failed ({st}):\n{}",
-        next.output()
-    );
+    next.wait_ok(Duration::from_secs(30), "call after reload failed");
 
     // A broken file is refused; the running configuration stays.
     std::fs::write(
@@ -144,29 +110,22 @@ fn sighup_reroutes_new_calls_keeps_media_and_refuses_broken_files() {
     .unwrap();
     app.signal("HUP");
     wait_log(&app, "reload refused", 1);
-    let mut again = Sipp::start(
+    let mut again = Sipp::peer(
         "again",
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left + 101,
-            p.sipp_media + 60,
-            &["-sn", "uac", &target, "-m", "1"],
-        ),
+        "127.0.0.1",
+        p.left + 101,
+        p.sipp_media + 60,
+        &["-sn", "uac", &target, "-m", "1"],
     );
-    let st = again.wait(Duration::from_secs(30));
-    assert!(
-        st.success(),
-        "call after a refused reload failed ({st}):\n{}",
-        again.output()
+    again.wait_ok(
+        Duration::from_secs(30),
+        "call after a refused reload failed",
     );
-    let st = uas2.wait(Duration::from_secs(10));
-    assert!(st.success(), "uas2 ({st}):\n{}", uas2.output());
+    uas2.wait_ok(Duration::from_secs(10), "uas2");
 
-    let st = long.wait(Duration::from_secs(40));
-    assert!(st.success(), "long call failed ({st}):\n{}", long.output());
-    let st = uas1.wait(Duration::from_secs(10));
-    assert!(st.success(), "uas1 ({st}):\n{}", uas1.output());
+    long.wait_ok(Duration::from_secs(40), "long call failed");
+    uas1.wait_ok(Duration::from_secs(10), "uas1");
 
     let cdrs = app.wait_cdrs(3, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 3);

@@ -13,48 +13,29 @@ fn thousand_calls_at_100_cps() {
     let p = Ports::for_test(1);
     let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
     let dir = app.dir.path().to_path_buf();
-    let mut uas = Sipp::start(
-        "uas",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            p.sipp_media + 100,
-            &["-sn", "uas", "-m", "1000"],
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", p.sip);
+    let mut uas = start_uas(&dir, p, &["-sn", "uas", "-m", "1000"]);
+    let target = sip_target(p);
     let started = Instant::now();
-    let mut uac = Sipp::start(
-        "uac",
+    let mut uac = start_uac(
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left,
-            p.sipp_media,
-            &[
-                "-sn",
-                "uac",
-                &target,
-                "-m",
-                "1000",
-                "-r",
-                "100",
-                "-trace_stat",
-                "-fd",
-                "1",
-            ],
-        ),
+        p,
+        &[
+            "-sn",
+            "uac",
+            &target,
+            "-m",
+            "1000",
+            "-r",
+            "100",
+            "-trace_stat",
+            "-fd",
+            "1",
+        ],
     );
-    let st = uac.wait(Duration::from_secs(90));
+    uac.wait_ok(Duration::from_secs(90), "sipp uac failed");
     let elapsed = started.elapsed();
-    assert!(st.success(), "sipp uac failed ({st}):\n{}", uac.output());
-    let stats = last_stats(&stat_file(&dir, "uac_"));
-    assert_eq!(stats["SuccessfulCall(C)"], "1000", "{stats:?}");
-    assert_eq!(stats["FailedCall(C)"], "0", "{stats:?}");
-    let st = uas.wait(Duration::from_secs(30));
-    assert!(st.success(), "sipp uas failed ({st}):\n{}", uas.output());
+    assert_uac_stats(&dir, 1000);
+    uas.wait_ok(Duration::from_secs(30), "sipp uas failed");
     let cdrs = app.wait_cdrs(1000, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 1000);
     for c in &cdrs {

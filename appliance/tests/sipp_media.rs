@@ -54,49 +54,18 @@ fn relayed_both_ways(n: u16, bind_ip: &str) {
     let app = Appliance::start(&toml);
     let dir = app.dir.path().to_path_buf();
     pcaps(&dir);
-    let mut uas = Sipp::start(
-        "uas",
+    let mut uas = start_uas(
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            p.sipp_media + 100,
-            &["-sn", "uas", "-rtp_echo", "-m", "1", "-trace_msg"],
-        ),
+        p,
+        &["-sn", "uas", "-rtp_echo", "-m", "1", "-trace_msg"],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", p.sip);
-    let mut uac = Sipp::start(
-        "uac",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left,
-            p.sipp_media,
-            &["-sn", "uac_pcap", &target, "-m", "1"],
-        ),
-    );
-    let st = uac.wait(Duration::from_secs(40));
-    assert!(
-        st.success(),
-        "sipp uac_pcap failed ({st}):\n{}",
-        uac.output()
-    );
-    let st = uas.wait(Duration::from_secs(20));
-    assert!(st.success(), "sipp uas failed ({st}):\n{}", uas.output());
+    let target = sip_target(p);
+    let mut uac = start_uac(&dir, p, &["-sn", "uac_pcap", &target, "-m", "1"]);
+    uac.wait_ok(Duration::from_secs(40), "sipp uac_pcap failed");
+    uas.wait_ok(Duration::from_secs(20), "sipp uas failed");
 
     // What the UAS was told: portcullis's address and one of its media ports.
-    let msgs = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("uas_") && n.ends_with("_messages.log"))
-        })
-        .expect("uas message log");
-    let log = std::fs::read_to_string(msgs).unwrap();
+    let log = msg_log(&dir, "uas_");
     let (addr, port) = first_sdp(&log);
     assert_eq!(addr, "127.0.0.1");
     assert!(
@@ -188,33 +157,11 @@ fn bypass_trunks_relay_sdp_unchanged() {
     assert_eq!(toml.matches("media = \"bypass\"").count(), 2, "{toml}");
     let app = Appliance::start(&toml);
     let dir = app.dir.path().to_path_buf();
-    let uas_media = p.sipp_media + 100;
-    let mut uas = Sipp::start(
-        "uas",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            uas_media,
-            &["-sn", "uas", "-m", "1", "-trace_msg"],
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", p.sip);
-    let mut uac = Sipp::start(
-        "uac",
-        &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left,
-            p.sipp_media,
-            &["-sn", "uac", &target, "-m", "1", "-trace_msg"],
-        ),
-    );
-    let st = uac.wait(Duration::from_secs(40));
-    assert!(st.success(), "sipp uac failed ({st}):\n{}", uac.output());
-    let st = uas.wait(Duration::from_secs(20));
-    assert!(st.success(), "sipp uas failed ({st}):\n{}", uas.output());
+    let mut uas = start_uas(&dir, p, &["-sn", "uas", "-m", "1", "-trace_msg"]);
+    let target = sip_target(p);
+    let mut uac = start_uac(&dir, p, &["-sn", "uac", &target, "-m", "1", "-trace_msg"]);
+    uac.wait_ok(Duration::from_secs(40), "sipp uac failed");
+    uas.wait_ok(Duration::from_secs(20), "sipp uas failed");
 
     let uac_log = msg_log(&dir, "uac_");
     let uas_log = msg_log(&dir, "uas_");
@@ -228,7 +175,8 @@ fn bypass_trunks_relay_sdp_unchanged() {
     let answer_got = bodies(&uac_log, "SIP/2.0 200");
     assert_eq!(answer_sent.len(), 1, "{uas_log}");
     assert_eq!(answer_got, answer_sent, "answer changed on the way");
-    assert_eq!(first_sdp(&answer_got[0]).1, uas_media);
+    // The UAS's own media port (`start_uas` gives it `sipp_media + 100`).
+    assert_eq!(first_sdp(&answer_got[0]).1, p.sipp_media + 100);
 
     let cdrs = app.wait_cdrs(1, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 1);

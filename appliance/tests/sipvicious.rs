@@ -230,40 +230,36 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
     let dir = app.dir.path().to_path_buf();
 
     let calls = 25;
-    let mut uas = Sipp::start(
+    let mut uas = Sipp::peer(
         "uas",
         &dir,
-        &sipp_args(
-            RIGHT_IP,
-            p.right,
-            uas_media(p),
-            &["-sn", "uas", "-m", &calls.to_string()],
-        ),
+        RIGHT_IP,
+        p.right,
+        uas_media(p),
+        &["-sn", "uas", "-m", &calls.to_string()],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", p.sip);
-    let mut uac = Sipp::start(
+    let target = sip_target(p);
+    let mut uac = Sipp::peer(
         "uac",
         &dir,
-        &sipp_args(
-            LEFT_IP,
-            p.left,
-            uac_media(p),
-            &[
-                "-sn",
-                "uac",
-                &target,
-                "-m",
-                &calls.to_string(),
-                "-r",
-                "1",
-                "-d",
-                "500",
-                "-trace_stat",
-                "-fd",
-                "1",
-            ],
-        ),
+        LEFT_IP,
+        p.left,
+        uac_media(p),
+        &[
+            "-sn",
+            "uac",
+            &target,
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "1",
+            "-d",
+            "500",
+            "-trace_stat",
+            "-fd",
+            "1",
+        ],
     );
     std::thread::sleep(Duration::from_secs(2));
 
@@ -339,13 +335,9 @@ fn scanner_is_banned_while_trunk_calls_succeed() {
     );
 
     // The trunk calls all went through meanwhile.
-    let st = uac.wait(Duration::from_secs(90));
-    assert!(st.success(), "sipp uac failed ({st}):\n{}", uac.output());
-    let stats = last_stats(&stat_file(&dir, "uac_"));
-    assert_eq!(stats["SuccessfulCall(C)"], calls.to_string(), "{stats:?}");
-    assert_eq!(stats["FailedCall(C)"], "0", "{stats:?}");
-    let st = uas.wait(Duration::from_secs(30));
-    assert!(st.success(), "sipp uas failed ({st}):\n{}", uas.output());
+    uac.wait_ok(Duration::from_secs(90), "sipp uac failed");
+    assert_uac_stats(&dir, calls);
+    uas.wait_ok(Duration::from_secs(30), "sipp uas failed");
     let cdrs = app.wait_cdrs(calls, Duration::from_secs(10));
     assert_eq!(
         cdrs.len(),

@@ -61,51 +61,38 @@ fn no_identifier_crosses_the_b2bua() {
     let calls = 5;
     let uas_log = dir.join("uas_messages.log");
     let uac_log = dir.join("uac_messages.log");
-    let mut uas = Sipp::start(
-        "uas",
+    let mut uas = start_uas(
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.right,
-            p.sipp_media + 100,
-            &[
-                "-sn",
-                "uas",
-                "-m",
-                &calls.to_string(),
-                "-trace_msg",
-                "-message_file",
-                uas_log.to_str().expect("utf-8 path"),
-            ],
-        ),
+        p,
+        &[
+            "-sn",
+            "uas",
+            "-m",
+            &calls.to_string(),
+            "-trace_msg",
+            "-message_file",
+            uas_log.to_str().expect("utf-8 path"),
+        ],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let target = format!("127.0.0.1:{}", p.sip);
-    let mut uac = Sipp::start(
-        "uac",
+    let target = sip_target(p);
+    let mut uac = start_uac(
         &dir,
-        &sipp_args(
-            "127.0.0.1",
-            p.left,
-            p.sipp_media,
-            &[
-                "-sn",
-                "uac",
-                &target,
-                "-m",
-                &calls.to_string(),
-                "-r",
-                "5",
-                "-trace_msg",
-                "-message_file",
-                uac_log.to_str().expect("utf-8 path"),
-            ],
-        ),
+        p,
+        &[
+            "-sn",
+            "uac",
+            &target,
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "5",
+            "-trace_msg",
+            "-message_file",
+            uac_log.to_str().expect("utf-8 path"),
+        ],
     );
-    let st = uac.wait(Duration::from_secs(60));
-    assert!(st.success(), "sipp uac failed ({st}):\n{}", uac.output());
-    let st = uas.wait(Duration::from_secs(30));
-    assert!(st.success(), "sipp uas failed ({st}):\n{}", uas.output());
+    uac.wait_ok(Duration::from_secs(60), "sipp uac failed");
+    uas.wait_ok(Duration::from_secs(30), "sipp uas failed");
 
     let a_text = read(&uac_log);
     let b_text = read(&uas_log);

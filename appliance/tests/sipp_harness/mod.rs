@@ -251,17 +251,11 @@ impl Appliance {
 
     /// Waits for the process to exit (bounded), returning its status.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!("portcullis did not exit within {within:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(st) = poll_exit(&mut self.child, within) {
+            return st;
         }
+        let _ = self.child.kill();
+        panic!("portcullis did not exit within {within:?}:\n{}", self.log());
     }
 }
 
@@ -274,6 +268,21 @@ impl Drop for Appliance {
         if std::thread::panicking() {
             eprintln!("---- portcullis log ----\n{}", self.log());
         }
+    }
+}
+
+/// Polls `child` every 50 ms until it exits (`Some(status)`) or `within` has passed
+/// (`None`; the child is left running).
+fn poll_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -307,28 +316,63 @@ impl Sipp {
 
     /// Waits for sipp to exit (bounded; killed and panics after `within`).
     pub fn wait(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "sipp {} still running after {within:?}:\n{}",
-                    self.name,
-                    self.output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(st) = poll_exit(&mut self.child, within) {
+            return st;
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "sipp {} still running after {within:?}:\n{}",
+            self.name,
+            self.output()
+        );
     }
 
     /// Its output so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
+
+    /// Starts sipp `name` in `dir` on `ip:port`, media on `media_port`: the common
+    /// arguments of [`sipp_args`] plus `extra`.
+    pub fn peer(
+        name: &str,
+        dir: &Path,
+        ip: &str,
+        port: u16,
+        media_port: u16,
+        extra: &[&str],
+    ) -> Self {
+        Self::start(name, dir, &sipp_args(ip, port, media_port, extra))
+    }
+
+    /// Waits for sipp to exit (bounded, as [`Sipp::wait`]) and asserts it succeeded; the
+    /// failure message is `what`, the exit status and sipp's output.
+    #[track_caller]
+    pub fn wait_ok(&mut self, within: Duration, what: &str) {
+        let st = self.wait(within);
+        assert!(st.success(), "{what} ({st}):\n{}", self.output());
+    }
+}
+
+/// `127.0.0.1:<sip>`: the appliance's SIP listener, as sipp's remote host.
+pub fn sip_target(p: Ports) -> String {
+    format!("127.0.0.1:{}", p.sip)
+}
+
+/// Starts sipp `uas` answering as trunk `right` (127.0.0.1:`p.right`, media
+/// `p.sipp_media + 100`) with `extra` arguments, and gives it 300 ms to bind before any
+/// call is placed.
+pub fn start_uas(dir: &Path, p: Ports, extra: &[&str]) -> Sipp {
+    let uas = Sipp::peer("uas", dir, "127.0.0.1", p.right, p.sipp_media + 100, extra);
+    std::thread::sleep(Duration::from_millis(300));
+    uas
+}
+
+/// Starts sipp `uac` calling as trunk `left` (127.0.0.1:`p.left`, media `p.sipp_media`);
+/// `extra` names the scenario and the target ([`sip_target`]).
+pub fn start_uac(dir: &Path, p: Ports, extra: &[&str]) -> Sipp {
+    Sipp::peer("uac", dir, "127.0.0.1", p.left, p.sipp_media, extra)
 }
 
 impl Drop for Sipp {
@@ -369,6 +413,15 @@ pub fn last_stats(path: &Path) -> std::collections::HashMap<String, String> {
         .map(str::to_owned)
         .zip(last.split(';').map(str::to_owned))
         .collect()
+}
+
+/// Asserts the last row of the `uac` run's `-trace_stat` CSV in `dir`: `calls`
+/// successful calls and no failed one.
+#[track_caller]
+pub fn assert_uac_stats(dir: &Path, calls: usize) {
+    let stats = last_stats(&stat_file(dir, "uac_"));
+    assert_eq!(stats["SuccessfulCall(C)"], calls.to_string(), "{stats:?}");
+    assert_eq!(stats["FailedCall(C)"], "0", "{stats:?}");
 }
 
 /// The `.csv` written by `-trace_stat` in `dir` for scenario `scen`.
