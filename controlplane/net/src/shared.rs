@@ -46,10 +46,10 @@ pub(crate) type ServerConfigCell = Arc<RwLock<Arc<ServerTls>>>;
 /// An open (or opening) stream connection as the send path sees it.
 #[derive(Debug)]
 pub(crate) struct ConnEntry {
-    pub(crate) transport: Transport,
-    pub(crate) remote: SocketAddr,
+    transport: Transport,
+    remote: SocketAddr,
     /// TLS connections we opened: the name the server certificate was verified against.
-    pub(crate) server_name: Option<String>,
+    server_name: Option<String>,
     pub(crate) tx: mpsc::Sender<Vec<u8>>,
 }
 
@@ -59,8 +59,8 @@ pub(crate) struct ConnEntry {
 pub(crate) struct ConnTable {
     pub(crate) by_id: HashMap<ConnId, ConnEntry>,
     pub(crate) by_remote: HashMap<SocketAddr, Vec<ConnId>>,
-    pub(crate) open: usize,
-    pub(crate) per_ip: HashMap<IpAddr, usize>,
+    open: usize,
+    per_ip: HashMap<IpAddr, usize>,
     /// Sources refused until the instant given ([`SipTransports::refuse`]).
     pub(crate) refused: HashMap<IpAddr, Instant>,
 }
@@ -82,9 +82,9 @@ pub(crate) struct Shared {
 /// owning it is aborted), together with the connection's table entry.
 #[derive(Debug)]
 pub(crate) struct ConnSlot {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) ip: IpAddr,
-    pub(crate) id: Option<ConnId>,
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    id: Option<ConnId>,
 }
 
 impl Drop for ConnSlot {
