@@ -1,4 +1,5 @@
-//! Route rules: number conditions and number translation.
+//! Route rules compiled: number conditions and number translation steps, built from
+//! the configured forms ([`crate::config::RouteRule`] and the types it holds).
 //!
 //! Invariants: regexes are compiled once, when the [`super::Router`] is built;
 //! a [`NumberMatch::Regex`] is anchored (it must match the whole number);
