@@ -110,6 +110,7 @@ fn full_snapshot() -> MetricsSnapshot {
         rearms: 1,
         enobufs: 1,
         connected_sockets: 1,
+        send_only_sockets: 1,
         connect_failures: 1,
         ..WorkerStats::default()
     };

@@ -245,6 +245,11 @@ pub const FAMILIES: &[Family] = &[
         "Connected send sockets in use (one per forwarding leg; io_uring backend).",
     ),
     fam(
+        "portcullis_dataplane_send_only_sockets",
+        G,
+        "Connected send sockets never read, each beside a receive socket for the same peer.",
+    ),
+    fam(
         "portcullis_dataplane_connect_failures_total",
         C,
         "Connected send sockets that could not be made (the leg sends unconnected).",
@@ -677,6 +682,9 @@ fn render_dataplane(e: &mut Encoder, snap: &MetricsSnapshot) {
     });
     per_worker(e, "portcullis_dataplane_connected_sockets", &|w| {
         w.connected_sockets
+    });
+    per_worker(e, "portcullis_dataplane_send_only_sockets", &|w| {
+        w.send_only_sockets
     });
     per_worker(e, "portcullis_dataplane_connect_failures_total", &|w| {
         w.connect_failures

@@ -18,15 +18,28 @@
 //! freed once the cancel completes. Without a free slot, or when a socket call fails, the
 //! leg goes on sending from its own socket (counted in `connect_failures`) until its peer
 //! changes. A removed pair's companions are closed when the backend sees the removal.
+//!
+//! Sending from a socket that is also read costs a wake-up per packet: each send's
+//! completion (`sock_wfree`) finds the multishot receive's waiter on the socket's wait queue
+//! and calls it (about 6 % of the relay's cost per packet, docs/PERFORMANCE.md, "Send-only
+//! companions"). So where the kernel allows, a companion is two sockets: a send socket,
+//! connected first and never read, and a receive socket, connected second to the same
+//! peer. Among connected sockets with the same four addresses the kernel delivers to the
+//! one connected last (Linux ≥ 6.13 keeps them in a 4-tuple hash, newest first), so every
+//! datagram from the peer reaches the receive socket. Whether it does is checked once per
+//! worker at start ([`newest_connected_wins`]); where it does not, a companion is one
+//! socket as above. A datagram that reached the send socket before the receive socket was
+//! connected is read by a drain ([`crate::ring::arm_drain`]) that ends without waiting.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use io_uring::{opcode, types, IoUring};
 
 use crate::counters::Counter;
 use crate::fixed::SockRef;
-use crate::ring::{arm_multishot, push, ud, UringState, K_CANCEL, K_RECV_C};
+use crate::ring::{arm_drain, arm_multishot, push, ud, UringState, K_CANCEL, K_RECV_C};
 use crate::worker::WorkerCtx;
 
 /// Companions made per loop iteration at most.
@@ -37,6 +50,8 @@ pub(crate) const REARM_BIT: u32 = 1 << 31;
 pub(crate) const SLACK: u32 = 64;
 
 const NONE: u32 = u32::MAX;
+/// The `bid` field of a drain's user data (a receive's is 0).
+const DRAIN: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -50,10 +65,23 @@ enum State {
 struct Comp {
     /// Leg slot (`socket / 2`) whose RTP port it shares.
     leg: u32,
-    peer: Option<SocketAddr>,
     state: State,
     /// Its multishot receive is in flight.
     armed: bool,
+    /// The drain of its send socket is in flight.
+    draining: bool,
+    /// Its receive ended and waits in the re-arm list.
+    rearm_pending: bool,
+}
+
+impl Comp {
+    const FREE: Comp = Comp {
+        leg: NONE,
+        state: State::Free,
+        armed: false,
+        draining: false,
+        rearm_pending: false,
+    };
 }
 
 /// Where a leg's forwards go: the companion in use and the peer it is connected to, in
@@ -119,6 +147,8 @@ struct LegState {
 /// The companions of one worker.
 pub(crate) struct Companions {
     first_slot: u32,
+    /// First registered slot of the send sockets when companions are split, else `NONE`.
+    send_slot: u32,
     comps: Vec<Comp>,
     legs: Vec<LegState>,
     /// Per leg, the companion in use and its peer.
@@ -128,19 +158,21 @@ pub(crate) struct Companions {
 }
 
 impl Companions {
-    /// `slots` registered-file slots from `first_slot` on, for a slice of `sockets`.
-    pub(crate) fn new(first_slot: u32, slots: u32, sockets: u32) -> Companions {
+    /// Registered-file slots wanted for a slice of `sockets`: one companion per RTP port
+    /// plus [`SLACK`], each two sockets when split.
+    pub(crate) fn slots_for(sockets: u32) -> u32 {
+        2 * (sockets / 2 + SLACK)
+    }
+
+    /// `slots` registered-file slots from `first_slot` on, for a slice of `sockets`;
+    /// `split`: a companion is a send and a receive socket (half the slots each).
+    pub(crate) fn new(first_slot: u32, slots: u32, sockets: u32, split: bool) -> Companions {
         let legs = (sockets / 2) as usize;
+        let count = if split { slots / 2 } else { slots };
         Companions {
             first_slot,
-            comps: (0..slots)
-                .map(|_| Comp {
-                    leg: NONE,
-                    peer: None,
-                    state: State::Free,
-                    armed: false,
-                })
-                .collect(),
+            send_slot: if split { first_slot + count } else { NONE },
+            comps: vec![Comp::FREE; count as usize],
             legs: vec![
                 LegState {
                     wanted: None,
@@ -149,7 +181,7 @@ impl Companions {
                 legs
             ],
             routes: vec![Route::NONE; legs],
-            free: (0..slots).rev().collect(),
+            free: (0..count).rev().collect(),
             wanted: Vec::with_capacity(legs),
         }
     }
@@ -162,7 +194,17 @@ impl Companions {
         }
         // A route is set when its companion becomes active and cleared when it closes.
         let c = self.routes.get((sock / 2) as usize)?.to(to)?;
-        Some(self.first_slot + c)
+        Some(self.sends_from(c))
+    }
+
+    /// The registered slot companion `c` sends from.
+    #[inline]
+    fn sends_from(&self, c: u32) -> u32 {
+        if self.send_slot == NONE {
+            self.first_slot + c
+        } else {
+            self.send_slot + c
+        }
     }
 
     /// Ask for a companion on socket `sock`'s port connected to `to` (an RTP port that
@@ -251,30 +293,40 @@ impl Companions {
             return false;
         };
         let slot = self.first_slot + c;
-        let made = crate::fixed::bind_index(ctx.bind_ip, ctx.base_port, leg * 2).and_then(|s| {
-            s.connect(&peer.into())
-                .map_err(|e| crate::types::DataplaneError::io("connect", e))?;
-            ring.submitter()
-                .register_files_update(slot, &[s.as_raw_fd()])
-                .map_err(|e| crate::types::DataplaneError::io("install companion", e))
-            // `s` closes here; the table keeps the socket.
-        });
-        if !matches!(made, Ok(1)) {
+        let split = self.send_slot != NONE;
+        // The send socket first: the peer's datagrams go to the one connected last.
+        let installed = (!split || install(ctx, ring, leg, peer, self.send_slot + c))
+            && install(ctx, ring, leg, peer, slot);
+        if !installed {
+            self.release(ring, c);
             self.free.push(c);
             return false;
         }
         if !arm_multishot(ring, st, SockRef::Fixed(slot), ud(K_RECV_C, c, 0)) {
-            release_slot(ring, slot);
+            self.release(ring, c);
             self.free.push(c);
             return false;
         }
+        // A full ring leaves the drain out: at worst a datagram that came in while the
+        // receive socket was not yet connected stays unread.
+        let draining = split
+            && arm_drain(
+                ring,
+                st,
+                SockRef::Fixed(self.send_slot + c),
+                ud(K_RECV_C, c, DRAIN),
+            );
         if let Some(comp) = self.comps.get_mut(c as usize) {
             *comp = Comp {
                 leg,
-                peer: Some(peer),
                 state: State::Active,
                 armed: true,
+                draining,
+                rearm_pending: false,
             };
+        }
+        if split {
+            ctx.shared.worker.send_only_sockets.add(1);
         }
         if let Some(r) = self.routes.get_mut(leg as usize) {
             *r = Route::new(c, peer);
@@ -295,14 +347,17 @@ impl Companions {
         if comp.state != State::Active {
             return true;
         }
-        if comp.armed {
-            let target = types::CancelBuilder::user_data(ud(K_RECV_C, c, 0));
-            let e = opcode::AsyncCancel2::new(target)
+        let cancel = |u: u64| {
+            opcode::AsyncCancel2::new(types::CancelBuilder::user_data(u))
                 .build()
-                .user_data(ud(K_CANCEL, 0, 0));
-            if !push(ring, &e) {
-                return false;
-            }
+                .user_data(ud(K_CANCEL, 0, 0))
+        };
+        if comp.armed && !push(ring, &cancel(ud(K_RECV_C, c, 0))) {
+            return false;
+        }
+        // A drain ends by itself; cancelling it too only hastens the slot's release.
+        if comp.draining {
+            let _ = push(ring, &cancel(ud(K_RECV_C, c, DRAIN)));
         }
         if let Some(r) = self.routes.get_mut(comp.leg as usize) {
             if r.comp == c {
@@ -312,47 +367,64 @@ impl Companions {
         let w = &ctx.shared.worker;
         w.connected_sockets
             .set(w.connected_sockets.get().saturating_sub(1));
+        if self.send_slot != NONE {
+            w.send_only_sockets
+                .set(w.send_only_sockets.get().saturating_sub(1));
+        }
         if let Some(m) = self.comps.get_mut(c as usize) {
             m.state = State::Closing;
         }
         true
     }
 
-    fn free_slot(&mut self, ring: &IoUring, c: u32) {
-        if let Some(comp) = self.comps.get_mut(c as usize) {
-            comp.state = State::Free;
-            comp.peer = None;
-            comp.leg = NONE;
-            release_slot(ring, self.first_slot + c);
+    /// Free closing companion `c`'s slots once nothing of it is in flight or queued.
+    fn settle(&mut self, ring: &IoUring, c: u32) {
+        let Some(comp) = self.comps.get_mut(c as usize) else {
+            return;
+        };
+        if comp.state == State::Closing && !comp.armed && !comp.draining && !comp.rearm_pending {
+            *comp = Comp::FREE;
+            self.release(ring, c);
             self.free.push(c);
         }
     }
 
-    /// A completion of companion `c`'s receive: returns the socket index of the port it
-    /// shares (for the packet, if any), and handles the end of the multishot: re-arm (via
-    /// `rearm`) an active companion, free a closing one's slot.
+    /// Empty companion `c`'s registered slots.
+    fn release(&self, ring: &IoUring, c: u32) {
+        release_slot(ring, self.first_slot + c);
+        if self.send_slot != NONE {
+            release_slot(ring, self.send_slot + c);
+        }
+    }
+
+    /// A completion of companion `c`'s receive (`bid` 0) or drain (`bid` [`DRAIN`]):
+    /// returns the socket index of the port it shares (for the packet, if any), and
+    /// handles the end of the multishot: re-arm (via `rearm`) an active companion's
+    /// receive, free a closing one's slots.
     pub(crate) fn on_completion(
         &mut self,
         ring: &IoUring,
         c: u32,
+        bid: u16,
         more: bool,
         stop: bool,
         rearm: &mut Vec<u32>,
     ) -> Option<u32> {
-        let comp = *self.comps.get(c as usize)?;
-        if !more {
-            if let Some(m) = self.comps.get_mut(c as usize) {
-                m.armed = false;
-            }
-            match comp.state {
-                State::Active if !stop && rearm.len() < rearm.capacity() => {
-                    rearm.push(c | REARM_BIT);
-                }
-                State::Closing => self.free_slot(ring, c),
-                _ => {}
+        let comp = self.comps.get_mut(c as usize)?;
+        let leg = comp.leg;
+        if !more && bid == DRAIN {
+            comp.draining = false;
+        } else if !more {
+            comp.armed = false;
+            if comp.state == State::Active && !stop && rearm.len() < rearm.capacity() {
+                rearm.push(c | REARM_BIT);
+                comp.rearm_pending = true;
             }
         }
-        (comp.leg != NONE).then_some(comp.leg * 2)
+        if !more {
+            self.settle(ring, c);
+        }
+        (leg != NONE).then_some(leg * 2)
     }
 
     /// Re-arm companion `c`'s receive (from the re-arm list), counted in `rearms`; `false`
@@ -376,30 +448,84 @@ impl Companions {
                 }
                 if let Some(m) = self.comps.get_mut(c as usize) {
                     m.armed = true;
+                    m.rearm_pending = false;
                 }
                 rearms.add(1);
                 true
             }
             State::Closing => {
-                self.free_slot(ring, c);
+                if let Some(m) = self.comps.get_mut(c as usize) {
+                    m.rearm_pending = false;
+                }
+                self.settle(ring, c);
                 true
             }
             State::Free => true,
         }
     }
 
-    /// User data of every companion receive in flight (for the teardown's cancels).
+    /// User data of every companion receive and drain in flight (for the teardown's
+    /// cancels).
     pub(crate) fn armed(&self) -> impl Iterator<Item = u64> + '_ {
-        (0u32..)
-            .zip(&self.comps)
-            .filter(|(_, c)| c.armed)
-            .map(|(i, _)| ud(K_RECV_C, i, 0))
+        (0u32..).zip(&self.comps).flat_map(|(i, c)| {
+            let recv = c.armed.then(|| ud(K_RECV_C, i, 0));
+            let drain = c.draining.then(|| ud(K_RECV_C, i, DRAIN));
+            recv.into_iter().chain(drain)
+        })
     }
 }
 
 /// Empty registered slot `slot` (the table's reference to the socket goes, closing it).
 fn release_slot(ring: &IoUring, slot: u32) {
     let _ = ring.submitter().register_files_update(slot, &[-1]);
+}
+
+/// Bind a socket on `leg`'s RTP port, connect it to `peer` and install it in `slot`.
+fn install(ctx: &WorkerCtx, ring: &IoUring, leg: u32, peer: SocketAddr, slot: u32) -> bool {
+    let made = crate::fixed::bind_index(ctx.bind_ip, ctx.base_port, leg * 2).and_then(|s| {
+        s.connect(&peer.into())
+            .map_err(|e| crate::types::DataplaneError::io("connect", e))?;
+        ring.submitter()
+            .register_files_update(slot, &[s.as_raw_fd()])
+            .map_err(|e| crate::types::DataplaneError::io("install companion", e))
+        // `s` closes here; the table keeps the socket.
+    });
+    matches!(made, Ok(1))
+}
+
+/// Whether, on this kernel, a peer's datagrams reach the socket connected to it last among
+/// several on one port: the set-up of a companion (a socket bound to the port unconnected,
+/// then two connected to the peer) tried on loopback, or on `bind_ip` when it names an
+/// address. `false` when the check cannot be made.
+pub(crate) fn newest_connected_wins(bind_ip: IpAddr) -> bool {
+    let local = match bind_ip {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        a => a,
+    };
+    let check = || -> std::io::Result<bool> {
+        let peer = UdpSocket::bind(SocketAddr::new(local, 0))?;
+        let bind = |port: u16| {
+            crate::sock::bind_udp(SocketAddr::new(bind_ip, port), 4096)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        };
+        let base = bind(0)?;
+        let port = base
+            .local_addr()?
+            .as_socket()
+            .map_or(0, |a: SocketAddr| a.port());
+        let to = peer.local_addr()?;
+        let older = bind(port)?;
+        older.connect(&to.into())?;
+        let newer = bind(port)?;
+        newer.connect(&to.into())?;
+        peer.send_to(b"probe", SocketAddr::new(local, port))?;
+        let newer: UdpSocket = newer.into();
+        newer.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut buf = [0u8; 8];
+        Ok(newer.recv(&mut buf).is_ok_and(|n| n == 5))
+    };
+    check().unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -422,5 +548,21 @@ mod tests {
         assert_eq!(r.to("[fe80::2%3]:4000".parse().expect("ip")), None);
         assert_eq!(Route::NONE.to("0.0.0.0:0".parse().expect("any")), None);
         assert_eq!(std::mem::size_of::<Route>(), 32);
+    }
+
+    /// Linux keeps connected UDP sockets in a 4-tuple hash, newest first, since 6.13: from
+    /// there on the check must find it so, on loopback and on the wildcard address alike.
+    #[test]
+    fn the_newest_connected_socket_gets_the_peer_s_datagrams_on_recent_kernels() {
+        let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("release");
+        let mut v = rel
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        let recent = (major, minor) >= (6, 13);
+        for ip in ["127.0.0.1", "0.0.0.0", "::1"] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(newest_connected_wins(ip), recent, "{ip} on {rel}");
+        }
     }
 }

@@ -288,6 +288,9 @@ pub struct WorkerCounters {
     /// Connected send sockets that could not be made (no free slot, or a socket call
     /// failed): the leg sends from its unconnected socket instead.
     pub connect_failures: Counter,
+    /// Connected send sockets that are never read (gauge): each has a receive socket
+    /// beside it, where the kernel allows (see `companion`).
+    pub send_only_sockets: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -329,6 +332,8 @@ pub struct WorkerStats {
     pub connected_sockets: u64,
     /// Connected send sockets that could not be made.
     pub connect_failures: u64,
+    /// Connected send sockets that are never read.
+    pub send_only_sockets: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -371,6 +376,7 @@ impl WorkerCounters {
             teardown_leaks: self.teardown_leaks.get(),
             connected_sockets: self.connected_sockets.get(),
             connect_failures: self.connect_failures.get(),
+            send_only_sockets: self.send_only_sockets.get(),
             tid: self.tid.get(),
         }
     }

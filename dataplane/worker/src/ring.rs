@@ -282,10 +282,33 @@ pub(crate) fn arm_multishot(
     target: SockRef,
     user_data: u64,
 ) -> bool {
+    arm_multishot_flags(ring, st, target, user_data, 0)
+}
+
+/// A multishot `recvmsg` like [`arm_multishot`] that takes what `target` holds queued now
+/// and then ends (`MSG_DONTWAIT`: the kernel completes it with `EAGAIN` instead of waiting,
+/// so it leaves no waiter on the socket); `false` when the submission queue has no room.
+pub(crate) fn arm_drain(
+    ring: &mut IoUring,
+    st: &mut UringState,
+    target: SockRef,
+    user_data: u64,
+) -> bool {
+    arm_multishot_flags(ring, st, target, user_data, libc::MSG_DONTWAIT as u32)
+}
+
+fn arm_multishot_flags(
+    ring: &mut IoUring,
+    st: &mut UringState,
+    target: SockRef,
+    user_data: u64,
+    flags: u32,
+) -> bool {
     let e = match target {
         SockRef::Fixed(slot) => opcode::RecvMsgMulti::new(types::Fixed(slot), &*st.recv_hdr, BGID),
         SockRef::Fd(fd) => opcode::RecvMsgMulti::new(types::Fd(fd), &*st.recv_hdr, BGID),
     }
+    .flags(flags)
     .build()
     .user_data(user_data);
     let ok = push(ring, &e);
@@ -447,4 +470,79 @@ fn reap_ready(ring: &mut IoUring, st: &mut UringState) {
         }
     }
     st.flush_recycled();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// A ring and its provided buffers, as the relay sets them up.
+    fn ring_with_buffers() -> (IoUring, UringState) {
+        let st = UringState::new(16).expect("state");
+        let ring = build_ring(64, 16).expect("ring");
+        // SAFETY: the buffer ring lives in `st`, dropped after `ring` by the caller.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(st.ring_mem.base as u64, 16, BGID, 0)
+                .expect("buffer ring");
+        }
+        (ring, st)
+    }
+
+    /// Completions within `wait`: (result, more) each, buffers recycled.
+    fn reap(ring: &mut IoUring, st: &mut UringState, wait: u32) -> Vec<(i32, bool)> {
+        let ts = types::Timespec::new().nsec(wait * 1_000_000);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let _ = ring.submitter().submit_with_args(1, &args);
+        let mut out = Vec::new();
+        while let Some(c) = ring.completion().next() {
+            if let Some(bid) = cqueue::buffer_select(c.flags()) {
+                st.recycle(bid);
+            }
+            out.push((c.result(), cqueue::more(c.flags())));
+        }
+        st.flush_recycled();
+        out
+    }
+
+    #[test]
+    fn a_drain_takes_what_is_queued_then_ends_without_waiting() {
+        let (mut ring, mut st) = ring_with_buffers();
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("rx");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("tx");
+        for _ in 0..2 {
+            tx.send_to(b"queued", rx.local_addr().expect("addr"))
+                .expect("send");
+        }
+        assert!(arm_drain(
+            &mut ring,
+            &mut st,
+            SockRef::Fd(rx.as_raw_fd()),
+            9
+        ));
+        let got = reap(&mut ring, &mut st, 200);
+        let data = PAYLOAD_OFF as i32 + 6;
+        assert_eq!(
+            got,
+            vec![(data, true), (data, true), (-libc::EAGAIN, false)]
+        );
+        // Ended: a datagram arriving now completes nothing.
+        tx.send_to(b"late", rx.local_addr().expect("addr"))
+            .expect("send");
+        assert!(reap(&mut ring, &mut st, 50).is_empty());
+        // An empty socket ends it at once.
+        let mut buf = [0u8; 16];
+        rx.recv(&mut buf).expect("late datagram still queued");
+        assert!(arm_drain(
+            &mut ring,
+            &mut st,
+            SockRef::Fd(rx.as_raw_fd()),
+            9
+        ));
+        assert_eq!(reap(&mut ring, &mut st, 200), vec![(-libc::EAGAIN, false)]);
+        drop(ring);
+    }
 }

@@ -46,7 +46,19 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         }
     };
     let n_socks = ctx.relay.sockets();
-    let mut comps = Companions::new(ctx.fixed, companion_slots, n_socks);
+    let split = crate::companion::newest_connected_wins(ctx.bind_ip);
+    if split {
+        tracing::info!(
+            worker = ctx.id.0,
+            "companions: a send-only and a receive socket each"
+        );
+    } else {
+        tracing::info!(
+            worker = ctx.id.0,
+            "companions: one socket each (this kernel does not deliver to the newest connected socket)"
+        );
+    }
+    let mut comps = Companions::new(ctx.fixed, companion_slots, n_socks, split);
     ctx.relay.track_removals();
     let mut rearm: Vec<u32> = Vec::with_capacity((n_socks + companion_slots) as usize);
     for s in 0..n_socks {
@@ -176,7 +188,7 @@ fn handle_cqe(
                 }
                 Some(sock)
             } else {
-                comps.on_completion(ring, ud_sock(u), more, ctx.stop, rearm)
+                comps.on_completion(ring, ud_sock(u), ud_bid(u), more, ctx.stop, rearm)
             };
             if res < 0 {
                 if res == -libc::ENOBUFS {
@@ -304,7 +316,8 @@ fn on_recv(
 /// Bind the worker's whole slice: sockets `0..table` into `ring`'s registered-file table,
 /// the rest as ordinary descriptors in `ctx.sockets`. Sets `ctx.fixed`. The table gets
 /// room after the slice's sockets, where the limit allows, for one connected companion
-/// per RTP port plus some slack ([`crate::companion`]); returns that number of slots.
+/// (two sockets) per RTP port plus some slack ([`crate::companion`]); returns that number
+/// of slots.
 ///
 /// On error the table may hold some sockets; the caller unregisters it.
 pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<u32, DataplaneError> {
@@ -312,7 +325,7 @@ pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<u32, Dat
     let limit = sock::nofile_limit();
     let table = table_size(n, limit);
     let companions = if table == n {
-        table_size(n + n / 2 + crate::companion::SLACK, limit) - n
+        table_size(n + Companions::slots_for(n), limit) - n
     } else {
         0
     };

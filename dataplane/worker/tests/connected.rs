@@ -15,20 +15,29 @@ const WAIT: Duration = Duration::from_secs(3);
 
 /// `/proc/net/udp` has a socket bound to local `port` and connected to remote `peer`.
 fn connected_in_kernel(port: u16, peer: &UdpSocket) -> bool {
+    connected_count(port, peer) > 0
+}
+
+/// Sockets in `/proc/net/udp` bound to local `port` and connected to remote `peer`.
+fn connected_count(port: u16, peer: &UdpSocket) -> usize {
     let remote = peer.local_addr().expect("peer addr").port();
     let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
-    table.lines().skip(1).any(|l| {
-        let mut f = l.split_whitespace().skip(1);
-        let (Some(local), Some(rem)) = (f.next(), f.next()) else {
-            return false;
-        };
-        let port_of = |a: &str| {
-            a.rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok())
-        };
-        port_of(local) == Some(port) && port_of(rem) == Some(remote)
-    })
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            let (Some(local), Some(rem)) = (f.next(), f.next()) else {
+                return false;
+            };
+            let port_of = |a: &str| {
+                a.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            port_of(local) == Some(port) && port_of(rem) == Some(remote)
+        })
+        .count()
 }
 
 fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
@@ -64,6 +73,12 @@ fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
     }
     assert!(wait_until(WAIT, || connected_in_kernel(h.port_a, &pa)));
     assert!(wait_until(WAIT, || dp.worker_stats()[0].connected_sockets == 2));
+    // This kernel hands a peer's datagrams to the socket connected to it last, so each
+    // companion is a send socket that is never read and a receive socket (both connected):
+    // pb's packets above came in on B's receive socket.
+    assert_eq!(dp.worker_stats()[0].send_only_sockets, 2);
+    assert_eq!(connected_count(h.port_b, &pb), 2);
+    assert_eq!(connected_count(h.port_a, &pa), 2);
 
     // A new source with a new SSRC re-latches leg A (it arrives on A's own socket, the
     // companion being connected to pa); B → A follows it through a new companion.
@@ -102,6 +117,7 @@ fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
     // Removing the pair closes its companions.
     dp.remove(&h).expect("remove");
     assert!(wait_until(WAIT, || dp.worker_stats()[0].connected_sockets == 0));
+    assert_eq!(dp.worker_stats()[0].send_only_sockets, 0);
     assert!(wait_until(WAIT, || !connected_in_kernel(h.port_a, &pa2)
         && !connected_in_kernel(h.port_b, &pb)));
 
