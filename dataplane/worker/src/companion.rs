@@ -147,7 +147,10 @@ struct LegState {
 /// The companions of one worker.
 pub(crate) struct Companions {
     first_slot: u32,
-    /// First registered slot of the send sockets when companions are split, else `NONE`.
+    /// A companion is a send and a receive socket.
+    split: bool,
+    /// Registered slot of companion 0's send socket: after the receive sockets when
+    /// split, else `first_slot` (one socket does both).
     send_slot: u32,
     comps: Vec<Comp>,
     legs: Vec<LegState>,
@@ -171,7 +174,12 @@ impl Companions {
         let count = if split { slots / 2 } else { slots };
         Companions {
             first_slot,
-            send_slot: if split { first_slot + count } else { NONE },
+            split,
+            send_slot: if split {
+                first_slot + count
+            } else {
+                first_slot
+            },
             comps: vec![Comp::FREE; count as usize],
             legs: vec![
                 LegState {
@@ -194,17 +202,7 @@ impl Companions {
         }
         // A route is set when its companion becomes active and cleared when it closes.
         let c = self.routes.get((sock / 2) as usize)?.to(to)?;
-        Some(self.sends_from(c))
-    }
-
-    /// The registered slot companion `c` sends from.
-    #[inline]
-    fn sends_from(&self, c: u32) -> u32 {
-        if self.send_slot == NONE {
-            self.first_slot + c
-        } else {
-            self.send_slot + c
-        }
+        Some(self.send_slot + c)
     }
 
     /// Ask for a companion on socket `sock`'s port connected to `to` (an RTP port that
@@ -293,7 +291,7 @@ impl Companions {
             return false;
         };
         let slot = self.first_slot + c;
-        let split = self.send_slot != NONE;
+        let split = self.split;
         // The send socket first: the peer's datagrams go to the one connected last.
         let installed = (!split || install(ctx, ring, leg, peer, self.send_slot + c))
             && install(ctx, ring, leg, peer, slot);
@@ -367,7 +365,7 @@ impl Companions {
         let w = &ctx.shared.worker;
         w.connected_sockets
             .set(w.connected_sockets.get().saturating_sub(1));
-        if self.send_slot != NONE {
+        if self.split {
             w.send_only_sockets
                 .set(w.send_only_sockets.get().saturating_sub(1));
         }
@@ -392,7 +390,7 @@ impl Companions {
     /// Empty companion `c`'s registered slots.
     fn release(&self, ring: &IoUring, c: u32) {
         release_slot(ring, self.first_slot + c);
-        if self.send_slot != NONE {
+        if self.split {
             release_slot(ring, self.send_slot + c);
         }
     }
@@ -411,20 +409,21 @@ impl Companions {
         rearm: &mut Vec<u32>,
     ) -> Option<u32> {
         let comp = self.comps.get_mut(c as usize)?;
-        let leg = comp.leg;
-        if !more && bid == DRAIN {
+        let sock = (comp.leg != NONE).then_some(comp.leg * 2);
+        if more {
+            return sock;
+        }
+        if bid == DRAIN {
             comp.draining = false;
-        } else if !more {
+        } else {
             comp.armed = false;
             if comp.state == State::Active && !stop && rearm.len() < rearm.capacity() {
                 rearm.push(c | REARM_BIT);
                 comp.rearm_pending = true;
             }
         }
-        if !more {
-            self.settle(ring, c);
-        }
-        (leg != NONE).then_some(leg * 2)
+        self.settle(ring, c);
+        sock
     }
 
     /// Re-arm companion `c`'s receive (from the re-arm list), counted in `rearms`; `false`
@@ -503,27 +502,23 @@ pub(crate) fn newest_connected_wins(bind_ip: IpAddr) -> bool {
         IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         a => a,
     };
-    let check = || -> std::io::Result<bool> {
-        let peer = UdpSocket::bind(SocketAddr::new(local, 0))?;
-        let bind = |port: u16| {
-            crate::sock::bind_udp(SocketAddr::new(bind_ip, port), 4096)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        };
+    let check = || -> Option<bool> {
+        let peer = UdpSocket::bind(SocketAddr::new(local, 0)).ok()?;
+        let bind = |port: u16| crate::sock::bind_udp(SocketAddr::new(bind_ip, port), 4096).ok();
         let base = bind(0)?;
-        let port = base
-            .local_addr()?
-            .as_socket()
-            .map_or(0, |a: SocketAddr| a.port());
-        let to = peer.local_addr()?;
+        let port = base.local_addr().ok()?.as_socket()?.port();
+        let to = peer.local_addr().ok()?.into();
         let older = bind(port)?;
-        older.connect(&to.into())?;
+        older.connect(&to).ok()?;
         let newer = bind(port)?;
-        newer.connect(&to.into())?;
-        peer.send_to(b"probe", SocketAddr::new(local, port))?;
+        newer.connect(&to).ok()?;
+        peer.send_to(b"probe", SocketAddr::new(local, port)).ok()?;
         let newer: UdpSocket = newer.into();
-        newer.set_read_timeout(Some(Duration::from_millis(200)))?;
+        newer
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .ok()?;
         let mut buf = [0u8; 8];
-        Ok(newer.recv(&mut buf).is_ok_and(|n| n == 5))
+        Some(newer.recv(&mut buf).is_ok_and(|n| n == 5))
     };
     check().unwrap_or(false)
 }
@@ -555,11 +550,7 @@ mod tests {
     #[test]
     fn the_newest_connected_socket_gets_the_peer_s_datagrams_on_recent_kernels() {
         let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("release");
-        let mut v = rel
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|p| p.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-        let recent = (major, minor) >= (6, 13);
+        let recent = crate::ring::kernel_version(&rel) >= (6, 13);
         for ip in ["127.0.0.1", "0.0.0.0", "::1"] {
             let ip: IpAddr = ip.parse().expect("ip");
             assert_eq!(newest_connected_wins(ip), recent, "{ip} on {rel}");

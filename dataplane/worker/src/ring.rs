@@ -64,8 +64,7 @@ pub(crate) fn ud_bid(u: u64) -> u16 {
 pub(crate) fn probe() -> Result<(), DataplaneError> {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_err(|e| DataplaneError::IoUringUnavailable(format!("kernel release: {e}")))?;
-    let mut it = rel.split(|c: char| !c.is_ascii_digit());
-    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (major, _) = kernel_version(&rel);
     if major < 6 {
         return Err(DataplaneError::IoUringUnavailable(format!(
             "kernel {rel} lacks multishot recvmsg (needs 6.0)"
@@ -104,6 +103,15 @@ pub(crate) fn probe() -> Result<(), DataplaneError> {
         .register_files_sparse(1)
         .map_err(|e| DataplaneError::IoUringUnavailable(format!("registered files: {e}")))?;
     Ok(())
+}
+
+/// Major and minor of a kernel release string (`/proc/sys/kernel/osrelease`); 0 where a
+/// part is missing.
+pub(crate) fn kernel_version(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
 /// Page-aligned memory of a provided-buffer ring.
