@@ -1,6 +1,12 @@
-//! Overload: a bounded flood far above one worker's capacity. The worker keeps relaying,
+//! Overload: a bounded flood above what one worker relays. The worker keeps relaying,
 //! loss is spread fairly across streams, control commands still get through, and drops
 //! are counted by reason.
+//!
+//! Whether a generator outruns a worker depends on the build and the machine (a release
+//! worker keeps up with one sending thread here). So the test makes the overload itself:
+//! the worker is held still (`quiesce`) for part of every cycle of the flood, its sockets'
+//! queues fill and the kernel drops the rest, as when a burst outruns a busy core. What is
+//! checked is the behaviour under that, whatever the speed of either side.
 
 mod common;
 
@@ -15,11 +21,11 @@ use portcullis_dataplane::{Backend, DropReason, Event, Side};
 
 const STREAMS: usize = 8;
 /// Flood bound: packets and time, whichever comes first.
-const FLOOD_PACKETS: u64 = 400_000;
+const FLOOD_PACKETS: u64 = 2_000_000;
 const FLOOD_TIME: Duration = Duration::from_secs(3);
 
 fn overload(backend: Backend, base: u16) {
-    let dp = start(backend, base, STREAMS as u16 + 2);
+    let dp = Arc::new(start(backend, base, STREAMS as u16 + 2));
     // The sink is never read: its queue overflows in the kernel, which is fine.
     let sink = peer();
     let mut handles = Vec::new();
@@ -81,6 +87,21 @@ fn overload(backend: Backend, base: u16) {
         (sent, t0.elapsed())
     });
 
+    // The worker is held still for 150 ms of every 250 ms while the flood runs.
+    let worker = handles[0].worker;
+    let holds = {
+        let stop = stop.clone();
+        let dp = dp.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t0.elapsed() < FLOOD_TIME {
+                dp.quiesce(worker, Duration::from_millis(150))
+                    .expect("quiesce");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+
     // Commands during the flood: a new pair gets armed and latches.
     std::thread::sleep(Duration::from_millis(300));
     let late = dp.allocate_pair().expect("pair under load");
@@ -103,6 +124,7 @@ fn overload(backend: Backend, base: u16) {
     );
     let (sent, took) = flood.join().expect("flood thread");
     stop.store(true, Ordering::Relaxed);
+    holds.join().expect("hold thread");
     std::thread::sleep(Duration::from_millis(200));
     // A stranger on a latched flood stream: dropped as not-latched source. Sent once the
     // flood is over, as during it the kernel may drop it on the full socket queue before
@@ -134,7 +156,7 @@ fn overload(backend: Backend, base: u16) {
     );
     assert!(
         sent as f64 >= 1.5 * total as f64,
-        "{backend:?}: the flood ({sent}) did not exceed the worker's capacity ({total})"
+        "{backend:?}: the flood ({sent}) was not an overload: {total} relayed"
     );
     let (min, max) = (
         *per_stream.iter().min().expect("streams"),
