@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stderr)]
 
+mod chart;
 mod media;
 mod mmsg;
 mod relay;
@@ -120,7 +121,8 @@ struct Opts {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Write the SVG plot here.
+    /// Write the charts here (SVG): the run's timeline, or every relay side by side
+    /// with `compare`.
     #[arg(long)]
     svg: Option<PathBuf>,
     /// No live progress line.
@@ -318,6 +320,10 @@ fn main() -> anyhow::Result<()> {
         if let Some(p) = &o.report {
             std::fs::write(p, serde_json::to_vec_pretty(&rows)?)?;
         }
+        if let Some(p) = &o.svg {
+            let svg = chart::compare_chart(&rows).map_err(anyhow::Error::msg)?;
+            std::fs::write(p, svg).with_context(|| p.display().to_string())?;
+        }
         return Ok(());
     }
     let mode = o.against.clone().unwrap_or_else(|| "appliance".into());
@@ -328,7 +334,8 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| p.display().to_string())?;
     }
     if let Some(p) = &o.svg {
-        std::fs::write(p, r.svg()).with_context(|| p.display().to_string())?;
+        let svg = chart::run_chart(&r).map_err(anyhow::Error::msg)?;
+        std::fs::write(p, svg).with_context(|| p.display().to_string())?;
     }
     if r.failures.values().sum::<u64>() > 0 {
         std::process::exit(1);

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::sync::Recorder;
 use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
@@ -249,12 +250,16 @@ struct SrtpRx {
 
 /// Runs a media worker on the calling thread until [`MediaCmd::Stop`] (plus drain), the
 /// command channel closing, or the deadline.
+///
+/// `interval` also records each packet's one-way latency (µs), for the per-second
+/// percentiles of the timeline.
 pub fn run_worker(
     cfg: &WorkerConfig,
     sockets: &[UdpSocket],
     cmds: &Receiver<MediaCmd>,
     clock: Clock,
     live: &Arc<Live>,
+    mut interval: Option<Recorder<u64>>,
 ) -> std::io::Result<WorkerResult> {
     if let Some(c) = cfg.core {
         // Best effort: an unpinnable core is reported by the caller's config check.
@@ -369,7 +374,15 @@ pub fn run_worker(
                         // Early packets held for this SSRC: count them now.
                         if let Some(held) = srtp_rx.pending.remove(&ssrc) {
                             for (arrival, mut pkt) in held {
-                                on_packet(&mut result, live, &mut srtp_rx, true, &mut pkt, arrival);
+                                on_packet(
+                                    &mut result,
+                                    live,
+                                    &mut srtp_rx,
+                                    true,
+                                    &mut pkt,
+                                    arrival,
+                                    interval.as_mut(),
+                                );
                             }
                         }
                     }
@@ -405,7 +418,15 @@ pub fn run_worker(
                 let arrival = clock.ns();
                 for i in 0..n {
                     if let Some(pkt) = rxbatch.get_mut(i) {
-                        on_packet(&mut result, live, &mut srtp_rx, srtp, pkt, arrival);
+                        on_packet(
+                            &mut result,
+                            live,
+                            &mut srtp_rx,
+                            srtp,
+                            pkt,
+                            arrival,
+                            interval.as_mut(),
+                        );
                     }
                 }
                 if n < mmsg::BATCH {
@@ -445,6 +466,7 @@ fn on_packet(
     srtp: bool,
     pkt: &mut [u8],
     arrival: u64,
+    interval: Option<&mut Recorder<u64>>,
 ) {
     let mut len = pkt.len();
     if srtp {
@@ -488,7 +510,11 @@ fn on_packet(
             let st = result.rx.entry(ssrc).or_default();
             st.record(probe.seq, probe.sent_ns, arrival);
             let lat = arrival.saturating_sub(probe.sent_ns);
-            let _ = result.latency_us.record((lat / 1000).max(1));
+            let us = (lat / 1000).max(1);
+            let _ = result.latency_us.record(us);
+            if let Some(r) = interval {
+                let _ = r.record(us);
+            }
             live.rx.fetch_add(1, Ordering::Relaxed);
             live.lat_sum_ns.fetch_add(lat, Ordering::Relaxed);
         }
@@ -581,7 +607,7 @@ mod tests {
             srtp_rx: vec![false, srtp_rx],
         };
         let live = Arc::new(Live::default());
-        let h = std::thread::spawn(move || run_worker(&cfg, &[a, b], &rx, clock, &live));
+        let h = std::thread::spawn(move || run_worker(&cfg, &[a, b], &rx, clock, &live, None));
         if srtp_rx {
             std::thread::sleep(Duration::from_secs_f64(expect_after));
             for i in 0..n {

@@ -1,6 +1,6 @@
-//! The final report (JSON and text), the per-second timeline, the hand-written SVG plot,
-//! and the appliance's CPU and memory read from procfs (`/proc/<pid>/stat` fields 14–15,
-//! utime and stime in clock ticks; `/proc/<pid>/status` `VmRSS`).
+//! The final report (JSON and text), the per-second timeline, and the appliance's CPU and
+//! memory read through `procfs` (utime + stime in the kernel's clock ticks, converted with
+//! the system's tick rate; `VmRSS`). The charts are drawn in [`crate::chart`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,10 +9,6 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::stats::Totals;
-
-/// Linux reports `/proc/<pid>/stat` times in USER_HZ, which is 100 on every architecture
-/// the kernel ABI exposes to user space.
-const USER_HZ: f64 = 100.0;
 
 /// CPU time (µs) and RSS (KiB) of a process at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -23,33 +19,16 @@ pub struct ProcSample {
     pub rss_kib: u64,
 }
 
-/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`; `None` when the process is gone.
+/// CPU time and RSS of process `pid`; `None` when the process is gone.
 pub fn proc_sample(pid: u32) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_proc(&stat, &status)
-}
-
-/// Parses the two files (split out for tests). The command name in `stat` may contain
-/// spaces and parentheses, so fields are counted after the last `)`.
-pub fn parse_proc(stat: &str, status: &str) -> Option<ProcSample> {
-    let after = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After ")": field 3 (state) is index 0, so utime (14) is index 11, stime (15) is 12.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let cpu_us = ((utime + stime) as f64 / USER_HZ * 1e6) as u64;
+    let p = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    let stat = p.stat().ok()?;
+    let rss_kib = p.status().ok()?.vmrss.unwrap_or(0);
+    let hz = procfs::ticks_per_second().max(1);
+    let cpu_us = u64::try_from(u128::from(stat.utime + stat.stime) * 1_000_000 / u128::from(hz))
+        .unwrap_or(u64::MAX);
     Some(ProcSample { cpu_us, rss_kib })
 }
-
-/// A plotted series: title, value of a tick, colour.
-type Series = (&'static str, fn(&Tick) -> f64, &'static str);
 
 /// One second of the run.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -64,10 +43,17 @@ pub struct Tick {
     pub pps: f64,
     /// Mean one-way latency of packets received in this second, µs.
     pub latency_us: f64,
+    /// Median one-way latency of packets received in this second, µs.
+    pub latency_p50_us: f64,
+    /// 99th percentile of the one-way latency of packets received in this second, µs.
+    pub latency_p99_us: f64,
     /// Failures so far.
     pub failures: u64,
     /// Loss so far (sent - received) / sent, cumulative, in the live view.
     pub loss: f64,
+    /// Relay CPU (all its threads, user + system) per packet received in this second, µs;
+    /// 0 when no relay process is measured.
+    pub cpu_us_per_packet: f64,
 }
 
 /// Percentiles of a histogram.
@@ -244,63 +230,6 @@ impl Report {
         }
         s
     }
-
-    /// An SVG with four stacked panels (calls, calls/s, packets/s, latency) over time.
-    pub fn svg(&self) -> String {
-        let (w, ph, pad) = (800.0f64, 150.0f64, 40.0f64);
-        let series: [Series; 4] = [
-            ("concurrent calls", |t| t.calls as f64, "#1f77b4"),
-            ("calls/s", |t| t.cps, "#ff7f0e"),
-            ("packets/s received", |t| t.pps, "#2ca02c"),
-            ("mean one-way latency (us)", |t| t.latency_us, "#d62728"),
-        ];
-        let height = series.len() as f64 * (ph + pad) + pad;
-        let tmax = self.timeline.last().map(|t| t.t).unwrap_or(1.0).max(1.0);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" \
-             font-family=\"sans-serif\" font-size=\"12\">"
-        );
-        let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
-        for (i, (name, f, color)) in series.iter().enumerate() {
-            let top = pad + i as f64 * (ph + pad);
-            let vmax = self.timeline.iter().map(f).fold(0.0f64, f64::max).max(1e-9);
-            let x0 = 60.0;
-            let pw = w - x0 - 20.0;
-            let _ = writeln!(
-                s,
-                "<text x=\"{x0}\" y=\"{}\">{name} (max {vmax:.1})</text>",
-                top - 6.0
-            );
-            let _ = writeln!(
-                s,
-                "<rect x=\"{x0}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>"
-            );
-            let pts: Vec<String> = self
-                .timeline
-                .iter()
-                .map(|t| {
-                    let x = x0 + t.t / tmax * pw;
-                    let y = top + ph - f(t) / vmax * ph;
-                    format!("{x:.1},{y:.1}")
-                })
-                .collect();
-            let _ = writeln!(
-                s,
-                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>",
-                pts.join(" ")
-            );
-            let _ = writeln!(
-                s,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{tmax:.0} s</text>",
-                x0 + pw,
-                top + ph + 14.0
-            );
-        }
-        s.push_str("</svg>\n");
-        s
-    }
 }
 
 #[cfg(test)]
@@ -308,19 +237,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proc_parsing_counts_fields_after_the_command_name() {
-        let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
-        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t  4321 kB\n";
-        let p = parse_proc(stat, status).unwrap();
-        assert_eq!(p.cpu_us, 3_000_000);
-        assert_eq!(p.rss_kib, 4321);
-        assert!(parse_proc("garbage", "").is_none());
-    }
-
-    #[test]
-    fn own_process_is_readable() {
-        let p = proc_sample(std::process::id()).unwrap();
-        assert!(p.rss_kib > 0);
+    fn own_process_is_readable_and_its_cpu_time_grows() {
+        let a = proc_sample(std::process::id()).unwrap();
+        assert!(a.rss_kib > 0);
+        // Burn CPU until the sample grows by a tick's worth (bounded: 10 s of wall time,
+        // far more than a tick of CPU even on a loaded machine).
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut b = a;
+        while b.cpu_us <= a.cpu_us && t0.elapsed() < std::time::Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            b = proc_sample(std::process::id()).unwrap();
+        }
+        assert!(b.cpu_us > a.cpu_us, "{a:?} -> {b:?}");
+        assert!(proc_sample(u32::MAX).is_none());
     }
 
     #[test]
@@ -334,20 +266,5 @@ mod tests {
         assert!((499..=501).contains(&p.p50), "{}", p.p50);
         assert!((989..=991).contains(&p.p99), "{}", p.p99);
         assert_eq!(Percentiles::of(&Histogram::<u64>::new(3).unwrap()).count, 0);
-    }
-
-    #[test]
-    fn svg_has_one_polyline_per_series() {
-        let mut r = Report::default();
-        for i in 0..5 {
-            r.timeline.push(Tick {
-                t: f64::from(i),
-                calls: 10 * i as u64,
-                ..Tick::default()
-            });
-        }
-        let svg = r.svg();
-        assert_eq!(svg.matches("<polyline").count(), 4);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     }
 }

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use hdrhistogram::sync::SyncHistogram;
 use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
@@ -127,7 +128,12 @@ struct Workers {
     addrs: Vec<(SocketAddr, SocketAddr)>,
 }
 
-fn start_workers(cfg: &RunConfig, clock: Clock, live: &Arc<Live>) -> anyhow::Result<Workers> {
+fn start_workers(
+    cfg: &RunConfig,
+    clock: Clock,
+    live: &Arc<Live>,
+    interval: &SyncHistogram<u64>,
+) -> anyhow::Result<Workers> {
     let mut w = Workers {
         tx: Vec::new(),
         handles: Vec::new(),
@@ -140,6 +146,7 @@ fn start_workers(cfg: &RunConfig, clock: Clock, live: &Arc<Live>) -> anyhow::Res
         w.addrs.push((a.local_addr()?, b.local_addr()?));
         let (tx, rx) = channel();
         let live = Arc::clone(live);
+        let rec = interval.recorder();
         let wc = WorkerConfig {
             ptime_ms: cfg.ptime_ms,
             payload_len: media::G711_PAYLOAD_20MS * cfg.ptime_ms as usize / 20,
@@ -150,7 +157,7 @@ fn start_workers(cfg: &RunConfig, clock: Clock, live: &Arc<Live>) -> anyhow::Res
         };
         let h = std::thread::Builder::new()
             .name(format!("media-{core}"))
-            .spawn(move || media::run_worker(&wc, &[a, b], &rx, clock, &live))?;
+            .spawn(move || media::run_worker(&wc, &[a, b], &rx, clock, &live, Some(rec)))?;
         w.tx.push(tx);
         w.handles.push(h);
     }
@@ -238,7 +245,11 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     }
     let clock = Clock::new();
     let live = Arc::new(Live::default());
-    let workers = start_workers(cfg, clock, &live)?;
+    // One-way latency of the packets received in the current second (every worker
+    // records into it; read and reset at each tick of the timeline).
+    let mut interval_lat: SyncHistogram<u64> =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?.into();
+    let workers = start_workers(cfg, clock, &live, &interval_lat)?;
     let mut relay_proc: Option<Spawned> = None;
     let mut ng: Option<NgClient> = None;
     let mut raw_listen: Option<SocketAddr> = None;
@@ -315,6 +326,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     let (mut last_rx, mut last_lat, mut last_started) = (0u64, 0u64, 0u64);
     let mut peak_calls = 0u64;
     let mut rss_peak = proc_start.map(|p| p.rss_kib).unwrap_or(0);
+    let mut last_cpu_us = proc_start.map(|p| p.cpu_us);
     loop {
         let now = clock.ns();
         let up = if sip_mode { pop.up } else { mup };
@@ -437,6 +449,29 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
             let lat = live.lat_sum_ns.load(Ordering::Relaxed);
             let drx = rx - last_rx;
             let failures = pop.stats.failed() + mfail.values().sum::<u64>();
+            // Workers hand over what they recorded when they next record; one that
+            // received nothing this second has nothing to hand over, so do not wait long.
+            interval_lat.refresh_timeout(Duration::from_millis(20));
+            let pct = |q: f64| {
+                if interval_lat.is_empty() {
+                    0.0
+                } else {
+                    interval_lat.value_at_quantile(q) as f64
+                }
+            };
+            let (latency_p50_us, latency_p99_us) = (pct(0.5), pct(0.99));
+            interval_lat.reset();
+            let sample = relay_pid.and_then(proc_sample);
+            let cpu_us_per_packet = match (sample, last_cpu_us) {
+                (Some(s), Some(last)) if drx > 0 => {
+                    s.cpu_us.saturating_sub(last) as f64 / drx as f64
+                }
+                _ => 0.0,
+            };
+            if let Some(s) = sample {
+                last_cpu_us = Some(s.cpu_us);
+                rss_peak = rss_peak.max(s.rss_kib);
+            }
             let tick = Tick {
                 t: (now - t0) as f64 / 1e9,
                 calls: up_now(sip_mode, &pop, mup),
@@ -447,17 +482,17 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
                 } else {
                     0.0
                 },
+                latency_p50_us,
+                latency_p99_us,
                 failures,
                 loss: if tx > 0 {
                     1.0 - rx as f64 / tx as f64
                 } else {
                     0.0
                 },
+                cpu_us_per_packet,
             };
             (last_rx, last_lat, last_started) = (rx, lat, started);
-            if let Some(s) = relay_pid.and_then(proc_sample) {
-                rss_peak = rss_peak.max(s.rss_kib);
-            }
             if cfg.progress {
                 #[allow(clippy::print_stderr)]
                 {

@@ -121,8 +121,19 @@ fn fifty_streams_through_rawfwd_for_two_seconds() {
     assert!(r["latency_us"]["count"].as_u64().unwrap() > 0);
     assert!(r["relay"]["cpu_us"].is_u64(), "relay CPU accounted: {text}");
     assert!(text.contains("one-way latency"));
+    // The charts: six panels with a time axis, the per-second latency percentiles and the
+    // relay's CPU per packet among them; the timeline carries the same figures.
     let svg = std::fs::read_to_string(&svg).unwrap();
-    assert_eq!(svg.matches("<polyline").count(), 4);
+    assert_eq!(svg.matches("time (s)").count(), 6, "{svg}");
+    assert!(svg.contains("µs/packet") && svg.contains("\np99\n</text>"));
+    let timeline = r["timeline"].as_array().unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t["latency_p99_us"].as_f64().unwrap() > 0.0
+                && t["cpu_us_per_packet"].as_f64().unwrap() > 0.0),
+        "{text}"
+    );
     let _ = std::fs::remove_file(json);
 }
 
