@@ -2,7 +2,7 @@
 //!
 //! An unconnected UDP `sendmsg` looks the route up for every packet (FIB lookup, xfrm
 //! check, source address): about 5 % of the relay's cost per packet (docs/PERFORMANCE.md,
-//! "Hypervisor steal, paired ratios"). A connected socket keeps its route. But a connected
+//! "Where the relay's cost goes"). A connected socket keeps its route. But a connected
 //! UDP socket only receives from its peer, so a leg's own unconnected socket stays as it is
 //! and a second socket joins it on the same port (`SO_REUSEPORT`), connected to the leg's
 //! current peer. The kernel hands the peer's datagrams to the connected socket (in a
@@ -21,7 +21,7 @@
 //!
 //! Sending from a socket that is also read costs a wake-up per packet: each send's
 //! completion (`sock_wfree`) finds the multishot receive's waiter on the socket's wait queue
-//! and calls it (about 6 % of the relay's cost per packet, docs/PERFORMANCE.md, "Send-only
+//! and calls it (about 6 % of the relay's cost per packet, docs/PERFORMANCE.md, "Connected
 //! companions"). So where the kernel allows, a companion is two sockets: a send socket,
 //! connected first and never read, and a receive socket, connected second to the same
 //! peer. Among connected sockets with the same four addresses the kernel delivers to the
