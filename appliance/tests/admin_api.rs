@@ -138,6 +138,7 @@ fn full_snapshot() -> MetricsSnapshot {
         media_bypassed: 1,
         cdr_written: 3,
         cdr_errors: 1,
+        capture: Some((5, 1)),
         rings: vec![
             RingDepth {
                 commands: 2,

@@ -342,6 +342,16 @@ pub const FAMILIES: &[Family] = &[
         "CDR write or sync failures.",
     ),
     fam(
+        "portcullis_capture_sent_total",
+        C,
+        "SIP messages sent to the HEP collector ([capture] hep).",
+    ),
+    fam(
+        "portcullis_capture_dropped_total",
+        C,
+        "SIP messages not captured: the collector's socket could not take them at once, or too large for HEP.",
+    ),
+    fam(
         "portcullis_log_filter_info",
         G,
         "Log filter in force (value 1); changed by PUT /api/v1/log-level or a reload.",
@@ -502,6 +512,10 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_teams(&mut e, snap);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
+    if let Some((sent, dropped)) = snap.capture {
+        e.single("portcullis_capture_sent_total", sent);
+        e.single("portcullis_capture_dropped_total", dropped);
+    }
     if let Some(filter) = &snap.log_filter {
         if e.family("portcullis_log_filter_info") {
             e.sample(&[("filter", filter.as_str())], Value::Int(1));

@@ -151,6 +151,8 @@ pub struct MetricsSnapshot {
     pub cdr_errors: u64,
     /// Ring occupancy and command-ring overflows per data plane worker.
     pub rings: Vec<RingDepth>,
+    /// HEP capture: messages sent to the collector and dropped (`None`: capture off).
+    pub capture: Option<(u64, u64)>,
     /// Log filter in force (`None`: no subscriber of ours in this process).
     pub log_filter: Option<String>,
     /// Teams Direct Routing proxies (`None` without `[teams]`).

@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::checker::Checker;
 use super::host::{check_key_matches, PemKind};
 use super::model::{
-    AdminConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig, MediaConfig, NodeConfig,
-    PolicyConfig, Secret, SessionTimerConfig, SipConfig, SipLimits, TlsFiles,
+    AdminConfig, CaptureConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig,
+    MediaConfig, NodeConfig, PolicyConfig, Secret, SessionTimerConfig, SipConfig, SipLimits,
+    TlsFiles,
 };
 use super::raw::{RawConfig, RawCores, RawListener, RawMedia, RawSip, Transport};
 use super::types::{parse_cpulist, CoreList, PortRange};
@@ -37,6 +38,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let trunks = super::check_peers::trunks(raw, sip.as_ref(), c);
     let routes = super::check_peers::routes(raw, c);
     let teams = super::check_peers::teams(raw, sip.as_ref(), c);
+    let capture = capture(raw, c);
     if let (Some(sip), Some(media)) = (&sip, &media) {
         // Every listener was valid, so listener indices match the file.
         for (i, l) in sip.listeners.iter().enumerate() {
@@ -74,6 +76,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         trunks: trunks?,
         routes: routes?,
         teams: teams?,
+        capture: capture?,
     })
 }
 
@@ -514,4 +517,21 @@ fn policy(raw: &RawConfig, c: &mut Checker<'_>) -> Option<PolicyConfig> {
         rate_limit: p.rate_limit,
         ban_duration: ban?,
     })
+}
+
+fn capture(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Option<CaptureConfig>> {
+    let cap = &raw.capture;
+    let Some(hep) = &cap.hep else {
+        return Some(None);
+    };
+    let hep = c.sockaddr("capture.hep", hep)?;
+    if hep.port() == 0 {
+        c.err("capture.hep", "needs the collector's port (9060 is usual)");
+        return None;
+    }
+    Some(Some(CaptureConfig {
+        hep,
+        capture_id: cap.capture_id,
+        password: cap.password.clone().map(Secret::new),
+    }))
 }

@@ -61,6 +61,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[teams]`, when Direct Routing is enabled.
     pub teams: Option<TeamsConfig>,
+    /// `[capture]`: HEP export of every SIP message, when a collector is set.
+    pub capture: Option<CaptureConfig>,
 }
 
 impl Config {
@@ -392,4 +394,15 @@ pub struct TeamsConfig {
     pub media_bypass: bool,
     /// DNS overrides.
     pub resolve: BTreeMap<Fqdn, SocketAddr>,
+}
+
+/// `[capture]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// HEP collector (UDP).
+    pub hep: SocketAddr,
+    /// Capture agent id.
+    pub capture_id: u32,
+    /// Authentication key sent to the collector.
+    pub password: Option<Secret>,
 }

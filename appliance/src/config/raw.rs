@@ -43,6 +43,9 @@ pub struct RawConfig {
     pub route: Vec<RawRoute>,
     /// `[teams]`
     pub teams: Option<RawTeams>,
+    /// `[capture]`
+    #[serde(default)]
+    pub capture: RawCapture,
 }
 
 fn s(v: &str) -> String {
@@ -671,4 +674,21 @@ fn default_teams_options_interval() -> String {
 }
 fn default_miss_threshold() -> u32 {
     3
+}
+
+/// `[capture]`: SIP capture to a HEP collector (Homer).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    /// Collector address (`host:port`, UDP); unset: no capture.
+    pub hep: Option<String>,
+    /// Capture agent id written in every packet (HEP chunk 0x000c).
+    #[serde(default = "default_capture_id")]
+    pub capture_id: u32,
+    /// Authentication key the collector expects (HEP chunk 0x000e); unset: none sent.
+    pub password: Option<String>,
+}
+
+fn default_capture_id() -> u32 {
+    2001
 }

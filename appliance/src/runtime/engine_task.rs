@@ -21,6 +21,7 @@ use portcullis_net::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
+use super::capture::{self, Capture, IpProto, SipCapture};
 use super::media::{DataplaneMedia, MediaNote};
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
 
@@ -94,6 +95,8 @@ pub struct EngineSnapshot {
     pub teams: Vec<TeamsProxyStatus>,
     /// Teams driver counters.
     pub teams_counters: TeamsCounters,
+    /// SIP messages sent to the HEP collector, and those dropped.
+    pub capture: (u64, u64),
 }
 
 /// Requests to the engine task.
@@ -108,6 +111,8 @@ pub enum Cmd {
     /// Reload: the `[teams]` section to watch from now on (`None`: none). An
     /// unchanged plan keeps the proxies' health; a changed one starts afresh.
     SetTeams(Option<TeamsPlan>),
+    /// Reload: the `[capture]` section (`None`: capture off).
+    SetCapture(Option<crate::config::CaptureConfig>),
     /// Counters.
     Stats(oneshot::Sender<EngineSnapshot>),
     /// Liveness probe (watchdog).
@@ -133,6 +138,8 @@ pub struct EngineTaskConfig {
     pub teams: Option<TeamsPlan>,
     /// Seed of the Teams monitor's identifiers.
     pub seed: u64,
+    /// HEP capture (`[capture]`).
+    pub capture: Option<crate::config::CaptureConfig>,
 }
 
 /// Runs the engine until [`Cmd::Stop`] or until the drivers close.
@@ -153,8 +160,13 @@ pub async fn run(
         spans: CallSpans::default(),
         teams: None,
         seed: tc.seed,
+        capture: None,
+        capture_config: None,
+        capture_counts: (0, 0),
+        correlations: capture::Correlations::default(),
     };
     ctx.set_teams(tc.teams);
+    ctx.set_capture(tc.capture);
     b2b.set_epoch_offset_ms(clock.wall_ms(0));
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -216,6 +228,11 @@ struct Ctx {
     spans: CallSpans,
     teams: Option<TeamsDriver>,
     seed: u64,
+    capture: Option<Capture>,
+    capture_config: Option<crate::config::CaptureConfig>,
+    /// Sent and dropped by captures replaced on reload.
+    capture_counts: (u64, u64),
+    correlations: capture::Correlations,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -253,6 +270,63 @@ impl Ctx {
         }
     }
 
+    /// Starts, keeps or stops the HEP capture.
+    fn set_capture(&mut self, cfg: Option<crate::config::CaptureConfig>) {
+        if cfg == self.capture_config {
+            return;
+        }
+        if let Some(old) = self.capture.take() {
+            let (s, d) = old.counts();
+            self.capture_counts.0 += s;
+            self.capture_counts.1 += d;
+        }
+        self.capture = cfg.as_ref().and_then(|c| match Capture::new(c) {
+            Ok(cap) => {
+                tracing::info!(collector = %c.hep, "SIP capture to the HEP collector on");
+                Some(cap)
+            }
+            Err(e) => {
+                tracing::error!(collector = %c.hep, error = %e, "SIP capture not started");
+                None
+            }
+        });
+        self.capture_config = cfg;
+    }
+
+    /// Counters of the capture, those replaced on reload included.
+    fn capture_counts(&self) -> (u64, u64) {
+        let (s, d) = self.capture.as_ref().map_or((0, 0), Capture::counts);
+        (self.capture_counts.0 + s, self.capture_counts.1 + d)
+    }
+
+    /// Captures one SIP message, correlated with its call's A leg.
+    fn capture(
+        &mut self,
+        b2b: &B2bua<DataplaneMedia>,
+        proto: NetTransport,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Some(cap) = &mut self.capture else { return };
+        let correlation = capture::dialog_ids(bytes).map(|(id, tags)| {
+            self.correlations
+                .correlate(id, b2b.a_leg_call_id(id, tags), Instant::now())
+        });
+        cap.send(&SipCapture {
+            proto: if proto.is_stream() {
+                IpProto::Tcp
+            } else {
+                IpProto::Udp
+            },
+            src,
+            dst,
+            time: SystemTime::now(),
+            payload: bytes,
+            correlation: correlation.as_deref(),
+        });
+    }
+
     /// Handles one command; `false` asks the loop to stop.
     fn command(&mut self, b2b: &mut B2bua<DataplaneMedia>, cmd: Cmd) -> bool {
         match cmd {
@@ -270,6 +344,7 @@ impl Ctx {
                 let _ = tx.send(b2b.set_config(cfg).map_err(|e| e.to_string()));
             }
             Cmd::SetTeams(plan) => self.set_teams(plan),
+            Cmd::SetCapture(cfg) => self.set_capture(cfg),
             Cmd::Stats(tx) => {
                 let now = self.clock.now();
                 let _ = tx.send(EngineSnapshot {
@@ -289,6 +364,7 @@ impl Ctx {
                     media_pairs: b2b.media().active(),
                     media_events_lost: b2b.media().events_lost,
                     draining: b2b.is_draining(),
+                    capture: self.capture_counts(),
                 });
             }
             Cmd::Ping(tx) => {
@@ -305,6 +381,9 @@ impl Ctx {
         let now = self.clock.now();
         match ev {
             TransportEvent::Message(m) => {
+                if self.capture.is_some() {
+                    self.capture(b2b, m.transport, m.remote, m.local, &m.bytes);
+                }
                 if let Some(t) = &mut self.teams {
                     if t.handle_message(now, m.remote, &m.bytes) {
                         return;
@@ -394,6 +473,13 @@ impl Ctx {
                     .teams
                     .as_ref()
                     .and_then(|tm| tm.server_name_for(t.dest.addr));
+            }
+            if self.capture.is_some() {
+                let transport = net_transport(t.dest.transport);
+                // The listener of that transport sends it (a stream's own local port is
+                // the connection's, which the engine does not see).
+                let src = self.net.local_addr(transport).unwrap_or(t.dest.addr);
+                self.capture(b2b, transport, src, t.dest.addr, &t.bytes);
             }
             let out = Outbound {
                 transport: net_transport(t.dest.transport),

@@ -290,7 +290,9 @@ impl ApplianceHandle {
             "TLS certificates, keys and CA files re-read; new connections use them"
         );
         crate::logging::apply_config_level(old.log.level, cfg.log.level);
-        if !self.send(Cmd::SetTeams(teams)).await {
+        if !self.send(Cmd::SetTeams(teams)).await
+            || !self.send(Cmd::SetCapture(cfg.capture.clone())).await
+        {
             return Err("engine task not answering".to_owned());
         }
         *self

@@ -15,6 +15,7 @@
 //! appliance (admin HTTP) use the [`ApplianceHandle`].
 
 pub(crate) mod call_log;
+pub mod capture;
 pub mod cdr_writer;
 pub mod convert;
 pub mod engine_task;
@@ -120,6 +121,7 @@ async fn serve(
             node: config.node.name.clone(),
             teams,
             seed: seed(),
+            capture: config.capture.clone(),
         },
     ));
     let handle = ApplianceHandle::new(

@@ -408,6 +408,17 @@ impl<M: MediaControl> B2bua<M> {
         ))
     }
 
+    /// The A leg's Call-ID of the call a message with `call_id` and these tags belongs to
+    /// (either tag may be ours: the To tag of what the caller sends, the From tag of what
+    /// we send to the callee). Capture tools tie a call's two legs together with it.
+    #[must_use]
+    pub fn a_leg_call_id(&self, call_id: &str, tags: [Option<&str>; 2]) -> Option<&str> {
+        tags.into_iter().flatten().find_map(|tag| {
+            let (call, _) = self.by_dialog.get(&(call_id.to_owned(), tag.to_owned()))?;
+            self.calls.get(call)?.a.invite.call_id().ok()
+        })
+    }
+
     /// The live call using media allocation `id` (to log a data plane event in the
     /// call's span). `None` once the call released it.
     #[must_use]
