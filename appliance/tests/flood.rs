@@ -55,7 +55,7 @@ fn socket(ip: &str) -> UdpSocket {
 /// Everything `s` received so far (first lines).
 fn drain(s: &UdpSocket) -> Vec<String> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 65_536];
+    let mut buf = [0u8; 8192];
     while let Ok(n) = s.recv(&mut buf) {
         let text = String::from_utf8_lossy(&buf[..n]);
         out.push(text.lines().next().unwrap_or("").to_owned());

@@ -269,7 +269,7 @@ impl<M: MediaControl> B2bua<M> {
         match self.policy.check_request(now, from.addr.ip(), trunk) {
             PolicyVerdict::Allow => {}
             PolicyVerdict::Reject403 => {
-                self.from_unknown_source(now, from, bytes);
+                self.on_unknown_source(now, from, bytes);
                 return;
             }
             PolicyVerdict::Drop => {
@@ -303,7 +303,7 @@ impl<M: MediaControl> B2bua<M> {
     /// absorbed; a response goes to the transaction layer (it matches a client
     /// transaction or is dropped, no state either way); a request inside a
     /// dialog we hold (a trunk's address changed on reload) is handled as usual.
-    fn from_unknown_source(&mut self, now: Timestamp, from: PeerAddr, bytes: &[u8]) {
+    fn on_unknown_source(&mut self, now: Timestamp, from: PeerAddr, bytes: &[u8]) {
         let msg = match crate::transaction::parse_message(bytes) {
             Ok(m) => m,
             Err(_) => {

@@ -217,9 +217,7 @@ impl Policy {
     /// and widened prefixes alike).
     #[must_use]
     pub fn banned_until(&self, now: Timestamp, src: IpAddr) -> Option<Timestamp> {
-        if self.rate.is_none() {
-            return None;
-        }
+        self.rate.as_ref()?;
         self.bans.banned_until(now, src, false)
     }
 

@@ -84,7 +84,7 @@ impl Bucket {
     /// if there is one.
     fn take(&mut self, now: Timestamp, size: u32, period: Duration) -> bool {
         let full = u64::from(size) * TOKEN;
-        let elapsed = u128::from((now - self.last).as_millis());
+        let elapsed = (now - self.last).as_millis();
         let period = period.as_millis().max(1);
         let refill = elapsed * u128::from(full) / period;
         let refill = u64::try_from(refill).unwrap_or(u64::MAX);
