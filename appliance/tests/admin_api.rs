@@ -129,6 +129,15 @@ fn full_snapshot() -> MetricsSnapshot {
             policy_rejects: 1,
             bans: 1,
             dropped: 1,
+            rejected: [
+                ((403, "Forbidden"), 2),
+                ((481, "Call/Transaction Does Not Exist"), 1),
+            ]
+            .into_iter()
+            .collect(),
+            limit_rejects: [("transactions", 1), ("calls", 1)].into_iter().collect(),
+            transactions: 3,
+            bans_active: 1,
         },
         net: Some(net),
         workers: vec![w, WorkerStats::default()],

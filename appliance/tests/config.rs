@@ -410,6 +410,34 @@ const CASES: &[Case] = &[
         at: "1000",
         says: "at least one whole message",
     },
+    // Admission limits.
+    Case {
+        edits: &[(
+            "[media]",
+            "[sip.limits]\nmax_transactions = 100\nmax_transactions_per_source = 500\n\n[media]",
+        )],
+        path: "sip.limits.max_transactions_per_source",
+        at: "500",
+        says: "must not exceed max_transactions",
+    },
+    Case {
+        edits: &[("[media]", "[sip.limits]\nmax_transactions = 0 # zero\n\n[media]")],
+        path: "sip.limits.max_transactions",
+        at: "0 # zero",
+        says: "at least 1",
+    },
+    Case {
+        edits: &[("[[trunk]]", "[policy]\nunknown_source_window = \"10ms\"\n\n[[trunk]]")],
+        path: "policy.unknown_source_window",
+        at: "\"10ms\"",
+        says: "shorter than the minimum",
+    },
+    Case {
+        edits: &[("[[trunk]]", "[policy]\nunknown_source_budget = 0 # none\n\n[[trunk]]")],
+        path: "policy.unknown_source_budget",
+        at: "0 # none",
+        says: "at least 1",
+    },
     Case {
         edits: &[("[[trunk]]", "[teams]\nsbc_fqdn = \"sbc.example.com\"\n\n[[trunk]]")],
         path: "teams.cert_chain",

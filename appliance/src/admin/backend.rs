@@ -11,7 +11,7 @@ use super::{
     TeamsInfo, TeamsMetrics, TrunkCounters, TrunkInfo,
 };
 use crate::config::{AdminConfig, Config};
-use crate::runtime::{ApplianceHandle, Extension};
+use crate::runtime::{ApplianceHandle, EngineSnapshot, Extension};
 
 /// The admin view of the running appliance.
 #[derive(Debug, Clone)]
@@ -58,8 +58,19 @@ fn outcome_label(o: Outcome) -> &'static str {
     }
 }
 
-fn sip_counters(e: &EngineStats) -> SipCounters {
+fn sip_counters(snap: &EngineSnapshot) -> SipCounters {
+    let e = &snap.engine;
     SipCounters {
+        rejected: e.rejected.clone(),
+        limit_rejects: [
+            ("transactions", snap.tx.overload_rejects),
+            ("transactions_per_source", snap.tx.source_limit_rejects),
+            ("calls", e.call_limit_rejects),
+        ]
+        .into_iter()
+        .collect(),
+        transactions: snap.transactions as u64,
+        bans_active: snap.bans_active as u64,
         requests_in: e.requests_in.clone(),
         requests_out: e.requests_out.clone(),
         responses_in: e.responses_in,
@@ -125,7 +136,7 @@ impl AdminBackend for ApplianceBackend {
             calls_total: e.calls_total,
             calls_active: stats.engine.active_calls as u64,
             trunks: trunk_counters(&cfg, e, &calls),
-            sip: sip_counters(e),
+            sip: sip_counters(&stats.engine),
             net: Some(stats.net),
             workers: stats.workers,
             dataplane_backend: backend_label(self.handle.dataplane().backend()).to_owned(),

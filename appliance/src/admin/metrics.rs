@@ -124,6 +124,29 @@ pub const FAMILIES: &[Family] = &[
         C,
         "Requests dropped silently (unknown source in drop mode, banned source).",
     ),
+    // Admission under flood.
+    fam(
+        "portcullis_sip_rejected_total",
+        C,
+        "Requests refused before a call existed, by status and reason phrase \
+         (unknown source, drain, limits, unknown dialog).",
+    ),
+    fam(
+        "portcullis_sip_limit_rejects_total",
+        C,
+        "New requests answered 503 with Retry-After by a load limit \
+         (transactions, transactions_per_source, calls).",
+    ),
+    fam(
+        "portcullis_sip_transactions",
+        G,
+        "Live SIP transactions (bounded by sip.limits.max_transactions).",
+    ),
+    fam(
+        "portcullis_policy_bans_active",
+        G,
+        "Bans in force, hosts and widened prefixes.",
+    ),
     fam(
         "portcullis_sip_transport_messages_in_total",
         C,
@@ -607,6 +630,28 @@ fn render_sip(e: &mut Encoder, snap: &MetricsSnapshot) {
     e.single("portcullis_policy_rejects_total", s.policy_rejects);
     e.single("portcullis_policy_bans_total", s.bans);
     e.single("portcullis_policy_dropped_total", s.dropped);
+    render_admission(e, s);
+}
+
+fn render_admission(e: &mut Encoder, s: &super::SipCounters) {
+    if !s.rejected.is_empty() {
+        e.family("portcullis_sip_rejected_total");
+        for ((status, reason), n) in &s.rejected {
+            let status = status.to_string();
+            e.sample(
+                &[("status", status.as_str()), ("reason", *reason)],
+                Value::Int(*n),
+            );
+        }
+    }
+    if !s.limit_rejects.is_empty() {
+        e.family("portcullis_sip_limit_rejects_total");
+        for (limit, n) in &s.limit_rejects {
+            e.sample(&[("limit", *limit)], Value::Int(*n));
+        }
+    }
+    e.single("portcullis_sip_transactions", s.transactions);
+    e.single("portcullis_policy_bans_active", s.bans_active);
 }
 
 fn render_net(e: &mut Encoder, snap: &MetricsSnapshot) {

@@ -116,6 +116,17 @@ pub struct SipCounters {
     pub bans: u64,
     /// Requests dropped silently.
     pub dropped: u64,
+
+    // Admission under flood.
+    /// Requests refused before a call existed, by status and reason phrase.
+    pub rejected: BTreeMap<(u16, &'static str), u64>,
+    /// New requests refused with 503 by a load limit, by limit
+    /// (`transactions`, `transactions_per_source`, `calls`).
+    pub limit_rejects: BTreeMap<&'static str, u64>,
+    /// Live SIP transactions (gauge).
+    pub transactions: u64,
+    /// Bans in force, hosts and widened prefixes (gauge).
+    pub bans_active: u64,
 }
 
 /// Everything `/metrics` exports, copied out of the appliance at one instant.

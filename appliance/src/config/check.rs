@@ -293,6 +293,22 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
             ok = false;
         }
     }
+    for (k, v) in [
+        ("max_transactions", l.max_transactions),
+        ("max_transactions_per_source", l.max_transactions_per_source),
+    ] {
+        if v == 0 {
+            c.err(format!("sip.limits.{k}"), "must be at least 1");
+            ok = false;
+        }
+    }
+    if l.max_transactions_per_source > l.max_transactions {
+        c.err(
+            "sip.limits.max_transactions_per_source",
+            "must not exceed max_transactions",
+        );
+        ok = false;
+    }
     if l.max_connections_per_source > l.max_tcp_connections {
         c.err(
             "sip.limits.max_connections_per_source",
@@ -323,6 +339,9 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         per_connection_rate: l.per_connection_rate,
         per_connection_buffer: usize::try_from(l.per_connection_buffer).ok()?,
         tcp_idle_timeout: idle?,
+        max_calls: l.max_calls,
+        max_transactions: l.max_transactions,
+        max_transactions_per_source: l.max_transactions_per_source,
     })
 }
 
@@ -511,11 +530,25 @@ fn policy(raw: &RawConfig, c: &mut Checker<'_>) -> Option<PolicyConfig> {
         c.err("policy.rate_limit", "must be at least 1 request per second");
     }
     let ban = c.duration("policy.ban_duration", &p.ban_duration, Duration::ZERO);
-    (p.rate_limit > 0).then_some(())?;
+    if p.unknown_source_budget == 0 {
+        c.err("policy.unknown_source_budget", "must be at least 1 request");
+    }
+    if p.max_bans == 0 {
+        c.err("policy.max_bans", "must be at least 1");
+    }
+    let window = c.duration(
+        "policy.unknown_source_window",
+        &p.unknown_source_window,
+        Duration::from_secs(1),
+    );
+    (p.rate_limit > 0 && p.unknown_source_budget > 0 && p.max_bans > 0).then_some(())?;
     Some(PolicyConfig {
         unknown_source: p.unknown_source,
         rate_limit: p.rate_limit,
         ban_duration: ban?,
+        unknown_source_budget: p.unknown_source_budget,
+        unknown_source_window: window?,
+        max_bans: p.max_bans,
     })
 }
 

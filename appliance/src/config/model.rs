@@ -180,6 +180,12 @@ pub struct SipLimits {
     pub per_connection_buffer: usize,
     /// Idle stream connections are closed after this.
     pub tcp_idle_timeout: Duration,
+    /// Calls in progress, all trunks together (`None`: unlimited).
+    pub max_calls: Option<u32>,
+    /// Live server transactions, all sources together (≥ 1).
+    pub max_transactions: u32,
+    /// Live server transactions per source IP (1..=`max_transactions`).
+    pub max_transactions_per_source: u32,
 }
 
 /// `[sip.session_timer]` (RFC 4028).
@@ -250,6 +256,12 @@ pub struct PolicyConfig {
     pub rate_limit: u32,
     /// Ban after exceeding the rate.
     pub ban_duration: Duration,
+    /// Requests per `unknown_source_window` from a source no trunk claims (≥ 1).
+    pub unknown_source_budget: u32,
+    /// Window of the unknown-source budget (≥ 1 s).
+    pub unknown_source_window: Duration,
+    /// Bans per prefix level (≥ 1).
+    pub max_bans: u32,
 }
 
 /// One `[[trunk]]`.

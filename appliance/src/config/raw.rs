@@ -186,6 +186,23 @@ pub struct RawSipLimits {
     /// Idle time after which a TCP/TLS connection is closed.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: String,
+
+    // Admission limits of the call engine.
+    /// Calls in progress, all trunks together (absent = unlimited).
+    pub max_calls: Option<u32>,
+    /// Live server transactions, all sources together.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: u32,
+    /// Live server transactions created by one source IP (trunks included).
+    #[serde(default = "default_max_transactions_per_source")]
+    pub max_transactions_per_source: u32,
+}
+
+fn default_max_transactions() -> u32 {
+    100_000
+}
+fn default_max_transactions_per_source() -> u32 {
+    20_000
 }
 
 fn default_max_message_size() -> u32 {
@@ -216,6 +233,9 @@ impl Default for RawSipLimits {
             per_connection_rate: default_per_connection_rate(),
             per_connection_buffer: default_per_connection_buffer(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            max_calls: None,
+            max_transactions: default_max_transactions(),
+            max_transactions_per_source: default_max_transactions_per_source(),
         }
     }
 }
@@ -497,6 +517,28 @@ pub struct RawPolicy {
     /// How long a source that exceeded the rate limit stays banned.
     #[serde(default = "default_ban_duration")]
     pub ban_duration: String,
+
+    // Flood admission.
+    /// Requests a source no trunk claims may send per `unknown_source_window`
+    /// before it is banned.
+    #[serde(default = "default_unknown_source_budget")]
+    pub unknown_source_budget: u32,
+    /// Window of `unknown_source_budget`.
+    #[serde(default = "default_unknown_source_window")]
+    pub unknown_source_window: String,
+    /// Bans held per prefix level before new ones widen to the prefix.
+    #[serde(default = "default_max_bans")]
+    pub max_bans: u32,
+}
+
+fn default_unknown_source_budget() -> u32 {
+    20
+}
+fn default_unknown_source_window() -> String {
+    s("60s")
+}
+fn default_max_bans() -> u32 {
+    65_536
 }
 
 fn default_rate_limit() -> u32 {
@@ -512,6 +554,9 @@ impl Default for RawPolicy {
             unknown_source: UnknownSourceAction::Drop,
             rate_limit: default_rate_limit(),
             ban_duration: default_ban_duration(),
+            unknown_source_budget: default_unknown_source_budget(),
+            unknown_source_window: default_unknown_source_window(),
+            max_bans: default_max_bans(),
         }
     }
 }

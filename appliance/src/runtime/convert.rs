@@ -205,6 +205,16 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             },
             rate_limit_per_source: Some(cfg.policy.rate_limit),
             ban_duration: cfg.policy.ban_duration,
+            unknown_source_budget: cfg.policy.unknown_source_budget,
+            unknown_source_window: cfg.policy.unknown_source_window,
+            max_bans: usize::try_from(cfg.policy.max_bans).unwrap_or(usize::MAX),
+            max_calls: cfg.sip.limits.max_calls,
+            max_transactions: usize::try_from(cfg.sip.limits.max_transactions)
+                .unwrap_or(usize::MAX),
+            max_transactions_per_source: usize::try_from(
+                cfg.sip.limits.max_transactions_per_source,
+            )
+            .unwrap_or(usize::MAX),
         },
         timers,
         teams,

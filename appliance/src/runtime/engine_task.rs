@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::call_log::CallSpans;
 use super::capture::{self, Capture, IpProto, SipCapture};
 use super::media::{DataplaneMedia, MediaNote};
+use super::reject_log::RejectLog;
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
 
 /// How often the data plane's event rings are drained.
@@ -33,6 +34,9 @@ const INPUT_BUDGET: usize = 256;
 
 /// Outputs drained per flush (work budget; the rest waits for the next turn).
 const OUTPUT_BUDGET: usize = 100_000;
+
+/// How often the engine's tables give back what a flood made them grow.
+const SHRINK_EVERY: Duration = Duration::from_secs(5);
 
 /// The process clock: a monotonic epoch for the engine and the wall-clock time of
 /// that epoch for CDRs.
@@ -85,6 +89,10 @@ pub struct EngineSnapshot {
     pub tx: TxStats,
     /// Calls not yet ended.
     pub active_calls: usize,
+    /// Live SIP transactions.
+    pub transactions: usize,
+    /// Bans in force (hosts and widened prefixes).
+    pub bans_active: usize,
     /// Media pairs reserved.
     pub media_pairs: usize,
     /// Data plane events lost to full rings.
@@ -164,6 +172,8 @@ pub async fn run(
         capture_config: None,
         capture_counts: (0, 0),
         correlations: capture::Correlations::default(),
+        rejects: RejectLog::default(),
+        shrunk_at: Timestamp::ZERO,
     };
     ctx.set_teams(tc.teams);
     ctx.set_capture(tc.capture);
@@ -233,6 +243,10 @@ struct Ctx {
     /// Sent and dropped by captures replaced on reload.
     capture_counts: (u64, u64),
     correlations: capture::Correlations,
+    /// Refusals and bans, summarised once per interval.
+    rejects: RejectLog,
+    /// Last [`B2bua::shrink`].
+    shrunk_at: Timestamp,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -361,6 +375,8 @@ impl Ctx {
                     engine: b2b.stats().clone(),
                     tx: *b2b.tx_stats(),
                     active_calls: b2b.active_calls(),
+                    transactions: b2b.transactions(),
+                    bans_active: b2b.bans(),
                     media_pairs: b2b.media().active(),
                     media_events_lost: b2b.media().events_lost,
                     draining: b2b.is_draining(),
@@ -500,6 +516,14 @@ impl Ctx {
             let Some(ev) = b2b.poll_event() else { break };
             self.call_event(b2b, ev);
         }
+        let now = self.clock.now();
+        if let Some(line) = self.rejects.poll(now) {
+            tracing::info!("{line}");
+        }
+        if now.saturating_duration_since(self.shrunk_at) >= SHRINK_EVERY {
+            self.shrunk_at = now;
+            b2b.shrink();
+        }
     }
 
     /// The call's span (see [`super::call_log`]), its Call-IDs as the engine knows them now.
@@ -541,15 +565,16 @@ impl Ctx {
                     tracing::error!("CDR writer gone; record lost");
                 }
             }
-            CallEvent::Rejected {
-                status,
-                reason,
-                source,
-            } => tracing::info!(status, %reason, %source, "request rejected"),
+            // Counted by status and reason in the metrics; summarised in the log.
+            CallEvent::Rejected { status, source, .. } => {
+                self.rejects.rejected(self.clock.now(), status, source.ip());
+            }
             CallEvent::PolicyBan { ip, duration } => {
                 // Its TCP/TLS connections go too, and it gets none until the ban ends.
                 let closed = self.net.refuse(ip, duration);
-                tracing::warn!(%ip, ?duration, closed, "source banned");
+                if self.rejects.banned(self.clock.now()) {
+                    tracing::warn!(%ip, ?duration, closed, "source banned");
+                }
             }
         }
     }

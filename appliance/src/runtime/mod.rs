@@ -21,6 +21,7 @@ pub mod convert;
 pub mod engine_task;
 pub mod handle;
 pub mod media;
+pub(crate) mod reject_log;
 pub mod signals;
 pub mod teams;
 

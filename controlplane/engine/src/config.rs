@@ -330,13 +330,30 @@ pub enum UnknownSource {
     Drop,
 }
 
-/// Policy knobs (rate limits and bans are interpreted by the policy module).
+/// Policy knobs (rate limits and bans are interpreted by the policy module,
+/// the admission limits by the B2BUA and its transaction layer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyConfig {
     pub unknown_source: UnknownSource,
-    /// Requests per second per source IP before a ban; `None` = unlimited.
+    /// Requests per second per source IP before a ban; `None` = unlimited
+    /// (and no unknown-source budget, no bans).
     pub rate_limit_per_source: Option<u32>,
     pub ban_duration: Duration,
+    /// Requests a source no trunk claims may send per `unknown_source_window`
+    /// before it is banned.
+    pub unknown_source_budget: u32,
+    /// Window of `unknown_source_budget`.
+    pub unknown_source_window: Duration,
+    /// Bans held per prefix level before new ones widen (IPv4 /24, IPv6 /48, ...).
+    pub max_bans: usize,
+    /// Calls in progress, all trunks together (bypassed calls included);
+    /// `None` = unlimited. Over it a new INVITE gets `503` + `Retry-After`.
+    pub max_calls: Option<u32>,
+    /// Live server transactions, all sources together (the transaction
+    /// table's bound; requests from sources no trunk claims never take one).
+    pub max_transactions: usize,
+    /// Live server transactions per source IP (trunks included).
+    pub max_transactions_per_source: usize,
 }
 
 impl Default for PolicyConfig {
@@ -345,6 +362,12 @@ impl Default for PolicyConfig {
             unknown_source: UnknownSource::Reject403,
             rate_limit_per_source: None,
             ban_duration: Duration::from_secs(600),
+            unknown_source_budget: 20,
+            unknown_source_window: Duration::from_secs(60),
+            max_bans: 65_536,
+            max_calls: None,
+            max_transactions: 100_000,
+            max_transactions_per_source: 20_000,
         }
     }
 }

@@ -24,6 +24,9 @@ fn limited(per_second: u32, burst: u32, ban_s: u64, capacity: usize) -> RateLimi
         capacity,
         ipv6_prefix: 64,
         exempt_trunks: false,
+        unknown_budget: 1000,
+        unknown_window: Duration::from_secs(1),
+        max_bans: 65_536,
     }
 }
 
@@ -198,7 +201,7 @@ fn ipv6_sources_share_their_64() {
 }
 
 #[test]
-fn table_is_bounded_with_lru_eviction() {
+fn table_is_bounded_with_lru_eviction_but_bans_are_never_evicted() {
     let cap = 1000;
     let mut p = Policy::with_settings(UnknownSource::Reject403, Some(limited(1, 1, 600, cap)));
     // Ban source A, then keep it recent while 5000 other sources pass.
@@ -211,7 +214,7 @@ fn table_is_bounded_with_lru_eviction() {
         p.check_request(t(0), a, Some(TrunkId(0))),
         PolicyVerdict::RateLimited { .. }
     ));
-    let b = ip("192.0.2.2"); // banned, then never seen again: evicted
+    let b = ip("192.0.2.2"); // banned, then never seen again
     assert_eq!(
         p.check_request(t(0), b, Some(TrunkId(0))),
         PolicyVerdict::Allow
@@ -225,7 +228,6 @@ fn table_is_bounded_with_lru_eviction() {
         p.check_request(t(1), src, Some(TrunkId(0)));
         assert!(p.tracked_sources() <= cap);
         if i % 100 == 0 {
-            // A stays most recently used and keeps its ban.
             assert!(matches!(
                 p.check_request(t(2), a, Some(TrunkId(0))),
                 PolicyVerdict::RateLimited { new_ban: false, .. }
@@ -235,11 +237,134 @@ fn table_is_bounded_with_lru_eviction() {
     assert_eq!(p.tracked_sources(), cap);
     assert!(p.stats().evictions >= 4000);
     assert!(p.banned_until(t(3), a).is_some());
-    assert_eq!(p.banned_until(t(3), b), None, "LRU entry evicted");
-    assert_eq!(
+    // B's buckets were evicted from the rate table; its ban was not.
+    assert_eq!(p.banned_until(t(3), b), Some(t(600_000)));
+    assert!(matches!(
         p.check_request(t(3), b, Some(TrunkId(0))),
+        PolicyVerdict::RateLimited { new_ban: false, .. }
+    ));
+    assert_eq!(p.check_invariants(), Ok(()));
+}
+
+/// The appliance's policy: 50 requests/s per source, the default unknown-source
+/// budget, bans of 5 minutes.
+fn appliance_policy() -> PolicyConfig {
+    PolicyConfig {
+        unknown_source: UnknownSource::Reject403,
+        rate_limit_per_source: Some(50),
+        ban_duration: Duration::from_secs(300),
+        ..PolicyConfig::default()
+    }
+}
+
+#[test]
+fn banned_source_stays_banned_after_70000_spoofed_sources() {
+    let mut p = Policy::new(&appliance_policy());
+    let scanner = ip("203.0.113.9");
+    let mut n = 0;
+    while !matches!(
+        p.check_request(t(0), scanner, None),
+        PolicyVerdict::RateLimited { new_ban: true, .. }
+    ) {
+        n += 1;
+        assert!(n < 1000, "never banned");
+    }
+    // 70,000 spoofed sources, one packet each, overflow the 65,536-source rate table.
+    for i in 0..70_000u32 {
+        let src = IpAddr::V4((0x0a00_0000 + i).into());
+        assert_eq!(
+            p.check_request(t(1 + u64::from(i) / 100), src, None),
+            PolicyVerdict::Reject403
+        );
+    }
+    assert!(p.stats().evictions > 0, "the rate table overflowed");
+    assert!(matches!(
+        p.check_request(t(1_000), scanner, None),
+        PolicyVerdict::RateLimited { new_ban: false, .. }
+    ));
+    assert_eq!(p.check_invariants(), Ok(()));
+}
+
+#[test]
+fn full_ban_table_widens_to_the_prefix_instead_of_forgetting() {
+    let mut cfg = appliance_policy();
+    cfg.max_bans = 4;
+    let mut p = Policy::new(&cfg);
+    let ban = |p: &mut Policy, src: IpAddr| {
+        for _ in 0..1000 {
+            if let PolicyVerdict::RateLimited { new_ban, .. } = p.check_request(t(0), src, None) {
+                return new_ban;
+            }
+        }
+        panic!("{src} never banned");
+    };
+    for i in 1..=4 {
+        assert!(ban(&mut p, ip(&format!("198.51.100.{i}"))));
+    }
+    assert_eq!(p.stats().widened_bans, 0);
+    // The host level is full: the fifth ban covers 203.0.113.0/24.
+    assert!(ban(&mut p, ip("203.0.113.77")));
+    assert_eq!(p.stats().widened_bans, 1);
+    for i in 1..=4 {
+        assert!(p
+            .banned_until(t(1), ip(&format!("198.51.100.{i}")))
+            .is_some());
+    }
+    assert!(p.banned_until(t(1), ip("203.0.113.200")).is_some());
+    assert!(matches!(
+        p.check_request(t(1), ip("203.0.113.5"), None),
+        PolicyVerdict::RateLimited { new_ban: false, .. }
+    ));
+    // A trunk inside the widened prefix is not caught by its neighbours' ban.
+    assert_eq!(
+        p.check_request(t(1), ip("203.0.113.10"), Some(TrunkId(0))),
         PolicyVerdict::Allow
     );
+    // IPv6: full host level widens to the /48.
+    for i in 1..=4 {
+        assert!(ban(&mut p, ip(&format!("2001:db8:{i}::1"))));
+    }
+    assert!(ban(&mut p, ip("2001:db8:99:1::1")));
+    assert!(p.banned_until(t(1), ip("2001:db8:99:ffff::2")).is_some());
+    assert!(p.ban_entries() <= 4 * 3 + 2, "bounded: {}", p.ban_entries());
+    assert_eq!(p.check_invariants(), Ok(()));
+    // Every ban ends after its duration.
+    assert_eq!(p.banned_until(t(300_000), ip("203.0.113.200")), None);
+}
+
+/// 200 sources each send 250 INVITEs in 0.35 s; the kernel drops six in seven
+/// and the engine, busy, sees the rest over two seconds: under 40 requests per
+/// source, below the rate's burst (100) and its rate (50/s). The unknown-source
+/// budget (20 a minute) bans every one of them all the same.
+#[test]
+fn flood_is_banned_even_when_the_kernel_drops_most_of_it() {
+    let run = |cfg: &PolicyConfig| {
+        let mut p = Policy::new(cfg);
+        let mut banned = std::collections::BTreeSet::new();
+        let mut delivered = 0u64;
+        for k in 0..250u64 {
+            for i in 0..200u32 {
+                if (k * 200 + u64::from(i)) % 7 != 0 {
+                    continue; // lost in the socket buffer
+                }
+                let now = t(delivered * 2_000 / 7_143);
+                delivered += 1;
+                let src = IpAddr::V4((0x7f00_0100 + i).into());
+                if let PolicyVerdict::RateLimited { new_ban: true, .. } =
+                    p.check_request(now, src, None)
+                {
+                    banned.insert(src);
+                }
+            }
+        }
+        banned.len()
+    };
+    assert_eq!(run(&appliance_policy()), 200);
+    // Without the budget (the rate alone) nobody is banned: what the budget is for.
+    let mut rate_only = appliance_policy();
+    rate_only.unknown_source_budget = 1_000_000;
+    rate_only.unknown_source_window = Duration::from_secs(1);
+    assert_eq!(run(&rate_only), 0);
 }
 
 #[test]
@@ -278,6 +403,7 @@ fn reload_keeps_bans_when_table_shape_is_unchanged() {
         unknown_source: UnknownSource::Reject403,
         rate_limit_per_source: Some(1),
         ban_duration: Duration::from_secs(100),
+        ..PolicyConfig::default()
     };
     let mut p = Policy::new(&cfg);
     let src = ip("192.0.2.9");
@@ -395,6 +521,7 @@ fn engine_config_policy_limits_unknown_sources_not_trunks() {
         unknown_source: UnknownSource::Drop,
         rate_limit_per_source: Some(5),
         ban_duration: Duration::from_secs(30),
+        ..PolicyConfig::default()
     };
     let mut p = Policy::new(&cfg);
     // A busy trunk (1000 datagrams in one second) is never banned.

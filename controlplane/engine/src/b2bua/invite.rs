@@ -37,6 +37,17 @@ impl<M: MediaControl> B2bua<M> {
             self.reject(now, tx, req, from, 503, "Service Unavailable");
             return;
         }
+        if self
+            .cfg
+            .policy
+            .max_calls
+            .is_some_and(|max| self.live_calls >= max as usize)
+        {
+            // All trunks together, bypassed calls included: the engine's own bound.
+            self.stats.call_limit_rejects += 1;
+            self.reject(now, tx, req, from, 503, "Service Unavailable (call limit)");
+            return;
+        }
         if req
             .header("Max-Forwards")
             .and_then(|m| m.trim().parse::<u32>().ok())
@@ -130,6 +141,7 @@ impl<M: MediaControl> B2bua<M> {
             join: None,
         };
         self.calls.insert(id, call);
+        self.live_calls += 1;
         self.by_dialog.insert((a_call_id, a_tag), (id, Side::A));
         self.by_invite_tx.insert(tx, (id, Side::A));
         self.events.push_back(CallEvent::CallStarted {

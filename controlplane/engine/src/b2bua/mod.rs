@@ -117,6 +117,9 @@ const LINGER_T1_MULTIPLE: u32 = 64;
 /// Retry-After (seconds) of the 503 sent while draining or full.
 const RETRY_AFTER_SECS: u32 = 30;
 
+/// Reason phrase of a 481.
+const DIALOG_UNKNOWN: &str = "Call/Transaction Does Not Exist";
+
 /// Work budget for transaction events handled per input.
 const EVENT_BUDGET: usize = 100_000;
 
@@ -139,6 +142,8 @@ pub struct B2bua<M: MediaControl> {
     events: VecDeque<CallEvent>,
     stats: EngineStats,
     draining: bool,
+    /// Calls not yet ended (the global `max_calls` bound).
+    live_calls: usize,
     next_call: u64,
     /// Calls holding a slot per trunk.
     trunk_calls: TrunkLimits,
@@ -167,6 +172,8 @@ impl<M: MediaControl> B2bua<M> {
         tx_cfg.timers.t1 = t.t1;
         tx_cfg.timers.t2 = t.t2;
         tx_cfg.timers.t4 = t.t4;
+        tx_cfg.max_server_transactions = cfg.policy.max_transactions;
+        tx_cfg.max_server_transactions_per_source = cfg.policy.max_transactions_per_source;
         Ok(Self {
             txn: TransactionLayer::new(tx_cfg, seed),
             cfg,
@@ -180,6 +187,7 @@ impl<M: MediaControl> B2bua<M> {
             events: VecDeque::new(),
             stats: EngineStats::default(),
             draining: false,
+            live_calls: 0,
             next_call: 1,
             trunk_calls: TrunkLimits::new(),
             trunk_blocked: RetryAfterTracker::new(MAX_RETRY_AFTER),
@@ -198,6 +206,10 @@ impl<M: MediaControl> B2bua<M> {
         cfg.validate()?;
         self.router = Router::new(&cfg).map_err(|e| ConfigError::Routing(e.to_string()))?;
         self.policy.set_config(&cfg.policy);
+        self.txn.set_load_limits(
+            cfg.policy.max_transactions,
+            cfg.policy.max_transactions_per_source,
+        );
         self.cfg = cfg;
         Ok(())
     }
@@ -255,7 +267,11 @@ impl<M: MediaControl> B2bua<M> {
         );
         // Policy before any parsing: drops and bans cost nothing, scanners learn nothing.
         match self.policy.check_request(now, from.addr.ip(), trunk) {
-            PolicyVerdict::Allow | PolicyVerdict::Reject403 => {}
+            PolicyVerdict::Allow => {}
+            PolicyVerdict::Reject403 => {
+                self.on_unknown_source(now, from, bytes);
+                return;
+            }
             PolicyVerdict::Drop => {
                 self.stats.dropped += 1;
                 self.stats.policy_rejects += 1;
@@ -279,6 +295,50 @@ impl<M: MediaControl> B2bua<M> {
         self.sync_parse_errors();
         self.process(now);
         self.current_trunk = None;
+    }
+
+    /// A datagram from a source no trunk claims, in reject mode: answered
+    /// statelessly, once, with no transaction kept (RFC 3261 §8.2.6; a `403`
+    /// costs one packet out and no memory, whatever the flood). Its ACK is
+    /// absorbed; a response goes to the transaction layer (it matches a client
+    /// transaction or is dropped, no state either way); a request inside a
+    /// dialog we hold (a trunk's address changed on reload) is handled as usual.
+    fn on_unknown_source(&mut self, now: Timestamp, from: PeerAddr, bytes: &[u8]) {
+        let msg = match crate::transaction::parse_message(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                // Counted and answered 400 (when possible) statelessly by the layer.
+                self.txn.handle_datagram(now, from, bytes);
+                self.sync_parse_errors();
+                return;
+            }
+        };
+        let known_dialog = match (msg.call_id(), msg.to_tag()) {
+            (Ok(id), Ok(Some(tag))) => self
+                .by_dialog
+                .contains_key(&(id.to_owned(), tag.to_owned())),
+            _ => false,
+        };
+        if msg.method().is_none() || known_dialog {
+            self.txn.handle_message(now, from, msg);
+            self.sync_parse_errors();
+            self.process(now);
+            return;
+        }
+        if msg.method() == Some(&Method::Ack) {
+            self.stats.absorbed_acks += 1;
+            return;
+        }
+        let ua = self.cfg.node.user_agent.clone();
+        if self
+            .txn
+            .respond_stateless(from, &msg, 403, "Forbidden", &[("Server", &ua)])
+        {
+            self.stats.policy_rejects += 1;
+            self.count_rejected(from, 403, "Forbidden");
+        } else {
+            self.sync_parse_errors();
+        }
     }
 
     /// Fires due transaction and call timers.
@@ -467,10 +527,33 @@ impl<M: MediaControl> B2bua<M> {
     /// Calls not yet ended.
     #[must_use]
     pub fn active_calls(&self) -> usize {
-        self.calls
-            .values()
-            .filter(|c| c.state != CallState::Ended)
-            .count()
+        self.live_calls
+    }
+
+    /// Live transactions (server and client), for the memory bound.
+    #[must_use]
+    pub fn transactions(&self) -> usize {
+        self.txn.len()
+    }
+
+    /// Gives back memory a flood made the tables grow (cheap when there is
+    /// none to give back; the driver calls it from time to time).
+    pub fn shrink(&mut self) {
+        self.txn.shrink();
+        if self.events.capacity() > 4 * self.events.len() + 1024 {
+            self.events.shrink_to(2 * self.events.len());
+        }
+        for m in [&mut self.by_client_tx] {
+            if m.capacity() > 4 * m.len() + 1024 {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        if self.by_invite_tx.capacity() > 4 * self.by_invite_tx.len() + 1024 {
+            self.by_invite_tx.shrink_to(2 * self.by_invite_tx.len());
+        }
+        if self.by_dialog.capacity() > 4 * self.by_dialog.len() + 1024 {
+            self.by_dialog.shrink_to(2 * self.by_dialog.len());
+        }
     }
 
     /// Calls still held in memory (ended ones linger 64·T1).
@@ -546,7 +629,9 @@ impl<M: MediaControl> B2bua<M> {
                 let key = (req.call_id().unwrap_or("").to_owned(), tag.to_owned());
                 match self.by_dialog.get(&key).copied() {
                     Some((call, side)) => self.on_in_dialog(now, call, side, tx, req),
-                    None => self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None),
+                    // §12.2.2: a request for a dialog we do not hold (a BYE after a
+                    // restart, a stale re-INVITE) is answered, never left to retransmit.
+                    None => self.reject(now, tx, &req, from, 481, DIALOG_UNKNOWN),
                 }
             }
             _ => self.on_out_of_dialog(now, tx, from, &req),
@@ -608,7 +693,7 @@ impl<M: MediaControl> B2bua<M> {
         self.send_response(now, tx, &r);
     }
 
-    /// Refuses a request before any call exists.
+    /// Refuses a request before any call exists (counted by status and reason).
     fn reject(
         &mut self,
         now: Timestamp,
@@ -616,7 +701,7 @@ impl<M: MediaControl> B2bua<M> {
         req: &SipMsg,
         from: PeerAddr,
         status: u16,
-        reason: &str,
+        reason: &'static str,
     ) {
         let tag = format!("{:x}", self.txn.next_random());
         let mut r = self.response(req, status, reason, Some(&tag));
@@ -624,6 +709,12 @@ impl<M: MediaControl> B2bua<M> {
             r.push_header("Retry-After", RETRY_AFTER_SECS.to_string());
         }
         self.send_response(now, tx, &r);
+        self.count_rejected(from, status, reason);
+    }
+
+    /// Counts a refused request and reports it (the driver summarises these).
+    fn count_rejected(&mut self, from: PeerAddr, status: u16, reason: &'static str) {
+        *self.stats.rejected.entry((status, reason)).or_insert(0) += 1;
         self.events.push_back(CallEvent::Rejected {
             status,
             reason: reason.to_owned(),

@@ -71,6 +71,14 @@ pub struct EngineStats {
     pub dropped: u64,
     pub failovers: u64,
     pub trunk_limit_rejects: u64,
+    /// New calls refused (503 + Retry-After) at the global `max_calls`.
+    pub call_limit_rejects: u64,
+    /// Requests refused before a call existed, by status and reason phrase
+    /// (policy 403s, drain and limit 503s, 481s for unknown dialogs, ...).
+    pub rejected: BTreeMap<(u16, &'static str), u64>,
+    /// ACKs from sources no trunk claims, absorbed without an answer (the
+    /// ACK of a stateless 403).
+    pub absorbed_acks: u64,
     pub drain_rejects: u64,
     pub media_errors: u64,
     /// Calls set up with media bypass (no data-plane ports taken).

@@ -86,6 +86,7 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         c.state = CallState::Ended;
+        self.live_calls = self.live_calls.saturating_sub(1);
         c.end_reason = Some(reason);
         c.final_status = final_status.or(if c.answer_at.is_some() {
             Some(200)

@@ -1,4 +1,10 @@
-//! Per-source token buckets with temporary bans, in a bounded LRU table.
+//! Per-source token buckets in a bounded LRU table.
+//!
+//! Each source has two buckets: the rate (`per_second`, `burst`) that applies
+//! to every source not exempt, and the unknown-source budget (`unknown_budget`
+//! requests per `unknown_window`) that applies to sources no trunk claims.
+//! Bans are not kept here ([`super::ban`]): evicting a source only forgets its
+//! buckets.
 //!
 //! Invariants: at most `capacity` sources are tracked (the least recently
 //! seen is evicted to make room, so memory is bounded whatever a flood
@@ -27,10 +33,20 @@ pub struct RateLimitSettings {
     pub ipv6_prefix: u8,
     /// Whether requests from known trunks bypass the limit.
     pub exempt_trunks: bool,
+    /// Requests a source no trunk claims may send per `unknown_window` before it
+    /// is banned (≥ 1). Such a source has no business with us: a budget counted
+    /// over a long window bans a flooder even when the kernel drops most of its
+    /// burst and the engine sees it at a rate below `per_second`.
+    pub unknown_budget: u32,
+    /// Window of `unknown_budget` (the bucket refills over it).
+    pub unknown_window: Duration,
+    /// Most bans held per prefix level ([`super::ban`]).
+    pub max_bans: usize,
 }
 
 impl RateLimitSettings {
     /// `per_second` with a burst of twice that, 64k sources, IPv6 per /64,
+    /// 20 requests per minute from unknown sources, 64k bans per prefix level,
     /// known trunks exempt: the B2BUA checks every datagram (responses and
     /// in-dialog requests too), so a carrier at a few dozen calls per second
     /// would exceed any per-source rate meant for scanners and ban itself.
@@ -45,27 +61,49 @@ impl RateLimitSettings {
             capacity: 65_536,
             ipv6_prefix: 64,
             exempt_trunks: true,
+            unknown_budget: 20,
+            unknown_window: Duration::from_secs(60),
+            max_bans: 65_536,
         }
     }
 }
 
-/// What the table says about one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RateOutcome {
-    Allow,
-    Limited { until: Timestamp, new_ban: bool },
+const NIL: usize = usize::MAX;
+/// One token, in milli-tokens.
+const TOKEN: u64 = 1000;
+
+/// A token bucket: `tokens` milli-tokens as of `last`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: u64,
+    last: Timestamp,
 }
 
-const NIL: usize = usize::MAX;
-/// One token, in milli-tokens (refill is `per_second` milli-tokens per ms).
-const TOKEN: u64 = 1000;
+impl Bucket {
+    /// Refills `size` tokens per `period` since `last`, then takes one token
+    /// if there is one.
+    fn take(&mut self, now: Timestamp, size: u32, period: Duration) -> bool {
+        let full = u64::from(size) * TOKEN;
+        let elapsed = (now - self.last).as_millis();
+        let period = period.as_millis().max(1);
+        let refill = elapsed * u128::from(full) / period;
+        let refill = u64::try_from(refill).unwrap_or(u64::MAX);
+        self.tokens = self.tokens.saturating_add(refill).min(full);
+        self.last = now.max(self.last);
+        if self.tokens >= TOKEN {
+            self.tokens -= TOKEN;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
     key: IpAddr,
-    tokens: u64,
-    last: Timestamp,
-    banned_until: Option<Timestamp>,
+    rate: Bucket,
+    unknown: Bucket,
     prev: usize,
     next: usize,
 }
@@ -88,6 +126,7 @@ impl RateTable {
         s.per_second = s.per_second.max(1);
         s.burst = s.burst.max(1);
         s.capacity = s.capacity.max(1);
+        s.unknown_budget = s.unknown_budget.max(1);
         Self {
             s,
             map: HashMap::new(),
@@ -102,12 +141,13 @@ impl RateTable {
         &self.s
     }
 
-    /// New rate/burst/ban/prefix settings on reload. The capacity cannot
+    /// New rate/burst/ban/budget settings on reload. The capacity cannot
     /// change in place (`false`: the caller rebuilds the table).
     pub(crate) fn update(&mut self, mut s: RateLimitSettings) -> bool {
         s.per_second = s.per_second.max(1);
         s.burst = s.burst.max(1);
         s.capacity = s.capacity.max(1);
+        s.unknown_budget = s.unknown_budget.max(1);
         if s.capacity != self.s.capacity || s.ipv6_prefix != self.s.ipv6_prefix {
             return false;
         }
@@ -193,10 +233,6 @@ impl RateTable {
         self.head = i;
     }
 
-    fn full_bucket(&self) -> u64 {
-        u64::from(self.s.burst) * TOKEN
-    }
-
     /// Slot for `key`, inserted (evicting the LRU entry when full) and moved
     /// to the front.
     fn slot(&mut self, now: Timestamp, key: IpAddr) -> usize {
@@ -207,9 +243,14 @@ impl RateTable {
         }
         let fresh = Entry {
             key,
-            tokens: self.full_bucket(),
-            last: now,
-            banned_until: None,
+            rate: Bucket {
+                tokens: u64::from(self.s.burst) * TOKEN,
+                last: now,
+            },
+            unknown: Bucket {
+                tokens: u64::from(self.s.unknown_budget) * TOKEN,
+                last: now,
+            },
             prev: NIL,
             next: NIL,
         };
@@ -231,67 +272,46 @@ impl RateTable {
         i
     }
 
-    /// Accounts one request from `ip` at `now`.
-    pub(crate) fn check(&mut self, now: Timestamp, ip: IpAddr) -> RateOutcome {
+    /// Accounts one request from `ip` at `now`: `rate` charges the rate
+    /// bucket, `unknown` the unknown-source budget. `false`: a bucket was empty
+    /// (the caller bans the source).
+    pub(crate) fn check(&mut self, now: Timestamp, ip: IpAddr, rate: bool, unknown: bool) -> bool {
+        if !rate && !unknown {
+            return true;
+        }
         let key = self.key(ip);
         let i = self.slot(now, key);
-        let full = self.full_bucket();
-        let per_ms = u64::from(self.s.per_second);
-        let ban = self.s.ban;
+        let s = self.s;
         let Some(e) = self.slab.get_mut(i) else {
-            return RateOutcome::Allow;
+            return true;
         };
-        if let Some(until) = e.banned_until {
-            if until > now {
-                return RateOutcome::Limited {
-                    until,
-                    new_ban: false,
-                };
-            }
-            // Ban over: start again with a full bucket.
-            e.banned_until = None;
-            e.tokens = full;
-            e.last = now;
-        }
-        let elapsed = (now - e.last).as_millis();
-        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
-        e.tokens = e
-            .tokens
-            .saturating_add(elapsed.saturating_mul(per_ms))
-            .min(full);
-        e.last = now.max(e.last);
-        if e.tokens >= TOKEN {
-            e.tokens -= TOKEN;
-            RateOutcome::Allow
-        } else {
-            let until = now + ban;
-            e.banned_until = Some(until);
-            RateOutcome::Limited {
-                until,
-                new_ban: true,
-            }
-        }
+        // Both buckets are charged (no short-circuit): each counts every request.
+        let in_rate = !rate || e.rate.take(now, s.burst, rate_period(&s));
+        let in_budget = !unknown || e.unknown.take(now, s.unknown_budget, s.unknown_window);
+        in_rate && in_budget
     }
 
-    /// Whether `ip` is banned at `now` (does not count as a request).
-    pub(crate) fn banned_until(&self, now: Timestamp, ip: IpAddr) -> Option<Timestamp> {
-        let i = *self.map.get(&self.key(ip))?;
-        self.slab
-            .get(i)
-            .and_then(|e| e.banned_until)
-            .filter(|u| *u > now)
-    }
-
-    /// Sources banned at `now`.
-    pub(crate) fn active_bans(&self, now: Timestamp) -> usize {
-        self.slab
-            .iter()
-            .filter(|e| e.banned_until.is_some_and(|u| u > now))
-            .count()
+    /// Forgets `ip`'s buckets (its ban starts: it gets full buckets when it ends).
+    pub(crate) fn forget(&mut self, ip: IpAddr) {
+        let key = self.key(ip);
+        let Some(&i) = self.map.get(&key) else {
+            return;
+        };
+        let full_rate = u64::from(self.s.burst) * TOKEN;
+        let full_unknown = u64::from(self.s.unknown_budget) * TOKEN;
+        if let Some(e) = self.slab.get_mut(i) {
+            e.rate.tokens = full_rate;
+            e.unknown.tokens = full_unknown;
+        }
     }
 
     /// Sources tracked.
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+}
+
+/// Time the rate bucket takes to refill from empty (`burst / per_second`).
+fn rate_period(s: &RateLimitSettings) -> Duration {
+    Duration::from_millis(u64::from(s.burst) * 1000 / u64::from(s.per_second.max(1)))
 }

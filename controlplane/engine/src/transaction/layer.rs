@@ -1,12 +1,14 @@
 //! [`TransactionLayer`]: matching, dispatch, timers and output queues.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 
+use super::build::{build_cancel, build_non2xx_ack, make_response};
 use super::ctx::Ctx;
 use super::invite_client::{InviteClient, InviteClientState};
 use super::invite_server::{InviteServer, InviteServerState};
 use super::key::{AckKey, ClientKey, ServerKey};
-use super::message::{same_header, Method, SipMsg};
+use super::message::{Method, SipMsg};
 use super::non_invite_client::{NonInviteClient, NonInviteClientState};
 use super::non_invite_server::{NonInviteServer, NonInviteServerState};
 use super::stats::TxStats;
@@ -27,6 +29,11 @@ pub struct TxConfig {
     /// (RFC 3261 §21.5.4) and are counted in [`TxStats::overload_rejects`].
     /// Client transactions are never refused: the TU must be able to tear calls down.
     pub max_server_transactions: usize,
+    /// Per-source load limit: with this many live server transactions created by
+    /// requests from one source IP, that source's new requests (CANCEL excepted)
+    /// get the same stateless `503`, counted in [`TxStats::source_limit_rejects`].
+    /// One source (a trunk, or someone spoofing its address) cannot fill the table.
+    pub max_server_transactions_per_source: usize,
 }
 
 impl Default for TxConfig {
@@ -35,9 +42,13 @@ impl Default for TxConfig {
             timers: TimerConfig::default(),
             timer_budget: 4096,
             max_server_transactions: 100_000,
+            max_server_transactions_per_source: 20_000,
         }
     }
 }
+
+/// Retry-After (seconds) of the stateless 503 at a load limit.
+const OVERLOAD_RETRY_AFTER: &str = "5";
 
 #[derive(Debug)]
 enum Machine {
@@ -103,6 +114,8 @@ struct Entry {
     ack_key: Option<AckKey>,
     /// Deadlines currently in the layer's timer set.
     armed: TimerTable,
+    /// Source IP of a server transaction (per-source load limit).
+    source: Option<IpAddr>,
 }
 
 /// All transactions of one SIP endpoint (RFC 3261 §17). See the module docs.
@@ -119,6 +132,9 @@ pub struct TransactionLayer {
     stats: TxStats,
     /// Live server transactions (load limit).
     servers_live: usize,
+    /// Live server transactions per source IP (per-source load limit; at most
+    /// `servers_live` keys).
+    per_source: HashMap<IpAddr, usize>,
     next_id: u64,
     rng: u64,
 }
@@ -139,6 +155,7 @@ impl TransactionLayer {
             events: VecDeque::new(),
             stats: TxStats::default(),
             servers_live: 0,
+            per_source: HashMap::new(),
             next_id: 1,
             rng: seed,
         }
@@ -148,6 +165,75 @@ impl TransactionLayer {
     #[must_use]
     pub fn stats(&self) -> &TxStats {
         &self.stats
+    }
+
+    /// New load limits (reload); transactions in progress are kept.
+    pub fn set_load_limits(&mut self, total: usize, per_source: usize) {
+        self.cfg.max_server_transactions = total;
+        self.cfg.max_server_transactions_per_source = per_source;
+    }
+
+    /// Live server transactions created by requests from `ip`.
+    #[must_use]
+    pub fn server_transactions_from(&self, ip: IpAddr) -> usize {
+        self.per_source.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Gives back the memory of tables and queues a flood grew (hash maps and
+    /// queues keep their capacity when emptied). Cheap when nothing is to be
+    /// given back; the driver calls it from time to time.
+    pub fn shrink(&mut self) {
+        shrink_map(&mut self.txs);
+        shrink_map(&mut self.clients);
+        shrink_map(&mut self.servers);
+        shrink_map(&mut self.acks);
+        shrink_map(&mut self.per_source);
+        if self.transmits.capacity() > 4 * self.transmits.len() + 1024 {
+            self.transmits.shrink_to(2 * self.transmits.len());
+        }
+        if self.events.capacity() > 4 * self.events.len() + 1024 {
+            self.events.shrink_to(2 * self.events.len());
+        }
+    }
+
+    /// Answers `msg` (a request) statelessly (RFC 3261 §8.2.6, §16.3-style):
+    /// one response, no transaction, no retransmission; the top Via gets
+    /// `received`/`rport` and the response goes where §18.2.2 says. An ACK is
+    /// absorbed (never answered). Returns whether a response was queued.
+    pub fn respond_stateless(
+        &mut self,
+        from: PeerAddr,
+        msg: &SipMsg,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) -> bool {
+        if msg.method().is_none_or(|m| *m == Method::Ack) {
+            return false;
+        }
+        let Ok(mut via) = msg.top_via() else {
+            self.stats.malformed += 1;
+            return false;
+        };
+        via.stamp_received(from.addr);
+        let mut stamped = msg.clone();
+        if stamped.set_top_via(&via).is_err() || stamped.to_tag().is_err() {
+            self.stats.malformed += 1;
+            return false;
+        }
+        let dest = match response_target(&via, &from) {
+            ResponseTarget::Addr(p) => p,
+            ResponseTarget::Resolve { .. } => from,
+        };
+        // §8.2.6.2: a final response carries a To tag.
+        let tag = format!("{:x}", self.next_random());
+        let mut r = make_response(&stamped, status, reason, Some(&tag));
+        for (n, v) in extra {
+            r.push_header(n, *v);
+        }
+        self.stats.stateless_responses += 1;
+        self.send_stateless(dest, r.to_bytes());
+        true
     }
 
     /// Live (not yet terminated) transactions.
@@ -363,14 +449,23 @@ impl TransactionLayer {
             // Unresolvable maddr: answer where the request came from.
             ResponseTarget::Resolve { .. } => from,
         };
-        if method != Method::Cancel && self.servers_live >= self.cfg.max_server_transactions {
-            self.stats.overload_rejects += 1;
-            // §8.2.6.2: a final response carries a To tag.
-            let tag = format!("{:x}", self.next_random());
-            let mut busy = make_response(&msg, 503, "Service Unavailable", Some(&tag));
-            busy.push_header("Retry-After", "5");
-            self.send_stateless(dest, busy.to_bytes());
-            return Ok(());
+        if method != Method::Cancel {
+            let total = self.servers_live >= self.cfg.max_server_transactions;
+            let source = self.server_transactions_from(from.addr.ip())
+                >= self.cfg.max_server_transactions_per_source;
+            if total || source {
+                if total {
+                    self.stats.overload_rejects += 1;
+                } else {
+                    self.stats.source_limit_rejects += 1;
+                }
+                // §8.2.6.2: a final response carries a To tag.
+                let tag = format!("{:x}", self.next_random());
+                let mut busy = make_response(&msg, 503, "Service Unavailable", Some(&tag));
+                busy.push_header("Retry-After", OVERLOAD_RETRY_AFTER);
+                self.send_stateless(dest, busy.to_bytes());
+                return Ok(());
+            }
         }
         let cancels = if method == Method::Cancel {
             ServerKey::cancel_target(&msg, &via)
@@ -401,6 +496,10 @@ impl TransactionLayer {
             Machine::NonInviteServer(NonInviteServer::start(dest, msg.clone()))
         };
         self.insert(id, machine, None, Some(key));
+        *self.per_source.entry(from.addr.ip()).or_insert(0) += 1;
+        if let Some(e) = self.txs.get_mut(&id) {
+            e.source = Some(from.addr.ip());
+        }
         self.events.push_back(TxEvent::Request {
             tx: id,
             from,
@@ -597,6 +696,7 @@ impl TransactionLayer {
             server_keys: server.into_iter().collect(),
             ack_key: None,
             armed,
+            source: None,
         };
         self.txs.insert(id, entry);
     }
@@ -643,6 +743,14 @@ impl TransactionLayer {
         if !entry.server_keys.is_empty() {
             self.servers_live = self.servers_live.saturating_sub(1);
         }
+        if let Some(ip) = entry.source {
+            if let Some(n) = self.per_source.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_source.remove(&ip);
+                }
+            }
+        }
         for k in entry.server_keys {
             if self.servers.get(&k) == Some(&id) {
                 self.servers.remove(&k);
@@ -657,72 +765,9 @@ impl TransactionLayer {
     }
 }
 
-/// Builds a response to `request` (RFC 3261 §8.2.6.2): Via (all, in order), From,
-/// To (with `to_tag` added when it has none), Call-ID, CSeq copied; Record-Route
-/// copied for 101-299 so the UAC learns the route set (§12.1.1).
-#[must_use]
-pub fn make_response(request: &SipMsg, status: u16, reason: &str, to_tag: Option<&str>) -> SipMsg {
-    let mut resp = SipMsg::response(status, reason);
-    for (n, v) in request.headers() {
-        let copy = ["Via", "From", "To", "Call-ID", "CSeq"]
-            .iter()
-            .any(|h| same_header(n, h))
-            || ((101..300).contains(&status) && same_header(n, "Record-Route"));
-        if copy {
-            resp.push_header(n, v);
-        }
+/// Shrinks a map that holds far less than its capacity.
+fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 4 * m.len() + 1024 {
+        m.shrink_to(2 * m.len());
     }
-    if let Some(tag) = to_tag {
-        if matches!(resp.to_tag(), Ok(None)) {
-            // Cannot fail: To was copied and checked above.
-            let _ = resp.set_to_tag(tag);
-        }
-    }
-    resp
-}
-
-/// Copies the headers CANCEL and non-2xx ACK share with their INVITE.
-fn copy_for(
-    request: &SipMsg,
-    method: &Method,
-    uri: &str,
-    to: Option<&str>,
-) -> Result<SipMsg, super::MsgError> {
-    let cseq = request.cseq()?;
-    let mut msg = SipMsg::request(method.clone(), uri);
-    msg.push_header("Via", request.top_via()?.to_string());
-    for (n, v) in request.headers() {
-        if same_header(n, "Route") || same_header(n, "Max-Forwards") {
-            msg.push_header(n, v);
-        }
-    }
-    msg.push_header(
-        "From",
-        request
-            .header("From")
-            .ok_or(super::MsgError::Missing("From"))?,
-    );
-    let to = to
-        .or_else(|| request.header("To"))
-        .ok_or(super::MsgError::Missing("To"))?;
-    msg.push_header("To", to);
-    msg.push_header("Call-ID", request.call_id()?);
-    msg.push_header("CSeq", format!("{} {}", cseq.seq, method));
-    Ok(msg)
-}
-
-/// Builds the CANCEL for a request per RFC 3261 §9.1: same Request-URI, Call-ID,
-/// To, From, CSeq number and single top Via (branch) as the request, Route copied.
-pub fn build_cancel(request: &SipMsg) -> Result<SipMsg, super::MsgError> {
-    let uri = request
-        .request_uri()
-        .ok_or(super::MsgError::Syntax("not a request"))?;
-    copy_for(request, &Method::Cancel, uri, None)
-}
-
-/// Builds the ACK for a non-2xx final response per RFC 3261 §17.1.1.3.
-fn build_non2xx_ack(request: &SipMsg, response: &SipMsg) -> SipMsg {
-    let uri = request.request_uri().unwrap_or("");
-    copy_for(request, &Method::Ack, uri, response.header("To"))
-        .unwrap_or_else(|_| SipMsg::request(Method::Ack, uri))
 }

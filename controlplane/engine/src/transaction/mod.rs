@@ -16,6 +16,7 @@
 //! (re-sending the TU's ACK), and the server transaction retransmits the 2xx
 //! itself (the UAS core duty of RFC 3261 §13.3.1.4) until the ACK arrives.
 
+mod build;
 mod ctx;
 mod invite_client;
 mod invite_server;
@@ -32,9 +33,10 @@ mod wire;
 use std::fmt;
 use std::net::SocketAddr;
 
+pub use build::{build_cancel, make_response};
 pub use invite_client::InviteClientState;
 pub use invite_server::InviteServerState;
-pub use layer::{build_cancel, make_response, TransactionLayer, TxConfig};
+pub use layer::{TransactionLayer, TxConfig};
 pub use message::{CSeq, Method, SipMsg};
 pub use non_invite_client::NonInviteClientState;
 pub use non_invite_server::NonInviteServerState;

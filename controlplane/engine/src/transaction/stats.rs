@@ -27,6 +27,10 @@ pub struct TxStats {
     pub transport_errors: u64,
     /// New inbound requests refused with 503 at the load limit.
     pub overload_rejects: u64,
+    /// New inbound requests refused with 503 at the per-source load limit.
+    pub source_limit_rejects: u64,
+    /// Requests answered without a transaction ([`super::TransactionLayer::respond_stateless`]).
+    pub stateless_responses: u64,
 }
 
 impl TxStats {
