@@ -151,6 +151,48 @@ pub struct FastLeg {
     pub user_payload_type: Option<u8>,
 }
 
+/// The `media.fast_path` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FastPathSetting {
+    /// XDP when this build has it and the interfaces and privileges allow it; otherwise
+    /// off, with a log line saying why.
+    #[default]
+    Auto,
+    /// XDP or a start-up error.
+    Xdp,
+    /// No fast path: the workers forward everything.
+    Off,
+}
+
+/// Starts the fast path on `interfaces` as `setting` asks: `Ok(None)` when it is off
+/// (asked, or `Auto` and unavailable), the error when `Xdp` cannot be had.
+pub fn start(
+    setting: FastPathSetting,
+    interfaces: &[&str],
+) -> Result<Option<FastPath>, FastPathError> {
+    if setting == FastPathSetting::Off {
+        return Ok(None);
+    }
+    let attempt = || -> Result<FastPath, FastPathError> {
+        let (first, rest) = interfaces
+            .split_first()
+            .ok_or_else(|| FastPathError::UnknownInterface(String::new()))?;
+        let mut fp = FastPath::attach(first, AttachMode::Auto)?;
+        for name in rest {
+            fp.attach_also(name, AttachMode::Auto)?;
+        }
+        Ok(fp)
+    };
+    match (attempt(), setting) {
+        (Ok(fp), _) => Ok(Some(fp)),
+        (Err(e), FastPathSetting::Auto) => {
+            tracing::warn!(error = %e, "media fast path off: XDP unavailable");
+            Ok(None)
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// `CLOCK_MONOTONIC` now in ns: the clock of [`LegCounters::last_seen_ns`].
 #[must_use]
 pub fn monotonic_now_ns() -> u64 {
