@@ -197,7 +197,7 @@ impl std::fmt::Debug for UringState {
 
 /// Memory the kernel may touch while operations are in flight.
 pub struct UringState {
-    /// On huge pages ([`crate::huge`]): the ring hands these out in turn.
+    /// On huge pages (`huge.rs`): the ring hands these out in turn.
     pub bufs: memmap2::MmapMut,
     pub ring_mem: BufRing,
     pub sends: Box<[SendSlot]>,

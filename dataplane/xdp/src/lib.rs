@@ -15,7 +15,7 @@
 //! [`read_counters`](FastPath::read_counters) in between for statistics and inactivity.
 //! Dropping the [`FastPath`] detaches the program.
 //!
-//! `unsafe` is limited to the `aya::Pod` markers of the map layouts in [`maps`].
+//! `unsafe` is limited to the `aya::Pod` markers of the map layouts (`maps.rs`).
 
 mod iface;
 mod maps;
