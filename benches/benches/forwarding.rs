@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_dataplane::rawfwd::{self, Blaster};
+use portcullis_benches::rawfwd::{self, Blaster};
 use portcullis_dataplane::{Backend, Dataplane, DataplaneConfig, StreamParams};
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
 

@@ -41,7 +41,7 @@ fn built_on_demand(package: &str, bin: &str) -> PathBuf {
 
 /// The raw forwarder binary, built on demand in our target directory.
 fn rawfwd() -> PathBuf {
-    built_on_demand("portcullis-dataplane", "portcullis-rawfwd")
+    built_on_demand("portcullis-benches", "portcullis-rawfwd")
 }
 
 fn free_port() -> u16 {

@@ -24,7 +24,7 @@ pub(crate) const INSTALL_BATCH: usize = 16;
 
 /// How a submission names socket `sock` of the slice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SockRef {
+pub enum SockRef {
     /// Slot in the ring's registered-file table.
     Fixed(u32),
     /// An ordinary descriptor (beyond the table).

@@ -16,7 +16,6 @@ pub mod counters;
 mod fixed;
 mod huge;
 mod mmsg;
-pub mod rawfwd;
 pub mod relay;
 mod ring;
 mod sock;
@@ -38,6 +37,22 @@ pub use types::{
 };
 
 use types::Command;
+
+/// The kernel-interface building blocks the workers are made of (io_uring ring and
+/// provided-buffer set-up and submissions, `recvmmsg`/`sendmmsg` batches, socket set-up),
+/// shared with the raw baseline forwarder in `portcullis-benches` so the baseline runs the
+/// same kernel calls. Not a stable interface.
+#[doc(hidden)]
+pub mod raw {
+    pub use crate::fixed::SockRef;
+    pub use crate::mmsg::{Batch, BATCH};
+    pub use crate::relay::BUF_SIZE;
+    pub use crate::ring::{
+        arm_recv, arm_timer, build_ring, push, quiesce, send_connected, send_to, ud, ud_bid,
+        ud_kind, ud_sock, UringState, BGID, K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
+    };
+    pub use crate::sock::{bind_udp, gettid, to_storage, SOCKET_BUFFER};
+}
 
 /// Control-plane view of one worker.
 struct WorkerHandle {

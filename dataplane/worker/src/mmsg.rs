@@ -22,9 +22,21 @@ const EVENTS: usize = 256;
 /// epoll token of the doorbell.
 const DOORBELL: u64 = u64::MAX;
 
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").finish_non_exhaustive()
+    }
+}
+
 /// Preallocated batch state (the kernel sees pointers into it, re-derived every call so
 /// the struct may move between calls).
-pub(crate) struct Batch {
+pub struct Batch {
     bufs: Box<[[u8; BUF_SIZE]]>,
     addrs: Box<[libc::sockaddr_storage]>,
     iovs: Box<[libc::iovec]>,
@@ -49,7 +61,7 @@ fn zero_iovec() -> libc::iovec {
 }
 
 impl Batch {
-    pub(crate) fn new() -> Batch {
+    pub fn new() -> Batch {
         Batch {
             bufs: vec![[0u8; BUF_SIZE]; BATCH].into_boxed_slice(),
             addrs: (0..BATCH).map(|_| zero_storage()).collect(),
@@ -65,16 +77,16 @@ impl Batch {
 
     /// `recvmmsg` up to [`BATCH`] datagrams from `fd` without blocking. Returns the count.
     /// Buffer `i`, for a generator to fill before [`queue`](Self::queue).
-    pub(crate) fn buf_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+    pub fn buf_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         self.bufs.get_mut(i).map(|b| &mut b[..MAX_DATAGRAM])
     }
 
     /// Length and source-address validity of received datagram `i`.
-    pub(crate) fn received_len(&self, i: usize) -> usize {
+    pub fn received_len(&self, i: usize) -> usize {
         self.hdrs.get(i).map_or(0, |h| h.msg_len as usize)
     }
 
-    pub(crate) fn recv(&mut self, fd: i32, flags: i32) -> usize {
+    pub fn recv(&mut self, fd: i32, flags: i32) -> usize {
         for i in 0..BATCH {
             let (Some(buf), Some(iov), Some(addr), Some(h)) = (
                 self.bufs.get_mut(i),
@@ -112,7 +124,7 @@ impl Batch {
     }
 
     /// Queue buffer `i` (already transformed in place) for sending.
-    pub(crate) fn queue(&mut self, i: usize, sock: u32, to: std::net::SocketAddr, len: usize) {
+    pub fn queue(&mut self, i: usize, sock: u32, to: std::net::SocketAddr, len: usize) {
         let o = self.out_n;
         let (Some(buf), Some(iov), Some(addr), Some(h), Some(s)) = (
             self.bufs.get_mut(i),
@@ -138,11 +150,7 @@ impl Batch {
 
     /// Send every queued packet, one `sendmmsg` per run of packets leaving through the
     /// same socket. Returns the sockets of packets that failed, via `on_fail`.
-    pub(crate) fn flush(
-        &mut self,
-        fd_of: impl Fn(u32) -> Option<i32>,
-        mut on_fail: impl FnMut(u32),
-    ) {
+    pub fn flush(&mut self, fd_of: impl Fn(u32) -> Option<i32>, mut on_fail: impl FnMut(u32)) {
         let n = self.out_n;
         self.out_n = 0;
         let mut start = 0;

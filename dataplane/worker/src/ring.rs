@@ -1,7 +1,7 @@
 //! io_uring plumbing shared by the relay's io_uring backend ([`crate::uring`]), its
-//! connected companions ([`crate::companion`]) and the raw forwarders
-//! ([`crate::rawfwd`]): the ring and its set-up, the provided-buffer ring and the
-//! per-buffer send slots ([`UringState`]), user-data packing, arming receives, the doorbell
+//! connected companions ([`crate::companion`]) and the raw baseline forwarder in
+//! `portcullis-benches` (through [`crate::raw`]): the ring and its set-up, the
+//! provided-buffer ring and the per-buffer send slots ([`UringState`]), user-data packing, arming receives, the doorbell
 //! and the timer, building sends, and the quiesce before teardown.
 //!
 //! Buffer life cycle (the invariant every `unsafe` below relies on): a buffer id is either
@@ -24,44 +24,44 @@ use crate::worker::HOUSEKEEPING;
 
 /// Default provided buffers per worker (power of two, ≤ 32768).
 pub const NBUF: u16 = 4096;
-pub(crate) const BGID: u16 = 0;
+pub const BGID: u16 = 0;
 /// Size of `struct io_uring_recvmsg_out` that precedes the name in each buffer.
-pub(crate) const RECVMSG_OUT: usize = 16;
+pub const RECVMSG_OUT: usize = 16;
 /// Room reserved for the source address in each buffer (`sockaddr_in6` fits v4 and v6).
-pub(crate) const NAMELEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
+pub const NAMELEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
 /// Where the datagram starts inside a provided buffer.
-pub(crate) const PAYLOAD_OFF: usize = RECVMSG_OUT + NAMELEN;
+pub const PAYLOAD_OFF: usize = RECVMSG_OUT + NAMELEN;
 /// Length offered to the kernel per buffer: header + name + one datagram. The rest of the
 /// buffer stays as SRTP tailroom.
-pub(crate) const PROVIDED_LEN: usize = PAYLOAD_OFF + MAX_DATAGRAM;
+pub const PROVIDED_LEN: usize = PAYLOAD_OFF + MAX_DATAGRAM;
 
-pub(crate) const K_RECV: u64 = 1;
-pub(crate) const K_SEND: u64 = 2;
-pub(crate) const K_BELL: u64 = 3;
-pub(crate) const K_TIMER: u64 = 4;
-pub(crate) const K_CANCEL: u64 = 5;
+pub const K_RECV: u64 = 1;
+pub const K_SEND: u64 = 2;
+pub const K_BELL: u64 = 3;
+pub const K_TIMER: u64 = 4;
+pub const K_CANCEL: u64 = 5;
 /// User-data kind of a companion's multishot receive (the socket field is the companion).
-pub(crate) const K_RECV_C: u64 = 6;
+pub const K_RECV_C: u64 = 6;
 
-pub(crate) fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
+pub fn ud(kind: u64, sock: u32, bid: u16) -> u64 {
     (kind << 56) | (u64::from(sock) << 16) | u64::from(bid)
 }
 
-pub(crate) fn ud_kind(u: u64) -> u64 {
+pub fn ud_kind(u: u64) -> u64 {
     u >> 56
 }
 
-pub(crate) fn ud_sock(u: u64) -> u32 {
+pub fn ud_sock(u: u64) -> u32 {
     ((u >> 16) & 0xffff_ffff) as u32
 }
 
-pub(crate) fn ud_bid(u: u64) -> u16 {
+pub fn ud_bid(u: u64) -> u16 {
     (u & 0xffff) as u16
 }
 
 /// Check that io_uring is usable: kernel ≥ 6.0 (multishot recvmsg), ring creation allowed,
 /// the opcodes we submit supported, and a provided-buffer ring can be registered.
-pub(crate) fn probe() -> Result<(), DataplaneError> {
+pub fn probe() -> Result<(), DataplaneError> {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_err(|e| DataplaneError::IoUringUnavailable(format!("kernel release: {e}")))?;
     let (major, _) = kernel_version(&rel);
@@ -107,16 +107,22 @@ pub(crate) fn probe() -> Result<(), DataplaneError> {
 
 /// Major and minor of a kernel release string (`/proc/sys/kernel/osrelease`); 0 where a
 /// part is missing.
-pub(crate) fn kernel_version(release: &str) -> (u32, u32) {
+pub fn kernel_version(release: &str) -> (u32, u32) {
     let mut it = release
         .split(|c: char| !c.is_ascii_digit())
         .map(|p| p.parse().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
+impl std::fmt::Debug for BufRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufRing").finish_non_exhaustive()
+    }
+}
+
 /// Page-aligned memory of a provided-buffer ring.
-pub(crate) struct BufRing {
-    pub(crate) base: *mut types::BufRingEntry,
+pub struct BufRing {
+    pub base: *mut types::BufRingEntry,
     entries: u16,
     layout: Layout,
 }
@@ -170,31 +176,43 @@ impl Drop for BufRing {
     }
 }
 
+impl std::fmt::Debug for SendSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendSlot").finish_non_exhaustive()
+    }
+}
+
 /// Per-buffer `sendmsg` arguments: stable addresses until the send completes.
-pub(crate) struct SendSlot {
-    pub(crate) hdr: libc::msghdr,
-    pub(crate) iov: libc::iovec,
-    pub(crate) addr: libc::sockaddr_storage,
+pub struct SendSlot {
+    pub hdr: libc::msghdr,
+    pub iov: libc::iovec,
+    pub addr: libc::sockaddr_storage,
+}
+
+impl std::fmt::Debug for UringState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringState").finish_non_exhaustive()
+    }
 }
 
 /// Memory the kernel may touch while operations are in flight.
-pub(crate) struct UringState {
-    /// On huge pages ([`crate::huge`]): the ring hands these out in turn.
-    pub(crate) bufs: memmap2::MmapMut,
-    pub(crate) ring_mem: BufRing,
-    pub(crate) sends: Box<[SendSlot]>,
-    pub(crate) recv_hdr: Box<libc::msghdr>,
+pub struct UringState {
+    /// On huge pages (`huge.rs`): the ring hands these out in turn.
+    pub bufs: memmap2::MmapMut,
+    pub ring_mem: BufRing,
+    pub sends: Box<[SendSlot]>,
+    pub recv_hdr: Box<libc::msghdr>,
     bell: Box<u64>,
     ts: Box<types::Timespec>,
     /// Buffers recycled this iteration, published at once.
     pending: u16,
     /// Operations submitted and not yet completed for good (for quiesce).
-    pub(crate) inflight: usize,
+    pub inflight: usize,
 }
 
 impl UringState {
     /// `nbuf` must be a power of two (checked by the caller's config validation).
-    pub(crate) fn new(nbuf: u16) -> Result<UringState, DataplaneError> {
+    pub fn new(nbuf: u16) -> Result<UringState, DataplaneError> {
         let ring_mem = BufRing::new(nbuf)?;
         // SAFETY: msghdr is plain old data; zero is a valid empty header.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
@@ -233,7 +251,7 @@ impl UringState {
         Ok(st)
     }
 
-    pub(crate) fn buf_ptr(&mut self, bid: u16) -> *mut u8 {
+    pub fn buf_ptr(&mut self, bid: u16) -> *mut u8 {
         let off = usize::from(bid) * BUF_SIZE;
         self.bufs
             .get_mut(off..)
@@ -241,13 +259,13 @@ impl UringState {
     }
 
     /// Give buffer `bid` back to the kernel (published by [`flush_recycled`]).
-    pub(crate) fn recycle(&mut self, bid: u16) {
+    pub fn recycle(&mut self, bid: u16) {
         let p = self.buf_ptr(bid);
         self.ring_mem.put(self.pending, bid, p, PROVIDED_LEN as u32);
         self.pending += 1;
     }
 
-    pub(crate) fn flush_recycled(&mut self) {
+    pub fn flush_recycled(&mut self) {
         if self.pending > 0 {
             self.ring_mem.publish(self.pending);
             self.pending = 0;
@@ -256,7 +274,7 @@ impl UringState {
 }
 
 /// Push an SQE, submitting first if the queue is full. `false` if it still does not fit.
-pub(crate) fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
+pub fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
     // SAFETY: every pointer inside the entries built in this module targets memory owned
     // by `UringState`, which outlives all in-flight operations (see the module docs).
     let first = unsafe { ring.submission().push(e) };
@@ -269,22 +287,17 @@ pub(crate) fn push(ring: &mut IoUring, e: &squeue::Entry) -> bool {
     second.is_ok()
 }
 
-pub(crate) fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
+pub fn arm_recv(ring: &mut IoUring, st: &mut UringState, sock: u32, fd: i32) -> bool {
     arm_recv_ref(ring, st, sock, SockRef::Fd(fd))
 }
 
-pub(crate) fn arm_recv_ref(
-    ring: &mut IoUring,
-    st: &mut UringState,
-    sock: u32,
-    target: SockRef,
-) -> bool {
+pub fn arm_recv_ref(ring: &mut IoUring, st: &mut UringState, sock: u32, target: SockRef) -> bool {
     arm_multishot(ring, st, target, ud(K_RECV, sock, 0))
 }
 
 /// Arm a multishot `recvmsg` on `target` from the provided-buffer ring, tagged
 /// `user_data`; `false` when the submission queue has no room.
-pub(crate) fn arm_multishot(
+pub fn arm_multishot(
     ring: &mut IoUring,
     st: &mut UringState,
     target: SockRef,
@@ -296,12 +309,7 @@ pub(crate) fn arm_multishot(
 /// A multishot `recvmsg` like [`arm_multishot`] that takes what `target` holds queued now
 /// and then ends (`MSG_DONTWAIT`: the kernel completes it with `EAGAIN` instead of waiting,
 /// so it leaves no waiter on the socket); `false` when the submission queue has no room.
-pub(crate) fn arm_drain(
-    ring: &mut IoUring,
-    st: &mut UringState,
-    target: SockRef,
-    user_data: u64,
-) -> bool {
+pub fn arm_drain(ring: &mut IoUring, st: &mut UringState, target: SockRef, user_data: u64) -> bool {
     arm_multishot_flags(ring, st, target, user_data, libc::MSG_DONTWAIT as u32)
 }
 
@@ -326,7 +334,7 @@ fn arm_multishot_flags(
     ok
 }
 
-pub(crate) fn arm_bell(ring: &mut IoUring, st: &mut UringState, fd: i32) {
+pub fn arm_bell(ring: &mut IoUring, st: &mut UringState, fd: i32) {
     let e = opcode::Read::new(types::Fd(fd), (&mut *st.bell as *mut u64).cast(), 8)
         .build()
         .user_data(ud(K_BELL, 0, 0));
@@ -335,7 +343,7 @@ pub(crate) fn arm_bell(ring: &mut IoUring, st: &mut UringState, fd: i32) {
     }
 }
 
-pub(crate) fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
+pub fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
     let e = opcode::Timeout::new(&*st.ts)
         .build()
         .user_data(ud(K_TIMER, 0, 0));
@@ -346,7 +354,7 @@ pub(crate) fn arm_timer(ring: &mut IoUring, st: &mut UringState) {
 
 /// Decode the source address the kernel wrote into a buffer (`sockaddr_in`/`in6` bytes);
 /// a v4-mapped IPv6 address comes back as IPv4, as in [`crate::sock::from_storage`].
-pub(crate) fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
+pub fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     let fam = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
     let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
@@ -368,7 +376,7 @@ pub(crate) fn parse_name(b: &[u8]) -> Option<std::net::SocketAddr> {
     }
 }
 
-pub(crate) fn build_ring(entries: u32, nbuf: u16) -> Result<IoUring, DataplaneError> {
+pub fn build_ring(entries: u32, nbuf: u16) -> Result<IoUring, DataplaneError> {
     let cq = (u32::from(nbuf) * 4).max(4096);
     let fast = IoUring::builder()
         .setup_cqsize(cq)
@@ -387,7 +395,7 @@ pub(crate) fn build_ring(entries: u32, nbuf: u16) -> Result<IoUring, DataplaneEr
 /// A `sendmsg` of `len` bytes at `data` to `to`, its header and address written into
 /// `slot`, the send slot of the buffer holding `data` (both stay put until the
 /// completion: the buffer is recycled only then).
-pub(crate) fn send_to(
+pub fn send_to(
     target: SockRef,
     slot: &mut SendSlot,
     data: *mut u8,
@@ -409,7 +417,7 @@ pub(crate) fn send_to(
 
 /// A `send` of `len` bytes at `data` on a connected socket. The buffer must stay put
 /// until the completion (it is a provided buffer, recycled only then).
-pub(crate) fn send_connected(target: SockRef, data: *const u8, len: usize) -> squeue::Entry {
+pub fn send_connected(target: SockRef, data: *const u8, len: usize) -> squeue::Entry {
     let len = u32::try_from(len).unwrap_or(u32::MAX);
     match target {
         SockRef::Fixed(i) => opcode::Send::new(types::Fixed(i), data, len).build(),
@@ -423,7 +431,7 @@ pub(crate) fn send_connected(target: SockRef, data: *const u8, len: usize) -> sq
 /// themselves. Not one cancel-all: the kernel finds each request of a cancel-all by a
 /// scan of everything in flight, so its cost grows with the square of the sockets (15 s
 /// for 21,000); a cancel by user data stops at its own request.
-pub(crate) fn quiesce(
+pub fn quiesce(
     ring: &mut IoUring,
     st: &mut UringState,
     sockets: u32,

@@ -343,7 +343,8 @@ pub enum DataplaneError {
 }
 
 impl DataplaneError {
-    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+    /// An I/O error of the named operation.
+    pub fn io(what: &'static str, source: std::io::Error) -> Self {
         DataplaneError::Io { what, source }
     }
 }

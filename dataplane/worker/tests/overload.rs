@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::blaster::{bind_flood, Blaster};
 use common::*;
-use portcullis_dataplane::rawfwd::{self, Blaster};
 use portcullis_dataplane::{Backend, DropReason, Event, Side};
 
 const STREAMS: usize = 8;
@@ -41,7 +41,7 @@ fn overload(backend: Backend, base: u16) {
         handles.push(h);
     }
     std::thread::sleep(Duration::from_millis(50));
-    let flood_sock = rawfwd::bind(to(0)).expect("flood socket");
+    let flood_sock = bind_flood(to(0)).expect("flood socket");
     let dests: Vec<SocketAddr> = handles.iter().map(|h| to(h.port_a)).collect();
     // Latch every stream to the flood socket first.
     let mut bl = Blaster::default();

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::blaster::{bind_flood, Blaster};
 use common::*;
-use portcullis_dataplane::rawfwd::Blaster;
-use portcullis_dataplane::{rawfwd, Backend, DataplaneConfig};
+use portcullis_dataplane::{Backend, DataplaneConfig};
 
 #[test]
 fn multishot_rearmed_after_buffer_exhaustion() {
@@ -23,7 +23,7 @@ fn multishot_rearmed_after_buffer_exhaustion() {
     dp.update(&h, plain(None), plain(Some(addr(&pb))))
         .expect("update");
     std::thread::sleep(Duration::from_millis(50));
-    let flood = rawfwd::bind(to(0)).expect("socket");
+    let flood = bind_flood(to(0)).expect("socket");
     let mut bl = Blaster::default();
     let t0 = Instant::now();
     let mut seq = 0u16;

@@ -3,6 +3,7 @@
 //! below the kernel's ephemeral range (32768–60999), so no auto-bound socket can share them.
 #![allow(dead_code)]
 
+pub mod blaster;
 pub mod fixed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_dataplane::rawfwd;
+use portcullis_benches::rawfwd;
 
 struct Args {
     backend: String,

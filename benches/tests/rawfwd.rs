@@ -1,12 +1,45 @@
 //! The raw baseline forwarders forward every datagram unchanged to the fixed peer.
 
-mod common;
-
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::*;
-use portcullis_dataplane::rawfwd;
+use portcullis_benches::rawfwd;
+
+const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn to(port: u16) -> SocketAddr {
+    SocketAddr::new(LO, port)
+}
+
+fn peer() -> UdpSocket {
+    let s = UdpSocket::bind((LO, 0)).expect("bind peer");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    s
+}
+
+fn addr(s: &UdpSocket) -> SocketAddr {
+    s.local_addr().expect("local addr")
+}
+
+/// A minimal RTP packet (RFC 3550 §5.1), PT 0.
+fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut b = [0u8; 2048];
+    s.recv_from(&mut b)
+        .ok()
+        .map(|(n, from)| (b[..n].to_vec(), from))
+}
 
 fn forwards(uring: bool, port: u16) {
     let sock = rawfwd::bind(to(port)).expect("bind");

@@ -15,14 +15,12 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, types};
 pub use socket2::Socket;
 
-use crate::fixed::SockRef;
-use crate::mmsg::{Batch, BATCH};
-use crate::ring::{
-    arm_recv, arm_timer, build_ring, push, quiesce, send_connected, send_to, ud, ud_bid, ud_kind,
-    ud_sock, UringState, BGID, K_RECV, K_SEND, K_TIMER, NBUF, PAYLOAD_OFF,
+use portcullis_dataplane::raw::{
+    arm_recv, arm_timer, build_ring, push, quiesce, send_connected, send_to, to_storage, ud,
+    ud_bid, ud_kind, ud_sock, Batch, SockRef, UringState, BATCH, BGID, BUF_SIZE, K_RECV, K_SEND,
+    K_TIMER, NBUF, PAYLOAD_OFF,
 };
-use crate::sock::to_storage;
-use crate::types::DataplaneError;
+use portcullis_dataplane::DataplaneError;
 
 /// What a raw forwarder did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,7 +126,7 @@ pub fn run_uring(
                     }
                     stats.rx_packets += 1;
                     // payloadlen is the third u32 of io_uring_recvmsg_out.
-                    let off = usize::from(bid) * crate::relay::BUF_SIZE;
+                    let off = usize::from(bid) * BUF_SIZE;
                     let len = st
                         .bufs
                         .get(off + 8..off + 12)
@@ -382,7 +380,7 @@ fn uring_multi(
                         continue;
                     };
                     // payloadlen is the third u32 of io_uring_recvmsg_out.
-                    let off = usize::from(bid) * crate::relay::BUF_SIZE;
+                    let off = usize::from(bid) * BUF_SIZE;
                     let len = st
                         .bufs
                         .get(off + 8..off + 12)
@@ -447,7 +445,7 @@ fn uring_multi(
 /// # Errors
 /// Bind failures.
 pub fn bind(addr: SocketAddr) -> Result<Socket, DataplaneError> {
-    crate::sock::bind_udp(addr, crate::sock::SOCKET_BUFFER)
+    portcullis_dataplane::raw::bind_udp(addr, portcullis_dataplane::raw::SOCKET_BUFFER)
 }
 
 /// A `sendmmsg` load generator for benchmarks and load tests: copies packets into
@@ -506,7 +504,7 @@ pub fn pin_current(core: usize) -> bool {
 /// Kernel thread id of the calling thread.
 #[must_use]
 pub fn current_tid() -> u64 {
-    crate::sock::gettid()
+    portcullis_dataplane::raw::gettid()
 }
 
 /// Time core `core` has spent so far busy (user, system, interrupts, softirq) and stolen

@@ -1,0 +1,441 @@
+//! XDP fast path for plain RTP/RTCP: forwards the packets of locked legs in the driver.
+//!
+//! The program (`bpf/fastpath.c`, built by `build.rs` with clang) looks up the UDP
+//! destination port in a map of promoted legs, checks the source against the locked peer,
+//! rewrites addresses and ports (our address on the other leg → that leg's peer) and the
+//! MACs (ours on the egress interface; the next hop toward the peer, learned from that
+//! peer's own packets), updates the checksums (RFC 1624) and sends the packet out with
+//! `XDP_TX` or `XDP_REDIRECT`. Everything else goes up to the
+//! io_uring workers unchanged: first packets and learning, STUN, SRTP, the user payload
+//! type (DTMF), packets from anyone but the locked peer, unknown ports.
+//!
+//! The worker drives it through [`FastPath`]:
+//! [`promote`](FastPath::promote) a leg once it is locked, [`demote`](FastPath::demote) it
+//! on re-INVITE, peer change, hold or teardown (the final counters come back),
+//! [`read_counters`](FastPath::read_counters) in between for statistics and inactivity.
+//! Dropping the [`FastPath`] detaches the program.
+//!
+//! `unsafe` is limited to the `aya::Pod` markers of the map layouts (`maps.rs`).
+
+mod iface;
+mod maps;
+
+use std::net::{IpAddr, SocketAddr};
+
+use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+pub use maps::{FastPathStats, LegCounters, LegKey, Stat, STATS};
+
+use maps::{addr_bytes, CpuCounters, LegValue, LEG_RTP, NO_USER_PT};
+
+/// Name of the program in the object.
+const PROGRAM: &str = "portcullis_fastpath";
+
+/// The compiled object, when the build had clang and the libbpf headers.
+#[cfg(portcullis_xdp_object)]
+const OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(env!("PORTCULLIS_XDP_OBJECT")));
+#[cfg(not(portcullis_xdp_object))]
+const OBJECT: Option<&[u8]> = None;
+
+/// Why the object is missing (set by `build.rs`).
+#[cfg(not(portcullis_xdp_object))]
+const MISSING: &str = env!("PORTCULLIS_XDP_MISSING");
+#[cfg(portcullis_xdp_object)]
+const MISSING: &str = "";
+
+/// Errors of the fast path. `Unavailable` and `Attach` are the start-up answers; the rest
+/// come from promoting or reading a leg.
+#[derive(Debug, thiserror::Error)]
+pub enum FastPathError {
+    /// This build has no XDP object (clang or libbpf-dev missing at build time).
+    #[error("XDP fast path not built into this binary: {0}")]
+    Unavailable(&'static str),
+    /// The kernel refused the object (no CAP_BPF / CAP_NET_ADMIN, or the verifier said no).
+    #[error("cannot load the XDP program: {0}")]
+    Load(String),
+    /// The program could not be attached to the interface.
+    #[error("cannot attach XDP to {ifname}: {reason}")]
+    Attach {
+        /// Interface name.
+        ifname: String,
+        /// What the kernel said.
+        reason: String,
+    },
+    /// The interface does not exist.
+    #[error("no interface named {0}")]
+    UnknownInterface(String),
+    /// A leg's addresses are not all of one family.
+    #[error("fast-path leg mixes IPv4 and IPv6 addresses")]
+    FamilyMismatch,
+    /// None of the attached interfaces holds our address on the outgoing leg.
+    #[error("no attached interface holds {0}")]
+    NoEgress(IpAddr),
+    /// A map operation failed.
+    #[error("XDP map {map}: {reason}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// What the kernel said.
+        reason: String,
+    },
+}
+
+fn map_err<E: std::fmt::Display>(map: &'static str) -> impl FnOnce(E) -> FastPathError {
+    move |e| FastPathError::Map {
+        map,
+        reason: e.to_string(),
+    }
+}
+
+/// How to attach the program to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// Native (in the driver) where the driver supports it, generic otherwise.
+    #[default]
+    Auto,
+    /// Native only: fail when the driver has no XDP support.
+    Native,
+    /// Generic (in the stack, after the skb is built): works on any interface.
+    Generic,
+}
+
+/// The mode an interface ended up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// In the driver.
+    Native,
+    /// In the stack.
+    Generic,
+}
+
+/// An interface the program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Name.
+    pub name: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Native or generic.
+    pub mode: AttachedMode,
+}
+
+/// What a port carries: RTP ports track RFC 3550 sequence and jitter, RTCP ports only count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    /// RTP (or RTP and RTCP multiplexed, RFC 5761: RTCP packets are told apart and only counted).
+    Rtp,
+    /// RTCP.
+    Rtcp,
+}
+
+/// One promoted port of a locked leg: packets arriving on `local` from `peer` leave from
+/// `out_local` to `out_peer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastLeg {
+    /// Our address and port the leg's packets arrive on (the key is its port and family).
+    pub local: SocketAddr,
+    /// The locked peer: only its packets are forwarded; anyone else's go up to the worker.
+    pub peer: SocketAddr,
+    /// Our address and port on the other leg: the source of the forwarded packet.
+    pub out_local: SocketAddr,
+    /// The other leg's locked peer: the destination of the forwarded packet.
+    pub out_peer: SocketAddr,
+    /// RTP or RTCP port.
+    pub kind: PortKind,
+    /// RTP clock rate of the stream (for the A.8 jitter).
+    pub clock_rate: u32,
+    /// A payload type that always goes up to the worker (telephone-event, so the worker
+    /// sees DTMF); `None` forwards every payload type.
+    pub user_payload_type: Option<u8>,
+}
+
+/// The `media.fast_path` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FastPathSetting {
+    /// XDP when this build has it and the interfaces and privileges allow it; otherwise
+    /// off, with a log line saying why.
+    #[default]
+    Auto,
+    /// XDP or a start-up error.
+    Xdp,
+    /// No fast path: the workers forward everything.
+    Off,
+}
+
+/// Starts the fast path on `interfaces` as `setting` asks: `Ok(None)` when it is off
+/// (asked, or `Auto` and unavailable), the error when `Xdp` cannot be had.
+pub fn start(
+    setting: FastPathSetting,
+    interfaces: &[&str],
+) -> Result<Option<FastPath>, FastPathError> {
+    if setting == FastPathSetting::Off {
+        return Ok(None);
+    }
+    let attempt = || -> Result<FastPath, FastPathError> {
+        let (first, rest) = interfaces
+            .split_first()
+            .ok_or_else(|| FastPathError::UnknownInterface(String::new()))?;
+        let mut fp = FastPath::attach(first, AttachMode::Auto)?;
+        for name in rest {
+            fp.attach_also(name, AttachMode::Auto)?;
+        }
+        Ok(fp)
+    };
+    match (attempt(), setting) {
+        (Ok(fp), _) => Ok(Some(fp)),
+        (Err(e), FastPathSetting::Auto) => {
+            tracing::warn!(error = %e, "media fast path off: XDP unavailable");
+            Ok(None)
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// `CLOCK_MONOTONIC` now in ns: the clock of [`LegCounters::last_seen_ns`].
+#[must_use]
+pub fn monotonic_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// The XDP program, attached to one or more media interfaces, and its maps.
+pub struct FastPath {
+    /// Owns the program and its links: dropping it detaches from every interface.
+    ebpf: Ebpf,
+    legs: HashMap<MapData, LegKey, LegValue>,
+    counters: PerCpuHashMap<MapData, LegKey, CpuCounters>,
+    stats: PerCpuArray<MapData, u64>,
+    tx_ports: DevMapHash<MapData>,
+    interfaces: Vec<Interface>,
+    addresses: iface::Addresses,
+    cpus: usize,
+}
+
+impl std::fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastPath")
+            .field("interfaces", &self.interfaces)
+            .field("cpus", &self.cpus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FastPath {
+    /// Whether this build carries the XDP object; the error says why not.
+    pub fn built() -> Result<(), FastPathError> {
+        match OBJECT {
+            Some(_) => Ok(()),
+            None => Err(FastPathError::Unavailable(MISSING)),
+        }
+    }
+
+    /// Loads the program and attaches it to `ifname`.
+    pub fn attach(ifname: &str, mode: AttachMode) -> Result<FastPath, FastPathError> {
+        let object = OBJECT.ok_or(FastPathError::Unavailable(MISSING))?;
+        let mut ebpf = Ebpf::load(object).map_err(|e| FastPathError::Load(chain(&e)))?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| FastPathError::Load(format!("no program {PROGRAM} in the object")))?
+            .try_into()
+            .map_err(|e| FastPathError::Load(chain(&e)))?;
+        program.load().map_err(|e| FastPathError::Load(chain(&e)))?;
+        let legs = take(&mut ebpf, "legs")?;
+        let counters = take(&mut ebpf, "counters")?;
+        let stats = take(&mut ebpf, "stats")?;
+        let tx_ports = take(&mut ebpf, "tx_ports")?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| FastPathError::Load(e.to_string()))?;
+        let mut fp = FastPath {
+            legs: HashMap::try_from(legs).map_err(map_err("legs"))?,
+            counters: PerCpuHashMap::try_from(counters).map_err(map_err("counters"))?,
+            stats: PerCpuArray::try_from(stats).map_err(map_err("stats"))?,
+            tx_ports: DevMapHash::try_from(tx_ports).map_err(map_err("tx_ports"))?,
+            ebpf,
+            interfaces: Vec::new(),
+            addresses: iface::Addresses::default(),
+            cpus,
+        };
+        fp.attach_also(ifname, mode)?;
+        Ok(fp)
+    }
+
+    /// Attaches the same program (same maps) to one more interface, so legs can be
+    /// forwarded between interfaces (`XDP_REDIRECT`).
+    pub fn attach_also(
+        &mut self,
+        ifname: &str,
+        mode: AttachMode,
+    ) -> Result<AttachedMode, FastPathError> {
+        let ifindex = nix::net::if_::if_nametoindex(ifname)
+            .map_err(|_| FastPathError::UnknownInterface(ifname.to_owned()))?;
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| FastPathError::Load(format!("no program {PROGRAM}")))?
+            .try_into()
+            .map_err(|e| FastPathError::Load(chain(&e)))?;
+        let attach_err = |e: &dyn std::error::Error| FastPathError::Attach {
+            ifname: ifname.to_owned(),
+            reason: chain(e),
+        };
+        let attached = match mode {
+            AttachMode::Native => program
+                .attach_to_if_index(ifindex, XdpMode::Driver)
+                .map(|_| AttachedMode::Native)
+                .map_err(|e| attach_err(&e))?,
+            AttachMode::Generic => program
+                .attach_to_if_index(ifindex, XdpMode::Skb)
+                .map(|_| AttachedMode::Generic)
+                .map_err(|e| attach_err(&e))?,
+            AttachMode::Auto => match program.attach_to_if_index(ifindex, XdpMode::Driver) {
+                Ok(_) => AttachedMode::Native,
+                Err(native) => {
+                    tracing::info!(ifname, error = %chain(&native), "native XDP refused, trying generic");
+                    program
+                        .attach_to_if_index(ifindex, XdpMode::Skb)
+                        .map(|_| AttachedMode::Generic)
+                        .map_err(|e| attach_err(&e))?
+                }
+            },
+        };
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(map_err("tx_ports"))?;
+        self.interfaces.push(Interface {
+            name: ifname.to_owned(),
+            ifindex,
+            mode: attached,
+        });
+        self.refresh_addresses();
+        tracing::info!(ifname, ifindex, mode = ?attached, "XDP fast path attached");
+        Ok(attached)
+    }
+
+    fn refresh_addresses(&mut self) {
+        let attached: Vec<(&str, u32)> = self
+            .interfaces
+            .iter()
+            .map(|i| (i.name.as_str(), i.ifindex))
+            .collect();
+        self.addresses.refresh(&attached);
+    }
+
+    /// The interfaces the program is attached to.
+    #[must_use]
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// Starts forwarding one port of a locked leg in the kernel. Its counters start at
+    /// zero. Promoting a port that is already promoted replaces its route and restarts
+    /// its counters (demote first to keep the old figures).
+    pub fn promote(&mut self, leg: &FastLeg) -> Result<(), FastPathError> {
+        let v4 = leg.local.is_ipv4();
+        if [leg.peer, leg.out_local, leg.out_peer]
+            .iter()
+            .any(|a| a.is_ipv4() != v4)
+        {
+            return Err(FastPathError::FamilyMismatch);
+        }
+        let out_ip = leg.out_local.ip();
+        if self.addresses.holder(out_ip).is_none() {
+            self.refresh_addresses();
+        }
+        let (out_ifindex, out_src_mac) = self
+            .addresses
+            .holder(out_ip)
+            .ok_or(FastPathError::NoEgress(out_ip))?;
+        let value = LegValue {
+            local_addr: addr_bytes(leg.local.ip()),
+            peer_addr: addr_bytes(leg.peer.ip()),
+            out_src_addr: addr_bytes(leg.out_local.ip()),
+            out_dst_addr: addr_bytes(leg.out_peer.ip()),
+            peer_port: leg.peer.port().to_be(),
+            out_src_port: leg.out_local.port().to_be(),
+            out_dst_port: leg.out_peer.port().to_be(),
+            user_pt: leg
+                .user_payload_type
+                .filter(|pt| *pt < 128)
+                .unwrap_or(NO_USER_PT),
+            flags: if leg.kind == PortKind::Rtp {
+                LEG_RTP
+            } else {
+                0
+            },
+            clock_rate: leg.clock_rate.max(1),
+            out_ifindex,
+            out_src_mac,
+            pad: [0; 2],
+        };
+        let key = LegKey::new(leg.local);
+        let zero = PerCpuValues::try_from(vec![CpuCounters::default(); self.cpus])
+            .map_err(map_err("counters"))?;
+        // Counters first: the program counts only into an existing entry.
+        self.counters
+            .insert(key, zero, 0)
+            .map_err(map_err("counters"))?;
+        self.legs.insert(key, value, 0).map_err(map_err("legs"))
+    }
+
+    /// Stops forwarding a port in the kernel; its packets go up to the worker again.
+    /// Returns the port's final counters (`None` when it was not promoted) and removes them.
+    ///
+    /// The route goes first, then the counters are read: a program run that found the
+    /// route just before it went (a packet already in flight on another CPU) can still
+    /// add that one packet after the read.
+    pub fn demote(&mut self, key: LegKey) -> Result<Option<LegCounters>, FastPathError> {
+        let had_route = self.legs.remove(&key).is_ok();
+        let counters = self.read_counters(key)?;
+        let _ = self.counters.remove(&key);
+        Ok(if had_route { counters } else { None })
+    }
+
+    /// A promoted port's counters, all CPUs merged (`None` when it is not promoted).
+    pub fn read_counters(&self, key: LegKey) -> Result<Option<LegCounters>, FastPathError> {
+        match self.counters.get(&key, 0) {
+            Ok(per_cpu) => Ok(Some(LegCounters::merge(&per_cpu))),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("counters")(e)),
+        }
+    }
+
+    /// Whether a port is promoted.
+    #[must_use]
+    pub fn is_promoted(&self, key: LegKey) -> bool {
+        self.legs.get(&key, 0).is_ok()
+    }
+
+    /// The program-wide counters, all CPUs merged.
+    pub fn stats(&self) -> Result<FastPathStats, FastPathError> {
+        let mut out = FastPathStats::default();
+        for (i, slot) in (0u32..).zip(out.0.iter_mut()) {
+            let per_cpu = self.stats.get(&i, 0).map_err(map_err("stats"))?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, FastPathError> {
+    ebpf.take_map(name).ok_or(FastPathError::Map {
+        map: name,
+        reason: "missing from the object".to_owned(),
+    })
+}
+
+/// An error and its sources on one line (aya nests the kernel's answer).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
