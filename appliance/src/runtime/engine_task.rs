@@ -131,8 +131,6 @@ pub struct EngineTaskConfig {
     pub node: String,
     /// Teams proxies to watch (`[teams]`).
     pub teams: Option<TeamsPlan>,
-    /// Seed of the Teams monitor's identifiers.
-    pub seed: u64,
 }
 
 /// Runs the engine until [`Cmd::Stop`] or until the drivers close.
@@ -152,7 +150,6 @@ pub async fn run(
         media_buf: Vec::new(),
         spans: CallSpans::default(),
         teams: None,
-        seed: tc.seed,
     };
     ctx.set_teams(tc.teams);
     b2b.set_epoch_offset_ms(clock.wall_ms(0));
@@ -215,7 +212,6 @@ struct Ctx {
     media_buf: Vec<MediaNote>,
     spans: CallSpans,
     teams: Option<TeamsDriver>,
-    seed: u64,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -242,9 +238,15 @@ impl Ctx {
         }
         self.teams = None;
         let Some(plan) = plan else { return };
-        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let n = plan.proxies.len();
-        match TeamsDriver::new(plan, self.clock.now(), self.seed) {
+        let entropy = match crate::entropy::OsEntropy::new() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "Teams proxy health monitor not started");
+                return;
+            }
+        };
+        match TeamsDriver::new(plan, self.clock.now(), entropy) {
             Ok(d) => {
                 tracing::info!(proxies = n, "Teams proxy health monitor started");
                 self.teams = Some(d);

@@ -14,6 +14,7 @@ use portcullis_engine::config::{
     TimerSettings, TrunkConfig,
 };
 use portcullis_engine::dialog::Dialog;
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::media::{
     MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,
 };
@@ -168,7 +169,7 @@ impl Peer {
     pub fn new(addr: &str, seed: u64) -> Self {
         Self {
             addr: sa(addr),
-            layer: TransactionLayer::new(TxConfig::default(), seed),
+            layer: TransactionLayer::new(TxConfig::default(), SeededEntropy::new(seed)),
             events: Vec::new(),
             wire: Vec::new(),
             sent: Vec::new(),
@@ -419,11 +420,19 @@ impl H {
     }
 
     pub fn with(f: impl FnOnce(&mut EngineConfig)) -> Self {
+        Self::with_entropy(f, SeededEntropy::new(42))
+    }
+
+    /// [`Self::with`], the SBC drawing its randomness from `entropy`.
+    pub fn with_entropy(
+        f: impl FnOnce(&mut EngineConfig),
+        entropy: impl portcullis_engine::entropy::Entropy + 'static,
+    ) -> Self {
         let mut cfg = config();
         f(&mut cfg);
         Self {
             now: Timestamp::from_millis(1_000),
-            sbc: B2bua::new(Arc::new(cfg), FakeMedia::default(), 42).unwrap(),
+            sbc: B2bua::new(Arc::new(cfg), FakeMedia::default(), entropy).unwrap(),
             a: Peer::new(A, 1),
             b1: Peer::new(B1, 2),
             b2: Peer::new(B2, 3),
