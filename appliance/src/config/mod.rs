@@ -34,6 +34,10 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 /// certificate files); prose comments start with `# `.
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
 
+/// The admin token placeholder of [`EXAMPLE_TOML`]; `generate-config` replaces it with a
+/// fresh token from the OS CSPRNG.
+pub const EXAMPLE_TOKEN_PLACEHOLDER: &str = "replace-with-a-long-random-token";
+
 /// Name shown for the embedded default in messages.
 pub const EMBEDDED_ORIGIN: &str = "<embedded default>";
 

@@ -63,7 +63,8 @@ impl MediaControl for FakeMedia {
         let id = MediaId(self.next);
         self.live.insert(id);
         self.allocated += 1;
-        let base = 40_000 + u16::try_from(self.next % 10_000).unwrap() * 2;
+        // Ports repeat every 2,000 allocations (a fake: only the ids must be unique).
+        let base = 40_000 + u16::try_from(self.next % 2_000).unwrap() * 2;
         Ok(MediaAllocation {
             id,
             a_port: base,
