@@ -74,7 +74,7 @@ fn in_dialog(
 fn until_final(sock: &UdpSocket) -> Vec<(u16, String)> {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 65_535];
+    let mut buf = vec![0u8; 65_535];
     while Instant::now() < deadline {
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -94,7 +94,7 @@ fn send_and_collect(sock: &UdpSocket, to: &str, msg: &str) -> Vec<(u16, String)>
     sock.send_to(msg.as_bytes(), to).unwrap();
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; 65_535];
+    let mut buf = vec![0u8; 65_535];
     while Instant::now() < deadline {
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -234,7 +234,7 @@ fn a_captured_authenticated_invite_replayed_gets_a_challenge_not_a_call() {
     assert_only_401(&got);
 
     // No INVITE reached the callee, no second CDR, both counted as replays.
-    let mut buf = [0u8; 65_535];
+    let mut buf = vec![0u8; 65_535];
     let quiet_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < quiet_until {
         if let Ok((n, _)) = callee.recv_from(&mut buf) {

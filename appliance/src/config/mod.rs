@@ -22,8 +22,9 @@ pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
 pub use checker::LoadOptions;
 pub use diag::{Diagnostic, LineCol};
 pub use host::HostInfo;
+pub use ipnet::IpNet;
 pub use model::*;
-pub use types::{Cidr, CoreList, Fqdn, Host, HostPort, PortRange, TrunkName};
+pub use types::{parse_cidr, CoreList, Fqdn, Host, HostPort, PortRange, TrunkName};
 
 /// The configuration used by `portcullis run` without `--config`: loopback only, two local
 /// test trunks routed to each other.
