@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{
-    Config, ConfigError, LoadOptions, DEFAULT_TOML, EMBEDDED_ORIGIN, EXAMPLE_TOML,
+    Config, ConfigError, LoadOptions, DEFAULT_TOML, EMBEDDED_ORIGIN, EXAMPLE_TOKEN_PLACEHOLDER,
+    EXAMPLE_TOML,
 };
 use crate::runtime::ConfigSource;
 
@@ -40,8 +41,11 @@ pub enum Command {
         #[arg(long)]
         no_files: bool,
     },
-    /// Print a commented example configuration covering every section.
+    /// Print a commented example configuration covering every section (with a fresh
+    /// random admin token).
     GenerateConfig,
+    /// Print a fresh admin bearer token (32 bytes from the OS random number generator, hex).
+    GenerateToken,
     /// Print the embedded default configuration used by `run` without --config.
     DefaultConfig,
     /// Print the version.
@@ -132,7 +136,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::GenerateConfig => {
-            out.write_all(EXAMPLE_TOML.as_bytes())?;
+            let token = crate::entropy::admin_token()?;
+            out.write_all(
+                EXAMPLE_TOML
+                    .replacen(EXAMPLE_TOKEN_PLACEHOLDER, &token, 1)
+                    .as_bytes(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateToken => {
+            writeln!(out, "{}", crate::entropy::admin_token()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DefaultConfig => {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod entropy;
 pub mod logging;
 pub mod notify;
 pub mod runtime;

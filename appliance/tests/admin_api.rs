@@ -127,6 +127,7 @@ fn full_snapshot() -> MetricsSnapshot {
             transaction_timeouts: 1,
             parse_errors: 1,
             policy_rejects: 1,
+            auth_replays: 1,
             bans: 1,
             dropped: 1,
             rejected: [

@@ -272,3 +272,29 @@ targets = [\"b\"]
         text(&out.stdout)
     );
 }
+
+/// The admin token on the `token = "..."` line of a generated example.
+fn example_token(example: &str) -> String {
+    let line = example
+        .lines()
+        .find(|l| l.starts_with("#token = "))
+        .expect("a token line in the example");
+    line.trim_start_matches("#token = ")
+        .trim_matches('"')
+        .to_owned()
+}
+
+#[test]
+fn generated_tokens_are_fresh_random_hex() {
+    let a = example_token(&text(&portcullis(&["generate-config"]).stdout));
+    let b = example_token(&text(&portcullis(&["generate-config"]).stdout));
+    let out = portcullis(&["generate-token"]);
+    assert!(out.status.success());
+    let c = text(&out.stdout).trim().to_owned();
+    for t in [&a, &b, &c] {
+        assert_eq!(t.len(), 64, "{t}");
+        assert!(t.bytes().all(|x| x.is_ascii_hexdigit()), "{t}");
+        assert!(!t.contains("replace"), "{t}");
+    }
+    assert!(a != b && b != c && a != c, "every token is drawn afresh");
+}

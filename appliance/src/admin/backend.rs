@@ -78,6 +78,7 @@ fn sip_counters(snap: &EngineSnapshot) -> SipCounters {
         transaction_timeouts: e.transaction_timeouts,
         parse_errors: e.parse_errors,
         policy_rejects: e.policy_rejects,
+        auth_replays: e.auth_replays,
         bans: e.bans,
         dropped: e.dropped,
     }

@@ -115,6 +115,11 @@ pub const FAMILIES: &[Family] = &[
         "Requests refused by policy (ACL, rate limit, authentication).",
     ),
     fam(
+        "portcullis_sip_auth_replays_total",
+        C,
+        "Digest credentials refused as replays (nonce count not increasing, nonce reused).",
+    ),
+    fam(
         "portcullis_policy_bans_total",
         C,
         "Sources banned by the rate limiter.",
@@ -630,6 +635,7 @@ fn render_sip(e: &mut Encoder, snap: &MetricsSnapshot) {
     e.single("portcullis_policy_rejects_total", s.policy_rejects);
     e.single("portcullis_policy_bans_total", s.bans);
     e.single("portcullis_policy_dropped_total", s.dropped);
+    e.single("portcullis_sip_auth_replays_total", s.auth_replays);
     render_admission(e, s);
 }
 

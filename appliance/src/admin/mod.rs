@@ -112,6 +112,8 @@ pub struct SipCounters {
     pub parse_errors: u64,
     /// Requests refused by policy.
     pub policy_rejects: u64,
+    /// Digest credentials refused as replays.
+    pub auth_replays: u64,
     /// Sources banned by the rate limiter (cumulative).
     pub bans: u64,
     /// Requests dropped silently.

@@ -147,9 +147,10 @@ fn router<B: AdminBackend>(state: AppState<B>) -> Router {
         .with_state(state)
 }
 
-/// Equal-length comparison whose time does not depend on the first differing byte.
+/// Constant-time comparison (`subtle`): the time does not depend on where the bytes
+/// differ (only the length, which is not secret, can end it early).
 fn token_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {

@@ -13,7 +13,7 @@ use super::model::{
     TrunkConfig,
 };
 use super::raw::{RawConfig, RawTranslation, RawTrunk, Transport};
-use super::types::{Cidr, Fqdn, Host, HostPort, TrunkName};
+use super::types::{parse_cidr, Fqdn, Host, HostPort, TrunkName};
 
 /// Compiled size limit of a route regex (bytes of the compiled program).
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -75,7 +75,7 @@ fn trunk(
     }
     let mut acl = Vec::new();
     for (j, a) in t.acl.iter().enumerate() {
-        match c.ok(&format!("{p}.acl[{j}]"), Cidr::parse(a)) {
+        match c.ok(&format!("{p}.acl[{j}]"), parse_cidr(a)) {
             Some(n) => acl.push(n),
             None => ok = false,
         }

@@ -111,7 +111,8 @@ pub fn check_key_matches(cert: &Path, key: &Path) -> Result<(), String> {
 }
 
 /// Checks that the leaf (first) certificate of the PEM chain at `path` is valid for `name`
-/// (a DNS SAN that matches it, wildcards as RFC 6125 §6.4.3 allows). Teams Direct Routing
+/// (a DNS SAN that matches it, wildcards as RFC 6125 §6.4.3 allows:
+/// [`portcullis_net::tls::leaf_valid_for`], the rule of the mTLS listeners' `client_names`). Teams Direct Routing
 /// rejects an SBC whose certificate does not name its FQDN.
 pub fn check_cert_names(path: &Path, name: &str) -> Result<(), String> {
     let data = std::fs::read(path)
@@ -120,18 +121,70 @@ pub fn check_cert_names(path: &Path, name: &str) -> Result<(), String> {
     let leaf = rustls_pemfile::certs(&mut rd)
         .find_map(Result::ok)
         .ok_or_else(|| format!("{} holds no PEM certificate", path.display()))?;
-    let parsed = rustls::server::ParsedCertificate::try_from(&leaf).map_err(|e| {
+    rustls::server::ParsedCertificate::try_from(&leaf).map_err(|e| {
         format!(
             "{}: the first certificate cannot be parsed: {e}",
             path.display()
         )
     })?;
-    let server_name = rustls::pki_types::ServerName::try_from(name)
+    rustls::pki_types::ServerName::try_from(name)
         .map_err(|e| format!("{name:?} is not a valid server name: {e}"))?;
-    rustls::client::verify_server_name(&parsed, &server_name).map_err(|_| {
-        format!(
+    // The same rule as the mTLS listeners' `client_names` check.
+    if portcullis_net::tls::leaf_valid_for(&leaf, name) {
+        Ok(())
+    } else {
+        Err(format!(
             "the certificate in {} is not valid for {name}",
             path.display()
-        )
-    })
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration check, the mTLS listeners' check and rustls' own server-name
+    /// verifier give the same answer on every wildcard case.
+    #[test]
+    fn one_name_rule_for_config_mtls_and_rustls() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&[&str], &str, bool)] = &[
+            (&["sbc.example.com"], "sbc.example.com", true),
+            (&["sbc.example.com"], "SBC.Example.com", true),
+            (&["sbc.example.com"], "sbc2.example.com", false),
+            (&["*.example.com"], "sbc.example.com", true),
+            (&["*.example.com"], "example.com", false),
+            (&["*.example.com"], "a.sbc.example.com", false),
+            (&["*.example.com"], "sbc.example.com.evil.org", false),
+            (&["*.com"], "example.com", false),
+            (&["s*.example.com"], "sbc.example.com", false),
+            (
+                &["a.example.com", "*.pstnhub.example.com"],
+                "sip2.pstnhub.example.com",
+                true,
+            ),
+        ];
+        for (i, (sans, name, want)) in cases.iter().enumerate() {
+            let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+            let cert = rcgen::generate_simple_self_signed(names).unwrap();
+            let path = dir.path().join(format!("{i}.pem"));
+            std::fs::write(&path, cert.cert.pem()).unwrap();
+            let der = cert.cert.der().clone();
+            let parsed = rustls::server::ParsedCertificate::try_from(&der).unwrap();
+            let server_name = rustls::pki_types::ServerName::try_from(*name).unwrap();
+            let rustls_says = rustls::client::verify_server_name(&parsed, &server_name).is_ok();
+            assert_eq!(rustls_says, *want, "rustls: {sans:?} for {name}");
+            assert_eq!(
+                check_cert_names(&path, name).is_ok(),
+                *want,
+                "config: {sans:?} {name}"
+            );
+            assert_eq!(
+                portcullis_net::tls::leaf_valid_for(&der, name),
+                *want,
+                "mTLS: {sans:?} for {name}"
+            );
+        }
+    }
 }

@@ -22,8 +22,9 @@ pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
 pub use checker::LoadOptions;
 pub use diag::{Diagnostic, LineCol};
 pub use host::HostInfo;
+pub use ipnet::IpNet;
 pub use model::*;
-pub use types::{Cidr, CoreList, Fqdn, Host, HostPort, PortRange, TrunkName};
+pub use types::{parse_cidr, CoreList, Fqdn, Host, HostPort, PortRange, TrunkName};
 
 /// The configuration used by `portcullis run` without `--config`: loopback only, two local
 /// test trunks routed to each other.
@@ -33,6 +34,10 @@ pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 /// followed by a key or a table header are disabled settings (TLS and Teams, which need real
 /// certificate files); prose comments start with `# `.
 pub const EXAMPLE_TOML: &str = include_str!("example.toml");
+
+/// The admin token placeholder of [`EXAMPLE_TOML`]; `generate-config` replaces it with a
+/// fresh token from the OS CSPRNG.
+pub const EXAMPLE_TOKEN_PLACEHOLDER: &str = "replace-with-a-long-random-token";
 
 /// Name shown for the embedded default in messages.
 pub const EMBEDDED_ORIGIN: &str = "<embedded default>";

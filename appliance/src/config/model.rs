@@ -14,7 +14,8 @@ pub use super::raw::{
     Backend, FsyncPolicy, LogFormat, LogLevel, MediaProtection, RedirectPolicy, Transport,
     UnknownSourceAction,
 };
-use super::types::{Cidr, CoreList, Fqdn, HostPort, PortRange, TrunkName};
+use super::types::{CoreList, Fqdn, HostPort, PortRange, TrunkName};
+use ipnet::IpNet;
 
 /// A secret string (password, bearer token) whose `Debug` output is redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -276,7 +277,7 @@ pub struct TrunkConfig {
     /// Media protection toward the peer.
     pub media: MediaProtection,
     /// Networks accepted as this trunk; empty = the address (or what its name resolves to).
-    pub acl: Vec<Cidr>,
+    pub acl: Vec<IpNet>,
     /// Concurrent-call cap.
     pub max_calls: Option<u32>,
     /// OPTIONS keep-alive period.

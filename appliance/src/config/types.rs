@@ -7,8 +7,9 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 /// Longest name accepted by [`Fqdn`] (RFC 1035 §2.3.4: 255 octets on the wire, 253 as text).
 pub const MAX_FQDN_LEN: usize = 253;
@@ -302,82 +303,33 @@ pub fn parse_cpulist(s: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
-/// An IP network in CIDR notation. Invariant: no host bits are set beyond `prefix`.
-/// A bare address is a host route (`/32` or `/128`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{s:?} is not a CIDR network (expected e.g. 192.0.2.0/24)"))?;
-        let bits = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            None => bits,
-            Some(p) => match p.parse::<u8>() {
-                Ok(v) if v <= bits => v,
-                _ => return Err(format!("{s:?}: prefix length must be 0 to {bits}")),
-            },
-        };
-        let net = Self { addr, prefix };
-        let masked = net.network();
-        if masked != addr {
-            return Err(format!(
-                "{s:?} has host bits set; did you mean {masked}/{prefix}?"
-            ));
+/// Parses a CIDR network (`192.0.2.0/24`, `2001:db8::/32`) or a bare address (a host
+/// route, `/32` or `/128`) into an [`IpNet`] (the `ipnet` crate). Host bits beyond the
+/// prefix are an error that names the intended network.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let net = match s.split_once('/') {
+        None => s
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("{s:?} is not a CIDR network (expected e.g. 192.0.2.0/24)"))?,
+        Some((a, p)) => {
+            let addr: IpAddr = a
+                .parse()
+                .map_err(|_| format!("{s:?} is not a CIDR network (expected e.g. 192.0.2.0/24)"))?;
+            let bits = if addr.is_ipv4() { 32 } else { 128 };
+            p.parse::<u8>()
+                .ok()
+                .and_then(|v| IpNet::new(addr, v).ok())
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0 to {bits}"))?
         }
-        Ok(net)
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
     }
-
-    fn mask_bits(addr: IpAddr, prefix: u8) -> IpAddr {
-        match addr {
-            IpAddr::V4(v4) => {
-                let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                IpAddr::V4((u32::from(v4) & m).into())
-            }
-            IpAddr::V6(v6) => {
-                let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-                IpAddr::V6((u128::from(v6) & m).into())
-            }
-        }
-    }
-
-    /// The network address.
-    pub fn network(self) -> IpAddr {
-        Self::mask_bits(self.addr, self.prefix)
-    }
-
-    /// Prefix length.
-    pub fn prefix(self) -> u8 {
-        self.prefix
-    }
-
-    /// True when `ip` lies inside the network (an IPv4 address never matches an IPv6 net).
-    pub fn contains(self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.addr.is_ipv4() && Self::mask_bits(ip, self.prefix) == self.addr
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::parse(s)
-    }
+    Ok(net)
 }
 
 /// Parses a duration written as one or more `<integer><unit>` groups, units `ms`, `s`, `m`,
@@ -460,14 +412,16 @@ mod tests {
 
     #[test]
     fn cidr() {
-        let n = Cidr::parse("10.1.0.0/16");
-        assert!(n.is_ok_and(|n| n.contains("10.1.200.3".parse().unwrap_or(IpAddr::from([0; 4])))));
-        assert!(Cidr::parse("10.1.0.1/16").is_err_and(|e| e.contains("10.1.0.0/16")));
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("2001:db8::/32").is_ok());
-        assert!(Cidr::parse("0.0.0.0/0").is_ok());
-        assert_eq!(Cidr::parse("192.0.2.7").map(Cidr::prefix), Ok(32));
-        assert!(Cidr::parse("banana/8").is_err());
+        let n = parse_cidr("10.1.0.0/16");
+        assert!(n.is_ok_and(|n| n.contains(&"10.1.200.3".parse().unwrap_or(IpAddr::from([0; 4])))));
+        assert!(parse_cidr("10.1.0.1/16").is_err_and(|e| e.contains("10.1.0.0/16")));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("2001:db8::/32").is_ok());
+        assert!(parse_cidr("0.0.0.0/0").is_ok());
+        assert_eq!(parse_cidr("192.0.2.7").map(|n| n.prefix_len()), Ok(32));
+        assert_eq!(parse_cidr("2001:db8::7").map(|n| n.prefix_len()), Ok(128));
+        assert!(parse_cidr("banana/8").is_err());
+        assert!(parse_cidr("10.0.0.0/x").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig};
 use portcullis_engine::config::{
-    Credentials as EngineCredentials, EngineConfig, IpNet, ListenerInfo, MediaMode, NodeSettings,
+    Credentials as EngineCredentials, EngineConfig, ListenerInfo, MediaMode, NodeSettings,
     PolicyConfig as EnginePolicy, RedirectMode, TeamsSettings, TimerSettings,
     TrunkConfig as EngineTrunk, UnknownSource,
 };
@@ -129,11 +129,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 MediaProtection::Srtp => MediaMode::Srtp,
                 MediaProtection::Bypass => MediaMode::Bypass,
             },
-            acl: t
-                .acl
-                .iter()
-                .map(|c| IpNet::new(c.network(), c.prefix()))
-                .collect::<Result<_, _>>()?,
+            acl: t.acl.clone(),
             max_calls: t.max_calls,
             auth_inbound: creds.filter(|c| c.challenge_inbound).map(to_engine),
             auth_outbound: creds.filter(|c| c.answer_upstream).map(to_engine),

@@ -144,8 +144,6 @@ pub struct EngineTaskConfig {
     pub node: String,
     /// Teams proxies to watch (`[teams]`).
     pub teams: Option<TeamsPlan>,
-    /// Seed of the Teams monitor's identifiers.
-    pub seed: u64,
     /// HEP capture (`[capture]`).
     pub capture: Option<crate::config::CaptureConfig>,
 }
@@ -167,7 +165,6 @@ pub async fn run(
         media_buf: Vec::new(),
         spans: CallSpans::default(),
         teams: None,
-        seed: tc.seed,
         capture: None,
         capture_config: None,
         capture_counts: (0, 0),
@@ -237,7 +234,6 @@ struct Ctx {
     media_buf: Vec<MediaNote>,
     spans: CallSpans,
     teams: Option<TeamsDriver>,
-    seed: u64,
     capture: Option<Capture>,
     capture_config: Option<crate::config::CaptureConfig>,
     /// Sent and dropped by captures replaced on reload.
@@ -273,9 +269,15 @@ impl Ctx {
         }
         self.teams = None;
         let Some(plan) = plan else { return };
-        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let n = plan.proxies.len();
-        match TeamsDriver::new(plan, self.clock.now(), self.seed) {
+        let entropy = match crate::entropy::OsEntropy::new() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "Teams proxy health monitor not started");
+                return;
+            }
+        };
+        match TeamsDriver::new(plan, self.clock.now(), entropy) {
             Ok(d) => {
                 tracing::info!(proxies = n, "Teams proxy health monitor started");
                 self.teams = Some(d);

@@ -25,7 +25,6 @@ pub(crate) mod reject_log;
 pub mod signals;
 pub mod teams;
 
-use std::io::Read;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -105,7 +104,8 @@ async fn serve(
         tracing::info!(transport = ?t, addr = %a, "SIP listener up");
     }
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
-    let b2b = B2bua::new(Arc::new(ec), media, seed()).context("call engine")?;
+    let entropy = crate::entropy::OsEntropy::new().context("randomness")?;
+    let b2b = B2bua::new(Arc::new(ec), media, entropy).context("call engine")?;
     let cdr = cdr_writer::CdrWriter::start(&config.cdr)
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
@@ -121,7 +121,6 @@ async fn serve(
             cdr: cdr_tx,
             node: config.node.name.clone(),
             teams,
-            seed: seed(),
             capture: config.capture.clone(),
         },
     ));
@@ -167,22 +166,6 @@ async fn serve(
     net.shutdown();
     tracing::info!("portcullis stopped");
     result
-}
-
-/// 64 bits from the OS RNG (tags, branches, SRTP keys derive from it).
-fn seed() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        return u64::from_le_bytes(b);
-    }
-    // Not reachable on Linux; still never a constant.
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    (t as u64) ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Installs the global subscriber (see [`crate::logging`]): `RUST_LOG` when set, else

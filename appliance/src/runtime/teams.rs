@@ -114,12 +114,17 @@ fn status_and_retry_after(bytes: &[u8]) -> Option<(u16, Option<u32>)> {
 }
 
 impl TeamsDriver {
-    /// A monitor for `plan`; the first pings are due at `now`.
+    /// A monitor for `plan`; the first pings are due at `now`; its identifiers come
+    /// from `entropy` (the OS CSPRNG in the appliance).
     ///
     /// # Errors
     /// The plan is refused by [`ProxyHealth::new`] (no proxy, zero interval…).
-    pub fn new(plan: TeamsPlan, now: Timestamp, seed: u64) -> Result<Self, teams::TeamsError> {
-        let health = ProxyHealth::new(plan.health.clone(), plan.proxies.clone(), now, seed)?;
+    pub fn new(
+        plan: TeamsPlan,
+        now: Timestamp,
+        entropy: impl portcullis_engine::entropy::Entropy + 'static,
+    ) -> Result<Self, teams::TeamsError> {
+        let health = ProxyHealth::new(plan.health.clone(), plan.proxies.clone(), now, entropy)?;
         let reconnect = plan
             .proxies
             .iter()

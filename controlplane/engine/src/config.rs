@@ -32,73 +32,12 @@ pub enum ConfigError {
     NoTargets(String),
     #[error("invalid timer setting: {0}")]
     Timer(&'static str),
-    #[error("invalid network prefix {0:?}")]
-    BadPrefix(String),
     #[error("routing: {0}")]
     Routing(String),
 }
 
-/// An IP network (`addr/prefix`), for trunk ACLs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl IpNet {
-    /// `addr/prefix`; errors when the prefix exceeds the address width.
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, ConfigError> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(ConfigError::BadPrefix(format!("{addr}/{prefix}")));
-        }
-        Ok(Self { addr, prefix })
-    }
-
-    /// A single host.
-    #[must_use]
-    pub fn host(addr: IpAddr) -> Self {
-        let prefix = if addr.is_ipv4() { 32 } else { 128 };
-        Self { addr, prefix }
-    }
-
-    /// Parses `a.b.c.d/n`, `x::y/n` or a bare address.
-    pub fn parse(s: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::BadPrefix(s.to_owned());
-        match s.split_once('/') {
-            Some((a, p)) => {
-                let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
-                let prefix: u8 = p.trim().parse().map_err(|_| bad())?;
-                Self::new(addr, prefix)
-            }
-            None => Ok(Self::host(s.trim().parse().map_err(|_| bad())?)),
-        }
-    }
-
-    /// Whether `ip` is inside the network (IPv4-mapped IPv6 sources match IPv4 nets).
-    #[must_use]
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+/// An IP network (`addr/prefix`), for trunk ACLs: the `ipnet` crate's.
+pub use ipnet::IpNet;
 
 /// Node identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,10 +126,12 @@ impl TrunkConfig {
     /// Whether a request from `ip` belongs to this trunk.
     #[must_use]
     pub fn matches_source(&self, ip: IpAddr) -> bool {
+        // IPv4-mapped IPv6 sources (dual-stack sockets) match IPv4 networks.
+        let ip = ip.to_canonical();
         if self.acl.is_empty() {
-            IpNet::host(self.address.ip()).contains(ip)
+            self.address.ip().to_canonical() == ip
         } else {
-            self.acl.iter().any(|n| n.contains(ip))
+            self.acl.iter().any(|n| n.contains(&ip))
         }
     }
 }
@@ -510,17 +451,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipnet_contains() {
-        let n = IpNet::parse("10.1.0.0/16").unwrap();
-        assert!(n.contains("10.1.2.3".parse().unwrap()));
-        assert!(!n.contains("10.2.0.1".parse().unwrap()));
-        assert!(n.contains("::ffff:10.1.9.9".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
-        assert!(IpNet::parse("10.0.0.0/33").is_err());
-        let v6 = IpNet::parse("2001:db8::/32").unwrap();
-        assert!(v6.contains("2001:db8::1".parse().unwrap()));
-        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+    fn acl_matching_with_ipnet() {
+        let mut t = TrunkConfig {
+            name: "t".into(),
+            address: "192.0.2.1:5060".parse().unwrap(),
+            transport: crate::transaction::Transport::Udp,
+            media: MediaMode::Rtp,
+            acl: Vec::new(),
+            max_calls: None,
+            auth_inbound: None,
+            auth_outbound: None,
+            tls_server_name: None,
+            fqdn_contact: None,
+        };
+        // No ACL: the trunk's own address only (IPv4-mapped form included).
+        assert!(t.matches_source("192.0.2.1".parse().unwrap()));
+        assert!(t.matches_source("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!t.matches_source("192.0.2.2".parse().unwrap()));
+        t.acl = vec![
+            "10.1.0.0/16".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        assert!(t.matches_source("10.1.2.3".parse().unwrap()));
+        assert!(t.matches_source("::ffff:10.1.9.9".parse().unwrap()));
+        assert!(!t.matches_source("10.2.0.1".parse().unwrap()));
+        assert!(t.matches_source("2001:db8::1".parse().unwrap()));
+        assert!(!t.matches_source("2001:db9::1".parse().unwrap()));
+        assert!(
+            !t.matches_source("192.0.2.1".parse().unwrap()),
+            "the ACL replaces the address"
+        );
     }
 }

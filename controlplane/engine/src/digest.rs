@@ -9,8 +9,11 @@
 //!   (we act as a proxy, 407) header, and verifies an `Authorization` /
 //!   `Proxy-Authorization` value against a password. Nonces are stateless: a
 //!   nonce carries its issue time and a salt, authenticated by an HMAC-SHA-256
-//!   under a server secret, so an expired one is recognised without a table
-//!   and answered with `stale=true` (RFC 7616 §3.3).
+//!   under a server secret (and, with [`DigestServer::bound_to`], the client's
+//!   address), so an expired one is recognised without a table and answered
+//!   with `stale=true` (RFC 7616 §3.3). Replays are refused by
+//!   [`NonceCountGuard`]: per nonce, the nonce count must strictly increase,
+//!   and a nonce used without `qop` is single-use (bounded table).
 //! - **Client** ([`select_challenge`], [`answer`]): given the challenges of a
 //!   401/407 (possibly several, RFC 8760 §2.4: one per algorithm), picks the
 //!   strongest supported one (SHA-512-256 > SHA-256 > MD5) and computes the
@@ -19,8 +22,8 @@
 //! Randomness (nonce salts, cnonces) and time come in as parameters; only
 //! `qop=auth` is supported (`auth-int` needs the body hash and is refused).
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -28,12 +31,15 @@ use md5::Md5;
 use portcullis_sip::grammar::unquote;
 use portcullis_sip::header::{Auth, AuthParam, HeaderName};
 use sha2::{Digest, Sha256, Sha512_256};
+use subtle::ConstantTimeEq;
 
 use crate::time::Timestamp;
 
 mod client;
+mod replay;
 
 pub use client::{answer, answer_best, cnonce, select_challenge, ClientRequest};
+pub use replay::{NonceCountGuard, NONCE_GUARD_CAPACITY};
 
 /// A digest hash algorithm (RFC 7616 §3.2, §6.1 registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -247,6 +253,10 @@ pub struct Verified {
     pub nc: Option<u32>,
     /// When the nonce was issued.
     pub issued_at: Timestamp,
+    /// The nonce's random salt: its identity for [`NonceCountGuard`].
+    pub nonce_id: u64,
+    /// When the nonce goes stale (`issued_at` + the server's lifetime).
+    pub expires_at: Timestamp,
 }
 
 /// Server side of digest authentication for one realm.
@@ -259,6 +269,8 @@ pub struct DigestServer {
     secret: [u8; 32],
     nonce_lifetime: Duration,
     algorithms: Vec<Algorithm>,
+    /// The client address the nonces are bound to (in the MAC), if any.
+    client: Option<IpAddr>,
 }
 
 impl fmt::Debug for DigestServer {
@@ -267,6 +279,7 @@ impl fmt::Debug for DigestServer {
             .field("realm", &self.realm)
             .field("nonce_lifetime", &self.nonce_lifetime)
             .field("algorithms", &self.algorithms)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -282,7 +295,16 @@ impl DigestServer {
             secret,
             nonce_lifetime,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            client: None,
         }
+    }
+
+    /// Binds the nonces this server issues and accepts to `client` (the request's
+    /// source address): a nonce handed to one address is not valid from another.
+    #[must_use]
+    pub fn bound_to(mut self, client: IpAddr) -> Self {
+        self.client = Some(client);
+        self
     }
 
     /// Replaces the offered algorithms (preference order). An empty list is
@@ -313,6 +335,12 @@ impl DigestServer {
         if let Ok(mut m) = <HmacSha256 as Mac>::new_from_slice(&self.secret) {
             m.update(&issued.to_be_bytes());
             m.update(&salt.to_be_bytes());
+            match self.client {
+                // IPv4-mapped IPv6 sources bind like the IPv4 address they carry.
+                Some(ip) => m.update(&ip.to_canonical().to_string().into_bytes()),
+                None => m.update(b"-"),
+            }
+            m.update(b"|");
             m.update(self.realm.as_bytes());
             let tag = m.finalize().into_bytes();
             for (o, t) in out.iter_mut().zip(tag.iter()) {
@@ -332,9 +360,19 @@ impl DigestServer {
         )
     }
 
-    /// Checks that `nonce` is ours and how old it is: `Ok(issued)` when fresh,
-    /// `Err(Stale)` when expired, `Err(BadNonce)` otherwise.
+    /// Checks that `nonce` is ours (and, when bound, issued to this client) and how
+    /// old it is: `Ok(issued)` when fresh, `Err(Stale)` when expired, `Err(BadNonce)`
+    /// otherwise.
     pub fn check_nonce(&self, now: Timestamp, nonce: &str) -> Result<Timestamp, DigestError> {
+        self.check_nonce_parts(now, nonce).map(|(issued, _)| issued)
+    }
+
+    /// [`Self::check_nonce`], also returning the nonce's salt.
+    fn check_nonce_parts(
+        &self,
+        now: Timestamp,
+        nonce: &str,
+    ) -> Result<(Timestamp, u64), DigestError> {
         let b = nonce.as_bytes();
         if b.len() != NONCE_LEN || !b.iter().all(u8::is_ascii_hexdigit) {
             return Err(DigestError::BadNonce);
@@ -349,7 +387,7 @@ impl DigestServer {
         let salt = field(16..32)?;
         let mac = hex::decode(nonce.get(32..).ok_or(DigestError::BadNonce)?)
             .map_err(|_| DigestError::BadNonce)?;
-        if !ct_eq(&mac, &self.mac(issued, salt)) {
+        if !bool::from(mac.as_slice().ct_eq(&self.mac(issued, salt))) {
             return Err(DigestError::BadNonce);
         }
         if issued > now.as_millis().saturating_add(NONCE_FUTURE_SKEW_MS) {
@@ -359,7 +397,7 @@ impl DigestServer {
         if now - issued > self.nonce_lifetime {
             return Err(DigestError::Stale);
         }
-        Ok(issued)
+        Ok((issued, salt))
     }
 
     /// Challenge header values, one per offered algorithm (same nonce), for
@@ -425,7 +463,12 @@ impl DigestServer {
         let userhash = param("userhash").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let user_ok = if userhash {
             let h = algorithm.hash_hex(&[username.as_bytes(), self.realm.as_bytes()]);
-            ct_eq(presented.to_ascii_lowercase().as_bytes(), h.as_bytes())
+            bool::from(
+                presented
+                    .to_ascii_lowercase()
+                    .as_bytes()
+                    .ct_eq(h.as_bytes()),
+            )
         } else {
             presented == username
         };
@@ -453,7 +496,7 @@ impl DigestServer {
             Some(nc) => Some(parse_nc(nc)?),
             None => None,
         };
-        let fresh = self.check_nonce(now, &nonce);
+        let fresh = self.check_nonce_parts(now, &nonce);
         if matches!(fresh, Err(DigestError::BadNonce)) {
             return Err(DigestError::BadNonce);
         }
@@ -469,17 +512,20 @@ impl DigestServer {
             nc: nc.as_deref(),
             qop: qop.as_ref().map(|_| "auth"),
         });
-        if !ct_eq(
-            response.to_ascii_lowercase().as_bytes(),
-            expected.as_bytes(),
-        ) {
+        let matches = response
+            .to_ascii_lowercase()
+            .as_bytes()
+            .ct_eq(expected.as_bytes());
+        if !bool::from(matches) {
             return Err(DigestError::WrongResponse);
         }
-        let issued_at = fresh?;
+        let (issued_at, nonce_id) = fresh?;
         Ok(Verified {
             algorithm,
             nc: nc_value,
             issued_at,
+            nonce_id,
+            expires_at: issued_at + self.nonce_lifetime,
         })
     }
 }
@@ -620,65 +666,5 @@ pub fn response_hash(i: &ResponseInput<'_>) -> String {
             ha2.as_bytes(),
         ]),
         None => a.hash_hex(&[ha1.as_bytes(), i.nonce.as_bytes(), ha2.as_bytes()]),
-    }
-}
-
-/// Constant-time equality (length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Optional replay guard on the nonce count (RFC 7616 §3.4.1, §5.3): per
-/// nonce, each `nc` must exceed the last accepted one. Bounded: past
-/// `capacity` nonces the oldest-inserted is forgotten (its nonce then only
-/// stays protected by its expiry).
-#[derive(Debug)]
-pub struct NonceCountGuard {
-    capacity: usize,
-    last: HashMap<String, u32>,
-    order: VecDeque<String>,
-}
-
-impl NonceCountGuard {
-    /// A guard remembering at most `capacity` nonces (at least 1).
-    #[must_use]
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            last: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    /// Accepts `(nonce, nc)` if `nc` is above any previously accepted count
-    /// for `nonce`; records it. `Err(Replay)` otherwise.
-    pub fn accept(&mut self, nonce: &str, nc: u32) -> Result<(), DigestError> {
-        if let Some(last) = self.last.get_mut(nonce) {
-            if nc <= *last {
-                return Err(DigestError::Replay);
-            }
-            *last = nc;
-            return Ok(());
-        }
-        while self.order.len() >= self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.last.remove(&old);
-            }
-        }
-        self.order.push_back(nonce.to_owned());
-        self.last.insert(nonce.to_owned(), nc);
-        Ok(())
-    }
-
-    /// Nonces currently remembered.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.last.len()
-    }
-
-    /// Whether nothing is remembered.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.last.is_empty()
     }
 }

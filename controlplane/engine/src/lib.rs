@@ -10,7 +10,7 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | create the layer | `TransactionLayer::new(TxConfig { timers: TimerConfig { t1, t2, t4, timer_d }, timer_budget, max_server_transactions }, seed: u64)` |
+//! | create the layer | `TransactionLayer::new(TxConfig { timers: TimerConfig { t1, t2, t4, timer_d }, timer_budget, max_server_transactions }, entropy: impl Entropy)` (identifiers from `entropy`; the TU draws from it through `entropy()`) |
 //! | bytes arrived | `handle_datagram(now, from: PeerAddr { transport, addr, conn }, &[u8])` (parses with `portcullis-sip`, answers malformed requests statelessly) or `handle_message(now, from, SipMsg)` |
 //! | a timer is due | `handle_timeout(now)`; ask when with `poll_timeout() -> Option<Timestamp>` |
 //! | the driver could not send | `handle_transport_error(now, TxId)` (every `Transmit` names its `tx`); a connection died: `handle_connection_lost(now, ConnId)` |
@@ -70,12 +70,23 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | challenge a request (we are UAS → 401 `WWW-Authenticate`; proxy → 407 `Proxy-Authenticate`) | `DigestServer::new(realm, secret: [u8; 32], nonce_lifetime)`; `challenges(now, salt: u64, stale) -> Vec<String>` (one value per algorithm, SHA-256 then MD5); header name from `ChallengeKind::{Www, Proxy}.challenge_header()` |
-//! | check `Authorization` / `Proxy-Authorization` | `verify(now, &Auth, method, Some(request_uri), username, password) -> Result<Verified, DigestError>`; `Err(DigestError::Stale)` → re-challenge with `stale = true`; other errors → re-challenge or 403 |
-//! | optional nc replay check | `NonceCountGuard::new(cap).accept(nonce, nc)` |
+//! | challenge a request (we are UAS → 401 `WWW-Authenticate`; proxy → 407 `Proxy-Authenticate`) | `DigestServer::new(realm, secret: [u8; 32], nonce_lifetime)`, `.bound_to(client_ip)` to bind its nonces to the client's address; `challenges(now, salt: u64, stale) -> Vec<String>` (one value per algorithm, SHA-256 then MD5); header name from `ChallengeKind::{Www, Proxy}.challenge_header()` |
+//! | check `Authorization` / `Proxy-Authorization` | `verify(now, &Auth, method, Some(request_uri), username, password) -> Result<Verified { algorithm, nc, issued_at, nonce_id, expires_at }, DigestError>`; `Err(DigestError::Stale)` → re-challenge with `stale = true`; other errors → re-challenge or 403 |
+//! | refuse replays (RFC 7616 §3.4) | `NonceCountGuard::new(NONCE_GUARD_CAPACITY).accept(now, &verified)`: `nc` strictly increasing per nonce, a nonce without qop single-use; `Err(Replay)`, or `Err(Stale)` for a nonce forgotten to keep the bound (at most `capacity` nonces) |
 //! | answer a 401/407 (outbound) | `answer_best(ChallengeKind::from_status(status)?, &challenge_values, &ClientRequest { method, uri, username, password, cnonce: &cnonce(random), nc: 1 }) -> Result<String, DigestError>` (picks SHA-512-256 > SHA-256 > MD5); put it in `kind.credentials_header()` |
 //!
-//! Nonces are stateless (issue time + salt + HMAC-SHA-256 under the secret).
+//! Nonces are stateless (issue time + salt + HMAC-SHA-256 under the secret and
+//! the bound client address); only nonces that carried valid credentials are
+//! remembered, by the replay guard.
+//!
+//! ## Randomness ([`entropy`])
+//!
+//! | need | use |
+//! |---|---|
+//! | inject a source | trait `Entropy: Debug + Send { fill_secret(&mut [u8]), fill_id(&mut [u8]) }`: secrets (keys, salts, ICE credentials, nonce secrets) and wire identifiers (branches, tags, Call-IDs) are separate draws; the appliance passes its OS CSPRNG source |
+//! | simulate, test, bench | `SeededEntropy::new(seed: u64)`: two ChaCha12 streams, the same seed replays the same run (never in production) |
+//! | helpers | `id_u64`, `secret::<N>`, `srtp_key` (16-byte key + 14-byte salt), `ice_credentials` (64-bit ufrag, 128-bit pwd) |
+//! | Teams monitor | `teams::ProxyHealth::new(cfg, proxies, now, entropy: impl Entropy)` |
 //!
 //! ## CDR (`cdr`)
 //!
@@ -87,7 +98,7 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>` (seed from the OS RNG: tags, Call-IDs, branches, SDES keys, nonces derive from it); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
+//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, entropy: impl Entropy) -> Result<_, ConfigError>` (SDES keys and salts, ICE-lite credentials and the digest nonce secret from `entropy.fill_secret`, drawn per use; tags, Call-IDs, branches, nonce salts from `entropy.fill_id`); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
 //! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_tx_error(now, TxId)` (a `Transmit` could not be sent), `handle_connection_lost(now, ConnId)` / `handle_transport_error(now, PeerAddr)`, `handle_media_event(now, MediaEvent)` |
 //! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` exactly once per call, `Rejected`, `PolicyBan`) |
 //! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
@@ -158,6 +169,7 @@ pub mod cdr;
 pub mod config;
 pub mod dialog;
 pub mod digest;
+pub mod entropy;
 pub mod media;
 pub mod policy;
 pub mod routing;

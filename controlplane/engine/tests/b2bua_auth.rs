@@ -162,3 +162,109 @@ fn outbound_second_challenge_is_not_answered_again() {
     assert_eq!(h.a.statuses().last(), Some(&401));
     assert_eq!(h.sbc.active_calls(), 0);
 }
+
+/// The authenticated INVITE A sent (the bytes an eavesdropper captures).
+fn captured_invite(h: &H) -> String {
+    h.a.sent
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .rfind(|m| m.starts_with("INVITE ") && m.contains("\r\nAuthorization: "))
+        .expect("an authenticated INVITE was sent")
+}
+
+/// Delivers raw bytes from A's address; the statuses and messages of what the SBC
+/// answered to A.
+fn inject(h: &mut H, bytes: &str) -> Vec<String> {
+    let before = h.a.wire.len();
+    let now = h.now;
+    h.sbc.handle_datagram(now, udp(sa(A)), bytes.as_bytes());
+    h.pump();
+    h.a.wire[before..]
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
+}
+
+fn status_of(msg: &str) -> u16 {
+    msg.get(8..11).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Replaces the value of the first header `name` (and a `;branch=` in it).
+fn edit(msg: &str, from: &str, to: &str) -> String {
+    assert!(msg.contains(from), "{from:?} not in the message");
+    msg.replacen(from, to, 1)
+}
+
+fn header<'m>(msg: &'m str, name: &str) -> &'m str {
+    msg.split("\r\n")
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .unwrap_or_else(|| panic!("no {name} in {msg}"))
+}
+
+#[test]
+fn replayed_authenticated_invite_gets_a_challenge_not_a_call() {
+    let mut h = H::with(|c| c.trunks[0].auth_inbound = creds("alice", "s3cret"));
+    assert_eq!(retry_with_auth(&mut h, "s3cret"), 100);
+    assert_eq!(h.b1.requests("INVITE").len(), 1, "the genuine call");
+    let captured = captured_invite(&h);
+    let branch = header(&captured, "Via")
+        .split(";branch=")
+        .nth(1)
+        .and_then(|b| b.split(';').next())
+        .unwrap()
+        .to_owned();
+
+    // 5 s later, byte for byte but for the Via branch (not covered by the digest):
+    // the nonce count did not increase.
+    h.advance(Duration::from_secs(5));
+    let replay = edit(&captured, &branch, "z9hG4bKreplay1");
+    let answers = inject(&mut h, &replay);
+    let finals: Vec<u16> = answers
+        .iter()
+        .map(|m| status_of(m))
+        .filter(|s| *s >= 200)
+        .collect();
+    assert_eq!(finals, vec![401], "{answers:?}");
+    assert_eq!(h.sbc.stats().auth_replays, 1);
+    assert_eq!(h.b1.requests("INVITE").len(), 1, "no second call");
+
+    // The same Authorization on a new call (new Call-ID, From tag and branch).
+    let call_id = header(&captured, "Call-ID").to_owned();
+    let new_call = edit(
+        &edit(&captured, &branch, "z9hG4bKreplay2"),
+        &format!("Call-ID: {call_id}"),
+        "Call-ID: stolen-credentials@10.0.0.2",
+    );
+    let answers = inject(&mut h, &new_call);
+    assert!(answers.iter().any(|m| status_of(m) == 401), "{answers:?}");
+    assert!(answers.iter().all(|m| status_of(m) != 200));
+    assert_eq!(h.sbc.stats().auth_replays, 2);
+    assert_eq!(h.b1.requests("INVITE").len(), 1, "no call for the thief");
+
+    // 60 s after the capture, verbatim: still the genuine call's transaction
+    // (absorbed as a retransmission), no new call.
+    h.advance(Duration::from_secs(55));
+    let answers = inject(&mut h, &captured);
+    assert!(answers.iter().all(|m| status_of(m) < 200), "{answers:?}");
+    assert_eq!(h.b1.requests("INVITE").len(), 1);
+    // ... and with a new branch: the nonce has expired, the answer is a challenge
+    // with stale=true.
+    let answers = inject(&mut h, &edit(&captured, &branch, "z9hG4bKreplay3"));
+    let challenge = answers
+        .iter()
+        .find(|m| status_of(m) == 401)
+        .unwrap_or_else(|| panic!("no 401 in {answers:?}"));
+    assert!(challenge.contains("stale=true"), "{challenge}");
+    assert_eq!(h.b1.requests("INVITE").len(), 1);
+    assert_eq!(h.sbc.active_calls(), 1, "only the genuine call");
+}
+
+#[test]
+fn the_next_call_authenticates_with_a_fresh_nonce() {
+    let mut h = H::with(|c| c.trunks[0].auth_inbound = creds("alice", "s3cret"));
+    assert_eq!(retry_with_auth(&mut h, "s3cret"), 100);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(retry_with_auth(&mut h, "s3cret"), 100);
+    assert_eq!(h.b1.requests("INVITE").len(), 2, "both genuine calls pass");
+    assert_eq!(h.sbc.stats().auth_replays, 0);
+}

@@ -14,6 +14,7 @@ use portcullis_engine::config::{
     TimerSettings, TrunkConfig,
 };
 use portcullis_engine::dialog::Dialog;
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::media::{
     MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,
 };
@@ -62,7 +63,8 @@ impl MediaControl for FakeMedia {
         let id = MediaId(self.next);
         self.live.insert(id);
         self.allocated += 1;
-        let base = 40_000 + u16::try_from(self.next % 10_000).unwrap() * 2;
+        // Ports repeat every 2,000 allocations (a fake: only the ids must be unique).
+        let base = 40_000 + u16::try_from(self.next % 2_000).unwrap() * 2;
         Ok(MediaAllocation {
             id,
             a_port: base,
@@ -168,7 +170,7 @@ impl Peer {
     pub fn new(addr: &str, seed: u64) -> Self {
         Self {
             addr: sa(addr),
-            layer: TransactionLayer::new(TxConfig::default(), seed),
+            layer: TransactionLayer::new(TxConfig::default(), SeededEntropy::new(seed)),
             events: Vec::new(),
             wire: Vec::new(),
             sent: Vec::new(),
@@ -419,11 +421,19 @@ impl H {
     }
 
     pub fn with(f: impl FnOnce(&mut EngineConfig)) -> Self {
+        Self::with_entropy(f, SeededEntropy::new(42))
+    }
+
+    /// [`Self::with`], the SBC drawing its randomness from `entropy`.
+    pub fn with_entropy(
+        f: impl FnOnce(&mut EngineConfig),
+        entropy: impl portcullis_engine::entropy::Entropy + 'static,
+    ) -> Self {
         let mut cfg = config();
         f(&mut cfg);
         Self {
             now: Timestamp::from_millis(1_000),
-            sbc: B2bua::new(Arc::new(cfg), FakeMedia::default(), 42).unwrap(),
+            sbc: B2bua::new(Arc::new(cfg), FakeMedia::default(), entropy).unwrap(),
             a: Peer::new(A, 1),
             b1: Peer::new(B1, 2),
             b2: Peer::new(B2, 3),

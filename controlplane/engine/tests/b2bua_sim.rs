@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use harness::{config, sa, FakeMedia, A, B1, SBC};
 use portcullis_engine::b2bua::{B2bua, CallEvent};
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::sim::ua::{Outcome, Scenario, SimUa};
 use portcullis_engine::sim::{NetConfig, Network, RunEnd, Sim, SimNode};
 use portcullis_engine::time::Timestamp;
@@ -79,7 +80,12 @@ const SCENARIOS: [Scenario; 4] = [
 fn run(seed: u64, net: NetConfig, per_scenario: usize) -> (Sim<Node>, RunEnd) {
     let mut cfg = config();
     cfg.routes[0].targets = vec!["b1".into()];
-    let sbc = B2bua::new(std::sync::Arc::new(cfg), FakeMedia::default(), seed ^ 0x5bc).unwrap();
+    let sbc = B2bua::new(
+        std::sync::Arc::new(cfg),
+        FakeMedia::default(),
+        SeededEntropy::new(seed ^ 0x5bc),
+    )
+    .unwrap();
     let mut uac = SimUa::new(
         sa(A),
         seed.wrapping_mul(2).wrapping_add(1),

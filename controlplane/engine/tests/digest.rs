@@ -1,12 +1,13 @@
 //! Digest authentication (RFC 2617 §3.5, RFC 7616 §3.9.1 vectors; server
 //! round trips, stale nonces, wrong passwords, replay).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis_engine::digest::{
     answer, answer_best, challenge_value, cnonce, response_hash, select_challenge, Algorithm,
     ChallengeKind, ClientRequest, DigestError, DigestServer, NonceCountGuard, ResponseInput,
-    ServerRequest,
+    ServerRequest, Verified, NONCE_GUARD_CAPACITY,
 };
 use portcullis_engine::time::Timestamp;
 use portcullis_sip::header::{Auth, HeaderName};
@@ -426,18 +427,66 @@ fn session_variants_and_userhash_round_trip() {
     assert_eq!(verify(&srv, 10, &h, "secret"), Ok(Algorithm::Sha256));
 }
 
+fn verified(srv: &DigestServer, now: u64, h: &str) -> Verified {
+    let a = Auth::parse(h, HeaderName::Authorization).unwrap();
+    srv.verify(
+        t(now),
+        &a,
+        "INVITE",
+        Some("sip:+4930123@sbc.example.com"),
+        "trunk1",
+        "secret",
+    )
+    .unwrap()
+}
+
 #[test]
-fn nonce_count_guard_rejects_replays_and_is_bounded() {
-    let mut g = NonceCountGuard::new(2);
-    assert!(g.accept("a", 1).is_ok());
-    assert_eq!(g.accept("a", 1), Err(DigestError::Replay));
-    assert!(g.accept("a", 2).is_ok());
-    assert_eq!(g.accept("a", 2), Err(DigestError::Replay));
-    assert!(g.accept("b", 1).is_ok());
-    assert!(g.accept("c", 1).is_ok()); // evicts "a"
-    assert_eq!(g.len(), 2);
-    assert!(g.accept("a", 1).is_ok()); // forgotten: only expiry protects it now
-    assert_eq!(g.accept("c", 1), Err(DigestError::Replay));
+fn nonce_count_guard_refuses_a_replayed_authorization() {
+    let srv = server();
+    let mut g = NonceCountGuard::new(NONCE_GUARD_CAPACITY);
+    let first = client_answer(&srv, 1_000, 0, "secret", 1);
+    assert_eq!(g.accept(t(1_100), &verified(&srv, 1_100, &first)), Ok(()));
+    // The same header again (a captured INVITE replayed, or its Authorization
+    // copied into a new call): the count did not increase.
+    assert_eq!(
+        g.accept(t(20_000), &verified(&srv, 20_000, &first)),
+        Err(DigestError::Replay)
+    );
+    // The legitimate client's next request on the same nonce counts up.
+    let second = client_answer(&srv, 1_000, 0, "secret", 2);
+    assert_eq!(g.accept(t(2_000), &verified(&srv, 2_000, &second)), Ok(()));
+    assert_eq!(
+        g.accept(t(2_500), &verified(&srv, 2_500, &first)),
+        Err(DigestError::Replay)
+    );
+    assert_eq!(g.capacity(), 65_536);
+}
+
+#[test]
+fn bound_nonces_are_valid_only_from_their_client() {
+    let a: IpAddr = "192.0.2.10".parse().unwrap();
+    let b: IpAddr = "192.0.2.11".parse().unwrap();
+    let for_a = server().bound_to(a);
+    let n = for_a.nonce(t(1_000), 5);
+    assert!(for_a.check_nonce(t(2_000), &n).is_ok());
+    // The IPv4-mapped form of the same address is the same client.
+    let mapped: IpAddr = "::ffff:192.0.2.10".parse().unwrap();
+    assert!(server().bound_to(mapped).check_nonce(t(2_000), &n).is_ok());
+    assert_eq!(
+        server().bound_to(b).check_nonce(t(2_000), &n),
+        Err(DigestError::BadNonce)
+    );
+    assert_eq!(
+        server().check_nonce(t(2_000), &n),
+        Err(DigestError::BadNonce)
+    );
+    // Credentials computed on A's nonce do not verify from B.
+    let h = client_answer(&for_a, 1_000, 0, "secret", 1);
+    assert!(verify(&for_a, 2_000, &h, "secret").is_ok());
+    assert_eq!(
+        verify(&server().bound_to(b), 2_000, &h, "secret"),
+        Err(DigestError::BadNonce)
+    );
 }
 
 #[test]

@@ -32,8 +32,8 @@ fn trunk(name: &str, addr: &str, transport: Transport) -> TrunkConfig {
 fn trunks() -> Vec<TrunkConfig> {
     let mut pbx = trunk("pbx", "192.0.2.10:5060", Transport::Udp);
     pbx.acl = vec![
-        IpNet::parse("10.0.0.0/8").unwrap(),
-        IpNet::parse("2001:db8:10::/48").unwrap(),
+        "10.0.0.0/8".parse::<IpNet>().unwrap(),
+        "2001:db8:10::/48".parse::<IpNet>().unwrap(),
     ];
     let carrier = trunk("carrier", "198.51.100.1:5060", Transport::Udp);
     let backup = trunk("backup", "198.51.100.2:5060", Transport::Tcp);
@@ -125,7 +125,7 @@ fn classify_tls_by_certificate_name() {
     );
     // With an explicit ACL the address must match too.
     let mut t = trunks();
-    t[3].acl = vec![IpNet::parse("52.112.0.0/14").unwrap()];
+    t[3].acl = vec!["52.112.0.0/14".parse::<IpNet>().unwrap()];
     let r = Router::with_rules(&t, &[]).unwrap();
     assert_eq!(
         r.classify_source(sa("52.114.1.1:1"), Transport::Tls, Some(&names)),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::teams::{
     HealthConfig, HealthEvent, PingTransmit, ProxyHealth, ProxyId, ProxyState, ProxyTarget,
     TeamsError,
@@ -28,7 +29,7 @@ fn monitor(threshold: u32) -> ProxyHealth {
     let mut cfg = HealthConfig::new("sbc1.example.com", INTERVAL);
     cfg.miss_threshold = threshold;
     cfg.answer_timeout = Duration::from_secs(10);
-    ProxyHealth::new(cfg, targets(), Timestamp::ZERO, 7).unwrap()
+    ProxyHealth::new(cfg, targets(), Timestamp::ZERO, SeededEntropy::new(7)).unwrap()
 }
 
 fn t(s: u64) -> Timestamp {
@@ -217,13 +218,13 @@ fn retry_after_503_holds_a_proxy_off_until_it_expires() {
 #[test]
 fn misconfiguration_is_refused() {
     let cfg = HealthConfig::new("sbc1.example.com", INTERVAL);
-    assert!(ProxyHealth::new(cfg.clone(), vec![], Timestamp::ZERO, 1).is_err());
+    assert!(ProxyHealth::new(cfg.clone(), vec![], Timestamp::ZERO, SeededEntropy::new(1)).is_err());
     let mut ip = cfg.clone();
     ip.identity = portcullis_engine::teams::SbcIdentity::new("192.0.2.1");
-    assert!(ProxyHealth::new(ip, targets(), Timestamp::ZERO, 1).is_err());
+    assert!(ProxyHealth::new(ip, targets(), Timestamp::ZERO, SeededEntropy::new(1)).is_err());
     let mut zero = cfg;
     zero.miss_threshold = 0;
-    assert!(ProxyHealth::new(zero, targets(), Timestamp::ZERO, 1).is_err());
+    assert!(ProxyHealth::new(zero, targets(), Timestamp::ZERO, SeededEntropy::new(1)).is_err());
 }
 
 #[test]
@@ -233,7 +234,7 @@ fn identifiers_are_deterministic_per_seed() {
             HealthConfig::new("sbc1.example.com", INTERVAL),
             targets(),
             Timestamp::ZERO,
-            seed,
+            SeededEntropy::new(seed),
         )
         .unwrap();
         h.handle_timeout(Timestamp::ZERO);

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{
     make_response, parse_message, InviteClientState, InviteServerState, Method,
@@ -102,7 +103,7 @@ fn client_invite(l: &mut TransactionLayer, transport: Transport) -> (TxId, SipMs
 
 #[test]
 fn timer_a_doubles_without_cap_and_b_fires_at_64_t1() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 1);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(1));
     let (tx, _) = client_invite(&mut l, Transport::Udp);
     let times = send_times(&mut l, 40_000);
     // A: 0.5, 1, 2, 4, 8, 16 s intervals — no T2 cap for INVITE (§17.1.1.2).
@@ -115,7 +116,7 @@ fn timer_a_doubles_without_cap_and_b_fires_at_64_t1() {
 
 #[test]
 fn timer_e_caps_at_t2_and_f_fires_at_64_t1() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 2);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(2));
     let (tx, _) = client_request(&mut l, &Method::Options, Transport::Udp);
     transmits(&mut l);
     let times = send_times(&mut l, 40_000);
@@ -128,7 +129,7 @@ fn timer_e_caps_at_t2_and_f_fires_at_64_t1() {
 
 #[test]
 fn timer_e_becomes_t2_in_proceeding() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 2);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(2));
     let (_, req) = client_request(&mut l, &Method::Options, Transport::Udp);
     transmits(&mut l);
     l.handle_message(
@@ -143,7 +144,7 @@ fn timer_e_becomes_t2_in_proceeding() {
 
 #[test]
 fn reliable_transport_has_no_retransmissions_and_zero_d() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 3);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(3));
     let (tx, req) = client_invite(&mut l, Transport::Tcp);
     assert!(run_until(&mut l, 10_000).is_empty(), "no Timer A on TCP");
     l.handle_message(
@@ -168,7 +169,7 @@ fn reliable_transport_has_no_retransmissions_and_zero_d() {
 
 #[test]
 fn invite_non2xx_generates_ack_and_absorbs_retransmissions() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 4);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(4));
     let (tx, req) = client_invite(&mut l, Transport::Udp);
     let from = peer(Transport::Udp, "192.0.2.20:5060");
     l.handle_message(t(100), from, make_response(&req, 180, "Ringing", Some("b")));
@@ -208,7 +209,7 @@ fn invite_non2xx_generates_ack_and_absorbs_retransmissions() {
 
 #[test]
 fn invite_2xx_accepted_resends_ack_and_ends_on_timer_m() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 5);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(5));
     let (tx, req) = client_invite(&mut l, Transport::Udp);
     let from = peer(Transport::Udp, "192.0.2.20:5060");
     let ok = make_response(&req, 200, "OK", Some("b"));
@@ -281,7 +282,7 @@ fn server_invite(l: &mut TransactionLayer, transport: Transport) -> (TxId, SipMs
 
 #[test]
 fn invite_server_timer_g_h_and_retransmission_absorption() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 6);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(6));
     let (tx, req, from) = server_invite(&mut l, Transport::Udp);
     // Retransmitted INVITE: 100 re-sent, TU not told again.
     l.handle_message(
@@ -309,7 +310,7 @@ fn invite_server_timer_g_h_and_retransmission_absorption() {
 
 #[test]
 fn invite_server_ack_confirms_then_timer_i() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 7);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(7));
     let (tx, req, from) = server_invite(&mut l, Transport::Udp);
     let busy = make_response(&req, 486, "Busy Here", Some("s"));
     l.respond(t(10), tx, &busy).unwrap();
@@ -337,7 +338,7 @@ fn invite_server_ack_confirms_then_timer_i() {
 
 #[test]
 fn invite_server_2xx_retransmitted_until_ack_then_timer_l() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 8);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(8));
     let (tx, req, from) = server_invite(&mut l, Transport::Udp);
     l.respond(t(0), tx, &make_response(&req, 200, "OK", Some("s")))
         .unwrap();
@@ -373,7 +374,7 @@ fn invite_server_2xx_retransmitted_until_ack_then_timer_l() {
 
 #[test]
 fn invite_server_2xx_without_ack_times_out_with_timer_l() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 9);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(9));
     let (tx, req, _) = server_invite(&mut l, Transport::Udp);
     l.respond(t(0), tx, &make_response(&req, 200, "OK", Some("s")))
         .unwrap();
@@ -384,7 +385,7 @@ fn invite_server_2xx_without_ack_times_out_with_timer_l() {
 #[test]
 fn non_invite_server_timer_j_and_absorption() {
     for (transport, j) in [(Transport::Udp, 32_000), (Transport::Tcp, 0)] {
-        let mut l = TransactionLayer::new(TxConfig::default(), 10);
+        let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(10));
         let req = request(&Method::Options, "z9hG4bKopt", transport);
         let from = peer(transport, "192.0.2.10:5060");
         l.handle_message(t(0), from, req.clone());
@@ -423,7 +424,7 @@ fn non_invite_server_timer_j_and_absorption() {
 
 #[test]
 fn non_invite_client_timer_k() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 11);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(11));
     let (_, req) = client_request(&mut l, &Method::Bye, Transport::Udp);
     let to = peer(Transport::Udp, "192.0.2.20:5060");
     transmits(&mut l);
@@ -439,7 +440,7 @@ fn non_invite_client_timer_k() {
 
 #[test]
 fn cancel_matches_invite_server_transaction() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 12);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(12));
     let (itx, _, from) = server_invite(&mut l, Transport::Udp);
     let mut cancel = request(&Method::Cancel, "z9hG4bKsrv1", Transport::Udp);
     cancel.set_header("Call-ID", "call-z9hG4bKsrv1");
@@ -465,7 +466,7 @@ fn cancel_matches_invite_server_transaction() {
 
 #[test]
 fn client_cancel_follows_section_9_1() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 13);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(13));
     let (tx, req) = client_invite(&mut l, Transport::Udp);
     assert!(
         l.send_cancel(t(1), tx).is_err(),
@@ -492,7 +493,7 @@ fn client_cancel_follows_section_9_1() {
 
 #[test]
 fn transport_error_reaches_the_tu() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 14);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(14));
     let (tx, _) = client_invite(&mut l, Transport::Tcp);
     l.handle_transport_error(t(5), tx);
     assert_eq!(events(&mut l), vec![TxEvent::TransportError { tx }]);
@@ -502,7 +503,7 @@ fn transport_error_reaches_the_tu() {
 
 #[test]
 fn responses_follow_received_and_rport() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 15);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(15));
     let req = request(&Method::Options, "z9hG4bKnat", Transport::Udp);
     // Behind a NAT: sent-by says 192.0.2.10:5060, packet came from 203.0.113.5:40123.
     let from = peer(Transport::Udp, "203.0.113.5:40123");
@@ -521,7 +522,7 @@ fn responses_follow_received_and_rport() {
 
 #[test]
 fn stray_response_is_counted_and_dropped() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 16);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(16));
     let req = request(&Method::Invite, "z9hG4bKunknown", Transport::Udp);
     l.handle_message(
         t(0),
@@ -547,7 +548,7 @@ fn vector(path: &str) -> Vec<u8> {
 fn rfc2543_invite_and_ack_match_by_fallback_key() {
     // RFC 4475 §3.5.1: no branch at all.
     let raw = vector("sip-torture/rfc4475/backward-compat/inv2543.dat");
-    let mut l = TransactionLayer::new(TxConfig::default(), 17);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(17));
     let from = peer(Transport::Udp, "192.0.2.99:5060");
     l.handle_datagram(t(0), from, &raw);
     let (tx, request) = only_request(&mut l);
@@ -591,7 +592,7 @@ fn rfc2543_invite_and_ack_match_by_fallback_key() {
 fn bare_magic_cookie_branch_falls_back_to_rfc2543_matching() {
     // RFC 4475 §3.4.1: branch=z9hG4bK with no identifier.
     let raw = vector("sip-torture/rfc4475/transaction/badbranch.dat");
-    let mut l = TransactionLayer::new(TxConfig::default(), 18);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(18));
     let from = peer(Transport::Udp, "192.0.2.1:5060");
     l.handle_datagram(t(0), from, &raw);
     l.handle_datagram(t(500), from, &raw);
@@ -608,7 +609,7 @@ fn bare_magic_cookie_branch_falls_back_to_rfc2543_matching() {
 
 #[test]
 fn server_transport_error_is_reported_and_transmits_name_their_transaction() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 19);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(19));
     let req = request(&Method::Options, "z9hG4bKtcp", Transport::Tcp);
     let from = peer(Transport::Tcp, "192.0.2.10:40000");
     l.handle_message(t(0), from, req);
@@ -633,7 +634,7 @@ fn server_transport_error_is_reported_and_transmits_name_their_transaction() {
 
 #[test]
 fn api_misuse_is_a_typed_error() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 20);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(20));
     let to = peer(Transport::Udp, "192.0.2.20:5060");
     let ack = request(&Method::Ack, "z9hG4bKx1", Transport::Udp);
     assert!(
@@ -663,7 +664,7 @@ fn api_misuse_is_a_typed_error() {
 
 #[test]
 fn connection_loss_fails_every_transaction_on_it() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 21);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(21));
     let conn = portcullis_engine::transaction::ConnId(7);
     let on_conn = PeerAddr {
         conn: Some(conn),
@@ -696,7 +697,7 @@ fn connection_loss_fails_every_transaction_on_it() {
 #[test]
 fn every_counter_moves() {
     // Style rule: every exported metric is incremented somewhere.
-    let mut l = TransactionLayer::new(TxConfig::default(), 22);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(22));
     let (itx, ireq) = client_invite(&mut l, Transport::Udp);
     let (ntx, _) = client_request(&mut l, &Method::Options, Transport::Udp);
     transmits(&mut l);
@@ -749,7 +750,7 @@ fn load_limit_refuses_new_requests_with_503_but_not_cancel() {
         max_server_transactions: 2,
         ..TxConfig::default()
     };
-    let mut l = TransactionLayer::new(cfg, 23);
+    let mut l = TransactionLayer::new(cfg, SeededEntropy::new(23));
     let from = peer(Transport::Udp, "192.0.2.10:5060");
     l.handle_message(
         t(0),
@@ -798,7 +799,7 @@ fn load_limit_refuses_new_requests_with_503_but_not_cancel() {
 
 #[test]
 fn invite_server_over_tcp_has_no_timer_g_and_zero_timer_i() {
-    let mut l = TransactionLayer::new(TxConfig::default(), 24);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(24));
     let (tx, req, from) = server_invite(&mut l, Transport::Tcp);
     l.respond(t(0), tx, &make_response(&req, 603, "Decline", Some("s")))
         .unwrap();

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{
     make_response, PeerAddr, TransactionLayer, Transport, TxConfig, TxEvent,
@@ -38,7 +39,7 @@ fn peer() -> PeerAddr {
 
 /// Feeds `datagrams`, then runs every timer; the layer must end empty.
 fn feed_and_drain(datagrams: &[Vec<u8>]) {
-    let mut l = TransactionLayer::new(TxConfig::default(), 9);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(9));
     for (i, d) in datagrams.iter().enumerate() {
         let now = Timestamp::from_millis(i as u64);
         l.handle_datagram(now, peer(), d);

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{PeerAddr, TransactionLayer, Transport, TxConfig, TxEvent};
 
@@ -24,7 +25,7 @@ fn feed(file: &str) -> (TransactionLayer, Vec<TxEvent>) {
     let path = format!("{DIR}/{file}");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("missing vector {path}: {e}"));
     let addr: SocketAddr = "192.0.2.1:5060".parse().expect("address");
-    let mut l = TransactionLayer::new(TxConfig::default(), 1);
+    let mut l = TransactionLayer::new(TxConfig::default(), SeededEntropy::new(1));
     l.handle_datagram(
         Timestamp::ZERO,
         PeerAddr {

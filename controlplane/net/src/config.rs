@@ -73,9 +73,9 @@ pub struct TlsServerSettings {
     pub key_pem: PathBuf,
     /// Roots that client certificates must chain to. Required for [`Transport::Mtls`].
     pub client_ca: Option<PathBuf>,
-    /// After the handshake, the client leaf certificate must carry a SAN DNS name matching
-    /// one of these patterns (see [`crate::tls::name_matches`]). Empty: any name the roots
-    /// vouch for is accepted.
+    /// After the handshake, the client leaf certificate must be valid for one of these DNS
+    /// names (see [`crate::tls::leaf_valid_for`]). Empty: any name the roots vouch for is
+    /// accepted.
     pub expected_client_names: Vec<String>,
 }
 

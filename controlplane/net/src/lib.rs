@@ -62,8 +62,9 @@
 //!   `TlsClientSettings::roots`, presenting the client certificate when configured (mTLS
 //!   toward Microsoft Teams).
 //! - **mTLS listeners**: the client chain must verify against `client_ca`
-//!   (`WebPkiClientVerifier`, during the handshake); then one SAN DNS name of the leaf must
-//!   match `expected_client_names` ([`tls::name_matches`]: exact, `*.domain`, `.domain`).
+//!   (`WebPkiClientVerifier`, during the handshake); then the leaf must be valid for one of
+//!   `expected_client_names` ([`tls::leaf_valid_for`]: webpki's name check, a SAN wildcard
+//!   `*.domain` standing for exactly one label).
 //!   The verified names travel with every message as `Inbound::tls_peer_names`.
 //!
 //! Counters ([`NetCounters`]): messages and bytes in/out per transport, connections

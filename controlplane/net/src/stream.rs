@@ -114,17 +114,15 @@ async fn accepted(
             return;
         }
     };
-    let names = stream
+    let leaf = stream
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|leaf| tls::leaf_dns_names(leaf).unwrap_or_default());
+        .and_then(|c| c.first());
+    let names = leaf.map(|leaf| tls::leaf_dns_names(leaf).unwrap_or_default());
     let expected = side.settings.expected_client_names.as_slice();
-    if transport == Transport::Mtls || names.is_some() {
-        let ok = names
-            .as_deref()
-            .is_some_and(|n| tls::names_acceptable(expected, n));
+    if transport == Transport::Mtls || leaf.is_some() {
+        let ok = leaf.is_some_and(|leaf| tls::leaf_acceptable(expected, leaf));
         if !ok {
             inc(&shared.counters.tls_name_rejections);
             let mut stream = stream;

@@ -4,8 +4,10 @@
 //! RFC 5630 and RFC 5922 §7: a SIP TLS client checks that the server certificate names the
 //! domain it wanted (here: the `tls_server_name` of the send, also sent as SNI). For
 //! mutual TLS the server verifies the client chain against `client_ca`
-//! (`WebPkiClientVerifier`) during the handshake and then requires a SAN DNS name of the
-//! leaf to match one of `expected_client_names` ([`name_matches`]).
+//! (`WebPkiClientVerifier`) during the handshake and then requires the leaf to be valid
+//! for one of `expected_client_names` ([`leaf_valid_for`]: webpki's name check, the rule
+//! rustls applies to server names and the configuration check applies to our own
+//! certificate).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -152,84 +154,89 @@ pub fn leaf_dns_names(leaf: &CertificateDer<'_>) -> Option<Vec<String>> {
     Some(ee.valid_dns_names().map(str::to_owned).collect())
 }
 
-/// Whether a certificate DNS name matches an expected-name pattern (ASCII case-insensitive,
-/// a trailing dot ignored):
-///
-/// - `example.com`: exactly that name;
-/// - `*.example.com`: any name strictly under `example.com` (any depth), or the
-///   certificate's own wildcard `*.example.com`;
-/// - `.example.com`: `example.com` itself or any name under it (domain suffix).
-pub fn name_matches(pattern: &str, cert_name: &str) -> bool {
-    let p = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let n = cert_name.trim_end_matches('.').to_ascii_lowercase();
-    if p.is_empty() || n.is_empty() {
+/// Whether the leaf certificate `leaf` is valid for the DNS name `name`, by webpki's
+/// rule (the one rustls applies to server certificates, RFC 6125 §6.4): a SAN DNS name
+/// equal to `name` (ASCII case-insensitive), or a SAN wildcard `*.domain` whose `*` is the
+/// whole left-most label and stands for exactly one label (`*.example.com` covers
+/// `a.example.com`, not `example.com` nor `a.b.example.com`; at least two labels follow
+/// the `*`). `name` is a concrete name; a pattern (`*.x`, `.x`) or an IP is never valid.
+pub fn leaf_valid_for(leaf: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(leaf) else {
         return false;
-    }
-    if p == n {
-        return true;
-    }
-    if let Some(domain) = p.strip_prefix("*.") {
-        return !domain.is_empty()
-            && n.len() > domain.len() + 1
-            && n.ends_with(domain)
-            && n.as_bytes().get(n.len() - domain.len() - 1) == Some(&b'.')
-            && !n.starts_with("*.");
-    }
-    if let Some(domain) = p.strip_prefix('.') {
-        return !domain.is_empty()
-            && (n == domain
-                || (n.len() > domain.len()
-                    && n.ends_with(domain)
-                    && n.as_bytes().get(n.len() - domain.len() - 1) == Some(&b'.')));
-    }
-    false
+    };
+    let Ok(reference) = rustls::pki_types::DnsName::try_from(name) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&rustls::pki_types::ServerName::DnsName(reference))
+        .is_ok()
 }
 
-/// Whether any certificate name matches any pattern. An empty pattern list accepts all.
-pub fn names_acceptable(patterns: &[String], cert_names: &[String]) -> bool {
-    patterns.is_empty()
-        || patterns
-            .iter()
-            .any(|p| cert_names.iter().any(|n| name_matches(p, n)))
+/// Whether `leaf` is valid for one of `names` ([`leaf_valid_for`]). An empty list accepts
+/// any certificate (the chain was verified during the handshake).
+pub fn leaf_acceptable(names: &[String], leaf: &CertificateDer<'_>) -> bool {
+    names.is_empty() || names.iter().any(|n| leaf_valid_for(leaf, n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn exact_and_case() {
-        assert!(name_matches("sip.example.com", "SIP.example.com."));
-        assert!(!name_matches("sip.example.com", "sip2.example.com"));
-        assert!(!name_matches("", ""));
+    fn cert(sans: &[&str]) -> CertificateDer<'static> {
+        let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+        rcgen::generate_simple_self_signed(names)
+            .unwrap()
+            .cert
+            .der()
+            .clone()
     }
 
     #[test]
-    fn wildcard_pattern() {
-        let p = "*.pstnhub.microsoft.com";
-        assert!(name_matches(p, "sip.pstnhub.microsoft.com"));
-        assert!(name_matches(p, "a.b.pstnhub.microsoft.com"));
-        assert!(name_matches(p, "*.pstnhub.microsoft.com"));
-        assert!(!name_matches(p, "pstnhub.microsoft.com"));
-        assert!(!name_matches(p, "evilpstnhub.microsoft.com"));
-        assert!(!name_matches(p, "sip.pstnhub.microsoft.com.evil.org"));
-        assert!(!name_matches("*.", "a."));
+    fn exact_names_any_case() {
+        let c = cert(&["sip.example.com"]);
+        assert!(leaf_valid_for(&c, "sip.example.com"));
+        assert!(leaf_valid_for(&c, "SIP.Example.COM"));
+        assert!(leaf_valid_for(&c, "sip.example.com."), "absolute reference");
+        assert!(!leaf_valid_for(&c, "sip2.example.com"));
+        assert!(!leaf_valid_for(&c, "example.com"));
+        assert!(!leaf_valid_for(&c, ""));
     }
 
     #[test]
-    fn suffix_pattern() {
-        let p = ".pstnhub.microsoft.com";
-        assert!(name_matches(p, "pstnhub.microsoft.com"));
-        assert!(name_matches(p, "sip2.pstnhub.microsoft.com"));
-        assert!(!name_matches(p, "xpstnhub.microsoft.com"));
+    fn a_wildcard_san_covers_exactly_one_label() {
+        let c = cert(&["*.pstnhub.microsoft.com"]);
+        assert!(leaf_valid_for(&c, "sip.pstnhub.microsoft.com"));
+        assert!(leaf_valid_for(&c, "sip3.pstnhub.microsoft.com"));
+        assert!(!leaf_valid_for(&c, "pstnhub.microsoft.com"));
+        assert!(!leaf_valid_for(&c, "a.b.pstnhub.microsoft.com"));
+        assert!(!leaf_valid_for(&c, "evilpstnhub.microsoft.com"));
+        assert!(!leaf_valid_for(&c, "sip.pstnhub.microsoft.com.evil.org"));
+        // A pattern is not a name: expected names are concrete.
+        assert!(!leaf_valid_for(&c, "*.pstnhub.microsoft.com"));
+        assert!(!leaf_valid_for(&c, ".pstnhub.microsoft.com"));
+    }
+
+    #[test]
+    fn wildcards_too_broad_or_partial_never_match() {
+        assert!(!leaf_valid_for(&cert(&["*.com"]), "example.com"));
+        assert!(!leaf_valid_for(
+            &cert(&["s*.example.com"]),
+            "sip.example.com"
+        ));
+        assert!(!leaf_valid_for(
+            &cert(&["a.*.example.com"]),
+            "a.b.example.com"
+        ));
     }
 
     #[test]
     fn lists() {
-        let names = vec!["a.example.org".to_owned()];
-        assert!(names_acceptable(&[], &names));
-        assert!(names_acceptable(&["*.example.org".to_owned()], &names));
-        assert!(!names_acceptable(&["*.example.com".to_owned()], &names));
-        assert!(!names_acceptable(&["*.example.com".to_owned()], &[]));
+        let c = cert(&["a.example.org"]);
+        assert!(leaf_acceptable(&[], &c));
+        assert!(leaf_acceptable(&["a.example.org".to_owned()], &c));
+        assert!(!leaf_acceptable(&["b.example.org".to_owned()], &c));
+        assert!(!leaf_acceptable(
+            &["a.example.org".to_owned()],
+            &CertificateDer::from(vec![0u8; 8])
+        ));
     }
 }

@@ -2,29 +2,50 @@
 //! [`crate::digest`]).
 //!
 //! Inbound: a trunk with `auth_inbound` gets its INVITEs challenged (401 +
-//! WWW-Authenticate, stateless HMAC nonces); the retried INVITE must carry a
-//! valid `Authorization` for the configured user (wrong credentials → 403,
-//! expired nonce → a new challenge with `stale=true`).
+//! WWW-Authenticate, stateless HMAC nonces bound to the client's IP address,
+//! valid [`NONCE_LIFETIME`]); the retried INVITE must carry a valid
+//! `Authorization` for the configured user (wrong credentials → 403; expired
+//! or forgotten nonce → a new challenge with `stale=true`; a nonce not issued
+//! to this address → a new challenge). Replays are refused: per nonce the
+//! nonce count must strictly increase and a nonce without `qop` is single-use
+//! ([`crate::digest::NonceCountGuard`], at most
+//! [`crate::digest::NONCE_GUARD_CAPACITY`] nonces), so a
+//! captured INVITE or its `Authorization` on a new call gets a new challenge,
+//! never a call (counted in `EngineStats::auth_replays`).
 //! Outbound: a 401/407 from a target trunk with `auth_outbound` is answered
 //! once per attempt: the INVITE is resent with `Authorization` /
 //! `Proxy-Authorization`, CSeq + 1, a new branch, same Call-ID and tags
 //! (§22.2).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis_sip::header::{Auth, HeaderName};
-use sha2::{Digest, Sha256};
 
 use super::call::ClientRole;
 use super::B2bua;
 use crate::config::TrunkId;
-use crate::digest::{answer, cnonce, select_challenge, ChallengeKind, ClientRequest, DigestServer};
+use crate::digest::{
+    answer, cnonce, select_challenge, ChallengeKind, ClientRequest, DigestError, DigestServer,
+};
+
 use crate::media::MediaControl;
 use crate::time::Timestamp;
 use crate::transaction::{SipMsg, TxId};
 
-/// Nonce lifetime of our challenges.
-const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Nonce lifetime of our challenges: long enough to answer a 401, short enough
+/// that a captured nonce is soon worthless.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(30);
+
+/// The secret of our nonces' MAC; `Debug` never prints it.
+#[derive(Clone, Copy)]
+pub(super) struct DigestSecret(pub(super) [u8; 32]);
+
+impl std::fmt::Debug for DigestSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestSecret(..)")
+    }
+}
 
 /// Result of the inbound check.
 pub(super) enum Inbound {
@@ -35,22 +56,21 @@ pub(super) enum Inbound {
 }
 
 impl<M: MediaControl> B2bua<M> {
-    fn digest_server(&self, realm: &str) -> DigestServer {
-        let mut h = Sha256::new();
-        h.update(b"portcullis-digest-nonce");
-        h.update(self.seed.to_le_bytes());
-        let mut secret = [0u8; 32];
-        secret.copy_from_slice(&h.finalize());
-        DigestServer::new(realm, secret, NONCE_LIFETIME)
+    /// Our digest server for `realm`, its nonces bound to `client`. The secret is
+    /// drawn once per engine from the secret source.
+    fn digest_server(&self, realm: &str, client: IpAddr) -> DigestServer {
+        DigestServer::new(realm, self.digest_secret.0, NONCE_LIFETIME).bound_to(client)
     }
 
-    /// Challenges or verifies an INVITE from `trunk` (RFC 3261 §22.1, §22.4).
+    /// Challenges or verifies an INVITE from `trunk`, received from `client`
+    /// (RFC 3261 §22.1, §22.4; RFC 7616 §3.4 nonce count).
     pub(super) fn check_inbound_auth(
         &mut self,
         now: Timestamp,
         tx: TxId,
         req: &SipMsg,
         trunk: TrunkId,
+        client: IpAddr,
     ) -> Inbound {
         let Some(creds) = self.cfg.trunk(trunk).and_then(|t| t.auth_inbound.clone()) else {
             return Inbound::Pass;
@@ -60,12 +80,12 @@ impl<M: MediaControl> B2bua<M> {
             .clone()
             .or_else(|| self.cfg.node.fqdn.clone())
             .unwrap_or_else(|| self.cfg.node.name.clone());
-        let server = self.digest_server(&realm);
+        let server = self.digest_server(&realm, client);
         let stale = match req.header("Authorization") {
             None => false,
             Some(v) => {
                 let verdict = Auth::parse(v, HeaderName::Authorization)
-                    .map_err(|_| crate::digest::DigestError::Malformed)
+                    .map_err(|_| DigestError::Malformed)
                     .and_then(|a| {
                         server.verify(
                             now,
@@ -75,10 +95,19 @@ impl<M: MediaControl> B2bua<M> {
                             &creds.username,
                             &creds.password,
                         )
-                    });
+                    })
+                    .and_then(|v| self.nonce_guard.accept(now, &v));
                 match verdict {
-                    Ok(_) => return Inbound::Pass,
+                    Ok(()) => return Inbound::Pass,
                     Err(e) if e.is_stale() => true,
+                    // Not our nonce for this address (another client's, a restart's):
+                    // a fresh challenge, nothing learned.
+                    Err(DigestError::BadNonce) => false,
+                    Err(DigestError::Replay) => {
+                        self.stats.auth_replays += 1;
+                        self.stats.policy_rejects += 1;
+                        false
+                    }
                     Err(_) => {
                         self.stats.policy_rejects += 1;
                         self.reply(now, tx, req, 403, "Forbidden", None);
@@ -89,7 +118,8 @@ impl<M: MediaControl> B2bua<M> {
         };
         self.stats.auth_challenges += 1;
         let salt = self.txn.next_random();
-        let mut r = self.response(req, 401, "Unauthorized", Some(&format!("{salt:x}")));
+        let tag = format!("{:x}", self.txn.next_random());
+        let mut r = self.response(req, 401, "Unauthorized", Some(&tag));
         for c in server.challenges(now, salt, stale) {
             r.push_header("WWW-Authenticate", c);
         }

@@ -464,8 +464,6 @@ impl<M: MediaControl> B2bua<M> {
         }
         // Anchored calls need to read it; a bypassed one relays it whatever it says.
         let parsed = SessionDescription::parse(msg.body()).ok();
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let c = self.calls.get_mut(&call)?;
         let to = from.other();
         let mode_of = |side: Side| {
@@ -483,12 +481,12 @@ impl<M: MediaControl> B2bua<M> {
             Some(ms) => {
                 let sdp = parsed?;
                 ms.learn(from, &sdp, from_mode);
-                let mut nk = || Self::new_key(seed, &mut counter);
+                let entropy = self.txn.entropy();
+                let mut nk = || Self::new_key(&mut *entropy);
                 ms.rewrite_for(to, &sdp, to_mode, answer, &mut nk)
             }
             None => msg.body().to_vec(),
         };
-        self.key_counter = counter;
         if answer {
             if completes {
                 c.offer_from = None;
@@ -503,8 +501,6 @@ impl<M: MediaControl> B2bua<M> {
     /// Teams side (Teams takes no delayed offer): `from`'s last SDP rewritten.
     fn offer_toward_teams(&mut self, call: u64, from: Side) -> Option<Vec<u8>> {
         let to = from.other();
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let c = self.calls.get_mut(&call)?;
         let trunk = Self::leg_trunk(c, to)?;
         if !c.cfg.is_teams_trunk(trunk) {
@@ -513,9 +509,9 @@ impl<M: MediaControl> B2bua<M> {
         let mode = c.cfg.trunk(trunk).map_or(MediaMode::Rtp, |t| t.media);
         let ms = c.media.as_mut()?;
         let sdp = ms.last_from(from)?.clone();
-        let mut nk = || Self::new_key(seed, &mut counter);
+        let entropy = self.txn.entropy();
+        let mut nk = || Self::new_key(&mut *entropy);
         let out = ms.rewrite_for(to, &sdp, mode, false, &mut nk);
-        self.key_counter = counter;
         // Teams' answer is relayed to `from` as the offer of our 2xx.
         c.offer_from = Some(from);
         Some(out)

@@ -56,7 +56,9 @@ impl<M: MediaControl> B2bua<M> {
             self.reject(now, tx, req, from, 483, "Too Many Hops");
             return;
         }
-        if let super::auth::Inbound::Answered = self.check_inbound_auth(now, tx, req, trunk) {
+        if let super::auth::Inbound::Answered =
+            self.check_inbound_auth(now, tx, req, trunk, from.addr.ip())
+        {
             return;
         }
         if let Some(se) = req
@@ -481,14 +483,13 @@ impl<M: MediaControl> B2bua<M> {
         // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
         // A new attempt: Teams flags and ICE credentials for this target only.
         self.set_leg_teams(call, Side::B, target.trunk);
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
         let body = match c.media.as_mut() {
             Some(ms) => {
-                let mut nk = || Self::new_key(seed, &mut counter);
+                let entropy = self.txn.entropy();
+                let mut nk = || Self::new_key(&mut *entropy);
                 Some(match &a_offer {
                     Some(o) => ms.rewrite_for(Side::B, o, b_mode, false, &mut nk),
                     None => ms.own_offer(Side::B, b_mode, &mut nk),
@@ -497,7 +498,6 @@ impl<M: MediaControl> B2bua<M> {
             // Bypass: the caller's offer as it came.
             None => has_sdp(&c.a.invite).then(|| c.a.invite.body().to_vec()),
         };
-        self.key_counter = counter;
         if let Some(body) = body {
             inv.push_header("Content-Type", "application/sdp");
             inv.set_body(body);

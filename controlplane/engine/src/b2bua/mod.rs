@@ -38,13 +38,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use self::call::{Call, CallState, CallTimer, ClientRole};
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
-use crate::media::{MediaControl, MediaEvent, MediaId, Side, SrtpKeyMaterial, SrtpSuite};
+use crate::digest::{NonceCountGuard, NONCE_GUARD_CAPACITY};
+use crate::entropy::{self, Entropy};
+use crate::media::{MediaControl, MediaEvent, MediaId, Side, SrtpKeyMaterial};
 use crate::policy::{Policy, PolicyVerdict, TrunkLimits};
 use crate::routing::{RetryAfterTracker, Router};
 use crate::time::Timestamp;
@@ -149,8 +149,10 @@ pub struct B2bua<M: MediaControl> {
     trunk_calls: TrunkLimits,
     /// Trunks skipped until the time given by their Retry-After (capped).
     trunk_blocked: RetryAfterTracker,
-    seed: u64,
-    key_counter: u64,
+    /// Secret of our digest nonces' MAC (drawn from the secret source at creation).
+    digest_secret: auth::DigestSecret,
+    /// Replay guard of inbound digest credentials (bounded).
+    nonce_guard: NonceCountGuard,
     /// Trunk of the datagram being handled (classified before parsing).
     current_trunk: Option<TrunkId>,
     router: Router,
@@ -161,9 +163,15 @@ pub struct B2bua<M: MediaControl> {
 }
 
 impl<M: MediaControl> B2bua<M> {
-    /// A B2BUA with `cfg`, driving `media`. `seed` must come from the OS RNG in
-    /// production: tags, Call-IDs, branches and SRTP keys derive from it.
-    pub fn new(cfg: Arc<EngineConfig>, media: M, seed: u64) -> Result<Self, ConfigError> {
+    /// A B2BUA with `cfg`, driving `media`, drawing its randomness from `entropy`
+    /// ([`crate::entropy`]): in production the OS CSPRNG (SRTP keys, ICE credentials
+    /// and the digest nonce secret per use; tags, Call-IDs and branches from a CSPRNG
+    /// seeded from it), in simulation a seeded source.
+    pub fn new(
+        cfg: Arc<EngineConfig>,
+        media: M,
+        entropy: impl Entropy + 'static,
+    ) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let router = Router::new(&cfg).map_err(|e| ConfigError::Routing(e.to_string()))?;
         let policy = Policy::new(&cfg.policy);
@@ -174,8 +182,10 @@ impl<M: MediaControl> B2bua<M> {
         tx_cfg.timers.t4 = t.t4;
         tx_cfg.max_server_transactions = cfg.policy.max_transactions;
         tx_cfg.max_server_transactions_per_source = cfg.policy.max_transactions_per_source;
+        let mut entropy = entropy;
+        let digest_secret = auth::DigestSecret(entropy::secret(&mut entropy));
         Ok(Self {
-            txn: TransactionLayer::new(tx_cfg, seed),
+            txn: TransactionLayer::new(tx_cfg, entropy),
             cfg,
             media,
             calls: BTreeMap::new(),
@@ -191,8 +201,8 @@ impl<M: MediaControl> B2bua<M> {
             next_call: 1,
             trunk_calls: TrunkLimits::new(),
             trunk_blocked: RetryAfterTracker::new(MAX_RETRY_AFTER),
-            seed,
-            key_counter: 0,
+            digest_secret,
+            nonce_guard: NonceCountGuard::new(NONCE_GUARD_CAPACITY),
             current_trunk: None,
             router,
             policy,
@@ -744,24 +754,9 @@ impl<M: MediaControl> B2bua<M> {
         format!("{:016x}", self.txn.next_random())
     }
 
-    /// A fresh SDES key: SHA-256 of the seed and a counter (unpredictable when the
-    /// seed is), split into a 16-byte key and a 14-byte salt.
-    fn new_key(seed: u64, counter: &mut u64) -> SrtpKeyMaterial {
-        *counter += 1;
-        let mut h = Sha256::new();
-        h.update(b"portcullis-sdes");
-        h.update(seed.to_le_bytes());
-        h.update(counter.to_le_bytes());
-        let d = h.finalize();
-        let mut key = [0u8; 16];
-        let mut salt = [0u8; 14];
-        key.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
-        salt.copy_from_slice(d.get(16..30).unwrap_or(&[0; 14]));
-        SrtpKeyMaterial {
-            suite: SrtpSuite::Aes128Sha1_80,
-            key,
-            salt,
-        }
+    /// A fresh SDES key and salt from the secret source.
+    fn new_key(entropy: &mut dyn Entropy) -> SrtpKeyMaterial {
+        entropy::srtp_key(entropy)
     }
 
     fn set_timer(&mut self, call: u64, kind: CallTimer, at: Timestamp) {
@@ -802,9 +797,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Fresh ICE-lite credentials (ufrag, pwd).
     fn ice_creds(&mut self) -> (String, String) {
-        let ufrag = self.random_hex().chars().take(8).collect::<String>();
-        let pwd = format!("{}{}", self.random_hex(), self.random_hex());
-        (ufrag, pwd)
+        entropy::ice_credentials(self.txn.entropy())
     }
 
     /// The trunk of a leg of `c`.

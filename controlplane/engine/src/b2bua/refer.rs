@@ -469,8 +469,6 @@ impl<M: MediaControl> B2bua<M> {
             return false;
         };
         self.set_leg_teams(call, referrer, target.trunk);
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
@@ -483,12 +481,12 @@ impl<M: MediaControl> B2bua<M> {
         };
         // A fresh SDES key toward the new peer (RFC 4568 §6.1: keys are per sender).
         ms.params[ix(referrer)].srtp_out = None;
-        let mut nk = || Self::new_key(seed, &mut counter);
+        let entropy = self.txn.entropy();
+        let mut nk = || Self::new_key(&mut *entropy);
         let body = match ms.last_from(remaining).map(sendrecv) {
             Some(sdp) => ms.rewrite_for(referrer, &sdp, mode, false, &mut nk),
             None => ms.own_offer(referrer, mode, &mut nk),
         };
-        self.key_counter = counter;
         inv.push_header("Content-Type", "application/sdp");
         inv.set_body(body);
         let Some(tx) = self.send_on(now, call, dest, inv.clone(), ClientRole::Transfer { dest })
@@ -715,8 +713,6 @@ impl<M: MediaControl> B2bua<M> {
         let Some((mut req, dest)) = self.dialog_request(call, side, Method::Invite) else {
             return;
         };
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -729,9 +725,9 @@ impl<M: MediaControl> B2bua<M> {
         let Some(sdp) = ms.last_from(side.other()).map(sendrecv) else {
             return;
         };
-        let mut nk = || Self::new_key(seed, &mut counter);
+        let entropy = self.txn.entropy();
+        let mut nk = || Self::new_key(&mut *entropy);
         let body = ms.rewrite_for(side, &sdp, mode, false, &mut nk);
-        self.key_counter = counter;
         c.reinvite_pending = true;
         req.push_header("Content-Type", "application/sdp");
         req.set_body(body);
@@ -805,8 +801,6 @@ impl<M: MediaControl> B2bua<M> {
             return false;
         };
         self.set_leg_teams(call, side, trunk);
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
@@ -815,12 +809,12 @@ impl<M: MediaControl> B2bua<M> {
         };
         ms.adopt_origin(side, &origin);
         ms.params[ix(side)].srtp_out = None;
-        let mut nk = || Self::new_key(seed, &mut counter);
+        let entropy = self.txn.entropy();
+        let mut nk = || Self::new_key(&mut *entropy);
         let body = match ms.last_from(side.other()).map(sendrecv) {
             Some(sdp) => ms.rewrite_for(side, &sdp, mode, false, &mut nk),
             None => ms.own_offer(side, mode, &mut nk),
         };
-        self.key_counter = counter;
         req.push_header("Content-Type", "application/sdp");
         req.set_body(body);
         let Some(tx) = self.send_on(now, call, dest, req, ClientRole::Join { dest }) else {
@@ -914,8 +908,6 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         self.set_leg_teams(call, side, trunk);
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let tag = self.random_hex();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -929,9 +921,9 @@ impl<M: MediaControl> B2bua<M> {
         };
         ms.params[ix(side)].srtp_out = None;
         ms.learn(side, &offer, p_mode);
-        let mut nk = || Self::new_key(seed, &mut counter);
+        let entropy = self.txn.entropy();
+        let mut nk = || Self::new_key(&mut *entropy);
         let body = ms.rewrite_for(other, &offer, o_mode, false, &mut nk);
-        self.key_counter = counter;
         reinv.push_header("Content-Type", "application/sdp");
         reinv.set_body(body);
         let Some(ctx) = self.send_on(now, call, dest, reinv, ClientRole::Join { dest }) else {
@@ -1255,8 +1247,6 @@ impl<M: MediaControl> B2bua<M> {
             return None;
         }
         let sdp = SessionDescription::parse(resp.body()).ok()?;
-        let seed = self.seed;
-        let mut counter = self.key_counter;
         let c = self.calls.get_mut(&call)?;
         let other = side.other();
         let o_mode = Self::leg_trunk(c, other)
@@ -1265,9 +1255,9 @@ impl<M: MediaControl> B2bua<M> {
         let p_mode = c.cfg.trunk(trunk).map_or(MediaMode::Rtp, |t| t.media);
         let ms = c.media.as_mut()?;
         ms.learn(other, &sdp, o_mode);
-        let mut nk = || Self::new_key(seed, &mut counter);
+        let entropy = self.txn.entropy();
+        let mut nk = || Self::new_key(&mut *entropy);
         let out = ms.rewrite_for(side, &sdp, p_mode, true, &mut nk);
-        self.key_counter = counter;
         Some(out)
     }
 

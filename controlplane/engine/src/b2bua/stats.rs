@@ -84,6 +84,9 @@ pub struct EngineStats {
     /// Calls set up with media bypass (no data-plane ports taken).
     pub media_bypassed: u64,
     pub auth_challenges: u64,
+    /// Digest credentials refused as replays (nonce count not increasing, or a
+    /// nonce without qop used again): answered with a fresh challenge, never a call.
+    pub auth_replays: u64,
     pub no_answer_timeouts: u64,
     pub media_inactivity: u64,
     pub session_expiries: u64,

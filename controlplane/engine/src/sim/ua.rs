@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::SimNode;
 use crate::dialog::{Dialog, DialogId, DialogTable};
+use crate::entropy::SeededEntropy;
 use crate::time::Timestamp;
 use crate::transaction::{
     make_response, Method, PeerAddr, SipMsg, Timer, TransactionLayer, Transmit, Transport,
@@ -108,13 +109,14 @@ pub struct SimUa {
 pub const RING_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl SimUa {
-    /// A UA at `addr` whose branches, tags and Call-IDs derive from `seed`.
+    /// A UA at `addr` whose branches, tags and Call-IDs come from a source seeded with `seed`
+    /// ([`SeededEntropy`]: the same seed replays the same run).
     #[must_use]
     pub fn new(addr: SocketAddr, seed: u64, cfg: TxConfig) -> Self {
         Self {
             addr,
             transport: Transport::Udp,
-            layer: TransactionLayer::new(cfg, seed),
+            layer: TransactionLayer::new(cfg, SeededEntropy::new(seed)),
             dialogs: DialogTable::new(),
             log: UaLog::default(),
             calls: Vec::new(),

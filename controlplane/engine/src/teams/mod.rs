@@ -40,6 +40,7 @@ pub use options::{
 
 pub use wiring::{retarget, TEAMS_TRUNK};
 
+use crate::entropy::{id_u64, Entropy};
 use crate::time::Timestamp;
 
 /// Errors of the Teams layer.
@@ -168,25 +169,19 @@ pub struct ProxyHealth {
     proxies: Vec<Entry>,
     transmits: VecDeque<PingTransmit>,
     events: VecDeque<HealthEvent>,
-    rng: u64,
-}
-
-/// splitmix64: deterministic identifiers from the seed.
-fn next_rand(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    /// Call-IDs, tags and branches of the pings (identifier draws).
+    entropy: Box<dyn Entropy>,
 }
 
 impl ProxyHealth {
     /// A monitor for `proxies` (in failover order); the first pings are due at `now`.
+    /// Its Call-IDs, tags and branches come from `entropy` (the appliance injects the
+    /// OS-seeded CSPRNG, simulations a [`crate::entropy::SeededEntropy`]).
     pub fn new(
         cfg: HealthConfig,
         proxies: Vec<ProxyTarget>,
         now: Timestamp,
-        seed: u64,
+        entropy: impl Entropy + 'static,
     ) -> Result<Self, TeamsError> {
         if proxies.is_empty() {
             return Err(TeamsError::Config("no proxy"));
@@ -203,7 +198,7 @@ impl ProxyHealth {
                 "the SBC FQDN must be a DNS name, not an IP",
             ));
         }
-        let mut rng = seed;
+        let mut entropy: Box<dyn Entropy> = Box::new(entropy);
         let fqdn = cfg.identity.fqdn.clone();
         let proxies = proxies
             .into_iter()
@@ -218,8 +213,8 @@ impl ProxyHealth {
                 last_answer: None,
                 last_status: None,
                 cseq: 0,
-                call_id: format!("tmopt-{i}-{:016x}@{fqdn}", next_rand(&mut rng)),
-                from_tag: format!("{:08x}", next_rand(&mut rng) as u32),
+                call_id: format!("tmopt-{i}-{:016x}@{fqdn}", id_u64(&mut *entropy)),
+                from_tag: format!("{:016x}", id_u64(&mut *entropy)),
                 pings_sent: 0,
                 answers: 0,
                 misses_total: 0,
@@ -230,7 +225,7 @@ impl ProxyHealth {
             proxies,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            rng,
+            entropy,
         })
     }
 
@@ -263,7 +258,7 @@ impl ProxyHealth {
     }
 
     fn send_ping(&mut self, now: Timestamp, id: ProxyId) {
-        let branch = format!("z9hG4bKtm{:016x}", next_rand(&mut self.rng));
+        let branch = format!("z9hG4bKtm{:016x}", id_u64(&mut *self.entropy));
         let window = self.answer_window();
         let interval = self.cfg.options_interval;
         let Some(e) = self.proxies.get_mut(id.0) else {

@@ -44,6 +44,7 @@ mod tests {
     use crate::config::{
         ListenerInfo, MediaMode, NodeSettings, PolicyConfig, TimerSettings, TrunkConfig,
     };
+    use crate::entropy::SeededEntropy;
     use crate::teams::{HealthConfig, ProxyId, ProxyTarget};
     use crate::transaction::Transport;
 
@@ -94,7 +95,7 @@ mod tests {
         ];
         let mut hc = HealthConfig::new("sbc1.example.com", Duration::from_secs(60));
         hc.miss_threshold = 1;
-        let mut h = ProxyHealth::new(hc, targets, Timestamp::ZERO, 1).unwrap();
+        let mut h = ProxyHealth::new(hc, targets, Timestamp::ZERO, SeededEntropy::new(1)).unwrap();
         let c = cfg();
         assert_eq!(retarget(&c, &h, Timestamp::ZERO), None, "already on sip");
         h.handle_timeout(Timestamp::ZERO);

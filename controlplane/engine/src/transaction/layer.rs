@@ -16,6 +16,7 @@ use super::timer::{Timer, TimerConfig, TimerTable};
 use super::via::{response_target, ResponseTarget, MAGIC_COOKIE};
 use super::wire::{error_reply, parse_message};
 use super::{PeerAddr, Transmit, TxError, TxEvent, TxId, TxKind, TxState};
+use crate::entropy::{id_u64, Entropy};
 use crate::time::Timestamp;
 
 /// Configuration of a [`TransactionLayer`].
@@ -136,14 +137,15 @@ pub struct TransactionLayer {
     /// `servers_live` keys).
     per_source: HashMap<IpAddr, usize>,
     next_id: u64,
-    rng: u64,
+    /// The endpoint's randomness (identifiers here; its TU also draws secrets from it).
+    entropy: Box<dyn Entropy>,
 }
 
 impl TransactionLayer {
-    /// A layer whose branch generator is seeded with `seed` (deterministic in simulation;
-    /// drivers seed it from the OS RNG so branches are unguessable).
+    /// A layer drawing branches and tags from `entropy` (a seeded source in simulation;
+    /// the appliance injects the OS-seeded CSPRNG so identifiers are unguessable).
     #[must_use]
-    pub fn new(cfg: TxConfig, seed: u64) -> Self {
+    pub fn new(cfg: TxConfig, entropy: impl Entropy + 'static) -> Self {
         Self {
             cfg,
             txs: HashMap::new(),
@@ -157,7 +159,7 @@ impl TransactionLayer {
             servers_live: 0,
             per_source: HashMap::new(),
             next_id: 1,
-            rng: seed,
+            entropy: Box::new(entropy),
         }
     }
 
@@ -265,18 +267,19 @@ impl TransactionLayer {
         })
     }
 
-    /// A fresh RFC 3261 branch: magic cookie + 64 random bits (splitmix64 of the seed).
+    /// A fresh RFC 3261 branch: magic cookie + 64 identifier bits from the entropy source.
     pub fn new_branch(&mut self) -> String {
         format!("{MAGIC_COOKIE}{:016x}", self.next_random())
     }
 
-    /// Next value of the layer's deterministic generator (tags, Call-IDs).
+    /// 64 identifier bits (tags, Call-IDs) from the entropy source.
     pub fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        id_u64(&mut *self.entropy)
+    }
+
+    /// The injected entropy source (the TU draws its tags, Call-IDs and secrets from it).
+    pub fn entropy(&mut self) -> &mut dyn Entropy {
+        &mut *self.entropy
     }
 
     /// Next bytes to send.
