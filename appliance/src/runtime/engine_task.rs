@@ -21,6 +21,7 @@ use portcullis_net::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
+use crate::admin::recent::RecentCalls;
 use super::media::{DataplaneMedia, MediaNote};
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
 
@@ -94,6 +95,8 @@ pub struct EngineSnapshot {
     pub teams: Vec<TeamsProxyStatus>,
     /// Teams driver counters.
     pub teams_counters: TeamsCounters,
+    /// Trunks out of routing after a `503` with `Retry-After`, with the time left.
+    pub trunks_held_off: Vec<(String, Duration)>,
 }
 
 /// Requests to the engine task.
@@ -133,6 +136,8 @@ pub struct EngineTaskConfig {
     pub teams: Option<TeamsPlan>,
     /// Seed of the Teams monitor's identifiers.
     pub seed: u64,
+    /// Ended calls and refusals, for the dashboard's recent failures and trunk health.
+    pub recent: Arc<RecentCalls>,
 }
 
 /// Runs the engine until [`Cmd::Stop`] or until the drivers close.
@@ -153,6 +158,7 @@ pub async fn run(
         spans: CallSpans::default(),
         teams: None,
         seed: tc.seed,
+        recent: tc.recent,
     };
     ctx.set_teams(tc.teams);
     b2b.set_epoch_offset_ms(clock.wall_ms(0));
@@ -216,6 +222,7 @@ struct Ctx {
     spans: CallSpans,
     teams: Option<TeamsDriver>,
     seed: u64,
+    recent: Arc<RecentCalls>,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -289,6 +296,11 @@ impl Ctx {
                     media_pairs: b2b.media().active(),
                     media_events_lost: b2b.media().events_lost,
                     draining: b2b.is_draining(),
+                    trunks_held_off: b2b
+                        .trunks_held_off(now)
+                        .into_iter()
+                        .map(|(t, until)| (t, until.saturating_duration_since(now)))
+                        .collect(),
                 });
             }
             Cmd::Ping(tx) => {
@@ -450,6 +462,7 @@ impl Ctx {
                     status = ?cdr.final_status,
                     "call ended"
                 );
+                self.recent.call_ended(&cdr);
                 let line = cdr_line(&cdr, &self.node);
                 if self.cdr.send(line).is_err() {
                     tracing::error!("CDR writer gone; record lost");
@@ -459,7 +472,11 @@ impl Ctx {
                 status,
                 reason,
                 source,
-            } => tracing::info!(status, %reason, %source, "request rejected"),
+            } => {
+                tracing::info!(status, %reason, %source, "request rejected");
+                self.recent
+                    .rejected(self.clock.wall_ms(self.clock.now().as_millis()), status, &reason, source);
+            }
             CallEvent::PolicyBan { ip, duration } => {
                 // Its TCP/TLS connections go too, and it gets none until the ban ends.
                 let closed = self.net.refuse(ip, duration);
