@@ -29,7 +29,10 @@ fn page_and_assets_are_open_with_security_headers() {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("default-src 'none'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
     assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
     assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
@@ -37,7 +40,10 @@ fn page_and_assets_are_open_with_security_headers() {
     assert!(body.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
     assert_eq!(body.matches("<script").count(), 1, "{body}");
     assert!(!body.contains("+4930123"));
-    assert!(!body.contains(" style="), "inline styles would need 'unsafe-inline'");
+    assert!(
+        !body.contains(" style="),
+        "inline styles would need 'unsafe-inline'"
+    );
 
     let (code, h, js) = http("GET", &srv.url("/dashboard/app.js"), None);
     assert_eq!(code, 200);
@@ -82,7 +88,10 @@ fn data_routes_need_the_token() {
         );
         let (code, h, body) = http("GET", &srv.url(path), Some(TOKEN));
         assert_eq!(code, 200, "{path}: {body}");
-        assert!(header(&h, "content-type").is_some_and(|v| v.contains("json")), "{path}");
+        assert!(
+            header(&h, "content-type").is_some_and(|v| v.contains("json")),
+            "{path}"
+        );
     }
     srv.stop();
 }
@@ -101,7 +110,10 @@ fn overview_calls_with_media_and_trunk_health() {
 
     let (_, _, body) = http("GET", &srv.url("/api/v1/calls"), Some(TOKEN));
     let calls: Vec<CallInfo> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
-    let m = calls[0].media.as_ref().unwrap_or_else(|| panic!("media: {body}"));
+    let m = calls[0]
+        .media
+        .as_ref()
+        .unwrap_or_else(|| panic!("media: {body}"));
     assert_eq!(m.a.codec.as_deref(), Some("PCMA/8000"));
     assert_eq!(m.b.srtp.as_deref(), Some("AES_CM_128_HMAC_SHA1_80"));
     let (qa, qb) = (
@@ -174,7 +186,10 @@ fn failures_are_listed() {
     let (_, _, body) = http("GET", &srv.url("/api/v1/failures"), Some(TOKEN));
     let f: Vec<Failure> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(f.len(), 1);
-    assert_eq!((f[0].status, f[0].reason.as_str()), (Some(486), "Busy Here"));
+    assert_eq!(
+        (f[0].status, f[0].reason.as_str()),
+        (Some(486), "Busy Here")
+    );
     srv.stop();
 }
 
@@ -204,7 +219,8 @@ fn cdr_search_filters_and_refuses_bad_queries() {
     text += &cdr_line(2, "1000", "carrier", now - 3_600_000, true);
     text += &cdr_line(3, "1001", "backup", now - 1_800_000, false);
     text += &cdr_line(4, "1000", "carrier", now - 60_000, true);
-    f.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    f.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
     drop(f);
     let fake = fake_with_calls();
     fake.st().cdr_files = vec![dir.path().join("cdr.jsonl.1"), path];
@@ -216,12 +232,19 @@ fn cdr_search_filters_and_refuses_bad_queries() {
     };
     let ids = |r: &CdrSearch| r.records.iter().map(|h| h.call_id).collect::<Vec<_>>();
     let all = search("");
-    assert_eq!(ids(&all), vec![4, 3, 2], "newest first, nothing older than a day");
+    assert_eq!(
+        ids(&all),
+        vec![4, 3, 2],
+        "newest first, nothing older than a day"
+    );
     assert_eq!(all.skipped, 1, "the journal line is skipped: {all:?}");
     assert_eq!(ids(&search("?number=1001")), vec![3]);
     assert_eq!(ids(&search("?trunk=carrier")), vec![4, 2]);
     assert_eq!(ids(&search("?failed=true")), vec![3]);
-    assert_eq!(ids(&search(&format!("?since_ms={}", now - 2_000_000))), vec![4, 3]);
+    assert_eq!(
+        ids(&search(&format!("?since_ms={}", now - 2_000_000))),
+        vec![4, 3]
+    );
     let one = search("?limit=1");
     assert_eq!((ids(&one), one.truncated), (vec![4], true));
     assert_eq!(all.records[0].duration_ms, Some(60_000));

@@ -218,9 +218,10 @@ impl AdminBackend for ApplianceBackend {
     }
 
     async fn call_counts(&self) -> (u64, u64) {
-        self.handle.engine_stats().await.map_or((0, 0), |s| {
-            (s.engine.calls_total, s.active_calls as u64)
-        })
+        self.handle
+            .engine_stats()
+            .await
+            .map_or((0, 0), |s| (s.engine.calls_total, s.active_calls as u64))
     }
 
     fn node_name(&self) -> String {

@@ -245,7 +245,14 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn line(id: u64, calling: &str, called: &str, trunk_b: &str, end: u64, answered: bool) -> String {
+    fn line(
+        id: u64,
+        calling: &str,
+        called: &str,
+        trunk_b: &str,
+        end: u64,
+        answered: bool,
+    ) -> String {
         let answer = if answered {
             format!("{}", end - 1000)
         } else {
@@ -262,7 +269,8 @@ mod tests {
     fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
         let mut f = File::create(&p).unwrap_or_else(|e| panic!("{e}"));
-        f.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
         p
     }
 
@@ -278,13 +286,21 @@ mod tests {
         text += &line(3, "1001", "3000", "other", NOW - 4000, false);
         text += &line(4, "<script>", "2000", "right", NOW - 3000, true);
         text += r#"{"call_id":9,"end_at_ms":"#; // a line still being written
-        let rotated = file(dir.path(), "cdr.jsonl.1", &line(0, "1000", "2000", "right", NOW - 9000, true));
+        let rotated = file(
+            dir.path(),
+            "cdr.jsonl.1",
+            &line(0, "1000", "2000", "right", NOW - 9000, true),
+        );
         let cur = file(dir.path(), "cdr.jsonl", &text);
         let files = vec![rotated, cur, dir.path().join("missing")];
 
         let all = search(&files, &CdrQuery::default(), NOW);
         let ids: Vec<u64> = all.records.iter().map(|h| h.call_id).collect();
-        assert_eq!(ids, vec![4, 3, 2, 0], "newest first, the day-old one left out");
+        assert_eq!(
+            ids,
+            vec![4, 3, 2, 0],
+            "newest first, the day-old one left out"
+        );
         assert_eq!(all.skipped, 2, "{all:?}");
         assert!(!all.truncated);
         assert_eq!(all.records[1].outbound_trunk.as_deref(), Some("other"));
@@ -294,18 +310,40 @@ mod tests {
         let q = |f: fn(&mut CdrQuery)| {
             let mut q = CdrQuery::default();
             f(&mut q);
-            search(&files, &q, NOW).records.iter().map(|h| h.call_id).collect::<Vec<_>>()
+            search(&files, &q, NOW)
+                .records
+                .iter()
+                .map(|h| h.call_id)
+                .collect::<Vec<_>>()
         };
         assert_eq!(q(|q| q.number = Some("3000".into())), vec![3]);
-        assert_eq!(q(|q| q.number = Some("+492000".into())), vec![4, 2, 0], "translated");
+        assert_eq!(
+            q(|q| q.number = Some("+492000".into())),
+            vec![4, 2, 0],
+            "translated"
+        );
         assert_eq!(q(|q| q.trunk = Some("other".into())), vec![3]);
         assert_eq!(q(|q| q.trunk = Some("left".into())).len(), 4);
         assert_eq!(q(|q| q.failed = Some(true)), vec![3]);
         assert_eq!(q(|q| q.since_ms = Some(NOW - 4500)), vec![4, 3]);
         assert_eq!(q(|q| q.until_ms = Some(NOW - 4500)), vec![2, 0]);
-        assert_eq!(q(|q| q.since_ms = Some(0)).len(), 4, "never more than a day back");
-        let two = search(&files, &CdrQuery { limit: Some(2), ..CdrQuery::default() }, NOW);
-        assert_eq!(two.records.iter().map(|h| h.call_id).collect::<Vec<_>>(), vec![4, 3]);
+        assert_eq!(
+            q(|q| q.since_ms = Some(0)).len(),
+            4,
+            "never more than a day back"
+        );
+        let two = search(
+            &files,
+            &CdrQuery {
+                limit: Some(2),
+                ..CdrQuery::default()
+            },
+            NOW,
+        );
+        assert_eq!(
+            two.records.iter().map(|h| h.call_id).collect::<Vec<_>>(),
+            vec![4, 3]
+        );
         assert!(two.truncated);
     }
 
@@ -319,8 +357,11 @@ mod tests {
         let r = search(&[p], &CdrQuery::default(), NOW);
         assert_eq!(r.records.len(), 1);
         assert_eq!(r.skipped, 1);
-        assert!(CdrQuery { number: Some("9".repeat(MAX_FILTER_LEN + 1)), ..CdrQuery::default() }
-            .check()
-            .is_err());
+        assert!(CdrQuery {
+            number: Some("9".repeat(MAX_FILTER_LEN + 1)),
+            ..CdrQuery::default()
+        }
+        .check()
+        .is_err());
     }
 }

@@ -71,7 +71,10 @@ pub struct Overview {
 /// Routes of the page and its assets (no token: they hold no data).
 pub(super) fn page_routes<B: AdminBackend>() -> Router<AppState<B>> {
     Router::new()
-        .route("/", get(|| async { asset(PAGE_HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(PAGE_HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/dashboard/app.js",
             get(|| async { asset(PAGE_JS, "text/javascript; charset=utf-8") }),

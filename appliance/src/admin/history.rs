@@ -146,9 +146,12 @@ impl History {
                     .workers_prev
                     .as_ref()
                     .and_then(|(t0, p)| Some((*t0, p.iter().find(|x| x.worker == w.worker)?)));
-                let dt = prev.map_or(0.0, |(t0, _)| t1.saturating_duration_since(t0).as_secs_f64());
+                let dt = prev.map_or(0.0, |(t0, _)| {
+                    t1.saturating_duration_since(t0).as_secs_f64()
+                });
                 let p = prev.map(|(_, p)| p);
-                let rate = |f: fn(&WorkerSample) -> u64| p.map_or(0.0, |p| per_second(f(p), f(w), dt));
+                let rate =
+                    |f: fn(&WorkerSample) -> u64| p.map_or(0.0, |p| per_second(f(p), f(w), dt));
                 let cpu_pct = match (p.and_then(|p| p.cpu_ms), w.cpu_ms) {
                     (Some(a), Some(b)) if dt > 0.0 => Some(per_second(a, b, dt) / 10.0),
                     _ => None,
@@ -183,9 +186,14 @@ mod tests {
         }
         let p = h.points();
         assert_eq!(p.len(), HISTORY_POINTS);
-        assert!(p.iter().all(|x| (x.calls_per_second - 2.0).abs() < 1e-9 && x.calls_active == 10));
+        assert!(p
+            .iter()
+            .all(|x| (x.calls_per_second - 2.0).abs() < 1e-9 && x.calls_active == 10));
         assert!(p.windows(2).all(|w| w[1].t_ms - w[0].t_ms == 5000));
-        assert_eq!(p.last().map(|x| x.t_ms), Some(1000 * (HISTORY_POINTS as u64 * 5 + 100)));
+        assert_eq!(
+            p.last().map(|x| x.t_ms),
+            Some(1000 * (HISTORY_POINTS as u64 * 5 + 100))
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub struct Quality {
 #[must_use]
 pub fn r_factor(loss_pct: f64, jitter_ms: f64, delay_ms: f64) -> f64 {
     let d = delay_ms.max(0.0) + 2.0 * jitter_ms.max(0.0) + 10.0;
-    let id = if d < 160.0 { d / 40.0 } else { (d - 120.0) / 10.0 };
+    let id = if d < 160.0 {
+        d / 40.0
+    } else {
+        (d - 120.0) / 10.0
+    };
     let ie = 2.5 * loss_pct.clamp(0.0, 100.0);
     (93.2 - id - ie).clamp(0.0, 100.0)
 }

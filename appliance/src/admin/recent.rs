@@ -1,5 +1,5 @@
 //! Recent failures and the last outcome per outbound trunk, fed by the engine task from
-//! the engine's `CallEnded` records and `Rejected` refusals (`GET /api/v1/failures`, the
+//! the engine's `CallAnswered` events, `CallEnded` records and `Rejected` refusals (`GET /api/v1/failures`, the
 //! trunk health of the dashboard).
 //!
 //! Invariants: at most [`FAILURES_KEPT`] failures are kept (the oldest go first) and at
@@ -225,6 +225,22 @@ impl RecentCalls {
         );
     }
 
+    /// Outbound trunk `trunk` answered a call at `at_ms`: it is up, whatever came before.
+    pub fn answered(&self, trunk: &str, at_ms: u64) {
+        let mut inner = self.lock();
+        if inner.trunks.len() < TRUNKS_KEPT || inner.trunks.contains_key(trunk) {
+            inner.trunks.insert(
+                trunk.to_owned(),
+                TrunkOutcome {
+                    at_ms,
+                    answered: true,
+                    status: None,
+                    failures_in_row: 0,
+                },
+            );
+        }
+    }
+
     /// A request was refused before a call existed (policy, drain, parse).
     pub fn rejected(&self, at_ms: u64, status: u16, reason: &str, source: SocketAddr) {
         let mut inner = self.lock();
@@ -310,26 +326,61 @@ mod tests {
         r.call_ended(&cdr(2, false, EndReason::Cancelled, Some(487)));
         assert!(r.failures().is_empty());
         assert!(r.trunk_outcomes()["right"].answered);
-        r.call_ended(&cdr(3, false, EndReason::Rejected { status: 486 }, Some(486)));
+        r.call_ended(&cdr(
+            3,
+            false,
+            EndReason::Rejected { status: 486 },
+            Some(486),
+        ));
         r.call_ended(&cdr(4, false, EndReason::Timeout, Some(408)));
         r.call_ended(&cdr(5, true, EndReason::MediaInactivity, Some(200)));
-        r.rejected(9_000, 403, "Forbidden (ACL)", "192.0.2.1:5060".parse().unwrap_or_else(|e| panic!("{e}")));
+        r.rejected(
+            9_000,
+            403,
+            "Forbidden (ACL)",
+            "192.0.2.1:5060".parse().unwrap_or_else(|e| panic!("{e}")),
+        );
         let f = r.failures();
         assert_eq!(f.len(), 4);
         assert_eq!(f[0].end_reason, "refused");
         assert_eq!(f[0].reason, "Forbidden (ACL)");
         assert_eq!(f[0].source.as_deref(), Some("192.0.2.1:5060"));
-        assert_eq!((f[1].status, f[1].reason.as_str()), (None, "media inactivity"));
-        assert_eq!((f[2].status, f[2].reason.as_str()), (Some(408), "Request Timeout"));
-        assert_eq!((f[3].status, f[3].reason.as_str()), (Some(486), "Busy Here"));
+        assert_eq!(
+            (f[1].status, f[1].reason.as_str()),
+            (None, "media inactivity")
+        );
+        assert_eq!(
+            (f[2].status, f[2].reason.as_str()),
+            (Some(408), "Request Timeout")
+        );
+        assert_eq!(
+            (f[3].status, f[3].reason.as_str()),
+            (Some(486), "Busy Here")
+        );
         assert_eq!(f[3].called.as_deref(), Some("2000"));
         let t = &r.trunk_outcomes()["right"];
         assert!(t.answered, "the media-inactivity call had been answered");
         assert_eq!(t.failures_in_row, 0);
-        r.call_ended(&cdr(6, false, EndReason::Rejected { status: 503 }, Some(503)));
-        r.call_ended(&cdr(7, false, EndReason::Rejected { status: 503 }, Some(503)));
+        r.call_ended(&cdr(
+            6,
+            false,
+            EndReason::Rejected { status: 503 },
+            Some(503),
+        ));
+        r.call_ended(&cdr(
+            7,
+            false,
+            EndReason::Rejected { status: 503 },
+            Some(503),
+        ));
         let t = &r.trunk_outcomes()["right"];
-        assert_eq!((t.answered, t.status, t.failures_in_row), (false, Some(503), 2));
+        assert_eq!(
+            (t.answered, t.status, t.failures_in_row),
+            (false, Some(503), 2)
+        );
+        r.answered("right", 9_999);
+        let t = &r.trunk_outcomes()["right"];
+        assert_eq!((t.answered, t.at_ms, t.failures_in_row), (true, 9_999, 0));
     }
 
     #[test]

@@ -21,9 +21,9 @@ use portcullis_net::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
-use crate::admin::recent::RecentCalls;
 use super::media::{DataplaneMedia, MediaNote};
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
+use crate::admin::recent::RecentCalls;
 
 /// How often the data plane's event rings are drained.
 pub const MEDIA_POLL: Duration = Duration::from_millis(25);
@@ -451,6 +451,8 @@ impl Ctx {
             } => {
                 let _in = self.call_span(b2b, call).entered();
                 tracing::info!(trunk = %outbound_trunk, "call answered");
+                let at_ms = self.clock.wall_ms(self.clock.now().as_millis());
+                self.recent.answered(&outbound_trunk, at_ms);
             }
             CallEvent::CallEnded { cdr } => {
                 let b_call_id = cdr.b_leg.as_ref().map(|b| b.call_id.as_str());
@@ -474,8 +476,12 @@ impl Ctx {
                 source,
             } => {
                 tracing::info!(status, %reason, %source, "request rejected");
-                self.recent
-                    .rejected(self.clock.wall_ms(self.clock.now().as_millis()), status, &reason, source);
+                self.recent.rejected(
+                    self.clock.wall_ms(self.clock.now().as_millis()),
+                    status,
+                    &reason,
+                    source,
+                );
             }
             CallEvent::PolicyBan { ip, duration } => {
                 // Its TCP/TLS connections go too, and it gets none until the ban ends.

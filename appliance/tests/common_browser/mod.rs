@@ -186,7 +186,10 @@ impl Browser {
             .iter()
             .any(|e| e["method"] == "Page.loadEventFired")
         {
-            assert!(Instant::now() < deadline, "{url}: no load event within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "{url}: no load event within 30 s"
+            );
             self.pump(Duration::from_millis(100));
         }
     }

@@ -276,10 +276,17 @@
     return e;
   }
 
-  // A line chart of `values` (one per point at `times`), the last hour on the x axis.
+  function span(ms) {
+    const s = Math.round(ms / 1000);
+    return s >= 120 ? `-${Math.round(s / 60)} min` : `-${s} s`;
+  }
+
+  // A line chart of `values` (one per point at `times`) over the last hour, or since the
+  // first point when the history is shorter.
   function chart(svg, times, values, digits) {
     const W = 600, H = 160, L = 44, R = 8, T = 10, B = 22;
-    const now = Date.now(), from = now - 3600 * 1000;
+    const now = Date.now();
+    const from = Math.max(now - 3600 * 1000, Math.min(now - 60 * 1000, ...times));
     const max = Math.max(1, ...values) * 1.1;
     const x = (t) => L + ((t - from) / (now - from)) * (W - L - R);
     const y = (v) => H - B - (v / max) * (H - T - B);
@@ -288,8 +295,8 @@
       svgEl('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }),
       svgEl('text', { x: 4, y: T + 8 }, max.toFixed(digits)),
       svgEl('text', { x: 4, y: H - B }, '0'),
-      svgEl('text', { x: L, y: H - 6 }, '-60 min'),
-      svgEl('text', { x: (L + W - R) / 2 - 16, y: H - 6 }, '-30 min'),
+      svgEl('text', { x: L, y: H - 6 }, span(now - from)),
+      svgEl('text', { x: (L + W - R) / 2 - 16, y: H - 6 }, span((now - from) / 2)),
       svgEl('text', { x: W - R - 24, y: H - 6 }, 'now'),
     ];
     const pts = times.map((t, i) => [x(Math.max(t, from)), y(values[i])]);
@@ -298,6 +305,9 @@
       const first = pts[0], last = pts[pts.length - 1];
       parts.push(svgEl('polygon', { class: 'area', points: `${first[0].toFixed(1)},${H - B} ${line} ${last[0].toFixed(1)},${H - B}` }));
       parts.push(svgEl('polyline', { class: 'series', points: line }));
+      if (pts.length <= 60) {
+        pts.forEach(([a, b]) => parts.push(svgEl('circle', { class: 'dot', cx: a.toFixed(1), cy: b.toFixed(1), r: 2.5 })));
+      }
     } else {
       parts.push(svgEl('text', { x: W / 2 - 60, y: H / 2 }, 'collecting samples\u2026'));
     }
