@@ -236,7 +236,7 @@ pub fn search(files: &[PathBuf], q: &CdrQuery, now_ms: u64) -> CdrSearch {
         }
     }
     out.records = kept.into_iter().rev().collect();
-    out.records.sort_by(|a, b| b.end_at_ms.cmp(&a.end_at_ms));
+    out.records.sort_by_key(|h| std::cmp::Reverse(h.end_at_ms));
     out
 }
 

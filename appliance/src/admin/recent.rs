@@ -159,10 +159,17 @@ pub fn reason_phrase(status: u16) -> &'static str {
         606 => "Not Acceptable",
         607 => "Unwanted",
         608 => "Rejected",
-        300..=399 => "Redirection",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
-        600..=699 => "Global Failure",
+        _ => class_phrase(status),
+    }
+}
+
+/// The name of a status class (RFC 3261 §21), for codes without a phrase of their own.
+fn class_phrase(status: u16) -> &'static str {
+    match status / 100 {
+        3 => "Redirection",
+        4 => "Client Error",
+        5 => "Server Error",
+        6 => "Global Failure",
         _ => "",
     }
 }

@@ -100,7 +100,6 @@ impl ApplianceHandle {
         config: Arc<Config>,
         cdr: Arc<CdrCounters>,
         clock: Clock,
-        recent: Arc<RecentCalls>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -114,7 +113,7 @@ impl ApplianceHandle {
                 cdr,
                 reload_lock: tokio::sync::Mutex::new(()),
                 clock,
-                recent,
+                recent: Arc::default(),
             }),
         }
     }

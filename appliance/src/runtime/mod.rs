@@ -36,7 +36,6 @@ pub use self::engine_task::{Clock, EngineSnapshot};
 pub use self::handle::{ApplianceHandle, ConfigSource, StatsSnapshot};
 pub use portcullis_engine::b2bua::CallSummary;
 
-use crate::admin::recent::RecentCalls;
 use crate::config::{Config, LogFormat, LogLevel};
 
 /// Capacity of the command channel into the engine task.
@@ -109,7 +108,15 @@ async fn serve(
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
-    let recent = Arc::new(RecentCalls::default());
+    let handle = ApplianceHandle::new(
+        cmd_tx,
+        net.clone(),
+        dp.clone(),
+        source,
+        config.clone(),
+        cdr.counters().clone(),
+        clock,
+    );
     let teams = convert::teams_plan(&config).context("configuration")?;
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
@@ -122,19 +129,9 @@ async fn serve(
             node: config.node.name.clone(),
             teams,
             seed: seed(),
-            recent: recent.clone(),
+            recent: handle.recent().clone(),
         },
     ));
-    let handle = ApplianceHandle::new(
-        cmd_tx,
-        net.clone(),
-        dp.clone(),
-        source,
-        config.clone(),
-        cdr.counters().clone(),
-        clock,
-        recent,
-    );
     if !handle.ping().await {
         anyhow::bail!("engine task did not start");
     }

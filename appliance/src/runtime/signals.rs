@@ -273,7 +273,6 @@ mod tests {
                 Arc::new(config),
                 Arc::new(CdrCounters::default()),
                 Clock::new(),
-                Arc::default(),
             );
             let sent: Pings = Arc::default();
             let statuses: Statuses = Arc::default();

@@ -115,14 +115,14 @@ impl Browser {
             events: Vec::new(),
         };
         for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
-            b.call(domain, json!({}));
+            b.call(domain, &json!({}));
         }
         b
     }
 
     /// Sends a DevTools command and waits for its result (events that arrive meanwhile
     /// are kept in [`Browser::events`]).
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
+    pub fn call(&mut self, method: &str, params: &Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
@@ -180,7 +180,7 @@ impl Browser {
     /// Opens `url` and waits for its `load` event.
     pub fn navigate(&mut self, url: &str) {
         let seen = self.events.len();
-        self.call("Page.navigate", json!({"url": url}));
+        self.call("Page.navigate", &json!({"url": url}));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.events[seen..]
             .iter()
@@ -198,7 +198,7 @@ impl Browser {
     pub fn eval(&mut self, expr: &str) -> Value {
         let r = self.call(
             "Runtime.evaluate",
-            json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            &json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
         );
         if let Some(ex) = r.get("exceptionDetails") {
             panic!("evaluating {expr}: {ex}");
@@ -270,7 +270,7 @@ impl Browser {
 
     /// Saves a PNG of the whole page to `path`.
     pub fn screenshot(&mut self, path: &Path) {
-        let m = self.call("Page.getLayoutMetrics", json!({}));
+        let m = self.call("Page.getLayoutMetrics", &json!({}));
         let size = &m["cssContentSize"];
         let (w, h) = (
             size["width"].as_f64().unwrap_or(1280.0),
@@ -278,7 +278,7 @@ impl Browser {
         );
         let r = self.call(
             "Page.captureScreenshot",
-            json!({
+            &json!({
                 "format": "png",
                 "captureBeyondViewport": true,
                 "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1},
