@@ -9,13 +9,24 @@
 //! | `GET /api/v1/trunks` | token | JSON list of [`TrunkInfo`] |
 //! | `GET /api/v1/teams` | token | [`TeamsInfo`]: Teams proxies, their health and the one in use |
 //! | `POST /api/v1/reload` | token | `200 {"generation":n}` or `422 {"errors":[..]}` (old config kept) |
+//! | `GET /api/v1/overview` | token | [`dashboard::Overview`]: node, version, readiness, generation, calls, calls/s |
+//! | `GET /api/v1/history` | token | `{"period_s":5,"points":[`[`HistoryPoint`]`]}`: calls/s and live calls, last hour |
+//! | `GET /api/v1/dataplane` | token | JSON list of [`WorkerLoad`]: per worker core, CPU %, packet rates |
+//! | `GET /api/v1/failures` | token | JSON list of [`Failure`], newest first (at most [`recent::FAILURES_KEPT`]) |
+//! | `GET /api/v1/cdrs?number=&trunk=&since_ms=&until_ms=&failed=&limit=` | token | [`CdrSearch`] over the last day; `400 {"error":..}` for a bad query; `503` when [`server::CDR_SEARCHES`] run |
 //! | `GET /api/v1/log-level` | token | `200 {"level":"info"}` (the filter in force) |
 //! | `PUT /api/v1/log-level` | token | body `{"level":"debug"}` or plain `debug` (or directives `info,portcullis_net=debug`): `200 {"level":..}`, `400 {"error":..}` (filter kept) |
+//! | `GET /` | open | the dashboard page ([`dashboard`]): static, no data |
+//! | `GET /dashboard/app.js`, `GET /dashboard/app.css` | open | its script and stylesheet |
+//! | `GET /dashboard/auth` | open | `{"token_required":bool}` (what a `401` says too) |
 //!
-//! Authentication: when `[admin] token` is set, every route except `/health` requires
-//! `Authorization: Bearer <token>` (`401` otherwise, with `WWW-Authenticate: Bearer`).
-//! `/health` stays open so load balancers and Kamailio-style probes need no secret; it
-//! reveals only readiness and its reasons.
+//! Authentication: when `[admin] token` is set, every route except `/health` and the
+//! dashboard's static page and assets requires `Authorization: Bearer <token>` (`401`
+//! otherwise, with `WWW-Authenticate: Bearer`). `/health` stays open so load balancers and
+//! Kamailio-style probes need no secret; it reveals only readiness and its reasons. The
+//! dashboard's page holds no data: its script asks the operator for the token and calls
+//! the protected routes with it. Without a token every route is open (the configuration
+//! allows that on loopback only).
 //!
 //! The server is generic over [`AdminBackend`], implemented for the running appliance in
 //! [`backend`] and by fakes in tests. The CLI client (`portcullis status`, `portcullis

@@ -1,7 +1,7 @@
 //! The admin HTTP server (axum): routes, bearer-token check, calls/s sampler.
 //!
-//! Invariants: `/health` never requires the token (load balancer probes); every other route
-//! does when one is configured; the token comparison takes time independent of where the
+//! Invariants: `/health` and the dashboard's static page and assets (which carry no data)
+//! never require the token; every other route does when one is configured; the token comparison takes time independent of where the
 //! first mismatching byte is.
 
 use std::net::SocketAddr;
