@@ -1,6 +1,7 @@
 //! The dashboard of the real `portcullis` binary in a real headless Chromium: sipp places
 //! a G.711 call with RTP (uac streaming → portcullis → uas echoing the media); the page, signed in
-//! with the admin token, loads with no console error, lists the call with its codec,
+//! with the admin token, loads with no console error, lists a request refused by policy
+//! among the failures and the call with its codec,
 //! packet counters and MOS estimate, charts it; "End call" ends it (both sipp peers get
 //! their BYE) and the page shows it gone without a reload; the CDR search finds it.
 //!
@@ -63,6 +64,29 @@ fn live_call_is_shown_ended_from_the_page_and_found_in_cdrs() {
         "no live call yet",
     );
     b.eval("window.__marker = 'no reload'; true");
+
+    // A request from a source no trunk owns is refused: listed among the failures.
+    let stranger = std::net::UdpSocket::bind("127.0.0.5:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = stranger.local_addr().map(|a| a.port()).unwrap_or(0);
+    let invite = format!(
+        "INVITE sip:2000@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.5:{port};branch=z9hG4bK-dash-1\r\nFrom: <sip:stranger@127.0.0.5>;tag=s1\r\nTo: <sip:2000@127.0.0.1>\r\nCall-ID: dash-stranger-1\r\nCSeq: 1 INVITE\r\nContact: <sip:stranger@127.0.0.5:{port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        sip = p.sip
+    );
+    stranger
+        .send_to(invite.as_bytes(), ("127.0.0.1", p.sip))
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.wait_for(
+        "document.querySelector('#failures tbody').textContent.includes('127.0.0.5')",
+        WAIT,
+        "the refused request among the failures",
+    );
+    let failure = b.eval("document.querySelector('#failures tbody tr').innerText");
+    assert!(
+        failure
+            .as_str()
+            .is_some_and(|f| f.contains("refused") && f.contains("40")),
+        "{failure}"
+    );
 
     let mut uas = start_uas(&dir, p, &["-sn", "uas", "-rtp_echo", "-m", "1"]);
     let target = sip_target(p);
