@@ -406,15 +406,7 @@ impl<M: MediaControl> B2bua<M> {
                 setup_at: c.setup_at,
                 media: c.media.as_ref().map(|m| m.alloc.id),
                 codec: [Side::A, Side::B].map(|s| c.media.as_ref().and_then(|m| m.codec(s))),
-                srtp: [Side::A, Side::B].map(|s| {
-                    c.media
-                        .as_ref()
-                        .and_then(|m| {
-                            let p = &m.params[sdp_rewrite::ix(s)];
-                            p.srtp_in.as_ref().or(p.srtp_out.as_ref())
-                        })
-                        .map(|k| k.suite)
-                }),
+                srtp: [Side::A, Side::B].map(|s| c.media.as_ref().and_then(|m| m.srtp(s))),
                 media_stats: c.media.as_ref().and_then(|m| self.media.stats(m.alloc.id)),
             })
             .collect()

@@ -151,6 +151,12 @@ impl MediaState {
         self.last_from[ix(side)].as_ref()
     }
 
+    /// The SRTP suite of the media exchanged with `side` (`None`: plain RTP).
+    pub fn srtp(&self, side: Side) -> Option<SrtpSuite> {
+        let p = &self.params[ix(side)];
+        p.srtp_in.as_ref().or(p.srtp_out.as_ref()).map(|k| k.suite)
+    }
+
     /// The codec `side` sends: the first payload type of the audio stream in the SDP it
     /// last sent us, as `NAME/rate` (its `a=rtpmap`, or the static assignments of RFC 3551
     /// §6). `None` before any SDP from it.
