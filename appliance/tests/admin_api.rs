@@ -56,6 +56,7 @@ fn call(id: u64, called: &str) -> CallInfo {
         called: called.into(),
         answered: true,
         duration_s: 61,
+        media: None,
     }
 }
 
@@ -231,6 +232,7 @@ impl AdminBackend for Fake {
             media: "rtp".into(),
             max_calls: Some(10),
             active_calls: self.st().calls.len() as u64,
+            health: None,
         }]
     }
     async fn reload(&self) -> Result<u64, Vec<String>> {

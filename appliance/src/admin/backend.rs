@@ -2,13 +2,17 @@
 //! [`Extension`] that starts the admin server once both planes are up.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use portcullis_engine::b2bua::{CallSummary, EngineStats, Outcome};
+use portcullis_engine::media::LegMediaStats;
 
 use super::metrics::backend_label;
+use super::recent::TrunkOutcome;
 use super::{
-    spawn, AdminBackend, AdminServerConfig, CallInfo, Health, MetricsSnapshot, SipCounters,
-    TeamsInfo, TeamsMetrics, TrunkCounters, TrunkInfo,
+    quality, spawn, AdminBackend, AdminServerConfig, CallInfo, CallMedia, Failure, Health,
+    LegMedia, MetricsSnapshot, SipCounters, TeamsInfo, TeamsMetrics, TrunkCounters, TrunkHealth,
+    TrunkInfo, WorkerSample,
 };
 use crate::config::{AdminConfig, Config};
 use crate::runtime::{ApplianceHandle, EngineSnapshot, Extension};
@@ -45,6 +49,49 @@ pub fn extension(cfg: &AdminConfig) -> Extension {
             }
         });
     })
+}
+
+/// A live call's media for the admin API: codec and SRTP per leg, counters, quality.
+fn call_media(c: &CallSummary) -> Option<CallMedia> {
+    c.media?;
+    let stats = c.media_stats.unwrap_or_default();
+    let leg = |i: usize, s: &LegMediaStats| LegMedia {
+        codec: c.codec.get(i).cloned().flatten(),
+        srtp: c
+            .srtp
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|k| k.as_sdp().to_owned()),
+        rx_packets: s.rx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_packets: s.tx_packets,
+        tx_bytes: s.tx_bytes,
+        lost: s.rtp_lost,
+        jitter_ms: s.rtp_jitter_us.map(|j| f64::from(j) / 1000.0),
+        quality: quality::estimate(s.rx_packets, s.rtp_lost, s.rtp_jitter_us),
+    };
+    Some(CallMedia {
+        a: leg(0, &stats.a),
+        b: leg(1, &stats.b),
+    })
+}
+
+/// A trunk's health from its `Retry-After` hold-off and the last call that tried it.
+fn trunk_health(held_off_s: Option<u64>, last: Option<&TrunkOutcome>) -> TrunkHealth {
+    let state = match (held_off_s, last) {
+        (Some(_), _) => "held_off",
+        (None, Some(o)) if o.failures_in_row > 0 => "failing",
+        (None, Some(_)) => "up",
+        (None, None) => "unknown",
+    };
+    TrunkHealth {
+        state: state.to_owned(),
+        held_off_s,
+        last_attempt_ms: last.map(|o| o.at_ms),
+        last_status: last.and_then(|o| o.status),
+        failures_in_row: last.map_or(0, |o| o.failures_in_row),
+    }
 }
 
 /// Stable label of a call outcome.
@@ -172,6 +219,7 @@ impl AdminBackend for ApplianceBackend {
             .map(|c| CallInfo {
                 id: c.call,
                 duration_s: now.saturating_duration_since(c.setup_at).as_secs(),
+                media: call_media(&c),
                 inbound_trunk: c.inbound_trunk,
                 outbound_trunk: c.outbound_trunk,
                 calling: c.calling,
@@ -179,6 +227,56 @@ impl AdminBackend for ApplianceBackend {
                 answered: c.answered,
             })
             .collect()
+    }
+
+    async fn call_counts(&self) -> (u64, u64) {
+        self.handle
+            .engine_stats()
+            .await
+            .map_or((0, 0), |s| (s.engine.calls_total, s.active_calls as u64))
+    }
+
+    fn node_name(&self) -> String {
+        self.handle.config().node.name.clone()
+    }
+
+    async fn workers(&self) -> Vec<WorkerSample> {
+        let cfg = self.handle.config();
+        let cores = cfg.media.cores.as_slice();
+        self.handle
+            .dataplane()
+            .worker_stats()
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WorkerSample {
+                worker: i,
+                core: cores.get(i).copied(),
+                backend: w
+                    .backend
+                    .map_or_else(String::new, |b| backend_label(b).to_owned()),
+                active_pairs: w.active_pairs,
+                rx_packets: w.rx_packets,
+                tx_packets: w.tx_packets,
+                rx_bytes: w.rx_bytes,
+                drops: w.drops.iter().sum(),
+                cpu_ms: (w.tid != 0).then(|| thread_cpu_ms(w.tid)).flatten(),
+            })
+            .collect()
+    }
+
+    fn failures(&self) -> Vec<Failure> {
+        self.handle.recent().failures()
+    }
+
+    fn cdr_files(&self) -> Vec<PathBuf> {
+        let path = self.handle.config().cdr.path.clone();
+        let mut rotated = path.clone().into_os_string();
+        rotated.push(".1");
+        vec![PathBuf::from(rotated), path]
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.handle.wall_ms()
     }
 
     async fn terminate(&self, id: u64) -> bool {
@@ -189,11 +287,22 @@ impl AdminBackend for ApplianceBackend {
         let cfg = self.handle.config();
         let calls = self.handle.calls().await;
         let counts = trunk_counters(&cfg, &EngineStats::default(), &calls);
+        let held: BTreeMap<String, u64> = self
+            .handle
+            .engine_stats()
+            .await
+            .map(|s| s.trunks_held_off)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, left)| (t, left.as_secs().max(1)))
+            .collect();
+        let outcomes = self.handle.recent().trunk_outcomes();
         cfg.trunks
             .iter()
             .map(|t| {
                 let name = t.name.to_string();
                 TrunkInfo {
+                    health: Some(trunk_health(held.get(&name).copied(), outcomes.get(&name))),
                     active_calls: counts.get(&name).map_or(0, |c| c.active),
                     address: t.address.to_string(),
                     transport: format!("{:?}", t.transport).to_ascii_lowercase(),
@@ -227,4 +336,16 @@ impl AdminBackend for ApplianceBackend {
                 .collect()
         })
     }
+}
+
+/// CPU time (user + system) of thread `tid` of this process, in ms.
+fn thread_cpu_ms(tid: u64) -> Option<u64> {
+    let me = procfs::process::Process::myself().ok()?;
+    let stat = me
+        .task_from_tid(i32::try_from(tid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    let hz = procfs::ticks_per_second().max(1);
+    u64::try_from(u128::from(stat.utime + stat.stime) * 1000 / u128::from(hz)).ok()
 }

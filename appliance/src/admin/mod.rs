@@ -9,31 +9,51 @@
 //! | `GET /api/v1/trunks` | token | JSON list of [`TrunkInfo`] |
 //! | `GET /api/v1/teams` | token | [`TeamsInfo`]: Teams proxies, their health and the one in use |
 //! | `POST /api/v1/reload` | token | `200 {"generation":n}` or `422 {"errors":[..]}` (old config kept) |
+//! | `GET /api/v1/overview` | token | [`dashboard::Overview`]: node, version, readiness, generation, calls, calls/s |
+//! | `GET /api/v1/history` | token | `{"period_s":5,"points":[`[`HistoryPoint`]`]}`: calls/s and live calls, last hour |
+//! | `GET /api/v1/dataplane` | token | JSON list of [`WorkerLoad`]: per worker core, CPU %, packet rates |
+//! | `GET /api/v1/failures` | token | JSON list of [`Failure`], newest first (at most [`recent::FAILURES_KEPT`]) |
+//! | `GET /api/v1/cdrs?number=&trunk=&since_ms=&until_ms=&failed=&limit=` | token | [`CdrSearch`] over the last day; `400 {"error":..}` for a bad query; `503` when [`server::CDR_SEARCHES`] run |
 //! | `GET /api/v1/log-level` | token | `200 {"level":"info"}` (the filter in force) |
 //! | `PUT /api/v1/log-level` | token | body `{"level":"debug"}` or plain `debug` (or directives `info,portcullis_net=debug`): `200 {"level":..}`, `400 {"error":..}` (filter kept) |
+//! | `GET /` | open | the dashboard page ([`dashboard`]): static, no data |
+//! | `GET /dashboard/app.js`, `GET /dashboard/app.css` | open | its script and stylesheet |
+//! | `GET /dashboard/auth` | open | `{"token_required":bool}` (what a `401` says too) |
 //!
-//! Authentication: when `[admin] token` is set, every route except `/health` requires
-//! `Authorization: Bearer <token>` (`401` otherwise, with `WWW-Authenticate: Bearer`).
-//! `/health` stays open so load balancers and Kamailio-style probes need no secret; it
-//! reveals only readiness and its reasons.
+//! Authentication: when `[admin] token` is set, every route except `/health` and the
+//! dashboard's static page and assets requires `Authorization: Bearer <token>` (`401`
+//! otherwise, with `WWW-Authenticate: Bearer`). `/health` stays open so load balancers and
+//! Kamailio-style probes need no secret; it reveals only readiness and its reasons. The
+//! dashboard's page holds no data: its script asks the operator for the token and calls
+//! the protected routes with it. Without a token every route is open (the configuration
+//! allows that on loopback only).
 //!
 //! The server is generic over [`AdminBackend`], implemented for the running appliance in
 //! [`backend`] and by fakes in tests. The CLI client (`portcullis status`, `portcullis
 //! calls`) is in [`client`].
 
 pub mod backend;
+pub mod cdr_search;
 pub mod client;
+pub mod dashboard;
+pub mod history;
 pub mod metrics;
+pub mod quality;
 pub mod rate;
+pub mod recent;
 pub mod server;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 
 use portcullis_dataplane::{RingDepth, WorkerStats};
 use portcullis_net::NetCountersSnapshot;
 use serde::{Deserialize, Serialize};
 
+pub use self::cdr_search::{CdrHit, CdrQuery, CdrSearch};
+pub use self::history::{HistoryPoint, WorkerLoad, WorkerSample};
+pub use self::recent::Failure;
 pub use self::server::{spawn, AdminServer, AdminServerConfig};
 pub use crate::runtime::teams::TeamsProxyStatus;
 
@@ -47,7 +67,7 @@ pub struct Health {
 }
 
 /// One live call, as listed by `GET /api/v1/calls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallInfo {
     /// Engine call id (the `{id}` of `DELETE /api/v1/calls/{id}`).
     pub id: u64,
@@ -63,6 +83,61 @@ pub struct CallInfo {
     pub answered: bool,
     /// Seconds since the INVITE arrived.
     pub duration_s: u64,
+    /// Codec, SRTP, packet counters and quality of each leg (`None`: media bypassed or
+    /// not known to this backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<CallMedia>,
+}
+
+/// Media of a live call, per leg (A: the caller's side, B: the callee's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallMedia {
+    /// The caller's leg.
+    pub a: LegMedia,
+    /// The callee's leg.
+    pub b: LegMedia,
+}
+
+/// One leg of a live call: what its peer sends us (`rx_*`, loss, jitter, quality) and what
+/// we send it (`tx_*`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LegMedia {
+    /// Codec the peer sends (`PCMU/8000`), from its last SDP.
+    pub codec: Option<String>,
+    /// SRTP suite on this leg (`None`: plain RTP).
+    pub srtp: Option<String>,
+    /// Packets received from the peer.
+    pub rx_packets: u64,
+    /// Bytes received from the peer.
+    pub rx_bytes: u64,
+    /// Packets sent to the peer.
+    pub tx_packets: u64,
+    /// Bytes sent to the peer.
+    pub tx_bytes: u64,
+    /// RTP packets from the peer lost (RFC 3550 §6.4.1); `None` before its first RTP packet.
+    pub lost: Option<u64>,
+    /// Interarrival jitter of the peer's RTP, milliseconds.
+    pub jitter_ms: Option<f64>,
+    /// Quality estimate of the peer's stream ([`quality`]); `None` before its first RTP
+    /// packet.
+    pub quality: Option<quality::Quality>,
+}
+
+/// Health of a trunk as a call target, from what its calls saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkHealth {
+    /// `held_off` (out of routing after a `503` with `Retry-After`), `failing` (its last
+    /// attempt timed out or got a 5xx), `up` (its last attempt got an answer, or a 4xx/6xx
+    /// from the callee) or `unknown` (no call tried it since the start).
+    pub state: String,
+    /// Seconds left of a `Retry-After` hold-off.
+    pub held_off_s: Option<u64>,
+    /// When the last call that tried it ended (ms since the UNIX epoch).
+    pub last_attempt_ms: Option<u64>,
+    /// Final status of that call when it was not answered.
+    pub last_status: Option<u16>,
+    /// Attempts in a row that timed out or got a 5xx.
+    pub failures_in_row: u32,
 }
 
 /// One configured trunk, as listed by `GET /api/v1/trunks`.
@@ -80,6 +155,9 @@ pub struct TrunkInfo {
     pub max_calls: Option<u32>,
     /// Live calls touching the trunk (inbound or outbound).
     pub active_calls: u64,
+    /// Health as a call target (`None`: not known to this backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<TrunkHealth>,
 }
 
 /// Per-trunk call counters.
@@ -223,6 +301,36 @@ pub trait AdminBackend: Clone + Send + Sync + 'static {
     /// The filter does not parse (the running one stays), or logging is not set up.
     fn set_log_filter(&self, filter: &str) -> Result<String, crate::logging::LogError> {
         crate::logging::set_filter(filter)
+    }
+    /// `(calls_total, calls_active)`, sampled every second for the calls/s gauge and the
+    /// dashboard's history.
+    fn call_counts(&self) -> impl Future<Output = (u64, u64)> + Send {
+        async {
+            let total = self.calls_total().await;
+            (total, self.calls().await.len() as u64)
+        }
+    }
+    /// The node name (`[node] name`).
+    fn node_name(&self) -> String {
+        "portcullis".to_owned()
+    }
+    /// Cumulative counters of every data plane worker (sampled for the dashboard's rates).
+    fn workers(&self) -> impl Future<Output = Vec<WorkerSample>> + Send {
+        std::future::ready(Vec::new())
+    }
+    /// Recent failed calls and refused requests, newest first.
+    fn failures(&self) -> Vec<Failure> {
+        Vec::new()
+    }
+    /// The CDR files to search, oldest first (`[cdr] path` and its rotated predecessor).
+    fn cdr_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Unix milliseconds now, on the clock of the CDRs.
+    fn wall_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
     /// Teams Direct Routing proxy health. Backends without Teams answer "not configured".
     fn teams(&self) -> impl Future<Output = TeamsInfo> + Send {

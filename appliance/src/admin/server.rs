@@ -1,7 +1,7 @@
 //! The admin HTTP server (axum): routes, bearer-token check, calls/s sampler.
 //!
-//! Invariants: `/health` never requires the token (load balancer probes); every other route
-//! does when one is configured; the token comparison takes time independent of where the
+//! Invariants: `/health` and the dashboard's static page and assets (which carry no data)
+//! never require the token; every other route does when one is configured; the token comparison takes time independent of where the
 //! first mismatching byte is.
 
 use std::net::SocketAddr;
@@ -18,8 +18,9 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::history::History;
 use super::rate::{RateWindow, RATE_WINDOW};
-use super::{metrics, AdminBackend};
+use super::{dashboard, metrics, AdminBackend};
 use crate::logging::LogError;
 
 /// Content type of the Prometheus text format 0.0.4.
@@ -38,13 +39,26 @@ pub struct AdminServerConfig {
 }
 
 #[derive(Debug)]
-struct Shared<B> {
-    backend: B,
+pub(super) struct Shared<B> {
+    pub(super) backend: B,
     token: Option<String>,
     rate: Mutex<RateWindow>,
+    history: Mutex<History>,
+    /// CDR searches allowed to run at once.
+    pub(super) searches: Arc<tokio::sync::Semaphore>,
 }
 
-type AppState<B> = Arc<Shared<B>>;
+/// CDR searches that may run at once (each reads a bounded tail of the files).
+pub const CDR_SEARCHES: usize = 2;
+
+impl<B> Shared<B> {
+    /// Whether the routes but `/health` and the page want a bearer token.
+    pub(super) fn token_required(&self) -> bool {
+        self.token.is_some()
+    }
+}
+
+pub(super) type AppState<B> = Arc<Shared<B>>;
 
 /// A running admin server; dropping it leaves the server running, [`AdminServer::stop`] ends it.
 #[derive(Debug)]
@@ -86,6 +100,8 @@ pub async fn spawn<B: AdminBackend>(
         backend,
         token: cfg.token.filter(|t| !t.is_empty()),
         rate: Mutex::new(RateWindow::new(RATE_WINDOW, 64)),
+        history: Mutex::new(History::default()),
+        searches: Arc::new(tokio::sync::Semaphore::new(CDR_SEARCHES)),
     });
     let sampler = tokio::spawn(sample_loop(state.clone()));
     let app = router(state);
@@ -118,14 +134,25 @@ async fn sample_loop<B: AdminBackend>(state: AppState<B>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let total = state.backend.calls_total().await;
-        lock_rate(&state).record(Instant::now(), total);
+        let (total, active) = state.backend.call_counts().await;
+        let now = Instant::now();
+        lock_rate(&state).record(now, total);
+        let wall_ms = state.backend.wall_ms();
+        let workers = state.backend.workers().await;
+        let mut h = lock_history(&state);
+        h.record_calls(now, wall_ms, total, active);
+        h.record_workers(now, workers);
     }
 }
 
-fn lock_rate<B>(state: &Shared<B>) -> std::sync::MutexGuard<'_, RateWindow> {
+pub(super) fn lock_rate<B>(state: &Shared<B>) -> std::sync::MutexGuard<'_, RateWindow> {
     // Plain data: a panic elsewhere cannot leave it inconsistent.
     state.rate.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) fn lock_history<B>(state: &Shared<B>) -> std::sync::MutexGuard<'_, History> {
+    // Plain data, as for the rate.
+    state.history.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn router<B: AdminBackend>(state: AppState<B>) -> Router {
@@ -140,9 +167,11 @@ fn router<B: AdminBackend>(state: AppState<B>) -> Router {
             "/api/v1/log-level",
             get(log_level::<B>).put(set_log_level::<B>),
         )
+        .merge(dashboard::data_routes::<B>())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<B>));
     Router::new()
         .route("/health", get(health::<B>))
+        .merge(dashboard::page_routes::<B>())
         .merge(protected)
         .with_state(state)
 }

@@ -25,6 +25,7 @@ use super::capture::{self, Capture, IpProto, SipCapture};
 use super::media::{DataplaneMedia, MediaNote};
 use super::reject_log::RejectLog;
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
+use crate::admin::recent::RecentCalls;
 
 /// How often the data plane's event rings are drained.
 pub const MEDIA_POLL: Duration = Duration::from_millis(25);
@@ -105,6 +106,8 @@ pub struct EngineSnapshot {
     pub teams_counters: TeamsCounters,
     /// SIP messages sent to the HEP collector, and those dropped.
     pub capture: (u64, u64),
+    /// Trunks out of routing after a `503` with `Retry-After`, with the time left.
+    pub trunks_held_off: Vec<(String, Duration)>,
 }
 
 /// Requests to the engine task.
@@ -146,6 +149,8 @@ pub struct EngineTaskConfig {
     pub teams: Option<TeamsPlan>,
     /// HEP capture (`[capture]`).
     pub capture: Option<crate::config::CaptureConfig>,
+    /// Ended calls and refusals, for the dashboard's recent failures and trunk health.
+    pub recent: Arc<RecentCalls>,
 }
 
 /// Runs the engine until [`Cmd::Stop`] or until the drivers close.
@@ -171,6 +176,7 @@ pub async fn run(
         correlations: capture::Correlations::default(),
         rejects: RejectLog::default(),
         shrunk_at: Timestamp::ZERO,
+        recent: tc.recent,
     };
     ctx.set_teams(tc.teams);
     ctx.set_capture(tc.capture);
@@ -243,6 +249,7 @@ struct Ctx {
     rejects: RejectLog,
     /// Last [`B2bua::shrink`].
     shrunk_at: Timestamp,
+    recent: Arc<RecentCalls>,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -383,6 +390,11 @@ impl Ctx {
                     media_events_lost: b2b.media().events_lost,
                     draining: b2b.is_draining(),
                     capture: self.capture_counts(),
+                    trunks_held_off: b2b
+                        .trunks_held_off(now)
+                        .into_iter()
+                        .map(|(t, until)| (t, until.saturating_duration_since(now)))
+                        .collect(),
                 });
             }
             Cmd::Ping(tx) => {
@@ -551,6 +563,8 @@ impl Ctx {
             } => {
                 let _in = self.call_span(b2b, call).entered();
                 tracing::info!(trunk = %outbound_trunk, "call answered");
+                let at_ms = self.clock.wall_ms(self.clock.now().as_millis());
+                self.recent.answered(&outbound_trunk, at_ms);
             }
             CallEvent::CallEnded { cdr } => {
                 let b_call_id = cdr.b_leg.as_ref().map(|b| b.call_id.as_str());
@@ -562,14 +576,25 @@ impl Ctx {
                     status = ?cdr.final_status,
                     "call ended"
                 );
+                self.recent.call_ended(&cdr);
                 let line = cdr_line(&cdr, &self.node);
                 if self.cdr.send(line).is_err() {
                     tracing::error!("CDR writer gone; record lost");
                 }
             }
             // Counted by status and reason in the metrics; summarised in the log.
-            CallEvent::Rejected { status, source, .. } => {
+            CallEvent::Rejected {
+                status,
+                reason,
+                source,
+            } => {
                 self.rejects.rejected(self.clock.now(), status, source.ip());
+                self.recent.rejected(
+                    self.clock.wall_ms(self.clock.now().as_millis()),
+                    status,
+                    &reason,
+                    source,
+                );
             }
             CallEvent::PolicyBan { ip, duration } => {
                 // Its TCP/TLS connections go too, and it gets none until the ban ends.

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::cdr_writer::CdrCounters;
 use super::convert;
 use super::engine_task::{Clock, Cmd, EngineSnapshot};
+use crate::admin::recent::RecentCalls;
 use crate::config::{Config, ConfigError, LoadOptions};
 
 /// Where the running configuration came from (SIGHUP reloads the same source).
@@ -78,6 +79,7 @@ struct Inner {
     cdr: Arc<CdrCounters>,
     reload_lock: tokio::sync::Mutex<()>,
     clock: Clock,
+    recent: Arc<RecentCalls>,
 }
 
 /// A handle on the running appliance; clones share everything.
@@ -111,6 +113,7 @@ impl ApplianceHandle {
                 cdr,
                 reload_lock: tokio::sync::Mutex::new(()),
                 clock,
+                recent: Arc::default(),
             }),
         }
     }
@@ -165,6 +168,16 @@ impl ApplianceHandle {
     /// Engine time now (the clock of [`CallSummary::setup_at`]).
     pub fn now(&self) -> portcullis_engine::time::Timestamp {
         self.inner.clock.now()
+    }
+
+    /// Recent failures and per-trunk outcomes of ended calls (the dashboard's).
+    pub fn recent(&self) -> &Arc<RecentCalls> {
+        &self.inner.recent
+    }
+
+    /// Unix milliseconds now, on the clock of the CDRs.
+    pub fn wall_ms(&self) -> u64 {
+        self.inner.clock.wall_ms(self.now().as_millis())
     }
 
     /// Configuration generation (1 at start).

@@ -110,6 +110,15 @@ async fn serve(
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let handle = ApplianceHandle::new(
+        cmd_tx,
+        net.clone(),
+        dp.clone(),
+        source,
+        config.clone(),
+        cdr.counters().clone(),
+        clock,
+    );
     let teams = convert::teams_plan(&config).context("configuration")?;
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
@@ -122,17 +131,9 @@ async fn serve(
             node: config.node.name.clone(),
             teams,
             capture: config.capture.clone(),
+            recent: handle.recent().clone(),
         },
     ));
-    let handle = ApplianceHandle::new(
-        cmd_tx,
-        net.clone(),
-        dp.clone(),
-        source,
-        config.clone(),
-        cdr.counters().clone(),
-        clock,
-    );
     if !handle.ping().await {
         anyhow::bail!("engine task did not start");
     }

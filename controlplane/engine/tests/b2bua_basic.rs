@@ -230,6 +230,13 @@ fn retry_after_skips_trunk_for_its_duration() {
     h.invite_from(A, "200", Some(&sdp("192.168.1.10", 10_002, "")));
     assert_eq!(h.b1.requests("INVITE").len(), before, "b1 skipped");
     assert_eq!(h.b2.requests("INVITE").len(), 2);
+    // The admin API sees the hold-off and when it ends.
+    let held = h.sbc.trunks_held_off(h.now);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].0, "b1");
+    assert!(held[0].1 > h.now && held[0].1 <= h.now + Duration::from_secs(60));
+    h.advance(Duration::from_secs(61));
+    assert!(h.sbc.trunks_held_off(h.now).is_empty());
 }
 
 /// A hostile Retry-After (years) takes the trunk out for at most `MAX_RETRY_AFTER`.

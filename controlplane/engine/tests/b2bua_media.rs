@@ -348,3 +348,36 @@ fn reinvite_without_sdp_answer_travels_in_ack() {
     assert_eq!(a.peer_rtp, Some(sa("192.168.1.50:10050")));
     assert_eq!(b.peer_rtp, Some(sa("172.16.0.40:20040")));
 }
+
+/// What the admin API lists per live call: each leg's codec (first payload type of the
+/// SDP its peer sent), its SRTP suite, and the pair's counters.
+#[test]
+fn call_summary_reports_codec_srtp_and_counters() {
+    let mut h = H::with(|c| c.trunks[1].media = MediaMode::Srtp);
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
+    let c = &h.sbc.calls()[0];
+    assert_eq!(
+        c.codec,
+        [Some("PCMU/8000".to_owned()), None],
+        "B has sent no SDP"
+    );
+    assert_eq!(
+        c.srtp,
+        [None, Some(SrtpSuite::Aes128Sha1_80)],
+        "we offered SRTP to B"
+    );
+    let b_key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\r\n";
+    // B answers PCMA first; a static payload type without rtpmap is named from RFC 3551.
+    let ans = sdp("172.16.0.20", 20_000, b_key)
+        .replace("RTP/AVP 0 8 101", "RTP/SAVP 8 0 101")
+        .replace("a=rtpmap:8 PCMA/8000\r\n", "");
+    h.reply(B1, btx, &binv, 200, "btag", Some(&ans));
+    let c = &h.sbc.calls()[0];
+    assert!(c.answered);
+    assert_eq!(
+        c.codec,
+        [Some("PCMU/8000".to_owned()), Some("PCMA/8000".to_owned())]
+    );
+    assert_eq!(c.srtp, [None, Some(SrtpSuite::Aes128Sha1_80)]);
+    assert!(c.media_stats.is_some(), "the pair's counters");
+}

@@ -44,7 +44,9 @@ pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
 use crate::digest::{NonceCountGuard, NONCE_GUARD_CAPACITY};
 use crate::entropy::{self, Entropy};
-use crate::media::{MediaControl, MediaEvent, MediaId, Side, SrtpKeyMaterial};
+use crate::media::{
+    MediaControl, MediaEvent, MediaId, MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
+};
 use crate::policy::{Policy, PolicyVerdict, TrunkLimits};
 use crate::routing::{RetryAfterTracker, Router};
 use crate::time::Timestamp;
@@ -109,6 +111,15 @@ pub struct CallSummary {
     pub answered: bool,
     pub setup_at: Timestamp,
     pub media: Option<MediaId>,
+    /// Per leg (A, B): the codec that leg's peer sends (`PCMU/8000`, first payload type of
+    /// its last SDP); `None` before its SDP or when media is bypassed.
+    pub codec: [Option<String>; 2],
+    /// Per leg (A, B): the SRTP suite of the media exchanged with that leg's peer; `None`
+    /// for plain RTP.
+    pub srtp: [Option<SrtpSuite>; 2],
+    /// The data plane's counters of the pair now; `None` when media is bypassed or the
+    /// pair is gone.
+    pub media_stats: Option<MediaStats>,
 }
 
 /// How long an ended call lingers to absorb a late 2xx (64·T1, RFC 3261 §17.1.1.2).
@@ -464,7 +475,19 @@ impl<M: MediaControl> B2bua<M> {
                 answered: c.state == CallState::Answered,
                 setup_at: c.setup_at,
                 media: c.media.as_ref().map(|m| m.alloc.id),
+                codec: [Side::A, Side::B].map(|s| c.media.as_ref().and_then(|m| m.codec(s))),
+                srtp: [Side::A, Side::B].map(|s| c.media.as_ref().and_then(|m| m.srtp(s))),
+                media_stats: c.media.as_ref().and_then(|m| self.media.stats(m.alloc.id)),
             })
+            .collect()
+    }
+
+    /// Trunks out of routing at `now` after a `503` with `Retry-After` (RFC 3261 §21.5.4),
+    /// with the time each is tried again.
+    pub fn trunks_held_off(&self, now: Timestamp) -> Vec<(String, Timestamp)> {
+        self.trunk_blocked
+            .held_off(now)
+            .map(|(t, u)| (t.to_owned(), u))
             .collect()
     }
 

@@ -151,6 +151,25 @@ impl MediaState {
         self.last_from[ix(side)].as_ref()
     }
 
+    /// The SRTP suite of the media exchanged with `side` (`None`: plain RTP).
+    pub fn srtp(&self, side: Side) -> Option<SrtpSuite> {
+        let p = &self.params[ix(side)];
+        p.srtp_in.as_ref().or(p.srtp_out.as_ref()).map(|k| k.suite)
+    }
+
+    /// The codec `side` sends: the first payload type of the audio stream in the SDP it
+    /// last sent us, as `NAME/rate` (its `a=rtpmap`, or the static assignments of RFC 3551
+    /// §6). `None` before any SDP from it.
+    pub fn codec(&self, side: Side) -> Option<String> {
+        let sdp = self.last_from(side)?;
+        let m = sdp.media.get(audio_index(sdp)?)?;
+        let pt = m.payload_types().next()?;
+        Some(match m.rtpmap(pt) {
+            Some(map) => format!("{}/{}", map.encoding, map.clock_rate),
+            None => static_payload(pt).map_or_else(|| format!("PT {pt}"), str::to_owned),
+        })
+    }
+
     fn local_port(&self, side: Side) -> u16 {
         match side {
             Side::A => self.alloc.a_port,
@@ -343,6 +362,19 @@ impl MediaState {
 /// Index of the first audio section.
 fn audio_index(sdp: &SessionDescription) -> Option<usize> {
     sdp.media.iter().position(MediaDescription::is_audio)
+}
+
+/// Audio payload types with a static assignment (RFC 3551 §6, table 4).
+fn static_payload(pt: u8) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU/8000",
+        3 => "GSM/8000",
+        4 => "G723/8000",
+        8 => "PCMA/8000",
+        9 => "G722/8000",
+        18 => "G729/8000",
+        _ => return None,
+    })
 }
 
 /// SRTP key of a crypto attribute whose suite the data plane supports.

@@ -56,6 +56,14 @@ impl RetryAfterTracker {
         self.until.get(trunk).copied().filter(|u| *u > now)
     }
 
+    /// Trunks held off at `now`, with the time each becomes available again.
+    pub fn held_off(&self, now: Timestamp) -> impl Iterator<Item = (&str, Timestamp)> + '_ {
+        self.until
+            .iter()
+            .filter(move |(_, u)| **u > now)
+            .map(|(t, u)| (t.as_str(), *u))
+    }
+
     /// Forgets expired entries.
     pub fn purge(&mut self, now: Timestamp) {
         self.until.retain(|_, u| *u > now);
