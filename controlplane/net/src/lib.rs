@@ -71,17 +71,21 @@
 //! failures, mTLS name rejections, keepalives, event-queue drops, send failures.
 #![forbid(unsafe_code)]
 
+mod border;
 mod config;
 mod conn;
 mod counters;
 mod error;
 mod event;
+mod guard;
+mod queue;
 mod shared;
 mod stream;
 pub mod tls;
 mod transports;
 mod udp;
 
+pub use border::TrunkSources;
 pub use config::{
     ClientCertificate, Limits, ListenerConfig, TlsClientSettings, TlsServerSettings, Transport,
     TransportConfig,
@@ -90,4 +94,5 @@ pub use conn::ConnId;
 pub use counters::{NetCounters, NetCountersSnapshot, TransportCounters};
 pub use error::{NetError, TlsConfigError};
 pub use event::{CloseReason, Inbound, Outbound, TransportEvent};
+pub use queue::{TransportEvents, TRUNK_SHARE};
 pub use transports::{PreparedTls, SipTransports};

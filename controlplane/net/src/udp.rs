@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::error::TrySendError;
 
+use crate::border::Admission;
 use crate::config::Transport;
 use crate::counters::inc;
 use crate::error::NetError;
 use crate::event::{Inbound, TransportEvent};
+use crate::queue::{Class, Refused};
 use crate::shared::Shared;
 
 /// Largest UDP payload over IPv4/IPv6 (without jumbograms).
@@ -94,7 +95,11 @@ fn is_keepalive(bytes: &[u8]) -> bool {
         .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
 }
 
-/// Receives datagrams on one socket until shutdown or until the event channel closes.
+/// Receives datagrams on one socket until shutdown or until the event queues close.
+///
+/// Before a datagram takes a place in a queue: a banned source's is dropped, an unknown
+/// source's over `unknown_source_rate` is dropped (both counted), a configured peer's
+/// goes to the peers' queue and any other to the shared one ([`crate::TransportEvents`]).
 pub(crate) async fn recv_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) {
     let mut shutdown = shared.shutdown_rx();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -113,6 +118,19 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: 
             _ = shutdown.changed() => return,
         };
         let Some(data) = buf.get(..n) else { continue };
+        let now = Instant::now();
+        let class = match shared.border.admit_datagram(remote.ip(), now) {
+            Admission::Banned => {
+                inc(&shared.counters.banned_drops);
+                continue;
+            }
+            Admission::OverRate => {
+                inc(&shared.counters.source_rate_drops);
+                continue;
+            }
+            Admission::Trunk => Class::Trunk,
+            Admission::Unknown => Class::Other,
+        };
         if n > max {
             inc(&shared.counters.oversize_drops);
             continue;
@@ -128,12 +146,12 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: 
             conn: None,
             bytes: data.to_vec(),
             tls_peer_names: None,
-            received_at: Instant::now(),
+            received_at: now,
         });
-        match shared.events.try_send(ev) {
+        match shared.events.try_send(class, ev) {
             Ok(()) => shared.counters.message_in(Transport::Udp, n),
-            Err(TrySendError::Full(_)) => inc(&shared.counters.event_queue_drops),
-            Err(TrySendError::Closed(_)) => return,
+            Err(Refused::Full) => inc(&shared.counters.event_queue_drops),
+            Err(Refused::Closed) => return,
         }
     }
 }

@@ -15,7 +15,7 @@ use common::{
 };
 use portcullis_net::{
     Inbound, ListenerConfig, NetError, Outbound, SipTransports, Transport, TransportConfig,
-    TransportEvent,
+    TransportEvent, TransportEvents,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -91,7 +91,7 @@ async fn mtls_server(
     ca: &TestCa,
     srv_leaf: &Leaf,
     expected: &[&str],
-) -> (SipTransports, mpsc::Receiver<TransportEvent>, SocketAddr) {
+) -> (SipTransports, TransportEvents, SocketAddr) {
     let (srv, rx) = SipTransports::bind(TransportConfig {
         listeners: vec![ListenerConfig {
             transport: Transport::Mtls,
@@ -135,7 +135,7 @@ fn respond(srv: &SipTransports, m: &Inbound, resp: &[u8]) {
 /// dropped the connection) and checks that the server refused the client.
 async fn expect_refused(
     mut child: Child,
-    srx: &mut mpsc::Receiver<TransportEvent>,
+    srx: &mut TransportEvents,
     refused: impl FnMut() -> bool,
 ) {
     if let Some(stdin) = child.stdin.as_mut() {
@@ -299,10 +299,7 @@ async fn spawn_s_server(
 }
 
 /// Our transports with only a TLS client (trusting `ca`, presenting `cert` if given).
-async fn tls_client(
-    ca: &TestCa,
-    cert: Option<&Leaf>,
-) -> (SipTransports, mpsc::Receiver<TransportEvent>) {
+async fn tls_client(ca: &TestCa, cert: Option<&Leaf>) -> (SipTransports, TransportEvents) {
     SipTransports::bind(TransportConfig {
         tls_client: Some(client_settings(ca, cert)),
         ..TransportConfig::default()

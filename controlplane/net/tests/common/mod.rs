@@ -6,12 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use portcullis_net::{Inbound, TransportEvent};
+use portcullis_net::{Inbound, TransportEvent, TransportEvents};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// Upper bound for any single wait in a test.
@@ -34,7 +33,7 @@ pub fn options(branch: &str, body: &str) -> Vec<u8> {
 }
 
 /// Next event, failing the test after [`WAIT`].
-pub async fn next_event(rx: &mut mpsc::Receiver<TransportEvent>) -> TransportEvent {
+pub async fn next_event(rx: &mut TransportEvents) -> TransportEvent {
     match timeout(WAIT, rx.recv()).await {
         Ok(Some(ev)) => ev,
         Ok(None) => panic!("event channel closed"),
@@ -43,7 +42,7 @@ pub async fn next_event(rx: &mut mpsc::Receiver<TransportEvent>) -> TransportEve
 }
 
 /// Next `Message` event, skipping connection-opened events; panics on anything else.
-pub async fn next_message(rx: &mut mpsc::Receiver<TransportEvent>) -> Inbound {
+pub async fn next_message(rx: &mut TransportEvents) -> Inbound {
     loop {
         match next_event(rx).await {
             TransportEvent::Message(m) => return m,
@@ -54,7 +53,7 @@ pub async fn next_message(rx: &mut mpsc::Receiver<TransportEvent>) -> Inbound {
 }
 
 /// Asserts that no event arrives within `d`.
-pub async fn no_event(rx: &mut mpsc::Receiver<TransportEvent>, d: Duration) {
+pub async fn no_event(rx: &mut TransportEvents, d: Duration) {
     if let Ok(ev) = timeout(d, rx.recv()).await {
         panic!("unexpected event {ev:?}");
     }
