@@ -107,6 +107,15 @@ impl TestCa {
     /// Issues a certificate for `names` (SAN DNS names, or IP addresses), valid for both
     /// server and client authentication.
     pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
+        self.issue(file, names, |_| {})
+    }
+
+    fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let sans: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         let mut p = CertificateParams::new(sans).expect("leaf params");
@@ -117,12 +126,27 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        adjust(&mut p);
         let cert = p.signed_by(&key, &self.cert, &self.key).expect("sign leaf");
         let cert_pem = self.dir.path().join(format!("{}-{file}.pem", self.name));
         let key_pem = self.dir.path().join(format!("{}-{file}.key", self.name));
         std::fs::write(&cert_pem, cert.pem()).expect("write leaf");
         std::fs::write(&key_pem, key.serialize_pem()).expect("write key");
         Leaf { cert_pem, key_pem }
+    }
+
+    /// Like [`TestCa::leaf`], valid only between two dates `(year, month, day)`.
+    pub fn leaf_valid(
+        &self,
+        file: &str,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Leaf {
+        self.issue(file, names, |p| {
+            p.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+            p.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        })
     }
 
     pub fn path(&self) -> &Path {
