@@ -217,7 +217,7 @@ impl SipTransports {
     ///   `out.remote` of the same transport, else on a new connection (TLS: SNI and
     ///   certificate check against `out.tls_server_name`, or the IP address when `None`).
     ///   Returns the connection used. A failure after this returns `Ok` (connect, handshake,
-    ///   write) is reported as [`TransportEvent::SendFailed`].
+    ///   write) is reported as [`crate::TransportEvent::SendFailed`].
     pub fn send(&self, out: Outbound) -> Result<Option<ConnId>, NetError> {
         let shared = &self.inner.shared;
         let r = self.send_inner(out);
@@ -304,7 +304,7 @@ impl SipTransports {
     }
 
     /// Closes a connection: queued messages are still written, then the socket is shut
-    /// down and [`TransportEvent::ConnectionClosed`] is reported.
+    /// down and [`crate::TransportEvent::ConnectionClosed`] is reported.
     pub fn close(&self, conn: ConnId) -> bool {
         let mut t = self.inner.shared.table();
         close_entry(&mut t, conn)
