@@ -178,6 +178,14 @@ pub struct SipLimits {
     pub per_connection_buffer: usize,
     /// Idle stream connections are closed after this.
     pub tcp_idle_timeout: Duration,
+    /// A stream message's headers must be whole this long after its first byte.
+    pub header_timeout: Duration,
+    /// Slowest a stream message may arrive, bytes per second (≥ 1).
+    pub min_receive_rate: u32,
+    /// Connections of `max_tcp_connections` kept for configured trunks (≤ it).
+    pub trunk_connection_reserve: u32,
+    /// UDP datagrams per second accepted from one source that is not a trunk (≥ 1).
+    pub unknown_source_rate: u32,
 }
 
 /// `[sip.session_timer]` (RFC 4028).

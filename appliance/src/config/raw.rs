@@ -183,6 +183,21 @@ pub struct RawSipLimits {
     /// Idle time after which a TCP/TLS connection is closed.
     #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: String,
+    // Transport edge guards: slow messages, the trunks' connection reserve, and the
+    // receive-path rate of unknown UDP sources.
+    /// Time from a stream message's first byte to the end of its headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// Slowest a stream message may arrive, bytes per second.
+    #[serde(default = "default_min_receive_rate")]
+    pub min_receive_rate: u32,
+    /// TCP/TLS connections kept for configured trunks; absent: a tenth of
+    /// `max_tcp_connections`.
+    #[serde(default)]
+    pub trunk_connection_reserve: Option<u32>,
+    /// Datagrams per second from one source that is not a configured trunk.
+    #[serde(default = "default_unknown_source_rate")]
+    pub unknown_source_rate: u32,
 }
 
 fn default_max_message_size() -> u32 {
@@ -203,6 +218,15 @@ fn default_per_connection_buffer() -> u32 {
 fn default_tcp_idle_timeout() -> String {
     s("5m")
 }
+fn default_header_timeout() -> String {
+    s("10s")
+}
+fn default_min_receive_rate() -> u32 {
+    1024
+}
+fn default_unknown_source_rate() -> u32 {
+    100
+}
 
 impl Default for RawSipLimits {
     fn default() -> Self {
@@ -213,6 +237,10 @@ impl Default for RawSipLimits {
             per_connection_rate: default_per_connection_rate(),
             per_connection_buffer: default_per_connection_buffer(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            header_timeout: default_header_timeout(),
+            min_receive_rate: default_min_receive_rate(),
+            trunk_connection_reserve: None,
+            unknown_source_rate: default_unknown_source_rate(),
         }
     }
 }

@@ -16,7 +16,7 @@ use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{ConnId, PeerAddr, Transport as TxTransport, TxStats};
 use portcullis_net::{
     CloseReason, ConnId as NetConnId, Outbound, SipTransports, Transport as NetTransport,
-    TransportEvent,
+    TransportEvent, TransportEvents,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -139,7 +139,7 @@ pub struct EngineTaskConfig {
 pub async fn run(
     mut b2b: B2bua<DataplaneMedia>,
     net: SipTransports,
-    mut events: mpsc::Receiver<TransportEvent>,
+    mut events: TransportEvents,
     mut cmds: mpsc::Receiver<Cmd>,
     tc: EngineTaskConfig,
 ) {
@@ -461,7 +461,8 @@ impl Ctx {
                 source,
             } => tracing::info!(status, %reason, %source, "request rejected"),
             CallEvent::PolicyBan { ip, duration } => {
-                // Its TCP/TLS connections go too, and it gets none until the ban ends.
+                // The drivers drop its datagrams before the engine's queue, close its
+                // TCP/TLS connections and refuse new ones until the ban ends.
                 let closed = self.net.refuse(ip, duration);
                 tracing::warn!(%ip, ?duration, closed, "source banned");
             }

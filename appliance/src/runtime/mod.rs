@@ -102,6 +102,9 @@ async fn serve(
     for (t, a) in net.local_addrs() {
         tracing::info!(transport = ?t, addr = %a, "SIP listener up");
     }
+    // Configured trunks keep their own event queue, skip the per-source datagram rate
+    // and may use the connection reserve.
+    net.set_trunk_sources(convert::trunk_sources(&ec));
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
     let b2b = B2bua::new(Arc::new(ec), media, seed()).context("call engine")?;
     let cdr = cdr_writer::CdrWriter::start(&config.cdr)
