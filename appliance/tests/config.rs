@@ -425,7 +425,7 @@ const CASES: &[Case] = &[
     Case {
         edits: &[("[media]", "[sip.limits]\nunknown_source_rate = 0\n\n[media]")],
         path: "sip.limits.unknown_source_rate",
-        at: "0",
+        at: "0\n\n[media]",
         says: "must be at least 1",
     },
     Case {
