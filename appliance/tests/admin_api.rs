@@ -92,6 +92,7 @@ fn full_snapshot() -> MetricsSnapshot {
         tls_name_rejections: 1,
         keepalives: 1,
         event_queue_drops: 1,
+        trunk_queue_drops: 1,
         send_failures: 1,
         banned_drops: 1,
         source_rate_drops: 1,

@@ -195,6 +195,11 @@ pub const FAMILIES: &[Family] = &[
         "Inbound UDP messages dropped because their engine queue (trunks, or other sources) was full.",
     ),
     fam(
+        "portcullis_sip_transport_trunk_queue_drops_total",
+        C,
+        "Of those, UDP messages from configured trunks (their own queue was full).",
+    ),
+    fam(
         "portcullis_sip_transport_send_failures_total",
         C,
         "Sends that failed.",

@@ -159,6 +159,11 @@ pub async fn run(
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Set when a whole input budget was taken: the drivers' receive tasks get their
+        // turn before the next batch (on a single control-plane thread, overload then
+        // lands in the drivers' event queues, where trunks have their own, not in the
+        // sockets' kernel buffers, which every source shares).
+        let mut busy = false;
         let now = clock.now();
         let teams_due = ctx.teams.as_ref().and_then(|t| t.poll_timeout(now));
         let deadline = [b2b.poll_timeout(), teams_due]
@@ -187,10 +192,14 @@ pub async fn run(
                     break;
                 };
                 ctx.transport_event(&mut b2b, ev);
+                busy = true;
                 for _ in 1..INPUT_BUDGET {
                     match events.try_recv() {
                         Ok(ev) => ctx.transport_event(&mut b2b, ev),
-                        Err(_) => break,
+                        Err(_) => {
+                            busy = false;
+                            break;
+                        }
                     }
                 }
             }
@@ -204,6 +213,9 @@ pub async fn run(
             _ = media_tick.tick() => ctx.media(&mut b2b),
         }
         ctx.flush(&mut b2b);
+        if busy {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

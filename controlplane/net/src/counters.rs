@@ -45,6 +45,8 @@ pub struct NetCounters {
     pub keepalives: AtomicU64,
     /// UDP messages dropped because their event queue was full.
     pub event_queue_drops: AtomicU64,
+    /// Of those, datagrams from configured peers (their own queue was full).
+    pub trunk_queue_drops: AtomicU64,
     /// Sends that failed (synchronously or reported as `SendFailed`).
     pub send_failures: AtomicU64,
     /// UDP datagrams from banned sources, dropped before the event queues.
@@ -83,6 +85,7 @@ pub struct NetCountersSnapshot {
     pub tls_name_rejections: u64,
     pub keepalives: u64,
     pub event_queue_drops: u64,
+    pub trunk_queue_drops: u64,
     pub send_failures: u64,
     pub banned_drops: u64,
     pub source_rate_drops: u64,
@@ -117,6 +120,7 @@ impl NetCountersSnapshot {
         f("tls_name_rejections_total", None, self.tls_name_rejections);
         f("keepalives_total", None, self.keepalives);
         f("event_queue_drops_total", None, self.event_queue_drops);
+        f("trunk_queue_drops_total", None, self.trunk_queue_drops);
         f("send_failures_total", None, self.send_failures);
         f("banned_drops_total", None, self.banned_drops);
         f("source_rate_drops_total", None, self.source_rate_drops);
@@ -174,6 +178,7 @@ impl NetCounters {
             tls_name_rejections: get(&self.tls_name_rejections),
             keepalives: get(&self.keepalives),
             event_queue_drops: get(&self.event_queue_drops),
+            trunk_queue_drops: get(&self.trunk_queue_drops),
             send_failures: get(&self.send_failures),
             banned_drops: get(&self.banned_drops),
             source_rate_drops: get(&self.source_rate_drops),
@@ -222,6 +227,7 @@ mod tests {
         s.tls_name_rejections = next();
         s.keepalives = next();
         s.event_queue_drops = next();
+        s.trunk_queue_drops = next();
         s.send_failures = next();
         s.banned_drops = next();
         s.source_rate_drops = next();
@@ -231,7 +237,7 @@ mod tests {
         s.reserve_refusals = next();
         let mut seen = Vec::new();
         s.for_each(|name, t, val| seen.push((name, t, val)));
-        assert_eq!(seen.len(), 16 + 17);
+        assert_eq!(seen.len(), 16 + 18);
         let mut vals: Vec<u64> = seen.iter().map(|x| x.2).collect();
         vals.sort_unstable();
         vals.dedup();
