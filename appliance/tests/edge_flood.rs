@@ -58,8 +58,8 @@ fn options(sip: u16, from: std::net::SocketAddr, id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends the flood from every unknown source until `stop`; returns datagrams sent.
-fn flood(sip: u16, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) {
+/// Sends the flood from every unknown source until `stop`, counting in `sent`.
+fn flood(sip: u16, stop: &AtomicBool, sent: &AtomicU64) {
     let socks: Vec<UdpSocket> = FLOOD_IPS
         .map(|i| UdpSocket::bind((format!("127.0.0.{i}").as_str(), 0)).expect("flood socket"))
         .collect();
@@ -122,7 +122,7 @@ fn trunk_options_are_answered_while_unknown_sources_flood_the_engine() {
     let flooders: Vec<_> = (0..2)
         .map(|_| {
             let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
-            std::thread::spawn(move || flood(p.sip, stop, sent))
+            std::thread::spawn(move || flood(p.sip, &stop, &sent))
         })
         .collect();
     let stop_flood = || {
