@@ -362,8 +362,11 @@ pub fn transport_config(cfg: &Config) -> TransportConfig {
 
 /// The drivers' classification of configured peers, from the engine's trunks: the
 /// networks of a trunk's ACL, or its address when the ACL is empty (as
-/// `TrunkConfig::matches_source` classifies requests).
-pub fn trunk_sources(ec: &EngineConfig) -> TrunkSources {
+/// `TrunkConfig::matches_source` classifies requests); and every Teams proxy address.
+pub fn trunk_sources(ec: &EngineConfig, teams: Option<&TeamsPlan>) -> TrunkSources {
+    let proxies = teams
+        .into_iter()
+        .flat_map(|t| t.proxies.iter().map(|p| IpNet::host(p.addr.ip())));
     let nets: Vec<IpNet> = ec
         .trunks
         .iter()
@@ -374,6 +377,7 @@ pub fn trunk_sources(ec: &EngineConfig) -> TrunkSources {
                 t.acl.clone()
             }
         })
+        .chain(proxies)
         .collect();
     TrunkSources::new(move |ip| nets.iter().any(|n| n.contains(ip)))
 }
@@ -471,6 +475,22 @@ trusted_roots = "/nonexistent/roots.pem"
     }
 
     #[test]
+    fn every_teams_proxy_is_a_configured_peer() {
+        let cfg = teams_config();
+        let plan = teams_plan(&cfg).unwrap();
+        let trunks = trunk_sources(&engine_config(&cfg).unwrap(), plan.as_ref());
+        for a in [
+            "52.114.148.0",
+            "52.114.132.46",
+            "52.114.75.24",
+            "198.51.100.20",
+        ] {
+            assert!(trunks.contains(a.parse().unwrap()), "{a}");
+        }
+        assert!(!trunks.contains("52.113.7.9".parse().unwrap()));
+    }
+
+    #[test]
     fn calls_from_teams_are_recognised_by_certificate_from_any_address() {
         let ec = engine_config(&teams_config()).unwrap();
         let teams = ec.trunks.iter().position(|t| t.name == "teams").unwrap();
@@ -515,7 +535,7 @@ trusted_roots = "/nonexistent/roots.pem"
             l.trunk_connection_reserve, 50,
             "a tenth of max_tcp_connections"
         );
-        let trunks = trunk_sources(&engine_config(&cfg).unwrap());
+        let trunks = trunk_sources(&engine_config(&cfg).unwrap(), None);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(
             trunks.contains(ip("127.0.0.1")),

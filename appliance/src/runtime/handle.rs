@@ -246,8 +246,8 @@ impl ApplianceHandle {
             .map_err(|e| format!("reload task failed: {e}"))?
             .map_err(|e| e.to_string())?;
         let ec = convert::engine_config(&cfg).map_err(|e| e.to_string())?;
-        let trunk_sources = convert::trunk_sources(&ec);
         let teams = convert::teams_plan(&cfg).map_err(|e| e.to_string())?;
+        let trunk_sources = convert::trunk_sources(&ec, teams.as_ref());
         // Certificates, keys and CA files are read again (also when replaced in place
         // under the same name) and checked before anything changes.
         let tc = convert::transport_config(&cfg);

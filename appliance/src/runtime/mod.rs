@@ -102,16 +102,16 @@ async fn serve(
     for (t, a) in net.local_addrs() {
         tracing::info!(transport = ?t, addr = %a, "SIP listener up");
     }
+    let teams = convert::teams_plan(&config).context("configuration")?;
     // Configured trunks keep their own event queue, skip the per-source datagram rate
     // and may use the connection reserve.
-    net.set_trunk_sources(convert::trunk_sources(&ec));
+    net.set_trunk_sources(convert::trunk_sources(&ec, teams.as_ref()));
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
     let b2b = B2bua::new(Arc::new(ec), media, seed()).context("call engine")?;
     let cdr = cdr_writer::CdrWriter::start(&config.cdr)
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
-    let teams = convert::teams_plan(&config).context("configuration")?;
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
         net.clone(),
