@@ -6,7 +6,8 @@
 //! (`portcullis_sip_transport_event_queue_drops_total` rises during the exchange).
 //!
 //! The flood is let through the per-source rate (`unknown_source_rate` set very high) so
-//! that it reaches the queue; `[policy]` drops it silently and bans nobody. Every step is
+//! that it reaches the queue, and the queues are small (`engine_queue` 64) so that it
+//! fills whatever the speed of the machine; `[policy]` drops it silently and bans nobody. Every step is
 //! bounded in time and the flood stops by itself.
 
 mod sipp_harness;
@@ -113,7 +114,7 @@ fn trunk_options_are_answered_while_unknown_sources_flood_the_engine() {
         .replace("unknown_source = \"reject\"", "unknown_source = \"drop\"")
         .replace(
             "[media]",
-            "[sip.limits]\nunknown_source_rate = 100000000\n\n[media]",
+            "[sip.limits]\nunknown_source_rate = 100000000\nengine_queue = 64\n\n[media]",
         );
     let app = Appliance::start(&toml);
 

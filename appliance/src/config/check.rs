@@ -286,6 +286,7 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         ("per_connection_rate", l.per_connection_rate),
         ("min_receive_rate", l.min_receive_rate),
         ("unknown_source_rate", l.unknown_source_rate),
+        ("engine_queue", l.engine_queue),
     ] {
         if v == 0 {
             c.err(format!("sip.limits.{k}"), "must be at least 1");
@@ -344,6 +345,7 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         min_receive_rate: l.min_receive_rate,
         trunk_connection_reserve: reserve,
         unknown_source_rate: l.unknown_source_rate,
+        engine_queue: usize::try_from(l.engine_queue).ok()?,
     })
 }
 

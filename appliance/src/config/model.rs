@@ -186,6 +186,8 @@ pub struct SipLimits {
     pub trunk_connection_reserve: u32,
     /// UDP datagrams per second accepted from one source that is not a trunk (≥ 1).
     pub unknown_source_rate: u32,
+    /// Messages waiting for the call engine, per queue (≥ 1).
+    pub engine_queue: usize,
 }
 
 /// `[sip.session_timer]` (RFC 4028).

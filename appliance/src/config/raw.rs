@@ -198,6 +198,9 @@ pub struct RawSipLimits {
     /// Datagrams per second from one source that is not a configured trunk.
     #[serde(default = "default_unknown_source_rate")]
     pub unknown_source_rate: u32,
+    /// Messages waiting for the call engine, per queue (trunks, other sources).
+    #[serde(default = "default_engine_queue")]
+    pub engine_queue: u32,
 }
 
 fn default_max_message_size() -> u32 {
@@ -227,6 +230,9 @@ fn default_min_receive_rate() -> u32 {
 fn default_unknown_source_rate() -> u32 {
     100
 }
+fn default_engine_queue() -> u32 {
+    8192
+}
 
 impl Default for RawSipLimits {
     fn default() -> Self {
@@ -241,6 +247,7 @@ impl Default for RawSipLimits {
             min_receive_rate: default_min_receive_rate(),
             trunk_connection_reserve: None,
             unknown_source_rate: default_unknown_source_rate(),
+            engine_queue: default_engine_queue(),
         }
     }
 }

@@ -356,6 +356,7 @@ pub fn transport_config(cfg: &Config) -> TransportConfig {
         listeners,
         limits,
         tls_client,
+        event_queue: lim.engine_queue,
         ..TransportConfig::default()
     }
 }
@@ -516,7 +517,7 @@ trusted_roots = "/nonexistent/roots.pem"
             "[media]",
             "[sip.limits]\nmax_tcp_connections = 500\nper_connection_rate = 7\n\
              per_connection_buffer = 70000\nheader_timeout = \"3s\"\nmin_receive_rate = 9\n\
-             unknown_source_rate = 11\n\n[media]",
+             unknown_source_rate = 11\nengine_queue = 13\n\n[media]",
         );
         let src = src.replacen(
             "address = \"127.0.0.1:5080\"",
@@ -525,7 +526,9 @@ trusted_roots = "/nonexistent/roots.pem"
         );
         let cfg =
             Config::from_toml(&src, std::path::Path::new("."), &LoadOptions::default()).unwrap();
-        let l = transport_config(&cfg).limits;
+        let tc = transport_config(&cfg);
+        assert_eq!(tc.event_queue, 13);
+        let l = tc.limits;
         assert_eq!(l.per_connection_rate, 7);
         assert_eq!(l.per_connection_buffer, 70000);
         assert_eq!(l.header_timeout, std::time::Duration::from_secs(3));

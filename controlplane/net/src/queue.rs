@@ -49,6 +49,12 @@ impl EventQueues {
         self.of(class).send(ev).await.map_err(|_| ())
     }
 
+    /// Whether the queue of `class` has room now (a later `try_send` may still find it
+    /// full: other receive tasks share it).
+    pub(crate) fn has_room(&self, class: Class) -> bool {
+        self.of(class).capacity() > 0
+    }
+
     /// Never waits (UDP); the event is dropped when its queue is full.
     pub(crate) fn try_send(&self, class: Class, ev: TransportEvent) -> Result<(), Refused> {
         self.of(class).try_send(ev).map_err(|e| match e {

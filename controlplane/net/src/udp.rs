@@ -167,6 +167,10 @@ fn datagram(shared: &Shared, local: SocketAddr, data: &[u8], remote: SocketAddr)
         inc(&shared.counters.keepalives);
         return true;
     }
+    // A full queue drops the datagram before it is copied.
+    if !shared.events.has_room(class) {
+        return queue_full(shared, class);
+    }
     let ev = TransportEvent::Message(Inbound {
         transport: Transport::Udp,
         local,
@@ -178,13 +182,16 @@ fn datagram(shared: &Shared, local: SocketAddr, data: &[u8], remote: SocketAddr)
     });
     match shared.events.try_send(class, ev) {
         Ok(()) => shared.counters.message_in(Transport::Udp, n),
-        Err(Refused::Full) => {
-            inc(&shared.counters.event_queue_drops);
-            if class == Class::Trunk {
-                inc(&shared.counters.trunk_queue_drops);
-            }
-        }
+        Err(Refused::Full) => return queue_full(shared, class),
         Err(Refused::Closed) => return false,
+    }
+    true
+}
+
+fn queue_full(shared: &Shared, class: Class) -> bool {
+    inc(&shared.counters.event_queue_drops);
+    if class == Class::Trunk {
+        inc(&shared.counters.trunk_queue_drops);
     }
     true
 }
