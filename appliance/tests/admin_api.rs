@@ -93,7 +93,14 @@ fn full_snapshot() -> MetricsSnapshot {
         tls_name_rejections: 1,
         keepalives: 1,
         event_queue_drops: 1,
+        trunk_queue_drops: 1,
         send_failures: 1,
+        banned_drops: 1,
+        source_rate_drops: 1,
+        rate_limited: 1,
+        buffer_closes: 1,
+        slow_closes: 1,
+        reserve_refusals: 1,
     };
     let mut drops = [0; portcullis_dataplane::DROP_REASONS];
     drops[0] = 1;

@@ -439,6 +439,24 @@ const CASES: &[Case] = &[
         says: "at least 1",
     },
     Case {
+        edits: &[("[media]", "[sip.limits]\nmax_tcp_connections = 100\nmax_connections_per_source = 10\ntrunk_connection_reserve = 101\n\n[media]")],
+        path: "sip.limits.trunk_connection_reserve",
+        at: "101",
+        says: "must not exceed max_tcp_connections (100)",
+    },
+    Case {
+        edits: &[("[media]", "[sip.limits]\nheader_timeout = \"500ms\"\n\n[media]")],
+        path: "sip.limits.header_timeout",
+        at: "\"500ms\"",
+        says: "shorter than the minimum",
+    },
+    Case {
+        edits: &[("[media]", "[sip.limits]\nunknown_source_rate = 0\n\n[media]")],
+        path: "sip.limits.unknown_source_rate",
+        at: "0\n\n[media]",
+        says: "must be at least 1",
+    },
+    Case {
         edits: &[("[[trunk]]", "[teams]\nsbc_fqdn = \"sbc.example.com\"\n\n[[trunk]]")],
         path: "teams.cert_chain",
         at: "[teams]",

@@ -220,12 +220,48 @@ pub const FAMILIES: &[Family] = &[
     fam(
         "portcullis_sip_transport_event_queue_drops_total",
         C,
-        "Inbound messages dropped because the engine queue was full.",
+        "Inbound UDP messages dropped because their engine queue (trunks, or other sources) was full.",
+    ),
+    fam(
+        "portcullis_sip_transport_trunk_queue_drops_total",
+        C,
+        "Of those, UDP messages from configured trunks (their own queue was full).",
     ),
     fam(
         "portcullis_sip_transport_send_failures_total",
         C,
         "Sends that failed.",
+    ),
+    // Transport edge guards ([sip.limits]).
+    fam(
+        "portcullis_sip_transport_banned_drops_total",
+        C,
+        "UDP datagrams from sources banned by the policy, dropped before the engine queue.",
+    ),
+    fam(
+        "portcullis_sip_transport_source_rate_drops_total",
+        C,
+        "UDP datagrams from non-trunk sources over sip.limits.unknown_source_rate, dropped before the engine queue.",
+    ),
+    fam(
+        "portcullis_sip_transport_rate_limited_total",
+        C,
+        "TCP/TLS messages over sip.limits.per_connection_rate (requests answered 503), not passed to the engine.",
+    ),
+    fam(
+        "portcullis_sip_transport_buffer_closes_total",
+        C,
+        "TCP/TLS connections closed because a pending message outgrew sip.limits.per_connection_buffer.",
+    ),
+    fam(
+        "portcullis_sip_transport_slow_closes_total",
+        C,
+        "TCP/TLS connections closed because a message missed sip.limits.header_timeout or min_receive_rate.",
+    ),
+    fam(
+        "portcullis_sip_transport_reserve_refusals_total",
+        C,
+        "TCP/TLS connections from non-trunk sources refused because only sip.limits.trunk_connection_reserve was left.",
     ),
     fam(
         "portcullis_dataplane_info",

@@ -287,6 +287,9 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         ("max_tcp_connections", l.max_tcp_connections),
         ("max_connections_per_source", l.max_connections_per_source),
         ("per_connection_rate", l.per_connection_rate),
+        ("min_receive_rate", l.min_receive_rate),
+        ("unknown_source_rate", l.unknown_source_rate),
+        ("engine_queue", l.engine_queue),
     ] {
         if v == 0 {
             c.err(format!("sip.limits.{k}"), "must be at least 1");
@@ -326,9 +329,27 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         );
         ok = false;
     }
+    let reserve = l
+        .trunk_connection_reserve
+        .unwrap_or(l.max_tcp_connections / 10);
+    if reserve > l.max_tcp_connections {
+        c.err(
+            "sip.limits.trunk_connection_reserve",
+            format!(
+                "must not exceed max_tcp_connections ({})",
+                l.max_tcp_connections
+            ),
+        );
+        ok = false;
+    }
     let idle = c.duration(
         "sip.limits.tcp_idle_timeout",
         &l.tcp_idle_timeout,
+        Duration::from_secs(1),
+    );
+    let header_timeout = c.duration(
+        "sip.limits.header_timeout",
+        &l.header_timeout,
         Duration::from_secs(1),
     );
     ok.then_some(())?;
@@ -342,6 +363,11 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         max_calls: l.max_calls,
         max_transactions: l.max_transactions,
         max_transactions_per_source: l.max_transactions_per_source,
+        header_timeout: header_timeout?,
+        min_receive_rate: l.min_receive_rate,
+        trunk_connection_reserve: reserve,
+        unknown_source_rate: l.unknown_source_rate,
+        engine_queue: usize::try_from(l.engine_queue).ok()?,
     })
 }
 

@@ -187,6 +187,16 @@ pub struct SipLimits {
     pub max_transactions: u32,
     /// Live server transactions per source IP (1..=`max_transactions`).
     pub max_transactions_per_source: u32,
+    /// A stream message's headers must be whole this long after its first byte.
+    pub header_timeout: Duration,
+    /// Slowest a stream message may arrive, bytes per second (≥ 1).
+    pub min_receive_rate: u32,
+    /// Connections of `max_tcp_connections` kept for configured trunks (≤ it).
+    pub trunk_connection_reserve: u32,
+    /// UDP datagrams per second accepted from one source that is not a trunk (≥ 1).
+    pub unknown_source_rate: u32,
+    /// Messages waiting for the call engine, per queue (≥ 1).
+    pub engine_queue: usize,
 }
 
 /// `[sip.session_timer]` (RFC 4028).

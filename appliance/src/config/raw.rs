@@ -196,6 +196,24 @@ pub struct RawSipLimits {
     /// Live server transactions created by one source IP (trunks included).
     #[serde(default = "default_max_transactions_per_source")]
     pub max_transactions_per_source: u32,
+    // Transport edge guards: slow messages, the trunks' connection reserve, and the
+    // receive-path rate of unknown UDP sources.
+    /// Time from a stream message's first byte to the end of its headers.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// Slowest a stream message may arrive, bytes per second.
+    #[serde(default = "default_min_receive_rate")]
+    pub min_receive_rate: u32,
+    /// TCP/TLS connections kept for configured trunks; absent: a tenth of
+    /// `max_tcp_connections`.
+    #[serde(default)]
+    pub trunk_connection_reserve: Option<u32>,
+    /// Datagrams per second from one source that is not a configured trunk.
+    #[serde(default = "default_unknown_source_rate")]
+    pub unknown_source_rate: u32,
+    /// Messages waiting for the call engine, per queue (trunks, other sources).
+    #[serde(default = "default_engine_queue")]
+    pub engine_queue: u32,
 }
 
 fn default_max_transactions() -> u32 {
@@ -223,6 +241,18 @@ fn default_per_connection_buffer() -> u32 {
 fn default_tcp_idle_timeout() -> String {
     s("5m")
 }
+fn default_header_timeout() -> String {
+    s("10s")
+}
+fn default_min_receive_rate() -> u32 {
+    1024
+}
+fn default_unknown_source_rate() -> u32 {
+    100
+}
+fn default_engine_queue() -> u32 {
+    8192
+}
 
 impl Default for RawSipLimits {
     fn default() -> Self {
@@ -236,6 +266,11 @@ impl Default for RawSipLimits {
             max_calls: None,
             max_transactions: default_max_transactions(),
             max_transactions_per_source: default_max_transactions_per_source(),
+            header_timeout: default_header_timeout(),
+            min_receive_rate: default_min_receive_rate(),
+            trunk_connection_reserve: None,
+            unknown_source_rate: default_unknown_source_rate(),
+            engine_queue: default_engine_queue(),
         }
     }
 }

@@ -18,7 +18,7 @@ use portcullis_engine::teams::{HealthConfig, ProxyTarget};
 use portcullis_engine::transaction::Transport as TxTransport;
 use portcullis_net::{
     ClientCertificate, Limits, ListenerConfig as NetListener, TlsClientSettings, TlsServerSettings,
-    Transport as NetTransport, TransportConfig,
+    Transport as NetTransport, TransportConfig, TrunkSources,
 };
 
 use super::teams::TeamsPlan;
@@ -342,6 +342,13 @@ pub fn transport_config(cfg: &Config) -> TransportConfig {
         max_connections_per_ip: usize::try_from(lim.max_connections_per_source)
             .unwrap_or(usize::MAX),
         tcp_idle_timeout: lim.tcp_idle_timeout,
+        per_connection_rate: lim.per_connection_rate,
+        per_connection_buffer: lim.per_connection_buffer,
+        header_timeout: lim.header_timeout,
+        min_receive_rate: lim.min_receive_rate,
+        trunk_connection_reserve: usize::try_from(lim.trunk_connection_reserve)
+            .unwrap_or(usize::MAX),
+        unknown_source_rate: lim.unknown_source_rate,
         ..Limits::default()
     };
     let tls_client = cfg.teams.as_ref().map(|t| TlsClientSettings {
@@ -355,8 +362,23 @@ pub fn transport_config(cfg: &Config) -> TransportConfig {
         listeners,
         limits,
         tls_client,
+        event_queue: lim.engine_queue,
         ..TransportConfig::default()
     }
+}
+
+/// The drivers' classification of configured peers, from the engine's trunks: the
+/// networks of a trunk's ACL, or its address when the ACL is empty (as
+/// `TrunkConfig::matches_source` classifies requests); and every Teams proxy address.
+pub fn trunk_sources(ec: &EngineConfig, teams: Option<&TeamsPlan>) -> TrunkSources {
+    let proxies: Vec<IpAddr> = teams
+        .into_iter()
+        .flat_map(|t| t.proxies.iter().map(|p| p.addr.ip().to_canonical()))
+        .collect();
+    let trunks = ec.trunks.clone();
+    TrunkSources::new(move |ip| {
+        trunks.iter().any(|t| t.matches_source(ip)) || proxies.contains(&ip.to_canonical())
+    })
 }
 
 #[cfg(test)]
@@ -452,6 +474,22 @@ trusted_roots = "/nonexistent/roots.pem"
     }
 
     #[test]
+    fn every_teams_proxy_is_a_configured_peer() {
+        let cfg = teams_config();
+        let plan = teams_plan(&cfg).unwrap();
+        let trunks = trunk_sources(&engine_config(&cfg).unwrap(), plan.as_ref());
+        for a in [
+            "52.114.148.0",
+            "52.114.132.46",
+            "52.114.75.24",
+            "198.51.100.20",
+        ] {
+            assert!(trunks.contains(a.parse().unwrap()), "{a}");
+        }
+        assert!(!trunks.contains("52.113.7.9".parse().unwrap()));
+    }
+
+    #[test]
     fn calls_from_teams_are_recognised_by_certificate_from_any_address() {
         let ec = engine_config(&teams_config()).unwrap();
         let teams = ec.trunks.iter().position(|t| t.name == "teams").unwrap();
@@ -469,6 +507,44 @@ trusted_roots = "/nonexistent/roots.pem"
             );
         }
         assert_eq!(classify("52.113.7.9:40123", &["sip.example.org"]), None);
+    }
+
+    #[test]
+    fn limits_and_trunk_sources_reach_the_drivers() {
+        let src = crate::config::DEFAULT_TOML.replace(
+            "[media]",
+            "[sip.limits]\nmax_tcp_connections = 500\nper_connection_rate = 7\n\
+             per_connection_buffer = 70000\nheader_timeout = \"3s\"\nmin_receive_rate = 9\n\
+             unknown_source_rate = 11\nengine_queue = 13\n\n[media]",
+        );
+        let src = src.replacen(
+            "address = \"127.0.0.1:5080\"",
+            "address = \"127.0.0.1:5080\"\nacl = [\"10.1.0.0/16\"]",
+            1,
+        );
+        let cfg =
+            Config::from_toml(&src, std::path::Path::new("."), &LoadOptions::default()).unwrap();
+        let tc = transport_config(&cfg);
+        assert_eq!(tc.event_queue, 13);
+        let l = tc.limits;
+        assert_eq!(l.per_connection_rate, 7);
+        assert_eq!(l.per_connection_buffer, 70000);
+        assert_eq!(l.header_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(l.min_receive_rate, 9);
+        assert_eq!(l.unknown_source_rate, 11);
+        assert_eq!(
+            l.trunk_connection_reserve, 50,
+            "a tenth of max_tcp_connections"
+        );
+        let trunks = trunk_sources(&engine_config(&cfg).unwrap(), None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(
+            trunks.contains(ip("127.0.0.1")),
+            "the address of a trunk without ACL"
+        );
+        assert!(trunks.contains(ip("10.1.2.3")), "inside a trunk's ACL");
+        assert!(!trunks.contains(ip("127.0.0.2")));
+        assert!(!trunks.contains(ip("10.2.0.1")));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{ConnId, PeerAddr, Transport as TxTransport, TxStats};
 use portcullis_net::{
     CloseReason, ConnId as NetConnId, Outbound, SipTransports, Transport as NetTransport,
-    TransportEvent,
+    TransportEvent, TransportEvents,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -157,7 +157,7 @@ pub struct EngineTaskConfig {
 pub async fn run(
     mut b2b: B2bua<DataplaneMedia>,
     net: SipTransports,
-    mut events: mpsc::Receiver<TransportEvent>,
+    mut events: TransportEvents,
     mut cmds: mpsc::Receiver<Cmd>,
     tc: EngineTaskConfig,
 ) {
@@ -184,6 +184,11 @@ pub async fn run(
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Set when a whole input budget was taken: the drivers' receive tasks get their
+        // turn before the next batch (on a single control-plane thread, overload then
+        // lands in the drivers' event queues, where trunks have their own, not in the
+        // sockets' kernel buffers, which every source shares).
+        let mut busy = false;
         let now = clock.now();
         let teams_due = ctx.teams.as_ref().and_then(|t| t.poll_timeout(now));
         let deadline = [b2b.poll_timeout(), teams_due]
@@ -212,10 +217,14 @@ pub async fn run(
                     break;
                 };
                 ctx.transport_event(&mut b2b, ev);
+                busy = true;
                 for _ in 1..INPUT_BUDGET {
                     match events.try_recv() {
                         Ok(ev) => ctx.transport_event(&mut b2b, ev),
-                        Err(_) => break,
+                        Err(_) => {
+                            busy = false;
+                            break;
+                        }
                     }
                 }
             }
@@ -229,6 +238,9 @@ pub async fn run(
             _ = media_tick.tick() => ctx.media(&mut b2b),
         }
         ctx.flush(&mut b2b);
+        if busy {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -597,7 +609,8 @@ impl Ctx {
                 );
             }
             CallEvent::PolicyBan { ip, duration } => {
-                // Its TCP/TLS connections go too, and it gets none until the ban ends.
+                // The drivers drop its datagrams before the engine's queue, close its
+                // TCP/TLS connections and refuse new ones until the ban ends.
                 let closed = self.net.refuse(ip, duration);
                 if self.rejects.banned(self.clock.now()) {
                     tracing::warn!(%ip, ?duration, closed, "source banned");

@@ -233,7 +233,8 @@ impl ApplianceHandle {
     /// certificate and roots) is read again from disk and checked first: a file that does
     /// not load or a key that does not match its certificate refuses the reload. On
     /// success new TLS connections, inbound and outbound, use it; established ones keep
-    /// theirs. Listener address/transport, limits and media changes need a restart
+    /// theirs. The trunks' source addresses (ACLs) the drivers classify by are swapped
+    /// too. Listener address/transport, limits and media changes need a restart
     /// (logged).
     pub async fn reload(&self) -> Result<u64, String> {
         let _serial = self.inner.reload_lock.lock().await;
@@ -259,6 +260,7 @@ impl ApplianceHandle {
             .map_err(|e| e.to_string())?;
         let ec = convert::engine_config(&cfg).map_err(|e| e.to_string())?;
         let teams = convert::teams_plan(&cfg).map_err(|e| e.to_string())?;
+        let trunk_sources = convert::trunk_sources(&ec, teams.as_ref());
         // Certificates, keys and CA files are read again (also when replaced in place
         // under the same name) and checked before anything changes.
         let tc = convert::transport_config(&cfg);
@@ -295,6 +297,7 @@ impl ApplianceHandle {
         self.ask(|tx| Cmd::SetConfig(Arc::new(ec), tx))
             .await
             .ok_or_else(|| "engine task not answering".to_owned())??;
+        self.inner.net.set_trunk_sources(trunk_sources);
         let tls_listeners = tls.listeners();
         self.inner.net.apply_tls(tls);
         tracing::info!(

@@ -103,6 +103,10 @@ async fn serve(
     for (t, a) in net.local_addrs() {
         tracing::info!(transport = ?t, addr = %a, "SIP listener up");
     }
+    let teams = convert::teams_plan(&config).context("configuration")?;
+    // Configured trunks keep their own event queue, skip the per-source datagram rate
+    // and may use the connection reserve.
+    net.set_trunk_sources(convert::trunk_sources(&ec, teams.as_ref()));
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
     let entropy = crate::entropy::OsEntropy::new().context("randomness")?;
     let b2b = B2bua::new(Arc::new(ec), media, entropy).context("call engine")?;
@@ -119,7 +123,6 @@ async fn serve(
         cdr.counters().clone(),
         clock,
     );
-    let teams = convert::teams_plan(&config).context("configuration")?;
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
         net.clone(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_net::{
     ListenerConfig, Outbound, SipTransports, Transport, TransportConfig, TransportEvent,
+    TransportEvents,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -27,7 +28,7 @@ fn msg(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn echo(net: SipTransports, mut rx: tokio::sync::mpsc::Receiver<TransportEvent>) {
+async fn echo(net: SipTransports, mut rx: TransportEvents) {
     while let Some(ev) = rx.recv().await {
         if let TransportEvent::Message(m) = ev {
             let mut o = Outbound::new(m.transport, m.remote, m.bytes);

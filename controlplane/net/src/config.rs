@@ -126,6 +126,30 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Messages queued toward one connection before [`crate::NetError::QueueFull`].
     pub per_connection_queue: usize,
+    /// Messages per second accepted on one stream connection (a token bucket holding one
+    /// second's worth). A request over the rate is answered `503 Service Unavailable` with
+    /// `Retry-After` by the driver (an ACK or a response over the rate is dropped); none
+    /// reaches the event channel. 0: no limit.
+    pub per_connection_rate: u32,
+    /// Bytes of one stream connection held before they form a whole message; a
+    /// connection whose pending message outgrows it is closed.
+    pub per_connection_buffer: usize,
+    /// Time from the first byte of a stream message to the end of its header section;
+    /// a connection whose message takes longer is closed.
+    pub header_timeout: Duration,
+    /// Slowest a stream message may arrive, in bytes per second: a message must be whole
+    /// within `header_timeout` plus one second per `min_receive_rate` bytes received so
+    /// far, or its connection is closed. 0: no minimum.
+    pub min_receive_rate: u32,
+    /// Connections of [`Limits::max_tcp_connections`] kept for configured peers (see
+    /// [`crate::TrunkSources`]) and for connections we open: inbound connections from
+    /// other sources are refused once `max_tcp_connections - trunk_connection_reserve`
+    /// are open.
+    pub trunk_connection_reserve: usize,
+    /// Datagrams per second accepted from one source address that is not a configured
+    /// peer, before the event channel (a token bucket holding one second's worth); the
+    /// rest are dropped and counted. 0: no limit.
+    pub unknown_source_rate: u32,
 }
 
 impl Default for Limits {
@@ -138,6 +162,12 @@ impl Default for Limits {
             tcp_idle_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
             per_connection_queue: 256,
+            per_connection_rate: 200,
+            per_connection_buffer: 256 * 1024,
+            header_timeout: Duration::from_secs(10),
+            min_receive_rate: 1024,
+            trunk_connection_reserve: 0,
+            unknown_source_rate: 0,
         }
     }
 }
@@ -154,8 +184,10 @@ pub struct TransportConfig {
     pub udp_sockets_per_listener: Option<usize>,
     /// Settings for TLS connections we open. `None`: outbound TLS is refused.
     pub tls_client: Option<TlsClientSettings>,
-    /// Capacity of the event channel returned by `bind`. UDP messages arriving while it is
-    /// full are dropped and counted; stream readers wait (TCP back-pressure).
+    /// Capacity of each of the two event queues behind [`crate::TransportEvents`] (one
+    /// for configured peers, one for every other source). UDP messages arriving while
+    /// their queue is full are dropped and counted; stream readers wait (TCP
+    /// back-pressure).
     pub event_queue: usize,
     /// Kernel socket buffer size asked for on UDP sockets (SO_RCVBUF / SO_SNDBUF).
     pub udp_buffer_bytes: usize,

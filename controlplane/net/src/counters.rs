@@ -43,10 +43,28 @@ pub struct NetCounters {
     /// CRLFCRLF pings answered with a CRLF pong (RFC 5626 §4.4.1), and whitespace-only
     /// UDP keepalive datagrams absorbed.
     pub keepalives: AtomicU64,
-    /// UDP messages dropped because the event channel was full.
+    /// UDP messages dropped because their event queue was full.
     pub event_queue_drops: AtomicU64,
+    /// Of those, datagrams from configured peers (their own queue was full).
+    pub trunk_queue_drops: AtomicU64,
     /// Sends that failed (synchronously or reported as `SendFailed`).
     pub send_failures: AtomicU64,
+    /// UDP datagrams from banned sources, dropped before the event queues.
+    pub banned_drops: AtomicU64,
+    /// UDP datagrams from unknown sources over `unknown_source_rate`, dropped before the
+    /// event queues.
+    pub source_rate_drops: AtomicU64,
+    /// Stream messages over `per_connection_rate` (requests answered 503, the rest
+    /// dropped), never queued.
+    pub rate_limited: AtomicU64,
+    /// Connections closed because a pending message outgrew `per_connection_buffer`.
+    pub buffer_closes: AtomicU64,
+    /// Connections closed because a message missed `header_timeout` or
+    /// `min_receive_rate`.
+    pub slow_closes: AtomicU64,
+    /// Inbound connections from unknown sources refused because only the
+    /// `trunk_connection_reserve` was left (also counted in `connections_refused`).
+    pub reserve_refusals: AtomicU64,
 }
 
 /// A plain copy of the counters at one instant.
@@ -67,7 +85,14 @@ pub struct NetCountersSnapshot {
     pub tls_name_rejections: u64,
     pub keepalives: u64,
     pub event_queue_drops: u64,
+    pub trunk_queue_drops: u64,
     pub send_failures: u64,
+    pub banned_drops: u64,
+    pub source_rate_drops: u64,
+    pub rate_limited: u64,
+    pub buffer_closes: u64,
+    pub slow_closes: u64,
+    pub reserve_refusals: u64,
 }
 
 impl NetCountersSnapshot {
@@ -95,7 +120,14 @@ impl NetCountersSnapshot {
         f("tls_name_rejections_total", None, self.tls_name_rejections);
         f("keepalives_total", None, self.keepalives);
         f("event_queue_drops_total", None, self.event_queue_drops);
+        f("trunk_queue_drops_total", None, self.trunk_queue_drops);
         f("send_failures_total", None, self.send_failures);
+        f("banned_drops_total", None, self.banned_drops);
+        f("source_rate_drops_total", None, self.source_rate_drops);
+        f("rate_limited_total", None, self.rate_limited);
+        f("buffer_closes_total", None, self.buffer_closes);
+        f("slow_closes_total", None, self.slow_closes);
+        f("reserve_refusals_total", None, self.reserve_refusals);
     }
 
     /// Messages received on `t`.
@@ -146,7 +178,14 @@ impl NetCounters {
             tls_name_rejections: get(&self.tls_name_rejections),
             keepalives: get(&self.keepalives),
             event_queue_drops: get(&self.event_queue_drops),
+            trunk_queue_drops: get(&self.trunk_queue_drops),
             send_failures: get(&self.send_failures),
+            banned_drops: get(&self.banned_drops),
+            source_rate_drops: get(&self.source_rate_drops),
+            rate_limited: get(&self.rate_limited),
+            buffer_closes: get(&self.buffer_closes),
+            slow_closes: get(&self.slow_closes),
+            reserve_refusals: get(&self.reserve_refusals),
             ..NetCountersSnapshot::default()
         };
         for (i, c) in self.per_transport.iter().enumerate() {
@@ -188,10 +227,17 @@ mod tests {
         s.tls_name_rejections = next();
         s.keepalives = next();
         s.event_queue_drops = next();
+        s.trunk_queue_drops = next();
         s.send_failures = next();
+        s.banned_drops = next();
+        s.source_rate_drops = next();
+        s.rate_limited = next();
+        s.buffer_closes = next();
+        s.slow_closes = next();
+        s.reserve_refusals = next();
         let mut seen = Vec::new();
         s.for_each(|name, t, val| seen.push((name, t, val)));
-        assert_eq!(seen.len(), 16 + 11);
+        assert_eq!(seen.len(), 16 + 18);
         let mut vals: Vec<u64> = seen.iter().map(|x| x.2).collect();
         vals.sort_unstable();
         vals.dedup();

@@ -41,6 +41,10 @@ pub enum CloseReason {
     /// The byte stream could not be framed (too large, bad Content-Length); reported in a
     /// [`TransportEvent::FramingError`] first.
     Framing(FramingError),
+    /// A pending message outgrew `per_connection_buffer`.
+    BufferFull,
+    /// A message missed `header_timeout` or arrived slower than `min_receive_rate`.
+    TooSlow,
     /// Read or write failed.
     Io(std::io::Error),
     /// Opening the connection failed; pending messages were reported as

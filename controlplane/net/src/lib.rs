@@ -13,11 +13,13 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | open the listeners | [`SipTransports::bind`]`(TransportConfig) -> Result<(SipTransports, mpsc::Receiver<TransportEvent>), NetError>` (async; spawns on the current runtime) |
+//! | open the listeners | [`SipTransports::bind`]`(TransportConfig) -> Result<(SipTransports, `[`TransportEvents`]`), NetError>` (async; spawns on the current runtime) |
 //! | what to open | [`TransportConfig`] { `listeners: Vec<`[`ListenerConfig`]`>`, `limits: `[`Limits`], `udp_sockets_per_listener`, `tls_client: Option<`[`TlsClientSettings`]`>`, `event_queue`, `udp_buffer_bytes` } |
 //! | server TLS / mTLS material | [`TlsServerSettings`] { `cert_chain_pem`, `key_pem`, `client_ca`, `expected_client_names` } |
 //! | where ports landed (port 0) | [`SipTransports::local_addrs`], [`SipTransports::local_addr`] |
-//! | receive | [`TransportEvent::Message`]`(`[`Inbound`]`)`, plus `ConnectionOpened`, `ConnectionClosed`, `FramingError`, `SendFailed` |
+//! | receive | [`TransportEvents::recv`] / [`TransportEvents::try_recv`]: [`TransportEvent::Message`]`(`[`Inbound`]`)`, plus `ConnectionOpened`, `ConnectionClosed`, `FramingError`, `SendFailed` |
+//! | configured peers (trunks), swapped on reload | [`SipTransports::set_trunk_sources`]`(`[`TrunkSources`]`)` |
+//! | a policy ban | [`SipTransports::refuse`]`(ip, duration)` |
 //! | send (never waits) | [`SipTransports::send`]`(`[`Outbound`]`) -> Result<Option<ConnId>, NetError>` |
 //! | close a connection | [`SipTransports::close`]`(ConnId) -> bool` |
 //! | reload certificates (SIGHUP) | [`SipTransports::prepare_tls`]`(&[ListenerConfig], Option<TlsClientSettings>) -> Result<`[`PreparedTls`]`, NetError>` (read and check, changes nothing) then [`SipTransports::apply_tls`] (swap); [`SipTransports::reload_tls`] (re-read the same files), [`SipTransports::set_listener_tls`]`(local, TlsServerSettings)`, [`SipTransports::set_tls_client`]`(Option<TlsClientSettings>)` |
@@ -26,11 +28,19 @@
 //!
 //! # Behaviour
 //!
+//! - **Event queues** ([`TransportEvents`]): two bounded queues of `event_queue` events,
+//!   one for configured peers ([`TrunkSources`]: trunk ACLs and addresses) and one for
+//!   every other source, served [`TRUNK_SHARE`] to 1 when both hold events, so a flood
+//!   from unknown sources never takes a trunk's place. A connection's events all go to
+//!   the queue of its peer as classified when it opened.
+//! - **Before the queues** (UDP): a source banned by [`SipTransports::refuse`] is dropped
+//!   (`banned_drops`); an unknown source over `unknown_source_rate` datagrams per second
+//!   is dropped (`source_rate_drops`); configured peers are never rate-limited here.
 //! - **UDP** (RFC 3261 §18.1.1, §18.2.1): each listener is `udp_sockets_per_listener`
 //!   sockets (default: one per tokio worker) bound to the same address with SO_REUSEPORT
 //!   and large kernel buffers, each drained by its own task. A datagram over
 //!   `max_message_bytes` is dropped and counted; whitespace-only keepalives are absorbed.
-//!   When the event channel is full, datagrams are dropped and counted (never block).
+//!   When their event queue is full, datagrams are dropped and counted (never block).
 //!   Sends go from the listener whose address is `Outbound::local`.
 //! - **TCP/TLS** (RFC 3261 §18.3): accepted under a global cap (`max_tcp_connections`,
 //!   inbound and outbound together) and a per-remote-IP cap; refused sockets are closed at
@@ -46,6 +56,17 @@
 //!   could be). The connection then stops reading, still writes what the core queues
 //!   (answers to earlier messages) and closes after a 2 s grace. Other connections are
 //!   not affected.
+//!   Receive guards per connection: a request over `per_connection_rate` messages per
+//!   second is answered `503 Service Unavailable (connection rate limit)` with
+//!   `Retry-After: 1` and not queued (ACKs and responses over the rate are dropped;
+//!   `rate_limited`); a message that would make the connection hold more than
+//!   `per_connection_buffer` bytes closes it (`buffer_closes`, [`CloseReason::BufferFull`]);
+//!   a message whose header section is not complete `header_timeout` after its first
+//!   byte, or which is not whole within that plus one second per `min_receive_rate` bytes
+//!   received, closes it (`slow_closes`, [`CloseReason::TooSlow`]; a keepalive CRLF is not
+//!   timed). Inbound connections from unknown sources stop at `max_tcp_connections -
+//!   trunk_connection_reserve` (`reserve_refusals`); configured peers and our own
+//!   connections may use the rest.
 //!   To probe a connection, send the bytes `\r\n\r\n` on it; the pong comes back as
 //!   [`TransportEvent::KeepalivePong`].
 //!   No traffic either way for `tcp_idle_timeout` closes the connection.
@@ -55,7 +76,8 @@
 //!   background. Errors after `send` returned `Ok` come back as
 //!   [`TransportEvent::SendFailed`] carrying the bytes, so the transaction layer can treat
 //!   them as transport errors (RFC 3261 §17.1.4).
-//! - **TLS** (rustls, ring provider, TLS 1.2 and 1.3 only): the server configuration of
+//! - **TLS** (rustls, ring provider, TLS 1.2 and 1.3 only, never renegotiated: a new
+//!   ClientHello on an established TLS 1.2 session gets the `no_renegotiation` alert): the server configuration of
 //!   each listener lives behind a lock and is swapped by [`SipTransports::reload_tls`]; new
 //!   handshakes use the new certificates. Outbound TLS sends SNI and verifies the server
 //!   certificate for `tls_server_name` (or the IP address when `None`) against
@@ -69,20 +91,26 @@
 //!
 //! Counters ([`NetCounters`]): messages and bytes in/out per transport, connections
 //! open/total/refused, idle closes, oversize drops, framing errors, TLS handshake
-//! failures, mTLS name rejections, keepalives, event-queue drops, send failures.
+//! failures, mTLS name rejections, keepalives, event-queue drops, send failures, banned
+//! and over-rate datagrams, rate-limited stream messages, buffer and slow closes, reserve
+//! refusals.
 #![forbid(unsafe_code)]
 
+mod border;
 mod config;
 mod conn;
 mod counters;
 mod error;
 mod event;
+mod guard;
+mod queue;
 mod shared;
 mod stream;
 pub mod tls;
 mod transports;
 mod udp;
 
+pub use border::TrunkSources;
 pub use config::{
     ClientCertificate, Limits, ListenerConfig, TlsClientSettings, TlsServerSettings, Transport,
     TransportConfig,
@@ -91,4 +119,5 @@ pub use conn::ConnId;
 pub use counters::{NetCounters, NetCountersSnapshot, TransportCounters};
 pub use error::{NetError, TlsConfigError};
 pub use event::{CloseReason, Inbound, Outbound, TransportEvent};
+pub use queue::{TransportEvents, TRUNK_SHARE};
 pub use transports::{PreparedTls, SipTransports};

@@ -1,21 +1,21 @@
 //! State shared by the transports handle and every driver task ([`Shared`]): the
-//! counters, limits and event sender, the connection table under its caps, the TLS
-//! client config, and the TLS server side of each listener.
+//! counters, limits and event queues, the admission state ([`Border`]), the connection
+//! table under its caps, the TLS client config, and the TLS server side of each listener.
 
+use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
-
-use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::{mpsc, watch};
 
+use crate::border::Border;
 use crate::config::{Limits, TlsServerSettings, Transport};
 use crate::conn::ConnId;
 use crate::counters::{dec, inc, NetCounters};
 use crate::error::TlsConfigError;
-use crate::event::{Outbound, TransportEvent};
+use crate::event::Outbound;
+use crate::queue::{Class, EventQueues};
 use crate::tls;
 
 /// The TLS side of one listener: the settings it was built from and the rustls config.
@@ -61,8 +61,6 @@ pub(crate) struct ConnTable {
     pub(crate) by_remote: HashMap<SocketAddr, Vec<ConnId>>,
     open: usize,
     per_ip: HashMap<IpAddr, usize>,
-    /// Sources refused until the instant given ([`SipTransports::refuse`]).
-    pub(crate) refused: HashMap<IpAddr, Instant>,
 }
 
 /// State shared by the handle and every driver task.
@@ -70,7 +68,8 @@ pub(crate) struct ConnTable {
 pub(crate) struct Shared {
     pub(crate) counters: NetCounters,
     pub(crate) limits: Limits,
-    pub(crate) events: mpsc::Sender<TransportEvent>,
+    pub(crate) events: EventQueues,
+    pub(crate) border: Border,
     pub(crate) shutdown: watch::Receiver<bool>,
     conns: Mutex<ConnTable>,
     next_conn: AtomicU64,
@@ -120,7 +119,7 @@ impl ConnSlot {
 impl Shared {
     pub(crate) fn new(
         limits: Limits,
-        events: mpsc::Sender<TransportEvent>,
+        events: EventQueues,
         shutdown: watch::Receiver<bool>,
         tls_client: Option<Arc<ClientConfig>>,
         runtime: tokio::runtime::Handle,
@@ -129,6 +128,7 @@ impl Shared {
             counters: NetCounters::default(),
             limits,
             events,
+            border: Border::new(limits.unknown_source_rate),
             shutdown,
             conns: Mutex::new(ConnTable::default()),
             next_conn: AtomicU64::new(1),
@@ -143,16 +143,17 @@ impl Shared {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `ip` is refused now (an expired entry is forgotten on the way).
+    /// Whether `ip` is banned now.
     pub(crate) fn is_refused(&self, ip: IpAddr) -> bool {
-        let mut t = self.table();
-        match t.refused.get(&ip) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                t.refused.remove(&ip);
-                false
-            }
-            None => false,
+        self.border.is_banned(ip, std::time::Instant::now())
+    }
+
+    /// The event queue of a connection with `ip`.
+    pub(crate) fn class_of(&self, ip: IpAddr) -> Class {
+        if self.border.is_trunk(ip) {
+            Class::Trunk
+        } else {
+            Class::Other
         }
     }
 
@@ -160,13 +161,24 @@ impl Shared {
         self.shutdown.clone()
     }
 
-    /// Takes a slot under the global cap and, for inbound connections, the per-IP cap.
-    pub(crate) fn reserve(self: &Arc<Self>, ip: IpAddr, inbound: bool) -> Option<ConnSlot> {
+    /// Takes a slot under the global cap and, for inbound connections, the per-IP cap;
+    /// inbound connections from sources that are not configured peers (`trunk` false)
+    /// stop short of the `trunk_connection_reserve`.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        inbound: bool,
+        trunk: bool,
+    ) -> Option<ConnSlot> {
         let mut t = self.table();
         let per_ip = t.per_ip.get(&ip).copied().unwrap_or(0);
-        if t.open >= self.limits.max_tcp_connections
-            || (inbound && per_ip >= self.limits.max_connections_per_ip)
-        {
+        let max = self.limits.max_tcp_connections;
+        let unknown_max = max.saturating_sub(self.limits.trunk_connection_reserve);
+        let reserved = inbound && !trunk && t.open >= unknown_max;
+        if t.open >= max || (inbound && per_ip >= self.limits.max_connections_per_ip) || reserved {
+            if reserved && t.open < max {
+                inc(&self.counters.reserve_refusals);
+            }
             inc(&self.counters.connections_refused);
             return None;
         }

@@ -1,7 +1,8 @@
-//! TCP and TLS connections: accept (with caps and the mTLS name check), connect (with SNI
-//! and server-name verification), and the per-connection task that frames inbound bytes
-//! (RFC 3261 §18.3), answers CRLFCRLF keepalive pings (RFC 5626 §3.5.1, §4.4.1), writes
-//! queued messages and enforces the idle timeout.
+//! TCP and TLS connections: accept (with caps, the trunk reserve and the mTLS name check),
+//! connect (with SNI and server-name verification), and the per-connection task that
+//! frames inbound bytes (RFC 3261 §18.3), answers CRLFCRLF keepalive pings (RFC 5626
+//! §3.5.1, §4.4.1), writes queued messages and enforces the idle timeout and the receive
+//! guards ([`crate::guard`]: message rate, buffer cap, slow messages).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::conn::ConnId;
 use crate::counters::inc;
 use crate::error::NetError;
 use crate::event::{CloseReason, Inbound, TransportEvent};
+use crate::guard::{rate_limited_response, ConnGuard};
+use crate::queue::Class;
 use crate::shared::{ConnSlot, ServerConfigCell, Shared};
 use crate::tls;
 
@@ -44,6 +47,8 @@ struct ConnInfo {
     local: SocketAddr,
     remote: SocketAddr,
     tls_peer_names: Option<Arc<[String]>>,
+    /// The event queue of the connection's events (configured peer or not).
+    class: Class,
 }
 
 /// Accepts connections on one TCP/TLS/mTLS listener until shutdown.
@@ -67,17 +72,18 @@ pub(crate) async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         // A refused (banned) source or over a cap: the socket is dropped at once, i.e.
-        // closed (RST if data is pending).
+        // closed (RST if data is pending). Configured peers may use the reserve.
         if shared.is_refused(remote.ip()) {
             inc(&shared.counters.connections_refused);
             continue;
         }
-        let Some(slot) = shared.reserve(remote.ip(), true) else {
+        let class = shared.class_of(remote.ip());
+        let Some(slot) = shared.reserve(remote.ip(), true, class == Class::Trunk) else {
             continue;
         };
         let cell = tls.clone();
         tokio::spawn(async move {
-            accepted(slot, sock, transport, local, remote, cell).await;
+            accepted(slot, sock, (transport, local, remote, class), cell).await;
         });
     }
 }
@@ -85,9 +91,7 @@ pub(crate) async fn accept_loop(
 async fn accepted(
     mut slot: ConnSlot,
     sock: TcpStream,
-    transport: Transport,
-    local: SocketAddr,
-    remote: SocketAddr,
+    (transport, local, remote, class): (Transport, SocketAddr, SocketAddr, Class),
     tls: Option<ServerConfigCell>,
 ) {
     let shared = Arc::clone(slot.shared());
@@ -100,6 +104,7 @@ async fn accepted(
             local,
             remote,
             tls_peer_names: None,
+            class,
         };
         drop(_tx);
         opened_then_run(slot, sock, info, rx).await;
@@ -138,6 +143,7 @@ async fn accepted(
         local,
         remote,
         tls_peer_names: names.map(Arc::from),
+        class,
     };
     opened_then_run(slot, stream, info, rx).await;
 }
@@ -153,6 +159,7 @@ pub(crate) async fn connect(
     mut rx: mpsc::Receiver<Vec<u8>>,
 ) {
     let shared = Arc::clone(slot.shared());
+    let class = shared.class_of(remote.ip());
     let connect = async {
         let sock = TcpStream::connect(remote)
             .await
@@ -189,22 +196,20 @@ pub(crate) async fn connect(
                 _ => std::io::ErrorKind::Other,
             };
             let mut first = Some(e);
-            fail_queued(&shared, id, transport, remote, &mut rx, || {
+            fail_queued(&shared, (id, transport, remote, class), &mut rx, || {
                 first
                     .take()
                     .unwrap_or_else(|| NetError::Io(std::io::Error::new(kind, what.clone())))
             })
             .await;
             drop(slot);
-            let _ = shared
-                .events
-                .send(TransportEvent::ConnectionClosed {
-                    conn: id,
-                    transport,
-                    remote,
-                    reason: CloseReason::ConnectFailed,
-                })
-                .await;
+            let closed = TransportEvent::ConnectionClosed {
+                conn: id,
+                transport,
+                remote,
+                reason: CloseReason::ConnectFailed,
+            };
+            let _ = shared.events.send(class, closed).await;
             return;
         }
     };
@@ -223,6 +228,7 @@ pub(crate) async fn connect(
         local,
         remote,
         tls_peer_names,
+        class,
     };
     match conn {
         Conn::Plain(s) => opened_then_run(slot, s, info, rx).await,
@@ -238,9 +244,7 @@ enum Conn {
 /// Reports every message still queued toward a dead connection.
 async fn fail_queued(
     shared: &Shared,
-    conn: ConnId,
-    transport: Transport,
-    remote: SocketAddr,
+    (conn, transport, remote, class): (ConnId, Transport, SocketAddr, Class),
     rx: &mut mpsc::Receiver<Vec<u8>>,
     mut error: impl FnMut() -> NetError,
 ) {
@@ -254,7 +258,7 @@ async fn fail_queued(
             bytes,
             error: error(),
         };
-        if shared.events.send(ev).await.is_err() {
+        if shared.events.send(class, ev).await.is_err() {
             return;
         }
     }
@@ -273,21 +277,19 @@ where
         remote: info.remote,
         tls_peer_names: info.tls_peer_names.clone(),
     };
-    if shared.events.send(opened).await.is_err() {
+    if shared.events.send(info.class, opened).await.is_err() {
         return;
     }
     let reason = run(&shared, stream, &info, rx).await;
     // Unregister before reporting, so a send racing with the event fails cleanly.
     drop(slot);
-    let _ = shared
-        .events
-        .send(TransportEvent::ConnectionClosed {
-            conn: info.id,
-            transport: info.transport,
-            remote: info.remote,
-            reason,
-        })
-        .await;
+    let closed = TransportEvent::ConnectionClosed {
+        conn: info.id,
+        transport: info.transport,
+        remote: info.remote,
+        reason,
+    };
+    let _ = shared.events.send(info.class, closed).await;
 }
 
 /// What one frame asks the connection task to do (the frame's borrow ends here).
@@ -325,6 +327,7 @@ where
         max_header_bytes: limits.max_header_bytes,
         max_body_bytes: limits.max_message_bytes,
     });
+    let mut guard = ConnGuard::new(&limits);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut shutdown = shared.shutdown_rx();
     let idle = tokio::time::sleep(limits.tcp_idle_timeout);
@@ -333,8 +336,19 @@ where
     let mut broken: Option<portcullis_sip::FramingError> = None;
     let reason = 'conn: loop {
         let reading = broken.is_none();
+        let (room, slow_at) = if reading {
+            let Some(room) = guard.read_room(framer.buffered(), READ_CHUNK) else {
+                inc(&shared.counters.buffer_closes);
+                tracing::debug!(conn = %info.id, remote = %info.remote, "stream buffer cap reached");
+                break CloseReason::BufferFull;
+            };
+            (room, guard.deadline(framer.pending(), framer.buffered()))
+        } else {
+            (READ_CHUNK, None)
+        };
+        let slow = tokio::time::sleep_until(slow_at.unwrap_or_else(tokio::time::Instant::now));
         tokio::select! {
-            r = rd.read(&mut buf), if reading => {
+            r = rd.read(buf.get_mut(..room).unwrap_or_default()), if reading => {
                 let n = match r {
                     Ok(0) => break CloseReason::PeerClosed,
                     Ok(n) => n,
@@ -342,6 +356,7 @@ where
                 };
                 idle.as_mut().reset(tokio::time::Instant::now() + limits.tcp_idle_timeout);
                 framer.push(buf.get(..n).unwrap_or_default());
+                let mut completed = false;
                 loop {
                     match next_step(&mut framer) {
                         Step::Drained => break,
@@ -351,7 +366,7 @@ where
                                 remote: info.remote,
                                 received_at: Instant::now(),
                             };
-                            if shared.events.send(ev).await.is_err() {
+                            if shared.events.send(info.class, ev).await.is_err() {
                                 break 'conn CloseReason::Local;
                             }
                         }
@@ -362,6 +377,13 @@ where
                             }
                         }
                         Step::Deliver(bytes) => {
+                            completed = true;
+                            if !guard.admit_message() {
+                                if let Err(e) = over_rate(shared, info, &mut wr, &bytes).await {
+                                    break 'conn CloseReason::Io(e);
+                                }
+                                continue;
+                            }
                             let len = bytes.len();
                             let ev = TransportEvent::Message(Inbound {
                                 transport: info.transport,
@@ -373,7 +395,7 @@ where
                                 received_at: Instant::now(),
                             });
                             // Waiting here is TCP back-pressure on the peer.
-                            if shared.events.send(ev).await.is_err() {
+                            if shared.events.send(info.class, ev).await.is_err() {
                                 break 'conn CloseReason::Local;
                             }
                             shared.counters.message_in(info.transport, len);
@@ -419,7 +441,7 @@ where
                                 error,
                                 status,
                             };
-                            if shared.events.send(ev).await.is_err() {
+                            if shared.events.send(info.class, ev).await.is_err() {
                                 break 'conn CloseReason::Framing(error);
                             }
                             broken = Some(error);
@@ -428,6 +450,18 @@ where
                         }
                     }
                 }
+                guard.after_read(tokio::time::Instant::now(), completed, framer.pending());
+            }
+            () = slow, if slow_at.is_some() => {
+                inc(&shared.counters.slow_closes);
+                tracing::debug!(
+                    conn = %info.id,
+                    remote = %info.remote,
+                    pending = ?framer.pending(),
+                    buffered = framer.buffered(),
+                    "stream message too slow"
+                );
+                break CloseReason::TooSlow;
             }
             m = rx.recv() => {
                 let Some(bytes) = m else { break CloseReason::Local };
@@ -440,8 +474,8 @@ where
                         bytes,
                         error: NetError::Io(std::io::Error::new(e.kind(), e.to_string())),
                     };
-                    let _ = shared.events.send(ev).await;
-                    fail_queued(shared, info.id, info.transport, info.remote, &mut rx, || {
+                    let _ = shared.events.send(info.class, ev).await;
+                    fail_queued(shared, info.key(), &mut rx, || {
                         NetError::UnknownConnection(info.id)
                     }).await;
                     break CloseReason::Io(e);
@@ -468,17 +502,41 @@ where
             _ = shutdown.changed() => break CloseReason::Local,
         }
     };
-    fail_queued(
-        shared,
-        info.id,
-        info.transport,
-        info.remote,
-        &mut rx,
-        || NetError::UnknownConnection(info.id),
-    )
+    fail_queued(shared, info.key(), &mut rx, || {
+        NetError::UnknownConnection(info.id)
+    })
     .await;
     let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
     reason
+}
+
+/// A message over `per_connection_rate`: counted, never queued; a request is answered
+/// `503` with `Retry-After` (not to a banned source: it learns nothing).
+async fn over_rate<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    info: &ConnInfo,
+    wr: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    inc(&shared.counters.rate_limited);
+    if shared.is_refused(info.remote.ip()) {
+        return Ok(());
+    }
+    let Some(reply) = rate_limited_response(bytes) else {
+        return Ok(());
+    };
+    if let Err(e) = write(wr, &reply, shared.limits.tcp_idle_timeout).await {
+        inc(&shared.counters.send_failures);
+        return Err(e);
+    }
+    shared.counters.message_out(info.transport, reply.len());
+    Ok(())
+}
+
+impl ConnInfo {
+    fn key(&self) -> (ConnId, Transport, SocketAddr, Class) {
+        (self.id, self.transport, self.remote, self.class)
+    }
 }
 
 /// Writes all of `bytes`, failing when the peer does not take them within `limit`.

@@ -9,13 +9,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::border::TrunkSources;
 use crate::config::{
     ListenerConfig, TlsClientSettings, TlsServerSettings, Transport, TransportConfig,
 };
 use crate::conn::ConnId;
 use crate::counters::{inc, NetCounters};
 use crate::error::{NetError, TlsConfigError};
-use crate::event::{Outbound, TransportEvent};
+use crate::event::Outbound;
+use crate::queue::{self, TransportEvents};
 use crate::shared::{ConnTable, ServerConfigCell, ServerTls, Shared};
 use crate::stream;
 use crate::tls;
@@ -93,7 +95,7 @@ impl SipTransports {
     /// Errors: a listener that cannot bind, TLS material that cannot be loaded.
     pub async fn bind(
         config: TransportConfig,
-    ) -> Result<(SipTransports, mpsc::Receiver<TransportEvent>), NetError> {
+    ) -> Result<(SipTransports, TransportEvents), NetError> {
         let runtime = tokio::runtime::Handle::current();
         let per_listener = config
             .udp_sockets_per_listener
@@ -142,7 +144,7 @@ impl SipTransports {
             tcp.push((listener, l.transport, local, cell));
         }
 
-        let (events, rx) = mpsc::channel(config.event_queue.max(1));
+        let (events, rx) = queue::channel(config.event_queue);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared::new(
             config.limits,
@@ -215,7 +217,7 @@ impl SipTransports {
     ///   `out.remote` of the same transport, else on a new connection (TLS: SNI and
     ///   certificate check against `out.tls_server_name`, or the IP address when `None`).
     ///   Returns the connection used. A failure after this returns `Ok` (connect, handshake,
-    ///   write) is reported as [`TransportEvent::SendFailed`].
+    ///   write) is reported as [`crate::TransportEvent::SendFailed`].
     pub fn send(&self, out: Outbound) -> Result<Option<ConnId>, NetError> {
         let shared = &self.inner.shared;
         let r = self.send_inner(out);
@@ -286,7 +288,7 @@ impl SipTransports {
             None
         };
         let mut slot = shared
-            .reserve(out.remote.ip(), false)
+            .reserve(out.remote.ip(), false, true)
             .ok_or(NetError::ConnectionLimit)?;
         let name = out
             .tls_server_name
@@ -302,24 +304,22 @@ impl SipTransports {
     }
 
     /// Closes a connection: queued messages are still written, then the socket is shut
-    /// down and [`TransportEvent::ConnectionClosed`] is reported.
+    /// down and [`crate::TransportEvent::ConnectionClosed`] is reported.
     pub fn close(&self, conn: ConnId) -> bool {
         let mut t = self.inner.shared.table();
         close_entry(&mut t, conn)
     }
 
-    /// Refuses stream connections from `ip` for `duration` (a policy ban): new ones are
-    /// closed at accept (counted as refused), open ones are closed as by
-    /// [`SipTransports::close`], and no framing error from that source is answered. UDP
-    /// datagrams are the core's to drop. Returns how many open connections were closed.
+    /// Refuses `ip` for `duration` (a policy ban; a later end wins over an earlier one):
+    /// its UDP datagrams are dropped before the event queues (`banned_drops`), new stream
+    /// connections are closed at accept (counted as refused), open ones are closed as by
+    /// [`SipTransports::close`], and neither a framing error nor an over-rate message from
+    /// that source is answered. Returns how many open connections were closed.
     pub fn refuse(&self, ip: IpAddr, duration: Duration) -> usize {
-        let mut t = self.inner.shared.table();
+        let shared = &self.inner.shared;
         let now = Instant::now();
-        // Expired entries go when a ban is added: at most one sweep per ban.
-        t.refused.retain(|_, u| *u > now);
-        let until = now + duration;
-        let e = t.refused.entry(ip).or_insert(until);
-        *e = (*e).max(until);
+        shared.border.ban(ip, now + duration, now);
+        let mut t = shared.table();
         let open: Vec<ConnId> = t
             .by_remote
             .iter()
@@ -333,14 +333,14 @@ impl SipTransports {
 
     /// Sources refused at this moment.
     pub fn refused_sources(&self) -> usize {
-        let now = Instant::now();
-        self.inner
-            .shared
-            .table()
-            .refused
-            .values()
-            .filter(|u| **u > now)
-            .count()
+        self.inner.shared.border.banned(Instant::now())
+    }
+
+    /// Replaces the classification of configured peers (trunk ACLs and addresses; on
+    /// reload). Datagrams and new connections use it at once; an open connection keeps
+    /// the queue it was given when it opened.
+    pub fn set_trunk_sources(&self, sources: TrunkSources) {
+        self.inner.shared.border.set_trunks(sources);
     }
 
     /// Re-reads the PEM files of every TLS listener and of the client settings, and swaps

@@ -8,16 +8,19 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::error::TrySendError;
 
+use crate::border::Admission;
 use crate::config::Transport;
 use crate::counters::inc;
 use crate::error::NetError;
 use crate::event::{Inbound, TransportEvent};
+use crate::queue::{Class, Refused};
 use crate::shared::Shared;
 
 /// Largest UDP payload over IPv4/IPv6 (without jumbograms).
 const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams received per wake-up before the task yields.
+const RECV_BUDGET: usize = 1024;
 /// Pause after a receive error.
 const RECV_ERROR_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -94,46 +97,101 @@ fn is_keepalive(bytes: &[u8]) -> bool {
         .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
 }
 
-/// Receives datagrams on one socket until shutdown or until the event channel closes.
+/// Receives datagrams on one socket until shutdown or until the event queues close.
+///
+/// Before a datagram takes a place in a queue: a banned source's is dropped, an unknown
+/// source's over `unknown_source_rate` is dropped (both counted), a configured peer's
+/// goes to the peers' queue and any other to the shared one ([`crate::TransportEvents`]).
+///
+/// Each wake-up drains the socket, up to [`RECV_BUDGET`] datagrams, before yielding: the
+/// work per datagram here is small, so the socket's kernel buffer (shared by every
+/// source, first come first served) stays empty and overload is met at the event queues,
+/// where configured peers have their own.
 pub(crate) async fn recv_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, local: SocketAddr) {
     let mut shutdown = shared.shutdown_rx();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let max = shared.limits.max_message_bytes;
     loop {
-        let (n, remote) = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
+        tokio::select! {
+            r = sock.readable() => if r.is_err() {
+                tokio::time::sleep(RECV_ERROR_BACKOFF).await;
+                continue;
+            },
+            _ = shutdown.changed() => return,
+        }
+        let mut drained = false;
+        for _ in 0..RECV_BUDGET {
+            let (n, remote) = match sock.try_recv_from(&mut buf) {
                 Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 // Transient faults (ENOMEM, ICMP-reported errors): keep going, without
                 // spinning if the error persists.
                 Err(_) => {
                     tokio::time::sleep(RECV_ERROR_BACKOFF).await;
-                    continue;
+                    break;
                 }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Some(data) = buf.get(..n) else { continue };
-        if n > max {
-            inc(&shared.counters.oversize_drops);
-            continue;
+            };
+            if !datagram(&shared, local, buf.get(..n).unwrap_or_default(), remote) {
+                return;
+            }
         }
-        if is_keepalive(data) {
-            inc(&shared.counters.keepalives);
-            continue;
-        }
-        let ev = TransportEvent::Message(Inbound {
-            transport: Transport::Udp,
-            local,
-            remote,
-            conn: None,
-            bytes: data.to_vec(),
-            tls_peer_names: None,
-            received_at: Instant::now(),
-        });
-        match shared.events.try_send(ev) {
-            Ok(()) => shared.counters.message_in(Transport::Udp, n),
-            Err(TrySendError::Full(_)) => inc(&shared.counters.event_queue_drops),
-            Err(TrySendError::Closed(_)) => return,
+        if !drained {
+            tokio::task::yield_now().await;
         }
     }
+}
+
+/// Handles one datagram; `false` once the consumer is gone.
+fn datagram(shared: &Shared, local: SocketAddr, data: &[u8], remote: SocketAddr) -> bool {
+    let n = data.len();
+    let now = Instant::now();
+    let class = match shared.border.admit_datagram(remote.ip(), now) {
+        Admission::Banned => {
+            inc(&shared.counters.banned_drops);
+            return true;
+        }
+        Admission::OverRate => {
+            inc(&shared.counters.source_rate_drops);
+            return true;
+        }
+        Admission::Trunk => Class::Trunk,
+        Admission::Unknown => Class::Other,
+    };
+    if n > shared.limits.max_message_bytes {
+        inc(&shared.counters.oversize_drops);
+        return true;
+    }
+    if is_keepalive(data) {
+        inc(&shared.counters.keepalives);
+        return true;
+    }
+    // A full queue drops the datagram before it is copied.
+    if !shared.events.has_room(class) {
+        return queue_full(shared, class);
+    }
+    let ev = TransportEvent::Message(Inbound {
+        transport: Transport::Udp,
+        local,
+        remote,
+        conn: None,
+        bytes: data.to_vec(),
+        tls_peer_names: None,
+        received_at: now,
+    });
+    match shared.events.try_send(class, ev) {
+        Ok(()) => shared.counters.message_in(Transport::Udp, n),
+        Err(Refused::Full) => return queue_full(shared, class),
+        Err(Refused::Closed) => return false,
+    }
+    true
+}
+
+fn queue_full(shared: &Shared, class: Class) -> bool {
+    inc(&shared.counters.event_queue_drops);
+    if class == Class::Trunk {
+        inc(&shared.counters.trunk_queue_drops);
+    }
+    true
 }

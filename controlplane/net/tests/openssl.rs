@@ -15,12 +15,12 @@ use common::{
 };
 use portcullis_net::{
     Inbound, ListenerConfig, NetError, Outbound, SipTransports, Transport, TransportConfig,
-    TransportEvent,
+    TransportEvent, TransportEvents,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{sleep, timeout};
 
 fn require_openssl() {
     let ok = std::process::Command::new("openssl")
@@ -91,7 +91,7 @@ async fn mtls_server(
     ca: &TestCa,
     srv_leaf: &Leaf,
     expected: &[&str],
-) -> (SipTransports, mpsc::Receiver<TransportEvent>, SocketAddr) {
+) -> (SipTransports, TransportEvents, SocketAddr) {
     let (srv, rx) = SipTransports::bind(TransportConfig {
         listeners: vec![ListenerConfig {
             transport: Transport::Mtls,
@@ -135,7 +135,7 @@ fn respond(srv: &SipTransports, m: &Inbound, resp: &[u8]) {
 /// dropped the connection) and checks that the server refused the client.
 async fn expect_refused(
     mut child: Child,
-    srx: &mut mpsc::Receiver<TransportEvent>,
+    srx: &mut TransportEvents,
     refused: impl FnMut() -> bool,
 ) {
     if let Some(stdin) = child.stdin.as_mut() {
@@ -299,10 +299,7 @@ async fn spawn_s_server(
 }
 
 /// Our transports with only a TLS client (trusting `ca`, presenting `cert` if given).
-async fn tls_client(
-    ca: &TestCa,
-    cert: Option<&Leaf>,
-) -> (SipTransports, mpsc::Receiver<TransportEvent>) {
+async fn tls_client(ca: &TestCa, cert: Option<&Leaf>) -> (SipTransports, TransportEvents) {
     SipTransports::bind(TransportConfig {
         tls_client: Some(client_settings(ca, cert)),
         ..TransportConfig::default()
@@ -426,6 +423,219 @@ async fn mtls_client_presents_certificate_to_openssl_s_server() {
             "s_server did not report our client certificate: {before:?}"
         );
         let _ = server.kill().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Starts `openssl <args>` with piped stdio; stdout and stderr lines both go to the
+/// receiver (s_client reports handshake failures on stderr).
+fn spawn_openssl_all(args: &[&str]) -> (Child, mpsc::UnboundedReceiver<String>) {
+    require_openssl();
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn openssl");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx2.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for `child` to exit, then returns its status and every line it printed
+/// (the readers end at end of file).
+async fn exit_and_output(
+    mut child: Child,
+    mut out: mpsc::UnboundedReceiver<String>,
+    what: &str,
+) -> (std::process::ExitStatus, Vec<String>) {
+    let status = timeout(WAIT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: openssl did not exit"))
+        .expect("wait");
+    let mut lines = Vec::new();
+    while let Ok(Some(l)) = timeout(WAIT, out.recv()).await {
+        lines.push(l);
+    }
+    (status, lines)
+}
+
+async fn tls_server(srv_leaf: &Leaf) -> (SipTransports, TransportEvents, SocketAddr) {
+    let (srv, rx) = SipTransports::bind(TransportConfig {
+        listeners: vec![ListenerConfig {
+            transport: Transport::Tls,
+            addr: localhost(),
+            tls: Some(server_settings(srv_leaf, None, &[])),
+        }],
+        ..TransportConfig::default()
+    })
+    .await
+    .expect("bind");
+    let addr = srv.local_addr(Transport::Tls).expect("addr");
+    (srv, rx, addr)
+}
+
+/// TLS 1.2 is the minimum: `s_client -tls1_1` (its security level lowered so that it
+/// really offers TLS 1.1) reaches the listener and is refused in the handshake, while
+/// `-tls1_2` against the same listener carries a message.
+#[tokio::test]
+async fn tls_1_1_client_is_refused_tls_1_2_is_served() {
+    timeout(Duration::from_secs(60), async {
+        let ca = TestCa::new("osslv");
+        let srv_leaf = ca.leaf("server", &["sbc.test"]);
+        let (srv, mut srx, addr) = tls_server(&srv_leaf).await;
+        let addr_s = addr.to_string();
+        let base = [
+            "s_client",
+            "-connect",
+            &addr_s,
+            "-servername",
+            "sbc.test",
+            "-CAfile",
+            p(ca.path()),
+        ];
+
+        let mut old = base.to_vec();
+        old.extend(["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+        let (child, out) = spawn_openssl_all(&old);
+        let (status, lines) = exit_and_output(child, out, "s_client -tls1_1").await;
+        assert!(!status.success(), "a TLS 1.1 handshake succeeded");
+        assert!(
+            lines.iter().any(|l| l.contains("Cipher is (NONE)")),
+            "no cipher may be agreed: {lines:#?}"
+        );
+        wait_until("the listener saw and refused the TLS 1.1 hello", || {
+            srv.counters().snapshot().tls_handshake_failures == 1
+        })
+        .await;
+        no_event(&mut srx, Duration::from_millis(300)).await;
+
+        let mut new = base.to_vec();
+        new.extend(["-tls1_2", "-quiet"]);
+        let (mut child, _out) = spawn_openssl(&new);
+        let req = options("tls12-ok", "");
+        write_stdin(&mut child, &req).await;
+        assert_eq!(next_message(&mut srx).await.bytes, req);
+        let _ = child.kill().await;
+        assert_eq!(srv.counters().snapshot().tls_handshake_failures, 1);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// No renegotiation: after a TLS 1.2 session carried a message, `s_client`'s `R`
+/// command sends a new ClientHello. The listener answers it with the `no_renegotiation`
+/// alert (RFC 5246 §7.2.2; rustls queues it and it leaves with the next record we
+/// write), no ServerHello ever follows, and the session ends.
+///
+/// The answer we write must leave after the listener has read the new hello (else
+/// s_client reports the answer as an unexpected record, which shows nothing about the
+/// listener): the scenario is repeated with longer pauses until that order holds.
+#[tokio::test]
+async fn tls_renegotiation_is_refused() {
+    timeout(Duration::from_secs(120), async {
+        let ca = TestCa::new("osslr");
+        let srv_leaf = ca.leaf("server", &["sbc.test"]);
+        let (srv, mut srx, addr) = tls_server(&srv_leaf).await;
+        let addr_s = addr.to_string();
+        for pause in [300, 1000, 3000, 6000] {
+            // Interactive mode (no -quiet, no -ign_eof): a line holding `R` renegotiates;
+            // -msg prints every handshake message sent and received.
+            let (mut child, mut out) = spawn_openssl_all(&[
+                "s_client",
+                "-connect",
+                &addr_s,
+                "-servername",
+                "sbc.test",
+                "-CAfile",
+                p(ca.path()),
+                "-tls1_2",
+                "-msg",
+            ]);
+            wait_line(&mut out, "Verify return code: 0 (ok)").await;
+            let req = options(&format!("before-reneg-{pause}"), "");
+            write_stdin(&mut child, &req).await;
+            let m = next_message(&mut srx).await;
+            assert_eq!(m.bytes, req);
+
+            write_stdin(&mut child, b"R\n").await;
+            wait_line(&mut out, "RENEGOTIATING").await;
+            wait_line(&mut out, "ClientHello").await;
+            sleep(Duration::from_millis(pause)).await;
+            let mut o = Outbound::new(Transport::Tls, m.remote, b"SIP/2.0 200 OK\r\n\r\n".to_vec());
+            o.conn = m.conn;
+            srv.send(o).expect("queued");
+            let (_, lines) = exit_and_output(child, out, "s_client after R").await;
+            assert!(
+                !lines.iter().any(|l| l.contains("ServerHello")),
+                "the listener renegotiated: {lines:#?}"
+            );
+            match next_event(&mut srx).await {
+                TransportEvent::ConnectionClosed { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            if lines.iter().any(|l| l.contains("no renegotiation")) {
+                return;
+            }
+            assert!(
+                lines.iter().any(|l| l.contains("unexpected record")),
+                "{lines:#?}"
+            );
+        }
+        panic!("the listener never read the new ClientHello before our answer left");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// An expired client certificate from the trusted CA, with an expected name, is refused
+/// by the mTLS listener during the handshake (next to the unknown-CA and wrong-name cases
+/// of `mtls_listener_against_openssl_s_client`).
+#[tokio::test]
+async fn mtls_expired_client_certificate_is_refused() {
+    timeout(Duration::from_secs(60), async {
+        let ca = TestCa::new("osslx");
+        let srv_leaf = ca.leaf("server", &["sbc.test"]);
+        let expired = ca.leaf_valid("expired", &["sip.pstnhub.test"], (2000, 1, 1), (2001, 1, 1));
+        let fresh = ca.leaf("fresh", &["sip.pstnhub.test"]);
+        let (srv, mut srx, addr) = mtls_server(&ca, &srv_leaf, &["*.pstnhub.test"]).await;
+        let addr_s = addr.to_string();
+
+        let (child, _out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&expired)));
+        expect_refused(child, &mut srx, || {
+            srv.counters().snapshot().tls_handshake_failures == 1
+        })
+        .await;
+        assert_eq!(srv.counters().snapshot().tls_name_rejections, 0);
+
+        // The same CA and name, in date: accepted.
+        let (mut child, _out) = spawn_openssl(&s_client_args(&addr_s, &ca, Some(&fresh)));
+        let req = options("in-date", "");
+        write_stdin(&mut child, &req).await;
+        assert_eq!(next_message(&mut srx).await.bytes, req);
+        let _ = child.kill().await;
+        assert_eq!(srv.counters().snapshot().tls_handshake_failures, 1);
     })
     .await
     .expect("test timed out");

@@ -26,7 +26,7 @@ fn config(limits: Limits) -> TransportConfig {
     }
 }
 
-async fn bind(limits: Limits) -> (SipTransports, tokio::sync::mpsc::Receiver<TransportEvent>) {
+async fn bind(limits: Limits) -> (SipTransports, portcullis_net::TransportEvents) {
     SipTransports::bind(config(limits)).await.expect("bind")
 }
 
@@ -179,7 +179,7 @@ async fn idle_connection_is_closed() {
     .expect("test timed out");
 }
 
-async fn wait_opened(rx: &mut tokio::sync::mpsc::Receiver<TransportEvent>, n: usize) {
+async fn wait_opened(rx: &mut portcullis_net::TransportEvents, n: usize) {
     for _ in 0..n {
         match next_event(rx).await {
             TransportEvent::ConnectionOpened { .. } => {}
@@ -267,7 +267,7 @@ async fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, bool) {
 
 /// The framing error event of the first broken connection (skipping opens).
 async fn framing_event(
-    rx: &mut tokio::sync::mpsc::Receiver<TransportEvent>,
+    rx: &mut portcullis_net::TransportEvents,
 ) -> (portcullis_net::ConnId, Option<u16>) {
     loop {
         match next_event(rx).await {

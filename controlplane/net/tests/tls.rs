@@ -10,15 +10,11 @@ use common::{
 };
 use portcullis_net::{
     ListenerConfig, NetError, Outbound, SipTransports, TlsClientSettings, TlsServerSettings,
-    Transport, TransportConfig, TransportEvent,
+    Transport, TransportConfig, TransportEvent, TransportEvents,
 };
-use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
 
-async fn server(
-    transport: Transport,
-    tls: TlsServerSettings,
-) -> (SipTransports, Receiver<TransportEvent>) {
+async fn server(transport: Transport, tls: TlsServerSettings) -> (SipTransports, TransportEvents) {
     SipTransports::bind(TransportConfig {
         listeners: vec![ListenerConfig {
             transport,
@@ -31,7 +27,7 @@ async fn server(
     .expect("bind server")
 }
 
-async fn client(tls: TlsClientSettings) -> (SipTransports, Receiver<TransportEvent>) {
+async fn client(tls: TlsClientSettings) -> (SipTransports, TransportEvents) {
     SipTransports::bind(TransportConfig {
         tls_client: Some(tls),
         ..TransportConfig::default()

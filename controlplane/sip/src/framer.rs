@@ -46,6 +46,19 @@ pub enum Frame<'a> {
     Pong,
 }
 
+/// What a [`StreamFramer`] holds between frames ([`StreamFramer::pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing.
+    Nothing,
+    /// Only CR and LF: a CRLFCRLF ping or a stray CRLF still arriving.
+    Keepalive,
+    /// The start of a message whose header section is not complete.
+    Headers,
+    /// A message whose header section is complete; its body is still arriving.
+    Body,
+}
+
 /// The stream is broken and the connection must be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum FramingError {
@@ -182,6 +195,22 @@ impl StreamFramer {
     /// Bytes held and not yet returned.
     pub fn buffered(&self) -> usize {
         self.buf.len().saturating_sub(self.consumed)
+    }
+
+    /// What the bytes held and not yet returned are: the transport times a message
+    /// being received, its headers and its body, but not a keepalive in progress.
+    #[must_use]
+    pub fn pending(&self) -> Pending {
+        let b = self.buf.get(self.consumed..).unwrap_or_default();
+        if b.is_empty() {
+            Pending::Nothing
+        } else if self.pending_total.is_some() && self.consumed == 0 {
+            Pending::Body
+        } else if b.iter().all(|c| matches!(c, b'\r' | b'\n')) {
+            Pending::Keepalive
+        } else {
+            Pending::Headers
+        }
     }
 
     /// Bytes of the refused message's header section, kept after a [`FramingError`] so
@@ -377,6 +406,31 @@ mod tests {
         f.push(&stream);
         assert_eq!(collect(&mut f).len(), 3);
         assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn pending_tells_keepalive_headers_and_body_apart() {
+        let mut f = StreamFramer::default();
+        assert_eq!(f.pending(), Pending::Nothing);
+        f.push(b"\r\n");
+        assert_eq!(f.next_frame(), Ok(None));
+        assert_eq!(f.pending(), Pending::Keepalive);
+        f.push(b"\r\n");
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Ping)));
+        assert_eq!(f.next_frame(), Ok(None));
+        assert_eq!(f.pending(), Pending::Nothing);
+        let split = MSG.len() - 5;
+        f.push(&MSG[..split - 1]);
+        assert_eq!(f.next_frame(), Ok(None));
+        assert_eq!(f.pending(), Pending::Headers, "headers not complete yet");
+        f.push(&MSG[split - 1..split + 1]);
+        assert_eq!(f.next_frame(), Ok(None));
+        assert_eq!(f.pending(), Pending::Body);
+        f.push(&MSG[split + 1..]);
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(MSG))));
+        assert_eq!(f.pending(), Pending::Nothing);
+        assert_eq!(f.next_frame(), Ok(None));
+        assert_eq!(f.pending(), Pending::Nothing);
     }
 
     #[test]

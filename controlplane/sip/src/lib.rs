@@ -51,7 +51,9 @@ mod uri;
 mod validate;
 
 pub use error::{BufferTooSmall, ParseError, UriError};
-pub use framer::{framing_error_response, Frame, FramerLimits, FramingError, StreamFramer};
+pub use framer::{
+    framing_error_response, Frame, FramerLimits, FramingError, Pending, StreamFramer,
+};
 pub use header::{
     Auth, CSeq, Contact, Header, HeaderName, MediaType, NameAddr, RPort, Replaces, RetryAfter,
     SessionExpires, Via,

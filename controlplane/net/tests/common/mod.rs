@@ -6,12 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use portcullis_net::{Inbound, TransportEvent};
+use portcullis_net::{Inbound, TransportEvent, TransportEvents};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// Upper bound for any single wait in a test.
@@ -34,7 +33,7 @@ pub fn options(branch: &str, body: &str) -> Vec<u8> {
 }
 
 /// Next event, failing the test after [`WAIT`].
-pub async fn next_event(rx: &mut mpsc::Receiver<TransportEvent>) -> TransportEvent {
+pub async fn next_event(rx: &mut TransportEvents) -> TransportEvent {
     match timeout(WAIT, rx.recv()).await {
         Ok(Some(ev)) => ev,
         Ok(None) => panic!("event channel closed"),
@@ -43,7 +42,7 @@ pub async fn next_event(rx: &mut mpsc::Receiver<TransportEvent>) -> TransportEve
 }
 
 /// Next `Message` event, skipping connection-opened events; panics on anything else.
-pub async fn next_message(rx: &mut mpsc::Receiver<TransportEvent>) -> Inbound {
+pub async fn next_message(rx: &mut TransportEvents) -> Inbound {
     loop {
         match next_event(rx).await {
             TransportEvent::Message(m) => return m,
@@ -54,7 +53,7 @@ pub async fn next_message(rx: &mut mpsc::Receiver<TransportEvent>) -> Inbound {
 }
 
 /// Asserts that no event arrives within `d`.
-pub async fn no_event(rx: &mut mpsc::Receiver<TransportEvent>, d: Duration) {
+pub async fn no_event(rx: &mut TransportEvents, d: Duration) {
     if let Ok(ev) = timeout(d, rx.recv()).await {
         panic!("unexpected event {ev:?}");
     }
@@ -108,6 +107,15 @@ impl TestCa {
     /// Issues a certificate for `names` (SAN DNS names, or IP addresses), valid for both
     /// server and client authentication.
     pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
+        self.issue(file, names, |_| {})
+    }
+
+    fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let sans: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         let mut p = CertificateParams::new(sans).expect("leaf params");
@@ -118,12 +126,27 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        adjust(&mut p);
         let cert = p.signed_by(&key, &self.cert, &self.key).expect("sign leaf");
         let cert_pem = self.dir.path().join(format!("{}-{file}.pem", self.name));
         let key_pem = self.dir.path().join(format!("{}-{file}.key", self.name));
         std::fs::write(&cert_pem, cert.pem()).expect("write leaf");
         std::fs::write(&key_pem, key.serialize_pem()).expect("write key");
         Leaf { cert_pem, key_pem }
+    }
+
+    /// Like [`TestCa::leaf`], valid only between two dates `(year, month, day)`.
+    pub fn leaf_valid(
+        &self,
+        file: &str,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Leaf {
+        self.issue(file, names, |p| {
+            p.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+            p.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        })
     }
 
     pub fn path(&self) -> &Path {
