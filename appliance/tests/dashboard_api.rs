@@ -148,10 +148,11 @@ fn history_and_dataplane_rates_from_the_sampler() {
         assert!(Instant::now() < deadline, "no history point within 30 s");
         std::thread::sleep(Duration::from_millis(250));
     };
-    // Three calls per sample, samples at least a second apart.
+    // Three calls per sample, samples about a second apart (a timer may fire a little
+    // early or late).
     let p = points[0];
     assert!(
-        p.calls_per_second > 0.0 && p.calls_per_second <= 3.0 + 1e-9,
+        p.calls_per_second > 0.0 && p.calls_per_second <= 3.0 * 1.1,
         "{p:?}"
     );
     assert_eq!(p.calls_active, 1);
