@@ -206,9 +206,12 @@ fn exchange(
 }
 
 fn metric(p: Ports, name: &str) -> u64 {
-    let text = ureq::get(&format!("http://127.0.0.1:{}/metrics", p.admin))
+    let url = format!("http://127.0.0.1:{}/metrics", p.admin);
+    let resp = ureq::get(&url)
         .call()
-        .and_then(|r| Ok(r.into_string()?))
+        .unwrap_or_else(|e| panic!("metrics: {e}"));
+    let text = resp
+        .into_string()
         .unwrap_or_else(|e| panic!("metrics: {e}"));
     text.lines()
         .filter(|l| l.starts_with(name))
