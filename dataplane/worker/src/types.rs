@@ -131,8 +131,8 @@ impl IceLite {
 /// Learning happens inside a window that opens when the leg's signalled address is set
 /// or changes (and again at each offer/answer step while the leg has not heard from its
 /// peer); after it the leg is locked ([`LegState::Locked`]). A source other than the
-/// signalled address must prove itself: several in-sequence RTP packets of one SSRC
-/// (plain RTP) or a packet that authenticates (SRTP). An SSRC change never moves a leg.
+/// signalled address must prove itself: several in-sequence RTP packets of one SSRC, the
+/// last of which authenticates on an SRTP leg. An SSRC change never moves a leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum EndpointLearning {
