@@ -424,7 +424,11 @@ impl Relay {
                 }
                 // Authenticated (or plain) RTP from now on.
                 match admit {
-                    Admit::Peer => leg.heard = true,
+                    // The peer's first packet confirms it (reported once, as a latch).
+                    Admit::Peer if !leg.heard => {
+                        leg.heard = true;
+                        latched(&self.events, shared, handle(), side, from);
+                    }
                     Admit::Learn => {
                         if let Some(to) = leg.learned(from) {
                             latched(&self.events, shared, handle(), side, to);
@@ -433,7 +437,7 @@ impl Relay {
                             publish_state(c, leg.state());
                         }
                     }
-                    Admit::Relay | Admit::Reject => {}
+                    Admit::Peer | Admit::Relay | Admit::Reject => {}
                 }
                 if let Some(p) = buf.get(..plen).and_then(|d| RtpPacket::new_checked(d).ok()) {
                     let arrival = now_us.wrapping_mul(u64::from(leg.clock_rate)) / 1_000_000;

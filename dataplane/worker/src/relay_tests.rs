@@ -209,6 +209,11 @@ fn inactivity_and_latch_events_carry_the_generation() {
         r.on_packet(2, addr(9), &mut b, 32, 3_500_000),
         Verdict::Send { .. }
     ));
+    let b_heard = events.pop();
+    assert!(
+        matches!(b_heard, Some(Event::Latched { side: Side::B, .. })),
+        "{b_heard:?}"
+    );
     r.housekeeping(4_000_000);
     assert!(events.pop().is_none(), "active again");
     r.housekeeping(4_500_001);
@@ -281,7 +286,16 @@ fn a_spray_of_fresh_ssrcs_never_takes_a_leg() {
         r.housekeeping(now);
     }
     assert!(sprayed > 4000);
-    assert!(events.pop().is_none(), "no leg ever moved");
+    // Each leg reported its peer once, when first heard; nothing else.
+    let evs: Vec<Event> = std::iter::from_fn(|| events.pop()).collect();
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    for e in evs {
+        let peer = |a: SocketAddr| a == addr(1) || a == addr(9);
+        assert!(
+            matches!(e, Event::Latched { addr: a, .. } if peer(a)),
+            "{e:?}"
+        );
+    }
     let s = PairStats::read(&shared.legs[0], &shared.legs[1]);
     assert_eq!(s.a.tx_packets, 289, "only B's packets went to A");
     assert_eq!(s.b.tx_packets, 289);
@@ -326,6 +340,11 @@ fn heuristic_learns_then_prefers_the_signalled_address() {
         matches!(events.pop(), Some(Event::Latched { addr: a, side: Side::A, .. }) if a == nat)
     );
     assert_eq!(send(&mut r, 2, addr(9), 1, 9, 40), Some(nat));
+    let b_heard = events.pop();
+    assert!(
+        matches!(b_heard, Some(Event::Latched { side: Side::B, .. })),
+        "{b_heard:?}"
+    );
     assert!(!PairStats::read(&shared.legs[0], &shared.legs[1]).a.locked);
     // The signalled address: one packet is enough, and the leg locks.
     assert_eq!(send(&mut r, 0, addr(1), 4, 7, 50), Some(addr(9)));
@@ -406,6 +425,12 @@ fn off_takes_any_source_and_sends_to_the_signalled_address() {
     assert_eq!(send(&mut r, 0, addr(2), 1, 7, 10), Some(addr(9)));
     assert_eq!(send(&mut r, 0, addr(3), 9, 8, 20), Some(addr(9)));
     assert_eq!(send(&mut r, 2, addr(9), 1, 9, 30), Some(addr(1)));
+    // Only B reports its peer (heard); A never learns.
+    let b_heard = events.pop();
+    assert!(
+        matches!(b_heard, Some(Event::Latched { side: Side::B, .. })),
+        "{b_heard:?}"
+    );
     assert!(events.pop().is_none());
     assert_eq!(rejected(&shared, 0), 0);
 }
@@ -427,7 +452,12 @@ fn delayed_decides_at_the_end_of_the_window() {
             "not yet"
         );
     }
-    assert!(events.pop().is_none());
+    let b_heard = events.pop();
+    assert!(
+        matches!(b_heard, Some(Event::Latched { side: Side::B, .. })),
+        "{b_heard:?}"
+    );
+    assert!(events.pop().is_none(), "A not moved yet");
     assert_eq!(send(&mut r, 0, nat, 6, 7, WINDOW + 1), Some(addr(9)));
     assert!(matches!(events.pop(), Some(Event::Latched { addr: x, .. }) if x == nat));
     assert_eq!(send(&mut r, 2, addr(9), 6, 9, WINDOW + 2), Some(nat));

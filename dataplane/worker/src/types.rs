@@ -236,7 +236,8 @@ pub(crate) enum Command {
 /// Something a worker reports to the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A leg learnt (or re-learnt) its peer from received media (or an ICE nomination).
+    /// A leg's peer sent its first packet, or the leg learnt a new peer from received
+    /// media (endpoint learning, NAT rebinding) or from an ICE nomination.
     Latched {
         /// The pair (with its generation).
         handle: StreamPairHandle,
