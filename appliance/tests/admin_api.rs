@@ -104,6 +104,7 @@ fn full_snapshot() -> MetricsSnapshot {
     };
     let mut drops = [0; portcullis_dataplane::DROP_REASONS];
     drops[0] = 1;
+    drops[portcullis_dataplane::DropReason::RtpSourceRejected as usize] = 7;
     let w = WorkerStats {
         rx_packets: 10,
         tx_packets: 9,
@@ -471,6 +472,7 @@ fn metrics_exposition_is_valid_and_complete() {
         "{text}"
     );
     assert!(text.contains(r#"portcullis_dataplane_drops_total{worker="0",reason="no_stream"} 1"#));
+    assert!(text.contains(r#"portcullis_dataplane_rtp_source_rejected_total{worker="0"} 7"#));
     assert!(text.contains(r#"portcullis_sip_requests_total{method="INVITE",direction="in"} 4"#));
     assert!(text.contains(r#"portcullis_dataplane_info{backend="mmsg",workers="2"} 1"#));
     srv.stop();

@@ -217,6 +217,12 @@ fn run_relay(
         })
     })
     .expect("data plane");
+    let gen = ephemeral().expect("generator socket");
+    // Leg A's peer is signalled: the generator.
+    let a = StreamParams {
+        peer: gen.local_addr().ok().and_then(|a| a.as_socket()),
+        ..StreamParams::default()
+    };
     let mut dests = Vec::with_capacity(streams);
     for _ in 0..streams {
         let h = dp.allocate_pair().expect("pair");
@@ -225,14 +231,13 @@ fn run_relay(
             srtp_out: srtp.then(keys),
             ..StreamParams::default()
         };
-        dp.update(&h, StreamParams::default(), b).expect("update");
+        dp.update(&h, a, b).expect("update");
         dests.push(SocketAddr::new(LO, h.port_a));
     }
     let ok = wait(|| dp.worker_stats()[0].commands >= streams as u64);
     assert!(ok, "worker did not apply the updates");
-    // Warm-up: latch every stream.
+    // Warm-up: every stream once.
     let stop = AtomicBool::new(false);
-    let gen = ephemeral().expect("generator socket");
     let mut seq = vec![0u16; STREAMS];
     generate(&mut seq, &gen, &dests, Load::Paced, 0.1, &stop);
     std::thread::sleep(Duration::from_millis(100));

@@ -75,7 +75,12 @@ fn run(srtp: bool, packets: usize, pollute_bytes: usize, junk: &[u8]) -> f64 {
             srtp_out: srtp.then(keys),
             ..StreamParams::default()
         };
-        path.update(p, StreamParams::default(), b);
+        // Leg A's peer is signalled (the sender): every packet comes from the peer.
+        let a = StreamParams {
+            peer: Some(addr(p)),
+            ..StreamParams::default()
+        };
+        path.update(p, a, b);
     }
     let mut buf = vec![0u8; BUF_SIZE];
     let rounds = packets.div_ceil(PAIRS as usize);

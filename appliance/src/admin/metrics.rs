@@ -284,6 +284,12 @@ pub const FAMILIES: &[Family] = &[
         "Media packets dropped per worker and reason.",
     ),
     fam(
+        "portcullis_dataplane_rtp_source_rejected_total",
+        C,
+        "Media packets refused for their source per worker: not from the leg's peer and not \
+         taken by endpoint learning (spoofed or stray streams; also in drops_total).",
+    ),
+    fam(
         "portcullis_dataplane_srtp_failures_total",
         C,
         "SRTP/SRTCP failures (authentication, replay, other) per worker.",
@@ -770,6 +776,9 @@ fn render_dataplane(e: &mut Encoder, snap: &MetricsSnapshot) {
             );
         }
     }
+    per_worker(e, "portcullis_dataplane_rtp_source_rejected_total", &|w| {
+        w.dropped(DropReason::RtpSourceRejected)
+    });
     per_worker(e, "portcullis_dataplane_srtp_failures_total", &|w| {
         w.srtp_failures
     });

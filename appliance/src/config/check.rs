@@ -9,7 +9,7 @@ use super::host::{check_key_matches, PemKind};
 use super::model::{
     AdminConfig, CaptureConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig,
     MediaConfig, NodeConfig, PolicyConfig, Secret, SessionTimerConfig, SipConfig, SipLimits,
-    TlsFiles,
+    TlsFiles, LEARNING_WINDOW_BOUNDS,
 };
 use super::raw::{RawConfig, RawCores, RawListener, RawMedia, RawSip, Transport};
 use super::types::{parse_cpulist, CoreList, PortRange};
@@ -478,6 +478,17 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
         &m.inactivity_timeout,
         Duration::from_secs(1),
     );
+    let (wmin, wmax) = LEARNING_WINDOW_BOUNDS;
+    let window = c.duration("media.learning_window", &m.learning_window, wmin);
+    if window.is_some_and(|w| w > wmax) {
+        c.err(
+            "media.learning_window",
+            format!(
+                "{:?} is longer than the maximum {wmax:?}",
+                m.learning_window
+            ),
+        );
+    }
     let (lo, hi) = RING_CAPACITY_BOUNDS;
     if !m.ring_capacity.is_power_of_two() || !(lo..=hi).contains(&m.ring_capacity) {
         c.err(
@@ -493,6 +504,7 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
         backend: m.backend,
         inactivity_timeout: inactivity?,
         ring_capacity: usize::try_from(m.ring_capacity).ok()?,
+        learning_window: window.filter(|w| *w <= wmax)?,
     })
 }
 

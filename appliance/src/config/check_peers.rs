@@ -9,10 +9,10 @@ use super::checker::Checker;
 use super::diag::path_key;
 use super::host::{check_cert_names, check_key_matches, PemKind};
 use super::model::{
-    Credentials, NumberMatch, RouteConfig, Secret, SipConfig, TeamsConfig, TlsFiles, Translation,
-    TrunkConfig,
+    Credentials, LearningConfig, NumberMatch, RouteConfig, Secret, SipConfig, TeamsConfig,
+    TlsFiles, Translation, TrunkConfig, MIN_RELEARN_AFTER,
 };
-use super::raw::{RawConfig, RawTranslation, RawTrunk, Transport};
+use super::raw::{EndpointLearning, RawConfig, RawTranslation, RawTrunk, Transport};
 use super::types::{parse_cidr, Fqdn, Host, HostPort, TrunkName};
 
 /// Compiled size limit of a route regex (bytes of the compiled program).
@@ -125,6 +125,8 @@ fn trunk(
             })
         }
     };
+    let learning = learning(&p, t.endpoint_learning, t.relearn_after.as_deref(), c);
+    ok &= learning.is_some();
     ok.then_some(())?;
     Some(TrunkConfig {
         name: name?,
@@ -135,6 +137,41 @@ fn trunk(
         max_calls: t.max_calls,
         options_interval,
         credentials,
+        learning: learning?,
+    })
+}
+
+/// `endpoint_learning` and `relearn_after` of the peer at `p` (`trunk[i]`, `teams`).
+fn learning(
+    p: &str,
+    endpoint_learning: EndpointLearning,
+    relearn_after: Option<&str>,
+    c: &mut Checker<'_>,
+) -> Option<LearningConfig> {
+    let relearn_after = match relearn_after {
+        None => None,
+        Some(s) => {
+            let path = format!("{p}.relearn_after");
+            let d = c.duration(&path, s, MIN_RELEARN_AFTER)?;
+            if matches!(
+                endpoint_learning,
+                EndpointLearning::Strict | EndpointLearning::Off
+            ) {
+                c.err(
+                    path,
+                    format!(
+                        "NAT rebinding needs a learning endpoint_learning (heuristic or \
+                         delayed), not {endpoint_learning:?}"
+                    ),
+                );
+                return None;
+            }
+            Some(d)
+        }
+    };
+    Some(LearningConfig {
+        endpoint_learning,
+        relearn_after,
     })
 }
 
@@ -456,6 +493,8 @@ pub(super) fn teams(
         );
         ok = false;
     }
+    let learning = learning("teams", t.endpoint_learning, t.relearn_after.as_deref(), c);
+    ok &= learning.is_some();
     ok.then_some(())?;
     Some(Some(TeamsConfig {
         sbc_fqdn: sbc_fqdn?,
@@ -469,6 +508,7 @@ pub(super) fn teams(
         miss_threshold: t.miss_threshold,
         media_bypass: t.media_bypass,
         resolve,
+        learning: learning?,
     }))
 }
 

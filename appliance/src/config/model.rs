@@ -11,8 +11,8 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use super::raw::{
-    Backend, FsyncPolicy, LogFormat, LogLevel, MediaProtection, RedirectPolicy, Transport,
-    UnknownSourceAction,
+    Backend, EndpointLearning, FsyncPolicy, LogFormat, LogLevel, MediaProtection, RedirectPolicy,
+    Transport, UnknownSourceAction,
 };
 use super::types::{CoreList, Fqdn, HostPort, PortRange, TrunkName};
 use ipnet::IpNet;
@@ -227,6 +227,23 @@ pub struct MediaConfig {
     pub inactivity_timeout: Duration,
     /// Ring slots (power of two).
     pub ring_capacity: usize,
+    /// Endpoint learning window (within [`LEARNING_WINDOW_BOUNDS`]).
+    pub learning_window: Duration,
+}
+
+/// Smallest and largest `media.learning_window`.
+pub const LEARNING_WINDOW_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_secs(30));
+/// Smallest `relearn_after` (a shorter silence is ordinary jitter or DTX).
+pub const MIN_RELEARN_AFTER: Duration = Duration::from_secs(1);
+
+/// Media trust toward a peer: how its legs learn their media address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LearningConfig {
+    /// Endpoint learning mode.
+    pub endpoint_learning: EndpointLearning,
+    /// NAT rebinding after this much silence (≥ [`MIN_RELEARN_AFTER`]); `None`: never.
+    pub relearn_after: Option<Duration>,
 }
 
 /// `[admin]`
@@ -294,6 +311,8 @@ pub struct TrunkConfig {
     pub options_interval: Option<Duration>,
     /// Digest credentials.
     pub credentials: Option<Credentials>,
+    /// Media endpoint learning toward the peer.
+    pub learning: LearningConfig,
 }
 
 /// Digest credentials of a trunk (RFC 3261 §22).
@@ -417,6 +436,8 @@ pub struct TeamsConfig {
     pub media_bypass: bool,
     /// DNS overrides.
     pub resolve: BTreeMap<Fqdn, SocketAddr>,
+    /// Media endpoint learning toward Microsoft.
+    pub learning: LearningConfig,
 }
 
 /// `[capture]`

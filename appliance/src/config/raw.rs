@@ -349,6 +349,9 @@ pub struct RawMedia {
     /// Slots in each command and event ring.
     #[serde(default = "default_ring_capacity")]
     pub ring_capacity: u32,
+    /// Endpoint learning window after each offer/answer (see `endpoint_learning`).
+    #[serde(default = "default_learning_window")]
+    pub learning_window: String,
 }
 
 /// The `media.cores` value: a TOML array of CPU ids or a string.
@@ -403,6 +406,9 @@ fn default_inactivity_timeout() -> String {
 fn default_ring_capacity() -> u32 {
     4096
 }
+fn default_learning_window() -> String {
+    s("3s")
+}
 
 impl Default for RawMedia {
     fn default() -> Self {
@@ -415,6 +421,7 @@ impl Default for RawMedia {
             backend: Backend::Auto,
             inactivity_timeout: default_inactivity_timeout(),
             ring_capacity: default_ring_capacity(),
+            learning_window: default_learning_window(),
         }
     }
 }
@@ -610,6 +617,22 @@ pub enum MediaProtection {
     Bypass,
 }
 
+/// How a leg learns its media peer from packets (rtpengine's `--endpoint-learning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointLearning {
+    /// In the learning window, a valid stream is taken at once and the SDP address
+    /// (and port) wins over any other; then the leg is locked.
+    #[default]
+    Heuristic,
+    /// Only the SDP address and port.
+    Strict,
+    /// Decided at the end of the window, preferring the SDP address.
+    Delayed,
+    /// Never learn, never check: send to the SDP address, take media from anywhere.
+    Off,
+}
+
 /// `[[trunk]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -633,6 +656,11 @@ pub struct RawTrunk {
     pub options_interval: Option<String>,
     /// `[trunk.credentials]`
     pub credentials: Option<RawCredentials>,
+    /// heuristic | strict | delayed | off
+    #[serde(default)]
+    pub endpoint_learning: EndpointLearning,
+    /// NAT rebinding after this much silence from the locked peer (absent = never).
+    pub relearn_after: Option<String>,
 }
 
 fn default_trunk_transport() -> Transport {
@@ -737,6 +765,11 @@ pub struct RawTeams {
     /// Name → `ip:port` overrides used instead of DNS (tests, lab).
     #[serde(default)]
     pub resolve: BTreeMap<String, String>,
+    /// heuristic | strict | delayed | off, for the legs facing Microsoft.
+    #[serde(default)]
+    pub endpoint_learning: EndpointLearning,
+    /// NAT rebinding after this much silence from the locked peer (absent = never).
+    pub relearn_after: Option<String>,
 }
 
 /// The three Microsoft SIP proxies of Direct Routing, in order.

@@ -9,9 +9,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig};
 use portcullis_engine::config::{
-    Credentials as EngineCredentials, EngineConfig, ListenerInfo, MediaMode, NodeSettings,
-    PolicyConfig as EnginePolicy, RedirectMode, TeamsSettings, TimerSettings,
-    TrunkConfig as EngineTrunk, UnknownSource,
+    Credentials as EngineCredentials, EndpointLearning as EngineLearning, EngineConfig,
+    ListenerInfo, MediaLearning, MediaMode, NodeSettings, PolicyConfig as EnginePolicy,
+    RedirectMode, TeamsSettings, TimerSettings, TrunkConfig as EngineTrunk, UnknownSource,
 };
 use portcullis_engine::routing::{NumberMatch as EngineMatch, RouteRule, TranslationRule};
 use portcullis_engine::teams::{HealthConfig, ProxyTarget};
@@ -23,8 +23,8 @@ use portcullis_net::{
 
 use super::teams::TeamsPlan;
 use crate::config::{
-    Backend, Config, Host, HostPort, MediaProtection, NumberMatch, RedirectPolicy, Translation,
-    Transport, UnknownSourceAction,
+    Backend, Config, EndpointLearning, Host, HostPort, LearningConfig, MediaProtection,
+    NumberMatch, RedirectPolicy, Translation, Transport, UnknownSourceAction,
 };
 
 /// Why a checked configuration cannot be handed to the planes.
@@ -100,6 +100,19 @@ fn visible(addr: SocketAddr, advertised: IpAddr) -> SocketAddr {
     }
 }
 
+/// A peer's media learning for the engine.
+fn learning(l: LearningConfig) -> MediaLearning {
+    MediaLearning {
+        endpoint_learning: match l.endpoint_learning {
+            EndpointLearning::Heuristic => EngineLearning::Heuristic,
+            EndpointLearning::Strict => EngineLearning::Strict,
+            EndpointLearning::Delayed => EngineLearning::Delayed,
+            EndpointLearning::Off => EngineLearning::Off,
+        },
+        relearn_after: l.relearn_after,
+    }
+}
+
 /// The engine's view of `cfg`.
 pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
     let listeners = cfg
@@ -138,6 +151,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 Host::Ip(_) => None,
             },
             fqdn_contact: None,
+            learning: learning(t.learning),
         });
     }
     let mut teams = None;
@@ -164,6 +178,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 auth_outbound: None,
                 tls_server_name: Some(hp.host.to_string()),
                 fqdn_contact: Some(tm.sbc_fqdn.to_string()),
+                learning: learning(tm.learning),
             });
         }
         teams = Some(TeamsSettings {
@@ -310,6 +325,7 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
         },
         inactivity_timeout: m.inactivity_timeout,
         ring_capacity: m.ring_capacity,
+        learning_window: m.learning_window,
         ..DataplaneConfig::default()
     }
 }

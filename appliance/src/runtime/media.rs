@@ -11,9 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use portcullis_dataplane::{
-    Dataplane, DataplaneError, Event, IceLite, Side as DpSide, StreamFlags, StreamPairHandle,
-    StreamParams,
+    Dataplane, DataplaneError, EndpointLearning as DpLearning, Event, IceLite, Side as DpSide,
+    StreamFlags, StreamPairHandle, StreamParams,
 };
+use portcullis_engine::config::EndpointLearning;
 use portcullis_engine::media::{
     LegMediaStats, MediaAllocation, MediaControl, MediaError, MediaEvent, MediaId, MediaLegParams,
     MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
@@ -171,10 +172,15 @@ fn params(p: &MediaLegParams) -> StreamParams {
         srtp_in: p.srtp_in.as_ref().map(keys),
         srtp_out: p.srtp_out.as_ref().map(keys),
         flags: StreamFlags {
-            latching: p.latching,
-            allow_relatch_on_ssrc_change: true,
+            learning: match p.learning.endpoint_learning {
+                EndpointLearning::Heuristic => DpLearning::Heuristic,
+                EndpointLearning::Strict => DpLearning::Strict,
+                EndpointLearning::Delayed => DpLearning::Delayed,
+                EndpointLearning::Off => DpLearning::Off,
+            },
             rtcp_mux: p.rtcp_mux,
         },
+        relearn_after: p.learning.relearn_after,
         ice: p
             .ice_lite
             .as_ref()
@@ -202,6 +208,7 @@ fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
         tx_bytes: s.tx_bytes,
         rtp_lost: measured.then_some(s.rtp_lost),
         rtp_jitter_us: measured.then(|| u32::try_from(s.rtp_jitter_us).unwrap_or(u32::MAX)),
+        rtp_source_rejected: s.rtp_source_rejected(),
     }
 }
 

@@ -119,6 +119,10 @@ pub struct MediaSideRecord {
     pub lost: Option<u64>,
     /// Interarrival jitter of this side's stream, microseconds (RFC 3550 §6.4.1).
     pub jitter_us: Option<u32>,
+    /// Packets that reached this side's media port from a source it does not take
+    /// media from (spoofed or stray streams, endpoint learning), refused.
+    #[serde(default)]
+    pub rtp_source_rejected: u64,
 }
 
 /// Media counters of both sides.
@@ -139,6 +143,7 @@ impl From<crate::media::LegMediaStats> for MediaSideRecord {
             tx_bytes: s.tx_bytes,
             lost: s.rtp_lost,
             jitter_us: s.rtp_jitter_us,
+            rtp_source_rejected: s.rtp_source_rejected,
         }
     }
 }

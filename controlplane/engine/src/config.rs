@@ -81,6 +81,34 @@ impl MediaMode {
     }
 }
 
+/// How a leg facing a trunk learns its peer's media address from packets
+/// (rtpengine's `--endpoint-learning`); the data plane applies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum EndpointLearning {
+    /// Inside the learning window after the offer/answer, the first valid
+    /// stream is taken at once, and a source matching the SDP address and port
+    /// (else the address, else the port) replaces an earlier one; then locked.
+    #[default]
+    Heuristic,
+    /// Only the SDP address and port, ever.
+    Strict,
+    /// Like `Heuristic`, but the choice is made at the end of the window (the
+    /// SDP address when it sent); until then media goes to the SDP address.
+    Delayed,
+    /// Never learn, never check the source: media goes to the SDP address and
+    /// is taken from anywhere.
+    Off,
+}
+
+/// Media trust toward a trunk: endpoint learning and NAT rebinding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MediaLearning {
+    pub endpoint_learning: EndpointLearning,
+    /// NAT rebinding: a locked leg whose peer was silent this long moves to a
+    /// new source sending a valid RTP stream. `None`: never.
+    pub relearn_after: Option<Duration>,
+}
+
 /// Digest credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -120,6 +148,8 @@ pub struct TrunkConfig {
     pub tls_server_name: Option<String>,
     /// Host part of our Contact toward the trunk (Teams: the SBC FQDN).
     pub fqdn_contact: Option<String>,
+    /// How the leg facing the trunk learns its media peer.
+    pub learning: MediaLearning,
 }
 
 impl TrunkConfig {
@@ -463,6 +493,7 @@ mod tests {
             auth_outbound: None,
             tls_server_name: None,
             fqdn_contact: None,
+            learning: MediaLearning::default(),
         };
         // No ACL: the trunk's own address only (IPv4-mapped form included).
         assert!(t.matches_source("192.0.2.1".parse().unwrap()));

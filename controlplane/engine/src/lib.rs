@@ -90,7 +90,7 @@
 //!
 //! ## CDR (`cdr`)
 //!
-//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us } }> }`;
+//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us, rtp_source_rejected } }> }`;
 //! `to_json_line()` (one line, `\n`-terminated, fixed field order), `from_json_line`, `duration_ms()`, `setup_ms()`.
 //! Timestamps are wall-clock ms since the UNIX epoch, passed in by the caller.
 //!

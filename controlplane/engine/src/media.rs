@@ -12,6 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
+use crate::config::MediaLearning;
+
 /// Handle of one anchored stream pair; never reused by a given [`MediaControl`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct MediaId(pub u64);
@@ -106,8 +108,9 @@ pub struct MediaLegParams {
     pub rtcp_mux: bool,
     pub srtp_in: Option<SrtpKeyMaterial>,
     pub srtp_out: Option<SrtpKeyMaterial>,
-    /// Symmetric RTP: follow the source address of the first packets (NAT).
-    pub latching: bool,
+    /// Endpoint learning of the trunk this leg faces (which sources may move
+    /// the leg's media peer away from `peer_rtp`).
+    pub learning: MediaLearning,
     /// ICE-lite credentials (ufrag, pwd) when the peer uses ICE (media bypass).
     pub ice_lite: Option<(String, String)>,
 }
@@ -124,6 +127,9 @@ pub struct LegMediaStats {
     pub rtp_lost: Option<u64>,
     /// Interarrival jitter of the peer's RTP, microseconds; `None` as for `rtp_lost`.
     pub rtp_jitter_us: Option<u32>,
+    /// Packets refused for their source (not the leg's peer: a spoofed or stray
+    /// stream, endpoint learning).
+    pub rtp_source_rejected: u64,
 }
 
 /// Counters of a stream pair, copied into the CDR.

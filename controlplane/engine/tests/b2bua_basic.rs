@@ -78,8 +78,29 @@ fn sdp_rewritten_both_ways_and_media_programmed() {
     assert_eq!(a.peer_rtp, Some(sa("192.168.1.10:10000")));
     assert_eq!(a.peer_rtcp, Some(sa("192.168.1.10:10001")));
     assert_eq!(b.peer_rtp, Some(sa("172.16.0.20:20000")));
-    assert!(a.latching && b.latching);
+    assert_eq!((a.learning, b.learning), Default::default());
     assert!(a.srtp_in.is_none() && b.srtp_out.is_none());
+}
+
+/// Each leg is programmed with the endpoint learning of the trunk it faces.
+#[test]
+fn each_leg_learns_as_its_trunk_says() {
+    use portcullis_engine::config::{EndpointLearning, MediaLearning};
+    let strict = MediaLearning {
+        endpoint_learning: EndpointLearning::Strict,
+        relearn_after: None,
+    };
+    let rebinding = MediaLearning {
+        endpoint_learning: EndpointLearning::Delayed,
+        relearn_after: Some(Duration::from_secs(5)),
+    };
+    let mut h = H::with(|c| {
+        c.trunks[0].learning = strict;
+        c.trunks[1].learning = rebinding;
+    });
+    let _ = h.answered();
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
+    assert_eq!((a.learning, b.learning), (strict, rebinding));
 }
 
 #[test]

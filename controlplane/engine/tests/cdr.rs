@@ -36,6 +36,7 @@ fn sample() -> CdrRecord {
                 tx_bytes: 514_280,
                 lost: Some(3),
                 jitter_us: Some(1250),
+                rtp_source_rejected: 17,
             },
             b: MediaSideRecord::default(),
         }),
@@ -100,6 +101,15 @@ fn json_value_round_trip() {
     assert_eq!(v["media"]["a"]["lost"], 3);
     assert_eq!(v["media"]["a"]["jitter_us"], 1250);
     assert_eq!(v["media"]["b"]["lost"], Value::Null);
+    assert_eq!(v["media"]["a"]["rtp_source_rejected"], 17);
+    // A line written before the field existed still reads (as 0).
+    let mut old = v.clone();
+    old["media"]["a"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rtp_source_rejected");
+    let older: CdrRecord = serde_json::from_value(old).unwrap();
+    assert_eq!(older.media.unwrap().a.rtp_source_rejected, 0);
     let back: CdrRecord = serde_json::from_value(v).unwrap();
     assert_eq!(back, rec);
     assert_eq!(CdrRecord::from_json_line(&rec.to_json_line()).unwrap(), rec);
@@ -155,6 +165,7 @@ fn media_stats_convert_with_loss_figures_where_measured() {
             tx_bytes: 4,
             rtp_lost: Some(9),
             rtp_jitter_us: Some(1250),
+            rtp_source_rejected: 11,
         },
         b: LegMediaStats {
             rx_packets: 5,
@@ -163,6 +174,7 @@ fn media_stats_convert_with_loss_figures_where_measured() {
             tx_bytes: 8,
             rtp_lost: None,
             rtp_jitter_us: None,
+            rtp_source_rejected: 0,
         },
     }
     .into();
@@ -176,4 +188,5 @@ fn media_stats_convert_with_loss_figures_where_measured() {
     );
     assert_eq!((m.a.lost, m.a.jitter_us), (Some(9), Some(1250)));
     assert_eq!((m.b.lost, m.b.jitter_us), (None, None));
+    assert_eq!((m.a.rtp_source_rejected, m.b.rtp_source_rejected), (11, 0));
 }

@@ -45,8 +45,9 @@ pub enum DropReason {
     NoStream = 0,
     /// No destination known yet for the other leg (no signalled peer, nothing latched).
     NoPeer,
-    /// Latched, and the packet came from another source (and re-latch was not allowed).
-    NotLatchedSource,
+    /// The packet came from a source the leg does not take media from: not its peer,
+    /// and not one endpoint learning accepts (see `EndpointLearning`).
+    RtpSourceRejected,
     /// SRTP/SRTCP authentication tag did not verify.
     SrtpAuth,
     /// SRTP/SRTCP replay-window rejection (RFC 3711 §3.3.2).
@@ -71,7 +72,7 @@ impl DropReason {
     pub const ALL: [DropReason; DROP_REASONS] = [
         DropReason::NoStream,
         DropReason::NoPeer,
-        DropReason::NotLatchedSource,
+        DropReason::RtpSourceRejected,
         DropReason::SrtpAuth,
         DropReason::Replay,
         DropReason::SrtpOther,
@@ -87,7 +88,7 @@ impl DropReason {
         match self {
             DropReason::NoStream => "no_stream",
             DropReason::NoPeer => "no_peer",
-            DropReason::NotLatchedSource => "not_latched_source",
+            DropReason::RtpSourceRejected => "rtp_source_rejected",
             DropReason::SrtpAuth => "srtp_auth",
             DropReason::Replay => "replay",
             DropReason::SrtpOther => "srtp_other",
@@ -131,6 +132,8 @@ pub struct StreamCounters {
     pub stun_answered: Counter,
     /// Bytes of those answers.
     pub stun_answer_bytes: Counter,
+    /// `1` once the leg is locked (endpoint learning over), `0` while it learns.
+    pub locked: Counter,
     /// Pair generation these values belong to (set when the worker arms the pair).
     pub(crate) generation: AtomicU32,
 }
@@ -148,6 +151,7 @@ impl StreamCounters {
             &self.rtp_received,
             &self.rtp_jitter,
             &self.rtp_clock_rate,
+            &self.locked,
         ] {
             c.set(0);
         }
@@ -189,6 +193,7 @@ impl StreamCounters {
             rtp_lost: expected.saturating_sub(received),
             rtp_jitter: jitter,
             rtp_jitter_us: jitter.saturating_mul(1_000_000) / self.rtp_clock_rate.get().max(1),
+            locked: self.locked.get() == 1,
         }
     }
 }
@@ -218,6 +223,9 @@ pub struct LegStats {
     pub rtp_jitter: u64,
     /// Interarrival jitter in microseconds.
     pub rtp_jitter_us: u64,
+    /// Endpoint learning is over: the leg's peer moves only by signalling (or NAT
+    /// rebinding where allowed).
+    pub locked: bool,
 }
 
 impl LegStats {
@@ -225,6 +233,12 @@ impl LegStats {
     #[must_use]
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+
+    /// Packets refused for their source (endpoint learning).
+    #[must_use]
+    pub fn rtp_source_rejected(&self) -> u64 {
+        self.dropped(DropReason::RtpSourceRejected)
     }
 }
 

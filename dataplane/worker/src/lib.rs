@@ -15,6 +15,8 @@ mod companion;
 pub mod counters;
 mod fixed;
 mod huge;
+mod learning;
+mod leg;
 mod mmsg;
 pub mod relay;
 mod ring;
@@ -32,8 +34,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, DROP_REASONS};
 pub use types::{
-    Backend, DataplaneConfig, DataplaneError, Event, IceLite, Side, StreamFlags, StreamPairHandle,
-    StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
+    Backend, DataplaneConfig, DataplaneError, EndpointLearning, Event, IceLite, LegState, Side,
+    StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
 };
 
 use types::Command;
@@ -570,8 +572,11 @@ fn spawn_worker(
         pairs,
         shared.clone(),
         events.clone(),
-        inactivity_us,
-        cfg.srtp_fail_threshold,
+        relay::RelayLimits {
+            inactivity_us,
+            srtp_fail_threshold: cfg.srtp_fail_threshold,
+            learning_window_us: u64::try_from(cfg.learning_window.as_micros()).unwrap_or(u64::MAX),
+        },
     );
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let ctx = worker::WorkerCtx {

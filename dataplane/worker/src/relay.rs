@@ -14,12 +14,15 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use portcullis_rtp::rtp::{classify, rtcp_sender_ssrc, PacketKind, RtpPacket};
-use portcullis_rtp::srtp::{SrtpError, SrtpKeys, SrtpSession};
-use portcullis_rtp::stats::RtpStats;
-use portcullis_rtp::stun::{answer_binding, IceCredentials};
+use portcullis_rtp::srtp::SrtpError;
+use portcullis_rtp::stun::answer_binding_detailed;
 
 use crate::counters::{DropReason, StreamCounters, WorkerShared};
-use crate::types::{Command, Event, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId};
+use crate::learning::Admit;
+use crate::leg::Leg;
+use crate::types::{
+    Command, EndpointLearning, Event, LegState, Side, StreamPairHandle, StreamParams, WorkerId,
+};
 
 /// Housekeeping calls per walk of the whole pair table (see [`Relay::housekeeping`]).
 pub(crate) const SWEEP_SLICES: usize = 100;
@@ -46,129 +49,6 @@ pub(crate) enum Verdict {
     },
     /// Dropped (already counted).
     Drop,
-}
-
-/// One leg's state.
-///
-/// `repr(C)`, 64-byte aligned, in three parts:
-/// - line 0, what a packet reads of the leg it came in on and of the leg it leaves by:
-///   peer, SRTP contexts, latching state, flags;
-/// - line 1, what a packet received on this leg writes: RTP statistics, the time it
-///   came, SRTP failures;
-/// - the rest, for RTCP, commands and housekeeping.
-///
-/// So a relayed RTP packet reads three lines of the pair: two of its own leg and the
-/// first of the other. The SRTP contexts (~2 KB each) and ICE credentials are boxed.
-#[repr(C, align(64))]
-struct Leg {
-    // Line 0.
-    /// Where RTP (and muxed RTCP) for this leg's peer goes.
-    peer: Option<SocketAddr>,
-    srtp_in: Option<Box<SrtpSession>>,
-    srtp_out: Option<Box<SrtpSession>>,
-    latched_ssrc: Option<u32>,
-    flags: StreamFlags,
-    latched: bool,
-    rtcp_latched: bool,
-    /// The pair is allocated: set on both legs together (see [`Pair::armed`]), so the
-    /// packet path reads it from the line it needs anyway.
-    armed: bool,
-    // Line 1.
-    stats: RtpStats,
-    clock_rate: u32,
-    /// When this leg last received media (µs, the worker's clock).
-    last_rx_us: u64,
-    srtp_failures: u64,
-    // Cold: RTCP, the command path and housekeeping.
-    /// Where non-muxed RTCP goes (RTP port + 1 until an RTCP source is latched).
-    rtcp_peer: Option<SocketAddr>,
-    srtp_failures_reported: u64,
-    /// Signalled peer from the last update (to detect a changed SDP).
-    signalled: Option<SocketAddr>,
-    keys_in: Option<SrtpKeys>,
-    keys_out: Option<SrtpKeys>,
-    ice: Option<Box<IceCredentials>>,
-}
-
-// The layout above, checked when building for x86-64 (where it was measured).
-#[cfg(target_arch = "x86_64")]
-const _: () = {
-    use std::mem::{align_of, offset_of};
-    assert!(align_of::<Leg>() == 64);
-    assert!(offset_of!(Leg, armed) < 64);
-    assert!(offset_of!(Leg, stats) == 64);
-    assert!(offset_of!(Leg, srtp_failures) + 8 <= 128);
-};
-
-impl Leg {
-    fn new() -> Leg {
-        Leg {
-            peer: None,
-            rtcp_peer: None,
-            signalled: None,
-            latched: false,
-            latched_ssrc: None,
-            rtcp_latched: false,
-            flags: StreamFlags::default(),
-            clock_rate: 8000,
-            keys_in: None,
-            keys_out: None,
-            srtp_in: None,
-            srtp_out: None,
-            ice: None,
-            stats: RtpStats::new(),
-            armed: false,
-            last_rx_us: 0,
-            srtp_failures: 0,
-            srtp_failures_reported: 0,
-        }
-    }
-
-    /// Apply parameters. `fresh` = a new allocation of the slot (forget everything).
-    fn apply(&mut self, p: &StreamParams, fresh: bool) {
-        if fresh {
-            *self = Leg::new();
-        }
-        let peer_changed = p.peer != self.signalled;
-        self.signalled = p.peer;
-        self.flags = p.flags;
-        self.clock_rate = p.clock_rate.max(1);
-        if peer_changed || !p.flags.latching {
-            // A new SDP address (or no latching): start from the signalled peer again.
-            self.latched = false;
-            self.latched_ssrc = None;
-            self.rtcp_latched = false;
-            self.peer = p.peer;
-            self.rtcp_peer = p.peer.map(rtcp_of);
-        }
-        if !same_keys(self.keys_in.as_ref(), p.srtp_in.as_ref()) {
-            self.keys_in = p.srtp_in;
-            self.srtp_in = p.srtp_in.as_ref().map(|k| Box::new(SrtpSession::new(k)));
-        }
-        if !same_keys(self.keys_out.as_ref(), p.srtp_out.as_ref()) {
-            self.keys_out = p.srtp_out;
-            self.srtp_out = p.srtp_out.as_ref().map(|k| Box::new(SrtpSession::new(k)));
-        }
-        self.ice = p
-            .ice
-            .and_then(|c| IceCredentials::new(c.ufrag(), c.pwd()).ok())
-            .map(Box::new);
-    }
-}
-
-fn same_keys(a: Option<&SrtpKeys>, b: Option<&SrtpKeys>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            a.profile == b.profile && a.master_key == b.master_key && a.master_salt == b.master_salt
-        }
-        _ => false,
-    }
-}
-
-/// Default RTCP destination for an RTP address (RFC 3550 §11: RTP port + 1).
-fn rtcp_of(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip(), a.port().wrapping_add(1))
 }
 
 #[repr(C)]
@@ -201,6 +81,17 @@ fn srtp_reason(e: &SrtpError) -> DropReason {
     }
 }
 
+/// The worker-wide limits of the relay decision (from [`crate::DataplaneConfig`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RelayLimits {
+    /// A pair with no media for this long is reported inactive (µs).
+    pub(crate) inactivity_us: u64,
+    /// SRTP authentication failures on a leg before they are reported.
+    pub(crate) srtp_fail_threshold: u64,
+    /// Endpoint learning window (µs).
+    pub(crate) learning_window_us: u64,
+}
+
 /// The session table of one worker plus the decision logic.
 pub(crate) struct Relay {
     worker: WorkerId,
@@ -210,6 +101,7 @@ pub(crate) struct Relay {
     events: Arc<ArrayQueue<Event>>,
     inactivity_us: u64,
     srtp_fail_threshold: u64,
+    window_us: u64,
     /// Copy of a STUN request while the answer is written over the receive buffer.
     scratch: Box<[u8; BUF_SIZE]>,
     /// Next pair housekeeping visits (it walks the table a slice at a time).
@@ -227,8 +119,7 @@ impl Relay {
         pairs: u32,
         shared: Arc<WorkerShared>,
         events: Arc<ArrayQueue<Event>>,
-        inactivity_us: u64,
-        srtp_fail_threshold: u64,
+        limits: RelayLimits,
     ) -> Relay {
         Relay {
             worker,
@@ -242,8 +133,9 @@ impl Relay {
                 .collect(),
             shared,
             events,
-            inactivity_us,
-            srtp_fail_threshold: srtp_fail_threshold.max(1),
+            inactivity_us: limits.inactivity_us,
+            srtp_fail_threshold: limits.srtp_fail_threshold.max(1),
+            window_us: limits.learning_window_us,
             scratch: Box::new([0; BUF_SIZE]),
             sweep_next: 0,
             removed: Vec::with_capacity(COMMAND_BUDGET),
@@ -294,14 +186,21 @@ impl Relay {
                         w.active_pairs.add(1);
                     }
                 }
+                // An offer/answer step: either leg's signalled address moved.
+                let reopen = p
+                    .legs
+                    .iter()
+                    .zip(params)
+                    .any(|(l, q)| l.signalling_moves(q));
                 for (i, (leg, prm)) in (0..).zip(p.legs.iter_mut().zip(params)) {
-                    leg.apply(prm, fresh);
+                    leg.apply(prm, fresh, reopen, now_us);
                     leg.armed = true;
                     if fresh {
                         leg.last_rx_us = now_us;
                     }
                     if let Some(c) = self.shared.legs.get((pair * 2 + i) as usize) {
                         c.rtp_clock_rate.set(u64::from(leg.clock_rate));
+                        publish_state(c, leg.state());
                     }
                 }
                 w.commands.add(1);
@@ -356,6 +255,16 @@ impl Relay {
                 }
             }
             for (s, leg) in p.legs.iter_mut().enumerate() {
+                if matches!(leg.state(), LegState::Learning { .. }) {
+                    let moved = leg.expire(now_us, self.window_us);
+                    let lc = self.shared.legs.get(i * 2 + s).map(|c| &**c);
+                    if let Some(c) = lc {
+                        publish_state(c, leg.state());
+                    }
+                    if let Some(to) = moved {
+                        latched(&self.events, &self.shared, h, s, to);
+                    }
+                }
                 if leg.srtp_failures - leg.srtp_failures_reported >= self.srtp_fail_threshold {
                     leg.srtp_failures_reported = leg.srtp_failures;
                     let ev = Event::SrtpAuthFailures {
@@ -437,6 +346,8 @@ impl Relay {
         let kind = classify(data);
         let [a, b] = &mut pair.legs;
         let (leg, out) = if side == 0 { (a, b) } else { (b, a) };
+        let (worker, base_port, generation) = (self.worker, self.base_port, pair.generation);
+        let handle = move || make_handle(worker, base_port, leg_slot / 2, generation);
         match kind {
             PacketKind::Stun => {
                 let Some(creds) = leg.ice.as_ref() else {
@@ -446,11 +357,22 @@ impl Relay {
                     return drop_w(shared, lc, DropReason::Malformed);
                 };
                 req.copy_from_slice(data);
-                match answer_binding(req, from, creds, buf) {
-                    Ok(n) => {
+                match answer_binding_detailed(req, from, creds, buf) {
+                    Ok(ans) => {
+                        let n = ans.len;
                         if let Some(c) = lc {
                             c.stun_answered.add(1);
                             c.stun_answer_bytes.add(n as u64);
+                        }
+                        // RFC 8445 §7.3.1.5: the controlling agent nominated this pair;
+                        // the request carried our credentials, so it is signalling's word.
+                        if ans.use_candidate {
+                            if let Some(to) = leg.nominated(from) {
+                                latched(&self.events, shared, handle(), side, to);
+                            }
+                            if let Some(c) = lc {
+                                publish_state(c, leg.state());
+                            }
                         }
                         w.tx_packets.add(1);
                         w.tx_bytes.add(n as u64);
@@ -465,26 +387,58 @@ impl Relay {
                 }
             }
             PacketKind::Rtp if !rtcp_port => {
-                let ssrc = match RtpPacket::new_header_checked(data) {
-                    Ok(h) => h.ssrc(),
+                let (ssrc, seq) = match RtpPacket::new_header_checked(data) {
+                    Ok(h) => (h.ssrc(), h.sequence()),
                     Err(_) => return drop_w(shared, lc, DropReason::Malformed),
                 };
-                let mut relatch = false;
-                if leg.flags.latching && leg.latched && Some(from) != leg.peer {
-                    if leg.flags.allow_relatch_on_ssrc_change && Some(ssrc) != leg.latched_ssrc {
-                        relatch = true;
-                    } else {
-                        return drop_w(shared, lc, DropReason::NotLatchedSource);
+                // Media from the peer costs this one comparison; anything else is judged
+                // by endpoint learning (cold).
+                let admit = if leg.peer == Some(from) {
+                    Admit::Peer
+                } else if leg.flags.learning == EndpointLearning::Off {
+                    Admit::Relay
+                } else {
+                    let (admit, moved) = leg.judge(from, ssrc, seq, now_us, self.window_us);
+                    if let Some(c) = lc {
+                        publish_state(c, leg.state());
                     }
-                }
+                    if let Some(to) = moved {
+                        latched(&self.events, shared, handle(), side, to);
+                    }
+                    if admit == Admit::Reject {
+                        return drop_w(shared, lc, DropReason::RtpSourceRejected);
+                    }
+                    admit
+                };
                 let mut plen = len;
                 if let Some(s) = leg.srtp_in.as_mut() {
                     match s.unprotect_rtp(buf, len) {
                         Ok(n) => plen = n,
-                        Err(e) => return unprotect_failed(shared, lc, &mut leg.srtp_failures, &e),
+                        Err(e) => {
+                            if admit == Admit::Learn {
+                                leg.learn.unproven();
+                            }
+                            return unprotect_failed(shared, lc, &mut leg.srtp_failures, &e);
+                        }
                     }
                 }
                 // Authenticated (or plain) RTP from now on.
+                match admit {
+                    // The peer's first packet confirms it (reported once, as a latch).
+                    Admit::Peer if !leg.heard => {
+                        leg.heard = true;
+                        latched(&self.events, shared, handle(), side, from);
+                    }
+                    Admit::Learn => {
+                        if let Some(to) = leg.learned(from) {
+                            latched(&self.events, shared, handle(), side, to);
+                        }
+                        if let Some(c) = lc {
+                            publish_state(c, leg.state());
+                        }
+                    }
+                    Admit::Peer | Admit::Relay | Admit::Reject => {}
+                }
                 if let Some(p) = buf.get(..plen).and_then(|d| RtpPacket::new_checked(d).ok()) {
                     let arrival = now_us.wrapping_mul(u64::from(leg.clock_rate)) / 1_000_000;
                     leg.stats
@@ -499,26 +453,6 @@ impl Relay {
                         c.rtp_jitter.set(u64::from(leg.stats.jitter()));
                     }
                 }
-                if leg.flags.latching && (!leg.latched || relatch) {
-                    leg.latched = true;
-                    leg.latched_ssrc = Some(ssrc);
-                    leg.peer = Some(from);
-                    leg.rtcp_latched = false;
-                    leg.rtcp_peer = Some(rtcp_of(from));
-                    let ev = Event::Latched {
-                        handle: make_handle(
-                            self.worker,
-                            self.base_port,
-                            leg_slot / 2,
-                            pair.generation,
-                        ),
-                        side: if side == 0 { Side::A } else { Side::B },
-                        addr: from,
-                    };
-                    if self.events.push(ev).is_err() {
-                        w.events_lost.add(1);
-                    }
-                }
                 leg.last_rx_us = now_us;
                 let Some(to) = out.peer else {
                     return drop_w(shared, lc, DropReason::NoPeer);
@@ -526,21 +460,11 @@ impl Relay {
                 send_out(shared, lc, out, leg_slot ^ 1, false, false, to, buf, plen)
             }
             PacketKind::Rtcp => {
-                let Some(sender) = rtcp_sender_ssrc(data) else {
+                if rtcp_sender_ssrc(data).is_none() {
                     return drop_w(shared, lc, DropReason::Malformed);
-                };
-                if leg.flags.latching {
-                    if rtcp_port {
-                        if leg.rtcp_latched
-                            && Some(from) != leg.rtcp_peer
-                            && !(leg.flags.allow_relatch_on_ssrc_change
-                                && Some(sender) != leg.latched_ssrc)
-                        {
-                            return drop_w(shared, lc, DropReason::NotLatchedSource);
-                        }
-                    } else if leg.latched && Some(from) != leg.peer {
-                        return drop_w(shared, lc, DropReason::NotLatchedSource);
-                    }
+                }
+                if !leg.rtcp_source_ok(rtcp_port, from) {
+                    return drop_w(shared, lc, DropReason::RtpSourceRejected);
                 }
                 let mut plen = len;
                 if let Some(s) = leg.srtp_in.as_mut() {
@@ -549,7 +473,10 @@ impl Relay {
                         Err(e) => return unprotect_failed(shared, lc, &mut leg.srtp_failures, &e),
                     }
                 }
-                if rtcp_port && leg.flags.latching {
+                if rtcp_port
+                    && leg.rtcp_peer != Some(from)
+                    && leg.flags.learning != EndpointLearning::Off
+                {
                     leg.rtcp_latched = true;
                     leg.rtcp_peer = Some(from);
                 }
@@ -568,6 +495,30 @@ impl Relay {
             _ => drop_w(shared, lc, DropReason::Malformed),
         }
     }
+}
+
+/// Report that leg `side` (0 = A) of the pair `handle` now sends to `addr`.
+#[cold]
+fn latched(
+    events: &ArrayQueue<Event>,
+    shared: &WorkerShared,
+    handle: StreamPairHandle,
+    side: usize,
+    addr: SocketAddr,
+) {
+    let ev = Event::Latched {
+        handle,
+        side: if side == 0 { Side::A } else { Side::B },
+        addr,
+    };
+    if events.push(ev).is_err() {
+        shared.worker.events_lost.add(1);
+    }
+}
+
+/// Publish a leg's learning state to its counters (`1` locked, `0` learning).
+fn publish_state(c: &StreamCounters, state: LegState) {
+    c.locked.set(u64::from(state == LegState::Locked));
 }
 
 /// The public handle of pair slot `pair` of a worker whose slice starts at `base_port`.
@@ -664,211 +615,6 @@ fn send_out(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::counters::PairStats;
-    use std::net::{IpAddr, Ipv4Addr};
-
-    fn relay(pairs: u32) -> (Relay, Arc<WorkerShared>, Arc<ArrayQueue<Event>>) {
-        let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
-        let events = Arc::new(ArrayQueue::new(16));
-        let r = Relay::new(
-            WorkerId(0),
-            30000,
-            pairs,
-            shared.clone(),
-            events.clone(),
-            1_000_000,
-            2,
-        );
-        (r, shared, events)
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-    }
-
-    fn rtp(seq: u16, ssrc: u32) -> [u8; BUF_SIZE] {
-        let mut b = [0u8; BUF_SIZE];
-        b[0] = 0x80;
-        b[2..4].copy_from_slice(&seq.to_be_bytes());
-        b[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        b
-    }
-
-    fn update(pair: u32, generation: u32, b_peer: Option<SocketAddr>) -> Command {
-        Command::Update {
-            pair,
-            generation,
-            params: [
-                StreamParams::default(),
-                StreamParams {
-                    peer: b_peer,
-                    ..StreamParams::default()
-                },
-            ],
-        }
-    }
-
-    #[test]
-    fn port_layout_maps_socket_to_pair_and_side() {
-        let h = make_handle(WorkerId(3), 30000, 5, 9);
-        assert_eq!(
-            (h.port_a, h.port_b, h.pair, h.generation),
-            (30020, 30022, 5, 9)
-        );
-        let (mut r, shared, _) = relay(6);
-        assert_eq!(r.sockets(), 24);
-        r.apply(&update(5, 1, Some(addr(9))), 0);
-        let mut b = rtp(1, 7);
-        // Socket 20 = pair 5 leg A RTP → out of socket 22 (leg B RTP).
-        assert_eq!(
-            r.on_packet(20, addr(1000), &mut b, 32, 1),
-            Verdict::Send {
-                sock: 22,
-                to: addr(9),
-                len: 32,
-                forward: true,
-            }
-        );
-        let stats = PairStats::read(&shared.legs[10], &shared.legs[11]);
-        assert_eq!(stats.a.rx_packets, 1);
-        assert_eq!(stats.b.tx_packets, 1);
-        assert_eq!(stats.b.tx_bytes, 32);
-        assert_eq!((stats.a.tx_packets, stats.b.rx_packets), (0, 0));
-    }
-
-    #[test]
-    fn unarmed_short_and_unknown_packets_are_counted_drops() {
-        let (mut r, shared, _) = relay(2);
-        let mut b = rtp(1, 1);
-        assert_eq!(r.on_packet(0, addr(1), &mut b, 32, 0), Verdict::Drop);
-        assert_eq!(r.on_packet(999, addr(1), &mut b, 32, 0), Verdict::Drop);
-        assert_eq!(shared.worker.drops[DropReason::NoStream as usize].get(), 2);
-        r.apply(&update(0, 1, Some(addr(9))), 0);
-        assert_eq!(r.on_packet(0, addr(1), &mut b, 5, 0), Verdict::Drop);
-        assert_eq!(
-            r.on_packet(0, addr(1), &mut b, BUF_SIZE + 1, 0),
-            Verdict::Drop
-        );
-        // RTP on the RTCP port is malformed.
-        assert_eq!(r.on_packet(1, addr(1), &mut b, 32, 0), Verdict::Drop);
-        assert_eq!(
-            shared.legs[0].drops[DropReason::Malformed as usize].get(),
-            3
-        );
-    }
-
-    #[test]
-    fn generations_gate_commands() {
-        let (mut r, shared, _) = relay(1);
-        r.apply(&update(0, 2, None), 0);
-        assert_eq!(shared.worker.active_pairs.get(), 1);
-        r.apply(&update(0, 1, Some(addr(5))), 0); // older: stale
-        r.apply(
-            &Command::Remove {
-                pair: 0,
-                generation: 1,
-            },
-            0,
-        ); // stale
-        assert_eq!(shared.worker.stale_commands.get(), 2);
-        r.apply(
-            &Command::Remove {
-                pair: 0,
-                generation: 2,
-            },
-            0,
-        );
-        assert_eq!(shared.worker.active_pairs.get(), 0);
-        r.apply(&update(0, 2, None), 0); // removed generation cannot come back
-        assert_eq!(shared.worker.stale_commands.get(), 3);
-        let mut b = rtp(1, 1);
-        assert_eq!(r.on_packet(0, addr(1), &mut b, 32, 0), Verdict::Drop);
-        r.apply(&update(0, u32::MAX, None), 0); // "older" in wrapping order
-        assert_eq!(shared.worker.stale_commands.get(), 4);
-    }
-
-    #[test]
-    fn inactivity_and_latch_events_carry_the_generation() {
-        let (mut r, _, events) = relay(1);
-        r.apply(&update(0, 4, Some(addr(9))), 0);
-        let mut b = rtp(1, 1);
-        assert!(matches!(
-            r.on_packet(0, addr(1), &mut b, 32, 10),
-            Verdict::Send { .. }
-        ));
-        match events.pop() {
-            Some(Event::Latched {
-                handle,
-                side,
-                addr: a,
-            }) => {
-                assert_eq!((handle.generation, side, a), (4, Side::A, addr(1)));
-            }
-            other => panic!("expected Latched, got {other:?}"),
-        }
-        r.housekeeping(500_000);
-        assert!(events.pop().is_none(), "not inactive yet");
-        r.housekeeping(1_000_011);
-        assert!(matches!(events.pop(), Some(Event::Inactive { handle }) if handle.generation == 4));
-        r.housekeeping(3_000_000);
-        assert!(events.pop().is_none(), "reported once");
-        // Media again, this time from B: reported again a timeout after it, once.
-        let mut b = rtp(2, 1);
-        assert!(matches!(
-            r.on_packet(2, addr(9), &mut b, 32, 3_500_000),
-            Verdict::Send { .. }
-        ));
-        let _ = events.pop(); // B latched
-        r.housekeeping(4_000_000);
-        assert!(events.pop().is_none(), "active again");
-        r.housekeeping(4_500_001);
-        assert!(matches!(events.pop(), Some(Event::Inactive { .. })));
-        r.housekeeping(9_000_000);
-        assert!(events.pop().is_none(), "reported once");
-    }
-
-    /// One housekeeping run visits one slice of the table, and `SWEEP_SLICES` runs visit
-    /// every pair exactly once (here: every pair is inactive, one event per visit).
-    #[test]
-    fn housekeeping_walks_the_table_a_slice_at_a_time() {
-        let pairs = 1050u32;
-        let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
-        let events = Arc::new(ArrayQueue::new(pairs as usize));
-        let mut r = Relay::new(WorkerId(0), 30000, pairs, shared, events.clone(), 1_000, 2);
-        for p in 0..pairs {
-            r.apply(&update(p, 1, None), 0);
-        }
-        r.housekeeping(10_000);
-        let slice = (pairs as usize).div_ceil(SWEEP_SLICES);
-        assert_eq!(events.len(), slice, "one run, one slice");
-        for _ in 1..SWEEP_SLICES {
-            r.housekeeping(10_000);
-        }
-        let mut seen: Vec<u32> = std::iter::from_fn(|| events.pop())
-            .map(|e| match e {
-                Event::Inactive { handle } => handle.pair,
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
-        seen.sort_unstable();
-        seen.dedup();
-        assert_eq!(seen.len(), pairs as usize, "every pair visited in one walk");
-    }
-}
-#[cfg(test)]
-mod layout {
-    /// The session table stays compact: SRTP contexts are boxed, not inline (they made a
-    /// pair 9.5 KB). A pair is two 5-line legs and a line of its own.
-    #[test]
-    fn pair_stays_small() {
-        let pair = std::mem::size_of::<super::Pair>();
-        assert!(pair <= 704, "Pair grew to {pair} bytes");
-    }
-}
-
 /// The packet path without I/O, for a benchmark of what it costs per packet
 /// (`benches/benches/relay_path.rs`): the relay decision, counters, RTP statistics and
 /// SRTP of one worker, fed datagrams by hand. Not an API.
@@ -894,7 +640,18 @@ impl PathBench {
         let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
         let events = Arc::new(ArrayQueue::new(pairs as usize * 4 + 16));
         PathBench {
-            relay: Relay::new(WorkerId(0), 30000, pairs, shared, events, u64::MAX, 1),
+            relay: Relay::new(
+                WorkerId(0),
+                30000,
+                pairs,
+                shared,
+                events,
+                RelayLimits {
+                    inactivity_us: u64::MAX,
+                    srtp_fail_threshold: 1,
+                    learning_window_us: 3_000_000,
+                },
+            ),
         }
     }
 
@@ -924,3 +681,7 @@ impl PathBench {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

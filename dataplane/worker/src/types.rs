@@ -124,27 +124,54 @@ impl IceLite {
     }
 }
 
-/// Behaviour flags of one leg.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StreamFlags {
-    /// Symmetric RTP: learn the peer from the first valid packet and send there.
-    /// When off, packets are accepted from any source and sent to the signalled peer.
-    pub latching: bool,
-    /// After latching, accept a new source when it carries a different SSRC (a re-INVITE
-    /// without SDP, a transfer); otherwise packets from other sources are dropped.
-    pub allow_relatch_on_ssrc_change: bool,
-    /// RTCP multiplexed on the RTP port (RFC 5761). When off, RTCP uses RTP port + 1.
-    pub rtcp_mux: bool,
+/// How a leg learns its peer's address from received media (rtpengine's
+/// `--endpoint-learning`, per trunk). The signalled address (SDP `c=`/`m=`) is where a
+/// leg sends until media says otherwise; learning exists only for NAT.
+///
+/// Learning happens inside a window that opens when the leg's signalled address is set
+/// or changes (and again at each offer/answer step while the leg has not heard from its
+/// peer); after it the leg is locked ([`LegState::Locked`]). A source other than the
+/// signalled address must prove itself: several in-sequence RTP packets of one SSRC, the
+/// last of which authenticates on an SRTP leg. An SSRC change never moves a leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum EndpointLearning {
+    /// Learn at once inside the window, ranking sources: the signalled address and port,
+    /// then the same address, then the same port, then any; a better source replaces an
+    /// earlier guess until the window ends.
+    #[default]
+    Heuristic,
+    /// Never learn: accept media only from the signalled address and port.
+    Strict,
+    /// Like `Heuristic`, but send to the signalled address during the window and adopt
+    /// the best source seen only when it ends (the signalled one when it sent).
+    Delayed,
+    /// Never learn and never check: send to the signalled address, accept media from any
+    /// source (peers that send from another port than they receive on).
+    Off,
 }
 
-impl Default for StreamFlags {
-    fn default() -> Self {
-        StreamFlags {
-            latching: true,
-            allow_relatch_on_ssrc_change: true,
-            rtcp_mux: false,
-        }
-    }
+/// Where a leg stands in endpoint learning. Only a `Locked` leg has a final peer
+/// (the state a kernel fast path may take over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegState {
+    /// Inside the learning window, opened at `since_us` (the worker's clock).
+    Learning {
+        /// When the window opened (µs, the worker's clock).
+        since_us: u64,
+    },
+    /// The peer moves only by signalling (or, where the trunk allows it, by NAT
+    /// rebinding after silence).
+    Locked,
+}
+
+/// Behaviour flags of one leg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StreamFlags {
+    /// Endpoint learning of the trunk the leg faces.
+    pub learning: EndpointLearning,
+    /// RTCP multiplexed on the RTP port (RFC 5761). When off, RTCP uses RTP port + 1.
+    pub rtcp_mux: bool,
 }
 
 /// Everything the worker needs to know about one leg.
@@ -154,14 +181,17 @@ impl Default for StreamFlags {
 /// pass-through, RTP→SRTP, SRTP→RTP and SRTP→SRTP re-keying.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamParams {
-    /// Signalled peer address (from SDP); `None` until known (latching then learns it).
+    /// Signalled peer address (from SDP); `None` until known (learning may then find it).
     pub peer: Option<SocketAddr>,
     /// Keys for packets received from this leg's peer.
     pub srtp_in: Option<SrtpKeys>,
     /// Keys for packets sent to this leg's peer.
     pub srtp_out: Option<SrtpKeys>,
-    /// Latching, re-latch policy, RTCP mux.
+    /// Endpoint learning, RTCP mux.
     pub flags: StreamFlags,
+    /// NAT rebinding: once the leg is locked and its peer has sent nothing for this
+    /// long, a new source sending a valid stream takes over. `None`: never.
+    pub relearn_after: Option<Duration>,
     /// Our ICE-lite credentials on this leg: STUN binding requests are answered when set.
     pub ice: Option<IceLite>,
     /// RTP clock rate of the negotiated audio codec, for jitter (RFC 3550 §6.4.1).
@@ -175,6 +205,7 @@ impl Default for StreamParams {
             srtp_in: None,
             srtp_out: None,
             flags: StreamFlags::default(),
+            relearn_after: None,
             ice: None,
             clock_rate: 8000,
         }
@@ -205,7 +236,8 @@ pub(crate) enum Command {
 /// Something a worker reports to the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A leg learnt (or re-learnt) its peer from received media.
+    /// A leg's peer sent its first packet, or the leg learnt a new peer from received
+    /// media (endpoint learning, NAT rebinding) or from an ICE nomination.
     Latched {
         /// The pair (with its generation).
         handle: StreamPairHandle,
@@ -256,6 +288,8 @@ pub struct DataplaneConfig {
     pub ring_capacity: usize,
     /// SRTP auth failures on a leg before [`Event::SrtpAuthFailures`] is raised.
     pub srtp_fail_threshold: u64,
+    /// Endpoint learning window (see [`EndpointLearning`]).
+    pub learning_window: Duration,
     /// Provided receive buffers per io_uring worker (power of two ≤ 32768; 2 KB each).
     pub uring_buffers: u16,
     /// Called on each worker thread after pinning, before the loop (instrumentation hook,
@@ -274,6 +308,7 @@ impl Default for DataplaneConfig {
             inactivity_timeout: Duration::from_secs(60),
             ring_capacity: 1024,
             srtp_fail_threshold: 10,
+            learning_window: Duration::from_secs(3),
             uring_buffers: 4096,
             on_worker_start: None,
         }

@@ -114,17 +114,17 @@ fn check(backend: Backend, base: u16) {
         let h = dp.allocate_pair().expect("pair");
         let (pa, pb) = (peer(), peer());
         let (a, b, sender) = match mode {
-            0 => (plain(None), plain(Some(addr(&pb))), None),
+            0 => (plain(Some(addr(&pa))), plain(Some(addr(&pb))), None),
             1 => (
                 StreamParams {
                     srtp_in: Some(k),
-                    ..plain(None)
+                    ..plain(Some(addr(&pa)))
                 },
                 plain(Some(addr(&pb))),
                 Some(SrtpSession::new(&k)),
             ),
             _ => (
-                plain(None),
+                plain(Some(addr(&pa))),
                 StreamParams {
                     srtp_out: Some(k),
                     ..plain(Some(addr(&pb)))

@@ -1,7 +1,7 @@
 //! Connected send sockets (io_uring backend): a leg that forwards to its peer gets a
 //! second socket on its port, connected to that peer, and sends through it; the peer's
-//! packets that now arrive on it are relayed as before; a re-latch replaces it; removing
-//! the pair closes it; nothing leaks at teardown.
+//! packets that now arrive on it are relayed as before; a new peer (signalled, or learnt)
+//! replaces it; removing the pair closes it; nothing leaks at teardown.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
 use common::*;
-use portcullis_dataplane::{Backend, DataplaneConfig, DropReason, Event, Side};
+use portcullis_dataplane::{Backend, DataplaneConfig, DropReason, Event, Side, StreamParams};
 
 const WAIT: Duration = Duration::from_secs(3);
 
@@ -50,13 +50,18 @@ fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
     });
     let h = dp.allocate_pair().expect("pair");
     let (pa, pa2, pb) = (peer(), peer(), peer());
-    let mut a = plain(None);
-    a.flags.allow_relatch_on_ssrc_change = true;
+    // A's address is learnt from its stream (a caller behind NAT); B's is signalled.
+    let a: StreamParams = plain(None);
     dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
     std::thread::sleep(Duration::from_millis(50));
 
-    // A → B: leg B forwards to its signalled peer and gets a companion connected to it.
-    for seq in 1..=5u16 {
+    // A → B: leg B forwards to its signalled peer and gets a companion connected to it
+    // (leg A takes pa's stream from its third packet).
+    for seq in 1..=2u16 {
+        pa.send_to(&rtp(seq, 0, 1, b"a"), to(h.port_a))
+            .expect("send");
+    }
+    for seq in 3..=5u16 {
         pa.send_to(&rtp(seq, 0, 1, b"a"), to(h.port_a))
             .expect("send");
         let (got, from) = recv(&pb).expect("A->B relayed");
@@ -80,20 +85,23 @@ fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
     assert_eq!(connected_count(h.port_b, &pb), 2);
     assert_eq!(connected_count(h.port_a, &pa), 2);
 
-    // A new source with a new SSRC re-latches leg A (it arrives on A's own socket, the
+    assert!(wait_event(&dp, WAIT, |e| matches!(
+        e,
+        Event::Latched { side: Side::A, addr, .. } if *addr == common::addr(&pa)
+    ))
+    .is_some());
+    // A re-INVITE moves leg A to pa2 (whose packets arrive on A's own socket, the
     // companion being connected to pa); B → A follows it through a new companion.
+    dp.update(&h, plain(Some(addr(&pa2))), plain(Some(addr(&pb))))
+        .expect("update");
+    std::thread::sleep(Duration::from_millis(50));
     pa2.send_to(&rtp(1, 0, 11, b"a2"), to(h.port_a))
         .expect("send");
     assert_eq!(recv(&pb).expect("relayed").0, rtp(1, 0, 11, b"a2"));
-    assert!(wait_event(&dp, WAIT, |e| matches!(
-        e,
-        Event::Latched { side: Side::A, addr, .. } if *addr == common::addr(&pa2)
-    ))
-    .is_some());
     for seq in 6..=8u16 {
         pb.send_to(&rtp(seq, 0, 2, b"b"), to(h.port_b))
             .expect("send");
-        let (got, from) = recv(&pa2).expect("B->A follows the re-latch");
+        let (got, from) = recv(&pa2).expect("B->A follows the move");
         assert_eq!((got, from), (rtp(seq, 0, 2, b"b"), to(h.port_a)));
     }
     assert!(wait_until(WAIT, || connected_in_kernel(h.port_a, &pa2)));
@@ -101,14 +109,16 @@ fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
         wait_until(WAIT, || !connected_in_kernel(h.port_a, &pa)),
         "the companion connected to the old source is closed"
     );
-    // The old source, sending the latched SSRC, now reaches A's own socket and is refused
-    // as not latched (a new SSRC would re-latch).
+    // The old source, whatever its SSRC, now reaches A's own socket and is refused for
+    // its source.
     pa.send_to(&rtp(9, 0, 11, b"old"), to(h.port_a))
+        .expect("send");
+    pa.send_to(&rtp(10, 0, 12, b"old"), to(h.port_a))
         .expect("send");
     assert!(recv_none(&pb).is_none());
     assert!(wait_until(WAIT, || {
         dp.stats(&h)
-            .is_some_and(|s| s.a.dropped(DropReason::NotLatchedSource) == 1)
+            .is_some_and(|s| s.a.rtp_source_rejected() == 2 + 2) // and pa's first two
     }));
     let w = dp.worker_stats()[0];
     assert_eq!((w.connected_sockets, w.connect_failures), (2, 0));
@@ -130,7 +140,7 @@ fn follow_a_relatch(bind_ip: IpAddr, base: u16) {
 }
 
 #[test]
-fn forwards_leave_from_connected_sockets_that_follow_a_relatch() {
+fn forwards_leave_from_connected_sockets_that_follow_a_move() {
     follow_a_relatch(IpAddr::V4(Ipv4Addr::LOCALHOST), 12200);
 }
 
@@ -159,7 +169,7 @@ fn a_peer_that_is_not_listening_yet_gets_every_packet_once_it_listens() {
     let pa = peer();
     // B's far end: a port that was just free, and is closed while the relay sends to it.
     let closed = addr(&peer());
-    dp.update(&h, plain(None), plain(Some(closed)))
+    dp.update(&h, plain(Some(addr(&pa))), plain(Some(closed)))
         .expect("update");
     std::thread::sleep(Duration::from_millis(50));
     for seq in 1..=20u16 {

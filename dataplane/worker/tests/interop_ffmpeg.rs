@@ -34,15 +34,17 @@ fn ffmpeg_into_srtp_leg(backend: Backend, base: u16) {
     let h = dp.allocate_pair().expect("pair");
     let pb = peer();
     let k = keys(33);
+    // ffmpeg sends from a port of its own choosing, told as if signalled in its SDP.
+    let ffmpeg_port = base + 50;
     let a = StreamParams {
         srtp_in: Some(k),
-        ..plain(None)
+        ..plain(Some(to(ffmpeg_port)))
     };
     dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
     std::thread::sleep(Duration::from_millis(50));
     let mut ks = k.master_key.to_vec();
     ks.extend_from_slice(&k.master_salt);
-    let url = format!("srtp://127.0.0.1:{}", h.port_a);
+    let url = format!("srtp://127.0.0.1:{}?localrtpport={ffmpeg_port}", h.port_a);
     let mut child = Command::new("ffmpeg")
         .args([
             "-hide_banner",

@@ -93,7 +93,7 @@ fn interop(backend: Backend, base: u16) {
     let h = dp.allocate_pair().expect("pair");
     let a = StreamParams {
         srtp_in: Some(k_in),
-        ..plain(None)
+        ..plain(Some(addr(&pa)))
     };
     dp.update(&h, a, plain(Some(addr(&pb)))).expect("update");
     std::thread::sleep(Duration::from_millis(50));
@@ -112,7 +112,7 @@ fn interop(backend: Backend, base: u16) {
         srtp_out: Some(k_out),
         ..plain(Some(addr(&pb)))
     };
-    dp.update(&h2, plain(None), b).expect("update");
+    dp.update(&h2, plain(Some(addr(&pa))), b).expect("update");
     std::thread::sleep(Duration::from_millis(50));
     let mut srtp_out = Vec::new();
     for o in &originals {

@@ -44,6 +44,8 @@ fn relays_both_ways(
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb) = (peer_on(peer_ip), peer_on(peer_ip));
     let pb_addr = pb.local_addr().expect("addr");
+    // A learnt from its stream (its first two packets are the probation), B signalled
+    // (its packets are taken only if their source compares equal to the signalled one).
     dp.update(&h, plain(None), plain(Some(pb_addr)))
         .expect("update");
     std::thread::sleep(Duration::from_millis(50));
@@ -51,7 +53,10 @@ fn relays_both_ways(
         SocketAddr::new(relay_ip, h.port_a),
         SocketAddr::new(relay_ip, h.port_b),
     );
-    for seq in 1..=10u16 {
+    for seq in [101, 102] {
+        pa.send_to(&rtp(seq, 0, 1, b"a"), port_a).expect("send");
+    }
+    for seq in 103..=112u16 {
         pa.send_to(&rtp(seq, 0, 1, b"a"), port_a).expect("send");
         assert_eq!(recv(&pb), (rtp(seq, 0, 1, b"a"), port_b), "A->B");
     }
@@ -71,7 +76,7 @@ fn relays_both_ways(
         "leg A latched on {pa_addr}"
     );
     let s = dp.stats(&h).expect("stats");
-    assert_eq!((s.a.rx_packets, s.b.tx_packets), (10, 10));
+    assert_eq!((s.a.rx_packets, s.b.tx_packets), (12, 10));
     assert_eq!((s.b.rx_packets, s.a.tx_packets), (10, 10));
     if backend == Backend::IoUring {
         assert!(wait_until(WAIT, || dp.worker_stats()[0].connected_sockets == 2));

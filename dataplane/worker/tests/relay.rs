@@ -1,5 +1,6 @@
-//! Loopback relay behaviour on both backends: latching, re-latch policy, RTCP (muxed and
-//! on port + 1), STUN, SRTP replay/tamper rejection, inactivity, stale commands, full ring.
+//! Loopback relay behaviour on both backends: learning a peer, the lock (an SSRC change
+//! never moves a leg, signalling does), RTCP (muxed and on port + 1), STUN, SRTP
+//! replay/tamper rejection, inactivity, stale commands, full ring.
 
 mod common;
 
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use portcullis_dataplane::{
-    Backend, Dataplane, DataplaneConfig, DataplaneError, DropReason, Event, IceLite, Side,
-    StreamFlags, StreamPairHandle, StreamParams,
+    Backend, Dataplane, DataplaneConfig, DataplaneError, DropReason, EndpointLearning, Event,
+    IceLite, Side, StreamFlags, StreamPairHandle, StreamParams,
 };
 use portcullis_rtp::srtp::SrtpSession;
 use portcullis_rtp::stun::{build_binding_request, BindingRequest, StunMessage};
@@ -33,16 +34,19 @@ fn update_and_settle(dp: &Dataplane, h: &StreamPairHandle, a: StreamParams, b: S
     std::thread::sleep(Duration::from_millis(50));
 }
 
-fn latching(backend: Backend, base: u16) {
+fn learning(backend: Backend, base: u16) {
     let dp = start(backend, base, 2);
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb, intruder) = (peer(), peer(), peer());
-    // A's address unknown (learnt by latching), B's signalled.
+    // A's address unknown (learnt from its stream), B's signalled.
     update_and_settle(&dp, &h, plain(None), plain(Some(addr(&pb))));
-    pa.send_to(&rtp(1, 160, 0xaaaa, b"hello-a"), to(h.port_a))
-        .expect("send");
+    // Two packets in sequence are not a stream yet; the third is.
+    for seq in 1..=3u16 {
+        pa.send_to(&rtp(seq, 160, 0xaaaa, b"hello-a"), to(h.port_a))
+            .expect("send");
+    }
     let (got, from) = recv(&pb).expect("A->B relayed");
-    assert_eq!(got, rtp(1, 160, 0xaaaa, b"hello-a"), "payload untouched");
+    assert_eq!(got, rtp(3, 160, 0xaaaa, b"hello-a"), "payload untouched");
     assert_eq!(from, to(h.port_b), "leaves from leg B's port");
     let ev = wait_event(&dp, WAIT, |e| {
         matches!(e, Event::Latched { side: Side::A, .. })
@@ -55,65 +59,73 @@ fn latching(backend: Backend, base: u16) {
             addr: addr(&pa)
         })
     );
-    // B → A goes to the latched source.
+    // B → A goes to the learnt source.
     pb.send_to(&rtp(7, 160, 0xbbbb, b"hello-b"), to(h.port_b))
         .expect("send");
-    let (got, from) = recv(&pa).expect("B->A relayed to latched source");
+    let (got, from) = recv(&pa).expect("B->A relayed to the learnt source");
     assert_eq!(got, rtp(7, 160, 0xbbbb, b"hello-b"));
     assert_eq!(from, to(h.port_a));
     // DTMF (RFC 4733, dynamic PT 101) is forwarded untouched.
-    let mut dtmf = rtp(2, 320, 0xaaaa, &[5, 0x8a, 0x03, 0x20]);
+    let mut dtmf = rtp(4, 320, 0xaaaa, &[5, 0x8a, 0x03, 0x20]);
     dtmf[1] = 101 | 0x80;
     pa.send_to(&dtmf, to(h.port_a)).expect("send");
     assert_eq!(recv(&pb).expect("dtmf").0, dtmf);
-    // Same SSRC from another source after latching: dropped.
+    // Same SSRC from another source: refused (it ranks no better than the learnt one).
     intruder
-        .send_to(&rtp(3, 480, 0xaaaa, b"spoof"), to(h.port_a))
+        .send_to(&rtp(5, 480, 0xaaaa, b"spoof"), to(h.port_a))
         .expect("send");
     assert!(recv_none(&pb).is_none(), "intruder must not be relayed");
     assert!(wait_until(WAIT, || {
         dp.stats(&h)
-            .is_some_and(|s| s.a.dropped(DropReason::NotLatchedSource) == 1)
+            .is_some_and(|s| s.a.dropped(DropReason::RtpSourceRejected) == 3)
     }));
     let s = dp.stats(&h).expect("stats");
-    assert_eq!(s.a.rx_packets, 3);
+    assert_eq!(s.a.rx_packets, 5);
     assert_eq!(s.b.tx_packets, 2);
 }
 
-fn relatch_policy(backend: Backend, base: u16) {
-    let dp = start(backend, base, 2);
+/// After the learning window a leg is locked: a new source with a new SSRC and a valid
+/// stream is refused; a re-INVITE (an update with a new address) moves it.
+fn the_lock_and_signalling(backend: Backend, base: u16) {
+    let dp = start_with(DataplaneConfig {
+        learning_window: Duration::from_millis(300),
+        ..config(backend, base, 2)
+    });
     let h = dp.allocate_pair().expect("pair");
     let (pa, pa2, pb) = (peer(), peer(), peer());
-    let mut a = plain(None);
-    a.flags.allow_relatch_on_ssrc_change = true;
-    let mut b = plain(None);
-    b.flags.allow_relatch_on_ssrc_change = false;
-    update_and_settle(&dp, &h, a, b);
-    // Latch both legs.
+    update_and_settle(&dp, &h, plain(Some(addr(&pa))), plain(Some(addr(&pb))));
     pa.send_to(&rtp(1, 0, 1, b"a"), to(h.port_a)).expect("send");
-    pb.send_to(&rtp(1, 0, 2, b"b"), to(h.port_b)).expect("send");
-    assert!(recv(&pa).is_some(), "B->A after both latched");
-    // Leg A: a new source with a new SSRC re-latches.
-    pa2.send_to(&rtp(1, 0, 11, b"a2"), to(h.port_a))
-        .expect("send");
-    assert_eq!(recv(&pb).expect("relayed").0, rtp(1, 0, 11, b"a2"));
-    assert!(wait_event(
-        &dp,
-        WAIT,
-        |e| matches!(e, Event::Latched { side: Side::A, addr, .. } if *addr == common::addr(&pa2))
-    )
-    .is_some());
-    pb.send_to(&rtp(2, 0, 2, b"b2"), to(h.port_b))
-        .expect("send");
-    assert!(recv(&pa2).is_some(), "B->A follows the re-latch");
-    // Leg B does not allow it: a new source with a new SSRC is dropped.
-    pa.send_to(&rtp(9, 0, 99, b"x"), to(h.port_b))
-        .expect("send");
-    assert!(recv_none(&pa2).is_none());
+    assert!(recv(&pb).is_some());
+    assert!(
+        wait_until(WAIT, || dp
+            .stats(&h)
+            .is_some_and(|s| s.a.locked && s.b.locked)),
+        "locked once the window is over"
+    );
+    for seq in 1..=10u16 {
+        pa2.send_to(&rtp(seq, 0, 11, b"a2"), to(h.port_a))
+            .expect("send");
+    }
+    assert!(
+        recv_none(&pb).is_none(),
+        "a new SSRC does not move a locked leg"
+    );
     assert!(wait_until(WAIT, || {
         dp.stats(&h)
-            .is_some_and(|s| s.b.dropped(DropReason::NotLatchedSource) == 1)
+            .is_some_and(|s| s.a.dropped(DropReason::RtpSourceRejected) == 10)
     }));
+    pb.send_to(&rtp(1, 0, 2, b"b"), to(h.port_b)).expect("send");
+    assert!(recv(&pa).is_some(), "B->A still to the signalled peer");
+    assert!(recv_none(&pa2).is_none());
+    // Signalling moves it, and opens a new window.
+    update_and_settle(&dp, &h, plain(Some(addr(&pa2))), plain(Some(addr(&pb))));
+    assert!(!dp.stats(&h).expect("stats").a.locked, "learning again");
+    pb.send_to(&rtp(2, 0, 2, b"b2"), to(h.port_b))
+        .expect("send");
+    assert!(recv(&pa2).is_some(), "B->A follows the signalling");
+    pa2.send_to(&rtp(11, 0, 11, b"a2"), to(h.port_a))
+        .expect("send");
+    assert_eq!(recv(&pb).expect("relayed").0, rtp(11, 0, 11, b"a2"));
 }
 
 fn rtcp_mux_and_port_plus_one(backend: Backend, base: u16) {
@@ -122,10 +134,11 @@ fn rtcp_mux_and_port_plus_one(backend: Backend, base: u16) {
     let (pa, pa_rtcp, pb) = (peer(), peer(), peer());
     let mut b = plain(Some(addr(&pb)));
     b.flags.rtcp_mux = true;
-    update_and_settle(&dp, &h, plain(None), b);
+    update_and_settle(&dp, &h, plain(Some(addr(&pa))), b);
     pa.send_to(&rtp(1, 0, 5, b"m"), to(h.port_a)).expect("send");
     assert!(recv(&pb).is_some());
-    // A's RTCP on port + 1 → B muxed: arrives from B's RTP port.
+    // A's RTCP on port + 1 (from the heard peer's address) → B muxed: arrives from B's
+    // RTP port.
     pa_rtcp
         .send_to(&rtcp_rr(5), to(h.port_a + 1))
         .expect("send");
@@ -207,7 +220,7 @@ fn srtp_to_rtp(
     let k = keys(key_seed);
     let a = StreamParams {
         srtp_in: Some(k),
-        ..plain(None)
+        ..plain(Some(addr(&pa)))
     };
     update_and_settle(&dp, &h, a, plain(Some(addr(&pb))));
     (dp, h, pa, pb, SrtpSession::new(&k))
@@ -263,11 +276,6 @@ fn tampered_rejected(backend: Backend, base: u16) {
     }
     let s = dp.stats(&h).expect("stats");
     assert_eq!(s.a.dropped(DropReason::SrtpAuth), 4);
-    // Tampered packets never latch: B → A has nowhere to go.
-    pb.send_to(&rtp(1, 0, 1, b"x"), to(h.port_b)).expect("send");
-    assert!(wait_until(WAIT, || dp
-        .stats(&h)
-        .is_some_and(|s| s.b.dropped(DropReason::NoPeer) == 1)));
 }
 
 fn inactivity_event(backend: Backend, base: u16) {
@@ -277,7 +285,7 @@ fn inactivity_event(backend: Backend, base: u16) {
     });
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb) = (peer(), peer());
-    dp.update(&h, plain(None), plain(Some(addr(&pb))))
+    dp.update(&h, plain(Some(addr(&pa))), plain(Some(addr(&pb))))
         .expect("update");
     // Keep media flowing for longer than the timeout: no event.
     for i in 0..8u16 {
@@ -309,7 +317,7 @@ fn stale_generation_is_noop(backend: Backend, base: u16) {
         Err(DataplaneError::Stale)
     ));
     assert!(matches!(dp.remove(&old), Err(DataplaneError::Stale)));
-    dp.update(&new, plain(None), plain(Some(addr(&pb_new))))
+    dp.update(&new, plain(Some(addr(&pa))), plain(Some(addr(&pb_new))))
         .expect("update new");
     let before = dp.worker_stats()[0].stale_commands;
     // A late command for the old generation reaches the worker and must change nothing.
@@ -359,24 +367,24 @@ fn full_ring_is_error(backend: Backend, base: u16) {
         == 0));
 }
 
-fn flags_off_forward_to_signalled(backend: Backend, base: u16) {
+fn learning_off_forwards_to_signalled(backend: Backend, base: u16) {
     let dp = start(backend, base, 1);
     let h = dp.allocate_pair().expect("pair");
     let (pa, pa_other, pb) = (peer(), peer(), peer());
-    let no_latch = StreamFlags {
-        latching: false,
+    let off = StreamFlags {
+        learning: EndpointLearning::Off,
         ..StreamFlags::default()
     };
     let a = StreamParams {
         peer: Some(addr(&pa)),
-        flags: no_latch,
+        flags: off,
         ..StreamParams::default()
     };
     update_and_settle(&dp, &h, a, plain(Some(addr(&pb))));
     pa_other
         .send_to(&rtp(1, 0, 1, b"z"), to(h.port_a))
         .expect("send");
-    assert!(recv(&pb).is_some());
+    assert!(recv(&pb).is_some(), "any source is relayed");
     pb.send_to(&rtp(1, 0, 2, b"y"), to(h.port_b)).expect("send");
     assert!(
         recv(&pa).is_some(),
@@ -403,9 +411,13 @@ fn event_ring_overflow_is_reported(backend: Backend, base: u16) {
             .is_ok()));
     }
     std::thread::sleep(Duration::from_millis(50));
-    // Three latch events into a ring of two, nobody polling.
+    // Three latch events into a ring of two, nobody polling (each leg A learns pa from
+    // its stream's third packet).
     for h in &hs {
-        pa.send_to(&rtp(1, 0, 1, b"e"), to(h.port_a)).expect("send");
+        for seq in 1..=3u16 {
+            pa.send_to(&rtp(seq, 0, 1, b"e"), to(h.port_a))
+                .expect("send");
+        }
         assert!(recv(&pb).is_some());
     }
     assert!(wait_until(WAIT, || dp.worker_stats()[0].events_lost == 1));
@@ -427,7 +439,7 @@ fn rtp_statistics_published(backend: Backend, base: u16) {
     let dp = start(backend, base, 1);
     let h = dp.allocate_pair().expect("pair");
     let (pa, pb) = (peer(), peer());
-    update_and_settle(&dp, &h, plain(None), plain(Some(addr(&pb))));
+    update_and_settle(&dp, &h, plain(Some(addr(&pa))), plain(Some(addr(&pb))));
     // Sequence numbers 1..=20 with 5, 6 and 7 missing: 20 expected, 17 received, 3 lost.
     for seq in (1..=20u16).filter(|s| !(5..=7).contains(s)) {
         pa.send_to(&rtp(seq, u32::from(seq) * 160, 0xcafe, b"m"), to(h.port_a))
@@ -449,8 +461,8 @@ fn rtp_statistics_published(backend: Backend, base: u16) {
 }
 
 both_backends! {
-    latching => 12000;
-    relatch_policy => 12010;
+    learning => 12000;
+    the_lock_and_signalling => 12010;
     rtcp_mux_and_port_plus_one => 12020;
     stun_binding_answer => 12030;
     replay_rejected => 12040;
@@ -458,7 +470,7 @@ both_backends! {
     inactivity_event => 12060;
     stale_generation_is_noop => 12070;
     full_ring_is_error => 12080;
-    flags_off_forward_to_signalled => 12090;
+    learning_off_forwards_to_signalled => 12090;
     event_ring_overflow_is_reported => 12100;
     rtp_statistics_published => 12110;
 }

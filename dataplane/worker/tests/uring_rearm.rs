@@ -20,10 +20,11 @@ fn multishot_rearmed_after_buffer_exhaustion() {
     });
     let h = dp.allocate_pair().expect("pair");
     let pb = peer();
-    dp.update(&h, plain(None), plain(Some(addr(&pb))))
+    let flood = bind_flood(to(0)).expect("socket");
+    let from = flood.local_addr().ok().and_then(|a| a.as_socket());
+    dp.update(&h, plain(from), plain(Some(addr(&pb))))
         .expect("update");
     std::thread::sleep(Duration::from_millis(50));
-    let flood = bind_flood(to(0)).expect("socket");
     let mut bl = Blaster::default();
     let t0 = Instant::now();
     let mut seq = 0u16;

@@ -517,11 +517,24 @@ impl<M: MediaControl> B2bua<M> {
         Some(out)
     }
 
-    /// Pushes the current per-leg parameters to the data plane.
+    /// Pushes the current per-leg parameters to the data plane, each leg with
+    /// the endpoint learning of the trunk it faces.
     pub(super) fn update_media(&mut self, call: u64) {
-        let Some(ms) = self.calls.get(&call).and_then(|c| c.media.as_ref()) else {
+        let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        let learning = [Side::A, Side::B].map(|side| {
+            Self::leg_trunk(c, side)
+                .and_then(|t| c.cfg.trunk(t))
+                .map(|t| t.learning)
+                .unwrap_or_default()
+        });
+        let Some(ms) = c.media.as_mut() else {
+            return;
+        };
+        for (p, l) in ms.params.iter_mut().zip(learning) {
+            p.learning = l;
+        }
         if self
             .media
             .update(ms.alloc.id, &ms.params[0], &ms.params[1])

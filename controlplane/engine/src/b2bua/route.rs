@@ -56,6 +56,7 @@ mod tests {
             auth_outbound: None,
             tls_server_name: None,
             fqdn_contact: None,
+            learning: Default::default(),
         }
     }
 

@@ -84,10 +84,7 @@ pub(crate) fn is_held(sdp: &SessionDescription) -> bool {
 
 impl MediaState {
     pub fn new(alloc: MediaAllocation, session_ids: [u64; 2]) -> Self {
-        let mut params = [MediaLegParams::default(), MediaLegParams::default()];
-        for p in &mut params {
-            p.latching = true;
-        }
+        let params = [MediaLegParams::default(), MediaLegParams::default()];
         Self {
             alloc,
             params,

@@ -55,14 +55,13 @@ fn relayed(src: &UdpSocket, port: u16, pkt: &[u8], dst: &UdpSocket, out_port: u1
     false
 }
 
-/// Arm pair `h` (A latching, not muxed; B signalled, RTCP-muxed) and relay through it:
-/// RTP A→B, RTCP from A's port + 1 to B, RTP B→A to the latched source, RTCP B→A out of
-/// A's port + 1. Exercises the sockets of A RTP, A RTCP and B RTP in both directions.
+/// Arm pair `h` (A signalled, not muxed; B signalled, RTCP-muxed) and relay through it:
+/// RTP A→B, RTCP from A's port + 1 to B, RTP B→A to A, RTCP B→A out of A's port + 1. Exercises the sockets of A RTP, A RTCP and B RTP in both directions.
 pub fn relay_through(dp: &Dataplane, h: &StreamPairHandle, tag: u32) {
     let (pa, pa_rtcp, pb) = (peer(), peer(), peer());
     let mut b = plain(Some(addr(&pb)));
     b.flags.rtcp_mux = true;
-    dp.update(h, plain(None), b).expect("update");
+    dp.update(h, plain(Some(addr(&pa))), b).expect("update");
     let a2b = rtp(1, 160, tag, &tag.to_be_bytes());
     assert!(
         relayed(&pa, h.port_a, &a2b, &pb, h.port_b),

@@ -1,5 +1,5 @@
 //! Shared helpers for the loopback tests. Every test uses its own port range (tests in a
-//! binary run in parallel and media sockets use SO_REUSEPORT). Ranges sit in 12000–13460,
+//! binary run in parallel and media sockets use SO_REUSEPORT). Ranges sit in 12000–13830,
 //! below the kernel's ephemeral range (32768–60999), so no auto-bound socket can share them.
 #![allow(dead_code)]
 
