@@ -29,7 +29,8 @@ fn http_get(port: u16, path: &str) -> String {
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").map_or(out.clone(), |(_, b)| b.to_owned())
+    out.split_once("\r\n\r\n")
+        .map_or(out.clone(), |(_, b)| b.to_owned())
 }
 
 /// The value of one sample of `/metrics` (`None`: absent).
@@ -136,7 +137,9 @@ acl = ["127.0.0.9"]
     // uas1 dies: missed pings put it down, calls go to uas2.
     u1.child.kill().expect("kill uas1");
     let _ = u1.child.wait();
-    wait_for("uas1 down", &app, || target_up(p.admin, "out", t1) == Some(0.0));
+    wait_for("uas1 down", &app, || {
+        target_up(p.admin, "out", t1) == Some(0.0)
+    });
     calls(&dir, p, 10, 20);
     let cdrs = app.wait_cdrs(20, Duration::from_secs(20));
     let s = split(&cdrs, 10);
@@ -146,7 +149,9 @@ acl = ["127.0.0.9"]
 
     // uas1 is back: answered pings bring it up, calls return to it.
     let _u1 = uas(&dir, "uas1b", t1, p.sipp_media + 100);
-    wait_for("uas1 up again", &app, || target_up(p.admin, "out", t1) == Some(1.0));
+    wait_for("uas1 up again", &app, || {
+        target_up(p.admin, "out", t1) == Some(1.0)
+    });
     calls(&dir, p, 10, 20);
     let cdrs = app.wait_cdrs(30, Duration::from_secs(20));
     let s = split(&cdrs, 20);
@@ -206,10 +211,17 @@ acl = ["127.0.0.9"]
     assert_eq!(cdrs.len(), 3000);
     let s = split(&cdrs, 0);
     note(&format!("3000 calls in {:?}: {s:?}", started.elapsed()));
-    assert_eq!(s.get(&format!("127.0.0.1:{}", t[3])), None, "dead target got calls");
+    assert_eq!(
+        s.get(&format!("127.0.0.1:{}", t[3])),
+        None,
+        "dead target got calls"
+    );
     for (port, want) in [(t[0], 0.25), (t[1], 0.25), (t[2], 0.5)] {
         let got = *s.get(&format!("127.0.0.1:{port}")).unwrap_or(&0) as f64 / 3000.0;
-        assert!((got - want).abs() < 0.05, "target {port}: {got} vs {want}: {s:?}");
+        assert!(
+            (got - want).abs() < 0.05,
+            "target {port}: {got} vs {want}: {s:?}"
+        );
     }
 }
 

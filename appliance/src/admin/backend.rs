@@ -289,14 +289,13 @@ impl AdminBackend for ApplianceBackend {
         let calls = self.handle.calls().await;
         let counts = trunk_counters(&cfg, &EngineStats::default(), &calls);
         let stats = self.handle.engine_stats().await;
-        let mut targets: BTreeMap<String, crate::runtime::trunk_status::TrunkTargetsStatus> =
-            stats
-                .as_ref()
-                .map(|s| s.trunk_targets.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (t.trunk.clone(), t))
-                .collect();
+        let mut targets: BTreeMap<String, crate::runtime::trunk_status::TrunkTargetsStatus> = stats
+            .as_ref()
+            .map(|s| s.trunk_targets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.trunk.clone(), t))
+            .collect();
         let held: BTreeMap<String, u64> = stats
             .map(|s| s.trunks_held_off)
             .unwrap_or_default()
@@ -310,7 +309,10 @@ impl AdminBackend for ApplianceBackend {
                 let name = t.name.to_string();
                 let tt = targets.remove(&name);
                 let mut health = trunk_health(held.get(&name).copied(), outcomes.get(&name));
-                if tt.as_ref().is_some_and(|tt| tt.usable() == 0 && health.state != "held_off") {
+                if tt
+                    .as_ref()
+                    .is_some_and(|tt| tt.usable() == 0 && health.state != "held_off")
+                {
                     health.state = "down".to_owned();
                 }
                 TrunkInfo {

@@ -301,7 +301,11 @@ fn targets_table(out: &mut dyn Write, trunks: &[TrunkInfo]) -> std::io::Result<(
                 tt.trunk.clone(),
                 g.address.clone(),
                 format!("{}/{}", g.priority, g.weight),
-                if g.usable { g.state.clone() } else { format!("{} (not usable)", g.state) },
+                if g.usable {
+                    g.state.clone()
+                } else {
+                    format!("{} (not usable)", g.state)
+                },
                 g.calls.to_string(),
                 opt(g.held_off_s),
                 format!(

@@ -38,11 +38,11 @@ pub mod client;
 pub mod dashboard;
 pub mod history;
 pub mod metrics;
-mod trunk_metrics;
 pub mod quality;
 pub mod rate;
 pub mod recent;
 pub mod server;
+mod trunk_metrics;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -15,10 +15,7 @@ pub const MAX_TARGETS: usize = 64;
 pub(super) fn address(p: &str, t: &RawTrunk, c: &mut Checker<'_>) -> Option<TrunkAddress> {
     match (&t.address, t.targets.is_empty()) {
         (Some(_), false) => {
-            c.err(
-                format!("{p}.targets"),
-                "set address or targets, not both",
-            );
+            c.err(format!("{p}.targets"), "set address or targets, not both");
             None
         }
         (None, true) => {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use super::raw_targets::{RawDns, RawTarget, Strategy};
 use super::raw_targets::{default_recovery_count, default_trunk_miss_threshold};
+pub use super::raw_targets::{RawDns, RawTarget, Strategy};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -160,7 +160,11 @@ pub fn dns_plan(cfg: &Config) -> super::dns::DnsPlan {
                 TrunkAddress::Fixed(_) => return None,
                 TrunkAddress::Host(hp) => {
                     if let Host::Name(n) = &hp.host {
-                        if cfg.teams.as_ref().is_some_and(|tm| tm.resolve.contains_key(n)) {
+                        if cfg
+                            .teams
+                            .as_ref()
+                            .is_some_and(|tm| tm.resolve.contains_key(n))
+                        {
                             return None;
                         }
                     }

@@ -7,8 +7,8 @@ use portcullis_engine::config::{
     IpNet, MediaMode, RedirectMode, RouteConfig, TrunkConfig, TrunkId,
 };
 use portcullis_engine::routing::{
-    tls_name_matches, to_e164, NumberMatch, RouteReject, RouteRule, Router,
-    RoutingError, TranslationRule,
+    tls_name_matches, to_e164, NumberMatch, RouteReject, RouteRule, Router, RoutingError,
+    TranslationRule,
 };
 use portcullis_engine::transaction::Transport;
 

@@ -111,7 +111,11 @@ fn missed_pings_demote_answers_promote_and_calls_follow() {
     assert_eq!(health_events(&h), vec![(B1.to_owned(), false)]);
     let b1_invites = h.b1.requests("INVITE").len();
     h.invite_from(A, "101", Some(&sdp("192.168.1.10", 10_002, "")));
-    assert_eq!(h.b1.requests("INVITE").len(), b1_invites, "down target skipped");
+    assert_eq!(
+        h.b1.requests("INVITE").len(),
+        b1_invites,
+        "down target skipped"
+    );
     assert_eq!(h.b2.requests("INVITE").len(), 1, "call went to B2");
     // B1 answers again: one answer is not enough (recovery_count 2), two are.
     h.advance(INTERVAL);
@@ -153,7 +157,11 @@ fn ping_503_with_retry_after_holds_the_target_off() {
     h.advance(Duration::from_millis(10));
     answer_pings(&mut h, B1, 503, &mut done);
     answer_pings(&mut h, B2, 200, &mut done);
-    assert_eq!(state(&h, B1), TargetState::Up, "a 503 is an answer: not down");
+    assert_eq!(
+        state(&h, B1),
+        TargetState::Up,
+        "a 503 is an answer: not down"
+    );
     h.invite_from(A, "100", Some(&sdp("192.168.1.10", 10_000, "")));
     assert!(h.b1.requests("INVITE").is_empty(), "held off");
     assert_eq!(h.b2.requests("INVITE").len(), 1);
@@ -244,7 +252,11 @@ fn table(strategy: Strategy, specs: Vec<TargetSpec>) -> TargetTable {
             dns: None,
             health: HealthPolicy::unpinged(),
         },
-        ..trunk("carrier", "192.0.2.1:5060", portcullis_engine::config::MediaMode::Rtp)
+        ..trunk(
+            "carrier",
+            "192.0.2.1:5060",
+            portcullis_engine::config::MediaMode::Rtp,
+        )
     };
     t.name = "carrier".into();
     let mut tt = TargetTable::default();
@@ -270,8 +282,16 @@ fn weighted_split_within_tolerance_over_many_seeded_draws() {
             .unwrap();
         *n.entry(a.to_string()).or_default() += 1;
     }
-    assert_eq!(n.get("192.0.2.9:5060"), None, "a lower priority gets nothing");
-    for (addr, w) in [("192.0.2.1:5060", 1.0), ("192.0.2.2:5060", 2.0), ("192.0.2.3:5060", 3.0)] {
+    assert_eq!(
+        n.get("192.0.2.9:5060"),
+        None,
+        "a lower priority gets nothing"
+    );
+    for (addr, w) in [
+        ("192.0.2.1:5060", 1.0),
+        ("192.0.2.2:5060", 2.0),
+        ("192.0.2.3:5060", 3.0),
+    ] {
         let share = f64::from(n[addr]) / f64::from(draws);
         let want = w / 6.0;
         assert!((share - want).abs() < 0.01, "{addr}: {share} vs {want}");
@@ -292,7 +312,11 @@ fn weighted_split_within_tolerance_over_many_seeded_draws() {
     // Excluding what a call tried.
     let tried = [sa("192.0.2.1:5060"), sa("192.0.2.2:5060")];
     let a = tt.select("carrier", Timestamp::ZERO, &tried, || id_u64(&mut e));
-    assert_eq!(a, Some(sa("192.0.2.9:5060")), "the next priority when the first is spent");
+    assert_eq!(
+        a,
+        Some(sa("192.0.2.9:5060")),
+        "the next priority when the first is spent"
+    );
 }
 
 #[test]
@@ -312,7 +336,11 @@ fn least_calls_and_priority() {
     let mut p = table(Strategy::Priority, specs);
     for _ in 0..10 {
         let a = p.select("carrier", Timestamp::ZERO, &[], || 99).unwrap();
-        assert_eq!(a, sa("192.0.2.1:5060"), "ordered failover: always the first");
+        assert_eq!(
+            a,
+            sa("192.0.2.1:5060"),
+            "ordered failover: always the first"
+        );
     }
 }
 

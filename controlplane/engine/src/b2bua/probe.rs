@@ -218,7 +218,10 @@ impl<M: MediaControl> B2bua<M> {
         };
         let tried = if fresh { Vec::new() } else { c.tried.clone() };
         let txn = &mut self.txn;
-        match self.targets.select(&name, now, &tried, || txn.next_random()) {
+        match self
+            .targets
+            .select(&name, now, &tried, || txn.next_random())
+        {
             Some(addr) => {
                 target.addr = Some(addr);
                 true

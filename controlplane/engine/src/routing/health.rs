@@ -411,7 +411,9 @@ mod tests {
         assert!(HealthPolicy::pinged(Duration::from_secs(1), 1, 0)
             .validate()
             .is_err());
-        assert!(HealthPolicy::pinged(Duration::ZERO, 1, 1).validate().is_err());
+        assert!(HealthPolicy::pinged(Duration::ZERO, 1, 1)
+            .validate()
+            .is_err());
         assert!(HealthPolicy::pinged(Duration::from_secs(1), 1, 1)
             .validate()
             .is_ok());

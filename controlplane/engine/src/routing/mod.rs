@@ -28,10 +28,10 @@ use crate::transaction::Transport;
 
 pub use crate::config::{NumberMatch, RouteRule, TranslationRule};
 pub use health::{HealthPolicy, Probe, ProbeCounters, TargetState, Transition, MAX_HOLD_OFF};
+pub use rules::to_e164;
 pub use targets::{
     Resolution, Strategy, TargetEntry, TargetSpec, TargetTable, TargetUpdate, TrunkTargets,
 };
-pub use rules::to_e164;
 pub use tls::{any_tls_name_matches, tls_name_matches};
 
 use rules::{translate, Matcher, Step};

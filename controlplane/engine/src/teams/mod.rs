@@ -319,8 +319,7 @@ impl ProxyHealth {
         retry_after: Option<u32>,
     ) {
         if let (503, Some(s), Some(e)) = (status, retry_after, self.proxies.get_mut(proxy.0)) {
-            e.probe
-                .hold_off(now, Duration::from_secs(u64::from(s)));
+            e.probe.hold_off(now, Duration::from_secs(u64::from(s)));
         }
     }
 
