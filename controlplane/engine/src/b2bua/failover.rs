@@ -84,7 +84,7 @@ impl<M: MediaControl> B2bua<M> {
                 let silent = resp.is_none();
                 let retry = resp.and_then(retry_after);
                 let again = target_addr.is_some_and(|addr| {
-                    self.learn_from_failure(now, call, &trunk_name, addr, status, retry, silent)
+                    self.learn_from_failure(now, call, (&trunk_name, addr), status, retry, silent)
                 });
                 if again {
                     // Another target of the same trunk first (RFC 3263 §4.3).

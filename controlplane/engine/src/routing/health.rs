@@ -121,6 +121,10 @@ pub struct ProbeCounters {
     pub misses_total: u64,
 }
 
+/// An answer to a ping that is no longer outstanding (expired, or not ours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LateAnswer;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Outstanding {
     token: u64,
@@ -282,9 +286,8 @@ impl Probe {
         None
     }
 
-    /// A final answer `status` to the ping `token` at `now`. `Err(())` when
-    /// `token` is not the ping outstanding (a late answer). `Ok` carries the
-    /// transition, if any.
+    /// A final answer `status` to the ping `token` at `now`. `Err(LateAnswer)`
+    /// when `token` is not the ping outstanding. `Ok` carries the transition, if any.
     pub fn answered(
         &mut self,
         policy: &HealthPolicy,
@@ -292,9 +295,9 @@ impl Probe {
         token: u64,
         status: u16,
         retry_after: Option<u32>,
-    ) -> Result<Option<Transition>, ()> {
-        if !self.outstanding.is_some_and(|o| o.token == token) {
-            return Err(());
+    ) -> Result<Option<Transition>, LateAnswer> {
+        if self.outstanding.is_none_or(|o| o.token != token) {
+            return Err(LateAnswer);
         }
         self.outstanding = None;
         self.counters.answers += 1;
@@ -366,7 +369,7 @@ mod tests {
         assert!(h.usable(t(50)));
         assert_eq!(h.counters().misses_total, 2);
         assert_eq!(h.counters().answers, 3);
-        assert_eq!(h.answered(&p, t(50), 9, 200, None), Err(()));
+        assert_eq!(h.answered(&p, t(50), 9, 200, None), Err(LateAnswer));
     }
 
     #[test]

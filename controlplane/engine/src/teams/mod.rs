@@ -293,7 +293,7 @@ impl ProxyHealth {
         let t = self.proxies[i]
             .probe
             .answered(&policy, now, u64::from(a.cseq), a.status, a.retry_after)
-            .map_err(|()| TeamsError::NotOurs)?;
+            .map_err(|_| TeamsError::NotOurs)?;
         self.report(id, t);
         Ok(id)
     }
