@@ -175,6 +175,32 @@ fn full_snapshot() -> MetricsSnapshot {
             ],
             failovers: 1,
         }),
+        trunk_targets: vec![portcullis::runtime::trunk_status::TrunkTargetsStatus {
+            trunk: "carrier".into(),
+            strategy: "weighted".into(),
+            pinged: true,
+            domain: Some("carrier.example".into()),
+            resolution: "resolved".into(),
+            error: None,
+            ttl_s: Some(30),
+            failovers: 2,
+            unavailable: 1,
+            targets: vec![portcullis::runtime::trunk_status::TargetStatus {
+                address: "192.0.2.7:5060".into(),
+                priority: 10,
+                weight: 5,
+                state: "up".into(),
+                usable: true,
+                misses: 0,
+                held_off_s: None,
+                last_status: Some(200),
+                calls: 1,
+                calls_total: 7,
+                options_sent: 9,
+                options_answered: 8,
+                options_missed: 1,
+            }],
+        }],
     }
 }
 
@@ -241,6 +267,7 @@ impl AdminBackend for Fake {
             max_calls: Some(10),
             active_calls: self.st().calls.len() as u64,
             health: None,
+            targets: None,
         }]
     }
     async fn reload(&self) -> Result<u64, Vec<String>> {

@@ -387,10 +387,28 @@ const CASES: &[Case] = &[
         says: "not an IP address",
     },
     Case {
-        edits: &[("address = \"127.0.0.1:5080\"", "address = \"carrier.example.net\"")],
+        edits: &[("address = \"127.0.0.1:5080\"", "address = \"127.0.0.9\"")],
         path: "trunk[1].address",
-        at: "\"carrier.example.net\"",
-        says: "port is mandatory",
+        at: "\"127.0.0.9\"",
+        says: "needs its port",
+    },
+    Case {
+        edits: &[("address = \"127.0.0.1:5080\"", "targets = [{ address = \"127.0.0.1:5080\" }, { address = \"127.0.0.1:5080\", weight = 2 }]")],
+        path: "trunk[1].targets[1].address",
+        at: "\"127.0.0.1:5080\", weight",
+        says: "listed twice",
+    },
+    Case {
+        edits: &[("address = \"127.0.0.1:5080\"", "address = \"127.0.0.1:5080\"\nrecovery_count = 0 # rc")],
+        path: "trunk[1].recovery_count",
+        at: "0 # rc",
+        says: "at least 1",
+    },
+    Case {
+        edits: &[("[[trunk]]", "[dns]\nservers = [\"127.0.0.53\"]\n\n[[trunk]]")],
+        path: "dns.servers[0]",
+        at: "\"127.0.0.53\"",
+        says: "not ip:port",
     },
     Case {
         edits: &[("address = \"127.0.0.1:5080\"", "address = \"127.0.0.1:5080\"\n[trunk.credentials]\nusername = \"u\"\npassword = \"p\"\nanswer_upstream = false")],

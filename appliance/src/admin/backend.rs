@@ -200,6 +200,7 @@ impl AdminBackend for ApplianceBackend {
                 proxies: stats.engine.teams.clone(),
                 failovers: stats.engine.teams_counters.failovers,
             }),
+            trunk_targets: stats.engine.trunk_targets.clone(),
         }
     }
 
@@ -287,10 +288,15 @@ impl AdminBackend for ApplianceBackend {
         let cfg = self.handle.config();
         let calls = self.handle.calls().await;
         let counts = trunk_counters(&cfg, &EngineStats::default(), &calls);
-        let held: BTreeMap<String, u64> = self
-            .handle
-            .engine_stats()
-            .await
+        let stats = self.handle.engine_stats().await;
+        let mut targets: BTreeMap<String, crate::runtime::trunk_status::TrunkTargetsStatus> = stats
+            .as_ref()
+            .map(|s| s.trunk_targets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.trunk.clone(), t))
+            .collect();
+        let held: BTreeMap<String, u64> = stats
             .map(|s| s.trunks_held_off)
             .unwrap_or_default()
             .into_iter()
@@ -301,8 +307,17 @@ impl AdminBackend for ApplianceBackend {
             .iter()
             .map(|t| {
                 let name = t.name.to_string();
+                let tt = targets.remove(&name);
+                let mut health = trunk_health(held.get(&name).copied(), outcomes.get(&name));
+                if tt
+                    .as_ref()
+                    .is_some_and(|tt| tt.usable() == 0 && health.state != "held_off")
+                {
+                    health.state = "down".to_owned();
+                }
                 TrunkInfo {
-                    health: Some(trunk_health(held.get(&name).copied(), outcomes.get(&name))),
+                    health: Some(health),
+                    targets: tt,
                     active_calls: counts.get(&name).map_or(0, |c| c.active),
                     address: t.address.to_string(),
                     transport: format!("{:?}", t.transport).to_ascii_lowercase(),

@@ -273,11 +273,64 @@ pub fn cmd_status(opts: &ClientOptions, json: bool, out: &mut dyn Write) -> anyh
             &["TRUNK", "ADDRESS", "TRANSPORT", "MEDIA", "ACTIVE", "MAX"],
             &rows,
         )?;
+        targets_table(out, &report.trunks)?;
         if let Some(t) = &report.teams {
             teams_table(out, t)?;
         }
     }
     Ok(report.health.ready)
+}
+
+/// Per-target health of the trunks in `portcullis status`.
+fn targets_table(out: &mut dyn Write, trunks: &[TrunkInfo]) -> std::io::Result<()> {
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let mut rows = Vec::new();
+    for t in trunks {
+        let Some(tt) = &t.targets else { continue };
+        if let Some(e) = &tt.error {
+            writeln!(
+                out,
+                "trunk {}: {} ({}): {e}",
+                tt.trunk,
+                tt.domain.as_deref().unwrap_or("-"),
+                tt.resolution
+            )?;
+        }
+        for g in &tt.targets {
+            rows.push(vec![
+                tt.trunk.clone(),
+                g.address.clone(),
+                format!("{}/{}", g.priority, g.weight),
+                if g.usable {
+                    g.state.clone()
+                } else {
+                    format!("{} (not usable)", g.state)
+                },
+                g.calls.to_string(),
+                opt(g.held_off_s),
+                format!(
+                    "{}/{}/{}",
+                    g.options_sent, g.options_answered, g.options_missed
+                ),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    table(
+        out,
+        &[
+            "TRUNK",
+            "TARGET",
+            "PRIO/WEIGHT",
+            "STATE",
+            "CALLS",
+            "HELD OFF S",
+            "OPTIONS SENT/ANSWERED/MISSED",
+        ],
+        &rows,
+    )
 }
 
 /// The Teams section of `portcullis status`.

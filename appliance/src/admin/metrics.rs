@@ -405,6 +405,62 @@ pub const FAMILIES: &[Family] = &[
         C,
         "Times new calls toward Teams were moved to another proxy.",
     ),
+    // Trunk targets (rendered by `trunk_metrics`).
+    fam(
+        "portcullis_trunk_target_up",
+        G,
+        "Trunk target health: 1 up (answers OPTIONS, or not pinged), 0 down.",
+    ),
+    fam(
+        "portcullis_trunk_target_usable",
+        G,
+        "1 when new calls may use the trunk target (up and not held off by a 503 Retry-After).",
+    ),
+    fam(
+        "portcullis_trunk_target_calls",
+        G,
+        "Calls in progress on the trunk target.",
+    ),
+    fam(
+        "portcullis_trunk_target_attempts_total",
+        C,
+        "Call attempts (INVITEs) sent to the trunk target.",
+    ),
+    fam(
+        "portcullis_trunk_pings_sent_total",
+        C,
+        "OPTIONS pings sent to the trunk target.",
+    ),
+    fam(
+        "portcullis_trunk_pings_answered_total",
+        C,
+        "Final answers to OPTIONS pings from the trunk target.",
+    ),
+    fam(
+        "portcullis_trunk_pings_missed_total",
+        C,
+        "OPTIONS pings to the trunk target left unanswered.",
+    ),
+    fam(
+        "portcullis_trunk_failovers_total",
+        C,
+        "Call attempts that moved on from one of the trunk's targets (408, 5xx, timeout).",
+    ),
+    fam(
+        "portcullis_trunk_unavailable_total",
+        C,
+        "Calls that found no usable target on the trunk.",
+    ),
+    fam(
+        "portcullis_trunk_resolved",
+        G,
+        "1 when the trunk's name resolved at the last lookup (always 1 for IP targets), 0 pending or failed.",
+    ),
+    fam(
+        "portcullis_trunk_targets",
+        G,
+        "Targets the trunk has now (configured or resolved).",
+    ),
     fam("portcullis_cdr_written_total", C, "CDR lines written."),
     fam(
         "portcullis_cdr_errors_total",
@@ -580,6 +636,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     e.single("portcullis_media_errors_total", snap.media_errors);
     e.single("portcullis_media_bypassed_total", snap.media_bypassed);
     render_teams(&mut e, snap);
+    super::trunk_metrics::render(&mut e, &snap.trunk_targets);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
     if let Some((sent, dropped)) = snap.capture {

@@ -42,6 +42,7 @@ pub mod quality;
 pub mod rate;
 pub mod recent;
 pub mod server;
+mod trunk_metrics;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -126,7 +127,8 @@ pub struct LegMedia {
 /// Health of a trunk as a call target, from what its calls saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrunkHealth {
-    /// `held_off` (out of routing after a `503` with `Retry-After`), `failing` (its last
+    /// `down` (no usable target: every target down or held off, or its name not
+    /// resolved), `held_off` (out of routing after a `503` with `Retry-After`), `failing` (its last
     /// attempt timed out or got a 5xx), `up` (its last attempt got an answer, or a 4xx/6xx
     /// from the callee) or `unknown` (no call tried it since the start).
     pub state: String,
@@ -158,6 +160,9 @@ pub struct TrunkInfo {
     /// Health as a call target (`None`: not known to this backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<TrunkHealth>,
+    /// Its targets, their OPTIONS health and DNS resolution (`None`: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<crate::runtime::trunk_status::TrunkTargetsStatus>,
 }
 
 /// Per-trunk call counters.
@@ -248,6 +253,8 @@ pub struct MetricsSnapshot {
     pub log_filter: Option<String>,
     /// Teams Direct Routing proxies (`None` without `[teams]`).
     pub teams: Option<TeamsMetrics>,
+    /// Every trunk's targets and their health.
+    pub trunk_targets: Vec<crate::runtime::trunk_status::TrunkTargetsStatus>,
 }
 
 /// Teams Direct Routing health for `/metrics`.

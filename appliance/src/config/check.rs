@@ -39,6 +39,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let routes = super::check_peers::routes(raw, c);
     let teams = super::check_peers::teams(raw, sip.as_ref(), c);
     let capture = capture(raw, c);
+    let dns = super::check_targets::dns(raw, c);
     if let (Some(sip), Some(media)) = (&sip, &media) {
         // Every listener was valid, so listener indices match the file.
         for (i, l) in sip.listeners.iter().enumerate() {
@@ -77,6 +78,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         routes: routes?,
         teams: teams?,
         capture: capture?,
+        dns: dns?,
     })
 }
 

@@ -63,7 +63,7 @@ fn trunk(
         );
         ok = false;
     }
-    let address = c.ok(&format!("{p}.address"), HostPort::parse(&t.address));
+    let address = super::check_targets::address(&p, t, c);
     if t.transport == Transport::Mtls
         && sip.is_some_and(|s| !s.listeners.iter().any(|l| l.tls.is_some()))
     {
@@ -95,6 +95,15 @@ fn trunk(
         }
         None => None,
     };
+    for (k, v) in [
+        ("miss_threshold", t.miss_threshold),
+        ("recovery_count", t.recovery_count),
+    ] {
+        if v == 0 {
+            c.err(format!("{p}.{k}"), "must be at least 1");
+            ok = false;
+        }
+    }
     let credentials = match &t.credentials {
         None => None,
         Some(cr) => {
@@ -131,11 +140,14 @@ fn trunk(
     Some(TrunkConfig {
         name: name?,
         address: address?,
+        strategy: t.strategy,
         transport: t.transport,
         media: t.media,
         acl,
         max_calls: t.max_calls,
         options_interval,
+        miss_threshold: t.miss_threshold,
+        recovery_count: t.recovery_count,
         credentials,
         learning: learning?,
     })

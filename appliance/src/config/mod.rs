@@ -9,11 +9,13 @@
 
 mod check;
 mod check_peers;
+mod check_targets;
 mod checker;
 pub mod diag;
 pub mod host;
 pub mod model;
 pub mod raw;
+mod raw_targets;
 pub mod types;
 
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ use regex::Regex;
 
 pub use super::raw::{
     Backend, EndpointLearning, FsyncPolicy, LogFormat, LogLevel, MediaProtection, RedirectPolicy,
-    Transport, UnknownSourceAction,
+    Strategy, Transport, UnknownSourceAction,
 };
 use super::types::{CoreList, Fqdn, HostPort, PortRange, TrunkName};
 use ipnet::IpNet;
@@ -64,6 +64,8 @@ pub struct Config {
     pub teams: Option<TeamsConfig>,
     /// `[capture]`: HEP export of every SIP message, when a collector is set.
     pub capture: Option<CaptureConfig>,
+    /// `[dns]`: resolver of trunk names and domains.
+    pub dns: DnsConfig,
 }
 
 impl Config {
@@ -297,8 +299,10 @@ pub struct PolicyConfig {
 pub struct TrunkConfig {
     /// Unique name.
     pub name: TrunkName,
-    /// Peer address.
-    pub address: HostPort,
+    /// Where requests go: fixed targets, a name (A/AAAA) or a domain (RFC 3263).
+    pub address: TrunkAddress,
+    /// How targets share new calls.
+    pub strategy: Strategy,
     /// Transport toward the peer.
     pub transport: Transport,
     /// Media protection toward the peer.
@@ -309,10 +313,71 @@ pub struct TrunkConfig {
     pub max_calls: Option<u32>,
     /// OPTIONS keep-alive period.
     pub options_interval: Option<Duration>,
+    /// Unanswered OPTIONS in a row before a target is down (≥ 1).
+    pub miss_threshold: u32,
+    /// Answered OPTIONS in a row before a down target is up (≥ 1).
+    pub recovery_count: u32,
     /// Digest credentials.
     pub credentials: Option<Credentials>,
     /// Media endpoint learning toward the peer.
     pub learning: LearningConfig,
+}
+
+/// One configured target of a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkTarget {
+    /// Where requests go.
+    pub address: std::net::SocketAddr,
+    /// Lower is preferred.
+    pub priority: u16,
+    /// Share among equal priorities.
+    pub weight: u16,
+}
+
+/// Where a trunk's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrunkAddress {
+    /// IP literal targets (`address = "ip:port"` or `targets`).
+    Fixed(Vec<TrunkTarget>),
+    /// `host:port` with a name: every A/AAAA record is a target (RFC 3263 §4.2).
+    Host(HostPort),
+    /// A domain without port: NAPTR → SRV → A/AAAA (RFC 3263 §4.1, RFC 2782).
+    Domain(Fqdn),
+}
+
+impl TrunkAddress {
+    /// The name resolved by DNS, if any.
+    pub fn dns_name(&self) -> Option<String> {
+        match self {
+            Self::Fixed(_) => None,
+            Self::Host(hp) => Some(hp.host.to_string()),
+            Self::Domain(d) => Some(d.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for TrunkAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(t) => {
+                let v: Vec<String> = t.iter().map(|t| t.address.to_string()).collect();
+                write!(f, "{}", v.join(","))
+            }
+            Self::Host(hp) => write!(f, "{hp}"),
+            Self::Domain(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// `[dns]`: the resolver of trunk names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// DNS servers; empty = the system's.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// Answers are kept at least this long.
+    pub min_ttl: Duration,
+    /// Answers are kept at most this long.
+    pub max_ttl: Duration,
 }
 
 /// Digest credentials of a trunk (RFC 3261 §22).

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::raw_targets::{default_recovery_count, default_trunk_miss_threshold};
+pub use super::raw_targets::{RawDns, RawTarget, Strategy};
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +49,9 @@ pub struct RawConfig {
     /// `[capture]`
     #[serde(default)]
     pub capture: RawCapture,
+    /// `[dns]`
+    #[serde(default)]
+    pub dns: RawDns,
 }
 
 fn s(v: &str) -> String {
@@ -639,8 +645,8 @@ pub enum EndpointLearning {
 pub struct RawTrunk {
     /// Unique name used by routes.
     pub name: String,
-    /// `host:port` of the peer.
-    pub address: String,
+    /// `ip:port`, `host:port` (A/AAAA) or a domain (RFC 3263 NAPTR/SRV); or `targets`.
+    pub address: Option<String>,
     /// udp | tcp | tls (mtls: tls presenting our certificate)
     #[serde(default = "default_trunk_transport")]
     pub transport: Transport,
@@ -654,6 +660,21 @@ pub struct RawTrunk {
     pub max_calls: Option<u32>,
     /// Interval of SIP OPTIONS keep-alives (absent = no OPTIONS).
     pub options_interval: Option<String>,
+
+    // Targets, load balancing and health.
+    /// Several `ip:port` targets with priority and weight (instead of `address`).
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+    /// priority | weighted | least_calls
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Unanswered OPTIONS in a row before a target is down.
+    #[serde(default = "default_trunk_miss_threshold")]
+    pub miss_threshold: u32,
+    /// Answered OPTIONS in a row before a down target is up again.
+    #[serde(default = "default_recovery_count")]
+    pub recovery_count: u32,
+
     /// `[trunk.credentials]`
     pub credentials: Option<RawCredentials>,
     /// heuristic | strict | delayed | off

@@ -11,9 +11,13 @@ use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig};
 use portcullis_engine::config::{
     Credentials as EngineCredentials, EndpointLearning as EngineLearning, EngineConfig,
     ListenerInfo, MediaLearning, MediaMode, NodeSettings, PolicyConfig as EnginePolicy,
-    RedirectMode, TeamsSettings, TimerSettings, TrunkConfig as EngineTrunk, UnknownSource,
+    RedirectMode, TargetsConfig, TeamsSettings, TimerSettings, TrunkConfig as EngineTrunk,
+    UnknownSource,
 };
-use portcullis_engine::routing::{NumberMatch as EngineMatch, RouteRule, TranslationRule};
+use portcullis_engine::routing::{
+    HealthPolicy, NumberMatch as EngineMatch, RouteRule, Strategy as EngineStrategy, TargetSpec,
+    TranslationRule,
+};
 use portcullis_engine::teams::{HealthConfig, ProxyTarget};
 use portcullis_engine::transaction::Transport as TxTransport;
 use portcullis_net::{
@@ -24,7 +28,8 @@ use portcullis_net::{
 use super::teams::TeamsPlan;
 use crate::config::{
     Backend, Config, EndpointLearning, Host, HostPort, LearningConfig, MediaProtection,
-    NumberMatch, RedirectPolicy, Translation, Transport, UnknownSourceAction,
+    NumberMatch, RedirectPolicy, Strategy, Translation, Transport, TrunkAddress,
+    UnknownSourceAction,
 };
 
 /// Why a checked configuration cannot be handed to the planes.
@@ -90,6 +95,105 @@ fn resolve(cfg: &Config, what: &str, hp: &HostPort) -> Result<SocketAddr, Conver
     }
 }
 
+/// The engine's view of a trunk's targets: its first address (classification,
+/// `0.0.0.0:port` until DNS answers) and its targets, strategy and health policy.
+/// A name with a `[teams.resolve]` override is a fixed target.
+fn trunk_targets(cfg: &Config, t: &crate::config::TrunkConfig) -> (SocketAddr, TargetsConfig) {
+    let health = match t.options_interval {
+        Some(i) => HealthPolicy::pinged(i, t.miss_threshold, t.recovery_count),
+        None => HealthPolicy::unpinged(),
+    };
+    let strategy = match t.strategy {
+        Strategy::Priority => EngineStrategy::Priority,
+        Strategy::Weighted => EngineStrategy::Weighted,
+        Strategy::LeastCalls => EngineStrategy::LeastCalls,
+    };
+    let override_of = |hp: &HostPort| match &hp.host {
+        Host::Name(n) => cfg.teams.as_ref().and_then(|tm| tm.resolve.get(n)).copied(),
+        Host::Ip(_) => None,
+    };
+    let fixed: Vec<TargetSpec> = match &t.address {
+        TrunkAddress::Fixed(v) => v
+            .iter()
+            .map(|t| TargetSpec {
+                addr: t.address,
+                priority: t.priority,
+                weight: t.weight,
+            })
+            .collect(),
+        TrunkAddress::Host(hp) => override_of(hp)
+            .map(|addr| TargetSpec {
+                addr,
+                priority: 0,
+                weight: 1,
+            })
+            .into_iter()
+            .collect(),
+        TrunkAddress::Domain(_) => Vec::new(),
+    };
+    let dns = fixed.is_empty().then(|| t.address.dns_name()).flatten();
+    let port = match &t.address {
+        TrunkAddress::Host(hp) => hp.port,
+        _ if t.transport.is_tls() => 5061,
+        _ => 5060,
+    };
+    let address = fixed.first().map_or_else(
+        || SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port),
+        |f| f.addr,
+    );
+    (
+        address,
+        TargetsConfig {
+            strategy,
+            fixed,
+            dns,
+            health,
+        },
+    )
+}
+
+/// What the DNS task resolves for each trunk (a name without `[teams.resolve]` override).
+pub fn dns_plan(cfg: &Config) -> super::dns::DnsPlan {
+    let jobs = cfg
+        .trunks
+        .iter()
+        .filter_map(|t| {
+            let query = match &t.address {
+                TrunkAddress::Fixed(_) => return None,
+                TrunkAddress::Host(hp) => {
+                    if let Host::Name(n) = &hp.host {
+                        if cfg
+                            .teams
+                            .as_ref()
+                            .is_some_and(|tm| tm.resolve.contains_key(n))
+                        {
+                            return None;
+                        }
+                    }
+                    super::dns::Query::Host {
+                        name: hp.host.to_string(),
+                        port: hp.port,
+                    }
+                }
+                TrunkAddress::Domain(d) => super::dns::Query::Domain {
+                    name: d.to_string(),
+                    transport: t.transport,
+                },
+            };
+            Some(super::dns::DnsJob {
+                trunk: t.name.to_string(),
+                query,
+            })
+        })
+        .collect();
+    super::dns::DnsPlan {
+        servers: cfg.dns.servers.clone(),
+        min_ttl: cfg.dns.min_ttl,
+        max_ttl: cfg.dns.max_ttl,
+        jobs,
+    }
+}
+
 /// The address written in Via/Contact for a listener: a wildcard bind shows the
 /// advertised media address instead (never `0.0.0.0` on the wire).
 fn visible(addr: SocketAddr, advertised: IpAddr) -> SocketAddr {
@@ -126,7 +230,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         .collect();
     let mut trunks = Vec::with_capacity(cfg.trunks.len() + 1);
     for t in &cfg.trunks {
-        let address = resolve(cfg, &format!("trunk {}", t.name), &t.address)?;
+        let (address, targets) = trunk_targets(cfg, t);
         let creds = t.credentials.as_ref();
         let to_engine = |c: &crate::config::Credentials| EngineCredentials {
             username: c.username.clone(),
@@ -146,12 +250,10 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             max_calls: t.max_calls,
             auth_inbound: creds.filter(|c| c.challenge_inbound).map(to_engine),
             auth_outbound: creds.filter(|c| c.answer_upstream).map(to_engine),
-            tls_server_name: match &t.address.host {
-                Host::Name(n) => Some(n.to_string()),
-                Host::Ip(_) => None,
-            },
+            tls_server_name: t.address.dns_name(),
             fqdn_contact: None,
             learning: learning(t.learning),
+            targets,
         });
     }
     let mut teams = None;
@@ -179,6 +281,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 tls_server_name: Some(hp.host.to_string()),
                 fqdn_contact: Some(tm.sbc_fqdn.to_string()),
                 learning: learning(tm.learning),
+                targets: TargetsConfig::default(),
             });
         }
         teams = Some(TeamsSettings {

@@ -108,6 +108,8 @@ pub struct EngineSnapshot {
     pub capture: (u64, u64),
     /// Trunks out of routing after a `503` with `Retry-After`, with the time left.
     pub trunks_held_off: Vec<(String, Duration)>,
+    /// Every trunk's targets and their health.
+    pub trunk_targets: Vec<super::trunk_status::TrunkTargetsStatus>,
 }
 
 /// Requests to the engine task.
@@ -124,6 +126,9 @@ pub enum Cmd {
     SetTeams(Option<TeamsPlan>),
     /// Reload: the `[capture]` section (`None`: capture off).
     SetCapture(Option<crate::config::CaptureConfig>),
+    /// Reload: the trunk names to resolve and the `[dns]` section. An unchanged
+    /// plan keeps its resolution tasks; a changed one starts afresh.
+    SetDns(super::dns::DnsPlan),
     /// Counters.
     Stats(oneshot::Sender<EngineSnapshot>),
     /// Liveness probe (watchdog).
@@ -149,6 +154,8 @@ pub struct EngineTaskConfig {
     pub teams: Option<TeamsPlan>,
     /// HEP capture (`[capture]`).
     pub capture: Option<crate::config::CaptureConfig>,
+    /// Trunk names and domains to resolve (`[dns]`).
+    pub dns: super::dns::DnsPlan,
     /// Ended calls and refusals, for the dashboard's recent failures and trunk health.
     pub recent: Arc<RecentCalls>,
 }
@@ -177,7 +184,9 @@ pub async fn run(
         rejects: RejectLog::default(),
         shrunk_at: Timestamp::ZERO,
         recent: tc.recent,
+        dns: None,
     };
+    ctx.set_dns(tc.dns);
     ctx.set_teams(tc.teams);
     ctx.set_capture(tc.capture);
     b2b.set_epoch_offset_ms(clock.wall_ms(0));
@@ -236,11 +245,28 @@ pub async fn run(
                 }
             }
             _ = media_tick.tick() => ctx.media(&mut b2b),
+            Some(answer) = next_dns(&mut ctx.dns) => {
+                let now = clock.now();
+                let trunk = answer.trunk.clone();
+                match &answer.result {
+                    Ok((t, ttl)) => tracing::debug!(%trunk, targets = t.len(), ?ttl, "trunk resolved"),
+                    Err(e) => tracing::warn!(%trunk, error = %e, "trunk not resolved"),
+                }
+                b2b.set_trunk_targets(now, &trunk, answer.update(now));
+            }
         }
         ctx.flush(&mut b2b);
         if busy {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// The next DNS answer (pending forever without a resolver).
+async fn next_dns(d: &mut Option<super::dns::DnsDriver>) -> Option<super::dns::DnsAnswer> {
+    match d {
+        Some(d) => d.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -262,6 +288,8 @@ struct Ctx {
     /// Last [`B2bua::shrink`].
     shrunk_at: Timestamp,
     recent: Arc<RecentCalls>,
+    /// Resolution of trunk names (RFC 3263), off this task.
+    dns: Option<super::dns::DnsDriver>,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -302,6 +330,24 @@ impl Ctx {
                 self.teams = Some(d);
             }
             Err(e) => tracing::error!(error = %e, "Teams proxy health monitor not started"),
+        }
+    }
+
+    /// Starts, keeps or restarts the resolution of trunk names.
+    fn set_dns(&mut self, plan: super::dns::DnsPlan) {
+        if self.dns.as_ref().map(super::dns::DnsDriver::plan) == Some(&plan) {
+            return;
+        }
+        self.dns = None;
+        let n = plan.jobs.len();
+        match super::dns::DnsDriver::start(plan) {
+            Ok(d) => {
+                if n > 0 {
+                    tracing::info!(trunks = n, "trunk name resolution started");
+                }
+                self.dns = Some(d);
+            }
+            Err(e) => tracing::error!(error = %e, "trunk names cannot be resolved"),
         }
     }
 
@@ -380,6 +426,7 @@ impl Ctx {
             }
             Cmd::SetTeams(plan) => self.set_teams(plan),
             Cmd::SetCapture(cfg) => self.set_capture(cfg),
+            Cmd::SetDns(plan) => self.set_dns(plan),
             Cmd::Stats(tx) => {
                 let now = self.clock.now();
                 let _ = tx.send(EngineSnapshot {
@@ -407,6 +454,7 @@ impl Ctx {
                         .into_iter()
                         .map(|(t, until)| (t, until.saturating_duration_since(now)))
                         .collect(),
+                    trunk_targets: super::trunk_status::snapshot(b2b.trunk_targets(), now),
                 });
             }
             Cmd::Ping(tx) => {
@@ -607,6 +655,13 @@ impl Ctx {
                     &reason,
                     source,
                 );
+            }
+            CallEvent::TargetHealth { trunk, target, up } => {
+                if up {
+                    tracing::info!(%trunk, %target, "trunk target up (answers OPTIONS)");
+                } else {
+                    tracing::warn!(%trunk, %target, "trunk target down");
+                }
             }
             CallEvent::PolicyBan { ip, duration } => {
                 // The drivers drop its datagrams before the engine's queue, close its

@@ -308,6 +308,7 @@ impl ApplianceHandle {
         crate::logging::apply_config_level(old.log.level, cfg.log.level);
         if !self.send(Cmd::SetTeams(teams)).await
             || !self.send(Cmd::SetCapture(cfg.capture.clone())).await
+            || !self.send(Cmd::SetDns(convert::dns_plan(&cfg))).await
         {
             return Err("engine task not answering".to_owned());
         }

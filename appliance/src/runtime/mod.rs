@@ -18,12 +18,14 @@ pub(crate) mod call_log;
 pub mod capture;
 pub mod cdr_writer;
 pub mod convert;
+pub mod dns;
 pub mod engine_task;
 pub mod handle;
 pub mod media;
 pub(crate) mod reject_log;
 pub mod signals;
 pub mod teams;
+pub mod trunk_status;
 
 use std::sync::Arc;
 
@@ -134,6 +136,7 @@ async fn serve(
             node: config.node.name.clone(),
             teams,
             capture: config.capture.clone(),
+            dns: convert::dns_plan(&config),
             recent: handle.recent().clone(),
         },
     ));

@@ -123,6 +123,7 @@ impl AdminBackend for Fake {
                 last_status: status,
                 failures_in_row: u32::from(state == "failing"),
             }),
+            targets: None,
         };
         vec![
             t("pbx", "up", None, None),

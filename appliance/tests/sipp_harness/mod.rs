@@ -66,8 +66,23 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Distinct ports for test number `n` (0..40), outside the ephemeral range.
+    /// Distinct ports for test number `n` (0..60, or 100..120 for the second range),
+    /// outside the ephemeral range.
     pub fn for_test(n: u16) -> Self {
+        if n >= 100 {
+            // Second range: SIP 14000-14199, media 8000-13119, sipp media 2000-4199.
+            let k = n - 100;
+            assert!(k < 20, "second port range holds tests 100..120");
+            return Self {
+                sip: 14000 + k * 10,
+                left: 14000 + k * 10 + 1,
+                right: 14000 + k * 10 + 2,
+                right2: 14000 + k * 10 + 3,
+                admin: 14000 + k * 10 + 4,
+                media_min: 8000 + k * 256,
+                sipp_media: 2000 + k * 110,
+            };
+        }
         Self {
             sip: 15000 + n * 10,
             left: 15000 + n * 10 + 1,

@@ -34,6 +34,8 @@ pub enum ConfigError {
     Timer(&'static str),
     #[error("routing: {0}")]
     Routing(String),
+    #[error("trunk {0:?}: {1}")]
+    Health(String, &'static str),
 }
 
 /// An IP network (`addr/prefix`), for trunk ACLs: the `ipnet` crate's.
@@ -150,6 +152,23 @@ pub struct TrunkConfig {
     pub fqdn_contact: Option<String>,
     /// How the leg facing the trunk learns its media peer.
     pub learning: MediaLearning,
+    /// Several targets, a domain resolved by DNS, the strategy sharing calls
+    /// between them and their OPTIONS health (default: `address` alone, never pinged).
+    pub targets: TargetsConfig,
+}
+
+/// The targets of a trunk ([`crate::routing::TargetTable`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TargetsConfig {
+    /// How targets share new calls.
+    pub strategy: crate::routing::Strategy,
+    /// The targets; empty = `address` alone (ignored when `dns` is set).
+    pub fixed: Vec<crate::routing::TargetSpec>,
+    /// A domain the appliance resolves (RFC 3263); its answers reach the engine
+    /// through `B2bua::set_trunk_targets`. Until the first one the trunk has no target.
+    pub dns: Option<String>,
+    /// OPTIONS pings and up/down thresholds of each target.
+    pub health: crate::routing::HealthPolicy,
 }
 
 impl TrunkConfig {
@@ -427,6 +446,10 @@ impl EngineConfig {
             if t.name.is_empty() || !names.insert(t.name.as_str()) {
                 return Err(ConfigError::BadTrunkName(t.name.clone()));
             }
+            t.targets
+                .health
+                .validate()
+                .map_err(|e| ConfigError::Health(t.name.clone(), e))?;
         }
         for r in &self.routes {
             if r.targets.is_empty() {
@@ -494,6 +517,7 @@ mod tests {
             tls_server_name: None,
             fqdn_contact: None,
             learning: MediaLearning::default(),
+            targets: TargetsConfig::default(),
         };
         // No ACL: the trunk's own address only (IPv4-mapped form included).
         assert!(t.matches_source("192.0.2.1".parse().unwrap()));

@@ -52,7 +52,7 @@
 //! | build (per config generation) | `Router::new(&EngineConfig) -> Result<Router, RoutingError>` (engine `RouteConfig`: prefix, strip, prepend), or `Router::with_rules(&trunks, &[RouteRule])` for the full rule language: `NumberMatch::{Any, Prefix, Regex}` (anchored) on called and calling numbers, `TranslationRule::{StripDigits, StripPrefix, AddPrefix, Replace { pattern, replacement }, E164 { country_code, trunk_prefix, international_prefix }}` for both numbers, per-target called translations, `reject: Some(status)` rules |
 //! | which trunk sent this | `classify_source(src, transport, tls_peer_names: Option<&[String]>) -> Option<TrunkId>` (ACL/address + transport; TLS trunks with `tls_server_name` by certificate SAN, wildcards per RFC 6125: `tls_name_matches`) |
 //! | route a call | `route(inbound, called, calling) -> Result<RouteDecision { route, targets: Vec<RouteTarget { trunk, called }>, called, calling, redirect }, RouteReject>`; `RouteReject::status()` = 404 / 484 / rule status |
-//! | 503 + Retry-After | `RetryAfterTracker::new(max)` (the B2BUA's cap: `b2bua::MAX_RETRY_AFTER`), by trunk name: `mark_unavailable(now, name, retry_after)`, `is_available(now, name)`, `unavailable_until`, `purge` |
+//! | trunk targets | `TargetTable`: `sync(trunks, now)`, `set_resolved(name, TargetUpdate, now)`, `select(name, now, exclude, draw) -> Option<SocketAddr>` by `Strategy` (priority / weighted / least_calls); each target's `Probe` (OPTIONS up/down with `HealthPolicy { interval, miss_threshold, recovery_count }`, `503` + Retry-After hold-off capped at `MAX_HOLD_OFF`) |
 //! | E.164 | `to_e164(number, cc, trunk_prefix, intl_prefix) -> Option<String>` |
 //!
 //! ## Policy (`policy`)

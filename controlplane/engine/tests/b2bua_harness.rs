@@ -107,6 +107,7 @@ pub fn trunk(name: &str, addr: &str, media: MediaMode) -> TrunkConfig {
         tls_server_name: None,
         fqdn_contact: None,
         learning: Default::default(),
+        targets: Default::default(),
     }
 }
 

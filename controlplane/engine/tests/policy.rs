@@ -486,6 +486,7 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
                 tls_server_name: None,
                 fqdn_contact: None,
                 learning: Default::default(),
+                targets: Default::default(),
             })
             .collect(),
         routes: Vec::new(),

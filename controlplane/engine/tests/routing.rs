@@ -2,16 +2,14 @@
 //! translation, E.164, TLS names, Retry-After tracking.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use portcullis_engine::config::{
     IpNet, MediaMode, RedirectMode, RouteConfig, TrunkConfig, TrunkId,
 };
 use portcullis_engine::routing::{
-    tls_name_matches, to_e164, NumberMatch, RetryAfterTracker, RouteReject, RouteRule, Router,
-    RoutingError, TranslationRule,
+    tls_name_matches, to_e164, NumberMatch, RouteReject, RouteRule, Router, RoutingError,
+    TranslationRule,
 };
-use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::Transport;
 
 fn trunk(name: &str, addr: &str, transport: Transport) -> TrunkConfig {
@@ -27,6 +25,7 @@ fn trunk(name: &str, addr: &str, transport: Transport) -> TrunkConfig {
         tls_server_name: None,
         fqdn_contact: None,
         learning: Default::default(),
+        targets: Default::default(),
     }
 }
 
@@ -411,40 +410,6 @@ fn config_errors() {
         Router::with_rules(&t, &[bad_cc]),
         Err(RoutingError::BadCountryCode { .. })
     ));
-}
-
-#[test]
-fn retry_after_tracker_marks_trunks_by_name_and_caps() {
-    let mut tr = RetryAfterTracker::new(Duration::from_secs(3600));
-    let t0 = Timestamp::from_millis(1_000);
-    assert!(tr.is_available(t0, "carrier"));
-    tr.mark_unavailable(t0, "carrier", Duration::from_secs(30));
-    assert!(!tr.is_available(t0, "carrier"));
-    assert!(tr.is_available(t0, "backup"));
-    assert_eq!(
-        tr.unavailable_until(t0, "carrier"),
-        Some(Timestamp::from_millis(31_000))
-    );
-    // A shorter Retry-After does not shorten the outage.
-    tr.mark_unavailable(t0, "carrier", Duration::from_secs(5));
-    assert!(!tr.is_available(Timestamp::from_millis(30_999), "carrier"));
-    assert!(tr.is_available(Timestamp::from_millis(31_000), "carrier"));
-    tr.mark_unavailable(t0, "backup", Duration::from_secs(10));
-    assert!(!tr.is_available(t0, "backup"));
-    // A hostile Retry-After is capped.
-    let mut capped = RetryAfterTracker::new(Duration::from_secs(60));
-    capped.mark_unavailable(t0, "carrier", Duration::from_secs(86_400));
-    assert!(!capped.is_available(Timestamp::from_millis(60_999), "carrier"));
-    assert!(capped.is_available(Timestamp::from_millis(61_000), "carrier"));
-    // Expired entries go on purge, and when another trunk is marked.
-    tr.purge(Timestamp::from_millis(20_000));
-    assert_eq!(tr.len(), 1);
-    tr.mark_unavailable(
-        Timestamp::from_millis(40_000),
-        "third",
-        Duration::from_secs(1),
-    );
-    assert_eq!(tr.len(), 1, "carrier's expired entry went");
 }
 
 #[test]

@@ -280,6 +280,10 @@ pub(crate) struct Call {
     pub dialog_keys: Vec<(String, String)>,
     /// B leg trunks whose call slot this call holds.
     pub held_trunks: Vec<TrunkId>,
+    /// Trunk targets this call's attempts went to (never tried twice).
+    pub tried: Vec<std::net::SocketAddr>,
+    /// (trunk name, target) of attempts counted in the target's calls in progress.
+    pub bound: Vec<(String, std::net::SocketAddr)>,
     /// Last status seen from a failed target (relayed when targets run out).
     pub last_failure: Option<(u16, String)>,
     /// Client transactions started for this call (index cleanup at removal).

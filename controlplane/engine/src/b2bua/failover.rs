@@ -1,8 +1,9 @@
 //! Failures of a B attempt: failover, redirects, relaying the final failure.
 //!
 //! RFC 3261 §16.7-style target handling done by a UA core: 408/5xx/timeout
-//! (Timer B) or a transport error → next target; a 503 with Retry-After
-//! skips that trunk for its duration; 3xx followed (Contact as a new target,
+//! (Timer B) or a transport error → another target of the same trunk, then
+//! the next trunk; a 503 with Retry-After holds that target off for its
+//! duration; no answer at all marks a pinged target down; 3xx followed (Contact as a new target,
 //! at most a few times) or relayed, per route; 6xx and other 4xx relayed.
 
 use super::headers::{copy_safe, retry_after, socket_of, user_of};
@@ -35,6 +36,8 @@ impl<M: MediaControl> B2bua<M> {
         };
         b.final_received = true;
         let trunk = b.target.trunk;
+        let called = b.target.called.clone();
+        let target_addr = b.target.redirect.is_none().then_some(b.dest.addr);
         let reason = resp
             .and_then(|r| r.as_owned().reason().map(str::to_owned))
             .unwrap_or_else(|| default_reason(status).to_owned());
@@ -42,6 +45,9 @@ impl<M: MediaControl> B2bua<M> {
         let cfg = c.cfg.clone();
         let trunk_name = Self::trunk_name(&cfg, trunk);
         self.release_trunk(call, trunk);
+        if let Some(addr) = target_addr {
+            self.unbind_target(call, addr);
+        }
         match status {
             300..=399 => {
                 let follow = self.calls.get(&call).is_some_and(|c| {
@@ -65,6 +71,7 @@ impl<M: MediaControl> B2bua<M> {
                             trunk,
                             called,
                             redirect: Some(addr),
+                            addr: None,
                         });
                     }
                     self.next_target(now, call);
@@ -73,13 +80,21 @@ impl<M: MediaControl> B2bua<M> {
                 }
             }
             408 | 500..=599 => {
-                if status == 503 {
-                    if let Some(secs) = resp.and_then(retry_after) {
-                        self.trunk_blocked.mark_unavailable(
-                            now,
-                            &trunk_name,
-                            std::time::Duration::from_secs(secs),
-                        );
+                // No response at all (Timer B, transport error): the target is silent.
+                let silent = resp.is_none();
+                let retry = resp.and_then(retry_after);
+                let again = target_addr.is_some_and(|addr| {
+                    self.learn_from_failure(now, call, (&trunk_name, addr), status, retry, silent)
+                });
+                if again {
+                    // Another target of the same trunk first (RFC 3263 §4.3).
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.targets.push_front(Target {
+                            trunk,
+                            called,
+                            redirect: None,
+                            addr: None,
+                        });
                     }
                 }
                 self.stats.failovers += 1;

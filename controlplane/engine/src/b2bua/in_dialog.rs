@@ -24,6 +24,9 @@ use crate::transaction::{Method, SipMsg, TxId};
 impl<M: MediaControl> B2bua<M> {
     /// Routes a response to whoever started the client transaction.
     pub(super) fn on_response(&mut self, now: Timestamp, tx: TxId, resp: &SipMsg) {
+        if self.on_ping_response(now, tx, resp) {
+            return;
+        }
         let Some((call, role)) = self.by_client_tx.get(&tx).cloned() else {
             return;
         };
@@ -71,6 +74,9 @@ impl<M: MediaControl> B2bua<M> {
     /// A client transaction timed out / failed to send, or a server transaction
     /// never got the ACK of its 2xx (`timer_l`).
     pub(super) fn on_tx_failure(&mut self, now: Timestamp, tx: TxId, timer_l: bool, status: u16) {
+        if self.on_ping_failure(tx) {
+            return;
+        }
         if let Some((call, _)) = self.by_invite_tx.get(&tx).copied() {
             if timer_l || self.calls.get(&call).is_some_and(|c| c.a.invite_tx == tx) {
                 // §13.3.1.4: no ACK for our 2xx: the session is not established.

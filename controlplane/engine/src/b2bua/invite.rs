@@ -132,6 +132,8 @@ impl<M: MediaControl> B2bua<M> {
             final_status: None,
             dialog_keys: vec![(a_call_id.clone(), a_tag.clone())],
             held_trunks: Vec::new(),
+            tried: Vec::new(),
+            bound: Vec::new(),
             last_failure: None,
             client_txs: Vec::new(),
             server_txs: vec![tx],
@@ -245,6 +247,7 @@ impl<M: MediaControl> B2bua<M> {
                     trunk: t.trunk,
                     called: t.called,
                     redirect: None,
+                    addr: None,
                 })
                 .collect();
         }
@@ -316,7 +319,7 @@ impl<M: MediaControl> B2bua<M> {
             let Some(c) = self.calls.get_mut(&call) else {
                 return;
             };
-            let Some(target) = c.targets.pop_front() else {
+            let Some(mut target) = c.targets.pop_front() else {
                 let (status, reason) = c
                     .last_failure
                     .clone()
@@ -331,11 +334,16 @@ impl<M: MediaControl> B2bua<M> {
                 );
                 return;
             };
-            let cfg = c.cfg.clone();
-            let Some(tcfg) = cfg.trunk(target.trunk) else {
+            if c.cfg.trunk(target.trunk).is_none() {
                 continue;
-            };
-            if target.redirect.is_none() && !self.trunk_blocked.is_available(now, &tcfg.name) {
+            }
+            if !self.pick_target(now, call, &mut target, false) {
+                // Every target of the trunk is down, held off or already tried.
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if c.last_failure.is_none() {
+                        c.last_failure = Some((503, String::from("Service Unavailable")));
+                    }
+                }
                 continue;
             }
             if !self.acquire_trunk(call, target.trunk) {
@@ -365,7 +373,7 @@ impl<M: MediaControl> B2bua<M> {
         let cfg = c.cfg.clone();
         let tcfg = cfg.trunk(target.trunk)?;
         let transport = tcfg.transport;
-        let dest_addr = target.redirect.unwrap_or(tcfg.address);
+        let dest_addr = target.redirect.or(target.addr).unwrap_or(tcfg.address);
         let dest = PeerAddr {
             transport,
             addr: dest_addr,
@@ -518,6 +526,9 @@ impl<M: MediaControl> B2bua<M> {
         };
         self.by_dialog
             .insert((b_call_id.clone(), b_tag.clone()), (call, Side::B));
+        if target.redirect.is_none() {
+            self.bind_target(call, &trunk_name, dest.addr);
+        }
         if let Some(c) = self.calls.get_mut(&call) {
             c.dialog_keys.push((b_call_id.clone(), b_tag.clone()));
             c.b = Some(BLeg::new(target, dest, b_call_id, b_tag, contact, inv).calling(tx));

@@ -26,6 +26,7 @@ mod headers;
 mod in_dialog;
 mod invite;
 mod prack;
+mod probe;
 mod refer;
 mod route;
 mod sdp_rewrite;
@@ -48,18 +49,18 @@ use crate::media::{
     MediaControl, MediaEvent, MediaId, MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
 };
 use crate::policy::{Policy, PolicyVerdict, TrunkLimits};
-use crate::routing::{RetryAfterTracker, Router};
+use crate::routing::{Router, TargetTable};
 use crate::time::Timestamp;
 use crate::transaction::{
     make_response, ConnId, Method, PeerAddr, SipMsg, Timer, TransactionLayer, TxConfig, TxEvent,
     TxId, Via,
 };
 
-/// Bytes the driver must send.
-/// The longest a `503` with `Retry-After` takes a trunk out of routing (RFC 3261
-/// §21.5.4): a hostile or broken peer must not disable a trunk for days.
-pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest a `503` with `Retry-After` takes a trunk target out of routing (RFC 3261
+/// §21.5.4): a hostile or broken peer must not disable a target for days.
+pub const MAX_RETRY_AFTER: std::time::Duration = crate::routing::MAX_HOLD_OFF;
 
+/// Bytes the driver must send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     pub dest: PeerAddr,
@@ -97,6 +98,13 @@ pub enum CallEvent {
     PolicyBan {
         ip: IpAddr,
         duration: std::time::Duration,
+    },
+    /// A trunk target went up (answers OPTIONS again) or down (missed pings, a
+    /// call timed out on it).
+    TargetHealth {
+        trunk: String,
+        target: SocketAddr,
+        up: bool,
     },
 }
 
@@ -158,8 +166,14 @@ pub struct B2bua<M: MediaControl> {
     next_call: u64,
     /// Calls holding a slot per trunk.
     trunk_calls: TrunkLimits,
-    /// Trunks skipped until the time given by their Retry-After (capped).
-    trunk_blocked: RetryAfterTracker,
+    /// Every trunk's targets: health (OPTIONS, Retry-After hold-off), calls, selection.
+    targets: TargetTable,
+    /// OPTIONS pings in flight.
+    ping_txs: HashMap<TxId, probe::PingTx>,
+    /// Token of the last ping.
+    ping_token: u64,
+    /// The latest `now` seen (new targets of a reload are first pinged then).
+    last_now: Timestamp,
     /// Secret of our digest nonces' MAC (drawn from the secret source at creation).
     digest_secret: auth::DigestSecret,
     /// Replay guard of inbound digest credentials (bounded).
@@ -195,6 +209,8 @@ impl<M: MediaControl> B2bua<M> {
         tx_cfg.max_server_transactions_per_source = cfg.policy.max_transactions_per_source;
         let mut entropy = entropy;
         let digest_secret = auth::DigestSecret(entropy::secret(&mut entropy));
+        let mut targets = TargetTable::default();
+        targets.sync(&cfg.trunks, Timestamp::ZERO);
         Ok(Self {
             txn: TransactionLayer::new(tx_cfg, entropy),
             cfg,
@@ -211,7 +227,10 @@ impl<M: MediaControl> B2bua<M> {
             live_calls: 0,
             next_call: 1,
             trunk_calls: TrunkLimits::new(),
-            trunk_blocked: RetryAfterTracker::new(MAX_RETRY_AFTER),
+            targets,
+            ping_txs: HashMap::new(),
+            ping_token: 0,
+            last_now: Timestamp::ZERO,
             digest_secret,
             nonce_guard: NonceCountGuard::new(NONCE_GUARD_CAPACITY),
             current_trunk: None,
@@ -226,6 +245,7 @@ impl<M: MediaControl> B2bua<M> {
     pub fn set_config(&mut self, cfg: Arc<EngineConfig>) -> Result<(), ConfigError> {
         cfg.validate()?;
         self.router = Router::new(&cfg).map_err(|e| ConfigError::Routing(e.to_string()))?;
+        self.targets.sync(&cfg.trunks, self.last_now);
         self.policy.set_config(&cfg.policy);
         self.txn.set_load_limits(
             cfg.policy.max_transactions,
@@ -279,9 +299,11 @@ impl<M: MediaControl> B2bua<M> {
         bytes: &[u8],
     ) {
         self.stats.count_wire(bytes, true);
+        self.last_now = self.last_now.max(now);
         let trunk = route::classify(
             &self.cfg,
             &self.router,
+            &self.targets,
             from.addr,
             from.transport,
             tls_peer_names,
@@ -364,6 +386,8 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Fires due transaction and call timers.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.last_now = self.last_now.max(now);
+        self.run_probes(now);
         self.txn.handle_timeout(now);
         self.process(now);
         self.fire_call_timers(now);
@@ -429,7 +453,8 @@ impl<M: MediaControl> B2bua<M> {
             .trunks
             .iter()
             .find(|tr| tr.address == t.dest && tr.transport == t.transport)
-            .and_then(|tr| tr.tls_server_name.clone());
+            .and_then(|tr| tr.tls_server_name.clone())
+            .or_else(|| self.tls_name_of_target(t.dest));
         Some(Transmit {
             dest: PeerAddr {
                 transport: t.transport,
@@ -446,10 +471,10 @@ impl<M: MediaControl> B2bua<M> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let call = self.timers.first().map(|(at, _, _)| *at);
-        match (self.txn.poll_timeout(), call) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.txn.poll_timeout(), call, self.probe_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next call event.
@@ -482,13 +507,10 @@ impl<M: MediaControl> B2bua<M> {
             .collect()
     }
 
-    /// Trunks out of routing at `now` after a `503` with `Retry-After` (RFC 3261 §21.5.4),
-    /// with the time each is tried again.
+    /// Trunks with a target out of routing at `now` after a `503` with `Retry-After`
+    /// (RFC 3261 §21.5.4), with the latest time one of them is tried again.
     pub fn trunks_held_off(&self, now: Timestamp) -> Vec<(String, Timestamp)> {
-        self.trunk_blocked
-            .held_off(now)
-            .map(|(t, u)| (t.to_owned(), u))
-            .collect()
+        self.targets.held_off(now)
     }
 
     /// The SIP Call-IDs of call `call`: the A leg's and the current B leg's (for the

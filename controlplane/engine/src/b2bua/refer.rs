@@ -157,6 +157,7 @@ impl Leg {
                     trunk: a.trunk,
                     called,
                     redirect: None,
+                    addr: None,
                 },
                 a.peer,
                 a.invite.call_id().unwrap_or("").to_owned(),
@@ -318,6 +319,7 @@ impl<M: MediaControl> B2bua<M> {
                         trunk: t.trunk,
                         called: t.called,
                         redirect: None,
+                        addr: None,
                     })
                     .collect(),
                 Err(_) => std::collections::VecDeque::new(),
@@ -347,13 +349,8 @@ impl<M: MediaControl> B2bua<M> {
         extra: &NewLeg,
         status: u16,
     ) {
-        while let Some(target) = targets.pop_front() {
-            let blocked = self
-                .calls
-                .get(&call)
-                .and_then(|c| c.cfg.trunk(target.trunk))
-                .is_some_and(|t| !self.trunk_blocked.is_available(now, &t.name));
-            if blocked {
+        while let Some(mut target) = targets.pop_front() {
+            if !self.pick_target(now, call, &mut target, true) {
                 continue;
             }
             let rest = std::mem::take(&mut targets);
@@ -584,8 +581,9 @@ impl<M: MediaControl> B2bua<M> {
         let trunk = c.cfg.trunk(t.leg.target.trunk).map(|t| t.name.clone());
         self.release_trunk(call, t.leg.target.trunk);
         if let (503, Some(secs), Some(name)) = (status, resp.and_then(retry_after), trunk) {
-            self.trunk_blocked
-                .mark_unavailable(now, &name, std::time::Duration::from_secs(secs));
+            let addr = t.leg.dest.addr;
+            self.targets
+                .hold_off(&name, addr, now, std::time::Duration::from_secs(secs));
         }
         let targets = if matches!(status, 408 | 500..=599) {
             t.targets
@@ -1131,6 +1129,7 @@ impl<M: MediaControl> B2bua<M> {
                                     trunk: b.target.trunk,
                                     called: number.clone(),
                                     redirect: None,
+                                    addr: None,
                                 },
                                 b.dest,
                                 b.call_id.clone(),

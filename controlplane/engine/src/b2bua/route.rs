@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use crate::config::{EngineConfig, TrunkId};
-use crate::routing::Router;
+use crate::routing::{Router, TargetTable};
 use crate::transaction::Transport;
 
 /// One target of a routing decision.
@@ -18,12 +18,16 @@ pub(crate) struct Target {
     pub called: String,
     /// Contact of a followed 3xx: send there instead of the trunk address.
     pub redirect: Option<std::net::SocketAddr>,
+    /// The trunk target chosen for this attempt ([`crate::routing::TargetTable::select`]).
+    pub addr: Option<std::net::SocketAddr>,
 }
 
-/// The trunk a request from `src` belongs to.
+/// The trunk a request from `src` belongs to; last, a trunk without ACL one of
+/// whose targets (configured or resolved) is the source.
 pub(crate) fn classify(
     cfg: &EngineConfig,
     router: &Router,
+    targets: &TargetTable,
     src: SocketAddr,
     transport: Transport,
     tls_peer_names: Option<&[String]>,
@@ -33,6 +37,13 @@ pub(crate) fn classify(
         .position(|t| t.acl.is_empty() && t.address == src && t.transport == transport)
         .map(TrunkId)
         .or_else(|| router.classify_source(src, transport, tls_peer_names))
+        .or_else(|| {
+            let name = targets.trunk_of(src)?;
+            let id = cfg.trunk_by_name(name)?;
+            cfg.trunk(id)
+                .filter(|t| t.acl.is_empty() && t.transport == transport)
+                .map(|_| id)
+        })
 }
 
 #[cfg(test)]
@@ -57,6 +68,7 @@ mod tests {
             tls_server_name: None,
             fqdn_contact: None,
             learning: Default::default(),
+            targets: Default::default(),
         }
     }
 
@@ -92,7 +104,8 @@ mod tests {
     fn exact_address_wins_on_a_shared_host() {
         let c = cfg();
         let r = Router::new(&c).unwrap();
-        let cl = |s: &str| classify(&c, &r, s.parse().unwrap(), Transport::Udp, None);
+        let tt = TargetTable::default();
+        let cl = |s: &str| classify(&c, &r, &tt, s.parse().unwrap(), Transport::Udp, None);
         assert_eq!(cl("127.0.0.1:5080"), Some(TrunkId(1)));
         assert_eq!(cl("127.0.0.1:5070"), Some(TrunkId(0)));
         assert_eq!(cl("127.0.0.1:9999"), Some(TrunkId(0)));

@@ -97,6 +97,7 @@ impl<M: MediaControl> B2bua<M> {
             self.by_dialog.remove(&k);
         }
         let held = std::mem::take(&mut c.held_trunks);
+        let bound = std::mem::take(&mut c.bound);
         let media_stats = c.media.as_ref().and_then(|m| self.media.stats(m.alloc.id));
         if let Some(ms) = c.media.as_ref() {
             self.by_media.remove(&ms.alloc.id);
@@ -107,6 +108,9 @@ impl<M: MediaControl> B2bua<M> {
             if let Some(t) = cfg.trunk(t) {
                 self.trunk_calls.release(&t.name);
             }
+        }
+        for (name, addr) in bound {
+            self.targets.call_unbound(&name, addr);
         }
         let Some(c) = self.calls.get(&call) else {
             return;

@@ -7,14 +7,18 @@
 //! - [`Router::route`]: the first [`RouteRule`] (configuration order) whose
 //!   inbound-trunk, called- and calling-number conditions hold; numbers are
 //!   translated ([`TranslationRule`], [`to_e164`]); targets come out in
-//!   failover order. The B2BUA walks them (408/5xx/timeout → next; 603 stops;
-//!   503 + Retry-After also goes into a [`RetryAfterTracker`]).
+//!   failover order. The B2BUA walks them (408/5xx/timeout → next; 603 stops).
+//! - [`TargetTable`]: the targets of each trunk (configured, or resolved by the
+//!   appliance per RFC 3263), each with its health ([`Probe`]: OPTIONS up/down,
+//!   `503` + Retry-After hold-off), and the choice of one per new call
+//!   ([`Strategy`]: priority, weighted, least calls).
 //!
 //! Invariants: every trunk name in a rule exists; regexes are compiled once in
 //! [`Router::new`]; routing never allocates more than the decision it returns.
 
-mod retry;
+mod health;
 mod rules;
+mod targets;
 mod tls;
 
 use std::net::SocketAddr;
@@ -23,8 +27,11 @@ use crate::config::{EngineConfig, RedirectMode, TrunkConfig, TrunkId};
 use crate::transaction::Transport;
 
 pub use crate::config::{NumberMatch, RouteRule, TranslationRule};
-pub use retry::RetryAfterTracker;
+pub use health::{HealthPolicy, Probe, ProbeCounters, TargetState, Transition, MAX_HOLD_OFF};
 pub use rules::to_e164;
+pub use targets::{
+    Resolution, Strategy, TargetEntry, TargetSpec, TargetTable, TargetUpdate, TrunkTargets,
+};
 pub use tls::{any_tls_name_matches, tls_name_matches};
 
 use rules::{translate, Matcher, Step};

@@ -16,7 +16,8 @@
 //!   final answer arrives within `answer_timeout` (Timer F = 64·T1 = 32 s,
 //!   capped at the interval) or the transport reports a failure.
 //! - `miss_threshold` misses in a row demote the proxy to [`ProxyState::Down`];
-//!   any final answer promotes it back to `Up` at once and clears the count.
+//!   `recovery_count` final answers in a row (default 1) promote it back to `Up`.
+//!   The state machine is [`crate::routing::Probe`], the one trunk targets use.
 //! - A `503` with `Retry-After` (to a ping or to a call, RFC 3261 §21.5.4)
 //!   keeps the proxy out of the failover order until the time given, without
 //!   demoting it.
@@ -41,6 +42,7 @@ pub use options::{
 pub use wiring::{retarget, TEAMS_TRUNK};
 
 use crate::entropy::{id_u64, Entropy};
+use crate::routing::{HealthPolicy, Probe, Transition};
 use crate::time::Timestamp;
 
 /// Errors of the Teams layer.
@@ -79,6 +81,8 @@ pub struct HealthConfig {
     pub options_interval: Duration,
     /// Unanswered pings in a row before demotion (≥ 1).
     pub miss_threshold: u32,
+    /// Answered pings in a row before a `Down` proxy is promoted (≥ 1).
+    pub recovery_count: u32,
     /// How long a ping may stay unanswered (capped at `options_interval`).
     pub answer_timeout: Duration,
 }
@@ -91,17 +95,25 @@ impl HealthConfig {
             identity: SbcIdentity::new(sbc_fqdn),
             options_interval,
             miss_threshold: 3,
+            recovery_count: 1,
             answer_timeout: Duration::from_secs(32),
+        }
+    }
+
+    /// The health policy of every proxy (the one trunk targets use too).
+    #[must_use]
+    pub fn policy(&self) -> HealthPolicy {
+        HealthPolicy {
+            interval: Some(self.options_interval),
+            miss_threshold: self.miss_threshold,
+            recovery_count: self.recovery_count,
+            answer_timeout: self.answer_timeout,
         }
     }
 }
 
-/// Health of one proxy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyState {
-    Up,
-    Down,
-}
+/// Health of one proxy (the state of every health-checked target).
+pub use crate::routing::TargetState as ProxyState;
 
 /// An OPTIONS ping to send to a proxy over its TLS connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,28 +150,13 @@ pub struct ProxyStatus {
 }
 
 #[derive(Debug)]
-struct Outstanding {
-    call_id: String,
-    cseq: u32,
-    deadline: Timestamp,
-}
-
-#[derive(Debug)]
 struct Entry {
     target: ProxyTarget,
-    state: ProxyState,
-    misses: u32,
-    next_ping: Timestamp,
-    outstanding: Option<Outstanding>,
-    held_until: Option<Timestamp>,
-    last_answer: Option<Timestamp>,
-    last_status: Option<u16>,
+    /// Health (the state machine trunk targets use too); ping tokens are CSeqs.
+    probe: Probe,
     cseq: u32,
     call_id: String,
     from_tag: String,
-    pings_sent: u64,
-    answers: u64,
-    misses_total: u64,
 }
 
 /// Per-proxy OPTIONS health and failover order (see the module docs).
@@ -186,12 +183,7 @@ impl ProxyHealth {
         if proxies.is_empty() {
             return Err(TeamsError::Config("no proxy"));
         }
-        if cfg.miss_threshold == 0 {
-            return Err(TeamsError::Config("miss_threshold must be at least 1"));
-        }
-        if cfg.options_interval.is_zero() || cfg.answer_timeout.is_zero() {
-            return Err(TeamsError::Config("intervals must be non-zero"));
-        }
+        cfg.policy().validate().map_err(TeamsError::Config)?;
         if cfg.identity.fqdn.parse::<std::net::IpAddr>().is_ok() || !cfg.identity.fqdn.contains('.')
         {
             return Err(TeamsError::Config(
@@ -200,24 +192,16 @@ impl ProxyHealth {
         }
         let mut entropy: Box<dyn Entropy> = Box::new(entropy);
         let fqdn = cfg.identity.fqdn.clone();
+        let policy = cfg.policy();
         let proxies = proxies
             .into_iter()
             .enumerate()
             .map(|(i, target)| Entry {
                 target,
-                state: ProxyState::Up,
-                misses: 0,
-                next_ping: now,
-                outstanding: None,
-                held_until: None,
-                last_answer: None,
-                last_status: None,
+                probe: Probe::new(&policy, now),
                 cseq: 0,
                 call_id: format!("tmopt-{i}-{:016x}@{fqdn}", id_u64(&mut *entropy)),
                 from_tag: format!("{:016x}", id_u64(&mut *entropy)),
-                pings_sent: 0,
-                answers: 0,
-                misses_total: 0,
             })
             .collect();
         Ok(Self {
@@ -235,23 +219,21 @@ impl ProxyHealth {
         &self.cfg
     }
 
-    fn answer_window(&self) -> Duration {
-        self.cfg.answer_timeout.min(self.cfg.options_interval)
+    fn report(&mut self, id: ProxyId, t: Option<Transition>) {
+        match t {
+            Some(Transition::Up) => self.events.push_back(HealthEvent::ProxyUp(id)),
+            Some(Transition::Down) => self.events.push_back(HealthEvent::ProxyDown(id)),
+            None => {}
+        }
     }
 
     /// Expires overdue pings (misses) and queues the pings that are due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        let policy = self.cfg.policy();
         for i in 0..self.proxies.len() {
-            let overdue = self.proxies[i]
-                .outstanding
-                .as_ref()
-                .is_some_and(|o| o.deadline <= now);
-            if overdue {
-                self.proxies[i].outstanding = None;
-                self.miss(ProxyId(i));
-            }
-            let e = &self.proxies[i];
-            if e.outstanding.is_none() && e.next_ping <= now {
+            let t = self.proxies[i].probe.expire(&policy, now);
+            self.report(ProxyId(i), t);
+            if self.proxies[i].probe.ping_due(now) {
                 self.send_ping(now, ProxyId(i));
             }
         }
@@ -259,8 +241,7 @@ impl ProxyHealth {
 
     fn send_ping(&mut self, now: Timestamp, id: ProxyId) {
         let branch = format!("z9hG4bKtm{:016x}", id_u64(&mut *self.entropy));
-        let window = self.answer_window();
-        let interval = self.cfg.options_interval;
+        let policy = self.cfg.policy();
         let Some(e) = self.proxies.get_mut(id.0) else {
             return;
         };
@@ -272,32 +253,13 @@ impl ProxyHealth {
             from_tag: e.from_tag.clone(),
         };
         let msg = build_options(&self.cfg.identity, &e.target.host, e.target.port, &ids);
-        e.outstanding = Some(Outstanding {
-            call_id: ids.call_id,
-            cseq: ids.cseq,
-            deadline: now + window,
-        });
-        e.next_ping = now + interval;
-        e.pings_sent += 1;
+        e.probe.ping_sent(&policy, now, u64::from(ids.cseq));
         self.transmits.push_back(PingTransmit {
             proxy: id,
             addr: e.target.addr,
             server_name: e.target.host.clone(),
             bytes: msg.to_bytes(),
         });
-    }
-
-    fn miss(&mut self, id: ProxyId) {
-        let threshold = self.cfg.miss_threshold;
-        let Some(e) = self.proxies.get_mut(id.0) else {
-            return;
-        };
-        e.misses = e.misses.saturating_add(1).min(threshold);
-        e.misses_total += 1;
-        if e.misses >= threshold && e.state == ProxyState::Up {
-            e.state = ProxyState::Down;
-            self.events.push_back(HealthEvent::ProxyDown(id));
-        }
     }
 
     /// Whether `bytes` look like an answer to one of our pings (cheap Call-ID
@@ -312,51 +274,39 @@ impl ProxyHealth {
     /// (late answers to an expired ping included), `Err(Malformed)` for garbage.
     ///
     /// Provisional responses (1xx) are ignored. Any final response proves the
-    /// proxy alive (→ `Up`); a `503` with `Retry-After` also holds it off.
+    /// proxy alive (`recovery_count` of them in a row bring a `Down` proxy back
+    /// `Up`); a `503` with `Retry-After` also holds it off.
     pub fn handle_answer(&mut self, now: Timestamp, bytes: &[u8]) -> Result<ProxyId, TeamsError> {
         let a = parse_answer(bytes)?;
         let i = self
             .proxies
             .iter()
             .position(|e| {
-                e.outstanding
-                    .as_ref()
-                    .is_some_and(|o| o.call_id == a.call_id && o.cseq == a.cseq)
+                e.call_id == a.call_id && e.probe.outstanding() == Some(u64::from(a.cseq))
             })
             .ok_or(TeamsError::NotOurs)?;
         let id = ProxyId(i);
         if a.status < 200 {
             return Ok(id);
         }
-        let e = &mut self.proxies[i];
-        e.outstanding = None;
-        e.answers += 1;
-        e.misses = 0;
-        e.last_answer = Some(now);
-        e.last_status = Some(a.status);
-        if e.state == ProxyState::Down {
-            e.state = ProxyState::Up;
-            self.events.push_back(HealthEvent::ProxyUp(id));
-        }
-        if a.status == 503 {
-            if let Some(s) = a.retry_after {
-                self.hold_off(now, id, s);
-            }
-        }
+        let policy = self.cfg.policy();
+        let t = self.proxies[i]
+            .probe
+            .answered(&policy, now, u64::from(a.cseq), a.status, a.retry_after)
+            .map_err(|_| TeamsError::NotOurs)?;
+        self.report(id, t);
         Ok(id)
     }
 
     /// The connection to `proxy` failed (connect refused, TLS rejected, reset):
     /// the outstanding ping, if any, counts as a miss now.
     pub fn handle_transport_error(&mut self, _now: Timestamp, proxy: ProxyId) {
-        let had = self
+        let policy = self.cfg.policy();
+        let t = self
             .proxies
             .get_mut(proxy.0)
-            .and_then(|e| e.outstanding.take())
-            .is_some();
-        if had {
-            self.miss(proxy);
-        }
+            .and_then(|e| e.probe.transport_failed(&policy));
+        self.report(proxy, t);
     }
 
     /// A call attempt through `proxy` got `status`; a `503` with `Retry-After`
@@ -368,19 +318,9 @@ impl ProxyHealth {
         status: u16,
         retry_after: Option<u32>,
     ) {
-        if let (503, Some(s)) = (status, retry_after) {
-            self.hold_off(now, proxy, s);
+        if let (503, Some(s), Some(e)) = (status, retry_after, self.proxies.get_mut(proxy.0)) {
+            e.probe.hold_off(now, Duration::from_secs(u64::from(s)));
         }
-    }
-
-    fn hold_off(&mut self, now: Timestamp, proxy: ProxyId, seconds: u32) {
-        if let Some(e) = self.proxies.get_mut(proxy.0) {
-            e.held_until = Some(now + Duration::from_secs(u64::from(seconds)));
-        }
-    }
-
-    fn usable(e: &Entry, now: Timestamp) -> bool {
-        e.state == ProxyState::Up && e.held_until.is_none_or(|t| t <= now)
     }
 
     /// The earliest end of a `503 Retry-After` hold-off still running at
@@ -389,8 +329,7 @@ impl ProxyHealth {
     pub fn next_hold_expiry(&self, now: Timestamp) -> Option<Timestamp> {
         self.proxies
             .iter()
-            .filter_map(|e| e.held_until)
-            .filter(|t| *t > now)
+            .filter_map(|e| e.probe.held_until(now))
             .min()
     }
 
@@ -400,7 +339,7 @@ impl ProxyHealth {
         self.proxies
             .iter()
             .enumerate()
-            .filter(|(_, e)| Self::usable(e, now))
+            .filter(|(_, e)| e.probe.usable(now))
             .map(|(i, _)| ProxyId(i))
             .collect()
     }
@@ -411,7 +350,7 @@ impl ProxyHealth {
     pub fn pick(&self, now: Timestamp) -> Option<ProxyId> {
         self.proxies
             .iter()
-            .position(|e| Self::usable(e, now))
+            .position(|e| e.probe.usable(now))
             .map(ProxyId)
     }
 
@@ -434,7 +373,7 @@ impl ProxyHealth {
     /// Current state of one proxy.
     #[must_use]
     pub fn state(&self, id: ProxyId) -> Option<ProxyState> {
-        self.proxies.get(id.0).map(|e| e.state)
+        self.proxies.get(id.0).map(|e| e.probe.state())
     }
 
     /// Snapshot of every proxy, in configured order.
@@ -443,17 +382,21 @@ impl ProxyHealth {
         self.proxies
             .iter()
             .enumerate()
-            .map(|(i, e)| ProxyStatus {
-                id: ProxyId(i),
-                host: e.target.host.clone(),
-                state: e.state,
-                misses: e.misses,
-                held_until: e.held_until,
-                last_answer: e.last_answer,
-                last_status: e.last_status,
-                pings_sent: e.pings_sent,
-                answers: e.answers,
-                misses_total: e.misses_total,
+            .map(|(i, e)| {
+                let c = e.probe.counters();
+                let (last_answer, last_status) = e.probe.last_answer();
+                ProxyStatus {
+                    id: ProxyId(i),
+                    host: e.target.host.clone(),
+                    state: e.probe.state(),
+                    misses: e.probe.misses(),
+                    held_until: e.probe.held_until(Timestamp::ZERO),
+                    last_answer,
+                    last_status,
+                    pings_sent: c.pings_sent,
+                    answers: c.answers,
+                    misses_total: c.misses_total,
+                }
             })
             .collect()
     }
@@ -474,10 +417,7 @@ impl ProxyHealth {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.proxies
             .iter()
-            .map(|e| match &e.outstanding {
-                Some(o) => o.deadline.min(e.next_ping),
-                None => e.next_ping,
-            })
+            .filter_map(|e| e.probe.poll_timeout())
             .min()
     }
 }

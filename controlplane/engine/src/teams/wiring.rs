@@ -71,6 +71,7 @@ mod tests {
                 tls_server_name: Some("sip.pstnhub.microsoft.com".into()),
                 fqdn_contact: Some("sbc1.example.com".into()),
                 learning: Default::default(),
+                targets: Default::default(),
             }],
             routes: Vec::new(),
             route_rules: Vec::new(),
