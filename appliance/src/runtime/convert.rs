@@ -170,6 +170,11 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             sbc_fqdn: tm.sbc_fqdn.to_string(),
             options_interval: tm.options_interval,
             media_bypass: tm.media_bypass,
+            proxies: tm
+                .proxies
+                .iter()
+                .map(|p| (p.host.to_string(), p.port))
+                .collect(),
         });
     }
     let route_rules = cfg.routes.iter().map(route).collect();

@@ -349,6 +349,10 @@ pub struct TeamsSettings {
     /// (`a=ice-lite`, one host candidate, STUN checks answered by the data
     /// plane). Off: no ICE attributes at all toward Teams.
     pub media_bypass: bool,
+    /// The proxies as configured, `(FQDN, port)`: the Request-URI and To of a
+    /// new leg toward Teams name the proxy in use with its configured port
+    /// (not the port of the address it resolved to).
+    pub proxies: Vec<(String, u16)>,
 }
 
 /// The whole runtime configuration of the engine.

@@ -23,6 +23,7 @@ mod auth;
 mod call;
 mod failover;
 mod headers;
+mod identity;
 mod in_dialog;
 mod invite;
 mod prack;
@@ -166,6 +167,8 @@ pub struct B2bua<M: MediaControl> {
     nonce_guard: NonceCountGuard,
     /// Trunk of the datagram being handled (classified before parsing).
     current_trunk: Option<TrunkId>,
+    /// Server transactions of requests from Teams (`X-MS-SBC` on their responses).
+    teams_server_txs: identity::TeamsServerTxs,
     router: Router,
     policy: Policy,
     last_parse_errors: u64,
@@ -215,6 +218,7 @@ impl<M: MediaControl> B2bua<M> {
             digest_secret,
             nonce_guard: NonceCountGuard::new(NONCE_GUARD_CAPACITY),
             current_trunk: None,
+            teams_server_txs: identity::TeamsServerTxs::default(),
             router,
             policy,
             last_parse_errors: 0,
@@ -573,6 +577,8 @@ impl<M: MediaControl> B2bua<M> {
     /// none to give back; the driver calls it from time to time).
     pub fn shrink(&mut self) {
         self.txn.shrink();
+        let txn = &self.txn;
+        self.teams_server_txs.retain(|tx| txn.state(tx).is_some());
         if self.events.capacity() > 4 * self.events.len() + 1024 {
             self.events.shrink_to(2 * self.events.len());
         }
@@ -631,7 +637,10 @@ impl<M: MediaControl> B2bua<M> {
                     from,
                     request,
                     cancels,
-                } => self.on_request(now, tx, from, request, cancels),
+                } => {
+                    self.note_teams_request(tx);
+                    self.on_request(now, tx, from, request, cancels);
+                }
                 TxEvent::Response { tx, response } => self.on_response(now, tx, &response),
                 TxEvent::Ack { tx, request, .. } => self.on_ack(now, tx, &request),
                 TxEvent::StrayAck { .. } => {}
@@ -706,7 +715,13 @@ impl<M: MediaControl> B2bua<M> {
 
     fn send_response(&mut self, now: Timestamp, tx: TxId, r: &SipMsg) {
         // An error means the transaction already ended: nothing left to answer.
-        let _ = self.txn.respond(now, tx, r);
+        if self.teams_server_txs.contains(tx) {
+            let mut r = r.clone();
+            self.stamp_teams_response(tx, &mut r);
+            let _ = self.txn.respond(now, tx, &r);
+        } else {
+            let _ = self.txn.respond(now, tx, r);
+        }
     }
 
     /// Answers `req` with a locally generated response.
@@ -855,8 +870,8 @@ impl<M: MediaControl> B2bua<M> {
         side: Side,
         method: Method,
     ) -> Option<(SipMsg, PeerAddr)> {
-        let transport = self.calls.get(&call)?.dest(side)?.transport;
-        let via = self.via(transport);
+        let dest = self.calls.get(&call)?.dest(side)?;
+        let via = self.via_to(call, dest);
         let ua = self.cfg.node.user_agent.clone();
         let c = self.calls.get_mut(&call)?;
         let dest = c.dest(side)?;
