@@ -219,6 +219,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         },
         timers,
         teams,
+        registrations: Vec::new(),
     };
     ec.validate()?;
     Ok(ec)

@@ -34,6 +34,8 @@ pub enum ConfigError {
     Timer(&'static str),
     #[error("routing: {0}")]
     Routing(String),
+    #[error("registration: {0}")]
+    Registration(String),
 }
 
 /// An IP network (`addr/prefix`), for trunk ACLs: the `ipnet` crate's.
@@ -369,6 +371,8 @@ pub struct EngineConfig {
     pub policy: PolicyConfig,
     pub timers: TimerSettings,
     pub teams: Option<TeamsSettings>,
+    /// Registrations toward carriers (`[trunk.register]`).
+    pub registrations: Vec<crate::registration::RegistrationConfig>,
 }
 
 impl EngineConfig {
@@ -424,6 +428,27 @@ impl EngineConfig {
         }
         if t.no_answer.is_zero() {
             return Err(ConfigError::Timer("no_answer > 0"));
+        }
+        let mut users = BTreeSet::new();
+        for r in &self.registrations {
+            if !names.contains(r.trunk.as_str()) {
+                return Err(ConfigError::Registration(format!(
+                    "names unknown trunk {:?}",
+                    r.trunk
+                )));
+            }
+            if r.contact_user.is_empty() || !users.insert(r.contact_user.as_str()) {
+                return Err(ConfigError::Registration(format!(
+                    "contact user {:?} of trunk {:?} is empty or used twice",
+                    r.contact_user, r.trunk
+                )));
+            }
+            if r.expires.is_zero() || r.retry_min.is_zero() || r.retry_max < r.retry_min {
+                return Err(ConfigError::Registration(format!(
+                    "trunk {:?}: expires > 0 and 0 < retry_min <= retry_max",
+                    r.trunk
+                )));
+            }
         }
         Ok(())
     }

@@ -172,6 +172,7 @@ pub mod digest;
 pub mod entropy;
 pub mod media;
 pub mod policy;
+pub mod registration;
 pub mod routing;
 pub mod teams;
 pub mod time;

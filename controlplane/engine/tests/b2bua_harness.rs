@@ -150,6 +150,7 @@ pub fn config() -> EngineConfig {
         policy: PolicyConfig::default(),
         timers: TimerSettings::default(),
         teams: None,
+        registrations: Vec::new(),
     }
 }
 

@@ -263,6 +263,7 @@ mod tests {
                 media_bypass: false,
                 proxies: vec![("sip.pstnhub.microsoft.com".into(), 5061)],
             }),
+            registrations: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ mod in_dialog;
 mod invite;
 mod prack;
 mod refer;
+mod register;
 mod route;
 mod sdp_rewrite;
 mod sim_node;
@@ -40,6 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use self::call::{Call, CallState, CallTimer, ClientRole};
+pub use self::register::RegistrationStatus;
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
@@ -169,6 +171,8 @@ pub struct B2bua<M: MediaControl> {
     current_trunk: Option<TrunkId>,
     /// Server transactions of requests from Teams (`X-MS-SBC` on their responses).
     teams_server_txs: identity::TeamsServerTxs,
+    /// Registrations toward carriers.
+    registrations: register::Registrations,
     router: Router,
     policy: Policy,
     last_parse_errors: u64,
@@ -198,7 +202,7 @@ impl<M: MediaControl> B2bua<M> {
         tx_cfg.max_server_transactions_per_source = cfg.policy.max_transactions_per_source;
         let mut entropy = entropy;
         let digest_secret = auth::DigestSecret(entropy::secret(&mut entropy));
-        Ok(Self {
+        let mut b = Self {
             txn: TransactionLayer::new(tx_cfg, entropy),
             cfg,
             media,
@@ -219,11 +223,15 @@ impl<M: MediaControl> B2bua<M> {
             nonce_guard: NonceCountGuard::new(NONCE_GUARD_CAPACITY),
             current_trunk: None,
             teams_server_txs: identity::TeamsServerTxs::default(),
+            registrations: register::Registrations::default(),
             router,
             policy,
             last_parse_errors: 0,
             epoch_offset_ms: 0,
-        })
+        };
+        let cfg = b.cfg.clone();
+        b.set_registrations(&cfg);
+        Ok(b)
     }
 
     /// Reload: new calls use `cfg`, calls in progress keep theirs.
@@ -235,6 +243,7 @@ impl<M: MediaControl> B2bua<M> {
             cfg.policy.max_transactions,
             cfg.policy.max_transactions_per_source,
         );
+        self.set_registrations(&cfg);
         self.cfg = cfg;
         Ok(())
     }
@@ -283,13 +292,18 @@ impl<M: MediaControl> B2bua<M> {
         bytes: &[u8],
     ) {
         self.stats.count_wire(bytes, true);
-        let trunk = route::classify(
-            &self.cfg,
-            &self.router,
-            from.addr,
-            from.transport,
-            tls_peer_names,
-        );
+        let trunk = self
+            .registrations
+            .classify(&self.cfg, bytes, from.addr)
+            .or_else(|| {
+                route::classify(
+                    &self.cfg,
+                    &self.router,
+                    from.addr,
+                    from.transport,
+                    tls_peer_names,
+                )
+            });
         // Policy before any parsing: drops and bans cost nothing, scanners learn nothing.
         match self.policy.check_request(now, from.addr.ip(), trunk) {
             PolicyVerdict::Allow => {}
@@ -370,6 +384,8 @@ impl<M: MediaControl> B2bua<M> {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.txn.handle_timeout(now);
         self.process(now);
+        self.drive_registrations(now);
+        self.process(now);
         self.fire_call_timers(now);
         self.process(now);
     }
@@ -433,7 +449,8 @@ impl<M: MediaControl> B2bua<M> {
             .trunks
             .iter()
             .find(|tr| tr.address == t.dest && tr.transport == t.transport)
-            .and_then(|tr| tr.tls_server_name.clone());
+            .and_then(|tr| tr.tls_server_name.clone())
+            .or_else(|| self.registrations.tls_name(t.dest));
         Some(Transmit {
             dest: PeerAddr {
                 transport: t.transport,
@@ -450,10 +467,14 @@ impl<M: MediaControl> B2bua<M> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let call = self.timers.first().map(|(at, _, _)| *at);
-        match (self.txn.poll_timeout(), call) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.txn.poll_timeout(),
+            call,
+            self.registrations.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Next call event.
@@ -641,14 +662,24 @@ impl<M: MediaControl> B2bua<M> {
                     self.note_teams_request(tx);
                     self.on_request(now, tx, from, request, cancels);
                 }
-                TxEvent::Response { tx, response } => self.on_response(now, tx, &response),
+                TxEvent::Response { tx, response } => {
+                    if !self.on_register_response(now, tx, &response) {
+                        self.on_response(now, tx, &response);
+                    }
+                }
                 TxEvent::Ack { tx, request, .. } => self.on_ack(now, tx, &request),
                 TxEvent::StrayAck { .. } => {}
                 TxEvent::Timeout { tx, timer } => {
                     self.stats.transaction_timeouts += 1;
-                    self.on_tx_failure(now, tx, timer == Timer::L, 408);
+                    if !self.on_register_failure(now, tx, "no answer (Timer F)") {
+                        self.on_tx_failure(now, tx, timer == Timer::L, 408);
+                    }
                 }
-                TxEvent::TransportError { tx } => self.on_tx_failure(now, tx, false, 503),
+                TxEvent::TransportError { tx } => {
+                    if !self.on_register_failure(now, tx, "transport error") {
+                        self.on_tx_failure(now, tx, false, 503);
+                    }
+                }
             }
         }
     }

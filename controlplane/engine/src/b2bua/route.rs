@@ -84,6 +84,7 @@ mod tests {
             policy: PolicyConfig::default(),
             timers: TimerSettings::default(),
             teams: None,
+            registrations: Vec::new(),
         }
     }
 

@@ -76,6 +76,7 @@ mod tests {
             policy: PolicyConfig::default(),
             timers: TimerSettings::default(),
             teams: None,
+            registrations: Vec::new(),
         }
     }
 
