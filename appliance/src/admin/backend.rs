@@ -200,6 +200,7 @@ impl AdminBackend for ApplianceBackend {
                 proxies: stats.engine.teams.clone(),
                 failovers: stats.engine.teams_counters.failovers,
             }),
+            registrations: stats.engine.registrations.clone(),
         }
     }
 
@@ -312,6 +313,14 @@ impl AdminBackend for ApplianceBackend {
                 }
             })
             .collect()
+    }
+
+    async fn registrations(&self) -> Vec<super::RegistrationInfo> {
+        self.handle
+            .engine_stats()
+            .await
+            .map(|s| s.registrations)
+            .unwrap_or_default()
     }
 
     async fn teams(&self) -> TeamsInfo {

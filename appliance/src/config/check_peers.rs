@@ -44,6 +44,7 @@ pub(super) fn trunks(
             None => ok = false,
         }
     }
+    ok &= super::check_register::unique_contact_users(&out, c);
     ok.then_some(out)
 }
 
@@ -109,10 +110,10 @@ fn trunk(
                     ok = false;
                 }
             }
-            if !cr.challenge_inbound && !cr.answer_upstream {
+            if !cr.challenge_inbound && !cr.answer_upstream && t.register.is_none() {
                 c.err(
                     cp.clone(),
-                    "credentials unused: set challenge_inbound and/or answer_upstream",
+                    "credentials unused: set challenge_inbound and/or answer_upstream (or add [trunk.register])",
                 );
                 ok = false;
             }
@@ -125,6 +126,8 @@ fn trunk(
             })
         }
     };
+    let register = super::check_register::register(i, t, address.as_ref(), c);
+    ok &= register.is_some();
     ok.then_some(())?;
     Some(TrunkConfig {
         name: name?,
@@ -135,6 +138,7 @@ fn trunk(
         max_calls: t.max_calls,
         options_interval,
         credentials,
+        register: register?,
     })
 }
 

@@ -284,6 +284,27 @@ pub struct TrunkConfig {
     pub options_interval: Option<Duration>,
     /// Digest credentials.
     pub credentials: Option<Credentials>,
+    /// Registration toward the carrier.
+    pub register: Option<RegisterConfig>,
+}
+
+/// `[trunk.register]`: REGISTER toward the carrier (RFC 3261 §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterConfig {
+    /// Where REGISTERs go (the trunk address unless set).
+    pub registrar: HostPort,
+    /// Address of record (`sip:user@domain`).
+    pub aor: String,
+    /// Domain of the AOR: the REGISTER's Request-URI is `sip:<domain>`.
+    pub domain: String,
+    /// User part of our Contact (requests to it are this trunk's).
+    pub contact_user: String,
+    /// Expiry asked for.
+    pub expires: Duration,
+    /// Back-off after a failure: first delay, doubled up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest delay between attempts.
+    pub retry_max: Duration,
 }
 
 /// Digest credentials of a trunk (RFC 3261 §22).

@@ -13,6 +13,7 @@ use portcullis_engine::config::{
     PolicyConfig as EnginePolicy, RedirectMode, TeamsSettings, TimerSettings,
     TrunkConfig as EngineTrunk, UnknownSource,
 };
+use portcullis_engine::registration::RegistrationConfig;
 use portcullis_engine::routing::{NumberMatch as EngineMatch, RouteRule, TranslationRule};
 use portcullis_engine::teams::{HealthConfig, ProxyTarget};
 use portcullis_engine::transaction::Transport as TxTransport;
@@ -112,6 +113,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         })
         .collect();
     let mut trunks = Vec::with_capacity(cfg.trunks.len() + 1);
+    let mut registrations = Vec::new();
     for t in &cfg.trunks {
         let address = resolve(cfg, &format!("trunk {}", t.name), &t.address)?;
         let creds = t.credentials.as_ref();
@@ -139,6 +141,9 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             },
             fqdn_contact: None,
         });
+        if let Some(r) = &t.register {
+            registrations.push(registration(cfg, t, r, creds.map(to_engine))?);
+        }
     }
     let mut teams = None;
     if let Some(tm) = &cfg.teams {
@@ -219,10 +224,37 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         },
         timers,
         teams,
-        registrations: Vec::new(),
+        registrations,
     };
     ec.validate()?;
     Ok(ec)
+}
+
+/// The engine's registration of trunk `t` (`[trunk.register]`): REGISTERs go to the
+/// registrar (resolved now) over the trunk's transport, answering challenges with the
+/// trunk's credentials.
+fn registration(
+    cfg: &Config,
+    t: &crate::config::TrunkConfig,
+    r: &crate::config::RegisterConfig,
+    credentials: Option<EngineCredentials>,
+) -> Result<RegistrationConfig, ConvertError> {
+    Ok(RegistrationConfig {
+        trunk: t.name.as_str().to_owned(),
+        registrar: resolve(cfg, &format!("trunk {} registrar", t.name), &r.registrar)?,
+        tls_server_name: match &r.registrar.host {
+            Host::Name(n) => Some(n.to_string()),
+            Host::Ip(_) => None,
+        },
+        transport: tx_transport(t.transport),
+        registrar_uri: format!("sip:{}", r.domain),
+        aor: r.aor.clone(),
+        contact_user: r.contact_user.clone(),
+        expires: r.expires,
+        credentials,
+        retry_min: r.retry_min,
+        retry_max: r.retry_max,
+    })
 }
 
 /// The Teams proxies to watch, resolved (`None` without `[teams]`).

@@ -108,6 +108,10 @@ pub struct EngineSnapshot {
     pub capture: (u64, u64),
     /// Trunks out of routing after a `503` with `Retry-After`, with the time left.
     pub trunks_held_off: Vec<(String, Duration)>,
+    /// Registrations toward carriers.
+    pub registrations: Vec<crate::admin::RegistrationInfo>,
+    /// A REGISTER (an un-REGISTER at shutdown) is still in flight.
+    pub registrations_pending: bool,
 }
 
 /// Requests to the engine task.
@@ -132,6 +136,8 @@ pub enum Cmd {
     Drain,
     /// BYE every call.
     ReleaseAll,
+    /// Un-REGISTER every registration (shutdown).
+    Unregister,
     /// Leave the loop (outputs are flushed first).
     Stop,
 }
@@ -395,6 +401,12 @@ impl Ctx {
                         .into_iter()
                         .map(|(t, until)| (t, until.saturating_duration_since(now)))
                         .collect(),
+                    registrations: b2b
+                        .registrations(now)
+                        .iter()
+                        .map(|r| crate::admin::RegistrationInfo::new(r, now))
+                        .collect(),
+                    registrations_pending: b2b.registrations_pending(),
                 });
             }
             Cmd::Ping(tx) => {
@@ -402,6 +414,7 @@ impl Ctx {
             }
             Cmd::Drain => b2b.start_drain(),
             Cmd::ReleaseAll => b2b.release_all(self.clock.now()),
+            Cmd::Unregister => b2b.unregister_all(self.clock.now()),
             Cmd::Stop => return false,
         }
         true
