@@ -609,6 +609,16 @@ impl Ctx {
                     source,
                 );
             }
+            CallEvent::RegistrationChanged {
+                trunk,
+                state,
+                error,
+            } => match (state, error) {
+                ("failed", Some(error)) => {
+                    tracing::warn!(%trunk, %error, "registration failed; retrying with back-off");
+                }
+                (state, _) => tracing::info!(%trunk, state, "registration"),
+            },
             CallEvent::PolicyBan { ip, duration } => {
                 // Its TCP/TLS connections go too, and it gets none until the ban ends.
                 let closed = self.net.refuse(ip, duration);

@@ -66,8 +66,22 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Distinct ports for test number `n` (0..40), outside the ephemeral range.
+    /// Distinct ports for test number `n` (0..50, and 100..110 from a second range),
+    /// outside the ephemeral range.
     pub fn for_test(n: u16) -> Self {
+        if (100..110).contains(&n) {
+            // Second range: SIP 16000-16099, media 12000-14815, sipp media 10800-11893.
+            let k = n - 100;
+            return Self {
+                sip: 16000 + k * 10,
+                left: 16000 + k * 10 + 1,
+                right: 16000 + k * 10 + 2,
+                right2: 16000 + k * 10 + 3,
+                admin: 16000 + k * 10 + 4,
+                media_min: 12000 + k * 256,
+                sipp_media: 10800 + k * 110,
+            };
+        }
         Self {
             sip: 15000 + n * 10,
             left: 15000 + n * 10 + 1,

@@ -101,6 +101,13 @@ pub enum CallEvent {
         ip: IpAddr,
         duration: std::time::Duration,
     },
+    /// A registration toward a carrier changed state ([`crate::registration::RegState::name`]);
+    /// `error` says why the last attempt failed.
+    RegistrationChanged {
+        trunk: String,
+        state: &'static str,
+        error: Option<String>,
+    },
 }
 
 /// One live call, for the admin API.
@@ -737,9 +744,10 @@ impl<M: MediaControl> B2bua<M> {
 
     /// A response to `req` carrying our Server header.
     fn response(&self, req: &SipMsg, status: u16, reason: &str, tag: Option<&str>) -> SipMsg {
+        // RFC 3261 §12.1.1: a 18x/2xx echoes the request's own Record-Route (the
+        // route set of this leg's proxies, e.g. a registrar that routed the call to
+        // us); we add none of ours and nothing crosses from the other leg.
         let mut r = make_response(req, status, reason, tag);
-        // Record-Route of the other side's request never goes back through us.
-        r.remove_header("Record-Route");
         r.push_header("Server", &self.cfg.node.user_agent);
         r
     }

@@ -270,9 +270,11 @@ impl<M: MediaControl> B2bua<M> {
                 }
             }
             Err(e) => {
+                let before = self.state_name(i);
                 if let Some(s) = self.registrations.slots.get_mut(i) {
                     s.reg.on_failure(now, &format!("cannot send: {e}"));
                 }
+                self.note_change(i, before);
             }
         }
     }
@@ -286,13 +288,17 @@ impl<M: MediaControl> B2bua<M> {
             return true;
         }
         let random = self.txn.next_random();
+        let before = self.state_name(i);
         let Some(slot) = self.registrations.slots.get_mut(i) else {
             return true;
         };
         slot.tx = None;
         match slot.reg.on_response(now, resp, random) {
             Next::Send(req) => self.send_register(now, i, req),
-            Next::Idle => self.drop_retired(),
+            Next::Idle => {
+                self.note_change(i, before);
+                self.drop_retired();
+            }
         }
         true
     }
@@ -302,12 +308,39 @@ impl<M: MediaControl> B2bua<M> {
         let Some(i) = self.registrations.find_tx(tx) else {
             return false;
         };
+        let before = self.state_name(i);
         if let Some(slot) = self.registrations.slots.get_mut(i) {
             slot.tx = None;
             slot.reg.on_failure(now, why);
         }
+        self.note_change(i, before);
         self.drop_retired();
         true
+    }
+
+    /// Reports a state change of registration `i` (from `before`).
+    fn note_change(&mut self, i: usize, before: &'static str) {
+        let Some(s) = self.registrations.slots.get(i) else {
+            return;
+        };
+        let state = s.reg.state().name();
+        // A refresh that succeeded changes nothing worth reporting.
+        let refreshed = before == "refreshing" && state == "registered";
+        if state != before && !refreshed {
+            self.events
+                .push_back(super::CallEvent::RegistrationChanged {
+                    trunk: s.reg.config().trunk.clone(),
+                    state,
+                    error: s.reg.last_error().map(str::to_owned),
+                });
+        }
+    }
+
+    fn state_name(&self, i: usize) -> &'static str {
+        self.registrations
+            .slots
+            .get(i)
+            .map_or("", |s| s.reg.state().name())
     }
 
     /// Retired registrations go once their un-REGISTER ended.
