@@ -153,7 +153,7 @@ fn unknown_keys_and_shared_contact_users_are_refused() {
         "aor = \"sip:+4930123@carrier.example\"",
         "aor = \"sip:+4930123@carrier.example\"\nexpiry = \"1h\"",
     );
-    let d = load(&src).err().expect("unknown key");
+    let d = load(&src).expect_err("unknown key");
     assert!(d[0].message.contains("unknown field `expiry`"), "{d:?}");
     assert!(d[0].location.is_some());
     // Two registrations with one Contact user: calls to it could not be told apart.
@@ -161,7 +161,7 @@ fn unknown_keys_and_shared_contact_users_are_refused() {
         "name = \"pbx\"\naddress = \"127.0.0.1:5080\"",
         "name = \"pbx\"\naddress = \"127.0.0.1:5080\"\n\n[trunk.register]\naor = \"sip:+4930123@other.example\"",
     );
-    let d = load(&src).err().expect("shared contact user");
+    let d = load(&src).expect_err("shared contact user");
     assert!(
         d.iter().any(|d| d.path == "trunk[1].register"
             && d.message.contains("already registered by trunk[0]")),

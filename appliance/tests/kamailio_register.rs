@@ -13,6 +13,7 @@
 //!   metrics, retried with a doubling back-off.
 //!
 //! Needs `kamailio` and `sipp` (Debian packages `kamailio`, `sip-tester`).
+#![allow(clippy::print_stderr)]
 
 mod sipp_harness;
 
