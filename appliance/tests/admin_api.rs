@@ -12,10 +12,10 @@ use std::time::Duration;
 use portcullis::admin::client::{
     cmd_calls, cmd_log_level, cmd_status, ClientOptions, StatusReport,
 };
-use portcullis::admin::metrics::FAMILIES;
+use portcullis::admin::metrics::all_families;
 use portcullis::admin::{
     spawn, AdminBackend, AdminServer, AdminServerConfig, CallInfo, Health, MetricsSnapshot,
-    SipCounters, TeamsMetrics, TeamsProxyStatus, TrunkCounters, TrunkInfo,
+    RegistrationInfo, SipCounters, TeamsMetrics, TeamsProxyStatus, TrunkCounters, TrunkInfo,
 };
 use portcullis_dataplane::{RingDepth, WorkerStats};
 use portcullis_net::NetCountersSnapshot;
@@ -201,7 +201,24 @@ fn full_snapshot() -> MetricsSnapshot {
                 options_missed: 1,
             }],
         }],
+        registrations: registrations(),
     }
+}
+
+fn registrations() -> Vec<RegistrationInfo> {
+    vec![RegistrationInfo {
+        trunk: "carrier".into(),
+        aor: "sip:+4930123@carrier.example".into(),
+        registrar: "198.51.100.7:5060".into(),
+        state: "failed".into(),
+        expires_in_s: Some(12),
+        next_attempt_in_s: Some(8),
+        last_status: Some(403),
+        last_error: Some("403 Forbidden".into()),
+        attempts: 7,
+        successes: 1,
+        failures: 3,
+    }]
 }
 
 fn teams_proxy(name: &str, state: &str, selected: bool, held: Option<u64>) -> TeamsProxyStatus {
@@ -257,6 +274,9 @@ impl AdminBackend for Fake {
         let before = st.calls.len();
         st.calls.retain(|c| c.id != id);
         st.calls.len() != before
+    }
+    async fn registrations(&self) -> Vec<RegistrationInfo> {
+        registrations()
     }
     async fn trunks(&self) -> Vec<TrunkInfo> {
         vec![TrunkInfo {
@@ -385,6 +405,7 @@ fn token_is_enforced_on_every_other_route() {
         ("GET", "/api/v1/calls"),
         ("DELETE", "/api/v1/calls/7"),
         ("GET", "/api/v1/trunks"),
+        ("GET", "/api/v1/registrations"),
         ("POST", "/api/v1/reload"),
         ("GET", "/api/v1/log-level"),
         ("PUT", "/api/v1/log-level"),
@@ -474,7 +495,7 @@ fn metrics_exposition_is_valid_and_complete() {
     let text = resp.into_string().unwrap_or_else(|e| panic!("{e}"));
     promtool_check(&text);
     // Every declared family is rendered from a full snapshot, once, with HELP and TYPE.
-    for fam in FAMILIES {
+    for fam in all_families() {
         assert_eq!(
             text.matches(&format!("# TYPE {} ", fam.name)).count(),
             1,
@@ -493,6 +514,15 @@ fn metrics_exposition_is_valid_and_complete() {
             fam.name
         );
     }
+    // Registrations: one state series per state name, 1 for the current one.
+    for (state, v) in [("failed", 1), ("registered", 0), ("unregistered", 0)] {
+        let line =
+            format!("portcullis_registration_state{{trunk=\"carrier\",state=\"{state}\"}} {v}");
+        assert!(text.lines().any(|l| l == line), "{line}");
+    }
+    assert!(text
+        .lines()
+        .any(|l| l == "portcullis_registration_failures_total{trunk=\"carrier\"} 3"));
     // Hostile label value escaped per the format.
     assert!(
         text.contains(r#"portcullis_trunk_calls_active{trunk="we\"ird\\trunk\nname"} 1"#),
@@ -529,6 +559,23 @@ fn cli_client_functions() {
     let rep: StatusReport = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rep.calls_active, 2);
     assert_eq!(rep.trunks[0].name, "left");
+    assert_eq!(rep.registrations, registrations());
+    // The table: one row per registration, its state and why it failed.
+    let mut out = Vec::new();
+    cmd_status(&opts, false, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
+    let text = String::from_utf8_lossy(&out);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("carrier "))
+        .unwrap_or_else(|| panic!("{text}"));
+    for want in [
+        "sip:+4930123@carrier.example",
+        "failed",
+        "7/1/3",
+        "403 Forbidden",
+    ] {
+        assert!(row.contains(want), "{want} in {row}");
+    }
     let mut out = Vec::new();
     cmd_calls(&opts, false, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
     let text = String::from_utf8_lossy(&out);

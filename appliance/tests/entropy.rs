@@ -45,6 +45,7 @@ fn ten_thousand_calls_share_no_key_or_identifier() {
                 sbc_fqdn: "sbc.example.com".into(),
                 options_interval: Duration::from_secs(60),
                 media_bypass: true,
+                proxies: Vec::new(),
             });
             c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
             c.trunks[1].media = MediaMode::Srtp;

@@ -370,6 +370,28 @@ fn a_silent_proxy_goes_down_and_calls_fail_over_and_back() {
         "E.164 toward Teams:\n{}",
         inv[0].text
     );
+    // Identity toward Teams: the proxy by name with its configured port (not the port
+    // of its `[teams.resolve]` address) in the Request-URI and To; our FQDN with the
+    // port we listen on in Contact and Via.
+    let t = &inv[0].text;
+    assert!(
+        t.starts_with("INVITE sip:+33198765432@sip.pstnhub.microsoft.com:5061;transport=tls "),
+        "{t}"
+    );
+    assert!(
+        header(t, "to").is_some_and(|v| v.contains("@sip.pstnhub.microsoft.com:5061>")),
+        "{t}"
+    );
+    assert_eq!(
+        header(t, "contact"),
+        Some(format!("<sip:sbc@{SBC_FQDN}:{};transport=tls>", p.tls).as_str()),
+        "{t}"
+    );
+    assert!(
+        header(t, "via")
+            .is_some_and(|v| v.starts_with(&format!("SIP/2.0/TLS {SBC_FQDN}:{};", p.tls))),
+        "{t}"
+    );
     assert!(w.mocks[1].seen().invites.is_empty());
 
     // sip stops answering: down after 2 misses (about 2-3 intervals).
@@ -501,6 +523,22 @@ fn certificates_are_checked_in_both_directions() {
         "{text}"
     );
     drop(app);
+}
+
+/// The first `200 OK` in sipp's message trace in `dir` (up to the next message).
+fn trunk_answer(dir: &std::path::Path) -> Option<String> {
+    let log = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("uac_teams_media") && n.ends_with("_messages.log"))
+        })?;
+    let text = std::fs::read_to_string(log).ok()?;
+    let rest = &text[text.find("SIP/2.0 200 OK")?..];
+    Some(rest[..rest.find("\n----").unwrap_or(rest.len())].to_owned())
 }
 
 /// `m=audio` port of the first `200 OK` to the INVITE in sipp's message trace in `dir`.
@@ -684,6 +722,11 @@ fn media_is_srtp_toward_teams_and_plain_rtp_toward_the_trunk() {
         .spawn()
         .expect("/usr/bin/python3 with pylibsrtp (Debian python3-pylibsrtp)");
     let trunk = trunk_media_addr(dir);
+    // Teams answered with rtcp-mux; the trunk offered none, so its answer has none
+    // (RFC 5761 §5.1.1).
+    let answer = trunk_answer(dir).expect("the trunk's 200 OK");
+    assert!(answer.contains("m=audio "), "{answer}");
+    assert!(!answer.contains("a=rtcp-mux"), "{answer}");
     // The trunk side: plain RTP (PCMU) out, plain RTP in.
     let (sent, got) = exchange_rtp(
         &rtp,
@@ -789,6 +832,14 @@ fn refer_from_teams_leaves_the_caller_talking_to_the_target() {
             .iter()
             .any(|r| r.text.starts_with("SIP/2.0 202") && r.text.contains("REFER"))
     });
+    // Responses toward Teams carry X-MS-SBC like our requests.
+    for r in w.mocks[0].seen().responses {
+        assert!(
+            header(&r.text, "x-ms-sbc").is_some_and(|v| v.starts_with("Portcullis/")),
+            "{}",
+            r.text
+        );
+    }
     wait_for(
         "NOTIFY sipfrag 200 to Teams",
         Duration::from_secs(10),

@@ -201,6 +201,7 @@ impl AdminBackend for ApplianceBackend {
                 failovers: stats.engine.teams_counters.failovers,
             }),
             trunk_targets: stats.engine.trunk_targets.clone(),
+            registrations: stats.engine.registrations.clone(),
         }
     }
 
@@ -327,6 +328,14 @@ impl AdminBackend for ApplianceBackend {
                 }
             })
             .collect()
+    }
+
+    async fn registrations(&self) -> Vec<super::RegistrationInfo> {
+        self.handle
+            .engine_stats()
+            .await
+            .map(|s| s.registrations)
+            .unwrap_or_default()
     }
 
     async fn teams(&self) -> TeamsInfo {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{CallInfo, Health, TeamsInfo, TrunkInfo};
+use super::{CallInfo, Health, RegistrationInfo, TeamsInfo, TrunkInfo};
 
 /// Default admin address of the CLI.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8080";
@@ -157,6 +157,14 @@ impl ClientOptions {
         self.get("/api/v1/trunks", &[])
     }
 
+    /// `GET /api/v1/registrations`.
+    ///
+    /// # Errors
+    /// The API cannot be reached or refused the request.
+    pub fn registrations(&self) -> Result<Vec<RegistrationInfo>, ClientError> {
+        self.get("/api/v1/registrations", &[])
+    }
+
     /// `GET /api/v1/teams`.
     ///
     /// # Errors
@@ -222,6 +230,9 @@ pub struct StatusReport {
     /// Teams Direct Routing proxies, when `[teams]` is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams: Option<TeamsInfo>,
+    /// Registrations toward carriers (`[trunk.register]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registrations: Vec<RegistrationInfo>,
 }
 
 /// `portcullis status`: readiness, live calls, trunks. Returns whether the appliance is ready.
@@ -233,11 +244,13 @@ pub fn cmd_status(opts: &ClientOptions, json: bool, out: &mut dyn Write) -> anyh
     let calls = opts.calls()?;
     let trunks = opts.trunks()?;
     let teams = Some(opts.teams()?).filter(|t| t.configured);
+    let registrations = opts.registrations()?;
     let report = StatusReport {
         health,
         calls_active: calls.len(),
         trunks,
         teams,
+        registrations,
     };
     if json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -276,6 +289,9 @@ pub fn cmd_status(opts: &ClientOptions, json: bool, out: &mut dyn Write) -> anyh
         targets_table(out, &report.trunks)?;
         if let Some(t) = &report.teams {
             teams_table(out, t)?;
+        }
+        if !report.registrations.is_empty() {
+            super::registrations::status_table(out, &report.registrations)?;
         }
     }
     Ok(report.health.ready)
@@ -438,7 +454,11 @@ fn format_duration(s: u64) -> String {
 
 /// Left-aligned columns separated by two spaces; control characters from the peer are
 /// replaced so a hostile number cannot move the cursor.
-fn table(out: &mut dyn Write, head: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+pub(crate) fn table(
+    out: &mut dyn Write,
+    head: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| if c.is_control() { '?' } else { c })

@@ -487,7 +487,12 @@ pub const FAMILIES: &[Family] = &[
 /// Looks a family up by name.
 #[must_use]
 pub fn family(name: &str) -> Option<&'static Family> {
-    FAMILIES.iter().find(|f| f.name == name)
+    all_families().find(|f| f.name == name)
+}
+
+/// [`FAMILIES`] and the families declared beside this module (registrations).
+pub fn all_families() -> impl Iterator<Item = &'static Family> {
+    FAMILIES.iter().chain(super::registrations::FAMILIES)
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -637,6 +642,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     e.single("portcullis_media_bypassed_total", snap.media_bypassed);
     render_teams(&mut e, snap);
     super::trunk_metrics::render(&mut e, &snap.trunk_targets);
+    super::registrations::render(&mut e, &snap.registrations);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
     if let Some((sent, dropped)) = snap.capture {
@@ -901,7 +907,7 @@ mod tests {
     #[test]
     fn families_are_well_named_and_unique() {
         let mut seen = std::collections::HashSet::new();
-        for f in FAMILIES {
+        for f in all_families() {
             assert!(seen.insert(f.name), "duplicate {}", f.name);
             assert!(f.name.starts_with("portcullis_"), "{}", f.name);
             assert!(

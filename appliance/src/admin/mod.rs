@@ -8,6 +8,7 @@
 //! | `DELETE /api/v1/calls/{id}` | token | `200 {"terminated":id}`, `404` when no such live call |
 //! | `GET /api/v1/trunks` | token | JSON list of [`TrunkInfo`] |
 //! | `GET /api/v1/teams` | token | [`TeamsInfo`]: Teams proxies, their health and the one in use |
+//! | `GET /api/v1/registrations` | token | JSON list of [`RegistrationInfo`]: registrations toward carriers |
 //! | `POST /api/v1/reload` | token | `200 {"generation":n}` or `422 {"errors":[..]}` (old config kept) |
 //! | `GET /api/v1/overview` | token | [`dashboard::Overview`]: node, version, readiness, generation, calls, calls/s |
 //! | `GET /api/v1/history` | token | `{"period_s":5,"points":[`[`HistoryPoint`]`]}`: calls/s and live calls, last hour |
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod quality;
 pub mod rate;
 pub mod recent;
+pub mod registrations;
 pub mod server;
 mod trunk_metrics;
 
@@ -55,6 +57,7 @@ use serde::{Deserialize, Serialize};
 pub use self::cdr_search::{CdrHit, CdrQuery, CdrSearch};
 pub use self::history::{HistoryPoint, WorkerLoad, WorkerSample};
 pub use self::recent::Failure;
+pub use self::registrations::RegistrationInfo;
 pub use self::server::{spawn, AdminServer, AdminServerConfig};
 pub use crate::runtime::teams::TeamsProxyStatus;
 
@@ -255,6 +258,8 @@ pub struct MetricsSnapshot {
     pub teams: Option<TeamsMetrics>,
     /// Every trunk's targets and their health.
     pub trunk_targets: Vec<crate::runtime::trunk_status::TrunkTargetsStatus>,
+    /// Registrations toward carriers (empty without `[trunk.register]`).
+    pub registrations: Vec<RegistrationInfo>,
 }
 
 /// Teams Direct Routing health for `/metrics`.
@@ -338,6 +343,10 @@ pub trait AdminBackend: Clone + Send + Sync + 'static {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+    /// Registrations toward carriers. Backends without any answer an empty list.
+    fn registrations(&self) -> impl Future<Output = Vec<RegistrationInfo>> + Send {
+        std::future::ready(Vec::new())
     }
     /// Teams Direct Routing proxy health. Backends without Teams answer "not configured".
     fn teams(&self) -> impl Future<Output = TeamsInfo> + Send {

@@ -162,6 +162,7 @@ fn router<B: AdminBackend>(state: AppState<B>) -> Router {
         .route("/api/v1/calls/:id", delete(terminate::<B>))
         .route("/api/v1/trunks", get(trunks::<B>))
         .route("/api/v1/teams", get(teams::<B>))
+        .route("/api/v1/registrations", get(registrations::<B>))
         .route("/api/v1/reload", post(reload::<B>))
         .route(
             "/api/v1/log-level",
@@ -261,6 +262,10 @@ async fn terminate<B: AdminBackend>(
 
 async fn trunks<B: AdminBackend>(State(state): State<AppState<B>>) -> Response {
     Json(state.backend.trunks().await).into_response()
+}
+
+async fn registrations<B: AdminBackend>(State(state): State<AppState<B>>) -> Response {
+    Json(state.backend.registrations().await).into_response()
 }
 
 async fn teams<B: AdminBackend>(State(state): State<AppState<B>>) -> Response {

@@ -10,7 +10,7 @@ use super::diag::path_key;
 use super::host::{check_cert_names, check_key_matches, PemKind};
 use super::model::{
     Credentials, LearningConfig, NumberMatch, RouteConfig, Secret, SipConfig, TeamsConfig,
-    TlsFiles, Translation, TrunkConfig, MIN_RELEARN_AFTER,
+    TlsFiles, Translation, TrunkAddress, TrunkConfig, MIN_RELEARN_AFTER,
 };
 use super::raw::{EndpointLearning, RawConfig, RawTranslation, RawTrunk, Transport};
 use super::types::{parse_cidr, Fqdn, Host, HostPort, TrunkName};
@@ -44,6 +44,7 @@ pub(super) fn trunks(
             None => ok = false,
         }
     }
+    ok &= super::check_register::unique_contact_users(&out, c);
     ok.then_some(out)
 }
 
@@ -118,10 +119,10 @@ fn trunk(
                     ok = false;
                 }
             }
-            if !cr.challenge_inbound && !cr.answer_upstream {
+            if !cr.challenge_inbound && !cr.answer_upstream && t.register.is_none() {
                 c.err(
                     cp.clone(),
-                    "credentials unused: set challenge_inbound and/or answer_upstream",
+                    "credentials unused: set challenge_inbound and/or answer_upstream (or add [trunk.register])",
                 );
                 ok = false;
             }
@@ -136,6 +137,9 @@ fn trunk(
     };
     let learning = learning(&p, t.endpoint_learning, t.relearn_after.as_deref(), c);
     ok &= learning.is_some();
+    let default_registrar = address.as_ref().and_then(TrunkAddress::registrar_default);
+    let register = super::check_register::register(i, t, default_registrar.as_ref(), c);
+    ok &= register.is_some();
     ok.then_some(())?;
     Some(TrunkConfig {
         name: name?,
@@ -150,6 +154,7 @@ fn trunk(
         recovery_count: t.recovery_count,
         credentials,
         learning: learning?,
+        register: register?,
     })
 }
 

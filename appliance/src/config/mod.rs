@@ -9,6 +9,7 @@
 
 mod check;
 mod check_peers;
+mod check_register;
 mod check_targets;
 mod checker;
 pub mod diag;

@@ -321,6 +321,8 @@ pub struct TrunkConfig {
     pub credentials: Option<Credentials>,
     /// Media endpoint learning toward the peer.
     pub learning: LearningConfig,
+    /// Registration toward the carrier.
+    pub register: Option<RegisterConfig>,
 }
 
 /// One configured target of a trunk.
@@ -346,6 +348,22 @@ pub enum TrunkAddress {
 }
 
 impl TrunkAddress {
+    /// Where REGISTERs go when `[trunk.register] registrar` is not set: the first target,
+    /// the host and port, or a domain on the SIP port (RFC 3263 is not applied to it).
+    pub fn registrar_default(&self) -> Option<HostPort> {
+        match self {
+            Self::Fixed(t) => t.first().map(|t| HostPort {
+                host: super::types::Host::Ip(t.address.ip()),
+                port: t.address.port(),
+            }),
+            Self::Host(hp) => Some(hp.clone()),
+            Self::Domain(d) => Some(HostPort {
+                host: super::types::Host::Name(d.clone()),
+                port: 5060,
+            }),
+        }
+    }
+
     /// The name resolved by DNS, if any.
     pub fn dns_name(&self) -> Option<String> {
         match self {
@@ -378,6 +396,25 @@ pub struct DnsConfig {
     pub min_ttl: Duration,
     /// Answers are kept at most this long.
     pub max_ttl: Duration,
+}
+
+/// `[trunk.register]`: REGISTER toward the carrier (RFC 3261 §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterConfig {
+    /// Where REGISTERs go (the trunk address unless set).
+    pub registrar: HostPort,
+    /// Address of record (`sip:user@domain`).
+    pub aor: String,
+    /// Domain of the AOR: the REGISTER's Request-URI is `sip:<domain>`.
+    pub domain: String,
+    /// User part of our Contact (requests to it are this trunk's).
+    pub contact_user: String,
+    /// Expiry asked for.
+    pub expires: Duration,
+    /// Back-off after a failure: first delay, doubled up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest delay between attempts.
+    pub retry_max: Duration,
 }
 
 /// Digest credentials of a trunk (RFC 3261 §22).

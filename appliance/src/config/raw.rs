@@ -682,6 +682,41 @@ pub struct RawTrunk {
     pub endpoint_learning: EndpointLearning,
     /// NAT rebinding after this much silence from the locked peer (absent = never).
     pub relearn_after: Option<String>,
+    /// `[trunk.register]`
+    pub register: Option<RawRegister>,
+}
+
+/// `[trunk.register]`: registration toward the carrier (RFC 3261 §10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegister {
+    /// `host:port` of the registrar (absent = the trunk address).
+    pub registrar: Option<String>,
+    /// Address of record, `sip:user@domain`.
+    pub aor: String,
+    /// User part of our Contact (absent = the AOR's user).
+    pub contact_user: Option<String>,
+    /// Expiry asked for.
+    #[serde(default = "default_register_expires")]
+    pub expires: String,
+    /// First retry delay after a failure.
+    #[serde(default = "default_register_retry_min")]
+    pub retry_min: String,
+    /// Longest retry delay.
+    #[serde(default = "default_register_retry_max")]
+    pub retry_max: String,
+}
+
+fn default_register_expires() -> String {
+    "1h".into()
+}
+
+fn default_register_retry_min() -> String {
+    "5s".into()
+}
+
+fn default_register_retry_max() -> String {
+    "5m".into()
 }
 
 fn default_trunk_transport() -> Transport {

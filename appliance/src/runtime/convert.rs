@@ -14,6 +14,7 @@ use portcullis_engine::config::{
     RedirectMode, TargetsConfig, TeamsSettings, TimerSettings, TrunkConfig as EngineTrunk,
     UnknownSource,
 };
+use portcullis_engine::registration::RegistrationConfig;
 use portcullis_engine::routing::{
     HealthPolicy, NumberMatch as EngineMatch, RouteRule, Strategy as EngineStrategy, TargetSpec,
     TranslationRule,
@@ -229,6 +230,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         })
         .collect();
     let mut trunks = Vec::with_capacity(cfg.trunks.len() + 1);
+    let mut registrations = Vec::new();
     for t in &cfg.trunks {
         let (address, targets) = trunk_targets(cfg, t);
         let creds = t.credentials.as_ref();
@@ -255,6 +257,9 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             learning: learning(t.learning),
             targets,
         });
+        if let Some(r) = &t.register {
+            registrations.push(registration(cfg, t, r, creds.map(to_engine))?);
+        }
     }
     let mut teams = None;
     if let Some(tm) = &cfg.teams {
@@ -288,6 +293,11 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             sbc_fqdn: tm.sbc_fqdn.to_string(),
             options_interval: tm.options_interval,
             media_bypass: tm.media_bypass,
+            proxies: tm
+                .proxies
+                .iter()
+                .map(|p| (p.host.to_string(), p.port))
+                .collect(),
         });
     }
     let route_rules = cfg.routes.iter().map(route).collect();
@@ -332,9 +342,37 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
         },
         timers,
         teams,
+        registrations,
     };
     ec.validate()?;
     Ok(ec)
+}
+
+/// The engine's registration of trunk `t` (`[trunk.register]`): REGISTERs go to the
+/// registrar (resolved now) over the trunk's transport, answering challenges with the
+/// trunk's credentials.
+fn registration(
+    cfg: &Config,
+    t: &crate::config::TrunkConfig,
+    r: &crate::config::RegisterConfig,
+    credentials: Option<EngineCredentials>,
+) -> Result<RegistrationConfig, ConvertError> {
+    Ok(RegistrationConfig {
+        trunk: t.name.as_str().to_owned(),
+        registrar: resolve(cfg, &format!("trunk {} registrar", t.name), &r.registrar)?,
+        tls_server_name: match &r.registrar.host {
+            Host::Name(n) => Some(n.to_string()),
+            Host::Ip(_) => None,
+        },
+        transport: tx_transport(t.transport),
+        registrar_uri: format!("sip:{}", r.domain),
+        aor: r.aor.clone(),
+        contact_user: r.contact_user.clone(),
+        expires: r.expires,
+        credentials,
+        retry_min: r.retry_min,
+        retry_max: r.retry_max,
+    })
 }
 
 /// The Teams proxies to watch, resolved (`None` without `[teams]`).

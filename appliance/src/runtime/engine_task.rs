@@ -110,6 +110,10 @@ pub struct EngineSnapshot {
     pub trunks_held_off: Vec<(String, Duration)>,
     /// Every trunk's targets and their health.
     pub trunk_targets: Vec<super::trunk_status::TrunkTargetsStatus>,
+    /// Registrations toward carriers.
+    pub registrations: Vec<crate::admin::RegistrationInfo>,
+    /// A REGISTER (an un-REGISTER at shutdown) is still in flight.
+    pub registrations_pending: bool,
 }
 
 /// Requests to the engine task.
@@ -137,6 +141,8 @@ pub enum Cmd {
     Drain,
     /// BYE every call.
     ReleaseAll,
+    /// Un-REGISTER every registration (shutdown).
+    Unregister,
     /// Leave the loop (outputs are flushed first).
     Stop,
 }
@@ -455,6 +461,12 @@ impl Ctx {
                         .map(|(t, until)| (t, until.saturating_duration_since(now)))
                         .collect(),
                     trunk_targets: super::trunk_status::snapshot(b2b.trunk_targets(), now),
+                    registrations: b2b
+                        .registrations(now)
+                        .iter()
+                        .map(|r| crate::admin::RegistrationInfo::new(r, now))
+                        .collect(),
+                    registrations_pending: b2b.registrations_pending(),
                 });
             }
             Cmd::Ping(tx) => {
@@ -462,6 +474,7 @@ impl Ctx {
             }
             Cmd::Drain => b2b.start_drain(),
             Cmd::ReleaseAll => b2b.release_all(self.clock.now()),
+            Cmd::Unregister => b2b.unregister_all(self.clock.now()),
             Cmd::Stop => return false,
         }
         true
@@ -663,6 +676,16 @@ impl Ctx {
                     tracing::warn!(%trunk, %target, "trunk target down");
                 }
             }
+            CallEvent::RegistrationChanged {
+                trunk,
+                state,
+                error,
+            } => match (state, error) {
+                ("failed", Some(error)) => {
+                    tracing::warn!(%trunk, %error, "registration failed; retrying with back-off");
+                }
+                (state, _) => tracing::info!(%trunk, state, "registration"),
+            },
             CallEvent::PolicyBan { ip, duration } => {
                 // The drivers drop its datagrams before the engine's queue, close its
                 // TCP/TLS connections and refuse new ones until the ban ends.

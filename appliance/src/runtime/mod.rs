@@ -157,6 +157,7 @@ async fn serve(
     let result = match exit {
         signals::Exit::Terminate => {
             signals::drain(&handle, config.sip.drain_timeout).await;
+            signals::unregister(&handle).await;
             handle.send(engine_task::Cmd::Stop).await;
             if let Err(e) = engine.await {
                 tracing::error!(error = %e, "engine task failed");

@@ -14,6 +14,10 @@ const MONITOR_PERIOD: Duration = Duration::from_millis(500);
 /// After `release_all`, how long BYE transactions get to complete.
 const BYE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the un-REGISTERs at shutdown get to be answered (the registrar's
+/// binding lapses by itself when they are not).
+pub const UNREGISTER_GRACE: Duration = Duration::from_secs(5);
+
 /// How the signal loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -96,6 +100,30 @@ pub async fn drain(handle: &ApplianceHandle, drain_timeout: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Un-REGISTERs every registration toward a carrier (`Expires: 0` for our Contact)
+/// and waits at most [`UNREGISTER_GRACE`] for the registrars' answers.
+pub async fn unregister(handle: &ApplianceHandle) {
+    let Some(before) = handle.engine_stats().await else {
+        return;
+    };
+    if before.registrations.is_empty() {
+        return;
+    }
+    handle.send(Cmd::Unregister).await;
+    let deadline = Instant::now() + UNREGISTER_GRACE;
+    while Instant::now() < deadline {
+        match handle.engine_stats().await {
+            Some(s) if s.registrations_pending => {}
+            _ => {
+                tracing::info!("registrations removed");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!("un-REGISTER unanswered: the registrar's bindings lapse by themselves");
 }
 
 /// Measures health every `MONITOR_PERIOD`: the engine answers a ping, every data

@@ -36,6 +36,8 @@ pub enum ConfigError {
     Routing(String),
     #[error("trunk {0:?}: {1}")]
     Health(String, &'static str),
+    #[error("registration: {0}")]
+    Registration(String),
 }
 
 /// An IP network (`addr/prefix`), for trunk ACLs: the `ipnet` crate's.
@@ -398,6 +400,10 @@ pub struct TeamsSettings {
     /// (`a=ice-lite`, one host candidate, STUN checks answered by the data
     /// plane). Off: no ICE attributes at all toward Teams.
     pub media_bypass: bool,
+    /// The proxies as configured, `(FQDN, port)`: the Request-URI and To of a
+    /// new leg toward Teams name the proxy in use with its configured port
+    /// (not the port of the address it resolved to).
+    pub proxies: Vec<(String, u16)>,
 }
 
 /// The whole runtime configuration of the engine.
@@ -414,6 +420,8 @@ pub struct EngineConfig {
     pub policy: PolicyConfig,
     pub timers: TimerSettings,
     pub teams: Option<TeamsSettings>,
+    /// Registrations toward carriers (`[trunk.register]`).
+    pub registrations: Vec<crate::registration::RegistrationConfig>,
 }
 
 impl EngineConfig {
@@ -473,6 +481,27 @@ impl EngineConfig {
         }
         if t.no_answer.is_zero() {
             return Err(ConfigError::Timer("no_answer > 0"));
+        }
+        let mut users = BTreeSet::new();
+        for r in &self.registrations {
+            if !names.contains(r.trunk.as_str()) {
+                return Err(ConfigError::Registration(format!(
+                    "names unknown trunk {:?}",
+                    r.trunk
+                )));
+            }
+            if r.contact_user.is_empty() || !users.insert(r.contact_user.as_str()) {
+                return Err(ConfigError::Registration(format!(
+                    "contact user {:?} of trunk {:?} is empty or used twice",
+                    r.contact_user, r.trunk
+                )));
+            }
+            if r.expires.is_zero() || r.retry_min.is_zero() || r.retry_max < r.retry_min {
+                return Err(ConfigError::Registration(format!(
+                    "trunk {:?}: expires > 0 and 0 < retry_min <= retry_max",
+                    r.trunk
+                )));
+            }
         }
         Ok(())
     }

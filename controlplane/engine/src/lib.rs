@@ -101,6 +101,7 @@
 //! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, entropy: impl Entropy) -> Result<_, ConfigError>` (SDES keys and salts, ICE-lite credentials and the digest nonce secret from `entropy.fill_secret`, drawn per use; tags, Call-IDs, branches, nonce salts from `entropy.fill_id`); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
 //! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_tx_error(now, TxId)` (a `Transmit` could not be sent), `handle_connection_lost(now, ConnId)` / `handle_transport_error(now, PeerAddr)`, `handle_media_event(now, MediaEvent)` |
 //! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` exactly once per call, `Rejected`, `PolicyBan`) |
+//! | registrations (`registration`, RFC 3261 §10) | `EngineConfig::registrations: Vec<RegistrationConfig { trunk, registrar, transport, registrar_uri, aor, contact_user, expires, credentials, retry_min, retry_max, .. }>`; `registrations(now) -> Vec<RegistrationStatus { state: RegState, bound_until, next_attempt, last_status, last_error, stats }>`, `unregister_all(now)` (shutdown: `Expires: 0`), `registrations_pending()`; `CallEvent::RegistrationChanged` on each state change; requests to a registered Contact from the registrar or the trunk's sources are that trunk's |
 //! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
 //! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
 //! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
@@ -139,9 +140,10 @@
 //! that leg's place (its offer re-INVITEs the party on the other side);
 //! unknown dialogs get `481`, malformed Replaces `400`. Teams trunks
 //! (`EngineConfig::is_teams_trunk`: `teams` settings present and the trunk's
-//! `tls_server_name` contains `pstnhub.`) get our FQDN in Contact
-//! (`fqdn_contact`, else `teams.sbc_fqdn`), `X-MS-SBC: Portcullis/<version>`
-//! on every request we send them, History-Info copied into the B INVITE, the
+//! `tls_server_name` contains `pstnhub.`) get our FQDN with our listener's port in Contact
+//! and Via (`fqdn_contact`, else `teams.sbc_fqdn`; `b2bua/identity.rs`), the proxy's
+//! configured port in the Request-URI and To of a new leg, `X-MS-SBC: Portcullis/<version>`
+//! on every request we send them and every response we build for theirs, History-Info copied into the B INVITE, the
 //! relayed in-dialog requests and transfer INVITEs when any leg is Teams,
 //! never a delayed offer (a re-INVITE without SDP gets our offer built from
 //! the sender's last SDP, the sender answers our 2xx in its ACK), `a=rtcp-mux` in every offer (and in answers when
@@ -172,6 +174,7 @@ pub mod digest;
 pub mod entropy;
 pub mod media;
 pub mod policy;
+pub mod registration;
 pub mod routing;
 pub mod teams;
 pub mod time;

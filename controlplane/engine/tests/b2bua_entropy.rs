@@ -61,6 +61,7 @@ fn keys_and_ice_credentials_are_secret_draws_identifiers_are_id_draws() {
                 sbc_fqdn: "sbc.example.com".into(),
                 options_interval: Duration::from_secs(60),
                 media_bypass: true,
+                proxies: Vec::new(),
             });
             c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
             c.trunks[1].media = MediaMode::Srtp;

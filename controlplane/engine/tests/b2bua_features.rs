@@ -324,8 +324,13 @@ fn tls_trunk_gets_sni_fqdn_contact_and_tls_uri() {
     );
     assert_eq!(
         inv.header("Contact"),
-        Some("<sip:sbc@sbc.example.com;transport=tls>")
+        Some("<sip:sbc@sbc.example.com:5060;transport=tls>"),
+        "the FQDN with the port of our listener"
     );
-    assert!(inv.header("Via").unwrap().starts_with("SIP/2.0/TLS"));
+    let via = inv.header("Via").unwrap();
+    assert!(
+        via.starts_with("SIP/2.0/TLS sbc.example.com:5060;"),
+        "{via}"
+    );
     assert!(inv.header("From").unwrap().contains("@sbc.example.com"));
 }

@@ -152,6 +152,7 @@ pub fn config() -> EngineConfig {
         policy: PolicyConfig::default(),
         timers: TimerSettings::default(),
         teams: None,
+        registrations: Vec::new(),
     }
 }
 

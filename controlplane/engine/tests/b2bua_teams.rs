@@ -25,6 +25,7 @@ fn teams_with(bypass: bool, mode: MediaMode) -> H {
             sbc_fqdn: "sbc.example.com".into(),
             options_interval: Duration::from_secs(60),
             media_bypass: bypass,
+            proxies: Vec::new(),
         });
         c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
         c.trunks[1].media = mode;
@@ -217,6 +218,7 @@ fn teams_caller() -> H {
             sbc_fqdn: "sbc.example.com".into(),
             options_interval: Duration::from_secs(60),
             media_bypass: false,
+            proxies: Vec::new(),
         });
         c.trunks[0].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
         c.trunks[0].media = MediaMode::Srtp;
@@ -361,6 +363,7 @@ fn ice_credentials_stable_from_183_to_200_toward_teams_caller() {
             sbc_fqdn: "sbc.example.com".into(),
             options_interval: Duration::from_secs(60),
             media_bypass: true,
+            proxies: Vec::new(),
         });
         c.trunks[0].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
     });
@@ -433,4 +436,145 @@ fn responses_toward_a_teams_caller_have_the_fqdn_contact() {
     let _ = h.answered();
     let ok = h.a.first_response(200).unwrap();
     assert!(ok.header("Contact").unwrap().contains(SBC));
+}
+
+/// b1 is Teams, reached at 10.0.0.3:5060 (a `[teams.resolve]`-style address) while the
+/// proxy is configured as `sip.pstnhub.microsoft.com:5061`; our listener is 10.0.0.1:5060.
+fn teams_resolved_elsewhere() -> H {
+    H::with(|c| {
+        c.teams = Some(TeamsSettings {
+            sbc_fqdn: "sbc.example.com".into(),
+            options_interval: Duration::from_secs(60),
+            media_bypass: false,
+            proxies: vec![("sip.pstnhub.microsoft.com".into(), 5061)],
+        });
+        c.trunks[1].tls_server_name = Some("sip.pstnhub.microsoft.com".into());
+    })
+}
+
+#[test]
+fn invite_toward_teams_names_fqdn_and_listener_port_and_the_configured_proxy_port() {
+    let mut h = teams_resolved_elsewhere();
+    let now = h.now;
+    h.a.invite(now, "+4930123", Some(&sdp("192.168.1.10", 10_000, "")));
+    h.pump();
+    let (_, inv) = h.b1.last_request("INVITE");
+    // Contact: the FQDN with the port we listen on (in-dialog requests come there).
+    assert_eq!(
+        inv.header("Contact"),
+        Some("<sip:sbc@sbc.example.com:5060>")
+    );
+    // Via sent-by: the FQDN too, never the listener IP.
+    let via = inv.header("Via").unwrap();
+    assert!(
+        via.starts_with("SIP/2.0/UDP sbc.example.com:5060;"),
+        "{via}"
+    );
+    // Request-URI and To: the proxy's configured port, not the resolved address's.
+    assert_eq!(
+        inv.request_uri(),
+        Some("sip:+4930123@sip.pstnhub.microsoft.com:5061")
+    );
+    let to = inv.header("To").unwrap();
+    assert!(to.contains("@sip.pstnhub.microsoft.com:5061"), "{to}");
+    assert!(!to.contains("10.0.0.3"), "{to}");
+    // The plain caller's leg keeps the listener address in Via and Contact.
+    let ok = h.b1.respond(
+        h.now,
+        h.b1.last_request("INVITE").0,
+        &inv,
+        180,
+        "btag",
+        None,
+    );
+    h.pump();
+    let _ = ok;
+    let ringing = h.a.first_response(180).expect("180 relayed");
+    assert!(ringing.header("Contact").unwrap().contains(SBC));
+}
+
+#[test]
+fn in_dialog_requests_toward_teams_carry_the_fqdn_in_via() {
+    let mut h = teams_resolved_elsewhere();
+    let (mut da, _db, _atx, _ainv) = h.answered();
+    h.in_dialog(A, &mut da, Method::Bye, None);
+    let (_, bye) = h.b1.last_request("BYE");
+    let via = bye.header("Via").unwrap();
+    assert!(
+        via.starts_with("SIP/2.0/UDP sbc.example.com:5060;"),
+        "{via}"
+    );
+    let acks = h.b1.acks();
+    let via = acks[0].header("Via").unwrap();
+    assert!(via.contains("sbc.example.com:5060"), "ACK: {via}");
+}
+
+#[test]
+fn responses_toward_teams_carry_x_ms_sbc() {
+    let mut h = teams_caller();
+    let offer = sdp(
+        "52.112.0.10",
+        50_000,
+        &format!("a=rtcp-mux\r\n{TEAMS_CRYPTO}"),
+    )
+    .replace("RTP/AVP", "RTP/SAVP");
+    let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
+    h.b1_rings_and_answers(btx, &binv, "btag");
+    let finals: Vec<_> =
+        h.a.responses()
+            .into_iter()
+            .filter(|r| r.status().is_some_and(|s| s > 100))
+            .collect();
+    assert!(finals.iter().any(|r| r.status() == Some(180)));
+    assert!(finals.iter().any(|r| r.status() == Some(200)));
+    for r in &finals {
+        let x = r
+            .header("X-MS-SBC")
+            .expect("X-MS-SBC on a response to Teams");
+        assert!(x.starts_with("Portcullis/"), "{x}");
+    }
+    // In dialog: the 200 to Teams' BYE too.
+    let ok = h.a.first_response(200).unwrap();
+    let mut da = h.a.ack(atx, &ainv, &ok, None);
+    h.pump();
+    h.in_dialog(A, &mut da, Method::Bye, None);
+    let bye_ok =
+        h.a.responses()
+            .into_iter()
+            .rfind(|r| r.cseq().is_ok_and(|c| c.method == Method::Bye))
+            .expect("200 to BYE");
+    assert_eq!(bye_ok.status(), Some(200));
+    assert!(bye_ok.header("X-MS-SBC").is_some());
+    // Toward the plain trunk: none.
+    assert!(h
+        .b1
+        .responses()
+        .iter()
+        .all(|r| r.header("X-MS-SBC").is_none()));
+}
+
+#[test]
+fn answer_toward_a_plain_trunk_has_no_rtcp_mux_it_did_not_offer() {
+    // b1 (plain, no rtcp-mux in its offer) calls Teams (a), which answers with rtcp-mux.
+    let mut h = teams_caller();
+    let (_btx, _binv) = h.invite_from(B1, "100", Some(&sdp("172.16.0.20", 20_000, "")));
+    let (atx, ainv) = h.a.last_request("INVITE");
+    let offer_to_teams = text(&ainv);
+    assert!(offer_to_teams.contains("a=rtcp-mux"), "{offer_to_teams}");
+    let answer = sdp(
+        "52.112.0.10",
+        50_000,
+        &format!("a=rtcp-mux\r\n{TEAMS_CRYPTO}"),
+    )
+    .replace("RTP/AVP", "RTP/SAVP");
+    h.reply(A, atx, &ainv, 200, "teamstag", Some(&answer));
+    let ok = h.b1.first_response(200).expect("200 relayed to the trunk");
+    let body = text(&ok);
+    assert!(body.contains("m=audio "), "{body}");
+    assert!(!body.contains("a=rtcp-mux"), "RFC 5761 §5.1.1: {body}");
+    // The trunk is the call's A side: its RTCP goes to its RTP port + 1.
+    let (_, a_p, b_p) = h.sbc.media().updates.last().unwrap().clone();
+    assert!(!a_p.rtcp_mux);
+    assert_eq!(a_p.peer_rtcp, Some(sa("172.16.0.20:20001")));
+    assert!(b_p.rtcp_mux, "Teams muxes");
 }

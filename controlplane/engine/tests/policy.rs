@@ -494,6 +494,7 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
         policy: PolicyConfig::default(),
         timers: TimerSettings::default(),
         teams: None,
+        registrations: Vec::new(),
     }
 }
 

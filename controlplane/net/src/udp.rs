@@ -82,7 +82,17 @@ impl UdpListener {
             };
             match sock.try_send_to(bytes, remote) {
                 Ok(_) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // tokio answers WouldBlock until its reactor first saw the socket
+                    // writable (right after bind, before any turn of the reactor): ask
+                    // the non-blocking socket itself, which only refuses when its send
+                    // buffer is really full.
+                    match socket2::SockRef::from(sock).send_to(bytes, &remote.into()) {
+                        Ok(_) => return Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => last = NetError::Io(e),
+                    }
+                }
                 Err(e) => last = NetError::Io(e),
             }
         }

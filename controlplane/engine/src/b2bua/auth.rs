@@ -203,7 +203,7 @@ impl<M: MediaControl> B2bua<M> {
         };
         let seq = inv.cseq().map(|c| c.seq).unwrap_or(1).saturating_add(1);
         inv.set_header("CSeq", format!("{seq} INVITE"));
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         if inv.set_top_via(&via).is_err() {
             return false;
         }

@@ -442,7 +442,7 @@ impl<M: MediaControl> B2bua<M> {
         let Some(dest) = self.calls.get(&call).and_then(|c| c.dest(side)) else {
             return;
         };
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         let Some(d) = self.calls.get_mut(&call).and_then(|c| c.dialog_mut(side)) else {
             return;
         };

@@ -95,7 +95,7 @@ impl<M: MediaControl> B2bua<M> {
         let id = self.next_call;
         self.next_call += 1;
         let a_tag = self.random_hex();
-        let a_contact = Self::leg_contact(&cfg, trunk, from.transport);
+        let a_contact = super::identity::leg_contact(&cfg, trunk, from.transport);
         let a_call_id = req.call_id().unwrap_or("").to_owned();
         let call = Call {
             id,
@@ -256,35 +256,6 @@ impl<M: MediaControl> B2bua<M> {
         self.next_target(now, id);
     }
 
-    /// Our Contact on a leg with `trunk` over `transport`: the trunk's
-    /// `fqdn_contact`, else the SBC FQDN toward Teams (Direct Routing refuses
-    /// IPs), else our listener address.
-    pub(super) fn leg_contact(
-        cfg: &crate::config::EngineConfig,
-        trunk: crate::config::TrunkId,
-        transport: crate::transaction::Transport,
-    ) -> String {
-        let host = cfg
-            .trunk(trunk)
-            .and_then(|t| t.fqdn_contact.clone())
-            .or_else(|| {
-                cfg.is_teams_trunk(trunk)
-                    .then(|| cfg.teams.as_ref().map(|t| t.sbc_fqdn.clone()))
-                    .flatten()
-            });
-        match host {
-            Some(h) => {
-                let tparam = match transport {
-                    crate::transaction::Transport::Udp => "",
-                    crate::transaction::Transport::Tcp => ";transport=tcp",
-                    crate::transaction::Transport::Tls => ";transport=tls",
-                };
-                format!("<sip:sbc@{h}{tparam}>")
-            }
-            None => format!("<sip:sbc@{}>", Self::our_hostport(cfg, transport)),
-        }
-    }
-
     /// Takes a call slot on `trunk` (false when at its limit).
     pub(super) fn acquire_trunk(&mut self, call: u64, trunk: crate::config::TrunkId) -> bool {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -387,29 +358,19 @@ impl<M: MediaControl> B2bua<M> {
         let teams_out = cfg.is_teams_trunk(target.trunk);
         let teams_in = cfg.is_teams_trunk(c.a.trunk);
         // Toward Teams our Contact is always an FQDN (Direct Routing refuses IPs).
-        let contact_host = tcfg
-            .fqdn_contact
-            .clone()
-            .or_else(|| {
-                teams_out
-                    .then(|| cfg.teams.as_ref().map(|t| t.sbc_fqdn.clone()))
-                    .flatten()
-            })
-            .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
-        let their_host = match (&tcfg.tls_server_name, target.redirect) {
-            (Some(n), None) => format!("{n}:{}", dest_addr.port()),
-            _ => dest_addr.to_string(),
-        };
-        let tparam = match transport {
-            crate::transaction::Transport::Udp => "",
-            crate::transaction::Transport::Tcp => ";transport=tcp",
-            crate::transaction::Transport::Tls => ";transport=tls",
-        };
+        let contact = super::identity::leg_contact(&cfg, target.trunk, transport);
+        let their_host = super::identity::target_hostport(
+            &cfg,
+            target.trunk,
+            dest_addr,
+            target.redirect.is_some(),
+        );
+        let tparam = super::identity::transport_param(transport);
         let a_inv = c.a.invite.clone();
         let calling = caller.map_or_else(|| c.calling.clone(), str::to_owned);
         let b_call_id = format!("{}@{}", self.random_hex(), our_host);
         let b_tag = self.random_hex();
-        let via = self.via(transport);
+        let via = self.via_on(&cfg, target.trunk, transport);
         let uri = format!("sip:{}@{}{}", target.called, their_host, tparam);
         let mut inv = SipMsg::request(Method::Invite, &uri);
         inv.push_header("Via", via.to_string());
@@ -430,7 +391,6 @@ impl<M: MediaControl> B2bua<M> {
         inv.push_header("To", name_addr(None, &target.called, &their_host));
         inv.push_header("Call-ID", &b_call_id);
         inv.push_header("CSeq", "1 INVITE");
-        let contact = format!("<sip:sbc@{contact_host}{tparam}>");
         inv.push_header("Contact", &contact);
         inv.push_header("User-Agent", &cfg.node.user_agent);
         if let Some(pai) = a_inv
@@ -608,10 +568,10 @@ impl<M: MediaControl> B2bua<M> {
         let Ok(mut d) = Dialog::from_uac(&invite, resp) else {
             return;
         };
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
         self.txn.send_ack(remember.then_some(tx), dest, &ack);
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         if let Ok(bye) = d.request(Method::Bye, &via) {
             self.send_on(now, call, dest, bye, ClientRole::Own);
         }
@@ -684,7 +644,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// 2xx from B: ACK it, relay it to A, the call is answered.
     fn on_b_answer(&mut self, now: Timestamp, call: u64, tx: TxId, dest: PeerAddr, resp: &SipMsg) {
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

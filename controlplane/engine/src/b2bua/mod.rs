@@ -23,11 +23,13 @@ mod auth;
 mod call;
 mod failover;
 mod headers;
+mod identity;
 mod in_dialog;
 mod invite;
 mod prack;
 mod probe;
 mod refer;
+mod register;
 mod route;
 mod sdp_rewrite;
 mod sim_node;
@@ -40,6 +42,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use self::call::{Call, CallState, CallTimer, ClientRole};
+pub use self::register::RegistrationStatus;
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
@@ -105,6 +108,13 @@ pub enum CallEvent {
         trunk: String,
         target: SocketAddr,
         up: bool,
+    },
+    /// A registration toward a carrier changed state ([`crate::registration::RegState::name`]);
+    /// `error` says why the last attempt failed.
+    RegistrationChanged {
+        trunk: String,
+        state: &'static str,
+        error: Option<String>,
     },
 }
 
@@ -180,6 +190,10 @@ pub struct B2bua<M: MediaControl> {
     nonce_guard: NonceCountGuard,
     /// Trunk of the datagram being handled (classified before parsing).
     current_trunk: Option<TrunkId>,
+    /// Server transactions of requests from Teams (`X-MS-SBC` on their responses).
+    teams_server_txs: identity::TeamsServerTxs,
+    /// Registrations toward carriers.
+    registrations: register::Registrations,
     router: Router,
     policy: Policy,
     last_parse_errors: u64,
@@ -211,7 +225,7 @@ impl<M: MediaControl> B2bua<M> {
         let digest_secret = auth::DigestSecret(entropy::secret(&mut entropy));
         let mut targets = TargetTable::default();
         targets.sync(&cfg.trunks, Timestamp::ZERO);
-        Ok(Self {
+        let mut b = Self {
             txn: TransactionLayer::new(tx_cfg, entropy),
             cfg,
             media,
@@ -234,11 +248,16 @@ impl<M: MediaControl> B2bua<M> {
             digest_secret,
             nonce_guard: NonceCountGuard::new(NONCE_GUARD_CAPACITY),
             current_trunk: None,
+            teams_server_txs: identity::TeamsServerTxs::default(),
+            registrations: register::Registrations::default(),
             router,
             policy,
             last_parse_errors: 0,
             epoch_offset_ms: 0,
-        })
+        };
+        let cfg = b.cfg.clone();
+        b.set_registrations(&cfg);
+        Ok(b)
     }
 
     /// Reload: new calls use `cfg`, calls in progress keep theirs.
@@ -251,6 +270,7 @@ impl<M: MediaControl> B2bua<M> {
             cfg.policy.max_transactions,
             cfg.policy.max_transactions_per_source,
         );
+        self.set_registrations(&cfg);
         self.cfg = cfg;
         Ok(())
     }
@@ -300,14 +320,19 @@ impl<M: MediaControl> B2bua<M> {
     ) {
         self.stats.count_wire(bytes, true);
         self.last_now = self.last_now.max(now);
-        let trunk = route::classify(
-            &self.cfg,
-            &self.router,
-            &self.targets,
-            from.addr,
-            from.transport,
-            tls_peer_names,
-        );
+        let trunk = self
+            .registrations
+            .classify(&self.cfg, bytes, from.addr)
+            .or_else(|| {
+                route::classify(
+                    &self.cfg,
+                    &self.router,
+                    &self.targets,
+                    from.addr,
+                    from.transport,
+                    tls_peer_names,
+                )
+            });
         // Policy before any parsing: drops and bans cost nothing, scanners learn nothing.
         match self.policy.check_request(now, from.addr.ip(), trunk) {
             PolicyVerdict::Allow => {}
@@ -390,6 +415,8 @@ impl<M: MediaControl> B2bua<M> {
         self.run_probes(now);
         self.txn.handle_timeout(now);
         self.process(now);
+        self.drive_registrations(now);
+        self.process(now);
         self.fire_call_timers(now);
         self.process(now);
     }
@@ -454,7 +481,8 @@ impl<M: MediaControl> B2bua<M> {
             .iter()
             .find(|tr| tr.address == t.dest && tr.transport == t.transport)
             .and_then(|tr| tr.tls_server_name.clone())
-            .or_else(|| self.tls_name_of_target(t.dest));
+            .or_else(|| self.tls_name_of_target(t.dest))
+            .or_else(|| self.registrations.tls_name(t.dest));
         Some(Transmit {
             dest: PeerAddr {
                 transport: t.transport,
@@ -471,10 +499,15 @@ impl<M: MediaControl> B2bua<M> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let call = self.timers.first().map(|(at, _, _)| *at);
-        [self.txn.poll_timeout(), call, self.probe_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.txn.poll_timeout(),
+            call,
+            self.probe_timeout(),
+            self.registrations.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Next call event.
@@ -595,6 +628,8 @@ impl<M: MediaControl> B2bua<M> {
     /// none to give back; the driver calls it from time to time).
     pub fn shrink(&mut self) {
         self.txn.shrink();
+        let txn = &self.txn;
+        self.teams_server_txs.retain(|tx| txn.state(tx).is_some());
         if self.events.capacity() > 4 * self.events.len() + 1024 {
             self.events.shrink_to(2 * self.events.len());
         }
@@ -653,15 +688,28 @@ impl<M: MediaControl> B2bua<M> {
                     from,
                     request,
                     cancels,
-                } => self.on_request(now, tx, from, request, cancels),
-                TxEvent::Response { tx, response } => self.on_response(now, tx, &response),
+                } => {
+                    self.note_teams_request(tx);
+                    self.on_request(now, tx, from, request, cancels);
+                }
+                TxEvent::Response { tx, response } => {
+                    if !self.on_register_response(now, tx, &response) {
+                        self.on_response(now, tx, &response);
+                    }
+                }
                 TxEvent::Ack { tx, request, .. } => self.on_ack(now, tx, &request),
                 TxEvent::StrayAck { .. } => {}
                 TxEvent::Timeout { tx, timer } => {
                     self.stats.transaction_timeouts += 1;
-                    self.on_tx_failure(now, tx, timer == Timer::L, 408);
+                    if !self.on_register_failure(now, tx, "no answer (Timer F)") {
+                        self.on_tx_failure(now, tx, timer == Timer::L, 408);
+                    }
                 }
-                TxEvent::TransportError { tx } => self.on_tx_failure(now, tx, false, 503),
+                TxEvent::TransportError { tx } => {
+                    if !self.on_register_failure(now, tx, "transport error") {
+                        self.on_tx_failure(now, tx, false, 503);
+                    }
+                }
             }
         }
     }
@@ -719,16 +767,23 @@ impl<M: MediaControl> B2bua<M> {
 
     /// A response to `req` carrying our Server header.
     fn response(&self, req: &SipMsg, status: u16, reason: &str, tag: Option<&str>) -> SipMsg {
+        // RFC 3261 §12.1.1: a 18x/2xx echoes the request's own Record-Route (the
+        // route set of this leg's proxies, e.g. a registrar that routed the call to
+        // us); we add none of ours and nothing crosses from the other leg.
         let mut r = make_response(req, status, reason, tag);
-        // Record-Route of the other side's request never goes back through us.
-        r.remove_header("Record-Route");
         r.push_header("Server", &self.cfg.node.user_agent);
         r
     }
 
     fn send_response(&mut self, now: Timestamp, tx: TxId, r: &SipMsg) {
         // An error means the transaction already ended: nothing left to answer.
-        let _ = self.txn.respond(now, tx, r);
+        if self.teams_server_txs.contains(tx) {
+            let mut r = r.clone();
+            self.stamp_teams_response(tx, &mut r);
+            let _ = self.txn.respond(now, tx, &r);
+        } else {
+            let _ = self.txn.respond(now, tx, r);
+        }
     }
 
     /// Answers `req` with a locally generated response.
@@ -877,8 +932,8 @@ impl<M: MediaControl> B2bua<M> {
         side: Side,
         method: Method,
     ) -> Option<(SipMsg, PeerAddr)> {
-        let transport = self.calls.get(&call)?.dest(side)?.transport;
-        let via = self.via(transport);
+        let dest = self.calls.get(&call)?.dest(side)?;
+        let via = self.via_to(call, dest);
         let ua = self.cfg.node.user_agent.clone();
         let c = self.calls.get_mut(&call)?;
         let dest = c.dest(side)?;

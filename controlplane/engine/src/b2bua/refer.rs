@@ -548,10 +548,10 @@ impl<M: MediaControl> B2bua<M> {
     ) {
         if let Some(invite) = self.txn.request(tx).cloned() {
             if let Ok(mut d) = Dialog::from_uac(&invite, resp) {
-                let via = self.via(dest.transport);
+                let via = self.via_to(call, dest);
                 let ack = d.ack(resp.cseq().map_or(1, |c| c.seq), &via);
                 self.txn.send_ack(Some(tx), dest, &ack);
-                let via = self.via(dest.transport);
+                let via = self.via_to(call, dest);
                 if let Ok(bye) = d.request(Method::Bye, &via) {
                     self.send_on(now, call, dest, bye, ClientRole::Own);
                 }
@@ -611,7 +611,7 @@ impl<M: MediaControl> B2bua<M> {
         dest: PeerAddr,
         resp: &SipMsg,
     ) {
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -741,7 +741,7 @@ impl<M: MediaControl> B2bua<M> {
         let Some(dest) = self.calls.get(&call).and_then(|c| c.dest(side)) else {
             return;
         };
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -913,7 +913,7 @@ impl<M: MediaControl> B2bua<M> {
         let o_mode = Self::leg_trunk(c, other)
             .and_then(|t| c.cfg.trunk(t))
             .map_or(MediaMode::Rtp, |t| t.media);
-        let contact = Self::leg_contact(&c.cfg.clone(), trunk, from.transport);
+        let contact = super::identity::leg_contact(&c.cfg.clone(), trunk, from.transport);
         let Some(ms) = c.media.as_mut() else {
             return;
         };
@@ -1074,7 +1074,7 @@ impl<M: MediaControl> B2bua<M> {
         resp: &SipMsg,
         join: Join,
     ) {
-        let via = self.via(dest.transport);
+        let via = self.via_to(call, dest);
         let side = join.side;
         match join.kind {
             JoinKind::Refer {

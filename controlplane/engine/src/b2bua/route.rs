@@ -97,6 +97,7 @@ mod tests {
             policy: PolicyConfig::default(),
             timers: TimerSettings::default(),
             teams: None,
+            registrations: Vec::new(),
         }
     }
 

@@ -249,6 +249,11 @@ impl MediaState {
                 // Teams requires rtcp-mux (RFC 5761); in an answer only when it offered it.
                 m.set_rtcp_mux(true);
             }
+            if answer && !offered_mux {
+                // RFC 5761 §5.1.1: an answer carries a=rtcp-mux only when the offer did
+                // (the other side's answer may have it: it answered our offer, not this one).
+                m.set_rtcp_mux(false);
+            }
             match mode.anchored() {
                 MediaMode::Srtp => {
                     let key = self.params[ix(to)]

@@ -78,6 +78,7 @@ mod tests {
             policy: PolicyConfig::default(),
             timers: TimerSettings::default(),
             teams: None,
+            registrations: Vec::new(),
         }
     }
 
