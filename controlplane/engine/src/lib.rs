@@ -87,10 +87,10 @@
 //!
 //! | need | use |
 //! |---|---|
-//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>` (seed from the OS RNG: tags, Call-IDs, branches, SDES keys, nonces derive from it); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` |
+//! | create | `B2bua::new(Arc<EngineConfig>, media: impl MediaControl, seed) -> Result<_, ConfigError>` (seed from the OS RNG: tags, Call-IDs, branches, SDES keys, nonces derive from it); reload `set_config(Arc<EngineConfig>)` (new calls only); CDR wall clock `set_epoch_offset_ms(ms)` (refreshed per input by the appliance) |
 //! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_tx_error(now, TxId)` (a `Transmit` could not be sent), `handle_connection_lost(now, ConnId)` / `handle_transport_error(now, PeerAddr)`, `handle_media_event(now, MediaEvent)` |
 //! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` exactly once per call, `Rejected`, `PolicyBan`) |
-//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
+//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `set_cdr_backpressure(bool)` (the CDR writer is behind: new INVITEs 503 + Retry-After), `open_record(now, call)` (an answered call's record to journal, end reason Restart), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
 //! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
 //! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
 //!

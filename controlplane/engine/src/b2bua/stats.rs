@@ -72,6 +72,9 @@ pub struct EngineStats {
     pub failovers: u64,
     pub trunk_limit_rejects: u64,
     pub drain_rejects: u64,
+    /// New calls refused with 503 because the CDR writer is behind
+    /// ([`super::B2bua::set_cdr_backpressure`]).
+    pub cdr_rejects: u64,
     pub media_errors: u64,
     /// Calls set up with media bypass (no data-plane ports taken).
     pub media_bypassed: u64,
