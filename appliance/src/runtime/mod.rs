@@ -15,7 +15,9 @@
 //! appliance (admin HTTP) use the [`ApplianceHandle`].
 
 pub(crate) mod call_log;
+pub mod cdr_journal;
 pub mod cdr_writer;
+pub mod clock;
 pub mod convert;
 pub mod engine_task;
 pub mod handle;
@@ -23,7 +25,9 @@ pub mod media;
 pub mod signals;
 pub mod teams;
 
+use std::future::Future;
 use std::io::Read;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -32,18 +36,23 @@ use portcullis_engine::b2bua::B2bua;
 use portcullis_net::SipTransports;
 use tokio::sync::mpsc;
 
-pub use self::engine_task::{Clock, EngineSnapshot};
+pub use self::clock::{Clock, WallClock};
+pub use self::engine_task::EngineSnapshot;
 pub use self::handle::{ApplianceHandle, ConfigSource, StatsSnapshot};
 pub use portcullis_engine::b2bua::CallSummary;
 
-use crate::config::{Config, LogFormat, LogLevel};
+use crate::config::{Config, LogConfig};
 
 /// Capacity of the command channel into the engine task.
 const CMD_QUEUE: usize = 1024;
 
 /// Something started alongside the engine once the planes are up (the admin HTTP
-/// server): receives the handle, runs on the control-plane runtime.
-pub type Extension = Box<dyn FnOnce(ApplianceHandle) + Send>;
+/// server): receives the handle, runs on the control-plane runtime. An error (its
+/// listener cannot bind) fails the start, before `READY=1`, like any other bind.
+pub type Extension = Box<dyn FnOnce(ApplianceHandle) -> ExtensionStart + Send>;
+
+/// What an [`Extension`] returns: done once it is up.
+pub type ExtensionStart = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Runs the appliance until SIGTERM/SIGINT (exit after a graceful drain).
 ///
@@ -62,7 +71,7 @@ pub fn run_with(
     source: ConfigSource,
     extensions: Vec<Extension>,
 ) -> anyhow::Result<()> {
-    init_logging(config.log.level, config.log.format);
+    init_logging(&config.log);
     let total = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let cp_threads = total.saturating_sub(config.media.cores.len()).max(1);
     let config = Arc::new(config);
@@ -104,9 +113,9 @@ async fn serve(
     }
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
     let b2b = B2bua::new(Arc::new(ec), media, seed()).context("call engine")?;
-    let cdr = cdr_writer::CdrWriter::start(&config.cdr)
+    let cdr = cdr_writer::CdrWriter::start(&config.cdr, clock.wall().clone())
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
-    let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
+    let cdr_queue = cdr.queue().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let teams = convert::teams_plan(&config).context("configuration")?;
     let mut engine = tokio::spawn(engine_task::run(
@@ -115,8 +124,8 @@ async fn serve(
         net_events,
         cmd_rx,
         engine_task::EngineTaskConfig {
-            clock,
-            cdr: cdr_tx,
+            clock: clock.clone(),
+            cdr: cdr_queue,
             node: config.node.name.clone(),
             teams,
             seed: seed(),
@@ -135,7 +144,15 @@ async fn serve(
         anyhow::bail!("engine task did not start");
     }
     for ext in extensions {
-        ext(handle.clone());
+        if let Err(e) = ext(handle.clone()).await {
+            // Stop what started (no call can be up yet), then fail.
+            handle.send(engine_task::Cmd::Stop).await;
+            let _ = engine.await;
+            drop(handle);
+            let _ = tokio::task::spawn_blocking(move || cdr.finish()).await;
+            net.shutdown();
+            return Err(e);
+        }
     }
     let monitor = tokio::spawn(signals::monitor(handle.clone()));
     let _ = crate::notify::notify_ready();
@@ -183,7 +200,8 @@ fn seed() -> u64 {
 }
 
 /// Installs the global subscriber (see [`crate::logging`]): `RUST_LOG` when set, else
-/// `[log] level`; text or JSON lines on stderr. A second call (tests) is a no-op.
-pub fn init_logging(level: LogLevel, format: LogFormat) {
-    crate::logging::init(level, format);
+/// `[log] level`; text or JSON lines on stderr through a bounded non-blocking buffer.
+/// A second call (tests) is a no-op.
+pub fn init_logging(log: &LogConfig) {
+    crate::logging::init(log.level, log.format, log.buffer_lines);
 }

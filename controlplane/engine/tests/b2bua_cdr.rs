@@ -52,7 +52,11 @@ fn open_record_exists_from_answer_to_end() {
     let (atx, ainv, btx, binv) = h.start("100", Some(&a_sdp));
     let call = h.sbc.calls()[0].call;
     let now = h.now;
-    assert_eq!(h.sbc.open_record(now, call), None, "ringing: nothing to journal");
+    assert_eq!(
+        h.sbc.open_record(now, call),
+        None,
+        "ringing: nothing to journal"
+    );
     h.b1_rings_and_answers(btx, &binv, "btag");
     let resp = h.a.first_response(200).unwrap();
     let mut da = h.a.ack(atx, &ainv, &resp, None);
