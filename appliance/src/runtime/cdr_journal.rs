@@ -134,13 +134,14 @@ fn key(cdr: &serde_json::Map<String, Value>) -> Key {
 /// segments (the call went on after them).
 fn tail_keys(cdr: &Path) -> HashSet<Key> {
     let mut keys = HashSet::new();
+    // Checked before opening: opening a FIFO for reading would wait for a writer.
+    if !std::fs::metadata(cdr).is_ok_and(|m| m.is_file()) {
+        return keys;
+    }
     let Ok(mut f) = File::open(cdr) else {
         return keys;
     };
-    let len = match f.metadata() {
-        Ok(m) if m.is_file() => m.len(),
-        _ => return keys,
-    };
+    let len = f.metadata().map_or(0, |m| m.len());
     let from = len.saturating_sub(TAIL_BYTES);
     let mut buf = Vec::new();
     if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut buf).is_err() {
