@@ -220,10 +220,10 @@ impl Journal {
         !self.open.is_empty()
     }
 
-    /// Open calls.
+    /// Whether something was written since the last sync (or is queued).
     #[must_use]
-    pub fn open_calls(&self) -> usize {
-        self.open.len()
+    pub fn is_dirty(&self) -> bool {
+        self.dirty || !self.buf.is_empty()
     }
 
     /// Queues `ops` at wall time `at_ms`. `closes`: whether the records of the batch

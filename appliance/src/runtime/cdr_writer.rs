@@ -369,7 +369,7 @@ impl<S: CdrSink> WriterLoop<S> {
         let mut ops = Vec::new();
         loop {
             let mut wait = Duration::from_secs(3600);
-            if dirty && self.policy == FsyncPolicy::Interval {
+            if (dirty || self.journal.is_dirty()) && self.policy == FsyncPolicy::Interval {
                 wait = wait.min(self.interval.saturating_sub(last_sync.elapsed()));
             }
             if self.journal.has_open() {
@@ -397,10 +397,11 @@ impl<S: CdrSink> WriterLoop<S> {
                 FsyncPolicy::Interval => last_sync.elapsed() >= self.interval,
                 FsyncPolicy::Never => false,
             };
+            let mut synced = false;
             if dirty && due {
                 self.sync_sink();
                 dirty = false;
-                last_sync = Instant::now();
+                synced = true;
             }
             let now_ms = self.wall.now_ms();
             self.journal.apply(ops.drain(..), written, now_ms);
@@ -408,7 +409,10 @@ impl<S: CdrSink> WriterLoop<S> {
                 self.journal.checkpoint(now_ms);
                 last_checkpoint = Instant::now();
             }
-            self.journal_write(due);
+            synced |= self.journal_write(due);
+            if synced {
+                last_sync = Instant::now();
+            }
             if self.journal.compaction_due() {
                 self.compact(now_ms);
             }
@@ -417,7 +421,7 @@ impl<S: CdrSink> WriterLoop<S> {
         if dirty || self.policy != FsyncPolicy::Never {
             self.sync_sink();
         }
-        self.journal_write(self.policy != FsyncPolicy::Never);
+        let _ = self.journal_write(self.policy != FsyncPolicy::Never);
         if !self.journal.has_open() {
             // Clean stop: nothing for the next start to close.
             self.compact(self.wall.now_ms());
@@ -464,19 +468,23 @@ impl<S: CdrSink> WriterLoop<S> {
         }
     }
 
-    fn journal_write(&mut self, sync: bool) {
+    /// Writes the journal's queued lines, syncing when `sync`; returns whether it synced.
+    fn journal_write(&mut self, sync: bool) -> bool {
         let res = self
             .journal
             .write()
             .and_then(|()| if sync { self.journal.sync() } else { Ok(false) });
         match res {
-            Ok(true) => {
-                self.c.syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(synced) => {
+                if synced {
+                    self.c.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                synced
             }
-            Ok(false) => {}
             Err(e) => {
                 self.c.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "CDR journal write failed");
+                false
             }
         }
     }
