@@ -460,9 +460,7 @@ impl Ctx {
             }
         }
     }
-}
 
-impl Ctx {
     /// Journals live answered call `call` (its record as of now).
     fn journal(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) {
         if let Some(r) = b2b.open_record(self.clock.now(), call) {
