@@ -91,7 +91,10 @@ pub enum Command {
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    let result = dispatch(cli.command);
+    // Buffered log lines first, so the error below comes last.
+    crate::logging::flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "portcullis: {e:#}");

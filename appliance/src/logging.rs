@@ -11,6 +11,12 @@
 //!   `<6>` info, `<7>` debug and trace; sd-daemon(3)), which journald strips and stores as
 //!   `PRIORITY=`, and the timestamp is left out (the journal stamps every line itself).
 //!   `journalctl -p warning -u portcullis` then filters by level.
+//! - Lines never block the thread that logs them (the engine task above all): they go
+//!   through a bounded buffer of `[log] buffer_lines` lines to a writer thread
+//!   (`tracing-appender`'s non-blocking writer, lossy). When stderr stalls (a full pipe
+//!   nobody reads, a stuck journald) and the buffer is full, new lines are dropped and
+//!   counted ([`lines_dropped`], metric `portcullis_log_lines_dropped_total`);
+//!   [`flush`] at exit writes what is buffered (waiting a second at most).
 //! - Calls log inside a span `call{call=N a_call_id=.. b_call_id=..}` (see
 //!   `runtime::call_log`), so `journalctl -u portcullis | grep CALL-ID` finds every
 //!   line of a call.
@@ -20,6 +26,8 @@
 
 use std::fmt;
 use std::sync::{Mutex, OnceLock, PoisonError};
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{DefaultFields, Format, JsonFields, Writer};
@@ -57,6 +65,15 @@ struct Control {
 }
 
 static CONTROL: OnceLock<Control> = OnceLock::new();
+
+/// The non-blocking output: its writer thread's guard (flushes on drop) and its count
+/// of dropped lines.
+struct Output {
+    guard: Mutex<Option<WorkerGuard>>,
+    dropped: ErrorCounter,
+}
+
+static OUTPUT: OnceLock<Output> = OnceLock::new();
 
 /// The filter text of a configured level.
 #[must_use]
@@ -108,9 +125,10 @@ pub fn parse_filter(text: &str) -> Result<EnvFilter, LogError> {
     EnvFilter::builder().parse(text).map_err(|_| invalid())
 }
 
-/// Installs the global subscriber (see the module docs). Returns `false` when a subscriber
-/// was already installed (a second call, tests): that one stays.
-pub fn init(level: LogLevel, format: LogFormat) -> bool {
+/// Installs the global subscriber (see the module docs), buffering at most
+/// `buffer_lines` lines for stderr. Returns `false` when a subscriber was already
+/// installed (a second call, tests): that one stays.
+pub fn init(level: LogLevel, format: LogFormat, buffer_lines: usize) -> bool {
     let (filter, text) = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => match parse_filter(&v) {
             Ok(f) => (f, v.trim().to_owned()),
@@ -125,25 +143,31 @@ pub fn init(level: LogLevel, format: LogFormat) -> bool {
     let (filter, handle) = reload::Layer::new(filter);
     let journal = stderr_is_journal();
     let ansi = !journal && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(buffer_lines.max(1))
+        .thread_name("portcullis-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     type Base = tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
     let output: Box<dyn Layer<Base> + Send + Sync> = match (format, journal) {
         (LogFormat::Text, false) => tracing_subscriber::fmt::layer()
             .with_ansi(ansi)
-            .with_writer(std::io::stderr)
+            .with_writer(writer.clone())
             .boxed(),
         (LogFormat::Text, true) => tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer.clone())
             .fmt_fields(DefaultFields::new())
             .event_format(Journal(Format::default().without_time()))
             .boxed(),
         (LogFormat::Json, false) => tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(writer.clone())
             .boxed(),
         (LogFormat::Json, true) => tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer.clone())
             .fmt_fields(JsonFields::new())
             .event_format(Journal(Format::default().without_time().json()))
             .boxed(),
@@ -158,8 +182,31 @@ pub fn init(level: LogLevel, format: LogFormat) -> bool {
             handle,
             current: Mutex::new(text),
         });
+        let _ = OUTPUT.set(Output {
+            guard: Mutex::new(Some(guard)),
+            dropped,
+        });
     }
     installed
+}
+
+/// Lines dropped because the output was behind (0 without a subscriber of ours).
+#[must_use]
+pub fn lines_dropped() -> u64 {
+    OUTPUT.get().map_or(0, |o| o.dropped.dropped_lines() as u64)
+}
+
+/// Writes the buffered lines and stops the output thread (at exit; later lines are
+/// dropped). Waits about a second at most when stderr is stalled.
+pub fn flush() {
+    if let Some(o) = OUTPUT.get() {
+        let guard = o
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(guard);
+    }
 }
 
 /// The filter in force, `None` when this process installed no subscriber.

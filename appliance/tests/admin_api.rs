@@ -158,6 +158,11 @@ fn full_snapshot() -> MetricsSnapshot {
         cdr_written: 3,
         cdr_errors: 1,
         capture: Some((5, 1)),
+        cdr_queue_depth: 5,
+        cdr_backpressure: true,
+        cdr_backpressure_rejects: 2,
+        cdr_recovered: 3,
+        log_lines_dropped: 7,
         rings: vec![
             RingDepth {
                 commands: 2,

@@ -475,6 +475,36 @@ const CASES: &[Case] = &[
         says: "must be at least 1",
     },
     Case {
+        edits: &[
+            ("[media]", "[admin]\nlisten = \"127.0.0.1:5062\"\n\n[media]"),
+            ("[[trunk]]", "[[sip.listener]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5062\"\n\n[[trunk]]"),
+        ],
+        path: "admin.listen",
+        at: "\"127.0.0.1:5062\"\n\n[media]",
+        says: "same TCP port as sip.listener[1] (tcp 127.0.0.1:5062)",
+    },
+    Case {
+        edits: &[
+            ("[media]", "[admin]\nlisten = \"[::]:5061\"\ntoken = \"0123456789abcdef\"\n\n[media]"),
+            ("[[trunk]]", "[[sip.listener]]\ntransport = \"tcp\"\naddress = \"0.0.0.0:5061\"\n\n[[trunk]]"),
+        ],
+        path: "admin.listen",
+        at: "\"[::]:5061\"",
+        says: "same TCP port as sip.listener[1] (tcp 0.0.0.0:5061)",
+    },
+    Case {
+        edits: &[("[media]", "[cdr]\nqueue_capacity = 8\n\n[media]")],
+        path: "cdr.queue_capacity",
+        at: "8\n",
+        says: "between 16 and 1048576",
+    },
+    Case {
+        edits: &[("[media]", "[log]\nbuffer_lines = 10\n\n[media]")],
+        path: "log.buffer_lines",
+        at: "10\n",
+        says: "between 64 and 1048576",
+    },
+    Case {
         edits: &[("[[trunk]]", "[teams]\nsbc_fqdn = \"sbc.example.com\"\n\n[[trunk]]")],
         path: "teams.cert_chain",
         at: "[teams]",
@@ -785,4 +815,23 @@ fn a_key_that_is_not_the_certificates_is_refused() {
     };
     Config::from_toml(&src.replace(&key, &other_key), Path::new("/"), &no_files)
         .unwrap_or_else(|d| panic!("{d:#?}"));
+}
+
+/// UDP and TCP on one port are two sockets: the admin API (TCP) may share a UDP
+/// listener's port, not a TCP one's.
+#[test]
+fn admin_may_share_a_port_with_udp_only() {
+    let src = apply(&[("[media]", "[admin]\nlisten = \"127.0.0.1:5060\"\n\n[media]")]);
+    let cfg = load(&src).unwrap_or_else(|d| panic!("{d:#?}"));
+    assert_eq!(cfg.admin.listen, "127.0.0.1:5060".parse().unwrap());
+    assert_eq!(cfg.cdr.queue_capacity, 8192, "default");
+    assert_eq!(cfg.log.buffer_lines, 16_384, "default");
+    let other_ip = apply(&[
+        ("[media]", "[admin]\nlisten = \"127.0.0.2:5062\"\n\n[media]"),
+        (
+            "[[trunk]]",
+            "[[sip.listener]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5062\"\n\n[[trunk]]",
+        ),
+    ]);
+    assert!(load(&other_ip).is_ok(), "another address, another socket");
 }

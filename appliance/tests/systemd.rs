@@ -150,6 +150,15 @@ fn unit_keeps_required_settings() {
     ] {
         assert!(unit.lines().any(|l| l == line), "{UNIT} lacks `{line}`");
     }
+    // CDR times come from the wall clock: start after it is synchronised.
+    for key in ["After", "Wants"] {
+        assert!(
+            value(&unit, key)
+                .split_whitespace()
+                .any(|u| u == "time-sync.target"),
+            "{UNIT}: {key}= must name time-sync.target"
+        );
+    }
     let nofile: u64 = value(&unit, "LimitNOFILE")
         .parse()
         .expect("LimitNOFILE number");

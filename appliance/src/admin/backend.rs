@@ -33,9 +33,10 @@ impl ApplianceBackend {
 
 /// The runtime extension serving the admin API on `[admin] listen`.
 ///
-/// A bind failure is logged and the appliance keeps running without its admin API (the
-/// address was checked by the configuration; a port taken at run time is an operator matter
-/// the log names).
+/// A bind failure (the port is taken) fails the start with a message naming the address,
+/// as the SIP and media binds do: an appliance without its admin API cannot be watched
+/// or drained by its operators. (The configuration check already refuses an address that
+/// clashes with a SIP TCP/TLS listener.)
 #[must_use]
 pub fn extension(cfg: &AdminConfig) -> Extension {
     let scfg = AdminServerConfig {
@@ -43,11 +44,14 @@ pub fn extension(cfg: &AdminConfig) -> Extension {
         token: cfg.token.as_ref().map(|t| t.expose().to_owned()),
     };
     Box::new(move |handle: ApplianceHandle| {
-        tokio::spawn(async move {
-            if let Err(e) = spawn(scfg.clone(), ApplianceBackend::new(handle)).await {
-                tracing::error!(listen = %scfg.listen, error = %e, "admin HTTP API not started");
-            }
-        });
+        Box::pin(async move {
+            let listen = scfg.listen;
+            // The server keeps running once spawned (dropping its handle does not stop it).
+            spawn(scfg, ApplianceBackend::new(handle))
+                .await
+                .map(drop)
+                .map_err(|e| anyhow::anyhow!("admin API listener {listen}: {e}"))
+        })
     })
 }
 
@@ -193,6 +197,11 @@ impl AdminBackend for ApplianceBackend {
             media_bypassed: e.media_bypassed,
             cdr_written: stats.cdr_written,
             cdr_errors: stats.cdr_errors,
+            cdr_queue_depth: stats.cdr_queue_depth,
+            cdr_backpressure: stats.cdr_behind,
+            cdr_backpressure_rejects: e.cdr_rejects,
+            cdr_recovered: stats.cdr_recovered,
+            log_lines_dropped: crate::logging::lines_dropped(),
             rings: self.handle.dataplane().ring_depths(),
             capture: cfg.capture.is_some().then_some(stats.engine.capture),
             log_filter: self.log_filter(),

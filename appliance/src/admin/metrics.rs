@@ -478,6 +478,31 @@ pub const FAMILIES: &[Family] = &[
         "SIP messages not captured: the collector's socket could not take them at once, or too large for HEP.",
     ),
     fam(
+        "portcullis_cdr_queue_depth",
+        G,
+        "CDR records and journal entries waiting for the writer.",
+    ),
+    fam(
+        "portcullis_cdr_backpressure",
+        G,
+        "1 while new calls are refused (503) because the CDR writer is behind.",
+    ),
+    fam(
+        "portcullis_cdr_backpressure_rejects_total",
+        C,
+        "New calls refused with 503 because the CDR writer was behind.",
+    ),
+    fam(
+        "portcullis_cdr_recovered_total",
+        C,
+        "Records written at start, ended by restart, for calls the last stop cut.",
+    ),
+    fam(
+        "portcullis_log_lines_dropped_total",
+        C,
+        "Log lines dropped because the log output (stderr) was behind.",
+    ),
+    fam(
         "portcullis_log_filter_info",
         G,
         "Log filter in force (value 1); changed by PUT /api/v1/log-level or a reload.",
@@ -649,6 +674,17 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
         e.single("portcullis_capture_sent_total", sent);
         e.single("portcullis_capture_dropped_total", dropped);
     }
+    e.single("portcullis_cdr_queue_depth", snap.cdr_queue_depth);
+    e.single(
+        "portcullis_cdr_backpressure",
+        u64::from(snap.cdr_backpressure),
+    );
+    e.single(
+        "portcullis_cdr_backpressure_rejects_total",
+        snap.cdr_backpressure_rejects,
+    );
+    e.single("portcullis_cdr_recovered_total", snap.cdr_recovered);
+    e.single("portcullis_log_lines_dropped_total", snap.log_lines_dropped);
     if let Some(filter) = &snap.log_filter {
         if e.family("portcullis_log_filter_info") {
             e.sample(&[("filter", filter.as_str())], Value::Int(1));

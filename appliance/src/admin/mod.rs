@@ -248,6 +248,16 @@ pub struct MetricsSnapshot {
     pub cdr_written: u64,
     /// CDR write/sync failures.
     pub cdr_errors: u64,
+    /// CDR entries waiting for the writer (gauge).
+    pub cdr_queue_depth: u64,
+    /// Whether new calls are refused because the CDR writer is behind.
+    pub cdr_backpressure: bool,
+    /// New calls refused with 503 because the CDR writer was behind.
+    pub cdr_backpressure_rejects: u64,
+    /// Records written at start, ended by restart, for calls cut by the last stop.
+    pub cdr_recovered: u64,
+    /// Log lines dropped because the log output was behind.
+    pub log_lines_dropped: u64,
     /// Ring occupancy and command-ring overflows per data plane worker.
     pub rings: Vec<RingDepth>,
     /// HEP capture: messages sent to the collector and dropped (`None`: capture off).

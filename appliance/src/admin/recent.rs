@@ -84,6 +84,7 @@ pub fn end_reason_label(r: &EndReason) -> &'static str {
         EndReason::Shutdown => "shutdown",
         EndReason::Terminated => "terminated",
         EndReason::Transferred => "transferred",
+        EndReason::Restart => "restart",
     }
 }
 

@@ -24,6 +24,10 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 pub const RFC4028_MIN_SE: Duration = Duration::from_secs(90);
 /// Bounds of `sip.limits.max_message_size`.
 pub const MESSAGE_SIZE_BOUNDS: (u32, u32) = (1024, 1 << 20);
+/// Bounds of `cdr.queue_capacity`.
+pub const CDR_QUEUE_BOUNDS: (u32, u32) = (16, 1 << 20);
+/// Bounds of `log.buffer_lines`.
+pub const LOG_BUFFER_BOUNDS: (u32, u32) = (64, 1 << 20);
 /// Bounds of `media.ring_capacity`.
 pub const RING_CAPACITY_BOUNDS: (u32, u32) = (64, 1 << 20);
 
@@ -59,12 +63,23 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
             }
         }
     }
+    if let (Some(sip), Some(admin)) = (&sip, &admin) {
+        admin_clash(sip, admin.listen, c);
+    }
+    let (lo, hi) = LOG_BUFFER_BOUNDS;
+    if !(lo..=hi).contains(&raw.log.buffer_lines) {
+        c.err(
+            "log.buffer_lines",
+            format!("must be between {lo} and {hi} lines"),
+        );
+    }
     if !c.diags.is_empty() {
         return None;
     }
     let log = LogConfig {
         level: raw.log.level,
         format: raw.log.format,
+        buffer_lines: usize::try_from(raw.log.buffer_lines).ok()?,
     };
     Some(Config {
         node: node?,
@@ -167,6 +182,26 @@ fn sip(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipConfig> {
 
 /// True when binding both addresses would collide: same address, or same port where one
 /// side is the wildcard of the same family.
+/// The admin API listens on TCP: it may not share a port with a TCP-based SIP listener
+/// (UDP on the same port is another socket). Its socket is dual stack, like the media's.
+fn admin_clash(sip: &SipConfig, admin: SocketAddr, c: &mut Checker<'_>) {
+    let clash = sip.listeners.iter().enumerate().find(|(_, l)| {
+        l.transport.is_stream()
+            && l.address.port() == admin.port()
+            && media_overlaps(admin.ip(), l.address.ip())
+    });
+    if let Some((i, l)) = clash {
+        c.err(
+            "admin.listen",
+            format!(
+                "{admin} uses the same TCP port as sip.listener[{i}] ({} {}): give the admin API its own port",
+                l.transport.as_str(),
+                l.address
+            ),
+        );
+    }
+}
+
 fn sockets_overlap(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && ips_overlap(a.ip(), b.ip())
 }
@@ -556,11 +591,20 @@ fn cdr(raw: &RawConfig, c: &mut Checker<'_>) -> Option<CdrConfig> {
         &raw.cdr.fsync_interval,
         Duration::from_millis(1),
     );
-    (!raw.cdr.path.is_empty()).then_some(())?;
+    let (lo, hi) = CDR_QUEUE_BOUNDS;
+    let queue_ok = (lo..=hi).contains(&raw.cdr.queue_capacity);
+    if !queue_ok {
+        c.err(
+            "cdr.queue_capacity",
+            format!("must be between {lo} and {hi} entries"),
+        );
+    }
+    (!raw.cdr.path.is_empty() && queue_ok).then_some(())?;
     Some(CdrConfig {
         path: c.resolve_path(&raw.cdr.path),
         fsync: raw.cdr.fsync,
         fsync_interval: interval?,
+        queue_capacity: usize::try_from(raw.cdr.queue_capacity).ok()?,
     })
 }
 

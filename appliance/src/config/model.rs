@@ -266,6 +266,9 @@ pub struct CdrConfig {
     pub fsync: FsyncPolicy,
     /// Period for [`FsyncPolicy::Interval`].
     pub fsync_interval: Duration,
+    /// Entries queued for the writer (channel capacity; new calls are refused at
+    /// three quarters of it, see `runtime::cdr_writer`).
+    pub queue_capacity: usize,
 }
 
 /// `[log]`
@@ -275,6 +278,8 @@ pub struct LogConfig {
     pub level: LogLevel,
     /// Line format.
     pub format: LogFormat,
+    /// Lines buffered for the output before new ones are dropped (see `logging`).
+    pub buffer_lines: usize,
 }
 
 /// `[policy]`

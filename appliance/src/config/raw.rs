@@ -482,6 +482,9 @@ pub struct RawCdr {
     /// Period of the `interval` policy.
     #[serde(default = "default_fsync_interval")]
     pub fsync_interval: String,
+    /// Entries the engine may queue for the writer before new calls are refused.
+    #[serde(default = "default_cdr_queue_capacity")]
+    pub queue_capacity: u32,
 }
 
 fn default_cdr_path() -> String {
@@ -490,6 +493,9 @@ fn default_cdr_path() -> String {
 fn default_fsync_interval() -> String {
     s("1s")
 }
+fn default_cdr_queue_capacity() -> u32 {
+    8192
+}
 
 impl Default for RawCdr {
     fn default() -> Self {
@@ -497,6 +503,7 @@ impl Default for RawCdr {
             path: default_cdr_path(),
             fsync: FsyncPolicy::Always,
             fsync_interval: default_fsync_interval(),
+            queue_capacity: default_cdr_queue_capacity(),
         }
     }
 }
@@ -530,7 +537,7 @@ pub enum LogFormat {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     /// error | warn | info | debug | trace
@@ -539,6 +546,23 @@ pub struct RawLog {
     /// text | json
     #[serde(default)]
     pub format: LogFormat,
+    /// Lines waiting for the log output before new ones are dropped (counted).
+    #[serde(default = "default_log_buffer_lines")]
+    pub buffer_lines: u32,
+}
+
+fn default_log_buffer_lines() -> u32 {
+    16_384
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::default(),
+            format: LogFormat::default(),
+            buffer_lines: default_log_buffer_lines(),
+        }
+    }
 }
 
 /// What happens to a request from a source that matches no trunk.

@@ -5,13 +5,20 @@
 //! [`MEDIA_POLL`], drains `poll_transmit` into the drivers and `poll_event` into
 //! logs and the CDR writer. Everything else talks to it through [`Cmd`] on a
 //! bounded channel, so the engine stays single-threaded and lock-free.
+//!
+//! CDRs: every input first refreshes the engine's wall-clock offset
+//! ([`engine_now`]), so records carry the wall clock of the moment they are made. An
+//! answered call is journalled at once (its record as of the answer, see
+//! [`super::cdr_journal`]); each record goes to the writer's [`CdrQueue`], and after
+//! every turn the queue's state drives the engine's CDR back-pressure (new calls get
+//! `503` while the writer is behind).
 
-use std::sync::mpsc::Sender as StdSender;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use portcullis_engine::b2bua::{B2bua, CallEvent, CallSummary, CdrRecord, EngineStats};
+use portcullis_engine::b2bua::{B2bua, CallEvent, CallSummary, CdrRecord, EndReason, EngineStats};
 use portcullis_engine::config::EngineConfig;
+use portcullis_engine::media::MediaControl;
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{ConnId, PeerAddr, Transport as TxTransport, TxStats};
 use portcullis_net::{
@@ -22,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
 use super::capture::{self, Capture, IpProto, SipCapture};
+use super::cdr_writer::CdrQueue;
+pub use super::clock::Clock;
 use super::media::{DataplaneMedia, MediaNote};
 use super::reject_log::RejectLog;
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
@@ -38,48 +47,6 @@ const OUTPUT_BUDGET: usize = 100_000;
 
 /// How often the engine's tables give back what a flood made them grow.
 const SHRINK_EVERY: Duration = Duration::from_secs(5);
-
-/// The process clock: a monotonic epoch for the engine and the wall-clock time of
-/// that epoch for CDRs.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    start: Instant,
-    wall_start_ms: u64,
-}
-
-impl Clock {
-    /// Starts the clock now.
-    pub fn new() -> Self {
-        let wall_start_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self {
-            start: Instant::now(),
-            wall_start_ms,
-        }
-    }
-
-    /// Engine time now.
-    pub fn now(&self) -> Timestamp {
-        Timestamp::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// The instant of an engine timestamp.
-    pub fn instant(&self, t: Timestamp) -> Instant {
-        self.start + Duration::from_millis(t.as_millis())
-    }
-
-    /// Unix milliseconds of an engine timestamp.
-    pub fn wall_ms(&self, engine_ms: u64) -> u64 {
-        self.wall_start_ms.saturating_add(engine_ms)
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// Engine counters copied out for metrics.
 #[derive(Debug, Clone, Default)]
@@ -152,8 +119,8 @@ pub enum Cmd {
 pub struct EngineTaskConfig {
     /// Process clock.
     pub clock: Clock,
-    /// CDR lines go there.
-    pub cdr: StdSender<String>,
+    /// CDR records and journal entries go there.
+    pub cdr: CdrQueue,
     /// Node name written in CDRs.
     pub node: String,
     /// Teams proxies to watch (`[teams]`).
@@ -174,10 +141,10 @@ pub async fn run(
     mut cmds: mpsc::Receiver<Cmd>,
     tc: EngineTaskConfig,
 ) {
-    let clock = tc.clock;
+    let clock = tc.clock.clone();
     let mut ctx = Ctx {
         net,
-        clock,
+        clock: tc.clock,
         cdr: tc.cdr,
         node: tc.node,
         media_buf: Vec::new(),
@@ -195,7 +162,6 @@ pub async fn run(
     ctx.set_dns(tc.dns);
     ctx.set_teams(tc.teams);
     ctx.set_capture(tc.capture);
-    b2b.set_epoch_offset_ms(clock.wall_ms(0));
     let mut media_tick = tokio::time::interval(MEDIA_POLL);
     media_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -244,7 +210,7 @@ pub async fn run(
                 }
             }
             () = sleep => {
-                let now = clock.now();
+                let now = engine_now(&clock, &mut b2b);
                 b2b.handle_timeout(now);
                 if let Some(t) = &mut ctx.teams {
                     t.handle_timeout(now, &ctx.net);
@@ -276,10 +242,18 @@ async fn next_dns(d: &mut Option<super::dns::DnsDriver>) -> Option<super::dns::D
     }
 }
 
+/// Engine time now, with the engine's CDR wall-clock offset refreshed from `clock`
+/// (see [`super::clock`]): every input goes through it.
+pub fn engine_now<M: MediaControl>(clock: &Clock, b2b: &mut B2bua<M>) -> Timestamp {
+    let now = clock.now();
+    b2b.set_epoch_offset_ms(clock.epoch_offset_ms(now));
+    now
+}
+
 struct Ctx {
     net: SipTransports,
     clock: Clock,
-    cdr: StdSender<String>,
+    cdr: CdrQueue,
     node: String,
     media_buf: Vec<MediaNote>,
     spans: CallSpans,
@@ -424,7 +398,8 @@ impl Ctx {
                 if let Some(span) = self.spans.get(call) {
                     span.in_scope(|| tracing::info!("terminate requested by the admin API"));
                 }
-                let ok = b2b.terminate(self.clock.now(), call);
+                let now = engine_now(&self.clock, b2b);
+                let ok = b2b.terminate(now, call);
                 let _ = tx.send(ok);
             }
             Cmd::SetConfig(cfg, tx) => {
@@ -473,15 +448,21 @@ impl Ctx {
                 let _ = tx.send(());
             }
             Cmd::Drain => b2b.start_drain(),
-            Cmd::ReleaseAll => b2b.release_all(self.clock.now()),
-            Cmd::Unregister => b2b.unregister_all(self.clock.now()),
+            Cmd::ReleaseAll => {
+                let now = engine_now(&self.clock, b2b);
+                b2b.release_all(now);
+            }
+            Cmd::Unregister => {
+                let now = engine_now(&self.clock, b2b);
+                b2b.unregister_all(now);
+            }
             Cmd::Stop => return false,
         }
         true
     }
 
     fn transport_event(&mut self, b2b: &mut B2bua<DataplaneMedia>, ev: TransportEvent) {
-        let now = self.clock.now();
+        let now = engine_now(&self.clock, b2b);
         match ev {
             TransportEvent::Message(m) => {
                 if self.capture.is_some() {
@@ -550,7 +531,7 @@ impl Ctx {
         if self.media_buf.is_empty() {
             return;
         }
-        let now = self.clock.now();
+        let now = engine_now(&self.clock, b2b);
         for note in std::mem::take(&mut self.media_buf) {
             // Logged in the call's span, before the engine acts on it (an inactivity
             // ends the call, and its span with it).
@@ -595,7 +576,8 @@ impl Ctx {
             if let Err(e) = self.net.send(out) {
                 tracing::debug!(dest = %t.dest.addr, error = %e, "send refused");
                 if let Some(tx) = t.tx {
-                    b2b.handle_tx_error(self.clock.now(), tx);
+                    let now = engine_now(&self.clock, b2b);
+                    b2b.handle_tx_error(now, tx);
                 }
             }
         }
@@ -610,6 +592,18 @@ impl Ctx {
         if now.saturating_duration_since(self.shrunk_at) >= SHRINK_EVERY {
             self.shrunk_at = now;
             b2b.shrink();
+        }
+        let behind = self.cdr.pump();
+        if behind != b2b.cdr_backpressure() {
+            b2b.set_cdr_backpressure(behind);
+            if behind {
+                tracing::warn!(
+                    queued = self.cdr.depth(),
+                    "CDR writer behind: new calls refused with 503"
+                );
+            } else {
+                tracing::info!("CDR writer caught up: new calls accepted");
+            }
         }
     }
 
@@ -636,8 +630,9 @@ impl Ctx {
             } => {
                 let _in = self.call_span(b2b, call).entered();
                 tracing::info!(trunk = %outbound_trunk, "call answered");
-                let at_ms = self.clock.wall_ms(self.clock.now().as_millis());
+                let at_ms = self.clock.wall().now_ms();
                 self.recent.answered(&outbound_trunk, at_ms);
+                self.journal(b2b, call);
             }
             CallEvent::CallEnded { cdr } => {
                 let b_call_id = cdr.b_leg.as_ref().map(|b| b.call_id.as_str());
@@ -650,9 +645,10 @@ impl Ctx {
                     "call ended"
                 );
                 self.recent.call_ended(&cdr);
-                let line = cdr_line(&cdr, &self.node);
-                if self.cdr.send(line).is_err() {
-                    tracing::error!("CDR writer gone; record lost");
+                self.cdr.record(cdr.call_id, cdr_line(&cdr, &self.node));
+                if cdr.end_reason == EndReason::Transferred {
+                    // The call goes on with its new leg: journal it as it is now.
+                    self.journal(b2b, cdr.call_id);
                 }
             }
             // Counted by status and reason in the metrics; summarised in the log.
@@ -662,12 +658,8 @@ impl Ctx {
                 source,
             } => {
                 self.rejects.rejected(self.clock.now(), status, source.ip());
-                self.recent.rejected(
-                    self.clock.wall_ms(self.clock.now().as_millis()),
-                    status,
-                    &reason,
-                    source,
-                );
+                self.recent
+                    .rejected(self.clock.wall().now_ms(), status, &reason, source);
             }
             CallEvent::TargetHealth { trunk, target, up } => {
                 if up {
@@ -696,6 +688,13 @@ impl Ctx {
             }
         }
     }
+
+    /// Journals live answered call `call` (its record as of now).
+    fn journal(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) {
+        if let Some(r) = b2b.open_record(self.clock.now(), call) {
+            self.cdr.open(call, cdr_line(&r, &self.node));
+        }
+    }
 }
 
 /// The CDR as one JSON line with the node name added (times are already wall-clock:
@@ -710,3 +709,7 @@ pub fn cdr_line(cdr: &CdrRecord, node: &str) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+#[path = "engine_task_tests.rs"]
+mod tests;

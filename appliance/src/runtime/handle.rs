@@ -16,8 +16,9 @@ use portcullis_net::{NetCountersSnapshot, SipTransports};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cdr_writer::CdrCounters;
+use super::clock::Clock;
 use super::convert;
-use super::engine_task::{Clock, Cmd, EngineSnapshot};
+use super::engine_task::{Cmd, EngineSnapshot};
 use crate::admin::recent::RecentCalls;
 use crate::config::{Config, ConfigError, LoadOptions};
 
@@ -59,6 +60,12 @@ pub struct StatsSnapshot {
     pub cdr_written: u64,
     /// CDR write/sync failures.
     pub cdr_errors: u64,
+    /// CDR entries waiting for the writer.
+    pub cdr_queue_depth: u64,
+    /// Whether the CDR writer is behind (new calls refused).
+    pub cdr_behind: bool,
+    /// Records written at start for calls cut by the last stop.
+    pub cdr_recovered: u64,
 }
 
 /// Health as last measured by the monitor loop.
@@ -162,6 +169,9 @@ impl ApplianceHandle {
             config_generation: self.generation(),
             cdr_written: self.inner.cdr.written.load(Ordering::Relaxed),
             cdr_errors: self.inner.cdr.errors.load(Ordering::Relaxed),
+            cdr_queue_depth: self.inner.cdr.depth(),
+            cdr_behind: self.inner.cdr.behind.load(Ordering::Relaxed),
+            cdr_recovered: self.inner.cdr.recovered.load(Ordering::Relaxed),
         }
     }
 
@@ -177,7 +187,7 @@ impl ApplianceHandle {
 
     /// Unix milliseconds now, on the clock of the CDRs.
     pub fn wall_ms(&self) -> u64 {
-        self.inner.clock.wall_ms(self.now().as_millis())
+        self.inner.clock.wall().now_ms()
     }
 
     /// Configuration generation (1 at start).

@@ -16,7 +16,9 @@
 
 pub(crate) mod call_log;
 pub mod capture;
+pub mod cdr_journal;
 pub mod cdr_writer;
+pub mod clock;
 pub mod convert;
 pub mod dns;
 pub mod engine_task;
@@ -27,6 +29,8 @@ pub mod signals;
 pub mod teams;
 pub mod trunk_status;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -35,18 +39,23 @@ use portcullis_engine::b2bua::B2bua;
 use portcullis_net::SipTransports;
 use tokio::sync::mpsc;
 
-pub use self::engine_task::{Clock, EngineSnapshot};
+pub use self::clock::{Clock, WallClock};
+pub use self::engine_task::EngineSnapshot;
 pub use self::handle::{ApplianceHandle, ConfigSource, StatsSnapshot};
 pub use portcullis_engine::b2bua::CallSummary;
 
-use crate::config::{Config, LogFormat, LogLevel};
+use crate::config::{Config, LogConfig};
 
 /// Capacity of the command channel into the engine task.
 const CMD_QUEUE: usize = 1024;
 
 /// Something started alongside the engine once the planes are up (the admin HTTP
-/// server): receives the handle, runs on the control-plane runtime.
-pub type Extension = Box<dyn FnOnce(ApplianceHandle) + Send>;
+/// server): receives the handle, runs on the control-plane runtime. An error (its
+/// listener cannot bind) fails the start, before `READY=1`, like any other bind.
+pub type Extension = Box<dyn FnOnce(ApplianceHandle) -> ExtensionStart + Send>;
+
+/// What an [`Extension`] returns: done once it is up.
+pub type ExtensionStart = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// Runs the appliance until SIGTERM/SIGINT (exit after a graceful drain).
 ///
@@ -65,7 +74,7 @@ pub fn run_with(
     source: ConfigSource,
     extensions: Vec<Extension>,
 ) -> anyhow::Result<()> {
-    init_logging(config.log.level, config.log.format);
+    init_logging(&config.log);
     let total = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let cp_threads = total.saturating_sub(config.media.cores.len()).max(1);
     let config = Arc::new(config);
@@ -112,9 +121,9 @@ async fn serve(
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
     let entropy = crate::entropy::OsEntropy::new().context("randomness")?;
     let b2b = B2bua::new(Arc::new(ec), media, entropy).context("call engine")?;
-    let cdr = cdr_writer::CdrWriter::start(&config.cdr)
+    let cdr = cdr_writer::CdrWriter::start(&config.cdr, clock.wall().clone())
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
-    let cdr_tx = cdr.sender().context("CDR writer has no queue")?;
+    let cdr_queue = cdr.queue().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let handle = ApplianceHandle::new(
         cmd_tx,
@@ -123,7 +132,7 @@ async fn serve(
         source,
         config.clone(),
         cdr.counters().clone(),
-        clock,
+        clock.clone(),
     );
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
@@ -131,8 +140,8 @@ async fn serve(
         net_events,
         cmd_rx,
         engine_task::EngineTaskConfig {
-            clock,
-            cdr: cdr_tx,
+            clock: clock.clone(),
+            cdr: cdr_queue,
             node: config.node.name.clone(),
             teams,
             capture: config.capture.clone(),
@@ -144,7 +153,15 @@ async fn serve(
         anyhow::bail!("engine task did not start");
     }
     for ext in extensions {
-        ext(handle.clone());
+        if let Err(e) = ext(handle.clone()).await {
+            // Stop what started (no call can be up yet), then fail.
+            handle.send(engine_task::Cmd::Stop).await;
+            let _ = engine.await;
+            drop(handle);
+            let _ = tokio::task::spawn_blocking(move || cdr.finish()).await;
+            net.shutdown();
+            return Err(e);
+        }
     }
     let monitor = tokio::spawn(signals::monitor(handle.clone()));
     let _ = crate::notify::notify_ready();
@@ -177,7 +194,8 @@ async fn serve(
 }
 
 /// Installs the global subscriber (see [`crate::logging`]): `RUST_LOG` when set, else
-/// `[log] level`; text or JSON lines on stderr. A second call (tests) is a no-op.
-pub fn init_logging(level: LogLevel, format: LogFormat) {
-    crate::logging::init(level, format);
+/// `[log] level`; text or JSON lines on stderr through a bounded non-blocking buffer.
+/// A second call (tests) is a no-op.
+pub fn init_logging(log: &LogConfig) {
+    crate::logging::init(log.level, log.format, log.buffer_lines);
 }

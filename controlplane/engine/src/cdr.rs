@@ -53,6 +53,11 @@ pub enum EndReason {
     /// The call was transferred (RFC 3515 REFER): this record covers the
     /// segment before the transfer; the continuing call gets its own record.
     Transferred,
+    /// The appliance stopped without clearing the call (crash, `kill -9`, power
+    /// loss). The engine never emits it: the appliance closes the call's
+    /// journal entry at its next start, with `end_at_ms` the last time known
+    /// before the stop and no media counters.
+    Restart,
 }
 
 /// One call leg (A: caller ↔ us; B: us ↔ callee).

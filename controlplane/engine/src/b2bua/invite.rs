@@ -48,6 +48,11 @@ impl<M: MediaControl> B2bua<M> {
             self.reject(now, tx, req, from, 503, "Service Unavailable (call limit)");
             return;
         }
+        if self.cdr_backpressure {
+            self.stats.cdr_rejects += 1;
+            self.reject(now, tx, req, from, 503, "Service Unavailable");
+            return;
+        }
         if req
             .header("Max-Forwards")
             .and_then(|m| m.trim().parse::<u32>().ok())

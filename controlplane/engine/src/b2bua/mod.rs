@@ -173,6 +173,8 @@ pub struct B2bua<M: MediaControl> {
     draining: bool,
     /// Calls not yet ended (the global `max_calls` bound).
     live_calls: usize,
+    /// The driver's CDR writer is behind: new calls are refused.
+    cdr_backpressure: bool,
     next_call: u64,
     /// Calls holding a slot per trunk.
     trunk_calls: TrunkLimits,
@@ -239,6 +241,7 @@ impl<M: MediaControl> B2bua<M> {
             stats: EngineStats::default(),
             draining: false,
             live_calls: 0,
+            cdr_backpressure: false,
             next_call: 1,
             trunk_calls: TrunkLimits::new(),
             targets,
@@ -276,7 +279,10 @@ impl<M: MediaControl> B2bua<M> {
     }
 
     /// CDR times are `now + offset` (the driver passes UNIX-epoch ms of its
-    /// `Timestamp::ZERO`; the engine itself never reads a clock).
+    /// `Timestamp::ZERO`; the engine itself never reads a clock). A driver that
+    /// refreshes it before each input (wall clock now minus `now`) gets records
+    /// stamped from the wall clock at the time they are made: every time in a
+    /// record moves with a clock step, durations stay monotonic.
     pub fn set_epoch_offset_ms(&mut self, offset_ms: u64) {
         self.epoch_offset_ms = offset_ms;
     }
@@ -596,6 +602,19 @@ impl<M: MediaControl> B2bua<M> {
     #[must_use]
     pub fn is_draining(&self) -> bool {
         self.draining
+    }
+
+    /// While `on`, new INVITEs get `503` + Retry-After (counted in
+    /// `EngineStats::cdr_rejects`); calls in progress continue and still end with
+    /// their record. The driver sets it when its CDR writer falls behind.
+    pub fn set_cdr_backpressure(&mut self, on: bool) {
+        self.cdr_backpressure = on;
+    }
+
+    /// Whether [`Self::set_cdr_backpressure`] is on.
+    #[must_use]
+    pub fn cdr_backpressure(&self) -> bool {
+        self.cdr_backpressure
     }
 
     /// Ends every call (end reason Shutdown).

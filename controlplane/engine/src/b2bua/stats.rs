@@ -80,6 +80,9 @@ pub struct EngineStats {
     /// ACK of a stateless 403).
     pub absorbed_acks: u64,
     pub drain_rejects: u64,
+    /// New calls refused with 503 because the CDR writer is behind
+    /// ([`super::B2bua::set_cdr_backpressure`]).
+    pub cdr_rejects: u64,
     pub media_errors: u64,
     /// Calls set up with media bypass (no data-plane ports taken).
     pub media_bypassed: u64,

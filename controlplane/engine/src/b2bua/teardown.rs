@@ -112,25 +112,64 @@ impl<M: MediaControl> B2bua<M> {
         for (name, addr) in bound {
             self.targets.call_unbound(&name, addr);
         }
-        let Some(c) = self.calls.get(&call) else {
+        let Some(cdr) = self.record(call, now, reason, media_stats.map(MediaRecord::from)) else {
             return;
         };
+        self.events
+            .push_back(CallEvent::CallEnded { cdr: Box::new(cdr) });
+        let timers: Vec<CallTimer> = self
+            .calls
+            .get(&call)
+            .map(|c| c.timers.keys().copied().collect())
+            .unwrap_or_default();
+        for t in timers {
+            self.stop_timer(call, t);
+        }
+        let linger = now + cfg.timers.t1 * LINGER_T1_MULTIPLE;
+        self.set_timer(call, CallTimer::Linger, linger);
+    }
+
+    /// The record of a live answered call as it would read were it ended now by a
+    /// restart ([`EndReason::Restart`], no media counters): the driver journals it at
+    /// answer so a call cut by a crash still gets its record (`None`: not live or
+    /// not answered).
+    #[must_use]
+    pub fn open_record(&self, now: Timestamp, call: u64) -> Option<CdrRecord> {
+        let c = self.calls.get(&call)?;
+        if c.state != CallState::Answered {
+            return None;
+        }
+        let mut r = self.record(call, now, EndReason::Restart, None)?;
+        r.final_status = Some(200);
+        Some(r)
+    }
+
+    /// The record of `call` ending at `now` for `reason`.
+    fn record(
+        &self,
+        call: u64,
+        now: Timestamp,
+        reason: EndReason,
+        media: Option<MediaRecord>,
+    ) -> Option<CdrRecord> {
+        let c = self.calls.get(&call)?;
+        let cfg = &c.cfg;
         let off = self.epoch_offset_ms;
         let a_leg = LegRecord {
             call_id: c.a.invite.call_id().unwrap_or("").to_owned(),
             from: c.a.invite.header("From").unwrap_or("").to_owned(),
             to: c.a.invite.header("To").unwrap_or("").to_owned(),
-            trunk: Self::trunk_name(&cfg, c.a.trunk),
+            trunk: Self::trunk_name(cfg, c.a.trunk),
             remote: c.a.peer.addr,
         };
         let b_leg = c.b.as_ref().map(|b| LegRecord {
             call_id: b.call_id.clone(),
             from: b.invite.header("From").unwrap_or("").to_owned(),
             to: b.invite.header("To").unwrap_or("").to_owned(),
-            trunk: Self::trunk_name(&cfg, b.target.trunk),
+            trunk: Self::trunk_name(cfg, b.target.trunk),
             remote: b.dest.addr,
         });
-        let cdr = CdrRecord {
+        Some(CdrRecord {
             call_id: call,
             a_leg,
             b_leg,
@@ -146,16 +185,8 @@ impl<M: MediaControl> B2bua<M> {
             end_at_ms: now.as_millis() + off,
             end_reason: reason,
             final_status: c.final_status,
-            media: media_stats.map(MediaRecord::from),
-        };
-        self.events
-            .push_back(CallEvent::CallEnded { cdr: Box::new(cdr) });
-        let timers: Vec<CallTimer> = c.timers.keys().copied().collect();
-        for t in timers {
-            self.stop_timer(call, t);
-        }
-        let linger = now + cfg.timers.t1 * LINGER_T1_MULTIPLE;
-        self.set_timer(call, CallTimer::Linger, linger);
+            media,
+        })
     }
 
     /// Sends BYE on a confirmed leg.
