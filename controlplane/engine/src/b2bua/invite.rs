@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use portcullis_sip::sdp::SessionDescription;
 
+use super::answer::Unwanted;
 use super::call::{ALeg, BLeg, Call, CallState, CallTimer, ClientRole};
 use super::failover::default_reason;
 use super::headers::{copy_safe, display_of, has_sdp, name_addr, unsupported_required, user_of};
@@ -545,7 +546,7 @@ impl<M: MediaControl> B2bua<M> {
         if !current {
             // Ended, cancelled or superseded attempt.
             if (200..300).contains(&status) {
-                self.ack_and_bye(now, call, tx, dest, resp, true);
+                self.ack_unwanted(now, call, tx, dest, resp, Unwanted::Bye { remember: true });
             } else if (101..200).contains(&status) {
                 let pending =
                     c.b.as_mut()
@@ -566,7 +567,8 @@ impl<M: MediaControl> B2bua<M> {
                 if c.state == CallState::Answered {
                     // Another fork answered too (§13.2.2.4): ACK it, then BYE it.
                     self.stats.forked_answers_released += 1;
-                    self.ack_and_bye(now, call, tx, dest, resp, false);
+                    let what = Unwanted::Bye { remember: false };
+                    self.ack_unwanted(now, call, tx, dest, resp, what);
                 } else {
                     self.on_b_answer(now, call, tx, dest, resp);
                 }
@@ -575,34 +577,6 @@ impl<M: MediaControl> B2bua<M> {
             401 | 407 if self.answer_challenge(now, call, resp) => {}
             422 if self.retry_after_422(now, call, resp) => {}
             _ => self.on_b_failure(now, call, status, Some(resp)),
-        }
-    }
-
-    /// ACKs a 2xx we do not want and hangs that dialog up. `remember`: the
-    /// transaction re-sends this ACK on 2xx retransmissions (RFC 6026 §7.2);
-    /// false for a second fork, so the winning dialog's ACK stays the one
-    /// remembered.
-    fn ack_and_bye(
-        &mut self,
-        now: Timestamp,
-        call: u64,
-        tx: TxId,
-        dest: PeerAddr,
-        resp: &SipMsg,
-        remember: bool,
-    ) {
-        let Some(invite) = self.txn.request(tx).cloned() else {
-            return;
-        };
-        let Ok(mut d) = Dialog::from_uac(&invite, resp) else {
-            return;
-        };
-        let via = self.via(dest.transport);
-        let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
-        self.txn.send_ack(remember.then_some(tx), dest, &ack);
-        let via = self.via(dest.transport);
-        if let Ok(bye) = d.request(Method::Bye, &via) {
-            self.send_on(now, call, dest, bye, ClientRole::Own);
         }
     }
 
@@ -673,25 +647,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// 2xx from B: ACK it, relay it to A, the call is answered.
     fn on_b_answer(&mut self, now: Timestamp, call: u64, tx: TxId, dest: PeerAddr, resp: &SipMsg) {
-        let via = self.via(dest.transport);
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let Some(b) = c.b.as_mut() else {
-            return;
-        };
-        b.final_received = true;
-        let tag = resp.to_tag().ok().flatten().map(str::to_owned);
-        match b.dialog.as_mut() {
-            Some(d) if Some(d.id.remote_tag.as_str()) == tag.as_deref() => {
-                d.on_response(&Method::Invite, resp);
-            }
-            _ => b.dialog = Dialog::from_uac(&b.invite, resp).ok(),
-        }
-        if let Some(d) = b.dialog.as_ref() {
-            let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
-            self.txn.send_ack(Some(tx), dest, &ack);
-        }
+        self.ack_b_answer(call, tx, dest, resp);
         let reason = resp.as_owned().reason().unwrap_or("OK").to_owned();
         let status = resp.status().unwrap_or(200);
         let mut r = self.a_response(call, status, &reason, resp, true);

@@ -13,12 +13,13 @@
 //! [`B2bua::poll_transmit`], [`B2bua::poll_timeout`], [`B2bua::poll_event`].
 //!
 //! Module map: `call` (state), `invite` (initial INVITE, B responses,
-//! CANCEL, forks), `failover` (next target, Retry-After, 3xx, relayed
+//! CANCEL, forks), `answer` (the 2xx path every INVITE we send shares), `failover` (next target, Retry-After, 3xx, relayed
 //! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
 //! UPDATE, INFO, MESSAGE relays, ACKs), `refer` (REFER transfers, Replaces
 //! joins), `teardown` (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
+mod answer;
 mod auth;
 mod call;
 mod failover;
