@@ -7,7 +7,9 @@
 //! direction is rewritten and the media reprogrammed. A 2xx to a relayed
 //! re-INVITE is ACKed on its leg at once (ACKs are per leg), except when the
 //! re-INVITE had no SDP: then the 2xx carries an offer whose answer comes in
-//! the originator's ACK, so that leg's ACK waits for it (§13.2.1, §14.1).
+//! the originator's ACK, so that leg's ACK waits for it (§13.2.1, §14.1). Toward
+//! Teams a re-INVITE without SDP carries our offer instead; the originator's
+//! answer in its ACK is then followed up as `reoffer` describes.
 //! Glare: a re-INVITE while one is in progress gets 491 (§14.2).
 
 use portcullis_sip::sdp::SessionDescription;
@@ -389,33 +391,20 @@ impl<M: MediaControl> B2bua<M> {
             return;
         }
         let initial = c.a.invite_tx == tx;
-        if initial {
-            if has_sdp(ack) && c.offer_from == Some(Side::B) {
-                // Answer to the offer we made the caller in our 2xx (delayed offer).
-                let mode = c.cfg.trunk(c.a.trunk).map_or(MediaMode::Rtp, |t| t.media);
-                if let (Ok(sdp), Some(ms)) =
-                    (SessionDescription::parse(ack.body()), c.media.as_mut())
-                {
-                    ms.learn(Side::A, &sdp, mode);
-                }
+        // The answer to the offer our 2xx made from the far side's answer to our own offer
+        // (a delayed offer, see `reoffer`): learned, and followed up toward the far side.
+        let answers_ours = if initial {
+            c.offer_from == Some(Side::B)
+        } else {
+            c.answer_in_ack == Some(side)
+        };
+        if initial || answers_ours {
+            if answers_ours && has_sdp(ack) {
+                c.answer_in_ack = None;
                 c.offer_from = None;
+                self.learn_sdp(call, side, ack, None);
                 self.update_media(call);
-            }
-            return;
-        }
-        if c.answer_in_ack == Some(side) {
-            c.answer_in_ack = None;
-            let mode = Self::leg_trunk(c, side)
-                .and_then(|t| c.cfg.trunk(t))
-                .map_or(MediaMode::Rtp, |t| t.media);
-            if has_sdp(ack) {
-                if let (Ok(sdp), Some(ms)) =
-                    (SessionDescription::parse(ack.body()), c.media.as_mut())
-                {
-                    ms.learn(side, &sdp, mode);
-                }
-                c.offer_from = None;
-                self.update_media(call);
+                self.follow_answer_in_ack(now, call, side);
             }
             return;
         }
@@ -428,7 +417,6 @@ impl<M: MediaControl> B2bua<M> {
             self.send_dialog_ack(call, to, cseq, body);
             self.update_media(call);
         }
-        let _ = now;
     }
 
     /// Sends the ACK for a 2xx to our re-INVITE on `side` (optionally with SDP).

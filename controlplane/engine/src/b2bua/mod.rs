@@ -16,7 +16,7 @@
 //! CANCEL, forks), `answer` (the 2xx path every INVITE we send shares), `failover` (next target, Retry-After, 3xx, relayed
 //! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
 //! UPDATE, INFO, MESSAGE relays, ACKs), `refer` (REFER transfers, Replaces
-//! joins), `teardown` (ending calls, CDRs),
+//! joins), `reoffer` (our own re-offers, the delayed offer followed end to end), `teardown` (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
 mod answer;
@@ -28,6 +28,7 @@ mod in_dialog;
 mod invite;
 mod prack;
 mod refer;
+mod reoffer;
 mod route;
 mod sdp_rewrite;
 mod sim_node;

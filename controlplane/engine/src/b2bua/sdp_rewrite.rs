@@ -164,10 +164,7 @@ impl MediaState {
         let sdp = self.last_from(side)?;
         let m = sdp.media.get(audio_index(sdp)?)?;
         let pt = m.payload_types().next()?;
-        Some(match m.rtpmap(pt) {
-            Some(map) => format!("{}/{}", map.encoding, map.clock_rate),
-            None => static_payload(pt).map_or_else(|| format!("PT {pt}"), str::to_owned),
-        })
+        Some(codec_name(m, pt).unwrap_or_else(|| format!("PT {pt}")))
     }
 
     fn local_port(&self, side: Side) -> u16 {
@@ -359,8 +356,17 @@ impl MediaState {
     }
 }
 
+/// `NAME/rate` of payload type `pt` in `m`: its `a=rtpmap` (name as sent), else the
+/// static assignment of RFC 3551 §6. `None` for a dynamic type without rtpmap.
+pub(crate) fn codec_name(m: &MediaDescription, pt: u8) -> Option<String> {
+    match m.rtpmap(pt) {
+        Some(map) => Some(format!("{}/{}", map.encoding, map.clock_rate)),
+        None => static_payload(pt).map(str::to_owned),
+    }
+}
+
 /// Index of the first audio section.
-fn audio_index(sdp: &SessionDescription) -> Option<usize> {
+pub(crate) fn audio_index(sdp: &SessionDescription) -> Option<usize> {
     sdp.media.iter().position(MediaDescription::is_audio)
 }
 

@@ -91,6 +91,9 @@ pub struct EngineStats {
     pub media_inactivity: u64,
     pub session_expiries: u64,
     pub forked_answers_released: u64,
+    /// re-INVITEs sent to carry a delayed-offer answer (received in an ACK) to the
+    /// side that had answered our own offer (see `reoffer`).
+    pub delayed_offer_reoffers: u64,
 }
 
 impl EngineStats {

@@ -1,16 +1,17 @@
 //! What every transfer kind ends with: a leg leaves a slot of the call (BYE,
 //! segment CDR) and another takes it (dialog index, trunk slot, session
-//! timers), and a party left on hold is taken off it with one re-offer.
+//! timers), and a party left on hold is taken off it with one re-offer
+//! (`reoffer`).
 
-use crate::b2bua::call::{ALeg, BLeg, CallState, CallTimer, ClientRole};
+use crate::b2bua::call::{ALeg, BLeg, CallTimer, ClientRole};
 use crate::b2bua::route::Target;
-use crate::b2bua::sdp_rewrite::{ix, sendrecv};
+use crate::b2bua::sdp_rewrite::ix;
 use crate::b2bua::{B2bua, CallEvent};
 use crate::cdr::{CdrRecord, EndReason, LegRecord, NumberRecord};
 use crate::config::EngineConfig;
 use crate::media::{MediaControl, Side};
 use crate::time::Timestamp;
-use crate::transaction::{Method, SipMsg, TxId};
+use crate::transaction::{Method, TxId};
 
 /// A leg moving between slots or calls.
 pub(super) enum Leg {
@@ -202,58 +203,7 @@ impl<M: MediaControl> B2bua<M> {
             .and_then(|c| c.media.as_ref())
             .is_some_and(|m| m.held(side));
         if held {
-            self.reoffer(now, call, side);
+            self.reoffer(now, call, side, true);
         }
-    }
-
-    /// Sends our own offer (the other side's last SDP, `sendrecv`) on `side`.
-    fn reoffer(&mut self, now: Timestamp, call: u64, side: Side) {
-        let Some((mut req, dest)) = self.dialog_request(call, side, Method::Invite) else {
-            return;
-        };
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let mode = Self::leg_mode(c, side);
-        let Some(ms) = c.media.as_mut() else {
-            return;
-        };
-        let Some(sdp) = ms.last_from(side.other()).map(sendrecv) else {
-            return;
-        };
-        let entropy = self.txn.entropy();
-        let mut nk = || Self::new_key(&mut *entropy);
-        let body = ms.rewrite_for(side, &sdp, mode, false, &mut nk);
-        c.reinvite_pending = true;
-        req.push_header("Content-Type", "application/sdp");
-        req.set_body(body);
-        self.send_on(now, call, dest, req, ClientRole::Reoffer(side));
-    }
-
-    /// A response to [`Self::reoffer`]'s re-INVITE.
-    pub(in crate::b2bua) fn on_reoffer_response(
-        &mut self,
-        call: u64,
-        tx: TxId,
-        side: Side,
-        resp: &SipMsg,
-    ) {
-        let status = resp.status().unwrap_or(0);
-        if status < 200 {
-            return;
-        }
-        let Some(dest) = self.calls.get(&call).and_then(|c| c.dest(side)) else {
-            return;
-        };
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        c.reinvite_pending = false;
-        if !(200..300).contains(&status) || c.state != CallState::Answered {
-            return;
-        }
-        self.ack_reinvite(call, side, tx, dest, resp);
-        self.learn_sdp(call, side, resp, None);
-        self.update_media(call);
     }
 }
