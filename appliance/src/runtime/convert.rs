@@ -138,6 +138,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 Host::Ip(_) => None,
             },
             fqdn_contact: None,
+            policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
         });
     }
     let mut teams = None;
@@ -164,6 +165,10 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 auth_outbound: None,
                 tls_server_name: Some(hp.host.to_string()),
                 fqdn_contact: Some(tm.sbc_fqdn.to_string()),
+                policy: portcullis_engine::trunk_policy::TrunkPolicy {
+                    trusted: true,
+                    ..Default::default()
+                },
             });
         }
         teams = Some(TeamsSettings {

@@ -120,6 +120,8 @@ pub struct TrunkConfig {
     pub tls_server_name: Option<String>,
     /// Host part of our Contact toward the trunk (Teams: the SBC FQDN).
     pub fqdn_contact: Option<String>,
+    /// Trust domain, header rules and codec policy ([`crate::trunk_policy`]).
+    pub policy: crate::trunk_policy::TrunkPolicy,
 }
 
 impl TrunkConfig {
@@ -463,6 +465,7 @@ mod tests {
             auth_outbound: None,
             tls_server_name: None,
             fqdn_contact: None,
+            policy: crate::trunk_policy::TrunkPolicy::default(),
         };
         // No ACL: the trunk's own address only (IPv4-mapped form included).
         assert!(t.matches_source("192.0.2.1".parse().unwrap()));

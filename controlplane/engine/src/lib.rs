@@ -176,6 +176,7 @@ pub mod routing;
 pub mod teams;
 pub mod time;
 pub mod transaction;
+pub mod trunk_policy;
 
 #[doc(hidden)]
 pub mod sim;

@@ -106,6 +106,7 @@ pub fn trunk(name: &str, addr: &str, media: MediaMode) -> TrunkConfig {
         auth_outbound: None,
         tls_server_name: None,
         fqdn_contact: None,
+        policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
     }
 }
 

@@ -485,6 +485,7 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
                 auth_outbound: None,
                 tls_server_name: None,
                 fqdn_contact: None,
+                policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
             })
             .collect(),
         routes: Vec::new(),

@@ -26,6 +26,7 @@ fn trunk(name: &str, addr: &str, transport: Transport) -> TrunkConfig {
         auth_outbound: None,
         tls_server_name: None,
         fqdn_contact: None,
+        policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
     }
 }
 

@@ -282,6 +282,8 @@ pub(crate) struct Call {
     pub held_trunks: Vec<TrunkId>,
     /// Last status seen from a failed target (relayed when targets run out).
     pub last_failure: Option<(u16, String)>,
+    /// Why the last target skipped refused the caller's codecs (its `488`'s warning).
+    pub codec_refusal: Option<String>,
     /// Client transactions started for this call (index cleanup at removal).
     pub client_txs: Vec<TxId>,
     /// INVITE server transactions of this call (index cleanup at removal).

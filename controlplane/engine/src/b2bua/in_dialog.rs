@@ -241,6 +241,16 @@ impl<M: MediaControl> B2bua<M> {
             );
             return;
         }
+        let offer = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.offer_from != Some(to));
+        if offer {
+            if let Err(why) = self.offer_codecs(call, from, &req) {
+                self.refuse_offer(now, tx, &req, &why.to_string());
+                return;
+            }
+        }
         let Some((mut out, dest)) = self.dialog_request(call, to, method.clone()) else {
             self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
             return;

@@ -134,6 +134,7 @@ impl<M: MediaControl> B2bua<M> {
             dialog_keys: vec![(a_call_id.clone(), a_tag.clone())],
             held_trunks: Vec::new(),
             last_failure: None,
+            codec_refusal: None,
             client_txs: Vec::new(),
             server_txs: vec![tx],
             redirects: 0,
@@ -250,6 +251,11 @@ impl<M: MediaControl> B2bua<M> {
                 .collect();
         }
         self.set_leg_teams(id, Side::A, trunk);
+        if let Err(why) = self.offer_codecs(id, Side::A, req) {
+            // Nothing the inbound trunk may use: no target could take it.
+            self.refuse_call_codecs(now, id, &why.to_string());
+            return;
+        }
         self.set_timer(id, CallTimer::NoAnswer, no_answer);
         self.next_target(now, id);
     }
@@ -322,6 +328,10 @@ impl<M: MediaControl> B2bua<M> {
                     .last_failure
                     .clone()
                     .unwrap_or((503, String::from("Service Unavailable")));
+                if let (488, Some(why)) = (status, c.codec_refusal.clone()) {
+                    self.refuse_call_codecs(now, call, &why);
+                    return;
+                }
                 let inbound = Self::trunk_name(&c.cfg.clone(), c.a.trunk);
                 self.stats.outcome(&inbound, Outcome::Failed);
                 self.end_call(
@@ -482,11 +492,22 @@ impl<M: MediaControl> B2bua<M> {
         let b_mode = tcfg.media;
         let trunk_name = tcfg.name.clone();
         // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
-        // A new attempt: Teams flags and ICE credentials for this target only.
+        // A new attempt: Teams flags, ICE credentials and codec policy for this target only.
         self.set_leg_teams(call, Side::B, target.trunk);
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
+        let refused = match (&a_offer, c.media.as_ref()) {
+            (Some(o), Some(ms)) => ms.check_offer(Side::A, o).err(),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            // This target's trunk takes none of the caller's codecs: the next one may.
+            c.last_failure = Some((488, String::from("Not Acceptable Here")));
+            c.codec_refusal = Some(why.to_string());
+            self.release_trunk(call, target.trunk);
+            return false;
+        }
         let body = match c.media.as_mut() {
             Some(ms) => {
                 let entropy = self.txn.entropy();

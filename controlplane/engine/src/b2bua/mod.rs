@@ -22,6 +22,7 @@
 mod answer;
 mod auth;
 mod call;
+mod codec_rules;
 mod failover;
 mod headers;
 mod in_dialog;
@@ -835,16 +836,23 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Sets the Teams flags of `side` of `call` for a leg on `trunk` (a new B
     /// attempt, a transfer target): rtcp-mux and `|2^31` when Teams, fresh
-    /// ICE-lite credentials when Teams with media bypass, none otherwise.
+    /// ICE-lite credentials when Teams with media bypass, none otherwise;
+    /// and the trunk's codec policy.
     fn set_leg_teams(&mut self, call: u64, side: Side, trunk: TrunkId) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
         let teams = c.cfg.is_teams_trunk(trunk);
+        let codecs = c
+            .cfg
+            .trunk(trunk)
+            .map(|t| t.policy.codecs.clone())
+            .unwrap_or_default();
         let creds = c.cfg.is_teams_bypass(trunk).then(|| self.ice_creds());
         if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
             let i = sdp_rewrite::ix(side);
             ms.teams[i] = teams;
+            ms.codecs[i] = codecs;
             ms.ice[i] = creds;
             ms.params[i].ice_lite = None;
         }

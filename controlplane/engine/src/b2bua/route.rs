@@ -56,6 +56,7 @@ mod tests {
             auth_outbound: None,
             tls_server_name: None,
             fqdn_contact: None,
+            policy: crate::trunk_policy::TrunkPolicy::default(),
         }
     }
 

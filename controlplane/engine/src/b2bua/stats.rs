@@ -94,6 +94,8 @@ pub struct EngineStats {
     /// re-INVITEs sent to carry a delayed-offer answer (received in an ACK) to the
     /// side that had answered our own offer (see `reoffer`).
     pub delayed_offer_reoffers: u64,
+    /// Offers refused `488` because the trunks' codec policies left no codec.
+    pub codec_rejects: u64,
 }
 
 impl EngineStats {

@@ -70,6 +70,7 @@ mod tests {
                 auth_outbound: None,
                 tls_server_name: Some("sip.pstnhub.microsoft.com".into()),
                 fqdn_contact: Some("sbc1.example.com".into()),
+                policy: crate::trunk_policy::TrunkPolicy::default(),
             }],
             routes: Vec::new(),
             route_rules: Vec::new(),
