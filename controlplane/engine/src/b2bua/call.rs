@@ -247,6 +247,9 @@ pub(crate) struct Call {
     pub a: ALeg,
     pub b: Option<BLeg>,
     pub route: String,
+    /// The route's number translations, for the numbers a call carries besides
+    /// its own (Diversion, History-Info, asserted identities).
+    pub numbers: Option<crate::routing::Translations>,
     pub targets: VecDeque<Target>,
     pub redirect: RedirectMode,
     /// Calling number as received, and as sent (after routing translation).

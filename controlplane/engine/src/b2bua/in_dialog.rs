@@ -269,18 +269,7 @@ impl<M: MediaControl> B2bua<M> {
         let offered = !had_sdp && body.is_some();
         let plain_body = !had_sdp && !req.body().is_empty();
         copy_safe(&req, &mut out, body.is_some() || plain_body);
-        let teams = self.calls.get(&call).is_some_and(|c| {
-            [Side::A, Side::B]
-                .into_iter()
-                .filter_map(|s| Self::leg_trunk(c, s))
-                .any(|t| c.cfg.is_teams_trunk(t))
-        });
-        if teams {
-            // RFC 7044 History-Info crosses like on the initial INVITE.
-            for hi in req.header_values("History-Info") {
-                out.push_header("History-Info", hi);
-            }
-        }
+        self.cross_headers(call, to, &req, &mut out);
         if let Some(b) = body {
             if out.header("Content-Type").is_none() {
                 out.push_header("Content-Type", "application/sdp");
@@ -340,6 +329,7 @@ impl<M: MediaControl> B2bua<M> {
             None
         };
         copy_safe(resp, &mut r, body.is_some());
+        self.cross_headers(call, relay.from, resp, &mut r);
         if let Some(b) = body {
             if r.header("Content-Type").is_none() {
                 r.push_header("Content-Type", "application/sdp");

@@ -114,6 +114,7 @@ impl<M: MediaControl> B2bua<M> {
             },
             b: None,
             route: String::new(),
+            numbers: None,
             targets: VecDeque::new(),
             redirect: RedirectMode::Follow,
             a_calling: calling.clone(),
@@ -237,6 +238,7 @@ impl<M: MediaControl> B2bua<M> {
                 c.offer_from = Some(Side::A);
             }
             c.a_offer = offer;
+            c.numbers = self.router.translations(&decision.route);
             c.route = decision.route;
             c.calling = decision.calling;
             c.redirect = decision.redirect;
@@ -388,7 +390,8 @@ impl<M: MediaControl> B2bua<M> {
             .or_else(|| cfg.node.fqdn.clone())
             .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
         let teams_out = cfg.is_teams_trunk(target.trunk);
-        let teams_in = cfg.is_teams_trunk(c.a.trunk);
+        let a_trunk = c.a.trunk;
+        let numbers = c.numbers.clone();
         // Toward Teams our Contact is always an FQDN (Direct Routing refuses IPs).
         let contact_host = tcfg
             .fqdn_contact
@@ -436,26 +439,24 @@ impl<M: MediaControl> B2bua<M> {
         let contact = format!("<sip:sbc@{contact_host}{tparam}>");
         inv.push_header("Contact", &contact);
         inv.push_header("User-Agent", &cfg.node.user_agent);
-        if let Some(pai) = a_inv
-            .header("P-Asserted-Identity")
-            .filter(|_| caller.is_none())
-        {
-            let user = user_of(pai).to_owned();
-            if !user.is_empty() {
-                inv.push_header(
-                    "P-Asserted-Identity",
-                    name_addr(display_of(pai), &user, &our_host),
-                );
-            }
-        }
         copy_safe(&a_inv, &mut inv, false);
-        if teams_out || teams_in {
-            // RFC 7044 History-Info crosses between legs when Teams is involved
-            // (Teams uses it for forwarded / transferred call attribution).
-            for hi in a_inv.header_values("History-Info") {
-                inv.push_header("History-Info", hi);
-            }
+        let x = super::header_rules::Crossing {
+            cfg: &cfg,
+            from: a_trunk,
+            to: target.trunk,
+            numbers: numbers.as_ref(),
+            host: &our_host,
+            calling: &calling,
+            called: &target.called,
+        };
+        let mut src = a_inv.clone();
+        if caller.is_some() {
+            // The B party calls the target: the caller's identity is not its own.
+            src.remove_header("P-Asserted-Identity");
+            src.remove_header("P-Preferred-Identity");
         }
+        let applied = x.apply(&src, &mut inv);
+        self.stats.header_rules_applied += applied as u64;
         if teams_out {
             inv.push_header("X-MS-SBC", super::x_ms_sbc());
         }
@@ -656,6 +657,7 @@ impl<M: MediaControl> B2bua<M> {
         let mut r = self.response(&inv, status, reason, Some(&tag));
         let body = self.relay_sdp(call, Side::B, resp, completes);
         copy_safe(resp, &mut r, body.is_some());
+        self.cross_headers(call, Side::A, resp, &mut r);
         if let Some(b) = body {
             if r.header("Content-Type").is_none() {
                 r.push_header("Content-Type", "application/sdp");

@@ -24,6 +24,7 @@ mod auth;
 mod call;
 mod codec_rules;
 mod failover;
+mod header_rules;
 mod headers;
 mod in_dialog;
 mod invite;

@@ -96,6 +96,8 @@ pub struct EngineStats {
     pub delayed_offer_reoffers: u64,
     /// Offers refused `488` because the trunks' codec policies left no codec.
     pub codec_rejects: u64,
+    /// Trunk header rules that changed a relayed message (`[[trunk.headers]]`).
+    pub header_rules_applied: u64,
 }
 
 impl EngineStats {
