@@ -9,16 +9,19 @@
 
 mod check;
 mod check_peers;
+mod check_policy;
 mod checker;
 pub mod diag;
 pub mod host;
 pub mod model;
 pub mod raw;
+pub mod raw_policy;
 pub mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use check_policy::MAX_HEADER_RULES;
 pub use checker::LoadOptions;
 pub use diag::{Diagnostic, LineCol};
 pub use host::HostInfo;

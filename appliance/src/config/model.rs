@@ -72,11 +72,24 @@ impl Config {
         self.trunks.iter().find(|t| t.name.as_str() == name)
     }
 
-    /// The first route that applies to a call from `from` to `called`.
+    /// The first route that applies to a call from `from` to `called`, whatever
+    /// the calling number.
     pub fn route_for(&self, from: &TrunkName, called: &str) -> Option<&RouteConfig> {
         self.routes
             .iter()
             .find(|r| r.from.contains(from) && r.called.matches(called))
+    }
+
+    /// The first route that applies to a call from `from`, `calling` to `called`.
+    pub fn route_for_call(
+        &self,
+        from: &TrunkName,
+        calling: &str,
+        called: &str,
+    ) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| {
+            r.from.contains(from) && r.called.matches(called) && r.calling.matches(calling)
+        })
     }
 
     /// Valid but probably unintended settings, one sentence each: a route mixing
@@ -284,6 +297,8 @@ pub struct TrunkConfig {
     pub options_interval: Option<Duration>,
     /// Digest credentials.
     pub credentials: Option<Credentials>,
+    /// RFC 3325 trust, header rules and codec policy (compiled).
+    pub policy: portcullis_engine::trunk_policy::TrunkPolicy,
 }
 
 /// Digest credentials of a trunk (RFC 3261 §22).
@@ -310,6 +325,8 @@ pub struct RouteConfig {
     pub from: Vec<TrunkName>,
     /// Called number condition.
     pub called: NumberMatch,
+    /// Calling number condition.
+    pub calling: NumberMatch,
     /// Applied in order to the called number.
     pub translate_called: Vec<Translation>,
     /// Applied in order to the calling number.
@@ -332,7 +349,7 @@ impl RouteConfig {
     }
 }
 
-/// Condition on the called number.
+/// Condition on the called or calling number.
 #[derive(Debug, Clone)]
 pub enum NumberMatch {
     /// Every number.

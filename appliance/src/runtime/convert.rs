@@ -138,7 +138,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 Host::Ip(_) => None,
             },
             fqdn_contact: None,
-            policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
+            policy: t.policy.clone(),
         });
     }
     let mut teams = None;
@@ -277,17 +277,16 @@ fn route(r: &crate::config::RouteConfig) -> RouteRule {
             })
             .collect()
     };
+    let number_match = |m: &NumberMatch| match m {
+        NumberMatch::Any => EngineMatch::Any,
+        NumberMatch::Prefix(p) => EngineMatch::Prefix(p.clone()),
+        NumberMatch::Regex(re) => EngineMatch::Regex(format!("(?s:.*?)(?:{})(?s:.*)", re.as_str())),
+    };
     RouteRule {
         name: r.name.clone(),
         from_trunks: r.from.iter().map(|t| t.as_str().to_owned()).collect(),
-        called: match &r.called {
-            NumberMatch::Any => EngineMatch::Any,
-            NumberMatch::Prefix(p) => EngineMatch::Prefix(p.clone()),
-            NumberMatch::Regex(re) => {
-                EngineMatch::Regex(format!("(?s:.*?)(?:{})(?s:.*)", re.as_str()))
-            }
-        },
-        calling: EngineMatch::Any,
+        called: number_match(&r.called),
+        calling: number_match(&r.calling),
         translate_called: translate(&r.translate_called),
         translate_calling: translate(&r.translate_calling),
         targets: r.targets.iter().map(|t| t.as_str().to_owned()).collect(),

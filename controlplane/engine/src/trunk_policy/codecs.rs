@@ -67,6 +67,13 @@ impl CodecName {
         self.name.eq_ignore_ascii_case(encoding) && self.rate.is_none_or(|r| r == rate)
     }
 
+    /// Whether every codec `other` names is one this names too.
+    #[must_use]
+    pub fn covers(&self, other: &Self) -> bool {
+        self.name.eq_ignore_ascii_case(&other.name)
+            && (self.rate.is_none() || self.rate == other.rate)
+    }
+
     /// `telephone-event`, at any rate.
     #[must_use]
     pub fn is_telephone_event(&self) -> bool {
@@ -156,7 +163,7 @@ impl CodecPolicy {
         self.allow
             .iter()
             .filter(|c| !c.is_telephone_event())
-            .filter(|c| !self.deny.contains(c))
+            .filter(|c| !self.deny.iter().any(|d| d.covers(c)))
             .map(ToString::to_string)
             .collect()
     }
