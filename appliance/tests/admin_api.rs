@@ -137,6 +137,9 @@ fn full_snapshot() -> MetricsSnapshot {
             parse_errors: 1,
             policy_rejects: 1,
             auth_replays: 1,
+            codec_rejects: 1,
+            header_rules_applied: 1,
+            delayed_offer_reoffers: 1,
             bans: 1,
             dropped: 1,
             rejected: [

@@ -130,6 +130,9 @@ fn sip_counters(snap: &EngineSnapshot) -> SipCounters {
         parse_errors: e.parse_errors,
         policy_rejects: e.policy_rejects,
         auth_replays: e.auth_replays,
+        codec_rejects: e.codec_rejects,
+        header_rules_applied: e.header_rules_applied,
+        delayed_offer_reoffers: e.delayed_offer_reoffers,
         bans: e.bans,
         dropped: e.dropped,
     }

@@ -120,6 +120,21 @@ pub const FAMILIES: &[Family] = &[
         "Digest credentials refused as replays (nonce count not increasing, nonce reused).",
     ),
     fam(
+        "portcullis_codec_rejects_total",
+        C,
+        "Offers refused 488 because the trunks' codec policies left no codec.",
+    ),
+    fam(
+        "portcullis_header_rules_applied_total",
+        C,
+        "Trunk header rules ([[trunk.headers]]) that changed a relayed message.",
+    ),
+    fam(
+        "portcullis_delayed_offer_reoffers_total",
+        C,
+        "re-INVITEs that carried a delayed-offer answer to the side that answered our offer.",
+    ),
+    fam(
         "portcullis_policy_bans_total",
         C,
         "Sources banned by the rate limiter.",
@@ -777,6 +792,15 @@ fn render_sip(e: &mut Encoder, snap: &MetricsSnapshot) {
     e.single("portcullis_policy_bans_total", s.bans);
     e.single("portcullis_policy_dropped_total", s.dropped);
     e.single("portcullis_sip_auth_replays_total", s.auth_replays);
+    e.single("portcullis_codec_rejects_total", s.codec_rejects);
+    e.single(
+        "portcullis_header_rules_applied_total",
+        s.header_rules_applied,
+    );
+    e.single(
+        "portcullis_delayed_offer_reoffers_total",
+        s.delayed_offer_reoffers,
+    );
     render_admission(e, s);
 }
 

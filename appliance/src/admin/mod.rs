@@ -200,6 +200,12 @@ pub struct SipCounters {
     pub policy_rejects: u64,
     /// Digest credentials refused as replays.
     pub auth_replays: u64,
+    /// Offers refused `488` for want of a codec both trunks allow.
+    pub codec_rejects: u64,
+    /// Trunk header rules that changed a relayed message.
+    pub header_rules_applied: u64,
+    /// re-INVITEs carrying a delayed-offer answer to the side that answered our offer.
+    pub delayed_offer_reoffers: u64,
     /// Sources banned by the rate limiter (cumulative).
     pub bans: u64,
     /// Requests dropped silently.

@@ -140,8 +140,11 @@ fn trunk(
     let default_registrar = address.as_ref().and_then(TrunkAddress::registrar_default);
     let register = super::check_register::register(i, t, default_registrar.as_ref(), c);
     ok &= register.is_some();
+    let policy = super::check_policy::trunk_policy(&p, t, c);
+    ok &= policy.is_some();
     ok.then_some(())?;
     Some(TrunkConfig {
+        policy: policy?,
         name: name?,
         address: address?,
         strategy: t.strategy,
@@ -326,6 +329,32 @@ fn translations(
     ok.then_some(out)
 }
 
+/// A number condition from a `(prefix key, value)` and a `(regex key, value)`
+/// of route `p`: at most one of them.
+fn number_match(
+    c: &mut Checker<'_>,
+    p: &str,
+    (pk, prefix): (&str, Option<&String>),
+    (rk, re): (&str, Option<&String>),
+) -> Option<NumberMatch> {
+    match (prefix, re) {
+        (Some(_), Some(_)) => {
+            c.err(format!("{p}.{rk}"), format!("set {pk} or {rk}, not both"));
+            None
+        }
+        (Some(pre), None) if is_number_text(pre) => Some(NumberMatch::Prefix(pre.clone())),
+        (Some(pre), None) => {
+            c.err(
+                format!("{p}.{pk}"),
+                format!("{pre:?} may only hold digits, '+', '*' and '#'"),
+            );
+            None
+        }
+        (None, Some(re)) => regex(c, &format!("{p}.{rk}"), re).map(NumberMatch::Regex),
+        (None, None) => Some(NumberMatch::Any),
+    }
+}
+
 pub(super) fn routes(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Vec<RouteConfig>> {
     let mut out = Vec::new();
     let mut ok = true;
@@ -362,33 +391,26 @@ pub(super) fn routes(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Vec<RouteCo
         };
         let from = refs("from", &r.from, c);
         let targets = refs("targets", &r.targets, c);
-        let called = match (&r.called_prefix, &r.called_regex) {
-            (Some(_), Some(_)) => {
-                c.err(
-                    format!("{p}.called_regex"),
-                    "set called_prefix or called_regex, not both",
-                );
-                None
-            }
-            (Some(pre), None) if is_number_text(pre) => Some(NumberMatch::Prefix(pre.clone())),
-            (Some(pre), None) => {
-                c.err(
-                    format!("{p}.called_prefix"),
-                    format!("{pre:?} may only hold digits, '+', '*' and '#'"),
-                );
-                None
-            }
-            (None, Some(re)) => regex(c, &format!("{p}.called_regex"), re).map(NumberMatch::Regex),
-            (None, None) => Some(NumberMatch::Any),
-        };
+        let called = number_match(
+            c,
+            &p,
+            ("called_prefix", r.called_prefix.as_ref()),
+            ("called_regex", r.called_regex.as_ref()),
+        );
+        let calling = number_match(
+            c,
+            &p,
+            ("calling_prefix", r.calling_prefix.as_ref()),
+            ("calling_regex", r.calling_regex.as_ref()),
+        );
         let tc = translations(c, &format!("{p}.translate_called"), &r.translate_called);
         let tg = translations(c, &format!("{p}.translate_calling"), &r.translate_calling);
-        match (good, from, targets, called, tc, tg) {
+        match (good, from, targets, (called, calling), tc, tg) {
             (
                 true,
                 Some(from),
                 Some(targets),
-                Some(called),
+                (Some(called), Some(calling)),
                 Some(translate_called),
                 Some(translate_calling),
             ) => {
@@ -396,6 +418,7 @@ pub(super) fn routes(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Vec<RouteCo
                     name: r.name.clone(),
                     from,
                     called,
+                    calling,
                     translate_called,
                     translate_calling,
                     targets,

@@ -67,6 +67,23 @@ impl<'a> Checker<'a> {
         });
     }
 
+    /// Records a problem `offset` bytes into the string value at `path` (a
+    /// position inside a template): the value's position moved past its
+    /// opening quote and `offset` characters (exact for strings without
+    /// escapes).
+    pub(super) fn err_in_value(&mut self, path: &str, offset: usize, message: impl Into<String>) {
+        let location = self.doc.as_ref().and_then(|d| find_span(d, path)).map(|s| {
+            let mut l = LineCol::from_offset(self.src, s.start);
+            l.col += 1 + offset;
+            l
+        });
+        self.diags.push(Diagnostic {
+            path: path.to_owned(),
+            location,
+            message: message.into(),
+        });
+    }
+
     /// Records `r`'s error at `path` and returns its value.
     pub(super) fn ok<T>(&mut self, path: &str, r: Result<T, String>) -> Option<T> {
         match r {

@@ -9,6 +9,7 @@
 
 mod check;
 mod check_peers;
+mod check_policy;
 mod check_register;
 mod check_targets;
 mod checker;
@@ -16,12 +17,14 @@ pub mod diag;
 pub mod host;
 pub mod model;
 pub mod raw;
+pub mod raw_policy;
 mod raw_targets;
 pub mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use check_policy::MAX_HEADER_RULES;
 pub use checker::LoadOptions;
 pub use diag::{Diagnostic, LineCol};
 pub use host::HostInfo;

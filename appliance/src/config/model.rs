@@ -74,11 +74,24 @@ impl Config {
         self.trunks.iter().find(|t| t.name.as_str() == name)
     }
 
-    /// The first route that applies to a call from `from` to `called`.
+    /// The first route that applies to a call from `from` to `called`, whatever
+    /// the calling number.
     pub fn route_for(&self, from: &TrunkName, called: &str) -> Option<&RouteConfig> {
         self.routes
             .iter()
             .find(|r| r.from.contains(from) && r.called.matches(called))
+    }
+
+    /// The first route that applies to a call from `from`, `calling` to `called`.
+    pub fn route_for_call(
+        &self,
+        from: &TrunkName,
+        calling: &str,
+        called: &str,
+    ) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| {
+            r.from.contains(from) && r.called.matches(called) && r.calling.matches(calling)
+        })
     }
 
     /// Valid but probably unintended settings, one sentence each: a route mixing
@@ -328,6 +341,8 @@ pub struct TrunkConfig {
     pub learning: LearningConfig,
     /// Registration toward the carrier.
     pub register: Option<RegisterConfig>,
+    /// RFC 3325 trust, header rules and codec policy (compiled).
+    pub policy: portcullis_engine::trunk_policy::TrunkPolicy,
 }
 
 /// One configured target of a trunk.
@@ -446,6 +461,8 @@ pub struct RouteConfig {
     pub from: Vec<TrunkName>,
     /// Called number condition.
     pub called: NumberMatch,
+    /// Calling number condition.
+    pub calling: NumberMatch,
     /// Applied in order to the called number.
     pub translate_called: Vec<Translation>,
     /// Applied in order to the calling number.
@@ -468,7 +485,7 @@ impl RouteConfig {
     }
 }
 
-/// Condition on the called number.
+/// Condition on the called or calling number.
 #[derive(Debug, Clone)]
 pub enum NumberMatch {
     /// Every number.

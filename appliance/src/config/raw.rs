@@ -708,6 +708,23 @@ pub struct RawTrunk {
     pub relearn_after: Option<String>,
     /// `[trunk.register]`
     pub register: Option<RawRegister>,
+
+    // Signalling policy (see `super::raw_policy`).
+    /// A member of the RFC 3325 trust domain (asserted identities kept).
+    #[serde(default)]
+    pub trusted: bool,
+    /// Allowed codecs in preference order (empty = any, as offered).
+    #[serde(default)]
+    pub codecs: Vec<String>,
+    /// Codecs never used.
+    #[serde(default)]
+    pub codecs_deny: Vec<String>,
+    /// keep | add
+    #[serde(default)]
+    pub telephone_event: super::raw_policy::RawTelephoneEvent,
+    /// `[[trunk.headers]]`
+    #[serde(default)]
+    pub headers: Vec<super::raw_policy::RawHeaderRule>,
 }
 
 /// `[trunk.register]`: registration toward the carrier (RFC 3261 §10).
@@ -790,6 +807,10 @@ pub struct RawRoute {
     pub called_prefix: Option<String>,
     /// Called number regex to match.
     pub called_regex: Option<String>,
+    /// Calling number prefix to match.
+    pub calling_prefix: Option<String>,
+    /// Calling number regex to match.
+    pub calling_regex: Option<String>,
     /// Rules applied to the called number, in order.
     #[serde(default)]
     pub translate_called: Vec<RawTranslation>,

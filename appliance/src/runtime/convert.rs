@@ -256,6 +256,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             fqdn_contact: None,
             learning: learning(t.learning),
             targets,
+            policy: t.policy.clone(),
         });
         if let Some(r) = &t.register {
             registrations.push(registration(cfg, t, r, creds.map(to_engine))?);
@@ -287,6 +288,10 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                 fqdn_contact: Some(tm.sbc_fqdn.to_string()),
                 learning: learning(tm.learning),
                 targets: TargetsConfig::default(),
+                policy: portcullis_engine::trunk_policy::TrunkPolicy {
+                    trusted: true,
+                    ..Default::default()
+                },
             });
         }
         teams = Some(TeamsSettings {
@@ -428,17 +433,16 @@ fn route(r: &crate::config::RouteConfig) -> RouteRule {
             })
             .collect()
     };
+    let number_match = |m: &NumberMatch| match m {
+        NumberMatch::Any => EngineMatch::Any,
+        NumberMatch::Prefix(p) => EngineMatch::Prefix(p.clone()),
+        NumberMatch::Regex(re) => EngineMatch::Regex(format!("(?s:.*?)(?:{})(?s:.*)", re.as_str())),
+    };
     RouteRule {
         name: r.name.clone(),
         from_trunks: r.from.iter().map(|t| t.as_str().to_owned()).collect(),
-        called: match &r.called {
-            NumberMatch::Any => EngineMatch::Any,
-            NumberMatch::Prefix(p) => EngineMatch::Prefix(p.clone()),
-            NumberMatch::Regex(re) => {
-                EngineMatch::Regex(format!("(?s:.*?)(?:{})(?s:.*)", re.as_str()))
-            }
-        },
-        calling: EngineMatch::Any,
+        called: number_match(&r.called),
+        calling: number_match(&r.calling),
         translate_called: translate(&r.translate_called),
         translate_calling: translate(&r.translate_calling),
         targets: r.targets.iter().map(|t| t.as_str().to_owned()).collect(),

@@ -94,6 +94,21 @@ impl Ports {
             sipp_media: 61000 + n * 110,
         }
     }
+
+    /// The second block of slots, `n` in 0..10, below the first (SIP 13000+, appliance
+    /// media 10000+, sipp media 12600+; all outside the ephemeral range). Taken: 0
+    /// (`sipp_policy`).
+    pub fn for_test_range2(n: u16) -> Self {
+        Self {
+            sip: 13000 + n * 10,
+            left: 13000 + n * 10 + 1,
+            right: 13000 + n * 10 + 2,
+            right2: 13000 + n * 10 + 3,
+            admin: 13000 + n * 10 + 4,
+            media_min: 10000 + n * 256,
+            sipp_media: 12600 + n * 200,
+        }
+    }
 }
 
 /// The base test configuration: trunks `left` (UAC), `right` and `right2` (UAS),

@@ -157,6 +157,8 @@ pub struct TrunkConfig {
     /// Several targets, a domain resolved by DNS, the strategy sharing calls
     /// between them and their OPTIONS health (default: `address` alone, never pinged).
     pub targets: TargetsConfig,
+    /// Trust domain, header rules and codec policy ([`crate::trunk_policy`]).
+    pub policy: crate::trunk_policy::TrunkPolicy,
 }
 
 /// The targets of a trunk ([`crate::routing::TargetTable`]).
@@ -547,6 +549,7 @@ mod tests {
             fqdn_contact: None,
             learning: MediaLearning::default(),
             targets: TargetsConfig::default(),
+            policy: crate::trunk_policy::TrunkPolicy::default(),
         };
         // No ACL: the trunk's own address only (IPv4-mapped form included).
         assert!(t.matches_source("192.0.2.1".parse().unwrap()));

@@ -121,7 +121,7 @@
 //! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest
 //! challenge of inbound trunks and answers to 401/407 from outbound trunks;
 //! delayed offer from the caller replaced by our own offer toward B; media
-//! inactivity → BYE both. Transfer (`b2bua/refer.rs`, RFC 3515/3891): a
+//! inactivity → BYE both. Transfer (`b2bua/refer/`, RFC 3515/3891): a
 //! REFER on either leg of an answered call gets 202, the Refer-To user is
 //! routed from the referrer's trunk (408/5xx: next target; trunk slots
 //! taken by the new leg, given back by the leg that leaves), the new leg is offered the remaining
@@ -179,6 +179,7 @@ pub mod routing;
 pub mod teams;
 pub mod time;
 pub mod transaction;
+pub mod trunk_policy;
 
 #[doc(hidden)]
 pub mod sim;

@@ -108,6 +108,7 @@ pub fn trunk(name: &str, addr: &str, media: MediaMode) -> TrunkConfig {
         fqdn_contact: None,
         learning: Default::default(),
         targets: Default::default(),
+        policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
     }
 }
 

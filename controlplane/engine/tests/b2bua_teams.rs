@@ -1,6 +1,6 @@
 //! Teams Direct Routing specifics in the B2BUA: FQDN Contact, `X-MS-SBC` on
-//! requests toward Teams, History-Info passed through only when Teams is
-//! involved (initial INVITE, re-INVITE, transfer INVITE), rtcp-mux and
+//! requests toward Teams, History-Info on the initial INVITE and re-INVITEs
+//! (and, from a Teams REFER, on the transfer INVITE), rtcp-mux and
 //! `|2^31` SDES lifetime toward Teams, no delayed offer toward Teams, ICE-lite
 //! only with media bypass.
 
@@ -33,6 +33,9 @@ fn teams_with(bypass: bool, mode: MediaMode) -> H {
 }
 
 const HI: &str = "<sip:+4930999@pbx.example.com>;index=1";
+/// [`HI`] as it crosses: our host instead of the PBX's (RFC 7044 entries pass
+/// on every trunk, topology hidden).
+const HI_OUT: &str = "<sip:+4930999@10.0.0.1:5060>;index=1";
 
 #[test]
 fn invite_toward_teams_has_fqdn_contact_x_ms_sbc_and_history_info() {
@@ -47,7 +50,7 @@ fn invite_toward_teams_has_fqdn_contact_x_ms_sbc_and_history_info() {
     let contact = inv.header("Contact").unwrap();
     assert!(contact.contains("sbc.example.com"), "{contact}");
     assert!(!contact.contains("10.0.0.1"), "{contact}");
-    assert_eq!(inv.header("History-Info"), Some(HI));
+    assert_eq!(inv.header("History-Info"), Some(HI_OUT));
 }
 
 #[test]
@@ -66,7 +69,7 @@ fn in_dialog_requests_toward_teams_carry_x_ms_sbc() {
 }
 
 #[test]
-fn plain_trunks_get_neither_x_ms_sbc_nor_history_info() {
+fn plain_trunks_get_no_x_ms_sbc_and_history_info_without_the_pbx_host() {
     let mut h = H::new();
     let now = h.now;
     let a_sdp = sdp("192.168.1.10", 10_000, "");
@@ -74,7 +77,7 @@ fn plain_trunks_get_neither_x_ms_sbc_nor_history_info() {
     h.pump();
     let (_, inv) = h.b1.last_request("INVITE");
     assert!(inv.header("X-MS-SBC").is_none());
-    assert!(inv.header("History-Info").is_none());
+    assert_eq!(inv.header("History-Info"), Some(HI_OUT));
 }
 
 fn ice_of(body: &[u8]) -> (String, String) {
@@ -293,12 +296,11 @@ fn reinvite_with_history_info(mut h: H) -> portcullis_engine::transaction::SipMs
 }
 
 #[test]
-fn history_info_crosses_on_reinvite_toward_teams_only() {
+fn history_info_crosses_on_reinvite_toward_teams_and_plain_trunks() {
     let reinv = reinvite_with_history_info(teams());
-    assert_eq!(reinv.header("History-Info"), Some(HI));
-    // Plain trunks: not copied.
+    assert_eq!(reinv.header("History-Info"), Some(HI_OUT));
     let reinv = reinvite_with_history_info(H::new());
-    assert!(reinv.header("History-Info").is_none());
+    assert_eq!(reinv.header("History-Info"), Some(HI_OUT));
 }
 
 #[test]

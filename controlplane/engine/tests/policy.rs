@@ -487,6 +487,7 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
                 fqdn_contact: None,
                 learning: Default::default(),
                 targets: Default::default(),
+                policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
             })
             .collect(),
         routes: Vec::new(),

@@ -26,6 +26,7 @@ fn trunk(name: &str, addr: &str, transport: Transport) -> TrunkConfig {
         fqdn_contact: None,
         learning: Default::default(),
         targets: Default::default(),
+        policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
     }
 }
 

@@ -247,6 +247,9 @@ pub(crate) struct Call {
     pub a: ALeg,
     pub b: Option<BLeg>,
     pub route: String,
+    /// The route's number translations, for the numbers a call carries besides
+    /// its own (Diversion, History-Info, asserted identities).
+    pub numbers: Option<crate::routing::Translations>,
     pub targets: VecDeque<Target>,
     pub redirect: RedirectMode,
     /// Calling number as received, and as sent (after routing translation).
@@ -286,6 +289,8 @@ pub(crate) struct Call {
     pub bound: Vec<(String, std::net::SocketAddr)>,
     /// Last status seen from a failed target (relayed when targets run out).
     pub last_failure: Option<(u16, String)>,
+    /// Why the last target skipped refused the caller's codecs (its `488`'s warning).
+    pub codec_refusal: Option<String>,
     /// Client transactions started for this call (index cleanup at removal).
     pub client_txs: Vec<TxId>,
     /// INVITE server transactions of this call (index cleanup at removal).

@@ -126,6 +126,7 @@ impl<M: MediaControl> B2bua<M> {
                 None => return,
             };
             copy_safe(resp, &mut r, false);
+            self.cross_headers(call, crate::media::Side::A, resp, &mut r);
             if (300..400).contains(&status) {
                 if let Some(ct) = resp.header("Contact") {
                     r.push_header("Contact", ct);

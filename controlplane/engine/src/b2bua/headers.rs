@@ -3,13 +3,11 @@
 //! Topology hiding (the SBC's reason to exist): Via, Route, Record-Route,
 //! Contact, Call-ID, tags, CSeq and Max-Forwards are always per leg. From/To
 //! keep only the display name and the (translated) user part, with our host.
-//! A short whitelist of end-to-end headers is copied; `X-` headers and
-//! everything else are dropped. `User-Agent`/`Server` are replaced by ours.
-//! P-Asserted-Identity (RFC 3325) keeps display name and user only.
-//! History-Info (RFC 7044) is not in the whitelist: its entries carry the
-//! other side's hosts; it crosses only when a Teams trunk is on the call
-//! (Teams attributes forwarded and transferred calls with it), see `invite`,
-//! `in_dialog` and `refer`.
+//! A short whitelist of end-to-end headers is copied here; `User-Agent`/`Server`
+//! are replaced by ours. What else crosses — asserted identities (RFC 3325
+//! trust domain), Diversion and History-Info (translated, our host),
+//! User-to-User, and each trunk's keep/drop/add/rewrite rules — is
+//! `header_rules`; anything neither names (`X-` headers among them) is dropped.
 
 use std::net::SocketAddr;
 

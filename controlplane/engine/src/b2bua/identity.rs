@@ -230,6 +230,7 @@ mod tests {
             fqdn_contact: None,
             learning: Default::default(),
             targets: Default::default(),
+            policy: Default::default(),
         };
         EngineConfig {
             node: NodeSettings {

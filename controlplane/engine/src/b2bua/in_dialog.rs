@@ -7,7 +7,9 @@
 //! direction is rewritten and the media reprogrammed. A 2xx to a relayed
 //! re-INVITE is ACKed on its leg at once (ACKs are per leg), except when the
 //! re-INVITE had no SDP: then the 2xx carries an offer whose answer comes in
-//! the originator's ACK, so that leg's ACK waits for it (§13.2.1, §14.1).
+//! the originator's ACK, so that leg's ACK waits for it (§13.2.1, §14.1). Toward
+//! Teams a re-INVITE without SDP carries our offer instead; the originator's
+//! answer in its ACK is then followed up as `reoffer` describes.
 //! Glare: a re-INVITE while one is in progress gets 491 (§14.2).
 
 use portcullis_sip::sdp::SessionDescription;
@@ -245,6 +247,16 @@ impl<M: MediaControl> B2bua<M> {
             );
             return;
         }
+        let offer = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.offer_from != Some(to));
+        if offer {
+            if let Err(why) = self.offer_codecs(call, from, &req) {
+                self.refuse_offer(now, tx, &req, &why.to_string());
+                return;
+            }
+        }
         let Some((mut out, dest)) = self.dialog_request(call, to, method.clone()) else {
             self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
             return;
@@ -263,18 +275,7 @@ impl<M: MediaControl> B2bua<M> {
         let offered = !had_sdp && body.is_some();
         let plain_body = !had_sdp && !req.body().is_empty();
         copy_safe(&req, &mut out, body.is_some() || plain_body);
-        let teams = self.calls.get(&call).is_some_and(|c| {
-            [Side::A, Side::B]
-                .into_iter()
-                .filter_map(|s| Self::leg_trunk(c, s))
-                .any(|t| c.cfg.is_teams_trunk(t))
-        });
-        if teams {
-            // RFC 7044 History-Info crosses like on the initial INVITE.
-            for hi in req.header_values("History-Info") {
-                out.push_header("History-Info", hi);
-            }
-        }
+        self.cross_headers(call, to, &req, &mut out);
         if let Some(b) = body {
             if out.header("Content-Type").is_none() {
                 out.push_header("Content-Type", "application/sdp");
@@ -334,6 +335,7 @@ impl<M: MediaControl> B2bua<M> {
             None
         };
         copy_safe(resp, &mut r, body.is_some());
+        self.cross_headers(call, relay.from, resp, &mut r);
         if let Some(b) = body {
             if r.header("Content-Type").is_none() {
                 r.push_header("Content-Type", "application/sdp");
@@ -395,33 +397,20 @@ impl<M: MediaControl> B2bua<M> {
             return;
         }
         let initial = c.a.invite_tx == tx;
-        if initial {
-            if has_sdp(ack) && c.offer_from == Some(Side::B) {
-                // Answer to the offer we made the caller in our 2xx (delayed offer).
-                let mode = c.cfg.trunk(c.a.trunk).map_or(MediaMode::Rtp, |t| t.media);
-                if let (Ok(sdp), Some(ms)) =
-                    (SessionDescription::parse(ack.body()), c.media.as_mut())
-                {
-                    ms.learn(Side::A, &sdp, mode);
-                }
+        // The answer to the offer our 2xx made from the far side's answer to our own offer
+        // (a delayed offer, see `reoffer`): learned, and followed up toward the far side.
+        let answers_ours = if initial {
+            c.offer_from == Some(Side::B)
+        } else {
+            c.answer_in_ack == Some(side)
+        };
+        if initial || answers_ours {
+            if answers_ours && has_sdp(ack) {
+                c.answer_in_ack = None;
                 c.offer_from = None;
+                self.learn_sdp(call, side, ack, None);
                 self.update_media(call);
-            }
-            return;
-        }
-        if c.answer_in_ack == Some(side) {
-            c.answer_in_ack = None;
-            let mode = Self::leg_trunk(c, side)
-                .and_then(|t| c.cfg.trunk(t))
-                .map_or(MediaMode::Rtp, |t| t.media);
-            if has_sdp(ack) {
-                if let (Ok(sdp), Some(ms)) =
-                    (SessionDescription::parse(ack.body()), c.media.as_mut())
-                {
-                    ms.learn(side, &sdp, mode);
-                }
-                c.offer_from = None;
-                self.update_media(call);
+                self.follow_answer_in_ack(now, call, side);
             }
             return;
         }
@@ -434,7 +423,6 @@ impl<M: MediaControl> B2bua<M> {
             self.send_dialog_ack(call, to, cseq, body);
             self.update_media(call);
         }
-        let _ = now;
     }
 
     /// Sends the ACK for a 2xx to our re-INVITE on `side` (optionally with SDP).

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use portcullis_sip::sdp::SessionDescription;
 
+use super::answer::Unwanted;
 use super::call::{ALeg, BLeg, Call, CallState, CallTimer, ClientRole};
 use super::failover::default_reason;
 use super::headers::{copy_safe, display_of, has_sdp, name_addr, unsupported_required, user_of};
@@ -118,6 +119,7 @@ impl<M: MediaControl> B2bua<M> {
             },
             b: None,
             route: String::new(),
+            numbers: None,
             targets: VecDeque::new(),
             redirect: RedirectMode::Follow,
             a_calling: calling.clone(),
@@ -140,6 +142,7 @@ impl<M: MediaControl> B2bua<M> {
             tried: Vec::new(),
             bound: Vec::new(),
             last_failure: None,
+            codec_refusal: None,
             client_txs: Vec::new(),
             server_txs: vec![tx],
             redirects: 0,
@@ -242,6 +245,7 @@ impl<M: MediaControl> B2bua<M> {
                 c.offer_from = Some(Side::A);
             }
             c.a_offer = offer;
+            c.numbers = self.router.translations(&decision.route);
             c.route = decision.route;
             c.calling = decision.calling;
             c.redirect = decision.redirect;
@@ -257,6 +261,11 @@ impl<M: MediaControl> B2bua<M> {
                 .collect();
         }
         self.set_leg_teams(id, Side::A, trunk);
+        if let Err(why) = self.offer_codecs(id, Side::A, req) {
+            // Nothing the inbound trunk may use: no target could take it.
+            self.refuse_call_codecs(now, id, &why.to_string());
+            return;
+        }
         self.set_timer(id, CallTimer::NoAnswer, no_answer);
         self.next_target(now, id);
     }
@@ -300,6 +309,10 @@ impl<M: MediaControl> B2bua<M> {
                     .last_failure
                     .clone()
                     .unwrap_or((503, String::from("Service Unavailable")));
+                if let (488, Some(why)) = (status, c.codec_refusal.clone()) {
+                    self.refuse_call_codecs(now, call, &why);
+                    return;
+                }
                 let inbound = Self::trunk_name(&c.cfg.clone(), c.a.trunk);
                 self.stats.outcome(&inbound, Outcome::Failed);
                 self.end_call(
@@ -361,7 +374,8 @@ impl<M: MediaControl> B2bua<M> {
             .or_else(|| cfg.node.fqdn.clone())
             .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
         let teams_out = cfg.is_teams_trunk(target.trunk);
-        let teams_in = cfg.is_teams_trunk(c.a.trunk);
+        let a_trunk = c.a.trunk;
+        let numbers = c.numbers.clone();
         // Toward Teams our Contact is always an FQDN (Direct Routing refuses IPs).
         let contact = super::identity::leg_contact(&cfg, target.trunk, transport);
         let their_host = super::identity::target_hostport(
@@ -398,26 +412,24 @@ impl<M: MediaControl> B2bua<M> {
         inv.push_header("CSeq", "1 INVITE");
         inv.push_header("Contact", &contact);
         inv.push_header("User-Agent", &cfg.node.user_agent);
-        if let Some(pai) = a_inv
-            .header("P-Asserted-Identity")
-            .filter(|_| caller.is_none())
-        {
-            let user = user_of(pai).to_owned();
-            if !user.is_empty() {
-                inv.push_header(
-                    "P-Asserted-Identity",
-                    name_addr(display_of(pai), &user, &our_host),
-                );
-            }
-        }
         copy_safe(&a_inv, &mut inv, false);
-        if teams_out || teams_in {
-            // RFC 7044 History-Info crosses between legs when Teams is involved
-            // (Teams uses it for forwarded / transferred call attribution).
-            for hi in a_inv.header_values("History-Info") {
-                inv.push_header("History-Info", hi);
-            }
+        let x = super::header_rules::Crossing {
+            cfg: &cfg,
+            from: a_trunk,
+            to: target.trunk,
+            numbers: numbers.as_ref(),
+            host: &our_host,
+            calling: &calling,
+            called: &target.called,
+        };
+        let mut src = a_inv.clone();
+        if caller.is_some() {
+            // The B party calls the target: the caller's identity is not its own.
+            src.remove_header("P-Asserted-Identity");
+            src.remove_header("P-Preferred-Identity");
         }
+        let applied = x.apply(&src, &mut inv);
+        self.stats.header_rules_applied += applied as u64;
         if teams_out {
             inv.push_header("X-MS-SBC", super::x_ms_sbc());
         }
@@ -454,11 +466,22 @@ impl<M: MediaControl> B2bua<M> {
         let b_mode = tcfg.media;
         let trunk_name = tcfg.name.clone();
         // Body: the caller's offer rewritten, or our own offer (no delayed offer toward B).
-        // A new attempt: Teams flags and ICE credentials for this target only.
+        // A new attempt: Teams flags, ICE credentials and codec policy for this target only.
         self.set_leg_teams(call, Side::B, target.trunk);
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
+        let refused = match (&a_offer, c.media.as_ref()) {
+            (Some(o), Some(ms)) => ms.check_offer(Side::A, o).err(),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            // This target's trunk takes none of the caller's codecs: the next one may.
+            c.last_failure = Some((488, String::from("Not Acceptable Here")));
+            c.codec_refusal = Some(why.to_string());
+            self.release_trunk(call, target.trunk);
+            return false;
+        }
         let body = match c.media.as_mut() {
             Some(ms) => {
                 let entropy = self.txn.entropy();
@@ -521,7 +544,7 @@ impl<M: MediaControl> B2bua<M> {
         if !current {
             // Ended, cancelled or superseded attempt.
             if (200..300).contains(&status) {
-                self.ack_and_bye(now, call, tx, dest, resp, true);
+                self.ack_unwanted(now, call, tx, dest, resp, Unwanted::Bye { remember: true });
             } else if (101..200).contains(&status) {
                 let pending =
                     c.b.as_mut()
@@ -542,7 +565,8 @@ impl<M: MediaControl> B2bua<M> {
                 if c.state == CallState::Answered {
                     // Another fork answered too (§13.2.2.4): ACK it, then BYE it.
                     self.stats.forked_answers_released += 1;
-                    self.ack_and_bye(now, call, tx, dest, resp, false);
+                    let what = Unwanted::Bye { remember: false };
+                    self.ack_unwanted(now, call, tx, dest, resp, what);
                 } else {
                     self.on_b_answer(now, call, tx, dest, resp);
                 }
@@ -551,34 +575,6 @@ impl<M: MediaControl> B2bua<M> {
             401 | 407 if self.answer_challenge(now, call, resp) => {}
             422 if self.retry_after_422(now, call, resp) => {}
             _ => self.on_b_failure(now, call, status, Some(resp)),
-        }
-    }
-
-    /// ACKs a 2xx we do not want and hangs that dialog up. `remember`: the
-    /// transaction re-sends this ACK on 2xx retransmissions (RFC 6026 §7.2);
-    /// false for a second fork, so the winning dialog's ACK stays the one
-    /// remembered.
-    fn ack_and_bye(
-        &mut self,
-        now: Timestamp,
-        call: u64,
-        tx: TxId,
-        dest: PeerAddr,
-        resp: &SipMsg,
-        remember: bool,
-    ) {
-        let Some(invite) = self.txn.request(tx).cloned() else {
-            return;
-        };
-        let Ok(mut d) = Dialog::from_uac(&invite, resp) else {
-            return;
-        };
-        let via = self.via_to(call, dest);
-        let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
-        self.txn.send_ack(remember.then_some(tx), dest, &ack);
-        let via = self.via_to(call, dest);
-        if let Ok(bye) = d.request(Method::Bye, &via) {
-            self.send_on(now, call, dest, bye, ClientRole::Own);
         }
     }
 
@@ -637,6 +633,7 @@ impl<M: MediaControl> B2bua<M> {
         let mut r = self.response(&inv, status, reason, Some(&tag));
         let body = self.relay_sdp(call, Side::B, resp, completes);
         copy_safe(resp, &mut r, body.is_some());
+        self.cross_headers(call, Side::A, resp, &mut r);
         if let Some(b) = body {
             if r.header("Content-Type").is_none() {
                 r.push_header("Content-Type", "application/sdp");
@@ -649,25 +646,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// 2xx from B: ACK it, relay it to A, the call is answered.
     fn on_b_answer(&mut self, now: Timestamp, call: u64, tx: TxId, dest: PeerAddr, resp: &SipMsg) {
-        let via = self.via_to(call, dest);
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let Some(b) = c.b.as_mut() else {
-            return;
-        };
-        b.final_received = true;
-        let tag = resp.to_tag().ok().flatten().map(str::to_owned);
-        match b.dialog.as_mut() {
-            Some(d) if Some(d.id.remote_tag.as_str()) == tag.as_deref() => {
-                d.on_response(&Method::Invite, resp);
-            }
-            _ => b.dialog = Dialog::from_uac(&b.invite, resp).ok(),
-        }
-        if let Some(d) = b.dialog.as_ref() {
-            let ack = d.ack(d.invite_cseq.unwrap_or(1), &via);
-            self.txn.send_ack(Some(tx), dest, &ack);
-        }
+        self.ack_b_answer(call, tx, dest, resp);
         let reason = resp.as_owned().reason().unwrap_or("OK").to_owned();
         let status = resp.status().unwrap_or(200);
         let mut r = self.a_response(call, status, &reason, resp, true);

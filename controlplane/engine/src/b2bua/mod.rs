@@ -13,15 +13,18 @@
 //! [`B2bua::poll_transmit`], [`B2bua::poll_timeout`], [`B2bua::poll_event`].
 //!
 //! Module map: `call` (state), `invite` (initial INVITE, B responses,
-//! CANCEL, forks), `failover` (next target, Retry-After, 3xx, relayed
+//! CANCEL, forks), `answer` (the 2xx path every INVITE we send shares), `failover` (next target, Retry-After, 3xx, relayed
 //! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
 //! UPDATE, INFO, MESSAGE relays, ACKs), `refer` (REFER transfers, Replaces
-//! joins), `teardown` (ending calls, CDRs),
+//! joins), `reoffer` (our own re-offers, the delayed offer followed end to end), `teardown` (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
+mod answer;
 mod auth;
 mod call;
+mod codec_rules;
 mod failover;
+mod header_rules;
 mod headers;
 mod identity;
 mod in_dialog;
@@ -30,6 +33,7 @@ mod prack;
 mod probe;
 mod refer;
 mod register;
+mod reoffer;
 mod route;
 mod sdp_rewrite;
 mod sim_node;
@@ -929,16 +933,23 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Sets the Teams flags of `side` of `call` for a leg on `trunk` (a new B
     /// attempt, a transfer target): rtcp-mux and `|2^31` when Teams, fresh
-    /// ICE-lite credentials when Teams with media bypass, none otherwise.
+    /// ICE-lite credentials when Teams with media bypass, none otherwise;
+    /// and the trunk's codec policy.
     fn set_leg_teams(&mut self, call: u64, side: Side, trunk: TrunkId) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
         let teams = c.cfg.is_teams_trunk(trunk);
+        let codecs = c
+            .cfg
+            .trunk(trunk)
+            .map(|t| t.policy.codecs.clone())
+            .unwrap_or_default();
         let creds = c.cfg.is_teams_bypass(trunk).then(|| self.ice_creds());
         if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
             let i = sdp_rewrite::ix(side);
             ms.teams[i] = teams;
+            ms.codecs[i] = codecs;
             ms.ice[i] = creds;
             ms.params[i].ice_lite = None;
         }

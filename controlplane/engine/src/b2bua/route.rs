@@ -69,6 +69,7 @@ mod tests {
             fqdn_contact: None,
             learning: Default::default(),
             targets: Default::default(),
+            policy: crate::trunk_policy::TrunkPolicy::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use portcullis_sip::sdp::{
 
 use crate::config::MediaMode;
 use crate::media::{MediaAllocation, MediaLegParams, Side, SrtpKeyMaterial, SrtpSuite};
+use crate::trunk_policy::codecs::{self, CodecPolicy, NoCommonCodec};
 
 /// Index of a side in per-side arrays.
 pub(crate) const fn ix(side: Side) -> usize {
@@ -50,6 +51,10 @@ pub(crate) struct MediaState {
     /// The side is a Teams Direct Routing trunk: SDP toward it always offers
     /// rtcp-mux and SDES keys carry the `|2^31` lifetime.
     pub teams: [bool; 2],
+    /// Codec policy of each side's trunk ([`crate::trunk_policy::codecs`]):
+    /// offers are filtered by both sides' policies, answers keep what the
+    /// offer held.
+    pub codecs: [CodecPolicy; 2],
 }
 
 /// Per-side media state saved across a transfer attempt.
@@ -58,6 +63,7 @@ pub(crate) struct SideSnapshot {
     params: MediaLegParams,
     ice: Option<(String, String)>,
     teams: bool,
+    codecs: CodecPolicy,
     session_id: u64,
     version: u64,
     last_sent: Option<Vec<u8>>,
@@ -94,6 +100,7 @@ impl MediaState {
             last_from: [None, None],
             ice: [None, None],
             teams: [false, false],
+            codecs: [CodecPolicy::default(), CodecPolicy::default()],
         }
     }
 
@@ -105,6 +112,7 @@ impl MediaState {
             params: self.params[i].clone(),
             ice: self.ice[i].clone(),
             teams: self.teams[i],
+            codecs: self.codecs[i].clone(),
             session_id: self.session_id[i],
             version: self.version[i],
             last_sent: self.last_sent[i].clone(),
@@ -118,6 +126,7 @@ impl MediaState {
         self.params[i] = s.params;
         self.ice[i] = s.ice;
         self.teams[i] = s.teams;
+        self.codecs[i] = s.codecs;
         self.session_id[i] = s.session_id;
         self.version[i] = s.version;
         self.last_sent[i] = s.last_sent;
@@ -161,10 +170,7 @@ impl MediaState {
         let sdp = self.last_from(side)?;
         let m = sdp.media.get(audio_index(sdp)?)?;
         let pt = m.payload_types().next()?;
-        Some(match m.rtpmap(pt) {
-            Some(map) => format!("{}/{}", map.encoding, map.clock_rate),
-            None => static_payload(pt).map_or_else(|| format!("PT {pt}"), str::to_owned),
-        })
+        Some(codec_name(m, pt).unwrap_or_else(|| format!("PT {pt}")))
     }
 
     fn local_port(&self, side: Side) -> u16 {
@@ -245,6 +251,7 @@ impl MediaState {
             m.remove_rtcp();
             m.remove_ice();
             m.remove_crypto();
+            self.apply_codecs(to, m, answer);
             if self.teams[ix(to)] && !m.is_rejected() && (!answer || offered_mux) {
                 // Teams requires rtcp-mux (RFC 5761); in an answer only when it offered it.
                 m.set_rtcp_mux(true);
@@ -276,7 +283,8 @@ impl MediaState {
     }
 
     /// Our own offer for `to` when the caller sent none (RFC 3261 §13.2.1 delayed
-    /// offer is not propagated): PCMU, PCMA, telephone-event, rtcp-mux.
+    /// offer is not propagated): the codecs of `to`'s policy (default PCMU, PCMA),
+    /// telephone-event, rtcp-mux.
     pub fn own_offer(
         &mut self,
         to: Side,
@@ -285,15 +293,11 @@ impl MediaState {
     ) -> Vec<u8> {
         let ip = self.alloc.advertised_ip;
         let mut sdp = SessionDescription::new(ip, self.session_id[ix(to)]);
-        let fmts = ["0", "8", "101"].map(str::to_owned).to_vec();
+        let list = codecs::own_offer_codecs(&self.codecs[ix(to)]);
+        let fmts = list.iter().map(|(pt, _)| pt.to_string()).collect();
         let mut m = MediaDescription::new("audio", self.local_port(to), Proto::RtpAvp, fmts);
-        for (pt, enc, rate) in [
-            (0u8, "PCMU", 8000u32),
-            (8, "PCMA", 8000),
-            (101, "telephone-event", 8000),
-        ] {
-            if let Ok(Attribute::RtpMap(r)) = Attribute::parse(&format!("rtpmap:{pt} {enc}/{rate}"))
-            {
+        for (pt, map) in &list {
+            if let Ok(Attribute::RtpMap(r)) = Attribute::parse(&format!("rtpmap:{pt} {map}")) {
                 m.attributes.push(Attribute::RtpMap(r));
             }
         }
@@ -310,6 +314,43 @@ impl MediaState {
         }
         sdp.media.push(m);
         self.finish(to, &mut sdp)
+    }
+
+    /// Whether an offer `sdp` from `from` keeps a codec once both sides'
+    /// codec policies are applied (an offer from the wire is checked before
+    /// anything of it is learned).
+    pub fn check_offer(&self, from: Side, sdp: &SessionDescription) -> Result<(), NoCommonCodec> {
+        let Some(m) = audio_index(sdp).and_then(|i| sdp.media.get(i)) else {
+            return Ok(());
+        };
+        let mut m = m.clone();
+        codecs::filter_offer(
+            &mut m,
+            &self.codecs[ix(from)],
+            &self.codecs[ix(from.other())],
+        )
+    }
+
+    /// The codec policies on the audio section `m` of an SDP toward `to`: an
+    /// answer keeps what `to` offered; an offer keeps what both sides allow
+    /// (rejected, port 0, when nothing is left: unchecked offers only).
+    fn apply_codecs(&self, to: Side, m: &mut MediaDescription, answer: bool) {
+        if m.is_rejected() {
+            return;
+        }
+        if answer {
+            let offer = self.last_from[ix(to)]
+                .as_ref()
+                .and_then(|o| audio_index(o).and_then(|i| o.media.get(i)));
+            if let Some(offer) = offer {
+                codecs::restrict_answer(m, offer);
+            }
+            return;
+        }
+        let from = &self.codecs[ix(to.other())];
+        if codecs::filter_offer(m, from, &self.codecs[ix(to)]).is_err() {
+            m.reject();
+        }
     }
 
     /// Sets our version (bumped only when the body changed) and serialises.
@@ -361,8 +402,17 @@ impl MediaState {
     }
 }
 
+/// `NAME/rate` of payload type `pt` in `m`: its `a=rtpmap` (name as sent), else the
+/// static assignment of RFC 3551 §6. `None` for a dynamic type without rtpmap.
+pub(crate) fn codec_name(m: &MediaDescription, pt: u8) -> Option<String> {
+    match m.rtpmap(pt) {
+        Some(map) => Some(format!("{}/{}", map.encoding, map.clock_rate)),
+        None => static_payload(pt).map(str::to_owned),
+    }
+}
+
 /// Index of the first audio section.
-fn audio_index(sdp: &SessionDescription) -> Option<usize> {
+pub(crate) fn audio_index(sdp: &SessionDescription) -> Option<usize> {
     sdp.media.iter().position(MediaDescription::is_audio)
 }
 

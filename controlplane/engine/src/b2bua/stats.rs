@@ -94,6 +94,13 @@ pub struct EngineStats {
     pub media_inactivity: u64,
     pub session_expiries: u64,
     pub forked_answers_released: u64,
+    /// re-INVITEs sent to carry a delayed-offer answer (received in an ACK) to the
+    /// side that had answered our own offer (see `reoffer`).
+    pub delayed_offer_reoffers: u64,
+    /// Offers refused `488` because the trunks' codec policies left no codec.
+    pub codec_rejects: u64,
+    /// Trunk header rules that changed a relayed message (`[[trunk.headers]]`).
+    pub header_rules_applied: u64,
 }
 
 impl EngineStats {

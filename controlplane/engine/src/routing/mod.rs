@@ -389,4 +389,49 @@ impl Router {
     pub fn trunk_count(&self) -> usize {
         self.trunks.len()
     }
+
+    /// The number translations of the rule named `route` (the first of that
+    /// name), for numbers a call carries besides its own: Diversion and
+    /// History-Info entries take the called-number rules, an asserted
+    /// identity the calling-number rules. Owned, so a call keeps them
+    /// across a reload.
+    #[must_use]
+    pub fn translations(&self, route: &str) -> Option<Translations> {
+        let r = self.routes.iter().find(|r| r.name == route)?;
+        Some(Translations {
+            called: r.translate_called.clone(),
+            calling: r.translate_calling.clone(),
+            targets: r.targets.clone(),
+        })
+    }
+}
+
+/// The number translations of one rule ([`Router::translations`]).
+#[derive(Debug, Clone)]
+pub struct Translations {
+    called: Vec<Step>,
+    calling: Vec<Step>,
+    targets: Vec<(TrunkId, Vec<Step>)>,
+}
+
+impl Translations {
+    /// `number` as the rule translates a called number toward `target`.
+    #[must_use]
+    pub fn called(&self, target: TrunkId, number: &str) -> String {
+        let n = translate(&self.called, number);
+        match self
+            .targets
+            .iter()
+            .find(|(t, s)| *t == target && !s.is_empty())
+        {
+            Some((_, steps)) => translate(steps, &n),
+            None => n,
+        }
+    }
+
+    /// `number` as the rule translates a calling number.
+    #[must_use]
+    pub fn calling(&self, number: &str) -> String {
+        translate(&self.calling, number)
+    }
 }

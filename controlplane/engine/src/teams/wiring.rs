@@ -72,6 +72,7 @@ mod tests {
                 fqdn_contact: Some("sbc1.example.com".into()),
                 learning: Default::default(),
                 targets: Default::default(),
+                policy: crate::trunk_policy::TrunkPolicy::default(),
             }],
             routes: Vec::new(),
             route_rules: Vec::new(),
