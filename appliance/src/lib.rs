@@ -5,5 +5,6 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod ng;
 pub mod notify;
 pub mod runtime;

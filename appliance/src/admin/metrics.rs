@@ -374,6 +374,28 @@ pub const FAMILIES: &[Family] = &[
         C,
         "SIP messages not captured: the collector's socket could not take them at once, or too large for HEP.",
     ),
+    // rtpengine ng control protocol ([ng], media nodes).
+    fam(
+        "portcullis_ng_commands_total",
+        C,
+        "ng requests answered, by command and result (ok, error, load_limit).",
+    ),
+    fam(
+        "portcullis_ng_errors_total",
+        C,
+        "ng requests refused and datagrams dropped, by reason.",
+    ),
+    fam("portcullis_ng_sessions_active", G, "Live ng sessions (calls)."),
+    fam(
+        "portcullis_ng_sessions_timed_out_total",
+        C,
+        "ng sessions deleted after ng.timeout (ng.silent_timeout on hold) without media or command.",
+    ),
+    fam(
+        "portcullis_ng_retransmissions_total",
+        C,
+        "Retransmitted ng requests answered from the reply cache.",
+    ),
     fam(
         "portcullis_log_filter_info",
         G,
@@ -538,6 +560,9 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     if let Some((sent, dropped)) = snap.capture {
         e.single("portcullis_capture_sent_total", sent);
         e.single("portcullis_capture_dropped_total", dropped);
+    }
+    if let Some(ng) = &snap.ng {
+        crate::ng::counters::render(&mut e, ng);
     }
     if let Some(filter) = &snap.log_filter {
         if e.family("portcullis_log_filter_info") {
