@@ -140,7 +140,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     summary(&cfg)
                 )?;
                 drop(out);
-                crate::ng::node::run(cfg)?;
+                crate::ng::node::run(&cfg)?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => report(&e),

@@ -80,7 +80,7 @@ impl AdminBackend for MediaNodeBackend {
 /// # Errors
 /// No `[ng]` section, or the data plane, the ng listener or the signal handlers cannot
 /// start.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: &Config) -> anyhow::Result<()> {
     crate::runtime::init_logging(config.log.level, config.log.format);
     let ng = config
         .ng
@@ -91,7 +91,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let total = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let threads = total.saturating_sub(config.media.cores.len()).max(1);
-    let dp = Arc::new(Dataplane::start(convert::dataplane_config(&config)).context("data plane")?);
+    let dp = Arc::new(Dataplane::start(convert::dataplane_config(config)).context("data plane")?);
     tracing::info!(workers = dp.workers(), backend = ?dp.backend(), "data plane up");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -102,7 +102,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let res = rt.block_on(async {
         let sock = super::driver::bind(ng.listen).await?;
         let counters = Arc::new(NgCounters::default());
-        let server = super::driver::server(&config, &ng, dp.clone(), counters.clone());
+        let server = super::driver::server(config, &ng, dp.clone(), counters.clone());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(super::driver::run(sock, server, true, stop_rx));
         let admin = AdminServerConfig {

@@ -71,6 +71,12 @@ impl Stream {
     }
 }
 
+impl Default for Stream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What one media section of a received SDP needs, checked before any allocation.
 #[derive(Debug, Clone)]
 pub struct Section {
