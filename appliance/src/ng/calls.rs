@@ -541,22 +541,38 @@ impl<M: MediaControl> NgCalls<M> {
         Ok(Value::dict([("calls", Value::List(calls))]))
     }
 
-    /// Deletes idle calls: visits up to [`POLL_BUDGET`] calls from where the previous call
-    /// stopped. Returns how many were deleted.
+    /// Deletes idle calls: visits a bounded number of calls from where the previous call
+    /// stopped. Meant to be called once a second: it visits at least [`POLL_BUDGET`] calls,
+    /// more when needed so that every call is seen at least twice per timeout (a call
+    /// whose packets are counted between two visits is not idle). Returns how many were
+    /// deleted.
     pub fn poll(&mut self, now: Now) -> usize {
-        let from = match self.cursor.take() {
-            Some(k) => Bound::Excluded(k),
+        let shortest = self.settings.timeout.min(self.settings.silent_timeout);
+        let ticks = usize::try_from((shortest.as_secs() / 2).max(1)).unwrap_or(usize::MAX);
+        let budget = POLL_BUDGET.max(self.calls.len().div_ceil(ticks));
+        // From the call after the cursor to the end, then from the start round to the
+        // cursor: each call at most once per poll.
+        let cursor = self.cursor.take();
+        let after = match &cursor {
+            Some(k) => Bound::Excluded(k.clone()),
             None => Bound::Unbounded,
         };
-        let keys: Vec<String> = self
+        let mut keys: Vec<String> = self
             .calls
-            .range((from, Bound::Unbounded))
-            .take(POLL_BUDGET)
+            .range((after, Bound::Unbounded))
+            .take(budget)
             .map(|(k, _)| k.clone())
             .collect();
-        if keys.len() == POLL_BUDGET {
-            self.cursor = keys.last().cloned();
+        if let Some(c) = cursor {
+            let rest = budget.saturating_sub(keys.len());
+            keys.extend(
+                self.calls
+                    .range((Bound::Unbounded, Bound::Included(c)))
+                    .take(rest)
+                    .map(|(k, _)| k.clone()),
+            );
         }
+        self.cursor = keys.last().cloned();
         let mut expired = Vec::new();
         for k in keys {
             let Some(call) = self.calls.get(&k) else {

@@ -589,3 +589,49 @@ fn idle_calls_time_out_media_keeps_them() {
     ));
     assert_eq!(result(&d), "error");
 }
+
+#[test]
+fn a_busy_table_is_swept_often_enough_for_its_timeout() {
+    // 2,000 calls with a 4 s timeout: each poll visits 1,000 of them, so a call with
+    // media is seen at least every 2 s and never taken for idle.
+    let counters = Arc::new(NgCounters::default());
+    let mut s = settings(5000);
+    s.timeout = Duration::from_secs(4);
+    let calls = NgCalls::new(
+        Fake::default(),
+        s,
+        Box::new(|b: &mut [u8]| b.fill(7)),
+        counters.clone(),
+    );
+    let mut t = T {
+        srv: NgServer::new(calls, 4096, counters),
+        now: Now::system(),
+        cookie: 0,
+    };
+    for i in 0..2000 {
+        let r = t.send(&req(
+            "offer",
+            &format!("c{i:04}"),
+            "ft",
+            None,
+            Some(&offer_sdp(40000, "")),
+        ));
+        assert_eq!(result(&r), "ok");
+    }
+    for _ in 0..12 {
+        t.advance(Duration::from_secs(1));
+        let ids: Vec<MediaId> = t.fake().live.iter().copied().collect();
+        for id in ids {
+            *t.fake().rx.entry(id).or_default() += 50;
+        }
+        assert_eq!(t.srv.poll(t.now), 0);
+    }
+    assert_eq!(t.srv.calls().len(), 2000);
+    // Media stops: every call is gone within the timeout plus one sweep.
+    for _ in 0..7 {
+        t.advance(Duration::from_secs(1));
+        t.srv.poll(t.now);
+    }
+    assert_eq!(t.srv.calls().len(), 0);
+    assert_eq!(t.srv.counters().snapshot().timeouts, 2000);
+}
