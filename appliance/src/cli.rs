@@ -33,6 +33,13 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run a media node: the data plane and rtpengine's ng control protocol (`[ng]`), no
+    /// SIP, so Kamailio's rtpengine module drives it as it would drive rtpengine.
+    MediaNode {
+        /// Configuration file (needs `[ng]`; SIP listeners, trunks and routes are not used).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Check a configuration file and report every problem.
     CheckConfig {
         /// Configuration file.
@@ -122,6 +129,29 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 Err(e) => report(&e),
             }
         }
+        Command::MediaNode { config } => match Config::load(&config, &LoadOptions::default()) {
+            Ok(cfg) if cfg.ng.is_none() => {
+                let mut err = std::io::stderr().lock();
+                writeln!(
+                    err,
+                    "{}: ng: a media node needs an [ng] section with its listen address",
+                    config.display()
+                )?;
+                Ok(ExitCode::FAILURE)
+            }
+            Ok(cfg) => {
+                writeln!(
+                    out,
+                    "portcullis: media node with config {} ({})",
+                    config.display(),
+                    summary(&cfg)
+                )?;
+                drop(out);
+                crate::ng::node::run(&cfg)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => report(&e),
+        },
         Command::CheckConfig { file, no_files } => {
             let opts = LoadOptions {
                 check_files: !no_files,
@@ -198,7 +228,7 @@ fn report(e: &ConfigError) -> anyhow::Result<ExitCode> {
 /// One-line description of a loaded configuration.
 pub fn summary(cfg: &Config) -> String {
     format!(
-        "{} listener(s), {} trunk(s), {} route(s), {} dataplane core(s) {:?}, media {}:{}, teams {}",
+        "{} listener(s), {} trunk(s), {} route(s), {} dataplane core(s) {:?}, media {}:{}, teams {}, ng {}",
         cfg.sip.listeners.len(),
         cfg.trunks.len(),
         cfg.routes.len(),
@@ -207,6 +237,9 @@ pub fn summary(cfg: &Config) -> String {
         cfg.media.advertised_ip,
         cfg.media.ports,
         if cfg.teams.is_some() { "on" } else { "off" },
+        cfg.ng
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |n| n.listen.to_string()),
     )
 }
 

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod entropy;
 pub mod logging;
+pub mod ng;
 pub mod notify;
 pub mod runtime;

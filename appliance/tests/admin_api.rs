@@ -176,6 +176,13 @@ fn full_snapshot() -> MetricsSnapshot {
             RingDepth::default(),
         ],
         log_filter: Some("info,portcullis_net=debug".into()),
+        ng: Some(portcullis::ng::NgStats {
+            commands: vec![("offer", "ok", 3), ("answer", "error", 1)],
+            errors: vec![("unsupported", 1)],
+            sessions: 2,
+            timeouts: 1,
+            retransmissions: 1,
+        }),
         teams: Some(TeamsMetrics {
             proxies: vec![
                 teams_proxy("sip.pstnhub.microsoft.com", "down", false, None),

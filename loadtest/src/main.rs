@@ -5,6 +5,7 @@
 //! portcullis-loadtest --target 127.0.0.1:5060 --calls 1000 --cps 100 --duration 30
 //! portcullis-loadtest --spawn --config lt.toml --calls 20 --duration 3
 //! portcullis-loadtest --against rtpengine --calls 500 --duration 20 --cores 0 --relay-core 1
+//! portcullis-loadtest --against portcullis-ng --calls 500 --duration 20 --cores 0 --relay-core 1
 //! portcullis-loadtest --against raw --calls 25 --duration 2 --report r.json --svg r.svg
 //! portcullis-loadtest compare --config lt.toml --calls 1000 --duration 20
 //! portcullis-loadtest --netns --spawn --config wide.toml --calls 4500 --ptime 150
@@ -32,7 +33,8 @@ use clap::Parser;
 
 use run::{Mode, RunConfig, Spawned};
 
-/// Command line (a leading `compare` runs raw, rtpengine and the appliance back to back).
+/// Command line (a leading `compare` runs raw, rtpengine, the Portcullis media node and
+/// the appliance back to back).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "portcullis-loadtest", version)]
 struct Opts {
@@ -51,7 +53,8 @@ struct Opts {
     /// SIP address of the appliance when spawned.
     #[arg(long, default_value = "127.0.0.1:5060")]
     appliance_sip: SocketAddr,
-    /// Relay without SIP: `rtpengine` or `raw`; `direct` calls our own UAS.
+    /// Relay without SIP: `rtpengine`, `portcullis-ng` (a media node driven by ng, as
+    /// rtpengine is) or `raw`; `direct` calls our own UAS.
     #[arg(long)]
     against: Option<String>,
     /// Target concurrent calls.
@@ -115,7 +118,8 @@ struct Opts {
     /// rtpengine binary.
     #[arg(long, default_value = "rtpengine")]
     rtpengine_bin: PathBuf,
-    /// ng port for rtpengine, listen port for rawfwd.
+    /// ng port for rtpengine and the media node (its admin API takes the next port),
+    /// listen port for rawfwd.
     #[arg(long, default_value_t = 22222)]
     relay_port: u16,
     /// Write the JSON report here.
@@ -218,6 +222,10 @@ fn run_config(o: &Opts, mode: Mode) -> anyhow::Result<RunConfig> {
             .clone()
             .unwrap_or_else(|| sibling("portcullis-rawfwd")),
         rtpengine_bin: o.rtpengine_bin.clone(),
+        portcullis_bin: o
+            .appliance_bin
+            .clone()
+            .unwrap_or_else(|| sibling("portcullis")),
         relay_port: o.relay_port,
         progress: !o.quiet,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -254,6 +262,7 @@ fn run_one(o: &Opts, mode_name: &str) -> anyhow::Result<report::Report> {
     let mode = match mode_name {
         "raw" => Mode::Raw,
         "rtpengine" => Mode::Rtpengine,
+        "portcullis-ng" => Mode::PortcullisNg,
         "direct" => Mode::Direct,
         "appliance" => match (o.spawn || o.target.is_none(), o.target) {
             (true, _) => {
@@ -263,7 +272,7 @@ fn run_one(o: &Opts, mode_name: &str) -> anyhow::Result<report::Report> {
             (false, Some(t)) => Mode::Appliance(t),
             (false, None) => bail!("--target or --spawn"),
         },
-        other => bail!("--against {other}: rtpengine, raw or direct"),
+        other => bail!("--against {other}: rtpengine, portcullis-ng, raw or direct"),
     };
     let mut cfg = run_config(o, mode)?;
     if let Some(g) = &guard {
@@ -285,7 +294,7 @@ fn main() -> anyhow::Result<()> {
         enter_netns()?;
     }
     if compare {
-        let mut modes = vec!["raw", "rtpengine"];
+        let mut modes = vec!["raw", "rtpengine", "portcullis-ng"];
         if o.config.is_some() || o.target.is_some() {
             modes.push("appliance");
         }

@@ -1,27 +1,26 @@
-//! The relays we compare against: rtpengine (driven through its ng control protocol) and
-//! the raw baseline forwarder `portcullis-rawfwd`.
+//! The relays we compare against, driven without SIP: rtpengine and a Portcullis media
+//! node (`portcullis media-node`) through rtpengine's ng control protocol, and the raw
+//! baseline forwarder `portcullis-rawfwd`.
 //!
 //! The ng protocol is bencode over UDP: each datagram is `<cookie> <bencoded dict>` and the
 //! reply echoes the cookie. `offer` takes the caller's SDP and returns the SDP to hand to
-//! the callee (rtpengine's port for the callee to send to); `answer` takes the callee's
-//! SDP and returns the one for the caller; `delete` tears the call down.
+//! the callee (the relay's port for the callee to send to); `answer` takes the callee's
+//! SDP and returns the one for the caller; `delete` tears the call down. Both ng relays
+//! get the same requests, so one run compares them as ng media relays on the same core.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A bencode value (BEP 3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bencode {
-    /// Byte string.
-    Bytes(Vec<u8>),
-    /// Integer.
-    Int(i64),
-    /// List.
-    List(Vec<Bencode>),
-    /// Dictionary (keys sorted, as the encoding requires).
-    Dict(BTreeMap<Vec<u8>, Bencode>),
-}
+use anyhow::{bail, Context};
+pub use serde_bencode::value::Value as Bencode;
+
+use crate::run::{RunConfig, Spawned};
+
+/// A request or reply dictionary.
+pub type Dict = HashMap<Vec<u8>, Bencode>;
 
 /// Errors of the ng client.
 #[derive(Debug, thiserror::Error)]
@@ -32,109 +31,27 @@ pub enum NgError {
     /// The reply did not decode.
     #[error("ng reply is not bencode: {0:?}")]
     Malformed(String),
-    /// rtpengine answered with an error.
-    #[error("rtpengine: {0}")]
+    /// The relay answered with an error.
+    #[error("relay: {0}")]
     Refused(String),
     /// No reply after retries.
-    #[error("rtpengine did not answer")]
+    #[error("the relay did not answer")]
     Timeout,
 }
 
-impl Bencode {
-    /// A string value.
-    pub fn s(v: &str) -> Self {
-        Bencode::Bytes(v.as_bytes().to_vec())
-    }
+/// A byte-string value.
+pub fn s(v: &str) -> Bencode {
+    Bencode::Bytes(v.as_bytes().to_vec())
+}
 
-    /// Appends the encoding to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Bencode::Bytes(b) => {
-                out.extend_from_slice(b.len().to_string().as_bytes());
-                out.push(b':');
-                out.extend_from_slice(b);
-            }
-            Bencode::Int(i) => {
-                out.push(b'i');
-                out.extend_from_slice(i.to_string().as_bytes());
-                out.push(b'e');
-            }
-            Bencode::List(l) => {
-                out.push(b'l');
-                for v in l {
-                    v.encode(out);
-                }
-                out.push(b'e');
-            }
-            Bencode::Dict(d) => {
-                out.push(b'd');
-                for (k, v) in d {
-                    Bencode::Bytes(k.clone()).encode(out);
-                    v.encode(out);
-                }
-                out.push(b'e');
-            }
-        }
-    }
-
-    /// Decodes one value from the front of `buf`, returning it and the rest. Depth is
-    /// bounded so hostile input cannot exhaust the stack.
-    pub fn decode(buf: &[u8]) -> Option<(Bencode, &[u8])> {
-        Self::decode_depth(buf, 0)
-    }
-
-    fn decode_depth(buf: &[u8], depth: u32) -> Option<(Bencode, &[u8])> {
-        if depth > 32 {
-            return None;
-        }
-        match *buf.first()? {
-            b'i' => {
-                let end = buf.iter().position(|&b| b == b'e')?;
-                let n = std::str::from_utf8(buf.get(1..end)?).ok()?.parse().ok()?;
-                Some((Bencode::Int(n), buf.get(end + 1..)?))
-            }
-            b'l' => {
-                let mut rest = buf.get(1..)?;
-                let mut l = Vec::new();
-                while *rest.first()? != b'e' {
-                    let (v, r) = Self::decode_depth(rest, depth + 1)?;
-                    l.push(v);
-                    rest = r;
-                }
-                Some((Bencode::List(l), rest.get(1..)?))
-            }
-            b'd' => {
-                let mut rest = buf.get(1..)?;
-                let mut d = BTreeMap::new();
-                while *rest.first()? != b'e' {
-                    let (k, r) = Self::decode_depth(rest, depth + 1)?;
-                    let Bencode::Bytes(k) = k else { return None };
-                    let (v, r) = Self::decode_depth(r, depth + 1)?;
-                    d.insert(k, v);
-                    rest = r;
-                }
-                Some((Bencode::Dict(d), rest.get(1..)?))
-            }
-            b'0'..=b'9' => {
-                let colon = buf.iter().position(|&b| b == b':')?;
-                let n: usize = std::str::from_utf8(buf.get(..colon)?).ok()?.parse().ok()?;
-                let end = colon.checked_add(1)?.checked_add(n)?;
-                let s = buf.get(colon + 1..end)?.to_vec();
-                Some((Bencode::Bytes(s), buf.get(end..)?))
-            }
+/// The byte-string value of `key` in a reply dictionary.
+fn get_str<'a>(d: &'a Bencode, key: &str) -> Option<&'a [u8]> {
+    match d {
+        Bencode::Dict(d) => match d.get(key.as_bytes())? {
+            Bencode::Bytes(b) => Some(b),
             _ => None,
-        }
-    }
-
-    /// The byte-string value of `key` in a dictionary.
-    pub fn get_str(&self, key: &str) -> Option<&[u8]> {
-        match self {
-            Bencode::Dict(d) => match d.get(key.as_bytes())? {
-                Bencode::Bytes(b) => Some(b),
-                _ => None,
-            },
-            _ => None,
-        }
+        },
+        _ => None,
     }
 }
 
@@ -159,7 +76,7 @@ impl NgClient {
     }
 
     /// Sends `dict` as a command and returns the reply dictionary (`result` = `ok`).
-    pub fn call(&mut self, dict: BTreeMap<Vec<u8>, Bencode>) -> Result<Bencode, NgError> {
+    pub fn call(&mut self, dict: Dict) -> Result<Bencode, NgError> {
         self.cookie += 1;
         // rtpengine caches replies by cookie alone (to absorb retries), so cookies must be
         // unique across clients: the local port makes them so.
@@ -167,7 +84,10 @@ impl NgClient {
         let cookie = format!("lt{}-{port}-{}", std::process::id(), self.cookie);
         let mut msg = cookie.clone().into_bytes();
         msg.push(b' ');
-        Bencode::Dict(dict).encode(&mut msg);
+        msg.extend(
+            serde_bencode::to_bytes(&Bencode::Dict(dict))
+                .map_err(|e| NgError::Malformed(e.to_string()))?,
+        );
         let mut buf = vec![0u8; 65536];
         for _ in 0..5 {
             self.sock.send_to(&msg, self.server)?;
@@ -192,14 +112,18 @@ impl NgClient {
                     continue; // a late reply to an earlier retry
                 }
                 let body = reply.get(sp + 1..).unwrap_or(&[]);
-                let (v, _) = Bencode::decode(body).ok_or_else(|| {
+                let v: Bencode = serde_bencode::from_bytes(body).map_err(|_| {
                     NgError::Malformed(String::from_utf8_lossy(body).chars().take(80).collect())
                 })?;
-                return match v.get_str("result") {
+                return match get_str(&v, "result") {
                     Some(b"ok" | b"pong") => Ok(v),
                     _ => Err(NgError::Refused(
-                        String::from_utf8_lossy(v.get_str("error-reason").unwrap_or(b"?"))
-                            .into_owned(),
+                        String::from_utf8_lossy(
+                            get_str(&v, "error-reason")
+                                .or_else(|| get_str(&v, "result"))
+                                .unwrap_or(b"?"),
+                        )
+                        .into_owned(),
                     )),
                 };
             }
@@ -213,10 +137,10 @@ impl NgClient {
         d.insert(b"sdp".to_vec(), Bencode::Bytes(sdp.to_vec()));
         d.insert(
             b"replace".to_vec(),
-            Bencode::List(vec![Bencode::s("origin"), Bencode::s("session-connection")]),
+            Bencode::List(vec![s("origin"), s("session-connection")]),
         );
         let v = self.call(d)?;
-        v.get_str("sdp")
+        get_str(&v, "sdp")
             .map(<[u8]>::to_vec)
             .ok_or_else(|| NgError::Malformed("no sdp".into()))
     }
@@ -230,14 +154,14 @@ impl NgClient {
         sdp: &[u8],
     ) -> Result<Vec<u8>, NgError> {
         let mut d = base("answer", call_id, from_tag);
-        d.insert(b"to-tag".to_vec(), Bencode::s(to_tag));
+        d.insert(b"to-tag".to_vec(), s(to_tag));
         d.insert(b"sdp".to_vec(), Bencode::Bytes(sdp.to_vec()));
         d.insert(
             b"replace".to_vec(),
-            Bencode::List(vec![Bencode::s("origin"), Bencode::s("session-connection")]),
+            Bencode::List(vec![s("origin"), s("session-connection")]),
         );
         let v = self.call(d)?;
-        v.get_str("sdp")
+        get_str(&v, "sdp")
             .map(<[u8]>::to_vec)
             .ok_or_else(|| NgError::Malformed("no sdp".into()))
     }
@@ -248,12 +172,106 @@ impl NgClient {
     }
 }
 
-fn base(cmd: &str, call_id: &str, from_tag: &str) -> BTreeMap<Vec<u8>, Bencode> {
-    let mut d = BTreeMap::new();
-    d.insert(b"command".to_vec(), Bencode::s(cmd));
-    d.insert(b"call-id".to_vec(), Bencode::s(call_id));
-    d.insert(b"from-tag".to_vec(), Bencode::s(from_tag));
+fn base(cmd: &str, call_id: &str, from_tag: &str) -> Dict {
+    let mut d = HashMap::new();
+    d.insert(b"command".to_vec(), s(cmd));
+    d.insert(b"call-id".to_vec(), s(call_id));
+    d.insert(b"from-tag".to_vec(), s(from_tag));
     d
+}
+
+/// Asks `ng` for `ping` until it answers (bounded).
+fn wait_for_ping(ng: SocketAddr, what: &str) -> anyhow::Result<()> {
+    let mut client = NgClient::new(ng)?;
+    for _ in 0..20 {
+        let mut d = HashMap::new();
+        d.insert(b"command".to_vec(), s("ping"));
+        if client.call(d).is_ok() {
+            return Ok(());
+        }
+    }
+    bail!("{what} did not answer ng ping on {ng}")
+}
+
+/// Starts rtpengine (userspace, one thread) pinned to the relay core; returns the
+/// process and its ng address once it answers `ping`.
+pub fn spawn_rtpengine(cfg: &RunConfig) -> anyhow::Result<(Spawned, SocketAddr)> {
+    let ng: SocketAddr = format!("127.0.0.1:{}", cfg.relay_port).parse()?;
+    let child = Command::new("taskset")
+        .args(["-c", &cfg.relay_core.to_string()])
+        .arg(&cfg.rtpengine_bin)
+        .args(["--interface=127.0.0.1", &format!("--listen-ng={ng}")])
+        .args([
+            "--foreground",
+            "--log-stderr",
+            "--log-level=3",
+            "--num-threads=1",
+        ])
+        .args(["--port-min=42000", "--port-max=59999", "--table=-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting rtpengine through taskset (apt: rtpengine-daemon, util-linux)")?;
+    let proc = Spawned(child);
+    wait_for_ping(ng, "rtpengine")?;
+    Ok((proc, ng))
+}
+
+/// First media port of a spawned Portcullis media node: below the kernel's ephemeral
+/// range (32768 and up), so nothing else holds them.
+const NODE_PORT_MIN: u32 = 20_000;
+/// Last media port a spawned media node may use.
+const NODE_PORT_MAX: u32 = 32_767;
+
+/// The media-node configuration for a run: one data plane worker pinned to the relay
+/// core, the ng listener on the relay port, room for every call of the run.
+pub fn media_node_config(cfg: &RunConfig) -> anyhow::Result<String> {
+    // Four ports per call (two legs, RTP and RTCP each), a margin, at least the minimum
+    // a worker needs (64 streams).
+    let calls = u32::try_from(cfg.calls).unwrap_or(u32::MAX);
+    let ports = calls.saturating_mul(4).saturating_add(256).max(256);
+    let max = NODE_PORT_MIN + ports - 1;
+    if max > NODE_PORT_MAX {
+        bail!(
+            "--calls {}: a media node below the ephemeral ports holds at most {} calls \
+             (use --netns for more)",
+            cfg.calls,
+            (NODE_PORT_MAX - NODE_PORT_MIN + 1 - 256) / 4
+        );
+    }
+    Ok(format!(
+        "[node]\nname = \"loadtest-ng\"\n\n[media]\nadvertised_ip = \"127.0.0.1\"\n\
+         bind_ip = \"127.0.0.1\"\nport_min = {NODE_PORT_MIN}\nport_max = {max}\n\
+         cores = [{core}]\ninactivity_timeout = \"1h\"\n\n[admin]\n\
+         listen = \"127.0.0.1:{admin}\"\n\n[log]\nlevel = \"warn\"\n\n[ng]\n\
+         listen = \"127.0.0.1:{ng}\"\nmax_sessions = {sessions}\ntimeout = \"1h\"\n",
+        core = cfg.relay_core,
+        admin = cfg.relay_port.wrapping_add(1),
+        ng = cfg.relay_port,
+        sessions = cfg.max_calls.max(1),
+    ))
+}
+
+/// Starts `portcullis media-node` pinned to the relay core (its data plane worker and its
+/// control threads, as rtpengine runs there with one thread); returns the process and its
+/// ng address once it answers `ping`. The configuration is written into `dir`.
+pub fn spawn_media_node(cfg: &RunConfig, dir: &Path) -> anyhow::Result<(Spawned, SocketAddr)> {
+    let ng: SocketAddr = format!("127.0.0.1:{}", cfg.relay_port).parse()?;
+    let path = dir.join(format!("loadtest-media-node-{}.toml", std::process::id()));
+    std::fs::write(&path, media_node_config(cfg)?).with_context(|| path.display().to_string())?;
+    let child = Command::new("taskset")
+        .args(["-c", &cfg.relay_core.to_string()])
+        .arg(&cfg.portcullis_bin)
+        .arg("media-node")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {} media-node", cfg.portcullis_bin.display()))?;
+    let proc = Spawned(child);
+    wait_for_ping(ng, "portcullis media-node")?;
+    Ok((proc, ng))
 }
 
 #[cfg(test)]
@@ -261,37 +279,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bencode_round_trip_and_known_encoding() {
+    fn requests_encode_as_bencode_with_sorted_keys() {
         let mut d = base("offer", "c1", "f1");
         d.insert(b"n".to_vec(), Bencode::Int(-3));
-        let v = Bencode::Dict(d);
-        let mut out = Vec::new();
-        v.encode(&mut out);
+        let out = serde_bencode::to_bytes(&Bencode::Dict(d)).unwrap();
         assert_eq!(
             out,
             b"d7:call-id2:c17:command5:offer8:from-tag2:f11:ni-3ee".to_vec()
         );
-        let (back, rest) = Bencode::decode(&out).unwrap();
-        assert!(rest.is_empty());
-        assert_eq!(back, v);
-        assert_eq!(back.get_str("command"), Some(&b"offer"[..]));
-    }
-
-    #[test]
-    fn bencode_rejects_garbage_without_panicking() {
-        for bad in [
-            &b"d3:abc"[..],
-            b"99999999999999999999:x",
-            b"i12",
-            b"l",
-            b"x",
-            b"",
-            b"d1:ai1ee1:b",
-        ] {
-            let _ = Bencode::decode(bad);
-        }
-        assert!(Bencode::decode(b"99:ab").is_none());
-        let deep = vec![b'l'; 10_000];
-        assert!(Bencode::decode(&deep).is_none());
+        let back: Bencode = serde_bencode::from_bytes(&out).unwrap();
+        assert_eq!(get_str(&back, "command"), Some(&b"offer"[..]));
     }
 }

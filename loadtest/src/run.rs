@@ -39,6 +39,8 @@ pub enum Mode {
     Direct,
     /// rtpengine, set up through ng; no SIP.
     Rtpengine,
+    /// `portcullis media-node`, set up through ng as rtpengine is; no SIP.
+    PortcullisNg,
     /// `portcullis-rawfwd`; no SIP.
     Raw,
 }
@@ -50,6 +52,7 @@ impl Mode {
             Mode::Appliance(_) => "appliance",
             Mode::Direct => "direct",
             Mode::Rtpengine => "rtpengine",
+            Mode::PortcullisNg => "portcullis-ng",
             Mode::Raw => "raw",
         }
     }
@@ -102,6 +105,8 @@ pub struct RunConfig {
     pub rawfwd_bin: PathBuf,
     /// rtpengine binary.
     pub rtpengine_bin: PathBuf,
+    /// `portcullis` binary (media node).
+    pub portcullis_bin: PathBuf,
     /// Port base for spawned relays (rtpengine ng port, rawfwd listen port).
     pub relay_port: u16,
     /// Print the progress line.
@@ -189,37 +194,6 @@ pub fn spawn_rawfwd(
     Ok(Spawned(child))
 }
 
-/// Starts rtpengine (userspace, one thread) pinned to the relay core; returns the
-/// process and its ng address once it answers `ping`.
-pub fn spawn_rtpengine(cfg: &RunConfig) -> anyhow::Result<(Spawned, SocketAddr)> {
-    let ng: SocketAddr = format!("127.0.0.1:{}", cfg.relay_port).parse()?;
-    let child = Command::new("taskset")
-        .args(["-c", &cfg.relay_core.to_string()])
-        .arg(&cfg.rtpengine_bin)
-        .args(["--interface=127.0.0.1", &format!("--listen-ng={ng}")])
-        .args([
-            "--foreground",
-            "--log-stderr",
-            "--log-level=3",
-            "--num-threads=1",
-        ])
-        .args(["--port-min=42000", "--port-max=59999", "--table=-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting rtpengine through taskset (apt: rtpengine-daemon, util-linux)")?;
-    let proc = Spawned(child);
-    let mut ng_client = NgClient::new(ng)?;
-    for _ in 0..20 {
-        let mut d = std::collections::BTreeMap::new();
-        d.insert(b"command".to_vec(), crate::relay::Bencode::s("ping"));
-        if ng_client.call(d).is_ok() {
-            return Ok((proc, ng));
-        }
-    }
-    bail!("rtpengine did not answer ng ping on {ng}")
-}
-
 /// Runs one measurement.
 pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     if !(cfg.duration_s > 0.0 && cfg.duration_s <= MAX_DURATION_S) {
@@ -231,7 +205,9 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     if cfg.cores.is_empty() {
         bail!("--cores needs at least one core");
     }
-    if (cfg.srtp_caller || cfg.srtp_callee) && matches!(cfg.mode, Mode::Raw | Mode::Rtpengine) {
+    if (cfg.srtp_caller || cfg.srtp_callee)
+        && matches!(cfg.mode, Mode::Raw | Mode::Rtpengine | Mode::PortcullisNg)
+    {
         bail!("--srtp needs SIP calls (the appliance or --against direct)");
     }
     if cfg.mode == Mode::Direct && cfg.srtp_caller != cfg.srtp_callee {
@@ -261,7 +237,12 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
             raw_listen = Some(listen);
         }
         Mode::Rtpengine => {
-            let (p, addr) = spawn_rtpengine(cfg)?;
+            let (p, addr) = crate::relay::spawn_rtpengine(cfg)?;
+            relay_proc = Some(p);
+            ng = Some(NgClient::new(addr)?);
+        }
+        Mode::PortcullisNg => {
+            let (p, addr) = crate::relay::spawn_media_node(cfg, &std::env::temp_dir())?;
             relay_proc = Some(p);
             ng = Some(NgClient::new(addr)?);
         }

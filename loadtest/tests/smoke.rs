@@ -188,6 +188,46 @@ fn appliance() -> PathBuf {
     built_on_demand("portcullis", "portcullis")
 }
 
+/// `--against portcullis-ng`: a spawned `portcullis media-node` driven through the ng
+/// protocol exactly as rtpengine is (offer, answer, delete per call), media both ways.
+#[test]
+fn fifty_streams_through_a_portcullis_media_node_driven_by_ng() {
+    let json = tmp("ng.json");
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args([
+                "--against",
+                "portcullis-ng",
+                "--calls",
+                "25",
+                "--cps",
+                "200",
+                "--duration",
+                "2",
+            ])
+            .args(["--relay-port", &free_port().to_string(), "--quiet"])
+            .arg("--appliance-bin")
+            .arg(appliance()),
+        &json,
+        "",
+    );
+    assert_eq!(r["mode"], "portcullis-ng");
+    assert_eq!(r["calls_started"], 25, "{text}");
+    assert_eq!(r["media"]["streams"], 50, "{text}");
+    let sent = r["media"]["sent"].as_u64().unwrap();
+    assert!(sent > 3000 && sent < 6000, "sent {sent}");
+    assert!(
+        r["media"]["received"].as_u64().unwrap() > sent * 9 / 10,
+        "{text}"
+    );
+    assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
+    assert!(
+        r["relay"]["cpu_us"].is_u64(),
+        "media node CPU accounted: {text}"
+    );
+    let _ = std::fs::remove_file(json);
+}
+
 #[test]
 fn twenty_calls_through_a_spawned_appliance_have_no_failures() {
     spawned_appliance_run("plain", "rtp", "rtp", "none");

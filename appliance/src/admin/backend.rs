@@ -207,6 +207,7 @@ impl AdminBackend for ApplianceBackend {
             log_lines_dropped: crate::logging::lines_dropped(),
             rings: self.handle.dataplane().ring_depths(),
             capture: cfg.capture.is_some().then_some(stats.engine.capture),
+            ng: self.handle.ng_stats(),
             log_filter: self.log_filter(),
             teams: cfg.teams.is_some().then(|| TeamsMetrics {
                 proxies: stats.engine.teams.clone(),

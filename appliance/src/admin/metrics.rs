@@ -492,6 +492,28 @@ pub const FAMILIES: &[Family] = &[
         C,
         "SIP messages not captured: the collector's socket could not take them at once, or too large for HEP.",
     ),
+    // rtpengine ng control protocol ([ng], media nodes).
+    fam(
+        "portcullis_ng_commands_total",
+        C,
+        "ng requests answered, by command and result (ok, error, load_limit).",
+    ),
+    fam(
+        "portcullis_ng_errors_total",
+        C,
+        "ng requests refused and datagrams dropped, by reason.",
+    ),
+    fam("portcullis_ng_sessions_active", G, "Live ng sessions (calls)."),
+    fam(
+        "portcullis_ng_sessions_timed_out_total",
+        C,
+        "ng sessions deleted after ng.timeout (ng.silent_timeout on hold) without media or command.",
+    ),
+    fam(
+        "portcullis_ng_retransmissions_total",
+        C,
+        "Retransmitted ng requests answered from the reply cache.",
+    ),
     fam(
         "portcullis_cdr_queue_depth",
         G,
@@ -700,6 +722,9 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     );
     e.single("portcullis_cdr_recovered_total", snap.cdr_recovered);
     e.single("portcullis_log_lines_dropped_total", snap.log_lines_dropped);
+    if let Some(ng) = &snap.ng {
+        crate::ng::counters::render(&mut e, ng);
+    }
     if let Some(filter) = &snap.log_filter {
         if e.family("portcullis_log_filter_info") {
             e.sample(&[("filter", filter.as_str())], Value::Int(1));

@@ -268,6 +268,8 @@ pub struct MetricsSnapshot {
     pub rings: Vec<RingDepth>,
     /// HEP capture: messages sent to the collector and dropped (`None`: capture off).
     pub capture: Option<(u64, u64)>,
+    /// rtpengine ng protocol counters (`None` without `[ng]`).
+    pub ng: Option<crate::ng::NgStats>,
     /// Log filter in force (`None`: no subscriber of ours in this process).
     pub log_filter: Option<String>,
     /// Teams Direct Routing proxies (`None` without `[teams]`).

@@ -8,8 +8,8 @@ use super::checker::Checker;
 use super::host::{check_key_matches, PemKind};
 use super::model::{
     AdminConfig, CaptureConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig,
-    MediaConfig, NodeConfig, PolicyConfig, Secret, SessionTimerConfig, SipConfig, SipLimits,
-    TlsFiles, LEARNING_WINDOW_BOUNDS,
+    MediaConfig, NgConfig, NodeConfig, PolicyConfig, Secret, SessionTimerConfig, SipConfig,
+    SipLimits, TlsFiles, LEARNING_WINDOW_BOUNDS,
 };
 use super::raw::{RawConfig, RawCores, RawListener, RawMedia, RawSip, Transport};
 use super::types::{parse_cpulist, CoreList, PortRange};
@@ -34,7 +34,7 @@ pub const RING_CAPACITY_BOUNDS: (u32, u32) = (64, 1 << 20);
 /// Converts and checks the whole file. Returns the config only when no diagnostic was raised.
 pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let node = node(raw, c);
-    let sip = sip(&raw.sip, c);
+    let sip = sip(&raw.sip, raw.ng.is_some(), c);
     let media = media(&raw.media, c);
     let admin = admin(raw, c);
     let cdr = cdr(raw, c);
@@ -44,6 +44,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let teams = super::check_peers::teams(raw, sip.as_ref(), c);
     let capture = capture(raw, c);
     let dns = super::check_targets::dns(raw, c);
+    let ng = ng(raw, c);
     if let (Some(sip), Some(media)) = (&sip, &media) {
         // Every listener was valid, so listener indices match the file.
         for (i, l) in sip.listeners.iter().enumerate() {
@@ -73,6 +74,19 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
             format!("must be between {lo} and {hi} lines"),
         );
     }
+    if let (Some(Some(ng)), Some(media)) = (&ng, &media) {
+        let (lo, hi) = (media.ports.min(), media.ports.max());
+        let port = ng.listen.port();
+        if (lo..=hi).contains(&port) && media_overlaps(media.bind_ip, ng.listen.ip()) {
+            c.err(
+                "ng.listen",
+                format!(
+                    "UDP port {port} lies inside the media port range {}",
+                    media.ports
+                ),
+            );
+        }
+    }
     if !c.diags.is_empty() {
         return None;
     }
@@ -94,6 +108,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         teams: teams?,
         capture: capture?,
         dns: dns?,
+        ng: ng?,
     })
 }
 
@@ -117,11 +132,15 @@ fn node(raw: &RawConfig, c: &mut Checker<'_>) -> Option<NodeConfig> {
     })
 }
 
-fn sip(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipConfig> {
+/// `has_ng`: the file has an `[ng]` section, so it may describe a media node without SIP.
+fn sip(raw: &RawSip, has_ng: bool, c: &mut Checker<'_>) -> Option<SipConfig> {
     let mut listeners = Vec::new();
     let mut ok = true;
-    if raw.listener.is_empty() {
-        c.err("sip", "at least one [[sip.listener]] is required");
+    if raw.listener.is_empty() && !has_ng {
+        c.err(
+            "sip",
+            "at least one [[sip.listener]] is required (or an [ng] section for a media node)",
+        );
         ok = false;
     }
     for (i, l) in raw.listener.iter().enumerate() {
@@ -650,5 +669,58 @@ fn capture(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Option<CaptureConfig>
         hep,
         capture_id: cap.capture_id,
         password: cap.password.clone().map(Secret::new),
+    }))
+}
+
+/// Bounds of `ng.max_message_size`: an SDP offer fits in the lower one; the upper one is
+/// the largest UDP payload.
+pub const NG_MESSAGE_SIZE_BOUNDS: (u32, u32) = (1024, 65_507);
+
+fn ng(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Option<NgConfig>> {
+    let Some(ng) = &raw.ng else {
+        return Some(None);
+    };
+    let listen = c.sockaddr("ng.listen", &ng.listen);
+    let timeout = c.duration("ng.timeout", &ng.timeout, Duration::from_secs(1));
+    let silent = c.duration(
+        "ng.silent_timeout",
+        &ng.silent_timeout,
+        Duration::from_secs(1),
+    );
+    let mut ok = true;
+    if ng.max_sessions == 0 {
+        c.err("ng.max_sessions", "must be at least 1");
+        ok = false;
+    }
+    let (lo, hi) = NG_MESSAGE_SIZE_BOUNDS;
+    if !(lo..=hi).contains(&ng.max_message_size) {
+        c.err(
+            "ng.max_message_size",
+            format!("must be between {lo} and {hi} bytes"),
+        );
+        ok = false;
+    }
+    for (i, name) in ng.interfaces.iter().enumerate() {
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            c.err(
+                format!("ng.interfaces[{i}]"),
+                format!("{name:?} must be 1 to 64 printable characters without spaces"),
+            );
+            ok = false;
+        }
+    }
+    let listen = listen?;
+    if listen.port() == 0 {
+        c.err("ng.listen", "needs a port (rtpengine uses 22222)");
+        return None;
+    }
+    ok.then_some(())?;
+    Some(Some(NgConfig {
+        listen,
+        max_sessions: ng.max_sessions,
+        timeout: timeout?,
+        silent_timeout: silent?,
+        max_message_size: ng.max_message_size,
+        interfaces: ng.interfaces.clone(),
     }))
 }

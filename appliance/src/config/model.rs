@@ -66,6 +66,8 @@ pub struct Config {
     pub capture: Option<CaptureConfig>,
     /// `[dns]`: resolver of trunk names and domains.
     pub dns: DnsConfig,
+    /// `[ng]`: the rtpengine ng control protocol listener, when set.
+    pub ng: Option<NgConfig>,
 }
 
 impl Config {
@@ -573,4 +575,21 @@ pub struct CaptureConfig {
     pub capture_id: u32,
     /// Authentication key sent to the collector.
     pub password: Option<Secret>,
+}
+
+/// `[ng]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgConfig {
+    /// UDP listen address.
+    pub listen: SocketAddr,
+    /// Most sessions at once (≥ 1).
+    pub max_sessions: u32,
+    /// Idle session timeout (no media, no command).
+    pub timeout: Duration,
+    /// Idle timeout of a held session.
+    pub silent_timeout: Duration,
+    /// Largest request, bytes.
+    pub max_message_size: u32,
+    /// Interface names accepted in `direction`.
+    pub interfaces: Vec<String>,
 }

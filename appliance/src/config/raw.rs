@@ -52,6 +52,8 @@ pub struct RawConfig {
     /// `[dns]`
     #[serde(default)]
     pub dns: RawDns,
+    /// `[ng]`: rtpengine's ng control protocol (media node).
+    pub ng: Option<RawNg>,
 }
 
 fn s(v: &str) -> String {
@@ -905,4 +907,45 @@ pub struct RawCapture {
 
 fn default_capture_id() -> u32 {
     2001
+}
+
+/// `[ng]`: answer rtpengine's ng control protocol (bencode over UDP) so Kamailio's
+/// `rtpengine` module drives this node's data plane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNg {
+    /// UDP address of the ng listener (`rtpengine_sock` in Kamailio points here).
+    pub listen: String,
+    /// Most ng sessions (calls) at once; an offer beyond is refused (`load limit`).
+    #[serde(default = "default_ng_max_sessions")]
+    pub max_sessions: u32,
+    /// A session with no media and no command for this long is deleted.
+    #[serde(default = "default_ng_timeout")]
+    pub timeout: String,
+    /// As `timeout`, for sessions on hold (a stream not `sendrecv`).
+    #[serde(default = "default_ng_silent_timeout")]
+    pub silent_timeout: String,
+    /// Largest request accepted, bytes; a larger one is answered with an error.
+    #[serde(default = "default_ng_max_message_size")]
+    pub max_message_size: u32,
+    /// Interface names a `direction` flag may use; all of them mean this node's one
+    /// media address (`[media] advertised_ip`).
+    #[serde(default = "default_ng_interfaces")]
+    pub interfaces: Vec<String>,
+}
+
+fn default_ng_max_sessions() -> u32 {
+    10_000
+}
+fn default_ng_timeout() -> String {
+    s("60s")
+}
+fn default_ng_silent_timeout() -> String {
+    s("1h")
+}
+fn default_ng_max_message_size() -> u32 {
+    16_384
+}
+fn default_ng_interfaces() -> Vec<String> {
+    vec![s("default")]
 }

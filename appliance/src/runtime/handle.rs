@@ -87,6 +87,8 @@ struct Inner {
     reload_lock: tokio::sync::Mutex<()>,
     clock: Clock,
     recent: Arc<RecentCalls>,
+    /// Counters of the ng server, when `[ng]` runs beside the engine.
+    ng: std::sync::OnceLock<Arc<crate::ng::NgCounters>>,
 }
 
 /// A handle on the running appliance; clones share everything.
@@ -121,8 +123,20 @@ impl ApplianceHandle {
                 reload_lock: tokio::sync::Mutex::new(()),
                 clock,
                 recent: Arc::default(),
+                ng: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Attaches the counters of the ng server started beside the engine (once).
+    pub(crate) fn set_ng(&self, counters: Arc<crate::ng::NgCounters>) {
+        let _ = self.inner.ng.set(counters);
+    }
+
+    /// The ng server's counters, when `[ng]` is running.
+    #[must_use]
+    pub fn ng_stats(&self) -> Option<crate::ng::NgStats> {
+        self.inner.ng.get().map(|c| c.snapshot())
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {

@@ -97,6 +97,14 @@ impl DataplaneMedia {
 
     /// Retries pending removals, then drains the workers' event rings into engine events.
     pub fn poll_events(&mut self, out: &mut Vec<MediaNote>) {
+        self.retry_removals();
+        self.drain_events(out);
+    }
+
+    /// Retries the removals that met a full command ring (bounded per call). A second
+    /// controller over the same data plane (the ng server beside the engine) calls this
+    /// instead of [`Self::poll_events`], leaving the events to the engine.
+    pub fn retry_removals(&mut self) {
         let pending = std::mem::take(&mut self.pending_remove);
         for (i, h) in pending.iter().enumerate() {
             if i >= REMOVE_RETRY_BUDGET {
@@ -107,6 +115,11 @@ impl DataplaneMedia {
                 self.pending_remove.push(*h);
             }
         }
+    }
+
+    /// Drains the workers' event rings into engine events (events about pairs this
+    /// controller does not hold are dropped).
+    fn drain_events(&mut self, out: &mut Vec<MediaNote>) {
         for ev in self.dp.poll_events() {
             match ev {
                 Event::Latched { handle, side, addr } => {

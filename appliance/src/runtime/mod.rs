@@ -152,6 +152,15 @@ async fn serve(
     if !handle.ping().await {
         anyhow::bail!("engine task did not start");
     }
+    // rtpengine's ng protocol beside the engine, on the same data plane.
+    let (ng_stop, ng_stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(ng) = &config.ng {
+        let sock = crate::ng::driver::bind(ng.listen).await?;
+        let counters = Arc::new(crate::ng::NgCounters::default());
+        let server = crate::ng::driver::server(&config, ng, dp.clone(), counters.clone());
+        handle.set_ng(counters);
+        tokio::spawn(crate::ng::driver::run(sock, server, false, ng_stop_rx));
+    }
     for ext in extensions {
         if let Err(e) = ext(handle.clone()).await {
             // Stop what started (no call can be up yet), then fail.
@@ -171,6 +180,7 @@ async fn serve(
         .await
         .context("signal handlers")?;
     monitor.abort();
+    let _ = ng_stop.send(true);
     let result = match exit {
         signals::Exit::Terminate => {
             signals::drain(&handle, config.sip.drain_timeout).await;

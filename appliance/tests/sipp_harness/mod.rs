@@ -66,7 +66,7 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Distinct ports for test number `n` (0..60, or 100..120 for the second range),
+    /// Distinct ports for test number `n` (0..48, or 100..120 for the second range),
     /// outside the ephemeral range.
     pub fn for_test(n: u16) -> Self {
         if n >= 100 {
@@ -83,6 +83,10 @@ impl Ports {
                 sipp_media: 2000 + k * 110,
             };
         }
+        assert!(
+            n < 48,
+            "Ports::for_test: n must be below 48 (media ranges stay below 32768) or in 100..120"
+        );
         Self {
             sip: 15000 + n * 10,
             left: 15000 + n * 10 + 1,
@@ -90,8 +94,13 @@ impl Ports {
             right2: 15000 + n * 10 + 3,
             admin: 15000 + n * 10 + 4,
             media_min: 20000 + n * 256,
-            // Above the ephemeral range (32768-60999), where nothing else binds.
-            sipp_media: 61000 + n * 110,
+            // Above the ephemeral range (32768-60999), where nothing else binds; from
+            // test 40 on there is no room left there: below the SIP ports (15000+).
+            sipp_media: if n < 40 {
+                61000 + n * 110
+            } else {
+                12000 + (n - 40) * 200
+            },
         }
     }
 
