@@ -38,6 +38,7 @@ pub mod cdr_search;
 pub mod client;
 pub mod dashboard;
 pub mod history;
+pub mod metric_families;
 pub mod metrics;
 pub mod quality;
 pub mod rate;

@@ -18,6 +18,7 @@ pub mod host;
 pub mod model;
 pub mod raw;
 pub mod raw_policy;
+mod raw_sip;
 mod raw_targets;
 pub mod types;
 
