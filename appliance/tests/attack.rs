@@ -18,7 +18,7 @@
 //! hold every other connection, a stranger is refused; the slowloris connections are cut
 //! off; afterwards the appliance answers OPTIONS (200 to a trunk over UDP and TCP, 403 to
 //! a new unknown source) and nothing to a banned one. The figures are printed
-//! (`--nocapture`). About 80 s; every step is bounded in time and every attacker stops
+//! (`--nocapture`). About 90 s; every step is bounded in time and every attacker stops
 //! by itself.
 
 mod common_attack;
