@@ -59,20 +59,33 @@ pub struct Ports {
     pub right2: u16,
     /// admin HTTP.
     pub admin: u16,
-    /// Appliance media range start (256 ports).
+    /// Appliance media range start (256 ports; 1536 in the third range).
     pub media_min: u16,
     /// sipp media ports (UAC; the UAS uses +100; each uses up to +3 for RTCP/video).
     pub sipp_media: u16,
 }
 
 impl Ports {
-    /// Distinct ports for test number `n` (0..48, or 100..120 for the second range),
-    /// outside the ephemeral range.
+    /// Distinct ports for test number `n` (0..48, 100..120 or 200..202), outside the
+    /// ephemeral range.
     pub fn for_test(n: u16) -> Self {
-        if n >= 100 {
+        if (200..202).contains(&n) {
+            // Third range, for tests with many concurrent calls: SIP 16500-16519, media
+            // 4200-7271 (1536 ports each), sipp media 7400-7613.
+            let k = n - 200;
+            return Self {
+                sip: 16500 + k * 10,
+                left: 16500 + k * 10 + 1,
+                right: 16500 + k * 10 + 2,
+                right2: 16500 + k * 10 + 3,
+                admin: 16500 + k * 10 + 4,
+                media_min: 4200 + k * 1536,
+                sipp_media: 7400 + k * 110,
+            };
+        }
+        if (100..120).contains(&n) {
             // Second range: SIP 14000-14199, media 8000-13119, sipp media 2000-4199.
             let k = n - 100;
-            assert!(k < 20, "second port range holds tests 100..120");
             return Self {
                 sip: 14000 + k * 10,
                 left: 14000 + k * 10 + 1,
@@ -85,7 +98,7 @@ impl Ports {
         }
         assert!(
             n < 48,
-            "Ports::for_test: n must be below 48 (media ranges stay below 32768) or in 100..120"
+            "Ports::for_test: n must be below 48 (media ranges stay below 32768) or in 100..120 or 200..202"
         );
         Self {
             sip: 15000 + n * 10,
