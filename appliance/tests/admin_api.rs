@@ -12,7 +12,7 @@ use std::time::Duration;
 use portcullis::admin::client::{
     cmd_calls, cmd_log_level, cmd_status, ClientOptions, StatusReport,
 };
-use portcullis::admin::metrics::FAMILIES;
+use portcullis::admin::metrics::all_families;
 use portcullis::admin::{
     spawn, AdminBackend, AdminServer, AdminServerConfig, CallInfo, Health, MetricsSnapshot,
     SipCounters, TeamsMetrics, TeamsProxyStatus, TrunkCounters, TrunkInfo,
@@ -121,6 +121,10 @@ fn full_snapshot() -> MetricsSnapshot {
         connected_sockets: 1,
         send_only_sockets: 1,
         connect_failures: 1,
+        fast_ports: 2,
+        fast_packets: 50,
+        fast_bytes: 8600,
+        fast_errors: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {
@@ -168,6 +172,7 @@ fn full_snapshot() -> MetricsSnapshot {
             RingDepth::default(),
         ],
         log_filter: Some("info,portcullis_net=debug".into()),
+        fast_path: Some(portcullis_xdp::FastPathStats([3; portcullis_xdp::STATS])),
         teams: Some(TeamsMetrics {
             proxies: vec![
                 teams_proxy("sip.pstnhub.microsoft.com", "down", false, None),
@@ -447,7 +452,7 @@ fn metrics_exposition_is_valid_and_complete() {
     let text = resp.into_string().unwrap_or_else(|e| panic!("{e}"));
     promtool_check(&text);
     // Every declared family is rendered from a full snapshot, once, with HELP and TYPE.
-    for fam in FAMILIES {
+    for fam in all_families() {
         assert_eq!(
             text.matches(&format!("# TYPE {} ", fam.name)).count(),
             1,
@@ -475,6 +480,10 @@ fn metrics_exposition_is_valid_and_complete() {
     assert!(text.contains(r#"portcullis_dataplane_rtp_source_rejected_total{worker="0"} 7"#));
     assert!(text.contains(r#"portcullis_sip_requests_total{method="INVITE",direction="in"} 4"#));
     assert!(text.contains(r#"portcullis_dataplane_info{backend="mmsg",workers="2"} 1"#));
+    assert!(text.contains(r#"portcullis_fastpath_promoted_ports{worker="0"} 2"#));
+    assert!(
+        text.contains(r#"portcullis_fastpath_program_packets_total{verdict="peer_mismatch"} 3"#)
+    );
     srv.stop();
 }
 

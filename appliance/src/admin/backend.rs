@@ -200,6 +200,7 @@ impl AdminBackend for ApplianceBackend {
                 proxies: stats.engine.teams.clone(),
                 failovers: stats.engine.teams_counters.failovers,
             }),
+            fast_path: self.handle.dataplane().fast_path_stats(),
         }
     }
 

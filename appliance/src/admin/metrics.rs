@@ -48,7 +48,7 @@ pub struct Family {
     pub help: &'static str,
 }
 
-const fn fam(name: &'static str, kind: Kind, help: &'static str) -> Family {
+pub(crate) const fn fam(name: &'static str, kind: Kind, help: &'static str) -> Family {
     Family { name, kind, help }
 }
 
@@ -428,10 +428,17 @@ pub const FAMILIES: &[Family] = &[
     ),
 ];
 
-/// Looks a family up by name.
+/// Looks a family up by name (in [`FAMILIES`] and the families of the fast path module).
 #[must_use]
 pub fn family(name: &str) -> Option<&'static Family> {
-    FAMILIES.iter().find(|f| f.name == name)
+    all_families().find(|f| f.name == name)
+}
+
+/// Every declared family: [`FAMILIES`], then those declared by area modules.
+pub fn all_families() -> impl Iterator<Item = &'static Family> {
+    FAMILIES
+        .iter()
+        .chain(super::metrics_fastpath::FAMILIES.iter())
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -576,6 +583,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_sip(&mut e, snap);
     render_net(&mut e, snap);
     render_dataplane(&mut e, snap);
+    super::metrics_fastpath::render(&mut e, snap);
     e.single("portcullis_media_events_lost_total", snap.media_events_lost);
     e.single("portcullis_media_errors_total", snap.media_errors);
     e.single("portcullis_media_bypassed_total", snap.media_bypassed);
@@ -844,7 +852,7 @@ mod tests {
     #[test]
     fn families_are_well_named_and_unique() {
         let mut seen = std::collections::HashSet::new();
-        for f in FAMILIES {
+        for f in all_families() {
             assert!(seen.insert(f.name), "duplicate {}", f.name);
             assert!(f.name.starts_with("portcullis_"), "{}", f.name);
             assert!(

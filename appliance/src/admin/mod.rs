@@ -38,6 +38,7 @@ pub mod client;
 pub mod dashboard;
 pub mod history;
 pub mod metrics;
+pub mod metrics_fastpath;
 pub mod quality;
 pub mod rate;
 pub mod recent;
@@ -248,6 +249,8 @@ pub struct MetricsSnapshot {
     pub log_filter: Option<String>,
     /// Teams Direct Routing proxies (`None` without `[teams]`).
     pub teams: Option<TeamsMetrics>,
+    /// The XDP program's counters (`None`: fast path off).
+    pub fast_path: Option<portcullis_xdp::FastPathStats>,
 }
 
 /// Teams Direct Routing health for `/metrics`.

@@ -27,6 +27,7 @@ use aya::maps::{DevMapHash, MapData};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
+pub use iface::interfaces_holding;
 pub use maps::{FastPathStats, LegCounters, LegKey, Stat, STATS};
 pub use table::LegTable;
 
