@@ -32,9 +32,12 @@ pub enum FastPathStartError {
         /// `media.interfaces`.
         names: Vec<String>,
     },
-    /// The program could not be loaded or attached.
+    /// The kernel refused the program (privileges).
+    #[error("media fast path: {0} (loading it needs CAP_BPF and CAP_NET_ADMIN)")]
+    Load(portcullis_xdp::FastPathError),
+    /// The program could not be had otherwise (not built in, not attached).
     #[error("media fast path: {0}")]
-    Xdp(#[from] portcullis_xdp::FastPathError),
+    Xdp(portcullis_xdp::FastPathError),
 }
 
 /// The address the fast path forwards for.
@@ -94,10 +97,12 @@ fn attach(
         m.interfaces.clone()
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    Ok(
-        portcullis_xdp::start(setting, &refs)?.map(|fp| FastPathConfig {
-            program: Arc::new(fp),
-            local_ip: ip,
-        }),
-    )
+    let fp = portcullis_xdp::start(setting, &refs).map_err(|e| match e {
+        portcullis_xdp::FastPathError::Load(_) => FastPathStartError::Load(e),
+        e => FastPathStartError::Xdp(e),
+    })?;
+    Ok(fp.map(|fp| FastPathConfig {
+        program: Arc::new(fp),
+        local_ip: ip,
+    }))
 }
