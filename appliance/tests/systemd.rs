@@ -174,7 +174,10 @@ fn unit_keeps_required_settings() {
     for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
         let caps: Vec<&str> = value(&unit, key).split_whitespace().collect();
         for cap in &caps {
-            assert!(allowed.contains(cap), "unexpected capability {cap} in {key}");
+            assert!(
+                allowed.contains(cap),
+                "unexpected capability {cap} in {key}"
+            );
         }
         // The XDP fast path (`[media] fast_path`): load the program, attach it.
         for cap in ["CAP_BPF", "CAP_NET_ADMIN"] {
@@ -187,7 +190,9 @@ fn unit_keeps_required_settings() {
         .filter_map(|l| l.strip_prefix("SystemCallFilter="))
         .collect();
     let deny = filters.iter().position(|f| f.contains("~@privileged"));
-    let bpf = filters.iter().position(|f| f.split_whitespace().any(|s| s == "bpf"));
+    let bpf = filters
+        .iter()
+        .position(|f| f.split_whitespace().any(|s| s == "bpf"));
     assert!(
         matches!((deny, bpf), (Some(d), Some(b)) if b > d),
         "bpf must be allowed after the @privileged deny list: {filters:?}"
