@@ -656,3 +656,68 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
         "counters map after the BYE"
     );
 }
+
+/// `fast_path = "xdp"` without the media address on the named interface: the appliance
+/// does not start and says why; `auto` starts without the fast path and logs why.
+#[test]
+fn xdp_refuses_to_start_without_its_interface_and_auto_runs_without() {
+    let ns = Netns::new("alone");
+    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ns.ip(&["addr", "add", "192.0.2.9/24", "dev", "d0"]);
+    ns.ip(&["link", "set", "d0", "up"]);
+    ns.ip(&["link", "set", "d1", "up"]);
+    let toml = config()
+        .replace(&APPLIANCE.to_string(), "192.0.2.9")
+        .replace(
+            "fast_path = \"xdp\"",
+            "fast_path = \"xdp\"\ninterfaces = [\"lo\"]",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("portcullis.toml");
+    std::fs::write(&cfg, &toml).expect("config");
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .current_dir(dir.path())
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .expect("run portcullis");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started without its fast path:\n{err}"
+    );
+    assert!(
+        err.contains("none of media.interfaces [\"lo\"] holds the media address 192.0.2.9"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &cfg,
+        toml.replace("fast_path = \"xdp\"", "fast_path = \"auto\""),
+    )
+    .expect("config");
+    let log = dir.path().join("portcullis.log");
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .current_dir(dir.path())
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .spawn()
+        .expect("spawn portcullis");
+    let mut app = Proc(child);
+    wait_log(&log, &mut app, "portcullis ready");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("media fast path off") && text.contains("holds the media address"),
+        "{text}"
+    );
+    assert!(ns
+        .ip(&["-d", "link", "show", "d0"])
+        .find("prog/xdp")
+        .is_none());
+}
