@@ -370,6 +370,49 @@ queue_index() {
     fi
 }
 
+# Drivers with native XDP (ndo_bpf): the program runs in the driver, before
+# the kernel builds an skb. Any other interface runs it in generic mode.
+XDP_NATIVE_DRIVERS="mlx4_en mlx5_core i40e ice igb igc ixgbe ixgbevf idpf bnxt_en
+nfp qede ena gve mana virtio_net veth tun netsec mvneta mvpp2 stmmac cpsw
+dpaa_eth dpaa2-eth fsl-enetc fec sfc sfc_ef100 nicvf hv_netvsc xen-netfront
+atlantic tsnep rvu_nicpf rvu_nicvf lan966x-switch bonding"
+
+# Whether driver $1 has native XDP.
+xdp_native_driver() {
+    local drivers=" ${XDP_NATIVE_DRIVERS//$'\n'/ } "
+    [[ $drivers == *" $1 "* ]]
+}
+
+# Driver of interface $1: the sysfs device's driver, else `ethtool -i`, else
+# "unknown".
+net_driver() {
+    local ifc=$1 link
+    link=$(readlink "$SYS/class/net/$ifc/device/driver" 2>/dev/null || true)
+    if [ -n "$link" ]; then
+        printf '%s\n' "${link##*/}"
+        return
+    fi
+    link=$(ethtool -i "$ifc" 2>/dev/null | awk '$1 == "driver:" { print $2 }' || true)
+    printf '%s\n' "${link:-unknown}"
+}
+
+# XDP program attached to interface $1 now: "native", "generic", "offload"
+# or empty.
+xdp_attached() {
+    local out
+    out=$(ip -d link show dev "$1" 2>/dev/null || true)
+    case $out in
+    *xdpgeneric*) echo generic ;;
+    *xdpoffload*) echo offload ;;
+    *" xdp "* | *xdpdrv* | *"prog/xdp "*) echo native ;;
+    esac
+}
+
+# Interfaces holding address $1 (`ip -o addr`).
+ifaces_with_addr() {
+    ip -o addr show 2>/dev/null | awk -v a="$1" '{ split($4, p, "/"); if (p[1] == a) print $2 }' | sort -u
+}
+
 # Final line of every changing script.
 summary() {
     if [ "$DRY_RUN" = 1 ]; then

@@ -121,6 +121,10 @@ fn full_snapshot() -> MetricsSnapshot {
         connected_sockets: 1,
         send_only_sockets: 1,
         connect_failures: 1,
+        fast_ports: 2,
+        fast_packets: 50,
+        fast_bytes: 8600,
+        fast_errors: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {
@@ -183,6 +187,7 @@ fn full_snapshot() -> MetricsSnapshot {
             timeouts: 1,
             retransmissions: 1,
         }),
+        fast_path: Some(portcullis_xdp::FastPathStats([3; portcullis_xdp::STATS])),
         teams: Some(TeamsMetrics {
             proxies: vec![
                 teams_proxy("sip.pstnhub.microsoft.com", "down", false, None),
@@ -547,6 +552,10 @@ fn metrics_exposition_is_valid_and_complete() {
     assert!(text.contains(r#"portcullis_dataplane_rtp_source_rejected_total{worker="0"} 7"#));
     assert!(text.contains(r#"portcullis_sip_requests_total{method="INVITE",direction="in"} 4"#));
     assert!(text.contains(r#"portcullis_dataplane_info{backend="mmsg",workers="2"} 1"#));
+    assert!(text.contains(r#"portcullis_fastpath_promoted_ports{worker="0"} 2"#));
+    assert!(
+        text.contains(r#"portcullis_fastpath_program_packets_total{verdict="peer_mismatch"} 3"#)
+    );
     srv.stop();
 }
 

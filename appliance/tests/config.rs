@@ -505,6 +505,18 @@ const CASES: &[Case] = &[
         says: "between 64 and 1048576",
     },
     Case {
+        edits: &[("cores = [0]", "cores = [0]\nfast_path = \"xdp\"\ninterfaces = [\"eth0\", \"eth0\"]")],
+        path: "media.interfaces[1]",
+        at: "\"eth0\"]",
+        says: "listed twice",
+    },
+    Case {
+        edits: &[("cores = [0]", "cores = [0]\ninterfaces = [\"a-much-too-long-name\"]")],
+        path: "media.interfaces[0]",
+        at: "\"a-much-too-long-name\"",
+        says: "is not an interface name",
+    },
+    Case {
         edits: &[("[[trunk]]", "[teams]\nsbc_fqdn = \"sbc.example.com\"\n\n[[trunk]]")],
         path: "teams.cert_chain",
         at: "[teams]",
@@ -537,6 +549,29 @@ fn every_semantic_check_fires_with_its_path_and_position() {
             case.path
         );
     }
+}
+
+/// `media.fast_path` takes off, auto and xdp (off by default); anything else is a type
+/// error at its position.
+#[test]
+fn fast_path_modes() {
+    use portcullis::config::FastPathMode;
+    assert_eq!(load(BASE).unwrap().media.fast_path, FastPathMode::Off);
+    for (v, m) in [
+        ("auto", FastPathMode::Auto),
+        ("xdp", FastPathMode::Xdp),
+        ("off", FastPathMode::Off),
+    ] {
+        let cfg = load(&apply(&[(
+            "cores = [0]",
+            &format!("cores = [0]\nfast_path = \"{v}\""),
+        )]))
+        .unwrap_or_else(|d| panic!("{d:#?}"));
+        assert_eq!(cfg.media.fast_path, m);
+    }
+    let src = apply(&[("cores = [0]", "cores = [0]\nfast_path = \"dpdk\"")]);
+    let d = errors(&src);
+    assert_eq!(d[0].location, Some(pos(&src, "\"dpdk\"")), "{d:#?}");
 }
 
 /// Media bound to `::` is dual stack: it may advertise IPv4 (the data plane latches and

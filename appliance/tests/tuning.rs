@@ -384,3 +384,54 @@ fn check_reads_config_and_reports_each_item() {
         .expect("bash");
     assert_eq!(strict.status.code(), Some(1), "{}", show(&strict));
 }
+
+/// The XDP line of `check`: the driver of each media interface (from sysfs) gives native
+/// or generic mode; with the fast path on, a driver without native XDP warns. (A program
+/// attached in native mode is reported by the namespace test, `fastpath_netns.rs`.)
+#[test]
+fn check_reports_the_xdp_mode_of_the_media_interfaces() {
+    let (dir, p, s) = fake_host();
+    for drv in ["mlx5_core", "r8169"] {
+        fs::create_dir_all(s.join("bus/pci/drivers").join(drv)).expect("mkdir");
+    }
+    std::os::unix::fs::symlink(
+        s.join("bus/pci/drivers/mlx5_core"),
+        s.join("class/net/ens1f0/device/driver"),
+    )
+    .expect("symlink");
+    std::os::unix::fs::symlink(
+        s.join("bus/pci/drivers/r8169"),
+        s.join("devices/pci/virtio2/driver"),
+    )
+    .expect("symlink");
+    let config = dir.path().join("portcullis.toml");
+    let report = |fast_path: &str| {
+        fs::write(
+            &config,
+            format!("[media]\ncores = [2, 3]\nfast_path = \"{fast_path}\"\n"),
+        )
+        .expect("config");
+        run_ok(
+            on_fake("check", &p, &s)
+                .args(["--config"])
+                .arg(&config)
+                .args(["--iface", "ens1f0", "--iface", "eth1"]),
+        )
+    };
+    let out = report("xdp");
+    assert!(
+        out.contains("PASS  xdp ens1f0: driver mlx5_core: native XDP (fast_path = xdp)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "WARN  xdp eth1: driver r8169: no native XDP, the fast path runs in generic mode"
+        ),
+        "{out}"
+    );
+    let out = report("off");
+    assert!(
+        out.contains("PASS  xdp eth1: driver r8169: generic XDP only (fast_path = off)"),
+        "{out}"
+    );
+}

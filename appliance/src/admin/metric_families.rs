@@ -3,7 +3,7 @@
 
 use super::metrics::{Family, Kind};
 
-pub(super) const fn fam(name: &'static str, kind: Kind, help: &'static str) -> Family {
+pub(crate) const fn fam(name: &'static str, kind: Kind, help: &'static str) -> Family {
     Family { name, kind, help }
 }
 

@@ -48,9 +48,10 @@ pub struct Family {
     pub help: &'static str,
 }
 
+pub(crate) use super::metric_families::fam;
 pub use super::metric_families::FAMILIES;
 
-/// Looks a family up by name.
+/// Looks a family up by name (in [`FAMILIES`] and the families of the fast path module).
 #[must_use]
 pub fn family(name: &str) -> Option<&'static Family> {
     all_families().find(|f| f.name == name)
@@ -58,7 +59,10 @@ pub fn family(name: &str) -> Option<&'static Family> {
 
 /// [`FAMILIES`] and the families declared beside this module (registrations).
 pub fn all_families() -> impl Iterator<Item = &'static Family> {
-    FAMILIES.iter().chain(super::registrations::FAMILIES)
+    FAMILIES
+        .iter()
+        .chain(super::registrations::FAMILIES)
+        .chain(super::metrics_fastpath::FAMILIES.iter())
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -203,6 +207,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_sip(&mut e, snap);
     render_net(&mut e, snap);
     render_dataplane(&mut e, snap);
+    super::metrics_fastpath::render(&mut e, snap);
     e.single("portcullis_media_events_lost_total", snap.media_events_lost);
     e.single("portcullis_media_errors_total", snap.media_errors);
     e.single("portcullis_media_bypassed_total", snap.media_bypassed);

@@ -40,6 +40,7 @@ pub mod dashboard;
 pub mod history;
 pub mod metric_families;
 pub mod metrics;
+pub mod metrics_fastpath;
 pub mod quality;
 pub mod rate;
 pub mod recent;
@@ -279,6 +280,8 @@ pub struct MetricsSnapshot {
     pub trunk_targets: Vec<crate::runtime::trunk_status::TrunkTargetsStatus>,
     /// Registrations toward carriers (empty without `[trunk.register]`).
     pub registrations: Vec<RegistrationInfo>,
+    /// The XDP program's counters (`None`: fast path off).
+    pub fast_path: Option<portcullis_xdp::FastPathStats>,
 }
 
 /// Teams Direct Routing health for `/metrics`.

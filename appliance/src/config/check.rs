@@ -552,6 +552,7 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
             format!("must be a power of two between {lo} and {hi}"),
         );
     }
+    let interfaces = interfaces(m, c);
     Some(MediaConfig {
         advertised_ip: advertised_ip?,
         bind_ip: bind_ip?,
@@ -561,7 +562,38 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
         inactivity_timeout: inactivity?,
         ring_capacity: usize::try_from(m.ring_capacity).ok()?,
         learning_window: window.filter(|w| *w <= wmax)?,
+        fast_path: m.fast_path,
+        interfaces: interfaces?,
     })
+}
+
+/// `media.interfaces`: Linux interface names (at most 15 bytes, no `/`, no blank), each
+/// once.
+fn interfaces(m: &RawMedia, c: &mut Checker<'_>) -> Option<Vec<String>> {
+    let mut ok = true;
+    for (i, name) in m.interfaces.iter().enumerate() {
+        let bad = name.is_empty()
+            || name.len() > 15
+            || name == "."
+            || name == ".."
+            || name
+                .bytes()
+                .any(|b| b == b'/' || b == b':' || !b.is_ascii_graphic());
+        let why = if bad {
+            Some(format!(
+                "{name:?} is not an interface name (1 to 15 printable characters, no '/', ':' or blank)"
+            ))
+        } else if m.interfaces[..i].contains(name) {
+            Some(format!("{name:?} is listed twice"))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            c.err(format!("media.interfaces[{i}]"), why);
+            ok = false;
+        }
+    }
+    ok.then(|| m.interfaces.clone())
 }
 
 fn admin(raw: &RawConfig, c: &mut Checker<'_>) -> Option<AdminConfig> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use super::raw::{
-    Backend, EndpointLearning, FsyncPolicy, LogFormat, LogLevel, MediaProtection, RedirectPolicy,
-    Strategy, Transport, UnknownSourceAction,
+    Backend, EndpointLearning, FastPathMode, FsyncPolicy, LogFormat, LogLevel, MediaProtection,
+    RedirectPolicy, Strategy, Transport, UnknownSourceAction,
 };
 use super::types::{CoreList, Fqdn, HostPort, PortRange, TrunkName};
 use ipnet::IpNet;
@@ -246,6 +246,10 @@ pub struct MediaConfig {
     pub ring_capacity: usize,
     /// Endpoint learning window (within [`LEARNING_WINDOW_BOUNDS`]).
     pub learning_window: Duration,
+    /// XDP fast path.
+    pub fast_path: FastPathMode,
+    /// Interfaces for the XDP program (empty: the one holding the media address).
+    pub interfaces: Vec<String>,
 }
 
 /// Smallest and largest `media.learning_window`.

@@ -128,6 +128,26 @@ pub struct RawMedia {
     /// Endpoint learning window after each offer/answer (see `endpoint_learning`).
     #[serde(default = "default_learning_window")]
     pub learning_window: String,
+    // XDP fast path.
+    /// auto | xdp | off
+    #[serde(default)]
+    pub fast_path: FastPathMode,
+    /// Interfaces the XDP program attaches to (empty: the one holding the media address).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+}
+
+/// `media.fast_path`: forwarding of locked plain-RTP legs in the kernel (XDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FastPathMode {
+    /// XDP when the build, the interfaces and the privileges allow it, else off (logged).
+    Auto,
+    /// XDP, or the appliance does not start.
+    Xdp,
+    /// The workers forward everything.
+    #[default]
+    Off,
 }
 
 /// The `media.cores` value: a TOML array of CPU ids or a string.
@@ -198,6 +218,8 @@ impl Default for RawMedia {
             inactivity_timeout: default_inactivity_timeout(),
             ring_capacity: default_ring_capacity(),
             learning_window: default_learning_window(),
+            fast_path: FastPathMode::Off,
+            interfaces: Vec::new(),
         }
     }
 }

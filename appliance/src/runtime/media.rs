@@ -192,6 +192,7 @@ fn params(p: &MediaLegParams) -> StreamParams {
                 EndpointLearning::Off => DpLearning::Off,
             },
             rtcp_mux: p.rtcp_mux,
+            held: p.held,
         },
         relearn_after: p.learning.relearn_after,
         ice: p

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod convert;
 pub mod dns;
 pub mod engine_task;
+pub mod fast_path;
 pub mod handle;
 pub mod media;
 pub(crate) mod reject_log;
@@ -79,12 +80,16 @@ pub fn run_with(
     let cp_threads = total.saturating_sub(config.media.cores.len()).max(1);
     let config = Arc::new(config);
     let clock = Clock::new();
-    // The data plane first: it binds every media port and pins its workers.
-    let dp = Dataplane::start(convert::dataplane_config(&config)).context("data plane")?;
+    // The data plane first: it binds every media port and pins its workers. The XDP
+    // fast path (when configured) is attached before, and handed to the workers.
+    let mut dp_config = convert::dataplane_config(&config);
+    dp_config.fast_path = fast_path::start(&config.media)?;
+    let dp = Dataplane::start(dp_config).context("data plane")?;
     let dp = Arc::new(dp);
     tracing::info!(
         workers = dp.workers(),
         backend = ?dp.backend(),
+        fast_path = dp.fast_path(),
         control_plane_threads = cp_threads,
         "data plane up"
     );

@@ -113,6 +113,9 @@ pub struct MediaLegParams {
     pub learning: MediaLearning,
     /// ICE-lite credentials (ufrag, pwd) when the peer uses ICE (media bypass).
     pub ice_lite: Option<(String, String)>,
+    /// The peer's last SDP put the stream on hold (`sendonly`, `recvonly` or
+    /// `inactive`): the data plane keeps such a stream off its kernel fast path.
+    pub held: bool,
 }
 
 /// Per-direction counters of one leg.

@@ -106,6 +106,9 @@ fn reinvite_hold_and_resume_from_caller() {
         h.sbc.media().updates.len() > updates_before,
         "media re-programmed"
     );
+    // Both legs are programmed as held (the data plane keeps them off its fast path).
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
+    assert!(a.held && b.held, "held: A {} B {}", a.held, b.held);
     // Resume with a new address and codec.
     let now = h.now;
     let resume = "v=0\r\no=peer 77 3 IN IP4 192.168.1.11\r\ns=call\r\nc=IN IP4 192.168.1.11\r\nt=0 0\r\nm=audio 10010 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n";
@@ -115,8 +118,9 @@ fn reinvite_hold_and_resume_from_caller() {
     assert_eq!(body(&breinv).media[0].formats, vec!["8".to_owned()]);
     let answer = sdp("172.16.0.20", 20_000, "");
     h.reply(B1, btx, &breinv, 200, "btag", Some(&answer));
-    let (_, a, _) = h.sbc.media().updates.last().unwrap().clone();
+    let (_, a, b) = h.sbc.media().updates.last().unwrap().clone();
     assert_eq!(a.peer_rtp, Some(sa("192.168.1.11:10010")));
+    assert!(!a.held && !b.held, "off hold: A {} B {}", a.held, b.held);
     assert_eq!(h.sbc.active_calls(), 1);
 }
 

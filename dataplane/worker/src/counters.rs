@@ -5,7 +5,7 @@
 //! monotonically increasing values. Every block is cache-padded so two workers (or a worker
 //! and a reader) never share a line.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -136,7 +136,61 @@ pub struct StreamCounters {
     pub locked: Counter,
     /// Pair generation these values belong to (set when the worker arms the pair).
     pub(crate) generation: AtomicU32,
+    /// The XDP fast path's share, written only by the worker between the two steps of
+    /// [`StreamCounters::fast_write`] (a sequence lock, so a reader never sees a port's
+    /// counters both live and banked). See `crate::fastpath`.
+    pub(crate) fast: FastBank,
 }
+
+/// What the fast path adds to a leg's counters: the figures of its demoted ports, and
+/// which ports are promoted now (their live figures are in the program's maps).
+#[derive(Debug, Default)]
+pub(crate) struct FastBank {
+    seq: AtomicU32,
+    /// Promoted ports: bit 0 the RTP port, bit 1 the RTCP port.
+    pub(crate) ports: Counter,
+    /// Packets the program forwarded on ports since demoted.
+    pub(crate) packets: Counter,
+    /// Their bytes.
+    pub(crate) bytes: Counter,
+    /// RTP expected / received of closed measurement periods (the worker's before and
+    /// between promotions, the program's of demoted ports): each promotion and demotion
+    /// closes one, so no sequence range is counted twice.
+    pub(crate) rtp_expected: Counter,
+    pub(crate) rtp_received: Counter,
+    /// Jitter of the last closed period that measured RTP.
+    pub(crate) rtp_jitter: Counter,
+}
+
+/// Bit of [`FastBank::ports`] for the RTP port.
+pub(crate) const FAST_RTP: u64 = 1;
+/// Bit of [`FastBank::ports`] for the RTCP port.
+pub(crate) const FAST_RTCP: u64 = 2;
+
+/// The live figures of a leg's promoted ports, merged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FastLive {
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    pub(crate) rtp_expected: u64,
+    pub(crate) rtp_received: u64,
+    pub(crate) rtp_jitter: u64,
+}
+
+/// A consistent read of a leg's RTP figures and fast-path share.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FastRead {
+    /// Forwarded by the program (banked + live).
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    /// RTP figures of the whole call (worker and program).
+    pub(crate) rtp_expected: u64,
+    pub(crate) rtp_received: u64,
+    pub(crate) rtp_jitter: u64,
+}
+
+/// Sequence-lock read attempts before the last one is taken as it is.
+const READ_ATTEMPTS: usize = 8;
 
 impl StreamCounters {
     pub(crate) fn reset(&self, generation: u32) {
@@ -152,6 +206,12 @@ impl StreamCounters {
             &self.rtp_jitter,
             &self.rtp_clock_rate,
             &self.locked,
+            &self.fast.ports,
+            &self.fast.packets,
+            &self.fast.bytes,
+            &self.fast.rtp_expected,
+            &self.fast.rtp_received,
+            &self.fast.rtp_jitter,
         ] {
             c.set(0);
         }
@@ -164,6 +224,61 @@ impl StreamCounters {
     /// The pair generation these counters belong to.
     pub(crate) fn generation(&self) -> u32 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `f`, which moves figures between the worker's RTP counters and the fast-path
+    /// bank, as one step for [`StreamCounters::fast_read`] (worker thread only).
+    pub(crate) fn fast_write<R>(&self, f: impl FnOnce(&StreamCounters) -> R) -> R {
+        let s = self.fast.seq.load(Ordering::Relaxed);
+        self.fast.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let r = f(self);
+        self.fast.seq.store(s.wrapping_add(2), Ordering::Release);
+        r
+    }
+
+    /// The leg's RTP figures and fast-path share, `live` giving the live figures of the
+    /// promoted ports named by a [`FastBank::ports`] mask. Retried while the worker moves
+    /// figures (bounded: the last attempt is taken as it is).
+    pub(crate) fn fast_read(&self, live: &dyn Fn(u64) -> FastLive) -> FastRead {
+        let mut out = FastRead::default();
+        for _ in 0..READ_ATTEMPTS {
+            let s1 = self.fast.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::thread::yield_now();
+                continue;
+            }
+            let ports = self.fast.ports.get();
+            let l = if ports == 0 {
+                FastLive::default()
+            } else {
+                live(ports)
+            };
+            let (own_expected, own_received) = (self.rtp_expected.get(), self.rtp_received.get());
+            let own_jitter = self.rtp_jitter.get();
+            let b = &self.fast;
+            let (bank_received, bank_jitter) = (b.rtp_received.get(), b.rtp_jitter.get());
+            out = FastRead {
+                packets: b.packets.get() + l.packets,
+                bytes: b.bytes.get() + l.bytes,
+                rtp_expected: b.rtp_expected.get() + own_expected + l.rtp_expected,
+                rtp_received: bank_received + own_received + l.rtp_received,
+                // The period measuring now: the program's, else the worker's, else the
+                // last closed one.
+                rtp_jitter: if l.rtp_received > 0 {
+                    l.rtp_jitter
+                } else if own_received > 0 {
+                    own_jitter
+                } else {
+                    bank_jitter
+                },
+            };
+            fence(Ordering::Acquire);
+            if self.fast.seq.load(Ordering::Relaxed) == s1 {
+                break;
+            }
+        }
+        out
     }
 
     /// Copy the current values out; `partner` is the other leg of the pair, whose relayed
@@ -261,6 +376,37 @@ impl PairStats {
             b: b.snapshot(a),
         }
     }
+
+    /// [`PairStats::read`] with the fast path's share: what the program forwarded is
+    /// received on one leg and sent on the other, and the RTP figures span the worker's
+    /// and the program's measurements. `live(side, ports)` reads the live figures of a
+    /// leg's promoted ports (side 0 = A).
+    pub(crate) fn read_fast(
+        a: &StreamCounters,
+        b: &StreamCounters,
+        live: &dyn Fn(usize, u64) -> FastLive,
+    ) -> PairStats {
+        let mut s = PairStats::read(a, b);
+        let fa = a.fast_read(&|ports| live(0, ports));
+        let fb = b.fast_read(&|ports| live(1, ports));
+        for (leg, f, clock) in [
+            (&mut s.a, fa, &a.rtp_clock_rate),
+            (&mut s.b, fb, &b.rtp_clock_rate),
+        ] {
+            leg.rx_packets += f.packets;
+            leg.rx_bytes += f.bytes;
+            leg.rtp_expected = f.rtp_expected;
+            leg.rtp_received = f.rtp_received;
+            leg.rtp_lost = f.rtp_expected.saturating_sub(f.rtp_received);
+            leg.rtp_jitter = f.rtp_jitter;
+            leg.rtp_jitter_us = f.rtp_jitter.saturating_mul(1_000_000) / clock.get().max(1);
+        }
+        s.a.tx_packets += fb.packets;
+        s.a.tx_bytes += fb.bytes;
+        s.b.tx_packets += fa.packets;
+        s.b.tx_bytes += fa.bytes;
+        s
+    }
 }
 
 /// Counters of one worker.
@@ -305,6 +451,15 @@ pub struct WorkerCounters {
     /// Connected send sockets that are never read (gauge): each has a receive socket
     /// beside it, where the kernel allows (see `companion`).
     pub send_only_sockets: Counter,
+    /// Ports forwarded by the XDP fast path now (gauge).
+    pub fast_ports: Counter,
+    /// Packets the XDP fast path forwarded for this worker's ports (read at each
+    /// housekeeping visit and at demotion).
+    pub fast_packets: Counter,
+    /// Their bytes (UDP payload).
+    pub fast_bytes: Counter,
+    /// Promotions the kernel refused (the ports stay with the worker).
+    pub fast_errors: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -348,6 +503,14 @@ pub struct WorkerStats {
     pub connect_failures: u64,
     /// Connected send sockets that are never read.
     pub send_only_sockets: u64,
+    /// Ports forwarded by the XDP fast path now.
+    pub fast_ports: u64,
+    /// Packets the XDP fast path forwarded.
+    pub fast_packets: u64,
+    /// Bytes the XDP fast path forwarded.
+    pub fast_bytes: u64,
+    /// Promotions the kernel refused.
+    pub fast_errors: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -391,6 +554,10 @@ impl WorkerCounters {
             connected_sockets: self.connected_sockets.get(),
             connect_failures: self.connect_failures.get(),
             send_only_sockets: self.send_only_sockets.get(),
+            fast_ports: self.fast_ports.get(),
+            fast_packets: self.fast_packets.get(),
+            fast_bytes: self.fast_bytes.get(),
+            fast_errors: self.fast_errors.get(),
             tid: self.tid.get(),
         }
     }

@@ -170,6 +170,11 @@ impl Learner {
         }
     }
 
+    /// Whether the leg may move by NAT rebinding (`relearn_after` is set).
+    pub(crate) fn rebinds(&self) -> bool {
+        self.relearn_after_us != u64::MAX
+    }
+
     /// NAT rebinding allowance (`None`: never).
     pub(crate) fn set_relearn_after(&mut self, d: Option<Duration>) {
         self.relearn_after_us = d.map_or(u64::MAX, |d| {

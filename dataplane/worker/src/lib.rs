@@ -13,6 +13,7 @@
 
 mod companion;
 pub mod counters;
+mod fastpath;
 mod fixed;
 mod huge;
 mod learning;
@@ -34,8 +35,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, DROP_REASONS};
 pub use types::{
-    Backend, DataplaneConfig, DataplaneError, EndpointLearning, Event, IceLite, LegState, Side,
-    StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
+    Backend, DataplaneConfig, DataplaneError, EndpointLearning, Event, FastPathConfig, IceLite,
+    LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX,
+    ICE_UFRAG_MAX,
 };
 
 use types::Command;
@@ -107,6 +109,8 @@ pub struct Dataplane {
     workers: Vec<WorkerHandle>,
     slots: Mutex<Vec<SlotTable>>,
     backend: Backend,
+    /// The XDP fast path (`None`: off).
+    fast: Option<fastpath::FastReader>,
 }
 
 /// Check that `io_uring` can be used: create a ring and probe the opcodes the worker needs.
@@ -167,6 +171,11 @@ impl Dataplane {
             check_descriptors(backend, slices, sock::open_descriptors(), limit)?;
         }
         let inactivity_us = u64::try_from(cfg.inactivity_timeout.as_micros()).unwrap_or(u64::MAX);
+        let fast = cfg
+            .fast_path
+            .as_ref()
+            .map(fastpath::FastReader::new)
+            .transpose()?;
         let per = total_pairs / n_workers;
         let mut workers = Vec::new();
         let mut slots = Vec::new();
@@ -197,6 +206,7 @@ impl Dataplane {
             workers,
             slots: Mutex::new(slots),
             backend,
+            fast,
         };
         if let Some(e) = dp_err {
             dp.shutdown();
@@ -401,7 +411,10 @@ impl Dataplane {
         if a.generation() != handle.generation || b.generation() != handle.generation {
             return None;
         }
-        Some(PairStats::read(a, b))
+        Some(match &self.fast {
+            Some(f) => f.pair_stats(handle, a, b),
+            None => PairStats::read(a, b),
+        })
     }
 
     /// Snapshot of every worker's counters, indexed by [`WorkerId`].
@@ -566,7 +579,7 @@ fn spawn_worker(
             .map_err(|e| DataplaneError::io("eventfd", e.into()))?,
     );
     let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
-    let relay = relay::Relay::new(
+    let mut relay = relay::Relay::new(
         id,
         base_port,
         pairs,
@@ -578,6 +591,13 @@ fn spawn_worker(
             learning_window_us: u64::try_from(cfg.learning_window.as_micros()).unwrap_or(u64::MAX),
         },
     );
+    if let Some(f) = &cfg.fast_path {
+        relay.fast = Some(fastpath::FastReader::for_worker(
+            f,
+            base_port,
+            pairs as usize,
+        )?);
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let ctx = worker::WorkerCtx {
         id,

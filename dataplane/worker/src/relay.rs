@@ -18,6 +18,7 @@ use portcullis_rtp::srtp::SrtpError;
 use portcullis_rtp::stun::answer_binding_detailed;
 
 use crate::counters::{DropReason, StreamCounters, WorkerShared};
+use crate::fastpath::{pair_counters, FastSync};
 use crate::learning::Admit;
 use crate::leg::Leg;
 use crate::types::{
@@ -110,6 +111,8 @@ pub(crate) struct Relay {
     /// one command budget's worth, which is all one drain can remove.
     pub(crate) removed: Vec<u32>,
     track_removed: bool,
+    /// The XDP fast path's promoted ports of this slice (`None`: fast path off).
+    pub(crate) fast: Option<FastSync>,
 }
 
 impl Relay {
@@ -140,6 +143,7 @@ impl Relay {
             sweep_next: 0,
             removed: Vec::with_capacity(COMMAND_BUDGET),
             track_removed: false,
+            fast: None,
         }
     }
 
@@ -175,6 +179,12 @@ impl Relay {
                     return;
                 }
                 if fresh {
+                    if let (Some(f), Some(lc)) = (
+                        self.fast.as_mut(),
+                        pair_counters(&self.shared, pair as usize),
+                    ) {
+                        f.clear(pair as usize, &mut p.legs, lc, w);
+                    }
                     p.generation = generation;
                     p.inactive_reported_at = None;
                     for leg in 0..2u32 {
@@ -203,11 +213,23 @@ impl Relay {
                         publish_state(c, leg.state());
                     }
                 }
+                if let (Some(f), Some(lc)) = (
+                    self.fast.as_mut(),
+                    pair_counters(&self.shared, pair as usize),
+                ) {
+                    f.sync(pair as usize, &mut p.legs, lc, w);
+                }
                 w.commands.add(1);
             }
             Command::Remove { pair, generation } => {
                 match self.pairs.get_mut(pair as usize) {
                     Some(p) if p.armed() && p.generation == generation => {
+                        if let (Some(f), Some(lc)) = (
+                            self.fast.as_mut(),
+                            pair_counters(&self.shared, pair as usize),
+                        ) {
+                            f.clear(pair as usize, &mut p.legs, lc, w);
+                        }
                         // Drop key material and per-leg state now (and the armed flag).
                         p.legs = [Leg::new(), Leg::new()];
                         w.active_pairs.set(w.active_pairs.get().saturating_sub(1));
@@ -238,12 +260,20 @@ impl Relay {
         let end = (start + n.div_ceil(SWEEP_SLICES)).min(n);
         self.sweep_next = if end == n { 0 } else { end };
         let w = &self.shared.worker;
+        let mono_ns = if self.fast.is_some() {
+            portcullis_xdp::monotonic_now_ns()
+        } else {
+            0
+        };
         for i in start..end {
             let Some(p) = self.pairs.get_mut(i) else {
                 break;
             };
             if !p.armed() {
                 continue;
+            }
+            if let Some(f) = self.fast.as_mut() {
+                f.poll(i, &mut p.legs, w, now_us, mono_ns);
             }
             let h = make_handle(self.worker, self.base_port, i, p.generation);
             let last = p.last_rx_us();
@@ -276,6 +306,9 @@ impl Relay {
                         w.events_lost.add(1);
                     }
                 }
+            }
+            if let (Some(f), Some(lc)) = (self.fast.as_mut(), pair_counters(&self.shared, i)) {
+                f.sync(i, &mut p.legs, lc, w);
             }
         }
     }

@@ -70,6 +70,7 @@ fn learning(mode: EndpointLearning, p: Option<SocketAddr>) -> StreamParams {
         flags: StreamFlags {
             learning: mode,
             rtcp_mux: false,
+            held: false,
         },
         ..peer(p)
     }

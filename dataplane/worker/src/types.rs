@@ -172,6 +172,10 @@ pub struct StreamFlags {
     pub learning: EndpointLearning,
     /// RTCP multiplexed on the RTP port (RFC 5761). When off, RTCP uses RTP port + 1.
     pub rtcp_mux: bool,
+    /// The stream is on hold (the last offer/answer with this leg's peer left it
+    /// `sendonly`, `recvonly` or `inactive`): relayed by the worker, never by the kernel
+    /// fast path.
+    pub held: bool,
 }
 
 /// Everything the worker needs to know about one leg.
@@ -295,6 +299,19 @@ pub struct DataplaneConfig {
     /// Called on each worker thread after pinning, before the loop (instrumentation hook,
     /// used by the allocation-counting test).
     pub on_worker_start: Option<fn(WorkerId)>,
+    /// The XDP fast path the workers promote locked plain-RTP pairs to (`None`: off).
+    pub fast_path: Option<FastPathConfig>,
+}
+
+/// The XDP fast path handed to the data plane (see `crate::fastpath`).
+#[derive(Clone, Debug)]
+pub struct FastPathConfig {
+    /// The attached program; the data plane keeps it (and so the attachment) alive.
+    pub program: std::sync::Arc<portcullis_xdp::FastPath>,
+    /// Our media address on the attached interfaces: the destination of the packets the
+    /// program takes, the source of those it sends (the media sockets' address when
+    /// `bind_ip` is a specific one).
+    pub local_ip: IpAddr,
 }
 
 impl Default for DataplaneConfig {
@@ -311,6 +328,7 @@ impl Default for DataplaneConfig {
             learning_window: Duration::from_secs(3),
             uring_buffers: 4096,
             on_worker_start: None,
+            fast_path: None,
         }
     }
 }
@@ -348,6 +366,9 @@ pub enum DataplaneError {
     /// The data plane is shut down.
     #[error("data plane stopped")]
     Stopped,
+    /// The XDP fast path could not be shared with a worker.
+    #[error("XDP fast path: {0}")]
+    FastPath(#[from] portcullis_xdp::FastPathError),
     /// A media port cannot be bound (in use by another program, address not local…).
     #[error("bind media port {addr}: {source}")]
     Bind {

@@ -56,3 +56,27 @@ impl Addresses {
         Some((ifindex, mac))
     }
 }
+
+/// The interfaces (of this network namespace) that hold `ip`, in the order the kernel
+/// lists them.
+#[must_use]
+pub fn interfaces_holding(ip: IpAddr) -> Vec<String> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for a in addrs {
+        let Some(addr) = a.address else { continue };
+        let held = if let Some(s) = addr.as_sockaddr_in() {
+            IpAddr::V4(s.ip()) == ip
+        } else if let Some(s) = addr.as_sockaddr_in6() {
+            IpAddr::V6(s.ip()) == ip
+        } else {
+            false
+        };
+        if held && !out.contains(&a.interface_name) {
+            out.push(a.interface_name);
+        }
+    }
+    out
+}

@@ -19,16 +19,17 @@
 
 mod iface;
 mod maps;
+mod table;
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::maps::{DevMapHash, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{DevMapHash, MapData};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
+pub use iface::interfaces_holding;
 pub use maps::{FastPathStats, LegCounters, LegKey, Stat, STATS};
-
-use maps::{addr_bytes, CpuCounters, LegValue, LEG_RTP, NO_USER_PT};
+pub use table::LegTable;
 
 /// Name of the program in the object.
 const PROGRAM: &str = "portcullis_fastpath";
@@ -208,20 +209,16 @@ pub fn monotonic_now_ns() -> u64 {
 pub struct FastPath {
     /// Owns the program and its links: dropping it detaches from every interface.
     ebpf: Ebpf,
-    legs: HashMap<MapData, LegKey, LegValue>,
-    counters: PerCpuHashMap<MapData, LegKey, CpuCounters>,
-    stats: PerCpuArray<MapData, u64>,
+    table: LegTable,
     tx_ports: DevMapHash<MapData>,
     interfaces: Vec<Interface>,
-    addresses: iface::Addresses,
-    cpus: usize,
 }
 
 impl std::fmt::Debug for FastPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FastPath")
             .field("interfaces", &self.interfaces)
-            .field("cpus", &self.cpus)
+            .field("table", &self.table)
             .finish_non_exhaustive()
     }
 }
@@ -249,16 +246,11 @@ impl FastPath {
         let counters = take(&mut ebpf, "counters")?;
         let stats = take(&mut ebpf, "stats")?;
         let tx_ports = take(&mut ebpf, "tx_ports")?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| FastPathError::Load(e.to_string()))?;
         let mut fp = FastPath {
-            legs: HashMap::try_from(legs).map_err(map_err("legs"))?,
-            counters: PerCpuHashMap::try_from(counters).map_err(map_err("counters"))?,
-            stats: PerCpuArray::try_from(stats).map_err(map_err("stats"))?,
+            table: LegTable::new(legs, counters, stats)?,
             tx_ports: DevMapHash::try_from(tx_ports).map_err(map_err("tx_ports"))?,
             ebpf,
             interfaces: Vec::new(),
-            addresses: iface::Addresses::default(),
-            cpus,
         };
         fp.attach_also(ifname, mode)?;
         Ok(fp)
@@ -311,18 +303,9 @@ impl FastPath {
             ifindex,
             mode: attached,
         });
-        self.refresh_addresses();
+        self.table.add_interface(ifname, ifindex);
         tracing::info!(ifname, ifindex, mode = ?attached, "XDP fast path attached");
         Ok(attached)
-    }
-
-    fn refresh_addresses(&mut self) {
-        let attached: Vec<(&str, u32)> = self
-            .interfaces
-            .iter()
-            .map(|i| (i.name.as_str(), i.ifindex))
-            .collect();
-        self.addresses.refresh(&attached);
     }
 
     /// The interfaces the program is attached to.
@@ -331,93 +314,35 @@ impl FastPath {
         &self.interfaces
     }
 
-    /// Starts forwarding one port of a locked leg in the kernel. Its counters start at
-    /// zero. Promoting a port that is already promoted replaces its route and restarts
-    /// its counters (demote first to keep the old figures).
-    pub fn promote(&mut self, leg: &FastLeg) -> Result<(), FastPathError> {
-        let v4 = leg.local.is_ipv4();
-        if [leg.peer, leg.out_local, leg.out_peer]
-            .iter()
-            .any(|a| a.is_ipv4() != v4)
-        {
-            return Err(FastPathError::FamilyMismatch);
-        }
-        let out_ip = leg.out_local.ip();
-        if self.addresses.holder(out_ip).is_none() {
-            self.refresh_addresses();
-        }
-        let (out_ifindex, out_src_mac) = self
-            .addresses
-            .holder(out_ip)
-            .ok_or(FastPathError::NoEgress(out_ip))?;
-        let value = LegValue {
-            local_addr: addr_bytes(leg.local.ip()),
-            peer_addr: addr_bytes(leg.peer.ip()),
-            out_src_addr: addr_bytes(leg.out_local.ip()),
-            out_dst_addr: addr_bytes(leg.out_peer.ip()),
-            peer_port: leg.peer.port().to_be(),
-            out_src_port: leg.out_local.port().to_be(),
-            out_dst_port: leg.out_peer.port().to_be(),
-            user_pt: leg
-                .user_payload_type
-                .filter(|pt| *pt < 128)
-                .unwrap_or(NO_USER_PT),
-            flags: if leg.kind == PortKind::Rtp {
-                LEG_RTP
-            } else {
-                0
-            },
-            clock_rate: leg.clock_rate.max(1),
-            out_ifindex,
-            out_src_mac,
-            pad: [0; 2],
-        };
-        let key = LegKey::new(leg.local);
-        let zero = PerCpuValues::try_from(vec![CpuCounters::default(); self.cpus])
-            .map_err(map_err("counters"))?;
-        // Counters first: the program counts only into an existing entry.
-        self.counters
-            .insert(key, zero, 0)
-            .map_err(map_err("counters"))?;
-        self.legs.insert(key, value, 0).map_err(map_err("legs"))
+    /// Another handle on the program's leg table (for a worker, or a reader of counters).
+    pub fn table(&self) -> Result<LegTable, FastPathError> {
+        self.table.try_clone()
     }
 
-    /// Stops forwarding a port in the kernel; its packets go up to the worker again.
-    /// Returns the port's final counters (`None` when it was not promoted) and removes them.
-    ///
-    /// The route goes first, then the counters are read: a program run that found the
-    /// route just before it went (a packet already in flight on another CPU) can still
-    /// add that one packet after the read.
+    /// Starts forwarding one port of a locked leg in the kernel (see [`LegTable::promote`]).
+    pub fn promote(&mut self, leg: &FastLeg) -> Result<(), FastPathError> {
+        self.table.promote(leg)
+    }
+
+    /// Stops forwarding a port in the kernel (see [`LegTable::demote`]).
     pub fn demote(&mut self, key: LegKey) -> Result<Option<LegCounters>, FastPathError> {
-        let had_route = self.legs.remove(&key).is_ok();
-        let counters = self.read_counters(key)?;
-        let _ = self.counters.remove(&key);
-        Ok(if had_route { counters } else { None })
+        self.table.demote(key)
     }
 
     /// A promoted port's counters, all CPUs merged (`None` when it is not promoted).
     pub fn read_counters(&self, key: LegKey) -> Result<Option<LegCounters>, FastPathError> {
-        match self.counters.get(&key, 0) {
-            Ok(per_cpu) => Ok(Some(LegCounters::merge(&per_cpu))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("counters")(e)),
-        }
+        self.table.read_counters(key)
     }
 
     /// Whether a port is promoted.
     #[must_use]
     pub fn is_promoted(&self, key: LegKey) -> bool {
-        self.legs.get(&key, 0).is_ok()
+        self.table.is_promoted(key)
     }
 
     /// The program-wide counters, all CPUs merged.
     pub fn stats(&self) -> Result<FastPathStats, FastPathError> {
-        let mut out = FastPathStats::default();
-        for (i, slot) in (0u32..).zip(out.0.iter_mut()) {
-            let per_cpu = self.stats.get(&i, 0).map_err(map_err("stats"))?;
-            *slot = per_cpu.iter().sum();
-        }
-        Ok(out)
+        self.table.stats()
     }
 }
 

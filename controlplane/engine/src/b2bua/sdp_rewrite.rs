@@ -199,6 +199,7 @@ impl MediaState {
             MediaMode::Srtp => m.and_then(|m| m.crypto().find_map(key_of)),
             MediaMode::Rtp | MediaMode::Bypass => None,
         };
+        p.held = is_held(sdp);
         self.last_from[ix(from)] = Some(sdp.clone());
     }
 

@@ -1,0 +1,403 @@
+//! The worker's side of the XDP fast path (`portcullis-xdp`): which ports of a pair the
+//! kernel forwards, and how its counters come back.
+//!
+//! A pair is promoted when, and only when, both legs are locked ([`LegState::Locked`]),
+//! have heard their peer, carry plain RTP both ways (no SRTP context, no ICE), are not on
+//! hold, cannot move by NAT rebinding (`relearn_after`: the worker must see the peer's
+//! silence itself), and agree on RTCP multiplexing. Then the RTP port of each leg is
+//! promoted (its packets from the locked peer leave from the other leg's RTP port to that
+//! leg's peer), and without rtcp-mux the RTCP ports too. Anything else the program passes
+//! up: packets from other sources, STUN, non-RTP, ports not promoted.
+//!
+//! The promoted routes are recomputed from the legs after every command for the pair and
+//! at every housekeeping visit ([`FastSync::sync`]): a leg that starts learning again (new
+//! signalled address), goes on hold, gains SRTP or ICE, or latches a new RTCP source is
+//! demoted, or its route replaced, there; `Remove` demotes the whole pair
+//! ([`FastSync::clear`]). No syscall is made on the packet path.
+//!
+//! Counters: a demoted port's final figures are banked in the leg's counters
+//! ([`crate::counters::FastBank`]); a promoted port's live ones are read by whoever reads
+//! the pair's statistics ([`crate::Dataplane::stats`]). Every promotion and demotion of a
+//! leg's RTP port also closes the worker's own RTP measurement period (banked, then
+//! restarted), so the RFC 3550 figures of a call add up periods that never overlap.
+//! Housekeeping reads the live figures of each promoted port once per visit: the
+//! worker's packet totals and the leg's last-media time (inactivity) follow the kernel.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use portcullis_rtp::stats::RtpStats;
+use portcullis_xdp::{FastLeg, FastPath, FastPathStats, LegCounters, LegKey, LegTable, PortKind};
+
+use crate::counters::{
+    FastLive, PairStats, StreamCounters, WorkerCounters, WorkerShared, FAST_RTCP, FAST_RTP,
+};
+use crate::leg::Leg;
+use crate::types::{FastPathConfig, LegState, StreamPairHandle};
+
+/// What a worker needs of the program's leg table; a trait so unit tests can stand in
+/// for the kernel.
+pub(crate) trait KernelTable: Send {
+    /// Start forwarding `leg` in the kernel.
+    fn promote(&mut self, leg: &FastLeg) -> Result<(), String>;
+    /// Stop; the port's final counters.
+    fn demote(&mut self, key: LegKey) -> Option<LegCounters>;
+    /// A promoted port's live counters.
+    fn read(&self, key: LegKey) -> Option<LegCounters>;
+}
+
+impl KernelTable for LegTable {
+    fn promote(&mut self, leg: &FastLeg) -> Result<(), String> {
+        LegTable::promote(self, leg).map_err(|e| e.to_string())
+    }
+
+    fn demote(&mut self, key: LegKey) -> Option<LegCounters> {
+        LegTable::demote(self, key).ok().flatten()
+    }
+
+    fn read(&self, key: LegKey) -> Option<LegCounters> {
+        self.read_counters(key).ok().flatten()
+    }
+}
+
+/// A promoted port: its route, and how much of its live figures the worker's totals
+/// already hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Promoted {
+    leg: FastLeg,
+    seen_packets: u64,
+    seen_bytes: u64,
+}
+
+/// Port index within a pair (socket `pair * 4 + i`): A RTP, A RTCP, B RTP, B RTCP.
+const PORTS: usize = 4;
+
+/// One worker's promoted ports.
+pub(crate) struct FastSync {
+    table: Box<dyn KernelTable>,
+    ip: IpAddr,
+    base_port: u16,
+    ports: Vec<[Option<Promoted>; PORTS]>,
+}
+
+impl FastSync {
+    pub(crate) fn new(
+        table: Box<dyn KernelTable>,
+        ip: IpAddr,
+        base_port: u16,
+        pairs: usize,
+    ) -> FastSync {
+        FastSync {
+            table,
+            ip,
+            base_port,
+            ports: vec![[None; PORTS]; pairs],
+        }
+    }
+
+    fn local(&self, pair: usize, i: usize) -> SocketAddr {
+        let port = usize::from(self.base_port) + pair * PORTS + i;
+        SocketAddr::new(self.ip, u16::try_from(port).unwrap_or(0))
+    }
+
+    /// Whether any port of `pair` is promoted.
+    pub(crate) fn promoted(&self, pair: usize) -> bool {
+        self.ports
+            .get(pair)
+            .is_some_and(|p| p.iter().any(Option::is_some))
+    }
+
+    /// The routes `legs` call for (see the module documentation).
+    fn desired(&self, pair: usize, legs: &[Leg; 2]) -> [Option<FastLeg>; PORTS] {
+        let mut out = [None; PORTS];
+        let v4 = self.ip.is_ipv4();
+        let ok = |l: &Leg| {
+            l.armed
+                && l.state() == LegState::Locked
+                && l.heard
+                && l.peer.is_some_and(|p| p.is_ipv4() == v4)
+                && l.srtp_in.is_none()
+                && l.srtp_out.is_none()
+                && l.ice.is_none()
+                && !l.flags.held
+                && !l.learn.rebinds()
+        };
+        if !(ok(&legs[0]) && ok(&legs[1])) || legs[0].flags.rtcp_mux != legs[1].flags.rtcp_mux {
+            return out;
+        }
+        let mux = legs[0].flags.rtcp_mux;
+        for s in 0..2 {
+            let (leg, other) = (&legs[s], &legs[1 - s]);
+            let (Some(peer), Some(out_peer)) = (leg.peer, other.peer) else {
+                return [None; PORTS];
+            };
+            out[s * 2] = Some(FastLeg {
+                local: self.local(pair, s * 2),
+                peer,
+                out_local: self.local(pair, (1 - s) * 2),
+                out_peer,
+                kind: PortKind::Rtp,
+                clock_rate: leg.clock_rate,
+                user_payload_type: None,
+            });
+            if !mux {
+                if let (Some(peer), Some(out_peer)) = (leg.rtcp_peer, other.rtcp_peer) {
+                    if peer.is_ipv4() == v4 && out_peer.is_ipv4() == v4 {
+                        out[s * 2 + 1] = Some(FastLeg {
+                            local: self.local(pair, s * 2 + 1),
+                            peer,
+                            out_local: self.local(pair, (1 - s) * 2 + 1),
+                            out_peer,
+                            kind: PortKind::Rtcp,
+                            clock_rate: leg.clock_rate,
+                            user_payload_type: None,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Brings the promoted ports of `pair` in line with its legs.
+    pub(crate) fn sync(
+        &mut self,
+        pair: usize,
+        legs: &mut [Leg; 2],
+        lc: [&StreamCounters; 2],
+        w: &WorkerCounters,
+    ) {
+        let want = self.desired(pair, legs);
+        self.apply(pair, want, legs, lc, w);
+    }
+
+    /// Demotes every port of `pair` (the pair is removed or re-armed from scratch).
+    pub(crate) fn clear(
+        &mut self,
+        pair: usize,
+        legs: &mut [Leg; 2],
+        lc: [&StreamCounters; 2],
+        w: &WorkerCounters,
+    ) {
+        if self.promoted(pair) {
+            self.apply(pair, [None; PORTS], legs, lc, w);
+        }
+    }
+
+    fn apply(
+        &mut self,
+        pair: usize,
+        want: [Option<FastLeg>; PORTS],
+        legs: &mut [Leg; 2],
+        lc: [&StreamCounters; 2],
+        w: &WorkerCounters,
+    ) {
+        let FastSync { table, ports, .. } = self;
+        let Some(have) = ports.get_mut(pair) else {
+            return;
+        };
+        for (s, (leg, c)) in legs.iter_mut().zip(lc).enumerate() {
+            let changed =
+                |have: &[Option<Promoted>; PORTS], i: usize| have[i].map(|p| p.leg) != want[i];
+            if !(changed(have, s * 2) || changed(have, s * 2 + 1)) {
+                continue;
+            }
+            c.fast_write(|c| {
+                for (k, bit) in [FAST_RTP, FAST_RTCP].into_iter().enumerate() {
+                    let i = s * 2 + k;
+                    if !changed(have, i) {
+                        continue;
+                    }
+                    if let Some(old) = have[i].take() {
+                        if let Some(f) = table.demote(LegKey::new(old.leg.local)) {
+                            bank(c, &f, k == 0);
+                            w.fast_packets.add(f.packets.saturating_sub(old.seen_packets));
+                            w.fast_bytes.add(f.bytes.saturating_sub(old.seen_bytes));
+                        }
+                        c.fast.ports.set(c.fast.ports.get() & !bit);
+                        w.fast_ports.set(w.fast_ports.get().saturating_sub(1));
+                    }
+                    if k == 0 {
+                        close_worker_period(c, leg);
+                    }
+                    if let Some(new) = want[i] {
+                        match table.promote(&new) {
+                            Ok(()) => {
+                                have[i] = Some(Promoted {
+                                    leg: new,
+                                    seen_packets: 0,
+                                    seen_bytes: 0,
+                                });
+                                c.fast.ports.set(c.fast.ports.get() | bit);
+                                w.fast_ports.add(1);
+                            }
+                            Err(e) => {
+                                w.fast_errors.add(1);
+                                tracing::warn!(port = new.local.port(), error = %e, "fast path promotion refused");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Reads the live figures of the promoted ports of `pair`: the worker's totals take
+    /// what was forwarded since the last read, each leg's last-media time the kernel's
+    /// (`now_us` on the worker's clock and `mono_ns` on `CLOCK_MONOTONIC`, read together).
+    pub(crate) fn poll(
+        &mut self,
+        pair: usize,
+        legs: &mut [Leg; 2],
+        w: &WorkerCounters,
+        now_us: u64,
+        mono_ns: u64,
+    ) {
+        let FastSync { table, ports, .. } = self;
+        let Some(have) = ports.get_mut(pair) else {
+            return;
+        };
+        for (i, slot) in have.iter_mut().enumerate() {
+            let Some(p) = slot.as_mut() else { continue };
+            let Some(c) = table.read(LegKey::new(p.leg.local)) else {
+                continue;
+            };
+            w.fast_packets.add(c.packets.saturating_sub(p.seen_packets));
+            w.fast_bytes.add(c.bytes.saturating_sub(p.seen_bytes));
+            p.seen_packets = p.seen_packets.max(c.packets);
+            p.seen_bytes = p.seen_bytes.max(c.bytes);
+            if c.last_seen_ns > 0 {
+                let age_us = mono_ns.saturating_sub(c.last_seen_ns) / 1000;
+                if let Some(leg) = legs.get_mut(i / 2) {
+                    leg.last_rx_us = leg.last_rx_us.max(now_us.saturating_sub(age_us));
+                }
+            }
+        }
+    }
+}
+
+/// Adds a demoted port's final figures to the leg's bank.
+fn bank(c: &StreamCounters, f: &LegCounters, rtp: bool) {
+    c.fast.packets.add(f.packets);
+    c.fast.bytes.add(f.bytes);
+    if rtp {
+        c.fast.rtp_expected.add(f.rtp_expected);
+        c.fast.rtp_received.add(f.rtp_received);
+        if f.rtp_received > 0 {
+            c.fast.rtp_jitter.set(u64::from(f.rtp_jitter));
+        }
+    }
+}
+
+/// Banks the worker's RTP measurement of the leg and starts a new one.
+fn close_worker_period(c: &StreamCounters, leg: &mut Leg) {
+    let (expected, received) = (c.rtp_expected.get(), c.rtp_received.get());
+    c.fast.rtp_expected.add(expected);
+    c.fast.rtp_received.add(received);
+    if received > 0 {
+        c.fast.rtp_jitter.set(c.rtp_jitter.get());
+    }
+    c.rtp_expected.set(0);
+    c.rtp_received.set(0);
+    c.rtp_jitter.set(0);
+    leg.stats = RtpStats::new();
+}
+
+/// The data plane's handle on the fast path: keeps the program attached, reads live
+/// counters for [`crate::Dataplane::stats`] and the program's own counters for metrics.
+#[derive(Debug)]
+pub(crate) struct FastReader {
+    _program: Arc<FastPath>,
+    table: LegTable,
+    ip: IpAddr,
+}
+
+impl FastReader {
+    pub(crate) fn new(cfg: &FastPathConfig) -> Result<FastReader, portcullis_xdp::FastPathError> {
+        Ok(FastReader {
+            _program: cfg.program.clone(),
+            table: cfg.program.table()?,
+            ip: cfg.local_ip,
+        })
+    }
+
+    /// A worker's [`FastSync`] over its own table.
+    pub(crate) fn for_worker(
+        cfg: &FastPathConfig,
+        base_port: u16,
+        pairs: usize,
+    ) -> Result<FastSync, portcullis_xdp::FastPathError> {
+        Ok(FastSync::new(
+            Box::new(cfg.program.table()?),
+            cfg.local_ip,
+            base_port,
+            pairs,
+        ))
+    }
+
+    /// Both legs' counters of `h` with the fast path's share.
+    pub(crate) fn pair_stats(
+        &self,
+        h: &StreamPairHandle,
+        a: &StreamCounters,
+        b: &StreamCounters,
+    ) -> PairStats {
+        let live = |side: usize, ports: u64| {
+            let rtp = if side == 0 { h.port_a } else { h.port_b };
+            let read = |port: u16| {
+                self.table
+                    .read_counters(LegKey::new(SocketAddr::new(self.ip, port)))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            };
+            let mut out = FastLive::default();
+            if ports & FAST_RTP != 0 {
+                let c = read(rtp);
+                out.packets += c.packets;
+                out.bytes += c.bytes;
+                out.rtp_expected = c.rtp_expected;
+                out.rtp_received = c.rtp_received;
+                out.rtp_jitter = u64::from(c.rtp_jitter);
+            }
+            if ports & FAST_RTCP != 0 {
+                let c = read(rtp.wrapping_add(1));
+                out.packets += c.packets;
+                out.bytes += c.bytes;
+            }
+            out
+        };
+        PairStats::read_fast(a, b, &live)
+    }
+
+    /// The program's counters (forwarded, passed up and why).
+    pub(crate) fn program_stats(&self) -> Option<FastPathStats> {
+        self.table.stats().ok()
+    }
+}
+
+/// The two leg counter blocks of `pair`.
+pub(crate) fn pair_counters(shared: &WorkerShared, pair: usize) -> Option<[&StreamCounters; 2]> {
+    let a = shared.legs.get(pair * 2)?;
+    let b = shared.legs.get(pair * 2 + 1)?;
+    Some([&**a, &**b])
+}
+
+impl crate::Dataplane {
+    /// Whether the XDP fast path is on.
+    #[must_use]
+    pub fn fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The XDP program's counters (packets forwarded, and why others went up to the
+    /// workers); `None` when the fast path is off or its map cannot be read.
+    #[must_use]
+    pub fn fast_path_stats(&self) -> Option<FastPathStats> {
+        self.fast.as_ref()?.program_stats()
+    }
+}
+
+#[cfg(test)]
+#[path = "fastpath_tests.rs"]
+mod tests;
