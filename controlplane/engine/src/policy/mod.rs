@@ -3,7 +3,7 @@
 //!
 //! Order of [`Policy::check_request`] (ARCHITECTURE "Life of a call", step 4):
 //! 1. a source banned earlier → `RateLimited` (the B2BUA drops it silently).
-//!    Bans live in their own bounded table ([`ban`]), never evicted by new
+//!    Bans live in their own bounded table (`ban`), never evicted by new
 //!    sources: when a level is full a new ban widens to the source's prefix
 //!    (IPv4 `/24`, IPv6 `/48`, then wider). A source a trunk claims is only
 //!    caught by a ban of its own address, never by a widened one;

@@ -40,7 +40,7 @@ pub struct RateLimitSettings {
     pub unknown_budget: u32,
     /// Window of `unknown_budget` (the bucket refills over it).
     pub unknown_window: Duration,
-    /// Most bans held per prefix level ([`super::ban`]).
+    /// Most bans held per prefix level (`super::ban`).
     pub max_bans: usize,
 }
 
