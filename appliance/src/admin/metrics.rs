@@ -143,6 +143,12 @@ pub const FAMILIES: &[Family] = &[
          (transactions, transactions_per_source, calls).",
     ),
     fam(
+        "portcullis_sip_options_unavailable_total",
+        C,
+        "OPTIONS answered 503 so a load balancer sends new calls elsewhere \
+         (draining, overload).",
+    ),
+    fam(
         "portcullis_sip_transactions",
         G,
         "Live SIP transactions (bounded by sip.limits.max_transactions).",
@@ -696,6 +702,12 @@ fn render_admission(e: &mut Encoder, s: &super::SipCounters) {
         e.family("portcullis_sip_limit_rejects_total");
         for (limit, n) in &s.limit_rejects {
             e.sample(&[("limit", *limit)], Value::Int(*n));
+        }
+    }
+    if !s.options_unavailable.is_empty() {
+        e.family("portcullis_sip_options_unavailable_total");
+        for (reason, n) in &s.options_unavailable {
+            e.sample(&[("reason", *reason)], Value::Int(*n));
         }
     }
     e.single("portcullis_sip_transactions", s.transactions);

@@ -153,7 +153,7 @@ async fn serve(
     monitor.abort();
     let result = match exit {
         signals::Exit::Terminate => {
-            signals::drain(&handle, config.sip.drain_timeout).await;
+            signals::drain(&handle, config.sip.drain_timeout, config.sip.drain_notice).await;
             handle.send(engine_task::Cmd::Stop).await;
             if let Err(e) = engine.await {
                 tracing::error!(error = %e, "engine task failed");

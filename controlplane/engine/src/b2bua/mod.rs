@@ -16,7 +16,8 @@
 //! CANCEL, forks), `failover` (next target, Retry-After, 3xx, relayed
 //! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
 //! UPDATE, INFO, MESSAGE relays, ACKs), `refer` (REFER transfers, Replaces
-//! joins), `teardown` (ending calls, CDRs),
+//! joins), `options` (OPTIONS answers: availability and load for a load balancer),
+//! `teardown` (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
 mod auth;
@@ -25,6 +26,7 @@ mod failover;
 mod headers;
 mod in_dialog;
 mod invite;
+mod options;
 mod prack;
 mod refer;
 mod route;
@@ -39,6 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use self::call::{Call, CallState, CallTimer, ClientRole};
+pub use self::options::{Availability, LOAD_HEADER};
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
@@ -532,7 +535,8 @@ impl<M: MediaControl> B2bua<M> {
         live
     }
 
-    /// New INVITEs get `503` + Retry-After; calls in progress continue.
+    /// New INVITEs and OPTIONS get `503` + Retry-After (`options`); calls in progress
+    /// continue.
     pub fn start_drain(&mut self) {
         self.draining = true;
     }
@@ -680,13 +684,7 @@ impl<M: MediaControl> B2bua<M> {
         };
         match req.method() {
             Some(Method::Invite) => self.on_new_invite(now, tx, from, trunk, req),
-            Some(Method::Options) => {
-                let mut r = self.response(req, 200, "OK", Some("opt"));
-                r.push_header("Allow", ALLOW);
-                r.push_header("Supported", "timer, replaces");
-                r.push_header("Accept", "application/sdp");
-                self.send_response(now, tx, &r);
-            }
+            Some(Method::Options) => self.on_options(now, tx, req),
             _ => {
                 let mut r = self.response(req, 405, "Method Not Allowed", Some("na"));
                 r.push_header("Allow", ALLOW);

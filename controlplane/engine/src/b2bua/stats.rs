@@ -80,6 +80,10 @@ pub struct EngineStats {
     /// ACK of a stateless 403).
     pub absorbed_acks: u64,
     pub drain_rejects: u64,
+    /// OPTIONS answered `503` while draining (a load balancer takes us out of rotation).
+    pub options_draining: u64,
+    /// OPTIONS answered `503` at `overload_calls` live calls or more.
+    pub options_overloaded: u64,
     pub media_errors: u64,
     /// Calls set up with media bypass (no data-plane ports taken).
     pub media_bypassed: u64,
