@@ -206,6 +206,10 @@ struct UacCall {
     to: String,
     ruri: String,
     remote_target: Option<String>,
+    /// Route set of the dialog: the 2xx's Record-Route in reverse order (RFC 3261
+    /// §12.1.2), sent as Route on every in-dialog request and ACK (a record-routing
+    /// proxy in front, such as Kamailio's dispatcher, stays on the path).
+    route_set: Vec<String>,
     state: UacState,
     cseq: u32,
     invite_branch: String,
@@ -471,6 +475,7 @@ impl Population {
             to,
             ruri,
             remote_target: None,
+            route_set: Vec::new(),
             state: UacState::Calling,
             cseq: 1,
             invite_branch: branch,
