@@ -693,11 +693,15 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// A response to `req` carrying our Server header.
+    /// A response to `req` carrying our Server header. A dialog-creating response
+    /// (101-299 to INVITE) echoes the request's Record-Route (RFC 3261 §12.1.1): a
+    /// record-routing proxy in front (a dispatcher over a farm) stays on the caller's
+    /// path. Only that side's own proxies are named; the other leg never sees them.
     fn response(&self, req: &SipMsg, status: u16, reason: &str, tag: Option<&str>) -> SipMsg {
         let mut r = make_response(req, status, reason, tag);
-        // Record-Route of the other side's request never goes back through us.
-        r.remove_header("Record-Route");
+        if req.method() != Some(&Method::Invite) {
+            r.remove_header("Record-Route");
+        }
         r.push_header("Server", &self.cfg.node.user_agent);
         r
     }
