@@ -32,6 +32,7 @@ fn cfg(hold_s: u64) -> SipConfig {
         media: true,
         srtp_caller: false,
         srtp_callee: false,
+        run: 7,
     }
 }
 
@@ -266,4 +267,21 @@ fn in_dialog_requests_follow_the_record_route_of_the_answer() {
     let bye = sent(&out, "BYE").pop().expect("BYE sent");
     assert!(bye.starts_with("BYE sip:callee@192.0.2.7:5060 "), "{bye}");
     assert_eq!(routes(&bye), want, "{bye}");
+}
+
+#[test]
+fn runs_use_their_own_call_ids_tags_and_branches() {
+    let invite = |run: u32| {
+        let mut c = cfg(1);
+        c.run = run;
+        let mut p = Population::new(c).unwrap();
+        let mut out = Vec::new();
+        p.start_call(0, &mut out);
+        sent(&out, "INVITE").pop().expect("INVITE sent")
+    };
+    let (a, b) = (invite(1), invite(2));
+    for h in ["Via:", "From:", "Call-ID:"] {
+        let line = |t: &str| t.lines().find(|l| l.starts_with(h)).map(str::to_owned);
+        assert_ne!(line(&a), line(&b), "{h} repeats across runs");
+    }
 }
