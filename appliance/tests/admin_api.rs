@@ -153,6 +153,7 @@ fn full_snapshot() -> MetricsSnapshot {
             .into_iter()
             .collect(),
             limit_rejects: [("transactions", 1), ("calls", 1)].into_iter().collect(),
+            options_unavailable: [("draining", 1), ("overload", 2)].into_iter().collect(),
             transactions: 3,
             bans_active: 1,
         },

@@ -438,6 +438,31 @@ const CASES: &[Case] = &[
         at: "500",
         says: "must not exceed max_transactions",
     },
+    // Load signalled to a load balancer (OPTIONS 503), and the drain it sees.
+    Case {
+        edits: &[(
+            "[media]",
+            "[sip.limits]\nmax_calls = 100\noverload_calls = 150\n\n[media]",
+        )],
+        path: "sip.limits.overload_calls",
+        at: "150",
+        says: "must not exceed max_calls (100)",
+    },
+    Case {
+        edits: &[("[media]", "[sip.limits]\noverload_calls = 0 # never?\n\n[media]")],
+        path: "sip.limits.overload_calls",
+        at: "0 # never?",
+        says: "must be at least 1",
+    },
+    Case {
+        edits: &[(
+            "[media]",
+            "[sip]\ndrain_timeout = \"5s\"\ndrain_notice = \"10s\"\n\n[media]",
+        )],
+        path: "sip.drain_notice",
+        at: "\"10s\"",
+        says: "must not exceed drain_timeout",
+    },
     Case {
         edits: &[("[media]", "[sip.limits]\nmax_transactions = 0 # zero\n\n[media]")],
         path: "sip.limits.max_transactions",

@@ -283,6 +283,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         media: cfg.media,
         srtp_caller: cfg.srtp_caller,
         srtp_callee: cfg.srtp_callee,
+        run: std::process::id(),
     })?;
     // Media-only calls: (end_ns, removed, deleted).
     let mut mcalls: Vec<(u64, bool, bool)> = Vec::new();

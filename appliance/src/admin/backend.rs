@@ -120,6 +120,12 @@ fn sip_counters(snap: &EngineSnapshot) -> SipCounters {
         ]
         .into_iter()
         .collect(),
+        options_unavailable: [
+            ("draining", e.options_draining),
+            ("overload", e.options_overloaded),
+        ]
+        .into_iter()
+        .collect(),
         transactions: snap.transactions as u64,
         bans_active: snap.bans_active as u64,
         requests_in: e.requests_in.clone(),

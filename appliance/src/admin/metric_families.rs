@@ -113,6 +113,12 @@ pub const FAMILIES: &[Family] = &[
          (transactions, transactions_per_source, calls).",
     ),
     fam(
+        "portcullis_sip_options_unavailable_total",
+        C,
+        "OPTIONS answered 503 so a load balancer sends new calls elsewhere \
+         (draining, overload).",
+    ),
+    fam(
         "portcullis_sip_transactions",
         G,
         "Live SIP transactions (bounded by sip.limits.max_transactions).",

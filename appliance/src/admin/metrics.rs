@@ -355,6 +355,12 @@ fn render_admission(e: &mut Encoder, s: &super::SipCounters) {
             e.sample(&[("limit", *limit)], Value::Int(*n));
         }
     }
+    if !s.options_unavailable.is_empty() {
+        e.family("portcullis_sip_options_unavailable_total");
+        for (reason, n) in &s.options_unavailable {
+            e.sample(&[("reason", *reason)], Value::Int(*n));
+        }
+    }
     e.single("portcullis_sip_transactions", s.transactions);
     e.single("portcullis_policy_bans_active", s.bans_active);
 }

@@ -219,6 +219,8 @@ pub struct SipCounters {
     /// New requests refused with 503 by a load limit, by limit
     /// (`transactions`, `transactions_per_source`, `calls`).
     pub limit_rejects: BTreeMap<&'static str, u64>,
+    /// OPTIONS answered 503 for a load balancer, by reason (`draining`, `overload`).
+    pub options_unavailable: BTreeMap<&'static str, u64>,
     /// Live SIP transactions (gauge).
     pub transactions: u64,
     /// Bans in force, hosts and widened prefixes (gauge).

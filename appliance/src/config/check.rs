@@ -168,6 +168,13 @@ fn sip(raw: &RawSip, has_ng: bool, c: &mut Checker<'_>) -> Option<SipConfig> {
         }
     }
     let drain_timeout = c.duration("sip.drain_timeout", &raw.drain_timeout, Duration::ZERO);
+    let drain_notice = c.duration("sip.drain_notice", &raw.drain_notice, Duration::ZERO);
+    if let (Some(notice), Some(timeout)) = (drain_notice, drain_timeout) {
+        if notice > timeout {
+            c.err("sip.drain_notice", "must not exceed drain_timeout");
+            ok = false;
+        }
+    }
     let limits = limits(raw, c);
     let st = &raw.session_timer;
     let se = c.duration(
@@ -194,6 +201,7 @@ fn sip(raw: &RawSip, has_ng: bool, c: &mut Checker<'_>) -> Option<SipConfig> {
     Some(SipConfig {
         listeners: listeners.into_iter().map(|(_, l)| l).collect(),
         drain_timeout: drain_timeout?,
+        drain_notice: drain_notice?,
         limits: limits?,
         session_timer,
     })
@@ -361,6 +369,20 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
             ok = false;
         }
     }
+    match (l.overload_calls, l.max_calls) {
+        (Some(0), _) => {
+            c.err("sip.limits.overload_calls", "must be at least 1");
+            ok = false;
+        }
+        (Some(o), Some(max)) if o > max => {
+            c.err(
+                "sip.limits.overload_calls",
+                format!("must not exceed max_calls ({max})"),
+            );
+            ok = false;
+        }
+        _ => {}
+    }
     if l.max_transactions_per_source > l.max_transactions {
         c.err(
             "sip.limits.max_transactions_per_source",
@@ -417,6 +439,7 @@ fn limits(raw: &RawSip, c: &mut Checker<'_>) -> Option<SipLimits> {
         per_connection_buffer: usize::try_from(l.per_connection_buffer).ok()?,
         tcp_idle_timeout: idle?,
         max_calls: l.max_calls,
+        overload_calls: l.overload_calls,
         max_transactions: l.max_transactions,
         max_transactions_per_source: l.max_transactions_per_source,
         header_timeout: header_timeout?,

@@ -146,6 +146,8 @@ pub struct SipConfig {
     pub listeners: Vec<ListenerConfig>,
     /// How long SIGTERM waits for calls to end.
     pub drain_timeout: Duration,
+    /// The least time a SIGTERM drain lasts, calls or not (≤ `drain_timeout`).
+    pub drain_notice: Duration,
     /// Resource limits.
     pub limits: SipLimits,
     /// RFC 4028 defaults.
@@ -200,6 +202,8 @@ pub struct SipLimits {
     pub tcp_idle_timeout: Duration,
     /// Calls in progress, all trunks together (`None`: unlimited).
     pub max_calls: Option<u32>,
+    /// Live calls from which OPTIONS get 503 (1..=`max_calls`; `None`: never).
+    pub overload_calls: Option<u32>,
     /// Live server transactions, all sources together (≥ 1).
     pub max_transactions: u32,
     /// Live server transactions per source IP (1..=`max_transactions`).

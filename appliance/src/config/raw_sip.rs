@@ -16,6 +16,10 @@ pub struct RawSip {
     /// How long a SIGTERM drain waits for calls to end.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: String,
+    /// The least time a SIGTERM drain keeps answering 503 before the process stops, calls
+    /// or not (a load balancer's probe must see it).
+    #[serde(default = "default_drain_notice")]
+    pub drain_notice: String,
     /// `[sip.limits]`
     #[serde(default)]
     pub limits: RawSipLimits,
@@ -28,11 +32,16 @@ fn default_drain_timeout() -> String {
     s("30s")
 }
 
+fn default_drain_notice() -> String {
+    s("0s")
+}
+
 impl Default for RawSip {
     fn default() -> Self {
         Self {
             listener: Vec::new(),
             drain_timeout: default_drain_timeout(),
+            drain_notice: default_drain_notice(),
             limits: RawSipLimits::default(),
             session_timer: RawSessionTimer::default(),
         }
@@ -120,6 +129,9 @@ pub struct RawSipLimits {
     // Admission limits of the call engine.
     /// Calls in progress, all trunks together (absent = unlimited).
     pub max_calls: Option<u32>,
+    /// Live calls from which OPTIONS are answered 503 (overload), so a load balancer
+    /// probing with OPTIONS sends new calls elsewhere (absent = never).
+    pub overload_calls: Option<u32>,
     /// Live server transactions, all sources together.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: u32,
@@ -194,6 +206,7 @@ impl Default for RawSipLimits {
             per_connection_buffer: default_per_connection_buffer(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
             max_calls: None,
+            overload_calls: None,
             max_transactions: default_max_transactions(),
             max_transactions_per_source: default_max_transactions_per_source(),
             header_timeout: default_header_timeout(),

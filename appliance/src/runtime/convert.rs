@@ -338,6 +338,7 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             unknown_source_window: cfg.policy.unknown_source_window,
             max_bans: usize::try_from(cfg.policy.max_bans).unwrap_or(usize::MAX),
             max_calls: cfg.sip.limits.max_calls,
+            overload_calls: cfg.sip.limits.overload_calls,
             max_transactions: usize::try_from(cfg.sip.limits.max_transactions)
                 .unwrap_or(usize::MAX),
             max_transactions_per_source: usize::try_from(

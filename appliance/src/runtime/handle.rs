@@ -307,9 +307,12 @@ impl ApplianceHandle {
                 "SIP listener address and transport changes take effect at the next restart"
             );
         }
-        if old.sip.limits != cfg.sip.limits || old.sip.drain_timeout != cfg.sip.drain_timeout {
+        if old.sip.limits != cfg.sip.limits
+            || old.sip.drain_timeout != cfg.sip.drain_timeout
+            || old.sip.drain_notice != cfg.sip.drain_notice
+        {
             tracing::warn!(
-                "[sip.limits] and drain_timeout changes take effect at the next restart"
+                "[sip.limits], drain_timeout and drain_notice changes take effect at the next restart"
             );
         }
         if old.media != cfg.media {

@@ -188,7 +188,7 @@ async fn serve(
     let _ = ng_stop.send(true);
     let result = match exit {
         signals::Exit::Terminate => {
-            signals::drain(&handle, config.sip.drain_timeout).await;
+            signals::drain(&handle, config.sip.drain_timeout, config.sip.drain_notice).await;
             signals::unregister(&handle).await;
             handle.send(engine_task::Cmd::Stop).await;
             if let Err(e) = engine.await {

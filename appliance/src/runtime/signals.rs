@@ -58,20 +58,24 @@ pub async fn wait(
     }
 }
 
-/// Graceful drain: new INVITEs get 503, calls get up to `drain_timeout` to end,
-/// then every remaining call gets a BYE and its transactions a short grace.
-/// Returns when the engine may be stopped.
-pub async fn drain(handle: &ApplianceHandle, drain_timeout: Duration) {
+/// Graceful drain: new INVITEs and OPTIONS get 503 (a load balancer probing with OPTIONS
+/// takes the appliance out of rotation), calls get up to `drain_timeout` to end, then
+/// every remaining call gets a BYE and its transactions a short grace. The drain lasts
+/// `notice` at least (`notice <= drain_timeout`), calls or not, so the balancer's next
+/// probe finds the 503 before the port closes. Returns when the engine may be stopped.
+pub async fn drain(handle: &ApplianceHandle, drain_timeout: Duration, notice: Duration) {
     let _ = crate::notify::notify_stopping();
     handle.send(Cmd::Drain).await;
-    let deadline = Instant::now() + drain_timeout;
+    let start = Instant::now();
+    let deadline = start + drain_timeout;
+    let notice_end = start + notice.min(drain_timeout);
     let mut active = usize::MAX;
     while Instant::now() < deadline {
         active = match handle.engine_stats().await {
             Some(s) => s.active_calls,
             None => break,
         };
-        if active == 0 {
+        if active == 0 && Instant::now() >= notice_end {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

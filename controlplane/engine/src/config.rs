@@ -38,6 +38,8 @@ pub enum ConfigError {
     Health(String, &'static str),
     #[error("registration: {0}")]
     Registration(String),
+    #[error("invalid limit: {0}")]
+    Limit(&'static str),
 }
 
 /// An IP network (`addr/prefix`), for trunk ACLs: the `ipnet` crate's.
@@ -343,6 +345,10 @@ pub struct PolicyConfig {
     /// Calls in progress, all trunks together (bypassed calls included);
     /// `None` = unlimited. Over it a new INVITE gets `503` + `Retry-After`.
     pub max_calls: Option<u32>,
+    /// Live calls from which out-of-dialog OPTIONS are answered `503` (overload), so a
+    /// load balancer probing with OPTIONS sends new calls elsewhere; INVITEs are still
+    /// admitted up to `max_calls`. `None` = never (OPTIONS get `503` only when draining).
+    pub overload_calls: Option<u32>,
     /// Live server transactions, all sources together (the transaction
     /// table's bound; requests from sources no trunk claims never take one).
     pub max_transactions: usize,
@@ -360,6 +366,7 @@ impl Default for PolicyConfig {
             unknown_source_window: Duration::from_secs(60),
             max_bans: 65_536,
             max_calls: None,
+            overload_calls: None,
             max_transactions: 100_000,
             max_transactions_per_source: 20_000,
         }
@@ -483,6 +490,12 @@ impl EngineConfig {
         }
         if t.no_answer.is_zero() {
             return Err(ConfigError::Timer("no_answer > 0"));
+        }
+        let p = &self.policy;
+        if let Some(o) = p.overload_calls {
+            if o == 0 || p.max_calls.is_some_and(|m| o > m) {
+                return Err(ConfigError::Limit("1 <= overload_calls <= max_calls"));
+            }
         }
         let mut users = BTreeSet::new();
         for r in &self.registrations {

@@ -102,7 +102,7 @@
 //! | inputs | `handle_datagram(now, PeerAddr, &[u8])` (`handle_datagram_with_names` for TLS peer names), `handle_timeout(now)`, `handle_tx_error(now, TxId)` (a `Transmit` could not be sent), `handle_connection_lost(now, ConnId)` / `handle_transport_error(now, PeerAddr)`, `handle_media_event(now, MediaEvent)` |
 //! | outputs | `poll_transmit() -> Option<b2bua::Transmit { dest: PeerAddr, bytes, tls_server_name, tx }>`, `poll_timeout()`, `poll_event() -> Option<CallEvent>` (`CallStarted`, `CallAnswered`, `CallEnded { cdr: Box<CdrRecord> }` exactly once per call, `Rejected`, `PolicyBan`) |
 //! | registrations (`registration`, RFC 3261 §10) | `EngineConfig::registrations: Vec<RegistrationConfig { trunk, registrar, transport, registrar_uri, aor, contact_user, expires, credentials, retry_min, retry_max, .. }>`; `registrations(now) -> Vec<RegistrationStatus { state: RegState, bound_until, next_attempt, last_status, last_error, stats }>`, `unregister_all(now)` (shutdown: `Expires: 0`), `registrations_pending()`; `CallEvent::RegistrationChanged` on each state change; requests to a registered Contact from the registrar or the trunk's sources are that trunk's |
-//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `set_cdr_backpressure(bool)` (the CDR writer is behind: new INVITEs 503 + Retry-After), `open_record(now, call)` (an answered call's record to journal, end reason Restart), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
+//! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs and OPTIONS: 503 + Retry-After), `availability() -> Availability::{Open, Overloaded, Draining}` (what OPTIONS answer: 200, or 503 at `policy.overload_calls` live calls or when draining; every answer carries `X-Portcullis-Load: calls=N[;max=M][;overload=O]`), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `set_cdr_backpressure(bool)` (the CDR writer is behind: new INVITEs 503 + Retry-After), `open_record(now, call)` (an answered call's record to journal, end reason Restart), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
 //! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
 //! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
 //!
@@ -115,7 +115,8 @@
 //! re-INVITE/UPDATE/INFO/MESSAGE relayed in dialog (glare 491, re-INVITE
 //! without SDP answered through the deferred ACK); PRACK end to end with RSeq
 //! /RAck mapping (RFC 3262); session timers per leg (RFC 4028, UPDATE refresh,
-//! 422 both ways, expiry → BYE both); OPTIONS answered locally; failover on
+//! 422 both ways, expiry → BYE both); OPTIONS answered locally with the
+//! load (503 when draining or overloaded, for a load balancer); failover on
 //! 408/5xx/Timer B (503 Retry-After skips the trunk, 6xx and other 4xx
 //! relayed); 3xx followed or relayed per route; forked 2xx (first wins, others
 //! ACK + BYE); per-trunk concurrent-call limits; no-answer timeout (480); digest

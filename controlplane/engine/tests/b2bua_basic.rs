@@ -436,3 +436,29 @@ fn transport_error_toward_target_fails_over_at_once() {
     );
     assert_eq!(h.sbc.stats().failovers, 1);
 }
+
+/// RFC 3261 §12.1.1: the 18x and 2xx that create the A dialog echo A's Record-Route, so a
+/// record-routing proxy in front of the SBC (a dispatcher over a farm) stays on the
+/// caller's in-dialog path; B never sees it, and B's own Record-Route never reaches A.
+#[test]
+fn dialog_responses_echo_the_callers_record_route_only() {
+    let mut h = H::new();
+    let a_rr = "<sip:rr.10.0.0.2.hidden;lr>";
+    let (_atx, _ainv, btx, binv) = h.start("100", Some(&sdp("192.168.1.10", 10_000, "")));
+    h.b1_rings_and_answers(btx, &binv, "btag");
+    let ringing = h.a.first_response(180).expect("A got 180");
+    let ok = h.a.first_response(200).expect("A got 200");
+    for r in [&ringing, &ok] {
+        let rr: Vec<&str> = r.header_values("Record-Route").collect();
+        assert_eq!(rr, vec![a_rr], "{r:?}");
+    }
+    assert!(
+        binv.header("Record-Route").is_none(),
+        "A's proxy stays on A's side"
+    );
+    assert_absent(
+        &h.a.wire,
+        &["rr.10.0.0.3.hidden"],
+        "B's Record-Route on A's side",
+    );
+}

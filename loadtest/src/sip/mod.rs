@@ -125,6 +125,10 @@ pub struct SipConfig {
     pub srtp_caller: bool,
     /// The callee population speaks SDES-SRTP.
     pub srtp_callee: bool,
+    /// Distinguishes this run's Call-IDs, tags and branches from an earlier run's: a
+    /// proxy in front still holding the previous run's transactions must not take a new
+    /// INVITE for a retransmission of an old one.
+    pub run: u32,
 }
 
 /// An SDES master key and salt (RFC 4568 §6.1: 16 + 14 bytes for AES_CM_128).
@@ -206,6 +210,10 @@ struct UacCall {
     to: String,
     ruri: String,
     remote_target: Option<String>,
+    /// Route set of the dialog: the 2xx's Record-Route in reverse order (RFC 3261
+    /// §12.1.2), sent as Route on every in-dialog request and ACK (a record-routing
+    /// proxy in front, such as Kamailio's dispatcher, stays on the path).
+    route_set: Vec<String>,
     state: UacState,
     cseq: u32,
     invite_branch: String,
@@ -386,7 +394,7 @@ impl Population {
 
     fn branch(&mut self) -> String {
         self.branch_seq += 1;
-        format!("z9hG4bKlt{}", self.branch_seq)
+        format!("z9hG4bKlt{:x}x{}", self.cfg.run, self.branch_seq)
     }
 
     fn sdp(&self, addr: SocketAddr, version: u32, crypto: Option<(u32, &SrtpKey)>) -> Vec<u8> {
@@ -425,8 +433,9 @@ impl Population {
         let t = self.cfg.target;
         let number = format!("+1555{idx:08}{}", kind as u8);
         let ruri = format!("sip:{number}@{t}");
-        let call_id = format!("c{idx}-lt@{}", a.ip());
-        let from = format!("<sip:+1444{idx:08}@{a}>;tag=f{idx}");
+        let run = self.cfg.run;
+        let call_id = format!("c{idx}-lt{run:x}@{}", a.ip());
+        let from = format!("<sip:+1444{idx:08}@{a}>;tag=f{idx}x{run:x}");
         let to = format!("<sip:{number}@{t}>");
         let branch = self.branch();
         let media_addr = self.cfg.media_a.get(w).copied().unwrap_or(a);
@@ -471,6 +480,7 @@ impl Population {
             to,
             ruri,
             remote_target: None,
+            route_set: Vec::new(),
             state: UacState::Calling,
             cseq: 1,
             invite_branch: branch,

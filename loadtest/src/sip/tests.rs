@@ -32,6 +32,7 @@ fn cfg(hold_s: u64) -> SipConfig {
         media: true,
         srtp_caller: false,
         srtp_callee: false,
+        run: 7,
     }
 }
 
@@ -198,4 +199,89 @@ fn garbage_is_counted_not_fatal() {
         p.handle(0, Side::Uas, from, junk, &mut out);
     }
     assert!(p.stats.stray > 0);
+}
+
+/// The requests the UAC sent, as text, that start with `method`.
+fn sent(out: &[Out], method: &str) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Send {
+                side: Side::Uac,
+                bytes,
+                ..
+            } => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        })
+        .filter(|t| t.starts_with(method))
+        .collect()
+}
+
+#[test]
+fn in_dialog_requests_follow_the_record_route_of_the_answer() {
+    let mut c = cfg(1);
+    c.media = false;
+    (c.share_reinvite, c.share_cancel, c.share_callee_bye) = (0.0, 0.0, 0.0);
+    let mut p = Population::new(c).unwrap();
+    let mut out = Vec::new();
+    p.start_call(0, &mut out);
+    let invite = sent(&out, "INVITE").pop().expect("INVITE sent");
+    let line = |name: &str| {
+        invite
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {invite}"))
+            .to_owned()
+    };
+    // A proxy record-routed the dialog (two hops): the 2xx lists them nearest-callee first.
+    let ok = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{};tag=callee\r\n{}\r\n{}\r\n\
+         Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr;ftag=x>\r\n\
+         Contact: <sip:callee@192.0.2.7:5060>\r\nContent-Length: 0\r\n\r\n",
+        line("Via:"),
+        line("From:"),
+        line("To:"),
+        line("Call-ID:"),
+        line("CSeq:")
+    );
+    out.clear();
+    let from = p.cfg.target;
+    p.handle(1_000, Side::Uac, from, ok.as_bytes(), &mut out);
+    let routes = |req: &str| -> Vec<String> {
+        req.lines()
+            .filter(|l| l.starts_with("Route:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    // RFC 3261 §12.1.2: the UAC's route set is the Record-Route in reverse order.
+    let want = vec![
+        "Route: <sip:p1.example;lr;ftag=x>".to_owned(),
+        "Route: <sip:p2.example;lr>".to_owned(),
+    ];
+    let ack = sent(&out, "ACK").pop().expect("ACK sent");
+    assert!(ack.starts_with("ACK sip:callee@192.0.2.7:5060 "), "{ack}");
+    assert_eq!(routes(&ack), want, "{ack}");
+    // The hold ends: the BYE goes to the remote target through the same route set.
+    out.clear();
+    p.poll_timers(5_000_000_000, usize::MAX, &mut out);
+    p.poll_timers(6_000_000_000, usize::MAX, &mut out);
+    let bye = sent(&out, "BYE").pop().expect("BYE sent");
+    assert!(bye.starts_with("BYE sip:callee@192.0.2.7:5060 "), "{bye}");
+    assert_eq!(routes(&bye), want, "{bye}");
+}
+
+#[test]
+fn runs_use_their_own_call_ids_tags_and_branches() {
+    let invite = |run: u32| {
+        let mut c = cfg(1);
+        c.run = run;
+        let mut p = Population::new(c).unwrap();
+        let mut out = Vec::new();
+        p.start_call(0, &mut out);
+        sent(&out, "INVITE").pop().expect("INVITE sent")
+    };
+    let (a, b) = (invite(1), invite(2));
+    for h in ["Via:", "From:", "Call-ID:"] {
+        let line = |t: &str| t.lines().find(|l| l.starts_with(h)).map(str::to_owned);
+        assert_ne!(line(&a), line(&b), "{h} repeats across runs");
+    }
 }

@@ -177,6 +177,9 @@ impl Population {
         .push(HeaderName::To, &c.to)
         .push(HeaderName::CallId, &c.call_id)
         .push(HeaderName::CSeq, &format!("{} {}", c.cseq, method.as_str()));
+        for r in &c.route_set {
+            req.push(HeaderName::Route, r);
+        }
         if method == Method::Invite {
             req.push(HeaderName::Contact, &format!("<sip:lt@{a}>"));
         }
@@ -203,6 +206,9 @@ impl Population {
         .push(HeaderName::To, &c.to)
         .push(HeaderName::CallId, &c.call_id)
         .push(HeaderName::CSeq, &format!("{cseq} ACK"));
+        for r in &c.route_set {
+            req.push(HeaderName::Route, r);
+        }
         req.to_bytes()
     }
 
@@ -262,6 +268,11 @@ impl Population {
         let (method, seq) = (cseq.method.to_string(), cseq.seq);
         let to = msg.get(HeaderName::To).unwrap_or("").to_string();
         let contact = msg.get(HeaderName::Contact).map(|v| uri_of(v).to_string());
+        let mut record_route: Vec<String> = msg
+            .elements(HeaderName::RecordRoute)
+            .map(|e| e.trim().to_string())
+            .collect();
+        record_route.reverse();
         let body = msg.body().to_vec();
         let workers = self.workers();
         let hold = self.cfg.hold_ns;
@@ -305,6 +316,10 @@ impl Population {
                         c.remote_target = Some(ct);
                     }
                     let was_confirmed = c.state == UacState::Confirmed;
+                    if first && !was_confirmed {
+                        // RFC 3261 §12.1.2: the dialog's route set, fixed at its start.
+                        c.route_set = record_route;
+                    }
                     c.retx = None;
                     // The far end's SRTP key, announced to the media worker before the ACK
                     // (whose arrival lets the callee start sending).

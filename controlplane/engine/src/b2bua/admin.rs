@@ -76,7 +76,8 @@ impl<M: MediaControl> B2bua<M> {
         live
     }
 
-    /// New INVITEs get `503` + Retry-After; calls in progress continue.
+    /// New INVITEs and OPTIONS get `503` + Retry-After (`options`); calls in progress
+    /// continue.
     pub fn start_drain(&mut self) {
         self.draining = true;
     }

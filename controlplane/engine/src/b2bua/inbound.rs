@@ -190,13 +190,7 @@ impl<M: MediaControl> B2bua<M> {
         };
         match req.method() {
             Some(Method::Invite) => self.on_new_invite(now, tx, from, trunk, req),
-            Some(Method::Options) => {
-                let mut r = self.response(req, 200, "OK", Some("opt"));
-                r.push_header("Allow", ALLOW);
-                r.push_header("Supported", "timer, replaces");
-                r.push_header("Accept", "application/sdp");
-                self.send_response(now, tx, &r);
-            }
+            Some(Method::Options) => self.on_options(now, tx, req),
             _ => {
                 let mut r = self.response(req, 405, "Method Not Allowed", Some("na"));
                 r.push_header("Allow", ALLOW);

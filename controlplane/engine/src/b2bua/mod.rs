@@ -16,7 +16,9 @@
 //! CANCEL, forks), `answer` (the 2xx path every INVITE we send shares), `failover` (next target, Retry-After, 3xx, relayed
 //! failures), `auth` (digest both legs), `prack` (RFC 3262), `in_dialog` (BYE, re-INVITE,
 //! UPDATE, INFO, MESSAGE relays, ACKs), `refer` (REFER transfers, Replaces
-//! joins), `reoffer` (our own re-offers, the delayed offer followed end to end), `teardown` (ending calls, CDRs),
+//! joins), `reoffer` (our own re-offers, the delayed offer followed end to end),
+//! `options` (OPTIONS answers: availability and load for a load balancer), `teardown`
+//! (ending calls, CDRs),
 //! `timers` (no-answer, session timers RFC 4028, linger).
 
 mod admin;
@@ -31,6 +33,7 @@ mod identity;
 mod in_dialog;
 mod inbound;
 mod invite;
+mod options;
 mod prack;
 mod probe;
 mod refer;
@@ -48,6 +51,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use self::call::{Call, CallState, CallTimer, ClientRole};
+pub use self::options::{Availability, LOAD_HEADER};
 pub use self::register::RegistrationStatus;
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};

@@ -83,6 +83,10 @@ pub struct EngineStats {
     /// New calls refused with 503 because the CDR writer is behind
     /// ([`super::B2bua::set_cdr_backpressure`]).
     pub cdr_rejects: u64,
+    /// OPTIONS answered `503` while draining (a load balancer takes us out of rotation).
+    pub options_draining: u64,
+    /// OPTIONS answered `503` at `overload_calls` live calls or more.
+    pub options_overloaded: u64,
     pub media_errors: u64,
     /// Calls set up with media bypass (no data-plane ports taken).
     pub media_bypassed: u64,
