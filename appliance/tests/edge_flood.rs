@@ -111,7 +111,12 @@ fn trunk_options_are_answered_while_unknown_sources_flood_the_engine() {
     let _serial = serial();
     let p = Ports::for_test(25);
     let toml = config(p, ROUTE_LEFT_RIGHT)
-        .replace("unknown_source = \"reject\"", "unknown_source = \"drop\"")
+        // The flood must reach the engine's queue for the whole test: no budget ban (the
+        // bans have tests of their own).
+        .replace(
+            "unknown_source = \"reject\"",
+            "unknown_source = \"drop\"\nunknown_source_budget = 4000000000",
+        )
         .replace(
             "[media]",
             "[sip.limits]\nunknown_source_rate = 100000000\nengine_queue = 64\n\n[media]",
