@@ -225,6 +225,8 @@ pub trait MediaControl {
     /// generate events (the default).
     fn dtmf(&mut self, id: MediaId, to: Side, event: DtmfEvent) -> Result<(), MediaError> {
         let _ = (id, to, event);
-        Err(MediaError::Other("DTMF generation not supported".to_owned()))
+        Err(MediaError::Other(
+            "DTMF generation not supported".to_owned(),
+        ))
     }
 }

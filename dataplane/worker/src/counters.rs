@@ -305,6 +305,13 @@ pub struct WorkerCounters {
     /// Connected send sockets that are never read (gauge): each has a receive socket
     /// beside it, where the kernel allows (see `companion`).
     pub send_only_sockets: Counter,
+    /// RFC 4733 events detected on legs flagged for detection (one per event).
+    pub dtmf_detected: Counter,
+    /// RFC 4733 events queued to play toward a leg.
+    pub dtmf_queued: Counter,
+    /// Events to play refused: the leg plays none (no `generate` flag), or its queue
+    /// was full.
+    pub dtmf_refused: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -348,6 +355,12 @@ pub struct WorkerStats {
     pub connect_failures: u64,
     /// Connected send sockets that are never read.
     pub send_only_sockets: u64,
+    /// RFC 4733 events detected.
+    pub dtmf_detected: u64,
+    /// RFC 4733 events queued to play.
+    pub dtmf_queued: u64,
+    /// Events to play refused.
+    pub dtmf_refused: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -391,6 +404,9 @@ impl WorkerCounters {
             connected_sockets: self.connected_sockets.get(),
             connect_failures: self.connect_failures.get(),
             send_only_sockets: self.send_only_sockets.get(),
+            dtmf_detected: self.dtmf_detected.get(),
+            dtmf_queued: self.dtmf_queued.get(),
+            dtmf_refused: self.dtmf_refused.get(),
             tid: self.tid.get(),
         }
     }

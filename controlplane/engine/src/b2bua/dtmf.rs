@@ -233,9 +233,11 @@ impl<M: MediaControl> B2bua<M> {
         let Some(parsed) = parse_info(req.header("Content-Type").unwrap_or(""), req.body()) else {
             return false;
         };
-        let target = ms.streams.iter().enumerate().find_map(|(i, st)| {
-            st.params[ix(to)].dtmf.generate.map(|_| (i, st.alloc.id))
-        });
+        let target = ms
+            .streams
+            .iter()
+            .enumerate()
+            .find_map(|(i, st)| st.params[ix(to)].dtmf.generate.map(|_| (i, st.alloc.id)));
         let Some((i, id)) = target.filter(|_| ms.dtmf[ix(to)] == DtmfMode::Rfc4733) else {
             return false;
         };
@@ -274,7 +276,14 @@ mod tests {
 
     #[test]
     fn digits_and_events_map_both_ways() {
-        for (d, e) in [('0', 0), ('9', 9), ('*', 10), ('#', 11), ('A', 12), ('D', 15)] {
+        for (d, e) in [
+            ('0', 0),
+            ('9', 9),
+            ('*', 10),
+            ('#', 11),
+            ('A', 12),
+            ('D', 15),
+        ] {
             assert_eq!(event_of(d), Some(e));
             assert_eq!(digit_of(e), Some(d));
         }

@@ -39,9 +39,9 @@ mod register;
 mod reoffer;
 mod route;
 mod sdp_rewrite;
-mod streams;
 mod sim_node;
 mod stats;
+mod streams;
 mod teardown;
 mod timers;
 
@@ -599,7 +599,11 @@ impl<M: MediaControl> B2bua<M> {
             .trunk(trunk)
             .map(|t| t.policy.codecs.clone())
             .unwrap_or_default();
-        let dtmf = c.cfg.trunk(trunk).map(|t| t.policy.dtmf).unwrap_or_default();
+        let dtmf = c
+            .cfg
+            .trunk(trunk)
+            .map(|t| t.policy.dtmf)
+            .unwrap_or_default();
         let creds = c.cfg.is_teams_bypass(trunk).then(|| self.ice_creds());
         if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
             let i = sdp_rewrite::ix(side);

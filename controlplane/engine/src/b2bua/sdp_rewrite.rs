@@ -292,9 +292,7 @@ impl MediaState {
                 st.params[ix(to)].srtp_out = None;
                 continue;
             }
-            let offered = self.last_from[ix(to)]
-                .as_ref()
-                .and_then(|o| o.media.get(i));
+            let offered = self.last_from[ix(to)].as_ref().and_then(|o| o.media.get(i));
             let offered_tag = offered.filter(|_| answer).and_then(|m| {
                 m.crypto()
                     .find(|c| c.suite.eq_ignore_ascii_case(AES_CM_128_HMAC_SHA1_80))
@@ -398,7 +396,9 @@ impl MediaState {
     fn advertised_ip(&self) -> std::net::IpAddr {
         self.streams
             .first()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| s.alloc.advertised_ip)
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| {
+                s.alloc.advertised_ip
+            })
     }
 
     /// Sets our version (bumped only when the body changed) and serialises.
