@@ -121,6 +121,9 @@ fn full_snapshot() -> MetricsSnapshot {
         connected_sockets: 1,
         send_only_sockets: 1,
         connect_failures: 1,
+        dtmf_detected: 1,
+        dtmf_queued: 1,
+        dtmf_refused: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {
@@ -140,6 +143,9 @@ fn full_snapshot() -> MetricsSnapshot {
             codec_rejects: 1,
             header_rules_applied: 1,
             delayed_offer_reoffers: 1,
+            dtmf_to_info: 1,
+            dtmf_to_rfc4733: 1,
+            dtmf_failed: 1,
             bans: 1,
             dropped: 1,
             rejected: [

@@ -58,7 +58,10 @@ pub fn family(name: &str) -> Option<&'static Family> {
 
 /// [`FAMILIES`] and the families declared beside this module (registrations).
 pub fn all_families() -> impl Iterator<Item = &'static Family> {
-    FAMILIES.iter().chain(super::registrations::FAMILIES)
+    FAMILIES
+        .iter()
+        .chain(super::registrations::FAMILIES)
+        .chain(super::interwork_metrics::FAMILIES)
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -209,6 +212,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_teams(&mut e, snap);
     super::trunk_metrics::render(&mut e, &snap.trunk_targets);
     super::registrations::render(&mut e, &snap.registrations);
+    super::interwork_metrics::render(&mut e, snap);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
     if let Some((sent, dropped)) = snap.capture {

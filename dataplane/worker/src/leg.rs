@@ -53,10 +53,17 @@ pub(crate) struct Leg {
     pub(crate) srtp_failures_reported: u64,
     pub(crate) learn: Learner,
     pub(crate) ice: Option<Box<IceCredentials>>,
-    /// RFC 4733 detection of what the peer sends (`flags.dtmf.detect`).
+    /// RFC 4733 detection and playing, boxed while the leg has a DTMF flag.
+    pub(crate) dtmf: Option<Box<Dtmf>>,
+}
+
+/// DTMF state of a leg with a DTMF flag (see [`crate::dtmf`]).
+#[derive(Debug)]
+pub(crate) struct Dtmf {
+    /// Detection of what the peer sends (`flags.dtmf.detect`).
     pub(crate) detector: Detector,
-    /// Events played toward the peer (boxed on the first one).
-    pub(crate) player: Option<Box<Player>>,
+    /// Events played toward the peer (`flags.dtmf.generate`).
+    pub(crate) player: Player,
 }
 
 /// A zero-sized field that starts a new cache line in a `repr(C)` struct.
@@ -96,8 +103,7 @@ impl Leg {
             srtp_failures: 0,
             srtp_failures_reported: 0,
             learn: Learner::new(),
-            detector: Detector::default(),
-            player: None,
+            dtmf: None,
         }
     }
 
@@ -114,9 +120,20 @@ impl Leg {
             || p.flags.learning != self.flags.learning
             || p.flags.udptl != self.flags.udptl;
         self.flags = p.flags;
-        if p.flags.dtmf.generate.is_none() {
+        let d = p.flags.dtmf;
+        if d.detect.is_none() && d.generate.is_none() {
+            self.dtmf = None;
+        } else if self.dtmf.is_none() {
+            self.dtmf = Some(Box::new(Dtmf {
+                detector: Detector::default(),
+                player: Player::new(),
+            }));
+        }
+        if d.generate.is_none() {
             // Nothing plays toward a leg that takes no events any more.
-            self.player = None;
+            if let Some(s) = self.dtmf.as_mut() {
+                s.player = Player::new();
+            }
             self.injecting = false;
         }
         self.clock_rate = p.clock_rate.max(1);
@@ -144,13 +161,10 @@ impl Leg {
     /// Queues an event to play toward the peer; false when the leg plays none (no
     /// `generate` flag) or its queue is full.
     pub(crate) fn queue_dtmf(&mut self, event: u8, duration: u16) -> bool {
-        if self.flags.dtmf.generate.is_none() {
-            return false;
-        }
-        let ok = self
-            .player
-            .get_or_insert_with(|| Box::new(Player::new()))
-            .push(event, duration);
+        let ok = match (self.flags.dtmf.generate, self.dtmf.as_mut()) {
+            (Some(_), Some(s)) => s.player.push(event, duration),
+            _ => false,
+        };
         self.injecting |= ok;
         ok
     }
@@ -159,12 +173,12 @@ impl Leg {
     /// before protection); returns the length to send.
     #[cold]
     pub(crate) fn inject_dtmf(&mut self, buf: &mut [u8], len: usize) -> usize {
-        let (Some(pt), Some(p)) = (self.flags.dtmf.generate, self.player.as_mut()) else {
+        let (Some(pt), Some(s)) = (self.flags.dtmf.generate, self.dtmf.as_mut()) else {
             self.injecting = false;
             return len;
         };
-        let n = p.inject(pt, buf, len);
-        self.injecting = p.busy();
+        let n = s.player.inject(pt, buf, len);
+        self.injecting = s.player.busy();
         n
     }
 

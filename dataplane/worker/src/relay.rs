@@ -561,7 +561,10 @@ fn dtmf_event(
     let Some(p) = buf.get(..len).and_then(|d| RtpPacket::new_checked(d).ok()) else {
         return;
     };
-    if let Some((event, duration)) = leg.detector.observe(&p) {
+    let Some(d) = leg.dtmf.as_mut() else {
+        return;
+    };
+    if let Some((event, duration)) = d.detector.observe(&p) {
         shared.worker.dtmf_detected.add(1);
         let ev = Event::Dtmf {
             handle,

@@ -69,7 +69,7 @@ fn learning(mode: EndpointLearning, p: Option<SocketAddr>) -> StreamParams {
     StreamParams {
         flags: StreamFlags {
             learning: mode,
-            rtcp_mux: false,
+            ..StreamFlags::default()
         },
         ..peer(p)
     }
