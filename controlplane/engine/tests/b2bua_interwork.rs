@@ -146,12 +146,12 @@ fn lines_without_ports_left_are_rejected_and_the_call_goes_on() {
 #[test]
 fn bundle_is_not_negotiated() {
     let mut h = H::new();
-    let offer = format!(
+    let offer = String::from(
         "v=0\r\no=webrtc 5 1 IN IP4 192.168.1.10\r\ns=-\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\n\
 a=group:BUNDLE a0 v1 v2\r\n\
 m=audio 10000 RTP/AVP 0\r\na=mid:a0\r\n\
 m=video 10002 RTP/AVP 96\r\na=mid:v1\r\na=rtpmap:96 VP8/90000\r\n\
-m=video 0 RTP/AVP 97\r\na=mid:v2\r\na=bundle-only\r\na=rtpmap:97 VP8/90000\r\n"
+m=video 0 RTP/AVP 97\r\na=mid:v2\r\na=bundle-only\r\na=rtpmap:97 VP8/90000\r\n",
     );
     let (_atx, _ainv, btx, binv) = h.start("100", Some(&offer));
     let t = text(&binv);
