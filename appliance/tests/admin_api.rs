@@ -125,6 +125,9 @@ fn full_snapshot() -> MetricsSnapshot {
         fast_packets: 50,
         fast_bytes: 8600,
         fast_errors: 1,
+        dtmf_detected: 1,
+        dtmf_queued: 1,
+        dtmf_refused: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {
@@ -144,6 +147,9 @@ fn full_snapshot() -> MetricsSnapshot {
             codec_rejects: 1,
             header_rules_applied: 1,
             delayed_offer_reoffers: 1,
+            dtmf_to_info: 1,
+            dtmf_to_rfc4733: 1,
+            dtmf_failed: 1,
             bans: 1,
             dropped: 1,
             rejected: [

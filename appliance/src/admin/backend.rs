@@ -139,6 +139,9 @@ fn sip_counters(snap: &EngineSnapshot) -> SipCounters {
         codec_rejects: e.codec_rejects,
         header_rules_applied: e.header_rules_applied,
         delayed_offer_reoffers: e.delayed_offer_reoffers,
+        dtmf_to_info: e.dtmf_to_info,
+        dtmf_to_rfc4733: e.dtmf_to_rfc4733,
+        dtmf_failed: e.dtmf_failed,
         bans: e.bans,
         dropped: e.dropped,
     }

@@ -63,6 +63,7 @@ pub fn all_families() -> impl Iterator<Item = &'static Family> {
         .iter()
         .chain(super::registrations::FAMILIES)
         .chain(super::metrics_fastpath::FAMILIES.iter())
+        .chain(super::interwork_metrics::FAMILIES)
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -214,6 +215,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_teams(&mut e, snap);
     super::trunk_metrics::render(&mut e, &snap.trunk_targets);
     super::registrations::render(&mut e, &snap.registrations);
+    super::interwork_metrics::render(&mut e, snap);
     e.single("portcullis_cdr_written_total", snap.cdr_written);
     e.single("portcullis_cdr_errors_total", snap.cdr_errors);
     if let Some((sent, dropped)) = snap.capture {

@@ -38,6 +38,7 @@ pub mod cdr_search;
 pub mod client;
 pub mod dashboard;
 pub mod history;
+pub mod interwork_metrics;
 pub mod metric_families;
 pub mod metrics;
 pub mod metrics_fastpath;
@@ -208,6 +209,12 @@ pub struct SipCounters {
     pub header_rules_applied: u64,
     /// re-INVITEs carrying a delayed-offer answer to the side that answered our offer.
     pub delayed_offer_reoffers: u64,
+    /// RFC 4733 events sent on as SIP INFO.
+    pub dtmf_to_info: u64,
+    /// SIP INFO digits played as RFC 4733 events.
+    pub dtmf_to_rfc4733: u64,
+    /// DTMF digits that could not be converted.
+    pub dtmf_failed: u64,
     /// Sources banned by the rate limiter (cumulative).
     pub bans: u64,
     /// Requests dropped silently.

@@ -3,13 +3,13 @@
 //! templates parsed once, here, with line and column on error).
 
 use portcullis_engine::trunk_policy::{
-    CodecName, CodecPolicy, HeaderAction, HeaderRule, RuleDirection, RuleError, TelephoneEvent,
-    Template, TrunkPolicy,
+    CodecName, CodecPolicy, DtmfMode, HeaderAction, HeaderRule, RuleDirection, RuleError,
+    TelephoneEvent, Template, TrunkPolicy,
 };
 
 use super::checker::Checker;
 use super::raw::RawTrunk;
-use super::raw_policy::{RawHeaderAction, RawRuleDirection, RawTelephoneEvent};
+use super::raw_policy::{RawDtmf, RawHeaderAction, RawRuleDirection, RawTelephoneEvent};
 
 /// Most header rules on one trunk.
 pub const MAX_HEADER_RULES: usize = 64;
@@ -97,6 +97,12 @@ pub(super) fn trunk_policy(p: &str, t: &RawTrunk, c: &mut Checker<'_>) -> Option
                 RawTelephoneEvent::Keep => TelephoneEvent::Keep,
                 RawTelephoneEvent::Add => TelephoneEvent::Add,
             },
+        },
+        dtmf: match t.dtmf {
+            RawDtmf::Passthrough => DtmfMode::Passthrough,
+            RawDtmf::Rfc4733 => DtmfMode::Rfc4733,
+            RawDtmf::Info => DtmfMode::Info,
+            RawDtmf::Both => DtmfMode::Both,
         },
     })
 }

@@ -517,6 +517,11 @@ pub struct RawTrunk {
     /// `[[trunk.headers]]`
     #[serde(default)]
     pub headers: Vec<super::raw_policy::RawHeaderRule>,
+
+    // Media interworking.
+    /// passthrough | rfc4733 | info | both
+    #[serde(default)]
+    pub dtmf: super::raw_policy::RawDtmf,
 }
 
 /// `[trunk.register]`: registration toward the carrier (RFC 3261 §10).

@@ -48,6 +48,21 @@ pub struct RawHeaderRule {
     pub direction: RawRuleDirection,
 }
 
+/// `dtmf` of a trunk: how it takes DTMF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDtmf {
+    /// As the other side sends it.
+    #[default]
+    Passthrough,
+    /// RFC 4733 events only.
+    Rfc4733,
+    /// SIP INFO only.
+    Info,
+    /// Events when negotiated, else INFO.
+    Both,
+}
+
 /// `telephone_event` of a trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,13 +11,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use portcullis_dataplane::{
-    Dataplane, DataplaneError, EndpointLearning as DpLearning, Event, IceLite, Side as DpSide,
-    StreamFlags, StreamPairHandle, StreamParams,
+    Dataplane, DataplaneError, DtmfFlags, EndpointLearning as DpLearning, Event, IceLite,
+    Side as DpSide, StreamFlags, StreamPairHandle, StreamParams,
 };
 use portcullis_engine::config::EndpointLearning;
 use portcullis_engine::media::{
-    LegMediaStats, MediaAllocation, MediaControl, MediaError, MediaEvent, MediaId, MediaLegParams,
-    MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
+    DtmfEvent, LegMediaStats, MediaAllocation, MediaControl, MediaError, MediaEvent, MediaId,
+    MediaLegParams, MediaStats, Side, SrtpKeyMaterial, SrtpSuite, StreamKind,
 };
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
 
@@ -37,7 +37,8 @@ impl MediaNote {
         match self.event {
             MediaEvent::Inactive(id)
             | MediaEvent::Latched(id, _)
-            | MediaEvent::SrtpFailures(id, _, _) => id,
+            | MediaEvent::SrtpFailures(id, _, _)
+            | MediaEvent::Dtmf(id, _, _) => id,
         }
     }
 
@@ -54,6 +55,15 @@ impl MediaNote {
             }
             MediaEvent::SrtpFailures(_, side, count) => {
                 tracing::warn!(media, ?side, count, "SRTP authentication failures");
+            }
+            MediaEvent::Dtmf(_, side, ev) => {
+                tracing::debug!(
+                    media,
+                    ?side,
+                    event = ev.event,
+                    duration = ev.duration,
+                    "DTMF event"
+                );
             }
         }
     }
@@ -150,6 +160,23 @@ impl DataplaneMedia {
                         });
                     }
                 }
+                Event::Dtmf {
+                    handle,
+                    side,
+                    event,
+                    duration,
+                } => {
+                    if let Some(&id) = self.by_handle.get(&handle) {
+                        out.push(MediaNote {
+                            event: MediaEvent::Dtmf(
+                                id,
+                                engine_side(side),
+                                DtmfEvent { event, duration },
+                            ),
+                            latched: None,
+                        });
+                    }
+                }
                 Event::RingOverflow { worker, lost } => {
                     self.events_lost += lost;
                     tracing::warn!(worker = worker.0, lost, "data plane event ring overflowed");
@@ -193,6 +220,12 @@ fn params(p: &MediaLegParams) -> StreamParams {
             },
             rtcp_mux: p.rtcp_mux,
             held: p.held,
+            udptl: p.kind == StreamKind::Udptl,
+            dtmf: DtmfFlags {
+                detect: p.dtmf.detect,
+                drop_events: p.dtmf.drop_events,
+                generate: p.dtmf.generate,
+            },
         },
         relearn_after: p.learning.relearn_after,
         ice: p
@@ -262,6 +295,20 @@ impl MediaControl for DataplaneMedia {
         if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
             self.pending_remove.push(h);
         }
+    }
+
+    fn dtmf(&mut self, id: MediaId, to: Side, event: DtmfEvent) -> Result<(), MediaError> {
+        let h = self
+            .pairs
+            .get(&id)
+            .ok_or_else(|| MediaError::Other(format!("unknown media id {}", id.0)))?;
+        let side = match to {
+            Side::A => DpSide::A,
+            Side::B => DpSide::B,
+        };
+        self.dp
+            .dtmf(h, side, event.event, event.duration)
+            .map_err(media_error)
     }
 
     fn stats(&self, id: MediaId) -> Option<MediaStats> {

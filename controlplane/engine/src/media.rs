@@ -113,9 +113,47 @@ pub struct MediaLegParams {
     pub learning: MediaLearning,
     /// ICE-lite credentials (ufrag, pwd) when the peer uses ICE (media bypass).
     pub ice_lite: Option<(String, String)>,
+    /// What the stream carries (RTP, or UDPTL datagrams relayed as they are).
+    pub kind: StreamKind,
+    /// DTMF interworking on this leg ([`DtmfLeg`]); all off by default.
+    pub dtmf: DtmfLeg,
     /// The peer's last SDP put the stream on hold (`sendonly`, `recvonly` or
     /// `inactive`): the data plane keeps such a stream off its kernel fast path.
     pub held: bool,
+}
+
+/// What one anchored stream carries (the `m=` line's proto).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum StreamKind {
+    /// RTP (any RTP profile: audio, video, a second audio...).
+    #[default]
+    Rtp,
+    /// T.38 over UDPTL (`m=image <port> udptl t38`, ITU-T T.38 §9.1): datagrams
+    /// relayed as they come, with the same endpoint-learning rules as RTP.
+    Udptl,
+}
+
+/// DTMF interworking of one leg (RFC 4733 events <-> SIP INFO).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DtmfLeg {
+    /// Report the RFC 4733 events this leg's peer sends with this payload type
+    /// ([`MediaEvent::Dtmf`]); `None`: not looked at.
+    pub detect: Option<u8>,
+    /// The detected events are not relayed to the other leg (it takes DTMF as
+    /// SIP INFO only).
+    pub drop_events: bool,
+    /// Payload type of `telephone-event` toward this leg's peer: events asked for
+    /// with [`MediaControl::dtmf`] are played in this payload type.
+    pub generate: Option<u8>,
+}
+
+/// A DTMF event (RFC 4733 §3.2: events 0-15 are the DTMF digits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DtmfEvent {
+    /// RFC 4733 event code: 0-9, 10 `*`, 11 `#`, 12-15 `A`-`D`.
+    pub event: u8,
+    /// Duration in RTP timestamp units of the event's clock.
+    pub duration: u16,
 }
 
 /// Per-direction counters of one leg.
@@ -151,6 +189,9 @@ pub enum MediaEvent {
     Latched(MediaId, Side),
     /// SRTP authentication failures over threshold on one leg.
     SrtpFailures(MediaId, Side, u64),
+    /// An RFC 4733 event ended on a leg flagged for detection
+    /// ([`DtmfLeg::detect`]); retransmitted end packets are reported once.
+    Dtmf(MediaId, Side, DtmfEvent),
 }
 
 /// Media plane errors.
@@ -179,4 +220,16 @@ pub trait MediaControl {
     fn release(&mut self, id: MediaId);
     /// Counters for CDRs.
     fn stats(&self, id: MediaId) -> Option<MediaStats>;
+    /// Plays `event` toward `to`'s peer as RFC 4733 packets in the stream relayed
+    /// to it (payload type [`DtmfLeg::generate`] of that leg).
+    ///
+    /// # Errors
+    /// [`MediaError::RingFull`]; [`MediaError::Other`] where the data plane cannot
+    /// generate events (the default).
+    fn dtmf(&mut self, id: MediaId, to: Side, event: DtmfEvent) -> Result<(), MediaError> {
+        let _ = (id, to, event);
+        Err(MediaError::Other(
+            "DTMF generation not supported".to_owned(),
+        ))
+    }
 }

@@ -186,7 +186,7 @@ fn route_mixing_modes_or_delayed_offer_is_anchored() {
         c.trunks[1].media = MediaMode::Bypass;
     });
     let (_atx, _ainv, _btx, binv) = h.start("100", Some(A_SDP));
-    assert_eq!(h.sbc.media().allocated, 1);
+    assert_eq!(h.sbc.media().allocated, 2, "audio and video, a pair each");
     let b = text(&binv);
     assert!(b.contains(MEDIA_IP) && !b.contains("192.168.1.10"), "{b}");
     assert!(
@@ -200,7 +200,7 @@ fn route_mixing_modes_or_delayed_offer_is_anchored() {
         c.trunks[2].media = MediaMode::Bypass;
     });
     let (_atx, _ainv, _btx, binv) = h.start("100", Some(A_SDP));
-    assert_eq!(h.sbc.media().allocated, 1);
+    assert_eq!(h.sbc.media().allocated, 2);
     assert!(text(&binv).contains(MEDIA_IP));
     // All bypass but no offer: we must offer, so the call is anchored.
     let mut h = all_bypass();

@@ -16,7 +16,7 @@ use portcullis_engine::config::{
 use portcullis_engine::dialog::Dialog;
 use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::media::{
-    MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,
+    DtmfEvent, MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats, Side,
 };
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{
@@ -52,6 +52,8 @@ pub struct FakeMedia {
     pub released: Vec<MediaId>,
     pub updates: Vec<(MediaId, MediaLegParams, MediaLegParams)>,
     pub capacity: Option<usize>,
+    /// DTMF events asked for (`MediaControl::dtmf`).
+    pub dtmf: Vec<(MediaId, Side, DtmfEvent)>,
 }
 
 impl MediaControl for FakeMedia {
@@ -91,6 +93,11 @@ impl MediaControl for FakeMedia {
     }
     fn stats(&self, _id: MediaId) -> Option<MediaStats> {
         Some(MediaStats::default())
+    }
+    fn dtmf(&mut self, id: MediaId, to: Side, event: DtmfEvent) -> Result<(), MediaError> {
+        assert!(self.live.contains(&id), "DTMF on a released stream {id:?}");
+        self.dtmf.push((id, to, event));
+        Ok(())
     }
 }
 

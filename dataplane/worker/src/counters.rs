@@ -460,6 +460,13 @@ pub struct WorkerCounters {
     pub fast_bytes: Counter,
     /// Promotions the kernel refused (the ports stay with the worker).
     pub fast_errors: Counter,
+    /// RFC 4733 events detected on legs flagged for detection (one per event).
+    pub dtmf_detected: Counter,
+    /// RFC 4733 events queued to play toward a leg.
+    pub dtmf_queued: Counter,
+    /// Events to play refused: the leg plays none (no `generate` flag), or its queue
+    /// was full.
+    pub dtmf_refused: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -511,6 +518,12 @@ pub struct WorkerStats {
     pub fast_bytes: u64,
     /// Promotions the kernel refused.
     pub fast_errors: u64,
+    /// RFC 4733 events detected.
+    pub dtmf_detected: u64,
+    /// RFC 4733 events queued to play.
+    pub dtmf_queued: u64,
+    /// Events to play refused.
+    pub dtmf_refused: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -558,6 +571,9 @@ impl WorkerCounters {
             fast_packets: self.fast_packets.get(),
             fast_bytes: self.fast_bytes.get(),
             fast_errors: self.fast_errors.get(),
+            dtmf_detected: self.dtmf_detected.get(),
+            dtmf_queued: self.dtmf_queued.get(),
+            dtmf_refused: self.dtmf_refused.get(),
             tid: self.tid.get(),
         }
     }

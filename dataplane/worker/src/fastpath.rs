@@ -121,6 +121,9 @@ impl FastSync {
                 && l.ice.is_none()
                 && !l.flags.held
                 && !l.learn.rebinds()
+                // UDPTL is not RTP; a leg the worker plays DTMF into keeps its stream.
+                && !l.flags.udptl
+                && l.flags.dtmf.generate.is_none()
         };
         if !(ok(&legs[0]) && ok(&legs[1])) || legs[0].flags.rtcp_mux != legs[1].flags.rtcp_mux {
             return out;
@@ -138,7 +141,8 @@ impl FastSync {
                 out_peer,
                 kind: PortKind::Rtp,
                 clock_rate: leg.clock_rate,
-                user_payload_type: None,
+                // Telephone-events the worker detects always go up to it.
+                user_payload_type: leg.flags.dtmf.detect,
             });
             if !mux {
                 if let (Some(peer), Some(out_peer)) = (leg.rtcp_peer, other.rtcp_peer) {

@@ -232,14 +232,14 @@ fn a_leg_that_never_heard_its_peer_is_not_promoted() {
 }
 
 #[test]
-fn srtp_ice_hold_rebinding_and_mixed_mux_stay_with_the_worker() {
+fn srtp_ice_hold_rebinding_udptl_dtmf_play_and_mixed_mux_stay_with_the_worker() {
     let keys = portcullis_rtp::srtp::SrtpKeys {
         profile: portcullis_rtp::srtp::SrtpProfile::AesCm128HmacSha1_80,
         master_key: [7; 16],
         master_salt: [9; 14],
     };
     let (caller, callee) = (peer_addr(1, 4000), peer_addr(9, 5000));
-    let variants: [(&str, StreamParams); 5] = [
+    let variants: [(&str, StreamParams); 7] = [
         (
             "srtp out",
             StreamParams {
@@ -268,6 +268,29 @@ fn srtp_ice_hold_rebinding_and_mixed_mux_stay_with_the_worker() {
             "rebinding",
             StreamParams {
                 relearn_after: Some(Duration::from_secs(5)),
+                ..params(caller)
+            },
+        ),
+        (
+            "udptl (T.38)",
+            StreamParams {
+                flags: StreamFlags {
+                    udptl: true,
+                    ..StreamFlags::default()
+                },
+                ..params(caller)
+            },
+        ),
+        (
+            "dtmf played into the stream",
+            StreamParams {
+                flags: StreamFlags {
+                    dtmf: crate::DtmfFlags {
+                        generate: Some(101),
+                        ..crate::DtmfFlags::default()
+                    },
+                    ..StreamFlags::default()
+                },
                 ..params(caller)
             },
         ),
@@ -414,4 +437,26 @@ fn a_refused_promotion_is_counted_and_the_worker_keeps_relaying() {
     assert_eq!(t.shared.worker.fast_errors.get(), 4);
     assert_eq!(t.shared.worker.fast_ports.get(), 0);
     assert!(packet(&mut t, 0, caller, 50, WINDOW + 10));
+}
+
+#[test]
+fn telephone_events_of_a_detecting_leg_go_up_to_the_worker() {
+    let (caller, callee) = (peer_addr(1, 4000), peer_addr(9, 5000));
+    let mut t = setup();
+    let a = StreamParams {
+        flags: StreamFlags {
+            dtmf: crate::DtmfFlags {
+                detect: Some(101),
+                ..crate::DtmfFlags::default()
+            },
+            ..StreamFlags::default()
+        },
+        ..params(caller)
+    };
+    call(&mut t, a, params(callee));
+    t.r.housekeeping(WINDOW + 1);
+    let route = t.fake.route(BASE).expect("promoted");
+    assert_eq!(route.user_payload_type, Some(101));
+    let other = t.fake.route(BASE + 2).expect("promoted");
+    assert_eq!(other.user_payload_type, None);
 }

@@ -7,6 +7,7 @@ use portcullis_rtp::srtp::{SrtpKeys, SrtpSession};
 use portcullis_rtp::stats::RtpStats;
 use portcullis_rtp::stun::IceCredentials;
 
+use crate::dtmf::{Detector, Player};
 use crate::learning::{Admit, Current, Learner};
 use crate::types::{EndpointLearning, LegState, StreamFlags, StreamParams};
 
@@ -35,6 +36,8 @@ pub(crate) struct Leg {
     /// The pair is allocated: set on both legs together (see `Pair::armed`), so the
     /// packet path reads it from the line it needs anyway.
     pub(crate) armed: bool,
+    /// DTMF events are queued or playing toward this leg (`player`).
+    pub(crate) injecting: bool,
     // Line 1.
     _line1: CacheLine,
     pub(crate) stats: RtpStats,
@@ -50,6 +53,17 @@ pub(crate) struct Leg {
     pub(crate) srtp_failures_reported: u64,
     pub(crate) learn: Learner,
     pub(crate) ice: Option<Box<IceCredentials>>,
+    /// RFC 4733 detection and playing, boxed while the leg has a DTMF flag.
+    pub(crate) dtmf: Option<Box<Dtmf>>,
+}
+
+/// DTMF state of a leg with a DTMF flag (see [`crate::dtmf`]).
+#[derive(Debug)]
+pub(crate) struct Dtmf {
+    /// Detection of what the peer sends (`flags.dtmf.detect`).
+    pub(crate) detector: Detector,
+    /// Events played toward the peer (`flags.dtmf.generate`).
+    pub(crate) player: Player,
 }
 
 /// A zero-sized field that starts a new cache line in a `repr(C)` struct.
@@ -63,6 +77,8 @@ const _: () = {
     use std::mem::{align_of, offset_of};
     assert!(align_of::<Leg>() == 64);
     assert!(offset_of!(Leg, armed) < 64);
+    assert!(offset_of!(Leg, injecting) < 64);
+    assert!(offset_of!(Leg, flags) + std::mem::size_of::<StreamFlags>() <= 64);
     assert!(offset_of!(Leg, stats) == 64);
     assert!(offset_of!(Leg, srtp_failures) + 8 <= 128);
 };
@@ -81,11 +97,13 @@ impl Leg {
             ice: None,
             stats: RtpStats::new(),
             armed: false,
+            injecting: false,
             _line1: CacheLine,
             last_rx_us: 0,
             srtp_failures: 0,
             srtp_failures_reported: 0,
             learn: Learner::new(),
+            dtmf: None,
         }
     }
 
@@ -96,9 +114,28 @@ impl Leg {
         if fresh {
             *self = Leg::new();
         }
-        let reset =
-            fresh || p.peer != self.learn.signalled() || p.flags.learning != self.flags.learning;
+        // A new SDP address, learning mode or kind of stream (audio to T.38 and back).
+        let reset = fresh
+            || p.peer != self.learn.signalled()
+            || p.flags.learning != self.flags.learning
+            || p.flags.udptl != self.flags.udptl;
         self.flags = p.flags;
+        let d = p.flags.dtmf;
+        if d.detect.is_none() && d.generate.is_none() {
+            self.dtmf = None;
+        } else if self.dtmf.is_none() {
+            self.dtmf = Some(Box::new(Dtmf {
+                detector: Detector::default(),
+                player: Player::new(),
+            }));
+        }
+        if d.generate.is_none() {
+            // Nothing plays toward a leg that takes no events any more.
+            if let Some(s) = self.dtmf.as_mut() {
+                s.player = Player::new();
+            }
+            self.injecting = false;
+        }
         self.clock_rate = p.clock_rate.max(1);
         self.learn.set_relearn_after(p.relearn_after);
         if reset {
@@ -119,6 +156,30 @@ impl Leg {
             .ice
             .and_then(|c| IceCredentials::new(c.ufrag(), c.pwd()).ok())
             .map(Box::new);
+    }
+
+    /// Queues an event to play toward the peer; false when the leg plays none (no
+    /// `generate` flag) or its queue is full.
+    pub(crate) fn queue_dtmf(&mut self, event: u8, duration: u16) -> bool {
+        let ok = match (self.flags.dtmf.generate, self.dtmf.as_mut()) {
+            (Some(_), Some(s)) => s.player.push(event, duration),
+            _ => false,
+        };
+        self.injecting |= ok;
+        ok
+    }
+
+    /// The next event packet in place of the relayed RTP packet `buf[..len]` (plain,
+    /// before protection); returns the length to send.
+    #[cold]
+    pub(crate) fn inject_dtmf(&mut self, buf: &mut [u8], len: usize) -> usize {
+        let (Some(pt), Some(s)) = (self.flags.dtmf.generate, self.dtmf.as_mut()) else {
+            self.injecting = false;
+            return len;
+        };
+        let n = s.player.inject(pt, buf, len);
+        self.injecting = s.player.busy();
+        n
     }
 
     /// Whether the signalled address (with its SDP) of `p` differs from this leg's.

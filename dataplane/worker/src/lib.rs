@@ -13,12 +13,14 @@
 
 mod companion;
 pub mod counters;
+mod dtmf;
 mod fastpath;
 mod fixed;
 mod huge;
 mod learning;
 mod leg;
 mod mmsg;
+mod opaque;
 pub mod relay;
 mod ring;
 mod sock;
@@ -34,9 +36,10 @@ use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, DROP_REASONS};
+pub use dtmf::QUEUE as DTMF_QUEUE;
 pub use types::{
-    Backend, DataplaneConfig, DataplaneError, EndpointLearning, Event, FastPathConfig, IceLite,
-    LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX,
+    Backend, DataplaneConfig, DataplaneError, DtmfFlags, EndpointLearning, Event, FastPathConfig,
+    IceLite, LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX,
     ICE_UFRAG_MAX,
 };
 
@@ -335,6 +338,33 @@ impl Dataplane {
                 pair: handle.pair,
                 generation: handle.generation,
                 params: [a, b],
+            },
+        )
+    }
+
+    /// Play an RFC 4733 event (`event` 0-15, `duration` in timestamp units) toward leg
+    /// `side`'s peer, in the payload type of its `dtmf.generate` flag (events for a leg
+    /// without it, or beyond a full queue of [`DTMF_QUEUE`], are counted and dropped by
+    /// the worker).
+    ///
+    /// # Errors
+    /// [`DataplaneError::Stale`], [`DataplaneError::RingFull`].
+    pub fn dtmf(
+        &self,
+        handle: &StreamPairHandle,
+        side: Side,
+        event: u8,
+        duration: u16,
+    ) -> Result<(), DataplaneError> {
+        let w = self.check(handle)?;
+        Self::push(
+            w,
+            Command::Dtmf {
+                pair: handle.pair,
+                generation: handle.generation,
+                side,
+                event,
+                duration,
             },
         )
     }

@@ -241,6 +241,28 @@ impl Relay {
                     _ => w.stale_commands.add(1),
                 }
             }
+            Command::Dtmf {
+                pair,
+                generation,
+                side,
+                event,
+                duration,
+            } => {
+                let leg = self
+                    .pairs
+                    .get_mut(pair as usize)
+                    .filter(|p| p.armed() && p.generation == generation)
+                    .map(|p| &mut p.legs[usize::from(side == Side::B)]);
+                match leg.map(|l| l.queue_dtmf(event, duration)) {
+                    Some(true) => w.dtmf_queued.add(1),
+                    Some(false) => w.dtmf_refused.add(1),
+                    None => {
+                        w.stale_commands.add(1);
+                        w.dtmf_refused.add(1);
+                    }
+                }
+                w.commands.add(1);
+            }
             Command::Shutdown | Command::Quiesce { .. } => w.commands.add(1),
         }
     }
@@ -376,11 +398,26 @@ impl Relay {
         let Some(data) = buf.get(..len) else {
             return drop_w(shared, lc, DropReason::Malformed);
         };
-        let kind = classify(data);
         let [a, b] = &mut pair.legs;
         let (leg, out) = if side == 0 { (a, b) } else { (b, a) };
         let (worker, base_port, generation) = (self.worker, self.base_port, pair.generation);
         let handle = move || make_handle(worker, base_port, leg_slot / 2, generation);
+        if leg.flags.udptl {
+            let arrival = crate::opaque::Arrival {
+                shared,
+                lc,
+                events: &self.events,
+                handle: handle(),
+                leg_slot,
+                rtcp_port,
+                from,
+                len,
+                now_us,
+                window_us: self.window_us,
+            };
+            return crate::opaque::on_datagram(&arrival, data, leg, out);
+        }
+        let kind = classify(data);
         match kind {
             PacketKind::Stun => {
                 let Some(creds) = leg.ice.as_ref() else {
@@ -487,9 +524,21 @@ impl Relay {
                     }
                 }
                 leg.last_rx_us = now_us;
+                if let Some(pt) = leg.flags.dtmf.detect {
+                    if buf.get(1).is_some_and(|b| b & 0x7f == pt) {
+                        let drop = leg.flags.dtmf.drop_events;
+                        dtmf_event(&self.events, shared, handle(), side, leg, buf, plen);
+                        if drop {
+                            return Verdict::Drop;
+                        }
+                    }
+                }
                 let Some(to) = out.peer else {
                     return drop_w(shared, lc, DropReason::NoPeer);
                 };
+                if out.injecting {
+                    plen = out.inject_dtmf(buf, plen);
+                }
                 send_out(shared, lc, out, leg_slot ^ 1, false, false, to, buf, plen)
             }
             PacketKind::Rtcp => {
@@ -530,9 +579,41 @@ impl Relay {
     }
 }
 
+/// An RFC 4733 packet `buf[..len]` (plain) from leg `side`'s peer: report the event
+/// once it ended.
+#[cold]
+fn dtmf_event(
+    events: &ArrayQueue<Event>,
+    shared: &WorkerShared,
+    handle: StreamPairHandle,
+    side: usize,
+    leg: &mut Leg,
+    buf: &[u8],
+    len: usize,
+) {
+    let Some(p) = buf.get(..len).and_then(|d| RtpPacket::new_checked(d).ok()) else {
+        return;
+    };
+    let Some(d) = leg.dtmf.as_mut() else {
+        return;
+    };
+    if let Some((event, duration)) = d.detector.observe(&p) {
+        shared.worker.dtmf_detected.add(1);
+        let ev = Event::Dtmf {
+            handle,
+            side: if side == 0 { Side::A } else { Side::B },
+            event,
+            duration,
+        };
+        if events.push(ev).is_err() {
+            shared.worker.events_lost.add(1);
+        }
+    }
+}
+
 /// Report that leg `side` (0 = A) of the pair `handle` now sends to `addr`.
 #[cold]
-fn latched(
+pub(crate) fn latched(
     events: &ArrayQueue<Event>,
     shared: &WorkerShared,
     handle: StreamPairHandle,
@@ -550,7 +631,7 @@ fn latched(
 }
 
 /// Publish a leg's learning state to its counters (`1` locked, `0` learning).
-fn publish_state(c: &StreamCounters, state: LegState) {
+pub(crate) fn publish_state(c: &StreamCounters, state: LegState) {
     c.locked.set(u64::from(state == LegState::Locked));
 }
 
@@ -591,7 +672,11 @@ fn unprotect_failed(
 
 /// Count a drop on the worker and (when known) on the leg.
 #[inline]
-fn drop_w(shared: &WorkerShared, leg: Option<&StreamCounters>, reason: DropReason) -> Verdict {
+pub(crate) fn drop_w(
+    shared: &WorkerShared,
+    leg: Option<&StreamCounters>,
+    reason: DropReason,
+) -> Verdict {
     if let Some(c) = shared.worker.drops.get(reason as usize) {
         c.add(1);
     }

@@ -69,8 +69,7 @@ fn learning(mode: EndpointLearning, p: Option<SocketAddr>) -> StreamParams {
     StreamParams {
         flags: StreamFlags {
             learning: mode,
-            rtcp_mux: false,
-            held: false,
+            ..StreamFlags::default()
         },
         ..peer(p)
     }

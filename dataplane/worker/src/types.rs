@@ -176,6 +176,28 @@ pub struct StreamFlags {
     /// `sendonly`, `recvonly` or `inactive`): relayed by the worker, never by the kernel
     /// fast path.
     pub held: bool,
+    /// The leg carries opaque UDP datagrams (T.38 over UDPTL), not RTP: relayed as they
+    /// come under the same endpoint-learning rules (see `opaque`).
+    pub udptl: bool,
+    /// DTMF detection and playing on this leg (all off: no per-packet cost).
+    pub dtmf: DtmfFlags,
+}
+
+/// RFC 4733 DTMF handling of one leg (see the `dtmf` module).
+///
+/// A kernel fast path must hand the worker every packet of payload type `detect` from a
+/// leg with detection, and must not forward the stream toward a leg with `generate`
+/// set while events are queued for it (the worker rewrites that stream's packets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DtmfFlags {
+    /// Report the RFC 4733 events the peer sends in this payload type
+    /// ([`Event::Dtmf`]).
+    pub detect: Option<u8>,
+    /// Do not relay those event packets to the other leg.
+    pub drop_events: bool,
+    /// Payload type of events played toward this leg's peer
+    /// ([`crate::Dataplane::dtmf`]); `None`: events for it are refused.
+    pub generate: Option<u8>,
 }
 
 /// Everything the worker needs to know about one leg.
@@ -230,6 +252,14 @@ pub(crate) enum Command {
     },
     /// Stop relaying on a pair; its ports drop everything afterwards.
     Remove { pair: u32, generation: u32 },
+    /// Play an RFC 4733 event toward leg `side`'s peer (see the `dtmf` module).
+    Dtmf {
+        pair: u32,
+        generation: u32,
+        side: Side,
+        event: u8,
+        duration: u16,
+    },
     /// Pause the loop for a bounded time (maintenance hand-over; tests use it to hold a
     /// worker still). Capped at one second.
     Quiesce { micros: u32 },
@@ -263,6 +293,18 @@ pub enum Event {
         side: Side,
         /// Total failures on that leg so far.
         count: u64,
+    },
+    /// An RFC 4733 event ended on a leg flagged for detection (reported once, however
+    /// many times its end packet came).
+    Dtmf {
+        /// The pair (with its generation).
+        handle: StreamPairHandle,
+        /// Which leg's peer sent it.
+        side: Side,
+        /// Event code (RFC 4733 §3.2: 0-9, 10 `*`, 11 `#`, 12-15 `A`-`D`).
+        event: u8,
+        /// Duration in timestamp units.
+        duration: u16,
     },
     /// A worker could not post events because its event ring was full; some were lost.
     RingOverflow {

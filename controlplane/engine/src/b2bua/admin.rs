@@ -21,10 +21,14 @@ impl<M: MediaControl> B2bua<M> {
                 called: c.called.clone(),
                 answered: c.state == CallState::Answered,
                 setup_at: c.setup_at,
-                media: c.media.as_ref().map(|m| m.alloc.id),
+                media: c.media.as_ref().and_then(|m| m.primary()),
                 codec: [Side::A, Side::B].map(|s| c.media.as_ref().and_then(|m| m.codec(s))),
                 srtp: [Side::A, Side::B].map(|s| c.media.as_ref().and_then(|m| m.srtp(s))),
-                media_stats: c.media.as_ref().and_then(|m| self.media.stats(m.alloc.id)),
+                media_stats: c
+                    .media
+                    .as_ref()
+                    .and_then(|m| m.primary())
+                    .and_then(|id| self.media.stats(id)),
             })
             .collect()
     }

@@ -138,6 +138,7 @@ impl<M: MediaControl> B2bua<M> {
         let Ok(sdp) = SessionDescription::parse(msg.body()) else {
             return;
         };
+        self.anchor_streams(call, &sdp);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

@@ -207,7 +207,10 @@ impl<M: MediaControl> B2bua<M> {
                 self.reply(now, tx, &req, 501, "Not Implemented", None);
             }
             _ => {
-                if c.dialog_mut(side.other()).is_some() {
+                let other_ready = c.dialog_mut(side.other()).is_some();
+                if method == Method::Info && self.info_to_events(now, call, side, tx, &req) {
+                    // Answered here: played as RFC 4733 events (`dtmf`).
+                } else if other_ready {
                     self.relay(now, call, side, tx, req);
                 } else {
                     self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
@@ -458,6 +461,9 @@ impl<M: MediaControl> B2bua<M> {
         }
         // Anchored calls need to read it; a bypassed one relays it whatever it says.
         let parsed = SessionDescription::parse(msg.body()).ok();
+        if let Some(sdp) = &parsed {
+            self.anchor_streams(call, sdp);
+        }
         let c = self.calls.get_mut(&call)?;
         let to = from.other();
         let mode_of = |side: Side| {
@@ -526,15 +532,18 @@ impl<M: MediaControl> B2bua<M> {
         let Some(ms) = c.media.as_mut() else {
             return;
         };
-        for (p, l) in ms.params.iter_mut().zip(learning) {
-            p.learning = l;
-        }
-        if self
-            .media
-            .update(ms.alloc.id, &ms.params[0], &ms.params[1])
-            .is_err()
-        {
-            self.stats.media_errors += 1;
+        super::dtmf::program(ms);
+        for st in &mut ms.streams {
+            for (p, l) in st.params.iter_mut().zip(learning) {
+                p.learning = l;
+            }
+            if self
+                .media
+                .update(st.alloc.id, &st.params[0], &st.params[1])
+                .is_err()
+            {
+                self.stats.media_errors += 1;
+            }
         }
     }
 }

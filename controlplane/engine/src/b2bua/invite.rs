@@ -234,13 +234,7 @@ impl<M: MediaControl> B2bua<M> {
         }
         let no_answer = now + cfg.timers.no_answer;
         if let Some(c) = self.calls.get_mut(&id) {
-            c.media = alloc.map(|alloc| {
-                let mut ms = MediaState::new(alloc, sids);
-                if let Some(o) = &offer {
-                    ms.learn(Side::A, o, a_mode);
-                }
-                ms
-            });
+            c.media = alloc.map(|alloc| MediaState::new(alloc, sids));
             if offer.is_some() {
                 c.offer_from = Some(Side::A);
             }
@@ -259,6 +253,12 @@ impl<M: MediaControl> B2bua<M> {
                     addr: None,
                 })
                 .collect();
+        }
+        if let Some(o) = self.calls.get(&id).and_then(|c| c.a_offer.clone()) {
+            self.anchor_streams(id, &o);
+            if let Some(ms) = self.calls.get_mut(&id).and_then(|c| c.media.as_mut()) {
+                ms.learn(Side::A, &o, a_mode);
+            }
         }
         self.set_leg_teams(id, Side::A, trunk);
         if let Err(why) = self.offer_codecs(id, Side::A, req) {

@@ -26,6 +26,7 @@ mod answer;
 mod auth;
 mod call;
 mod codec_rules;
+mod dtmf;
 mod failover;
 mod header_rules;
 mod headers;
@@ -43,6 +44,7 @@ mod route;
 mod sdp_rewrite;
 mod sim_node;
 mod stats;
+mod streams;
 mod teardown;
 mod timers;
 
@@ -371,13 +373,19 @@ impl<M: MediaControl> B2bua<M> {
     pub fn handle_media_event(&mut self, now: Timestamp, ev: MediaEvent) {
         match ev {
             MediaEvent::Inactive(id) => {
-                if let Some(&call) = self.by_media.get(&id) {
+                let call = self.by_media.get(&id).copied();
+                if let Some(call) = call.filter(|&c| self.call_inactive(c, id)) {
                     self.stats.media_inactivity += 1;
                     self.end_call(now, call, EndReason::MediaInactivity, None);
                 }
             }
             MediaEvent::Latched(..) => {}
             MediaEvent::SrtpFailures(..) => self.stats.media_errors += 1,
+            MediaEvent::Dtmf(id, side, ev) => {
+                if let Some(&call) = self.by_media.get(&id) {
+                    self.on_dtmf_event(now, call, side, ev);
+                }
+            }
         }
         self.process(now);
     }
@@ -595,13 +603,21 @@ impl<M: MediaControl> B2bua<M> {
             .trunk(trunk)
             .map(|t| t.policy.codecs.clone())
             .unwrap_or_default();
+        let dtmf = c
+            .cfg
+            .trunk(trunk)
+            .map(|t| t.policy.dtmf)
+            .unwrap_or_default();
         let creds = c.cfg.is_teams_bypass(trunk).then(|| self.ice_creds());
         if let Some(ms) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
             let i = sdp_rewrite::ix(side);
             ms.teams[i] = teams;
             ms.codecs[i] = codecs;
+            ms.dtmf[i] = dtmf;
             ms.ice[i] = creds;
-            ms.params[i].ice_lite = None;
+            for st in &mut ms.streams {
+                st.params[i].ice_lite = None;
+            }
         }
     }
 

@@ -5,24 +5,32 @@
 //! speaks SRTP the SDES key the peer sends with (RFC 4568 §6.1: a crypto
 //! attribute carries the key of the SDP's sender) as that leg's `srtp_in`; and
 //! (2) rewritten for the other leg: `o=` and `c=` to the advertised address
-//! with our own session id and version (RFC 3264 §8), the first audio `m=` port
-//! to our local port on that leg, `a=rtcp` and ICE removed (RTCP muxed or on
-//! RTP + 1), crypto per the other leg's trunk mode: `srtp` gets our fresh
-//! `AES_CM_128_HMAC_SHA1_80` key (that leg's `srtp_out`) and `RTP/SAVP`,
-//! `rtp` gets no crypto and `RTP/AVP`. Other media sections are rejected
-//! (port 0): only the first audio stream is anchored.
+//! with our own session id and version (RFC 3264 §8), each `m=` port to the
+//! local port of its stream on that leg ([`super::streams`]: one port pair per
+//! line), `a=rtcp` and ICE removed (RTCP muxed or on RTP + 1), crypto per the
+//! other leg's trunk mode on RTP lines: `srtp` gets our fresh
+//! `AES_CM_128_HMAC_SHA1_80` key per stream (that leg's `srtp_out`) and
+//! `RTP/SAVP`, `rtp` gets no crypto and `RTP/AVP`. T.38 (UDPTL) lines keep
+//! their proto and take no crypto; lines that cannot be relayed, and lines past
+//! the anchored streams, are rejected (port 0). Codec policy applies to audio
+//! lines.
 //!
-//! Invariant: `params[side].srtp_out` is always the key last written into an
-//! SDP sent to `side` (or `None` when that leg is plain RTP).
+//! Invariant: `streams[i].params[side].srtp_out` is always the key last
+//! written into line `i` of an SDP sent to `side` (or `None` when that line is
+//! plain toward it).
 
 use portcullis_sip::sdp::{Attribute, Candidate, Direction, Lifetime};
 use portcullis_sip::sdp::{
     Crypto, MediaDescription, Proto, SessionDescription, AES_CM_128_HMAC_SHA1_80,
 };
 
+use super::streams::{self, AnchoredStream};
 use crate::config::MediaMode;
-use crate::media::{MediaAllocation, MediaLegParams, Side, SrtpKeyMaterial, SrtpSuite};
+use crate::media::{
+    MediaAllocation, MediaId, MediaLegParams, Side, SrtpKeyMaterial, SrtpSuite, StreamKind,
+};
 use crate::trunk_policy::codecs::{self, CodecPolicy, NoCommonCodec};
+use crate::trunk_policy::DtmfMode;
 
 /// Index of a side in per-side arrays.
 pub(crate) const fn ix(side: Side) -> usize {
@@ -35,8 +43,8 @@ pub(crate) const fn ix(side: Side) -> usize {
 /// Media state of one call.
 #[derive(Debug)]
 pub(crate) struct MediaState {
-    pub alloc: MediaAllocation,
-    pub params: [MediaLegParams; 2],
+    /// The anchored streams: `streams[i]` is `m=` line `i` (never empty).
+    pub streams: Vec<AnchoredStream>,
     /// Our session id per leg (`o=`), and the version last sent.
     session_id: [u64; 2],
     version: [u64; 2],
@@ -55,15 +63,18 @@ pub(crate) struct MediaState {
     /// offers are filtered by both sides' policies, answers keep what the
     /// offer held.
     pub codecs: [CodecPolicy; 2],
+    /// DTMF mode of each side's trunk ([`super::dtmf`]).
+    pub dtmf: [DtmfMode; 2],
 }
 
 /// Per-side media state saved across a transfer attempt.
 #[derive(Clone, Debug)]
 pub(crate) struct SideSnapshot {
-    params: MediaLegParams,
+    params: Vec<MediaLegParams>,
     ice: Option<(String, String)>,
     teams: bool,
     codecs: CodecPolicy,
+    dtmf: DtmfMode,
     session_id: u64,
     version: u64,
     last_sent: Option<Vec<u8>>,
@@ -90,10 +101,8 @@ pub(crate) fn is_held(sdp: &SessionDescription) -> bool {
 
 impl MediaState {
     pub fn new(alloc: MediaAllocation, session_ids: [u64; 2]) -> Self {
-        let params = [MediaLegParams::default(), MediaLegParams::default()];
         Self {
-            alloc,
-            params,
+            streams: vec![AnchoredStream::new(alloc)],
             session_id: session_ids,
             version: [1, 1],
             last_sent: [None, None],
@@ -101,6 +110,7 @@ impl MediaState {
             ice: [None, None],
             teams: [false, false],
             codecs: [CodecPolicy::default(), CodecPolicy::default()],
+            dtmf: [DtmfMode::default(); 2],
         }
     }
 
@@ -109,10 +119,11 @@ impl MediaState {
     pub fn snapshot(&self, side: Side) -> SideSnapshot {
         let i = ix(side);
         SideSnapshot {
-            params: self.params[i].clone(),
+            params: self.streams.iter().map(|s| s.params[i].clone()).collect(),
             ice: self.ice[i].clone(),
             teams: self.teams[i],
             codecs: self.codecs[i].clone(),
+            dtmf: self.dtmf[i],
             session_id: self.session_id[i],
             version: self.version[i],
             last_sent: self.last_sent[i].clone(),
@@ -123,10 +134,15 @@ impl MediaState {
     /// Puts back what [`Self::snapshot`] saved.
     pub fn restore(&mut self, side: Side, s: SideSnapshot) {
         let i = ix(side);
-        self.params[i] = s.params;
+        let mut saved = s.params.into_iter();
+        for st in &mut self.streams {
+            // A stream added since the snapshot had nothing on that side.
+            st.params[i] = saved.next().unwrap_or_default();
+        }
         self.ice[i] = s.ice;
         self.teams[i] = s.teams;
         self.codecs[i] = s.codecs;
+        self.dtmf[i] = s.dtmf;
         self.session_id[i] = s.session_id;
         self.version[i] = s.version;
         self.last_sent[i] = s.last_sent;
@@ -152,14 +168,53 @@ impl MediaState {
         sent.as_ref().is_some_and(is_held) || self.last_from(side).is_some_and(is_held)
     }
 
+    /// Last SDP sent to `side`.
+    pub fn sent_to(&self, side: Side) -> Option<SessionDescription> {
+        let b = self.last_sent[ix(side)].as_deref()?;
+        SessionDescription::parse(b).ok()
+    }
+
     /// Last SDP received from `side`.
     pub fn last_from(&self, side: Side) -> Option<&SessionDescription> {
         self.last_from[ix(side)].as_ref()
     }
 
+    /// The call's first stream (the one CDRs and the operator API report).
+    pub fn primary(&self) -> Option<MediaId> {
+        self.streams.first().map(|s| s.alloc.id)
+    }
+
+    /// Every stream's allocation.
+    pub fn ids(&self) -> impl Iterator<Item = MediaId> + '_ {
+        self.streams.iter().map(|s| s.alloc.id)
+    }
+
+    /// How many streams `sdp` needs that are not anchored yet.
+    pub fn missing_streams(&self, sdp: &SessionDescription) -> usize {
+        streams::wanted(sdp).saturating_sub(self.streams.len())
+    }
+
+    /// Anchors the next `m=` line on `alloc`.
+    pub fn add_stream(&mut self, alloc: MediaAllocation) {
+        self.streams.push(AnchoredStream::new(alloc));
+    }
+
+    /// Forgets the SDES keys we sent to `side` (a new peer there gets fresh
+    /// ones, RFC 4568 §6.1: keys are per sender).
+    pub fn forget_keys(&mut self, side: Side) {
+        for s in &mut self.streams {
+            s.params[ix(side)].srtp_out = None;
+        }
+    }
+
+    /// The parameters of the first stream toward `side`.
+    fn first(&self, side: Side) -> Option<&MediaLegParams> {
+        self.streams.first().map(|s| &s.params[ix(side)])
+    }
+
     /// The SRTP suite of the media exchanged with `side` (`None`: plain RTP).
     pub fn srtp(&self, side: Side) -> Option<SrtpSuite> {
-        let p = &self.params[ix(side)];
+        let p = self.first(side)?;
         p.srtp_in.as_ref().or(p.srtp_out.as_ref()).map(|k| k.suite)
     }
 
@@ -173,33 +228,31 @@ impl MediaState {
         Some(codec_name(m, pt).unwrap_or_else(|| format!("PT {pt}")))
     }
 
-    fn local_port(&self, side: Side) -> u16 {
-        match side {
-            Side::A => self.alloc.a_port,
-            Side::B => self.alloc.b_port,
-        }
-    }
-
-    /// Learns the peer address and SRTP key of `from` from its SDP.
+    /// Learns the peer address and SRTP key of each stream of `from` from its SDP
+    /// (a stream the SDP has no line for is unused on that side).
     pub fn learn(&mut self, from: Side, sdp: &SessionDescription, mode: MediaMode) {
-        let idx = audio_index(sdp);
-        let p = &mut self.params[ix(from)];
-        let rtp = idx
-            .and_then(|i| sdp.rtp_destination(i))
-            .filter(|a| !a.ip().is_unspecified() && a.port() != 0);
-        let m = idx.and_then(|i| sdp.media.get(i));
-        p.rtcp_mux = m.is_some_and(MediaDescription::has_rtcp_mux);
-        p.peer_rtp = rtp;
-        p.peer_rtcp = if p.rtcp_mux || rtp.is_none() {
-            None
-        } else {
-            idx.and_then(|i| sdp.rtcp_destination(i))
-        };
-        p.srtp_in = match mode.anchored() {
-            MediaMode::Srtp => m.and_then(|m| m.crypto().find_map(key_of)),
-            MediaMode::Rtp | MediaMode::Bypass => None,
-        };
-        p.held = is_held(sdp);
+        for (i, st) in self.streams.iter_mut().enumerate() {
+            let p = &mut st.params[ix(from)];
+            let m = sdp.media.get(i);
+            let kind = m.and_then(streams::kind_of);
+            let rtp = kind
+                .and_then(|_| sdp.rtp_destination(i))
+                .filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+            p.kind = kind.unwrap_or_default();
+            let rtp_line = p.kind == StreamKind::Rtp;
+            p.rtcp_mux = rtp_line && m.is_some_and(MediaDescription::has_rtcp_mux);
+            p.peer_rtp = rtp;
+            p.peer_rtcp = if p.rtcp_mux || rtp.is_none() || !rtp_line {
+                None
+            } else {
+                sdp.rtcp_destination(i)
+            };
+            p.srtp_in = match mode.anchored() {
+                MediaMode::Srtp if rtp_line => m.and_then(|m| m.crypto().find_map(key_of)),
+                _ => None,
+            };
+            p.held = is_held(sdp);
+        }
         self.last_from[ix(from)] = Some(sdp.clone());
     }
 
@@ -215,44 +268,42 @@ impl MediaState {
         new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
     ) -> Vec<u8> {
         let mut out = sdp.clone();
-        let ip = self.alloc.advertised_ip;
+        let ip = self.advertised_ip();
         out.origin.username = "-".to_owned();
         out.origin.session_id = self.session_id[ix(to)].to_string();
         out.set_origin_address(ip);
         out.set_connection_address(ip);
         out.remove_ice();
         out.attributes.retain(|a| !matches!(a, Attribute::IceLite));
-        let audio = audio_index(&out);
-        let port = self.local_port(to);
-        let offered_tag = if answer {
-            self.last_from[ix(to)]
-                .as_ref()
-                .and_then(|o| audio_index(o).and_then(|i| o.media.get(i)))
-                .and_then(|m| {
-                    m.crypto()
-                        .find(|c| c.suite.eq_ignore_ascii_case(AES_CM_128_HMAC_SHA1_80))
-                        .map(|c| c.tag)
-                })
-        } else {
-            None
-        };
-        let offered_mux = self.last_from[ix(to)]
-            .as_ref()
-            .and_then(|o| audio_index(o).and_then(|i| o.media.get(i)))
-            .is_some_and(MediaDescription::has_rtcp_mux);
-        let mut srtp_out = None;
+        streams::strip_bundle(&mut out);
         for (i, m) in out.media.iter_mut().enumerate() {
-            if Some(i) != audio {
+            let kind = streams::kind_of(m);
+            let Some((st, kind)) = self.streams.get_mut(i).zip(kind) else {
                 m.reject();
                 continue;
-            }
+            };
             if !m.is_rejected() {
-                m.set_port(port);
+                m.set_port(st.port(to));
             }
             m.remove_rtcp();
             m.remove_ice();
             m.remove_crypto();
-            self.apply_codecs(to, m, answer);
+            if kind == StreamKind::Udptl {
+                // UDPTL: no RTCP, no SDES (RFC 4568 keys RTP only), proto kept.
+                st.params[ix(to)].srtp_out = None;
+                continue;
+            }
+            let offered = self.last_from[ix(to)].as_ref().and_then(|o| o.media.get(i));
+            let offered_tag = offered.filter(|_| answer).and_then(|m| {
+                m.crypto()
+                    .find(|c| c.suite.eq_ignore_ascii_case(AES_CM_128_HMAC_SHA1_80))
+                    .map(|c| c.tag)
+            });
+            let offered_mux = offered.is_some_and(MediaDescription::has_rtcp_mux);
+            if m.is_audio() && !m.is_rejected() {
+                apply_codecs(&self.codecs, to, m, offered, answer);
+                super::dtmf::keep_telephone_event(self.dtmf, to, m, offered, answer);
+            }
             if self.teams[ix(to)] && !m.is_rejected() && (!answer || offered_mux) {
                 // Teams requires rtcp-mux (RFC 5761); in an answer only when it offered it.
                 m.set_rtcp_mux(true);
@@ -262,24 +313,28 @@ impl MediaState {
                 // (the other side's answer may have it: it answered our offer, not this one).
                 m.set_rtcp_mux(false);
             }
+            let p = &mut st.params[ix(to)];
             match mode.anchored() {
                 MediaMode::Srtp => {
-                    let key = self.params[ix(to)]
-                        .srtp_out
-                        .clone()
-                        .unwrap_or_else(&mut *new_key);
+                    let key = p.srtp_out.clone().unwrap_or_else(&mut *new_key);
                     m.set_proto(m.proto.to_secure());
                     m.add_crypto(Crypto::aes_cm_128_hmac_sha1_80(
                         offered_tag.unwrap_or(1),
                         &key.key,
                         &key.salt,
                     ));
-                    srtp_out = Some(key);
+                    p.srtp_out = Some(key);
                 }
-                MediaMode::Rtp | MediaMode::Bypass => m.set_proto(m.proto.to_plain()),
+                MediaMode::Rtp | MediaMode::Bypass => {
+                    m.set_proto(m.proto.to_plain());
+                    p.srtp_out = None;
+                }
             }
         }
-        self.params[ix(to)].srtp_out = srtp_out;
+        // Streams the SDP has no line for carry nothing toward `to`.
+        for st in self.streams.iter_mut().skip(out.media.len()) {
+            st.params[ix(to)].srtp_out = None;
+        }
         self.finish(to, &mut out)
     }
 
@@ -292,11 +347,12 @@ impl MediaState {
         mode: MediaMode,
         new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
     ) -> Vec<u8> {
-        let ip = self.alloc.advertised_ip;
+        let ip = self.advertised_ip();
         let mut sdp = SessionDescription::new(ip, self.session_id[ix(to)]);
         let list = codecs::own_offer_codecs(&self.codecs[ix(to)]);
         let fmts = list.iter().map(|(pt, _)| pt.to_string()).collect();
-        let mut m = MediaDescription::new("audio", self.local_port(to), Proto::RtpAvp, fmts);
+        let port = self.streams.first().map_or(0, |s| s.port(to));
+        let mut m = MediaDescription::new("audio", port, Proto::RtpAvp, fmts);
         for (pt, map) in &list {
             if let Ok(Attribute::RtpMap(r)) = Attribute::parse(&format!("rtpmap:{pt} {map}")) {
                 m.attributes.push(Attribute::RtpMap(r));
@@ -304,14 +360,19 @@ impl MediaState {
         }
         m.set_rtcp_mux(true);
         m.attributes.push(Attribute::Direction(Direction::SendRecv));
+        for st in &mut self.streams {
+            st.params[ix(to)].srtp_out = None;
+        }
         if mode == MediaMode::Srtp {
-            let key = self.params[ix(to)]
-                .srtp_out
-                .clone()
+            let p = self.streams.first().map(|s| &s.params[ix(to)]);
+            let key = p
+                .and_then(|p| p.srtp_out.clone())
                 .unwrap_or_else(&mut *new_key);
             m.set_proto(Proto::RtpSavp);
             m.add_crypto(Crypto::aes_cm_128_hmac_sha1_80(1, &key.key, &key.salt));
-            self.params[ix(to)].srtp_out = Some(key);
+            if let Some(st) = self.streams.first_mut() {
+                st.params[ix(to)].srtp_out = Some(key);
+            }
         }
         sdp.media.push(m);
         self.finish(to, &mut sdp)
@@ -332,50 +393,43 @@ impl MediaState {
         )
     }
 
-    /// The codec policies on the audio section `m` of an SDP toward `to`: an
-    /// answer keeps what `to` offered; an offer keeps what both sides allow
-    /// (rejected, port 0, when nothing is left: unchecked offers only).
-    fn apply_codecs(&self, to: Side, m: &mut MediaDescription, answer: bool) {
-        if m.is_rejected() {
-            return;
-        }
-        if answer {
-            let offer = self.last_from[ix(to)]
-                .as_ref()
-                .and_then(|o| audio_index(o).and_then(|i| o.media.get(i)));
-            if let Some(offer) = offer {
-                codecs::restrict_answer(m, offer);
-            }
-            return;
-        }
-        let from = &self.codecs[ix(to.other())];
-        if codecs::filter_offer(m, from, &self.codecs[ix(to)]).is_err() {
-            m.reject();
-        }
+    /// The address every SDP we write carries.
+    fn advertised_ip(&self) -> std::net::IpAddr {
+        self.streams
+            .first()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| {
+                s.alloc.advertised_ip
+            })
     }
 
     /// Sets our version (bumped only when the body changed) and serialises.
     fn finish(&mut self, to: Side, out: &mut SessionDescription) -> Vec<u8> {
         if let Some((ufrag, pwd)) = self.ice[ix(to)].clone() {
             // RFC 8839 §5: a=ice-lite at session level; credentials and one
-            // host candidate per component (RTP, and RTCP without rtcp-mux).
+            // host candidate per component (RTP, and RTCP without rtcp-mux) on
+            // every RTP line.
             out.attributes.push(Attribute::IceLite);
-            let ip = self.alloc.advertised_ip;
-            let port = self.local_port(to);
-            if let Some(m) = audio_index(out).and_then(|i| out.media.get_mut(i)) {
-                if !m.is_rejected() {
-                    m.attributes.push(Attribute::IceUfrag(ufrag.clone()));
-                    m.attributes.push(Attribute::IcePwd(pwd.clone()));
-                    let mut cands = vec![Candidate::host("1", 1, ip, port)];
-                    if !m.has_rtcp_mux() {
-                        cands.push(Candidate::host("1", 2, ip, port.saturating_add(1)));
-                    }
-                    m.set_candidates(cands);
+            let ip = self.advertised_ip();
+            for (m, st) in out.media.iter_mut().zip(&mut self.streams) {
+                if m.is_rejected() || !m.proto.is_rtp() {
+                    continue;
                 }
+                let port = st.port(to);
+                m.attributes.push(Attribute::IceUfrag(ufrag.clone()));
+                m.attributes.push(Attribute::IcePwd(pwd.clone()));
+                let mut cands = vec![Candidate::host("1", 1, ip, port)];
+                if !m.has_rtcp_mux() {
+                    cands.push(Candidate::host("1", 2, ip, port.saturating_add(1)));
+                }
+                m.set_candidates(cands);
             }
-            self.params[ix(to)].ice_lite = Some((ufrag, pwd));
+            for st in &mut self.streams {
+                st.params[ix(to)].ice_lite = Some((ufrag.clone(), pwd.clone()));
+            }
         } else {
-            self.params[ix(to)].ice_lite = None;
+            for st in &mut self.streams {
+                st.params[ix(to)].ice_lite = None;
+            }
         }
         if self.teams[ix(to)] {
             // Teams expects the SDES key lifetime `|2^31` (Direct Routing SIP profile).
@@ -400,6 +454,30 @@ impl MediaState {
         let bytes = out.to_bytes();
         self.last_sent[ix(to)] = Some(bytes.clone());
         bytes
+    }
+}
+
+/// The codec policies on the audio line `m` of an SDP toward `to`: an answer
+/// keeps what `to` offered in that line (`offered`); an offer keeps what both
+/// sides allow (rejected, port 0, when nothing is left: unchecked offers and
+/// audio lines after the first, which [`MediaState::check_offer`] does not
+/// check).
+fn apply_codecs(
+    policies: &[CodecPolicy; 2],
+    to: Side,
+    m: &mut MediaDescription,
+    offered: Option<&MediaDescription>,
+    answer: bool,
+) {
+    if answer {
+        if let Some(offer) = offered {
+            codecs::restrict_answer(m, offer);
+        }
+        return;
+    }
+    let from = &policies[ix(to.other())];
+    if codecs::filter_offer(m, from, &policies[ix(to)]).is_err() {
+        m.reject();
     }
 }
 

@@ -105,6 +105,13 @@ pub struct EngineStats {
     pub codec_rejects: u64,
     /// Trunk header rules that changed a relayed message (`[[trunk.headers]]`).
     pub header_rules_applied: u64,
+    /// RFC 4733 events detected in the media and sent on as SIP INFO.
+    pub dtmf_to_info: u64,
+    /// SIP INFO digits answered here and played as RFC 4733 events.
+    pub dtmf_to_rfc4733: u64,
+    /// Digits that could not be interworked (unreadable INFO body, no dialog
+    /// to send the INFO on, data plane refused the event).
+    pub dtmf_failed: u64,
 }
 
 impl EngineStats {

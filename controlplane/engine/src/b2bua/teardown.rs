@@ -98,10 +98,16 @@ impl<M: MediaControl> B2bua<M> {
         }
         let held = std::mem::take(&mut c.held_trunks);
         let bound = std::mem::take(&mut c.bound);
-        let media_stats = c.media.as_ref().and_then(|m| self.media.stats(m.alloc.id));
+        let media_stats = c
+            .media
+            .as_ref()
+            .and_then(|m| m.primary())
+            .and_then(|id| self.media.stats(id));
         if let Some(ms) = c.media.as_ref() {
-            self.by_media.remove(&ms.alloc.id);
-            self.media.release(ms.alloc.id);
+            for id in ms.ids() {
+                self.by_media.remove(&id);
+                self.media.release(id);
+            }
         }
         let cfg = c.cfg.clone();
         for t in held {

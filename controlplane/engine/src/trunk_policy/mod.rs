@@ -30,4 +30,36 @@ pub struct TrunkPolicy {
     pub headers: Vec<HeaderRule>,
     /// Codec policy.
     pub codecs: CodecPolicy,
+    /// How the trunk takes DTMF ([`DtmfMode`]).
+    pub dtmf: DtmfMode,
+}
+
+/// How a trunk takes DTMF: RFC 4733 `telephone-event` packets in the media,
+/// SIP INFO (`application/dtmf-relay`), or whatever the far side sends.
+///
+/// The mode of the trunk a digit goes *to* decides its form (see
+/// `b2bua::dtmf`): events from the other side toward an `info` trunk (or a
+/// `both` trunk that did not negotiate `telephone-event`) are detected in the
+/// data plane and sent as INFO; INFO from the other side toward an `rfc4733`
+/// trunk that negotiated `telephone-event` is answered `200` by the SBC and
+/// played as events in the stream toward the trunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DtmfMode {
+    /// DTMF is relayed as the other side sends it (events and INFO untouched).
+    #[default]
+    Passthrough,
+    /// RFC 4733 events only: INFO from the other side becomes events.
+    Rfc4733,
+    /// SIP INFO only: events from the other side become INFO and are not relayed.
+    Info,
+    /// Either: events when the trunk negotiated `telephone-event`, else INFO.
+    Both,
+}
+
+impl DtmfMode {
+    /// Whether digits toward the trunk may go as SIP INFO.
+    #[must_use]
+    pub const fn takes_info(self) -> bool {
+        !matches!(self, Self::Rfc4733)
+    }
 }

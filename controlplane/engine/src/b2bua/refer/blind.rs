@@ -10,7 +10,7 @@ use crate::b2bua::answer::{confirm_leg, Unwanted};
 use crate::b2bua::call::{BLeg, CallState, ClientRole, NewLeg, Transfer};
 use crate::b2bua::headers::retry_after;
 use crate::b2bua::route::Target;
-use crate::b2bua::sdp_rewrite::{ix, sendrecv};
+use crate::b2bua::sdp_rewrite::sendrecv;
 use crate::b2bua::B2bua;
 use crate::config::MediaMode;
 use crate::media::{MediaControl, Side};
@@ -201,7 +201,7 @@ impl<M: MediaControl> B2bua<M> {
             return false;
         };
         // A fresh SDES key toward the new peer (RFC 4568 §6.1: keys are per sender).
-        ms.params[ix(referrer)].srtp_out = None;
+        ms.forget_keys(referrer);
         let entropy = self.txn.entropy();
         let mut nk = || Self::new_key(&mut *entropy);
         let body = match ms.last_from(remaining).map(sendrecv) {
@@ -256,7 +256,8 @@ impl<M: MediaControl> B2bua<M> {
             return;
         }
         match status {
-            0..=199 => {}
+            101..=199 => self.transfer_early_media(call, resp),
+            0..=100 => {}
             200..=299 => self.transfer_answered(now, call, tx, dest, resp),
             _ => self.transfer_failed(now, call, status, Some(resp)),
         }
@@ -282,6 +283,8 @@ impl<M: MediaControl> B2bua<M> {
             ms.restore(t.referrer, t.saved);
         }
         let trunk = c.cfg.trunk(t.leg.target.trunk).map(|t| t.name.clone());
+        // Early media of the target may have moved the leg: back to the referrer.
+        self.update_media(call);
         self.release_trunk(call, t.leg.target.trunk);
         if let (503, Some(secs), Some(name)) = (status, resp.and_then(retry_after), trunk) {
             let addr = t.leg.dest.addr;
@@ -302,6 +305,25 @@ impl<M: MediaControl> B2bua<M> {
             &t.extra,
             status,
         );
+    }
+
+    /// A 18x with SDP from the transfer target: its early media reaches the
+    /// remaining party at once (the referrer side's peer becomes the target;
+    /// a failure of the transfer restores it).
+    fn transfer_early_media(&mut self, call: u64, resp: &SipMsg) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(t) = c.transfer.as_ref() else {
+            return;
+        };
+        let referrer = t.referrer;
+        let mode = c
+            .cfg
+            .trunk(t.leg.target.trunk)
+            .map_or(MediaMode::Rtp, |t| t.media);
+        self.learn_sdp(call, referrer, resp, Some(mode));
+        self.update_media(call);
     }
 
     /// The target answered: ACK, reprogram media, NOTIFY 200, BYE the referrer,

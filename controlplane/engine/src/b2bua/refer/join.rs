@@ -113,7 +113,7 @@ impl<M: MediaControl> B2bua<M> {
             return false;
         };
         ms.adopt_origin(side, &origin);
-        ms.params[ix(side)].srtp_out = None;
+        ms.forget_keys(side);
         let entropy = self.txn.entropy();
         let mut nk = || Self::new_key(&mut *entropy);
         let body = match ms.last_from(side.other()).map(sendrecv) {
@@ -213,6 +213,7 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         self.set_leg_teams(call, side, trunk);
+        self.anchor_streams(call, &offer);
         let tag = self.random_hex();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -222,7 +223,7 @@ impl<M: MediaControl> B2bua<M> {
         let Some(ms) = c.media.as_mut() else {
             return;
         };
-        ms.params[ix(side)].srtp_out = None;
+        ms.forget_keys(side);
         ms.learn(side, &offer, p_mode);
         let entropy = self.txn.entropy();
         let mut nk = || Self::new_key(&mut *entropy);
@@ -570,6 +571,7 @@ impl<M: MediaControl> B2bua<M> {
             return None;
         }
         let sdp = SessionDescription::parse(resp.body()).ok()?;
+        self.anchor_streams(call, &sdp);
         let c = self.calls.get_mut(&call)?;
         let other = side.other();
         let o_mode = Self::leg_mode(c, other);

@@ -7,8 +7,9 @@
 //! (408/5xx from a target: the next target, as for calls), and a new leg is
 //! INVITEd with the remaining party's last SDP (made
 //! `sendrecv`) rewritten for our port on the referrer's side. The same media
-//! allocation is kept: when the target answers, its SDP is learned as the
-//! referrer side's peer and the data plane reprogrammed, so the remaining
+//! allocation is kept: when the target sends early media (a 18x with SDP)
+//! or answers, its SDP is learned as the referrer side's peer and the data
+//! plane reprogrammed (a failed attempt puts the referrer back), so the remaining
 //! party talks to the target without a re-INVITE (its view of our address
 //! and port does not change) unless it was left on hold, which one re-INVITE
 //! with the target's SDP undoes. Progress goes to the referrer as NOTIFY
