@@ -41,6 +41,7 @@ pub mod history;
 pub mod metric_families;
 pub mod metrics;
 pub mod metrics_fastpath;
+pub mod metrics_traces;
 pub mod quality;
 pub mod rate;
 pub mod recent;
@@ -282,6 +283,8 @@ pub struct MetricsSnapshot {
     pub registrations: Vec<RegistrationInfo>,
     /// The XDP program's counters (`None`: fast path off).
     pub fast_path: Option<portcullis_xdp::FastPathStats>,
+    /// Call trace spans exported and dropped (`None`: `[otel]` off).
+    pub traces: Option<crate::traces::TraceCounts>,
 }
 
 /// Teams Direct Routing health for `/metrics`.
