@@ -58,6 +58,10 @@ fn absent_is_off_and_defaults_fill_the_rest() {
     assert!((o.sample_ratio - 1.0).abs() < f64::EPSILON);
     assert_eq!(o.queue_spans, 2048);
     assert_eq!(o.timeout, Duration::from_secs(10));
+    // An integer ratio is a number too.
+    let src = format!("{BASE}\n[otel]\nendpoint = \"http://[::1]:4318\"\nsample_ratio = 0\n");
+    let o = load(&src).unwrap_or_else(|d| panic!("{d:#?}")).otel;
+    assert_eq!(o.map(|o| o.sample_ratio), Some(0.0));
 }
 
 #[test]
