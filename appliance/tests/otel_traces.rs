@@ -5,6 +5,8 @@
 //!   answers 503, the second answers) is one trace: the root span `call` with the
 //!   call's identities and outcome, and children `route`, two `b-leg attempt`s and
 //!   `answer`, linked to it; the Call-IDs are the CDR's.
+//! - Over HTTPS, the collector's certificate is checked against the trust store
+//!   (`SSL_CERT_FILE` names the test CA) and a call's spans arrive.
 //! - With the collector unreachable, a call goes through all the same and its spans
 //!   are counted as dropped (`portcullis_trace_spans_dropped_total{reason="export_failed"}`).
 //!
@@ -95,7 +97,8 @@ struct Collector {
 }
 
 impl Collector {
-    fn start() -> Self {
+    /// Plain HTTP (`tls`: `None`) or HTTPS with this server configuration.
+    fn start(tls: Option<rustls::ServerConfig>) -> Self {
         let got: Received = Arc::default();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind collector");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -110,7 +113,25 @@ impl Collector {
                 .expect("runtime");
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(l, app).await;
+                let Some(tls) = tls else {
+                    let _ = axum::serve(l, app).await;
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+                while let Ok((tcp, _)) = l.accept().await {
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let Ok(stream) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(
+                                hyper_util::rt::TokioIo::new(stream),
+                                hyper_util::service::TowerToHyperService::new(app),
+                            )
+                            .await;
+                    });
+                }
             });
         });
         Self { port, got }
@@ -134,10 +155,14 @@ impl Collector {
 }
 
 fn otel_section(endpoint_port: u16) -> String {
+    otel_section_url(&format!("http://127.0.0.1:{endpoint_port}"))
+}
+
+fn otel_section_url(endpoint: &str) -> String {
     format!(
         r#"
 [otel]
-endpoint = "http://127.0.0.1:{endpoint_port}"
+endpoint = "{endpoint}"
 service_name = "portcullis-test"
 sample_ratio = 1.0
 queue_spans = 256
@@ -182,7 +207,7 @@ fn keys(g: &Got) -> Vec<&str> {
 fn a_failed_over_call_is_one_trace_with_its_setup_phases() {
     let _serial = serial();
     let p = Ports::for_test_range2(8);
-    let collector = Collector::start();
+    let collector = Collector::start(None);
     let toml = format!("{}{}", config(p, FAILOVER), otel_section(collector.port));
     let app = Appliance::start(&toml);
     let dir = app.dir.path();
@@ -373,4 +398,58 @@ fn calls_go_through_while_the_collector_is_down_and_spans_are_counted_dropped() 
         "the outage is logged:\n{}",
         app.log()
     );
+}
+
+/// A test CA (written to `dir/ca.pem`) and a server configuration for 127.0.0.1 that
+/// it signed.
+fn tls_for_loopback(dir: &Path) -> rustls::ServerConfig {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).expect("CA");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write CA");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("leaf");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+        .expect("server config")
+}
+
+#[test]
+fn spans_go_to_an_https_collector_whose_certificate_checks() {
+    let _serial = serial();
+    let p = Ports::for_test_range2(7);
+    let pki = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(Some(tls_for_loopback(pki.path())));
+    // The exporter's trust store (rustls-native-certs) is this file alone; the other
+    // tests of this binary hold the same lock and do not use TLS.
+    std::env::set_var("SSL_CERT_FILE", pki.path().join("ca.pem"));
+    let url = format!("https://127.0.0.1:{}", collector.port);
+    let toml = format!("{}{}", config(p, ROUTE_LEFT_RIGHT), otel_section_url(&url));
+    let app = Appliance::start(&toml);
+    std::env::remove_var("SSL_CERT_FILE");
+    let dir = app.dir.path();
+    let mut uas = start_uas(dir, p, &["-sn", "uas", "-m", "1"]);
+    let target = sip_target(p);
+    let mut uac = start_uac(dir, p, &["-sn", "uac", "-m", "1", &target]);
+    uac.wait_ok(Duration::from_secs(40), "uac");
+    uas.wait_ok(Duration::from_secs(20), "uas");
+    let spans = collector.wait_spans(4, Duration::from_secs(20));
+    let mut names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["answer", "b-leg attempt", "call", "route"],
+        "{}",
+        app.log()
+    );
+    assert!(!app.log().contains("traces not exported"), "{}", app.log());
 }
