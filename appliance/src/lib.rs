@@ -9,3 +9,4 @@ pub mod logging;
 pub mod ng;
 pub mod notify;
 pub mod runtime;
+pub mod traces;

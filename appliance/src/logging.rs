@@ -196,9 +196,11 @@ pub fn lines_dropped() -> u64 {
     OUTPUT.get().map_or(0, |o| o.dropped.dropped_lines() as u64)
 }
 
-/// Writes the buffered lines and stops the output thread (at exit; later lines are
-/// dropped). Waits about a second at most when stderr is stalled.
+/// Exports the queued call spans (`[otel]`, see [`crate::traces::shutdown`]), then writes
+/// the buffered lines and stops the output thread (at exit; later lines are dropped).
+/// Waits about a second at most when stderr is stalled.
 pub fn flush() {
+    crate::traces::shutdown();
     if let Some(o) = OUTPUT.get() {
         let guard = o
             .guard

@@ -195,6 +195,11 @@ fn full_snapshot() -> MetricsSnapshot {
             retransmissions: 1,
         }),
         fast_path: Some(portcullis_xdp::FastPathStats([3; portcullis_xdp::STATS])),
+        traces: Some(portcullis::traces::TraceCounts {
+            exported: 12,
+            dropped_queue_full: 1,
+            dropped_export_failed: 4,
+        }),
         teams: Some(TeamsMetrics {
             proxies: vec![
                 teams_proxy("sip.pstnhub.microsoft.com", "down", false, None),

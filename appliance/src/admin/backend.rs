@@ -225,6 +225,7 @@ impl AdminBackend for ApplianceBackend {
             trunk_targets: stats.engine.trunk_targets.clone(),
             registrations: stats.engine.registrations.clone(),
             fast_path: self.handle.dataplane().fast_path_stats(),
+            traces: crate::traces::counts(),
         }
     }
 

@@ -64,6 +64,7 @@ pub fn all_families() -> impl Iterator<Item = &'static Family> {
         .chain(super::registrations::FAMILIES)
         .chain(super::metrics_fastpath::FAMILIES.iter())
         .chain(super::interwork_metrics::FAMILIES)
+        .chain(super::metrics_traces::FAMILIES.iter())
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -233,6 +234,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     );
     e.single("portcullis_cdr_recovered_total", snap.cdr_recovered);
     e.single("portcullis_log_lines_dropped_total", snap.log_lines_dropped);
+    super::metrics_traces::render(&mut e, snap.traces.as_ref());
     if let Some(ng) = &snap.ng {
         crate::ng::counters::render(&mut e, ng);
     }

@@ -42,6 +42,7 @@ pub mod interwork_metrics;
 pub mod metric_families;
 pub mod metrics;
 pub mod metrics_fastpath;
+pub mod metrics_traces;
 pub mod quality;
 pub mod rate;
 pub mod recent;
@@ -291,6 +292,8 @@ pub struct MetricsSnapshot {
     pub registrations: Vec<RegistrationInfo>,
     /// The XDP program's counters (`None`: fast path off).
     pub fast_path: Option<portcullis_xdp::FastPathStats>,
+    /// Call trace spans exported and dropped (`None`: `[otel]` off).
+    pub traces: Option<crate::traces::TraceCounts>,
 }
 
 /// Teams Direct Routing health for `/metrics`.

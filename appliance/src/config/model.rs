@@ -68,6 +68,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[ng]`: the rtpengine ng control protocol listener, when set.
     pub ng: Option<NgConfig>,
+    /// `[otel]`: traces of call setup exported over OTLP/HTTP, when set.
+    pub otel: Option<OtelConfig>,
 }
 
 impl Config {
@@ -600,4 +602,19 @@ pub struct NgConfig {
     pub max_message_size: u32,
     /// Interface names accepted in `direction`.
     pub interfaces: Vec<String>,
+}
+
+/// `[otel]`: one trace per call, exported over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtelConfig {
+    /// Where spans are posted: the collector's base URL + `/v1/traces`.
+    pub traces_url: String,
+    /// `service.name` of the resource.
+    pub service_name: String,
+    /// Share of calls traced, 0 to 1.
+    pub sample_ratio: f64,
+    /// Ended spans waiting for export at most.
+    pub queue_spans: usize,
+    /// Longest one export (retries included) may take.
+    pub timeout: Duration,
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::raw_otel::RawOtel;
 use super::raw_sip::yes;
 pub use super::raw_sip::{RawListener, RawSessionTimer, RawSip, RawSipLimits, Transport};
 use super::raw_targets::{default_recovery_count, default_trunk_miss_threshold};
@@ -56,6 +57,8 @@ pub struct RawConfig {
     pub dns: RawDns,
     /// `[ng]`: rtpengine's ng control protocol (media node).
     pub ng: Option<RawNg>,
+    /// `[otel]`: traces of call setup over OTLP.
+    pub otel: Option<RawOtel>,
 }
 
 fn s(v: &str) -> String {

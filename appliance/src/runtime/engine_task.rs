@@ -28,6 +28,7 @@ use portcullis_net::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
+use super::call_trace::{CallTraces, Started};
 use super::capture::{self, Capture, IpProto, SipCapture};
 use super::cdr_writer::CdrQueue;
 pub use super::clock::Clock;
@@ -149,6 +150,7 @@ pub async fn run(
         node: tc.node,
         media_buf: Vec::new(),
         spans: CallSpans::default(),
+        traces: CallTraces::new(crate::traces::tracer()),
         teams: None,
         capture: None,
         capture_config: None,
@@ -257,6 +259,8 @@ struct Ctx {
     node: String,
     media_buf: Vec<MediaNote>,
     spans: CallSpans,
+    /// OpenTelemetry traces of call setup (`[otel]`).
+    traces: CallTraces,
     teams: Option<TeamsDriver>,
     capture: Option<Capture>,
     capture_config: Option<crate::config::CaptureConfig>,
@@ -623,6 +627,37 @@ impl Ctx {
             } => {
                 let _in = self.call_span(b2b, call).entered();
                 tracing::info!(trunk = %inbound_trunk, %calling, %called, "call started");
+                let a_call_id = b2b.call_ids(call).map_or("", |(a, _)| a);
+                let started = Started {
+                    call,
+                    a_call_id,
+                    inbound_trunk: &inbound_trunk,
+                    calling: &calling,
+                    called: &called,
+                };
+                self.traces.started(&started, SystemTime::now());
+            }
+            CallEvent::CallRouted { call, route } => {
+                let _in = self.call_span(b2b, call).entered();
+                tracing::debug!(%route, "call routed");
+                self.traces.routed(call, &route, SystemTime::now());
+            }
+            CallEvent::AttemptStarted {
+                call,
+                trunk,
+                target,
+                b_call_id,
+            } => {
+                let _in = self.call_span(b2b, call).entered();
+                tracing::debug!(%trunk, %target, %b_call_id, "B leg attempt");
+                let now = SystemTime::now();
+                self.traces
+                    .attempt_started(call, &trunk, target, &b_call_id, now);
+            }
+            CallEvent::AttemptFailed { call, status } => {
+                let _in = self.call_span(b2b, call).entered();
+                tracing::debug!(status, "B leg attempt failed");
+                self.traces.attempt_failed(call, status, SystemTime::now());
             }
             CallEvent::CallAnswered {
                 call,
@@ -630,6 +665,8 @@ impl Ctx {
             } => {
                 let _in = self.call_span(b2b, call).entered();
                 tracing::info!(trunk = %outbound_trunk, "call answered");
+                self.traces
+                    .answered(call, &outbound_trunk, SystemTime::now());
                 let at_ms = self.clock.wall().now_ms();
                 self.recent.answered(&outbound_trunk, at_ms);
                 self.journal(b2b, call);
@@ -644,6 +681,7 @@ impl Ctx {
                     status = ?cdr.final_status,
                     "call ended"
                 );
+                self.traces.ended(&cdr, SystemTime::now());
                 self.recent.call_ended(&cdr);
                 self.cdr.record(cdr.call_id, cdr_line(&cdr, &self.node));
                 if cdr.end_reason == EndReason::Transferred {

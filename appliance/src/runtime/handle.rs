@@ -321,6 +321,9 @@ impl ApplianceHandle {
         if old.log.format != cfg.log.format {
             tracing::warn!("[log] format changes take effect at the next restart");
         }
+        if old.otel != cfg.otel {
+            tracing::warn!("[otel] changes take effect at the next restart");
+        }
         self.ask(|tx| Cmd::SetConfig(Arc::new(ec), tx))
             .await
             .ok_or_else(|| "engine task not answering".to_owned())??;

@@ -15,6 +15,7 @@
 //! appliance (admin HTTP) use the [`ApplianceHandle`].
 
 pub(crate) mod call_log;
+pub(crate) mod call_trace;
 pub mod capture;
 pub mod cdr_journal;
 pub mod cdr_writer;
@@ -76,6 +77,10 @@ pub fn run_with(
     extensions: Vec<Extension>,
 ) -> anyhow::Result<()> {
     init_logging(&config.log);
+    // Before the control plane's runtime: the exporter's HTTP client has its own.
+    if let Some(otel) = &config.otel {
+        crate::traces::start(otel, &config.node.name).context("[otel] trace exporter")?;
+    }
     let total = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let cp_threads = total.saturating_sub(config.media.cores.len()).max(1);
     let config = Arc::new(config);

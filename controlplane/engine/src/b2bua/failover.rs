@@ -42,6 +42,8 @@ impl<M: MediaControl> B2bua<M> {
             .and_then(|r| r.as_owned().reason().map(str::to_owned))
             .unwrap_or_else(|| default_reason(status).to_owned());
         c.last_failure = Some((status, reason.clone()));
+        self.events
+            .push_back(super::CallEvent::AttemptFailed { call, status });
         let cfg = c.cfg.clone();
         let trunk_name = Self::trunk_name(&cfg, trunk);
         self.release_trunk(call, trunk);

@@ -240,6 +240,10 @@ impl<M: MediaControl> B2bua<M> {
             }
             c.a_offer = offer;
             c.numbers = self.router.translations(&decision.route);
+            self.events.push_back(CallEvent::CallRouted {
+                call: id,
+                route: decision.route.clone(),
+            });
             c.route = decision.route;
             c.calling = decision.calling;
             c.redirect = decision.redirect;
@@ -517,6 +521,12 @@ impl<M: MediaControl> B2bua<M> {
         if target.redirect.is_none() {
             self.bind_target(call, &trunk_name, dest.addr);
         }
+        self.events.push_back(CallEvent::AttemptStarted {
+            call,
+            trunk: trunk_name,
+            target: dest.addr,
+            b_call_id: b_call_id.clone(),
+        });
         if let Some(c) = self.calls.get_mut(&call) {
             c.dialog_keys.push((b_call_id.clone(), b_tag.clone()));
             c.b = Some(BLeg::new(target, dest, b_call_id, b_tag, contact, inv).calling(tx));

@@ -95,6 +95,27 @@ pub enum CallEvent {
         calling: String,
         called: String,
     },
+    /// Routing chose `route` for the call (right after `CallStarted`; a call that no
+    /// route takes ends with [`EndReason::NoRoute`] instead).
+    CallRouted {
+        call: u64,
+        route: String,
+    },
+    /// An INVITE went out on a new B leg toward `target` of `trunk`, with Call-ID
+    /// `b_call_id` (one per target tried: failover and followed redirects start new
+    /// attempts).
+    AttemptStarted {
+        call: u64,
+        trunk: String,
+        target: SocketAddr,
+        b_call_id: String,
+    },
+    /// The current B attempt failed: a final non-2xx response, or Timer B / a transport
+    /// error as `408` / `503`. The call goes on with the next target or ends.
+    AttemptFailed {
+        call: u64,
+        status: u16,
+    },
     CallAnswered {
         call: u64,
         outbound_trunk: String,
