@@ -212,7 +212,7 @@ fn call_lines_carry_call_ids_and_the_filter_changes_at_run_time() {
     );
     // What a reload cannot apply is named.
     wait_log(&app, "restart-only change named", |l| {
-        l.contains("drain_timeout changes take effect at the next restart")
+        l.contains("drain_timeout and drain_notice changes take effect at the next restart")
     });
     call(p, &dir, "ops-log-two-%u-%p@%s");
     let cdrs = app.wait_cdrs(2, Duration::from_secs(10));
