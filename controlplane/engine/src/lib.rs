@@ -90,7 +90,7 @@
 //!
 //! ## CDR (`cdr`)
 //!
-//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us, rtp_source_rejected } }> }`;
+//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us, rtp_source_rejected } }>, takeover: Option<TakeoverRecord { origin_call_id, count, at_ms }> }` (`takeover` only on a call carried on by a standby, `ha`);
 //! `to_json_line()` (one line, `\n`-terminated, fixed field order), `from_json_line`, `duration_ms()`, `setup_ms()`.
 //! Timestamps are wall-clock ms since the UNIX epoch, passed in by the caller.
 //!
@@ -172,6 +172,7 @@ pub mod config;
 pub mod dialog;
 pub mod digest;
 pub mod entropy;
+pub mod ha;
 pub mod media;
 pub mod policy;
 pub mod registration;

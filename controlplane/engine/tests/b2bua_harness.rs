@@ -52,6 +52,8 @@ pub struct FakeMedia {
     pub released: Vec<MediaId>,
     pub updates: Vec<(MediaId, MediaLegParams, MediaLegParams)>,
     pub capacity: Option<usize>,
+    /// Pairs re-created by a takeover: (id, ports A and B).
+    pub restored: Vec<(MediaId, [u16; 2])>,
 }
 
 impl MediaControl for FakeMedia {
@@ -91,6 +93,24 @@ impl MediaControl for FakeMedia {
     }
     fn stats(&self, _id: MediaId) -> Option<MediaStats> {
         Some(MediaStats::default())
+    }
+    fn restore(
+        &mut self,
+        ports: [u16; 2],
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<MediaAllocation, MediaError> {
+        self.next += 1;
+        let id = MediaId(self.next);
+        self.live.insert(id);
+        self.restored.push((id, ports));
+        self.updates.push((id, a.clone(), b.clone()));
+        Ok(MediaAllocation {
+            id,
+            a_port: ports[0],
+            b_port: ports[1],
+            advertised_ip: MEDIA_IP.parse().unwrap(),
+        })
     }
 }
 

@@ -21,6 +21,7 @@ mod mmsg;
 pub mod relay;
 mod ring;
 mod sock;
+mod takeover;
 mod types;
 mod uring;
 mod worker;
@@ -34,8 +35,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, DROP_REASONS};
 pub use types::{
-    Backend, DataplaneConfig, DataplaneError, EndpointLearning, Event, IceLite, LegState, Side,
-    StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
+    Backend, DataplaneConfig, DataplaneError, EndpointLearning, Event, IceLite, LegResume,
+    LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX,
+    ICE_UFRAG_MAX,
 };
 
 use types::Command;

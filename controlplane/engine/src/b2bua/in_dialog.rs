@@ -156,6 +156,8 @@ impl<M: MediaControl> B2bua<M> {
         tx: TxId,
         req: SipMsg,
     ) {
+        // The remote CSeq (and maybe the target) moves: the call's snapshot with it.
+        self.ha_touch(call);
         let Some(c) = self.calls.get_mut(&call) else {
             self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
             return;
@@ -524,6 +526,7 @@ impl<M: MediaControl> B2bua<M> {
                 .unwrap_or_default()
         });
         let Some(ms) = c.media.as_mut() else {
+            self.ha_touch(call);
             return;
         };
         for (p, l) in ms.params.iter_mut().zip(learning) {
@@ -536,5 +539,6 @@ impl<M: MediaControl> B2bua<M> {
         {
             self.stats.media_errors += 1;
         }
+        self.ha_touch(call);
     }
 }

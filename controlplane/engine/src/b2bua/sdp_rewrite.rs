@@ -143,6 +143,50 @@ impl MediaState {
         self.last_sent[i] = from.last_sent.clone();
     }
 
+    /// The durable part of the state (an active/standby pair, [`crate::ha`]).
+    pub fn to_snapshot(&self) -> crate::ha::MediaSnapshot {
+        use crate::ha::{Blob, LegSnapshot, MediaSnapshot, StreamSnapshot};
+        MediaSnapshot {
+            advertised_ip: self.alloc.advertised_ip,
+            session_id: self.session_id,
+            version: self.version,
+            last_sent: self.last_sent.clone().map(|b| b.map(Blob)),
+            last_from: [0, 1].map(|i| self.last_from[i].as_ref().map(|s| Blob(s.to_bytes()))),
+            ice: self.ice.clone(),
+            streams: vec![StreamSnapshot {
+                mline: 0,
+                ports: [self.alloc.a_port, self.alloc.b_port],
+                legs: [0, 1].map(|i| LegSnapshot::from(&self.params[i])),
+            }],
+        }
+    }
+
+    /// The state [`Self::to_snapshot`] saved, on the pair `alloc` re-created for it.
+    /// `None` when a stored SDP does not parse.
+    pub fn from_snapshot(
+        alloc: MediaAllocation,
+        s: &crate::ha::MediaSnapshot,
+        params: [MediaLegParams; 2],
+    ) -> Option<Self> {
+        let mut last_from = [None, None];
+        for (slot, b) in last_from.iter_mut().zip(&s.last_from) {
+            if let Some(b) = b {
+                *slot = Some(SessionDescription::parse(&b.0).ok()?);
+            }
+        }
+        Some(Self {
+            alloc,
+            params,
+            session_id: s.session_id,
+            version: s.version,
+            last_sent: s.last_sent.clone().map(|b| b.map(|b| b.0)),
+            last_from,
+            ice: s.ice.clone(),
+            teams: [false, false],
+            codecs: [CodecPolicy::default(), CodecPolicy::default()],
+        })
+    }
+
     /// Whether the last exchange with `side` left its stream held (either
     /// the SDP we sent it or the one it sent is not `sendrecv`).
     pub fn held(&self, side: Side) -> bool {
