@@ -215,7 +215,16 @@ impl AdminBackend for ApplianceBackend {
             }),
             trunk_targets: stats.engine.trunk_targets.clone(),
             registrations: stats.engine.registrations.clone(),
+            ha: self.handle.ha_status(),
         }
+    }
+
+    fn ha_status(&self) -> Option<crate::ha::HaStatus> {
+        self.handle.ha_status()
+    }
+
+    async fn ha_takeover(&self) -> Result<crate::ha::TakeoverReport, String> {
+        self.handle.ha_takeover().await
     }
 
     async fn calls_total(&self) -> u64 {

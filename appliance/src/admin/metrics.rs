@@ -56,9 +56,13 @@ pub fn family(name: &str) -> Option<&'static Family> {
     all_families().find(|f| f.name == name)
 }
 
-/// [`FAMILIES`] and the families declared beside this module (registrations).
+/// [`FAMILIES`] and the families declared beside this module (registrations, the
+/// active/standby pair).
 pub fn all_families() -> impl Iterator<Item = &'static Family> {
-    FAMILIES.iter().chain(super::registrations::FAMILIES)
+    FAMILIES
+        .iter()
+        .chain(super::registrations::FAMILIES)
+        .chain(super::ha_metrics::FAMILIES)
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -228,6 +232,9 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     e.single("portcullis_log_lines_dropped_total", snap.log_lines_dropped);
     if let Some(ng) = &snap.ng {
         crate::ng::counters::render(&mut e, ng);
+    }
+    if let Some(ha) = &snap.ha {
+        super::ha_metrics::render(&mut e, ha);
     }
     if let Some(filter) = &snap.log_filter {
         if e.family("portcullis_log_filter_info") {

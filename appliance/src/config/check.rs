@@ -45,6 +45,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let capture = capture(raw, c);
     let dns = super::check_targets::dns(raw, c);
     let ng = ng(raw, c);
+    let ha = super::check_ha::ha(raw.ha.as_ref(), c);
     if let (Some(sip), Some(media)) = (&sip, &media) {
         // Every listener was valid, so listener indices match the file.
         for (i, l) in sip.listeners.iter().enumerate() {
@@ -109,6 +110,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         capture: capture?,
         dns: dns?,
         ng: ng?,
+        ha: ha?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! The reference of every key is docs/configuration.md.
 
 mod check;
+mod check_ha;
 mod check_peers;
 mod check_policy;
 mod check_register;
@@ -17,6 +18,7 @@ pub mod diag;
 pub mod host;
 pub mod model;
 pub mod raw;
+pub mod raw_ha;
 pub mod raw_policy;
 mod raw_sip;
 mod raw_targets;
@@ -25,6 +27,7 @@ pub mod types;
 use std::path::{Path, PathBuf};
 
 pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use check_ha::HA_QUEUE_BOUNDS;
 pub use check_policy::MAX_HEADER_RULES;
 pub use checker::LoadOptions;
 pub use diag::{Diagnostic, LineCol};

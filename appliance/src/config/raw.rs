@@ -56,6 +56,8 @@ pub struct RawConfig {
     pub dns: RawDns,
     /// `[ng]`: rtpengine's ng control protocol (media node).
     pub ng: Option<RawNg>,
+    /// `[ha]`: an active/standby pair (`super::raw_ha`).
+    pub ha: Option<super::raw_ha::RawHa>,
 }
 
 fn s(v: &str) -> String {

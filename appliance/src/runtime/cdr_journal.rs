@@ -56,6 +56,8 @@ pub struct Recovered {
     pub bad_lines: usize,
     /// Open calls whose record was already at the end of the CDR file.
     pub already_written: usize,
+    /// Open calls the pair carried on (another node writes their record).
+    pub taken_over: usize,
 }
 
 /// Reads the journal at `journal` (none: nothing to recover) and builds the record of
@@ -64,6 +66,44 @@ pub struct Recovered {
 /// # Errors
 /// The journal exists but cannot be read.
 pub fn recover(journal: &Path, cdr: &Path) -> std::io::Result<Recovered> {
+    recover_except(journal, cdr, &HashSet::new())
+}
+
+/// The legs' Call-IDs (A, B) of every call left open in the journal at `journal`
+/// (an active/standby pair asks Redis which of them it carried on). Unreadable: none.
+#[must_use]
+pub fn open_legs(journal: &Path) -> Vec<(String, String)> {
+    let Ok(bytes) = std::fs::read(journal) else {
+        return Vec::new();
+    };
+    let mut open: BTreeMap<u64, (String, String)> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        let Ok(Value::Object(e)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let Some(call) = e.get("close").and_then(Value::as_u64) {
+            open.remove(&call);
+        } else if let (Some(call), Some(Value::Object(cdr))) =
+            (e.get("open").and_then(Value::as_u64), e.get("cdr"))
+        {
+            let (_, a, b) = key(cdr);
+            open.insert(call, (a, b));
+        }
+    }
+    open.into_values().collect()
+}
+
+/// [`recover`], leaving out the calls whose legs' Call-IDs (A, B) are in `taken_over`:
+/// an active/standby pair carried them on, and the node that ends them writes their
+/// record (counted in [`Recovered::taken_over`]).
+///
+/// # Errors
+/// As [`recover`].
+pub fn recover_except(
+    journal: &Path,
+    cdr: &Path,
+    taken_over: &HashSet<(String, String)>,
+) -> std::io::Result<Recovered> {
     let bytes = match std::fs::read(journal) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovered::default()),
@@ -97,6 +137,11 @@ pub fn recover(journal: &Path, cdr: &Path) -> std::io::Result<Recovered> {
     let written = tail_keys(cdr);
     let restart = serde_json::to_value(EndReason::Restart).unwrap_or(Value::Null);
     for (_, mut cdr) in open {
+        let (_, a, b) = key(&cdr);
+        if taken_over.contains(&(a, b)) {
+            out.taken_over += 1;
+            continue;
+        }
         if written.contains(&key(&cdr)) {
             out.already_written += 1;
             continue;
