@@ -78,7 +78,7 @@ fn error(replace: (&str, &str)) -> Diagnostic {
     assert_eq!(d.len(), 1, "{d:#?}");
     let e = d.into_iter().next().unwrap();
     let at = e.location.expect("a position");
-    let line = src.lines().nth(at.line as usize - 1).unwrap_or("");
+    let line = src.lines().nth(at.line - 1).unwrap_or("");
     assert!(
         line.starts_with("[ha]") || line.contains(e.path.trim_start_matches("ha.")),
         "{e:?} points at {line:?}"

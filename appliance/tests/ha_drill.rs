@@ -448,3 +448,37 @@ fn redis_down_calls_go_on_degraded_then_resync() {
         "ended calls left Redis"
     );
 }
+
+#[test]
+fn notify_script_is_shellcheck_clean_and_acts_only_on_master() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/portcullis-ha-notify");
+    let out = Command::new("shellcheck")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("shellcheck is required (apt-get install shellcheck): {e}"));
+    assert!(
+        out.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // BACKUP, FAULT, STOP: nothing to do, nothing contacted (no admin listens there).
+    for state in ["BACKUP", "FAULT", "STOP"] {
+        let st = Command::new("sh")
+            .arg(&script)
+            .args(["INSTANCE", "VI_PORTCULLIS", state, "100"])
+            .env("PORTCULLIS_ADMIN", "http://127.0.0.1:9")
+            .status()
+            .expect("notify script");
+        assert!(st.success(), "{state}");
+    }
+    // MASTER with no appliance answering: fails after its tries.
+    let out = Command::new("sh")
+        .arg(&script)
+        .args(["INSTANCE", "VI_PORTCULLIS", "MASTER", "100"])
+        .env("PORTCULLIS_ADMIN", "http://127.0.0.1:9")
+        .env("PORTCULLIS_TAKEOVER_TRIES", "2")
+        .output()
+        .expect("notify script");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("takeover failed after 2 tries"));
+}
