@@ -264,7 +264,10 @@ pub async fn journal_taken_over(
     }
     let keys: Vec<String> = legs
         .iter()
-        .map(|(a, b)| portcullis_engine::ha::call_key(a, b))
+        .map(|(a, b, k)| {
+            k.clone()
+                .unwrap_or_else(|| portcullis_engine::ha::call_key(a, b))
+        })
         .collect();
     match store::known(shared, &keys).await {
         Ok(known) => {
@@ -272,7 +275,7 @@ pub async fn journal_taken_over(
                 .into_iter()
                 .zip(keys)
                 .filter(|(_, k)| known.contains(k))
-                .map(|(l, _)| l)
+                .map(|((a, b, _), _)| (a, b))
                 .collect();
             shared
                 .counters

@@ -728,7 +728,13 @@ impl Ctx {
     /// Journals live answered call `call` (its record as of now).
     fn journal(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) {
         if let Some(r) = b2b.open_record(self.clock.now(), call) {
-            self.cdr.open(call, cdr_line(&r, &self.node));
+            let mut line = cdr_line(&r, &self.node);
+            // A replicated call's key rides along (its B leg may have changed since the
+            // key was drawn); recovery strips it (`cdr_journal::HA_KEY`).
+            if let Some(key) = b2b.ha_key(call) {
+                line = super::cdr_journal::with_ha_key(&line, key);
+            }
+            self.cdr.open(call, line);
         }
     }
 }

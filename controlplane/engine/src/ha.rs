@@ -189,6 +189,40 @@ impl KeySnapshot {
     }
 }
 
+/// ICE-lite credentials (RFC 8445 §2.5) as stored; `Debug` never prints the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceSnapshot {
+    pub ufrag: String,
+    pub pwd: String,
+}
+
+impl fmt::Debug for IceSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IceSnapshot {{ ufrag: {:?}, pwd: <secret> }}",
+            self.ufrag
+        )
+    }
+}
+
+impl IceSnapshot {
+    /// From (ufrag, pwd).
+    #[must_use]
+    pub fn of(c: Option<&(String, String)>) -> Option<Self> {
+        c.map(|(ufrag, pwd)| Self {
+            ufrag: ufrag.clone(),
+            pwd: pwd.clone(),
+        })
+    }
+
+    /// Back to (ufrag, pwd).
+    #[must_use]
+    pub fn pair(s: Option<&Self>) -> Option<(String, String)> {
+        s.map(|s| (s.ufrag.clone(), s.pwd.clone()))
+    }
+}
+
 /// How one leg of a stream is programmed (endpoint learning is the trunk's, taken
 /// from the restoring node's configuration).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,8 +232,8 @@ pub struct LegSnapshot {
     pub rtcp_mux: bool,
     pub srtp_in: Option<KeySnapshot>,
     pub srtp_out: Option<KeySnapshot>,
-    /// (ufrag, pwd) answered on this leg's port.
-    pub ice_lite: Option<(String, String)>,
+    /// ICE-lite credentials answered on this leg's port.
+    pub ice_lite: Option<IceSnapshot>,
 }
 
 impl From<&MediaLegParams> for LegSnapshot {
@@ -210,7 +244,7 @@ impl From<&MediaLegParams> for LegSnapshot {
             rtcp_mux: p.rtcp_mux,
             srtp_in: p.srtp_in.as_ref().map(KeySnapshot::from),
             srtp_out: p.srtp_out.as_ref().map(KeySnapshot::from),
-            ice_lite: p.ice_lite.clone(),
+            ice_lite: IceSnapshot::of(p.ice_lite.as_ref()),
         }
     }
 }
@@ -231,7 +265,7 @@ impl LegSnapshot {
             srtp_in: key(&self.srtp_in)?,
             srtp_out: key(&self.srtp_out)?,
             learning: crate::config::MediaLearning::default(),
-            ice_lite: self.ice_lite.clone(),
+            ice_lite: IceSnapshot::pair(self.ice_lite.as_ref()),
         })
     }
 }
@@ -258,7 +292,7 @@ pub struct MediaSnapshot {
     pub last_sent: [Option<Blob>; 2],
     pub last_from: [Option<Blob>; 2],
     /// ICE-lite credentials toward each leg.
-    pub ice: [Option<(String, String)>; 2],
+    pub ice: [Option<IceSnapshot>; 2],
     pub streams: Vec<StreamSnapshot>,
 }
 

@@ -105,6 +105,7 @@
 //! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs: 503 + Retry-After), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `set_cdr_backpressure(bool)` (the CDR writer is behind: new INVITEs 503 + Retry-After), `open_record(now, call)` (an answered call's record to journal, end reason Restart), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
 //! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
 //! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
+//! | active/standby pair ([`ha`]) | `set_ha(true)` marks answered calls dirty on every durable change; `poll_ha_dirty() -> Option<u64>`; `export_call(call) -> Option<ha::CallSnapshot>` (serde; answered, nothing in progress); `restore_call(now, &CallSnapshot) -> Result<u64, ha::RestoreError>` (pair re-created through `MediaControl::restore(ports, &a, &b)`); `ha_key(call)`, `media_of(call)`; a restored call's CDR carries `takeover` |
 //!
 //! What the engine does (RFC 3261 B2BUA): independent A/B legs (own Call-ID,
 //! tags, CSeq, Via, Contact) with topology hiding (only display name + user of

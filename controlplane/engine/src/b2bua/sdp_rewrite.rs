@@ -145,14 +145,14 @@ impl MediaState {
 
     /// The durable part of the state (an active/standby pair, [`crate::ha`]).
     pub fn to_snapshot(&self) -> crate::ha::MediaSnapshot {
-        use crate::ha::{Blob, LegSnapshot, MediaSnapshot, StreamSnapshot};
+        use crate::ha::{Blob, IceSnapshot, LegSnapshot, MediaSnapshot, StreamSnapshot};
         MediaSnapshot {
             advertised_ip: self.alloc.advertised_ip,
             session_id: self.session_id,
             version: self.version,
             last_sent: self.last_sent.clone().map(|b| b.map(Blob)),
             last_from: [0, 1].map(|i| self.last_from[i].as_ref().map(|s| Blob(s.to_bytes()))),
-            ice: self.ice.clone(),
+            ice: [0, 1].map(|i| IceSnapshot::of(self.ice[i].as_ref())),
             streams: vec![StreamSnapshot {
                 mline: 0,
                 ports: [self.alloc.a_port, self.alloc.b_port],
@@ -168,6 +168,7 @@ impl MediaState {
         s: &crate::ha::MediaSnapshot,
         params: [MediaLegParams; 2],
     ) -> Option<Self> {
+        use crate::ha::IceSnapshot;
         let mut last_from = [None, None];
         for (slot, b) in last_from.iter_mut().zip(&s.last_from) {
             if let Some(b) = b {
@@ -181,7 +182,7 @@ impl MediaState {
             version: s.version,
             last_sent: s.last_sent.clone().map(|b| b.map(|b| b.0)),
             last_from,
-            ice: s.ice.clone(),
+            ice: [0, 1].map(|i| IceSnapshot::pair(s.ice[i].as_ref())),
             teams: [false, false],
             codecs: [CodecPolicy::default(), CodecPolicy::default()],
         })
