@@ -8,7 +8,7 @@
 //! packets), how many calls survived, and checks that every call was hung up with a BYE
 //! answered and has exactly one CDR, marked with the takeover, on the surviving node;
 //! the dead node, back as standby, writes no restart record. Then the other way (fail
-//! back). Run at VRRP advertisement 1 s and 0.3 s.
+//! back). Run at VRRP advertisement 1 s (plain RTP) and 0.3 s (SDES-SRTP on both legs).
 //!
 //! Timing is reported (stdout and `ha-drill-<advert>.json` in the test's temp dir
 //! printed), not asserted: the machine's load decides it. What is asserted is behaviour.
@@ -179,6 +179,8 @@ struct Drill {
     net: Net,
     tmp: tempfile::TempDir,
     advert: &'static str,
+    /// SDES-SRTP on both trunks (the load generator keys both sides).
+    srtp: bool,
 }
 
 impl Drill {
@@ -239,10 +241,12 @@ rate_limit = 100000
 [[trunk]]
 name = "callers"
 address = "{UAC}:5070"
+media = "{media}"
 
 [[trunk]]
 name = "callees"
 address = "{UAS}:5080"
+media = "{media}"
 
 [[route]]
 name = "out"
@@ -257,6 +261,7 @@ redis_password_file = "{pass}"
 key_file = "{key}"
 "#,
             name = node.name,
+            media = if self.srtp { "srtp" } else { "rtp" },
             peer = if node.name == "a" { "b" } else { "a" },
             pass = self.path("redis.pass").display(),
             key = self.path("ha.key").display(),
@@ -423,6 +428,8 @@ vrrp_instance PORTCULLIS {{
             "40",
             "--callee-bye-share",
             "0.5",
+            "--srtp",
+            if self.srtp { "both" } else { "none" },
             "--quiet",
             "--report",
         ])
@@ -518,6 +525,10 @@ fn failover(
         "every survivor hung up with its BYE answered: {log}"
     );
     assert_eq!(r["failures"], serde_json::json!({}), "{log}");
+    assert_eq!(
+        r["srtp_errors"], 0,
+        "SRTP carried on with its keys and indexes: {log}"
+    );
     // Exactly one CDR per call, on the survivor, marked with the takeover.
     let all = cdrs(standby);
     let new: Vec<_> = all.iter().skip(cdrs_before).collect();
@@ -559,6 +570,7 @@ fn failover(
         "direction": format!("{} -> {}", active.name, standby.name),
         "failure": format!("{failure:?}"),
         "advert_int_s": d.advert,
+        "srtp": d.srtp,
         "calls": CALLS,
         "survived": new.len(),
         "hung_up_by_caller": by_caller,
@@ -573,7 +585,7 @@ fn failover(
     })
 }
 
-fn drill(advert: &'static str, tag: &str) {
+fn drill(advert: &'static str, srtp: bool, tag: &str) {
     let _lock = sipp_harness::serial();
     let net = Net::new(tag);
     let tmp = tempfile::tempdir().unwrap();
@@ -608,6 +620,7 @@ fn drill(advert: &'static str, tag: &str) {
         net,
         tmp,
         advert,
+        srtp,
     };
     assert!(
         wait_for(Duration::from_secs(10), || d.redis_cli(&["PING"]).trim()
@@ -645,10 +658,10 @@ fn drill(advert: &'static str, tag: &str) {
 
 #[test]
 fn drill_advert_1s() {
-    drill("1", "s");
+    drill("1", false, "s");
 }
 
 #[test]
-fn drill_advert_300ms() {
-    drill("0.3", "f");
+fn drill_advert_300ms_srtp() {
+    drill("0.3", true, "f");
 }
