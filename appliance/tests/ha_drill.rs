@@ -10,7 +10,7 @@
 //!
 //! The namespace drill with keepalived moving the addresses is `docs/ha.md`'s
 //! procedure; this test holds every process to loopback. Ports: `Ports::for_test(115)`
-//! and `(116)`, Redis on their `right2 + 5`.
+//! to `(117)`, Redis on their `right2 + 5`.
 
 #[path = "sipp_harness/mod.rs"]
 mod sipp_harness;
@@ -31,6 +31,8 @@ struct Redis {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// CA file when the server speaks TLS only.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Redis {
@@ -40,10 +42,41 @@ impl Redis {
     }
 
     fn start_in(port: u16, dir: tempfile::TempDir) -> Self {
+        Self::spawn(port, dir, &["--port".into(), port.to_string()], None)
+    }
+
+    /// TLS only on `port`: server certificate `chain`/`key` from the test CA `ca`.
+    fn start_tls(port: u16, chain: &str, key: &str, ca: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            chain,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            &ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        Self::spawn(port, dir, &args, Some(ca.to_owned()))
+    }
+
+    fn spawn(
+        port: u16,
+        dir: tempfile::TempDir,
+        listen: &[String],
+        tls_ca: Option<PathBuf>,
+    ) -> Self {
         let child = Command::new("redis-server")
+            .args(listen)
             .args([
-                "--port",
-                &port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -55,31 +88,41 @@ impl Redis {
                 "--dir",
             ])
             .arg(dir.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("redis.log")).expect("log"),
+            ))
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("redis-server (Debian redis-server) not runnable: {e}"));
-        let r = Self { child, port, dir };
+        let r = Self {
+            child,
+            port,
+            dir,
+            tls_ca,
+        };
         assert!(
             wait_for(Duration::from_secs(10), || r.cli(&["PING"]).trim()
                 == "PONG"),
-            "redis-server did not answer"
+            "redis-server did not answer: {}\n{}",
+            r.cli(&["PING"]),
+            std::fs::read_to_string(r.dir.path().join("redis.log")).unwrap_or_default()
         );
         r
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-a",
-                REDIS_PASSWORD,
-                "--no-auth-warning",
-            ])
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let mut c = Command::new("redis-cli");
+        c.args([
+            "-p",
+            &self.port.to_string(),
+            "-a",
+            REDIS_PASSWORD,
+            "--no-auth-warning",
+        ]);
+        if let Some(ca) = &self.tls_ca {
+            c.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = c.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -481,4 +524,73 @@ fn notify_script_is_shellcheck_clean_and_acts_only_on_master() {
         .expect("notify script");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("takeover failed after 2 tries"));
+}
+
+#[test]
+fn redis_over_tls_with_a_password_holds_only_sealed_records() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let _lock = serial();
+    let p = Ports::for_test(117);
+    let certs = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // OpenSSL (redis-server, redis-cli) wants a named CA allowed to sign.
+    ca.distinguished_name
+        .push(DnType::CommonName, "portcullis drill CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .unwrap();
+    let chain = certs.path().join("chain.pem");
+    let key = certs.path().join("leaf.key");
+    let roots = certs.path().join("ca.pem");
+    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&roots, ca_cert.pem()).unwrap();
+    let redis = Redis::start_tls(
+        p.right2 + 5,
+        &chain.display().to_string(),
+        &key.display().to_string(),
+        &roots,
+    );
+    let shared = Shared::new();
+    let toml = node_config(p, redis.port, &shared, "active", "b")
+        .replace("redis_url = \"redis://", "redis_url = \"rediss://")
+        .replace(
+            "key_file = ",
+            &format!("redis_ca_file = \"{}\"\nkey_file = ", roots.display()),
+        );
+    let a = start_node(tempfile::tempdir().unwrap(), &toml);
+    let sipp_dir = tempfile::tempdir().unwrap();
+    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "1"]);
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &["-sn", "uac", "-d", "4000", "-m", "1", &sip_target(p)],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 1),
+        "the call replicated over TLS: {}\n{}",
+        redis.cli(&["PING"]),
+        a.log()
+    );
+    let k = redis.keys("portcullis:call:*").remove(0);
+    let sealed = redis.cli(&["HGET", &k, "s"]);
+    for clear in ["m=audio", "PCMU", "INVITE", "sipp"] {
+        assert!(!sealed.contains(clear), "{clear} in clear in Redis");
+    }
+    assert_eq!(ha_status(p)["degraded"], false);
+    uac.wait_ok(Duration::from_secs(30), "call completed");
+    uas.wait_ok(Duration::from_secs(30), "callee side completed");
+    assert!(wait_for(Duration::from_secs(5), || redis
+        .keys("portcullis:call:*")
+        .is_empty()));
+    assert_eq!(a.wait_cdrs(1, Duration::from_secs(5)).len(), 1);
 }
