@@ -8,8 +8,10 @@
 //! active node keeps serving, reports degraded, and writes every call again when
 //! Redis is back.
 //!
-//! The namespace drill with keepalived moving the addresses is `docs/ha.md`'s
-//! procedure; this test holds every process to loopback. Ports: `Ports::for_test(115)`
+//! The standby of the first drill is started only after the calls are up: it holds no
+//! state of its own and catches up from Redis at the takeover. The measured drill with
+//! keepalived moving the addresses between namespaces is `ha_netns.rs`; this one holds
+//! every process to loopback. Ports: `Ports::for_test(115)`
 //! to `(117)`, Redis on their `right2 + 5`.
 
 #[path = "sipp_harness/mod.rs"]
