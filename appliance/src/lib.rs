@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod entropy;
+pub mod ha;
 pub mod logging;
 pub mod ng;
 pub mod notify;

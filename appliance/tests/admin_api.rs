@@ -234,6 +234,18 @@ fn full_snapshot() -> MetricsSnapshot {
             }],
         }],
         registrations: registrations(),
+        ha: Some(portcullis::ha::HaStatus {
+            role: portcullis::config::HaRole::Active,
+            peer: "sbc-b".into(),
+            degraded: true,
+            last_error: Some("redis: connection refused".into()),
+            writes: 40,
+            errors: 2,
+            queue_full: 1,
+            takeovers: 1,
+            restored: 12,
+            restore_failed: 1,
+        }),
     }
 }
 

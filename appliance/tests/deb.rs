@@ -127,6 +127,7 @@ fn deb_has_expected_layout_and_scripts() {
         ("/usr/lib/sysctl.d/99-portcullis.conf", "-rw-r--r--"),
         ("/usr/lib/sysusers.d/portcullis.conf", "-rw-r--r--"),
         ("/usr/lib/tmpfiles.d/portcullis.conf", "-rw-r--r--"),
+        ("/usr/lib/portcullis/portcullis-ha-notify", "-rwxr-xr-x"),
         ("/usr/share/portcullis/tuning/check", "-rwxr-xr-x"),
         ("/usr/share/portcullis/tuning/irq-affinity", "-rwxr-xr-x"),
         ("/usr/share/portcullis/tuning/rps-xps", "-rwxr-xr-x"),
@@ -154,6 +155,10 @@ fn deb_has_expected_layout_and_scripts() {
         (
             "usr/lib/sysusers.d/portcullis.conf",
             "systemd/portcullis.sysusers.conf",
+        ),
+        (
+            "usr/lib/portcullis/portcullis-ha-notify",
+            "systemd/portcullis-ha-notify",
         ),
     ] {
         let a = std::fs::read(root.join(packaged)).expect(packaged);

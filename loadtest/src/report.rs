@@ -155,6 +155,8 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// Per-stream final RFC 3550 jitter, µs.
     pub jitter_us: Percentiles,
+    /// Per-stream longest time between two arrivals, µs (how long media stopped).
+    pub max_gap_us: Percentiles,
     /// Relay process cost, when a pid was known.
     pub relay: Option<RelayCost>,
     /// Per-second samples.
@@ -208,6 +210,7 @@ impl Report {
             ("setup INVITE->200 (us)", &self.setup_us),
             ("one-way latency (us)", &self.latency_us),
             ("jitter RFC3550 (us)", &self.jitter_us),
+            ("longest media gap per stream (us)", &self.max_gap_us),
         ] {
             let _ = writeln!(
                 s,

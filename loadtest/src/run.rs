@@ -146,8 +146,10 @@ fn start_workers(
     };
     let deadline_ns = ((cfg.duration_s + 40.0) * 1e9) as u64 + clock.ns();
     for &core in &cfg.cores {
-        let a = media::udp_socket("127.0.0.1:0".parse()?)?;
-        let b = media::udp_socket("127.0.0.1:0".parse()?)?;
+        // Media from the signalling addresses' hosts (loopback by default; a host of a
+        // test network namespace when --uac/--uas name one).
+        let a = media::udp_socket(SocketAddr::new(cfg.uac.ip(), 0))?;
+        let b = media::udp_socket(SocketAddr::new(cfg.uas.ip(), 0))?;
         w.addrs.push((a.local_addr()?, b.local_addr()?));
         let (tx, rx) = channel();
         let live = Arc::clone(live);
@@ -528,11 +530,13 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     drop(relay_proc);
     let mut totals = Totals::default();
     let mut jitter = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut gap = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
     for (ssrc, n) in &sent {
         let r = rx.get(ssrc);
         totals.add(*n, r);
         if let Some(r) = r {
             let _ = jitter.record(((r.jitter_ns / 1000.0) as u64).max(1));
+            let _ = gap.record((r.max_gap_ns / 1000).max(1));
         }
     }
     let mut failures = pop.stats.failures.clone();
@@ -591,6 +595,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         setup_us: Percentiles::of(&pop.stats.setup_us),
         latency_us: Percentiles::of(&latency),
         jitter_us: Percentiles::of(&jitter),
+        max_gap_us: Percentiles::of(&gap),
         relay,
         timeline,
     })

@@ -30,6 +30,11 @@ pub struct StreamRx {
     pub lowest: Option<u32>,
     /// RFC 3550 A.8 interarrival jitter estimate, in nanoseconds (J as a float).
     pub jitter_ns: f64,
+    /// Longest time between two consecutive arrivals (ns): how long media stopped at
+    /// worst (a failover drill reads it).
+    pub max_gap_ns: u64,
+    /// Arrival time of the previous packet (ns).
+    last_arrival: Option<u64>,
     /// Transit time (arrival - send, ns) of the previous packet, for the jitter update.
     last_transit: Option<i64>,
     /// One bit per sequence number seen.
@@ -53,6 +58,10 @@ impl StreamRx {
     /// Records one packet with sequence `seq`, sent at `sent_ns`, received at `arrival_ns`.
     pub fn record(&mut self, seq: u32, sent_ns: u64, arrival_ns: u64) -> Arrival {
         self.received += 1;
+        if let Some(prev) = self.last_arrival {
+            self.max_gap_ns = self.max_gap_ns.max(arrival_ns.saturating_sub(prev));
+        }
+        self.last_arrival = Some(self.last_arrival.map_or(arrival_ns, |p| p.max(arrival_ns)));
         if seq >= MAX_TRACKED_SEQ {
             return Arrival::Untracked;
         }
@@ -167,6 +176,19 @@ mod tests {
         );
         assert_eq!(s.lost(100), 0);
         assert_eq!(s.jitter_ns, 0.0);
+        assert_eq!(s.max_gap_ns, P, "one ptime between arrivals");
+    }
+
+    #[test]
+    fn longest_gap_is_the_outage() {
+        // 50 packets, then nothing for 1.5 s (a failover), then 50 more.
+        let mut s = StreamRx::default();
+        let outage = 1_500_000_000u64;
+        for i in 0..100u32 {
+            let sent = u64::from(i) * P + if i >= 50 { outage } else { 0 };
+            s.record(i, sent, sent + 1_000_000);
+        }
+        assert_eq!(s.max_gap_ns, P + outage);
     }
 
     #[test]

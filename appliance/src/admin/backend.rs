@@ -226,7 +226,16 @@ impl AdminBackend for ApplianceBackend {
             registrations: stats.engine.registrations.clone(),
             fast_path: self.handle.dataplane().fast_path_stats(),
             traces: crate::traces::counts(),
+            ha: self.handle.ha_status(),
         }
+    }
+
+    fn ha_status(&self) -> Option<crate::ha::HaStatus> {
+        self.handle.ha_status()
+    }
+
+    async fn ha_takeover(&self) -> Result<crate::ha::TakeoverReport, String> {
+        self.handle.ha_takeover().await
     }
 
     async fn calls_total(&self) -> u64 {

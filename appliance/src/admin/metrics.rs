@@ -57,7 +57,8 @@ pub fn family(name: &str) -> Option<&'static Family> {
     all_families().find(|f| f.name == name)
 }
 
-/// [`FAMILIES`] and the families declared beside this module (registrations).
+/// [`FAMILIES`] and the families declared beside this module (registrations, the
+/// active/standby pair).
 pub fn all_families() -> impl Iterator<Item = &'static Family> {
     FAMILIES
         .iter()
@@ -65,6 +66,7 @@ pub fn all_families() -> impl Iterator<Item = &'static Family> {
         .chain(super::metrics_fastpath::FAMILIES.iter())
         .chain(super::interwork_metrics::FAMILIES)
         .chain(super::metrics_traces::FAMILIES.iter())
+        .chain(super::ha_metrics::FAMILIES)
 }
 
 /// Appends `s` to `out` escaped as a label value (`\` → `\\`, `"` → `\"`, LF → `\n`).
@@ -237,6 +239,9 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     super::metrics_traces::render(&mut e, snap.traces.as_ref());
     if let Some(ng) = &snap.ng {
         crate::ng::counters::render(&mut e, ng);
+    }
+    if let Some(ha) = &snap.ha {
+        super::ha_metrics::render(&mut e, ha);
     }
     if let Some(filter) = &snap.log_filter {
         if e.family("portcullis_log_filter_info") {

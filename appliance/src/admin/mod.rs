@@ -37,6 +37,8 @@ pub mod backend;
 pub mod cdr_search;
 pub mod client;
 pub mod dashboard;
+mod ha;
+pub mod ha_metrics;
 pub mod history;
 pub mod interwork_metrics;
 pub mod metric_families;
@@ -294,6 +296,8 @@ pub struct MetricsSnapshot {
     pub fast_path: Option<portcullis_xdp::FastPathStats>,
     /// Call trace spans exported and dropped (`None`: `[otel]` off).
     pub traces: Option<crate::traces::TraceCounts>,
+    /// The active/standby pair (`None` without `[ha]`).
+    pub ha: Option<crate::ha::HaStatus>,
 }
 
 /// Teams Direct Routing health for `/metrics`.
@@ -381,6 +385,16 @@ pub trait AdminBackend: Clone + Send + Sync + 'static {
     /// Registrations toward carriers. Backends without any answer an empty list.
     fn registrations(&self) -> impl Future<Output = Vec<RegistrationInfo>> + Send {
         std::future::ready(Vec::new())
+    }
+    /// The active/standby pair's status; `None` without `[ha]`.
+    fn ha_status(&self) -> Option<crate::ha::HaStatus> {
+        None
+    }
+    /// Takes the pair's calls over (keepalived made this node master).
+    fn ha_takeover(
+        &self,
+    ) -> impl Future<Output = Result<crate::ha::TakeoverReport, String>> + Send {
+        std::future::ready(Err("no [ha] section".to_owned()))
     }
     /// Teams Direct Routing proxy health. Backends without Teams answer "not configured".
     fn teams(&self) -> impl Future<Output = TeamsInfo> + Send {

@@ -319,6 +319,7 @@ mod tests {
             end_reason: reason,
             final_status: status,
             media: None,
+            takeover: None,
         }
     }
 

@@ -169,6 +169,7 @@ fn router<B: AdminBackend>(state: AppState<B>) -> Router {
             get(log_level::<B>).put(set_log_level::<B>),
         )
         .merge(dashboard::data_routes::<B>())
+        .merge(super::ha::routes::<B>())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<B>));
     Router::new()
         .route("/health", get(health::<B>))

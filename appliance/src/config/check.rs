@@ -46,6 +46,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     let dns = super::check_targets::dns(raw, c);
     let ng = ng(raw, c);
     let otel = super::check_otel::otel(raw, c);
+    let ha = super::check_ha::ha(raw.ha.as_ref(), c);
     if let (Some(sip), Some(media)) = (&sip, &media) {
         // Every listener was valid, so listener indices match the file.
         for (i, l) in sip.listeners.iter().enumerate() {
@@ -111,6 +112,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         dns: dns?,
         ng: ng?,
         otel: otel?,
+        ha: ha?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! The reference of every key is docs/configuration.md.
 
 mod check;
+mod check_ha;
 mod check_otel;
 mod check_peers;
 mod check_policy;
@@ -18,6 +19,7 @@ pub mod diag;
 pub mod host;
 pub mod model;
 pub mod raw;
+pub mod raw_ha;
 pub mod raw_otel;
 pub mod raw_policy;
 mod raw_sip;
@@ -27,6 +29,7 @@ pub mod types;
 use std::path::{Path, PathBuf};
 
 pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use check_ha::HA_QUEUE_BOUNDS;
 pub use check_otel::{OTEL_QUEUE_BOUNDS, OTEL_TIMEOUT_BOUNDS};
 pub use check_policy::MAX_HEADER_RULES;
 pub use checker::LoadOptions;

@@ -70,6 +70,45 @@ pub struct Config {
     pub ng: Option<NgConfig>,
     /// `[otel]`: traces of call setup exported over OTLP/HTTP, when set.
     pub otel: Option<OtelConfig>,
+    /// `[ha]`: an active/standby pair, when set.
+    pub ha: Option<HaConfig>,
+}
+
+/// The role of a node of an active/standby pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HaRole {
+    /// Carries calls, replicates them to Redis.
+    Active,
+    /// Waits for the takeover order.
+    Standby,
+}
+
+/// `[ha]`: an active/standby pair (see `docs/ha.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// Role at start.
+    pub role: HaRole,
+    /// The other node (shown in status).
+    pub peer: String,
+    /// `redis://` or `rediss://` URL (a password in it is accepted, a file preferred).
+    pub redis_url: String,
+    /// File holding the Redis password.
+    pub redis_password_file: Option<PathBuf>,
+    /// CA of the Redis server's certificate (`rediss://`).
+    pub redis_ca_file: Option<PathBuf>,
+    /// The pair's shared record key (64 hex digits).
+    pub key_file: PathBuf,
+    /// Prefix of this pair's Redis keys.
+    pub key_prefix: String,
+    /// Writes queued for the Redis writer at most.
+    pub queue: usize,
+    /// Expiry of a call's state after its last write or refresh.
+    pub state_ttl: Duration,
+    /// Period of the rewrite of calls with SRTP legs (their SRTP indexes).
+    pub media_refresh: Duration,
+    /// Timeout of one Redis command or pipelined batch.
+    pub redis_timeout: Duration,
 }
 
 impl Config {

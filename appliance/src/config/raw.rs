@@ -59,6 +59,8 @@ pub struct RawConfig {
     pub ng: Option<RawNg>,
     /// `[otel]`: traces of call setup over OTLP.
     pub otel: Option<RawOtel>,
+    /// `[ha]`: an active/standby pair (`super::raw_ha`).
+    pub ha: Option<super::raw_ha::RawHa>,
 }
 
 fn s(v: &str) -> String {

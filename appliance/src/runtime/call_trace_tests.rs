@@ -63,6 +63,7 @@ fn cdr(answered: bool, reason: EndReason, status: u16) -> CdrRecord {
         end_reason: reason,
         final_status: Some(status),
         media: None,
+        takeover: None,
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Recovered {
     pub bad_lines: usize,
     /// Open calls whose record was already at the end of the CDR file.
     pub already_written: usize,
+    /// Open calls the pair carried on (another node writes their record).
+    pub taken_over: usize,
 }
 
 /// Reads the journal at `journal` (none: nothing to recover) and builds the record of
@@ -64,6 +66,67 @@ pub struct Recovered {
 /// # Errors
 /// The journal exists but cannot be read.
 pub fn recover(journal: &Path, cdr: &Path) -> std::io::Result<Recovered> {
+    recover_except(journal, cdr, &HashSet::new())
+}
+
+/// Field of an `open` record holding the call's active/standby key, when it has one
+/// (never written to the CDR file).
+pub const HA_KEY: &str = "ha_key";
+
+/// `line` (a record's JSON line) with [`HA_KEY`] set to `key`.
+#[must_use]
+pub fn with_ha_key(line: &str, key: &str) -> String {
+    match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(mut m)) => {
+            m.insert(HA_KEY.into(), key.into());
+            let mut s = Value::Object(m).to_string();
+            s.push('\n');
+            s
+        }
+        _ => line.to_owned(),
+    }
+}
+
+/// An open call's identity for an active/standby pair: its legs' Call-IDs (A, B) and
+/// its key when the journal recorded one.
+pub type OpenLegs = (String, String, Option<String>);
+
+/// Every call left open in the journal at `journal` (an active/standby pair asks Redis
+/// which of them it carried on). Unreadable: none.
+#[must_use]
+pub fn open_legs(journal: &Path) -> Vec<OpenLegs> {
+    let Ok(bytes) = std::fs::read(journal) else {
+        return Vec::new();
+    };
+    let mut open: BTreeMap<u64, OpenLegs> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        let Ok(Value::Object(e)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let Some(call) = e.get("close").and_then(Value::as_u64) {
+            open.remove(&call);
+        } else if let (Some(call), Some(Value::Object(cdr))) =
+            (e.get("open").and_then(Value::as_u64), e.get("cdr"))
+        {
+            let (_, a, b) = key(cdr);
+            let k = cdr.get(HA_KEY).and_then(Value::as_str).map(str::to_owned);
+            open.insert(call, (a, b, k));
+        }
+    }
+    open.into_values().collect()
+}
+
+/// [`recover`], leaving out the calls whose legs' Call-IDs (A, B) are in `taken_over`:
+/// an active/standby pair carried them on, and the node that ends them writes their
+/// record (counted in [`Recovered::taken_over`]).
+///
+/// # Errors
+/// As [`recover`].
+pub fn recover_except(
+    journal: &Path,
+    cdr: &Path,
+    taken_over: &HashSet<(String, String)>,
+) -> std::io::Result<Recovered> {
     let bytes = match std::fs::read(journal) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovered::default()),
@@ -97,6 +160,12 @@ pub fn recover(journal: &Path, cdr: &Path) -> std::io::Result<Recovered> {
     let written = tail_keys(cdr);
     let restart = serde_json::to_value(EndReason::Restart).unwrap_or(Value::Null);
     for (_, mut cdr) in open {
+        cdr.remove(HA_KEY);
+        let (_, a, b) = key(&cdr);
+        if taken_over.contains(&(a, b)) {
+            out.taken_over += 1;
+            continue;
+        }
         if written.contains(&key(&cdr)) {
             out.already_written += 1;
             continue;
@@ -339,6 +408,44 @@ mod tests {
         format!(
             "{{\"call_id\":{call},\"a_leg\":{{\"call_id\":\"a{call}\"}},\"b_leg\":{{\"call_id\":\"b{call}\"}},\"answer_at_ms\":{answer},\"end_at_ms\":{answer},\"end_reason\":{{\"kind\":\"restart\"}},\"node\":\"n1\"}}\n"
         )
+    }
+
+    #[test]
+    fn calls_the_pair_carried_on_get_no_restart_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdr = dir.path().join("cdr.jsonl");
+        let jp = journal_path(&cdr);
+        let mut j = Journal::create(&jp, true).unwrap();
+        j.apply(
+            [
+                JournalOp::Open(1, record(1, 1_000)),
+                JournalOp::Open(2, with_ha_key(&record(2, 2_000), "k2")),
+                JournalOp::Open(3, record(3, 3_000)),
+            ],
+            true,
+            3_000,
+        );
+        j.write().unwrap();
+        drop(j);
+        let legs = open_legs(&jp);
+        assert_eq!(
+            legs,
+            vec![
+                ("a1".into(), "b1".into(), None),
+                ("a2".into(), "b2".into(), Some("k2".into())),
+                ("a3".into(), "b3".into(), None),
+            ]
+        );
+        let taken: HashSet<(String, String)> =
+            [("a1".to_owned(), "b1".to_owned())].into_iter().collect();
+        let r = recover_except(&jp, &cdr, &taken).unwrap();
+        assert_eq!((r.lines.len(), r.taken_over), (2, 1));
+        assert!(r.lines[0].contains("\"a2\""), "{:?}", r.lines);
+        assert!(
+            r.lines.iter().all(|l| !l.contains(HA_KEY)),
+            "the key stays out of the CDR file: {:?}",
+            r.lines
+        );
     }
 
     #[test]

@@ -164,12 +164,35 @@ impl CdrWriter {
     pub fn start_with<S: CdrSink>(
         cfg: &CdrConfig,
         wall: WallClock,
+        sink: S,
+    ) -> std::io::Result<Self> {
+        Self::start_inner(cfg, wall, sink, &std::collections::HashSet::new())
+    }
+
+    /// [`Self::start`] whose journal recovery leaves out the calls an active/standby
+    /// pair carried on (their legs' Call-IDs, see `crate::ha::journal_taken_over`).
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub fn start_except(
+        cfg: &CdrConfig,
+        wall: WallClock,
+        taken_over: &std::collections::HashSet<(String, String)>,
+    ) -> std::io::Result<Self> {
+        let sink = FileSink::open(&cfg.path)?;
+        Self::start_inner(cfg, wall, sink, taken_over)
+    }
+
+    fn start_inner<S: CdrSink>(
+        cfg: &CdrConfig,
+        wall: WallClock,
         mut sink: S,
+        taken_over: &std::collections::HashSet<(String, String)>,
     ) -> std::io::Result<Self> {
         let durable = cfg.fsync != FsyncPolicy::Never;
         let counters = Arc::new(CdrCounters::default());
         let jpath = cdr_journal::journal_path(&cfg.path);
-        let rec = cdr_journal::recover(&jpath, &cfg.path)?;
+        let rec = cdr_journal::recover_except(&jpath, &cfg.path, taken_over)?;
         if rec.bad_lines > 0 {
             tracing::warn!(
                 journal = %jpath.display(),

@@ -113,6 +113,11 @@ pub enum Cmd {
     Unregister,
     /// Leave the loop (outputs are flushed first).
     Stop,
+    /// Active/standby pair: restore these calls (a takeover, `crate::ha`).
+    HaTakeover(
+        Vec<(String, crate::ha::HaRecord)>,
+        oneshot::Sender<crate::ha::TakeoverReport>,
+    ),
 }
 
 /// What the engine task starts with besides the B2BUA.
@@ -132,6 +137,8 @@ pub struct EngineTaskConfig {
     pub dns: super::dns::DnsPlan,
     /// Ended calls and refusals, for the dashboard's recent failures and trunk health.
     pub recent: Arc<RecentCalls>,
+    /// Replication of answered calls (`[ha]`).
+    pub ha: Option<crate::ha::driver::HaDriver>,
 }
 
 /// Runs the engine until [`Cmd::Stop`] or until the drivers close.
@@ -160,6 +167,7 @@ pub async fn run(
         shrunk_at: Timestamp::ZERO,
         recent: tc.recent,
         dns: None,
+        ha: tc.ha,
     };
     ctx.set_dns(tc.dns);
     ctx.set_teams(tc.teams);
@@ -218,7 +226,12 @@ pub async fn run(
                     t.handle_timeout(now, &ctx.net);
                 }
             }
-            _ = media_tick.tick() => ctx.media(&mut b2b),
+            _ = media_tick.tick() => {
+                ctx.media(&mut b2b);
+                if let Some(h) = &mut ctx.ha {
+                    h.tick(&mut b2b);
+                }
+            }
             Some(answer) = next_dns(&mut ctx.dns) => {
                 let now = clock.now();
                 let trunk = answer.trunk.clone();
@@ -274,6 +287,8 @@ struct Ctx {
     recent: Arc<RecentCalls>,
     /// Resolution of trunk names (RFC 3263), off this task.
     dns: Option<super::dns::DnsDriver>,
+    /// Replication of answered calls (`[ha]`).
+    ha: Option<crate::ha::driver::HaDriver>,
 }
 
 fn tx_transport(t: NetTransport) -> TxTransport {
@@ -461,6 +476,22 @@ impl Ctx {
                 b2b.unregister_all(now);
             }
             Cmd::Stop => return false,
+            Cmd::HaTakeover(records, tx) => {
+                let report = match &mut self.ha {
+                    Some(h) => {
+                        let now = engine_now(&self.clock, b2b);
+                        let (report, calls) = h.restore(b2b, now, records);
+                        // Each survivor's record is journalled here now: this node
+                        // writes its one CDR (marked with the takeover).
+                        for call in calls {
+                            self.journal(b2b, call);
+                        }
+                        report
+                    }
+                    None => crate::ha::TakeoverReport::default(),
+                };
+                let _ = tx.send(report);
+            }
         }
         true
     }
@@ -589,6 +620,9 @@ impl Ctx {
             let Some(ev) = b2b.poll_event() else { break };
             self.call_event(b2b, ev);
         }
+        if let Some(h) = &mut self.ha {
+            h.drain(b2b);
+        }
         let now = self.clock.now();
         if let Some(line) = self.rejects.poll(now) {
             tracing::info!("{line}");
@@ -687,6 +721,8 @@ impl Ctx {
                 if cdr.end_reason == EndReason::Transferred {
                     // The call goes on with its new leg: journal it as it is now.
                     self.journal(b2b, cdr.call_id);
+                } else if let Some(h) = &mut self.ha {
+                    h.ended(cdr.call_id);
                 }
             }
             // Counted by status and reason in the metrics; summarised in the log.
@@ -730,7 +766,13 @@ impl Ctx {
     /// Journals live answered call `call` (its record as of now).
     fn journal(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) {
         if let Some(r) = b2b.open_record(self.clock.now(), call) {
-            self.cdr.open(call, cdr_line(&r, &self.node));
+            let mut line = cdr_line(&r, &self.node);
+            // A replicated call's key rides along (its B leg may have changed since the
+            // key was drawn); recovery strips it (`cdr_journal::HA_KEY`).
+            if let Some(key) = b2b.ha_key(call) {
+                line = super::cdr_journal::with_ha_key(&line, key);
+            }
+            self.cdr.open(call, line);
         }
     }
 }

@@ -89,6 +89,8 @@ struct Inner {
     recent: Arc<RecentCalls>,
     /// Counters of the ng server, when `[ng]` runs beside the engine.
     ng: std::sync::OnceLock<Arc<crate::ng::NgCounters>>,
+    /// The active/standby pair's state, with `[ha]`.
+    ha: std::sync::OnceLock<Arc<crate::ha::HaShared>>,
 }
 
 /// A handle on the running appliance; clones share everything.
@@ -124,6 +126,7 @@ impl ApplianceHandle {
                 clock,
                 recent: Arc::default(),
                 ng: std::sync::OnceLock::new(),
+                ha: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -137,6 +140,37 @@ impl ApplianceHandle {
     #[must_use]
     pub fn ng_stats(&self) -> Option<crate::ng::NgStats> {
         self.inner.ng.get().map(|c| c.snapshot())
+    }
+
+    /// Attaches the pair's state (`[ha]`, once).
+    pub(crate) fn set_ha(&self, shared: Arc<crate::ha::HaShared>) {
+        let _ = self.inner.ha.set(shared);
+    }
+
+    /// The pair's status, with `[ha]`.
+    #[must_use]
+    pub fn ha_status(&self) -> Option<crate::ha::HaStatus> {
+        self.inner.ha.get().map(|s| s.status())
+    }
+
+    /// Takes the calls of the pair over (keepalived made this node master): loads
+    /// every live call from Redis and restores it here. Repeating it restores what
+    /// is not live here yet.
+    ///
+    /// # Errors
+    /// No `[ha]`, Redis unreachable, or the engine task does not answer.
+    pub async fn ha_takeover(&self) -> Result<crate::ha::TakeoverReport, String> {
+        let shared = self.inner.ha.get().ok_or("no [ha] section")?.clone();
+        shared.set_role(crate::config::HaRole::Active);
+        let records = crate::ha::store::load_all(&shared).await?;
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Cmd::HaTakeover(records, tx)).await {
+            return Err("the engine task stopped".into());
+        }
+        match tokio::time::timeout(crate::ha::TAKEOVER_TIMEOUT, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => Err("the engine task did not finish the takeover".into()),
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {

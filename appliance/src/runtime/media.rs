@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use portcullis_dataplane::{
     Dataplane, DataplaneError, DtmfFlags, EndpointLearning as DpLearning, Event, IceLite,
-    Side as DpSide, StreamFlags, StreamPairHandle, StreamParams,
+    LegResume, Side as DpSide, StreamFlags, StreamPairHandle, StreamParams,
 };
 use portcullis_engine::config::EndpointLearning;
 use portcullis_engine::media::{
@@ -84,6 +84,10 @@ pub struct DataplaneMedia {
     pending_remove: Vec<StreamPairHandle>,
     /// Events the data plane lost to full event rings.
     pub events_lost: u64,
+    /// Where each pair's legs latched (an active/standby pair carries it over).
+    latched: HashMap<MediaId, [Option<SocketAddr>; 2]>,
+    /// State to carry on for the pair restored on the port (leg A) next.
+    staged: HashMap<u16, [LegResume; 2]>,
 }
 
 impl DataplaneMedia {
@@ -97,7 +101,26 @@ impl DataplaneMedia {
             by_handle: HashMap::new(),
             pending_remove: Vec::new(),
             events_lost: 0,
+            latched: HashMap::new(),
+            staged: HashMap::new(),
         }
+    }
+
+    /// What pair `id` carries over a takeover: the SRTP state its legs published and
+    /// the peers they latched (`None`: unknown pair).
+    pub fn ha_resume(&self, id: MediaId) -> Option<[LegResume; 2]> {
+        let h = self.pairs.get(&id)?;
+        let mut r = self.dp.resume_state(h)?;
+        if let Some(l) = self.latched.get(&id) {
+            r[0].latched = l[0];
+            r[1].latched = l[1];
+        }
+        Some(r)
+    }
+
+    /// The state the next [`MediaControl::restore`] on `port_a` carries on.
+    pub fn stage_resume(&mut self, port_a: u16, r: [LegResume; 2]) {
+        self.staged.insert(port_a, r);
     }
 
     /// Pairs currently reserved by calls.
@@ -134,6 +157,10 @@ impl DataplaneMedia {
             match ev {
                 Event::Latched { handle, side, addr } => {
                     if let Some(&id) = self.by_handle.get(&handle) {
+                        let i = usize::from(side == DpSide::B);
+                        if let Some(slot) = self.latched.entry(id).or_default().get_mut(i) {
+                            *slot = Some(addr);
+                        }
                         out.push(MediaNote {
                             event: MediaEvent::Latched(id, engine_side(side)),
                             latched: Some(addr),
@@ -291,6 +318,7 @@ impl MediaControl for DataplaneMedia {
         let Some(h) = self.pairs.remove(&id) else {
             return;
         };
+        self.latched.remove(&id);
         self.by_handle.remove(&h);
         if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
             self.pending_remove.push(h);
@@ -317,6 +345,41 @@ impl MediaControl for DataplaneMedia {
         Some(MediaStats {
             a: leg(&s.a),
             b: leg(&s.b),
+        })
+    }
+
+    fn restore(
+        &mut self,
+        ports: [u16; 2],
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<MediaAllocation, MediaError> {
+        let resume = self.staged.remove(&ports[0]).unwrap_or_default();
+        let h = self.dp.allocate_at(ports[0]).map_err(media_error)?;
+        if h.port_b != ports[1] {
+            let _ = self.dp.remove(&h);
+            return Err(MediaError::Other(format!(
+                "media port {} pairs with {} here, not {}",
+                ports[0], h.port_b, ports[1]
+            )));
+        }
+        if let Err(e) = self.dp.restore(&h, [params(a), params(b)], resume) {
+            if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
+                self.pending_remove.push(h);
+            }
+            return Err(media_error(e));
+        }
+        let id = MediaId(self.next);
+        self.next += 1;
+        self.pairs.insert(id, h);
+        self.by_handle.insert(h, id);
+        self.latched
+            .insert(id, [resume[0].latched, resume[1].latched]);
+        Ok(MediaAllocation {
+            id,
+            a_port: h.port_a,
+            b_port: h.port_b,
+            advertised_ip: self.advertised_ip,
         })
     }
 }

@@ -130,8 +130,18 @@ async fn serve(
     net.set_trunk_sources(convert::trunk_sources(&ec, teams.as_ref()));
     let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
     let entropy = crate::entropy::OsEntropy::new().context("randomness")?;
-    let b2b = B2bua::new(Arc::new(ec), media, entropy).context("call engine")?;
-    let cdr = cdr_writer::CdrWriter::start(&config.cdr, clock.wall().clone())
+    let mut b2b = B2bua::new(Arc::new(ec), media, entropy).context("call engine")?;
+    // The pair first: the CDR journal's recovery asks Redis which calls it carried on.
+    let ha = match &config.ha {
+        Some(h) => Some(crate::ha::start(h.clone()).context("[ha]")?),
+        None => None,
+    };
+    let taken_over = match &ha {
+        Some((shared, _)) => crate::ha::journal_taken_over(shared, &config.cdr.path).await,
+        None => std::collections::HashSet::new(),
+    };
+    b2b.set_ha(ha.is_some());
+    let cdr = cdr_writer::CdrWriter::start_except(&config.cdr, clock.wall().clone(), &taken_over)
         .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_queue = cdr.queue().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
@@ -144,6 +154,10 @@ async fn serve(
         cdr.counters().clone(),
         clock.clone(),
     );
+    let ha = ha.map(|(shared, driver)| {
+        handle.set_ha(shared);
+        driver
+    });
     let mut engine = tokio::spawn(engine_task::run(
         b2b,
         net.clone(),
@@ -157,6 +171,7 @@ async fn serve(
             capture: config.capture.clone(),
             dns: convert::dns_plan(&config),
             recent: handle.recent().clone(),
+            ha,
         },
     ));
     if !handle.ping().await {

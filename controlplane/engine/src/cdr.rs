@@ -188,8 +188,34 @@ pub struct CdrRecord {
     pub end_reason: EndReason,
     /// The final status sent to the caller on the INVITE (200 when answered).
     pub final_status: Option<u16>,
-    /// Media counters; `None` when no media was allocated.
+    /// Media counters; `None` when no media was allocated. After a takeover they
+    /// count from the takeover on (the dead node's counters died with it).
     pub media: Option<MediaRecord>,
+    /// The call survived a takeover of an active/standby pair: this node restored it
+    /// and wrote its one record. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<TakeoverRecord>,
+}
+
+/// The takeover mark of a call carried on by a standby ([`crate::ha`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverRecord {
+    /// The engine call id on the node that answered the call.
+    pub origin_call_id: u64,
+    /// Takeovers the call went through.
+    pub count: u32,
+    /// When the last takeover restored it (ms since the UNIX epoch).
+    pub at_ms: u64,
+}
+
+impl From<&crate::ha::TakeoverSnapshot> for TakeoverRecord {
+    fn from(t: &crate::ha::TakeoverSnapshot) -> Self {
+        Self {
+            origin_call_id: t.origin_call_id,
+            count: t.count,
+            at_ms: t.at_ms,
+        }
+    }
 }
 
 impl CdrRecord {

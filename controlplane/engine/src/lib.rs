@@ -90,7 +90,7 @@
 //!
 //! ## CDR (`cdr`)
 //!
-//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us, rtp_source_rejected } }> }`;
+//! `CdrRecord { call_id, a_leg: LegRecord { call_id, from, to, trunk, remote }, b_leg, calling: NumberRecord { original, translated }, called, route, setup_at_ms, answer_at_ms, end_at_ms, end_reason: EndReason, final_status, media: Option<MediaRecord { a, b: MediaSideRecord { rx/tx packets/bytes, lost, jitter_us, rtp_source_rejected } }>, takeover: Option<TakeoverRecord { origin_call_id, count, at_ms }> }` (`takeover` only on a call carried on by a standby, `ha`);
 //! `to_json_line()` (one line, `\n`-terminated, fixed field order), `from_json_line`, `duration_ms()`, `setup_ms()`.
 //! Timestamps are wall-clock ms since the UNIX epoch, passed in by the caller.
 //!
@@ -105,6 +105,7 @@
 //! | admin | `calls() -> Vec<CallSummary>`, `terminate(now, call)`, `start_drain()` (new INVITEs and OPTIONS: 503 + Retry-After), `availability() -> Availability::{Open, Overloaded, Draining}` (what OPTIONS answer: 200, or 503 at `policy.overload_calls` live calls or when draining; every answer carries `X-Portcullis-Load: calls=N[;max=M][;overload=O]`), `release_all(now)` (BYE/CANCEL everything, end reason Shutdown), `set_cdr_backpressure(bool)` (the CDR writer is behind: new INVITEs 503 + Retry-After), `open_record(now, call)` (an answered call's record to journal, end reason Restart), `active_calls()`, `held_calls()`, `stats() -> &EngineStats`, `tx_stats()` |
 //! | media plane | trait `media::MediaControl { allocate, update(id, &MediaLegParams, &MediaLegParams), release, stats }`; `media()` / `media_mut()` reach the implementation |
 //! | config | `config::EngineConfig { node, listeners, trunks, routes, policy, timers, teams }`, `validate()`, `trunk(TrunkId)`, `trunk_by_name`, `listener(transport)` |
+//! | active/standby pair ([`ha`]) | `set_ha(true)` marks answered calls dirty on every durable change; `poll_ha_dirty() -> Option<u64>`; `export_call(call) -> Option<ha::CallSnapshot>` (serde; answered, nothing in progress); `restore_call(now, &CallSnapshot) -> Result<u64, ha::RestoreError>` (pair re-created through `MediaControl::restore(ports, &a, &b)`); `ha_key(call)`, `media_of(call)`; a restored call's CDR carries `takeover` |
 //!
 //! What the engine does (RFC 3261 B2BUA): independent A/B legs (own Call-ID,
 //! tags, CSeq, Via, Contact) with topology hiding (only display name + user of
@@ -173,6 +174,7 @@ pub mod config;
 pub mod dialog;
 pub mod digest;
 pub mod entropy;
+pub mod ha;
 pub mod media;
 pub mod policy;
 pub mod registration;

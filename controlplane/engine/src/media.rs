@@ -232,4 +232,19 @@ pub trait MediaControl {
             "DTMF generation not supported".to_owned(),
         ))
     }
+
+    /// Re-create a pair on our local `ports` (leg A, leg B) and program it (a standby
+    /// taking over a call whose SDP advertised those ports, [`crate::ha`]). A
+    /// controller that cannot choose its ports refuses.
+    fn restore(
+        &mut self,
+        ports: [u16; 2],
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<MediaAllocation, MediaError> {
+        let _ = (ports, a, b);
+        Err(MediaError::Other(
+            "this media controller cannot restore calls".into(),
+        ))
+    }
 }

@@ -54,6 +54,8 @@ pub struct FakeMedia {
     pub capacity: Option<usize>,
     /// DTMF events asked for (`MediaControl::dtmf`).
     pub dtmf: Vec<(MediaId, Side, DtmfEvent)>,
+    /// Pairs re-created by a takeover: (id, ports A and B).
+    pub restored: Vec<(MediaId, [u16; 2])>,
 }
 
 impl MediaControl for FakeMedia {
@@ -98,6 +100,25 @@ impl MediaControl for FakeMedia {
         assert!(self.live.contains(&id), "DTMF on a released stream {id:?}");
         self.dtmf.push((id, to, event));
         Ok(())
+    }
+
+    fn restore(
+        &mut self,
+        ports: [u16; 2],
+        a: &MediaLegParams,
+        b: &MediaLegParams,
+    ) -> Result<MediaAllocation, MediaError> {
+        self.next += 1;
+        let id = MediaId(self.next);
+        self.live.insert(id);
+        self.restored.push((id, ports));
+        self.updates.push((id, a.clone(), b.clone()));
+        Ok(MediaAllocation {
+            id,
+            a_port: ports[0],
+            b_port: ports[1],
+            advertised_ip: MEDIA_IP.parse().unwrap(),
+        })
     }
 }
 

@@ -40,6 +40,7 @@ fn sample() -> CdrRecord {
             },
             b: MediaSideRecord::default(),
         }),
+        takeover: None,
     }
 }
 

@@ -134,6 +134,11 @@ pub struct StreamCounters {
     pub stun_answer_bytes: Counter,
     /// `1` once the leg is locked (endpoint learning over), `0` while it learns.
     pub locked: Counter,
+    /// SRTP state published by housekeeping for a standby (see `LegResume`): per
+    /// direction (in, out), the highest packet index with bit 63 set when known, and
+    /// the SSRC with the next SRTCP index in the high half.
+    pub(crate) srtp_index: [Counter; 2],
+    pub(crate) srtp_ssrc: [Counter; 2],
     /// Pair generation these values belong to (set when the worker arms the pair).
     pub(crate) generation: AtomicU32,
     /// The XDP fast path's share, written only by the worker between the two steps of
@@ -212,6 +217,10 @@ impl StreamCounters {
             &self.fast.rtp_expected,
             &self.fast.rtp_received,
             &self.fast.rtp_jitter,
+            &self.srtp_index[0],
+            &self.srtp_index[1],
+            &self.srtp_ssrc[0],
+            &self.srtp_ssrc[1],
         ] {
             c.set(0);
         }

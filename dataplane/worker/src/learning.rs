@@ -175,6 +175,14 @@ impl Learner {
         self.relearn_after_us != u64::MAX
     }
 
+    /// The learning window is over (a leg carried on from another node, whose peer
+    /// was latched there): the peer moves only by signalling from now on.
+    pub(crate) fn lock(&mut self) {
+        self.state = LegState::Locked;
+        self.pending = None;
+        self.probe = Probe::default();
+    }
+
     /// NAT rebinding allowance (`None`: never).
     pub(crate) fn set_relearn_after(&mut self, d: Option<Duration>) {
         self.relearn_after_us = d.map_or(u64::MAX, |d| {

@@ -24,6 +24,7 @@ mod opaque;
 pub mod relay;
 mod ring;
 mod sock;
+mod takeover;
 mod types;
 mod uring;
 mod worker;
@@ -39,8 +40,8 @@ pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, D
 pub use dtmf::QUEUE as DTMF_QUEUE;
 pub use types::{
     Backend, DataplaneConfig, DataplaneError, DtmfFlags, EndpointLearning, Event, FastPathConfig,
-    IceLite, LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId, ICE_PWD_MAX,
-    ICE_UFRAG_MAX,
+    IceLite, LegResume, LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId,
+    ICE_PWD_MAX, ICE_UFRAG_MAX,
 };
 
 use types::Command;

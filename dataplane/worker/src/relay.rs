@@ -9,6 +9,10 @@
 //! `sock = port - base`, leg slot `= sock / 2` (even port RTP, odd port RTCP),
 //! pair `= leg / 2`, side `= leg % 2` (A then B).
 
+mod resume;
+
+pub(crate) use resume::read as resume_read;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -221,6 +225,20 @@ impl Relay {
                 }
                 w.commands.add(1);
             }
+            Command::Restore {
+                pair,
+                generation,
+                params,
+                ref resume,
+            } => {
+                let update = Command::Update {
+                    pair,
+                    generation,
+                    params,
+                };
+                self.apply(&update, now_us);
+                self.resume(pair, generation, resume);
+            }
             Command::Remove { pair, generation } => {
                 match self.pairs.get_mut(pair as usize) {
                     Some(p) if p.armed() && p.generation == generation => {
@@ -316,6 +334,9 @@ impl Relay {
                     if let Some(to) = moved {
                         latched(&self.events, &self.shared, h, s, to);
                     }
+                }
+                if let Some(c) = self.shared.legs.get(i * 2 + s) {
+                    resume::publish(c, leg);
                 }
                 if leg.srtp_failures - leg.srtp_failures_reported >= self.srtp_fail_threshold {
                     leg.srtp_failures_reported = leg.srtp_failures;

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use portcullis_rtp::srtp::SrtpKeys;
+use portcullis_rtp::srtp::{SrtpKeys, SrtpResume};
 
 /// Index of a data-plane worker (one pinned thread).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -238,6 +238,20 @@ impl Default for StreamParams {
     }
 }
 
+/// What one leg carries over a takeover of an active/standby pair: the SRTP state
+/// of each direction ([`Dataplane::resume_state`](crate::Dataplane::resume_state)
+/// publishes it about once a second) and the peer media was latched to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegResume {
+    /// What this leg's peer sends us (our unprotect context).
+    pub srtp_in: Option<SrtpResume>,
+    /// What we send this leg's peer (our protect context).
+    pub srtp_out: Option<SrtpResume>,
+    /// The peer the leg sent to, locked (endpoint learning over); `None`: learn again
+    /// from the signalled address.
+    pub latched: Option<SocketAddr>,
+}
+
 /// A control-plane command on a worker's ring.
 // Commands are deliberately fixed-size `Copy` values (one ring slot each, no heap); the
 // large `Update` is the common case, so boxing it would only add an allocation.
@@ -249,6 +263,14 @@ pub(crate) enum Command {
         pair: u32,
         generation: u32,
         params: [StreamParams; 2],
+    },
+    /// Arm a pair as `Update` does, then carry on the state another node published
+    /// for it (SRTP indexes, the latched peers): a takeover.
+    Restore {
+        pair: u32,
+        generation: u32,
+        params: [StreamParams; 2],
+        resume: [LegResume; 2],
     },
     /// Stop relaying on a pair; its ports drop everything afterwards.
     Remove { pair: u32, generation: u32 },
@@ -411,6 +433,10 @@ pub enum DataplaneError {
     /// The XDP fast path could not be shared with a worker.
     #[error("XDP fast path: {0}")]
     FastPath(#[from] portcullis_xdp::FastPathError),
+    /// A pair asked for by its port (a takeover) is not a pair's first port in any
+    /// worker's slice, or is in use.
+    #[error("media port {0} is not a free pair of this data plane")]
+    PortUnavailable(u16),
     /// A media port cannot be bound (in use by another program, address not local…).
     #[error("bind media port {addr}: {source}")]
     Bind {

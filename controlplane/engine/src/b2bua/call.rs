@@ -307,6 +307,8 @@ pub(crate) struct Call {
     pub transfer: Option<Transfer>,
     /// A Replaces join in progress.
     pub join: Option<Join>,
+    /// Durable identity in an active/standby pair (first export or restore).
+    pub ha: Option<super::ha::HaCall>,
 }
 
 /// RFC 4028 state of one leg.

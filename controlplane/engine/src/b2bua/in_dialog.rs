@@ -156,6 +156,8 @@ impl<M: MediaControl> B2bua<M> {
         tx: TxId,
         req: SipMsg,
     ) {
+        // The remote CSeq (and maybe the target) moves: the call's snapshot with it.
+        self.ha_touch(call);
         let Some(c) = self.calls.get_mut(&call) else {
             self.reply(now, tx, &req, 481, "Call/Transaction Does Not Exist", None);
             return;
@@ -530,6 +532,7 @@ impl<M: MediaControl> B2bua<M> {
                 .unwrap_or_default()
         });
         let Some(ms) = c.media.as_mut() else {
+            self.ha_touch(call);
             return;
         };
         super::dtmf::program(ms);
@@ -545,5 +548,6 @@ impl<M: MediaControl> B2bua<M> {
                 self.stats.media_errors += 1;
             }
         }
+        self.ha_touch(call);
     }
 }

@@ -151,6 +151,7 @@ impl<M: MediaControl> B2bua<M> {
             rel1xx: None,
             transfer: None,
             join: None,
+            ha: None,
         };
         self.calls.insert(id, call);
         self.live_calls += 1;

@@ -28,6 +28,7 @@ mod call;
 mod codec_rules;
 mod dtmf;
 mod failover;
+mod ha;
 mod header_rules;
 mod headers;
 mod identity;
@@ -234,6 +235,8 @@ pub struct B2bua<M: MediaControl> {
     last_parse_errors: u64,
     /// Added to `now` for CDR wall-clock times (ms since the UNIX epoch).
     epoch_offset_ms: u64,
+    /// Active/standby pair: durable keys and dirty calls (`ha`).
+    ha: ha::HaTable,
 }
 
 impl<M: MediaControl> B2bua<M> {
@@ -290,6 +293,7 @@ impl<M: MediaControl> B2bua<M> {
             policy,
             last_parse_errors: 0,
             epoch_offset_ms: 0,
+            ha: ha::HaTable::default(),
         };
         let cfg = b.cfg.clone();
         b.set_registrations(&cfg);
@@ -566,6 +570,9 @@ impl<M: MediaControl> B2bua<M> {
             c.timers.insert(kind, at);
             self.timers.insert((at, call, kind));
         }
+        if matches!(kind, CallTimer::Refresh(_) | CallTimer::SessionExpiry) {
+            self.ha_touch(call);
+        }
     }
 
     fn stop_timer(&mut self, call: u64, kind: CallTimer) {
@@ -587,6 +594,7 @@ impl<M: MediaControl> B2bua<M> {
     ) -> Option<TxId> {
         match self.txn.send_request(now, dest, req) {
             Ok(tx) => {
+                self.ha_touch(call);
                 self.by_client_tx.insert(tx, (call, role));
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.client_txs.push(tx);

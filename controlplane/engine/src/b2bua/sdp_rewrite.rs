@@ -159,6 +159,60 @@ impl MediaState {
         self.last_sent[i] = from.last_sent.clone();
     }
 
+    /// The durable part of the state (an active/standby pair, [`crate::ha`]).
+    pub fn to_snapshot(&self) -> crate::ha::MediaSnapshot {
+        use crate::ha::{Blob, IceSnapshot, LegSnapshot, MediaSnapshot, StreamSnapshot};
+        let first = self.streams.first().map(|s| &s.alloc);
+        MediaSnapshot {
+            advertised_ip: first.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.advertised_ip),
+            session_id: self.session_id,
+            version: self.version,
+            last_sent: self.last_sent.clone().map(|b| b.map(Blob)),
+            last_from: [0, 1].map(|i| self.last_from[i].as_ref().map(|s| Blob(s.to_bytes()))),
+            ice: [0, 1].map(|i| IceSnapshot::of(self.ice[i].as_ref())),
+            streams: self
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(mline, st)| StreamSnapshot {
+                    mline: u32::try_from(mline).unwrap_or(u32::MAX),
+                    ports: [st.alloc.a_port, st.alloc.b_port],
+                    legs: [0, 1].map(|i| LegSnapshot::from(&st.params[i])),
+                })
+                .collect(),
+        }
+    }
+
+    /// The state [`Self::to_snapshot`] saved, on the pair `alloc` re-created for its
+    /// first stream (a takeover carries the first `m=` line; further lines were refused
+    /// a restore). `None` when a stored SDP does not parse.
+    pub fn from_snapshot(
+        alloc: MediaAllocation,
+        s: &crate::ha::MediaSnapshot,
+        params: [MediaLegParams; 2],
+    ) -> Option<Self> {
+        use crate::ha::IceSnapshot;
+        let mut last_from = [None, None];
+        for (slot, b) in last_from.iter_mut().zip(&s.last_from) {
+            if let Some(b) = b {
+                *slot = Some(SessionDescription::parse(&b.0).ok()?);
+            }
+        }
+        let mut first = AnchoredStream::new(alloc);
+        first.params = params;
+        Some(Self {
+            streams: vec![first],
+            session_id: s.session_id,
+            version: s.version,
+            last_sent: s.last_sent.clone().map(|b| b.map(|b| b.0)),
+            last_from,
+            ice: [0, 1].map(|i| IceSnapshot::pair(s.ice[i].as_ref())),
+            teams: [false, false],
+            codecs: [CodecPolicy::default(), CodecPolicy::default()],
+            dtmf: [DtmfMode::default(); 2],
+        })
+    }
+
     /// Whether the last exchange with `side` left its stream held (either
     /// the SDP we sent it or the one it sent is not `sendrecv`).
     pub fn held(&self, side: Side) -> bool {

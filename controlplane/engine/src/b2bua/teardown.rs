@@ -4,7 +4,9 @@
 use super::call::{CallState, CallTimer};
 use super::failover::default_reason;
 use super::{B2bua, CallEvent, LINGER_T1_MULTIPLE};
-use crate::cdr::{CdrRecord, EndReason, LegRecord, MediaRecord, NumberRecord, Party};
+use crate::cdr::{
+    CdrRecord, EndReason, LegRecord, MediaRecord, NumberRecord, Party, TakeoverRecord,
+};
 use crate::dialog::DialogState;
 use crate::media::{MediaControl, Side};
 use crate::time::Timestamp;
@@ -192,6 +194,11 @@ impl<M: MediaControl> B2bua<M> {
             end_reason: reason,
             final_status: c.final_status,
             media,
+            takeover: c
+                .ha
+                .as_ref()
+                .and_then(|h| h.takeover.as_ref())
+                .map(TakeoverRecord::from),
         })
     }
 
@@ -215,6 +222,7 @@ impl<M: MediaControl> B2bua<M> {
 
     /// Forgets an ended call after its linger time.
     pub(super) fn remove_call(&mut self, call: u64) {
+        self.ha_forget(call);
         let Some(c) = self.calls.remove(&call) else {
             return;
         };

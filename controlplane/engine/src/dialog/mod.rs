@@ -21,7 +21,7 @@ use crate::transaction::{Method, MsgError, SipMsg, Via};
 pub use table::DialogTable;
 
 /// Dialog identifier (RFC 3261 §12).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DialogId {
     pub call_id: String,
     pub local_tag: String,
@@ -57,7 +57,7 @@ impl DialogId {
 }
 
 /// Dialog states (RFC 3261 §12: early and confirmed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DialogState {
     Early,
     Confirmed,
@@ -65,7 +65,7 @@ pub enum DialogState {
 }
 
 /// Which side created the dialog.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     Uac,
     Uas,
@@ -102,8 +102,9 @@ impl DialogError {
     }
 }
 
-/// One dialog (RFC 3261 §12.1).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One dialog (RFC 3261 §12.1). Serializable: an active/standby pair carries it
+/// across a takeover ([`crate::ha`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dialog {
     pub id: DialogId,
     pub role: Role,

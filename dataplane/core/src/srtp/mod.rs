@@ -131,6 +131,22 @@ impl From<RtpError> for SrtpError {
     }
 }
 
+/// SRTCP indexes [`SrtpSession::resume`] skips: at one compound RTCP packet every
+/// few seconds, more than the other node can have sent between two publications.
+pub const SRTCP_RESUME_JUMP: u32 = 1024;
+
+/// The SRTP state of one SSRC in one direction, published by a node so that its
+/// standby carries the stream on (an active/standby pair).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrtpResume {
+    /// The stream's SSRC.
+    pub ssrc: u32,
+    /// Highest 48-bit packet index accepted or sent: `ROC · 2^16 + s_l` (RFC 3711 §3.3.1).
+    pub index: u64,
+    /// Next SRTCP index to send.
+    pub srtcp_next: u32,
+}
+
 /// One direction of one SRTP stream: SRTP and SRTCP session keys plus per-SSRC
 /// index/replay state for up to [`MAX_STREAMS`] SSRCs (LRU replaced).
 ///
@@ -220,6 +236,29 @@ impl SrtpSession {
     /// The ROC of the highest packet index seen for `ssrc` (the seed if none yet).
     pub fn roc(&self, ssrc: u32) -> Option<u32> {
         self.streams.get(ssrc).map(|st| st.rtp.roc())
+    }
+
+    /// Where the most recently used SSRC stands (`None` before any packet, or when its
+    /// first packet has not been accepted yet): what a standby of an active/standby
+    /// pair needs to carry the stream on ([`Self::resume`]).
+    pub fn resume_state(&self) -> Option<SrtpResume> {
+        let (ssrc, st) = self.streams.front()?;
+        Some(SrtpResume {
+            ssrc,
+            index: st.rtp.window.highest()?,
+            srtcp_next: st.srtcp_next,
+        })
+    }
+
+    /// Carries a stream on from the state another node published ([`Self::resume_state`]):
+    /// RTP indexes are estimated from `r.index` (so a rollover since then is followed,
+    /// as long as fewer than 2^15 packets passed), and SRTCP indexes we send continue
+    /// [`SRTCP_RESUME_JUMP`] past `r.srtcp_next` (ahead of any the other node sent after
+    /// publishing, never a replay at the peer).
+    pub fn resume(&mut self, r: &SrtpResume) {
+        let st = self.streams.entry(r.ssrc);
+        st.rtp = replay::RtpState::resumed(r.index);
+        st.srtcp_next = r.srtcp_next.wrapping_add(SRTCP_RESUME_JUMP) & SRTCP_INDEX_MASK;
     }
 
     /// Set the SRTCP index the next `protect_rtcp` for `ssrc` will use (mod 2^31).

@@ -107,6 +107,19 @@ impl RtpState {
         }
     }
 
+    /// A state carried on from another node whose highest index was `index`: the
+    /// window starts there (that index counts as received), so the next packets'
+    /// indexes are estimated from it (RFC 3711 Appendix A), across a rollover too.
+    pub(crate) fn resumed(index: u64) -> Self {
+        Self {
+            window: Window {
+                started: true,
+                highest: index.min(MAX_INDEX),
+                bits: [1, 0],
+            },
+        }
+    }
+
     /// The ROC of the highest index accepted, or the seed before the first packet.
     pub(crate) fn roc(&self) -> u32 {
         // Indexes are 48 bits: the shift leaves at most 32.
@@ -202,6 +215,11 @@ impl StreamTable {
             }
         }
         &mut self.state[0]
+    }
+
+    /// The most recently used SSRC and its state.
+    pub(crate) fn front(&self) -> Option<(u32, &StreamState)> {
+        (self.len > 0).then(|| (self.ssrc[0], &self.state[0]))
     }
 
     /// Forget `ssrc` (its next packet starts a fresh index/replay history).

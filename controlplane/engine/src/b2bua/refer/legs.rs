@@ -190,6 +190,11 @@ impl<M: MediaControl> B2bua<M> {
             end_reason: EndReason::Transferred,
             final_status: Some(200),
             media: None,
+            takeover: c
+                .ha
+                .as_ref()
+                .and_then(|h| h.takeover.as_ref())
+                .map(crate::cdr::TakeoverRecord::from),
         };
         self.events
             .push_back(CallEvent::CallEnded { cdr: Box::new(cdr) });

@@ -1,0 +1,315 @@
+//! Redis side of the pair: the connection (password from a file, TLS with the
+//! configured CA), the writer task fed by a bounded queue, the loader a takeover
+//! reads every live call with, and the check the CDR journal recovery asks.
+//!
+//! Keys (all under `[ha] key_prefix`): `call:<key>` a hash of `v` (the record's
+//! version) and `s` (the sealed record), expiring `[ha] state_ttl` after its last
+//! write or refresh; `ended:<key>` a tombstone left for a day when the call ends,
+//! which the journal recovery of a node coming back consults and which stops a late
+//! write from bringing the call back. A write only lands when its version is above
+//! the stored one (a script, atomic in Redis): a node that took the call over writes
+//! with a higher epoch than the node it took it from.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{IntoConnectionInfo, Value};
+use tokio::sync::mpsc;
+
+use super::{HaRecord, HaShared};
+
+/// Writes taken from the queue per pipelined batch.
+pub const BATCH: usize = 256;
+
+/// How long the tombstone of an ended call stays.
+pub const TOMBSTONE: Duration = Duration::from_secs(86_400);
+
+/// Keys read per SCAN page by the loader.
+const SCAN_COUNT: usize = 1_000;
+
+/// Back-off between reconnection attempts while Redis is unreachable.
+const RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+/// CAS write: `KEYS[1]` the call, `KEYS[2]` its tombstone; `ARGV` version, sealed
+/// record, TTL (ms). Returns 1 when written.
+const PUT: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// One write for the writer task.
+#[derive(Debug)]
+pub enum Write {
+    /// Store a call's record at `version`.
+    Put {
+        key: String,
+        version: u64,
+        record: Box<HaRecord>,
+    },
+    /// The call ended: remove it, leave its tombstone.
+    Ended { key: String },
+    /// Push the expiry of these live calls back.
+    Touch { keys: Vec<String> },
+}
+
+/// `prefix` + `call:` + key.
+pub fn call_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}call:{key}")
+}
+
+/// `prefix` + `ended:` + key.
+pub fn ended_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}ended:{key}")
+}
+
+/// Opens a connection to the configured Redis (bounded by `[ha] redis_timeout`).
+///
+/// # Errors
+/// Bad URL, unreadable password or CA file, Redis unreachable, refused AUTH.
+pub async fn connect(shared: &HaShared) -> Result<MultiplexedConnection, String> {
+    let cfg = &shared.cfg;
+    let mut info = cfg
+        .redis_url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| format!("ha.redis_url: {e}"))?;
+    if let Some(p) = &cfg.redis_password_file {
+        let pw = std::fs::read_to_string(p)
+            .map_err(|e| format!("ha.redis_password_file {}: {e}", p.display()))?;
+        info.redis.password = Some(pw.trim().to_owned());
+    }
+    let client = match &cfg.redis_ca_file {
+        Some(ca) => {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("ha.redis_ca_file {}: {e}", ca.display()))?;
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| format!("redis: {e}"))?;
+    match tokio::time::timeout(
+        cfg.redis_timeout.max(Duration::from_millis(500)),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(format!("redis: {e}")),
+        Err(_) => Err("redis: connection timed out".into()),
+    }
+}
+
+/// The writer task: takes batches of up to [`BATCH`] writes off the queue and sends
+/// each as one pipeline; while Redis fails it keeps the batch, marks the pair
+/// degraded and retries with back-off (the queue then fills and the engine counts
+/// what it could not queue, to write it again later). Ends when the queue closes.
+pub async fn writer(shared: Arc<HaShared>, mut rx: mpsc::Receiver<Write>) {
+    let mut con: Option<MultiplexedConnection> = None;
+    let mut backoff = RETRY.0;
+    let mut batch: Vec<Write> = Vec::with_capacity(BATCH);
+    loop {
+        if batch.is_empty() {
+            let Some(first) = rx.recv().await else { return };
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+        }
+        if con.is_none() {
+            match connect(&shared).await {
+                Ok(c) => con = Some(c),
+                Err(e) => {
+                    shared.failed(&e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RETRY.1);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = con.as_mut() else { continue };
+        match send(&shared, c, &batch).await {
+            Ok(()) => {
+                backoff = RETRY.0;
+                shared.succeeded();
+                batch.clear();
+            }
+            Err(e) => {
+                shared.failed(&e);
+                con = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY.1);
+            }
+        }
+    }
+}
+
+/// One batch as one pipeline.
+async fn send(
+    shared: &HaShared,
+    con: &mut MultiplexedConnection,
+    batch: &[Write],
+) -> Result<(), String> {
+    let cfg = &shared.cfg;
+    let ttl_ms = u64::try_from(cfg.state_ttl.as_millis()).unwrap_or(u64::MAX);
+    let tomb_ms = u64::try_from(TOMBSTONE.as_millis()).unwrap_or(u64::MAX);
+    let mut pipe = redis::pipe();
+    let (mut puts, mut ends) = (0u64, 0u64);
+    for w in batch {
+        match w {
+            Write::Put {
+                key,
+                version,
+                record,
+            } => {
+                let rk = call_key(&cfg.key_prefix, key);
+                let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+                let sealed = shared
+                    .sealer
+                    .seal(rk.as_bytes(), &json)
+                    .map_err(|e| e.to_string())?;
+                pipe.cmd("EVAL")
+                    .arg(PUT)
+                    .arg(2)
+                    .arg(&rk)
+                    .arg(ended_key(&cfg.key_prefix, key))
+                    .arg(*version)
+                    .arg(sealed)
+                    .arg(ttl_ms)
+                    .ignore();
+                puts += 1;
+            }
+            Write::Ended { key } => {
+                pipe.cmd("DEL").arg(call_key(&cfg.key_prefix, key)).ignore();
+                pipe.cmd("SET")
+                    .arg(ended_key(&cfg.key_prefix, key))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(tomb_ms)
+                    .ignore();
+                ends += 1;
+            }
+            Write::Touch { keys } => {
+                for k in keys {
+                    pipe.cmd("PEXPIRE")
+                        .arg(call_key(&cfg.key_prefix, k))
+                        .arg(ttl_ms)
+                        .ignore();
+                }
+            }
+        }
+    }
+    let r: Result<redis::RedisResult<()>, _> =
+        tokio::time::timeout(cfg.redis_timeout, pipe.query_async(con)).await;
+    match r {
+        Ok(Ok(())) => {
+            let c = &shared.counters;
+            c.writes.fetch_add(puts, Ordering::Relaxed);
+            c.ended.fetch_add(ends, Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("redis: {e}")),
+        Err(_) => Err("redis: write timed out".into()),
+    }
+}
+
+/// Every live call stored under the prefix, opened and parsed. Records that do not
+/// open (another key) or parse are counted and skipped.
+///
+/// # Errors
+/// Redis unreachable or failing.
+pub async fn load_all(shared: &HaShared) -> Result<Vec<(String, HaRecord)>, String> {
+    let mut con = connect(shared).await?;
+    let prefix = format!("{}call:", shared.cfg.key_prefix);
+    let pattern = format!("{prefix}*");
+    let mut cursor = 0u64;
+    let mut out = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("HGET").arg(k).arg("s");
+            }
+            let vals: Vec<Value> = pipe
+                .query_async(&mut con)
+                .await
+                .map_err(|e| format!("redis: {e}"))?;
+            for (k, v) in keys.iter().zip(vals) {
+                let Value::BulkString(sealed) = v else {
+                    continue; // expired or deleted since the SCAN
+                };
+                let rec = shared
+                    .sealer
+                    .open(k.as_bytes(), &sealed)
+                    .ok()
+                    .and_then(|plain| serde_json::from_slice::<HaRecord>(&plain).ok());
+                match rec {
+                    Some(r) => out.push((k.trim_start_matches(&prefix).to_owned(), r)),
+                    None => {
+                        shared.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(key = %k, "HA record does not open or parse: skipped");
+                    }
+                }
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(out);
+        }
+    }
+}
+
+/// Of `keys`, those Redis still holds as live or ended calls (the CDR of such a call
+/// is or will be written by the node that carried it on).
+///
+/// # Errors
+/// Redis unreachable or failing.
+pub async fn known(shared: &HaShared, keys: &[String]) -> Result<HashSet<String>, String> {
+    let mut out = HashSet::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut con = connect(shared).await?;
+    let p = &shared.cfg.key_prefix;
+    for chunk in keys.chunks(SCAN_COUNT) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("EXISTS").arg(call_key(p, k)).arg(ended_key(p, k));
+        }
+        let n: Vec<u64> =
+            tokio::time::timeout(shared.cfg.redis_timeout * 4, pipe.query_async(&mut con))
+                .await
+                .map_err(|_| "redis: timed out".to_owned())?
+                .map_err(|e| format!("redis: {e}"))?;
+        for (k, n) in chunk.iter().zip(n) {
+            if n > 0 {
+                out.insert(k.clone());
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,598 @@
+//! Active/standby drill on loopback with real peers: a Redis (password, its own temp
+//! dir), two `portcullis` processes taking turns on the same SIP and media ports,
+//! sipp callers and callees. Calls answered through node A survive `kill -9` of A:
+//! node B, told it is master by the shipped keepalived notify script, restores
+//! them, and the caller's BYE ends each with exactly one CDR, marked with the
+//! takeover; A's CDR journal, when A comes back, writes no restart record for them.
+//! Then the other way (fail back) with the callee hanging up. And Redis down: the
+//! active node keeps serving, reports degraded, and writes every call again when
+//! Redis is back.
+//!
+//! The standby of the first drill is started only after the calls are up: it holds no
+//! state of its own and catches up from Redis at the takeover. The measured drill with
+//! keepalived moving the addresses between namespaces is `ha_netns.rs`; this one holds
+//! every process to loopback. Ports: `Ports::for_test(115)`
+//! to `(117)`, Redis on their `right2 + 5`.
+
+#[path = "sipp_harness/mod.rs"]
+mod sipp_harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sipp_harness::{
+    config, serial, sip_target, start_uac, start_uas, Appliance, Ports, ROUTE_LEFT_RIGHT,
+};
+
+const TOKEN: &str = "drill-token-0123456789abcdef";
+const REDIS_PASSWORD: &str = "drill-redis-password";
+
+/// A redis-server of this test, killed (by PID) on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// CA file when the server speaks TLS only.
+    tls_ca: Option<PathBuf>,
+}
+
+impl Redis {
+    fn start(port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(port, dir)
+    }
+
+    fn start_in(port: u16, dir: tempfile::TempDir) -> Self {
+        Self::spawn(port, dir, &["--port".into(), port.to_string()], None)
+    }
+
+    /// TLS only on `port`: server certificate `chain`/`key` from the test CA `ca`.
+    fn start_tls(port: u16, chain: &str, key: &str, ca: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            chain,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            &ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        Self::spawn(port, dir, &args, Some(ca.to_owned()))
+    }
+
+    fn spawn(
+        port: u16,
+        dir: tempfile::TempDir,
+        listen: &[String],
+        tls_ca: Option<PathBuf>,
+    ) -> Self {
+        let child = Command::new("redis-server")
+            .args(listen)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                REDIS_PASSWORD,
+                "--dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("redis.log")).expect("log"),
+            ))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server (Debian redis-server) not runnable: {e}"));
+        let r = Self {
+            child,
+            port,
+            dir,
+            tls_ca,
+        };
+        assert!(
+            wait_for(Duration::from_secs(10), || r.cli(&["PING"]).trim()
+                == "PONG"),
+            "redis-server did not answer: {}\n{}",
+            r.cli(&["PING"]),
+            std::fs::read_to_string(r.dir.path().join("redis.log")).unwrap_or_default()
+        );
+        r
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let mut c = Command::new("redis-cli");
+        c.args([
+            "-p",
+            &self.port.to_string(),
+            "-a",
+            REDIS_PASSWORD,
+            "--no-auth-warning",
+        ]);
+        if let Some(ca) = &self.tls_ca {
+            c.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = c.args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys matching `pattern`.
+    fn keys(&self, pattern: &str) -> Vec<String> {
+        self.cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Kills the server (SIGKILL by PID), keeping its directory.
+    fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Files both nodes share: the record key and the Redis password.
+struct Shared {
+    dir: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("random");
+        std::fs::write(dir.path().join("ha.key"), format!("{}\n", hex::encode(key))).unwrap();
+        std::fs::write(dir.path().join("redis.pass"), format!("{REDIS_PASSWORD}\n")).unwrap();
+        std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// The node's configuration: the sipp test base, an admin token, `[ha]`.
+fn node_config(p: Ports, redis: u16, shared: &Shared, role: &str, peer: &str) -> String {
+    let base = config(p, ROUTE_LEFT_RIGHT).replace(
+        &format!("[admin]\nlisten = \"127.0.0.1:{}\"\n", p.admin),
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{TOKEN}\"\n",
+            p.admin
+        ),
+    );
+    assert!(base.contains(TOKEN), "token placed");
+    format!(
+        r#"{base}
+[ha]
+role = "{role}"
+peer = "{peer}"
+redis_url = "redis://127.0.0.1:{redis}/0"
+redis_password_file = "{pass}"
+key_file = "{key}"
+media_refresh = "1s"
+"#,
+        pass = shared.path("redis.pass").display(),
+        key = shared.path("ha.key").display(),
+    )
+}
+
+/// Starts a node in `dir` (kept across its restarts).
+fn start_node(dir: tempfile::TempDir, toml: &str) -> Appliance {
+    let config_path = dir.path().join("portcullis.toml");
+    std::fs::write(&config_path, toml).expect("config");
+    Appliance::start_in(dir, config_path, true)
+}
+
+/// `kill -9` of a node; its directory (CDR file, journal) is kept.
+fn kill9(mut a: Appliance) -> tempfile::TempDir {
+    a.signal("KILL");
+    let st = a.wait_exit(Duration::from_secs(10));
+    assert!(!st.success(), "killed: {st}");
+    std::mem::replace(&mut a.dir, tempfile::tempdir().expect("tempdir"))
+}
+
+/// keepalived's view: the shipped notify script, state MASTER, against node `p`.
+fn notify_master(p: Ports, shared: &Shared) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/portcullis-ha-notify");
+    let out = Command::new("sh")
+        .arg(&script)
+        .args(["INSTANCE", "VI_PORTCULLIS", "MASTER", "100"])
+        .env("PORTCULLIS_ADMIN", format!("http://127.0.0.1:{}", p.admin))
+        .env("PORTCULLIS_TOKEN_FILE", shared.path("admin.token"))
+        .output()
+        .expect("notify script");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "notify script failed: {err}");
+    let json = err
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis-ha: takeover: "))
+        .unwrap_or_else(|| panic!("no takeover report: {err}"));
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+fn get(p: Ports, path: &str) -> String {
+    ureq::get(&format!("http://127.0.0.1:{}{path}", p.admin))
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .into_string()
+        .expect("body")
+}
+
+fn ha_status(p: Ports) -> serde_json::Value {
+    serde_json::from_str(&get(p, "/api/v1/ha")).expect("json")
+}
+
+/// Every CDR has the takeover mark and ended by `by` hanging up; returns how many.
+fn assert_survivors(cdrs: &[serde_json::Value], by: &str) {
+    for c in cdrs {
+        assert_eq!(c["end_reason"]["kind"], "normal_clearing", "{c}");
+        assert_eq!(c["end_reason"]["by"], by, "{c}");
+        assert_eq!(c["takeover"]["count"], 1, "marked with the takeover: {c}");
+        assert!(c["answer_at_ms"].as_u64().is_some(), "{c}");
+    }
+    let mut ids: Vec<&str> = cdrs
+        .iter()
+        .map(|c| c["a_leg"]["call_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), cdrs.len(), "one CDR per call");
+}
+
+#[test]
+fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
+    let _lock = serial();
+    let p = Ports::for_test(115);
+    let redis = Redis::start(p.right2 + 5);
+    let shared = Shared::new();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start_node(dir_a, &node_config(p, redis.port, &shared, "active", "b"));
+    let sipp_dir = tempfile::tempdir().unwrap();
+    let target = sip_target(p);
+
+    // Phase 1: three calls through A; the caller hangs up after 15 s.
+    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "3"]);
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &[
+            "-sn", "uac", "-d", "15000", "-m", "3", "-l", "3", "-r", "10", &target,
+        ],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 3),
+        "three answered calls replicated: {:?}\n{}",
+        redis.keys("*"),
+        a.log()
+    );
+    let dir_a = kill9(a);
+    let b = start_node(dir_b, &node_config(p, redis.port, &shared, "standby", "a"));
+    assert_eq!(ha_status(p)["role"], "standby");
+    let report = notify_master(p, &shared);
+    assert_eq!(report["found"], 3, "{report}");
+    assert_eq!(report["restored"], 3, "{report}");
+    assert_eq!(ha_status(p)["role"], "active");
+    uac.wait_ok(
+        Duration::from_secs(60),
+        "callers hung up through the new node",
+    );
+    uas.wait_ok(Duration::from_secs(30), "callees got the BYEs");
+    let cdrs = b.wait_cdrs(3, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 3, "{cdrs:?}");
+    assert_survivors(&cdrs, "caller");
+    assert!(
+        redis.keys("portcullis:call:*").is_empty(),
+        "ended calls left Redis"
+    );
+    assert_eq!(redis.keys("portcullis:ended:*").len(), 3, "tombstones");
+    let metrics = get(p, "/metrics");
+    assert!(
+        metrics.contains("portcullis_ha_restored_calls_total{result=\"ok\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("portcullis_ha_active 1"), "{metrics}");
+
+    // A comes back as the standby: its journal held the three calls open, but the pair
+    // carried them on, so no restart record here.
+    let admin_b = p.admin;
+    let p_a = Ports {
+        sip: p.sip + 5,
+        admin: p.admin + 5,
+        ..p
+    };
+    let a_cfg = node_config(p, redis.port, &shared, "standby", "b")
+        .replace(
+            &format!("127.0.0.1:{}\"", p.sip),
+            &format!("127.0.0.1:{}\"", p_a.sip),
+        )
+        .replace(
+            &format!("127.0.0.1:{admin_b}\""),
+            &format!("127.0.0.1:{}\"", p_a.admin),
+        )
+        .replace(
+            &format!("port_min = {}", p.media_min),
+            &format!("port_min = {}", p.media_min + 128),
+        );
+    let a = start_node(dir_a, &a_cfg);
+    assert!(a.log().contains("carried on by the pair"), "{}", a.log());
+    assert!(a.cdrs().is_empty(), "no restart record: {:?}", a.cdrs());
+    let dir_a = kill9(a);
+
+    // Phase 2 (fail back): two calls through B; the callee hangs up after 15 s.
+    let mut uas = start_uas(
+        sipp_dir.path(),
+        p,
+        &[
+            "-sf",
+            &scenario("uas_callee_bye_d.xml"),
+            "-d",
+            "15000",
+            "-m",
+            "2",
+        ],
+    );
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &[
+            "-sf",
+            &scenario("uac_wait_bye.xml"),
+            "-m",
+            "2",
+            "-l",
+            "2",
+            "-r",
+            "10",
+            &target,
+        ],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 2),
+        "two answered calls replicated"
+    );
+    let dir_b = kill9(b);
+    let a = start_node(dir_a, &node_config(p, redis.port, &shared, "standby", "b"));
+    let report = notify_master(p, &shared);
+    assert_eq!(report["restored"], 2, "{report}");
+    uas.wait_ok(Duration::from_secs(60), "callees hung up through node A");
+    uac.wait_ok(Duration::from_secs(30), "callers got the BYEs");
+    let cdrs = a.wait_cdrs(2, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 2, "{cdrs:?}");
+    assert_survivors(&cdrs, "callee");
+    // B comes back: its three records of phase 1 and nothing more.
+    let b_cfg = node_config(p, redis.port, &shared, "standby", "a")
+        .replace(
+            &format!("127.0.0.1:{}\"", p.sip),
+            &format!("127.0.0.1:{}\"", p_a.sip),
+        )
+        .replace(
+            &format!("127.0.0.1:{admin_b}\""),
+            &format!("127.0.0.1:{}\"", p_a.admin),
+        )
+        .replace(
+            &format!("port_min = {}", p.media_min),
+            &format!("port_min = {}", p.media_min + 128),
+        );
+    let b = start_node(dir_b, &b_cfg);
+    assert_eq!(b.cdrs().len(), 3, "no restart record: {:?}", b.cdrs());
+    drop(a);
+    drop(b);
+}
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn redis_down_calls_go_on_degraded_then_resync() {
+    let _lock = serial();
+    let p = Ports::for_test(116);
+    let redis = Redis::start(p.right2 + 5);
+    let port = redis.port;
+    let shared = Shared::new();
+    let a = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, port, &shared, "active", "b"),
+    );
+    let sipp_dir = tempfile::tempdir().unwrap();
+    let target = sip_target(p);
+    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "2"]);
+    // Two calls 5 s apart, each up 20 s.
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &[
+            "-sn", "uac", "-d", "20000", "-m", "2", "-r", "1", "-rp", "5000", &target,
+        ],
+    );
+    assert!(wait_for(Duration::from_secs(10), || redis
+        .keys("portcullis:call:*")
+        .len()
+        == 1));
+    let redis_dir = redis.kill();
+    // The second call is set up while Redis is down.
+    assert!(
+        wait_for(Duration::from_secs(15), || ha_status(p)["degraded"] == true),
+        "degraded: {}",
+        ha_status(p)
+    );
+    assert!(get(p, "/metrics").contains("portcullis_ha_degraded 1"));
+    assert!(
+        wait_for(Duration::from_secs(10), || get(p, "/api/v1/calls")
+            .matches("\"id\"")
+            .count()
+            == 2),
+        "both calls up without Redis: {}",
+        get(p, "/api/v1/calls")
+    );
+    // Redis back, empty: every live call is written again.
+    let redis = Redis::start_in(port, redis_dir);
+    assert!(
+        wait_for(Duration::from_secs(15), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 2),
+        "resync after Redis came back: {:?}",
+        redis.keys("*")
+    );
+    assert_eq!(ha_status(p)["degraded"], false);
+    uac.wait_ok(Duration::from_secs(60), "both calls completed");
+    uas.wait_ok(Duration::from_secs(30), "callee side completed");
+    let cdrs = a.wait_cdrs(2, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 2);
+    assert!(cdrs.iter().all(|c| c.get("takeover").is_none()), "{cdrs:?}");
+    assert!(
+        wait_for(Duration::from_secs(5), || redis
+            .keys("portcullis:call:*")
+            .is_empty()),
+        "ended calls left Redis"
+    );
+}
+
+#[test]
+fn notify_script_is_shellcheck_clean_and_acts_only_on_master() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/portcullis-ha-notify");
+    let out = Command::new("shellcheck")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("shellcheck is required (apt-get install shellcheck): {e}"));
+    assert!(
+        out.status.success(),
+        "shellcheck: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // BACKUP, FAULT, STOP: nothing to do, nothing contacted (no admin listens there).
+    for state in ["BACKUP", "FAULT", "STOP"] {
+        let st = Command::new("sh")
+            .arg(&script)
+            .args(["INSTANCE", "VI_PORTCULLIS", state, "100"])
+            .env("PORTCULLIS_ADMIN", "http://127.0.0.1:9")
+            .status()
+            .expect("notify script");
+        assert!(st.success(), "{state}");
+    }
+    // MASTER with no appliance answering: fails after its tries.
+    let out = Command::new("sh")
+        .arg(&script)
+        .args(["INSTANCE", "VI_PORTCULLIS", "MASTER", "100"])
+        .env("PORTCULLIS_ADMIN", "http://127.0.0.1:9")
+        .env("PORTCULLIS_TAKEOVER_TRIES", "2")
+        .output()
+        .expect("notify script");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("takeover failed after 2 tries"));
+}
+
+#[test]
+fn redis_over_tls_with_a_password_holds_only_sealed_records() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let _lock = serial();
+    let p = Ports::for_test(117);
+    let certs = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // OpenSSL (redis-server, redis-cli) wants a named CA allowed to sign.
+    ca.distinguished_name
+        .push(DnType::CommonName, "portcullis drill CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .unwrap();
+    let chain = certs.path().join("chain.pem");
+    let key = certs.path().join("leaf.key");
+    let roots = certs.path().join("ca.pem");
+    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&roots, ca_cert.pem()).unwrap();
+    let redis = Redis::start_tls(
+        p.right2 + 5,
+        &chain.display().to_string(),
+        &key.display().to_string(),
+        &roots,
+    );
+    let shared = Shared::new();
+    let toml = node_config(p, redis.port, &shared, "active", "b")
+        .replace("redis_url = \"redis://", "redis_url = \"rediss://")
+        .replace(
+            "key_file = ",
+            &format!("redis_ca_file = \"{}\"\nkey_file = ", roots.display()),
+        );
+    let a = start_node(tempfile::tempdir().unwrap(), &toml);
+    let sipp_dir = tempfile::tempdir().unwrap();
+    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "1"]);
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &["-sn", "uac", "-d", "4000", "-m", "1", &sip_target(p)],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 1),
+        "the call replicated over TLS: {}\n{}",
+        redis.cli(&["PING"]),
+        a.log()
+    );
+    let k = redis.keys("portcullis:call:*").remove(0);
+    let sealed = redis.cli(&["HGET", &k, "s"]);
+    for clear in ["m=audio", "PCMU", "INVITE", "sipp"] {
+        assert!(!sealed.contains(clear), "{clear} in clear in Redis");
+    }
+    assert_eq!(ha_status(p)["degraded"], false);
+    uac.wait_ok(Duration::from_secs(30), "call completed");
+    uas.wait_ok(Duration::from_secs(30), "callee side completed");
+    assert!(wait_for(Duration::from_secs(5), || redis
+        .keys("portcullis:call:*")
+        .is_empty()));
+    assert_eq!(a.wait_cdrs(1, Duration::from_secs(5)).len(), 1);
+}
