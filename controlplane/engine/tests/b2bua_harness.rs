@@ -16,7 +16,7 @@ use portcullis_engine::config::{
 use portcullis_engine::dialog::Dialog;
 use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::media::{
-    MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,
+    MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats, RealmId,
 };
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{
@@ -52,10 +52,14 @@ pub struct FakeMedia {
     pub released: Vec<MediaId>,
     pub updates: Vec<(MediaId, MediaLegParams, MediaLegParams)>,
     pub capacity: Option<usize>,
+    /// Advertised address of each media realm (empty: every realm is `MEDIA_IP`).
+    pub realm_ips: Vec<std::net::IpAddr>,
+    /// The realms of every allocation (A, B).
+    pub realms: Vec<[RealmId; 2]>,
 }
 
 impl MediaControl for FakeMedia {
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
+    fn allocate(&mut self, realms: [RealmId; 2]) -> Result<MediaAllocation, MediaError> {
         if self.capacity.is_some_and(|c| self.live.len() >= c) {
             return Err(MediaError::NoCapacity);
         }
@@ -65,11 +69,19 @@ impl MediaControl for FakeMedia {
         self.allocated += 1;
         // Ports repeat every 2,000 allocations (a fake: only the ids must be unique).
         let base = 40_000 + u16::try_from(self.next % 2_000).unwrap() * 2;
+        self.realms.push(realms);
+        let ip = |r: RealmId| {
+            self.realm_ips
+                .get(usize::from(r.0))
+                .copied()
+                .unwrap_or_else(|| MEDIA_IP.parse().unwrap())
+        };
         Ok(MediaAllocation {
             id,
             a_port: base,
             b_port: base + 20_000,
-            advertised_ip: MEDIA_IP.parse().unwrap(),
+            a_ip: ip(realms[0]),
+            b_ip: ip(realms[1]),
         })
     }
     fn update(
@@ -109,6 +121,8 @@ pub fn trunk(name: &str, addr: &str, media: MediaMode) -> TrunkConfig {
         learning: Default::default(),
         targets: Default::default(),
         policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
+        realm: Default::default(),
+        listener: None,
     }
 }
 
@@ -411,6 +425,8 @@ pub struct H {
     pub events: Vec<CallEvent>,
     /// Datagrams dropped by `drop_to` filters.
     pub drop_to: Vec<SocketAddr>,
+    /// (destination, listener to send from) of every datagram the SBC sent.
+    pub sent_from: Vec<(SocketAddr, Option<SocketAddr>)>,
 }
 
 impl Default for H {
@@ -443,6 +459,7 @@ impl H {
             b2: Peer::new(B2, 3),
             events: Vec::new(),
             drop_to: Vec::new(),
+            sent_from: Vec::new(),
         }
     }
 
@@ -503,6 +520,7 @@ impl H {
             let mut moved = false;
             while let Some(t) = self.sbc.poll_transmit() {
                 moved = true;
+                self.sent_from.push((t.dest.addr, t.local));
                 if self.drop_to.contains(&t.dest.addr) {
                     continue;
                 }

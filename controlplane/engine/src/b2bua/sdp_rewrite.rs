@@ -5,7 +5,8 @@
 //! speaks SRTP the SDES key the peer sends with (RFC 4568 §6.1: a crypto
 //! attribute carries the key of the SDP's sender) as that leg's `srtp_in`; and
 //! (2) rewritten for the other leg: `o=` and `c=` to the advertised address
-//! with our own session id and version (RFC 3264 §8), the first audio `m=` port
+//! of that leg's media realm (`IN IP4` or `IN IP6` as the realm is, whatever
+//! the family of the SDP received: IPv4/IPv6 interworking) with our own session id and version (RFC 3264 §8), the first audio `m=` port
 //! to our local port on that leg, `a=rtcp` and ICE removed (RTCP muxed or on
 //! RTP + 1), crypto per the other leg's trunk mode: `srtp` gets our fresh
 //! `AES_CM_128_HMAC_SHA1_80` key (that leg's `srtp_out`) and `RTP/SAVP`,
@@ -21,7 +22,7 @@ use portcullis_sip::sdp::{
 };
 
 use crate::config::MediaMode;
-use crate::media::{MediaAllocation, MediaLegParams, Side, SrtpKeyMaterial, SrtpSuite};
+use crate::media::{MediaAllocation, MediaLegParams, RealmId, Side, SrtpKeyMaterial, SrtpSuite};
 use crate::trunk_policy::codecs::{self, CodecPolicy, NoCommonCodec};
 
 /// Index of a side in per-side arrays.
@@ -36,6 +37,9 @@ pub(crate) const fn ix(side: Side) -> usize {
 #[derive(Debug)]
 pub(crate) struct MediaState {
     pub alloc: MediaAllocation,
+    /// The media realm of each side's ports (a new party on a side must face a trunk of
+    /// that realm).
+    pub realms: [RealmId; 2],
     pub params: [MediaLegParams; 2],
     /// Our session id per leg (`o=`), and the version last sent.
     session_id: [u64; 2],
@@ -89,10 +93,11 @@ pub(crate) fn is_held(sdp: &SessionDescription) -> bool {
 }
 
 impl MediaState {
-    pub fn new(alloc: MediaAllocation, session_ids: [u64; 2]) -> Self {
+    pub fn new(alloc: MediaAllocation, realms: [RealmId; 2], session_ids: [u64; 2]) -> Self {
         let params = [MediaLegParams::default(), MediaLegParams::default()];
         Self {
             alloc,
+            realms,
             params,
             session_id: session_ids,
             version: [1, 1],
@@ -214,7 +219,9 @@ impl MediaState {
         new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
     ) -> Vec<u8> {
         let mut out = sdp.clone();
-        let ip = self.alloc.advertised_ip;
+        // `c=`/`o=` carry the address of `to`'s realm: IPv4 or IPv6 whatever the other
+        // side's SDP said (IPv4/IPv6 interworking).
+        let ip = self.alloc.ip(to);
         out.origin.username = "-".to_owned();
         out.origin.session_id = self.session_id[ix(to)].to_string();
         out.set_origin_address(ip);
@@ -291,7 +298,7 @@ impl MediaState {
         mode: MediaMode,
         new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
     ) -> Vec<u8> {
-        let ip = self.alloc.advertised_ip;
+        let ip = self.alloc.ip(to);
         let mut sdp = SessionDescription::new(ip, self.session_id[ix(to)]);
         let list = codecs::own_offer_codecs(&self.codecs[ix(to)]);
         let fmts = list.iter().map(|(pt, _)| pt.to_string()).collect();
@@ -359,7 +366,7 @@ impl MediaState {
             // RFC 8839 §5: a=ice-lite at session level; credentials and one
             // host candidate per component (RTP, and RTCP without rtcp-mux).
             out.attributes.push(Attribute::IceLite);
-            let ip = self.alloc.advertised_ip;
+            let ip = self.alloc.ip(to);
             let port = self.local_port(to);
             if let Some(m) = audio_index(out).and_then(|i| out.media.get_mut(i)) {
                 if !m.is_rejected() {
