@@ -10,6 +10,7 @@
 mod check;
 mod check_peers;
 mod check_policy;
+mod check_realms;
 mod check_register;
 mod check_targets;
 mod checker;

@@ -11,13 +11,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use portcullis_dataplane::{
-    Dataplane, DataplaneError, EndpointLearning as DpLearning, Event, IceLite, Side as DpSide,
-    StreamFlags, StreamPairHandle, StreamParams,
+    Dataplane, DataplaneError, EndpointLearning as DpLearning, Event, IceLite, RealmId as DpRealm,
+    Side as DpSide, StreamFlags, StreamPairHandle, StreamParams,
 };
 use portcullis_engine::config::EndpointLearning;
 use portcullis_engine::media::{
     LegMediaStats, MediaAllocation, MediaControl, MediaError, MediaEvent, MediaId, MediaLegParams,
-    MediaStats, Side, SrtpKeyMaterial, SrtpSuite,
+    MediaStats, RealmId, Side, SrtpKeyMaterial, SrtpSuite,
 };
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
 
@@ -66,7 +66,8 @@ const REMOVE_RETRY_BUDGET: usize = 256;
 #[derive(Debug)]
 pub struct DataplaneMedia {
     dp: Arc<Dataplane>,
-    advertised_ip: IpAddr,
+    /// Advertised address of each media realm, by realm id.
+    realm_ips: Vec<IpAddr>,
     next: u64,
     pairs: HashMap<MediaId, StreamPairHandle>,
     by_handle: HashMap<StreamPairHandle, MediaId>,
@@ -77,11 +78,12 @@ pub struct DataplaneMedia {
 }
 
 impl DataplaneMedia {
-    /// A controller writing `advertised_ip` into the SDP of every call.
-    pub fn new(dp: Arc<Dataplane>, advertised_ip: IpAddr) -> Self {
+    /// A controller writing `realm_ips[r]` into the SDP toward a leg in realm `r` (the
+    /// data plane's realms, in the same order).
+    pub fn new(dp: Arc<Dataplane>, realm_ips: Vec<IpAddr>) -> Self {
         Self {
             dp,
-            advertised_ip,
+            realm_ips,
             next: 1,
             pairs: HashMap::new(),
             by_handle: HashMap::new(),
@@ -226,8 +228,18 @@ fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
 }
 
 impl MediaControl for DataplaneMedia {
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
-        let h = self.dp.allocate_pair().map_err(media_error)?;
+    fn allocate(&mut self, realms: [RealmId; 2]) -> Result<MediaAllocation, MediaError> {
+        let ip = |r: RealmId| {
+            self.realm_ips
+                .get(usize::from(r.0))
+                .copied()
+                .ok_or_else(|| MediaError::Other(format!("unknown media realm {}", r.0)))
+        };
+        let (a_ip, b_ip) = (ip(realms[0])?, ip(realms[1])?);
+        let h = self
+            .dp
+            .allocate_pair_in(DpRealm(realms[0].0), DpRealm(realms[1].0))
+            .map_err(media_error)?;
         let id = MediaId(self.next);
         self.next += 1;
         self.pairs.insert(id, h);
@@ -236,7 +248,8 @@ impl MediaControl for DataplaneMedia {
             id,
             a_port: h.port_a,
             b_port: h.port_b,
-            advertised_ip: self.advertised_ip,
+            a_ip,
+            b_ip,
         })
     }
 
