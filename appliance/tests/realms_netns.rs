@@ -371,7 +371,7 @@ fn a_realm_address_not_on_the_host_is_a_check_config_error() {
     let cfg = config()
         .replace(OUT_APP, "198.51.100.77")
         .replace(
-            &format!("address = \"198.51.100.77:5060\""),
+            "address = \"198.51.100.77:5060\"",
             "address = \"127.0.0.1:15060\"",
         )
         .replace(

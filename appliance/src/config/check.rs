@@ -485,10 +485,20 @@ fn cores(m: &RawMedia, c: &mut Checker<'_>) -> Option<CoreList> {
 
 fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
     let cores = cores(m, c);
-    let realms = if m.realm.is_empty() {
-        default_realm(m, cores.as_ref(), c).map(|r| vec![r])
+    // `[media]`'s addresses are the `default` realm: the only one without
+    // `[[media.realm]]`, the first one when they are set beside it.
+    let has_default = m.realm.is_empty() || m.bind_ip.is_some() || m.advertised_ip.is_some();
+    let first = if has_default {
+        let r = default_realm(m, cores.as_ref(), c);
+        r.as_ref()?;
+        r
     } else {
-        super::check_realms::realms(m, cores.as_ref().map(CoreList::len), c)
+        None
+    };
+    let realms = if m.realm.is_empty() {
+        first.map(|r| vec![r])
+    } else {
+        super::check_realms::realms(m, first, cores.as_ref().map(CoreList::len), c)
     };
     let inactivity = c.duration(
         "media.inactivity_timeout",

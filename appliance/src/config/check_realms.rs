@@ -17,27 +17,31 @@ use super::model::{Config, MediaRealm, SipConfig};
 use super::raw::{RawConfig, RawListenerRef, RawMedia, Transport};
 use super::types::PortRange;
 
-/// The realms of `[[media.realm]]` (non-empty `m.realm`), checked. `cores`: dataplane
-/// cores, when known (each needs room in every realm).
+/// The realms: `first` (the `default` realm of `[media]`'s addresses, when set) then
+/// those of `[[media.realm]]`, checked. `cores`: dataplane cores, when known (each needs
+/// room in every realm).
 pub(super) fn realms(
     m: &RawMedia,
+    first: Option<MediaRealm>,
     cores: Option<usize>,
     c: &mut Checker<'_>,
 ) -> Option<Vec<MediaRealm>> {
-    for (key, set) in [
-        ("bind_ip", m.bind_ip.is_some()),
-        ("advertised_ip", m.advertised_ip.is_some()),
-        ("port_min", m.port_min.is_some()),
-        ("port_max", m.port_max.is_some()),
-    ] {
-        if set {
-            c.err(
-                format!("media.{key}"),
-                "set in each [[media.realm]] when realms are declared",
-            );
+    if first.is_none() {
+        for (key, set) in [
+            ("port_min", m.port_min.is_some()),
+            ("port_max", m.port_max.is_some()),
+        ] {
+            if set {
+                c.err(
+                    format!("media.{key}"),
+                    "without media.bind_ip or media.advertised_ip there is no default realm: \
+                     set the ports in each [[media.realm]]",
+                );
+            }
         }
     }
-    let mut out = Vec::new();
+    let mut out: Vec<MediaRealm> = first.into_iter().collect();
+    let offset = out.len();
     let mut ok = true;
     for (i, r) in m.realm.iter().enumerate() {
         let p = format!("media.realm[{i}]");
@@ -49,7 +53,9 @@ pub(super) fn realms(
         if !good_name {
             c.err(format!("{p}.name"), "1 to 64 letters, digits, '-' or '_'");
             ok = false;
-        } else if m.realm.iter().take(i).any(|o| o.name == r.name) {
+        } else if out.iter().take(offset).any(|o| o.name == r.name)
+            || m.realm.iter().take(i).any(|o| o.name == r.name)
+        {
             c.err(
                 format!("{p}.name"),
                 format!("realm {:?} is declared twice", r.name),
@@ -61,10 +67,10 @@ pub(super) fn realms(
             None => ok = false,
         }
     }
-    for (j, b) in out.iter().enumerate() {
+    for (j, b) in out.iter().enumerate().skip(offset) {
         if let Some(a) = out.iter().take(j).find(|a| realms_collide(a, b)) {
             c.err(
-                format!("media.realm[{j}].port_min"),
+                format!("media.realm[{}].port_min", j - offset),
                 format!(
                     "ports {} on {} overlap realm {:?}'s ({} on {})",
                     b.ports, b.bind_ip, a.name, a.ports, a.bind_ip
@@ -120,7 +126,12 @@ fn realm(
         );
         ok = false;
     }
-    if let Some(local) = &c.opts.host.addresses {
+    let here = c
+        .opts
+        .check_files
+        .then(|| c.opts.host.addresses.clone())
+        .flatten();
+    if let Some(local) = &here {
         if !bind_ip.is_unspecified() && !local.contains(&bind_ip) {
             let list: Vec<String> = local.iter().map(IpAddr::to_string).collect();
             c.err(
