@@ -1,11 +1,13 @@
 //! Start-up of the XDP fast path (`[media] fast_path`, `interfaces`).
 //!
 //! The program takes packets addressed to our media address and sends them from it, so
-//! it needs that address on the interfaces it is attached to: `bind_ip` when it is a
-//! specific address, else `advertised_ip` (an appliance bound to `0.0.0.0` that
-//! advertises its own address). `interfaces` defaults to the interface holding it.
-//! `xdp` refuses to start without the fast path and says why; `auto` logs why it is
-//! off and goes on with the workers alone.
+//! it needs that address on the interfaces it is attached to: for each media realm, its
+//! `bind_ip` when it is a specific address, else its `advertised_ip` (an appliance bound
+//! to `0.0.0.0` that advertises its own address). `interfaces` defaults to the
+//! interfaces holding those addresses; a realm whose address none of the attached
+//! interfaces holds is left to the workers (logged). `xdp` refuses to start when no
+//! realm can have the fast path and says why; `auto` logs why it is off and goes on with
+//! the workers alone.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use portcullis_dataplane::FastPathConfig;
 use portcullis_xdp::{FastPathSetting, Interface};
 
-use crate::config::{FastPathMode, MediaConfig};
+use crate::config::{FastPathMode, MediaConfig, MediaRealm};
 
 /// Why the fast path cannot run with this configuration on this host.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +42,12 @@ pub enum FastPathStartError {
     Xdp(portcullis_xdp::FastPathError),
 }
 
-/// The address the fast path forwards for.
-fn local_ip(m: &MediaConfig) -> IpAddr {
-    if m.bind_ip.is_unspecified() {
-        m.advertised_ip
+/// The address the fast path forwards for in realm `r`.
+fn local_ip(r: &MediaRealm) -> IpAddr {
+    if r.bind_ip.is_unspecified() {
+        r.advertised_ip
     } else {
-        m.bind_ip
+        r.bind_ip
     }
 }
 
@@ -63,7 +65,19 @@ pub fn start(m: &MediaConfig) -> Result<Option<FastPathConfig>, FastPathStartErr
     match attach(m, setting) {
         Ok(Some(cfg)) => {
             for Interface { name, mode, .. } in cfg.program.interfaces() {
-                tracing::info!(interface = %name, ?mode, local_ip = %cfg.local_ip, "media fast path on (XDP)");
+                tracing::info!(interface = %name, ?mode, "media fast path on (XDP)");
+            }
+            for (r, ip) in m.realms.iter().zip(&cfg.local_ips) {
+                match ip {
+                    Some(ip) => {
+                        tracing::info!(realm = %r.name, local_ip = %ip, "media realm on the fast path")
+                    }
+                    None => tracing::warn!(
+                        realm = %r.name,
+                        local_ip = %local_ip(r),
+                        "media realm off the fast path: no attached interface holds its address"
+                    ),
+                }
             }
             Ok(Some(cfg))
         }
@@ -80,22 +94,45 @@ fn attach(
     m: &MediaConfig,
     setting: FastPathSetting,
 ) -> Result<Option<FastPathConfig>, FastPathStartError> {
-    let ip = local_ip(m);
-    let holders = portcullis_xdp::interfaces_holding(ip);
+    // The interfaces holding each realm's address, realm by realm.
+    let holders: Vec<(IpAddr, Vec<String>)> = m
+        .realms
+        .iter()
+        .map(|r| {
+            let ip = local_ip(r);
+            (ip, portcullis_xdp::interfaces_holding(ip))
+        })
+        .collect();
+    // For messages: the first realm's (`realms` is never empty).
+    let first = holders.first().map_or(m.advertised_ip, |(ip, _)| *ip);
     let names = if m.interfaces.is_empty() {
-        if holders.is_empty() {
-            return Err(FastPathStartError::NoInterface(ip));
+        let mut names: Vec<String> = Vec::new();
+        for n in holders.iter().flat_map(|(_, h)| h) {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
         }
-        holders
+        if names.is_empty() {
+            return Err(FastPathStartError::NoInterface(first));
+        }
+        names
     } else {
-        if !m.interfaces.iter().any(|n| holders.contains(n)) {
+        if !holders
+            .iter()
+            .any(|(_, h)| m.interfaces.iter().any(|n| h.contains(n)))
+        {
             return Err(FastPathStartError::NotOnInterfaces {
-                ip,
+                ip: first,
                 names: m.interfaces.clone(),
             });
         }
         m.interfaces.clone()
     };
+    // A realm is forwarded in the kernel when an attached interface holds its address.
+    let local_ips = holders
+        .iter()
+        .map(|(ip, h)| h.iter().any(|n| names.contains(n)).then_some(*ip))
+        .collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let fp = portcullis_xdp::start(setting, &refs).map_err(|e| match e {
         portcullis_xdp::FastPathError::Load(_) => FastPathStartError::Load(e),
@@ -103,6 +140,6 @@ fn attach(
     })?;
     Ok(fp.map(|fp| FastPathConfig {
         program: Arc::new(fp),
-        local_ip: ip,
+        local_ips,
     }))
 }

@@ -5,9 +5,11 @@
 //! socket should send how many bytes of *the same buffer* to which address. Everything on
 //! the packet path works on preallocated state: no allocation, no lock, no syscall.
 //!
-//! Port layout of a worker slice (all relative to `base`, which is even):
-//! `sock = port - base`, leg slot `= sock / 2` (even port RTP, odd port RTCP),
-//! pair `= leg / 2`, side `= leg % 2` (A then B).
+//! Socket layout of a worker slice ([`crate::realm`]): realm after realm, leg slot
+//! `= sock / 2` (even port RTP, odd port RTCP). A pair takes one leg slot per side, each in
+//! its side's realm; the pair's *leg index* `= pair * 2 + side` (A then B) names its
+//! state and counters. A received packet costs one load to go from leg slot to leg index
+//! (`owner`), and the sending socket is the other side's leg slot, kept in the pair.
 
 mod resume;
 
@@ -25,6 +27,7 @@ use crate::counters::{DropReason, StreamCounters, WorkerShared};
 use crate::fastpath::{pair_counters, FastSync};
 use crate::learning::Admit;
 use crate::leg::Leg;
+use crate::realm::SocketPlan;
 use crate::types::{
     Command, EndpointLearning, Event, LegState, Side, StreamPairHandle, StreamParams, WorkerId,
 };
@@ -60,6 +63,8 @@ pub(crate) enum Verdict {
 struct Pair {
     legs: [Leg; 2],
     generation: u32,
+    /// Leg slots of sides A and B (from the pair's latest update).
+    slots: [u32; 2],
     /// The pair's last media time when its inactivity was reported: reported again
     /// only after newer media (so the packet path writes nothing for it).
     inactive_reported_at: Option<u64>,
@@ -100,8 +105,11 @@ pub(crate) struct RelayLimits {
 /// The session table of one worker plus the decision logic.
 pub(crate) struct Relay {
     worker: WorkerId,
-    base_port: u16,
+    /// Address and port of every socket (for handles and ports; never per packet).
+    plan: Arc<SocketPlan>,
     pairs: Vec<Pair>,
+    /// Leg index (`pair * 2 + side`) of each leg slot, [`NO_LEG`] when no pair holds it.
+    owner: Vec<u32>,
     shared: Arc<WorkerShared>,
     events: Arc<ArrayQueue<Event>>,
     inactivity_us: u64,
@@ -111,8 +119,9 @@ pub(crate) struct Relay {
     scratch: Box<[u8; BUF_SIZE]>,
     /// Next pair housekeeping visits (it walks the table a slice at a time).
     sweep_next: usize,
-    /// Pairs removed since the backend last looked (see [`Relay::track_removals`]); holds
-    /// one command budget's worth, which is all one drain can remove.
+    /// Leg slots of the pairs removed since the backend last looked (see
+    /// [`Relay::track_removals`]); holds one command budget's worth of pairs, which is all
+    /// one drain can remove.
     pub(crate) removed: Vec<u32>,
     track_removed: bool,
     /// The XDP fast path's promoted ports of this slice (`None`: fast path off).
@@ -122,22 +131,24 @@ pub(crate) struct Relay {
 impl Relay {
     pub(crate) fn new(
         worker: WorkerId,
-        base_port: u16,
-        pairs: u32,
+        plan: Arc<SocketPlan>,
         shared: Arc<WorkerShared>,
         events: Arc<ArrayQueue<Event>>,
         limits: RelayLimits,
     ) -> Relay {
+        let pairs = plan.pairs();
         Relay {
             worker,
-            base_port,
             pairs: (0..pairs)
                 .map(|_| Pair {
                     generation: 0,
                     legs: [Leg::new(), Leg::new()],
+                    slots: [NO_LEG; 2],
                     inactive_reported_at: None,
                 })
                 .collect(),
+            owner: vec![NO_LEG; plan.legs() as usize],
+            plan,
             shared,
             events,
             inactivity_us: limits.inactivity_us,
@@ -145,7 +156,7 @@ impl Relay {
             window_us: limits.learning_window_us,
             scratch: Box::new([0; BUF_SIZE]),
             sweep_next: 0,
-            removed: Vec::with_capacity(COMMAND_BUDGET),
+            removed: Vec::with_capacity(COMMAND_BUDGET * 2),
             track_removed: false,
             fast: None,
         }
@@ -159,7 +170,37 @@ impl Relay {
 
     /// Number of sockets (ports) in the slice.
     pub(crate) fn sockets(&self) -> u32 {
-        u32::try_from(self.pairs.len() * 4).unwrap_or(u32::MAX)
+        self.plan.sockets()
+    }
+
+    /// Leg index (`pair * 2 + side`) of the leg on socket `sock`; [`NO_LEG`] when none.
+    #[inline]
+    fn leg_of(&self, sock: u32) -> u32 {
+        self.owner
+            .get((sock / 2) as usize)
+            .copied()
+            .unwrap_or(NO_LEG)
+    }
+
+    /// Point the leg slots of pair `pair` at it (`slots`: sides A and B), releasing the
+    /// ones it held before.
+    fn map_legs(&mut self, pair: u32, slots: [u32; 2]) {
+        let Some(p) = self.pairs.get_mut(pair as usize) else {
+            return;
+        };
+        let old = std::mem::replace(&mut p.slots, slots);
+        for (side, slot) in (0u32..).zip(old) {
+            if let Some(o) = self.owner.get_mut(slot as usize) {
+                if *o == pair * 2 + side {
+                    *o = NO_LEG;
+                }
+            }
+        }
+        for (side, slot) in (0u32..).zip(slots) {
+            if let Some(o) = self.owner.get_mut(slot as usize) {
+                *o = pair * 2 + side;
+            }
+        }
     }
 
     /// Apply one control command. Stale generations are counted and ignored.
@@ -170,9 +211,19 @@ impl Relay {
                 pair,
                 generation,
                 ref params,
+                legs,
             } => {
-                let Some(p) = self.pairs.get_mut(pair as usize) else {
+                let Some(p) = self.pairs.get(pair as usize) else {
                     w.stale_commands.add(1);
+                    return;
+                };
+                let newer = (generation.wrapping_sub(p.generation) as i32) > 0;
+                let fresh = newer || (!p.armed() && p.generation == 0 && generation == 0);
+                if (fresh || (p.armed() && generation == p.generation)) && p.slots != legs {
+                    self.map_legs(pair, legs);
+                }
+                let w = &self.shared.worker;
+                let Some(p) = self.pairs.get_mut(pair as usize) else {
                     return;
                 };
                 let newer = (generation.wrapping_sub(p.generation) as i32) > 0;
@@ -221,7 +272,7 @@ impl Relay {
                     self.fast.as_mut(),
                     pair_counters(&self.shared, pair as usize),
                 ) {
-                    f.sync(pair as usize, &mut p.legs, lc, w);
+                    f.sync(pair as usize, p.slots, &mut p.legs, lc, w);
                 }
                 w.commands.add(1);
             }
@@ -229,12 +280,14 @@ impl Relay {
                 pair,
                 generation,
                 params,
+                legs,
                 ref resume,
             } => {
                 let update = Command::Update {
                     pair,
                     generation,
                     params,
+                    legs,
                 };
                 self.apply(&update, now_us);
                 self.resume(pair, generation, resume);
@@ -250,11 +303,14 @@ impl Relay {
                         }
                         // Drop key material and per-leg state now (and the armed flag).
                         p.legs = [Leg::new(), Leg::new()];
+                        let slots = p.slots;
                         w.active_pairs.set(w.active_pairs.get().saturating_sub(1));
                         w.commands.add(1);
-                        if self.track_removed && self.removed.len() < self.removed.capacity() {
-                            self.removed.push(pair);
+                        if self.track_removed && self.removed.len() + 2 <= self.removed.capacity() {
+                            self.removed.extend(slots);
                         }
+                        // The leg slots go back to the control plane's free lists.
+                        self.map_legs(pair, [NO_LEG; 2]);
                     }
                     _ => w.stale_commands.add(1),
                 }
@@ -315,7 +371,7 @@ impl Relay {
             if let Some(f) = self.fast.as_mut() {
                 f.poll(i, &mut p.legs, w, now_us, mono_ns);
             }
-            let h = make_handle(self.worker, self.base_port, i, p.generation);
+            let h = make_handle(self.worker, &self.plan, i, p.generation, p.slots);
             let last = p.last_rx_us();
             let inactive = now_us.saturating_sub(last) >= self.inactivity_us;
             if inactive && p.inactive_reported_at != Some(last) {
@@ -351,7 +407,7 @@ impl Relay {
                 }
             }
             if let (Some(f), Some(lc)) = (self.fast.as_mut(), pair_counters(&self.shared, i)) {
-                f.sync(i, &mut p.legs, lc, w);
+                f.sync(i, p.slots, &mut p.legs, lc, w);
             }
         }
     }
@@ -360,7 +416,7 @@ impl Relay {
     pub(crate) fn on_send_error(&self, sock: u32) {
         let w = &self.shared.worker;
         w.drops[DropReason::SendError as usize].add(1);
-        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+        if let Some(c) = self.shared.legs.get(self.leg_of(sock) as usize) {
             c.drops[DropReason::SendError as usize].add(1);
         }
     }
@@ -370,7 +426,7 @@ impl Relay {
         let w = &self.shared.worker;
         w.rx_packets.add(1);
         w.drops[DropReason::Malformed as usize].add(1);
-        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+        if let Some(c) = self.shared.legs.get(self.leg_of(sock) as usize) {
             c.drops[DropReason::Malformed as usize].add(1);
         }
     }
@@ -379,7 +435,7 @@ impl Relay {
     pub(crate) fn on_ring_full(&self, sock: u32) {
         let w = &self.shared.worker;
         w.drops[DropReason::RingFull as usize].add(1);
-        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+        if let Some(c) = self.shared.legs.get(self.leg_of(sock) as usize) {
             c.drops[DropReason::RingFull as usize].add(1);
         }
     }
@@ -402,12 +458,18 @@ impl Relay {
         let w = &shared.worker;
         w.rx_packets.add(1);
         w.rx_bytes.add(len as u64);
-        let leg_slot = (sock / 2) as usize;
+        let leg_slot = self
+            .owner
+            .get((sock / 2) as usize)
+            .copied()
+            .unwrap_or(NO_LEG) as usize;
         let rtcp_port = sock & 1 == 1;
         let side = leg_slot & 1;
+        let plan = &*self.plan;
         let Some(pair) = self.pairs.get_mut(leg_slot / 2) else {
             return drop_w(shared, None, DropReason::NoStream);
         };
+        let (slots, out_slot) = (pair.slots, pair.slots[side ^ 1] as usize);
         if !pair.legs[side].armed {
             return drop_w(shared, None, DropReason::NoStream);
         }
@@ -421,15 +483,16 @@ impl Relay {
         };
         let [a, b] = &mut pair.legs;
         let (leg, out) = if side == 0 { (a, b) } else { (b, a) };
-        let (worker, base_port, generation) = (self.worker, self.base_port, pair.generation);
-        let handle = move || make_handle(worker, base_port, leg_slot / 2, generation);
+        let (worker, generation) = (self.worker, pair.generation);
+        let handle = move || make_handle(worker, plan, leg_slot / 2, generation, slots);
         if leg.flags.udptl {
             let arrival = crate::opaque::Arrival {
                 shared,
                 lc,
                 events: &self.events,
-                handle: handle(),
-                leg_slot,
+                handle: &handle,
+                leg_index: leg_slot,
+                out_slot,
                 rtcp_port,
                 from,
                 len,
@@ -560,7 +623,7 @@ impl Relay {
                 if out.injecting {
                     plen = out.inject_dtmf(buf, plen);
                 }
-                send_out(shared, lc, out, leg_slot ^ 1, false, false, to, buf, plen)
+                send_out(shared, lc, out, out_slot, false, false, to, buf, plen)
             }
             PacketKind::Rtcp => {
                 if rtcp_sender_ssrc(data).is_none() {
@@ -593,7 +656,7 @@ impl Relay {
                     return drop_w(shared, lc, DropReason::NoPeer);
                 };
                 let mux = out.flags.rtcp_mux;
-                send_out(shared, lc, out, leg_slot ^ 1, true, !mux, to, buf, plen)
+                send_out(shared, lc, out, out_slot, true, !mux, to, buf, plen)
             }
             _ => drop_w(shared, lc, DropReason::Malformed),
         }
@@ -656,21 +719,23 @@ pub(crate) fn publish_state(c: &StreamCounters, state: LegState) {
     c.locked.set(u64::from(state == LegState::Locked));
 }
 
-/// The public handle of pair slot `pair` of a worker whose slice starts at `base_port`.
+/// Marks a leg slot no pair holds (and a pair's sides before its first update).
+pub(crate) const NO_LEG: u32 = u32::MAX;
+
+/// The public handle of pair slot `pair` whose sides hold leg slots `legs` (A, B).
 pub(crate) fn make_handle(
     worker: WorkerId,
-    base_port: u16,
+    plan: &SocketPlan,
     pair: usize,
     generation: u32,
+    legs: [u32; 2],
 ) -> StreamPairHandle {
-    let p = u32::try_from(pair).unwrap_or(u32::MAX);
-    let base = u32::from(base_port).saturating_add(p.saturating_mul(4));
     StreamPairHandle {
         worker,
-        pair: p,
+        pair: u32::try_from(pair).unwrap_or(u32::MAX),
         generation,
-        port_a: u16::try_from(base).unwrap_or(0),
-        port_b: u16::try_from(base + 2).unwrap_or(0),
+        port_a: plan.port_of_leg(legs[0]),
+        port_b: plan.port_of_leg(legs[1]),
     }
 }
 
@@ -778,11 +843,11 @@ impl PathBench {
     pub fn new(pairs: u32) -> PathBench {
         let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
         let events = Arc::new(ArrayQueue::new(pairs as usize * 4 + 16));
+        let plan = SocketPlan::single(std::net::Ipv4Addr::LOCALHOST.into(), 30000, pairs);
         PathBench {
             relay: Relay::new(
                 WorkerId(0),
-                30000,
-                pairs,
+                Arc::new(plan),
                 shared,
                 events,
                 RelayLimits {
@@ -800,6 +865,7 @@ impl PathBench {
             pair,
             generation: 1,
             params: [a, b],
+            legs: [pair * 2, pair * 2 + 1],
         };
         self.relay.apply(&cmd, 0);
     }
