@@ -24,6 +24,7 @@ mod opaque;
 pub mod realm;
 pub mod relay;
 mod ring;
+mod slots;
 mod sock;
 mod takeover;
 mod types;
@@ -46,6 +47,7 @@ pub use types::{
     StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
 };
 
+use slots::SlotTable;
 use types::Command;
 
 /// The kernel-interface building blocks the workers are made of (io_uring ring and
@@ -98,20 +100,6 @@ impl std::fmt::Debug for WorkerHandle {
             .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
-}
-
-/// Pair-slot bookkeeping of one worker (control-plane side only).
-#[derive(Debug)]
-struct SlotTable {
-    free: Vec<u32>,
-    generation: Vec<u32>,
-    in_use: Vec<bool>,
-    /// Leg slots of each pair slot's sides A and B (valid while in use).
-    legs: Vec<[u32; 2]>,
-    /// Free leg slots of each realm.
-    free_legs: Vec<Vec<u32>>,
-    /// Events-lost counter value already reported as [`Event::RingOverflow`].
-    lost_reported: u64,
 }
 
 /// The running data plane: worker threads plus their rings.
@@ -200,7 +188,7 @@ impl Dataplane {
         for r in &realms {
             warn_if_ephemeral_overlap(realm::realm_blocks(r).0, r.port_max);
         }
-        let plans = worker_plans(&realms, n_workers)?;
+        let plans = realm::worker_plans(&realms, n_workers)?;
         sock::raise_nofile_limit();
         if let Some(limit) = sock::nofile_limit() {
             let slices = plans.iter().map(|p| p.pairs());
@@ -577,140 +565,6 @@ impl Drop for Dataplane {
 /// Descriptors kept free beyond the media sockets (eventfds, rings, SIP, admin, logs, and
 /// the few sockets an io_uring worker holds while installing them as registered files).
 const FD_RESERVE: u64 = 64;
-
-impl SlotTable {
-    /// Every pair and leg slot of `plan` free; leg slots handed out lowest first.
-    fn new(plan: &SocketPlan, realms: usize) -> SlotTable {
-        let pairs = plan.pairs();
-        let mut free_legs = vec![Vec::new(); realms];
-        for seg in plan.segments() {
-            if let Some(f) = free_legs.get_mut(usize::from(seg.realm.0)) {
-                f.extend((seg.first_leg..seg.first_leg + seg.legs).rev());
-            }
-        }
-        SlotTable {
-            free: (0..pairs).rev().collect(),
-            generation: vec![0; pairs as usize],
-            in_use: vec![false; pairs as usize],
-            legs: vec![[0, 0]; pairs as usize],
-            free_legs,
-            lost_reported: 0,
-        }
-    }
-
-    /// Whether a pair with leg A in realm `a` and leg B in realm `b` fits.
-    fn fits(&self, a: RealmId, b: RealmId) -> bool {
-        let free = |r: RealmId| self.free_legs.get(usize::from(r.0)).map_or(0, Vec::len);
-        !self.free.is_empty()
-            && if a == b {
-                free(a) >= 2
-            } else {
-                free(a) >= 1 && free(b) >= 1
-            }
-    }
-
-    /// Take a pair slot and a leg slot per side: (pair, legs, new generation).
-    fn take(&mut self, a: RealmId, b: RealmId) -> Option<(u32, [u32; 2], u32)> {
-        if !self.fits(a, b) {
-            return None;
-        }
-        let pair = self.free.pop()?;
-        let la = self.free_legs.get_mut(usize::from(a.0))?.pop()?;
-        let lb = self.free_legs.get_mut(usize::from(b.0))?.pop()?;
-        let i = pair as usize;
-        let (Some(g), Some(u), Some(l)) = (
-            self.generation.get_mut(i),
-            self.in_use.get_mut(i),
-            self.legs.get_mut(i),
-        ) else {
-            return None;
-        };
-        *g = g.wrapping_add(1);
-        *u = true;
-        *l = [la, lb];
-        Some((pair, [la, lb], *g))
-    }
-
-    /// Take a free pair slot and exactly leg slots `legs` (free, in realms `realms`):
-    /// (pair, new generation); `Err(side)` names the side whose leg slot is not free.
-    fn take_at(&mut self, realms: [RealmId; 2], legs: [u32; 2]) -> Result<(u32, u32), usize> {
-        for side in 0..2 {
-            let free = self
-                .free_legs
-                .get(usize::from(realms[side].0))
-                .is_some_and(|f| f.contains(&legs[side]));
-            if !free || (side == 1 && legs[0] == legs[1]) {
-                return Err(side);
-            }
-        }
-        let pair = self.free.pop().ok_or(0usize)?;
-        for side in 0..2 {
-            if let Some(f) = self.free_legs.get_mut(usize::from(realms[side].0)) {
-                f.retain(|&l| l != legs[side]);
-            }
-        }
-        let i = pair as usize;
-        let (Some(g), Some(u), Some(l)) = (
-            self.generation.get_mut(i),
-            self.in_use.get_mut(i),
-            self.legs.get_mut(i),
-        ) else {
-            return Err(0);
-        };
-        *g = g.wrapping_add(1);
-        *u = true;
-        *l = legs;
-        Ok((pair, *g))
-    }
-
-    /// Free pair slot `pair` and its leg slots (B first, so A's comes back first).
-    fn give_back(&mut self, pair: u32, plan: &SocketPlan) {
-        let i = pair as usize;
-        let (Some(u), Some(&[la, lb])) = (self.in_use.get_mut(i), self.legs.get(i)) else {
-            return;
-        };
-        if !*u {
-            return;
-        }
-        *u = false;
-        self.free.push(pair);
-        for leg in [lb, la] {
-            if let Some(f) = plan
-                .realm_of_leg(leg)
-                .and_then(|r| self.free_legs.get_mut(usize::from(r.0)))
-            {
-                f.push(leg);
-            }
-        }
-    }
-}
-
-/// The socket plan of every worker: an equal share of every realm's blocks each, the last
-/// worker taking each realm's remainder.
-fn worker_plans(realms: &[RealmConfig], n_workers: u32) -> Result<Vec<SocketPlan>, DataplaneError> {
-    let mut plans = vec![SocketPlan::default(); n_workers as usize];
-    for (r, realm_cfg) in (0u16..).zip(realms) {
-        let (base, blocks) = realm::realm_blocks(realm_cfg);
-        let per = blocks / n_workers;
-        for (w, plan) in (0u32..).zip(plans.iter_mut()) {
-            let wbase = u16::try_from(u32::from(base) + per * w * 4)
-                .map_err(|_| DataplaneError::Config("port overflow"))?;
-            let pairs = slice_pairs(blocks, n_workers, w);
-            plan.push(RealmId(r), realm_cfg.bind_ip, wbase, pairs * 2);
-        }
-    }
-    Ok(plans)
-}
-
-/// Pairs of worker `w` of `n`: an equal share, the last one taking the remainder.
-fn slice_pairs(total: u32, n: u32, w: u32) -> u32 {
-    let per = total / n;
-    if w + 1 == n {
-        total - per * w
-    } else {
-        per
-    }
-}
 
 /// Refuse a range whose sockets cannot all be opened, with the numbers, instead of
 /// failing on the first `EMFILE` half-way through binding. `slices`: pairs per worker.

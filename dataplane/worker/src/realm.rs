@@ -149,6 +149,36 @@ pub(crate) fn realm_blocks(r: &RealmConfig) -> (u16, u32) {
     (base, (u32::from(r.port_max) - u32::from(base) + 1) / 4)
 }
 
+/// The socket plan of every worker: an equal share of every realm's blocks each, the last
+/// worker taking each realm's remainder.
+pub(crate) fn worker_plans(
+    realms: &[RealmConfig],
+    n_workers: u32,
+) -> Result<Vec<SocketPlan>, DataplaneError> {
+    let mut plans = vec![SocketPlan::default(); n_workers as usize];
+    for (r, realm_cfg) in (0u16..).zip(realms) {
+        let (base, blocks) = realm_blocks(realm_cfg);
+        let per = blocks / n_workers;
+        for (w, plan) in (0u32..).zip(plans.iter_mut()) {
+            let wbase = u16::try_from(u32::from(base) + per * w * 4)
+                .map_err(|_| DataplaneError::Config("port overflow"))?;
+            let pairs = slice_pairs(blocks, n_workers, w);
+            plan.push(RealmId(r), realm_cfg.bind_ip, wbase, pairs * 2);
+        }
+    }
+    Ok(plans)
+}
+
+/// Pairs of worker `w` of `n`: an equal share, the last one taking the remainder.
+fn slice_pairs(total: u32, n: u32, w: u32) -> u32 {
+    let per = total / n;
+    if w + 1 == n {
+        total - per * w
+    } else {
+        per
+    }
+}
+
 /// Whether two realms could take the same local port: their ranges meet and their
 /// addresses can be the same socket address (equal, or one is the wildcard of the
 /// other's family, or `::`, which is dual stack).

@@ -220,6 +220,74 @@ fn a_pair_spans_two_realms_through_its_leg_slots() {
     assert_eq!((r.leg_of(8), r.leg_of(2)), (0, 1));
 }
 
+/// T.38 (UDPTL) across two realms: each datagram leaves from the other leg's RTP socket,
+/// in the other realm, and a latch reports the pair's handle with both realms' ports.
+#[test]
+fn udptl_crosses_realms_from_the_other_leg_s_socket() {
+    let mut plan = SocketPlan::default();
+    plan.push(
+        crate::types::RealmId(0),
+        Ipv4Addr::LOCALHOST.into(),
+        30000,
+        2,
+    );
+    plan.push(crate::types::RealmId(1), "::1".parse().unwrap(), 40000, 2);
+    let plan = Arc::new(plan);
+    let shared = Arc::new(WorkerShared::new(plan.pairs() as usize * 2));
+    let events = Arc::new(ArrayQueue::new(16));
+    let mut r = Relay::new(
+        WorkerId(0),
+        plan.clone(),
+        shared,
+        events.clone(),
+        limits(1_000_000),
+    );
+    let fax = |p: Option<SocketAddr>| StreamParams {
+        flags: StreamFlags {
+            udptl: true,
+            ..StreamFlags::default()
+        },
+        ..peer(p)
+    };
+    let b_peer: SocketAddr = "[::1]:6000".parse().unwrap();
+    r.apply(
+        &Command::Update {
+            pair: 0,
+            generation: 1,
+            params: [fax(Some(addr(9))), fax(Some(b_peer))],
+            legs: [1, 3],
+        },
+        0,
+    );
+    let mut d = [0u8; BUF_SIZE];
+    d[..6].copy_from_slice(&[0, 1, 2, 3, 4, 5]);
+    // Leg A's port is socket 2 (leg slot 1); leg B's socket 6 (leg slot 3, realm 1).
+    assert_eq!(
+        r.on_packet(2, addr(9), &mut d, 6, 1),
+        Verdict::Send {
+            sock: 6,
+            to: b_peer,
+            len: 6,
+            forward: true,
+        }
+    );
+    assert_eq!(
+        dest(r.on_packet(6, b_peer, &mut d, 6, 2)),
+        Some(addr(9)),
+        "and back from leg A's socket"
+    );
+    assert!(matches!(
+        r.on_packet(6, b_peer, &mut d, 6, 3),
+        Verdict::Send { sock: 2, .. }
+    ));
+    let latched = std::iter::from_fn(|| events.pop()).find_map(|e| match e {
+        Event::Latched { handle, .. } => Some(handle),
+        _ => None,
+    });
+    let h = latched.expect("the first datagram from the peer is reported");
+    assert_eq!((h.port_a, h.port_b), (30002, 40002));
+}
+
 #[test]
 fn unarmed_short_and_unknown_packets_are_counted_drops() {
     let (mut r, shared, _) = relay(2);
