@@ -4,7 +4,9 @@
 //! and one media realm per interface. A call from the IPv4 trunk to the IPv6 trunk: each
 //! side's SDP carries its own realm's family and address, each side's signalling its own
 //! listener, and RTP flows both ways through the data plane (sipp's echo comes back; the
-//! CDR's media counters show both directions on both legs).
+//! CDR's media counters show both directions on both legs). The same call with the XDP
+//! fast path on: both realms are on the fast path, and the IPv4/IPv6 pair stays with the
+//! workers (the program forwards within one family): nothing promoted, nothing tried.
 //!
 //! Runs as root (namespaces and veth pairs are created and deleted by the test); a missing
 //! tool fails it.
@@ -16,6 +18,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
 
 use sipp_harness::{end_kind, note, pcaps, serial, sipp, sipp_args};
 
@@ -79,6 +83,33 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// `GET /metrics` of the appliance, from a thread inside the namespace.
+    fn metrics(&self) -> String {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let fd = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
+            ureq::get("http://127.0.0.1:8080/metrics")
+                .call()
+                .unwrap_or_else(|e| panic!("metrics: {e}"))
+                .into_string()
+                .unwrap_or_else(|e| panic!("metrics: {e}"))
+        })
+        .join()
+        .expect("metrics thread")
+    }
+}
+
+/// Sum of the samples of `family` whose labels contain `label` ("" for all).
+fn sample(text: &str, family: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))
+        .filter(|l| l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -131,6 +162,11 @@ impl Proc {
 }
 
 fn config() -> String {
+    config_with("")
+}
+
+/// The configuration with `media` lines added to `[media]`.
+fn config_with(media: &str) -> String {
     format!(
         r#"[node]
 name = "realms"
@@ -148,6 +184,7 @@ address = "[{IN_APP}]:5060"
 [media]
 cores = "auto:1"
 inactivity_timeout = "60s"
+{media}
 
 [[media.realm]]
 name = "outside"
@@ -222,6 +259,15 @@ fn counter(c: &serde_json::Value, leg: &str, field: &str) -> u64 {
 
 #[test]
 fn a_call_from_the_v4_trunk_to_the_v6_trunk_anchors_each_leg_in_its_realm() {
+    v4_to_v6_call(false);
+}
+
+#[test]
+fn with_the_fast_path_an_ipv4_to_ipv6_call_stays_with_the_workers() {
+    v4_to_v6_call(true);
+}
+
+fn v4_to_v6_call(fast_path: bool) {
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -243,7 +289,8 @@ fn a_call_from_the_v4_trunk_to_the_v6_trunk_anchors_each_leg_in_its_realm() {
     ]);
 
     let config_path = d.join("portcullis.toml");
-    std::fs::write(&config_path, config()).expect("config");
+    let media = if fast_path { "fast_path = \"xdp\"" } else { "" };
+    std::fs::write(&config_path, config_with(media)).expect("config");
     let cfg = config_path.to_str().expect("utf-8").to_owned();
     // The check runs where the appliance runs: both realm addresses are on its host.
     let out = Command::new("ip")
@@ -269,6 +316,18 @@ fn a_call_from_the_v4_trunk_to_the_v6_trunk_anchors_each_leg_in_its_realm() {
         }
         assert!(Instant::now() < deadline, "not ready:\n{}", log());
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if fast_path {
+        // The program is attached to both interfaces; each realm is on the fast path.
+        for realm in ["outside", "inside"] {
+            assert!(
+                log()
+                    .lines()
+                    .any(|l| l.contains("media realm on the fast path") && l.contains(realm)),
+                "realm {realm} on the fast path:\n{}",
+                log()
+            );
+        }
     }
 
     pcaps(d);
@@ -360,6 +419,28 @@ fn a_call_from_the_v4_trunk_to_the_v6_trunk_anchors_each_leg_in_its_realm() {
         a_tx >= 100,
         "the echo relayed back to the IPv4 caller: {cdr}"
     );
+    if fast_path {
+        // Every packet went through a worker: the pair was never promoted, nor tried.
+        let m = app.metrics();
+        assert!(
+            m.contains("portcullis_fastpath_promoted_ports"),
+            "fast path on: {m}"
+        );
+        for family in [
+            "portcullis_fastpath_packets_total",
+            "portcullis_fastpath_promotion_failures_total",
+        ] {
+            assert_eq!(sample(&m, family, ""), 0, "{family}");
+        }
+        let forwarded = ["tx", "redirect"].map(|v| {
+            sample(
+                &m,
+                "portcullis_fastpath_program_packets_total",
+                &format!("verdict=\"{v}\""),
+            )
+        });
+        assert_eq!(forwarded, [0, 0], "the program forwarded nothing");
+    }
 }
 
 /// A realm whose address is not on the host is a check-config error naming the realm's

@@ -103,9 +103,30 @@ fn attach(
             (ip, portcullis_xdp::interfaces_holding(ip))
         })
         .collect();
-    // For messages: the first realm's (`realms` is never empty).
-    let first = holders.first().map_or(m.advertised_ip, |(ip, _)| *ip);
-    let names = if m.interfaces.is_empty() {
+    let (names, local_ips) = choose(&holders, &m.interfaces)?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let fp = portcullis_xdp::start(setting, &refs).map_err(|e| match e {
+        portcullis_xdp::FastPathError::Load(_) => FastPathStartError::Load(e),
+        e => FastPathStartError::Xdp(e),
+    })?;
+    Ok(fp.map(|fp| FastPathConfig {
+        program: Arc::new(fp),
+        local_ips,
+    }))
+}
+
+/// The interfaces to attach to (`configured`, else every interface holding a realm's
+/// address) and each realm's address for the program (`None` when no attached interface
+/// holds it), from `holders`: each realm's address and the interfaces holding it.
+fn choose(
+    holders: &[(IpAddr, Vec<String>)],
+    configured: &[String],
+) -> Result<(Vec<String>, Vec<Option<IpAddr>>), FastPathStartError> {
+    // For messages: the first realm's address.
+    let first = holders
+        .first()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |(ip, _)| *ip);
+    let names = if configured.is_empty() {
         let mut names: Vec<String> = Vec::new();
         for n in holders.iter().flat_map(|(_, h)| h) {
             if !names.contains(n) {
@@ -119,27 +140,70 @@ fn attach(
     } else {
         if !holders
             .iter()
-            .any(|(_, h)| m.interfaces.iter().any(|n| h.contains(n)))
+            .any(|(_, h)| configured.iter().any(|n| h.contains(n)))
         {
             return Err(FastPathStartError::NotOnInterfaces {
                 ip: first,
-                names: m.interfaces.clone(),
+                names: configured.to_vec(),
             });
         }
-        m.interfaces.clone()
+        configured.to_vec()
     };
-    // A realm is forwarded in the kernel when an attached interface holds its address.
     let local_ips = holders
         .iter()
         .map(|(ip, h)| h.iter().any(|n| names.contains(n)).then_some(*ip))
         .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let fp = portcullis_xdp::start(setting, &refs).map_err(|e| match e {
-        portcullis_xdp::FastPathError::Load(_) => FastPathStartError::Load(e),
-        e => FastPathStartError::Xdp(e),
-    })?;
-    Ok(fp.map(|fp| FastPathConfig {
-        program: Arc::new(fp),
-        local_ips,
-    }))
+    Ok((names, local_ips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(ip: &str, on: &[&str]) -> (IpAddr, Vec<String>) {
+        (
+            ip.parse().unwrap(),
+            on.iter().map(|n| (*n).to_owned()).collect(),
+        )
+    }
+
+    #[test]
+    fn every_realm_s_interface_is_attached_and_each_realm_forwards_on_its_address() {
+        let holders = [
+            held("192.0.2.1", &["eth0"]),
+            held("2001:db8::1", &["eth1"]),
+            held("198.51.100.1", &["eth0"]),
+        ];
+        let (names, ips) = choose(&holders, &[]).unwrap();
+        assert_eq!(names, ["eth0", "eth1"]);
+        assert_eq!(
+            ips,
+            holders.iter().map(|(ip, _)| Some(*ip)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_realm_off_the_named_interfaces_stays_with_the_workers() {
+        let holders = [held("192.0.2.1", &["eth0"]), held("2001:db8::1", &["eth1"])];
+        let (names, ips) = choose(&holders, &["eth0".to_owned()]).unwrap();
+        assert_eq!(names, ["eth0"]);
+        assert_eq!(ips, [Some(holders[0].0), None]);
+        // A realm on no interface at all, beside one that is.
+        let holders = [held("192.0.2.1", &["eth0"]), held("203.0.113.9", &[])];
+        assert_eq!(choose(&holders, &[]).unwrap().1, [Some(holders[0].0), None]);
+    }
+
+    #[test]
+    fn no_realm_on_an_interface_is_an_error_naming_the_first_address() {
+        let holders = [held("192.0.2.1", &[]), held("2001:db8::1", &[])];
+        assert!(matches!(
+            choose(&holders, &[]),
+            Err(FastPathStartError::NoInterface(ip)) if ip == holders[0].0
+        ));
+        let holders = [held("192.0.2.1", &["eth0"])];
+        assert!(matches!(
+            choose(&holders, &["eth9".to_owned()]),
+            Err(FastPathStartError::NotOnInterfaces { ip, .. }) if ip == holders[0].0
+        ));
+    }
 }
