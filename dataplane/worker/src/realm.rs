@@ -36,7 +36,8 @@ pub(crate) struct Segment {
     pub(crate) legs: u32,
 }
 
-/// Where every socket of one worker lives: one [`Segment`] per realm, in realm order.
+/// Where every socket of one worker lives: one segment (address, first port, leg slots)
+/// per realm, in realm order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SocketPlan {
     segs: Vec<Segment>,
