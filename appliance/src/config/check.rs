@@ -8,8 +8,8 @@ use super::checker::Checker;
 use super::host::{check_key_matches, PemKind};
 use super::model::{
     AdminConfig, CaptureConfig, CdrConfig, ClientAuth, Config, ListenerConfig, LogConfig,
-    MediaConfig, NgConfig, NodeConfig, PolicyConfig, Secret, SessionTimerConfig, SipConfig,
-    SipLimits, TlsFiles, LEARNING_WINDOW_BOUNDS,
+    MediaConfig, MediaRealm, NgConfig, NodeConfig, PolicyConfig, Secret, SessionTimerConfig,
+    SipConfig, SipLimits, TlsFiles, LEARNING_WINDOW_BOUNDS,
 };
 use super::raw::{RawConfig, RawCores, RawListener, RawMedia, RawSip, Transport};
 use super::types::{parse_cpulist, CoreList, PortRange};
@@ -50,19 +50,21 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
     if let (Some(sip), Some(media)) = (&sip, &media) {
         // Every listener was valid, so listener indices match the file.
         for (i, l) in sip.listeners.iter().enumerate() {
-            let (lo, hi) = (media.ports.min(), media.ports.max());
             let port = l.address.port();
-            if !l.transport.is_stream()
-                && (lo..=hi).contains(&port)
-                && media_overlaps(media.bind_ip, l.address.ip())
-            {
-                c.err(
-                    format!("sip.listener[{i}].address"),
-                    format!(
-                        "UDP port {port} lies inside the media port range {}",
-                        media.ports
-                    ),
-                );
+            for r in &media.realms {
+                let (lo, hi) = (r.ports.min(), r.ports.max());
+                if !l.transport.is_stream()
+                    && (lo..=hi).contains(&port)
+                    && media_overlaps(r.bind_ip, l.address.ip())
+                {
+                    c.err(
+                        format!("sip.listener[{i}].address"),
+                        format!(
+                            "UDP port {port} lies inside the media port range {}",
+                            r.ports
+                        ),
+                    );
+                }
             }
         }
     }
@@ -97,7 +99,7 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         format: raw.log.format,
         buffer_lines: usize::try_from(raw.log.buffer_lines).ok()?,
     };
-    Some(Config {
+    let mut cfg = Config {
         node: node?,
         sip: sip?,
         media: media?,
@@ -113,7 +115,9 @@ pub(super) fn check(raw: &RawConfig, c: &mut Checker<'_>) -> Option<Config> {
         ng: ng?,
         otel: otel?,
         ha: ha?,
-    })
+    };
+    super::check_realms::apply(raw, &mut cfg, c);
+    c.diags.is_empty().then_some(cfg)
 }
 
 fn node(raw: &RawConfig, c: &mut Checker<'_>) -> Option<NodeConfig> {
@@ -507,6 +511,69 @@ fn cores(m: &RawMedia, c: &mut Checker<'_>) -> Option<CoreList> {
 }
 
 fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
+    let cores = cores(m, c);
+    // `[media]`'s addresses are the `default` realm: the only one without
+    // `[[media.realm]]`, the first one when they are set beside it.
+    let has_default = m.realm.is_empty() || m.bind_ip.is_some() || m.advertised_ip.is_some();
+    let first = if has_default {
+        let r = default_realm(m, cores.as_ref(), c);
+        r.as_ref()?;
+        r
+    } else {
+        None
+    };
+    let realms = if m.realm.is_empty() {
+        first.map(|r| vec![r])
+    } else {
+        super::check_realms::realms(m, first, cores.as_ref().map(CoreList::len), c)
+    };
+    let inactivity = c.duration(
+        "media.inactivity_timeout",
+        &m.inactivity_timeout,
+        Duration::from_secs(1),
+    );
+    let (wmin, wmax) = LEARNING_WINDOW_BOUNDS;
+    let window = c.duration("media.learning_window", &m.learning_window, wmin);
+    if window.is_some_and(|w| w > wmax) {
+        c.err(
+            "media.learning_window",
+            format!(
+                "{:?} is longer than the maximum {wmax:?}",
+                m.learning_window
+            ),
+        );
+    }
+    let (lo, hi) = RING_CAPACITY_BOUNDS;
+    if !m.ring_capacity.is_power_of_two() || !(lo..=hi).contains(&m.ring_capacity) {
+        c.err(
+            "media.ring_capacity",
+            format!("must be a power of two between {lo} and {hi}"),
+        );
+    }
+    let interfaces = interfaces(m, c);
+    let realms = realms?;
+    let first = realms.first()?.clone();
+    Some(MediaConfig {
+        advertised_ip: first.advertised_ip,
+        bind_ip: first.bind_ip,
+        ports: first.ports,
+        realms,
+        cores: cores?,
+        backend: m.backend,
+        inactivity_timeout: inactivity?,
+        ring_capacity: usize::try_from(m.ring_capacity).ok()?,
+        learning_window: window.filter(|w| *w <= wmax)?,
+        fast_path: m.fast_path,
+        interfaces: interfaces?,
+    })
+}
+
+/// The one realm of a `[media]` without `[[media.realm]]`: its addresses and range.
+fn default_realm(
+    m: &RawMedia,
+    cores: Option<&CoreList>,
+    c: &mut Checker<'_>,
+) -> Option<MediaRealm> {
     let bind_ip = match &m.bind_ip {
         Some(b) => c.ip("media.bind_ip", b),
         None => Some(IpAddr::from([0, 0, 0, 0])),
@@ -539,9 +606,10 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
             );
         }
     }
-    let ports = c.ok("media.port_min", PortRange::new(m.port_min, m.port_max));
-    let cores = cores(m, c);
-    if let (Some(p), Some(k)) = (ports, &cores) {
+    let port_min = m.port_min.unwrap_or_else(super::raw::default_port_min);
+    let port_max = m.port_max.unwrap_or_else(super::raw::default_port_max);
+    let ports = c.ok("media.port_min", PortRange::new(port_min, port_max));
+    if let (Some(p), Some(k)) = (ports, cores) {
         let need = MIN_STREAMS_PER_CORE * k.len();
         if p.pairs() < need {
             c.err(
@@ -556,41 +624,11 @@ fn media(m: &RawMedia, c: &mut Checker<'_>) -> Option<MediaConfig> {
             );
         }
     }
-    let inactivity = c.duration(
-        "media.inactivity_timeout",
-        &m.inactivity_timeout,
-        Duration::from_secs(1),
-    );
-    let (wmin, wmax) = LEARNING_WINDOW_BOUNDS;
-    let window = c.duration("media.learning_window", &m.learning_window, wmin);
-    if window.is_some_and(|w| w > wmax) {
-        c.err(
-            "media.learning_window",
-            format!(
-                "{:?} is longer than the maximum {wmax:?}",
-                m.learning_window
-            ),
-        );
-    }
-    let (lo, hi) = RING_CAPACITY_BOUNDS;
-    if !m.ring_capacity.is_power_of_two() || !(lo..=hi).contains(&m.ring_capacity) {
-        c.err(
-            "media.ring_capacity",
-            format!("must be a power of two between {lo} and {hi}"),
-        );
-    }
-    let interfaces = interfaces(m, c);
-    Some(MediaConfig {
-        advertised_ip: advertised_ip?,
+    Some(MediaRealm {
+        name: String::from("default"),
         bind_ip: bind_ip?,
+        advertised_ip: advertised_ip?,
         ports: ports?,
-        cores: cores?,
-        backend: m.backend,
-        inactivity_timeout: inactivity?,
-        ring_capacity: usize::try_from(m.ring_capacity).ok()?,
-        learning_window: window.filter(|w| *w <= wmax)?,
-        fast_path: m.fast_path,
-        interfaces: interfaces?,
     })
 }
 

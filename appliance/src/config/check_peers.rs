@@ -158,6 +158,9 @@ fn trunk(
         credentials,
         learning: learning?,
         register: register?,
+        // Set from the names by `super::check_realms::apply`.
+        realm: 0,
+        listener: None,
     })
 }
 
@@ -549,6 +552,9 @@ pub(super) fn teams(
         media_bypass: t.media_bypass,
         resolve,
         learning: learning?,
+        // Set from the names by `super::check_realms::apply`.
+        realm: 0,
+        listener: None,
     }))
 }
 

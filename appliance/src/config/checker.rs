@@ -15,8 +15,9 @@ use super::types::{parse_duration, Fqdn};
 /// How the checker treats the outside world.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Read certificate, key and CA files and check they hold PEM data. `check-config
-    /// --no-files` turns this off to check a file on another machine.
+    /// Read certificate, key and CA files and check they hold PEM data, and check that
+    /// media realm addresses are this host's. `check-config --no-files` turns this off to
+    /// check a file on another machine.
     pub check_files: bool,
     /// CPUs to check `media.cores` against.
     pub host: HostInfo,

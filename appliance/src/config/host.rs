@@ -13,6 +13,25 @@ pub struct HostInfo {
     /// CPUs this process may run on (`Cpus_allowed_list` in `/proc/self/status`); used by
     /// `cores = "auto"`.
     pub allowed_cpus: Vec<usize>,
+    /// The addresses of the host's interfaces (`getifaddrs`); a media realm must bind to
+    /// one of them. `None` when they cannot be read (the check is then left to the bind).
+    pub addresses: Option<Vec<std::net::IpAddr>>,
+}
+
+/// The addresses of every interface of the host (`None` when they cannot be read).
+fn interface_addresses() -> Option<Vec<std::net::IpAddr>> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    let mut out: Vec<std::net::IpAddr> = addrs
+        .filter_map(|a| a.address)
+        .filter_map(|s| {
+            s.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
 }
 
 impl HostInfo {
@@ -45,6 +64,7 @@ impl HostInfo {
         Self {
             online_cpus: online,
             allowed_cpus: allowed,
+            addresses: interface_addresses(),
         }
     }
 
@@ -54,6 +74,7 @@ impl HostInfo {
         Self {
             online_cpus: cpus.clone(),
             allowed_cpus: cpus,
+            addresses: None,
         }
     }
 }

@@ -12,6 +12,7 @@ mod check_ha;
 mod check_otel;
 mod check_peers;
 mod check_policy;
+mod check_realms;
 mod check_register;
 mod check_targets;
 mod checker;

@@ -275,12 +275,15 @@ pub struct SessionTimerConfig {
 /// `[media]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaConfig {
-    /// Address written into SDP.
+    /// Address written into SDP toward the first realm's peers (`realms[0]`'s).
     pub advertised_ip: IpAddr,
-    /// Address the media sockets bind to.
+    /// Address the first realm's media sockets bind to (`realms[0]`'s).
     pub bind_ip: IpAddr,
-    /// Port range, split evenly between the cores.
+    /// Port range of the first realm (`realms[0]`'s).
     pub ports: PortRange,
+    /// The media realms, never empty: the `[[media.realm]]` entries in file order, or one
+    /// realm named `default` made of `[media]`'s addresses and range.
+    pub realms: Vec<MediaRealm>,
     /// One dataplane worker per core; `ports.pairs() / cores.len() >= MIN_STREAMS_PER_CORE`.
     pub cores: CoreList,
     /// I/O backend.
@@ -295,6 +298,21 @@ pub struct MediaConfig {
     pub fast_path: FastPathMode,
     /// Interfaces for the XDP program (empty: the one holding the media address).
     pub interfaces: Vec<String>,
+}
+
+/// `[[media.realm]]`: one interface's media addresses and ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRealm {
+    /// Unique name.
+    pub name: String,
+    /// Local address its sockets bind to (on this host, or a wildcard).
+    pub bind_ip: IpAddr,
+    /// Address written into SDP toward its peers (same family as `bind_ip` unless that is
+    /// `::`).
+    pub advertised_ip: IpAddr,
+    /// Its port range (split evenly between the cores); ranges of realms sharing an
+    /// address do not overlap.
+    pub ports: PortRange,
 }
 
 /// Smallest and largest `media.learning_window`.
@@ -394,6 +412,11 @@ pub struct TrunkConfig {
     pub register: Option<RegisterConfig>,
     /// RFC 3325 trust, header rules and codec policy (compiled).
     pub policy: portcullis_engine::trunk_policy::TrunkPolicy,
+    /// Media realm of its legs (index in [`MediaConfig::realms`]).
+    pub realm: usize,
+    /// The SIP listener its signalling uses (index in [`SipConfig::listeners`], of its
+    /// transport); `None`: the first of its transport.
+    pub listener: Option<usize>,
 }
 
 /// One configured target of a trunk.
@@ -613,6 +636,10 @@ pub struct TeamsConfig {
     pub resolve: BTreeMap<Fqdn, SocketAddr>,
     /// Media endpoint learning toward Microsoft.
     pub learning: LearningConfig,
+    /// Media realm of the legs facing Teams (index in [`MediaConfig::realms`]).
+    pub realm: usize,
+    /// The TLS listener Teams signalling uses (index in [`SipConfig::listeners`]).
+    pub listener: Option<usize>,
 }
 
 /// `[capture]`

@@ -112,12 +112,10 @@ pub struct RawMedia {
     pub advertised_ip: Option<String>,
     /// IP the media sockets bind to (defaults to `0.0.0.0`).
     pub bind_ip: Option<String>,
-    /// First media port (even).
-    #[serde(default = "default_port_min")]
-    pub port_min: u16,
-    /// Last media port (inclusive).
-    #[serde(default = "default_port_max")]
-    pub port_max: u16,
+    /// First media port (even; default 20000).
+    pub port_min: Option<u16>,
+    /// Last media port (inclusive; default 29999).
+    pub port_max: Option<u16>,
     /// Dataplane cores: a list of CPU ids, a cpulist string, "auto" or "auto:N".
     #[serde(default = "default_cores")]
     pub cores: RawCores,
@@ -140,6 +138,12 @@ pub struct RawMedia {
     /// Interfaces the XDP program attaches to (empty: the one holding the media address).
     #[serde(default)]
     pub interfaces: Vec<String>,
+
+    // Interfaces and media realms (see `super::check_realms`).
+    /// `[[media.realm]]`: one per interface (address and port range each); none = the
+    /// `[media]` addresses and range are the only realm.
+    #[serde(default)]
+    pub realm: Vec<RawRealm>,
 }
 
 /// `media.fast_path`: forwarding of locked plain-RTP legs in the kernel (XDP).
@@ -153,6 +157,22 @@ pub enum FastPathMode {
     /// The workers forward everything.
     #[default]
     Off,
+}
+
+/// `[[media.realm]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRealm {
+    /// Unique name trunks refer to (`[[trunk]] realm`, `[teams] realm`).
+    pub name: String,
+    /// Local address the realm's media sockets bind to (IPv4 or IPv6).
+    pub bind_ip: String,
+    /// Address written into SDP toward the realm's peers (defaults to `bind_ip`).
+    pub advertised_ip: Option<String>,
+    /// First port of the realm's range (even).
+    pub port_min: u16,
+    /// Last port of the realm's range (inclusive).
+    pub port_max: u16,
 }
 
 /// The `media.cores` value: a TOML array of CPU ids or a string.
@@ -192,10 +212,10 @@ impl<'de> Deserialize<'de> for RawCores {
     }
 }
 
-fn default_port_min() -> u16 {
+pub(super) fn default_port_min() -> u16 {
     20_000
 }
-fn default_port_max() -> u16 {
+pub(super) fn default_port_max() -> u16 {
     29_999
 }
 fn default_cores() -> RawCores {
@@ -216,8 +236,8 @@ impl Default for RawMedia {
         Self {
             advertised_ip: None,
             bind_ip: None,
-            port_min: default_port_min(),
-            port_max: default_port_max(),
+            port_min: None,
+            port_max: None,
             cores: default_cores(),
             backend: Backend::Auto,
             inactivity_timeout: default_inactivity_timeout(),
@@ -225,6 +245,7 @@ impl Default for RawMedia {
             learning_window: default_learning_window(),
             fast_path: FastPathMode::Off,
             interfaces: Vec::new(),
+            realm: Vec::new(),
         }
     }
 }
@@ -527,6 +548,23 @@ pub struct RawTrunk {
     /// passthrough | rfc4733 | info | both
     #[serde(default)]
     pub dtmf: super::raw_policy::RawDtmf,
+
+    // Interfaces and media realms (see `super::check_realms`).
+    /// Media realm of the legs facing the trunk (a `[[media.realm]]` name; absent = the
+    /// first realm).
+    pub realm: Option<String>,
+    /// SIP listener the trunk's signalling uses: a `[[sip.listener]]` name or index.
+    pub listener: Option<RawListenerRef>,
+}
+
+/// A `[[sip.listener]]` by name (`"outside"`) or by index in the file (`0`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawListenerRef {
+    /// Position in `[[sip.listener]]` (from 0).
+    Index(u32),
+    /// The listener's `name`.
+    Name(String),
 }
 
 /// `[trunk.register]`: registration toward the carrier (RFC 3261 §10).
@@ -673,6 +711,10 @@ pub struct RawTeams {
     pub endpoint_learning: EndpointLearning,
     /// NAT rebinding after this much silence from the locked peer (absent = never).
     pub relearn_after: Option<String>,
+    /// Media realm of the legs facing Teams (a `[[media.realm]]` name; absent = the first).
+    pub realm: Option<String>,
+    /// SIP listener Teams signalling uses (name or index; absent = the first TLS one).
+    pub listener: Option<RawListenerRef>,
 }
 
 /// The three Microsoft SIP proxies of Direct Routing, in order.

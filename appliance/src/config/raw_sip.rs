@@ -88,6 +88,8 @@ impl Transport {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
+    /// Name trunks refer to (`[[trunk]] listener`); optional.
+    pub name: Option<String>,
     /// udp | tcp | tls | mtls
     pub transport: Transport,
     /// `ip:port` to bind.

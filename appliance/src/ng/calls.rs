@@ -19,7 +19,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use portcullis_engine::media::{MediaControl, Side, SrtpKeyMaterial, SrtpSuite};
+use portcullis_engine::media::{MediaControl, RealmId, Side, SrtpKeyMaterial, SrtpSuite};
 use portcullis_sip::sdp::SessionDescription;
 
 use super::bencode::Value;
@@ -313,7 +313,7 @@ impl<M: MediaControl> NgCalls<M> {
                 continue;
             };
             if sec.active() && st.alloc.is_none() {
-                match self.media.allocate() {
+                match self.media.allocate([RealmId::default(); 2]) {
                     Ok(a) => {
                         st.alloc = Some(a);
                         fresh.push(i);

@@ -45,7 +45,7 @@ pub fn server(
     dp: Arc<Dataplane>,
     counters: Arc<NgCounters>,
 ) -> NgServer<DataplaneMedia> {
-    let media = DataplaneMedia::new(dp, config.media.advertised_ip);
+    let media = DataplaneMedia::new(dp, crate::runtime::convert::realm_addresses(config));
     let settings = NgSettings {
         max_sessions: ng.max_sessions as usize,
         timeout: ng.timeout,

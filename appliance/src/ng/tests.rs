@@ -29,7 +29,10 @@ struct Fake {
 }
 
 impl MediaControl for Fake {
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
+    fn allocate(
+        &mut self,
+        _realms: [portcullis_engine::media::RealmId; 2],
+    ) -> Result<MediaAllocation, MediaError> {
         if self.capacity.is_some_and(|c| self.live.len() >= c) {
             return Err(MediaError::NoCapacity);
         }
@@ -41,7 +44,8 @@ impl MediaControl for Fake {
             id,
             a_port: base,
             b_port: base + 2,
-            advertised_ip: IP.parse().unwrap(),
+            a_ip: IP.parse().unwrap(),
+            b_ip: IP.parse().unwrap(),
         })
     }
     fn update(

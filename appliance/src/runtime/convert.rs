@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig};
+use portcullis_dataplane::{Backend as DpBackend, DataplaneConfig, RealmConfig};
 use portcullis_engine::config::{
     Credentials as EngineCredentials, EndpointLearning as EngineLearning, EngineConfig,
     ListenerInfo, MediaLearning, MediaMode, NodeSettings, PolicyConfig as EnginePolicy,
@@ -218,6 +218,17 @@ fn learning(l: LearningConfig) -> MediaLearning {
     }
 }
 
+/// The engine's (and data plane's) id of realm `i` of [`crate::config::model::MediaConfig::realms`].
+fn realm_id(i: usize) -> portcullis_engine::media::RealmId {
+    portcullis_engine::media::RealmId(u16::try_from(i).unwrap_or(0))
+}
+
+/// The advertised address of every media realm, in realm order (what the media
+/// controller writes into SDP toward each realm).
+pub fn realm_addresses(cfg: &Config) -> Vec<std::net::IpAddr> {
+    cfg.media.realms.iter().map(|r| r.advertised_ip).collect()
+}
+
 /// The engine's view of `cfg`.
 pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
     let listeners = cfg
@@ -257,6 +268,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
             learning: learning(t.learning),
             targets,
             policy: t.policy.clone(),
+            realm: realm_id(t.realm),
+            listener: t.listener,
         });
         if let Some(r) = &t.register {
             registrations.push(registration(cfg, t, r, creds.map(to_engine))?);
@@ -292,6 +305,8 @@ pub fn engine_config(cfg: &Config) -> Result<EngineConfig, ConvertError> {
                     trusted: true,
                     ..Default::default()
                 },
+                realm: realm_id(tm.realm),
+                listener: tm.listener,
             });
         }
         teams = Some(TeamsSettings {
@@ -464,6 +479,16 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
         port_min: m.ports.min(),
         port_max: m.ports.max(),
         bind_ip: m.bind_ip,
+        realms: m
+            .realms
+            .iter()
+            .skip(1)
+            .map(|r| RealmConfig {
+                bind_ip: r.bind_ip,
+                port_min: r.ports.min(),
+                port_max: r.ports.max(),
+            })
+            .collect(),
         backend: match m.backend {
             Backend::Auto => DpBackend::Auto,
             Backend::IoUring => DpBackend::IoUring,

@@ -604,7 +604,8 @@ impl Ctx {
                 transport: net_transport(t.dest.transport),
                 remote: t.dest.addr,
                 conn: t.dest.conn.map(|c| NetConnId(c.0)),
-                local: None,
+                // The trunk's own listener, when it names one (UDP: that socket sends).
+                local: t.local,
                 bytes: t.bytes,
                 tls_server_name: t.tls_server_name,
             };

@@ -17,13 +17,17 @@ use crate::runtime::convert;
 struct NoMedia(u64);
 
 impl MediaControl for NoMedia {
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
+    fn allocate(
+        &mut self,
+        _realms: [portcullis_engine::media::RealmId; 2],
+    ) -> Result<MediaAllocation, MediaError> {
         self.0 += 1;
         Ok(MediaAllocation {
             id: MediaId(self.0),
             a_port: 40_000,
             b_port: 40_002,
-            advertised_ip: "127.0.0.1".parse().unwrap(),
+            a_ip: "127.0.0.1".parse().unwrap(),
+            b_ip: "127.0.0.1".parse().unwrap(),
         })
     }
     fn update(

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use portcullis_dataplane::{
     Dataplane, DataplaneError, DtmfFlags, EndpointLearning as DpLearning, Event, IceLite,
-    LegResume, Side as DpSide, StreamFlags, StreamPairHandle, StreamParams,
+    LegResume, RealmId as DpRealm, Side as DpSide, StreamFlags, StreamPairHandle, StreamParams,
 };
 use portcullis_engine::config::EndpointLearning;
 use portcullis_engine::media::{
     DtmfEvent, LegMediaStats, MediaAllocation, MediaControl, MediaError, MediaEvent, MediaId,
-    MediaLegParams, MediaStats, Side, SrtpKeyMaterial, SrtpSuite, StreamKind,
+    MediaLegParams, MediaStats, RealmId, Side, SrtpKeyMaterial, SrtpSuite, StreamKind,
 };
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
 
@@ -76,7 +76,8 @@ const REMOVE_RETRY_BUDGET: usize = 256;
 #[derive(Debug)]
 pub struct DataplaneMedia {
     dp: Arc<Dataplane>,
-    advertised_ip: IpAddr,
+    /// Advertised address of each media realm, by realm id.
+    realm_ips: Vec<IpAddr>,
     next: u64,
     pairs: HashMap<MediaId, StreamPairHandle>,
     by_handle: HashMap<StreamPairHandle, MediaId>,
@@ -91,11 +92,12 @@ pub struct DataplaneMedia {
 }
 
 impl DataplaneMedia {
-    /// A controller writing `advertised_ip` into the SDP of every call.
-    pub fn new(dp: Arc<Dataplane>, advertised_ip: IpAddr) -> Self {
+    /// A controller writing `realm_ips[r]` into the SDP toward a leg in realm `r` (the
+    /// data plane's realms, in the same order).
+    pub fn new(dp: Arc<Dataplane>, realm_ips: Vec<IpAddr>) -> Self {
         Self {
             dp,
-            advertised_ip,
+            realm_ips,
             next: 1,
             pairs: HashMap::new(),
             by_handle: HashMap::new(),
@@ -121,6 +123,17 @@ impl DataplaneMedia {
     /// The state the next [`MediaControl::restore`] on `port_a` carries on.
     pub fn stage_resume(&mut self, port_a: u16, r: [LegResume; 2]) {
         self.staged.insert(port_a, r);
+    }
+
+    /// The advertised addresses of `realms` (A's, B's).
+    fn realm_addresses(&self, realms: [RealmId; 2]) -> Result<(IpAddr, IpAddr), MediaError> {
+        let ip = |r: RealmId| {
+            self.realm_ips
+                .get(usize::from(r.0))
+                .copied()
+                .ok_or_else(|| MediaError::Other(format!("unknown media realm {}", r.0)))
+        };
+        Ok((ip(realms[0])?, ip(realms[1])?))
     }
 
     /// Pairs currently reserved by calls.
@@ -287,8 +300,12 @@ fn leg(s: &portcullis_dataplane::LegStats) -> LegMediaStats {
 }
 
 impl MediaControl for DataplaneMedia {
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
-        let h = self.dp.allocate_pair().map_err(media_error)?;
+    fn allocate(&mut self, realms: [RealmId; 2]) -> Result<MediaAllocation, MediaError> {
+        let (a_ip, b_ip) = self.realm_addresses(realms)?;
+        let h = self
+            .dp
+            .allocate_pair_in(DpRealm(realms[0].0), DpRealm(realms[1].0))
+            .map_err(media_error)?;
         let id = MediaId(self.next);
         self.next += 1;
         self.pairs.insert(id, h);
@@ -297,7 +314,8 @@ impl MediaControl for DataplaneMedia {
             id,
             a_port: h.port_a,
             b_port: h.port_b,
-            advertised_ip: self.advertised_ip,
+            a_ip,
+            b_ip,
         })
     }
 
@@ -350,19 +368,17 @@ impl MediaControl for DataplaneMedia {
 
     fn restore(
         &mut self,
+        realms: [RealmId; 2],
         ports: [u16; 2],
         a: &MediaLegParams,
         b: &MediaLegParams,
     ) -> Result<MediaAllocation, MediaError> {
+        let (a_ip, b_ip) = self.realm_addresses(realms)?;
         let resume = self.staged.remove(&ports[0]).unwrap_or_default();
-        let h = self.dp.allocate_at(ports[0]).map_err(media_error)?;
-        if h.port_b != ports[1] {
-            let _ = self.dp.remove(&h);
-            return Err(MediaError::Other(format!(
-                "media port {} pairs with {} here, not {}",
-                ports[0], h.port_b, ports[1]
-            )));
-        }
+        let h = self
+            .dp
+            .allocate_at(realms.map(|r| DpRealm(r.0)), ports)
+            .map_err(media_error)?;
         if let Err(e) = self.dp.restore(&h, [params(a), params(b)], resume) {
             if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
                 self.pending_remove.push(h);
@@ -379,7 +395,8 @@ impl MediaControl for DataplaneMedia {
             id,
             a_port: h.port_a,
             b_port: h.port_b,
-            advertised_ip: self.advertised_ip,
+            a_ip,
+            b_ip,
         })
     }
 }

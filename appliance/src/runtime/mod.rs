@@ -128,7 +128,7 @@ async fn serve(
     // Configured trunks keep their own event queue, skip the per-source datagram rate
     // and may use the connection reserve.
     net.set_trunk_sources(convert::trunk_sources(&ec, teams.as_ref()));
-    let media = media::DataplaneMedia::new(dp.clone(), config.media.advertised_ip);
+    let media = media::DataplaneMedia::new(dp.clone(), convert::realm_addresses(&config));
     let entropy = crate::entropy::OsEntropy::new().context("randomness")?;
     let mut b2b = B2bua::new(Arc::new(ec), media, entropy).context("call engine")?;
     // The pair first: the CDR journal's recovery asks Redis which calls it carried on.

@@ -40,6 +40,8 @@ pub enum ConfigError {
     Registration(String),
     #[error("invalid limit: {0}")]
     Limit(&'static str),
+    #[error("trunk {0:?} names listener {1}, which does not exist or is not of its transport")]
+    BadListener(String, usize),
 }
 
 /// An IP network (`addr/prefix`), for trunk ACLs: the `ipnet` crate's.
@@ -161,6 +163,12 @@ pub struct TrunkConfig {
     pub targets: TargetsConfig,
     /// Trust domain, header rules and codec policy ([`crate::trunk_policy`]).
     pub policy: crate::trunk_policy::TrunkPolicy,
+    /// Media realm of the legs facing the trunk (their ports and advertised address).
+    pub realm: crate::media::RealmId,
+    /// The SIP listener (index in [`EngineConfig::listeners`]) the trunk's signalling
+    /// uses: our Via sent-by and Contact toward it, and the socket requests to it leave
+    /// from. `None`: the first listener of the trunk's transport.
+    pub listener: Option<usize>,
 }
 
 /// The targets of a trunk ([`crate::routing::TargetTable`]).
@@ -467,6 +475,15 @@ impl EngineConfig {
                 .health
                 .validate()
                 .map_err(|e| ConfigError::Health(t.name.clone(), e))?;
+            if let Some(l) = t.listener {
+                if self
+                    .listeners
+                    .get(l)
+                    .is_none_or(|x| x.transport != t.transport)
+                {
+                    return Err(ConfigError::BadListener(t.name.clone(), l));
+                }
+            }
         }
         for r in &self.routes {
             if r.targets.is_empty() {
@@ -533,6 +550,23 @@ impl EngineConfig {
         self.trunks.iter().position(|t| t.name == name).map(TrunkId)
     }
 
+    /// The listener of a leg toward `trunk` on `transport`: the trunk's own
+    /// (`[[trunk]] listener`) when it is of that transport, else [`Self::listener`].
+    #[must_use]
+    pub fn trunk_listener(&self, trunk: TrunkId, transport: Transport) -> Option<&ListenerInfo> {
+        self.trunk(trunk)
+            .and_then(|t| t.listener)
+            .and_then(|i| self.listeners.get(i))
+            .filter(|l| l.transport == transport)
+            .or_else(|| self.listener(transport))
+    }
+
+    /// The media realm of the legs facing `trunk` (the default realm for an unknown one).
+    #[must_use]
+    pub fn trunk_realm(&self, trunk: TrunkId) -> crate::media::RealmId {
+        self.trunk(trunk).map(|t| t.realm).unwrap_or_default()
+    }
+
     /// The listener used for a leg on `transport` (first of that transport, else the first).
     #[must_use]
     pub fn listener(&self, transport: Transport) -> Option<&ListenerInfo> {
@@ -563,6 +597,8 @@ mod tests {
             learning: MediaLearning::default(),
             targets: TargetsConfig::default(),
             policy: crate::trunk_policy::TrunkPolicy::default(),
+            realm: Default::default(),
+            listener: None,
         };
         // No ACL: the trunk's own address only (IPv4-mapped form included).
         assert!(t.matches_source("192.0.2.1".parse().unwrap()));

@@ -286,8 +286,13 @@ pub struct StreamSnapshot {
 /// The anchored media of a call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaSnapshot {
-    /// The address written in our SDP's `c=`.
+    /// The address written in our SDP's `c=` toward leg A (and toward leg B too, unless
+    /// `advertised_ip_b` says otherwise).
     pub advertised_ip: std::net::IpAddr,
+    /// The address written toward leg B when its media realm's differs from leg A's
+    /// (absent in a record of a call within one realm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_ip_b: Option<std::net::IpAddr>,
     /// Our `o=` session id and the version last sent, per leg (RFC 3264 §8).
     pub session_id: [u64; 2],
     pub version: [u64; 2],

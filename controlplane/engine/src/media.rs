@@ -5,7 +5,9 @@
 //! synchronous and must not block: a full ring is reported as
 //! [`MediaError::RingFull`] and the B2BUA refuses the call (`503`).
 //!
-//! Side `A` is the caller's leg (the inbound trunk), side `B` the callee's.
+//! Side `A` is the caller's leg (the inbound trunk), side `B` the callee's. Each side's
+//! ports are in the media realm of the trunk it faces ([`RealmId`]): the address written
+//! into the SDP toward that side is its realm's, IPv4 or IPv6.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -18,14 +20,33 @@ use crate::config::MediaLearning;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct MediaId(pub u64);
 
-/// A reserved stream pair: the local port on each leg and the address both legs
-/// are told to send to (`c=` of the SDP we write).
+/// A media realm: one interface's media address and port range (`[[media.realm]]`),
+/// by its index in the appliance's realm list; `RealmId(0)` is the default realm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct RealmId(pub u16);
+
+/// A reserved stream pair: the local port on each leg and the address each leg is
+/// told to send to (`c=` of the SDP we write toward it: its realm's advertised address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MediaAllocation {
     pub id: MediaId,
     pub a_port: u16,
     pub b_port: u16,
-    pub advertised_ip: IpAddr,
+    /// Advertised address of leg A's realm.
+    pub a_ip: IpAddr,
+    /// Advertised address of leg B's realm.
+    pub b_ip: IpAddr,
+}
+
+impl MediaAllocation {
+    /// Our advertised address toward `side`.
+    #[must_use]
+    pub const fn ip(&self, side: Side) -> IpAddr {
+        match side {
+            Side::A => self.a_ip,
+            Side::B => self.b_ip,
+        }
+    }
 }
 
 /// Call leg.
@@ -207,8 +228,9 @@ pub enum MediaError {
 
 /// The B2BUA's view of the data plane.
 pub trait MediaControl {
-    /// Reserve a stream pair (leg A port, leg B port) on the least-loaded worker.
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError>;
+    /// Reserve a stream pair (leg A port, leg B port) on the least-loaded worker, each
+    /// leg in its realm (`realms`: A's, B's).
+    fn allocate(&mut self, realms: [RealmId; 2]) -> Result<MediaAllocation, MediaError>;
     /// (Re)program both sides: peer address, SRTP keys per direction, flags.
     fn update(
         &mut self,
@@ -233,16 +255,18 @@ pub trait MediaControl {
         ))
     }
 
-    /// Re-create a pair on our local `ports` (leg A, leg B) and program it (a standby
-    /// taking over a call whose SDP advertised those ports, [`crate::ha`]). A
+    /// Re-create a pair on our local `ports` (leg A, leg B), each in its side's realm
+    /// (`realms`: a port number names a leg only within its realm), and program it (a
+    /// standby taking over a call whose SDP advertised those ports, [`crate::ha`]). A
     /// controller that cannot choose its ports refuses.
     fn restore(
         &mut self,
+        realms: [RealmId; 2],
         ports: [u16; 2],
         a: &MediaLegParams,
         b: &MediaLegParams,
     ) -> Result<MediaAllocation, MediaError> {
-        let _ = (ports, a, b);
+        let _ = (realms, ports, a, b);
         Err(MediaError::Other(
             "this media controller cannot restore calls".into(),
         ))

@@ -16,7 +16,8 @@ use portcullis_engine::config::{
 use portcullis_engine::dialog::Dialog;
 use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::media::{
-    DtmfEvent, MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats, Side,
+    DtmfEvent, MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,
+    RealmId, Side,
 };
 use portcullis_engine::time::Timestamp;
 use portcullis_engine::transaction::{
@@ -54,12 +55,26 @@ pub struct FakeMedia {
     pub capacity: Option<usize>,
     /// DTMF events asked for (`MediaControl::dtmf`).
     pub dtmf: Vec<(MediaId, Side, DtmfEvent)>,
-    /// Pairs re-created by a takeover: (id, ports A and B).
-    pub restored: Vec<(MediaId, [u16; 2])>,
+    /// Pairs re-created by a takeover: (id, ports A and B, realms A and B).
+    pub restored: Vec<(MediaId, [u16; 2], [RealmId; 2])>,
+    /// Advertised address of each media realm (empty: every realm is `MEDIA_IP`).
+    pub realm_ips: Vec<std::net::IpAddr>,
+    /// The realms of every allocation (A, B).
+    pub realms: Vec<[RealmId; 2]>,
+}
+
+impl FakeMedia {
+    /// The advertised address of realm `r`.
+    fn realm_ip(&self, r: RealmId) -> std::net::IpAddr {
+        self.realm_ips
+            .get(usize::from(r.0))
+            .copied()
+            .unwrap_or_else(|| MEDIA_IP.parse().unwrap())
+    }
 }
 
 impl MediaControl for FakeMedia {
-    fn allocate(&mut self) -> Result<MediaAllocation, MediaError> {
+    fn allocate(&mut self, realms: [RealmId; 2]) -> Result<MediaAllocation, MediaError> {
         if self.capacity.is_some_and(|c| self.live.len() >= c) {
             return Err(MediaError::NoCapacity);
         }
@@ -69,11 +84,13 @@ impl MediaControl for FakeMedia {
         self.allocated += 1;
         // Ports repeat every 2,000 allocations (a fake: only the ids must be unique).
         let base = 40_000 + u16::try_from(self.next % 2_000).unwrap() * 2;
+        self.realms.push(realms);
         Ok(MediaAllocation {
             id,
             a_port: base,
             b_port: base + 20_000,
-            advertised_ip: MEDIA_IP.parse().unwrap(),
+            a_ip: self.realm_ip(realms[0]),
+            b_ip: self.realm_ip(realms[1]),
         })
     }
     fn update(
@@ -104,6 +121,7 @@ impl MediaControl for FakeMedia {
 
     fn restore(
         &mut self,
+        realms: [RealmId; 2],
         ports: [u16; 2],
         a: &MediaLegParams,
         b: &MediaLegParams,
@@ -111,13 +129,14 @@ impl MediaControl for FakeMedia {
         self.next += 1;
         let id = MediaId(self.next);
         self.live.insert(id);
-        self.restored.push((id, ports));
+        self.restored.push((id, ports, realms));
         self.updates.push((id, a.clone(), b.clone()));
         Ok(MediaAllocation {
             id,
             a_port: ports[0],
             b_port: ports[1],
-            advertised_ip: MEDIA_IP.parse().unwrap(),
+            a_ip: self.realm_ip(realms[0]),
+            b_ip: self.realm_ip(realms[1]),
         })
     }
 }
@@ -137,6 +156,8 @@ pub fn trunk(name: &str, addr: &str, media: MediaMode) -> TrunkConfig {
         learning: Default::default(),
         targets: Default::default(),
         policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
+        realm: Default::default(),
+        listener: None,
     }
 }
 
@@ -439,6 +460,8 @@ pub struct H {
     pub events: Vec<CallEvent>,
     /// Datagrams dropped by `drop_to` filters.
     pub drop_to: Vec<SocketAddr>,
+    /// (destination, listener to send from) of every datagram the SBC sent.
+    pub sent_from: Vec<(SocketAddr, Option<SocketAddr>)>,
 }
 
 impl Default for H {
@@ -471,6 +494,7 @@ impl H {
             b2: Peer::new(B2, 3),
             events: Vec::new(),
             drop_to: Vec::new(),
+            sent_from: Vec::new(),
         }
     }
 
@@ -531,6 +555,7 @@ impl H {
             let mut moved = false;
             while let Some(t) = self.sbc.poll_transmit() {
                 moved = true;
+                self.sent_from.push((t.dest.addr, t.local));
                 if self.drop_to.contains(&t.dest.addr) {
                     continue;
                 }

@@ -488,6 +488,8 @@ fn engine_config(trunks: &[(&str, Option<u32>)]) -> portcullis_engine::config::E
                 learning: Default::default(),
                 targets: Default::default(),
                 policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
+                realm: Default::default(),
+                listener: None,
             })
             .collect(),
         routes: Vec::new(),

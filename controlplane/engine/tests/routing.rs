@@ -27,6 +27,8 @@ fn trunk(name: &str, addr: &str, transport: Transport) -> TrunkConfig {
         learning: Default::default(),
         targets: Default::default(),
         policy: portcullis_engine::trunk_policy::TrunkPolicy::default(),
+        realm: Default::default(),
+        listener: None,
     }
 }
 

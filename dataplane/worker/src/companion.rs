@@ -257,19 +257,17 @@ impl Companions {
         }
     }
 
-    /// Close the companions of both legs of pair `pair` (the pair was removed).
-    pub(crate) fn close_pair(&mut self, ctx: &WorkerCtx, ring: &mut IoUring, pair: u32) {
-        for leg in [pair * 2, pair * 2 + 1] {
-            let Some(l) = self.legs.get_mut(leg as usize) else {
-                continue;
-            };
-            l.wanted = None;
-            l.failed = None;
-            let c = self.active(leg);
-            if c != NONE {
-                // A full ring leaves it to be replaced when the port forwards again.
-                let _ = self.close(ctx, ring, c);
-            }
+    /// Close the companions of leg slot `leg` (its pair was removed).
+    pub(crate) fn close_leg(&mut self, ctx: &WorkerCtx, ring: &mut IoUring, leg: u32) {
+        let Some(l) = self.legs.get_mut(leg as usize) else {
+            return;
+        };
+        l.wanted = None;
+        l.failed = None;
+        let c = self.active(leg);
+        if c != NONE {
+            // A full ring leaves it to be replaced when the port forwards again.
+            let _ = self.close(ctx, ring, c);
         }
     }
 
@@ -481,7 +479,7 @@ fn release_slot(ring: &IoUring, slot: u32) {
 
 /// Bind a socket on `leg`'s RTP port, connect it to `peer` and install it in `slot`.
 fn install(ctx: &WorkerCtx, ring: &IoUring, leg: u32, peer: SocketAddr, slot: u32) -> bool {
-    let made = crate::fixed::bind_index(ctx.bind_ip, ctx.base_port, leg * 2).and_then(|s| {
+    let made = ctx.plan.bind(leg * 2).and_then(|s| {
         s.connect(&peer.into())
             .map_err(|e| crate::types::DataplaneError::io("connect", e))?;
         ring.submitter()

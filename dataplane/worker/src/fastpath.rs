@@ -4,7 +4,9 @@
 //! A pair is promoted when, and only when, both legs are locked ([`LegState::Locked`]),
 //! have heard their peer, carry plain RTP both ways (no SRTP context, no ICE), are not on
 //! hold, cannot move by NAT rebinding (`relearn_after`: the worker must see the peer's
-//! silence itself), and agree on RTCP multiplexing. Then the RTP port of each leg is
+//! silence itself), and agree on RTCP multiplexing; and when both legs' realms are
+//! forwarded in the kernel and are of one family (the program rewrites within IPv4 or
+//! within IPv6: a pair bridging the two stays with the worker). Then the RTP port of each leg is
 //! promoted (its packets from the locked peer leave from the other leg's RTP port to that
 //! leg's peer), and without rtcp-mux the RTCP ports too. Anything else the program passes
 //! up: packets from other sources, STUN, non-RTP, ports not promoted.
@@ -22,6 +24,11 @@
 //! restarted), so the RFC 3550 figures of a call add up periods that never overlap.
 //! Housekeeping reads the live figures of each promoted port once per visit: the
 //! worker's packet totals and the leg's last-media time (inactivity) follow the kernel.
+//!
+//! Addresses: a leg's ports are those of its leg slot in the worker's [`SocketPlan`],
+//! on its realm's address on the attached interfaces ([`FastPathConfig::local_ips`]).
+//! The program's map is keyed by port and family, so a realm whose port range meets that
+//! of another realm of the same family is left to the workers ([`kernel_ips`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +40,8 @@ use crate::counters::{
     FastLive, PairStats, StreamCounters, WorkerCounters, WorkerShared, FAST_RTCP, FAST_RTP,
 };
 use crate::leg::Leg;
-use crate::types::{FastPathConfig, LegState, StreamPairHandle};
+use crate::realm::SocketPlan;
+use crate::types::{FastPathConfig, LegState, RealmConfig};
 
 /// What a worker needs of the program's leg table; a trait so unit tests can stand in
 /// for the kernel.
@@ -69,35 +77,82 @@ struct Promoted {
     seen_bytes: u64,
 }
 
-/// Port index within a pair (socket `pair * 4 + i`): A RTP, A RTCP, B RTP, B RTCP.
+/// Port index within a pair (`side * 2 + rtcp`): A RTP, A RTCP, B RTP, B RTCP.
 const PORTS: usize = 4;
+
+/// The address the program knows the RTP (or, with `rtcp`, the RTCP) port of leg slot
+/// `slot` by: its port in `plan` on its realm's address in `ips`. `None` when the realm
+/// is not forwarded in the kernel.
+fn local_addr(
+    plan: &SocketPlan,
+    ips: &[Option<IpAddr>],
+    slot: u32,
+    rtcp: bool,
+) -> Option<SocketAddr> {
+    let realm = plan.realm_of_leg(slot)?;
+    let ip = (*ips.get(usize::from(realm.0))?)?;
+    let port = plan.port_of_leg(slot).checked_add(u16::from(rtcp))?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The address of each realm the program forwards for (`local_ips`, by realm), less the
+/// realms it cannot tell apart: its map is keyed by port and family, so two realms of one
+/// family whose port ranges meet (on two addresses) both stay with the workers.
+pub(crate) fn kernel_ips(
+    local_ips: &[Option<IpAddr>],
+    realms: &[RealmConfig],
+) -> Vec<Option<IpAddr>> {
+    let ip = |r: usize| local_ips.get(r).copied().flatten();
+    (0..realms.len())
+        .map(|r| {
+            let mine = ip(r)?;
+            let shared = realms.iter().enumerate().any(|(o, other)| {
+                let me = &realms[r];
+                o != r
+                    && ip(o).is_some_and(|x| x.is_ipv4() == mine.is_ipv4())
+                    && me.port_min <= other.port_max
+                    && other.port_min <= me.port_max
+            });
+            if shared {
+                tracing::warn!(
+                    realm = r,
+                    "media realm shares port numbers with another realm of its family: \
+                     its legs stay off the fast path"
+                );
+                return None;
+            }
+            Some(mine)
+        })
+        .collect()
+}
 
 /// One worker's promoted ports.
 pub(crate) struct FastSync {
     table: Box<dyn KernelTable>,
-    ip: IpAddr,
-    base_port: u16,
+    /// Where every socket of the slice is (a leg's ports are its leg slot's).
+    plan: Arc<SocketPlan>,
+    /// Our address of each realm for the program ([`kernel_ips`]), by realm.
+    ips: Vec<Option<IpAddr>>,
     ports: Vec<[Option<Promoted>; PORTS]>,
 }
 
 impl FastSync {
     pub(crate) fn new(
         table: Box<dyn KernelTable>,
-        ip: IpAddr,
-        base_port: u16,
-        pairs: usize,
+        plan: Arc<SocketPlan>,
+        ips: Vec<Option<IpAddr>>,
     ) -> FastSync {
+        let pairs = plan.pairs() as usize;
         FastSync {
             table,
-            ip,
-            base_port,
+            plan,
+            ips,
             ports: vec![[None; PORTS]; pairs],
         }
     }
 
-    fn local(&self, pair: usize, i: usize) -> SocketAddr {
-        let port = usize::from(self.base_port) + pair * PORTS + i;
-        SocketAddr::new(self.ip, u16::try_from(port).unwrap_or(0))
+    fn local(&self, slot: u32, rtcp: bool) -> Option<SocketAddr> {
+        local_addr(&self.plan, &self.ips, slot, rtcp)
     }
 
     /// Whether any port of `pair` is promoted.
@@ -107,10 +162,19 @@ impl FastSync {
             .is_some_and(|p| p.iter().any(Option::is_some))
     }
 
-    /// The routes `legs` call for (see the module documentation).
-    fn desired(&self, pair: usize, legs: &[Leg; 2]) -> [Option<FastLeg>; PORTS] {
+    /// The routes `legs` (on leg slots `slots`) call for (see the module documentation).
+    fn desired(&self, slots: [u32; 2], legs: &[Leg; 2]) -> [Option<FastLeg>; PORTS] {
         let mut out = [None; PORTS];
-        let v4 = self.ip.is_ipv4();
+        let (Some(la), Some(lb)) = (self.local(slots[0], false), self.local(slots[1], false))
+        else {
+            return out;
+        };
+        // The program rewrites within one family: IPv4/IPv6 interworking is the worker's.
+        let v4 = la.is_ipv4();
+        if lb.is_ipv4() != v4 {
+            return out;
+        }
+        let locals = [la, lb];
         let ok = |l: &Leg| {
             l.armed
                 && l.state() == LegState::Locked
@@ -135,9 +199,9 @@ impl FastSync {
                 return [None; PORTS];
             };
             out[s * 2] = Some(FastLeg {
-                local: self.local(pair, s * 2),
+                local: locals[s],
                 peer,
-                out_local: self.local(pair, (1 - s) * 2),
+                out_local: locals[1 - s],
                 out_peer,
                 kind: PortKind::Rtp,
                 clock_rate: leg.clock_rate,
@@ -145,12 +209,15 @@ impl FastSync {
                 user_payload_type: leg.flags.dtmf.detect,
             });
             if !mux {
-                if let (Some(peer), Some(out_peer)) = (leg.rtcp_peer, other.rtcp_peer) {
+                let rtcp = (self.local(slots[s], true), self.local(slots[1 - s], true));
+                if let (Some(peer), Some(out_peer), (Some(local), Some(out_local))) =
+                    (leg.rtcp_peer, other.rtcp_peer, rtcp)
+                {
                     if peer.is_ipv4() == v4 && out_peer.is_ipv4() == v4 {
                         out[s * 2 + 1] = Some(FastLeg {
-                            local: self.local(pair, s * 2 + 1),
+                            local,
                             peer,
-                            out_local: self.local(pair, (1 - s) * 2 + 1),
+                            out_local,
                             out_peer,
                             kind: PortKind::Rtcp,
                             clock_rate: leg.clock_rate,
@@ -163,15 +230,16 @@ impl FastSync {
         out
     }
 
-    /// Brings the promoted ports of `pair` in line with its legs.
+    /// Brings the promoted ports of `pair` (on leg slots `slots`) in line with its legs.
     pub(crate) fn sync(
         &mut self,
         pair: usize,
+        slots: [u32; 2],
         legs: &mut [Leg; 2],
         lc: [&StreamCounters; 2],
         w: &WorkerCounters,
     ) {
-        let want = self.desired(pair, legs);
+        let want = self.desired(slots, legs);
         self.apply(pair, want, legs, lc, w);
     }
 
@@ -311,53 +379,56 @@ fn close_worker_period(c: &StreamCounters, leg: &mut Leg) {
 /// counters for [`crate::Dataplane::stats`] and the program's own counters for metrics.
 #[derive(Debug)]
 pub(crate) struct FastReader {
-    _program: Arc<FastPath>,
+    program: Arc<FastPath>,
     table: LegTable,
-    ip: IpAddr,
+    /// Our address of each realm for the program ([`kernel_ips`]), by realm.
+    ips: Vec<Option<IpAddr>>,
 }
 
 impl FastReader {
-    pub(crate) fn new(cfg: &FastPathConfig) -> Result<FastReader, portcullis_xdp::FastPathError> {
+    pub(crate) fn new(
+        cfg: &FastPathConfig,
+        realms: &[RealmConfig],
+    ) -> Result<FastReader, portcullis_xdp::FastPathError> {
         Ok(FastReader {
-            _program: cfg.program.clone(),
+            program: cfg.program.clone(),
             table: cfg.program.table()?,
-            ip: cfg.local_ip,
+            ips: kernel_ips(&cfg.local_ips, realms),
         })
     }
 
-    /// A worker's [`FastSync`] over its own table.
+    /// A worker's [`FastSync`] over its own table, for the sockets of `plan`.
     pub(crate) fn for_worker(
-        cfg: &FastPathConfig,
-        base_port: u16,
-        pairs: usize,
+        &self,
+        plan: Arc<SocketPlan>,
     ) -> Result<FastSync, portcullis_xdp::FastPathError> {
         Ok(FastSync::new(
-            Box::new(cfg.program.table()?),
-            cfg.local_ip,
-            base_port,
-            pairs,
+            Box::new(self.program.table()?),
+            plan,
+            self.ips.clone(),
         ))
     }
 
-    /// Both legs' counters of `h` with the fast path's share.
+    /// Both legs' counters of a pair on leg slots `slots` of `plan`, with the fast path's
+    /// share.
     pub(crate) fn pair_stats(
         &self,
-        h: &StreamPairHandle,
+        plan: &SocketPlan,
+        slots: [u32; 2],
         a: &StreamCounters,
         b: &StreamCounters,
     ) -> PairStats {
         let live = |side: usize, ports: u64| {
-            let rtp = if side == 0 { h.port_a } else { h.port_b };
-            let read = |port: u16| {
-                self.table
-                    .read_counters(LegKey::new(SocketAddr::new(self.ip, port)))
-                    .ok()
-                    .flatten()
+            let mut out = FastLive::default();
+            let read = |rtcp: bool| {
+                slots
+                    .get(side)
+                    .and_then(|&slot| local_addr(plan, &self.ips, slot, rtcp))
+                    .and_then(|local| self.table.read_counters(LegKey::new(local)).ok().flatten())
                     .unwrap_or_default()
             };
-            let mut out = FastLive::default();
             if ports & FAST_RTP != 0 {
-                let c = read(rtp);
+                let c = read(false);
                 out.packets += c.packets;
                 out.bytes += c.bytes;
                 out.rtp_expected = c.rtp_expected;
@@ -365,7 +436,7 @@ impl FastReader {
                 out.rtp_jitter = u64::from(c.rtp_jitter);
             }
             if ports & FAST_RTCP != 0 {
-                let c = read(rtp.wrapping_add(1));
+                let c = read(true);
                 out.packets += c.packets;
                 out.bytes += c.bytes;
             }

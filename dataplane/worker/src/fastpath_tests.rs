@@ -92,15 +92,24 @@ struct T {
     shared: Arc<WorkerShared>,
     events: Arc<ArrayQueue<Event>>,
     fake: Fake,
+    /// Leg slots of pair 0's sides A and B.
+    slots: [u32; 2],
 }
 
+/// One worker with one realm on `ip()` from `BASE`, one pair (leg slots 0 and 1).
 fn setup() -> T {
-    let shared = Arc::new(WorkerShared::new(2));
+    setup_in(SocketPlan::single(ip(), BASE, 1), vec![Some(ip())], [0, 1])
+}
+
+/// One worker with `plan`, the program forwarding for the realms' `ips`; pair 0 on leg
+/// slots `slots`.
+fn setup_in(plan: SocketPlan, ips: Vec<Option<IpAddr>>, slots: [u32; 2]) -> T {
+    let plan = Arc::new(plan);
+    let shared = Arc::new(WorkerShared::new(plan.pairs() as usize * 2));
     let events = Arc::new(ArrayQueue::new(64));
     let mut r = Relay::new(
         WorkerId(0),
-        BASE,
-        1,
+        plan.clone(),
         shared.clone(),
         events.clone(),
         RelayLimits {
@@ -110,12 +119,13 @@ fn setup() -> T {
         },
     );
     let fake = Fake::default();
-    r.fast = Some(FastSync::new(Box::new(fake.clone()), ip(), BASE, 1));
+    r.fast = Some(FastSync::new(Box::new(fake.clone()), plan, ips));
     T {
         r,
         shared,
         events,
         fake,
+        slots,
     }
 }
 
@@ -132,6 +142,7 @@ fn update(t: &mut T, generation: u32, a: StreamParams, b: StreamParams, now: u64
             pair: 0,
             generation,
             params: [a, b],
+            legs: t.slots,
         },
         now,
     );
@@ -178,8 +189,8 @@ fn call(t: &mut T, a: StreamParams, b: StreamParams) {
     update(t, 1, a, b, 0);
     for seq in 0..5u16 {
         let now = u64::from(seq) * 20_000;
-        packet(t, 0, a.peer.unwrap(), seq, now);
-        packet(t, 2, b.peer.unwrap(), seq, now);
+        packet(t, t.slots[0] * 2, a.peer.unwrap(), seq, now);
+        packet(t, t.slots[1] * 2, b.peer.unwrap(), seq, now);
     }
 }
 
@@ -459,4 +470,100 @@ fn telephone_events_of_a_detecting_leg_go_up_to_the_worker() {
     assert_eq!(route.user_payload_type, Some(101));
     let other = t.fake.route(BASE + 2).expect("promoted");
     assert_eq!(other.user_payload_type, None);
+}
+
+/// Two realms: `a` (from port 30000) and `b` (from 40000), two leg slots each.
+fn two_realms(a: IpAddr, b: IpAddr) -> SocketPlan {
+    let mut plan = SocketPlan::default();
+    plan.push(crate::RealmId(0), a, 30000, 2);
+    plan.push(crate::RealmId(1), b, 40000, 2);
+    plan
+}
+
+#[test]
+fn a_pair_across_two_realms_of_one_family_is_promoted_on_each_realm_address() {
+    let inside: IpAddr = "203.0.113.7".parse().unwrap();
+    // Leg A on the second leg slot of realm 0, leg B on the first of realm 1.
+    let mut t = setup_in(
+        two_realms(ip(), inside),
+        vec![Some(ip()), Some(inside)],
+        [1, 2],
+    );
+    let (caller, callee) = (peer_addr(1, 4000), peer_addr(9, 5000));
+    call(&mut t, params(caller), params(callee));
+    t.r.housekeeping(WINDOW + 1);
+    let a = t.fake.route(30002).expect("A's RTP port promoted");
+    assert_eq!(
+        (a.local, a.peer, a.out_local, a.out_peer),
+        (
+            SocketAddr::new(ip(), 30002),
+            caller,
+            SocketAddr::new(inside, 40000),
+            callee
+        )
+    );
+    let b = t.fake.route(40000).expect("B's RTP port promoted");
+    assert_eq!(
+        (b.local, b.out_local),
+        (SocketAddr::new(inside, 40000), SocketAddr::new(ip(), 30002))
+    );
+    let rtcp = t.fake.route(40001).expect("B's RTCP port promoted");
+    assert_eq!(
+        (rtcp.local, rtcp.out_local),
+        (SocketAddr::new(inside, 40001), SocketAddr::new(ip(), 30003))
+    );
+    assert_eq!(t.shared.worker.fast_ports.get(), 4);
+}
+
+#[test]
+fn a_pair_across_two_realms_of_different_families_is_not_promoted() {
+    let v6: IpAddr = "2001:db8::7".parse().unwrap();
+    let mut t = setup_in(two_realms(ip(), v6), vec![Some(ip()), Some(v6)], [0, 2]);
+    let (caller, callee): (SocketAddr, SocketAddr) =
+        (peer_addr(1, 4000), "[2001:db8::9]:5000".parse().unwrap());
+    call(&mut t, params(caller), params(callee));
+    t.r.housekeeping(WINDOW + 1);
+    let s = stats(&t);
+    assert!(s.a.locked && s.b.locked, "both legs locked: {s:?}");
+    assert!(t.fake.k().routes.is_empty(), "an IPv4/IPv6 pair promoted");
+    assert_eq!(t.shared.worker.fast_ports.get(), 0);
+    assert_eq!(t.shared.worker.fast_errors.get(), 0, "not even tried");
+    // The worker bridges the families.
+    assert!(packet(&mut t, 0, caller, 50, WINDOW + 10));
+    assert!(packet(&mut t, 4, callee, 50, WINDOW + 10));
+}
+
+#[test]
+fn a_realm_the_program_does_not_forward_keeps_its_pairs_with_the_worker() {
+    let inside: IpAddr = "203.0.113.7".parse().unwrap();
+    let mut t = setup_in(two_realms(ip(), inside), vec![Some(ip()), None], [0, 2]);
+    let (caller, callee) = (peer_addr(1, 4000), peer_addr(9, 5000));
+    call(&mut t, params(caller), params(callee));
+    t.r.housekeeping(WINDOW + 1);
+    assert!(t.fake.k().routes.is_empty());
+    assert!(packet(&mut t, 0, caller, 50, WINDOW + 10));
+}
+
+#[test]
+fn realms_of_one_family_sharing_port_numbers_stay_off_the_program() {
+    let realm = |ip: &str, min: u16, max: u16| RealmConfig {
+        bind_ip: ip.parse().unwrap(),
+        port_min: min,
+        port_max: max,
+    };
+    let realms = [
+        realm("192.0.2.1", 20000, 20999),
+        realm("198.51.100.1", 20500, 21499),
+        realm("2001:db8::1", 20000, 20999),
+        realm("203.0.113.1", 30000, 30999),
+    ];
+    let ips: Vec<Option<IpAddr>> = realms.iter().map(|r| Some(r.bind_ip)).collect();
+    assert_eq!(
+        kernel_ips(&ips, &realms),
+        vec![None, None, ips[2], ips[3]],
+        "the two IPv4 realms meeting on 20500-20999 are left out, the IPv6 one is not"
+    );
+    // A realm the program does not forward claims no port numbers.
+    let ips = vec![ips[0], None, ips[2], ips[3]];
+    assert_eq!(kernel_ips(&ips, &realms), ips);
 }

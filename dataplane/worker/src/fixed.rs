@@ -9,14 +9,8 @@
 //! descriptor. The ring holds the socket, and with it the port (`SO_REUSEPORT` as before),
 //! until the table is unregistered at shutdown. Sockets beyond the table, when a slice is
 //! larger than the limit, stay ordinary descriptors: the hybrid slice. The io_uring backend
-//! binds its slice this way (`crate::uring::bind_slice`).
-
-use std::net::SocketAddr;
-
-use socket2::Socket;
-
-use crate::sock;
-use crate::types::DataplaneError;
+//! binds its slice this way (`crate::uring::bind_slice`), each socket at the address its
+//! realm gives it ([`crate::realm::SocketPlan::bind`]).
 
 /// Sockets bound and installed per registration call: descriptors held at once while
 /// binding, well inside the descriptor check's reserve (`FD_RESERVE`).
@@ -44,17 +38,6 @@ pub(crate) fn table_size(sockets: u32, limit: Option<u64>) -> u32 {
 #[must_use]
 pub(crate) fn overflow(sockets: u32, limit: Option<u64>) -> u32 {
     sockets - table_size(sockets, limit)
-}
-
-/// Bind socket `index` of the worker's slice (port `base_port + index`).
-pub(crate) fn bind_index(
-    ip: std::net::IpAddr,
-    base_port: u16,
-    index: u32,
-) -> Result<Socket, DataplaneError> {
-    let port = u16::try_from(u32::from(base_port) + index)
-        .map_err(|_| DataplaneError::Config("port overflow"))?;
-    sock::bind_udp(SocketAddr::new(ip, port), sock::SOCKET_BUFFER)
 }
 
 #[cfg(test)]

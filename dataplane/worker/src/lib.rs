@@ -5,8 +5,8 @@
 //! invariant.
 //!
 //! The control plane drives the data plane through [`Dataplane`]:
-//! [`allocate_pair`](Dataplane::allocate_pair) reserves two legs on the least-loaded
-//! worker, [`update`](Dataplane::update) arms them, [`remove`](Dataplane::remove) tears
+//! [`allocate_pair_in`](Dataplane::allocate_pair_in) reserves two legs on the least-loaded
+//! worker, each in the media realm of its side ([`realm`]), [`update`](Dataplane::update) arms them, [`remove`](Dataplane::remove) tears
 //! them down, [`poll_events`](Dataplane::poll_events) reports latching, inactivity and SRTP
 //! failures. Commands and events travel on bounded lock-free rings, one pair per worker;
 //! a full ring is an error ([`DataplaneError::RingFull`]), never a wait.
@@ -21,8 +21,10 @@ mod learning;
 mod leg;
 mod mmsg;
 mod opaque;
+pub mod realm;
 pub mod relay;
 mod ring;
+mod slots;
 mod sock;
 mod takeover;
 mod types;
@@ -38,12 +40,14 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 pub use counters::{DropReason, LegStats, PairStats, WorkerShared, WorkerStats, DROP_REASONS};
 pub use dtmf::QUEUE as DTMF_QUEUE;
+pub use realm::SocketPlan;
 pub use types::{
     Backend, DataplaneConfig, DataplaneError, DtmfFlags, EndpointLearning, Event, FastPathConfig,
-    IceLite, LegResume, LegState, Side, StreamFlags, StreamPairHandle, StreamParams, WorkerId,
-    ICE_PWD_MAX, ICE_UFRAG_MAX,
+    IceLite, LegResume, LegState, RealmConfig, RealmId, Side, StreamFlags, StreamPairHandle,
+    StreamParams, WorkerId, ICE_PWD_MAX, ICE_UFRAG_MAX,
 };
 
+use slots::SlotTable;
 use types::Command;
 
 /// The kernel-interface building blocks the workers are made of (io_uring ring and
@@ -65,7 +69,8 @@ pub mod raw {
 /// Control-plane view of one worker.
 struct WorkerHandle {
     id: WorkerId,
-    base_port: u16,
+    /// Address and port of every socket of the worker, realm by realm.
+    plan: Arc<SocketPlan>,
     cmds: Arc<ArrayQueue<Command>>,
     events: Arc<ArrayQueue<Event>>,
     doorbell: Arc<EventFd>,
@@ -92,25 +97,16 @@ impl std::fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerHandle")
             .field("id", &self.id)
-            .field("base_port", &self.base_port)
+            .field("plan", &self.plan)
             .finish_non_exhaustive()
     }
-}
-
-/// Pair-slot bookkeeping of one worker (control-plane side only).
-#[derive(Debug)]
-struct SlotTable {
-    free: Vec<u32>,
-    generation: Vec<u32>,
-    in_use: Vec<bool>,
-    /// Events-lost counter value already reported as [`Event::RingOverflow`].
-    lost_reported: u64,
 }
 
 /// The running data plane: worker threads plus their rings.
 #[derive(Debug)]
 pub struct Dataplane {
     workers: Vec<WorkerHandle>,
+    realms: usize,
     slots: Mutex<Vec<SlotTable>>,
     backend: Backend,
     /// The XDP fast path (`None`: off).
@@ -126,32 +122,48 @@ pub fn probe_io_uring() -> Result<(), DataplaneError> {
 }
 
 impl Dataplane {
-    /// Bind every port of the range, spawn one pinned worker per configured core.
+    /// Bind every port of every realm's range, spawn one pinned worker per configured core.
     ///
-    /// The range is split into pair slots of four ports (leg A RTP, A RTCP, B RTP, B RTCP)
-    /// starting at `port_min` rounded up to even; each worker owns a contiguous run of slots.
+    /// Each realm's range is split into blocks of four ports (two leg slots: RTP and RTCP
+    /// each) starting at its `port_min` rounded up to even; each worker owns a contiguous run
+    /// of every realm's blocks ([`realm`]).
     ///
     /// # Errors
     /// Bad configuration, a port that cannot be bound, io_uring requested but unavailable.
     #[allow(clippy::needless_pass_by_value)] // the data plane takes ownership of its config
     pub fn start(cfg: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
-        let base = cfg.port_min.saturating_add(cfg.port_min & 1);
         if !cfg.uring_buffers.is_power_of_two() || cfg.uring_buffers > 32768 {
             return Err(DataplaneError::Config(
                 "uring_buffers must be a power of two up to 32768",
             ));
         }
-        if cfg.port_max < base || cfg.ring_capacity == 0 {
-            return Err(DataplaneError::Config(
-                "empty port range or zero ring capacity",
-            ));
+        if cfg.ring_capacity == 0 {
+            return Err(DataplaneError::Config("zero ring capacity"));
         }
-        let total_pairs = (u32::from(cfg.port_max) - u32::from(base) + 1) / 4;
+        let realms = cfg.realm_list();
+        if realms.len() > usize::from(u16::MAX) {
+            return Err(DataplaneError::Config("too many media realms"));
+        }
         let n_workers = u32::try_from(cfg.cores.len().max(1)).unwrap_or(1);
-        if total_pairs < n_workers {
-            return Err(DataplaneError::Config(
-                "port range too small: need four ports per pair per worker",
-            ));
+        for (i, r) in realms.iter().enumerate() {
+            let (base, blocks) = realm::realm_blocks(r);
+            if r.port_max < base {
+                return Err(DataplaneError::Config("empty port range"));
+            }
+            if blocks < n_workers {
+                return Err(DataplaneError::Config(
+                    "port range too small: need four ports per pair per worker",
+                ));
+            }
+            if realms
+                .iter()
+                .skip(i + 1)
+                .any(|o| realm::realms_collide(r, o))
+            {
+                return Err(DataplaneError::Config(
+                    "media realms overlap: two realms share a local address and ports",
+                ));
+            }
         }
         let backend = match cfg.backend {
             Backend::Mmsg => Backend::Mmsg,
@@ -167,38 +179,45 @@ impl Dataplane {
                 }
             },
         };
-        tracing::info!(?backend, workers = n_workers, "data plane starting");
-        warn_if_ephemeral_overlap(base, cfg.port_max);
+        tracing::info!(
+            ?backend,
+            workers = n_workers,
+            realms = realms.len(),
+            "data plane starting"
+        );
+        for r in &realms {
+            warn_if_ephemeral_overlap(realm::realm_blocks(r).0, r.port_max);
+        }
+        let plans = realm::worker_plans(&realms, n_workers)?;
         sock::raise_nofile_limit();
         if let Some(limit) = sock::nofile_limit() {
-            let slices = (0..n_workers).map(|w| slice_pairs(total_pairs, n_workers, w));
+            let slices = plans.iter().map(|p| p.pairs());
             check_descriptors(backend, slices, sock::open_descriptors(), limit)?;
         }
         let inactivity_us = u64::try_from(cfg.inactivity_timeout.as_micros()).unwrap_or(u64::MAX);
         let fast = cfg
             .fast_path
             .as_ref()
-            .map(fastpath::FastReader::new)
+            .map(|f| fastpath::FastReader::new(f, &realms))
             .transpose()?;
-        let per = total_pairs / n_workers;
         let mut workers = Vec::new();
         let mut slots = Vec::new();
         let mut dp_err = None;
-        for w in 0..n_workers {
-            let pairs = slice_pairs(total_pairs, n_workers, w);
-            let wbase = u32::from(base) + per * w * 4;
-            let wbase =
-                u16::try_from(wbase).map_err(|_| DataplaneError::Config("port overflow"))?;
-            let id = WorkerId(u16::try_from(w).unwrap_or(u16::MAX));
-            match spawn_worker(&cfg, id, wbase, pairs, backend, inactivity_us) {
+        for (w, plan) in (0u16..).zip(plans) {
+            let plan = Arc::new(plan);
+            let table = SlotTable::new(&plan, realms.len());
+            let spawned = spawn_worker(
+                &cfg,
+                WorkerId(w),
+                plan,
+                backend,
+                inactivity_us,
+                fast.as_ref(),
+            );
+            match spawned {
                 Ok(h) => {
                     workers.push(h);
-                    slots.push(SlotTable {
-                        free: (0..pairs).rev().collect(),
-                        generation: vec![0; pairs as usize],
-                        in_use: vec![false; pairs as usize],
-                        lost_reported: 0,
-                    });
+                    slots.push(table);
                 }
                 Err(e) => {
                     dp_err = Some(e);
@@ -208,6 +227,7 @@ impl Dataplane {
         }
         let dp = Dataplane {
             workers,
+            realms: realms.len(),
             slots: Mutex::new(slots),
             backend,
             fast,
@@ -238,49 +258,71 @@ impl Dataplane {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Reserve a pair (two legs, four ports) on the least-loaded worker.
+    /// Reserve a pair (two legs, four ports) on the least-loaded worker, both legs in
+    /// realm 0.
     ///
     /// Nothing is relayed until [`update`](Self::update) arms the pair.
     ///
     /// # Errors
     /// [`DataplaneError::Exhausted`] when every slot is taken.
     pub fn allocate_pair(&self) -> Result<StreamPairHandle, DataplaneError> {
+        self.allocate_pair_in(RealmId(0), RealmId(0))
+    }
+
+    /// Reserve a pair on the least-loaded worker with a free leg slot in realm `a` for
+    /// leg A and one in realm `b` for leg B.
+    ///
+    /// # Errors
+    /// [`DataplaneError::UnknownRealm`], [`DataplaneError::Exhausted`] when no worker has
+    /// room in those realms.
+    pub fn allocate_pair_in(
+        &self,
+        a: RealmId,
+        b: RealmId,
+    ) -> Result<StreamPairHandle, DataplaneError> {
+        for r in [a, b] {
+            if usize::from(r.0) >= self.realms {
+                return Err(DataplaneError::UnknownRealm(r.0));
+            }
+        }
         let mut slots = self.slots();
         let best = slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| !s.free.is_empty())
+            .filter(|(_, s)| s.fits(a, b))
             .min_by_key(|(_, s)| s.in_use.len() - s.free.len())
             .map(|(i, _)| i)
             .ok_or(DataplaneError::Exhausted)?;
         let (Some(table), Some(w)) = (slots.get_mut(best), self.workers.get(best)) else {
             return Err(DataplaneError::Exhausted);
         };
-        let pair = table.free.pop().ok_or(DataplaneError::Exhausted)?;
-        let (Some(g), Some(u)) = (
-            table.generation.get_mut(pair as usize),
-            table.in_use.get_mut(pair as usize),
-        ) else {
-            return Err(DataplaneError::Exhausted);
-        };
-        *g = g.wrapping_add(1);
-        *u = true;
-        Ok(relay::make_handle(w.id, w.base_port, pair as usize, *g))
+        let (pair, legs, generation) = table.take(a, b).ok_or(DataplaneError::Exhausted)?;
+        Ok(relay::make_handle(
+            w.id,
+            &w.plan,
+            pair as usize,
+            generation,
+            legs,
+        ))
     }
 
-    fn check(&self, h: &StreamPairHandle) -> Result<&WorkerHandle, DataplaneError> {
+    /// The worker of a live handle, and the pair's leg slots.
+    fn check(&self, h: &StreamPairHandle) -> Result<(&WorkerHandle, [u32; 2]), DataplaneError> {
         let slots = self.slots();
         let t = slots
             .get(usize::from(h.worker.0))
             .ok_or(DataplaneError::Stale)?;
         let live = t.in_use.get(h.pair as usize) == Some(&true)
             && t.generation.get(h.pair as usize) == Some(&h.generation);
-        if !live {
+        let legs = t.legs.get(h.pair as usize).copied();
+        let (true, Some(legs)) = (live, legs) else {
             return Err(DataplaneError::Stale);
-        }
-        self.workers
+        };
+        let w = self
+            .workers
             .get(usize::from(h.worker.0))
-            .ok_or(DataplaneError::Stale)
+            .ok_or(DataplaneError::Stale)?;
+        Ok((w, legs))
     }
 
     fn push(w: &WorkerHandle, cmd: Command) -> Result<(), DataplaneError> {
@@ -306,13 +348,14 @@ impl Dataplane {
         a: StreamParams,
         b: StreamParams,
     ) -> Result<(), DataplaneError> {
-        let w = self.check(handle)?;
+        let (w, legs) = self.check(handle)?;
         Self::push(
             w,
             Command::Update {
                 pair: handle.pair,
                 generation: handle.generation,
                 params: [a, b],
+                legs,
             },
         )
     }
@@ -333,12 +376,18 @@ impl Dataplane {
             .workers
             .get(usize::from(handle.worker.0))
             .ok_or(DataplaneError::Stale)?;
+        let legs = self
+            .slots()
+            .get(usize::from(handle.worker.0))
+            .and_then(|t| t.legs.get(handle.pair as usize).copied())
+            .unwrap_or([handle.pair * 2, handle.pair * 2 + 1]);
         Self::push(
             w,
             Command::Update {
                 pair: handle.pair,
                 generation: handle.generation,
                 params: [a, b],
+                legs,
             },
         )
     }
@@ -357,7 +406,7 @@ impl Dataplane {
         event: u8,
         duration: u16,
     ) -> Result<(), DataplaneError> {
-        let w = self.check(handle)?;
+        let (w, _) = self.check(handle)?;
         Self::push(
             w,
             Command::Dtmf {
@@ -390,7 +439,7 @@ impl Dataplane {
     /// [`DataplaneError::Stale`], or [`DataplaneError::RingFull`] (the slot stays reserved;
     /// retry later).
     pub fn remove(&self, handle: &StreamPairHandle) -> Result<(), DataplaneError> {
-        let w = self.check(handle)?;
+        let (w, _) = self.check(handle)?;
         Self::push(
             w,
             Command::Remove {
@@ -400,10 +449,7 @@ impl Dataplane {
         )?;
         let mut slots = self.slots();
         if let Some(t) = slots.get_mut(usize::from(handle.worker.0)) {
-            if let Some(u) = t.in_use.get_mut(handle.pair as usize) {
-                *u = false;
-                t.free.push(handle.pair);
-            }
+            t.give_back(handle.pair, &w.plan);
         }
         Ok(())
     }
@@ -443,7 +489,15 @@ impl Dataplane {
             return None;
         }
         Some(match &self.fast {
-            Some(f) => f.pair_stats(handle, a, b),
+            Some(f) => {
+                // Which realm each side's ports are in: the pair's leg slots.
+                let legs = *self
+                    .slots()
+                    .get(usize::from(handle.worker.0))?
+                    .legs
+                    .get(handle.pair as usize)?;
+                f.pair_stats(&w.plan, legs, a, b)
+            }
             None => PairStats::read(a, b),
         })
     }
@@ -512,16 +566,6 @@ impl Drop for Dataplane {
 /// the few sockets an io_uring worker holds while installing them as registered files).
 const FD_RESERVE: u64 = 64;
 
-/// Pairs of worker `w` of `n`: an equal share, the last one taking the remainder.
-fn slice_pairs(total: u32, n: u32, w: u32) -> u32 {
-    let per = total / n;
-    if w + 1 == n {
-        total - per * w
-    } else {
-        per
-    }
-}
-
 /// Refuse a range whose sockets cannot all be opened, with the numbers, instead of
 /// failing on the first `EMFILE` half-way through binding. `slices`: pairs per worker.
 ///
@@ -587,20 +631,20 @@ fn warn_if_ephemeral_overlap(min: u16, max: u16) {
 fn spawn_worker(
     cfg: &DataplaneConfig,
     id: WorkerId,
-    base_port: u16,
-    pairs: u32,
+    plan: Arc<SocketPlan>,
     backend: Backend,
     inactivity_us: u64,
+    fast: Option<&fastpath::FastReader>,
 ) -> Result<WorkerHandle, DataplaneError> {
     // mmsg binds here, one descriptor per port. An io_uring worker binds its slice itself,
     // into its ring's registered-file table (`uring::bind_slice`), and reports errors
     // through the ready channel.
     let mut sockets = Vec::new();
     if backend == Backend::Mmsg {
-        let n_socks = pairs * 4;
+        let n_socks = plan.sockets();
         sockets.reserve_exact(n_socks as usize);
         for i in 0..n_socks {
-            sockets.push(fixed::bind_index(cfg.bind_ip, base_port, i)?);
+            sockets.push(plan.bind(i)?);
         }
     }
     let cmds = Arc::new(ArrayQueue::new(cfg.ring_capacity));
@@ -609,11 +653,10 @@ fn spawn_worker(
         EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
             .map_err(|e| DataplaneError::io("eventfd", e.into()))?,
     );
-    let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
+    let shared = Arc::new(WorkerShared::new(plan.pairs() as usize * 2));
     let mut relay = relay::Relay::new(
         id,
-        base_port,
-        pairs,
+        plan.clone(),
         shared.clone(),
         events.clone(),
         relay::RelayLimits {
@@ -622,19 +665,14 @@ fn spawn_worker(
             learning_window_us: u64::try_from(cfg.learning_window.as_micros()).unwrap_or(u64::MAX),
         },
     );
-    if let Some(f) = &cfg.fast_path {
-        relay.fast = Some(fastpath::FastReader::for_worker(
-            f,
-            base_port,
-            pairs as usize,
-        )?);
+    if let Some(f) = fast {
+        relay.fast = Some(f.for_worker(plan.clone())?);
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let ctx = worker::WorkerCtx {
         id,
         relay,
-        bind_ip: cfg.bind_ip,
-        base_port,
+        plan: plan.clone(),
         fixed: 0,
         sockets,
         cmds: cmds.clone(),
@@ -669,7 +707,7 @@ fn spawn_worker(
     }
     Ok(WorkerHandle {
         id,
-        base_port,
+        plan,
         cmds,
         events,
         doorbell,

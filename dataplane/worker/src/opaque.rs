@@ -28,9 +28,12 @@ pub(crate) struct Arrival<'a> {
     pub(crate) shared: &'a WorkerShared,
     pub(crate) lc: Option<&'a StreamCounters>,
     pub(crate) events: &'a ArrayQueue<Event>,
-    pub(crate) handle: StreamPairHandle,
-    /// Leg slot (pair * 2 + side) of the receiving leg.
-    pub(crate) leg_slot: usize,
+    /// The pair's handle (made only for an event: it looks the ports up in the plan).
+    pub(crate) handle: &'a dyn Fn() -> StreamPairHandle,
+    /// Leg index (pair * 2 + side) of the receiving leg.
+    pub(crate) leg_index: usize,
+    /// Leg slot of the pair's other leg (it sends from that slot's RTP socket).
+    pub(crate) out_slot: usize,
     /// Received on the leg's odd (RTCP) port.
     pub(crate) rtcp_port: bool,
     pub(crate) from: SocketAddr,
@@ -43,7 +46,7 @@ pub(crate) struct Arrival<'a> {
 /// is `out`).
 #[cold]
 pub(crate) fn on_datagram(a: &Arrival<'_>, data: &[u8], leg: &mut Leg, out: &Leg) -> Verdict {
-    let (shared, lc, side) = (a.shared, a.lc, a.leg_slot & 1);
+    let (shared, lc, side) = (a.shared, a.lc, a.leg_index & 1);
     if a.rtcp_port {
         return drop_w(shared, lc, DropReason::Malformed);
     }
@@ -61,7 +64,7 @@ pub(crate) fn on_datagram(a: &Arrival<'_>, data: &[u8], leg: &mut Leg, out: &Leg
             publish_state(c, leg.state());
         }
         if let Some(to) = moved {
-            latched(a.events, shared, a.handle, side, to);
+            latched(a.events, shared, (a.handle)(), side, to);
         }
         admit
     };
@@ -69,11 +72,11 @@ pub(crate) fn on_datagram(a: &Arrival<'_>, data: &[u8], leg: &mut Leg, out: &Leg
         Admit::Reject => return drop_w(shared, lc, DropReason::RtpSourceRejected),
         Admit::Peer if !leg.heard => {
             leg.heard = true;
-            latched(a.events, shared, a.handle, side, a.from);
+            latched(a.events, shared, (a.handle)(), side, a.from);
         }
         Admit::Learn => {
             if let Some(to) = leg.learned(a.from) {
-                latched(a.events, shared, a.handle, side, to);
+                latched(a.events, shared, (a.handle)(), side, to);
             }
             if let Some(c) = lc {
                 publish_state(c, leg.state());
@@ -93,7 +96,7 @@ pub(crate) fn on_datagram(a: &Arrival<'_>, data: &[u8], leg: &mut Leg, out: &Leg
         c.relayed_bytes.add(a.len as u64);
     }
     Verdict::Send {
-        sock: u32::try_from((a.leg_slot ^ 1) * 2).unwrap_or(u32::MAX),
+        sock: u32::try_from(a.out_slot * 2).unwrap_or(u32::MAX),
         to,
         len: a.len,
         forward: true,

@@ -5,10 +5,13 @@
 //! socket should send how many bytes of *the same buffer* to which address. Everything on
 //! the packet path works on preallocated state: no allocation, no lock, no syscall.
 //!
-//! Port layout of a worker slice (all relative to `base`, which is even):
-//! `sock = port - base`, leg slot `= sock / 2` (even port RTP, odd port RTCP),
-//! pair `= leg / 2`, side `= leg % 2` (A then B).
+//! Socket layout of a worker slice ([`crate::realm`]): realm after realm, leg slot
+//! `= sock / 2` (even port RTP, odd port RTCP). A pair takes one leg slot per side, each in
+//! its side's realm; the pair's *leg index* `= pair * 2 + side` (A then B) names its
+//! state and counters. A received packet costs one load to go from leg slot to leg index
+//! (`owner`), and the sending socket is the other side's leg slot, kept in the pair.
 
+mod control;
 mod resume;
 
 pub(crate) use resume::read as resume_read;
@@ -22,9 +25,10 @@ use portcullis_rtp::srtp::SrtpError;
 use portcullis_rtp::stun::answer_binding_detailed;
 
 use crate::counters::{DropReason, StreamCounters, WorkerShared};
-use crate::fastpath::{pair_counters, FastSync};
+use crate::fastpath::FastSync;
 use crate::learning::Admit;
 use crate::leg::Leg;
+use crate::realm::SocketPlan;
 use crate::types::{
     Command, EndpointLearning, Event, LegState, Side, StreamPairHandle, StreamParams, WorkerId,
 };
@@ -60,6 +64,8 @@ pub(crate) enum Verdict {
 struct Pair {
     legs: [Leg; 2],
     generation: u32,
+    /// Leg slots of sides A and B (from the pair's latest update).
+    slots: [u32; 2],
     /// The pair's last media time when its inactivity was reported: reported again
     /// only after newer media (so the packet path writes nothing for it).
     inactive_reported_at: Option<u64>,
@@ -100,8 +106,11 @@ pub(crate) struct RelayLimits {
 /// The session table of one worker plus the decision logic.
 pub(crate) struct Relay {
     worker: WorkerId,
-    base_port: u16,
+    /// Address and port of every socket (for handles and ports; never per packet).
+    plan: Arc<SocketPlan>,
     pairs: Vec<Pair>,
+    /// Leg index (`pair * 2 + side`) of each leg slot, [`NO_LEG`] when no pair holds it.
+    owner: Vec<u32>,
     shared: Arc<WorkerShared>,
     events: Arc<ArrayQueue<Event>>,
     inactivity_us: u64,
@@ -111,8 +120,9 @@ pub(crate) struct Relay {
     scratch: Box<[u8; BUF_SIZE]>,
     /// Next pair housekeeping visits (it walks the table a slice at a time).
     sweep_next: usize,
-    /// Pairs removed since the backend last looked (see [`Relay::track_removals`]); holds
-    /// one command budget's worth, which is all one drain can remove.
+    /// Leg slots of the pairs removed since the backend last looked (see
+    /// [`Relay::track_removals`]); holds one command budget's worth of pairs, which is all
+    /// one drain can remove.
     pub(crate) removed: Vec<u32>,
     track_removed: bool,
     /// The XDP fast path's promoted ports of this slice (`None`: fast path off).
@@ -122,22 +132,24 @@ pub(crate) struct Relay {
 impl Relay {
     pub(crate) fn new(
         worker: WorkerId,
-        base_port: u16,
-        pairs: u32,
+        plan: Arc<SocketPlan>,
         shared: Arc<WorkerShared>,
         events: Arc<ArrayQueue<Event>>,
         limits: RelayLimits,
     ) -> Relay {
+        let pairs = plan.pairs();
         Relay {
             worker,
-            base_port,
             pairs: (0..pairs)
                 .map(|_| Pair {
                     generation: 0,
                     legs: [Leg::new(), Leg::new()],
+                    slots: [NO_LEG; 2],
                     inactive_reported_at: None,
                 })
                 .collect(),
+            owner: vec![NO_LEG; plan.legs() as usize],
+            plan,
             shared,
             events,
             inactivity_us: limits.inactivity_us,
@@ -145,7 +157,7 @@ impl Relay {
             window_us: limits.learning_window_us,
             scratch: Box::new([0; BUF_SIZE]),
             sweep_next: 0,
-            removed: Vec::with_capacity(COMMAND_BUDGET),
+            removed: Vec::with_capacity(COMMAND_BUDGET * 2),
             track_removed: false,
             fast: None,
         }
@@ -159,208 +171,23 @@ impl Relay {
 
     /// Number of sockets (ports) in the slice.
     pub(crate) fn sockets(&self) -> u32 {
-        u32::try_from(self.pairs.len() * 4).unwrap_or(u32::MAX)
+        self.plan.sockets()
     }
 
-    /// Apply one control command. Stale generations are counted and ignored.
-    pub(crate) fn apply(&mut self, cmd: &Command, now_us: u64) {
-        let w = &self.shared.worker;
-        match *cmd {
-            Command::Update {
-                pair,
-                generation,
-                ref params,
-            } => {
-                let Some(p) = self.pairs.get_mut(pair as usize) else {
-                    w.stale_commands.add(1);
-                    return;
-                };
-                let newer = (generation.wrapping_sub(p.generation) as i32) > 0;
-                let armed = p.armed();
-                let fresh = newer || (!armed && p.generation == 0 && generation == 0);
-                if !(fresh || (armed && generation == p.generation)) {
-                    w.stale_commands.add(1);
-                    return;
-                }
-                if fresh {
-                    if let (Some(f), Some(lc)) = (
-                        self.fast.as_mut(),
-                        pair_counters(&self.shared, pair as usize),
-                    ) {
-                        f.clear(pair as usize, &mut p.legs, lc, w);
-                    }
-                    p.generation = generation;
-                    p.inactive_reported_at = None;
-                    for leg in 0..2u32 {
-                        if let Some(c) = self.shared.legs.get((pair * 2 + leg) as usize) {
-                            c.reset(generation);
-                        }
-                    }
-                    if !armed {
-                        w.active_pairs.add(1);
-                    }
-                }
-                // An offer/answer step: either leg's signalled address moved.
-                let reopen = p
-                    .legs
-                    .iter()
-                    .zip(params)
-                    .any(|(l, q)| l.signalling_moves(q));
-                for (i, (leg, prm)) in (0..).zip(p.legs.iter_mut().zip(params)) {
-                    leg.apply(prm, fresh, reopen, now_us);
-                    leg.armed = true;
-                    if fresh {
-                        leg.last_rx_us = now_us;
-                    }
-                    if let Some(c) = self.shared.legs.get((pair * 2 + i) as usize) {
-                        c.rtp_clock_rate.set(u64::from(leg.clock_rate));
-                        publish_state(c, leg.state());
-                    }
-                }
-                if let (Some(f), Some(lc)) = (
-                    self.fast.as_mut(),
-                    pair_counters(&self.shared, pair as usize),
-                ) {
-                    f.sync(pair as usize, &mut p.legs, lc, w);
-                }
-                w.commands.add(1);
-            }
-            Command::Restore {
-                pair,
-                generation,
-                params,
-                ref resume,
-            } => {
-                let update = Command::Update {
-                    pair,
-                    generation,
-                    params,
-                };
-                self.apply(&update, now_us);
-                self.resume(pair, generation, resume);
-            }
-            Command::Remove { pair, generation } => {
-                match self.pairs.get_mut(pair as usize) {
-                    Some(p) if p.armed() && p.generation == generation => {
-                        if let (Some(f), Some(lc)) = (
-                            self.fast.as_mut(),
-                            pair_counters(&self.shared, pair as usize),
-                        ) {
-                            f.clear(pair as usize, &mut p.legs, lc, w);
-                        }
-                        // Drop key material and per-leg state now (and the armed flag).
-                        p.legs = [Leg::new(), Leg::new()];
-                        w.active_pairs.set(w.active_pairs.get().saturating_sub(1));
-                        w.commands.add(1);
-                        if self.track_removed && self.removed.len() < self.removed.capacity() {
-                            self.removed.push(pair);
-                        }
-                    }
-                    _ => w.stale_commands.add(1),
-                }
-            }
-            Command::Dtmf {
-                pair,
-                generation,
-                side,
-                event,
-                duration,
-            } => {
-                let leg = self
-                    .pairs
-                    .get_mut(pair as usize)
-                    .filter(|p| p.armed() && p.generation == generation)
-                    .map(|p| &mut p.legs[usize::from(side == Side::B)]);
-                match leg.map(|l| l.queue_dtmf(event, duration)) {
-                    Some(true) => w.dtmf_queued.add(1),
-                    Some(false) => w.dtmf_refused.add(1),
-                    None => {
-                        w.stale_commands.add(1);
-                        w.dtmf_refused.add(1);
-                    }
-                }
-                w.commands.add(1);
-            }
-            Command::Shutdown | Command::Quiesce { .. } => w.commands.add(1),
-        }
-    }
-
-    /// Periodic work on the next slice of the pair table: raise inactivity and
-    /// SRTP-failure events (RTP statistics are published by the packet path itself).
-    /// Each call visits `ceil(pairs / SWEEP_SLICES)` pairs, carrying on where the last
-    /// call stopped, so every pair is visited once per [`SWEEP_SLICES`] calls. Not the
-    /// whole table at once: a sweep of 20,000 pairs with cold caches takes about 2.5 ms,
-    /// a stall every packet queued behind it would feel.
-    pub(crate) fn housekeeping(&mut self, now_us: u64) {
-        let n = self.pairs.len();
-        if n == 0 {
-            return;
-        }
-        let start = self.sweep_next.min(n - 1);
-        let end = (start + n.div_ceil(SWEEP_SLICES)).min(n);
-        self.sweep_next = if end == n { 0 } else { end };
-        let w = &self.shared.worker;
-        let mono_ns = if self.fast.is_some() {
-            portcullis_xdp::monotonic_now_ns()
-        } else {
-            0
-        };
-        for i in start..end {
-            let Some(p) = self.pairs.get_mut(i) else {
-                break;
-            };
-            if !p.armed() {
-                continue;
-            }
-            if let Some(f) = self.fast.as_mut() {
-                f.poll(i, &mut p.legs, w, now_us, mono_ns);
-            }
-            let h = make_handle(self.worker, self.base_port, i, p.generation);
-            let last = p.last_rx_us();
-            let inactive = now_us.saturating_sub(last) >= self.inactivity_us;
-            if inactive && p.inactive_reported_at != Some(last) {
-                p.inactive_reported_at = Some(last);
-                if self.events.push(Event::Inactive { handle: h }).is_err() {
-                    w.events_lost.add(1);
-                }
-            }
-            for (s, leg) in p.legs.iter_mut().enumerate() {
-                if matches!(leg.state(), LegState::Learning { .. }) {
-                    let moved = leg.expire(now_us, self.window_us);
-                    let lc = self.shared.legs.get(i * 2 + s).map(|c| &**c);
-                    if let Some(c) = lc {
-                        publish_state(c, leg.state());
-                    }
-                    if let Some(to) = moved {
-                        latched(&self.events, &self.shared, h, s, to);
-                    }
-                }
-                if let Some(c) = self.shared.legs.get(i * 2 + s) {
-                    resume::publish(c, leg);
-                }
-                if leg.srtp_failures - leg.srtp_failures_reported >= self.srtp_fail_threshold {
-                    leg.srtp_failures_reported = leg.srtp_failures;
-                    let ev = Event::SrtpAuthFailures {
-                        handle: h,
-                        side: if s == 0 { Side::A } else { Side::B },
-                        count: leg.srtp_failures,
-                    };
-                    if self.events.push(ev).is_err() {
-                        w.events_lost.add(1);
-                    }
-                }
-            }
-            if let (Some(f), Some(lc)) = (self.fast.as_mut(), pair_counters(&self.shared, i)) {
-                f.sync(i, &mut p.legs, lc, w);
-            }
-        }
+    /// Leg index (`pair * 2 + side`) of the leg on socket `sock`; [`NO_LEG`] when none.
+    #[inline]
+    fn leg_of(&self, sock: u32) -> u32 {
+        self.owner
+            .get((sock / 2) as usize)
+            .copied()
+            .unwrap_or(NO_LEG)
     }
 
     /// Count a failed send of a packet that `on_packet` had accepted for socket `sock`.
     pub(crate) fn on_send_error(&self, sock: u32) {
         let w = &self.shared.worker;
         w.drops[DropReason::SendError as usize].add(1);
-        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+        if let Some(c) = self.shared.legs.get(self.leg_of(sock) as usize) {
             c.drops[DropReason::SendError as usize].add(1);
         }
     }
@@ -370,7 +197,7 @@ impl Relay {
         let w = &self.shared.worker;
         w.rx_packets.add(1);
         w.drops[DropReason::Malformed as usize].add(1);
-        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+        if let Some(c) = self.shared.legs.get(self.leg_of(sock) as usize) {
             c.drops[DropReason::Malformed as usize].add(1);
         }
     }
@@ -379,7 +206,7 @@ impl Relay {
     pub(crate) fn on_ring_full(&self, sock: u32) {
         let w = &self.shared.worker;
         w.drops[DropReason::RingFull as usize].add(1);
-        if let Some(c) = self.shared.legs.get((sock / 2) as usize) {
+        if let Some(c) = self.shared.legs.get(self.leg_of(sock) as usize) {
             c.drops[DropReason::RingFull as usize].add(1);
         }
     }
@@ -402,12 +229,18 @@ impl Relay {
         let w = &shared.worker;
         w.rx_packets.add(1);
         w.rx_bytes.add(len as u64);
-        let leg_slot = (sock / 2) as usize;
+        let leg_slot = self
+            .owner
+            .get((sock / 2) as usize)
+            .copied()
+            .unwrap_or(NO_LEG) as usize;
         let rtcp_port = sock & 1 == 1;
         let side = leg_slot & 1;
+        let plan = &*self.plan;
         let Some(pair) = self.pairs.get_mut(leg_slot / 2) else {
             return drop_w(shared, None, DropReason::NoStream);
         };
+        let (slots, out_slot) = (pair.slots, pair.slots[side ^ 1] as usize);
         if !pair.legs[side].armed {
             return drop_w(shared, None, DropReason::NoStream);
         }
@@ -421,15 +254,16 @@ impl Relay {
         };
         let [a, b] = &mut pair.legs;
         let (leg, out) = if side == 0 { (a, b) } else { (b, a) };
-        let (worker, base_port, generation) = (self.worker, self.base_port, pair.generation);
-        let handle = move || make_handle(worker, base_port, leg_slot / 2, generation);
+        let (worker, generation) = (self.worker, pair.generation);
+        let handle = move || make_handle(worker, plan, leg_slot / 2, generation, slots);
         if leg.flags.udptl {
             let arrival = crate::opaque::Arrival {
                 shared,
                 lc,
                 events: &self.events,
-                handle: handle(),
-                leg_slot,
+                handle: &handle,
+                leg_index: leg_slot,
+                out_slot,
                 rtcp_port,
                 from,
                 len,
@@ -560,7 +394,7 @@ impl Relay {
                 if out.injecting {
                     plen = out.inject_dtmf(buf, plen);
                 }
-                send_out(shared, lc, out, leg_slot ^ 1, false, false, to, buf, plen)
+                send_out(shared, lc, out, out_slot, false, false, to, buf, plen)
             }
             PacketKind::Rtcp => {
                 if rtcp_sender_ssrc(data).is_none() {
@@ -593,7 +427,7 @@ impl Relay {
                     return drop_w(shared, lc, DropReason::NoPeer);
                 };
                 let mux = out.flags.rtcp_mux;
-                send_out(shared, lc, out, leg_slot ^ 1, true, !mux, to, buf, plen)
+                send_out(shared, lc, out, out_slot, true, !mux, to, buf, plen)
             }
             _ => drop_w(shared, lc, DropReason::Malformed),
         }
@@ -656,21 +490,23 @@ pub(crate) fn publish_state(c: &StreamCounters, state: LegState) {
     c.locked.set(u64::from(state == LegState::Locked));
 }
 
-/// The public handle of pair slot `pair` of a worker whose slice starts at `base_port`.
+/// Marks a leg slot no pair holds (and a pair's sides before its first update).
+pub(crate) const NO_LEG: u32 = u32::MAX;
+
+/// The public handle of pair slot `pair` whose sides hold leg slots `legs` (A, B).
 pub(crate) fn make_handle(
     worker: WorkerId,
-    base_port: u16,
+    plan: &SocketPlan,
     pair: usize,
     generation: u32,
+    legs: [u32; 2],
 ) -> StreamPairHandle {
-    let p = u32::try_from(pair).unwrap_or(u32::MAX);
-    let base = u32::from(base_port).saturating_add(p.saturating_mul(4));
     StreamPairHandle {
         worker,
-        pair: p,
+        pair: u32::try_from(pair).unwrap_or(u32::MAX),
         generation,
-        port_a: u16::try_from(base).unwrap_or(0),
-        port_b: u16::try_from(base + 2).unwrap_or(0),
+        port_a: plan.port_of_leg(legs[0]),
+        port_b: plan.port_of_leg(legs[1]),
     }
 }
 
@@ -778,11 +614,11 @@ impl PathBench {
     pub fn new(pairs: u32) -> PathBench {
         let shared = Arc::new(WorkerShared::new(pairs as usize * 2));
         let events = Arc::new(ArrayQueue::new(pairs as usize * 4 + 16));
+        let plan = SocketPlan::single(std::net::Ipv4Addr::LOCALHOST.into(), 30000, pairs);
         PathBench {
             relay: Relay::new(
                 WorkerId(0),
-                30000,
-                pairs,
+                Arc::new(plan),
                 shared,
                 events,
                 RelayLimits {
@@ -800,6 +636,7 @@ impl PathBench {
             pair,
             generation: 1,
             params: [a, b],
+            legs: [pair * 2, pair * 2 + 1],
         };
         self.relay.apply(&cmd, 0);
     }

@@ -24,8 +24,7 @@ fn relay(pairs: u32) -> (Relay, Arc<WorkerShared>, Arc<ArrayQueue<Event>>) {
     let events = Arc::new(ArrayQueue::new(16));
     let r = Relay::new(
         WorkerId(0),
-        30000,
-        pairs,
+        Arc::new(SocketPlan::single(Ipv4Addr::LOCALHOST.into(), 30000, pairs)),
         shared.clone(),
         events.clone(),
         limits(1_000_000),
@@ -62,6 +61,7 @@ fn legs(pair: u32, generation: u32, a: StreamParams, b: StreamParams) -> Command
         pair,
         generation,
         params: [a, b],
+        legs: [pair * 2, pair * 2 + 1],
     }
 }
 
@@ -102,7 +102,8 @@ fn rejected(shared: &WorkerShared, leg: usize) -> u64 {
 
 #[test]
 fn port_layout_maps_socket_to_pair_and_side() {
-    let h = make_handle(WorkerId(3), 30000, 5, 9);
+    let plan = SocketPlan::single(Ipv4Addr::LOCALHOST.into(), 30000, 6);
+    let h = make_handle(WorkerId(3), &plan, 5, 9, [10, 11]);
     assert_eq!(
         (h.port_a, h.port_b, h.pair, h.generation),
         (30020, 30022, 5, 9)
@@ -126,6 +127,165 @@ fn port_layout_maps_socket_to_pair_and_side() {
     assert_eq!(stats.b.tx_packets, 1);
     assert_eq!(stats.b.tx_bytes, 32);
     assert_eq!((stats.a.tx_packets, stats.b.rx_packets), (0, 0));
+}
+
+/// A pair whose legs are in two realms: leg A on realm 0's leg slot 1, leg B on realm 1's
+/// first leg slot. Packets cross from one realm's socket to the other's, the counters
+/// stay the pair's, and a removal frees both leg slots.
+#[test]
+fn a_pair_spans_two_realms_through_its_leg_slots() {
+    let mut plan = SocketPlan::default();
+    plan.push(
+        crate::types::RealmId(0),
+        Ipv4Addr::LOCALHOST.into(),
+        30000,
+        4,
+    );
+    plan.push(crate::types::RealmId(1), "::1".parse().unwrap(), 40000, 4);
+    let shared = Arc::new(WorkerShared::new(plan.pairs() as usize * 2));
+    let events = Arc::new(ArrayQueue::new(16));
+    let plan = Arc::new(plan);
+    let mut r = Relay::new(
+        WorkerId(0),
+        plan.clone(),
+        shared.clone(),
+        events,
+        limits(1_000_000),
+    );
+    assert_eq!((r.sockets(), plan.pairs()), (16, 4));
+    let b_peer: SocketAddr = "[::1]:5004".parse().unwrap();
+    let cmd = Command::Update {
+        pair: 2,
+        generation: 1,
+        params: [peer(Some(addr(9))), peer(Some(b_peer))],
+        legs: [1, 4],
+    };
+    r.apply(&cmd, 0);
+    let h = make_handle(WorkerId(0), &plan, 2, 1, [1, 4]);
+    assert_eq!((h.port_a, h.port_b), (30002, 40000));
+    // Leg A RTP is socket 2 (leg slot 1), leg B RTP socket 8 (leg slot 4).
+    let mut b = rtp(1, 7);
+    assert_eq!(
+        r.on_packet(2, addr(9), &mut b, 32, 1),
+        Verdict::Send {
+            sock: 8,
+            to: b_peer,
+            len: 32,
+            forward: true,
+        }
+    );
+    let mut b = rtp(1, 8);
+    assert_eq!(dest(r.on_packet(8, b_peer, &mut b, 32, 2)), Some(addr(9)));
+    // RTCP without mux leaves from the other leg's RTCP socket.
+    let mut rtcp = [0u8; BUF_SIZE];
+    rtcp[..8].copy_from_slice(&[0x80, 200, 0, 1, 0, 0, 0, 7]);
+    assert_eq!(
+        r.on_packet(3, addr(10), &mut rtcp, 8, 3),
+        Verdict::Send {
+            sock: 9,
+            to: "[::1]:5005".parse().unwrap(),
+            len: 8,
+            forward: false,
+        }
+    );
+    let stats = PairStats::read(&shared.legs[4], &shared.legs[5]);
+    assert_eq!(
+        (stats.a.rx_packets, stats.b.tx_packets),
+        (2, 2),
+        "RTP and RTCP"
+    );
+    assert_eq!((stats.b.rx_packets, stats.a.tx_packets), (1, 1));
+    // Sockets of leg slots no pair holds drop as unknown streams.
+    let mut b = rtp(2, 7);
+    assert_eq!(r.on_packet(0, addr(9), &mut b, 32, 4), Verdict::Drop);
+    r.apply(
+        &Command::Remove {
+            pair: 2,
+            generation: 1,
+        },
+        5,
+    );
+    let mut b = rtp(3, 7);
+    assert_eq!(r.on_packet(2, addr(9), &mut b, 32, 6), Verdict::Drop);
+    assert_eq!(r.leg_of(2), NO_LEG);
+    assert_eq!(r.leg_of(8), NO_LEG);
+    // The same leg slots serve another pair afterwards.
+    let cmd = Command::Update {
+        pair: 0,
+        generation: 1,
+        params: [peer(Some(b_peer)), peer(Some(addr(9)))],
+        legs: [4, 1],
+    };
+    r.apply(&cmd, 7);
+    assert_eq!((r.leg_of(8), r.leg_of(2)), (0, 1));
+}
+
+/// T.38 (UDPTL) across two realms: each datagram leaves from the other leg's RTP socket,
+/// in the other realm, and a latch reports the pair's handle with both realms' ports.
+#[test]
+fn udptl_crosses_realms_from_the_other_leg_s_socket() {
+    let mut plan = SocketPlan::default();
+    plan.push(
+        crate::types::RealmId(0),
+        Ipv4Addr::LOCALHOST.into(),
+        30000,
+        2,
+    );
+    plan.push(crate::types::RealmId(1), "::1".parse().unwrap(), 40000, 2);
+    let plan = Arc::new(plan);
+    let shared = Arc::new(WorkerShared::new(plan.pairs() as usize * 2));
+    let events = Arc::new(ArrayQueue::new(16));
+    let mut r = Relay::new(
+        WorkerId(0),
+        plan.clone(),
+        shared,
+        events.clone(),
+        limits(1_000_000),
+    );
+    let fax = |p: Option<SocketAddr>| StreamParams {
+        flags: StreamFlags {
+            udptl: true,
+            ..StreamFlags::default()
+        },
+        ..peer(p)
+    };
+    let b_peer: SocketAddr = "[::1]:6000".parse().unwrap();
+    r.apply(
+        &Command::Update {
+            pair: 0,
+            generation: 1,
+            params: [fax(Some(addr(9))), fax(Some(b_peer))],
+            legs: [1, 3],
+        },
+        0,
+    );
+    let mut d = [0u8; BUF_SIZE];
+    d[..6].copy_from_slice(&[0, 1, 2, 3, 4, 5]);
+    // Leg A's port is socket 2 (leg slot 1); leg B's socket 6 (leg slot 3, realm 1).
+    assert_eq!(
+        r.on_packet(2, addr(9), &mut d, 6, 1),
+        Verdict::Send {
+            sock: 6,
+            to: b_peer,
+            len: 6,
+            forward: true,
+        }
+    );
+    assert_eq!(
+        dest(r.on_packet(6, b_peer, &mut d, 6, 2)),
+        Some(addr(9)),
+        "and back from leg A's socket"
+    );
+    assert!(matches!(
+        r.on_packet(6, b_peer, &mut d, 6, 3),
+        Verdict::Send { sock: 2, .. }
+    ));
+    let latched = std::iter::from_fn(|| events.pop()).find_map(|e| match e {
+        Event::Latched { handle, .. } => Some(handle),
+        _ => None,
+    });
+    let h = latched.expect("the first datagram from the peer is reported");
+    assert_eq!((h.port_a, h.port_b), (30002, 40002));
 }
 
 #[test]
@@ -231,8 +391,7 @@ fn housekeeping_walks_the_table_a_slice_at_a_time() {
     let events = Arc::new(ArrayQueue::new(pairs as usize));
     let mut r = Relay::new(
         WorkerId(0),
-        30000,
-        pairs,
+        Arc::new(SocketPlan::single(Ipv4Addr::LOCALHOST.into(), 30000, pairs)),
         shared,
         events.clone(),
         limits(1_000),

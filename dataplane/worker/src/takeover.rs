@@ -1,43 +1,56 @@
 //! The data plane side of a takeover in an active/standby pair: reserve a pair by its
-//! port (the one the call's SDP advertised), arm it with the state the other node
+//! ports (those the call's SDP advertised, each in its side's realm), arm it with the state the other node
 //! published ([`LegResume`]), and read that state on the active node.
 
 use crate::relay::{self, make_handle};
 use crate::types::Command;
-use crate::{Dataplane, DataplaneError, LegResume, StreamPairHandle, StreamParams};
+use crate::{Dataplane, DataplaneError, LegResume, RealmId, StreamPairHandle, StreamParams};
 
 impl Dataplane {
-    /// Reserve the pair whose leg A RTP port is `port_a` (its leg B port is
-    /// `port_a + 2`), as [`allocate_pair`](Self::allocate_pair) would have.
+    /// Reserve the pair whose leg A RTP port is `ports[0]` in realm `realms[0]` and
+    /// whose leg B RTP port is `ports[1]` in realm `realms[1]`, as
+    /// [`allocate_pair_in`](Self::allocate_pair_in) had handed them out: each port names
+    /// a leg slot of one worker's slice through its [`SocketPlan`](crate::SocketPlan),
+    /// and both must be free on the same worker.
     ///
     /// # Errors
-    /// [`DataplaneError::PortUnavailable`] when no worker's slice has a pair there or it
-    /// is taken.
-    pub fn allocate_at(&self, port_a: u16) -> Result<StreamPairHandle, DataplaneError> {
+    /// [`DataplaneError::UnknownRealm`]; [`DataplaneError::PortUnavailable`] (naming the
+    /// first port at fault) when no worker's slice has a leg slot at a port, the two are
+    /// on different workers, or one is taken.
+    pub fn allocate_at(
+        &self,
+        realms: [RealmId; 2],
+        ports: [u16; 2],
+    ) -> Result<StreamPairHandle, DataplaneError> {
+        for r in realms {
+            if usize::from(r.0) >= self.realms {
+                return Err(DataplaneError::UnknownRealm(r.0));
+            }
+        }
         let mut slots = self.slots();
         for (w, table) in self.workers.iter().zip(slots.iter_mut()) {
-            let Some(off) = port_a.checked_sub(w.base_port) else {
+            let a = w.plan.leg_at(realms[0], ports[0]);
+            let b = w.plan.leg_at(realms[1], ports[1]);
+            let (Some(la), Some(lb)) = (a, b) else {
+                if a.is_some() || b.is_some() {
+                    // One side here, the other elsewhere or nowhere.
+                    let bad = if a.is_some() { ports[1] } else { ports[0] };
+                    return Err(DataplaneError::PortUnavailable(bad));
+                }
                 continue;
             };
-            let pair = u32::from(off / 4);
-            if off % 4 != 0 || pair as usize >= table.in_use.len() {
-                continue;
-            }
-            let (Some(g), Some(u)) = (
-                table.generation.get_mut(pair as usize),
-                table.in_use.get_mut(pair as usize),
-            ) else {
-                break;
+            return match table.take_at(realms, [la, lb]) {
+                Ok((pair, generation)) => Ok(make_handle(
+                    w.id,
+                    &w.plan,
+                    pair as usize,
+                    generation,
+                    [la, lb],
+                )),
+                Err(side) => Err(DataplaneError::PortUnavailable(ports[side])),
             };
-            if *u {
-                break;
-            }
-            *g = g.wrapping_add(1);
-            *u = true;
-            table.free.retain(|&p| p != pair);
-            return Ok(make_handle(w.id, w.base_port, pair as usize, *g));
         }
-        Err(DataplaneError::PortUnavailable(port_a))
+        Err(DataplaneError::PortUnavailable(ports[0]))
     }
 
     /// Arm both legs of a pair as [`update`](Self::update) does, then carry on the
@@ -53,13 +66,14 @@ impl Dataplane {
         params: [StreamParams; 2],
         resume: [LegResume; 2],
     ) -> Result<(), DataplaneError> {
-        let w = self.check(handle)?;
+        let (w, legs) = self.check(handle)?;
         Self::push(
             w,
             Command::Restore {
                 pair: handle.pair,
                 generation: handle.generation,
                 params,
+                legs,
                 resume,
             },
         )

@@ -12,6 +12,23 @@ use portcullis_rtp::srtp::{SrtpKeys, SrtpResume};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerId(pub u16);
 
+/// Index of a media realm: 0 is the realm of [`DataplaneConfig::bind_ip`] and its port
+/// range, `n` the `n`-th entry of [`DataplaneConfig::realms`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RealmId(pub u16);
+
+/// A media realm beyond the first: the local address its sockets bind to and its port
+/// range (see [`DataplaneConfig::realms`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealmConfig {
+    /// Local address every socket of the realm binds to.
+    pub bind_ip: IpAddr,
+    /// First port of the realm's range (rounded up to even).
+    pub port_min: u16,
+    /// Last port of the realm's range (inclusive).
+    pub port_max: u16,
+}
+
 /// One leg of a relayed call. A pair always has `A` and `B`; packets from A's peer go out
 /// to B's peer and the other way round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,7 +51,7 @@ impl Side {
 }
 
 /// A reserved stream pair: two legs on one worker, each with its own RTP port (even) and
-/// RTCP port (RTP + 1).
+/// RTCP port (RTP + 1), each in the realm it was allocated in.
 ///
 /// Invariant: `generation` is the pair slot's generation when it was allocated; commands
 /// and events for an older generation of the same slot are ignored.
@@ -263,6 +280,8 @@ pub(crate) enum Command {
         pair: u32,
         generation: u32,
         params: [StreamParams; 2],
+        /// Leg slots of sides A and B (`socket / 2`, see [`crate::realm`]).
+        legs: [u32; 2],
     },
     /// Arm a pair as `Update` does, then carry on the state another node published
     /// for it (SRTP indexes, the latched peers): a takeover.
@@ -270,6 +289,8 @@ pub(crate) enum Command {
         pair: u32,
         generation: u32,
         params: [StreamParams; 2],
+        /// Leg slots of sides A and B, as in `Update`.
+        legs: [u32; 2],
         resume: [LegResume; 2],
     },
     /// Stop relaying on a pair; its ports drop everything afterwards.
@@ -338,6 +359,9 @@ pub enum Event {
 }
 
 /// Data-plane configuration (from `[media]`).
+///
+/// `bind_ip`, `port_min` and `port_max` are the first media realm ([`RealmId`]`(0)`), the
+/// only one when `realms` is empty; `realms` adds the others (`[[media.realm]]`).
 #[derive(Clone, Debug)]
 pub struct DataplaneConfig {
     /// CPU ids to pin one worker each on; an empty list means one unpinned worker.
@@ -346,8 +370,11 @@ pub struct DataplaneConfig {
     pub port_min: u16,
     /// Last port of the media range (inclusive).
     pub port_max: u16,
-    /// Local address every media socket binds to.
+    /// Local address every media socket of realm 0 binds to.
     pub bind_ip: IpAddr,
+    /// Realms 1.. (each with its own address and port range); ranges on one address must
+    /// not overlap.
+    pub realms: Vec<RealmConfig>,
     /// I/O engine choice.
     pub backend: Backend,
     /// A pair with no packet on either leg for this long raises [`Event::Inactive`].
@@ -372,10 +399,11 @@ pub struct DataplaneConfig {
 pub struct FastPathConfig {
     /// The attached program; the data plane keeps it (and so the attachment) alive.
     pub program: std::sync::Arc<portcullis_xdp::FastPath>,
-    /// Our media address on the attached interfaces: the destination of the packets the
-    /// program takes, the source of those it sends (the media sockets' address when
-    /// `bind_ip` is a specific one).
-    pub local_ip: IpAddr,
+    /// Our media address of each realm on the attached interfaces, by [`RealmId`]: the
+    /// destination of the packets the program takes, the source of those it sends (the
+    /// realm's sockets' address when its `bind_ip` is a specific one). `None` (or no
+    /// entry): that realm's legs stay with the workers.
+    pub local_ips: Vec<Option<IpAddr>>,
 }
 
 impl Default for DataplaneConfig {
@@ -385,6 +413,7 @@ impl Default for DataplaneConfig {
             port_min: 20000,
             port_max: 20999,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            realms: Vec::new(),
             backend: Backend::Auto,
             inactivity_timeout: Duration::from_secs(60),
             ring_capacity: 1024,
@@ -394,6 +423,21 @@ impl Default for DataplaneConfig {
             on_worker_start: None,
             fast_path: None,
         }
+    }
+}
+
+impl DataplaneConfig {
+    /// Every realm, realm 0 first.
+    #[must_use]
+    pub fn realm_list(&self) -> Vec<RealmConfig> {
+        let first = RealmConfig {
+            bind_ip: self.bind_ip,
+            port_min: self.port_min,
+            port_max: self.port_max,
+        };
+        std::iter::once(first)
+            .chain(self.realms.iter().copied())
+            .collect()
     }
 }
 
@@ -418,9 +462,12 @@ pub enum DataplaneError {
     /// A worker thread failed to set up its backend.
     #[error("worker start-up failed: {0}")]
     WorkerStart(String),
-    /// No free port pair on any worker.
+    /// No free port pair on any worker (in the realms asked for).
     #[error("no free media port pair")]
     Exhausted,
+    /// A pair was asked for in a realm the data plane does not have.
+    #[error("unknown media realm {0}")]
+    UnknownRealm(u16),
     /// The worker's command ring is full; the caller should refuse the call (503).
     #[error("worker {0:?} command ring full")]
     RingFull(WorkerId),

@@ -13,7 +13,7 @@ use io_uring::{cqueue, types, IoUring};
 use socket2::Socket;
 
 use crate::companion::{Companions, REARM_BIT};
-use crate::fixed::{bind_index, table_size, SockRef, INSTALL_BATCH};
+use crate::fixed::{table_size, SockRef, INSTALL_BATCH};
 use crate::relay::{Verdict, BUF_SIZE};
 use crate::ring::{
     arm_bell, arm_recv_ref, arm_timer, build_ring, parse_name, push, quiesce, send_connected,
@@ -46,7 +46,10 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         }
     };
     let n_socks = ctx.relay.sockets();
-    let split = crate::companion::newest_connected_wins(ctx.bind_ip);
+    let split = ctx
+        .plan
+        .first_ip()
+        .is_some_and(crate::companion::newest_connected_wins);
     if split {
         tracing::info!(
             worker = ctx.id.0,
@@ -113,8 +116,8 @@ fn event_loop(
             break;
         }
         for i in 0..ctx.relay.removed.len() {
-            if let Some(&pair) = ctx.relay.removed.get(i) {
-                comps.close_pair(ctx, ring, pair);
+            if let Some(&leg) = ctx.relay.removed.get(i) {
+                comps.close_leg(ctx, ring, leg);
             }
         }
         ctx.relay.removed.clear();
@@ -341,7 +344,7 @@ pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<u32, Dat
         let end = next.saturating_add(INSTALL_BATCH as u32).min(table);
         held.clear();
         for s in next..end {
-            held.push(bind_index(ctx.bind_ip, ctx.base_port, s)?);
+            held.push(ctx.plan.bind(s)?);
         }
         for (fd, s) in fds.iter_mut().zip(&held) {
             *fd = s.as_raw_fd();
@@ -365,7 +368,7 @@ pub(crate) fn bind_slice(ring: &IoUring, ctx: &mut WorkerCtx) -> Result<u32, Dat
     ctx.sockets.clear();
     ctx.sockets.reserve_exact((n - table) as usize);
     for s in table..n {
-        let sock = bind_index(ctx.bind_ip, ctx.base_port, s)?;
+        let sock = ctx.plan.bind(s)?;
         ctx.sockets.push(sock);
     }
     Ok(companions)

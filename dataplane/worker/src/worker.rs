@@ -2,7 +2,6 @@
 //! share: the command drain with a budget, the housekeeping cadence, naming a socket. The
 //! thread body (pinning, backend choice) is `worker_main` in the crate root.
 
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use socket2::Socket;
 
 use crate::counters::WorkerShared;
 use crate::fixed::SockRef;
+use crate::realm::SocketPlan;
 use crate::relay::{Relay, COMMAND_BUDGET};
 use crate::types::{Command, DataplaneError, WorkerId};
 
@@ -26,10 +26,8 @@ pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(10);
 pub(crate) struct WorkerCtx {
     pub(crate) id: WorkerId,
     pub(crate) relay: Relay,
-    /// Local address of every socket of the slice.
-    pub(crate) bind_ip: IpAddr,
-    /// Port of socket 0 of the slice (socket index = `port - base_port`).
-    pub(crate) base_port: u16,
+    /// Local address and port of every socket of the slice, realm by realm.
+    pub(crate) plan: Arc<SocketPlan>,
     /// Sockets `0..fixed` live only in the io_uring ring's registered-file table, slot =
     /// socket index (see [`crate::fixed`]); always 0 for the mmsg backend.
     pub(crate) fixed: u32,

@@ -215,9 +215,14 @@ impl<M: MediaControl> B2bua<M> {
                 else {
                     return Err(RestoreError::Corrupt("SRTP key"));
                 };
-                let mut alloc = self.media.restore(stream.ports, &pa, &pb)?;
-                alloc.advertised_ip = m.advertised_ip;
-                match MediaState::from_snapshot(alloc, m, [pa, pb]) {
+                // Each side's ports are in the realm of its trunk here, as they were on
+                // the node that set the call up (the two run one configuration).
+                let realms = [cfg.trunk_realm(a_trunk), cfg.trunk_realm(b_trunk)];
+                let mut alloc = self.media.restore(realms, stream.ports, &pa, &pb)?;
+                // The addresses the peers were told keep theirs.
+                alloc.a_ip = m.advertised_ip;
+                alloc.b_ip = m.advertised_ip_b.unwrap_or(m.advertised_ip);
+                match MediaState::from_snapshot(alloc, realms, m, [pa, pb]) {
                     Some(ms) => Some(ms),
                     None => {
                         self.media.release(alloc.id);

@@ -39,7 +39,7 @@ pub(super) fn host_toward(cfg: &EngineConfig, trunk: TrunkId) -> String {
         .or_else(|| cfg.node.fqdn.clone())
         .unwrap_or_else(|| {
             let transport = t.map_or(crate::transaction::Transport::Udp, |t| t.transport);
-            cfg.listener(transport)
+            cfg.trunk_listener(trunk, transport)
                 .map_or_else(|| String::from("0.0.0.0"), |l| l.addr.to_string())
         })
 }

@@ -10,6 +10,10 @@
 //!   when set, else our listener's address (`ip:port`), so a trunk reaches us
 //!   without DNS.
 //!
+//! "Our listener" is the trunk's own (`[[trunk]] listener`: the interface facing
+//! it, IPv4 or IPv6) when set, else the first listener of the leg's transport; the
+//! same listener sends the requests to the trunk ([`B2bua::poll_transmit`]).
+//!
 //! The Via sent-by of every request on a leg is that identity, as is the host and
 //! port of our Contact. We never add Record-Route: a B2BUA terminates both dialogs,
 //! so our Contact is already the remote target of each (RFC 3261 §12.1.1); a
@@ -81,7 +85,7 @@ pub(super) fn leg_identity(
     trunk: TrunkId,
     transport: Transport,
 ) -> (String, Option<u16>) {
-    let listener = cfg.listener(transport).map(|l| l.addr);
+    let listener = cfg.trunk_listener(trunk, transport).map(|l| l.addr);
     let port = listener.map(|a| a.port());
     match (leg_fqdn(cfg, trunk), listener) {
         (Some(h), _) => (h, port),
@@ -231,6 +235,8 @@ mod tests {
             learning: Default::default(),
             targets: Default::default(),
             policy: Default::default(),
+            realm: Default::default(),
+            listener: None,
         };
         EngineConfig {
             node: NodeSettings {

@@ -15,6 +15,10 @@ use super::route::Target;
 use super::sdp_rewrite::MediaState;
 use super::stats::Outcome;
 use super::{B2bua, CallEvent};
+
+/// Reason phrase of a refusal to put a party on a side whose media ports are in
+/// another realm than its trunk's.
+pub(super) const REALM_MISMATCH: &str = "Media Realm Mismatch";
 use crate::cdr::EndReason;
 use crate::config::{MediaMode, RedirectMode};
 use crate::dialog::Dialog;
@@ -211,9 +215,18 @@ impl<M: MediaControl> B2bua<M> {
             && std::iter::once(trunk)
                 .chain(decision.targets.iter().map(|t| t.trunk))
                 .all(|t| cfg.trunk(t).is_some_and(|t| t.media == MediaMode::Bypass));
+        // Each side's ports are in its trunk's media realm; the targets of a route share
+        // one (checked with the configuration), a target in another is skipped.
+        let realms = [
+            cfg.trunk_realm(trunk),
+            decision
+                .targets
+                .first()
+                .map_or_else(|| cfg.trunk_realm(trunk), |t| cfg.trunk_realm(t.trunk)),
+        ];
         let alloc = if bypass {
             None
-        } else if let Ok(a) = self.media.allocate() {
+        } else if let Ok(a) = self.media.allocate(realms) {
             Some(a)
         } else {
             self.stats.media_errors += 1;
@@ -235,7 +248,7 @@ impl<M: MediaControl> B2bua<M> {
         }
         let no_answer = now + cfg.timers.no_answer;
         if let Some(c) = self.calls.get_mut(&id) {
-            c.media = alloc.map(|alloc| MediaState::new(alloc, sids));
+            c.media = alloc.map(|alloc| MediaState::new(alloc, realms, sids));
             if offer.is_some() {
                 c.offer_from = Some(Side::A);
             }
@@ -273,6 +286,16 @@ impl<M: MediaControl> B2bua<M> {
         }
         self.set_timer(id, CallTimer::NoAnswer, no_answer);
         self.next_target(now, id);
+    }
+
+    /// Whether a party reached through `trunk` may take `side` of `call`: the side's ports
+    /// are in that trunk's media realm (always, for a call whose media is not anchored).
+    pub(super) fn realm_fits(&self, call: u64, side: Side, trunk: crate::config::TrunkId) -> bool {
+        self.calls.get(&call).is_none_or(|c| {
+            c.media
+                .as_ref()
+                .is_none_or(|m| m.realms[super::sdp_rewrite::ix(side)] == c.cfg.trunk_realm(trunk))
+        })
     }
 
     /// Takes a call slot on `trunk` (false when at its limit).
@@ -331,6 +354,13 @@ impl<M: MediaControl> B2bua<M> {
             if c.cfg.trunk(target.trunk).is_none() {
                 continue;
             }
+            if !self.realm_fits(call, Side::B, target.trunk) {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.last_failure
+                        .get_or_insert_with(|| (503, String::from(REALM_MISMATCH)));
+                }
+                continue;
+            }
             if !self.pick_target(now, call, &mut target, false) {
                 // Every target of the trunk is down, held off or already tried.
                 if let Some(c) = self.calls.get_mut(&call) {
@@ -377,7 +407,7 @@ impl<M: MediaControl> B2bua<M> {
             .fqdn_contact
             .clone()
             .or_else(|| cfg.node.fqdn.clone())
-            .unwrap_or_else(|| Self::our_hostport(&cfg, transport));
+            .unwrap_or_else(|| Self::our_hostport(&cfg, target.trunk, transport));
         let teams_out = cfg.is_teams_trunk(target.trunk);
         let a_trunk = c.a.trunk;
         let numbers = c.numbers.clone();

@@ -83,6 +83,9 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
     /// SNI / expected certificate name when `dest` is a TLS trunk.
     pub tls_server_name: Option<String>,
+    /// The listener to send from: that of the trunk `dest` belongs to when the trunk
+    /// names one (`[[trunk]] listener`); `None` leaves the choice to the driver.
+    pub local: Option<std::net::SocketAddr>,
     /// Transaction that produced the bytes (for [`B2bua::handle_tx_error`]).
     pub tx: Option<TxId>,
 }
@@ -427,6 +430,7 @@ impl<M: MediaControl> B2bua<M> {
             .and_then(|tr| tr.tls_server_name.clone())
             .or_else(|| self.tls_name_of_target(t.dest))
             .or_else(|| self.registrations.tls_name(t.dest));
+        let local = self.listener_toward(t.dest, t.transport);
         Some(Transmit {
             dest: PeerAddr {
                 transport: t.transport,
@@ -435,8 +439,39 @@ impl<M: MediaControl> B2bua<M> {
             },
             bytes: t.bytes,
             tls_server_name,
+            local,
             tx: t.tx,
         })
+    }
+
+    /// The address of the listener of the trunk `dest` belongs to (its address, one of
+    /// its targets, or a source its ACL claims), when that trunk names its listener.
+    fn listener_toward(
+        &self,
+        dest: std::net::SocketAddr,
+        transport: crate::transaction::Transport,
+    ) -> Option<std::net::SocketAddr> {
+        let cfg = &self.cfg;
+        if cfg.trunks.iter().all(|t| t.listener.is_none()) {
+            return None;
+        }
+        let id = cfg
+            .trunks
+            .iter()
+            .position(|t| t.address == dest && t.transport == transport)
+            .or_else(|| {
+                let name = self.targets.trunk_of(dest)?;
+                cfg.trunks.iter().position(|t| t.name == name)
+            })
+            .or_else(|| {
+                cfg.trunks
+                    .iter()
+                    .position(|t| t.transport == transport && t.matches_source(dest.ip()))
+            })?;
+        let t = cfg.trunks.get(id)?;
+        t.listener?;
+        cfg.trunk_listener(crate::config::TrunkId(id), transport)
+            .map(|l| l.addr)
     }
 
     /// When [`Self::handle_timeout`] must be called next.
@@ -540,19 +575,34 @@ impl<M: MediaControl> B2bua<M> {
 
     /// A fresh Via for a request on a leg using `transport`.
     fn via(&mut self, transport: crate::transaction::Transport) -> Via {
+        self.via_listener(None, transport)
+    }
+
+    /// A fresh Via naming the listener of `trunk` (its own, else the first of
+    /// `transport`) by address.
+    fn via_listener(
+        &mut self,
+        trunk: Option<crate::config::TrunkId>,
+        transport: crate::transaction::Transport,
+    ) -> Via {
         let branch = self.txn.new_branch();
-        let (host, port) = self
-            .cfg
-            .listener(transport)
-            .map_or((String::from("0.0.0.0"), None), |l| {
-                (l.addr.ip().to_string(), Some(l.addr.port()))
-            });
+        let listener = match trunk {
+            Some(t) => self.cfg.trunk_listener(t, transport),
+            None => self.cfg.listener(transport),
+        };
+        let (host, port) = listener.map_or((String::from("0.0.0.0"), None), |l| {
+            (l.addr.ip().to_string(), Some(l.addr.port()))
+        });
         Via::new(transport, host, port, &branch)
     }
 
-    /// Our host (`ip:port` of the listener) for URIs on a leg.
-    fn our_hostport(cfg: &EngineConfig, transport: crate::transaction::Transport) -> String {
-        cfg.listener(transport)
+    /// Our host (`ip:port` of the listener) for URIs on a leg toward `trunk`.
+    fn our_hostport(
+        cfg: &EngineConfig,
+        trunk: crate::config::TrunkId,
+        transport: crate::transaction::Transport,
+    ) -> String {
+        cfg.trunk_listener(trunk, transport)
             .map_or_else(|| String::from("0.0.0.0"), |l| l.addr.to_string())
     }
 

@@ -83,12 +83,15 @@ impl<M: MediaControl> B2bua<M> {
 
     fn send_ping(&mut self, now: Timestamp, name: &str, addr: SocketAddr) {
         let cfg = self.cfg.clone();
-        let Some(tcfg) = cfg.trunk_by_name(name).and_then(|id| cfg.trunk(id)) else {
+        let Some((id, tcfg)) = cfg
+            .trunk_by_name(name)
+            .and_then(|id| cfg.trunk(id).map(|t| (id, t)))
+        else {
             return;
         };
         let transport = tcfg.transport;
-        let via = self.via(transport);
-        let our = Self::our_hostport(&cfg, transport);
+        let via = self.via_listener(Some(id), transport);
+        let our = Self::our_hostport(&cfg, id, transport);
         let host = tcfg
             .tls_server_name
             .as_ref()

@@ -168,8 +168,8 @@ impl<M: MediaControl> B2bua<M> {
             if slot.retiring || slot.tx.is_some() {
                 continue;
             }
-            let transport = slot.reg.config().transport;
-            let hp = Self::register_hostport(&self.cfg, transport);
+            let (transport, trunk) = (slot.reg.config().transport, slot.reg.config().trunk.clone());
+            let hp = Self::register_hostport(&self.cfg, &trunk, transport);
             let Some(slot) = self.registrations.slots.get_mut(i) else {
                 continue;
             };
@@ -227,8 +227,8 @@ impl<M: MediaControl> B2bua<M> {
         let Some(slot) = self.registrations.slots.get(i) else {
             return;
         };
-        let transport = slot.reg.config().transport;
-        let hp = Self::register_hostport(&self.cfg, transport);
+        let (transport, trunk) = (slot.reg.config().transport, slot.reg.config().trunk.clone());
+        let hp = Self::register_hostport(&self.cfg, &trunk, transport);
         let Some(slot) = self.registrations.slots.get_mut(i) else {
             return;
         };
@@ -239,11 +239,18 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// Our `ip:port` in a registration's Contact: the listener of its transport
-    /// (the carrier reaches it without DNS).
-    fn register_hostport(cfg: &EngineConfig, transport: crate::transaction::Transport) -> String {
-        cfg.listener(transport)
-            .map_or_else(|| String::from("0.0.0.0"), |l| l.addr.to_string())
+    /// Our `ip:port` in a registration's Contact: the listener of its trunk (its own, else
+    /// the first of its transport; the carrier reaches it without DNS).
+    fn register_hostport(
+        cfg: &EngineConfig,
+        trunk: &str,
+        transport: crate::transaction::Transport,
+    ) -> String {
+        let listener = match cfg.trunk_by_name(trunk) {
+            Some(id) => cfg.trunk_listener(id, transport),
+            None => cfg.listener(transport),
+        };
+        listener.map_or_else(|| String::from("0.0.0.0"), |l| l.addr.to_string())
     }
 
     fn send_register(&mut self, now: Timestamp, i: usize, mut req: SipMsg) {
@@ -255,7 +262,8 @@ impl<M: MediaControl> B2bua<M> {
         else {
             return;
         };
-        let via = self.via(c.transport);
+        let cfg = self.cfg.clone();
+        let via = self.via_listener(cfg.trunk_by_name(&c.trunk), c.transport);
         req.push_header("Via", via.to_string());
         req.push_header("User-Agent", &self.cfg.node.user_agent);
         let dest = PeerAddr {

@@ -15,6 +15,12 @@
 //! the anchored streams, are rejected (port 0). Codec policy applies to audio
 //! lines.
 //!
+//! The address is that of the leg's media realm (`IN IP4` or `IN IP6` as the
+//! realm is, whatever the family of the SDP received: IPv4/IPv6 interworking):
+//! every stream of a call is anchored in the call's two realms
+//! ([`MediaState::realms`]), so its ports toward a leg are on that leg's realm
+//! address.
+//!
 //! Invariant: `streams[i].params[side].srtp_out` is always the key last
 //! written into line `i` of an SDP sent to `side` (or `None` when that line is
 //! plain toward it).
@@ -27,7 +33,7 @@ use portcullis_sip::sdp::{
 use super::streams::{self, AnchoredStream};
 use crate::config::MediaMode;
 use crate::media::{
-    MediaAllocation, MediaId, MediaLegParams, Side, SrtpKeyMaterial, SrtpSuite, StreamKind,
+    MediaAllocation, MediaId, MediaLegParams, RealmId, Side, SrtpKeyMaterial, SrtpSuite, StreamKind,
 };
 use crate::trunk_policy::codecs::{self, CodecPolicy, NoCommonCodec};
 use crate::trunk_policy::DtmfMode;
@@ -45,6 +51,9 @@ pub(crate) const fn ix(side: Side) -> usize {
 pub(crate) struct MediaState {
     /// The anchored streams: `streams[i]` is `m=` line `i` (never empty).
     pub streams: Vec<AnchoredStream>,
+    /// The media realm of each side's ports, every stream's (a new party on a side
+    /// must face a trunk of that realm).
+    pub realms: [RealmId; 2],
     /// Our session id per leg (`o=`), and the version last sent.
     session_id: [u64; 2],
     version: [u64; 2],
@@ -100,9 +109,10 @@ pub(crate) fn is_held(sdp: &SessionDescription) -> bool {
 }
 
 impl MediaState {
-    pub fn new(alloc: MediaAllocation, session_ids: [u64; 2]) -> Self {
+    pub fn new(alloc: MediaAllocation, realms: [RealmId; 2], session_ids: [u64; 2]) -> Self {
         Self {
             streams: vec![AnchoredStream::new(alloc)],
+            realms,
             session_id: session_ids,
             version: [1, 1],
             last_sent: [None, None],
@@ -162,9 +172,10 @@ impl MediaState {
     /// The durable part of the state (an active/standby pair, [`crate::ha`]).
     pub fn to_snapshot(&self) -> crate::ha::MediaSnapshot {
         use crate::ha::{Blob, IceSnapshot, LegSnapshot, MediaSnapshot, StreamSnapshot};
-        let first = self.streams.first().map(|s| &s.alloc);
+        let (a_ip, b_ip) = (self.advertised_ip(Side::A), self.advertised_ip(Side::B));
         MediaSnapshot {
-            advertised_ip: first.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.advertised_ip),
+            advertised_ip: a_ip,
+            advertised_ip_b: (b_ip != a_ip).then_some(b_ip),
             session_id: self.session_id,
             version: self.version,
             last_sent: self.last_sent.clone().map(|b| b.map(Blob)),
@@ -183,11 +194,12 @@ impl MediaState {
         }
     }
 
-    /// The state [`Self::to_snapshot`] saved, on the pair `alloc` re-created for its
-    /// first stream (a takeover carries the first `m=` line; further lines were refused
-    /// a restore). `None` when a stored SDP does not parse.
+    /// The state [`Self::to_snapshot`] saved, on the pair `alloc` re-created in
+    /// `realms` for its first stream (a takeover carries the first `m=` line; further
+    /// lines were refused a restore). `None` when a stored SDP does not parse.
     pub fn from_snapshot(
         alloc: MediaAllocation,
+        realms: [RealmId; 2],
         s: &crate::ha::MediaSnapshot,
         params: [MediaLegParams; 2],
     ) -> Option<Self> {
@@ -202,6 +214,7 @@ impl MediaState {
         first.params = params;
         Some(Self {
             streams: vec![first],
+            realms,
             session_id: s.session_id,
             version: s.version,
             last_sent: s.last_sent.clone().map(|b| b.map(|b| b.0)),
@@ -322,7 +335,9 @@ impl MediaState {
         new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
     ) -> Vec<u8> {
         let mut out = sdp.clone();
-        let ip = self.advertised_ip();
+        // `c=`/`o=` carry the address of `to`'s realm: IPv4 or IPv6 whatever the other
+        // side's SDP said (IPv4/IPv6 interworking).
+        let ip = self.advertised_ip(to);
         out.origin.username = "-".to_owned();
         out.origin.session_id = self.session_id[ix(to)].to_string();
         out.set_origin_address(ip);
@@ -401,7 +416,7 @@ impl MediaState {
         mode: MediaMode,
         new_key: &mut dyn FnMut() -> SrtpKeyMaterial,
     ) -> Vec<u8> {
-        let ip = self.advertised_ip();
+        let ip = self.advertised_ip(to);
         let mut sdp = SessionDescription::new(ip, self.session_id[ix(to)]);
         let list = codecs::own_offer_codecs(&self.codecs[ix(to)]);
         let fmts = list.iter().map(|(pt, _)| pt.to_string()).collect();
@@ -447,13 +462,11 @@ impl MediaState {
         )
     }
 
-    /// The address every SDP we write carries.
-    fn advertised_ip(&self) -> std::net::IpAddr {
+    /// The address every SDP we write to `to` carries: that of `to`'s realm.
+    fn advertised_ip(&self, to: Side) -> std::net::IpAddr {
         self.streams
             .first()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| {
-                s.alloc.advertised_ip
-            })
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |s| s.alloc.ip(to))
     }
 
     /// Sets our version (bumped only when the body changed) and serialises.
@@ -463,12 +476,11 @@ impl MediaState {
             // host candidate per component (RTP, and RTCP without rtcp-mux) on
             // every RTP line.
             out.attributes.push(Attribute::IceLite);
-            let ip = self.advertised_ip();
             for (m, st) in out.media.iter_mut().zip(&mut self.streams) {
                 if m.is_rejected() || !m.proto.is_rtp() {
                     continue;
                 }
-                let port = st.port(to);
+                let (ip, port) = (st.alloc.ip(to), st.port(to));
                 m.attributes.push(Attribute::IceUfrag(ufrag.clone()));
                 m.attributes.push(Attribute::IcePwd(pwd.clone()));
                 let mut cands = vec![Candidate::host("1", 1, ip, port)];

@@ -125,7 +125,8 @@ impl<M: MediaControl> B2bua<M> {
             return;
         };
         for _ in 0..ms.missing_streams(sdp) {
-            match self.media.allocate() {
+            // Every stream of the call has its ports in the call's realms.
+            match self.media.allocate(ms.realms) {
                 Ok(a) => {
                     self.by_media.insert(a.id, call);
                     ms.add_stream(a);

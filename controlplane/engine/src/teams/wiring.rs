@@ -73,6 +73,8 @@ mod tests {
                 learning: Default::default(),
                 targets: Default::default(),
                 policy: crate::trunk_policy::TrunkPolicy::default(),
+                realm: Default::default(),
+                listener: None,
             }],
             routes: Vec::new(),
             route_rules: Vec::new(),

@@ -146,7 +146,12 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        // RFC 3261 §25.1: an IPv6 sent-by is an `IPv6reference`, in brackets.
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            write!(f, "SIP/2.0/{} [{}]", self.transport, self.host)?;
+        } else {
+            write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        }
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
@@ -264,6 +269,15 @@ mod tests {
         );
         let v6 = Via::parse("SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("[2001:db8::1]", Some(5070)));
+        // A bare IPv6 sent-by (an address from a listener) is written in brackets.
+        let ours = Via::new(Transport::Udp, "fd77:1::1", Some(5060), "z9hG4bKy");
+        assert!(
+            ours.to_string()
+                .starts_with("SIP/2.0/UDP [fd77:1::1]:5060;"),
+            "{ours}"
+        );
+        let back = Via::parse(&ours.to_string()).unwrap();
+        assert_eq!((back.host.as_str(), back.port), ("[fd77:1::1]", Some(5060)));
         assert!(Via::parse("SIP/3.0/UDP h").is_err());
         assert!(Via::parse("SIP/2.0/UDP h:notaport").is_err());
     }

@@ -489,3 +489,16 @@ fn build_offer_from_scratch() {
         Some("[2001:db8::10]:40000".parse().unwrap())
     );
 }
+
+/// SIPp writes an IPv6 origin in brackets (`o=... IN IP6 [fd77::2]`): read as the bare
+/// address (a `c=` line stays strict).
+#[test]
+fn a_bracketed_ipv6_origin_is_read_as_the_bare_address() {
+    let text = "v=0\r\no=user1 53655765 2353687637 IN IP6 [fd77:1::2]\r\ns=-\r\nc=IN IP6 fd77:1::2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+    let sdp = SessionDescription::parse(text.as_bytes()).expect("parsed");
+    assert_eq!(sdp.origin.address.address, "fd77:1::2");
+    let bad = text.replace("c=IN IP6 fd77:1::2", "c=IN IP6 [fd77:1::2]");
+    assert!(SessionDescription::parse(bad.as_bytes()).is_err());
+    let v4 = text.replace("IN IP6 [fd77:1::2]", "IN IP4 [192.0.2.1]");
+    assert!(SessionDescription::parse(v4.as_bytes()).is_err());
+}

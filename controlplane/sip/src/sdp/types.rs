@@ -221,6 +221,12 @@ impl Origin {
         if it.next().is_some() {
             return Err(SdpErrorKind::TrailingFields("o"));
         }
+        // Some peers (SIPp among them) bracket an IPv6 origin address as in a URI;
+        // `o=` only names the session's originator, so it is read without the brackets.
+        let addr = match addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')) {
+            Some(inner) if a == "IP6" => inner,
+            _ => addr,
+        };
         if !session_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("o", "sess-id", session_id));
         }

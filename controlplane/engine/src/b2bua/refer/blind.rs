@@ -95,6 +95,10 @@ impl<M: MediaControl> B2bua<M> {
         status: u16,
     ) {
         while let Some(mut target) = targets.pop_front() {
+            // The target takes the referrer's side: its ports are in that side's realm.
+            if !self.realm_fits(call, referrer, target.trunk) {
+                continue;
+            }
             if !self.pick_target(now, call, &mut target, true) {
                 continue;
             }

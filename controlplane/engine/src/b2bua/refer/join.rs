@@ -55,6 +55,23 @@ impl<M: MediaControl> B2bua<M> {
             self.reply(now, tx, req, 403, BYPASS_NO_TRANSFER, None);
             return;
         }
+        // The party left on `other` moves onto `side` of this call: its trunk's realm
+        // must be that side's.
+        let moving = self
+            .calls
+            .get(&other)
+            .and_then(|o| Self::leg_trunk(o, replaced.other()));
+        if moving.is_some_and(|t| !self.realm_fits(call, side, t)) {
+            self.reply(
+                now,
+                tx,
+                req,
+                403,
+                crate::b2bua::invite::REALM_MISMATCH,
+                None,
+            );
+            return;
+        }
         let ready = self
             .calls
             .get(&other)
@@ -182,6 +199,11 @@ impl<M: MediaControl> B2bua<M> {
         }
         if c.bypassed() {
             self.reject(now, tx, req, from, 403, BYPASS_NO_TRANSFER);
+            return;
+        }
+        if !self.realm_fits(call, side, trunk) {
+            let why = crate::b2bua::invite::REALM_MISMATCH;
+            self.reject(now, tx, req, from, 403, why);
             return;
         }
         let offer = has_sdp(req)
