@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the tests drive. One list: CI installs from here too.
-PKGS=(sip-tester sipsak sipvicious ffmpeg openssl libsrtp2-dev rtpengine-daemon kamailio
+PKGS=(build-essential sip-tester sipsak sipvicious ffmpeg openssl libsrtp2-dev rtpengine-daemon kamailio
       shellcheck prometheus python3-pylibsrtp systemd tshark iproute2 valgrind procps curl
       clang libbpf-dev bpftool ethtool chromium dnsmasq-base redis-server keepalived)
 
