@@ -1,0 +1,386 @@
+//! Interop: every media stream of a call is anchored through the appliance, end to
+//! end. sipp carries the signalling; the test plays both parties' media (RTP, UDPTL)
+//! on its own sockets, which the scenarios name in their SDP.
+//!
+//! - Fax: an audio call re-INVITEd to T.38 (`m=image udptl t38`) and a call offering
+//!   T.38 from the start; each time the image line reaches the other side on an
+//!   appliance port with its T.38 attributes, and UDPTL datagrams cross both ways
+//!   unchanged.
+//! - Audio and video: each offered line gets its own appliance port, a line the
+//!   answerer rejects comes back with port 0, a line offered with port 0 stays 0, and
+//!   audio and video each reach the right socket.
+
+mod media_peer;
+mod sipp_harness;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use media_peer::*;
+use sipp_harness::*;
+
+/// The T.38 attributes both fax scenarios send.
+const T38_ATTRIBUTES: [&str; 6] = [
+    "a=T38FaxVersion:0",
+    "a=T38MaxBitRate:14400",
+    "a=T38FaxRateManagement:transferredTCF",
+    "a=T38FaxMaxBuffer:262",
+    "a=T38FaxMaxDatagram:176",
+    "a=T38FaxUdpEC:t38UDPRedundancy",
+];
+
+/// Asserts that `port` is one of the appliance's media ports (even: RTP or UDPTL).
+#[track_caller]
+fn assert_anchored(p: Ports, port: u16, what: &str) {
+    assert!(
+        (p.media_min..=p.media_min + 255).contains(&port) && port.is_multiple_of(2),
+        "{what}: port {port} is not an appliance media port ({}..)",
+        p.media_min
+    );
+}
+
+/// Sends `n` datagrams each way, 20 ms apart: `mk(true, i)` from `a` to the appliance
+/// port `a_port` (the caller's leg), `mk(false, i)` from `b` to `b_port`. Returns what
+/// `b` and `a` received (waiting up to 5 s for the last ones).
+fn exchange(
+    (a, a_port): (&UdpSocket, u16),
+    (b, b_port): (&UdpSocket, u16),
+    n: u16,
+    mk: impl Fn(bool, u16) -> Vec<u8>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut at_b, mut at_a) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        a.send_to(&mk(true, i), local(a_port)).expect("send");
+        b.send_to(&mk(false, i), local(b_port)).expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+        at_b.extend(drain(b));
+        at_a.extend(drain(a));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (at_b.len() < usize::from(n) || at_a.len() < usize::from(n)) && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        at_b.extend(drain(b));
+        at_a.extend(drain(a));
+    }
+    (at_b, at_a)
+}
+
+/// A UDPTL datagram (T.38 §9.1): the sequence number, then a primary IFP packet
+/// (opaque to the relay) naming its sender and number.
+fn udptl(from_caller: bool, seq: u16) -> Vec<u8> {
+    let mut d = seq.to_be_bytes().to_vec();
+    let ifp = format!(
+        "{} t.38 page {seq}",
+        if from_caller { "caller" } else { "callee" }
+    );
+    d.push(u8::try_from(ifp.len()).expect("short IFP"));
+    d.extend_from_slice(ifp.as_bytes());
+    // Error recovery: no secondary IFP packets.
+    d.extend_from_slice(&[0, 0]);
+    d
+}
+
+/// UDPTL datagrams cross both ways between the fax sockets through the image ports,
+/// unchanged and in order.
+#[track_caller]
+fn assert_udptl_relayed(fax: (&UdpSocket, &UdpSocket), (a_port, b_port): (u16, u16)) {
+    let (at_b, at_a) = exchange((fax.0, a_port), (fax.1, b_port), 25, udptl);
+    let sent = |caller| (0..25).map(|i| udptl(caller, i)).collect::<Vec<_>>();
+    assert_eq!(at_b, sent(true), "caller's UDPTL at the callee");
+    assert_eq!(at_a, sent(false), "callee's UDPTL at the caller");
+}
+
+/// Asserts that `m` (a relayed INVITE or 200) has a single T.38 line on an appliance
+/// port with the T.38 attributes, and returns that port.
+#[track_caller]
+fn image_line(p: Ports, m: &Traced, peer_port: u16) -> u16 {
+    let lines = m.m_lines();
+    assert_eq!(lines.len(), 1, "{}", m.text);
+    let (media, port, rest) = &lines[0];
+    assert_eq!(
+        (media.as_str(), rest.as_str()),
+        ("image", "udptl t38"),
+        "{}",
+        m.text
+    );
+    assert_anchored(p, *port, &m.text);
+    assert_ne!(*port, peer_port, "the peer's UDPTL port leaked: {}", m.text);
+    assert_eq!(m.connection().as_deref(), Some("127.0.0.1"), "{}", m.text);
+    for a in T38_ATTRIBUTES {
+        assert!(m.body().lines().any(|l| l == a), "{a} lost: {}", m.text);
+    }
+    *port
+}
+
+/// An audio call, then the caller re-INVITEs to T.38: audio flows first; the re-INVITE
+/// reaches the callee with the image line anchored, the callee's m=image answer reaches
+/// the caller anchored, UDPTL crosses both ways, and BYE ends the call.
+fn audio_then_t38_reinvite(p: Ports, dir: &Path) {
+    let (rtp_a, rtp_b, fax_a, fax_b) = (udp_socket(), udp_socket(), udp_socket(), udp_socket());
+    let keys = |rtp: &UdpSocket, fax: &UdpSocket| {
+        [("rtp_port", port_of(rtp)), ("udptl_port", port_of(fax))]
+    };
+    let sf = scenario(dir, "uas_fax_reinvite.xml");
+    let mut uas = scenario_uas(dir, p, &sf, &keys(&rtp_b, &fax_b));
+    let sf = scenario(dir, "uac_fax_reinvite.xml");
+    let mut uac = scenario_uac(dir, p, &sf, &keys(&rtp_a, &fax_a));
+    let offer = wait_traced(
+        dir,
+        "uas_fax_reinvite",
+        0,
+        "INVITE",
+        request("INVITE", false),
+    );
+    let answer = wait_traced(
+        dir,
+        "uac_fax_reinvite",
+        0,
+        "200",
+        ok_with_sdp("INVITE", false),
+    );
+    let (b_audio, a_audio) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+    assert_anchored(p, b_audio, &offer.text);
+    assert_anchored(p, a_audio, &answer.text);
+
+    // Audio both ways until the re-INVITE reaches the callee.
+    let (mut heard, mut seq) = ([0usize; 2], 0u16);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while trace(dir, "uas_fax_reinvite")
+        .iter()
+        .filter(|m| request("INVITE", false)(m))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no re-INVITE at the callee");
+        seq = seq.wrapping_add(1);
+        let ts = u32::from(seq) * 160;
+        rtp_a
+            .send_to(&rtp(8, false, seq, ts, 0xa, &[0xd5; 160]), local(a_audio))
+            .expect("send");
+        rtp_b
+            .send_to(&rtp(8, false, seq, ts, 0xb, &[0xd5; 160]), local(b_audio))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+        heard[0] += drain(&rtp_a).len();
+        heard[1] += drain(&rtp_b).len();
+    }
+    note(&format!(
+        "audio before the re-INVITE: heard {heard:?} of {seq}"
+    ));
+    assert!(
+        heard.iter().all(|h| *h >= 5),
+        "audio both ways first: {heard:?}"
+    );
+
+    let reoffer = wait_traced(
+        dir,
+        "uas_fax_reinvite",
+        1,
+        "re-INVITE",
+        request("INVITE", false),
+    );
+    let reanswer = wait_traced(
+        dir,
+        "uac_fax_reinvite",
+        1,
+        "200 (re-INVITE)",
+        ok_with_sdp("INVITE", false),
+    );
+    let b_image = image_line(p, &reoffer, port_of(&fax_a));
+    let a_image = image_line(p, &reanswer, port_of(&fax_b));
+    assert_udptl_relayed((&fax_a, &fax_b), (a_image, b_image));
+    uac.wait_ok(
+        Duration::from_secs(30),
+        "sipp uac (re-INVITE to T.38) failed",
+    );
+    uas.wait_ok(Duration::from_secs(30), "sipp uas (T.38 answer) failed");
+}
+
+/// A call offering T.38 from the start: anchored both ways, UDPTL crosses both ways.
+fn t38_from_the_start(p: Ports, dir: &Path) {
+    let (fax_a, fax_b) = (udp_socket(), udp_socket());
+    let sf = scenario(dir, "uas_fax_t38.xml");
+    let mut uas = scenario_uas(dir, p, &sf, &[("udptl_port", port_of(&fax_b))]);
+    let sf = scenario(dir, "uac_fax_t38.xml");
+    let mut uac = scenario_uac(dir, p, &sf, &[("udptl_port", port_of(&fax_a))]);
+    let offer = wait_traced(dir, "uas_fax_t38", 0, "INVITE", request("INVITE", false));
+    let answer = wait_traced(dir, "uac_fax_t38", 0, "200", ok_with_sdp("INVITE", false));
+    let b_image = image_line(p, &offer, port_of(&fax_a));
+    let a_image = image_line(p, &answer, port_of(&fax_b));
+    assert_udptl_relayed((&fax_a, &fax_b), (a_image, b_image));
+    uac.wait_ok(Duration::from_secs(30), "sipp uac (T.38 offer) failed");
+    uas.wait_ok(Duration::from_secs(30), "sipp uas (T.38 answer) failed");
+}
+
+/// Audio, H.264 video, VP8 video (rejected by the callee) and a disabled audio line.
+fn audio_and_video(p: Ports, dir: &Path) {
+    let socks: Vec<UdpSocket> = (0..5).map(|_| udp_socket()).collect();
+    let (a_audio, a_video, a_video2, b_audio, b_video) =
+        (&socks[0], &socks[1], &socks[2], &socks[3], &socks[4]);
+    let sf = scenario(dir, "uas_audio_video.xml");
+    let mut uas = scenario_uas(
+        dir,
+        p,
+        &sf,
+        &[
+            ("rtp_port", port_of(b_audio)),
+            ("video_port", port_of(b_video)),
+        ],
+    );
+    let sf = scenario(dir, "uac_audio_video.xml");
+    let mut uac = scenario_uac(
+        dir,
+        p,
+        &sf,
+        &[
+            ("rtp_port", port_of(a_audio)),
+            ("video_port", port_of(a_video)),
+            ("video2_port", port_of(a_video2)),
+        ],
+    );
+    let offer = wait_traced(
+        dir,
+        "uas_audio_video",
+        0,
+        "INVITE",
+        request("INVITE", false),
+    );
+    let answer = wait_traced(
+        dir,
+        "uac_audio_video",
+        0,
+        "200",
+        ok_with_sdp("INVITE", false),
+    );
+    let kinds = |m: &Traced| m.m_lines().into_iter().map(|l| l.0).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(&offer),
+        ["audio", "video", "video", "audio"],
+        "{}",
+        offer.text
+    );
+    assert_eq!(
+        kinds(&answer),
+        ["audio", "video", "video", "audio"],
+        "{}",
+        answer.text
+    );
+    let (o, a) = (offer.m_lines(), answer.m_lines());
+    // The offer toward the callee: three lines on three appliance ports of their own,
+    // none of them the caller's; the disabled line stays at port 0.
+    for (l, peer) in o[..3].iter().zip(&socks[..3]) {
+        assert_anchored(p, l.1, &offer.text);
+        assert_ne!(l.1, port_of(peer), "{}", offer.text);
+    }
+    assert!(
+        o[0].1 != o[1].1 && o[1].1 != o[2].1 && o[0].1 != o[2].1,
+        "{}",
+        offer.text
+    );
+    assert_eq!(o[3].1, 0, "a disabled line stays disabled: {}", offer.text);
+    // The answer toward the caller: audio and video anchored on ports of their own, the
+    // rejected VP8 line and the disabled line at port 0.
+    for l in &a[..2] {
+        assert_anchored(p, l.1, &answer.text);
+    }
+    assert_ne!(a[0].1, a[1].1, "{}", answer.text);
+    assert_eq!((a[2].1, a[3].1), (0, 0), "rejected lines: {}", answer.text);
+
+    let packet = |pt: u8, tag: &str, step: u32| {
+        let tag = tag.to_owned();
+        move |caller: bool, i: u16| {
+            let who = if caller { "caller" } else { "callee" };
+            let ssrc = if caller { 0xa0 } else { 0xb0 } + u32::from(pt);
+            rtp(
+                pt,
+                false,
+                i,
+                u32::from(i) * step,
+                ssrc,
+                format!("{who} {tag} {i}").as_bytes(),
+            )
+        }
+    };
+    let audio = packet(0, "audio", 160);
+    let video = packet(96, "video", 3000);
+    // Audio and video interleaved, both ways.
+    let mut got = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..25u16 {
+        a_audio
+            .send_to(&audio(true, i), local(a[0].1))
+            .expect("send");
+        a_video
+            .send_to(&video(true, i), local(a[1].1))
+            .expect("send");
+        b_audio
+            .send_to(&audio(false, i), local(o[0].1))
+            .expect("send");
+        b_video
+            .send_to(&video(false, i), local(o[1].1))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+        for (g, s) in got.iter_mut().zip([a_audio, a_video, b_audio, b_video]) {
+            g.extend(drain(s));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.iter().any(|g| g.len() < 25) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        for (g, s) in got.iter_mut().zip([a_audio, a_video, b_audio, b_video]) {
+            g.extend(drain(s));
+        }
+    }
+    let expect = |f: &dyn Fn(bool, u16) -> Vec<u8>, caller| {
+        (0..25).map(|i| f(caller, i)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        got[0],
+        expect(&audio, false),
+        "callee's audio at the caller's audio socket"
+    );
+    assert_eq!(
+        got[1],
+        expect(&video, false),
+        "callee's video at the caller's video socket"
+    );
+    assert_eq!(
+        got[2],
+        expect(&audio, true),
+        "caller's audio at the callee's audio socket"
+    );
+    assert_eq!(
+        got[3],
+        expect(&video, true),
+        "caller's video at the callee's video socket"
+    );
+    assert!(drain(a_video2).is_empty(), "nothing on the rejected line");
+    uac.wait_ok(Duration::from_secs(30), "sipp uac (audio and video) failed");
+    uas.wait_ok(Duration::from_secs(30), "sipp uas (audio and video) failed");
+}
+
+/// One call of the test, placed and checked.
+type Call = fn(Ports, &Path);
+
+/// Three calls through one appliance: audio re-INVITEd to T.38, T.38 from the start,
+/// audio with video; each ends with a BYE and a `normal_clearing` CDR.
+#[test]
+fn fax_and_video_streams_are_anchored_and_relayed() {
+    let _serial = serial();
+    let p = Ports::for_test_range2(4);
+    let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
+    let dir = app.dir.path().to_path_buf();
+    let calls: [(&str, Call); 3] = [
+        ("audio re-INVITEd to T.38", audio_then_t38_reinvite),
+        ("T.38 from the start", t38_from_the_start),
+        ("audio and video", audio_and_video),
+    ];
+    for (n, (what, call)) in calls.into_iter().enumerate() {
+        note(&format!("call {}: {what}", n + 1));
+        call(p, &dir);
+        let cdrs = app.wait_cdrs(n + 1, Duration::from_secs(10));
+        assert_eq!(cdrs.len(), n + 1, "{what}: no CDR");
+        assert_eq!(end_kind(&cdrs[n]), "normal_clearing", "{what}: {}", cdrs[n]);
+    }
+}
