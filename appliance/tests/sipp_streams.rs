@@ -145,30 +145,9 @@ fn audio_then_t38_reinvite(p: Ports, dir: &Path) {
     assert_anchored(p, a_audio, &answer.text);
 
     // Audio both ways until the re-INVITE reaches the callee.
-    let (mut heard, mut seq) = ([0usize; 2], 0u16);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while trace(dir, "uas_fax_reinvite")
-        .iter()
-        .filter(|m| request("INVITE", false)(m))
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "no re-INVITE at the callee");
-        seq = seq.wrapping_add(1);
-        let ts = u32::from(seq) * 160;
-        rtp_a
-            .send_to(&rtp(8, false, seq, ts, 0xa, &[0xd5; 160]), local(a_audio))
-            .expect("send");
-        rtp_b
-            .send_to(&rtp(8, false, seq, ts, 0xb, &[0xd5; 160]), local(b_audio))
-            .expect("send");
-        std::thread::sleep(Duration::from_millis(20));
-        heard[0] += drain(&rtp_a).len();
-        heard[1] += drain(&rtp_b).len();
-    }
-    note(&format!(
-        "audio before the re-INVITE: heard {heard:?} of {seq}"
-    ));
+    let heard = audio_until((&rtp_a, a_audio), (&rtp_b, b_audio), || {
+        traced_count(dir, "uas_fax_reinvite", 2, request("INVITE", false))
+    });
     assert!(
         heard.iter().all(|h| *h >= 5),
         "audio both ways first: {heard:?}"
@@ -196,6 +175,123 @@ fn audio_then_t38_reinvite(p: Ports, dir: &Path) {
         "sipp uac (re-INVITE to T.38) failed",
     );
     uas.wait_ok(Duration::from_secs(30), "sipp uas (T.38 answer) failed");
+}
+
+/// RTP both ways between the audio sockets (caller's `rtp_a` toward `a_port`, callee's
+/// `rtp_b` toward `b_port`) every 20 ms until `until` holds (20 s at most); returns how
+/// many packets each side heard.
+fn audio_until(
+    (rtp_a, a_port): (&UdpSocket, u16),
+    (rtp_b, b_port): (&UdpSocket, u16),
+    until: impl Fn() -> bool,
+) -> [usize; 2] {
+    let (mut heard, mut seq) = ([0usize; 2], 0u16);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !until() {
+        assert!(
+            Instant::now() < deadline,
+            "audio: the awaited step never came"
+        );
+        seq = seq.wrapping_add(1);
+        let ts = u32::from(seq) * 160;
+        rtp_a
+            .send_to(&rtp(8, false, seq, ts, 0xa, &[0xd5; 160]), local(a_port))
+            .expect("send");
+        rtp_b
+            .send_to(&rtp(8, false, seq, ts, 0xb, &[0xd5; 160]), local(b_port))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+        heard[0] += drain(rtp_a).len();
+        heard[1] += drain(rtp_b).len();
+    }
+    heard
+}
+
+/// Whether `scen`'s trace holds at least `n` messages that `pick` selects.
+fn traced_count(dir: &Path, scen: &str, n: usize, pick: impl Fn(&Traced) -> bool) -> bool {
+    trace(dir, scen).iter().filter(|m| pick(m)).count() >= n
+}
+
+/// The callee switches an audio call to T.38 (re-INVITE with the audio line disabled
+/// and an image line added), then back to audio (image line rejected): each re-offer
+/// and answer crosses with the live line anchored and the disabled one at port 0; audio
+/// flows, then UDPTL, then audio again; the caller hangs up.
+fn t38_switched_by_the_callee_and_back(p: Ports, dir: &Path) {
+    let (rtp_a, rtp_b, fax_a, fax_b) = (udp_socket(), udp_socket(), udp_socket(), udp_socket());
+    let keys = |rtp: &UdpSocket, fax: &UdpSocket| {
+        [("rtp_port", port_of(rtp)), ("udptl_port", port_of(fax))]
+    };
+    let sf = scenario(dir, "uas_fax_switch.xml");
+    let mut uas = scenario_uas(dir, p, &sf, &keys(&rtp_b, &fax_b));
+    let sf = scenario(dir, "uac_fax_switched.xml");
+    let mut uac = scenario_uac(dir, p, &sf, &keys(&rtp_a, &fax_a));
+    let (uac_s, uas_s) = ("uac_fax_switched", "uas_fax_switch");
+    let offer = wait_traced(dir, uas_s, 0, "INVITE", request("INVITE", false));
+    let answer = wait_traced(dir, uac_s, 0, "200", ok_with_sdp("INVITE", false));
+    let (b_audio, a_audio) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+    let heard = audio_until((&rtp_a, a_audio), (&rtp_b, b_audio), || {
+        traced_count(dir, uac_s, 1, request("INVITE", false))
+    });
+    assert!(
+        heard.iter().all(|h| *h >= 5),
+        "audio both ways first: {heard:?}"
+    );
+
+    // To T.38: the re-offer reaches the caller, the answer the callee.
+    let reoffer = wait_traced(dir, uac_s, 0, "re-INVITE to T.38", request("INVITE", false));
+    let reanswer = wait_traced(dir, uas_s, 0, "200 (T.38)", ok_with_sdp("INVITE", false));
+    for (m, peer_fax) in [(&reoffer, &fax_b), (&reanswer, &fax_a)] {
+        let lines = m.m_lines();
+        assert_eq!(lines.len(), 2, "{}", m.text);
+        assert_eq!(
+            (lines[0].0.as_str(), lines[0].1),
+            ("audio", 0),
+            "{}",
+            m.text
+        );
+        assert_eq!(lines[1].0, "image", "{}", m.text);
+        assert_anchored(p, lines[1].1, &m.text);
+        assert_ne!(lines[1].1, port_of(peer_fax), "{}", m.text);
+    }
+    let (a_image, b_image) = (reoffer.m_lines()[1].1, reanswer.m_lines()[1].1);
+    assert_udptl_relayed((&fax_a, &fax_b), (a_image, b_image));
+
+    // Back to audio: the image line rejected, audio anchored and flowing again.
+    let back = wait_traced(
+        dir,
+        uac_s,
+        1,
+        "re-INVITE to audio",
+        request("INVITE", false),
+    );
+    let back_answer = wait_traced(dir, uas_s, 1, "200 (audio)", ok_with_sdp("INVITE", false));
+    for (m, peer_rtp) in [(&back, &rtp_b), (&back_answer, &rtp_a)] {
+        let lines = m.m_lines();
+        assert_eq!(lines.len(), 2, "{}", m.text);
+        assert_eq!(lines[0].0, "audio", "{}", m.text);
+        assert_anchored(p, lines[0].1, &m.text);
+        assert_ne!(lines[0].1, port_of(peer_rtp), "{}", m.text);
+        assert_eq!(
+            (lines[1].0.as_str(), lines[1].1),
+            ("image", 0),
+            "{}",
+            m.text
+        );
+    }
+    let (a_audio, b_audio) = (back.m_lines()[0].1, back_answer.m_lines()[0].1);
+    let t0 = Instant::now();
+    let heard = audio_until((&rtp_a, a_audio), (&rtp_b, b_audio), || {
+        t0.elapsed() > Duration::from_secs(1)
+    });
+    assert!(
+        heard.iter().all(|h| *h >= 5),
+        "audio both ways again: {heard:?}"
+    );
+    uac.wait_ok(
+        Duration::from_secs(30),
+        "sipp uac (switched to T.38 and back) failed",
+    );
+    uas.wait_ok(Duration::from_secs(30), "sipp uas (T.38 and back) failed");
 }
 
 /// A call offering T.38 from the start: anchored both ways, UDPTL crosses both ways.
@@ -363,16 +459,20 @@ fn audio_and_video(p: Ports, dir: &Path) {
 /// One call of the test, placed and checked.
 type Call = fn(Ports, &Path);
 
-/// Three calls through one appliance: audio re-INVITEd to T.38, T.38 from the start,
-/// audio with video; each ends with a BYE and a `normal_clearing` CDR.
+/// Four calls through one appliance: audio re-INVITEd to T.38 by the caller, audio
+/// switched to T.38 and back by the callee, T.38 from the start, audio with video; each ends with a BYE and a `normal_clearing` CDR.
 #[test]
 fn fax_and_video_streams_are_anchored_and_relayed() {
     let _serial = serial();
     let p = Ports::for_test_range2(4);
     let app = Appliance::start(&config(p, ROUTE_LEFT_RIGHT));
     let dir = app.dir.path().to_path_buf();
-    let calls: [(&str, Call); 3] = [
+    let calls: [(&str, Call); 4] = [
         ("audio re-INVITEd to T.38", audio_then_t38_reinvite),
+        (
+            "T.38 and back, switched by the callee",
+            t38_switched_by_the_callee_and_back,
+        ),
         ("T.38 from the start", t38_from_the_start),
         ("audio and video", audio_and_video),
     ];
