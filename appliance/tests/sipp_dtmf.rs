@@ -9,6 +9,8 @@
 //!   plane, not relayed, and reach the callee as INFO `application/dtmf-relay` with the
 //!   digit and its duration in milliseconds.
 //! - Between two `rfc4733` trunks the event packets cross untouched.
+//! - A caller on an `rfc4733` trunk keeps telephone-event in its answer when the callee
+//!   answered without it, and the callee's INFO digits reach it as events.
 
 mod media_peer;
 mod sipp_harness;
@@ -121,15 +123,15 @@ impl Sender {
 
 /// Plays both parties every 20 ms until `uac` exits (60 s at most): the caller's
 /// `sender` toward `a_port`, audio from the callee toward `b_port`. Returns what the
-/// callee received.
+/// callee received and what the caller received.
 fn play(
     (caller, callee): (&UdpSocket, &UdpSocket),
     (a_port, b_port): (u16, u16),
     sender: &mut Sender,
     uac: &mut Sipp,
-) -> Vec<Rtp> {
+) -> (Vec<Rtp>, Vec<Rtp>) {
     let mut back = Sender::new(CALLEE_SSRC, Vec::new());
-    let mut got = Vec::new();
+    let (mut got, mut heard) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if uac.child.try_wait().expect("try_wait").is_some() {
@@ -138,11 +140,12 @@ fn play(
         caller.send_to(&sender.next(), local(a_port)).expect("send");
         callee.send_to(&back.next(), local(b_port)).expect("send");
         std::thread::sleep(Duration::from_millis(20));
-        drain(caller);
+        heard.extend(drain(caller).iter().filter_map(|d| Rtp::parse(d)));
         got.extend(drain(callee).iter().filter_map(|d| Rtp::parse(d)));
     }
+    heard.extend(drain(caller).iter().filter_map(|d| Rtp::parse(d)));
     got.extend(drain(callee).iter().filter_map(|d| Rtp::parse(d)));
-    got
+    (got, heard)
 }
 
 /// The event packets of `got`, grouped by event (their RTP timestamp), in order.
@@ -159,9 +162,10 @@ fn events(got: &[Rtp]) -> Vec<Vec<Rtp>> {
 
 /// Asserts that `g` is one well-formed played event (RFC 4733 §2.5): `event`, the
 /// marker on the first packet only, durations growing, then exactly three end packets
-/// with `duration`, all in the caller's stream (its SSRC, consecutive sequence numbers).
+/// with `duration`, all in the stream of the party whose SSRC is `ssrc` (consecutive
+/// sequence numbers).
 #[track_caller]
-fn assert_event(g: &[Rtp], event: u8, duration: u16) {
+fn assert_event(g: &[Rtp], ssrc: u32, event: u8, duration: u16) {
     let what = format!("event {event} for {duration} units: {g:#?}");
     let parsed: Vec<(u8, bool, u16)> = g.iter().map(|p| p.event().expect(&what)).collect();
     assert!(parsed.iter().all(|e| e.0 == event), "{what}");
@@ -183,7 +187,7 @@ fn assert_event(g: &[Rtp], event: u8, duration: u16) {
     );
     assert!(g[0].marker, "marker on the first packet: {what}");
     assert!(g[1..].iter().all(|p| !p.marker), "{what}");
-    assert!(g.iter().all(|p| p.ssrc == CALLER_SSRC), "{what}");
+    assert!(g.iter().all(|p| p.ssrc == ssrc), "{what}");
     assert!(
         g.windows(2).all(|w| w[1].seq == w[0].seq.wrapping_add(1)),
         "the event replaces consecutive packets of the stream: {what}"
@@ -235,7 +239,7 @@ fn sip_info_reaches_an_rfc4733_trunk_as_events() {
     );
 
     let mut sender = Sender::new(CALLER_SSRC, Vec::new());
-    let got = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
+    let (got, _) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
     uac.wait_ok(
         Duration::from_secs(30),
         "sipp uac (INFO answered 200) failed",
@@ -252,8 +256,8 @@ fn sip_info_reaches_an_rfc4733_trunk_as_events() {
     ));
     assert_eq!(evs.len(), 2, "two digits played: {evs:#?}");
     // 160 ms and 250 ms at 8 kHz.
-    assert_event(&evs[0], 5, 1280);
-    assert_event(&evs[1], 7, 2000);
+    assert_event(&evs[0], CALLER_SSRC, 5, 1280);
+    assert_event(&evs[1], CALLER_SSRC, 7, 2000);
     let audio = got.iter().filter(|p| p.pt == 0).count();
     assert!(
         audio > 100,
@@ -318,7 +322,7 @@ fn rfc4733_events_reach_an_info_trunk_as_sip_info() {
     let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
 
     let mut sender = two_digits();
-    let got = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
+    let (got, _) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
     uac.wait_ok(Duration::from_secs(30), "sipp uac failed");
     uas.wait_ok(Duration::from_secs(30), "sipp uas (two DTMF INFOs) failed");
     assert_eq!(sender.sent_events.len(), 9 + 3 + 5 + 3, "both digits sent");
@@ -338,6 +342,22 @@ fn rfc4733_events_reach_an_info_trunk_as_sip_info() {
             (Some("application/dtmf-relay"), "Signal=#\nDuration=120"),
         ],
         "{infos:#?}"
+    );
+    // The INFOs are requests of the callee's dialog like the relayed BYE: CSeq grows
+    // (RFC 3261 §12.2.1.1).
+    let cseqs: Vec<(u32, String)> = trace(&dir, "uas_dtmf_info")
+        .iter()
+        .filter(|m| !m.sent && !m.start().starts_with("SIP/2.0") && !m.start().starts_with("ACK"))
+        .filter_map(|m| {
+            let (n, method) = m.header("CSeq")?.split_once(' ')?;
+            Some((n.parse().ok()?, method.to_owned()))
+        })
+        .collect();
+    let methods: Vec<&str> = cseqs.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(methods, ["INVITE", "INFO", "INFO", "BYE"], "{cseqs:?}");
+    assert!(
+        cseqs.windows(2).all(|w| w[0].0 < w[1].0),
+        "CSeq grows: {cseqs:?}"
     );
     let relayed = got.iter().filter(|p| p.pt == TE_PT).count();
     assert_eq!(relayed, 0, "event packets relayed to the info trunk");
@@ -386,10 +406,7 @@ fn rfc4733_events_reach_an_info_trunk_as_sip_info() {
 
 /// Between two `rfc4733` trunks the caller's event packets reach the callee as they
 /// were sent, byte for byte, and no INFO is made of them.
-#[test]
-fn rfc4733_events_cross_untouched_between_rfc4733_trunks() {
-    let _serial = serial();
-    let p = Ports::for_test_range2(3);
+fn events_cross_untouched_between_rfc4733_trunks(p: Ports) {
     let toml = trunk_key(&config(p, ROUTE_LEFT_RIGHT), p.right, "dtmf = \"rfc4733\"");
     let toml = trunk_key(&toml, p.left, "dtmf = \"rfc4733\"");
     let app = Appliance::start(&toml);
@@ -416,7 +433,7 @@ fn rfc4733_events_cross_untouched_between_rfc4733_trunks() {
     let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
 
     let mut sender = two_digits();
-    let got = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
+    let (got, _) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
     uac.wait_ok(Duration::from_secs(30), "sipp uac failed");
     uas.wait_ok(Duration::from_secs(30), "sipp uas (no INFO) failed");
 
@@ -434,4 +451,74 @@ fn rfc4733_events_cross_untouched_between_rfc4733_trunks() {
     assert_eq!(metric(p, "portcullis_dataplane_dtmf_detected_total"), 0);
     let cdrs = app.wait_cdrs(1, Duration::from_secs(10));
     assert_eq!(end_kind(&cdrs[0]), "normal_clearing", "{}", cdrs[0]);
+}
+
+/// A caller on an `rfc4733` trunk offering telephone-event calls a PBX that sends
+/// DTMF as INFO (a `passthrough` trunk answering without telephone-event): the answer
+/// to the caller keeps telephone-event (its sipp scenario checks it), and the PBX's
+/// INFO digits (`application/dtmf-relay` `*` for 100 ms, `application/dtmf` `9`) are
+/// answered 200 by the appliance and reach the caller as events in the callee's stream.
+fn callee_info_reaches_an_rfc4733_caller_as_events(p: Ports) {
+    let toml = trunk_key(&config(p, ROUTE_LEFT_RIGHT), p.left, "dtmf = \"rfc4733\"");
+    let app = Appliance::start(&toml);
+    let dir = app.dir.path().to_path_buf();
+    let (caller, callee) = (udp_socket(), udp_socket());
+    let sf = scenario(&dir, "uas_dtmf_send_info.xml");
+    let mut uas = scenario_uas(&dir, p, &sf, &[("rtp_port", port_of(&callee))]);
+    let sf = scenario(&dir, "uac_dtmf_events.xml");
+    let mut uac = scenario_uac(&dir, p, &sf, &[("rtp_port", port_of(&caller))]);
+    let offer = wait_traced(
+        &dir,
+        "uas_dtmf_send_info",
+        0,
+        "INVITE",
+        request("INVITE", false),
+    );
+    let answer = wait_traced(
+        &dir,
+        "uac_dtmf_events",
+        0,
+        "200",
+        ok_with_sdp("INVITE", false),
+    );
+    let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+
+    let mut sender = Sender::new(CALLER_SSRC, Vec::new());
+    let (_, heard) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
+    uac.wait_ok(
+        Duration::from_secs(30),
+        "sipp uac (telephone-event answered) failed",
+    );
+    uas.wait_ok(
+        Duration::from_secs(30),
+        "sipp uas (INFO answered 200) failed",
+    );
+    let evs = events(&heard);
+    assert_eq!(evs.len(), 2, "two digits played to the caller: {evs:#?}");
+    // 100 ms and 250 ms at 8 kHz.
+    assert_event(&evs[0], CALLEE_SSRC, 10, 800);
+    assert_event(&evs[1], CALLEE_SSRC, 9, 2000);
+    assert!(
+        trace(&dir, "uac_dtmf_events")
+            .iter()
+            .all(|m| !m.start().starts_with("INFO ")),
+        "no INFO reached the rfc4733 caller"
+    );
+    assert_eq!(
+        metric(p, "portcullis_dtmf_interworked_total{to=\"rfc4733\"}"),
+        2
+    );
+    let cdrs = app.wait_cdrs(1, Duration::from_secs(10));
+    assert_eq!(end_kind(&cdrs[0]), "normal_clearing", "{}", cdrs[0]);
+}
+
+/// Toward a caller on an `rfc4733` trunk: events pass untouched from a callee on an
+/// `rfc4733` trunk, INFO from a callee that sends INFO is played as events (one
+/// appliance after the other on the same ports).
+#[test]
+fn rfc4733_trunks_get_events_passed_through_or_played_from_info() {
+    let _serial = serial();
+    let p = Ports::for_test_range2(3);
+    events_cross_untouched_between_rfc4733_trunks(p);
+    callee_info_reaches_an_rfc4733_caller_as_events(p);
 }
