@@ -362,6 +362,61 @@ fn info_becomes_rfc4733_toward_an_rfc4733_trunk() {
     assert_eq!(h.b1.requests("INFO").len(), 1);
 }
 
+/// The caller's trunk takes RFC 4733 only and its offer has telephone-event; the callee
+/// (a passthrough trunk, an INFO-only PBX) answers without it. The answer to the caller
+/// keeps telephone-event (we play events toward it), and the callee's INFO digits are
+/// answered here and played toward the caller.
+#[test]
+fn info_from_the_callee_becomes_rfc4733_toward_an_rfc4733_caller() {
+    let mut h = H::with(|c| c.trunks[0].policy.dtmf = DtmfMode::Rfc4733);
+    let a_sdp = sdp("192.168.1.10", 10_000, "");
+    let (atx, ainv, btx, binv) = h.start("100", Some(&a_sdp));
+    let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
+    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
+    let ok = h.a.first_response(200).unwrap();
+    let t = text(&ok);
+    assert!(
+        t.contains("a=rtpmap:101 telephone-event/8000") && t.contains("RTP/AVP 0 101"),
+        "the answer to A keeps telephone-event so events can be played to it: {t}"
+    );
+    h.a.ack(atx, &ainv, &ok, None);
+    h.pump();
+    let mut db = Dialog::from_uas(&binv, "btag", &h.b1.contact(), true).unwrap();
+    let id = *h.sbc.media().live.iter().next().unwrap();
+    let (pa, pb) = last_update(&h, id);
+    assert_eq!(
+        pa.dtmf.generate,
+        Some(101),
+        "events toward A in its payload type"
+    );
+    assert_eq!(pb.dtmf.detect, None);
+    let now = h.now;
+    let via = h.b1.via();
+    let mut req = db.request(Method::Info, &via).unwrap();
+    req.push_header("Content-Type", "application/dtmf-relay");
+    req.set_body(b"Signal=*\r\nDuration=100\r\n".to_vec());
+    h.b1.send(now, req.clone());
+    h.pump();
+    let ok =
+        h.b1.responses()
+            .into_iter()
+            .rfind(|r| r.cseq().unwrap().seq == req.cseq().unwrap().seq)
+            .unwrap();
+    assert_eq!(ok.status(), Some(200));
+    assert!(h.a.requests("INFO").is_empty(), "not relayed");
+    assert_eq!(
+        h.sbc.media().dtmf,
+        vec![(
+            id,
+            Side::A,
+            DtmfEvent {
+                event: 10,
+                duration: 800
+            }
+        )]
+    );
+}
+
 #[test]
 fn passthrough_touches_nothing() {
     let mut h = H::new();

@@ -21,7 +21,10 @@
 //! For the detection to have events to detect, an answer toward a party that
 //! offered `telephone-event` keeps it when the other side's trunk takes INFO
 //! (`info`, `both`), and an offer toward an `rfc4733` or `both` trunk gains it
-//! when missing (as the `telephone_event = "add"` codec policy does).
+//! when missing (as the `telephone_event = "add"` codec policy does). For events
+//! to be played toward an `rfc4733` party whatever side it calls from, an answer
+//! toward such a party that offered `telephone-event` keeps it too (RFC 3264
+//! §6.1: the answer names the payload type of the offer).
 
 use portcullis_sip::sdp::{Attribute, MediaDescription, SessionDescription};
 
@@ -120,7 +123,11 @@ pub(super) fn keep_telephone_event(
         }
         return;
     }
-    if !matches!(modes[ix(to.other())], DtmfMode::Info | DtmfMode::Both) {
+    // An answer keeps it where we detect the events `to` sends (the other side takes
+    // INFO) or play events toward `to` (its own trunk takes RFC 4733 only).
+    let detect = matches!(modes[ix(to.other())], DtmfMode::Info | DtmfMode::Both);
+    let play = modes[ix(to)] == DtmfMode::Rfc4733;
+    if !detect && !play {
         return;
     }
     let Some((pt, rate)) = offered.and_then(telephone_event) else {
@@ -290,6 +297,51 @@ mod tests {
         assert_eq!(event_of('d'), Some(15));
         assert_eq!(event_of('E'), None);
         assert_eq!(digit_of(16), None);
+    }
+
+    /// The answer toward A (which offered `telephone-event` 101) when B answered
+    /// without it, per `[A's mode, B's mode]`.
+    #[test]
+    fn answers_keep_telephone_event_to_detect_or_to_play() {
+        use DtmfMode::{Both, Info, Passthrough, Rfc4733};
+        let sdp = |m: &str| {
+            let text = format!(
+                "v=0\r\no=x 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n{m}"
+            );
+            SessionDescription::parse(text.as_bytes()).unwrap()
+        };
+        let offer = sdp("m=audio 10000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let answer = sdp("m=audio 20000 RTP/AVP 0\r\n");
+        for (modes, kept) in [
+            ([Passthrough, Passthrough], false),
+            ([Passthrough, Rfc4733], false),
+            ([Info, Passthrough], false),
+            ([Both, Passthrough], false),
+            // B takes INFO: A's events are detected.
+            ([Passthrough, Info], true),
+            ([Passthrough, Both], true),
+            // A takes events only: B's INFO digits are played toward it.
+            ([Rfc4733, Passthrough], true),
+            ([Rfc4733, Rfc4733], true),
+        ] {
+            let mut m = answer.media[0].clone();
+            keep_telephone_event(modes, Side::A, &mut m, Some(&offer.media[0]), true);
+            assert_eq!(
+                telephone_event(&m),
+                kept.then_some((101, 8000)),
+                "{modes:?}"
+            );
+        }
+        // A party that did not offer it gets none.
+        let mut m = answer.media[0].clone();
+        keep_telephone_event(
+            [Rfc4733, Passthrough],
+            Side::A,
+            &mut m,
+            Some(&answer.media[0]),
+            true,
+        );
+        assert_eq!(telephone_event(&m), None);
     }
 
     #[test]
