@@ -119,7 +119,7 @@ impl Ports {
 
     /// The second block of slots, `n` in 0..10, below the first (SIP 13000+, appliance
     /// media 10000+, sipp media 12600+; all outside the ephemeral range). Taken: 0
-    /// (`sipp_policy`).
+    /// (`sipp_policy`), 1-4 (`sipp_dtmf`, `sipp_streams`), 7-9.
     pub fn for_test_range2(n: u16) -> Self {
         Self {
             sip: 13000 + n * 10,
