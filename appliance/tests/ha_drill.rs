@@ -6,13 +6,14 @@
 //! takeover; A's CDR journal, when A comes back, writes no restart record for them.
 //! Then the other way (fail back) with the callee hanging up. And Redis down: the
 //! active node keeps serving, reports degraded, and writes every call again when
-//! Redis is back.
+//! Redis is back. And an audio+video call: both its streams flow both ways after the
+//! takeover.
 //!
 //! The standby of the first drill is started only after the calls are up: it holds no
 //! state of its own and catches up from Redis at the takeover. The measured drill with
 //! keepalived moving the addresses between namespaces is `ha_netns.rs`; this one holds
 //! every process to loopback. Ports: `Ports::for_test(115)`
-//! to `(117)`, Redis on their `right2 + 5`.
+//! to `(118)`, Redis on their `right2 + 5`.
 
 #[path = "sipp_harness/mod.rs"]
 mod sipp_harness;
@@ -595,4 +596,185 @@ fn redis_over_tls_with_a_password_holds_only_sealed_records() {
         .keys("portcullis:call:*")
         .is_empty()));
     assert_eq!(a.wait_cdrs(1, Duration::from_secs(5)).len(), 1);
+}
+
+/// The appliance's ports of the `m=audio` and `m=video` lines of the first message
+/// starting with `start` in the sipp message trace of scenario `prefix` in `dir`.
+fn av_ports(dir: &Path, prefix: &str, start: &str) -> [u16; 2] {
+    let find = || -> Option<[u16; 2]> {
+        let log = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with("_messages.log"))
+            })?;
+        let text = std::fs::read_to_string(log).ok()?;
+        let rest = &text[text.find(start)?..];
+        let port = |line: &str| -> Option<u16> {
+            let at = rest.find(line)? + line.len();
+            rest[at..].split_whitespace().next()?.parse().ok()
+        };
+        Some([port("m=audio ")?, port("m=video ")?])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(p) = find() {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {start:?} with SDP in {prefix} trace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The test's media sockets of an audio+video call: caller audio, caller video, callee
+/// audio, callee video.
+struct AvPeers {
+    socks: [std::net::UdpSocket; 4],
+}
+
+impl AvPeers {
+    fn new() -> Self {
+        let s = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        };
+        Self {
+            socks: [s(), s(), s(), s()],
+        }
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.socks[i].local_addr().expect("addr").port()
+    }
+
+    /// Sends an RTP packet every 20 ms from each socket to the appliance's port facing
+    /// it (`targets`, in socket order: caller audio, caller video, callee audio,
+    /// callee video) for `within`; returns how many packets each socket received of
+    /// its own stream (audio on the audio sockets, video on the video ones), from the
+    /// appliance's port facing it.
+    fn exchange(&self, targets: [u16; 4], within: Duration) -> [u64; 4] {
+        let mut got = [0u64; 4];
+        let mut seq = 0u16;
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            seq = seq.wrapping_add(1);
+            for (i, s) in self.socks.iter().enumerate() {
+                let video = i % 2 == 1;
+                let mut pkt = vec![0x80, if video { 96 } else { 0 }];
+                pkt.extend_from_slice(&seq.to_be_bytes());
+                pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+                pkt.extend_from_slice(&(0x5100_0000u32 + i as u32).to_be_bytes());
+                pkt.extend_from_slice(&[u8::from(video); 160]);
+                let _ = s.send_to(&pkt, ("127.0.0.1", targets[i]));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            for (i, s) in self.socks.iter().enumerate() {
+                while let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let video = i % 2 == 1;
+                    if n > 12 && buf[12] == u8::from(video) && from.port() == targets[i] {
+                        got[i] += 1;
+                    }
+                }
+            }
+        }
+        got
+    }
+}
+
+/// An audio+video call (two anchored streams) answered through node A; A is killed
+/// (`kill -9`), B takes over through the notify script, and both streams go on flowing
+/// both ways through B on the same ports; the caller's BYE ends the call with one CDR,
+/// marked with the takeover. Ports: `Ports::for_test(118)`, Redis on `right2 + 5`.
+#[test]
+fn both_streams_of_an_audio_video_call_flow_after_takeover() {
+    let _lock = serial();
+    let p = Ports::for_test(118);
+    let redis = Redis::start(p.right2 + 5);
+    let shared = Shared::new();
+    let a = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis.port, &shared, "active", "b"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let peers = AvPeers::new();
+    let keys = |audio: u16, video: u16| {
+        [
+            "-key".to_owned(),
+            "rtp_port".to_owned(),
+            audio.to_string(),
+            "-key".to_owned(),
+            "video_port".to_owned(),
+            video.to_string(),
+            "-trace_msg".to_owned(),
+        ]
+    };
+    let uas_sf = sipp_harness::scenario(dir.path(), "uas_av_media.xml");
+    let mut uas_args = vec![
+        "-sf".to_owned(),
+        uas_sf.display().to_string(),
+        "-m".into(),
+        "1".into(),
+    ];
+    uas_args.extend(keys(peers.port(2), peers.port(3)));
+    let uas_args: Vec<&str> = uas_args.iter().map(String::as_str).collect();
+    let mut uas = start_uas(dir.path(), p, &uas_args);
+    let uac_sf = sipp_harness::scenario(dir.path(), "uac_av_media.xml");
+    let mut uac_args = vec![
+        "-sf".to_owned(),
+        uac_sf.display().to_string(),
+        "-m".into(),
+        "1".into(),
+        "-d".into(),
+        "25000".into(),
+        sip_target(p),
+    ];
+    uac_args.extend(keys(peers.port(0), peers.port(1)));
+    let uac_args: Vec<&str> = uac_args.iter().map(String::as_str).collect();
+    let mut uac = start_uac(dir.path(), p, &uac_args);
+    let b_ports = av_ports(dir.path(), "uas_av_media", "INVITE sip:");
+    let a_ports = av_ports(dir.path(), "uac_av_media", "SIP/2.0 200 OK");
+    let targets = [a_ports[0], a_ports[1], b_ports[0], b_ports[1]];
+    assert!(
+        wait_for(Duration::from_secs(10), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 1),
+        "the call replicated"
+    );
+    let before = peers.exchange(targets, Duration::from_millis(1500));
+    assert!(
+        before.iter().all(|&n| n > 0),
+        "both streams flow both ways through A: {before:?}"
+    );
+
+    let _dir_a = kill9(a);
+    let b = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis.port, &shared, "standby", "a"),
+    );
+    let report = notify_master(p, &shared);
+    assert_eq!(report["restored"], 1, "{report}");
+    // Every stream on its ports: the peers send where they always sent.
+    let after = peers.exchange(targets, Duration::from_secs(2));
+    assert!(
+        after.iter().all(|&n| n >= 10),
+        "audio and video both ways through B after the takeover \
+         (caller audio, caller video, callee audio, callee video): {after:?}\n{}",
+        b.log()
+    );
+    let calls = get(p, "/api/v1/calls");
+    assert_eq!(calls.matches("\"id\"").count(), 1, "{calls}");
+    uac.wait_ok(Duration::from_secs(60), "the caller hung up through B");
+    uas.wait_ok(Duration::from_secs(30), "the callee got the BYE");
+    let cdrs = b.wait_cdrs(1, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_survivors(&cdrs, "caller");
 }

@@ -83,13 +83,19 @@ impl HaDriver {
         let Some(snap) = b2b.export_call(call) else {
             return;
         };
-        let media: Vec<[ResumeRecord; 2]> = snap
-            .media
-            .as_ref()
-            .and_then(|_| b2b.media_of(call))
-            .and_then(|m| b2b.media().ha_resume(m))
-            .map(|r| vec![r.map(ResumeRecord::from)])
-            .unwrap_or_default();
+        // What the data plane carries over, per stream in line order (the snapshot's).
+        let media: Vec<[ResumeRecord; 2]> = match snap.media {
+            Some(_) => b2b
+                .media_streams_of(call)
+                .into_iter()
+                .map(|m| {
+                    b2b.media()
+                        .ha_resume(m)
+                        .map_or_else(Default::default, |r| r.map(ResumeRecord::from))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let srtp = snap.media.as_ref().is_some_and(|m| {
             m.streams.iter().any(|s| {
                 s.legs
@@ -192,13 +198,17 @@ impl HaDriver {
         };
         let mut restored = Vec::new();
         for (key, rec) in records {
-            if let (Some(m), Some(r)) = (rec.call.media.as_ref(), rec.media.first()) {
-                if let Some(s) = m.streams.first() {
+            // Each stream's pair takes its own state (an older record may lack some: those
+            // streams start afresh, SRTP estimated from the packets).
+            if let Some(m) = rec.call.media.as_ref() {
+                for (s, r) in m.streams.iter().zip(&rec.media) {
                     b2b.media_mut()
                         .stage_resume(s.ports[0], r.map(LegResume::from));
                 }
             }
-            match b2b.restore_call(now, &rec.call) {
+            let res = b2b.restore_call(now, &rec.call);
+            b2b.media_mut().clear_staged();
+            match res {
                 Ok(call) => {
                     rep.restored += 1;
                     restored.push(call);

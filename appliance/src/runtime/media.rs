@@ -120,9 +120,16 @@ impl DataplaneMedia {
         Some(r)
     }
 
-    /// The state the next [`MediaControl::restore`] on `port_a` carries on.
+    /// The state the next [`MediaControl::restore`] on `port_a` carries on (a call's
+    /// streams each have their own leg A port: stage them all, restore the call, then
+    /// [`Self::clear_staged`]).
     pub fn stage_resume(&mut self, port_a: u16, r: [LegResume; 2]) {
         self.staged.insert(port_a, r);
+    }
+
+    /// Forgets what was staged and not restored (a call refused).
+    pub fn clear_staged(&mut self) {
+        self.staged.clear();
     }
 
     /// The advertised addresses of `realms` (A's, B's).
