@@ -245,6 +245,7 @@ fn full_snapshot() -> MetricsSnapshot {
             takeovers: 1,
             restored: 12,
             restore_failed: 1,
+            journal_deferred: 0,
         }),
     }
 }

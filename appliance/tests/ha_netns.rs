@@ -565,6 +565,22 @@ fn failover(
         "no restart record on {}",
         active.name
     );
+    // What the takeover itself took on the new node (Redis load, then restore).
+    let standby_log =
+        std::fs::read_to_string(standby.dir.join("portcullis.log")).unwrap_or_default();
+    let field = |name: &str| -> Option<u64> {
+        let line = standby_log
+            .lines()
+            .rev()
+            .find(|l| l.contains("takeover done"))?;
+        let at = line.find(&format!("{name}="))? + name.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (load_ms, takeover_ms) = (field("load_ms"), field("total_ms"));
     let gap = &r["max_gap_us"];
     serde_json::json!({
         "direction": format!("{} -> {}", active.name, standby.name),
@@ -576,6 +592,8 @@ fn failover(
         "hung_up_by_caller": by_caller,
         "hung_up_by_callee": by_callee,
         "service_address_moved_ms": vip_moved.as_millis() as u64,
+        "takeover_load_ms": load_ms,
+        "takeover_total_ms": takeover_ms,
         "media_gap_ms": {
             "p50": gap["p50"].as_u64().unwrap_or(0) / 1000,
             "p99": gap["p99"].as_u64().unwrap_or(0) / 1000,

@@ -195,13 +195,15 @@ async fn send(
                 puts += 1;
             }
             Write::Ended { key } => {
-                pipe.cmd("DEL").arg(call_key(&cfg.key_prefix, key)).ignore();
+                // The tombstone first: a node asking whether the pair knows the call
+                // (`known`) between the two never finds neither.
                 pipe.cmd("SET")
                     .arg(ended_key(&cfg.key_prefix, key))
                     .arg(1)
                     .arg("PX")
                     .arg(tomb_ms)
                     .ignore();
+                pipe.cmd("DEL").arg(call_key(&cfg.key_prefix, key)).ignore();
                 ends += 1;
             }
             Write::Touch { keys } => {
