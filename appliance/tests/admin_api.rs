@@ -246,6 +246,7 @@ fn full_snapshot() -> MetricsSnapshot {
             restored: 12,
             restore_failed: 1,
             journal_deferred: 0,
+            prearmed: 0,
         }),
     }
 }

@@ -9,8 +9,8 @@
 //! Redis is back. And an audio+video call: both its streams flow both ways after the
 //! takeover.
 //!
-//! The standby of the first drill is started only after the calls are up: it holds no
-//! state of its own and catches up from Redis at the takeover. The measured drill with
+//! The standby of the first drill is started only after the calls are up: it catches up
+//! from Redis (its warm look, or the takeover's read when that comes first). The measured drill with
 //! keepalived moving the addresses between namespaces is `ha_netns.rs`; this one holds
 //! every process to loopback. Ports: `Ports::for_test(115)`
 //! to `(118)`, Redis on their `right2 + 5`.
@@ -444,8 +444,9 @@ impl AvPeers {
 }
 
 /// An audio+video call (two anchored streams) answered through node A; A is killed
-/// (`kill -9`), B takes over through the notify script, and both streams go on flowing
-/// both ways through B on the same ports; the caller's BYE ends the call with one CDR,
+/// (`kill -9`), B starts as the standby and arms both streams ahead from Redis (they
+/// flow through B before the takeover order), B takes over through the notify script,
+/// and both streams go on flowing both ways through B on the same ports; the caller's BYE ends the call with one CDR,
 /// marked with the takeover. Ports: `Ports::for_test(118)`, Redis on `right2 + 5`.
 #[test]
 fn both_streams_of_an_audio_video_call_flow_after_takeover() {
@@ -514,8 +515,21 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
         tempfile::tempdir().unwrap(),
         &node_config(p, redis.port, &shared, "standby", "a"),
     );
+    // The standby armed both streams ahead from Redis: media flows through it before
+    // the takeover order (here, where it shares the loopback, as soon as it is up).
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(p)["prearmed"] == 2),
+        "both streams armed ahead: {}",
+        ha_status(p)
+    );
+    let ahead = peers.exchange(targets, Duration::from_millis(1500));
+    assert!(
+        ahead.iter().all(|&n| n > 0),
+        "both streams relayed by the standby before the takeover: {ahead:?}"
+    );
     let report = notify_master(p, &shared);
     assert_eq!(report["restored"], 1, "{report}");
+    assert_eq!(ha_status(p)["prearmed"], 0, "adopted by the takeover");
     // Every stream on its ports: the peers send where they always sent.
     let after = peers.exchange(targets, Duration::from_secs(2));
     assert!(

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::store::Write;
 use super::{HaRecord, HaShared, ResumeRecord, TakeoverReport};
-use crate::runtime::media::DataplaneMedia;
+use crate::runtime::media::{DataplaneMedia, PrearmStream};
 
 /// Calls exported per tick from the retry set or a resync (work budget).
 const TICK_BUDGET: usize = 2_000;
@@ -183,6 +183,40 @@ impl HaDriver {
         }
     }
 
+    /// A standby's look at Redis ([`super::warm`]): arms the media pairs of the calls
+    /// written since, releases those of the calls gone. Only while standby.
+    pub fn warm(&mut self, b2b: &mut B2bua<DataplaneMedia>, changes: &super::store::Changes) {
+        if self.shared.role() == crate::config::HaRole::Active {
+            return;
+        }
+        let media = b2b.media_mut();
+        for key in &changes.gone {
+            media.unprearm(key);
+        }
+        for (key, rec) in &changes.put {
+            let Some(m) = rec.call.media.as_ref() else {
+                continue;
+            };
+            // A record without its legs' realms is left to the takeover.
+            let Some(realms) = m.leg_realms() else {
+                continue;
+            };
+            let streams: Vec<PrearmStream> = m
+                .streams
+                .iter()
+                .zip(rec.media.iter().map(Some).chain(std::iter::repeat(None)))
+                .filter_map(|(s, r)| {
+                    let legs = [s.legs[0].params()?, s.legs[1].params()?];
+                    let resume = r.map_or_else(Default::default, |r| r.map(LegResume::from));
+                    Some((s.ports, legs, resume))
+                })
+                .collect();
+            media.prearm(key, realms, &streams);
+        }
+        let n = media.prearmed() as u64;
+        self.shared.counters.prearmed.store(n, Ordering::Relaxed);
+    }
+
     /// Restores `records` (a takeover): each call's pair on its ports with its data
     /// plane state, then the call; restored calls are replicated from here on.
     /// Returns what happened and the calls restored (the caller journals them).
@@ -221,6 +255,9 @@ impl HaDriver {
                 }
             }
         }
+        // Pairs armed ahead for calls that ended since the last look.
+        b2b.media_mut().release_prearmed();
+        self.shared.counters.prearmed.store(0, Ordering::Relaxed);
         let c = &self.shared.counters;
         c.takeovers.fetch_add(1, Ordering::Relaxed);
         c.restored.fetch_add(rep.restored as u64, Ordering::Relaxed);

@@ -8,6 +8,9 @@
 //! - [`store`]: the Redis side: the writer task (pipelined batches, CAS by version,
 //!   expiry), the loader of a takeover, the journal check.
 //! - [`crypto`]: every record is sealed (AES-256-GCM) with the pair's key file.
+//! - [`warm`]: a standby keeps the live calls at hand (only what changed is read) and
+//!   their media armed in its data plane, so media flows as soon as the service
+//!   addresses move, and a takeover reads only what changed since.
 //!
 //! The engine task costs an export and a channel send per changed call; the call's
 //! own signalling never waits on Redis. Redis down: calls go on, the pair is marked
@@ -17,6 +20,7 @@
 pub mod crypto;
 pub mod driver;
 pub mod store;
+pub mod warm;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -103,6 +107,8 @@ pub struct HaCounters {
     /// Calls left open by the last stop whose record waited for Redis (unreachable at
     /// start) instead of being written at once.
     pub journal_deferred: AtomicU64,
+    /// Media pairs a standby holds armed ahead of a takeover (a gauge).
+    pub prearmed: AtomicU64,
 }
 
 /// State shared by the engine driver, the writer task and the admin API.
@@ -116,6 +122,9 @@ pub struct HaShared {
     resync: AtomicBool,
     last_error: Mutex<Option<String>>,
     pub counters: HaCounters,
+    /// The live calls as last read from Redis, with their versions: a standby keeps it
+    /// current ([`warm`]) so that a takeover reads only what changed since.
+    pub warm: Mutex<std::collections::HashMap<String, (u64, HaRecord)>>,
 }
 
 /// The pair's state for `/api/v1/ha` and the status page.
@@ -135,6 +144,8 @@ pub struct HaStatus {
     /// Calls cut by this node's last stop whose CDR waited for Redis (unreachable at
     /// start) to say whether the pair carried them on.
     pub journal_deferred: u64,
+    /// Media pairs this standby holds armed ahead of a takeover (`docs/ha.md`).
+    pub prearmed: u64,
 }
 
 /// What a takeover did.
@@ -165,6 +176,7 @@ impl HaShared {
             resync: AtomicBool::new(false),
             last_error: Mutex::new(None),
             counters: HaCounters::default(),
+            warm: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -232,6 +244,7 @@ impl HaShared {
             restored: g(&c.restored),
             restore_failed: g(&c.restore_failed),
             journal_deferred: g(&c.journal_deferred),
+            prearmed: g(&c.prearmed),
         }
     }
 }

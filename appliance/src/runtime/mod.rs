@@ -165,6 +165,10 @@ async fn serve(
                 handle.clone(),
             ));
         }
+        if shared.role() == crate::config::HaRole::Standby {
+            // A standby keeps the pair's calls at hand, their media armed.
+            tokio::spawn(crate::ha::warm::run(shared.clone(), handle.clone()));
+        }
         handle.set_ha(shared);
         driver
     });
