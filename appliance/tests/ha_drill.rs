@@ -7,7 +7,8 @@
 //! Then the other way (fail back) with the callee hanging up. And Redis down: the
 //! active node keeps serving, reports degraded, and writes every call again when
 //! Redis is back. And an audio+video call: both its streams flow both ways after the
-//! takeover.
+//! takeover. And the warm standby: it keeps the active node's calls armed, catches up
+//! after a restart, lets ended calls go.
 //!
 //! The standby of the first drill is started only after the calls are up: it catches up
 //! from Redis (its warm look, or the takeover's read when that comes first). The measured drill with
@@ -545,4 +546,66 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
     let cdrs = b.wait_cdrs(1, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
     assert_survivors(&cdrs, "caller");
+}
+
+/// The warm standby follows the active node: a standby (its media sockets on another
+/// loopback address, the same port range) arms the pair of the call A carries; killed
+/// (`kill -9`) and restarted, it catches up and arms it again; when the call ends on A,
+/// the standby releases the pair. One CDR, on A. Ports: `Ports::for_test(118)` (this
+/// file's tests hold the sipp lock one at a time).
+#[test]
+fn a_standby_keeps_the_calls_armed_catches_up_after_a_restart_and_lets_ended_ones_go() {
+    let _lock = serial();
+    let p = Ports::for_test(118);
+    let redis = Redis::start(p.right2 + 5);
+    let shared = Shared::new();
+    let a = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis.port, &shared, "active", "b"),
+    );
+    let q = Ports {
+        sip: p.sip + 5,
+        admin: p.admin + 5,
+        ..p
+    };
+    let b_cfg = node_config(p, redis.port, &shared, "standby", "a")
+        .replace(
+            &format!("127.0.0.1:{}\"", p.sip),
+            &format!("127.0.0.1:{}\"", q.sip),
+        )
+        .replace(
+            &format!("127.0.0.1:{}\"", p.admin),
+            &format!("127.0.0.1:{}\"", q.admin),
+        )
+        .replace("bind_ip = \"127.0.0.1\"", "bind_ip = \"127.0.0.2\"");
+    let b = start_node(tempfile::tempdir().unwrap(), &b_cfg);
+    let sipp_dir = tempfile::tempdir().unwrap();
+    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "1"]);
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &["-sn", "uac", "-d", "12000", "-m", "1", &sip_target(p)],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 1),
+        "the standby armed the call's pair: {}",
+        ha_status(q)
+    );
+    let dir_b = kill9(b);
+    let b = start_node(dir_b, &b_cfg);
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 1),
+        "the restarted standby caught up: {}",
+        ha_status(q)
+    );
+    uac.wait_ok(Duration::from_secs(60), "the caller hung up through A");
+    uas.wait_ok(Duration::from_secs(30), "the callee got the BYE");
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 0),
+        "the ended call's pair released on the standby: {}",
+        ha_status(q)
+    );
+    assert_eq!(a.wait_cdrs(1, Duration::from_secs(10)).len(), 1);
+    assert!(b.cdrs().is_empty(), "{:?}", b.cdrs());
+    assert_eq!(ha_status(q)["role"], "standby");
 }

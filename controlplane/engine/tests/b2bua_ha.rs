@@ -15,7 +15,7 @@ use portcullis_engine::cdr::{EndReason, Party};
 use portcullis_engine::dialog::Dialog;
 use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::ha::{CallSnapshot, RestoreError, TimerSnapshot, CSEQ_JUMP, MAX_STREAMS};
-use portcullis_engine::media::RealmId;
+use portcullis_engine::media::{RealmId, StreamKind};
 use portcullis_engine::transaction::Method;
 
 /// The active node dies: `h` goes on with a fresh B2BUA (another random stream, the
@@ -434,4 +434,39 @@ m=audio 20000 RTP/AVP 0\r\nm=video 20002 RTP/AVP 96\r\n";
         fresh.restore_call(h.now, &bad),
         Err(RestoreError::Corrupt(_))
     ));
+}
+
+/// A T.38 stream (UDPTL) beside the audio comes back as UDPTL, and a held stream as held.
+#[test]
+fn a_fax_stream_comes_back_as_udptl() {
+    let mut h = H::new();
+    h.sbc.set_ha(true);
+    let head =
+        "v=0\r\no=peer 77 1 IN IP4 192.168.1.10\r\ns=call\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\n";
+    let offer = format!(
+        "{head}a=sendonly\r\nm=audio 10000 RTP/AVP 0\r\nm=image 10004 udptl t38\r\na=T38FaxVersion:0\r\n"
+    );
+    let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
+    let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\n\
+a=recvonly\r\nm=audio 20000 RTP/AVP 0\r\nm=image 20004 udptl t38\r\na=T38FaxVersion:0\r\n";
+    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
+    let ok = h.a.first_response(200).unwrap();
+    h.a.ack(atx, &ainv, &ok, None);
+    h.pump();
+    let call = h.sbc.poll_ha_dirty().unwrap();
+    let snap = h.sbc.export_call(call).unwrap();
+    let back: CallSnapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+    let cfg = Arc::clone(h.sbc.config());
+    h.sbc = B2bua::new(cfg, FakeMedia::default(), SeededEntropy::new(3)).unwrap();
+    h.sbc.restore_call(h.now, &back).expect("restored");
+    let ups = h.sbc.media().updates.clone();
+    let (audio, fax) = (&ups[ups.len() - 2], &ups[ups.len() - 1]);
+    for p in [&fax.1, &fax.2] {
+        assert_eq!(p.kind, StreamKind::Udptl, "{p:?}");
+    }
+    for p in [&audio.1, &audio.2] {
+        assert_eq!(p.kind, StreamKind::Rtp);
+        assert!(p.held, "held as before the takeover: {p:?}");
+    }
+    assert_eq!(fax.2.peer_rtp, Some(sa("172.16.0.20:20004")));
 }
