@@ -4,7 +4,8 @@
 //! (`DataplaneMedia::prearm`). The standby receives no media while the active node
 //! holds the service addresses; once keepalived moves them here, the armed pairs relay
 //! at once, before the notify script has even ordered the takeover, and the takeover's
-//! restore adopts them (re-programming only what changed since the last look). Calls
+//! restore adopts them (restoring them once more with the latest state, which restarts
+//! their inactivity clock). Calls
 //! that end on the active node release their pairs here at the next look.
 //!
 //! The takeover stays correct without it: a pair that was not armed (ports unavailable,

@@ -511,14 +511,12 @@ impl MediaControl for DataplaneMedia {
             None => None,
         };
         let h = match ahead {
-            // Armed ahead and relaying since the address moved: re-programmed only when
-            // the call changed since (a write the standby had not seen yet).
+            // Armed ahead and relaying since the address moved: restored once more on the
+            // same pair (the latest state, and the inactivity clock starts now).
             Some(p) => {
-                if p.params != [a.clone(), b.clone()] || p.resume != resume {
-                    if let Err(e) = self.dp.restore(&p.handle, [params(a), params(b)], resume) {
-                        self.remove_handle(p.handle);
-                        return Err(media_error(e));
-                    }
+                if let Err(e) = self.dp.restore(&p.handle, [params(a), params(b)], resume) {
+                    self.remove_handle(p.handle);
+                    return Err(media_error(e));
                 }
                 p.handle
             }
