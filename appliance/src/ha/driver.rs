@@ -20,6 +20,10 @@ use crate::runtime::media::{DataplaneMedia, PrearmStream};
 /// Calls exported per tick from the retry set or a resync (work budget).
 const TICK_BUDGET: usize = 2_000;
 
+/// Calls a standby arms per look at most (work budget; the command rings stay clear
+/// of a burst at its first look).
+const WARM_BUDGET: usize = 1_000;
+
 /// Keys per expiry refresh write.
 const TOUCH_CHUNK: usize = 1_000;
 
@@ -45,6 +49,9 @@ pub struct HaDriver {
     retry: BTreeSet<u64>,
     next_refresh: Instant,
     next_touch: Instant,
+    /// A standby's replicated calls not armed yet: new or changed since the last look,
+    /// or met a full command ring ([`Self::warm`]).
+    unarmed: std::collections::BTreeMap<String, HaRecord>,
 }
 
 impl HaDriver {
@@ -58,6 +65,7 @@ impl HaDriver {
             tx,
             calls: HashMap::new(),
             retry: BTreeSet::new(),
+            unarmed: std::collections::BTreeMap::new(),
         }
     }
 
@@ -184,7 +192,9 @@ impl HaDriver {
     }
 
     /// A standby's look at Redis ([`super::warm`]): arms the media pairs of the calls
-    /// written since, releases those of the calls gone. Only while standby.
+    /// written since, releases those of the calls gone; calls a full command ring left
+    /// unarmed are tried again at the next look. At most [`WARM_BUDGET`] calls armed per
+    /// look. Only while standby.
     pub fn warm(&mut self, b2b: &mut B2bua<DataplaneMedia>, changes: &super::store::Changes) {
         if self.shared.role() == crate::config::HaRole::Active {
             return;
@@ -192,13 +202,24 @@ impl HaDriver {
         let media = b2b.media_mut();
         for key in &changes.gone {
             media.unprearm(key);
+            self.unarmed.remove(key);
         }
         for (key, rec) in &changes.put {
-            let Some(m) = rec.call.media.as_ref() else {
+            self.unarmed.insert(key.clone(), rec.clone());
+        }
+        let keys: Vec<String> = self.unarmed.keys().take(WARM_BUDGET).cloned().collect();
+        for key in keys {
+            let Some(rec) = self.unarmed.get(&key) else {
                 continue;
             };
-            // A record without its legs' realms is left to the takeover.
-            let Some(realms) = m.leg_realms() else {
+            // A record without media or without its legs' realms is left to the takeover.
+            let Some((m, realms)) = rec
+                .call
+                .media
+                .as_ref()
+                .and_then(|m| Some((m, m.leg_realms()?)))
+            else {
+                self.unarmed.remove(&key);
                 continue;
             };
             let streams: Vec<PrearmStream> = m
@@ -211,7 +232,9 @@ impl HaDriver {
                     Some((s.ports, legs, resume))
                 })
                 .collect();
-            media.prearm(key, realms, &streams);
+            if !media.prearm(&key, realms, &streams) {
+                self.unarmed.remove(&key);
+            }
         }
         let n = media.prearmed() as u64;
         self.shared.counters.prearmed.store(n, Ordering::Relaxed);
@@ -257,6 +280,7 @@ impl HaDriver {
         }
         // Pairs armed ahead for calls that ended since the last look.
         b2b.media_mut().release_prearmed();
+        self.unarmed.clear();
         self.shared.counters.prearmed.store(0, Ordering::Relaxed);
         let c = &self.shared.counters;
         c.takeovers.fetch_add(1, Ordering::Relaxed);

@@ -43,9 +43,7 @@ pub async fn run(shared: Arc<HaShared>, handle: ApplianceHandle) {
                 continue;
             }
         };
-        if changes.put.is_empty() && changes.gone.is_empty() {
-            continue;
-        }
+        // Sent even when nothing changed: calls a full ring left unarmed are tried again.
         if shared.role() == HaRole::Active {
             return;
         }

@@ -132,8 +132,9 @@ impl DataplaneMedia {
     /// as a takeover would, so that media flows as soon as the service address moves
     /// here; the takeover's restore then adopts them ([`MediaControl::restore`]). Arming
     /// again re-programs only what changed; a stream whose ports cannot be had here is
-    /// left to the takeover. Returns the streams armed.
-    pub fn prearm(&mut self, key: &str, realms: [RealmId; 2], streams: &[PrearmStream]) -> usize {
+    /// left to the takeover. Returns whether a stream met a full command ring (worth
+    /// another try).
+    pub fn prearm(&mut self, key: &str, realms: [RealmId; 2], streams: &[PrearmStream]) -> bool {
         let wanted: Vec<(u16, u16)> = streams.iter().map(|s| (realms[0].0, s.0[0])).collect();
         let stale: Vec<(u16, u16)> = self
             .prearmed
@@ -144,21 +145,21 @@ impl DataplaneMedia {
         for at in stale {
             self.drop_prearmed(at);
         }
-        let mut armed = 0;
+        let mut ring_full = false;
         for (ports, legs, resume) in streams {
             let at = (realms[0].0, ports[0]);
             if let Some(p) = self.prearmed.get_mut(&at) {
                 if p.key == key && p.ports == *ports && p.realms == realms {
                     if p.params != *legs || p.resume != *resume {
                         let dp = [params(&legs[0]), params(&legs[1])];
-                        if self.dp.restore(&p.handle, dp, *resume).is_err() {
+                        if let Err(e) = self.dp.restore(&p.handle, dp, *resume) {
+                            ring_full |= matches!(e, DataplaneError::RingFull(_));
                             self.drop_prearmed(at);
                             continue;
                         }
                         p.params = legs.clone();
                         p.resume = *resume;
                     }
-                    armed += 1;
                     continue;
                 }
                 self.drop_prearmed(at);
@@ -166,11 +167,11 @@ impl DataplaneMedia {
             let Ok(h) = self.dp.allocate_at(realms.map(|r| DpRealm(r.0)), *ports) else {
                 continue;
             };
-            if self
+            if let Err(e) = self
                 .dp
                 .restore(&h, [params(&legs[0]), params(&legs[1])], *resume)
-                .is_err()
             {
+                ring_full |= matches!(e, DataplaneError::RingFull(_));
                 self.remove_handle(h);
                 continue;
             }
@@ -185,9 +186,8 @@ impl DataplaneMedia {
                     resume: *resume,
                 },
             );
-            armed += 1;
         }
-        armed
+        ring_full
     }
 
     /// Releases the pairs armed ahead for call `key` (it ended on the active node).
