@@ -245,6 +245,8 @@ fn full_snapshot() -> MetricsSnapshot {
             takeovers: 1,
             restored: 12,
             restore_failed: 1,
+            journal_deferred: 0,
+            prearmed: 0,
         }),
     }
 }

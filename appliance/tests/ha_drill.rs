@@ -6,272 +6,28 @@
 //! takeover; A's CDR journal, when A comes back, writes no restart record for them.
 //! Then the other way (fail back) with the callee hanging up. And Redis down: the
 //! active node keeps serving, reports degraded, and writes every call again when
-//! Redis is back.
+//! Redis is back. And an audio+video call: both its streams flow both ways after the
+//! takeover. And the warm standby: it keeps the active node's calls armed, catches up
+//! after a restart, lets ended calls go.
 //!
-//! The standby of the first drill is started only after the calls are up: it holds no
-//! state of its own and catches up from Redis at the takeover. The measured drill with
+//! The standby of the first drill is started only after the calls are up: it catches up
+//! from Redis (its warm look, or the takeover's read when that comes first). The measured drill with
 //! keepalived moving the addresses between namespaces is `ha_netns.rs`; this one holds
 //! every process to loopback. Ports: `Ports::for_test(115)`
-//! to `(117)`, Redis on their `right2 + 5`.
+//! to `(118)`, Redis on their `right2 + 5`.
 
 #[path = "sipp_harness/mod.rs"]
 mod sipp_harness;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "common_ha/mod.rs"]
+mod common_ha;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sipp_harness::{
-    config, serial, sip_target, start_uac, start_uas, Appliance, Ports, ROUTE_LEFT_RIGHT,
-};
-
-const TOKEN: &str = "drill-token-0123456789abcdef";
-const REDIS_PASSWORD: &str = "drill-redis-password";
-
-/// A redis-server of this test, killed (by PID) on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    /// CA file when the server speaks TLS only.
-    tls_ca: Option<PathBuf>,
-}
-
-impl Redis {
-    fn start(port: u16) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_in(port, dir)
-    }
-
-    fn start_in(port: u16, dir: tempfile::TempDir) -> Self {
-        Self::spawn(port, dir, &["--port".into(), port.to_string()], None)
-    }
-
-    /// TLS only on `port`: server certificate `chain`/`key` from the test CA `ca`.
-    fn start_tls(port: u16, chain: &str, key: &str, ca: &Path) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let args: Vec<String> = [
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--tls-cert-file",
-            chain,
-            "--tls-key-file",
-            key,
-            "--tls-ca-cert-file",
-            &ca.display().to_string(),
-            "--tls-auth-clients",
-            "no",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        Self::spawn(port, dir, &args, Some(ca.to_owned()))
-    }
-
-    fn spawn(
-        port: u16,
-        dir: tempfile::TempDir,
-        listen: &[String],
-        tls_ca: Option<PathBuf>,
-    ) -> Self {
-        let child = Command::new("redis-server")
-            .args(listen)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                REDIS_PASSWORD,
-                "--dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.path().join("redis.log")).expect("log"),
-            ))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server (Debian redis-server) not runnable: {e}"));
-        let r = Self {
-            child,
-            port,
-            dir,
-            tls_ca,
-        };
-        assert!(
-            wait_for(Duration::from_secs(10), || r.cli(&["PING"]).trim()
-                == "PONG"),
-            "redis-server did not answer: {}\n{}",
-            r.cli(&["PING"]),
-            std::fs::read_to_string(r.dir.path().join("redis.log")).unwrap_or_default()
-        );
-        r
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let mut c = Command::new("redis-cli");
-        c.args([
-            "-p",
-            &self.port.to_string(),
-            "-a",
-            REDIS_PASSWORD,
-            "--no-auth-warning",
-        ]);
-        if let Some(ca) = &self.tls_ca {
-            c.arg("--tls").arg("--cacert").arg(ca);
-        }
-        let out = c.args(args).output().expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Keys matching `pattern`.
-    fn keys(&self, pattern: &str) -> Vec<String> {
-        self.cli(&["--scan", "--pattern", pattern])
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Kills the server (SIGKILL by PID), keeping its directory.
-    fn kill(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-/// Files both nodes share: the record key and the Redis password.
-struct Shared {
-    dir: tempfile::TempDir,
-}
-
-impl Shared {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("random");
-        std::fs::write(dir.path().join("ha.key"), format!("{}\n", hex::encode(key))).unwrap();
-        std::fs::write(dir.path().join("redis.pass"), format!("{REDIS_PASSWORD}\n")).unwrap();
-        std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-/// The node's configuration: the sipp test base, an admin token, `[ha]`.
-fn node_config(p: Ports, redis: u16, shared: &Shared, role: &str, peer: &str) -> String {
-    let base = config(p, ROUTE_LEFT_RIGHT).replace(
-        &format!("[admin]\nlisten = \"127.0.0.1:{}\"\n", p.admin),
-        &format!(
-            "[admin]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{TOKEN}\"\n",
-            p.admin
-        ),
-    );
-    assert!(base.contains(TOKEN), "token placed");
-    format!(
-        r#"{base}
-[ha]
-role = "{role}"
-peer = "{peer}"
-redis_url = "redis://127.0.0.1:{redis}/0"
-redis_password_file = "{pass}"
-key_file = "{key}"
-media_refresh = "1s"
-"#,
-        pass = shared.path("redis.pass").display(),
-        key = shared.path("ha.key").display(),
-    )
-}
-
-/// Starts a node in `dir` (kept across its restarts).
-fn start_node(dir: tempfile::TempDir, toml: &str) -> Appliance {
-    let config_path = dir.path().join("portcullis.toml");
-    std::fs::write(&config_path, toml).expect("config");
-    Appliance::start_in(dir, config_path, true)
-}
-
-/// `kill -9` of a node; its directory (CDR file, journal) is kept.
-fn kill9(mut a: Appliance) -> tempfile::TempDir {
-    a.signal("KILL");
-    let st = a.wait_exit(Duration::from_secs(10));
-    assert!(!st.success(), "killed: {st}");
-    std::mem::replace(&mut a.dir, tempfile::tempdir().expect("tempdir"))
-}
-
-/// keepalived's view: the shipped notify script, state MASTER, against node `p`.
-fn notify_master(p: Ports, shared: &Shared) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/portcullis-ha-notify");
-    let out = Command::new("sh")
-        .arg(&script)
-        .args(["INSTANCE", "VI_PORTCULLIS", "MASTER", "100"])
-        .env("PORTCULLIS_ADMIN", format!("http://127.0.0.1:{}", p.admin))
-        .env("PORTCULLIS_TOKEN_FILE", shared.path("admin.token"))
-        .output()
-        .expect("notify script");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "notify script failed: {err}");
-    let json = err
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis-ha: takeover: "))
-        .unwrap_or_else(|| panic!("no takeover report: {err}"));
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
-}
-
-fn get(p: Ports, path: &str) -> String {
-    ureq::get(&format!("http://127.0.0.1:{}{path}", p.admin))
-        .set("Authorization", &format!("Bearer {TOKEN}"))
-        .call()
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-        .into_string()
-        .expect("body")
-}
-
-fn ha_status(p: Ports) -> serde_json::Value {
-    serde_json::from_str(&get(p, "/api/v1/ha")).expect("json")
-}
-
-/// Every CDR has the takeover mark and ended by `by` hanging up; returns how many.
-fn assert_survivors(cdrs: &[serde_json::Value], by: &str) {
-    for c in cdrs {
-        assert_eq!(c["end_reason"]["kind"], "normal_clearing", "{c}");
-        assert_eq!(c["end_reason"]["by"], by, "{c}");
-        assert_eq!(c["takeover"]["count"], 1, "marked with the takeover: {c}");
-        assert!(c["answer_at_ms"].as_u64().is_some(), "{c}");
-    }
-    let mut ids: Vec<&str> = cdrs
-        .iter()
-        .map(|c| c["a_leg"]["call_id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), cdrs.len(), "one CDR per call");
-}
+use common_ha::*;
+use sipp_harness::{serial, sip_target, start_uac, start_uas, Ports};
 
 #[test]
 fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
@@ -595,4 +351,261 @@ fn redis_over_tls_with_a_password_holds_only_sealed_records() {
         .keys("portcullis:call:*")
         .is_empty()));
     assert_eq!(a.wait_cdrs(1, Duration::from_secs(5)).len(), 1);
+}
+
+/// The appliance's ports of the `m=audio` and `m=video` lines of the first message
+/// starting with `start` in the sipp message trace of scenario `prefix` in `dir`.
+fn av_ports(dir: &Path, prefix: &str, start: &str) -> [u16; 2] {
+    let find = || -> Option<[u16; 2]> {
+        let log = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with("_messages.log"))
+            })?;
+        let text = std::fs::read_to_string(log).ok()?;
+        let rest = &text[text.find(start)?..];
+        let port = |line: &str| -> Option<u16> {
+            let at = rest.find(line)? + line.len();
+            rest[at..].split_whitespace().next()?.parse().ok()
+        };
+        Some([port("m=audio ")?, port("m=video ")?])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(p) = find() {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {start:?} with SDP in {prefix} trace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The test's media sockets of an audio+video call: caller audio, caller video, callee
+/// audio, callee video.
+struct AvPeers {
+    socks: [std::net::UdpSocket; 4],
+}
+
+impl AvPeers {
+    fn new() -> Self {
+        let s = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        };
+        Self {
+            socks: [s(), s(), s(), s()],
+        }
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.socks[i].local_addr().expect("addr").port()
+    }
+
+    /// Sends an RTP packet every 20 ms from each socket to the appliance's port facing
+    /// it (`targets`, in socket order: caller audio, caller video, callee audio,
+    /// callee video) for `within`; returns how many packets each socket received of
+    /// its own stream (audio on the audio sockets, video on the video ones), from the
+    /// appliance's port facing it.
+    fn exchange(&self, targets: [u16; 4], within: Duration) -> [u64; 4] {
+        let mut got = [0u64; 4];
+        let mut seq = 0u16;
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            seq = seq.wrapping_add(1);
+            for (i, s) in self.socks.iter().enumerate() {
+                let video = i % 2 == 1;
+                let mut pkt = vec![0x80, if video { 96 } else { 0 }];
+                pkt.extend_from_slice(&seq.to_be_bytes());
+                pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+                pkt.extend_from_slice(&(0x5100_0000u32 + i as u32).to_be_bytes());
+                pkt.extend_from_slice(&[u8::from(video); 160]);
+                let _ = s.send_to(&pkt, ("127.0.0.1", targets[i]));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            for (i, s) in self.socks.iter().enumerate() {
+                while let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let video = i % 2 == 1;
+                    if n > 12 && buf[12] == u8::from(video) && from.port() == targets[i] {
+                        got[i] += 1;
+                    }
+                }
+            }
+        }
+        got
+    }
+}
+
+/// An audio+video call (two anchored streams) answered through node A; A is killed
+/// (`kill -9`), B starts as the standby and arms both streams ahead from Redis (they
+/// flow through B before the takeover order), B takes over through the notify script,
+/// and both streams go on flowing both ways through B on the same ports; the caller's BYE ends the call with one CDR,
+/// marked with the takeover. Ports: `Ports::for_test(118)`, Redis on `right2 + 5`.
+#[test]
+fn both_streams_of_an_audio_video_call_flow_after_takeover() {
+    let _lock = serial();
+    let p = Ports::for_test(118);
+    let redis = Redis::start(p.right2 + 5);
+    let shared = Shared::new();
+    let a = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis.port, &shared, "active", "b"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let peers = AvPeers::new();
+    let keys = |audio: u16, video: u16| {
+        [
+            "-key".to_owned(),
+            "rtp_port".to_owned(),
+            audio.to_string(),
+            "-key".to_owned(),
+            "video_port".to_owned(),
+            video.to_string(),
+            "-trace_msg".to_owned(),
+        ]
+    };
+    let uas_sf = sipp_harness::scenario(dir.path(), "uas_av_media.xml");
+    let mut uas_args = vec![
+        "-sf".to_owned(),
+        uas_sf.display().to_string(),
+        "-m".into(),
+        "1".into(),
+    ];
+    uas_args.extend(keys(peers.port(2), peers.port(3)));
+    let uas_args: Vec<&str> = uas_args.iter().map(String::as_str).collect();
+    let mut uas = start_uas(dir.path(), p, &uas_args);
+    let uac_sf = sipp_harness::scenario(dir.path(), "uac_av_media.xml");
+    let mut uac_args = vec![
+        "-sf".to_owned(),
+        uac_sf.display().to_string(),
+        "-m".into(),
+        "1".into(),
+        "-d".into(),
+        "25000".into(),
+        sip_target(p),
+    ];
+    uac_args.extend(keys(peers.port(0), peers.port(1)));
+    let uac_args: Vec<&str> = uac_args.iter().map(String::as_str).collect();
+    let mut uac = start_uac(dir.path(), p, &uac_args);
+    let b_ports = av_ports(dir.path(), "uas_av_media", "INVITE sip:");
+    let a_ports = av_ports(dir.path(), "uac_av_media", "SIP/2.0 200 OK");
+    let targets = [a_ports[0], a_ports[1], b_ports[0], b_ports[1]];
+    assert!(
+        wait_for(Duration::from_secs(10), || redis
+            .keys("portcullis:call:*")
+            .len()
+            == 1),
+        "the call replicated"
+    );
+    let before = peers.exchange(targets, Duration::from_millis(1500));
+    assert!(
+        before.iter().all(|&n| n > 0),
+        "both streams flow both ways through A: {before:?}"
+    );
+
+    let _dir_a = kill9(a);
+    let b = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis.port, &shared, "standby", "a"),
+    );
+    // The standby armed both streams ahead from Redis: media flows through it before
+    // the takeover order (here, where it shares the loopback, as soon as it is up).
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(p)["prearmed"] == 2),
+        "both streams armed ahead: {}",
+        ha_status(p)
+    );
+    let ahead = peers.exchange(targets, Duration::from_millis(1500));
+    assert!(
+        ahead.iter().all(|&n| n > 0),
+        "both streams relayed by the standby before the takeover: {ahead:?}"
+    );
+    let report = notify_master(p, &shared);
+    assert_eq!(report["restored"], 1, "{report}");
+    assert_eq!(ha_status(p)["prearmed"], 0, "adopted by the takeover");
+    // Every stream on its ports: the peers send where they always sent.
+    let after = peers.exchange(targets, Duration::from_secs(2));
+    assert!(
+        after.iter().all(|&n| n >= 10),
+        "audio and video both ways through B after the takeover \
+         (caller audio, caller video, callee audio, callee video): {after:?}\n{}",
+        b.log()
+    );
+    let calls = get(p, "/api/v1/calls");
+    assert_eq!(calls.matches("\"id\"").count(), 1, "{calls}");
+    uac.wait_ok(Duration::from_secs(60), "the caller hung up through B");
+    uas.wait_ok(Duration::from_secs(30), "the callee got the BYE");
+    let cdrs = b.wait_cdrs(1, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_survivors(&cdrs, "caller");
+}
+
+/// The warm standby follows the active node: a standby (its media sockets on another
+/// loopback address, the same port range) arms the pair of the call A carries; killed
+/// (`kill -9`) and restarted, it catches up and arms it again; when the call ends on A,
+/// the standby releases the pair. One CDR, on A. Ports: `Ports::for_test(118)` (this
+/// file's tests hold the sipp lock one at a time).
+#[test]
+fn a_standby_keeps_the_calls_armed_catches_up_after_a_restart_and_lets_ended_ones_go() {
+    let _lock = serial();
+    let p = Ports::for_test(118);
+    let redis = Redis::start(p.right2 + 5);
+    let shared = Shared::new();
+    let a = start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis.port, &shared, "active", "b"),
+    );
+    let q = Ports {
+        sip: p.sip + 5,
+        admin: p.admin + 5,
+        ..p
+    };
+    let b_cfg = node_config(p, redis.port, &shared, "standby", "a")
+        .replace(
+            &format!("127.0.0.1:{}\"", p.sip),
+            &format!("127.0.0.1:{}\"", q.sip),
+        )
+        .replace(
+            &format!("127.0.0.1:{}\"", p.admin),
+            &format!("127.0.0.1:{}\"", q.admin),
+        )
+        .replace("bind_ip = \"127.0.0.1\"", "bind_ip = \"127.0.0.2\"");
+    let b = start_node(tempfile::tempdir().unwrap(), &b_cfg);
+    let sipp_dir = tempfile::tempdir().unwrap();
+    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "1"]);
+    let mut uac = start_uac(
+        sipp_dir.path(),
+        p,
+        &["-sn", "uac", "-d", "12000", "-m", "1", &sip_target(p)],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 1),
+        "the standby armed the call's pair: {}",
+        ha_status(q)
+    );
+    let dir_b = kill9(b);
+    let b = start_node(dir_b, &b_cfg);
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 1),
+        "the restarted standby caught up: {}",
+        ha_status(q)
+    );
+    uac.wait_ok(Duration::from_secs(60), "the caller hung up through A");
+    uas.wait_ok(Duration::from_secs(30), "the callee got the BYE");
+    assert!(
+        wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 0),
+        "the ended call's pair released on the standby: {}",
+        ha_status(q)
+    );
+    assert_eq!(a.wait_cdrs(1, Duration::from_secs(10)).len(), 1);
+    assert!(b.cdrs().is_empty(), "{:?}", b.cdrs());
+    assert_eq!(ha_status(q)["role"], "standby");
 }

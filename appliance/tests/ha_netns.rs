@@ -26,6 +26,9 @@ const UAC: &str = "192.0.2.31";
 const UAS: &str = "192.0.2.32";
 const TOKEN: &str = "netns-drill-token-0123456789";
 const CALLS: u64 = 200;
+/// VRRP priority of a standby (the first master one more), as docs/ha.md advises: the
+/// backup's skew time, `(256 - priority) / 256` of an advertisement, is then ~2%.
+const STANDBY_PRIORITY: u32 = 249;
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd
@@ -379,7 +382,7 @@ vrrp_instance PORTCULLIS {{
     /// `node` is back as the standby after `failure`.
     fn recover(&self, node: &mut Node, failure: Failure) {
         match failure {
-            Failure::Kill9 => self.start(node, "standby", 100),
+            Failure::Kill9 => self.start(node, "standby", STANDBY_PRIORITY),
             Failure::BoxDeath => {
                 let ns = self.net.ns(node.name);
                 let _ = Command::new("ip")
@@ -395,7 +398,7 @@ vrrp_instance PORTCULLIS {{
                     .stderr(Stdio::null())
                     .status();
                 ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-                self.start(node, "standby", 100);
+                self.start(node, "standby", STANDBY_PRIORITY);
             }
         }
     }
@@ -565,6 +568,22 @@ fn failover(
         "no restart record on {}",
         active.name
     );
+    // What the takeover itself took on the new node (Redis load, then restore).
+    let standby_log =
+        std::fs::read_to_string(standby.dir.join("portcullis.log")).unwrap_or_default();
+    let field = |name: &str| -> Option<u64> {
+        let line = standby_log
+            .lines()
+            .rev()
+            .find(|l| l.contains("takeover done"))?;
+        let at = line.find(&format!("{name}="))? + name.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (load_ms, takeover_ms) = (field("load_ms"), field("total_ms"));
     let gap = &r["max_gap_us"];
     serde_json::json!({
         "direction": format!("{} -> {}", active.name, standby.name),
@@ -576,6 +595,8 @@ fn failover(
         "hung_up_by_caller": by_caller,
         "hung_up_by_callee": by_callee,
         "service_address_moved_ms": vip_moved.as_millis() as u64,
+        "takeover_load_ms": load_ms,
+        "takeover_total_ms": takeover_ms,
         "media_gap_ms": {
             "p50": gap["p50"].as_u64().unwrap_or(0) / 1000,
             "p99": gap["p99"].as_u64().unwrap_or(0) / 1000,
@@ -639,13 +660,13 @@ fn drill(advert: &'static str, srtp: bool, tag: &str) {
         appliance: None,
         keepalived: None,
     };
-    d.start(&mut a, "active", 150);
+    d.start(&mut a, "active", STANDBY_PRIORITY + 1);
     assert!(
         wait_for(Duration::from_secs(20), || d.net.has_vip("a")),
         "a became master:\n{}",
         std::fs::read_to_string(a.dir.join("keepalived.log")).unwrap_or_default()
     );
-    d.start(&mut b, "standby", 100);
+    d.start(&mut b, "standby", STANDBY_PRIORITY);
     std::thread::sleep(Duration::from_secs(2));
     assert!(!d.net.has_vip("b"), "b stays backup");
     let first = failover(&d, &mut a, &mut b, Failure::Kill9, "ab");

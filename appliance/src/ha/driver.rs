@@ -15,10 +15,14 @@ use tokio::sync::mpsc;
 
 use super::store::Write;
 use super::{HaRecord, HaShared, ResumeRecord, TakeoverReport};
-use crate::runtime::media::DataplaneMedia;
+use crate::runtime::media::{DataplaneMedia, PrearmStream};
 
 /// Calls exported per tick from the retry set or a resync (work budget).
 const TICK_BUDGET: usize = 2_000;
+
+/// Calls a standby arms per look at most (work budget; the command rings stay clear
+/// of a burst at its first look).
+const WARM_BUDGET: usize = 1_000;
 
 /// Keys per expiry refresh write.
 const TOUCH_CHUNK: usize = 1_000;
@@ -45,6 +49,9 @@ pub struct HaDriver {
     retry: BTreeSet<u64>,
     next_refresh: Instant,
     next_touch: Instant,
+    /// A standby's replicated calls not armed yet: new or changed since the last look,
+    /// or met a full command ring ([`Self::warm`]).
+    unarmed: std::collections::BTreeMap<String, HaRecord>,
 }
 
 impl HaDriver {
@@ -58,6 +65,7 @@ impl HaDriver {
             tx,
             calls: HashMap::new(),
             retry: BTreeSet::new(),
+            unarmed: std::collections::BTreeMap::new(),
         }
     }
 
@@ -83,13 +91,19 @@ impl HaDriver {
         let Some(snap) = b2b.export_call(call) else {
             return;
         };
-        let media: Vec<[ResumeRecord; 2]> = snap
-            .media
-            .as_ref()
-            .and_then(|_| b2b.media_of(call))
-            .and_then(|m| b2b.media().ha_resume(m))
-            .map(|r| vec![r.map(ResumeRecord::from)])
-            .unwrap_or_default();
+        // What the data plane carries over, per stream in line order (the snapshot's).
+        let media: Vec<[ResumeRecord; 2]> = match snap.media {
+            Some(_) => b2b
+                .media_streams_of(call)
+                .into_iter()
+                .map(|m| {
+                    b2b.media()
+                        .ha_resume(m)
+                        .map_or_else(Default::default, |r| r.map(ResumeRecord::from))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let srtp = snap.media.as_ref().is_some_and(|m| {
             m.streams.iter().any(|s| {
                 s.legs
@@ -177,6 +191,55 @@ impl HaDriver {
         }
     }
 
+    /// A standby's look at Redis ([`super::warm`]): arms the media pairs of the calls
+    /// written since, releases those of the calls gone; calls a full command ring left
+    /// unarmed are tried again at the next look. At most [`WARM_BUDGET`] calls armed per
+    /// look. Only while standby.
+    pub fn warm(&mut self, b2b: &mut B2bua<DataplaneMedia>, changes: &super::store::Changes) {
+        if self.shared.role() == crate::config::HaRole::Active {
+            return;
+        }
+        let media = b2b.media_mut();
+        for key in &changes.gone {
+            media.unprearm(key);
+            self.unarmed.remove(key);
+        }
+        for (key, rec) in &changes.put {
+            self.unarmed.insert(key.clone(), rec.clone());
+        }
+        let keys: Vec<String> = self.unarmed.keys().take(WARM_BUDGET).cloned().collect();
+        for key in keys {
+            let Some(rec) = self.unarmed.get(&key) else {
+                continue;
+            };
+            // A record without media or without its legs' realms is left to the takeover.
+            let Some((m, realms)) = rec
+                .call
+                .media
+                .as_ref()
+                .and_then(|m| Some((m, m.leg_realms()?)))
+            else {
+                self.unarmed.remove(&key);
+                continue;
+            };
+            let streams: Vec<PrearmStream> = m
+                .streams
+                .iter()
+                .zip(rec.media.iter().map(Some).chain(std::iter::repeat(None)))
+                .filter_map(|(s, r)| {
+                    let legs = [s.legs[0].params()?, s.legs[1].params()?];
+                    let resume = r.map_or_else(Default::default, |r| r.map(LegResume::from));
+                    Some((s.ports, legs, resume))
+                })
+                .collect();
+            if !media.prearm(&key, realms, &streams) {
+                self.unarmed.remove(&key);
+            }
+        }
+        let n = media.prearmed() as u64;
+        self.shared.counters.prearmed.store(n, Ordering::Relaxed);
+    }
+
     /// Restores `records` (a takeover): each call's pair on its ports with its data
     /// plane state, then the call; restored calls are replicated from here on.
     /// Returns what happened and the calls restored (the caller journals them).
@@ -192,13 +255,17 @@ impl HaDriver {
         };
         let mut restored = Vec::new();
         for (key, rec) in records {
-            if let (Some(m), Some(r)) = (rec.call.media.as_ref(), rec.media.first()) {
-                if let Some(s) = m.streams.first() {
+            // Each stream's pair takes its own state (an older record may lack some: those
+            // streams start afresh, SRTP estimated from the packets).
+            if let Some(m) = rec.call.media.as_ref() {
+                for (s, r) in m.streams.iter().zip(&rec.media) {
                     b2b.media_mut()
                         .stage_resume(s.ports[0], r.map(LegResume::from));
                 }
             }
-            match b2b.restore_call(now, &rec.call) {
+            let res = b2b.restore_call(now, &rec.call);
+            b2b.media_mut().clear_staged();
+            match res {
                 Ok(call) => {
                     rep.restored += 1;
                     restored.push(call);
@@ -211,6 +278,10 @@ impl HaDriver {
                 }
             }
         }
+        // Pairs armed ahead for calls that ended since the last look.
+        b2b.media_mut().release_prearmed();
+        self.unarmed.clear();
+        self.shared.counters.prearmed.store(0, Ordering::Relaxed);
         let c = &self.shared.counters;
         c.takeovers.fetch_add(1, Ordering::Relaxed);
         c.restored.fetch_add(rep.restored as u64, Ordering::Relaxed);

@@ -8,6 +8,9 @@
 //! - [`store`]: the Redis side: the writer task (pipelined batches, CAS by version,
 //!   expiry), the loader of a takeover, the journal check.
 //! - [`crypto`]: every record is sealed (AES-256-GCM) with the pair's key file.
+//! - [`warm`]: a standby keeps the live calls at hand (only what changed is read) and
+//!   their media armed in its data plane, so media flows as soon as the service
+//!   addresses move, and a takeover reads only what changed since.
 //!
 //! The engine task costs an export and a channel send per changed call; the call's
 //! own signalling never waits on Redis. Redis down: calls go on, the pair is marked
@@ -17,6 +20,7 @@
 pub mod crypto;
 pub mod driver;
 pub mod store;
+pub mod warm;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -100,6 +104,11 @@ pub struct HaCounters {
     pub bad_records: AtomicU64,
     /// Journal records not written at start because the pair carried the call on.
     pub journal_skipped: AtomicU64,
+    /// Calls left open by the last stop whose record waited for Redis (unreachable at
+    /// start) instead of being written at once.
+    pub journal_deferred: AtomicU64,
+    /// Media pairs a standby holds armed ahead of a takeover (a gauge).
+    pub prearmed: AtomicU64,
 }
 
 /// State shared by the engine driver, the writer task and the admin API.
@@ -113,6 +122,9 @@ pub struct HaShared {
     resync: AtomicBool,
     last_error: Mutex<Option<String>>,
     pub counters: HaCounters,
+    /// The live calls as last read from Redis, with their versions: a standby keeps it
+    /// current ([`warm`]) so that a takeover reads only what changed since.
+    pub warm: Mutex<std::collections::HashMap<String, (u64, HaRecord)>>,
 }
 
 /// The pair's state for `/api/v1/ha` and the status page.
@@ -129,6 +141,11 @@ pub struct HaStatus {
     pub takeovers: u64,
     pub restored: u64,
     pub restore_failed: u64,
+    /// Calls cut by this node's last stop whose CDR waited for Redis (unreachable at
+    /// start) to say whether the pair carried them on.
+    pub journal_deferred: u64,
+    /// Media pairs this standby holds armed ahead of a takeover (`docs/ha.md`).
+    pub prearmed: u64,
 }
 
 /// What a takeover did.
@@ -159,6 +176,7 @@ impl HaShared {
             resync: AtomicBool::new(false),
             last_error: Mutex::new(None),
             counters: HaCounters::default(),
+            warm: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -225,6 +243,8 @@ impl HaShared {
             takeovers: g(&c.takeovers),
             restored: g(&c.restored),
             restore_failed: g(&c.restore_failed),
+            journal_deferred: g(&c.journal_deferred),
+            prearmed: g(&c.prearmed),
         }
     }
 }
@@ -249,19 +269,64 @@ pub fn start(cfg: HaConfig) -> Result<(Arc<HaShared>, driver::HaDriver), crypto:
     Ok((shared.clone(), driver::HaDriver::new(shared, tx)))
 }
 
-/// The calls left open in the CDR journal of `cdr` (a crash) that the pair carried on:
-/// Redis still holds them, live or ended, so the node that carried them writes their
-/// one CDR and the journal recovery here must not. Their legs' Call-IDs (A, B).
-/// Redis unreachable: none (each gets its restart record here; see `docs/ha.md`).
+/// The calls left open in the CDR journal of `cdr` (a crash), and those an earlier start
+/// could not confirm (`cdr_unconfirmed`), that the pair carried on: Redis still holds
+/// them, live or ended, so the node that carried them writes their one CDR and the
+/// journal recovery here must not. Their legs' Call-IDs (A, B).
+///
+/// `None`: Redis is unreachable, so no call can be confirmed either way; the calls the
+/// journal left open are deferred (moved to the unconfirmed file, no record now) and
+/// [`settle_unconfirmed`] settles them once Redis answers (see `docs/ha.md`). Should
+/// the deferral itself fail (disk), every open call gets its restart record (logged).
 pub async fn journal_taken_over(
     shared: &HaShared,
     cdr: &std::path::Path,
-) -> std::collections::HashSet<(String, String)> {
-    let journal = crate::runtime::cdr_journal::journal_path(cdr);
-    let legs = crate::runtime::cdr_journal::open_legs(&journal);
+) -> Option<std::collections::HashSet<(String, String)>> {
+    use crate::runtime::{cdr_journal, cdr_unconfirmed};
+    let journal = cdr_journal::journal_path(cdr);
+    let unconfirmed = cdr_unconfirmed::unconfirmed_path(cdr);
+    let mut legs = cdr_journal::open_legs(&journal);
+    legs.extend(cdr_journal::open_legs(&unconfirmed));
     if legs.is_empty() {
-        return std::collections::HashSet::new();
+        return Some(std::collections::HashSet::new());
     }
+    match carried_on(shared, legs).await {
+        Ok(taken) => Some(taken),
+        Err(e) => {
+            shared.failed(&e);
+            match cdr_unconfirmed::defer(&journal, &unconfirmed) {
+                Ok(n) => {
+                    shared
+                        .counters
+                        .journal_deferred
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        error = %e,
+                        calls = n,
+                        "Redis unreachable at start: calls cut by the last stop cannot be \
+                         confirmed; their records wait until Redis answers"
+                    );
+                    None
+                }
+                Err(io) => {
+                    tracing::error!(
+                        error = %e,
+                        io = %io,
+                        "Redis unreachable at start and the calls cut by the last stop \
+                         cannot be deferred: each gets its restart record"
+                    );
+                    Some(std::collections::HashSet::new())
+                }
+            }
+        }
+    }
+}
+
+/// Of `legs`, those Redis knows (live or ended): the pair carried them on.
+async fn carried_on(
+    shared: &HaShared,
+    legs: Vec<crate::runtime::cdr_journal::OpenLegs>,
+) -> Result<std::collections::HashSet<(String, String)>, String> {
     let keys: Vec<String> = legs
         .iter()
         .map(|(a, b, k)| {
@@ -269,34 +334,88 @@ pub async fn journal_taken_over(
                 .unwrap_or_else(|| portcullis_engine::ha::call_key(a, b))
         })
         .collect();
-    match store::known(shared, &keys).await {
-        Ok(known) => {
-            let taken: std::collections::HashSet<(String, String)> = legs
-                .into_iter()
-                .zip(keys)
-                .filter(|(_, k)| known.contains(k))
-                .map(|((a, b, _), _)| (a, b))
-                .collect();
-            shared
-                .counters
-                .journal_skipped
-                .fetch_add(taken.len() as u64, Ordering::Relaxed);
-            if !taken.is_empty() {
-                tracing::info!(
-                    calls = taken.len(),
-                    "calls cut by the last stop were carried on by the pair: no restart record here"
-                );
+    let known = store::known(shared, &keys).await?;
+    let taken: std::collections::HashSet<(String, String)> = legs
+        .into_iter()
+        .zip(keys)
+        .filter(|(_, k)| known.contains(k))
+        .map(|((a, b, _), _)| (a, b))
+        .collect();
+    shared
+        .counters
+        .journal_skipped
+        .fetch_add(taken.len() as u64, Ordering::Relaxed);
+    if !taken.is_empty() {
+        tracing::info!(
+            calls = taken.len(),
+            "calls cut by the last stop were carried on by the pair: no restart record here"
+        );
+    }
+    Ok(taken)
+}
+
+/// Back-off of [`settle_unconfirmed`] between attempts.
+const SETTLE_RETRY: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(30),
+);
+
+/// Settles the calls a start deferred ([`journal_taken_over`] gave `None`): asks Redis
+/// again with back-off until it answers, then hands the `restart` records of the calls
+/// it does not know to the CDR writer through `handle` and, once they are durable,
+/// removes the unconfirmed file. Ends then (or when the engine stops).
+pub async fn settle_unconfirmed(
+    shared: Arc<HaShared>,
+    cdr: std::path::PathBuf,
+    handle: crate::runtime::handle::ApplianceHandle,
+) {
+    use crate::runtime::{cdr_journal, cdr_unconfirmed};
+    let unconfirmed = cdr_unconfirmed::unconfirmed_path(&cdr);
+    let mut wait = SETTLE_RETRY.0;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(SETTLE_RETRY.1);
+        let legs = cdr_journal::open_legs(&unconfirmed);
+        let taken = match carried_on(&shared, legs).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(error = %e, "deferred CDRs: Redis still unreachable");
+                continue;
             }
-            taken
+        };
+        let rec = match cdr_journal::recover_files(&[&unconfirmed], &cdr, &taken) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "deferred CDRs: the unconfirmed file cannot be read");
+                continue;
+            }
+        };
+        let n = rec.lines.len();
+        if n > 0 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if !handle
+                .send(crate::runtime::engine_task::Cmd::CdrRecovered(
+                    rec.lines, tx,
+                ))
+                .await
+            {
+                return;
+            }
+            if rx.await != Ok(true) {
+                tracing::error!("deferred CDRs: the CDR writer could not make them durable");
+                continue;
+            }
         }
-        Err(e) => {
-            shared.failed(&e);
-            tracing::warn!(
-                error = %e,
-                "Redis unreachable at start: every call left open gets its restart record"
-            );
-            std::collections::HashSet::new()
+        if let Err(e) = cdr_unconfirmed::remove(&unconfirmed) {
+            tracing::error!(error = %e, "deferred CDRs: the unconfirmed file cannot be removed");
+            continue;
         }
+        tracing::warn!(
+            restart_records = n,
+            carried_on = rec.taken_over,
+            "deferred CDRs settled now that Redis answers"
+        );
+        return;
     }
 }
 

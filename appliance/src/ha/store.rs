@@ -10,13 +10,13 @@
 //! the stored one (a script, atomic in Redis): a node that took the call over writes
 //! with a higher epoch than the node it took it from.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{IntoConnectionInfo, Value};
+use redis::IntoConnectionInfo;
 use tokio::sync::mpsc;
 
 use super::{HaRecord, HaShared};
@@ -195,13 +195,15 @@ async fn send(
                 puts += 1;
             }
             Write::Ended { key } => {
-                pipe.cmd("DEL").arg(call_key(&cfg.key_prefix, key)).ignore();
+                // The tombstone first: a node asking whether the pair knows the call
+                // (`known`) between the two never finds neither.
                 pipe.cmd("SET")
                     .arg(ended_key(&cfg.key_prefix, key))
                     .arg(1)
                     .arg("PX")
                     .arg(tomb_ms)
                     .ignore();
+                pipe.cmd("DEL").arg(call_key(&cfg.key_prefix, key)).ignore();
                 ends += 1;
             }
             Write::Touch { keys } => {
@@ -229,58 +231,140 @@ async fn send(
 }
 
 /// Every live call stored under the prefix, opened and parsed. Records that do not
-/// open (another key) or parse are counted and skipped.
+/// open (another key) or parse are counted and skipped. Records the standby already
+/// holds at the same version ([`refresh`]) are not read again; its copy is emptied
+/// (the caller takes the calls over).
 ///
 /// # Errors
 /// Redis unreachable or failing.
 pub async fn load_all(shared: &HaShared) -> Result<Vec<(String, HaRecord)>, String> {
     let mut con = connect(shared).await?;
+    refresh(shared, &mut con).await?;
+    // The node is active from here on: the copy is handed over, not kept.
+    let cache = std::mem::take(&mut *shared.warm.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(cache.into_iter().map(|(k, (_, r))| (k, r)).collect())
+}
+
+/// What changed in Redis since the last refresh: the records written since (opened and
+/// parsed) and the keys gone.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub put: Vec<(String, HaRecord)>,
+    pub gone: Vec<String>,
+}
+
+/// Brings the standby's copy of the live calls (`HaShared::warm`) up to Redis: the
+/// versions of every key (SCAN, pipelined reads), then only the records whose version
+/// moved are read and opened. Returns what changed.
+///
+/// # Errors
+/// Redis unreachable or failing.
+pub async fn refresh(
+    shared: &HaShared,
+    con: &mut MultiplexedConnection,
+) -> Result<Changes, String> {
     let prefix = format!("{}call:", shared.cfg.key_prefix);
     let pattern = format!("{prefix}*");
+    let timeout = shared.cfg.redis_timeout * 4;
     let mut cursor = 0u64;
-    let mut out = Vec::new();
+    let mut versions: HashMap<String, u64> = HashMap::new();
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| format!("redis: {e}"))?;
+        let (next, keys): (u64, Vec<String>) = query(
+            timeout,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(con),
+        )
+        .await?;
         if !keys.is_empty() {
             let mut pipe = redis::pipe();
             for k in &keys {
-                pipe.cmd("HGET").arg(k).arg("s");
+                pipe.cmd("HGET").arg(k).arg("v");
             }
-            let vals: Vec<Value> = pipe
-                .query_async(&mut con)
-                .await
-                .map_err(|e| format!("redis: {e}"))?;
-            for (k, v) in keys.iter().zip(vals) {
-                let Value::BulkString(sealed) = v else {
-                    continue; // expired or deleted since the SCAN
-                };
-                let rec = shared
-                    .sealer
-                    .open(k.as_bytes(), &sealed)
-                    .ok()
-                    .and_then(|plain| serde_json::from_slice::<HaRecord>(&plain).ok());
-                match rec {
-                    Some(r) => out.push((k.trim_start_matches(&prefix).to_owned(), r)),
-                    None => {
-                        shared.counters.bad_records.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(key = %k, "HA record does not open or parse: skipped");
-                    }
+            let vals: Vec<Option<u64>> = query(timeout, pipe.query_async(con)).await?;
+            for (k, v) in keys.into_iter().zip(vals) {
+                if let Some(v) = v {
+                    versions.insert(k.trim_start_matches(&prefix).to_owned(), v);
                 }
             }
         }
         cursor = next;
         if cursor == 0 {
-            return Ok(out);
+            break;
         }
     }
+    let (stale, gone): (Vec<String>, Vec<String>) = {
+        let cache = shared.warm.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale = versions
+            .iter()
+            .filter(|(k, v)| cache.get(*k).is_none_or(|(have, _)| have != *v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let gone = cache
+            .keys()
+            .filter(|k| !versions.contains_key(*k))
+            .cloned()
+            .collect();
+        (stale, gone)
+    };
+    let mut changes = Changes {
+        gone,
+        ..Changes::default()
+    };
+    let mut fresh = Vec::new();
+    for chunk in stale.chunks(SCAN_COUNT) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("HMGET")
+                .arg(call_key(&shared.cfg.key_prefix, k))
+                .arg("v")
+                .arg("s");
+        }
+        let vals: Vec<(Option<u64>, Option<Vec<u8>>)> =
+            query(timeout, pipe.query_async(con)).await?;
+        for (k, (v, sealed)) in chunk.iter().zip(vals) {
+            let (Some(v), Some(sealed)) = (v, sealed) else {
+                continue; // ended since the SCAN
+            };
+            let rk = call_key(&shared.cfg.key_prefix, k);
+            let rec = shared
+                .sealer
+                .open(rk.as_bytes(), &sealed)
+                .ok()
+                .and_then(|plain| serde_json::from_slice::<HaRecord>(&plain).ok());
+            match rec {
+                Some(r) => fresh.push((k.clone(), v, r)),
+                None => {
+                    shared.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(key = %rk, "HA record does not open or parse: skipped");
+                }
+            }
+        }
+    }
+    let mut cache = shared.warm.lock().unwrap_or_else(PoisonError::into_inner);
+    for k in &changes.gone {
+        cache.remove(k);
+    }
+    for (k, v, r) in fresh {
+        changes.put.push((k.clone(), r.clone()));
+        cache.insert(k, (v, r));
+    }
+    Ok(changes)
+}
+
+/// `fut` bounded by `timeout`, its error as text.
+async fn query<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| "redis: timed out".to_owned())?
+        .map_err(|e| format!("redis: {e}"))
 }
 
 /// Of `keys`, those Redis still holds as live or ended calls (the CDR of such a call

@@ -127,18 +127,76 @@ pub fn recover_except(
     cdr: &Path,
     taken_over: &HashSet<(String, String)>,
 ) -> std::io::Result<Recovered> {
-    let bytes = match std::fs::read(journal) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovered::default()),
-        Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&bytes);
+    recover_files(&[journal], cdr, taken_over)
+}
+
+/// [`recover_except`] over several journals (the journal and the calls an earlier start
+/// could not confirm, `super::cdr_unconfirmed`): a call found in more than one gets one
+/// record.
+///
+/// # Errors
+/// A journal exists but cannot be read.
+pub fn recover_files(
+    journals: &[&Path],
+    cdr: &Path,
+    taken_over: &HashSet<(String, String)>,
+) -> std::io::Result<Recovered> {
+    let mut out = Recovered::default();
+    let mut written: Option<HashSet<Key>> = None;
+    let restart = serde_json::to_value(EndReason::Restart).unwrap_or(Value::Null);
+    for journal in journals {
+        let bytes = match std::fs::read(journal) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let (open, last_at, bad) = read_open(&String::from_utf8_lossy(&bytes));
+        out.bad_lines += bad;
+        if open.is_empty() {
+            continue;
+        }
+        let written = written.get_or_insert_with(|| tail_keys(cdr));
+        for (_, mut cdr) in open {
+            cdr.remove(HA_KEY);
+            let (_, a, b) = key(&cdr);
+            if taken_over.contains(&(a, b)) {
+                out.taken_over += 1;
+                continue;
+            }
+            if !written.insert(key(&cdr)) {
+                out.already_written += 1;
+                continue;
+            }
+            ended_by_restart(&mut cdr, last_at, &restart);
+            let mut line = Value::Object(cdr).to_string();
+            line.push('\n');
+            out.lines.push(line);
+        }
+    }
+    Ok(out)
+}
+
+/// Sets `end_at_ms` (the last time known, never before what the record says) and
+/// `end_reason` `restart`.
+pub(crate) fn ended_by_restart(
+    cdr: &mut serde_json::Map<String, Value>,
+    last_at: u64,
+    restart: &Value,
+) {
+    let known = cdr.get("end_at_ms").and_then(Value::as_u64).unwrap_or(0);
+    cdr.insert("end_at_ms".into(), last_at.max(known).into());
+    cdr.insert("end_reason".into(), restart.clone());
+}
+
+/// The calls a journal's text leaves open (by engine call id), the last time it knew
+/// (`at` of its latest checkpoint or close), and the lines that did not parse.
+pub(crate) fn read_open(text: &str) -> (BTreeMap<u64, serde_json::Map<String, Value>>, u64, usize) {
     let mut open: BTreeMap<u64, serde_json::Map<String, Value>> = BTreeMap::new();
     let mut last_at = 0u64;
-    let mut out = Recovered::default();
+    let mut bad = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(Value::Object(mut e)) = serde_json::from_str::<Value>(line) else {
-            out.bad_lines += 1;
+            bad += 1;
             continue;
         };
         if let Some(at) = e.get("at").and_then(Value::as_u64) {
@@ -151,40 +209,17 @@ pub fn recover_except(
         {
             open.insert(call, cdr);
         } else if !e.contains_key("at") {
-            out.bad_lines += 1;
+            bad += 1;
         }
     }
-    if open.is_empty() {
-        return Ok(out);
-    }
-    let written = tail_keys(cdr);
-    let restart = serde_json::to_value(EndReason::Restart).unwrap_or(Value::Null);
-    for (_, mut cdr) in open {
-        cdr.remove(HA_KEY);
-        let (_, a, b) = key(&cdr);
-        if taken_over.contains(&(a, b)) {
-            out.taken_over += 1;
-            continue;
-        }
-        if written.contains(&key(&cdr)) {
-            out.already_written += 1;
-            continue;
-        }
-        let known = cdr.get("end_at_ms").and_then(Value::as_u64).unwrap_or(0);
-        cdr.insert("end_at_ms".into(), last_at.max(known).into());
-        cdr.insert("end_reason".into(), restart.clone());
-        let mut line = Value::Object(cdr).to_string();
-        line.push('\n');
-        out.lines.push(line);
-    }
-    Ok(out)
+    (open, last_at, bad)
 }
 
 /// The identity of a call's record: engine call id, A-leg and B-leg Call-IDs (the
 /// B-leg's is ours, random per run).
-type Key = (u64, String, String);
+pub(crate) type Key = (u64, String, String);
 
-fn key(cdr: &serde_json::Map<String, Value>) -> Key {
+pub(crate) fn key(cdr: &serde_json::Map<String, Value>) -> Key {
     let leg = |name: &str| {
         cdr.get(name)
             .and_then(|l| l.get("call_id"))
@@ -392,7 +427,7 @@ impl Journal {
 }
 
 /// Makes a rename or creation in `path`'s directory durable.
-fn sync_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

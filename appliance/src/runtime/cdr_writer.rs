@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::cdr_journal::{self, Journal, JournalOp, CHECKPOINT};
+use super::cdr_unconfirmed;
 use super::clock::WallClock;
 use crate::config::{CdrConfig, FsyncPolicy};
 
@@ -83,6 +84,14 @@ pub enum CdrMsg {
         call: u64,
         /// The record line.
         line: String,
+    },
+    /// Records of calls an earlier run left open, settled late
+    /// ([`super::cdr_unconfirmed`]): written and synced at once, then `done` is told
+    /// whether they are durable.
+    Recovered {
+        /// The record lines (newline-terminated).
+        lines: Vec<String>,
+        done: tokio::sync::oneshot::Sender<bool>,
     },
 }
 
@@ -166,18 +175,20 @@ impl CdrWriter {
         wall: WallClock,
         sink: S,
     ) -> std::io::Result<Self> {
-        Self::start_inner(cfg, wall, sink, &std::collections::HashSet::new())
+        Self::start_inner(cfg, wall, sink, Some(&std::collections::HashSet::new()))
     }
 
     /// [`Self::start`] whose journal recovery leaves out the calls an active/standby
-    /// pair carried on (their legs' Call-IDs, see `crate::ha::journal_taken_over`).
+    /// pair carried on (their legs' Call-IDs, see `crate::ha::journal_taken_over`);
+    /// `None`: Redis could not say, the calls left open were deferred
+    /// ([`super::cdr_unconfirmed`]) and nothing is recovered now.
     ///
     /// # Errors
     /// As [`Self::start`].
     pub fn start_except(
         cfg: &CdrConfig,
         wall: WallClock,
-        taken_over: &std::collections::HashSet<(String, String)>,
+        taken_over: Option<&std::collections::HashSet<(String, String)>>,
     ) -> std::io::Result<Self> {
         let sink = FileSink::open(&cfg.path)?;
         Self::start_inner(cfg, wall, sink, taken_over)
@@ -187,12 +198,20 @@ impl CdrWriter {
         cfg: &CdrConfig,
         wall: WallClock,
         mut sink: S,
-        taken_over: &std::collections::HashSet<(String, String)>,
+        taken_over: Option<&std::collections::HashSet<(String, String)>>,
     ) -> std::io::Result<Self> {
         let durable = cfg.fsync != FsyncPolicy::Never;
         let counters = Arc::new(CdrCounters::default());
         let jpath = cdr_journal::journal_path(&cfg.path);
-        let rec = cdr_journal::recover_except(&jpath, &cfg.path, taken_over)?;
+        let upath = cdr_unconfirmed::unconfirmed_path(&cfg.path);
+        let none = std::collections::HashSet::new();
+        // Deferred: the journal's open calls moved to the unconfirmed file, which waits
+        // for Redis; otherwise both are settled now.
+        let files: &[&Path] = match taken_over {
+            Some(_) => &[&jpath, &upath],
+            None => &[&jpath],
+        };
+        let rec = cdr_journal::recover_files(files, &cfg.path, taken_over.unwrap_or(&none))?;
         if rec.bad_lines > 0 {
             tracing::warn!(
                 journal = %jpath.display(),
@@ -213,6 +232,10 @@ impl CdrWriter {
                 already_written = rec.already_written,
                 "records of calls cut by the last stop written, ended by restart"
             );
+        }
+        if taken_over.is_some() {
+            // Its calls have their records (synced above) or were carried on.
+            cdr_unconfirmed::remove(&upath)?;
         }
         let journal = Journal::create(&jpath, durable)?;
         let capacity = cfg.queue_capacity.max(1);
@@ -293,6 +316,11 @@ impl CdrQueue {
     /// Queues the record of call `call`.
     pub fn record(&mut self, call: u64, line: String) {
         self.push(CdrMsg::Record { call, line });
+    }
+
+    /// Queues records settled late (see [`CdrMsg::Recovered`]).
+    pub fn recovered(&mut self, lines: Vec<String>, done: tokio::sync::oneshot::Sender<bool>) {
+        self.push(CdrMsg::Recovered { lines, done });
     }
 
     fn push(&mut self, m: CdrMsg) {
@@ -451,9 +479,16 @@ impl<S: CdrSink> WriterLoop<S> {
         }
     }
 
-    fn take(&self, m: CdrMsg, buf: &mut String, lines: &mut u64, ops: &mut Vec<JournalOp>) {
+    fn take(&mut self, m: CdrMsg, buf: &mut String, lines: &mut u64, ops: &mut Vec<JournalOp>) {
         self.c.dequeued.fetch_add(1, Ordering::Relaxed);
         match m {
+            CdrMsg::Recovered { lines: recs, done } => {
+                let n = recs.len() as u64;
+                let mut text = recs.concat();
+                let ok = self.write_batch(&mut text, n) && self.sync_sink();
+                self.c.recovered.fetch_add(n, Ordering::Relaxed);
+                let _ = done.send(ok);
+            }
             CdrMsg::Record { call, line } => {
                 buf.push_str(&line);
                 *lines += 1;
@@ -479,14 +514,17 @@ impl<S: CdrSink> WriterLoop<S> {
         ok
     }
 
-    fn sync_sink(&mut self) {
+    /// Syncs the CDR file; whether it worked.
+    fn sync_sink(&mut self) -> bool {
         match self.sink.sync() {
             Ok(()) => {
                 self.c.syncs.fetch_add(1, Ordering::Relaxed);
+                true
             }
             Err(e) => {
                 self.c.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "CDR fdatasync failed");
+                false
             }
         }
     }

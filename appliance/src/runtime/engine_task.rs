@@ -113,6 +113,12 @@ pub enum Cmd {
     Unregister,
     /// Leave the loop (outputs are flushed first).
     Stop,
+    /// Records of calls an earlier run left open, settled late
+    /// (`super::cdr_unconfirmed`): to the CDR writer, `done` told when durable.
+    CdrRecovered(Vec<String>, oneshot::Sender<bool>),
+    /// Standby of a pair: arm the media of these replicated calls ahead of a takeover,
+    /// release that of the calls gone (`crate::ha::warm`).
+    HaWarm(crate::ha::store::Changes),
     /// Active/standby pair: restore these calls (a takeover, `crate::ha`).
     HaTakeover(
         Vec<(String, crate::ha::HaRecord)>,
@@ -476,6 +482,12 @@ impl Ctx {
                 b2b.unregister_all(now);
             }
             Cmd::Stop => return false,
+            Cmd::CdrRecovered(lines, done) => self.cdr.recovered(lines, done),
+            Cmd::HaWarm(changes) => {
+                if let Some(h) = &mut self.ha {
+                    h.warm(b2b, &changes);
+                }
+            }
             Cmd::HaTakeover(records, tx) => {
                 let report = match &mut self.ha {
                     Some(h) => {

@@ -162,13 +162,24 @@ impl ApplianceHandle {
     pub async fn ha_takeover(&self) -> Result<crate::ha::TakeoverReport, String> {
         let shared = self.inner.ha.get().ok_or("no [ha] section")?.clone();
         shared.set_role(crate::config::HaRole::Active);
+        let started = std::time::Instant::now();
         let records = crate::ha::store::load_all(&shared).await?;
+        let loaded = started.elapsed();
         let (tx, rx) = oneshot::channel();
         if !self.send(Cmd::HaTakeover(records, tx)).await {
             return Err("the engine task stopped".into());
         }
         match tokio::time::timeout(crate::ha::TAKEOVER_TIMEOUT, rx).await {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => {
+                tracing::info!(
+                    found = r.found,
+                    restored = r.restored,
+                    load_ms = loaded.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "takeover done"
+                );
+                Ok(r)
+            }
             _ => Err("the engine task did not finish the takeover".into()),
         }
     }

@@ -89,7 +89,26 @@ pub struct DataplaneMedia {
     latched: HashMap<MediaId, [Option<SocketAddr>; 2]>,
     /// State to carry on for the pair restored on the port (leg A) next.
     staged: HashMap<u16, [LegResume; 2]>,
+    /// A standby's pairs armed ahead of a takeover, by (leg A realm, leg A port).
+    prearmed: HashMap<(u16, u16), Prearmed>,
 }
+
+/// A pair a standby armed from a replicated call ([`DataplaneMedia::prearm`]): it relays
+/// as soon as the service address moves here, before the takeover restores the call.
+#[derive(Debug)]
+struct Prearmed {
+    /// The call's durable key.
+    key: String,
+    handle: StreamPairHandle,
+    realms: [RealmId; 2],
+    ports: [u16; 2],
+    params: [MediaLegParams; 2],
+    resume: [LegResume; 2],
+}
+
+/// One stream of a call to arm ahead: its ports, how its legs are programmed, what the
+/// data plane carries over.
+pub type PrearmStream = ([u16; 2], [MediaLegParams; 2], [LegResume; 2]);
 
 impl DataplaneMedia {
     /// A controller writing `realm_ips[r]` into the SDP toward a leg in realm `r` (the
@@ -105,6 +124,107 @@ impl DataplaneMedia {
             events_lost: 0,
             latched: HashMap::new(),
             staged: HashMap::new(),
+            prearmed: HashMap::new(),
+        }
+    }
+
+    /// Arms, on a standby, the pairs of replicated call `key` (its streams in `realms`)
+    /// as a takeover would, so that media flows as soon as the service address moves
+    /// here; the takeover's restore then adopts them ([`MediaControl::restore`]). Arming
+    /// again re-programs only what changed; a stream whose ports cannot be had here is
+    /// left to the takeover. Returns whether a stream met a full command ring (worth
+    /// another try).
+    pub fn prearm(&mut self, key: &str, realms: [RealmId; 2], streams: &[PrearmStream]) -> bool {
+        let wanted: Vec<(u16, u16)> = streams.iter().map(|s| (realms[0].0, s.0[0])).collect();
+        let stale: Vec<(u16, u16)> = self
+            .prearmed
+            .iter()
+            .filter(|(at, p)| p.key == key && !wanted.contains(at))
+            .map(|(at, _)| *at)
+            .collect();
+        for at in stale {
+            self.drop_prearmed(at);
+        }
+        let mut ring_full = false;
+        for (ports, legs, resume) in streams {
+            let at = (realms[0].0, ports[0]);
+            if let Some(p) = self.prearmed.get_mut(&at) {
+                if p.key == key && p.ports == *ports && p.realms == realms {
+                    if p.params != *legs || p.resume != *resume {
+                        let dp = [params(&legs[0]), params(&legs[1])];
+                        if let Err(e) = self.dp.restore(&p.handle, dp, *resume) {
+                            ring_full |= matches!(e, DataplaneError::RingFull(_));
+                            self.drop_prearmed(at);
+                            continue;
+                        }
+                        p.params = legs.clone();
+                        p.resume = *resume;
+                    }
+                    continue;
+                }
+                self.drop_prearmed(at);
+            }
+            let Ok(h) = self.dp.allocate_at(realms.map(|r| DpRealm(r.0)), *ports) else {
+                continue;
+            };
+            if let Err(e) = self
+                .dp
+                .restore(&h, [params(&legs[0]), params(&legs[1])], *resume)
+            {
+                ring_full |= matches!(e, DataplaneError::RingFull(_));
+                self.remove_handle(h);
+                continue;
+            }
+            self.prearmed.insert(
+                at,
+                Prearmed {
+                    key: key.to_owned(),
+                    handle: h,
+                    realms,
+                    ports: *ports,
+                    params: legs.clone(),
+                    resume: *resume,
+                },
+            );
+        }
+        ring_full
+    }
+
+    /// Releases the pairs armed ahead for call `key` (it ended on the active node).
+    pub fn unprearm(&mut self, key: &str) {
+        let ats: Vec<(u16, u16)> = self
+            .prearmed
+            .iter()
+            .filter(|(_, p)| p.key == key)
+            .map(|(at, _)| *at)
+            .collect();
+        for at in ats {
+            self.drop_prearmed(at);
+        }
+    }
+
+    /// Releases every pair armed ahead and not adopted (after a takeover).
+    pub fn release_prearmed(&mut self) {
+        let ats: Vec<(u16, u16)> = self.prearmed.keys().copied().collect();
+        for at in ats {
+            self.drop_prearmed(at);
+        }
+    }
+
+    /// Pairs armed ahead now.
+    pub fn prearmed(&self) -> usize {
+        self.prearmed.len()
+    }
+
+    fn drop_prearmed(&mut self, at: (u16, u16)) {
+        if let Some(p) = self.prearmed.remove(&at) {
+            self.remove_handle(p.handle);
+        }
+    }
+
+    fn remove_handle(&mut self, h: StreamPairHandle) {
+        if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
+            self.pending_remove.push(h);
         }
     }
 
@@ -120,9 +240,16 @@ impl DataplaneMedia {
         Some(r)
     }
 
-    /// The state the next [`MediaControl::restore`] on `port_a` carries on.
+    /// The state the next [`MediaControl::restore`] on `port_a` carries on (a call's
+    /// streams each have their own leg A port: stage them all, restore the call, then
+    /// [`Self::clear_staged`]).
     pub fn stage_resume(&mut self, port_a: u16, r: [LegResume; 2]) {
         self.staged.insert(port_a, r);
+    }
+
+    /// Forgets what was staged and not restored (a call refused).
+    pub fn clear_staged(&mut self) {
+        self.staged.clear();
     }
 
     /// The advertised addresses of `realms` (A's, B's).
@@ -375,16 +502,36 @@ impl MediaControl for DataplaneMedia {
     ) -> Result<MediaAllocation, MediaError> {
         let (a_ip, b_ip) = self.realm_addresses(realms)?;
         let resume = self.staged.remove(&ports[0]).unwrap_or_default();
-        let h = self
-            .dp
-            .allocate_at(realms.map(|r| DpRealm(r.0)), ports)
-            .map_err(media_error)?;
-        if let Err(e) = self.dp.restore(&h, [params(a), params(b)], resume) {
-            if let Err(DataplaneError::RingFull(_)) = self.dp.remove(&h) {
-                self.pending_remove.push(h);
+        let ahead = match self.prearmed.remove(&(realms[0].0, ports[0])) {
+            Some(p) if p.ports == ports && p.realms == realms => Some(p),
+            Some(p) => {
+                self.remove_handle(p.handle);
+                None
             }
-            return Err(media_error(e));
-        }
+            None => None,
+        };
+        let h = match ahead {
+            // Armed ahead and relaying since the address moved: restored once more on the
+            // same pair (the latest state, and the inactivity clock starts now).
+            Some(p) => {
+                if let Err(e) = self.dp.restore(&p.handle, [params(a), params(b)], resume) {
+                    self.remove_handle(p.handle);
+                    return Err(media_error(e));
+                }
+                p.handle
+            }
+            None => {
+                let h = self
+                    .dp
+                    .allocate_at(realms.map(|r| DpRealm(r.0)), ports)
+                    .map_err(media_error)?;
+                if let Err(e) = self.dp.restore(&h, [params(a), params(b)], resume) {
+                    self.remove_handle(h);
+                    return Err(media_error(e));
+                }
+                h
+            }
+        };
         let id = MediaId(self.next);
         self.next += 1;
         self.pairs.insert(id, h);

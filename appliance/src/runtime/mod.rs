@@ -18,6 +18,7 @@ pub(crate) mod call_log;
 pub(crate) mod call_trace;
 pub mod capture;
 pub mod cdr_journal;
+pub mod cdr_unconfirmed;
 pub mod cdr_writer;
 pub mod clock;
 pub mod convert;
@@ -138,11 +139,12 @@ async fn serve(
     };
     let taken_over = match &ha {
         Some((shared, _)) => crate::ha::journal_taken_over(shared, &config.cdr.path).await,
-        None => std::collections::HashSet::new(),
+        None => Some(std::collections::HashSet::new()),
     };
     b2b.set_ha(ha.is_some());
-    let cdr = cdr_writer::CdrWriter::start_except(&config.cdr, clock.wall().clone(), &taken_over)
-        .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
+    let cdr =
+        cdr_writer::CdrWriter::start_except(&config.cdr, clock.wall().clone(), taken_over.as_ref())
+            .with_context(|| format!("CDR file {}", config.cdr.path.display()))?;
     let cdr_queue = cdr.queue().context("CDR writer has no queue")?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let handle = ApplianceHandle::new(
@@ -155,6 +157,18 @@ async fn serve(
         clock.clone(),
     );
     let ha = ha.map(|(shared, driver)| {
+        if taken_over.is_none() {
+            // Calls cut by the last stop wait for Redis to say who carried them on.
+            tokio::spawn(crate::ha::settle_unconfirmed(
+                shared.clone(),
+                config.cdr.path.clone(),
+                handle.clone(),
+            ));
+        }
+        if shared.role() == crate::config::HaRole::Standby {
+            // A standby keeps the pair's calls at hand, their media armed.
+            tokio::spawn(crate::ha::warm::run(shared.clone(), handle.clone()));
+        }
         handle.set_ha(shared);
         driver
     });

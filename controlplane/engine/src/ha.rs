@@ -15,8 +15,12 @@
 //! Invariants: `format` is [`SNAPSHOT_FORMAT`]; a snapshot is only taken of an
 //! answered call with no transfer, join or re-INVITE in progress; trunks are named
 //! (not indexed), so the restoring node resolves them in its own configuration.
-//! Media is a list of streams (today one anchored audio stream per call): a restore
-//! refuses a snapshot with more streams than it can anchor rather than drop any.
+//! Media is a list of streams, one per anchored `m=` line in line order (audio,
+//! video, T.38 fax...; at most [`MAX_STREAMS`]), each with its ports, both legs'
+//! peers and keys; a restore re-creates every one of them, in the media realms the
+//! call's legs were in ([`MediaSnapshot::realms`]), or refuses the call whole (a
+//! snapshot with more streams than a call can anchor, or a stream whose ports are
+//! gone): a call is never carried on with a stream missing.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,8 +28,11 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::dialog::Dialog;
-use crate::media::{MediaLegParams, SrtpKeyMaterial, SrtpSuite};
+use crate::media::{MediaLegParams, RealmId, SrtpKeyMaterial, SrtpSuite, StreamKind};
 use crate::transaction::Transport;
+
+/// Streams (`m=` lines) a call anchors, hence at most stored per call.
+pub const MAX_STREAMS: usize = crate::b2bua::MAX_STREAMS;
 
 /// Version of the snapshot layout; a restore refuses any other.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -234,6 +241,12 @@ pub struct LegSnapshot {
     pub srtp_out: Option<KeySnapshot>,
     /// ICE-lite credentials answered on this leg's port.
     pub ice_lite: Option<IceSnapshot>,
+    /// The stream carries T.38 over UDPTL (relayed as datagrams), not RTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub udptl: bool,
+    /// The peer's last SDP put the stream on hold (kept off the kernel fast path).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl From<&MediaLegParams> for LegSnapshot {
@@ -245,6 +258,8 @@ impl From<&MediaLegParams> for LegSnapshot {
             srtp_in: p.srtp_in.as_ref().map(KeySnapshot::from),
             srtp_out: p.srtp_out.as_ref().map(KeySnapshot::from),
             ice_lite: IceSnapshot::of(p.ice_lite.as_ref()),
+            udptl: p.kind == StreamKind::Udptl,
+            held: p.held,
         }
     }
 }
@@ -266,8 +281,14 @@ impl LegSnapshot {
             srtp_out: key(&self.srtp_out)?,
             learning: crate::config::MediaLearning::default(),
             ice_lite: IceSnapshot::pair(self.ice_lite.as_ref()),
-            // A carried-on stream is RTP, not held, with no DTMF interworking: the next
-            // offer/answer sets these again.
+            kind: if self.udptl {
+                StreamKind::Udptl
+            } else {
+                StreamKind::Rtp
+            },
+            held: self.held,
+            // DTMF interworking is worked out again from the stored SDP and the
+            // trunks' modes when the restored call is programmed.
             ..MediaLegParams::default()
         })
     }
@@ -301,7 +322,21 @@ pub struct MediaSnapshot {
     pub last_from: [Option<Blob>; 2],
     /// ICE-lite credentials toward each leg.
     pub ice: [Option<IceSnapshot>; 2],
+    /// The media realm of each leg's ports (A's, B's), every stream's: a port number
+    /// names a leg only within its realm. Absent in a record written before realms
+    /// were stored: the realms of the legs' trunks then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realms: Option<[u16; 2]>,
+    /// Every anchored stream, in `m=` line order.
     pub streams: Vec<StreamSnapshot>,
+}
+
+impl MediaSnapshot {
+    /// The stored realms of the legs, if any.
+    #[must_use]
+    pub fn leg_realms(&self) -> Option<[RealmId; 2]> {
+        self.realms.map(|r| r.map(RealmId))
+    }
 }
 
 /// RFC 4028 state of one leg.
@@ -376,7 +411,7 @@ pub enum RestoreError {
     UnknownTrunk(String),
     #[error("stored {0} does not parse")]
     Corrupt(&'static str),
-    #[error("{0} media streams stored, this node anchors one per call")]
+    #[error("{0} media streams stored, a call anchors 1 to {MAX_STREAMS}")]
     Streams(usize),
     #[error("media: {0}")]
     Media(#[from] crate::media::MediaError),

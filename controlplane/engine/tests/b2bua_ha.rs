@@ -12,8 +12,10 @@ use std::time::Duration;
 use harness::*;
 use portcullis_engine::b2bua::B2bua;
 use portcullis_engine::cdr::{EndReason, Party};
+use portcullis_engine::dialog::Dialog;
 use portcullis_engine::entropy::SeededEntropy;
-use portcullis_engine::ha::{CallSnapshot, RestoreError, TimerSnapshot, CSEQ_JUMP};
+use portcullis_engine::ha::{CallSnapshot, RestoreError, TimerSnapshot, CSEQ_JUMP, MAX_STREAMS};
+use portcullis_engine::media::{RealmId, StreamKind};
 use portcullis_engine::transaction::Method;
 
 /// The active node dies: `h` goes on with a fresh B2BUA (another random stream, the
@@ -191,11 +193,19 @@ fn restore_refuses_what_it_cannot_carry() {
     ));
     let mut bad = snap.clone();
     let m = bad.media.as_mut().unwrap();
-    let extra = m.streams[0].clone();
-    m.streams.push(extra);
+    for i in 1..=MAX_STREAMS {
+        let mut extra = m.streams[0].clone();
+        extra.mline = u32::try_from(i).unwrap();
+        m.streams.push(extra);
+    }
     assert!(matches!(
         fresh.restore_call(h.now, &bad),
-        Err(RestoreError::Streams(2))
+        Err(RestoreError::Streams(n)) if n == MAX_STREAMS + 1
+    ));
+    bad.media.as_mut().unwrap().streams.clear();
+    assert!(matches!(
+        fresh.restore_call(h.now, &bad),
+        Err(RestoreError::Streams(0))
     ));
     assert_eq!(fresh.active_calls(), 0, "nothing half-restored");
     assert!(fresh.media().live.is_empty());
@@ -232,4 +242,231 @@ fn snapshot_debug_never_prints_keys() {
     let dbg = format!("{snap:?}");
     assert!(!dbg.contains("WVNfX19zZW1jdGwg"), "{dbg}");
     assert!(!dbg.contains(&leg.srtp_out.as_ref().unwrap().key), "{dbg}");
+}
+
+/// An audio+video call with SDES-SRTP toward the callee, its legs in two media realms:
+/// the snapshot carries both streams (ports, peers, keys per stream, the realm of each
+/// leg) through its JSON form, the fresh node re-creates both pairs on their ports in
+/// those realms, a re-INVITE after the takeover keeps both lines on their ports with
+/// their keys, and the BYE releases both.
+#[test]
+fn every_stream_of_an_audio_video_call_is_taken_over() {
+    let mut h = H::with(|c| {
+        c.trunks[1].media = portcullis_engine::config::MediaMode::Srtp;
+        c.trunks[1].realm = RealmId(1);
+    });
+    let realm_ips: Vec<std::net::IpAddr> =
+        vec![MEDIA_IP.parse().unwrap(), "10.9.9.9".parse().unwrap()];
+    h.sbc.media_mut().realm_ips = realm_ips.clone();
+    h.sbc.set_ha(true);
+    let head =
+        "v=0\r\no=peer 77 1 IN IP4 192.168.1.10\r\ns=call\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\n";
+    let offer = format!(
+        "{head}m=audio 10000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 10002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    );
+    let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
+    let keys = |m: &portcullis_engine::transaction::SipMsg| {
+        String::from_utf8_lossy(m.body())
+            .lines()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let offered_keys = keys(&binv);
+    assert_eq!(offered_keys.len(), 2, "one SDES key per stream toward B");
+    let b_key_audio = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let b_key_video = "inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIz";
+    let answer = format!(
+        "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\n\
+m=audio 20000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {b_key_audio}\r\n\
+m=video 20002 RTP/SAVP 96\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {b_key_video}\r\n"
+    );
+    h.reply(B1, btx, &binv, 200, "btag", Some(&answer));
+    let ok = h.a.first_response(200).unwrap();
+    let mut da = h.a.ack(atx, &ainv, &ok, None);
+    h.pump();
+    let mut db = Dialog::from_uas(&binv, "btag", &h.b1.contact(), true).unwrap();
+    let before: Vec<_> = h
+        .sbc
+        .media()
+        .updates
+        .iter()
+        .rev()
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(h.sbc.media().live.len(), 2, "audio and video anchored");
+
+    // The active node dies; a fresh node with the same realms restores the call.
+    let call = h.sbc.poll_ha_dirty().expect("the answered call is dirty");
+    let snap = h.sbc.export_call(call).expect("exported");
+    let m = snap.media.as_ref().unwrap();
+    assert_eq!(m.streams.len(), 2, "both streams in the snapshot");
+    assert_eq!(m.realms, Some([0, 1]), "the realm of each leg");
+    assert_ne!(m.streams[0].ports, m.streams[1].ports);
+    let back: CallSnapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+    assert_eq!(back, snap, "the JSON form carries every stream");
+    let cfg = Arc::clone(h.sbc.config());
+    h.sbc = B2bua::new(cfg, FakeMedia::default(), SeededEntropy::new(7)).unwrap();
+    h.sbc.media_mut().realm_ips = realm_ips;
+    h.sbc.set_ha(true);
+    h.sbc.restore_call(h.now, &back).expect("restored");
+    let restored = h.sbc.media().restored.clone();
+    assert_eq!(restored.len(), 2, "a pair per stream");
+    for (i, (_, ports, realms)) in restored.iter().enumerate() {
+        assert_eq!(*ports, m.streams[i].ports, "stream {i} on its ports");
+        assert_eq!(
+            *realms,
+            [RealmId(0), RealmId(1)],
+            "stream {i} in its realms"
+        );
+    }
+    // Each pair programmed as before the crash: peers and keys per stream.
+    let live: Vec<_> = h
+        .sbc
+        .media()
+        .updates
+        .iter()
+        .rev()
+        .take(2)
+        .cloned()
+        .collect();
+    for ((_, a0, b0), (_, a1, b1)) in before.iter().zip(&live) {
+        assert_eq!(a1.peer_rtp, a0.peer_rtp);
+        assert_eq!(b1.peer_rtp, b0.peer_rtp);
+        assert_eq!(b1.srtp_in, b0.srtp_in);
+        assert_eq!(b1.srtp_out, b0.srtp_out);
+        assert!(b1.srtp_in.is_some() && b1.srtp_out.is_some());
+        assert!(
+            a1.srtp_in.is_none() && a1.srtp_out.is_none(),
+            "A stays plain"
+        );
+    }
+    let peers: Vec<_> = live
+        .iter()
+        .rev()
+        .map(|(_, a, b)| (a.peer_rtp, b.peer_rtp))
+        .collect();
+    assert_eq!(
+        peers,
+        vec![
+            (
+                Some(sa("192.168.1.10:10000")),
+                Some(sa("172.16.0.20:20000"))
+            ),
+            (
+                Some(sa("192.168.1.10:10002")),
+                Some(sa("172.16.0.20:20002"))
+            ),
+        ]
+    );
+    assert_ne!(live[0].2.srtp_in, live[1].2.srtp_in, "a key per stream");
+
+    // B re-INVITEs with both lines: A's re-INVITE keeps both our ports toward A.
+    let (rtx, _) = h.in_dialog(B1, &mut db, Method::Invite, Some(&answer));
+    let (itx, reinv) = h.a.last_request("INVITE");
+    let sdp_a = String::from_utf8_lossy(reinv.body()).into_owned();
+    for st in &m.streams {
+        assert!(
+            sdp_a.contains(&format!("m=audio {} ", st.ports[0]))
+                || sdp_a.contains(&format!("m=video {} ", st.ports[0])),
+            "{sdp_a}"
+        );
+    }
+    h.reply(A, itx, &reinv, 200, "", Some(&offer));
+    let r = h.b1.last_response(200).expect("B got its 200");
+    let b_sdp = String::from_utf8_lossy(r.body()).into_owned();
+    assert!(
+        b_sdp.contains(&format!("m=audio {} RTP/SAVP", m.streams[0].ports[1])),
+        "{b_sdp}"
+    );
+    assert!(
+        b_sdp.contains(&format!("m=video {} RTP/SAVP", m.streams[1].ports[1])),
+        "{b_sdp}"
+    );
+    assert_eq!(keys(&r), offered_keys, "our keys toward B kept per stream");
+    h.b1.ack_reinvite(rtx, &db, &r, None);
+    h.pump();
+    assert_eq!(h.sbc.media().live.len(), 2, "no stream re-allocated");
+
+    h.in_dialog(A, &mut da, Method::Bye, None);
+    let (btx, bye) = h.b1.last_request("BYE");
+    h.reply(B1, btx, &bye, 200, "", None);
+    assert_eq!(h.sbc.active_calls(), 0);
+    assert!(h.sbc.media().live.is_empty(), "both pairs released");
+    let cdrs = h.cdrs();
+    assert_eq!(cdrs.len(), 1);
+    assert!(cdrs[0].takeover.is_some());
+}
+
+/// A stream whose ports cannot be re-created fails the whole restore: no call is
+/// carried on with a stream missing, and the pairs already re-created are released.
+#[test]
+fn a_stream_that_cannot_be_restored_refuses_the_call_whole() {
+    let mut h = H::new();
+    h.sbc.set_ha(true);
+    let head =
+        "v=0\r\no=peer 77 1 IN IP4 192.168.1.10\r\ns=call\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\n";
+    let offer = format!("{head}m=audio 10000 RTP/AVP 0\r\nm=video 10002 RTP/AVP 96\r\n");
+    let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
+    let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\n\
+m=audio 20000 RTP/AVP 0\r\nm=video 20002 RTP/AVP 96\r\n";
+    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
+    let ok = h.a.first_response(200).unwrap();
+    h.a.ack(atx, &ainv, &ok, None);
+    h.pump();
+    let call = h.sbc.poll_ha_dirty().unwrap();
+    let snap = h.sbc.export_call(call).unwrap();
+    let cfg = Arc::clone(h.sbc.config());
+    let mut fresh = B2bua::new(cfg, FakeMedia::default(), SeededEntropy::new(5)).unwrap();
+    // The second stream's pair cannot be had.
+    fresh.media_mut().restore_capacity = Some(1);
+    assert!(matches!(
+        fresh.restore_call(h.now, &snap),
+        Err(RestoreError::Media(_))
+    ));
+    assert_eq!(fresh.active_calls(), 0);
+    assert!(fresh.media().live.is_empty(), "the first pair released");
+    // Streams out of line order are refused too.
+    let mut bad = snap.clone();
+    bad.media.as_mut().unwrap().streams.swap(0, 1);
+    assert!(matches!(
+        fresh.restore_call(h.now, &bad),
+        Err(RestoreError::Corrupt(_))
+    ));
+}
+
+/// A T.38 stream (UDPTL) beside the audio comes back as UDPTL, and a held stream as held.
+#[test]
+fn a_fax_stream_comes_back_as_udptl() {
+    let mut h = H::new();
+    h.sbc.set_ha(true);
+    let head =
+        "v=0\r\no=peer 77 1 IN IP4 192.168.1.10\r\ns=call\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\n";
+    let offer = format!(
+        "{head}a=sendonly\r\nm=audio 10000 RTP/AVP 0\r\nm=image 10004 udptl t38\r\na=T38FaxVersion:0\r\n"
+    );
+    let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
+    let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\n\
+a=recvonly\r\nm=audio 20000 RTP/AVP 0\r\nm=image 20004 udptl t38\r\na=T38FaxVersion:0\r\n";
+    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
+    let ok = h.a.first_response(200).unwrap();
+    h.a.ack(atx, &ainv, &ok, None);
+    h.pump();
+    let call = h.sbc.poll_ha_dirty().unwrap();
+    let snap = h.sbc.export_call(call).unwrap();
+    let back: CallSnapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+    let cfg = Arc::clone(h.sbc.config());
+    h.sbc = B2bua::new(cfg, FakeMedia::default(), SeededEntropy::new(3)).unwrap();
+    h.sbc.restore_call(h.now, &back).expect("restored");
+    let ups = h.sbc.media().updates.clone();
+    let (audio, fax) = (&ups[ups.len() - 2], &ups[ups.len() - 1]);
+    for p in [&fax.1, &fax.2] {
+        assert_eq!(p.kind, StreamKind::Udptl, "{p:?}");
+    }
+    for p in [&audio.1, &audio.2] {
+        assert_eq!(p.kind, StreamKind::Rtp);
+        assert!(p.held, "held as before the takeover: {p:?}");
+    }
+    assert_eq!(fax.2.peer_rtp, Some(sa("172.16.0.20:20004")));
 }

@@ -61,6 +61,8 @@ pub struct FakeMedia {
     pub realm_ips: Vec<std::net::IpAddr>,
     /// The realms of every allocation (A, B).
     pub realms: Vec<[RealmId; 2]>,
+    /// Pairs a takeover may re-create before `restore` refuses (`None`: no limit).
+    pub restore_capacity: Option<usize>,
 }
 
 impl FakeMedia {
@@ -126,6 +128,12 @@ impl MediaControl for FakeMedia {
         a: &MediaLegParams,
         b: &MediaLegParams,
     ) -> Result<MediaAllocation, MediaError> {
+        if self
+            .restore_capacity
+            .is_some_and(|c| self.restored.len() >= c)
+        {
+            return Err(MediaError::Other(format!("port {} taken", ports[0])));
+        }
         self.next += 1;
         let id = MediaId(self.next);
         self.live.insert(id);

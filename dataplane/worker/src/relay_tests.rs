@@ -382,6 +382,31 @@ fn inactivity_and_latch_events_carry_the_generation() {
     assert!(events.pop().is_none(), "reported once");
 }
 
+#[test]
+fn a_restore_starts_the_inactivity_clock_afresh_even_on_an_armed_pair() {
+    let (mut r, _, events) = relay(1);
+    let restore = |generation| Command::Restore {
+        pair: 0,
+        generation,
+        params: [peer(Some(addr(1))), peer(Some(addr(9)))],
+        legs: [0, 1],
+        resume: [crate::LegResume::default(); 2],
+    };
+    r.apply(&restore(3), 0);
+    r.housekeeping(1_000_011);
+    assert!(
+        matches!(events.pop(), Some(Event::Inactive { .. })),
+        "idle since armed"
+    );
+    // Restored again (a standby's pair armed ahead, adopted by the takeover): the clock
+    // restarts and the inactivity is reported once more a timeout later.
+    r.apply(&restore(3), 2_000_000);
+    r.housekeeping(2_500_000);
+    assert!(events.pop().is_none(), "not inactive yet");
+    r.housekeeping(3_000_011);
+    assert!(matches!(events.pop(), Some(Event::Inactive { handle }) if handle.generation == 3));
+}
+
 /// One housekeeping run visits one slice of the table, and `SWEEP_SLICES` runs visit
 /// every pair exactly once (here: every pair is inactive, one event per visit).
 #[test]

@@ -6,9 +6,9 @@
 //! [`B2bua::poll_ha_dirty`], exports each call with [`B2bua::export_call`] and
 //! writes the snapshot out of the engine task. The standby restores each snapshot
 //! with [`B2bua::restore_call`]: the call comes back `Answered`, indexed by both
-//! dialogs, its pair re-created on the same ports, its session timers re-armed at
-//! their stored deadlines (at once when already past), its local CSeqs moved
-//! [`CSEQ_JUMP`] ahead.
+//! dialogs, the pair of every stream (every anchored `m=` line) re-created on the
+//! same ports in the same media realms, its session timers re-armed at their stored
+//! deadlines (at once when already past), its local CSeqs moved [`CSEQ_JUMP`] ahead.
 //!
 //! What is not carried: transactions in flight at the crash (a peer retransmits a
 //! request, which the new node answers; a response the dead node owed is lost, and
@@ -23,10 +23,11 @@ use super::sdp_rewrite::{ix, MediaState};
 use super::B2bua;
 use crate::config::RedirectMode;
 use crate::ha::{
-    call_key, ALegSnapshot, BLegSnapshot, Blob, CallSnapshot, PeerSnapshot, RestoreError,
-    SessionSnapshot, TakeoverSnapshot, TimerSnapshot, CSEQ_JUMP, SNAPSHOT_FORMAT,
+    call_key, ALegSnapshot, BLegSnapshot, Blob, CallSnapshot, MediaSnapshot, PeerSnapshot,
+    RestoreError, SessionSnapshot, TakeoverSnapshot, TimerSnapshot, CSEQ_JUMP, MAX_STREAMS,
+    SNAPSHOT_FORMAT,
 };
-use crate::media::{MediaControl, Side};
+use crate::media::{MediaAllocation, MediaControl, MediaId, MediaLegParams, RealmId, Side};
 use crate::time::Timestamp;
 use crate::transaction::{parse_message, PeerAddr, TxId};
 
@@ -78,15 +79,21 @@ impl<M: MediaControl> B2bua<M> {
         }
     }
 
-    /// The media pair of `call` (`None`: bypassed, or no such call).
+    /// The media pair of `call`'s first stream (`None`: bypassed, or no such call).
     #[must_use]
-    pub fn media_of(&self, call: u64) -> Option<crate::media::MediaId> {
+    pub fn media_of(&self, call: u64) -> Option<MediaId> {
+        self.media_streams_of(call).first().copied()
+    }
+
+    /// The media pair of every stream of `call`, in `m=` line order (empty: bypassed,
+    /// or no such call).
+    #[must_use]
+    pub fn media_streams_of(&self, call: u64) -> Vec<MediaId> {
         self.calls
-            .get(&call)?
-            .media
-            .as_ref()
-            .and_then(|m| m.streams.first())
-            .map(|s| s.alloc.id)
+            .get(&call)
+            .and_then(|c| c.media.as_ref())
+            .map(|m| m.ids().collect())
+            .unwrap_or_default()
     }
 
     /// The durable key of `call` (exported or restored before), if any.
@@ -204,31 +211,16 @@ impl<M: MediaControl> B2bua<M> {
                 .map_err(|_| RestoreError::Corrupt("SDP"))?,
             None => None,
         };
-        // Media first: nothing is indexed until the pair exists.
+        // Media first: nothing is indexed until every stream's pair exists.
         let media = match &s.media {
             None => None,
             Some(m) => {
-                let [stream] = m.streams.as_slice() else {
-                    return Err(RestoreError::Streams(m.streams.len()));
-                };
-                let [Some(pa), Some(pb)] = [stream.legs[0].params(), stream.legs[1].params()]
-                else {
-                    return Err(RestoreError::Corrupt("SRTP key"));
-                };
-                // Each side's ports are in the realm of its trunk here, as they were on
-                // the node that set the call up (the two run one configuration).
-                let realms = [cfg.trunk_realm(a_trunk), cfg.trunk_realm(b_trunk)];
-                let mut alloc = self.media.restore(realms, stream.ports, &pa, &pb)?;
-                // The addresses the peers were told keep theirs.
-                alloc.a_ip = m.advertised_ip;
-                alloc.b_ip = m.advertised_ip_b.unwrap_or(m.advertised_ip);
-                match MediaState::from_snapshot(alloc, realms, m, [pa, pb]) {
-                    Some(ms) => Some(ms),
-                    None => {
-                        self.media.release(alloc.id);
-                        return Err(RestoreError::Corrupt("SDP"));
-                    }
-                }
+                // Each side's ports are in the realm its leg was in on the node that set
+                // the call up (stored; the realm of its trunk in an older record).
+                let realms = m
+                    .leg_realms()
+                    .unwrap_or([cfg.trunk_realm(a_trunk), cfg.trunk_realm(b_trunk)]);
+                Some(self.restore_streams(realms, m)?)
             }
         };
         let id = self.next_call;
@@ -327,7 +319,7 @@ impl<M: MediaControl> B2bua<M> {
             }),
         };
         if let Some(ms) = &call.media {
-            if let Some(st) = ms.streams.first() {
+            for st in &ms.streams {
                 self.by_media.insert(st.alloc.id, id);
             }
         }
@@ -347,19 +339,16 @@ impl<M: MediaControl> B2bua<M> {
                 c.bound.push((name.clone(), *addr));
             }
         }
-        // Teams flags and codec policy from this node's trunks, ICE as stored.
+        // Teams flags, codec policy and DTMF mode from this node's trunks, ICE as stored.
         if let Some(c) = self.calls.get_mut(&id) {
             let teams = [a_trunk, b_trunk].map(|t| c.cfg.is_teams_trunk(t));
-            let codecs = [a_trunk, b_trunk].map(|t| {
-                c.cfg
-                    .trunk(t)
-                    .map(|t| t.policy.codecs.clone())
-                    .unwrap_or_default()
-            });
+            let policy = [a_trunk, b_trunk]
+                .map(|t| c.cfg.trunk(t).map(|t| t.policy.clone()).unwrap_or_default());
             if let Some(ms) = c.media.as_mut() {
                 for side in [Side::A, Side::B] {
                     ms.teams[ix(side)] = teams[ix(side)];
-                    ms.codecs[ix(side)] = codecs[ix(side)].clone();
+                    ms.codecs[ix(side)] = policy[ix(side)].codecs.clone();
+                    ms.dtmf[ix(side)] = policy[ix(side)].dtmf;
                 }
             }
         }
@@ -375,6 +364,53 @@ impl<M: MediaControl> B2bua<M> {
         self.update_media(id);
         self.ha.dirty.insert(id);
         Ok(id)
+    }
+
+    /// Re-creates every stream of `m` on its stored ports in `realms`, in line order;
+    /// on any failure releases what it re-created (a call is never carried on with a
+    /// stream missing).
+    fn restore_streams(
+        &mut self,
+        realms: [RealmId; 2],
+        m: &MediaSnapshot,
+    ) -> Result<MediaState, RestoreError> {
+        if m.streams.is_empty() || m.streams.len() > MAX_STREAMS {
+            return Err(RestoreError::Streams(m.streams.len()));
+        }
+        let mut params = Vec::with_capacity(m.streams.len());
+        for (i, st) in m.streams.iter().enumerate() {
+            if usize::try_from(st.mline).ok() != Some(i) {
+                return Err(RestoreError::Corrupt("media line order"));
+            }
+            let [Some(pa), Some(pb)] = [st.legs[0].params(), st.legs[1].params()] else {
+                return Err(RestoreError::Corrupt("SRTP key"));
+            };
+            params.push([pa, pb]);
+        }
+        let mut made: Vec<(MediaAllocation, [MediaLegParams; 2])> = Vec::new();
+        for (st, [pa, pb]) in m.streams.iter().zip(params) {
+            match self.media.restore(realms, st.ports, &pa, &pb) {
+                Ok(mut alloc) => {
+                    // The addresses the peers were told keep theirs.
+                    alloc.a_ip = m.advertised_ip;
+                    alloc.b_ip = m.advertised_ip_b.unwrap_or(m.advertised_ip);
+                    made.push((alloc, [pa, pb]));
+                }
+                Err(e) => {
+                    for (a, _) in &made {
+                        self.media.release(a.id);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let ids: Vec<MediaId> = made.iter().map(|(a, _)| a.id).collect();
+        MediaState::from_snapshot(made, realms, m).ok_or_else(|| {
+            for id in ids {
+                self.media.release(id);
+            }
+            RestoreError::Corrupt("SDP")
+        })
     }
 
     /// Forgets the durable key of a call that is being removed.

@@ -57,6 +57,7 @@ use self::call::{Call, CallState, CallTimer, ClientRole};
 pub use self::options::{Availability, LOAD_HEADER};
 pub use self::register::RegistrationStatus;
 pub use self::stats::{EngineStats, Outcome, TrunkStats};
+pub use self::streams::MAX_STREAMS;
 pub use crate::cdr::{CdrRecord, EndReason, LegRecord, Party};
 use crate::config::{ConfigError, EngineConfig, TrunkId};
 use crate::digest::{NonceCountGuard, NONCE_GUARD_CAPACITY};

@@ -181,6 +181,7 @@ impl MediaState {
             last_sent: self.last_sent.clone().map(|b| b.map(Blob)),
             last_from: [0, 1].map(|i| self.last_from[i].as_ref().map(|s| Blob(s.to_bytes()))),
             ice: [0, 1].map(|i| IceSnapshot::of(self.ice[i].as_ref())),
+            realms: Some(self.realms.map(|r| r.0)),
             streams: self
                 .streams
                 .iter()
@@ -194,14 +195,13 @@ impl MediaState {
         }
     }
 
-    /// The state [`Self::to_snapshot`] saved, on the pair `alloc` re-created in
-    /// `realms` for its first stream (a takeover carries the first `m=` line; further
-    /// lines were refused a restore). `None` when a stored SDP does not parse.
+    /// The state [`Self::to_snapshot`] saved, on the pairs re-created in `realms` for
+    /// its streams (`streams[i]`: line `i`'s pair and legs). `None` when a stored SDP
+    /// does not parse.
     pub fn from_snapshot(
-        alloc: MediaAllocation,
+        streams: Vec<(MediaAllocation, [MediaLegParams; 2])>,
         realms: [RealmId; 2],
         s: &crate::ha::MediaSnapshot,
-        params: [MediaLegParams; 2],
     ) -> Option<Self> {
         use crate::ha::IceSnapshot;
         let mut last_from = [None, None];
@@ -210,10 +210,16 @@ impl MediaState {
                 *slot = Some(SessionDescription::parse(&b.0).ok()?);
             }
         }
-        let mut first = AnchoredStream::new(alloc);
-        first.params = params;
+        let streams = streams
+            .into_iter()
+            .map(|(alloc, params)| {
+                let mut st = AnchoredStream::new(alloc);
+                st.params = params;
+                st
+            })
+            .collect();
         Some(Self {
-            streams: vec![first],
+            streams,
             realms,
             session_id: s.session_id,
             version: s.version,

@@ -27,7 +27,7 @@ use super::B2bua;
 use crate::media::{MediaAllocation, MediaControl, MediaId, MediaLegParams, Side, StreamKind};
 
 /// Streams (`m=` lines) anchored per call; later lines are answered port 0.
-pub(crate) const MAX_STREAMS: usize = 4;
+pub const MAX_STREAMS: usize = 4;
 
 /// One anchored stream: its port pair and how each leg is programmed.
 #[derive(Clone, Debug)]

@@ -117,6 +117,17 @@ impl Relay {
                 };
                 self.apply(&update, now_us);
                 self.resume(pair, generation, resume);
+                // The other node's media stops here: the inactivity clock starts afresh,
+                // on a pair restored again too (a standby's pair armed ahead and adopted
+                // at the takeover).
+                if let Some(p) = self.pairs.get_mut(pair as usize) {
+                    if p.armed() && p.generation == generation {
+                        p.inactive_reported_at = None;
+                        for leg in &mut p.legs {
+                            leg.last_rx_us = leg.last_rx_us.max(now_us);
+                        }
+                    }
+                }
             }
             Command::Remove { pair, generation } => {
                 match self.pairs.get_mut(pair as usize) {
