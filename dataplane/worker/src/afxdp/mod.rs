@@ -18,8 +18,9 @@
 //! the destination; the frame's headers are written in front of the payload in the same
 //! chunk ([`frame::build`]) and the chunk goes on the TX ring of the interface it came in
 //! on. The next hop's MAC is the one the destination's own accepted packets came from
-//! ([`neigh`]); until one has come, or when the packet leaves by another interface, it is
-//! sent through the UDP socket instead (the kernel resolves the neighbour). On exit the
+//! ([`neigh`]); until one has come, when the packet leaves by another interface, or when
+//! it is larger than the interface's MTU, it is sent through the UDP socket instead (the
+//! kernel resolves the neighbour, fragments). On exit the
 //! claims and the XSKMAP entries are removed: the ports go back to the kernel's stack.
 
 mod frame;
@@ -58,6 +59,8 @@ struct Port {
     slot: u32,
     /// Our MAC on the interface.
     mac: [u8; 6],
+    /// Its MTU: a larger packet leaves through the UDP socket (the kernel fragments it).
+    mtu: usize,
 }
 
 /// Where each realm's packets come in and leave: its address on the attached interfaces
@@ -101,7 +104,8 @@ fn xdp_err(e: &portcullis_xdp::FastPathError) -> DataplaneError {
     DataplaneError::AfXdp(e.to_string())
 }
 
-/// Binds the worker's AF_XDP sockets and claims its ports (see the module doc).
+/// Binds the worker's AF_XDP sockets, one per interface holding a realm's address, and
+/// says where each realm (by index: the plan's segments are in realm order) comes in.
 fn set_up(
     ctx: &WorkerCtx,
     cfg: &FastPathConfig,
@@ -148,7 +152,13 @@ fn set_up(
                     "AF_XDP socket bound"
                 );
                 ifaces.push(ifindex);
-                ports.push(Port { xsk, slot, mac });
+                let mtu = mtu_of(cfg, ifindex);
+                ports.push(Port {
+                    xsk,
+                    slot,
+                    mac,
+                    mtu,
+                });
                 ports.len() - 1
             }
         };
@@ -160,6 +170,17 @@ fn set_up(
         ));
     }
     Ok((ports, realms))
+}
+
+/// The MTU of attached interface `ifindex` (1500 when it cannot be read).
+fn mtu_of(cfg: &FastPathConfig, ifindex: u32) -> usize {
+    cfg.program
+        .interfaces()
+        .iter()
+        .find(|i| i.ifindex == ifindex)
+        .and_then(|i| std::fs::read_to_string(format!("/sys/class/net/{}/mtu", i.name)).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(1500)
 }
 
 fn claim_all(
@@ -332,7 +353,7 @@ fn relay_frame(
     now: u64,
 ) -> Option<(u64, u32)> {
     let ifindex = port.xsk.ifindex;
-    let mac = port.mac;
+    let (mac, mtu) = (port.mac, port.mtu);
     let (chunk, at) = port.xsk.chunk_mut(d.addr)?;
     let chunk_base = d.addr - at as u64;
     let end = at + d.len as usize;
@@ -362,14 +383,16 @@ fn relay_frame(
         let realm = ctx.plan.realm_of_leg(out / 2)?;
         let egress = realms.get(usize::from(realm.0)).copied().flatten()?;
         let dst = neigh.next_hop(to.ip(), ifindex)?;
-        (egress.port == pi).then_some((src, frame::Link { src: mac, dst }))
+        let fits = frame::header_len(src) - frame::ETH_LEN + len <= mtu;
+        (egress.port == pi && fits).then_some((src, frame::Link { src: mac, dst }))
     });
     if let Some((src, link)) = link {
         if let Some((start, flen)) = frame::build(chunk, payload, len, src, to, link) {
             return Some((chunk_base + start as u64, u32::try_from(flen).ok()?));
         }
     }
-    // Through the kernel: the neighbour is not known yet, or another interface.
+    // Through the kernel: the neighbour is not known yet, another interface, or larger
+    // than the MTU.
     let data = chunk.get(payload..payload + len)?;
     ctx.shared.worker.xsk_kernel_tx.add(1);
     let sent = ctx
