@@ -481,7 +481,7 @@ pub struct WorkerCounters {
     /// Frames sent through them.
     pub xsk_tx: Counter,
     /// Packets received through AF_XDP and sent through the UDP socket instead (next hop
-    /// not learned yet, or leaving by another interface).
+    /// not learned yet, leaving by another interface, over the MTU, TX ring full).
     pub xsk_kernel_tx: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,

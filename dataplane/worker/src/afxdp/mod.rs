@@ -18,9 +18,10 @@
 //! the destination; the frame's headers are written in front of the payload in the same
 //! chunk ([`frame::build`]) and the chunk goes on the TX ring of the interface it came in
 //! on. The next hop's MAC is the one the destination's own accepted packets came from
-//! ([`neigh`]); until one has come, when the packet leaves by another interface, or when
-//! it is larger than the interface's MTU, it is sent through the UDP socket instead (the
-//! kernel resolves the neighbour, fragments). On exit the
+//! ([`neigh`]); until one has come, when the packet leaves by another interface, when it
+//! is larger than the interface's MTU, or when the TX ring is full (copy mode completes a
+//! frame only once the kernel freed its copy), it is sent through the UDP socket instead
+//! (the kernel resolves the neighbour, fragments, queues). On exit the
 //! claims and the XSKMAP entries are removed: the ports go back to the kernel's stack.
 
 mod frame;
@@ -41,8 +42,9 @@ use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::types::{DataplaneError, FastPathConfig, RealmId};
 use crate::worker::WorkerCtx;
 
-/// UMEM chunks per AF_XDP socket (16 MiB).
-const FRAMES: u32 = 4096;
+/// UMEM chunks per AF_XDP socket (32 MiB): the fill ring's, and as many for frames in
+/// the worker's hands and in flight.
+const FRAMES: u32 = 8192;
 /// Frames taken from one RX ring per loop iteration.
 const RX_BATCH: usize = 64;
 /// Ready descriptors handled per `epoll_wait`.
@@ -211,10 +213,26 @@ fn claim_all(
     Ok(())
 }
 
+/// A frame built for the TX ring, and what the UDP socket needs to send its payload
+/// instead when the ring is full.
+#[derive(Clone, Copy, Debug)]
+struct TxFrame {
+    /// UMEM offset and length of the whole frame.
+    addr: u64,
+    len: u32,
+    /// Sending socket, destination, UMEM offset and length of the UDP payload.
+    sock: u32,
+    to: SocketAddr,
+    payload: u64,
+    payload_len: usize,
+}
+
 /// Scratch space reused every iteration (no allocation on the packet path).
 struct Scratch {
     descs: Vec<XdpDesc>,
-    tx: Vec<(u64, u32)>,
+    tx: Vec<TxFrame>,
+    /// `tx` as the TX ring takes it.
+    ring: Vec<(u64, u32)>,
     neigh: neigh::Neighbours,
 }
 
@@ -269,6 +287,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let mut st = Scratch {
         descs: Vec::with_capacity(RX_BATCH),
         tx: Vec::with_capacity(RX_BATCH),
+        ring: Vec::with_capacity(RX_BATCH),
         neigh: neigh::Neighbours::new(),
     };
     ctx.signal_ready();
@@ -309,7 +328,9 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Receives one batch from AF_XDP socket `pi`, relays it, sends the results.
+/// Receives one batch from AF_XDP socket `pi`, relays it, sends the results: through the
+/// TX ring, or through the UDP socket for what the ring cannot take (the kernel has not
+/// completed enough earlier frames yet), so a burst is not lost.
 fn service(
     ctx: &mut WorkerCtx,
     realms: &[Option<RealmLink>],
@@ -324,25 +345,42 @@ fn service(
     port.xsk.reap();
     port.xsk.receive(&mut st.descs);
     st.tx.clear();
-    let w = &ctx.shared.worker;
-    w.xsk_rx.add(st.descs.len() as u64);
+    ctx.shared.worker.xsk_rx.add(st.descs.len() as u64);
     for d in &st.descs {
         match relay_frame(ctx, realms, port, pi, &mut st.neigh, *d, now) {
-            Some((start, len)) => st.tx.push((start, len)),
+            Some(f) => st.tx.push(f),
             None => port.xsk.recycle(d.addr),
         }
     }
-    let sent = port.xsk.transmit(&st.tx);
+    st.ring.clear();
+    st.ring.extend(st.tx.iter().map(|f| (f.addr, f.len)));
+    let sent = port.xsk.transmit(&st.ring);
     ctx.shared.worker.xsk_tx.add(sent as u64);
-    for &(addr, _) in st.tx.iter().skip(sent) {
-        ctx.relay.on_send_error(u32::MAX);
-        port.xsk.recycle(addr);
+    for f in st.tx.iter().skip(sent) {
+        if let Some((chunk, at)) = port.xsk.chunk_mut(f.payload) {
+            if let Some(data) = chunk.get(at..at + f.payload_len) {
+                kernel_send(ctx, f.sock, f.to, data);
+            }
+        }
+        port.xsk.recycle(f.addr);
     }
     port.xsk.refill();
 }
 
-/// Relays one frame: `Some((UMEM offset, length))` of the frame to put on the TX ring, or
-/// `None` when the chunk is free again (dropped, or sent through the UDP socket).
+/// Sends `data` to `to` through the UDP socket `sock` (counted as `xsk_kernel_tx`).
+fn kernel_send(ctx: &WorkerCtx, sock: u32, to: SocketAddr, data: &[u8]) {
+    ctx.shared.worker.xsk_kernel_tx.add(1);
+    let sent = ctx
+        .sockets
+        .get(sock as usize)
+        .map(|s| s.send_to(data, &SockAddr::from(to)));
+    if !matches!(sent, Some(Ok(n)) if n == data.len()) {
+        ctx.relay.on_send_error(sock);
+    }
+}
+
+/// Relays one frame: `Some` frame to put on the TX ring, or `None` when the chunk is free
+/// again (dropped, or sent through the UDP socket).
 fn relay_frame(
     ctx: &mut WorkerCtx,
     realms: &[Option<RealmLink>],
@@ -351,7 +389,7 @@ fn relay_frame(
     neigh: &mut neigh::Neighbours,
     d: XdpDesc,
     now: u64,
-) -> Option<(u64, u32)> {
+) -> Option<TxFrame> {
     let ifindex = port.xsk.ifindex;
     let (mac, mtu) = (port.mac, port.mtu);
     let (chunk, at) = port.xsk.chunk_mut(d.addr)?;
@@ -388,20 +426,20 @@ fn relay_frame(
     });
     if let Some((src, link)) = link {
         if let Some((start, flen)) = frame::build(chunk, payload, len, src, to, link) {
-            return Some((chunk_base + start as u64, u32::try_from(flen).ok()?));
+            return Some(TxFrame {
+                addr: chunk_base + start as u64,
+                len: u32::try_from(flen).ok()?,
+                sock: out,
+                to,
+                payload: chunk_base + payload as u64,
+                payload_len: len,
+            });
         }
     }
     // Through the kernel: the neighbour is not known yet, another interface, or larger
     // than the MTU.
     let data = chunk.get(payload..payload + len)?;
-    ctx.shared.worker.xsk_kernel_tx.add(1);
-    let sent = ctx
-        .sockets
-        .get(out as usize)
-        .map(|s| s.send_to(data, &SockAddr::from(to)));
-    if !matches!(sent, Some(Ok(n)) if n == len) {
-        ctx.relay.on_send_error(out);
-    }
+    kernel_send(ctx, out, to, data);
     None
 }
 

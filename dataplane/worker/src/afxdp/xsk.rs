@@ -20,8 +20,11 @@ use crate::types::DataplaneError;
 
 /// Bytes per UMEM chunk (one frame each; the kernel puts a received frame 256 bytes in).
 pub(crate) const FRAME: u32 = 4096;
-/// Descriptors per ring (fill, completion, RX, TX).
-const RING: u32 = 2048;
+/// Descriptors per ring (fill, RX, TX).
+const RING: u32 = 4096;
+/// Completion ring: room for every chunk outside the fill ring (in copy mode a frame
+/// completes only once the kernel freed its copy, which may sit in a peer's socket queue).
+const COMPLETION: u32 = 2 * RING;
 
 /// How the socket ended up bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +91,7 @@ impl Xsk {
         .ok_or(DataplaneError::Config("af_xdp UMEM mapping"))?;
         let config = UmemConfig {
             fill_size: RING,
-            complete_size: RING,
+            complete_size: COMPLETION,
             frame_size: FRAME,
             headroom: 0,
             flags: 0,
