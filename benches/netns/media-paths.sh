@@ -176,7 +176,7 @@ for mode in $MODES; do
   ip netns exec "$SBC" chrt -f 10 taskset -c 1 "$APP_BIN" run --config "$WORK/$mode.toml" \
     >"$WORK/$mode.log" 2>&1 &
   app=$!
-  for _ in $(seq 100); do grep -q 'portcullis ready' "$WORK/$mode.log" && break; sleep 0.1; done
+  for _ in $(seq 100); do grep -qs 'portcullis ready' "$WORK/$mode.log" && break; sleep 0.1; done
   grep -q 'portcullis ready' "$WORK/$mode.log" || { cat "$WORK/$mode.log" >&2; exit 1; }
   for pid in $(pgrep '^napi/mpa0-' || true); do
     taskset -pc 1 "$pid" >/dev/null
@@ -211,16 +211,16 @@ print(f"{mode:<12} {sys.argv[8]:>6} {calls:>10} {pkts / window:>10.0f} {cpu_us:>
 PY
 done
 done
-echo "median cpu µs/pkt (and ÷ uring's) per mode over $ROUNDS round(s):"
+echo "median cpu µs/pkt per mode over $ROUNDS round(s), and its ratio to io_uring's (same media):"
 python3 - "$WORK/results.txt" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for r in rows:
     by.setdefault(r[0], []).append(float(r[4]))
-base = statistics.median(by["uring"]) if "uring" in by else None
 for mode, v in by.items():
+    ref = by.get("uring-srtp" if mode.endswith("-srtp") else "uring")
     med = statistics.median(v)
-    ratio = f"{med / base:.2f}" if base else "-"
+    ratio = f"{med / statistics.median(ref):.2f}" if ref else "-"
     print(f"{mode:<12} {med:8.2f}  {ratio}")
 PY
