@@ -8,6 +8,9 @@
 //!   the AF_XDP one), the replies leave through AF_XDP once the next hop is learned, an
 //!   attacker spraying the call's ports from another address gets nothing and nothing of
 //!   its is forwarded, and the CDR counts every packet sent.
+//! - The same call with the XDP fast path on too (one program for both): once the call is
+//!   promoted the kernel forwards its media, what the program passes up (the attacker's
+//!   packets) still reaches the worker through AF_XDP, and the counts stay exact.
 //! - An SDES-SRTP caller bridged to a plain-RTP callee (the load generator on both ends):
 //!   no SRTP error, no packet lost mid-stream, all through AF_XDP.
 //! - Where it cannot run (the media address on no named interface, more workers than the
@@ -135,6 +138,8 @@ fn sample(text: &str, family: &str, label: &str) -> u64 {
 /// The worker's packet totals and the AF_XDP backend's frames.
 #[derive(Debug, Clone, Copy)]
 struct Io {
+    /// Packets the XDP fast path forwarded (program verdicts `tx` and `redirect`).
+    forwarded: u64,
     worker_rx: u64,
     worker_tx: u64,
     xsk_rx: u64,
@@ -155,7 +160,15 @@ fn io(sbc: &Netns) -> Io {
         m.contains("portcullis_dataplane_info{backend=\"af_xdp\""),
         "not the af_xdp backend:\n{m}"
     );
+    let verdict = |v: &str| {
+        sample(
+            &m,
+            "portcullis_fastpath_program_packets_total",
+            &format!("verdict=\"{v}\""),
+        )
+    };
     Io {
+        forwarded: verdict("tx") + verdict("redirect"),
         worker_rx: sample(&m, "portcullis_dataplane_packets_total", "direction=\"rx\""),
         worker_tx: sample(&m, "portcullis_dataplane_packets_total", "direction=\"tx\""),
         xsk_rx: frames("rx"),
@@ -307,6 +320,17 @@ fn full_checksums(ns: &Netns, dev: &str) {
 
 #[test]
 fn af_xdp_relays_a_call_both_ways_refuses_an_attacker_and_counts_every_packet() {
+    call_through(false);
+}
+
+#[test]
+fn af_xdp_beside_the_xdp_fast_path_takes_what_the_program_passes_up() {
+    call_through(true);
+}
+
+/// A call with media both ways and an attacker, through the af_xdp backend, with or
+/// without the XDP fast path.
+fn call_through(fast_path: bool) {
     let _serial = serial();
     let caller_addrs = [format!("{CALLER}/24"), format!("{ATTACKER}/24")];
     let lan = Lan::new(&[
@@ -317,9 +341,18 @@ fn af_xdp_relays_a_call_both_ways_refuses_an_attacker_and_counts_every_packet() 
     let (caller_ns, sbc, callee_ns) = (&lan.parties[0], &lan.parties[1], &lan.parties[2]);
     full_checksums(caller_ns, "c0");
     full_checksums(callee_ns, "b0");
+    // A veth takes the frames its peer sends with XDP_TX only when it runs XDP itself: the
+    // bridge's end of the appliance's veth gets the program with nothing promoted.
+    let _bridge_end = fast_path.then(|| {
+        lan.lan.join(|| {
+            portcullis_xdp::FastPath::attach("l1", portcullis_xdp::AttachMode::Native)
+                .expect("XDP on the bridge's end of the appliance's veth")
+        })
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let _app = start_appliance(sbc, d, &config("\"auto:1\"", "rtp", "rtp", ""));
+    let extra = if fast_path { "fast_path = \"xdp\"" } else { "" };
+    let _app = start_appliance(sbc, d, &config("\"auto:1\"", "rtp", "rtp", extra));
     // Every port of the worker's slice is claimed for its AF_XDP socket.
     assert_eq!(map_entries(sbc, "a0", "xsk_ports"), Some(256));
 
@@ -402,20 +435,41 @@ fn af_xdp_relays_a_call_both_ways_refuses_an_attacker_and_counts_every_packet() 
          heard caller {heard_caller:?} callee {heard_callee:?}; {before:?} -> {after:?}"
     ));
 
-    // Everything the worker received came through AF_XDP; what it sent left through
+    // Every packet was forwarded by the kernel (fast path) or received by the worker, and
+    // everything the worker received came through AF_XDP; what it sent left through
     // AF_XDP, or through its UDP socket before the next hop was learned.
     let received = sent_caller + sent_callee + attack_a + attack_b;
-    assert_eq!(after.worker_rx - before.worker_rx, received, "{after:?}");
-    assert_eq!(after.xsk_rx - before.xsk_rx, received, "{after:?}");
+    let forwarded = after.forwarded - before.forwarded;
+    assert_eq!(
+        after.worker_rx - before.worker_rx + forwarded,
+        received,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.xsk_rx - before.xsk_rx,
+        after.worker_rx - before.worker_rx,
+        "{after:?}"
+    );
     assert_eq!(
         after.worker_tx - before.worker_tx,
         (after.xsk_tx - before.xsk_tx) + (after.kernel_tx - before.kernel_tx),
         "{after:?}"
     );
-    assert!(
-        after.xsk_tx - before.xsk_tx > (sent_caller + sent_callee) / 2,
-        "most replies through AF_XDP: {after:?}"
-    );
+    if fast_path {
+        // Promoted within the first second: the kernel carried most of the call.
+        assert!(forwarded > (sent_caller + sent_callee) / 2, "{after:?}");
+        // The attacker's packets were passed up, to the worker's AF_XDP socket.
+        assert!(
+            after.xsk_rx - before.xsk_rx >= attack_a + attack_b,
+            "{after:?}"
+        );
+    } else {
+        assert_eq!(forwarded, 0);
+        assert!(
+            after.xsk_tx - before.xsk_tx > (sent_caller + sent_callee) / 2,
+            "most replies through AF_XDP: {after:?}"
+        );
+    }
     assert!(
         after.kernel_tx - before.kernel_tx < 20,
         "only the first packets through the kernel: {after:?}"
