@@ -11,7 +11,7 @@ pub const FAMILIES: &[Family] = &[fam(
     Kind::Counter,
     "Media frames of the af_xdp backend, per worker and path: rx (received through AF_XDP), \
      tx (sent through AF_XDP), kernel_tx (received through AF_XDP, sent through the UDP \
-     socket: next hop not learned yet, another interface, over the MTU, or the TX ring full).",
+     socket: next hop not learned yet, over the MTU, or the TX ring full).",
 )];
 
 /// Renders the backend's family.

@@ -481,7 +481,7 @@ pub struct WorkerCounters {
     /// Frames sent through them.
     pub xsk_tx: Counter,
     /// Packets received through AF_XDP and sent through the UDP socket instead (next hop
-    /// not learned yet, leaving by another interface, over the MTU, TX ring full).
+    /// not learned yet, over the MTU, TX ring full, no free chunk on the egress interface).
     pub xsk_kernel_tx: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,

@@ -14,18 +14,20 @@
 //! Receive: each frame is parsed with every length checked ([`frame::parse`]: Ethernet,
 //! IPv4 or IPv6, UDP, checksums verified); its destination names the socket
 //! ([`SocketPlan::socket_at`]); the relay transforms the payload in place in the UMEM
-//! chunk (SRTP tailroom included). Send: the relay's verdict names the sending socket and
-//! the destination; the frame's headers are written in front of the payload in the same
-//! chunk ([`frame::build`]) and the chunk goes on the TX ring of the interface it came in
-//! on. The next hop's MAC is the one the destination's own accepted packets came from
-//! ([`neigh`]); until one has come, when the packet leaves by another interface, when it
-//! is larger than the interface's MTU, or when the TX ring is full (copy mode completes a
-//! frame only once the kernel freed its copy), it is sent through the UDP socket instead
-//! (the kernel resolves the neighbour, fragments, queues). On exit the
+//! chunk (SRTP tailroom included). Send ([`path`]): the relay's verdict names the sending
+//! socket and the destination; the frame leaves by the interface holding the sending
+//! realm's address, its headers written in front of the payload in the same chunk when
+//! that is the interface it came in on ([`frame::build`]), else in a free chunk of that
+//! interface's UMEM the payload is copied to. The next hop's MAC is the one the
+//! destination's own accepted packets came from on that interface ([`neigh`]); until one
+//! has come, when the packet is larger than the interface's MTU, or when the TX ring is
+//! full (copy mode completes a frame only once the kernel freed its copy), it is sent
+//! through the UDP socket instead (the kernel resolves the neighbour, fragments, queues). On exit the
 //! claims and the XSKMAP entries are removed: the ports go back to the kernel's stack.
 
 mod frame;
 mod neigh;
+mod path;
 mod xsk;
 
 use std::net::{IpAddr, SocketAddr};
@@ -33,20 +35,15 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use portcullis_xdp::{XskRegistry, XskTarget, MAX_XSK_SOCKETS};
-use socket2::SockAddr;
-use xdpilone::xdp::XdpDesc;
 
 use crate::mmsg::{relay_batch, Batch};
 use crate::realm::SocketPlan;
-use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::types::{DataplaneError, FastPathConfig, RealmId};
 use crate::worker::WorkerCtx;
 
 /// UMEM chunks per AF_XDP socket (32 MiB): the fill ring's, and as many for frames in
 /// the worker's hands and in flight.
 const FRAMES: u32 = 8192;
-/// Frames taken from one RX ring per loop iteration.
-const RX_BATCH: usize = 64;
 /// Ready descriptors handled per `epoll_wait`.
 const EVENTS: usize = 256;
 /// epoll token of the doorbell.
@@ -55,8 +52,8 @@ const DOORBELL: u64 = u64::MAX;
 const XSK_TOKEN: u64 = 1 << 40;
 
 /// One AF_XDP socket of the worker and the interface it is bound to.
-struct Port {
-    xsk: xsk::Xsk,
+pub(super) struct Port {
+    pub(super) xsk: xsk::Xsk,
     /// Slot in the program's XSKMAP.
     slot: u32,
     /// Our MAC on the interface.
@@ -68,9 +65,9 @@ struct Port {
 /// Where each realm's packets come in and leave: its address on the attached interfaces
 /// and the port (AF_XDP socket) of the interface holding it.
 #[derive(Clone, Copy, Debug)]
-struct RealmLink {
+pub(super) struct RealmLink {
     ip: IpAddr,
-    port: usize,
+    pub(super) port: usize,
 }
 
 /// Removes the worker's claims and sockets from the program's maps on exit.
@@ -96,7 +93,11 @@ impl Drop for Claims<'_> {
 
 /// Our address and port of socket `sock` as the program sees it (the realm's address on
 /// the attached interfaces); `None` for a realm off them.
-fn local_of(plan: &SocketPlan, realms: &[Option<RealmLink>], sock: u32) -> Option<SocketAddr> {
+pub(super) fn local_of(
+    plan: &SocketPlan,
+    realms: &[Option<RealmLink>],
+    sock: u32,
+) -> Option<SocketAddr> {
     let realm = plan.realm_of_leg(sock / 2)?;
     let link = (*realms.get(usize::from(realm.0))?)?;
     Some(SocketAddr::new(link.ip, plan.addr(sock)?.port()))
@@ -213,29 +214,6 @@ fn claim_all(
     Ok(())
 }
 
-/// A frame built for the TX ring, and what the UDP socket needs to send its payload
-/// instead when the ring is full.
-#[derive(Clone, Copy, Debug)]
-struct TxFrame {
-    /// UMEM offset and length of the whole frame.
-    addr: u64,
-    len: u32,
-    /// Sending socket, destination, UMEM offset and length of the UDP payload.
-    sock: u32,
-    to: SocketAddr,
-    payload: u64,
-    payload_len: usize,
-}
-
-/// Scratch space reused every iteration (no allocation on the packet path).
-struct Scratch {
-    descs: Vec<XdpDesc>,
-    tx: Vec<TxFrame>,
-    /// `tx` as the TX ring takes it.
-    ring: Vec<(u64, u32)>,
-    neigh: neigh::Neighbours,
-}
-
 /// The AF_XDP worker loop.
 pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let cfg = ctx.af_xdp.clone().ok_or_else(|| {
@@ -284,12 +262,15 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         .map_err(|e| DataplaneError::io("epoll_ctl doorbell", e.into()))?;
     let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut batch = Batch::new();
-    let mut st = Scratch {
-        descs: Vec::with_capacity(RX_BATCH),
-        tx: Vec::with_capacity(RX_BATCH),
-        ring: Vec::with_capacity(RX_BATCH),
-        neigh: neigh::Neighbours::new(),
-    };
+    let links: Vec<path::Link> = ports
+        .iter()
+        .map(|p| path::Link {
+            ifindex: p.xsk.ifindex,
+            mac: p.mac,
+            mtu: p.mtu,
+        })
+        .collect();
+    let mut st = path::Scratch::new(links);
     ctx.signal_ready();
     while !ctx.stop {
         let now = ctx.now_us();
@@ -308,7 +289,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
             if token == DOORBELL {
                 let _ = ctx.doorbell.read();
             } else if let Some(i) = token.checked_sub(XSK_TOKEN) {
-                service(ctx, &realms, &mut ports, i as usize, &mut st, now);
+                path::service(ctx, &realms, &mut ports, i as usize, &mut st, now);
             } else {
                 let sock = u32::try_from(token).unwrap_or(u32::MAX);
                 let Some(fd) = ctx.raw_fd(sock) else {
@@ -328,124 +309,13 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Receives one batch from AF_XDP socket `pi`, relays it, sends the results: through the
-/// TX ring, or through the UDP socket for what the ring cannot take (the kernel has not
-/// completed enough earlier frames yet), so a burst is not lost.
-fn service(
-    ctx: &mut WorkerCtx,
-    realms: &[Option<RealmLink>],
-    ports: &mut [Port],
-    pi: usize,
-    st: &mut Scratch,
-    now: u64,
-) {
-    let Some(port) = ports.get_mut(pi) else {
-        return;
-    };
-    port.xsk.reap();
-    port.xsk.receive(&mut st.descs);
-    st.tx.clear();
-    ctx.shared.worker.xsk_rx.add(st.descs.len() as u64);
-    for d in &st.descs {
-        match relay_frame(ctx, realms, port, pi, &mut st.neigh, *d, now) {
-            Some(f) => st.tx.push(f),
-            None => port.xsk.recycle(d.addr),
-        }
-    }
-    st.ring.clear();
-    st.ring.extend(st.tx.iter().map(|f| (f.addr, f.len)));
-    let sent = port.xsk.transmit(&st.ring);
-    ctx.shared.worker.xsk_tx.add(sent as u64);
-    for f in st.tx.iter().skip(sent) {
-        if let Some((chunk, at)) = port.xsk.chunk_mut(f.payload) {
-            if let Some(data) = chunk.get(at..at + f.payload_len) {
-                kernel_send(ctx, f.sock, f.to, data);
-            }
-        }
-        port.xsk.recycle(f.addr);
-    }
-    port.xsk.refill();
-}
-
-/// Sends `data` to `to` through the UDP socket `sock` (counted as `xsk_kernel_tx`).
-fn kernel_send(ctx: &WorkerCtx, sock: u32, to: SocketAddr, data: &[u8]) {
-    ctx.shared.worker.xsk_kernel_tx.add(1);
-    let sent = ctx
-        .sockets
-        .get(sock as usize)
-        .map(|s| s.send_to(data, &SockAddr::from(to)));
-    if !matches!(sent, Some(Ok(n)) if n == data.len()) {
-        ctx.relay.on_send_error(sock);
-    }
-}
-
-/// Relays one frame: `Some` frame to put on the TX ring, or `None` when the chunk is free
-/// again (dropped, or sent through the UDP socket).
-fn relay_frame(
-    ctx: &mut WorkerCtx,
-    realms: &[Option<RealmLink>],
-    port: &mut Port,
-    pi: usize,
-    neigh: &mut neigh::Neighbours,
-    d: XdpDesc,
-    now: u64,
-) -> Option<TxFrame> {
-    let ifindex = port.xsk.ifindex;
-    let (mac, mtu) = (port.mac, port.mtu);
-    let (chunk, at) = port.xsk.chunk_mut(d.addr)?;
-    let chunk_base = d.addr - at as u64;
-    let end = at + d.len as usize;
-    let Some(u) = chunk.get(at..end).and_then(frame::parse) else {
-        ctx.relay.on_malformed(u32::MAX);
-        return None;
-    };
-    let Some(sock) = socket_of(&ctx.plan, realms, u.dst) else {
-        ctx.relay.on_malformed(u32::MAX);
-        return None;
-    };
-    let payload = at + u.payload;
-    if u.len > MAX_DATAGRAM {
-        ctx.relay.on_malformed(sock);
-        return None;
-    }
-    let buf = chunk.get_mut(payload..payload + BUF_SIZE)?;
-    let Verdict::Send {
-        sock: out, to, len, ..
-    } = ctx.relay.on_packet(sock, u.src, buf, u.len, now)
-    else {
-        return None;
-    };
-    // Accepted: its source MAC is the next hop toward its sender.
-    neigh.learn(u.src.ip(), ifindex, u.src_mac);
-    let link = local_of(&ctx.plan, realms, out).and_then(|src| {
-        let realm = ctx.plan.realm_of_leg(out / 2)?;
-        let egress = realms.get(usize::from(realm.0)).copied().flatten()?;
-        let dst = neigh.next_hop(to.ip(), ifindex)?;
-        let fits = frame::header_len(src) - frame::ETH_LEN + len <= mtu;
-        (egress.port == pi && fits).then_some((src, frame::Link { src: mac, dst }))
-    });
-    if let Some((src, link)) = link {
-        if let Some((start, flen)) = frame::build(chunk, payload, len, src, to, link) {
-            return Some(TxFrame {
-                addr: chunk_base + start as u64,
-                len: u32::try_from(flen).ok()?,
-                sock: out,
-                to,
-                payload: chunk_base + payload as u64,
-                payload_len: len,
-            });
-        }
-    }
-    // Through the kernel: the neighbour is not known yet, another interface, or larger
-    // than the MTU.
-    let data = chunk.get(payload..payload + len)?;
-    kernel_send(ctx, out, to, data);
-    None
-}
-
 /// The socket of the slice a frame for `dst` is for: the realm whose address on the
 /// attached interfaces is `dst`'s, and the port's place in its segment.
-fn socket_of(plan: &SocketPlan, realms: &[Option<RealmLink>], dst: SocketAddr) -> Option<u32> {
+pub(super) fn socket_of(
+    plan: &SocketPlan,
+    realms: &[Option<RealmLink>],
+    dst: SocketAddr,
+) -> Option<u32> {
     let realm = realms
         .iter()
         .position(|l| l.is_some_and(|l| l.ip == dst.ip()))?;

@@ -219,6 +219,12 @@ impl Xsk {
         Some((bytes, at))
     }
 
+    /// A free chunk (its UMEM offset) for a frame built here; the caller transmits or
+    /// recycles it.
+    pub(crate) fn take_free(&mut self) -> Option<u64> {
+        self.free.pop()
+    }
+
     /// Gives a chunk back unused.
     pub(crate) fn recycle(&mut self, addr: u64) {
         if self.free.len() < self.free.capacity() {
