@@ -131,6 +131,7 @@ fn full_snapshot() -> MetricsSnapshot {
         xsk_rx: 3,
         xsk_tx: 2,
         xsk_kernel_tx: 1,
+        xsk_rx_dropped: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {

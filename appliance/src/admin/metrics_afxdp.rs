@@ -11,7 +11,8 @@ pub const FAMILIES: &[Family] = &[fam(
     Kind::Counter,
     "Media frames of the af_xdp backend, per worker and path: rx (received through AF_XDP), \
      tx (sent through AF_XDP), kernel_tx (received through AF_XDP, sent through the UDP \
-     socket: next hop not learned yet, over the MTU, or the TX ring full).",
+     socket: next hop not learned yet, over the MTU, or the TX ring full), rx_dropped \
+     (dropped by the kernel before the AF_XDP RX ring: no free chunk, or the ring full).",
 )];
 
 /// Renders the backend's family.
@@ -23,6 +24,7 @@ pub(crate) fn render(e: &mut Encoder, snap: &MetricsSnapshot) {
             ("rx", w.xsk_rx),
             ("tx", w.xsk_tx),
             ("kernel_tx", w.xsk_kernel_tx),
+            ("rx_dropped", w.xsk_rx_dropped),
         ] {
             e.sample(&[("worker", id.as_str()), ("path", path)], Value::Int(v));
         }

@@ -483,6 +483,9 @@ pub struct WorkerCounters {
     /// Packets received through AF_XDP and sent through the UDP socket instead (next hop
     /// not learned yet, over the MTU, TX ring full, no free chunk on the egress interface).
     pub xsk_kernel_tx: Counter,
+    /// Frames the kernel dropped on their way to the worker's AF_XDP sockets (no free
+    /// chunk in a fill ring, or an RX ring full), read from the sockets every 100 ms.
+    pub xsk_rx_dropped: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -546,6 +549,8 @@ pub struct WorkerStats {
     pub xsk_tx: u64,
     /// AF_XDP packets sent through the UDP socket.
     pub xsk_kernel_tx: u64,
+    /// Frames the kernel dropped before the worker's AF_XDP RX rings.
+    pub xsk_rx_dropped: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -600,6 +605,7 @@ impl WorkerCounters {
             xsk_rx: self.xsk_rx.get(),
             xsk_tx: self.xsk_tx.get(),
             xsk_kernel_tx: self.xsk_kernel_tx.get(),
+            xsk_rx_dropped: self.xsk_rx_dropped.get(),
             tid: self.tid.get(),
         }
     }

@@ -5,7 +5,8 @@
 //! protects toward the callee). Media both ways comes in through the AF_XDP socket of one
 //! interface and leaves through the other's (copied between the two UMEMs), every packet
 //! is relayed, and once the next hops are learned none goes through the kernel's sockets
-//! and the worker allocates nothing per packet (STYLE practice 8).
+//! and the worker allocates nothing per packet (STYLE practice 8). A worker held still
+//! counts the frames the kernel dropped for it.
 
 #[path = "../../xdp/tests/support/mod.rs"]
 mod support;
@@ -232,4 +233,27 @@ fn af_xdp_relays_between_two_interfaces_without_the_kernel_and_without_allocatin
     assert_eq!(after.xsk_kernel_tx, before.xsk_kernel_tx, "{after:?}");
     assert_eq!(after.rx_packets - before.rx_packets, relayed);
     assert_eq!(after.srtp_failures, 0);
+
+    // A worker that falls behind: held still for a second while 12,000 packets arrive, it
+    // has room for a fill ring's worth; the kernel drops the rest before its RX ring, and
+    // the worker counts those drops from the socket's statistics.
+    let sent = 12_000u64;
+    dp.quiesce(WorkerId(0), Duration::from_secs(1))
+        .expect("quiesce");
+    std::thread::sleep(Duration::from_millis(20));
+    let pkt = support::rtp(5000, 0xca11, 0, 160);
+    for _ in 0..sent {
+        pairs[0].caller.send_to(&pkt, pairs[0].a).expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = dp.worker_stats()[0];
+    let (got, dropped) = (
+        held.xsk_rx - after.xsk_rx,
+        held.xsk_rx_dropped - after.xsk_rx_dropped,
+    );
+    assert!(dropped > 0, "no drop counted: {held:?}");
+    assert!(
+        got + dropped <= sent && (got + dropped) * 10 >= sent * 9,
+        "received {got} + dropped {dropped} of {sent}"
+    );
 }

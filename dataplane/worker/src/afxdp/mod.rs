@@ -44,6 +44,8 @@ use crate::worker::WorkerCtx;
 /// UMEM chunks per AF_XDP socket (32 MiB): the fill ring's, and as many for frames in
 /// the worker's hands and in flight.
 const FRAMES: u32 = 8192;
+/// How often the sockets' kernel drop counters are read (µs).
+const STATS_EVERY_US: u64 = 100_000;
 /// Ready descriptors handled per `epoll_wait`.
 const EVENTS: usize = 256;
 /// epoll token of the doorbell.
@@ -271,6 +273,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         })
         .collect();
     let mut st = path::Scratch::new(links);
+    let mut next_stats_us = 0;
     ctx.signal_ready();
     while !ctx.stop {
         let now = ctx.now_us();
@@ -302,6 +305,11 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         for p in &mut ports {
             p.xsk.reap();
             p.xsk.refill();
+        }
+        if now >= next_stats_us {
+            let dropped = ports.iter().map(|p| p.xsk.dropped()).sum();
+            ctx.shared.worker.xsk_rx_dropped.set(dropped);
+            next_stats_us = now + STATS_EVERY_US;
         }
     }
     drop(epoll);

@@ -219,6 +219,14 @@ impl Xsk {
         Some((bytes, at))
     }
 
+    /// Frames the kernel dropped on their way to this socket so far: no free chunk in the
+    /// fill ring, or the RX ring full (`XDP_STATISTICS`; 0 when it cannot be read).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.user
+            .statistics_v2()
+            .map_or(0, |s| s.rx_dropped + s.rx_ring_full)
+    }
+
     /// A free chunk (its UMEM offset) for a frame built here; the caller transmits or
     /// recycles it.
     pub(crate) fn take_free(&mut self) -> Option<u64> {
