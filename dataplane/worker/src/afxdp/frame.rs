@@ -324,6 +324,37 @@ mod tests {
         assert_eq!(parse(&v6), None);
     }
 
+    proptest::proptest! {
+        /// Any bytes: no panic, and what parses names a payload inside the frame.
+        #[test]
+        fn parse_never_panics_and_stays_in_bounds(f in proptest::collection::vec(0u8..=255, 0..200)) {
+            if let Some(u) = parse(&f) {
+                proptest::prop_assert!(u.payload + u.len <= f.len());
+                proptest::prop_assert!(u.payload >= ETH_LEN + IPV4_LEN + UDP_LEN);
+            }
+        }
+
+        /// A valid frame with any one byte changed after the Ethernet header: no panic,
+        /// and still in bounds when it parses.
+        #[test]
+        fn mutated_frames_stay_in_bounds(at in 0usize..90, v in 0u8..=255, v6 in proptest::bool::ANY) {
+            let (src, dst): (SocketAddr, SocketAddr) = if v6 {
+                ("[2001:db8::2]:40000".parse().unwrap(), "[2001:db8::1]:30000".parse().unwrap())
+            } else {
+                ("192.0.2.2:40000".parse().unwrap(), "192.0.2.1:30000".parse().unwrap())
+            };
+            let mut f = vec![0u8; 256];
+            let (start, len) = build(&mut f, 100, 40, src, dst, LINK).unwrap();
+            let mut g = f[start..start + len].to_vec();
+            if let Some(b) = g.get_mut(ETH_LEN + at) {
+                *b = v;
+            }
+            if let Some(u) = parse(&g) {
+                proptest::prop_assert!(u.payload + u.len <= g.len());
+            }
+        }
+    }
+
     #[test]
     fn build_refuses_what_does_not_fit() {
         let mut f = vec![0u8; 128];
