@@ -6,7 +6,7 @@
 //! interface and leaves through the other's (copied between the two UMEMs), every packet
 //! is relayed, and once the next hops are learned none goes through the kernel's sockets
 //! and the worker allocates nothing per packet (STYLE practice 8). A worker held still
-//! counts the frames the kernel dropped for it.
+//! counts the frames the kernel dropped for it. Over IPv4, then over IPv6.
 
 #[path = "../../xdp/tests/support/mod.rs"]
 mod support;
@@ -24,7 +24,7 @@ use portcullis_dataplane::{
 };
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 use portcullis_xdp::{AttachMode, FastPath};
-use support::{Topology, V4};
+use support::{Plan, Topology, V4, V6};
 
 struct Counting;
 
@@ -130,10 +130,16 @@ fn traffic(pairs: &[Pair], seq0: u16, n: u16) -> u64 {
     relayed
 }
 
+/// IPv4 then IPv6, one after the other: the allocation counter is global to the binary.
 #[test]
 fn af_xdp_relays_between_two_interfaces_without_the_kernel_and_without_allocating() {
-    let t = Topology::new(&V4);
-    let (ip_a, ip_b) = (V4.appliance_a, V4.appliance_b);
+    relay_between_interfaces(&V4);
+    relay_between_interfaces(&V6);
+}
+
+fn relay_between_interfaces(plan: &Plan) {
+    let t = Topology::new(plan);
+    let (ip_a, ip_b) = (plan.appliance_a, plan.appliance_b);
     let dp = t.appliance.run(move || {
         let mut program = FastPath::attach("a0", AttachMode::Native).expect("XDP on a0");
         program
@@ -173,8 +179,8 @@ fn af_xdp_relays_between_two_interfaces_without_the_kernel_and_without_allocatin
         let h = dp
             .allocate_pair_in(RealmId(0), RealmId(1))
             .expect("a pair across the realms");
-        let caller = t.caller.udp(SocketAddr::new(V4.caller, 0));
-        let callee = t.callee.udp(SocketAddr::new(V4.callee, 0));
+        let caller = t.caller.udp(SocketAddr::new(plan.caller, 0));
+        let callee = t.callee.udp(SocketAddr::new(plan.callee, 0));
         let (pa, pb) = (caller.local_addr().unwrap(), callee.local_addr().unwrap());
         let (a, b, srtp_from_caller) = match mode {
             0 => (plain(pa), plain(pb), None),
