@@ -22,8 +22,9 @@
 //! destination's own accepted packets came from on that interface ([`neigh`]); until one
 //! has come, when the packet is larger than the interface's MTU, or when the TX ring is
 //! full (copy mode completes a frame only once the kernel freed its copy), it is sent
-//! through the UDP socket instead (the kernel resolves the neighbour, fragments, queues). On exit the
-//! claims and the XSKMAP entries are removed: the ports go back to the kernel's stack.
+//! through the UDP socket instead (the kernel resolves the neighbour, fragments, queues).
+//! On exit the claims and the XSKMAP entries are removed: the ports go back to the
+//! kernel's stack.
 
 mod frame;
 mod neigh;
@@ -54,8 +55,8 @@ const DOORBELL: u64 = u64::MAX;
 const XSK_TOKEN: u64 = 1 << 40;
 
 /// One AF_XDP socket of the worker and the interface it is bound to.
-pub(super) struct Port {
-    pub(super) xsk: xsk::Xsk,
+struct Port {
+    xsk: xsk::Xsk,
     /// Slot in the program's XSKMAP.
     slot: u32,
     /// Our MAC on the interface.
@@ -67,9 +68,9 @@ pub(super) struct Port {
 /// Where each realm's packets come in and leave: its address on the attached interfaces
 /// and the port (AF_XDP socket) of the interface holding it.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct RealmLink {
+struct RealmLink {
     ip: IpAddr,
-    pub(super) port: usize,
+    port: usize,
 }
 
 /// Removes the worker's claims and sockets from the program's maps on exit.
@@ -95,7 +96,7 @@ impl Drop for Claims<'_> {
 
 /// Our address and port of socket `sock` as the program sees it (the realm's address on
 /// the attached interfaces); `None` for a realm off them.
-pub(super) fn local_of(
+fn local_of(
     plan: &SocketPlan,
     realms: &[Option<RealmLink>],
     sock: u32,
@@ -319,7 +320,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
 
 /// The socket of the slice a frame for `dst` is for: the realm whose address on the
 /// attached interfaces is `dst`'s, and the port's place in its segment.
-pub(super) fn socket_of(
+fn socket_of(
     plan: &SocketPlan,
     realms: &[Option<RealmLink>],
     dst: SocketAddr,
