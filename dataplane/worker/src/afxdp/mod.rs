@@ -96,11 +96,7 @@ impl Drop for Claims<'_> {
 
 /// Our address and port of socket `sock` as the program sees it (the realm's address on
 /// the attached interfaces); `None` for a realm off them.
-fn local_of(
-    plan: &SocketPlan,
-    realms: &[Option<RealmLink>],
-    sock: u32,
-) -> Option<SocketAddr> {
+fn local_of(plan: &SocketPlan, realms: &[Option<RealmLink>], sock: u32) -> Option<SocketAddr> {
     let realm = plan.realm_of_leg(sock / 2)?;
     let link = (*realms.get(usize::from(realm.0))?)?;
     Some(SocketAddr::new(link.ip, plan.addr(sock)?.port()))
@@ -320,11 +316,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
 
 /// The socket of the slice a frame for `dst` is for: the realm whose address on the
 /// attached interfaces is `dst`'s, and the port's place in its segment.
-fn socket_of(
-    plan: &SocketPlan,
-    realms: &[Option<RealmLink>],
-    dst: SocketAddr,
-) -> Option<u32> {
+fn socket_of(plan: &SocketPlan, realms: &[Option<RealmLink>], dst: SocketAddr) -> Option<u32> {
     let realm = realms
         .iter()
         .position(|l| l.is_some_and(|l| l.ip == dst.ip()))?;
