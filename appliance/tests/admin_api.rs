@@ -128,6 +128,10 @@ fn full_snapshot() -> MetricsSnapshot {
         dtmf_detected: 1,
         dtmf_queued: 1,
         dtmf_refused: 1,
+        xsk_rx: 3,
+        xsk_tx: 2,
+        xsk_kernel_tx: 1,
+        xsk_rx_dropped: 1,
         ..WorkerStats::default()
     };
     MetricsSnapshot {

@@ -64,6 +64,7 @@ pub fn all_families() -> impl Iterator<Item = &'static Family> {
         .iter()
         .chain(super::registrations::FAMILIES)
         .chain(super::metrics_fastpath::FAMILIES.iter())
+        .chain(super::metrics_afxdp::FAMILIES.iter())
         .chain(super::interwork_metrics::FAMILIES)
         .chain(super::metrics_traces::FAMILIES.iter())
         .chain(super::ha_metrics::FAMILIES)
@@ -188,6 +189,7 @@ pub fn backend_label(b: Backend) -> &'static str {
         Backend::Auto => "auto",
         Backend::IoUring => "io_uring",
         Backend::Mmsg => "mmsg",
+        Backend::AfXdp => "af_xdp",
     }
 }
 
@@ -212,6 +214,7 @@ pub fn render(snap: &MetricsSnapshot, calls_per_second: f64) -> String {
     render_net(&mut e, snap);
     render_dataplane(&mut e, snap);
     super::metrics_fastpath::render(&mut e, snap);
+    super::metrics_afxdp::render(&mut e, snap);
     e.single("portcullis_media_events_lost_total", snap.media_events_lost);
     e.single("portcullis_media_errors_total", snap.media_errors);
     e.single("portcullis_media_bypassed_total", snap.media_bypassed);

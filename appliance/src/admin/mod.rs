@@ -43,6 +43,7 @@ pub mod history;
 pub mod interwork_metrics;
 pub mod metric_families;
 pub mod metrics;
+pub mod metrics_afxdp;
 pub mod metrics_fastpath;
 pub mod metrics_traces;
 pub mod quality;

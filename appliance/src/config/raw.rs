@@ -102,6 +102,9 @@ pub enum Backend {
     IoUring,
     /// epoll + recvmmsg/sendmmsg.
     Mmsg,
+    /// AF_XDP sockets fed by the XDP program on the media interfaces (fails at start if
+    /// the program cannot be attached or a worker's queue cannot be bound).
+    AfXdp,
 }
 
 /// `[media]`
@@ -119,7 +122,7 @@ pub struct RawMedia {
     /// Dataplane cores: a list of CPU ids, a cpulist string, "auto" or "auto:N".
     #[serde(default = "default_cores")]
     pub cores: RawCores,
-    /// auto | io_uring | mmsg
+    /// auto | io_uring | mmsg | af_xdp
     #[serde(default)]
     pub backend: Backend,
     /// A stream without packets for this long ends its call.

@@ -493,6 +493,7 @@ pub fn dataplane_config(cfg: &Config) -> DataplaneConfig {
             Backend::Auto => DpBackend::Auto,
             Backend::IoUring => DpBackend::IoUring,
             Backend::Mmsg => DpBackend::Mmsg,
+            Backend::AfXdp => DpBackend::AfXdp,
         },
         inactivity_timeout: m.inactivity_timeout,
         ring_capacity: m.ring_capacity,

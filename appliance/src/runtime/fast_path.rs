@@ -8,6 +8,11 @@
 //! interfaces holds is left to the workers (logged). `xdp` refuses to start when no
 //! realm can have the fast path and says why; `auto` logs why it is off and goes on with
 //! the workers alone.
+//!
+//! `[media] backend = "af_xdp"` needs the same program on the same interfaces (its
+//! AF_XDP redirect feeds the workers): it shares the fast path's when that is on, and
+//! attaches it otherwise (with nothing promoted); when it cannot be had the appliance does
+//! not start, whatever `fast_path` says.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use portcullis_dataplane::FastPathConfig;
 use portcullis_xdp::{FastPathSetting, Interface};
 
-use crate::config::{FastPathMode, MediaConfig, MediaRealm};
+use crate::config::{Backend, FastPathMode, MediaConfig, MediaRealm};
 
 /// Why the fast path cannot run with this configuration on this host.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,31 @@ pub enum FastPathStartError {
     /// The program could not be had otherwise (not built in, not attached).
     #[error("media fast path: {0}")]
     Xdp(portcullis_xdp::FastPathError),
+}
+
+/// The program the `af_xdp` backend takes packets from (`None` for the other backends):
+/// the fast path's `fast` when it is on, else the program attached for the workers alone.
+///
+/// # Errors
+/// [`FastPathStartError`] (as `fast_path = "xdp"` would give) when the program cannot be
+/// attached.
+pub fn start_af_xdp(
+    m: &MediaConfig,
+    fast: Option<&FastPathConfig>,
+) -> Result<Option<FastPathConfig>, FastPathStartError> {
+    if m.backend != Backend::AfXdp {
+        return Ok(None);
+    }
+    if let Some(f) = fast {
+        return Ok(Some(f.clone()));
+    }
+    let cfg = attach(m, FastPathSetting::Xdp)?;
+    if let Some(c) = &cfg {
+        for Interface { name, mode, .. } in c.program.interfaces() {
+            tracing::info!(interface = %name, ?mode, "XDP program on for the af_xdp backend");
+        }
+    }
+    Ok(cfg)
 }
 
 /// The address the fast path forwards for in realm `r`.

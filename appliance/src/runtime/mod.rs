@@ -90,6 +90,8 @@ pub fn run_with(
     // fast path (when configured) is attached before, and handed to the workers.
     let mut dp_config = convert::dataplane_config(&config);
     dp_config.fast_path = fast_path::start(&config.media)?;
+    dp_config.af_xdp = fast_path::start_af_xdp(&config.media, dp_config.fast_path.as_ref())
+        .context("[media] backend = \"af_xdp\" needs the XDP program on the media interfaces")?;
     let dp = Dataplane::start(dp_config).context("data plane")?;
     let dp = Arc::new(dp);
     tracing::info!(

@@ -443,7 +443,7 @@ pub struct WorkerCounters {
     pub loops: Counter,
     /// Armed pairs (gauge).
     pub active_pairs: Counter,
-    /// `1` for io_uring, `2` for mmsg, `0` before the worker started.
+    /// `1` for io_uring, `2` for mmsg, `3` for AF_XDP, `0` before the worker started.
     pub backend: Counter,
     /// Times the io_uring multishot receive had to be re-armed.
     pub rearms: Counter,
@@ -476,6 +476,16 @@ pub struct WorkerCounters {
     /// Events to play refused: the leg plays none (no `generate` flag), or its queue
     /// was full.
     pub dtmf_refused: Counter,
+    /// Frames received through the worker's AF_XDP sockets.
+    pub xsk_rx: Counter,
+    /// Frames sent through them.
+    pub xsk_tx: Counter,
+    /// Packets received through AF_XDP and sent through the UDP socket instead (next hop
+    /// not learned yet, over the MTU, TX ring full, no free chunk on the egress interface).
+    pub xsk_kernel_tx: Counter,
+    /// Frames the kernel dropped on their way to the worker's AF_XDP sockets (no free
+    /// chunk in a fill ring, or an RX ring full), read from the sockets every 100 ms.
+    pub xsk_rx_dropped: Counter,
     /// Kernel thread id of the worker (for CPU accounting).
     pub tid: Counter,
 }
@@ -533,6 +543,14 @@ pub struct WorkerStats {
     pub dtmf_queued: u64,
     /// Events to play refused.
     pub dtmf_refused: u64,
+    /// Frames received through AF_XDP.
+    pub xsk_rx: u64,
+    /// Frames sent through AF_XDP.
+    pub xsk_tx: u64,
+    /// AF_XDP packets sent through the UDP socket.
+    pub xsk_kernel_tx: u64,
+    /// Frames the kernel dropped before the worker's AF_XDP RX rings.
+    pub xsk_rx_dropped: u64,
     /// Kernel thread id.
     pub tid: u64,
 }
@@ -568,6 +586,7 @@ impl WorkerCounters {
             backend: match self.backend.get() {
                 1 => Some(crate::Backend::IoUring),
                 2 => Some(crate::Backend::Mmsg),
+                3 => Some(crate::Backend::AfXdp),
                 _ => None,
             },
             rearms: self.rearms.get(),
@@ -583,6 +602,10 @@ impl WorkerCounters {
             dtmf_detected: self.dtmf_detected.get(),
             dtmf_queued: self.dtmf_queued.get(),
             dtmf_refused: self.dtmf_refused.get(),
+            xsk_rx: self.xsk_rx.get(),
+            xsk_tx: self.xsk_tx.get(),
+            xsk_kernel_tx: self.xsk_kernel_tx.get(),
+            xsk_rx_dropped: self.xsk_rx_dropped.get(),
             tid: self.tid.get(),
         }
     }

@@ -1,8 +1,8 @@
-//! Pinned-core RTP/SRTP relay workers over io_uring and recvmmsg.
+//! Pinned-core RTP/SRTP relay workers over io_uring, recvmmsg or AF_XDP.
 //!
 //! `unsafe` lives only where the kernel interface needs it (io_uring submissions
-//! and buffer rings, `recvmmsg`/`sendmmsg`, socket addresses); each block names its
-//! invariant.
+//! and buffer rings, `recvmmsg`/`sendmmsg`, socket addresses, the AF_XDP UMEM); each
+//! block names its invariant.
 //!
 //! The control plane drives the data plane through [`Dataplane`]:
 //! [`allocate_pair_in`](Dataplane::allocate_pair_in) reserves two legs on the least-loaded
@@ -11,6 +11,7 @@
 //! failures. Commands and events travel on bounded lock-free rings, one pair per worker;
 //! a full ring is an error ([`DataplaneError::RingFull`]), never a wait.
 
+mod afxdp;
 mod companion;
 pub mod counters;
 mod dtmf;
@@ -167,6 +168,14 @@ impl Dataplane {
         }
         let backend = match cfg.backend {
             Backend::Mmsg => Backend::Mmsg,
+            Backend::AfXdp => {
+                if cfg.af_xdp.is_none() {
+                    return Err(DataplaneError::AfXdp(
+                        "no XDP program attached to the media interfaces".to_owned(),
+                    ));
+                }
+                Backend::AfXdp
+            }
             Backend::IoUring => {
                 ring::probe()?;
                 Backend::IoUring
@@ -579,9 +588,9 @@ fn check_descriptors(
     limit: u64,
 ) -> Result<(), DataplaneError> {
     let (in_fds, counted, remedy): (u64, _, _) = match backend {
-        Backend::Mmsg => (
+        Backend::Mmsg | Backend::AfXdp => (
             slices.map(|p| u64::from(p) * 4).sum(),
-            "one socket per port with the mmsg backend",
+            "one socket per port with the mmsg and af_xdp backends",
             "",
         ),
         Backend::IoUring | Backend::Auto => (
@@ -640,7 +649,7 @@ fn spawn_worker(
     // into its ring's registered-file table (`uring::bind_slice`), and reports errors
     // through the ready channel.
     let mut sockets = Vec::new();
-    if backend == Backend::Mmsg {
+    if matches!(backend, Backend::Mmsg | Backend::AfXdp) {
         let n_socks = plan.sockets();
         sockets.reserve_exact(n_socks as usize);
         for i in 0..n_socks {
@@ -681,6 +690,7 @@ fn spawn_worker(
         start: Instant::now(),
         next_housekeeping_us: 0,
         stop: false,
+        af_xdp: cfg.af_xdp.clone().filter(|_| backend == Backend::AfXdp),
         uring_buffers: cfg.uring_buffers,
         ready: Some(ready_tx),
     };
@@ -737,6 +747,10 @@ fn worker_main(
         Backend::Mmsg => {
             ctx.shared.worker.backend.set(2);
             crate::mmsg::run(&mut ctx)
+        }
+        Backend::AfXdp => {
+            ctx.shared.worker.backend.set(3);
+            crate::afxdp::run(&mut ctx)
         }
         Backend::IoUring | Backend::Auto => {
             ctx.shared.worker.backend.set(1);

@@ -118,6 +118,14 @@ impl SocketPlan {
         (off % 2 == 0 && off / 2 < s.legs).then(|| s.first_leg + off / 2)
     }
 
+    /// The socket whose port is `port` in realm `realm`'s segment (RTP or RTCP; `None`:
+    /// not a port of this slice in that realm).
+    pub(crate) fn socket_at(&self, realm: RealmId, port: u16) -> Option<u32> {
+        let s = self.segs.iter().find(|s| s.realm == realm)?;
+        let off = u32::from(port.checked_sub(s.base_port)?);
+        (off < s.legs * 2).then(|| s.first_leg * 2 + off)
+    }
+
     /// Local address of socket `sock` (leg slot `sock / 2`, RTCP when odd).
     #[must_use]
     pub fn addr(&self, sock: u32) -> Option<SocketAddr> {
@@ -228,6 +236,13 @@ mod tests {
         assert_eq!(p.leg_at(RealmId(1), 40012), None, "past the segment");
         assert_eq!(p.leg_at(RealmId(0), 40000), None, "another realm's port");
         assert_eq!(p.leg_at(RealmId(2), 20000), None, "no such realm");
+        for sock in 0..p.sockets() {
+            let a = p.addr(sock).unwrap();
+            let realm = p.realm_of_leg(sock / 2).unwrap();
+            assert_eq!(p.socket_at(realm, a.port()), Some(sock));
+        }
+        assert_eq!(p.socket_at(RealmId(0), 20008), None, "past the segment");
+        assert_eq!(p.socket_at(RealmId(1), 39999), None, "before the segment");
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub enum Backend {
     IoUring,
     /// epoll + `recvmmsg`/`sendmmsg`.
     Mmsg,
+    /// AF_XDP sockets (one per worker and interface, on the queue of the worker's index)
+    /// fed by the XDP program ([`DataplaneConfig::af_xdp`]), beside the UDP sockets of the
+    /// mmsg backend for what goes through the kernel. Never chosen by `Auto`.
+    AfXdp,
 }
 
 /// Longest ICE username fragment carried in a command (RFC 8445 §5.3 allows up to 256;
@@ -392,6 +396,10 @@ pub struct DataplaneConfig {
     pub on_worker_start: Option<fn(WorkerId)>,
     /// The XDP fast path the workers promote locked plain-RTP pairs to (`None`: off).
     pub fast_path: Option<FastPathConfig>,
+    /// The XDP program (attached to the media interfaces) whose AF_XDP redirect the
+    /// [`Backend::AfXdp`] workers receive from, and each realm's address on them; required
+    /// by that backend, ignored by the others. It may be the fast path's own program.
+    pub af_xdp: Option<FastPathConfig>,
 }
 
 /// The XDP fast path handed to the data plane (see `crate::fastpath`).
@@ -422,6 +430,7 @@ impl Default for DataplaneConfig {
             uring_buffers: 4096,
             on_worker_start: None,
             fast_path: None,
+            af_xdp: None,
         }
     }
 }
@@ -459,6 +468,9 @@ pub enum DataplaneError {
     /// io_uring was requested but the kernel does not allow it.
     #[error("io_uring unavailable: {0}")]
     IoUringUnavailable(String),
+    /// The AF_XDP backend cannot run here (no program, no queue, the kernel refused).
+    #[error("af_xdp backend: {0}")]
+    AfXdp(String),
     /// A worker thread failed to set up its backend.
     #[error("worker start-up failed: {0}")]
     WorkerStart(String),

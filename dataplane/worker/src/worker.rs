@@ -39,6 +39,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) start: Instant,
     pub(crate) next_housekeeping_us: u64,
     pub(crate) stop: bool,
+    /// The XDP program the AF_XDP backend takes packets from (`None` for the others).
+    pub(crate) af_xdp: Option<crate::types::FastPathConfig>,
     /// Provided buffers for the io_uring backend.
     pub(crate) uring_buffers: u16,
     /// Start-up report to `Dataplane::start`: `Ok` once the backend is set up, or the

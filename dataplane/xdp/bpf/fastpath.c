@@ -30,6 +30,12 @@
  * sequence and A.8 jitter state), and per CPU for the whole program (`stats`, indexed
  * by `enum pc_stat`). The user side merges CPUs.
  *
+ * AF_XDP: a packet that goes up (any pass-up above, or a port not promoted) whose
+ * destination address and port are in `xsk_ports` is redirected to the AF_XDP socket of the
+ * worker that owns the port (map `xsks`), when it arrived on that socket's interface and
+ * queue; otherwise (no such port, another queue, no socket) it goes to the kernel's stack
+ * as before (XDP_PASS), where the worker's UDP socket takes it.
+ *
  * The struct layouts here are mirrored by `src/maps.rs`; a change is made in both.
  */
 #include <linux/bpf.h>
@@ -160,6 +166,63 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
 } tx_ports SEC(".maps");
+
+/* An address and port of a worker's socket: the key of xsk_ports. */
+struct pc_xsk_key {
+	__u32 addr[4];        /* v4: word 0 */
+	__u16 port;           /* host order */
+	__u8 family;
+	__u8 pad;
+};
+_Static_assert(sizeof(struct pc_xsk_key) == 20, "pc_xsk_key layout is shared with src/maps.rs");
+
+/* Where a port's packets go up: the AF_XDP socket at `index` in xsks, bound to queue
+ * `queue` of interface `ifindex`. */
+struct pc_xsk_port {
+	__u32 ifindex;
+	__u32 queue;
+	__u32 index;
+};
+_Static_assert(sizeof(struct pc_xsk_port) == 12, "pc_xsk_port layout is shared with src/maps.rs");
+
+#define PC_MAX_XSK_PORTS 262144
+#define PC_MAX_XSKS 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PC_MAX_XSK_PORTS);
+	__type(key, struct pc_xsk_key);
+	__type(value, struct pc_xsk_port);
+} xsk_ports SEC(".maps");
+
+/* The workers' AF_XDP sockets. No BTF types: the kernel wants a 4-byte descriptor value. */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, PC_MAX_XSKS);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} xsks SEC(".maps");
+
+/* Up to the worker owning (daddr, dport): its AF_XDP socket when the packet arrived on that
+ * socket's interface and queue, the kernel's stack (its UDP socket) otherwise. */
+static __always_inline int up(struct xdp_md *ctx, const __u32 *daddr, __u16 dport, __u8 family)
+{
+	struct pc_xsk_key k = {};
+	struct pc_xsk_port *v;
+
+	k.addr[0] = daddr[0];
+	if (family == PC_FAMILY_V6) {
+		k.addr[1] = daddr[1];
+		k.addr[2] = daddr[2];
+		k.addr[3] = daddr[3];
+	}
+	k.port = dport;
+	k.family = family;
+	v = bpf_map_lookup_elem(&xsk_ports, &k);
+	if (!v || v->ifindex != ctx->ingress_ifindex || v->queue != ctx->rx_queue_index)
+		return XDP_PASS;
+	return bpf_redirect_map(&xsks, v->index, XDP_PASS);
+}
 
 static __always_inline int count(enum pc_stat s, int action)
 {
@@ -353,6 +416,10 @@ static __always_inline int send_out(struct xdp_md *ctx, struct ethhdr *eth,
 	return bpf_redirect_map(&tx_ports, leg->out_ifindex, 0);
 }
 
+/* Pass-up of a packet whose UDP header was read (see up()). */
+#define UP_V4 up(ctx, &ip->daddr, key.port, PC_FAMILY_V4)
+#define UP_V6 up(ctx, ip->daddr.in6_u.u6_addr32, key.port, PC_FAMILY_V6)
+
 static __always_inline int forward_v4(struct xdp_md *ctx, struct ethhdr *eth, void *end)
 {
 	struct iphdr *ip = (void *)(eth + 1);
@@ -380,16 +447,16 @@ static __always_inline int forward_v4(struct xdp_md *ctx, struct ethhdr *eth, vo
 	key.family = PC_FAMILY_V4;
 	leg = bpf_map_lookup_elem(&legs, &key);
 	if (!leg || ip->daddr != leg->local_addr[0])
-		return XDP_PASS;
+		return UP_V4;
 	if (ip->saddr != leg->peer_addr[0] || udp->source != leg->peer_port)
-		return count(PC_STAT_PEER_MISMATCH, XDP_PASS);
+		return count(PC_STAT_PEER_MISMATCH, UP_V4);
 	learn(ctx, eth, leg->peer_addr, PC_FAMILY_V4);
 	rc = check_payload(leg, (__u8 *)(udp + 1), end, &pl);
 	if (rc >= 0)
-		return count(rc, XDP_PASS);
+		return count(rc, UP_V4);
 	hop = next_hop(ctx, leg, PC_FAMILY_V4, &rc);
 	if (!hop)
-		return count(rc, XDP_PASS);
+		return count(rc, UP_V4);
 
 	account(&key, leg, &pl, udp_len - sizeof(*udp));
 
@@ -451,20 +518,20 @@ static __always_inline int forward_v6(struct xdp_md *ctx, struct ethhdr *eth, vo
 	key.family = PC_FAMILY_V6;
 	leg = bpf_map_lookup_elem(&legs, &key);
 	if (!leg || !addr6_eq(ip->daddr.in6_u.u6_addr32, leg->local_addr))
-		return XDP_PASS;
+		return UP_V6;
 	if (!addr6_eq(ip->saddr.in6_u.u6_addr32, leg->peer_addr) ||
 	    udp->source != leg->peer_port)
-		return count(PC_STAT_PEER_MISMATCH, XDP_PASS);
+		return count(PC_STAT_PEER_MISMATCH, UP_V6);
 	/* RFC 8200 §8.1: a zero UDP checksum is invalid over IPv6; the stack decides. */
 	if (!udp->check)
-		return count(PC_STAT_NOT_RTP, XDP_PASS);
+		return count(PC_STAT_NOT_RTP, UP_V6);
 	learn(ctx, eth, leg->peer_addr, PC_FAMILY_V6);
 	rc = check_payload(leg, (__u8 *)(udp + 1), end, &pl);
 	if (rc >= 0)
-		return count(rc, XDP_PASS);
+		return count(rc, UP_V6);
 	hop = next_hop(ctx, leg, PC_FAMILY_V6, &rc);
 	if (!hop)
-		return count(rc, XDP_PASS);
+		return count(rc, UP_V6);
 
 	account(&key, leg, &pl, udp_len - sizeof(*udp));
 

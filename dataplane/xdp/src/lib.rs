@@ -15,11 +15,16 @@
 //! [`read_counters`](FastPath::read_counters) in between for statistics and inactivity.
 //! Dropping the [`FastPath`] detaches the program.
 //!
-//! `unsafe` is limited to the `aya::Pod` markers of the map layouts (`maps.rs`).
+//! The same program feeds the AF_XDP worker backend: a packet it passes up for an address
+//! and port a worker claimed goes to that worker's AF_XDP socket instead of the kernel's
+//! stack ([`XskRegistry`], module `xsk`). Loaded without promoted legs it does only that.
+//!
+//! `unsafe` is limited to the `aya::Pod` markers of the map layouts (`maps.rs`, `xsk.rs`).
 
 mod iface;
 mod maps;
 mod table;
+mod xsk;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -30,6 +35,7 @@ use aya::Ebpf;
 pub use iface::interfaces_holding;
 pub use maps::{FastPathStats, LegCounters, LegKey, Stat, STATS};
 pub use table::LegTable;
+pub use xsk::{XskRegistry, XskTarget, MAX_SOCKETS as MAX_XSK_SOCKETS};
 
 /// Name of the program in the object.
 const PROGRAM: &str = "portcullis_fastpath";
@@ -211,6 +217,7 @@ pub struct FastPath {
     ebpf: Ebpf,
     table: LegTable,
     tx_ports: DevMapHash<MapData>,
+    xsk: XskRegistry,
     interfaces: Vec<Interface>,
 }
 
@@ -246,9 +253,12 @@ impl FastPath {
         let counters = take(&mut ebpf, "counters")?;
         let stats = take(&mut ebpf, "stats")?;
         let tx_ports = take(&mut ebpf, "tx_ports")?;
+        let xsk_ports = take(&mut ebpf, "xsk_ports")?;
+        let xsks = take(&mut ebpf, "xsks")?;
         let mut fp = FastPath {
             table: LegTable::new(legs, counters, stats)?,
             tx_ports: DevMapHash::try_from(tx_ports).map_err(map_err("tx_ports"))?,
+            xsk: XskRegistry::new(xsk_ports, xsks)?,
             ebpf,
             interfaces: Vec::new(),
         };
@@ -317,6 +327,24 @@ impl FastPath {
     /// Another handle on the program's leg table (for a worker, or a reader of counters).
     pub fn table(&self) -> Result<LegTable, FastPathError> {
         self.table.try_clone()
+    }
+
+    /// Another handle on the program's AF_XDP maps (for a worker of the AF_XDP backend).
+    pub fn xsk(&self) -> Result<XskRegistry, FastPathError> {
+        self.xsk.try_clone()
+    }
+
+    /// The attached interface that holds `ip`: its index and MAC (read now).
+    #[must_use]
+    pub fn holder(&self, ip: IpAddr) -> Option<(u32, [u8; 6])> {
+        let attached: Vec<(&str, u32)> = self
+            .interfaces
+            .iter()
+            .map(|i| (i.name.as_str(), i.ifindex))
+            .collect();
+        let mut a = iface::Addresses::default();
+        a.refresh(&attached);
+        a.holder(ip)
     }
 
     /// Starts forwarding one port of a locked leg in the kernel (see [`LegTable::promote`]).

@@ -35,7 +35,7 @@ impl std::fmt::Debug for LegTable {
 }
 
 /// A second descriptor for `map`, typed as `T`.
-fn dup<T>(map: &MapData, name: &'static str) -> Result<T, FastPathError>
+pub(crate) fn dup<T>(map: &MapData, name: &'static str) -> Result<T, FastPathError>
 where
     T: TryFrom<Map>,
     <T as TryFrom<Map>>::Error: std::fmt::Display,
