@@ -193,7 +193,7 @@ impl HaDriver {
 
     /// A standby's look at Redis ([`super::warm`]): arms the media pairs of the calls
     /// written since, releases those of the calls gone; calls a full command ring left
-    /// unarmed are tried again at the next look. At most [`WARM_BUDGET`] calls armed per
+    /// unarmed are tried again at the next look. At most `WARM_BUDGET` calls armed per
     /// look. Only while standby.
     pub fn warm(&mut self, b2b: &mut B2bua<DataplaneMedia>, changes: &super::store::Changes) {
         if self.shared.role() == crate::config::HaRole::Active {
