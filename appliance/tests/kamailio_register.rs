@@ -163,6 +163,15 @@ request_route {{
 
 impl Drop for Registrar {
     fn drop(&mut self) {
+        // SIGTERM: Kamailio's main process stops its worker children too (SIGKILL would
+        // orphan them, still holding the SIP port); SIGKILL only if it does not exit.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
