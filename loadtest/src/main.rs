@@ -6,6 +6,7 @@
 //! portcullis-loadtest --spawn --config lt.toml --calls 20 --duration 3
 //! portcullis-loadtest --against rtpengine --calls 500 --duration 20 --cores 0 --relay-core 1
 //! portcullis-loadtest --against portcullis-ng --calls 500 --duration 20 --cores 0 --relay-core 1
+//! portcullis-loadtest --against rtpengine --relay-addr 192.0.2.2:2223 --uac 192.0.2.1:5070
 //! portcullis-loadtest --against raw --calls 25 --duration 2 --report r.json --svg r.svg
 //! portcullis-loadtest compare --config lt.toml --calls 1000 --duration 20
 //! portcullis-loadtest --netns --spawn --config wide.toml --calls 4500 --ptime 150
@@ -122,6 +123,11 @@ struct Opts {
     /// listen port for rawfwd.
     #[arg(long, default_value_t = 22222)]
     relay_port: u16,
+    /// ng address of an rtpengine or media node already running (with `--against
+    /// rtpengine` or `portcullis-ng`): drive it instead of starting one, e.g. in another
+    /// network namespace. Its CPU and RSS are accounted only with --appliance-pid.
+    #[arg(long)]
+    relay_addr: Option<SocketAddr>,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -227,6 +233,7 @@ fn run_config(o: &Opts, mode: Mode) -> anyhow::Result<RunConfig> {
             .clone()
             .unwrap_or_else(|| sibling("portcullis")),
         relay_port: o.relay_port,
+        relay_addr: o.relay_addr,
         progress: !o.quiet,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     })
@@ -294,6 +301,9 @@ fn main() -> anyhow::Result<()> {
         enter_netns()?;
     }
     if compare {
+        if o.relay_addr.is_some() {
+            bail!("compare starts each relay itself: no --relay-addr");
+        }
         let mut modes = vec!["raw", "rtpengine", "portcullis-ng"];
         if o.config.is_some() || o.target.is_some() {
             modes.push("appliance");

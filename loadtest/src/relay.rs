@@ -9,7 +9,7 @@
 //! get the same requests, so one run compares them as ng media relays on the same core.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -64,9 +64,16 @@ pub struct NgClient {
 }
 
 impl NgClient {
-    /// Binds an ephemeral loopback socket for talking to `server`.
+    /// Binds an ephemeral socket for talking to `server`: on loopback for a relay on
+    /// loopback (one we start), else on the unspecified address of its family, the route
+    /// picking the source (a relay in another network namespace, `--relay-addr`).
     pub fn new(server: SocketAddr) -> Result<Self, NgError> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let local: IpAddr = match server.ip() {
+            ip if ip.is_loopback() => ip,
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let sock = UdpSocket::bind((local, 0))?;
         sock.set_read_timeout(Some(Duration::from_millis(500)))?;
         Ok(Self {
             sock,
@@ -181,7 +188,7 @@ fn base(cmd: &str, call_id: &str, from_tag: &str) -> Dict {
 }
 
 /// Asks `ng` for `ping` until it answers (bounded).
-fn wait_for_ping(ng: SocketAddr, what: &str) -> anyhow::Result<()> {
+pub fn wait_for_ping(ng: SocketAddr, what: &str) -> anyhow::Result<()> {
     let mut client = NgClient::new(ng)?;
     for _ in 0..20 {
         let mut d = HashMap::new();

@@ -109,6 +109,8 @@ pub struct RunConfig {
     pub portcullis_bin: PathBuf,
     /// Port base for spawned relays (rtpengine ng port, rawfwd listen port).
     pub relay_port: u16,
+    /// ng address of an rtpengine or media node already running: driven, not started.
+    pub relay_addr: Option<SocketAddr>,
     /// Print the progress line.
     pub progress: bool,
     /// Command line for the report.
@@ -212,6 +214,9 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     {
         bail!("--srtp needs SIP calls (the appliance or --against direct)");
     }
+    if cfg.relay_addr.is_some() && !matches!(cfg.mode, Mode::Rtpengine | Mode::PortcullisNg) {
+        bail!("--relay-addr names an ng relay: it goes with --against rtpengine or portcullis-ng");
+    }
     if cfg.mode == Mode::Direct && cfg.srtp_caller != cfg.srtp_callee {
         bail!("--against direct: both sides are ours, so --srtp must be both or none");
     }
@@ -231,24 +236,28 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     let mut relay_proc: Option<Spawned> = None;
     let mut ng: Option<NgClient> = None;
     let mut raw_listen: Option<SocketAddr> = None;
-    match cfg.mode {
-        Mode::Raw => {
+    match (&cfg.mode, cfg.relay_addr) {
+        (Mode::Raw, _) => {
             let listen: SocketAddr = format!("127.0.0.1:{}", cfg.relay_port).parse()?;
             let sink = workers.addrs.first().map(|a| a.1).context("no worker")?;
             relay_proc = Some(spawn_rawfwd(cfg, listen, sink)?);
             raw_listen = Some(listen);
         }
-        Mode::Rtpengine => {
+        (Mode::Rtpengine | Mode::PortcullisNg, Some(addr)) => {
+            crate::relay::wait_for_ping(addr, cfg.mode.name())?;
+            ng = Some(NgClient::new(addr)?);
+        }
+        (Mode::Rtpengine, None) => {
             let (p, addr) = crate::relay::spawn_rtpengine(cfg)?;
             relay_proc = Some(p);
             ng = Some(NgClient::new(addr)?);
         }
-        Mode::PortcullisNg => {
+        (Mode::PortcullisNg, None) => {
             let (p, addr) = crate::relay::spawn_media_node(cfg, &std::env::temp_dir())?;
             relay_proc = Some(p);
             ng = Some(NgClient::new(addr)?);
         }
-        Mode::Appliance(_) | Mode::Direct => {}
+        (Mode::Appliance(_) | Mode::Direct, _) => {}
     }
     let relay_pid = cfg
         .relay_pid

@@ -1,5 +1,6 @@
-//! Bounded end-to-end runs of the real binary: against the raw forwarder (media only) and
-//! UAC → UAS directly (SIP with media, every call behaviour).
+//! Bounded end-to-end runs of the real binary: against the raw forwarder (media only), a
+//! media node and rtpengine over ng, and UAC → UAS directly (SIP with media, every call
+//! behaviour).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -224,6 +225,95 @@ fn fifty_streams_through_a_portcullis_media_node_driven_by_ng() {
     assert!(
         r["relay"]["cpu_us"].is_u64(),
         "media node CPU accounted: {text}"
+    );
+    let _ = std::fs::remove_file(json);
+}
+
+/// An rtpengine we started (userspace, one thread); killed on drop.
+struct Rtpengine(std::process::Child);
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rtpengine's count of packets it relayed in userspace, from its ng `statistics` reply
+/// (`totalstatistics` → `relayedpackets_user`).
+fn rtpengine_relayed(ng: &str) -> u64 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    sock.send_to(b"st1 d7:command10:statisticse", ng).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = sock
+        .recv(&mut buf)
+        .expect("rtpengine answers ng statistics");
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let key = "19:relayedpackets_useri";
+    let at = reply
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key}: {reply}"))
+        + key.len();
+    let digits: String = reply[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// `--relay-addr`: an rtpengine already running (here started by the test, as a benchmark
+/// starts one in another network namespace) is driven over ng and left running; what it
+/// relayed, by its own counter, covers what the tool received.
+#[test]
+fn a_running_rtpengine_given_by_relay_addr_is_driven_not_started() {
+    let ng = format!("127.0.0.1:{}", free_port());
+    let mut rtpengine = Rtpengine(
+        Command::new("rtpengine")
+            .args(["--interface=127.0.0.1", &format!("--listen-ng={ng}")])
+            .args(["--foreground", "--log-stderr", "--log-level=3"])
+            .args(["--num-threads=1", "--table=-1"])
+            .args(["--port-min=42000", "--port-max=43999"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rtpengine runs (apt: rtpengine-daemon)"),
+    );
+    let json = tmp("relay-addr.json");
+    let (r, text) = run_with_report(
+        Command::new(BIN)
+            .args(["--against", "rtpengine", "--relay-addr", &ng])
+            .args(["--calls", "25", "--cps", "200", "--duration", "2"])
+            .arg("--quiet"),
+        &json,
+        "",
+    );
+    assert_eq!(r["mode"], "rtpengine");
+    assert_eq!(r["calls_started"], 25, "{text}");
+    assert_eq!(r["media"]["streams"], 50, "{text}");
+    assert!(r["failures"].as_object().unwrap().is_empty(), "{text}");
+    let received = r["media"]["received"].as_u64().unwrap();
+    assert!(
+        received > r["media"]["sent"].as_u64().unwrap() * 9 / 10,
+        "{text}"
+    );
+    assert!(
+        r["relay"].is_null(),
+        "no process of ours to account: {text}"
+    );
+    assert!(
+        rtpengine.0.try_wait().unwrap().is_none(),
+        "rtpengine still running after the run"
+    );
+    let relayed = rtpengine_relayed(&ng);
+    assert!(
+        relayed >= received,
+        "rtpengine relayed {relayed}, tool received {received}"
+    );
+    assert_refused(
+        Command::new(BIN).args(["--against", "raw", "--relay-addr", &ng, "--duration", "1"]),
+        "--relay-addr names an ng relay",
     );
     let _ = std::fs::remove_file(json);
 }
