@@ -230,6 +230,17 @@ const NODE_PORT_MIN: u32 = 20_000;
 /// Last media port a spawned media node may use.
 const NODE_PORT_MAX: u32 = 32_767;
 
+/// A media port range of `ports` ports within [`NODE_PORT_MIN`, `NODE_PORT_MAX`] that
+/// leaves out the ng port and the admin port after it: below them if there is room, else
+/// above them.
+fn node_port_range(ports: u32, ng: u32) -> Option<(u32, u32)> {
+    let fits = |lo: u32, hi: u32| (hi >= lo && hi - lo + 1 >= ports).then(|| (lo, lo + ports - 1));
+    if ng + 1 < NODE_PORT_MIN || ng > NODE_PORT_MAX {
+        return fits(NODE_PORT_MIN, NODE_PORT_MAX);
+    }
+    fits(NODE_PORT_MIN, ng.saturating_sub(1)).or_else(|| fits(ng + 2, NODE_PORT_MAX))
+}
+
 /// The media-node configuration for a run: one data plane worker pinned to the relay
 /// core, the ng listener on the relay port, room for every call of the run.
 pub fn media_node_config(cfg: &RunConfig) -> anyhow::Result<String> {
@@ -237,18 +248,18 @@ pub fn media_node_config(cfg: &RunConfig) -> anyhow::Result<String> {
     // a worker needs (64 streams).
     let calls = u32::try_from(cfg.calls).unwrap_or(u32::MAX);
     let ports = calls.saturating_mul(4).saturating_add(256).max(256);
-    let max = NODE_PORT_MIN + ports - 1;
-    if max > NODE_PORT_MAX {
-        bail!(
-            "--calls {}: a media node below the ephemeral ports holds at most {} calls \
-             (use --netns for more)",
+    let (min, max) = node_port_range(ports, u32::from(cfg.relay_port)).with_context(|| {
+        format!(
+            "--calls {}: a media node below the ephemeral ports, beside its ng and admin \
+             ports ({}, {}), has no room for {ports} media ports (use --netns for more)",
             cfg.calls,
-            (NODE_PORT_MAX - NODE_PORT_MIN + 1 - 256) / 4
-        );
-    }
+            cfg.relay_port,
+            u32::from(cfg.relay_port) + 1
+        )
+    })?;
     Ok(format!(
         "[node]\nname = \"loadtest-ng\"\n\n[media]\nadvertised_ip = \"127.0.0.1\"\n\
-         bind_ip = \"127.0.0.1\"\nport_min = {NODE_PORT_MIN}\nport_max = {max}\n\
+         bind_ip = \"127.0.0.1\"\nport_min = {min}\nport_max = {max}\n\
          cores = [{core}]\ninactivity_timeout = \"1h\"\n\n[admin]\n\
          listen = \"127.0.0.1:{admin}\"\n\n[log]\nlevel = \"warn\"\n\n[ng]\n\
          listen = \"127.0.0.1:{ng}\"\nmax_sessions = {sessions}\ntimeout = \"1h\"\n",
@@ -296,5 +307,28 @@ mod tests {
         );
         let back: Bencode = serde_bencode::from_bytes(&out).unwrap();
         assert_eq!(get_str(&back, "command"), Some(&b"offer"[..]));
+    }
+
+    #[test]
+    fn the_media_port_range_leaves_out_the_ng_and_admin_ports() {
+        // Room below the ng port.
+        assert_eq!(node_port_range(1_000, 22_222), Some((20_000, 20_999)));
+        // 2,256 ports do not fit below 22,222: the range goes above the admin port.
+        assert_eq!(node_port_range(2_256, 22_222), Some((22_224, 24_479)));
+        // An ng port outside the range's bounds leaves the whole range.
+        assert_eq!(node_port_range(12_768, 2_223), Some((20_000, 32_767)));
+        // Too many ports for either side.
+        assert_eq!(node_port_range(12_000, 22_222), None);
+        for (ports, ng) in [
+            (256, 20_000),
+            (4_256, 22_222),
+            (9_000, 32_767),
+            (100, 19_999),
+        ] {
+            let (lo, hi) = node_port_range(ports, ng).unwrap();
+            assert_eq!(hi - lo + 1, ports);
+            assert!(!(lo..=hi).contains(&ng) && !(lo..=hi).contains(&(ng + 1)));
+            assert!(lo >= NODE_PORT_MIN && hi <= NODE_PORT_MAX);
+        }
     }
 }
