@@ -259,8 +259,15 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     if cfg.cores.is_empty() {
         bail!("--cores needs at least one core");
     }
-    if matches!(cfg.generator, Generator::AfXdp { .. }) && cfg.cores.len() != 1 {
-        bail!("--generator af_xdp runs one media worker (one AF_XDP socket on queue 0): give one --cores entry");
+    if matches!(cfg.generator, Generator::AfXdp { .. }) {
+        if cfg.cores.len() != 1 {
+            bail!("--generator af_xdp runs one media worker (one AF_XDP socket on queue 0): give one --cores entry");
+        }
+        if !matches!(cfg.mode, Mode::Appliance(_)) {
+            // Direct: frames to our own addresses would leave by the interface and not
+            // come back; the ng relays and rawfwd listen on loopback.
+            bail!("--generator af_xdp needs an appliance across --ifname (--target or --spawn)");
+        }
     }
     if (cfg.srtp_caller || cfg.srtp_callee)
         && matches!(cfg.mode, Mode::Raw | Mode::Rtpengine | Mode::PortcullisNg)

@@ -208,6 +208,34 @@ fn af_xdp_generator_through_the_appliance_counts_every_packet() {
         "{}",
         text(&o)
     );
+    let o = gen
+        .cmd(BIN)
+        .args([
+            "--against",
+            "direct",
+            "--uac",
+            "192.0.2.1:5070",
+            "--uas",
+            "192.0.2.3:5080",
+        ])
+        .args([
+            "--generator",
+            "af_xdp",
+            "--ifname",
+            "p0",
+            "--calls",
+            "1",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("needs an appliance across --ifname"),
+        "{}",
+        text(&o)
+    );
     // Without privileges (nobody, no capabilities): the XDP program cannot be loaded.
     let o = gen
         .cmd("setpriv")
