@@ -55,6 +55,15 @@ impl Drop for Netns {
     }
 }
 
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A process we started, killed on drop.
 struct Proc(Child);
 
@@ -163,7 +172,8 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn af_xdp_generator_through_the_appliance_counts_every_packet() {
-    let dir = std::env::temp_dir().join(format!("pclt-afxdp-{}", std::process::id()));
+    let tmp = TempDir(std::env::temp_dir().join(format!("pclt-afxdp-{}", std::process::id())));
+    let dir = tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let gen = Netns::new("gen");
     let sbc = Netns::new("sbc");
@@ -313,7 +323,7 @@ fn af_xdp_generator_through_the_appliance_counts_every_packet() {
     drop(app);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
 
     let m = &r["media"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("{v} in {r}"));
