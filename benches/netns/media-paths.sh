@@ -46,10 +46,6 @@ CALLS=${CALLS:-500}
 WINDOW=${WINDOW:-10}
 MODES=${MODES:-"uring afxdp xdp uring-srtp afxdp-srtp rtpengine portcullis-ng"}
 ROUNDS=${ROUNDS:-3}
-APP=192.0.2.2
-UAC=192.0.2.1
-UAS=192.0.2.3
-NG=$APP:2223
 
 tools=(ip ethtool clang taskset chrt curl python3 "$APP_BIN" "$LT_BIN")
 case " $MODES " in *" rtpengine "*) tools+=(rtpengine) ;; esac
@@ -59,94 +55,9 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "root needed (network namespaces, XDP)" >&2; exit 1; }
 
 TAG=pmp$$
-WORK=$(mktemp -d)
-NSS=()
-cleanup() {
-  for ns in "${NSS[@]}"; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-  done
-  for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-addns() {
-  ip netns add "$1"
-  NSS+=("$1")
-  ip -n "$1" link set lo up
-}
-
-LAN=$TAG-lan PEERS=$TAG-peers SBC=$TAG-sbc
-addns "$LAN"; addns "$PEERS"; addns "$SBC"
-ip -n "$LAN" link add br0 type bridge
-ip -n "$LAN" link set br0 up
-ip -n "$LAN" link add l0 type veth peer name p0 netns "$PEERS"
-ip -n "$LAN" link add l1 type veth peer name mpa0 netns "$SBC"
-for l in l0 l1; do ip -n "$LAN" link set "$l" master br0; ip -n "$LAN" link set "$l" up; done
-ip -n "$PEERS" addr add $UAC/24 dev p0
-ip -n "$PEERS" addr add $UAS/24 dev p0
-ip -n "$SBC" addr add $APP/24 dev mpa0
-ip -n "$PEERS" link set p0 up
-ip -n "$SBC" link set mpa0 up
-# Complete UDP checksums from the generator, as a NIC delivers them.
-ip netns exec "$PEERS" ethtool -K p0 tx off >/dev/null
-# NAPI on the appliance's veth (GRO on): its receive path runs in mpa0's NAPI whatever the
-# mode. The bridge's end runs an XDP program that passes everything: a veth takes the frames
-# its peer sends with XDP_TX only when it runs XDP itself.
-ip netns exec "$SBC" ethtool -K mpa0 gro on >/dev/null
-cat >"$WORK/pass.c" <<'EOF'
-#include <linux/bpf.h>
-__attribute__((section("xdp"), used)) int pass(struct xdp_md *ctx) { return XDP_PASS; }
-char LICENSE[] __attribute__((section("license"), used)) = "Apache-2.0";
-EOF
-multiarch=$(find /usr/include -maxdepth 1 -name '*-linux-gnu' | head -1)
-clang -O2 -target bpf ${multiarch:+-I "$multiarch"} -c "$WORK/pass.c" -o "$WORK/pass.o"
-ip -n "$LAN" link set dev l1 xdpdrv obj "$WORK/pass.o" sec xdp
-ip netns exec "$SBC" sh -c 'echo 1 > /sys/class/net/mpa0/threaded'
-
-config() { # $1 backend, $2 fast_path, $3 media of the caller's trunk
-  cat <<EOF
-[node]
-name = "media-paths"
-
-[[sip.listener]]
-transport = "udp"
-address = "$APP:5060"
-
-[media]
-bind_ip = "$APP"
-port_min = 20000
-port_max = 23999
-cores = [1]
-backend = "$1"
-fast_path = "$2"
-learning_window = "500ms"
-
-[admin]
-listen = "127.0.0.1:9100"
-
-[cdr]
-path = "$WORK/cdr.jsonl"
-fsync = "never"
-
-[policy]
-rate_limit = 1000000
-
-[[trunk]]
-name = "left"
-address = "$UAC:5070"
-media = "$3"
-
-[[trunk]]
-name = "right"
-address = "$UAS:5080"
-
-[[route]]
-name = "out"
-from = ["left"]
-targets = ["right"]
-EOF
-}
+# shellcheck source=benches/netns/topology.sh
+source "$ROOT/benches/netns/topology.sh"
+NG=$APP:2223
 
 # The media node driven over ng (mode portcullis-ng): io_uring workers on core 1, as `uring`.
 node_config() {

@@ -10,9 +10,12 @@
 //! portcullis-loadtest --against raw --calls 25 --duration 2 --report r.json --svg r.svg
 //! portcullis-loadtest compare --config lt.toml --calls 1000 --duration 20
 //! portcullis-loadtest --netns --spawn --config wide.toml --calls 4500 --ptime 150
+//! portcullis-loadtest --target 192.0.2.2:5060 --uac 192.0.2.1:5070 --uas 192.0.2.3:5080 \
+//!     --generator af_xdp --ifname p0 --calls 1000 --ptime 2 --duration 20
 //! ```
 //! Everything is loopback-only and bounded by `--duration` (≤ 1 h) and `--max-calls`.
-#![forbid(unsafe_code)]
+// `unsafe` only in the AF_XDP generator's UMEM and descriptor handling (`xsk`, `xdpgen`).
+#![deny(unsafe_code)]
 #![allow(clippy::print_stderr)]
 
 mod chart;
@@ -23,6 +26,10 @@ mod report;
 mod run;
 mod sip;
 mod stats;
+#[allow(unsafe_code)]
+mod xdpgen;
+#[allow(unsafe_code)]
+mod xsk;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +39,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use run::{Mode, RunConfig, Spawned};
+use run::{Generator, Mode, RunConfig, Spawned};
 
 /// Command line (a leading `compare` runs raw, rtpengine, the Portcullis media node and
 /// the appliance back to back).
@@ -98,6 +105,14 @@ struct Opts {
     /// side, or both (the appliance's trunks must match: `media = "srtp"`).
     #[arg(long, value_parser = ["none", "caller", "callee", "both"], default_value = "none")]
     srtp: String,
+    /// Media packet I/O: `socket` (UDP sockets) or `af_xdp` (frames built here and sent
+    /// and received through an AF_XDP socket on --ifname, which holds the --uac and --uas
+    /// addresses; root; one --cores entry; IPv4).
+    #[arg(long, value_parser = ["socket", "af_xdp"], default_value = "socket")]
+    generator: String,
+    /// Interface of the AF_XDP generator.
+    #[arg(long)]
+    ifname: Option<String>,
     /// Cores for media workers, comma separated (one worker each).
     #[arg(long, default_value = "0")]
     cores: String,
@@ -202,8 +217,19 @@ fn run_config(o: &Opts, mode: Mode) -> anyhow::Result<RunConfig> {
         // 1500-byte datagram, the largest a relay forwards.
         bail!("--ptime must be 1..={MAX_PTIME_MS} ms (one G.711 packet per 1500-byte datagram)");
     }
+    let generator = match (o.generator.as_str(), &o.ifname) {
+        ("af_xdp", Some(ifname)) => Generator::AfXdp {
+            ifname: ifname.clone(),
+        },
+        ("af_xdp", None) => {
+            bail!("--generator af_xdp needs --ifname (the interface holding --uac and --uas)")
+        }
+        (_, Some(_)) => bail!("--ifname is for --generator af_xdp"),
+        _ => Generator::Socket,
+    };
     Ok(RunConfig {
         mode,
+        generator,
         calls: o.calls,
         max_calls: o.max_calls.unwrap_or(o.calls.saturating_mul(4)),
         cps: o.cps,

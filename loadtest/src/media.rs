@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
@@ -23,21 +22,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::sync::Recorder;
 use hdrhistogram::Histogram;
-use nix::poll::{PollFd, PollFlags};
-use nix::sys::time::TimeSpec;
 use portcullis_rtp::rtp::RtpPacket;
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::mmsg::{self, RecvBatch, SendBatch};
 use crate::stats::StreamRx;
 
 /// RTP fixed header length (RFC 3550 §5.1), no CSRC, no extension.
 pub const RTP_HEADER_LEN: usize = 12;
 /// Bytes of audio per packet at 8 kHz for 20 ms (G.711).
 pub const G711_PAYLOAD_20MS: usize = 160;
-/// Packets drained from one socket per loop iteration.
-const RX_BUDGET: usize = 512;
 /// Commands taken per loop iteration.
 const CMD_BUDGET: usize = 4096;
 /// Ticks we catch up after a stall (late packets are still sent, as a real endpoint
@@ -211,6 +205,39 @@ pub struct WorkerResult {
     pub foreign: u64,
     /// SRTP packets refused (authentication, replay, or never keyed).
     pub srtp_errors: u64,
+    /// Datagrams dropped on the generator's side before it read them (AF_XDP).
+    pub rx_dropped: u64,
+}
+
+/// What a [`MediaIo`] calls for each datagram it receives: `(socket, datagram,
+/// arrival_ns)`, socket `None` for a frame that is not for one of the worker's sockets.
+pub type OnDatagram<'a> = dyn FnMut(Option<usize>, &mut [u8], u64) + 'a;
+
+/// The packet I/O of a media worker: kernel UDP sockets ([`crate::mmsg::SocketIo`]) or
+/// one AF_XDP socket that carries the traffic of every worker socket address
+/// ([`crate::xdpgen::XdpIo`]). Sockets are named by their index (0 caller side, 1 callee
+/// side).
+pub trait MediaIo {
+    /// The buffer for the next packet sent from socket `socket`; `None` when none is free
+    /// now (flush first).
+    fn slot(&mut self, socket: usize) -> Option<&mut [u8]>;
+    /// Queues the packet just written into the slot (`len` bytes) for `dest`.
+    fn push(&mut self, socket: usize, len: usize, dest: SocketAddr);
+    /// Sends everything queued: `(sent, failed)`.
+    fn flush(&mut self) -> (usize, usize);
+    /// A stream toward `dest` starts (the AF_XDP generator resolves the next hop's MAC).
+    fn prepare(&mut self, _dest: SocketAddr) {}
+    /// Receives what is ready (bounded by the work budget), calling `f(socket, packet,
+    /// arrival_ns)` for each datagram, with `None` for a frame that is not for one of the
+    /// sockets (or fails its checksums). Returns how many were read.
+    fn receive(&mut self, clock: Clock, f: &mut OnDatagram<'_>) -> usize;
+    /// Waits until a datagram may be ready, at most `timeout`.
+    fn wait(&mut self, timeout: Duration);
+    /// Datagrams the generator's side dropped before reading them (AF_XDP ring full),
+    /// when it can tell.
+    fn rx_dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// Settings of one media worker.
@@ -255,7 +282,7 @@ struct SrtpRx {
 /// percentiles of the timeline.
 pub fn run_worker(
     cfg: &WorkerConfig,
-    sockets: &[UdpSocket],
+    io: &mut impl MediaIo,
     cmds: &Receiver<MediaCmd>,
     clock: Clock,
     live: &Arc<Live>,
@@ -264,9 +291,6 @@ pub fn run_worker(
     if let Some(c) = cfg.core {
         // Best effort: an unpinnable core is reported by the caller's config check.
         let _ = core_affinity::set_for_current(core_affinity::CoreId { id: c });
-    }
-    for s in sockets {
-        s.set_nonblocking(true)?;
     }
     let ptime = cfg.ptime_ms.max(1) as usize;
     let mut wheel: Vec<Vec<Sending>> = (0..ptime).map(|_| Vec::new()).collect();
@@ -277,9 +301,8 @@ pub fn run_worker(
             .map_err(|e| std::io::Error::other(e.to_string()))?,
         foreign: 0,
         srtp_errors: 0,
+        rx_dropped: 0,
     };
-    let mut batches: Vec<SendBatch> = sockets.iter().map(|_| SendBatch::default()).collect();
-    let mut rxbatch = RecvBatch::default();
     let mut srtp_rx = SrtpRx::default();
     let start = clock.ns();
     let mut next_tick = start - start % TICK_NS + TICK_NS;
@@ -290,22 +313,17 @@ pub fn run_worker(
         if now >= cfg.deadline_ns || stop_at.is_some_and(|s| now >= s) {
             break;
         }
-        // Send every tick that is due (catching up if we fell behind), batched per
-        // socket with sendmmsg.
+        // Send every tick that is due (catching up if we fell behind), batched.
         let mut guard = 0;
         while clock.ns() >= next_tick && next_tick < cfg.deadline_ns && guard < CATCH_UP_TICKS {
             let bucket = (tick % ptime as u64) as usize;
             if let Some(b) = wheel.get_mut(bucket) {
                 for s in b.iter_mut() {
-                    let (Some(sock), Some(batch)) =
-                        (sockets.get(s.spec.socket), batches.get_mut(s.spec.socket))
-                    else {
-                        continue;
-                    };
-                    if batch.slot().is_none() {
-                        flush(batch, sock, live);
+                    let sock = s.spec.socket;
+                    if io.slot(sock).is_none() {
+                        flush(io, live);
                     }
-                    let Some(slot) = batch.slot() else { continue };
+                    let Some(slot) = io.slot(sock) else { continue };
                     let sent_ns = clock.ns();
                     let probe = Probe {
                         seq: s.seq,
@@ -328,7 +346,7 @@ pub fn run_worker(
                             }
                         }
                     }
-                    batch.push(len, s.spec.dest);
+                    io.push(sock, len, s.spec.dest);
                     // A datagram the kernel refuses still used its sequence number: it
                     // is counted in send_errors and shows as loss.
                     if s.seq == 0 {
@@ -338,9 +356,7 @@ pub fn run_worker(
                     s.seq += 1;
                 }
             }
-            for (batch, sock) in batches.iter_mut().zip(sockets) {
-                flush(batch, sock, live);
-            }
+            flush(io, live);
             tick += 1;
             next_tick += TICK_NS;
             guard += 1;
@@ -357,6 +373,7 @@ pub fn run_worker(
             for _ in 0..CMD_BUDGET {
                 match cmds.try_recv() {
                     Ok(MediaCmd::Add(spec)) => {
+                        io.prepare(spec.dest);
                         if let Some(b) = wheel.get_mut(spec.ssrc as usize % ptime) {
                             b.push(Sending {
                                 spec,
@@ -407,43 +424,26 @@ pub fn run_worker(
                 }
             }
         }
-        // Receive (bounded per socket), batched with recvmmsg.
-        for (si, sock) in sockets.iter().enumerate() {
-            let srtp = cfg.srtp_rx.get(si).copied().unwrap_or(false);
-            for _ in 0..RX_BUDGET / mmsg::BATCH {
-                let n = rxbatch.recv(sock);
-                if n == 0 {
-                    break;
-                }
-                let arrival = clock.ns();
-                for i in 0..n {
-                    if let Some(pkt) = rxbatch.get_mut(i) {
-                        on_packet(
-                            &mut result,
-                            live,
-                            &mut srtp_rx,
-                            srtp,
-                            pkt,
-                            arrival,
-                            interval.as_mut(),
-                        );
-                    }
-                }
-                if n < mmsg::BATCH {
-                    break;
-                }
+        // Receive (bounded).
+        io.receive(clock, &mut |sock, pkt, arrival| match sock {
+            Some(si) => {
+                let srtp = cfg.srtp_rx.get(si).copied().unwrap_or(false);
+                on_packet(
+                    &mut result,
+                    live,
+                    &mut srtp_rx,
+                    srtp,
+                    pkt,
+                    arrival,
+                    interval.as_mut(),
+                );
             }
-        }
+            None => result.foreign += 1,
+        });
         // Wait for the next tick or a datagram.
         let now = clock.ns();
         if now < next_tick {
-            let wait = next_tick - now;
-            let mut fds: Vec<PollFd<'_>> = sockets
-                .iter()
-                .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
-                .collect();
-            let ts = TimeSpec::from_duration(Duration::from_nanos(wait));
-            let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
+            io.wait(Duration::from_nanos(next_tick - now));
         }
     }
     for b in &mut wheel {
@@ -454,6 +454,7 @@ pub fn run_worker(
     // Packets whose key never came: refused.
     let never_keyed: u64 = srtp_rx.pending.values().map(|v| v.len() as u64).sum();
     result.srtp_errors += never_keyed;
+    result.rx_dropped = io.rx_dropped();
     live.srtp_errors.fetch_add(never_keyed, Ordering::Relaxed);
     Ok(result)
 }
@@ -522,8 +523,8 @@ fn on_packet(
     }
 }
 
-fn flush(batch: &mut SendBatch, sock: &UdpSocket, live: &Live) {
-    let (ok, failed) = batch.flush(sock);
+fn flush(io: &mut impl MediaIo, live: &Live) {
+    let (ok, failed) = io.flush();
     live.tx.fetch_add(ok as u64, Ordering::Relaxed);
     live.send_errors.fetch_add(failed as u64, Ordering::Relaxed);
 }
@@ -543,6 +544,7 @@ fn finish(sent: &mut HashMap<u32, SentInfo>, s: &Sending) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mmsg::SocketIo;
 
     #[test]
     fn packet_round_trips_probe() {
@@ -607,7 +609,10 @@ mod tests {
             srtp_rx: vec![false, srtp_rx],
         };
         let live = Arc::new(Live::default());
-        let h = std::thread::spawn(move || run_worker(&cfg, &[a, b], &rx, clock, &live, None));
+        let h = std::thread::spawn(move || {
+            let mut io = SocketIo::new(vec![a, b])?;
+            run_worker(&cfg, &mut io, &rx, clock, &live, None)
+        });
         if srtp_rx {
             std::thread::sleep(Duration::from_secs_f64(expect_after));
             for i in 0..n {

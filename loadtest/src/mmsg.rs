@@ -1,16 +1,24 @@
 //! Batched UDP I/O with `sendmmsg`/`recvmmsg` through nix's safe wrappers: one system
-//! call per batch instead of one per datagram.
+//! call per batch instead of one per datagram; [`SocketIo`] is a media worker's I/O over it.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 
 use nix::sys::socket::{
     recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
 };
 
+use crate::media::{Clock, MediaIo, OnDatagram};
+
 /// Datagrams per system call.
 pub const BATCH: usize = 64;
+/// Datagrams drained from one socket per [`MediaIo::receive`].
+const RX_BUDGET: usize = 512;
 /// Bytes reserved per datagram.
 pub const SLOT: usize = 2048;
 
@@ -163,6 +171,82 @@ impl RecvBatch {
     pub fn get_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         let len = *self.lens.get(i)?;
         self.buf.get_mut(i * SLOT..i * SLOT + len.min(SLOT))
+    }
+}
+
+/// A media worker's UDP sockets (the default generator).
+#[derive(Debug)]
+pub struct SocketIo {
+    sockets: Vec<UdpSocket>,
+    batches: Vec<SendBatch>,
+    rx: RecvBatch,
+}
+
+impl SocketIo {
+    /// The worker's sockets, made non-blocking.
+    pub fn new(sockets: Vec<UdpSocket>) -> std::io::Result<SocketIo> {
+        for s in &sockets {
+            s.set_nonblocking(true)?;
+        }
+        Ok(SocketIo {
+            batches: sockets.iter().map(|_| SendBatch::default()).collect(),
+            sockets,
+            rx: RecvBatch::default(),
+        })
+    }
+}
+
+impl MediaIo for SocketIo {
+    fn slot(&mut self, socket: usize) -> Option<&mut [u8]> {
+        self.batches.get_mut(socket)?.slot()
+    }
+
+    fn push(&mut self, socket: usize, len: usize, dest: SocketAddr) {
+        if let Some(b) = self.batches.get_mut(socket) {
+            b.push(len, dest);
+        }
+    }
+
+    fn flush(&mut self) -> (usize, usize) {
+        let (mut ok, mut failed) = (0, 0);
+        for (b, s) in self.batches.iter_mut().zip(&self.sockets) {
+            let (o, f) = b.flush(s);
+            ok += o;
+            failed += f;
+        }
+        (ok, failed)
+    }
+
+    fn receive(&mut self, clock: Clock, f: &mut OnDatagram<'_>) -> usize {
+        let mut total = 0;
+        for (si, sock) in self.sockets.iter().enumerate() {
+            for _ in 0..RX_BUDGET / BATCH {
+                let n = self.rx.recv(sock);
+                if n == 0 {
+                    break;
+                }
+                let arrival = clock.ns();
+                for i in 0..n {
+                    if let Some(pkt) = self.rx.get_mut(i) {
+                        f(Some(si), pkt, arrival);
+                    }
+                }
+                total += n;
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        let mut fds: Vec<PollFd<'_>> = self
+            .sockets
+            .iter()
+            .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let _ = nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None);
     }
 }
 

@@ -161,6 +161,12 @@ pub struct Report {
     pub relay: Option<RelayCost>,
     /// Per-second samples.
     pub timeline: Vec<Tick>,
+    /// The media workers' packet I/O: `socket` or `af_xdp`.
+    pub generator: String,
+    /// Packets that reached the generator but that it dropped before reading them (the
+    /// AF_XDP socket's ring full or out of chunks; 0 for sockets, where the kernel does not
+    /// say): counted as lost, and not the relay's loss.
+    pub generator_rx_dropped: u64,
 }
 
 impl Report {
@@ -169,8 +175,8 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "mode {}  duration {:.1} s  ptime {} ms  srtp {}",
-            self.mode, self.duration_s, self.ptime_ms, self.srtp
+            "mode {}  duration {:.1} s  ptime {} ms  srtp {}  generator {}",
+            self.mode, self.duration_s, self.ptime_ms, self.srtp, self.generator
         );
         let _ = writeln!(
             s,
@@ -192,7 +198,7 @@ impl Report {
         let m = &self.media;
         let _ = writeln!(
             s,
-            "media: streams {} sent {} received {} lost {} ({:.4}%; head {} tail {}) dup {} reordered {} send_errors {} srtp_errors {} pps {:.0}",
+            "media: streams {} sent {} received {} lost {} ({:.4}%; head {} tail {}) dup {} reordered {} send_errors {} srtp_errors {} generator_rx_dropped {} pps {:.0}",
             m.streams,
             m.sent,
             m.received,
@@ -204,6 +210,7 @@ impl Report {
             m.reordered,
             self.send_errors,
             self.srtp_errors,
+            self.generator_rx_dropped,
             self.packets_per_s
         );
         for (name, p) in [

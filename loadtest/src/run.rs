@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, sync_channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,10 +20,12 @@ use nix::sys::time::TimeSpec;
 use portcullis_sip::sdp::SessionDescription;
 
 use crate::media::{self, Clock, Live, MediaCmd, StreamSpec, WorkerConfig, WorkerResult};
+use crate::mmsg::SocketIo;
 use crate::relay::NgClient;
 use crate::report::{proc_sample, Percentiles, RelayCost, Report, Tick};
 use crate::sip::{sdp_for, ssrcs, Out, Population, Side, SipConfig};
 use crate::stats::{StreamRx, Totals};
+use crate::xdpgen::XdpIo;
 
 /// Longest run we allow (every load is bounded).
 pub const MAX_DURATION_S: f64 = 3600.0;
@@ -54,6 +56,29 @@ impl Mode {
             Mode::Rtpengine => "rtpengine",
             Mode::PortcullisNg => "portcullis-ng",
             Mode::Raw => "raw",
+        }
+    }
+}
+
+/// How the media workers send and receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generator {
+    /// Kernel UDP sockets, `sendmmsg`/`recvmmsg`.
+    Socket,
+    /// One AF_XDP socket on this interface (frames built by the generator; IPv4, one
+    /// worker).
+    AfXdp {
+        /// The interface that holds the UAC and UAS addresses.
+        ifname: String,
+    },
+}
+
+impl Generator {
+    /// Short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Generator::Socket => "socket",
+            Generator::AfXdp { .. } => "af_xdp",
         }
     }
 }
@@ -93,6 +118,8 @@ pub struct RunConfig {
     pub srtp_callee: bool,
     /// Cores for media workers (one worker per entry).
     pub cores: Vec<usize>,
+    /// The media workers' packet I/O.
+    pub generator: Generator,
     /// Core for a relay we start ourselves.
     pub relay_core: usize,
     /// UAC socket address.
@@ -164,9 +191,34 @@ fn start_workers(
             drain: Duration::from_millis(300),
             srtp_rx: vec![cfg.srtp_caller, cfg.srtp_callee],
         };
+        // The worker opens its I/O on its own thread and says whether it could.
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
+        let generator = cfg.generator.clone();
         let h = std::thread::Builder::new()
             .name(format!("media-{core}"))
-            .spawn(move || media::run_worker(&wc, &[a, b], &rx, clock, &live, Some(rec)))?;
+            .spawn(move || match generator {
+                Generator::Socket => {
+                    let io = SocketIo::new(vec![a, b]);
+                    let _ = ready_tx.send(io.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+                    media::run_worker(&wc, &mut io?, &rx, clock, &live, Some(rec))
+                }
+                Generator::AfXdp { ifname } => match XdpIo::open(&ifname, vec![a, b]) {
+                    Ok(mut io) => {
+                        let _ = ready_tx.send(Ok(()));
+                        media::run_worker(&wc, &mut io, &rx, clock, &live, Some(rec))
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        let _ = ready_tx.send(Err(msg.clone()));
+                        Err(std::io::Error::other(msg))
+                    }
+                },
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bail!("media worker on core {core}: {e}"),
+            Err(_) => bail!("media worker on core {core} exited at start"),
+        }
         w.tx.push(tx);
         w.handles.push(h);
     }
@@ -208,6 +260,16 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     }
     if cfg.cores.is_empty() {
         bail!("--cores needs at least one core");
+    }
+    if matches!(cfg.generator, Generator::AfXdp { .. }) {
+        if cfg.cores.len() != 1 {
+            bail!("--generator af_xdp runs one media worker (one AF_XDP socket on queue 0): give one --cores entry");
+        }
+        if !matches!(cfg.mode, Mode::Appliance(_)) {
+            // Direct: frames to our own addresses would leave by the interface and not
+            // come back; the ng relays and rawfwd listen on loopback.
+            bail!("--generator af_xdp needs an appliance across --ifname (--target or --spawn)");
+        }
     }
     if (cfg.srtp_caller || cfg.srtp_callee)
         && matches!(cfg.mode, Mode::Raw | Mode::Rtpengine | Mode::PortcullisNg)
@@ -525,6 +587,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
     let mut sent: HashMap<u32, u64> = HashMap::new();
     let mut rx: HashMap<u32, StreamRx> = HashMap::new();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut rx_dropped = 0;
     for h in workers.handles {
         let r = h
             .join()
@@ -534,6 +597,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         }
         // An SSRC is received by exactly one socket, hence one worker.
         rx.extend(r.rx);
+        rx_dropped += r.rx_dropped;
         latency.add(&r.latency_us)?;
     }
     drop(relay_proc);
@@ -607,6 +671,8 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<Report> {
         max_gap_us: Percentiles::of(&gap),
         relay,
         timeline,
+        generator: cfg.generator.name().to_string(),
+        generator_rx_dropped: rx_dropped,
     })
 }
 
