@@ -2,40 +2,11 @@
 //! default, anything else refused at the value's line and column. Whether `af_xdp` can run
 //! is decided at start, where the program and the queues are (`afxdp_netns.rs`).
 
-use std::path::Path;
+mod common_config;
 
-use portcullis::config::{Backend, Config, Diagnostic, HostInfo, LineCol, LoadOptions};
+use portcullis::config::{Backend, LineCol};
 
-fn load(src: &str) -> Result<Config, Vec<Diagnostic>> {
-    let opts = LoadOptions {
-        check_files: true,
-        host: HostInfo::with_cpus(4),
-    };
-    Config::from_toml(src, Path::new("/nonexistent-base"), &opts)
-}
-
-const BASE: &str = r#"
-[[sip.listener]]
-transport = "udp"
-address = "127.0.0.1:5060"
-
-[media]
-advertised_ip = "127.0.0.1"
-cores = [0]
-
-[[trunk]]
-name = "a"
-address = "127.0.0.1:5070"
-
-[[trunk]]
-name = "b"
-address = "127.0.0.1:5080"
-
-[[route]]
-name = "r"
-from = ["a"]
-targets = ["b"]
-"#;
+use common_config::{load, BASE};
 
 fn with_backend(v: &str) -> String {
     BASE.replace("cores = [0]", &format!("cores = [0]\nbackend = \"{v}\""))

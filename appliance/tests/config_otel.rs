@@ -1,48 +1,11 @@
 //! `[otel]`: defaults, the traces URL, and every bound refused with its path and the
 //! line:col of the offending value.
 
-use std::path::Path;
+mod common_config;
+
 use std::time::Duration;
 
-use portcullis::config::{Config, Diagnostic, HostInfo, LineCol, LoadOptions};
-
-fn load(src: &str) -> Result<Config, Vec<Diagnostic>> {
-    let opts = LoadOptions {
-        check_files: true,
-        host: HostInfo::with_cpus(4),
-    };
-    Config::from_toml(src, Path::new("/nonexistent-base"), &opts)
-}
-
-fn pos(src: &str, needle: &str) -> LineCol {
-    let off = src
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in the source"));
-    LineCol::from_offset(src, off)
-}
-
-const BASE: &str = r#"
-[[sip.listener]]
-transport = "udp"
-address = "127.0.0.1:5060"
-
-[media]
-advertised_ip = "127.0.0.1"
-cores = [0]
-
-[[trunk]]
-name = "a"
-address = "127.0.0.1:5070"
-
-[[trunk]]
-name = "b"
-address = "127.0.0.1:5080"
-
-[[route]]
-name = "r"
-from = ["a"]
-targets = ["b"]
-"#;
+use common_config::{load, pos, BASE};
 
 #[test]
 fn absent_is_off_and_defaults_fill_the_rest() {

@@ -3,32 +3,14 @@
 //! routes: accepted forms reach the engine, bad ones are reported with the
 //! TOML path and line:col (inside a value template: the offending character).
 
-use std::path::Path;
+mod common_config;
 
-use portcullis::config::{Config, Diagnostic, HostInfo, LineCol, LoadOptions};
 use portcullis::runtime::convert::engine_config;
 use portcullis_engine::config::TrunkId;
 use portcullis_engine::routing::Router;
 use portcullis_engine::trunk_policy::{HeaderAction, RuleDirection, TelephoneEvent};
 
-fn load(src: &str) -> Result<Config, Vec<Diagnostic>> {
-    let opts = LoadOptions {
-        check_files: true,
-        host: HostInfo::with_cpus(4),
-    };
-    Config::from_toml(src, Path::new("/nonexistent-base"), &opts)
-}
-
-fn errors(src: &str) -> Vec<Diagnostic> {
-    match load(src) {
-        Ok(_) => panic!("expected errors, the config loaded:\n{src}"),
-        Err(d) => d,
-    }
-}
-
-fn pos(src: &str, needle: &str) -> LineCol {
-    LineCol::from_offset(src, src.find(needle).expect("needle in source"))
-}
+use common_config::{errors, load, pos};
 
 const BASE: &str = r#"
 [[sip.listener]]

@@ -1,22 +1,14 @@
 //! `[trunk.register]`: defaults, conversion to the engine's registration, and every
 //! check with its TOML path and position.
 
-use std::path::Path;
+mod common_config;
+
 use std::time::Duration;
 
-use portcullis::config::{Config, Diagnostic, HostInfo, LineCol, LoadOptions};
+use portcullis::config::LineCol;
 use portcullis::runtime::convert::engine_config;
 
-fn opts() -> LoadOptions {
-    LoadOptions {
-        check_files: true,
-        host: HostInfo::with_cpus(4),
-    }
-}
-
-fn load(src: &str) -> Result<Config, Vec<Diagnostic>> {
-    Config::from_toml(src, Path::new("/nonexistent-base"), &opts())
-}
+use common_config::load;
 
 const BASE: &str = r#"
 [[sip.listener]]

@@ -1,40 +1,17 @@
 //! `[ha]`: the checked model, and every refusal names its key with line and column.
 
+mod common_config;
+
 use std::path::Path;
 use std::time::Duration;
 
 use portcullis::config::{Config, Diagnostic, HaRole, HostInfo, LoadOptions};
 
-const BASE: &str = r#"
-[[sip.listener]]
-transport = "udp"
-address = "127.0.0.1:5060"
-
-[media]
-advertised_ip = "127.0.0.1"
-cores = [0]
-
-[[trunk]]
-name = "a"
-address = "127.0.0.1:5070"
-
-[[trunk]]
-name = "b"
-address = "127.0.0.1:5080"
-
-[[route]]
-name = "r"
-from = ["a"]
-targets = ["b"]
-"#;
+use common_config::{opts, BASE};
 
 fn load(ha: &str) -> Result<Config, Vec<Diagnostic>> {
     let src = format!("{BASE}\n[ha]\n{ha}");
-    let opts = LoadOptions {
-        check_files: true,
-        host: HostInfo::with_cpus(4),
-    };
-    Config::from_toml(&src, Path::new("/etc/portcullis"), &opts)
+    Config::from_toml(&src, Path::new("/etc/portcullis"), &opts())
 }
 
 const GOOD: &str = r#"role = "standby"

@@ -27,7 +27,49 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common_ha::*;
-use sipp_harness::{serial, sip_target, start_uac, start_uas, Ports};
+use sipp_harness::{serial, sip_target, start_uac, start_uas, Appliance, Ports, Sipp};
+
+/// A node of the pair on `p` started in a new directory, as `role` with `peer` its peer.
+fn start_fresh(p: Ports, redis: u16, shared: &Shared, role: &str, peer: &str) -> Appliance {
+    start_node(
+        tempfile::tempdir().unwrap(),
+        &node_config(p, redis, shared, role, peer),
+    )
+}
+
+/// Waits up to `within` until Redis holds exactly `n` live calls.
+fn calls_in_redis(redis: &Redis, n: usize, within: Duration) -> bool {
+    wait_for(within, || redis.keys("portcullis:call:*").len() == n)
+}
+
+/// The sipp callees (`uas`, trunk right) and callers (`uac`, trunk left) of a drill,
+/// their files in `dir`.
+struct Calls {
+    dir: tempfile::TempDir,
+    uas: Sipp,
+    uac: Sipp,
+}
+
+impl Calls {
+    /// Starts the callees with arguments `uas`, then the callers with arguments `uac`.
+    fn start(p: Ports, uas: &[&str], uac: &[&str]) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), p, uas, uac)
+    }
+
+    /// [`Calls::start`] in `dir`.
+    fn start_in(dir: tempfile::TempDir, p: Ports, uas: &[&str], uac: &[&str]) -> Self {
+        let uas = start_uas(dir.path(), p, uas);
+        let uac = start_uac(dir.path(), p, uac);
+        Self { dir, uas, uac }
+    }
+
+    /// The callers end the calls: waits for them (60 s), then for the callees (30 s);
+    /// `callers` and `callees` say what failed if one did not succeed.
+    fn wait_ok(mut self, callers: &str, callees: &str) {
+        self.uac.wait_ok(Duration::from_secs(60), callers);
+        self.uas.wait_ok(Duration::from_secs(30), callees);
+    }
+}
 
 #[test]
 fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
@@ -38,23 +80,18 @@ fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let a = start_node(dir_a, &node_config(p, redis.port, &shared, "active", "b"));
-    let sipp_dir = tempfile::tempdir().unwrap();
     let target = sip_target(p);
 
     // Phase 1: three calls through A; the caller hangs up after 15 s.
-    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "3"]);
-    let mut uac = start_uac(
-        sipp_dir.path(),
+    let calls = Calls::start(
         p,
+        &["-sn", "uas", "-m", "3"],
         &[
             "-sn", "uac", "-d", "15000", "-m", "3", "-l", "3", "-r", "10", &target,
         ],
     );
     assert!(
-        wait_for(Duration::from_secs(10), || redis
-            .keys("portcullis:call:*")
-            .len()
-            == 3),
+        calls_in_redis(&redis, 3, Duration::from_secs(10)),
         "three answered calls replicated: {:?}\n{}",
         redis.keys("*"),
         a.log()
@@ -66,11 +103,10 @@ fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
     assert_eq!(report["found"], 3, "{report}");
     assert_eq!(report["restored"], 3, "{report}");
     assert_eq!(ha_status(p)["role"], "active");
-    uac.wait_ok(
-        Duration::from_secs(60),
+    calls.wait_ok(
         "callers hung up through the new node",
+        "callees got the BYEs",
     );
-    uas.wait_ok(Duration::from_secs(30), "callees got the BYEs");
     let cdrs = b.wait_cdrs(3, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 3, "{cdrs:?}");
     assert_survivors(&cdrs, "caller");
@@ -88,33 +124,14 @@ fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
 
     // A comes back as the standby: its journal held the three calls open, but the pair
     // carried them on, so no restart record here.
-    let admin_b = p.admin;
-    let p_a = Ports {
-        sip: p.sip + 5,
-        admin: p.admin + 5,
-        ..p
-    };
-    let a_cfg = node_config(p, redis.port, &shared, "standby", "b")
-        .replace(
-            &format!("127.0.0.1:{}\"", p.sip),
-            &format!("127.0.0.1:{}\"", p_a.sip),
-        )
-        .replace(
-            &format!("127.0.0.1:{admin_b}\""),
-            &format!("127.0.0.1:{}\"", p_a.admin),
-        )
-        .replace(
-            &format!("port_min = {}", p.media_min),
-            &format!("port_min = {}", p.media_min + 128),
-        );
+    let (a_cfg, _) = second_node_config(p, redis.port, &shared, "standby", "b");
     let a = start_node(dir_a, &a_cfg);
     assert!(a.log().contains("carried on by the pair"), "{}", a.log());
     assert!(a.cdrs().is_empty(), "no restart record: {:?}", a.cdrs());
     let dir_a = kill9(a);
 
     // Phase 2 (fail back): two calls through B; the callee hangs up after 15 s.
-    let mut uas = start_uas(
-        sipp_dir.path(),
+    let mut calls = Calls::start(
         p,
         &[
             "-sf",
@@ -124,10 +141,6 @@ fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
             "-m",
             "2",
         ],
-    );
-    let mut uac = start_uac(
-        sipp_dir.path(),
-        p,
         &[
             "-sf",
             &scenario("uac_wait_bye.xml"),
@@ -141,35 +154,25 @@ fn kill9_takeover_bye_both_ways_one_cdr_and_fail_back() {
         ],
     );
     assert!(
-        wait_for(Duration::from_secs(10), || redis
-            .keys("portcullis:call:*")
-            .len()
-            == 2),
+        calls_in_redis(&redis, 2, Duration::from_secs(10)),
         "two answered calls replicated"
     );
     let dir_b = kill9(b);
     let a = start_node(dir_a, &node_config(p, redis.port, &shared, "standby", "b"));
     let report = notify_master(p, &shared);
     assert_eq!(report["restored"], 2, "{report}");
-    uas.wait_ok(Duration::from_secs(60), "callees hung up through node A");
-    uac.wait_ok(Duration::from_secs(30), "callers got the BYEs");
+    // The callees end these calls: wait for them first.
+    calls
+        .uas
+        .wait_ok(Duration::from_secs(60), "callees hung up through node A");
+    calls
+        .uac
+        .wait_ok(Duration::from_secs(30), "callers got the BYEs");
     let cdrs = a.wait_cdrs(2, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 2, "{cdrs:?}");
     assert_survivors(&cdrs, "callee");
     // B comes back: its three records of phase 1 and nothing more.
-    let b_cfg = node_config(p, redis.port, &shared, "standby", "a")
-        .replace(
-            &format!("127.0.0.1:{}\"", p.sip),
-            &format!("127.0.0.1:{}\"", p_a.sip),
-        )
-        .replace(
-            &format!("127.0.0.1:{admin_b}\""),
-            &format!("127.0.0.1:{}\"", p_a.admin),
-        )
-        .replace(
-            &format!("port_min = {}", p.media_min),
-            &format!("port_min = {}", p.media_min + 128),
-        );
+    let (b_cfg, _) = second_node_config(p, redis.port, &shared, "standby", "a");
     let b = start_node(dir_b, &b_cfg);
     assert_eq!(b.cdrs().len(), 3, "no restart record: {:?}", b.cdrs());
     drop(a);
@@ -191,25 +194,17 @@ fn redis_down_calls_go_on_degraded_then_resync() {
     let redis = Redis::start(p.right2 + 5);
     let port = redis.port;
     let shared = Shared::new();
-    let a = start_node(
-        tempfile::tempdir().unwrap(),
-        &node_config(p, port, &shared, "active", "b"),
-    );
-    let sipp_dir = tempfile::tempdir().unwrap();
+    let a = start_fresh(p, port, &shared, "active", "b");
     let target = sip_target(p);
-    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "2"]);
     // Two calls 5 s apart, each up 20 s.
-    let mut uac = start_uac(
-        sipp_dir.path(),
+    let calls = Calls::start(
         p,
+        &["-sn", "uas", "-m", "2"],
         &[
             "-sn", "uac", "-d", "20000", "-m", "2", "-r", "1", "-rp", "5000", &target,
         ],
     );
-    assert!(wait_for(Duration::from_secs(10), || redis
-        .keys("portcullis:call:*")
-        .len()
-        == 1));
+    assert!(calls_in_redis(&redis, 1, Duration::from_secs(10)));
     let redis_dir = redis.kill();
     // The second call is set up while Redis is down.
     assert!(
@@ -229,23 +224,17 @@ fn redis_down_calls_go_on_degraded_then_resync() {
     // Redis back, empty: every live call is written again.
     let redis = Redis::start_in(port, redis_dir);
     assert!(
-        wait_for(Duration::from_secs(15), || redis
-            .keys("portcullis:call:*")
-            .len()
-            == 2),
+        calls_in_redis(&redis, 2, Duration::from_secs(15)),
         "resync after Redis came back: {:?}",
         redis.keys("*")
     );
     assert_eq!(ha_status(p)["degraded"], false);
-    uac.wait_ok(Duration::from_secs(60), "both calls completed");
-    uas.wait_ok(Duration::from_secs(30), "callee side completed");
+    calls.wait_ok("both calls completed", "callee side completed");
     let cdrs = a.wait_cdrs(2, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 2);
     assert!(cdrs.iter().all(|c| c.get("takeover").is_none()), "{cdrs:?}");
     assert!(
-        wait_for(Duration::from_secs(5), || redis
-            .keys("portcullis:call:*")
-            .is_empty()),
+        calls_in_redis(&redis, 0, Duration::from_secs(5)),
         "ended calls left Redis"
     );
 }
@@ -323,18 +312,13 @@ fn redis_over_tls_with_a_password_holds_only_sealed_records() {
             &format!("redis_ca_file = \"{}\"\nkey_file = ", roots.display()),
         );
     let a = start_node(tempfile::tempdir().unwrap(), &toml);
-    let sipp_dir = tempfile::tempdir().unwrap();
-    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "1"]);
-    let mut uac = start_uac(
-        sipp_dir.path(),
+    let calls = Calls::start(
         p,
+        &["-sn", "uas", "-m", "1"],
         &["-sn", "uac", "-d", "4000", "-m", "1", &sip_target(p)],
     );
     assert!(
-        wait_for(Duration::from_secs(10), || redis
-            .keys("portcullis:call:*")
-            .len()
-            == 1),
+        calls_in_redis(&redis, 1, Duration::from_secs(10)),
         "the call replicated over TLS: {}\n{}",
         redis.cli(&["PING"]),
         a.log()
@@ -345,11 +329,8 @@ fn redis_over_tls_with_a_password_holds_only_sealed_records() {
         assert!(!sealed.contains(clear), "{clear} in clear in Redis");
     }
     assert_eq!(ha_status(p)["degraded"], false);
-    uac.wait_ok(Duration::from_secs(30), "call completed");
-    uas.wait_ok(Duration::from_secs(30), "callee side completed");
-    assert!(wait_for(Duration::from_secs(5), || redis
-        .keys("portcullis:call:*")
-        .is_empty()));
+    calls.wait_ok("call completed", "callee side completed");
+    assert!(calls_in_redis(&redis, 0, Duration::from_secs(5)));
     assert_eq!(a.wait_cdrs(1, Duration::from_secs(5)).len(), 1);
 }
 
@@ -455,10 +436,7 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
     let p = Ports::for_test(118);
     let redis = Redis::start(p.right2 + 5);
     let shared = Shared::new();
-    let a = start_node(
-        tempfile::tempdir().unwrap(),
-        &node_config(p, redis.port, &shared, "active", "b"),
-    );
+    let a = start_fresh(p, redis.port, &shared, "active", "b");
     let dir = tempfile::tempdir().unwrap();
     let peers = AvPeers::new();
     let keys = |audio: u16, video: u16| {
@@ -481,7 +459,6 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
     ];
     uas_args.extend(keys(peers.port(2), peers.port(3)));
     let uas_args: Vec<&str> = uas_args.iter().map(String::as_str).collect();
-    let mut uas = start_uas(dir.path(), p, &uas_args);
     let uac_sf = sipp_harness::scenario(dir.path(), "uac_av_media.xml");
     let mut uac_args = vec![
         "-sf".to_owned(),
@@ -494,15 +471,12 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
     ];
     uac_args.extend(keys(peers.port(0), peers.port(1)));
     let uac_args: Vec<&str> = uac_args.iter().map(String::as_str).collect();
-    let mut uac = start_uac(dir.path(), p, &uac_args);
-    let b_ports = av_ports(dir.path(), "uas_av_media", "INVITE sip:");
-    let a_ports = av_ports(dir.path(), "uac_av_media", "SIP/2.0 200 OK");
+    let sipps = Calls::start_in(dir, p, &uas_args, &uac_args);
+    let b_ports = av_ports(sipps.dir.path(), "uas_av_media", "INVITE sip:");
+    let a_ports = av_ports(sipps.dir.path(), "uac_av_media", "SIP/2.0 200 OK");
     let targets = [a_ports[0], a_ports[1], b_ports[0], b_ports[1]];
     assert!(
-        wait_for(Duration::from_secs(10), || redis
-            .keys("portcullis:call:*")
-            .len()
-            == 1),
+        calls_in_redis(&redis, 1, Duration::from_secs(10)),
         "the call replicated"
     );
     let before = peers.exchange(targets, Duration::from_millis(1500));
@@ -512,10 +486,7 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
     );
 
     let _dir_a = kill9(a);
-    let b = start_node(
-        tempfile::tempdir().unwrap(),
-        &node_config(p, redis.port, &shared, "standby", "a"),
-    );
+    let b = start_fresh(p, redis.port, &shared, "standby", "a");
     // The standby armed both streams ahead from Redis: media flows through it before
     // the takeover order (here, where it shares the loopback, as soon as it is up).
     assert!(
@@ -541,8 +512,7 @@ fn both_streams_of_an_audio_video_call_flow_after_takeover() {
     );
     let calls = get(p, "/api/v1/calls");
     assert_eq!(calls.matches("\"id\"").count(), 1, "{calls}");
-    uac.wait_ok(Duration::from_secs(60), "the caller hung up through B");
-    uas.wait_ok(Duration::from_secs(30), "the callee got the BYE");
+    sipps.wait_ok("the caller hung up through B", "the callee got the BYE");
     let cdrs = b.wait_cdrs(1, Duration::from_secs(10));
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
     assert_survivors(&cdrs, "caller");
@@ -559,31 +529,13 @@ fn a_standby_keeps_the_calls_armed_catches_up_after_a_restart_and_lets_ended_one
     let p = Ports::for_test(118);
     let redis = Redis::start(p.right2 + 5);
     let shared = Shared::new();
-    let a = start_node(
-        tempfile::tempdir().unwrap(),
-        &node_config(p, redis.port, &shared, "active", "b"),
-    );
-    let q = Ports {
-        sip: p.sip + 5,
-        admin: p.admin + 5,
-        ..p
-    };
-    let b_cfg = node_config(p, redis.port, &shared, "standby", "a")
-        .replace(
-            &format!("127.0.0.1:{}\"", p.sip),
-            &format!("127.0.0.1:{}\"", q.sip),
-        )
-        .replace(
-            &format!("127.0.0.1:{}\"", p.admin),
-            &format!("127.0.0.1:{}\"", q.admin),
-        )
-        .replace("bind_ip = \"127.0.0.1\"", "bind_ip = \"127.0.0.2\"");
+    let a = start_fresh(p, redis.port, &shared, "active", "b");
+    let (b_cfg, q) = moved_listeners(&node_config(p, redis.port, &shared, "standby", "a"), p);
+    let b_cfg = b_cfg.replace("bind_ip = \"127.0.0.1\"", "bind_ip = \"127.0.0.2\"");
     let b = start_node(tempfile::tempdir().unwrap(), &b_cfg);
-    let sipp_dir = tempfile::tempdir().unwrap();
-    let mut uas = start_uas(sipp_dir.path(), p, &["-sn", "uas", "-m", "1"]);
-    let mut uac = start_uac(
-        sipp_dir.path(),
+    let calls = Calls::start(
         p,
+        &["-sn", "uas", "-m", "1"],
         &["-sn", "uac", "-d", "12000", "-m", "1", &sip_target(p)],
     );
     assert!(
@@ -598,8 +550,7 @@ fn a_standby_keeps_the_calls_armed_catches_up_after_a_restart_and_lets_ended_one
         "the restarted standby caught up: {}",
         ha_status(q)
     );
-    uac.wait_ok(Duration::from_secs(60), "the caller hung up through A");
-    uas.wait_ok(Duration::from_secs(30), "the callee got the BYE");
+    calls.wait_ok("the caller hung up through A", "the callee got the BYE");
     assert!(
         wait_for(Duration::from_secs(10), || ha_status(q)["prearmed"] == 0),
         "the ended call's pair released on the standby: {}",

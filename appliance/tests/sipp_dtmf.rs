@@ -148,6 +148,68 @@ fn play(
     (got, heard)
 }
 
+/// A call through an appliance started with `toml`: a sipp callee running scenario
+/// `<uas>.xml` on the right trunk, a sipp caller running `<uac>.xml` on the left one,
+/// their media on the test's own sockets. [`DtmfCall::start`] returns once the INVITE
+/// reached the callee and the caller has the 200 with SDP.
+struct DtmfCall {
+    app: Appliance,
+    dir: std::path::PathBuf,
+    caller: UdpSocket,
+    callee: UdpSocket,
+    uas: Sipp,
+    uac: Sipp,
+    /// The INVITE the callee got.
+    offer: Traced,
+    /// The 200 with SDP the caller got.
+    answer: Traced,
+}
+
+impl DtmfCall {
+    fn start(toml: &str, p: Ports, uas: &str, uac: &str) -> Self {
+        let app = Appliance::start(toml);
+        let dir = app.dir.path().to_path_buf();
+        let (caller, callee) = (udp_socket(), udp_socket());
+        let sf = scenario(&dir, &format!("{uas}.xml"));
+        let uas_sipp = scenario_uas(&dir, p, &sf, &[("rtp_port", port_of(&callee))]);
+        let sf = scenario(&dir, &format!("{uac}.xml"));
+        let uac_sipp = scenario_uac(&dir, p, &sf, &[("rtp_port", port_of(&caller))]);
+        let offer = wait_traced(&dir, uas, 0, "INVITE", request("INVITE", false));
+        let answer = wait_traced(&dir, uac, 0, "200", ok_with_sdp("INVITE", false));
+        Self {
+            app,
+            dir,
+            caller,
+            callee,
+            uas: uas_sipp,
+            uac: uac_sipp,
+            offer,
+            answer,
+        }
+    }
+
+    /// Plays `sender` from the caller (and audio from the callee) until the caller's
+    /// sipp exits, then waits for both sipps: `uac_fails` and `uas_fails` say what
+    /// failed if one did not succeed. Returns what the callee and the caller received.
+    fn play(
+        &mut self,
+        sender: &mut Sender,
+        uac_fails: &str,
+        uas_fails: &str,
+    ) -> (Vec<Rtp>, Vec<Rtp>) {
+        let (b_port, a_port) = (self.offer.m_lines()[0].1, self.answer.m_lines()[0].1);
+        let got = play(
+            (&self.caller, &self.callee),
+            (a_port, b_port),
+            sender,
+            &mut self.uac,
+        );
+        self.uac.wait_ok(Duration::from_secs(30), uac_fails);
+        self.uas.wait_ok(Duration::from_secs(30), uas_fails);
+        got
+    }
+}
+
 /// The event packets of `got`, grouped by event (their RTP timestamp), in order.
 fn events(got: &[Rtp]) -> Vec<Vec<Rtp>> {
     let mut out: Vec<Vec<Rtp>> = Vec::new();
@@ -203,28 +265,8 @@ fn sip_info_reaches_an_rfc4733_trunk_as_events() {
     let _serial = serial();
     let p = Ports::for_test_range2(1);
     let toml = trunk_key(&config(p, ROUTE_LEFT_RIGHT), p.right, "dtmf = \"rfc4733\"");
-    let app = Appliance::start(&toml);
-    let dir = app.dir.path().to_path_buf();
-    let (caller, callee) = (udp_socket(), udp_socket());
-    let sf = scenario(&dir, "uas_dtmf_events.xml");
-    let mut uas = scenario_uas(&dir, p, &sf, &[("rtp_port", port_of(&callee))]);
-    let sf = scenario(&dir, "uac_dtmf_info.xml");
-    let mut uac = scenario_uac(&dir, p, &sf, &[("rtp_port", port_of(&caller))]);
-    let offer = wait_traced(
-        &dir,
-        "uas_dtmf_events",
-        0,
-        "INVITE",
-        request("INVITE", false),
-    );
-    let answer = wait_traced(
-        &dir,
-        "uac_dtmf_info",
-        0,
-        "200",
-        ok_with_sdp("INVITE", false),
-    );
-    let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+    let mut call = DtmfCall::start(&toml, p, "uas_dtmf_events", "uac_dtmf_info");
+    let (offer, answer) = (&call.offer, &call.answer);
     // The offer gained telephone-event toward the rfc4733 trunk; the answer to the
     // caller, which offered none, has none.
     assert!(
@@ -239,12 +281,12 @@ fn sip_info_reaches_an_rfc4733_trunk_as_events() {
     );
 
     let mut sender = Sender::new(CALLER_SSRC, Vec::new());
-    let (got, _) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
-    uac.wait_ok(
-        Duration::from_secs(30),
+    let (got, _) = call.play(
+        &mut sender,
         "sipp uac (INFO answered 200) failed",
+        "sipp uas (no INFO relayed) failed",
     );
-    uas.wait_ok(Duration::from_secs(30), "sipp uas (no INFO relayed) failed");
+    let DtmfCall { app, dir, .. } = call;
 
     let evs = events(&got);
     note(&format!(
@@ -304,27 +346,17 @@ fn rfc4733_events_reach_an_info_trunk_as_sip_info() {
     let p = Ports::for_test_range2(2);
     let toml = trunk_key(&config(p, ROUTE_LEFT_RIGHT), p.right, "dtmf = \"info\"");
     let toml = trunk_key(&toml, p.left, "dtmf = \"rfc4733\"");
-    let app = Appliance::start(&toml);
-    let dir = app.dir.path().to_path_buf();
-    let (caller, callee) = (udp_socket(), udp_socket());
-    let sf = scenario(&dir, "uas_dtmf_info.xml");
-    let mut uas = scenario_uas(&dir, p, &sf, &[("rtp_port", port_of(&callee))]);
-    let sf = scenario(&dir, "uac_dtmf_events.xml");
-    let mut uac = scenario_uac(&dir, p, &sf, &[("rtp_port", port_of(&caller))]);
-    let offer = wait_traced(&dir, "uas_dtmf_info", 0, "INVITE", request("INVITE", false));
-    let answer = wait_traced(
-        &dir,
-        "uac_dtmf_events",
-        0,
-        "200",
-        ok_with_sdp("INVITE", false),
-    );
-    let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+    let mut call = DtmfCall::start(&toml, p, "uas_dtmf_info", "uac_dtmf_events");
 
     let mut sender = two_digits();
-    let (got, _) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
-    uac.wait_ok(Duration::from_secs(30), "sipp uac failed");
-    uas.wait_ok(Duration::from_secs(30), "sipp uas (two DTMF INFOs) failed");
+    let (got, _) = call.play(
+        &mut sender,
+        "sipp uac failed",
+        "sipp uas (two DTMF INFOs) failed",
+    );
+    let DtmfCall {
+        app, dir, callee, ..
+    } = call;
     assert_eq!(sender.sent_events.len(), 9 + 3 + 5 + 3, "both digits sent");
 
     let infos: Vec<Traced> = trace(&dir, "uas_dtmf_info")
@@ -409,33 +441,11 @@ fn rfc4733_events_reach_an_info_trunk_as_sip_info() {
 fn events_cross_untouched_between_rfc4733_trunks(p: Ports) {
     let toml = trunk_key(&config(p, ROUTE_LEFT_RIGHT), p.right, "dtmf = \"rfc4733\"");
     let toml = trunk_key(&toml, p.left, "dtmf = \"rfc4733\"");
-    let app = Appliance::start(&toml);
-    let dir = app.dir.path().to_path_buf();
-    let (caller, callee) = (udp_socket(), udp_socket());
-    let sf = scenario(&dir, "uas_dtmf_events.xml");
-    let mut uas = scenario_uas(&dir, p, &sf, &[("rtp_port", port_of(&callee))]);
-    let sf = scenario(&dir, "uac_dtmf_events.xml");
-    let mut uac = scenario_uac(&dir, p, &sf, &[("rtp_port", port_of(&caller))]);
-    let offer = wait_traced(
-        &dir,
-        "uas_dtmf_events",
-        0,
-        "INVITE",
-        request("INVITE", false),
-    );
-    let answer = wait_traced(
-        &dir,
-        "uac_dtmf_events",
-        0,
-        "200",
-        ok_with_sdp("INVITE", false),
-    );
-    let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+    let mut call = DtmfCall::start(&toml, p, "uas_dtmf_events", "uac_dtmf_events");
 
     let mut sender = two_digits();
-    let (got, _) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
-    uac.wait_ok(Duration::from_secs(30), "sipp uac failed");
-    uas.wait_ok(Duration::from_secs(30), "sipp uas (no INFO) failed");
+    let (got, _) = call.play(&mut sender, "sipp uac failed", "sipp uas (no INFO) failed");
+    let DtmfCall { app, .. } = call;
 
     let received: Vec<Vec<u8>> = got
         .iter()
@@ -460,39 +470,15 @@ fn events_cross_untouched_between_rfc4733_trunks(p: Ports) {
 /// answered 200 by the appliance and reach the caller as events in the callee's stream.
 fn callee_info_reaches_an_rfc4733_caller_as_events(p: Ports) {
     let toml = trunk_key(&config(p, ROUTE_LEFT_RIGHT), p.left, "dtmf = \"rfc4733\"");
-    let app = Appliance::start(&toml);
-    let dir = app.dir.path().to_path_buf();
-    let (caller, callee) = (udp_socket(), udp_socket());
-    let sf = scenario(&dir, "uas_dtmf_send_info.xml");
-    let mut uas = scenario_uas(&dir, p, &sf, &[("rtp_port", port_of(&callee))]);
-    let sf = scenario(&dir, "uac_dtmf_events.xml");
-    let mut uac = scenario_uac(&dir, p, &sf, &[("rtp_port", port_of(&caller))]);
-    let offer = wait_traced(
-        &dir,
-        "uas_dtmf_send_info",
-        0,
-        "INVITE",
-        request("INVITE", false),
-    );
-    let answer = wait_traced(
-        &dir,
-        "uac_dtmf_events",
-        0,
-        "200",
-        ok_with_sdp("INVITE", false),
-    );
-    let (b_port, a_port) = (offer.m_lines()[0].1, answer.m_lines()[0].1);
+    let mut call = DtmfCall::start(&toml, p, "uas_dtmf_send_info", "uac_dtmf_events");
 
     let mut sender = Sender::new(CALLER_SSRC, Vec::new());
-    let (_, heard) = play((&caller, &callee), (a_port, b_port), &mut sender, &mut uac);
-    uac.wait_ok(
-        Duration::from_secs(30),
+    let (_, heard) = call.play(
+        &mut sender,
         "sipp uac (telephone-event answered) failed",
-    );
-    uas.wait_ok(
-        Duration::from_secs(30),
         "sipp uas (INFO answered 200) failed",
     );
+    let DtmfCall { app, dir, .. } = call;
     let evs = events(&heard);
     assert_eq!(evs.len(), 2, "two digits played to the caller: {evs:#?}");
     // 100 ms and 250 ms at 8 kHz.

@@ -149,7 +149,7 @@ fn realm(
         PortRange::new(r.port_min, r.port_max),
     )?;
     if let Some(k) = cores {
-        let need = super::check::MIN_STREAMS_PER_CORE * k;
+        let need = super::check_media::MIN_STREAMS_PER_CORE * k;
         if ports.pairs() < need {
             c.err(
                 format!("{p}.port_max"),

@@ -9,11 +9,13 @@
 
 mod check;
 mod check_ha;
+mod check_media;
 mod check_otel;
 mod check_peers;
 mod check_policy;
 mod check_realms;
 mod check_register;
+mod check_sip;
 mod check_targets;
 mod checker;
 pub mod diag;
@@ -29,8 +31,9 @@ pub mod types;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{MIN_ADMIN_TOKEN_LEN, MIN_STREAMS_PER_CORE};
+pub use check::MIN_ADMIN_TOKEN_LEN;
 pub use check_ha::HA_QUEUE_BOUNDS;
+pub use check_media::MIN_STREAMS_PER_CORE;
 pub use check_otel::{OTEL_QUEUE_BOUNDS, OTEL_TIMEOUT_BOUNDS};
 pub use check_policy::MAX_HEADER_RULES;
 pub use checker::LoadOptions;

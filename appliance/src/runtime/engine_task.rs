@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use portcullis_engine::b2bua::{B2bua, CallEvent, CallSummary, CdrRecord, EndReason, EngineStats};
+use portcullis_engine::b2bua::{B2bua, CallSummary, CdrRecord, EngineStats};
 use portcullis_engine::config::EngineConfig;
 use portcullis_engine::media::MediaControl;
 use portcullis_engine::time::Timestamp;
@@ -28,7 +28,7 @@ use portcullis_net::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::call_log::CallSpans;
-use super::call_trace::{CallTraces, Started};
+use super::call_trace::CallTraces;
 use super::capture::{self, Capture, IpProto, SipCapture};
 use super::cdr_writer::CdrQueue;
 pub use super::clock::Clock;
@@ -36,6 +36,9 @@ use super::media::{DataplaneMedia, MediaNote};
 use super::reject_log::RejectLog;
 use super::teams::{TeamsCounters, TeamsDriver, TeamsPlan, TeamsProxyStatus};
 use crate::admin::recent::RecentCalls;
+
+mod commands;
+mod events;
 
 /// How often the data plane's event rings are drained.
 pub const MEDIA_POLL: Duration = Duration::from_millis(25);
@@ -314,77 +317,6 @@ fn net_transport(t: TxTransport) -> NetTransport {
 }
 
 impl Ctx {
-    /// Starts, keeps or stops the Teams monitor.
-    fn set_teams(&mut self, plan: Option<TeamsPlan>) {
-        if self.teams.as_ref().map(TeamsDriver::plan) == plan.as_ref() {
-            return;
-        }
-        self.teams = None;
-        let Some(plan) = plan else { return };
-        let n = plan.proxies.len();
-        let entropy = match crate::entropy::OsEntropy::new() {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "Teams proxy health monitor not started");
-                return;
-            }
-        };
-        match TeamsDriver::new(plan, self.clock.now(), entropy) {
-            Ok(d) => {
-                tracing::info!(proxies = n, "Teams proxy health monitor started");
-                self.teams = Some(d);
-            }
-            Err(e) => tracing::error!(error = %e, "Teams proxy health monitor not started"),
-        }
-    }
-
-    /// Starts, keeps or restarts the resolution of trunk names.
-    fn set_dns(&mut self, plan: super::dns::DnsPlan) {
-        if self.dns.as_ref().map(super::dns::DnsDriver::plan) == Some(&plan) {
-            return;
-        }
-        self.dns = None;
-        let n = plan.jobs.len();
-        match super::dns::DnsDriver::start(plan) {
-            Ok(d) => {
-                if n > 0 {
-                    tracing::info!(trunks = n, "trunk name resolution started");
-                }
-                self.dns = Some(d);
-            }
-            Err(e) => tracing::error!(error = %e, "trunk names cannot be resolved"),
-        }
-    }
-
-    /// Starts, keeps or stops the HEP capture.
-    fn set_capture(&mut self, cfg: Option<crate::config::CaptureConfig>) {
-        if cfg == self.capture_config {
-            return;
-        }
-        if let Some(old) = self.capture.take() {
-            let (s, d) = old.counts();
-            self.capture_counts.0 += s;
-            self.capture_counts.1 += d;
-        }
-        self.capture = cfg.as_ref().and_then(|c| match Capture::new(c) {
-            Ok(cap) => {
-                tracing::info!(collector = %c.hep, "SIP capture to the HEP collector on");
-                Some(cap)
-            }
-            Err(e) => {
-                tracing::error!(collector = %c.hep, error = %e, "SIP capture not started");
-                None
-            }
-        });
-        self.capture_config = cfg;
-    }
-
-    /// Counters of the capture, those replaced on reload included.
-    fn capture_counts(&self) -> (u64, u64) {
-        let (s, d) = self.capture.as_ref().map_or((0, 0), Capture::counts);
-        (self.capture_counts.0 + s, self.capture_counts.1 + d)
-    }
-
     /// Captures one SIP message, correlated with its call's A leg.
     fn capture(
         &mut self,
@@ -411,101 +343,6 @@ impl Ctx {
             payload: bytes,
             correlation: correlation.as_deref(),
         });
-    }
-
-    /// Handles one command; `false` asks the loop to stop.
-    fn command(&mut self, b2b: &mut B2bua<DataplaneMedia>, cmd: Cmd) -> bool {
-        match cmd {
-            Cmd::Calls(tx) => {
-                let _ = tx.send(b2b.calls());
-            }
-            Cmd::Terminate(call, tx) => {
-                if let Some(span) = self.spans.get(call) {
-                    span.in_scope(|| tracing::info!("terminate requested by the admin API"));
-                }
-                let now = engine_now(&self.clock, b2b);
-                let ok = b2b.terminate(now, call);
-                let _ = tx.send(ok);
-            }
-            Cmd::SetConfig(cfg, tx) => {
-                let _ = tx.send(b2b.set_config(cfg).map_err(|e| e.to_string()));
-            }
-            Cmd::SetTeams(plan) => self.set_teams(plan),
-            Cmd::SetCapture(cfg) => self.set_capture(cfg),
-            Cmd::SetDns(plan) => self.set_dns(plan),
-            Cmd::Stats(tx) => {
-                let now = self.clock.now();
-                let _ = tx.send(EngineSnapshot {
-                    teams: self
-                        .teams
-                        .as_ref()
-                        .map(|t| t.status(now))
-                        .unwrap_or_default(),
-                    teams_counters: self
-                        .teams
-                        .as_ref()
-                        .map(TeamsDriver::counters)
-                        .unwrap_or_default(),
-                    engine: b2b.stats().clone(),
-                    tx: *b2b.tx_stats(),
-                    active_calls: b2b.active_calls(),
-                    transactions: b2b.transactions(),
-                    bans_active: b2b.bans(),
-                    media_pairs: b2b.media().active(),
-                    media_events_lost: b2b.media().events_lost,
-                    draining: b2b.is_draining(),
-                    capture: self.capture_counts(),
-                    trunks_held_off: b2b
-                        .trunks_held_off(now)
-                        .into_iter()
-                        .map(|(t, until)| (t, until.saturating_duration_since(now)))
-                        .collect(),
-                    trunk_targets: super::trunk_status::snapshot(b2b.trunk_targets(), now),
-                    registrations: b2b
-                        .registrations(now)
-                        .iter()
-                        .map(|r| crate::admin::RegistrationInfo::new(r, now))
-                        .collect(),
-                    registrations_pending: b2b.registrations_pending(),
-                });
-            }
-            Cmd::Ping(tx) => {
-                let _ = tx.send(());
-            }
-            Cmd::Drain => b2b.start_drain(),
-            Cmd::ReleaseAll => {
-                let now = engine_now(&self.clock, b2b);
-                b2b.release_all(now);
-            }
-            Cmd::Unregister => {
-                let now = engine_now(&self.clock, b2b);
-                b2b.unregister_all(now);
-            }
-            Cmd::Stop => return false,
-            Cmd::CdrRecovered(lines, done) => self.cdr.recovered(lines, done),
-            Cmd::HaWarm(changes) => {
-                if let Some(h) = &mut self.ha {
-                    h.warm(b2b, &changes);
-                }
-            }
-            Cmd::HaTakeover(records, tx) => {
-                let report = match &mut self.ha {
-                    Some(h) => {
-                        let now = engine_now(&self.clock, b2b);
-                        let (report, calls) = h.restore(b2b, now, records);
-                        // Each survivor's record is journalled here now: this node
-                        // writes its one CDR (marked with the takeover).
-                        for call in calls {
-                            self.journal(b2b, call);
-                        }
-                        report
-                    }
-                    None => crate::ha::TakeoverReport::default(),
-                };
-                let _ = tx.send(report);
-            }
-        }
-        true
     }
 
     fn transport_event(&mut self, b2b: &mut B2bua<DataplaneMedia>, ev: TransportEvent) {
@@ -655,137 +492,6 @@ impl Ctx {
             } else {
                 tracing::info!("CDR writer caught up: new calls accepted");
             }
-        }
-    }
-
-    /// The call's span (see [`super::call_log`]), its Call-IDs as the engine knows them now.
-    fn call_span(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) -> tracing::Span {
-        let (a, b) = b2b.call_ids(call).unwrap_or(("", None));
-        self.spans.span(call, a, b)
-    }
-
-    fn call_event(&mut self, b2b: &B2bua<DataplaneMedia>, ev: CallEvent) {
-        match ev {
-            CallEvent::CallStarted {
-                call,
-                inbound_trunk,
-                calling,
-                called,
-            } => {
-                let _in = self.call_span(b2b, call).entered();
-                tracing::info!(trunk = %inbound_trunk, %calling, %called, "call started");
-                let a_call_id = b2b.call_ids(call).map_or("", |(a, _)| a);
-                let started = Started {
-                    call,
-                    a_call_id,
-                    inbound_trunk: &inbound_trunk,
-                    calling: &calling,
-                    called: &called,
-                };
-                self.traces.started(&started, SystemTime::now());
-            }
-            CallEvent::CallRouted { call, route } => {
-                let _in = self.call_span(b2b, call).entered();
-                tracing::debug!(%route, "call routed");
-                self.traces.routed(call, &route, SystemTime::now());
-            }
-            CallEvent::AttemptStarted {
-                call,
-                trunk,
-                target,
-                b_call_id,
-            } => {
-                let _in = self.call_span(b2b, call).entered();
-                tracing::debug!(%trunk, %target, %b_call_id, "B leg attempt");
-                let now = SystemTime::now();
-                self.traces
-                    .attempt_started(call, &trunk, target, &b_call_id, now);
-            }
-            CallEvent::AttemptFailed { call, status } => {
-                let _in = self.call_span(b2b, call).entered();
-                tracing::debug!(status, "B leg attempt failed");
-                self.traces.attempt_failed(call, status, SystemTime::now());
-            }
-            CallEvent::CallAnswered {
-                call,
-                outbound_trunk,
-            } => {
-                let _in = self.call_span(b2b, call).entered();
-                tracing::info!(trunk = %outbound_trunk, "call answered");
-                self.traces
-                    .answered(call, &outbound_trunk, SystemTime::now());
-                let at_ms = self.clock.wall().now_ms();
-                self.recent.answered(&outbound_trunk, at_ms);
-                self.journal(b2b, call);
-            }
-            CallEvent::CallEnded { cdr } => {
-                let b_call_id = cdr.b_leg.as_ref().map(|b| b.call_id.as_str());
-                let span = self.spans.span(cdr.call_id, &cdr.a_leg.call_id, b_call_id);
-                self.spans.close(cdr.call_id);
-                let _in = span.entered();
-                tracing::info!(
-                    reason = ?cdr.end_reason,
-                    status = ?cdr.final_status,
-                    "call ended"
-                );
-                self.traces.ended(&cdr, SystemTime::now());
-                self.recent.call_ended(&cdr);
-                self.cdr.record(cdr.call_id, cdr_line(&cdr, &self.node));
-                if cdr.end_reason == EndReason::Transferred {
-                    // The call goes on with its new leg: journal it as it is now.
-                    self.journal(b2b, cdr.call_id);
-                } else if let Some(h) = &mut self.ha {
-                    h.ended(cdr.call_id);
-                }
-            }
-            // Counted by status and reason in the metrics; summarised in the log.
-            CallEvent::Rejected {
-                status,
-                reason,
-                source,
-            } => {
-                self.rejects.rejected(self.clock.now(), status, source.ip());
-                self.recent
-                    .rejected(self.clock.wall().now_ms(), status, &reason, source);
-            }
-            CallEvent::TargetHealth { trunk, target, up } => {
-                if up {
-                    tracing::info!(%trunk, %target, "trunk target up (answers OPTIONS)");
-                } else {
-                    tracing::warn!(%trunk, %target, "trunk target down");
-                }
-            }
-            CallEvent::RegistrationChanged {
-                trunk,
-                state,
-                error,
-            } => match (state, error) {
-                ("failed", Some(error)) => {
-                    tracing::warn!(%trunk, %error, "registration failed; retrying with back-off");
-                }
-                (state, _) => tracing::info!(%trunk, state, "registration"),
-            },
-            CallEvent::PolicyBan { ip, duration } => {
-                // The drivers drop its datagrams before the engine's queue, close its
-                // TCP/TLS connections and refuse new ones until the ban ends.
-                let closed = self.net.refuse(ip, duration);
-                if self.rejects.banned(self.clock.now()) {
-                    tracing::warn!(%ip, ?duration, closed, "source banned");
-                }
-            }
-        }
-    }
-
-    /// Journals live answered call `call` (its record as of now).
-    fn journal(&mut self, b2b: &B2bua<DataplaneMedia>, call: u64) {
-        if let Some(r) = b2b.open_record(self.clock.now(), call) {
-            let mut line = cdr_line(&r, &self.node);
-            // A replicated call's key rides along (its B leg may have changed since the
-            // key was drawn); recovery strips it (`cdr_journal::HA_KEY`).
-            if let Some(key) = b2b.ha_key(call) {
-                line = super::cdr_journal::with_ha_key(&line, key);
-            }
-            self.cdr.open(call, line);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use portcullis_engine::b2bua::CallEvent;
 use portcullis_engine::entropy::SeededEntropy;
 use portcullis_engine::media::{
     MediaAllocation, MediaControl, MediaError, MediaId, MediaLegParams, MediaStats,

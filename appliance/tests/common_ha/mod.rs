@@ -279,12 +279,23 @@ pub fn second_node_config(
     role: &str,
     peer: &str,
 ) -> (String, Ports) {
+    let (toml, q) = moved_listeners(&node_config(p, redis, shared, role, peer), p);
+    let toml = toml.replace(
+        &format!("port_min = {}", p.media_min),
+        &format!("port_min = {}", p.media_min + 128),
+    );
+    (toml, q)
+}
+
+/// `toml` (a node's configuration on `p`) with its SIP and admin listeners 5 ports up,
+/// with the ports it then uses.
+pub fn moved_listeners(toml: &str, p: Ports) -> (String, Ports) {
     let q = Ports {
         sip: p.sip + 5,
         admin: p.admin + 5,
         ..p
     };
-    let toml = node_config(p, redis, shared, role, peer)
+    let toml = toml
         .replace(
             &format!("127.0.0.1:{}\"", p.sip),
             &format!("127.0.0.1:{}\"", q.sip),
@@ -292,10 +303,6 @@ pub fn second_node_config(
         .replace(
             &format!("127.0.0.1:{}\"", p.admin),
             &format!("127.0.0.1:{}\"", q.admin),
-        )
-        .replace(
-            &format!("port_min = {}", p.media_min),
-            &format!("port_min = {}", p.media_min + 128),
         );
     (toml, q)
 }

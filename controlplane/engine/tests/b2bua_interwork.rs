@@ -11,7 +11,7 @@ use portcullis_engine::b2bua::EndReason;
 use portcullis_engine::config::{MediaMode, RedirectMode, RouteConfig};
 use portcullis_engine::dialog::Dialog;
 use portcullis_engine::media::{DtmfEvent, MediaEvent, MediaId, Side, StreamKind};
-use portcullis_engine::transaction::{Method, SipMsg};
+use portcullis_engine::transaction::{Method, SipMsg, TxId};
 use portcullis_engine::trunk_policy::DtmfMode;
 use portcullis_sip::sdp::SessionDescription;
 
@@ -71,6 +71,52 @@ fn last_update(
     (a, b)
 }
 
+/// The one stream of the call (the first when there are more).
+fn first_stream(h: &H) -> MediaId {
+    *h.sbc.media().live.iter().next().unwrap()
+}
+
+/// B1 answers the INVITE `binv` (transaction `btx`) 200 with SDP `answer`, and A ACKs
+/// the 200 it gets to its INVITE `ainv` (transaction `atx`); the network settles.
+/// Returns A's dialog and that 200.
+fn b_answers(
+    h: &mut H,
+    atx: TxId,
+    ainv: &SipMsg,
+    btx: TxId,
+    binv: &SipMsg,
+    answer: &str,
+) -> (Dialog, SipMsg) {
+    h.reply(B1, btx, binv, 200, "btag", Some(answer));
+    let ok = h.a.first_response(200).expect("200 to A");
+    let da = h.a.ack(atx, ainv, &ok, None);
+    h.pump();
+    (da, ok)
+}
+
+/// The peer at `addr` sends INFO in `d` with `content_type` and `body`; the network
+/// settles. Returns the request.
+fn send_info(h: &mut H, addr: &str, d: &mut Dialog, content_type: &str, body: &[u8]) -> SipMsg {
+    let now = h.now;
+    let peer = h.peer_at(addr);
+    let via = peer.via();
+    let mut req = d.request(Method::Info, &via).unwrap();
+    req.push_header("Content-Type", content_type);
+    req.set_body(body.to_vec());
+    peer.send(now, req.clone());
+    h.pump();
+    req
+}
+
+/// The last response the peer at `addr` got to `req` (by CSeq number).
+fn response_to(h: &mut H, addr: &str, req: &SipMsg) -> SipMsg {
+    h.peer_at(addr)
+        .responses()
+        .into_iter()
+        .rfind(|r| r.cseq().unwrap().seq == req.cseq().unwrap().seq)
+        .unwrap()
+}
+
 #[test]
 fn every_line_is_anchored_on_its_own_ports_up_to_four() {
     let mut h = H::new();
@@ -96,17 +142,13 @@ fn every_line_is_anchored_on_its_own_ports_up_to_four() {
     let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\n\
 m=audio 20000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
 m=video 0 RTP/AVP 96\r\nm=audio 0 RTP/AVP 8\r\nm=image 20006 udptl t38\r\nm=video 0 RTP/AVP 97\r\n";
-    let r200 = h.reply(B1, btx, &binv, 200, "btag", Some(answer));
-    let _ = r200;
-    let ok = h.a.first_response(200).expect("200 to A");
+    let (_da, ok) = b_answers(&mut h, atx, &ainv, btx, &binv, answer);
     let ans = body(&ok);
     assert_eq!(ans.media.len(), 5);
     assert_eq!(ans.media[0].port, p[0].0);
     assert_eq!(ans.media[1].port, 0);
     assert_eq!(ans.media[3].port, p[3].0);
     assert_eq!(ans.media[4].port, 0);
-    let _da = h.a.ack(atx, &ainv, &ok, None);
-    h.pump();
     // Each stream is programmed with its own peers and kind.
     let ids: Vec<MediaId> = h.sbc.media().live.iter().copied().collect();
     let (a0, b0) = last_update(&h, ids[0]);
@@ -177,7 +219,7 @@ a=group:BUNDLE a0 v1\r\nm=audio 20000 RTP/AVP 0\r\na=mid:a0\r\nm=video 20002 RTP
 fn t38_reinvite_is_anchored_as_udptl() {
     let mut h = H::with(|c| c.trunks[1].media = MediaMode::Srtp);
     let (mut da, mut db, _atx, _ainv) = h.answered();
-    let id = *h.sbc.media().live.iter().next().unwrap();
+    let id = first_stream(&h);
     let (a_port, b_port) = ports(&h)[0];
     let t38 = format!(
         "{HEAD}m=image 10004 udptl t38\r\na=T38FaxVersion:0\r\na=T38MaxBitRate:14400\r\na=T38FaxRateManagement:transferredTCF\r\n"
@@ -229,10 +271,7 @@ fn a_quiet_stream_does_not_end_a_call_whose_other_stream_flows() {
     let (atx, ainv, btx, binv) = h.start("100", Some(&offer));
     let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\n\
 m=audio 20000 RTP/AVP 0\r\nm=video 20002 RTP/AVP 96\r\n";
-    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
-    let ok = h.a.first_response(200).unwrap();
-    h.a.ack(atx, &ainv, &ok, None);
-    h.pump();
+    b_answers(&mut h, atx, &ainv, btx, &binv, answer);
     let ids: Vec<MediaId> = h.sbc.media().live.iter().copied().collect();
     let now = h.now;
     h.sbc.handle_media_event(now, MediaEvent::Inactive(ids[1]));
@@ -250,16 +289,13 @@ fn info_toward_b() -> (H, Dialog, Dialog) {
     let a_sdp = sdp("192.168.1.10", 10_000, "");
     let (atx, ainv, btx, binv) = h.start("100", Some(&a_sdp));
     let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
-    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
-    let ok = h.a.first_response(200).unwrap();
+    let (da, ok) = b_answers(&mut h, atx, &ainv, btx, &binv, answer);
     let t = text(&ok);
     assert!(
         t.contains("a=rtpmap:101 telephone-event/8000")
             && t.contains("m=audio 40002 RTP/AVP 0 101"),
         "the answer to A keeps telephone-event so A sends events: {t}"
     );
-    let da = h.a.ack(atx, &ainv, &ok, None);
-    h.pump();
     let db = Dialog::from_uas(&binv, "btag", &h.b1.contact(), true).unwrap();
     (h, da, db)
 }
@@ -267,7 +303,7 @@ fn info_toward_b() -> (H, Dialog, Dialog) {
 #[test]
 fn rfc4733_events_become_info_toward_an_info_trunk() {
     let (mut h, _da, _db) = info_toward_b();
-    let id = *h.sbc.media().live.iter().next().unwrap();
+    let id = first_stream(&h);
     let (pa, pb) = last_update(&h, id);
     assert_eq!(pa.dtmf.detect, Some(101), "A's events are detected");
     assert!(pa.dtmf.drop_events, "and not relayed to B");
@@ -298,7 +334,7 @@ fn rfc4733_events_become_info_toward_an_info_trunk() {
 fn info_becomes_rfc4733_toward_an_rfc4733_trunk() {
     let mut h = H::with(|c| c.trunks[1].policy.dtmf = DtmfMode::Rfc4733);
     let (mut da, _db, _atx, _ainv) = h.answered();
-    let id = *h.sbc.media().live.iter().next().unwrap();
+    let id = first_stream(&h);
     let (pa, pb) = last_update(&h, id);
     assert_eq!(
         pb.dtmf.generate,
@@ -306,21 +342,14 @@ fn info_becomes_rfc4733_toward_an_rfc4733_trunk() {
         "events toward B in its payload type"
     );
     assert_eq!(pa.dtmf.detect, None, "B takes A's events as they are");
-    let (_, info) = {
-        let now = h.now;
-        let via = h.a.via();
-        let mut req = da.request(Method::Info, &via).unwrap();
-        req.push_header("Content-Type", "application/dtmf-relay");
-        req.set_body(b"Signal=5\r\nDuration=160\r\n".to_vec());
-        let tx = h.a.send(now, req.clone());
-        h.pump();
-        (tx, req)
-    };
-    let ok =
-        h.a.responses()
-            .into_iter()
-            .rfind(|r| r.cseq().unwrap().seq == info.cseq().unwrap().seq)
-            .unwrap();
+    let info = send_info(
+        &mut h,
+        A,
+        &mut da,
+        "application/dtmf-relay",
+        b"Signal=5\r\nDuration=160\r\n",
+    );
+    let ok = response_to(&mut h, A, &info);
     assert_eq!(ok.status(), Some(200));
     assert!(h.b1.requests("INFO").is_empty(), "not relayed");
     assert_eq!(
@@ -336,29 +365,25 @@ fn info_becomes_rfc4733_toward_an_rfc4733_trunk() {
     );
     assert_eq!(h.sbc.stats().dtmf_to_rfc4733, 1);
     // An unreadable DTMF body is refused with a reason.
-    let now = h.now;
-    let via = h.a.via();
-    let mut req = da.request(Method::Info, &via).unwrap();
-    req.push_header("Content-Type", "application/dtmf-relay");
-    req.set_body(b"Signal=Z\r\n".to_vec());
-    h.a.send(now, req.clone());
-    h.pump();
-    let r =
-        h.a.responses()
-            .into_iter()
-            .rfind(|r| r.cseq().unwrap().seq == req.cseq().unwrap().seq)
-            .unwrap();
+    let req = send_info(
+        &mut h,
+        A,
+        &mut da,
+        "application/dtmf-relay",
+        b"Signal=Z\r\n",
+    );
+    let r = response_to(&mut h, A, &req);
     assert_eq!(r.status(), Some(400));
     assert_eq!(h.sbc.stats().dtmf_failed, 1);
     assert_eq!(h.sbc.media().dtmf.len(), 1);
     // Any other INFO crosses as before.
-    let now = h.now;
-    let via = h.a.via();
-    let mut req = da.request(Method::Info, &via).unwrap();
-    req.push_header("Content-Type", "application/media_control+xml");
-    req.set_body(b"<media_control/>".to_vec());
-    h.a.send(now, req);
-    h.pump();
+    send_info(
+        &mut h,
+        A,
+        &mut da,
+        "application/media_control+xml",
+        b"<media_control/>",
+    );
     assert_eq!(h.b1.requests("INFO").len(), 1);
 }
 
@@ -372,17 +397,14 @@ fn info_from_the_callee_becomes_rfc4733_toward_an_rfc4733_caller() {
     let a_sdp = sdp("192.168.1.10", 10_000, "");
     let (atx, ainv, btx, binv) = h.start("100", Some(&a_sdp));
     let answer = "v=0\r\no=b 1 1 IN IP4 172.16.0.20\r\ns=-\r\nc=IN IP4 172.16.0.20\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
-    h.reply(B1, btx, &binv, 200, "btag", Some(answer));
-    let ok = h.a.first_response(200).unwrap();
+    let (_, ok) = b_answers(&mut h, atx, &ainv, btx, &binv, answer);
     let t = text(&ok);
     assert!(
         t.contains("a=rtpmap:101 telephone-event/8000") && t.contains("RTP/AVP 0 101"),
         "the answer to A keeps telephone-event so events can be played to it: {t}"
     );
-    h.a.ack(atx, &ainv, &ok, None);
-    h.pump();
     let mut db = Dialog::from_uas(&binv, "btag", &h.b1.contact(), true).unwrap();
-    let id = *h.sbc.media().live.iter().next().unwrap();
+    let id = first_stream(&h);
     let (pa, pb) = last_update(&h, id);
     assert_eq!(
         pa.dtmf.generate,
@@ -390,18 +412,14 @@ fn info_from_the_callee_becomes_rfc4733_toward_an_rfc4733_caller() {
         "events toward A in its payload type"
     );
     assert_eq!(pb.dtmf.detect, None);
-    let now = h.now;
-    let via = h.b1.via();
-    let mut req = db.request(Method::Info, &via).unwrap();
-    req.push_header("Content-Type", "application/dtmf-relay");
-    req.set_body(b"Signal=*\r\nDuration=100\r\n".to_vec());
-    h.b1.send(now, req.clone());
-    h.pump();
-    let ok =
-        h.b1.responses()
-            .into_iter()
-            .rfind(|r| r.cseq().unwrap().seq == req.cseq().unwrap().seq)
-            .unwrap();
+    let req = send_info(
+        &mut h,
+        B1,
+        &mut db,
+        "application/dtmf-relay",
+        b"Signal=*\r\nDuration=100\r\n",
+    );
+    let ok = response_to(&mut h, B1, &req);
     assert_eq!(ok.status(), Some(200));
     assert!(h.a.requests("INFO").is_empty(), "not relayed");
     assert_eq!(
@@ -421,17 +439,17 @@ fn info_from_the_callee_becomes_rfc4733_toward_an_rfc4733_caller() {
 fn passthrough_touches_nothing() {
     let mut h = H::new();
     let (mut da, _db, _atx, _ainv) = h.answered();
-    let id = *h.sbc.media().live.iter().next().unwrap();
+    let id = first_stream(&h);
     let (pa, pb) = last_update(&h, id);
     assert_eq!(pa.dtmf, Default::default());
     assert_eq!(pb.dtmf, Default::default());
-    let now = h.now;
-    let via = h.a.via();
-    let mut req = da.request(Method::Info, &via).unwrap();
-    req.push_header("Content-Type", "application/dtmf-relay");
-    req.set_body(b"Signal=5\r\nDuration=160\r\n".to_vec());
-    h.a.send(now, req);
-    h.pump();
+    send_info(
+        &mut h,
+        A,
+        &mut da,
+        "application/dtmf-relay",
+        b"Signal=5\r\nDuration=160\r\n",
+    );
     let infos = h.b1.requests("INFO");
     assert_eq!(infos.len(), 1, "INFO relayed");
     assert_eq!(text(&infos[0].1), "Signal=5\r\nDuration=160\r\n");
