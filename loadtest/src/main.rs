@@ -260,6 +260,7 @@ fn run_config(o: &Opts, mode: Mode) -> anyhow::Result<RunConfig> {
             .unwrap_or_else(|| sibling("portcullis")),
         relay_port: o.relay_port,
         relay_addr: o.relay_addr,
+        media_port_max: if o.netns { 60_999 } else { 32_767 },
         progress: !o.quiet,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     })

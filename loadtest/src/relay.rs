@@ -224,21 +224,18 @@ pub fn spawn_rtpengine(cfg: &RunConfig) -> anyhow::Result<(Spawned, SocketAddr)>
     Ok((proc, ng))
 }
 
-/// First media port of a spawned Portcullis media node: below the kernel's ephemeral
-/// range (32768 and up), so nothing else holds them.
+/// First media port of a spawned Portcullis media node; its last is the run's
+/// `media_port_max`, below the kernel's ephemeral range, so nothing else holds them.
 const NODE_PORT_MIN: u32 = 20_000;
-/// Last media port a spawned media node may use.
-const NODE_PORT_MAX: u32 = 32_767;
 
-/// A media port range of `ports` ports within [`NODE_PORT_MIN`, `NODE_PORT_MAX`] that
-/// leaves out the ng port and the admin port after it: below them if there is room, else
-/// above them.
-fn node_port_range(ports: u32, ng: u32) -> Option<(u32, u32)> {
+/// A media port range of `ports` ports within [`NODE_PORT_MIN`, `max`] that leaves out the
+/// ng port and the admin port after it: below them if there is room, else above them.
+fn node_port_range(ports: u32, ng: u32, max: u32) -> Option<(u32, u32)> {
     let fits = |lo: u32, hi: u32| (hi >= lo && hi - lo + 1 >= ports).then(|| (lo, lo + ports - 1));
-    if ng + 1 < NODE_PORT_MIN || ng > NODE_PORT_MAX {
-        return fits(NODE_PORT_MIN, NODE_PORT_MAX);
+    if ng + 1 < NODE_PORT_MIN || ng > max {
+        return fits(NODE_PORT_MIN, max);
     }
-    fits(NODE_PORT_MIN, ng.saturating_sub(1)).or_else(|| fits(ng + 2, NODE_PORT_MAX))
+    fits(NODE_PORT_MIN, ng.saturating_sub(1)).or_else(|| fits(ng + 2, max))
 }
 
 /// The media-node configuration for a run: one data plane worker pinned to the relay
@@ -248,15 +245,22 @@ pub fn media_node_config(cfg: &RunConfig) -> anyhow::Result<String> {
     // a worker needs (64 streams).
     let calls = u32::try_from(cfg.calls).unwrap_or(u32::MAX);
     let ports = calls.saturating_mul(4).saturating_add(256).max(256);
-    let (min, max) = node_port_range(ports, u32::from(cfg.relay_port)).with_context(|| {
-        format!(
-            "--calls {}: a media node below the ephemeral ports, beside its ng and admin \
-             ports ({}, {}), has no room for {ports} media ports (use --netns for more)",
-            cfg.calls,
-            cfg.relay_port,
-            u32::from(cfg.relay_port) + 1
-        )
-    })?;
+    let (min, max) = node_port_range(ports, u32::from(cfg.relay_port), cfg.media_port_max)
+        .with_context(|| {
+            format!(
+                "--calls {}: {ports} media ports do not fit in {NODE_PORT_MIN}-{} beside the \
+                 ng and admin ports ({}, {}){}",
+                cfg.calls,
+                cfg.media_port_max,
+                cfg.relay_port,
+                u32::from(cfg.relay_port) + 1,
+                if cfg.media_port_max < 60_999 {
+                    " (use --netns for more)"
+                } else {
+                    ""
+                }
+            )
+        })?;
     Ok(format!(
         "[node]\nname = \"loadtest-ng\"\n\n[media]\nadvertised_ip = \"127.0.0.1\"\n\
          bind_ip = \"127.0.0.1\"\nport_min = {min}\nport_max = {max}\n\
@@ -311,24 +315,30 @@ mod tests {
 
     #[test]
     fn the_media_port_range_leaves_out_the_ng_and_admin_ports() {
+        const MAX: u32 = 32_767;
         // Room below the ng port.
-        assert_eq!(node_port_range(1_000, 22_222), Some((20_000, 20_999)));
+        assert_eq!(node_port_range(1_000, 22_222, MAX), Some((20_000, 20_999)));
         // 2,256 ports do not fit below 22,222: the range goes above the admin port.
-        assert_eq!(node_port_range(2_256, 22_222), Some((22_224, 24_479)));
+        assert_eq!(node_port_range(2_256, 22_222, MAX), Some((22_224, 24_479)));
         // An ng port outside the range's bounds leaves the whole range.
-        assert_eq!(node_port_range(12_768, 2_223), Some((20_000, 32_767)));
+        assert_eq!(node_port_range(12_768, 2_223, MAX), Some((20_000, 32_767)));
         // Too many ports for either side.
-        assert_eq!(node_port_range(12_000, 22_222), None);
+        assert_eq!(node_port_range(12_000, 22_222, MAX), None);
         for (ports, ng) in [
             (256, 20_000),
             (4_256, 22_222),
             (9_000, 32_767),
             (100, 19_999),
         ] {
-            let (lo, hi) = node_port_range(ports, ng).unwrap();
+            let (lo, hi) = node_port_range(ports, ng, MAX).unwrap();
             assert_eq!(hi - lo + 1, ports);
             assert!(!(lo..=hi).contains(&ng) && !(lo..=hi).contains(&(ng + 1)));
-            assert!(lo >= NODE_PORT_MIN && hi <= NODE_PORT_MAX);
+            assert!(lo >= NODE_PORT_MIN && hi <= MAX);
         }
+        // In a namespace of its own the range may reach 60999.
+        assert_eq!(
+            node_port_range(16_256, 22_222, 60_999),
+            Some((22_224, 38_479))
+        );
     }
 }

@@ -138,6 +138,9 @@ pub struct RunConfig {
     pub relay_port: u16,
     /// ng address of an rtpengine or media node already running: driven, not started.
     pub relay_addr: Option<SocketAddr>,
+    /// Highest port a spawned media node's range may use: below the kernel's ephemeral
+    /// ports (32767 on the host, 60999 in the namespace of `--netns`).
+    pub media_port_max: u32,
     /// Print the progress line.
     pub progress: bool,
     /// Command line for the report.
