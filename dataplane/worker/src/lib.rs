@@ -15,6 +15,7 @@ mod afxdp;
 mod companion;
 pub mod counters;
 mod dtmf;
+mod epoll;
 mod fastpath;
 mod fixed;
 mod huge;

@@ -6,10 +6,7 @@
 //! buffer, and sends the accepted packets with `sendmmsg`, grouping runs that leave through
 //! the same socket.
 
-use std::os::fd::AsFd;
-
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-
+use crate::epoll::{Readiness, DOORBELL};
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{from_storage, to_storage, zero_storage};
 use crate::types::DataplaneError;
@@ -17,10 +14,6 @@ use crate::worker::WorkerCtx;
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 pub const BATCH: usize = 32;
-/// Ready sockets handled per `epoll_wait`.
-const EVENTS: usize = 256;
-/// epoll token of the doorbell.
-const DOORBELL: u64 = u64::MAX;
 
 impl Default for Batch {
     fn default() -> Self {
@@ -220,35 +213,12 @@ pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: 
 
 /// The mmsg worker loop.
 pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| DataplaneError::io("epoll_create", e.into()))?;
-    for (i, s) in ctx.sockets.iter().enumerate() {
-        epoll
-            .add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
-            .map_err(|e| DataplaneError::io("epoll_ctl", e.into()))?;
-    }
-    epoll
-        .add(
-            ctx.doorbell.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, DOORBELL),
-        )
-        .map_err(|e| DataplaneError::io("epoll_ctl doorbell", e.into()))?;
-    let mut events = vec![EpollEvent::empty(); EVENTS];
+    let mut readiness = Readiness::new(ctx)?;
     let mut batch = Batch::new();
     ctx.signal_ready();
     while !ctx.stop {
-        let now = ctx.now_us();
-        ctx.drain_commands(now);
-        let wait_us = ctx.tick(now);
-        let timeout_ms = u16::try_from(wait_us.div_ceil(1000)).unwrap_or(u16::MAX);
-        let ready = match epoll.wait(&mut events, timeout_ms) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => return Err(DataplaneError::io("epoll_wait", e.into())),
-        };
-        ctx.shared.worker.loops.add(1);
-        let now = ctx.now_us();
-        for ev in events.iter().take(ready) {
+        let (events, now) = readiness.turn(ctx)?;
+        for ev in events {
             let token = ev.data();
             if token == DOORBELL {
                 let _ = ctx.doorbell.read();
