@@ -1,9 +1,12 @@
-//! Shared helpers for the loopback tests. Every test uses its own port range (tests in a
-//! binary run in parallel and media sockets use SO_REUSEPORT). Ranges sit in 12000–13830,
-//! below the kernel's ephemeral range (32768–60999), so no auto-bound socket can share them.
+//! Shared helpers for the data plane's tests (the namespace test takes the key and stream
+//! helpers and the counting allocator). Every loopback test uses its own port range (tests
+//! in a binary run in parallel and media sockets use SO_REUSEPORT). Ranges sit in
+//! 12000–13830, below the kernel's ephemeral range (32768–60999), so no auto-bound socket
+//! can share them.
 #![allow(dead_code)]
 
 pub mod blaster;
+pub mod counting;
 pub mod fixed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
