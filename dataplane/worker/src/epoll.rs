@@ -3,8 +3,10 @@
 //! starts with (commands, housekeeping, a wait bounded by the next housekeeping run).
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::EventFd;
 
 use crate::types::DataplaneError;
 use crate::worker::WorkerCtx;
@@ -12,17 +14,18 @@ use crate::worker::WorkerCtx;
 /// Ready descriptors handled per `epoll_wait`.
 const EVENTS: usize = 256;
 /// epoll token of the doorbell; an ordinary socket's token is its index.
-pub(crate) const DOORBELL: u64 = u64::MAX;
+const DOORBELL: u64 = u64::MAX;
 
-/// An epoll set and room for one wait's events.
+/// An epoll set, room for one wait's events, and the doorbell it reads.
 pub(crate) struct Readiness {
     epoll: Epoll,
     events: Vec<EpollEvent>,
+    doorbell: Arc<EventFd>,
 }
 
 impl Readiness {
-    /// Every ordinary socket of `ctx` (token = socket index) and its doorbell
-    /// ([`DOORBELL`]), level-triggered for input.
+    /// Every ordinary socket of `ctx` (token = socket index) and its doorbell,
+    /// level-triggered for input.
     pub(crate) fn new(ctx: &WorkerCtx) -> Result<Readiness, DataplaneError> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| DataplaneError::io("epoll_create", e.into()))?;
@@ -40,6 +43,7 @@ impl Readiness {
         Ok(Readiness {
             epoll,
             events: vec![EpollEvent::empty(); EVENTS],
+            doorbell: ctx.doorbell.clone(),
         })
     }
 
@@ -57,12 +61,13 @@ impl Readiness {
 
     /// One turn of the loop: applies queued commands, runs housekeeping when due, waits
     /// for readiness until the next housekeeping run (an interrupted wait is a wait with
-    /// nothing ready) and counts the turn. Returns the ready events and the clock after
-    /// the wait.
+    /// nothing ready) and counts the turn. Returns the tokens of the ready descriptors, in
+    /// the order the wait gave them, the doorbell's read (it only wakes the loop) and left
+    /// out; and the clock after the wait.
     pub(crate) fn turn(
         &mut self,
         ctx: &mut WorkerCtx,
-    ) -> Result<(&[EpollEvent], u64), DataplaneError> {
+    ) -> Result<(impl Iterator<Item = u64> + '_, u64), DataplaneError> {
         let now = ctx.now_us();
         ctx.drain_commands(now);
         let wait_us = ctx.tick(now);
@@ -73,7 +78,15 @@ impl Readiness {
             Err(e) => return Err(DataplaneError::io("epoll_wait", e.into())),
         };
         ctx.shared.worker.loops.add(1);
-        let events = self.events.get(..ready).unwrap_or(&self.events);
-        Ok((events, ctx.now_us()))
+        let doorbell = &self.doorbell;
+        let tokens = self.events.iter().take(ready).filter_map(move |ev| {
+            let token = ev.data();
+            if token == DOORBELL {
+                let _ = doorbell.read();
+                return None;
+            }
+            Some(token)
+        });
+        Ok((tokens, ctx.now_us()))
     }
 }

@@ -6,7 +6,7 @@
 //! buffer, and sends the accepted packets with `sendmmsg`, grouping runs that leave through
 //! the same socket.
 
-use crate::epoll::{Readiness, DOORBELL};
+use crate::epoll::Readiness;
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{from_storage, to_storage, zero_storage};
 use crate::types::DataplaneError;
@@ -186,7 +186,7 @@ impl Batch {
 }
 
 /// Relay every datagram of one `recvmmsg` batch received on `sock` and send the results.
-pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: usize, now: u64) {
+fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: usize, now: u64) {
     for i in 0..n {
         let (Some(h), Some(addr), Some(buf)) =
             (batch.hdrs.get(i), batch.addrs.get(i), batch.bufs.get_mut(i))
@@ -211,25 +211,25 @@ pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: 
     batch.flush(|s| ctx.raw_fd(s), |s| relay.on_send_error(s));
 }
 
+/// Read one batch from the ordinary socket epoll names `token` and relay it.
+pub(crate) fn relay_ready(ctx: &mut WorkerCtx, batch: &mut Batch, token: u64, now: u64) {
+    let sock = u32::try_from(token).unwrap_or(u32::MAX);
+    let Some(fd) = ctx.raw_fd(sock) else {
+        return;
+    };
+    let n = batch.recv(fd, libc::MSG_DONTWAIT);
+    relay_batch(ctx, batch, sock, n, now);
+}
+
 /// The mmsg worker loop.
 pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let mut readiness = Readiness::new(ctx)?;
     let mut batch = Batch::new();
     ctx.signal_ready();
     while !ctx.stop {
-        let (events, now) = readiness.turn(ctx)?;
-        for ev in events {
-            let token = ev.data();
-            if token == DOORBELL {
-                let _ = ctx.doorbell.read();
-                continue;
-            }
-            let sock = u32::try_from(token).unwrap_or(u32::MAX);
-            let Some(fd) = ctx.raw_fd(sock) else {
-                continue;
-            };
-            let n = batch.recv(fd, libc::MSG_DONTWAIT);
-            relay_batch(ctx, &mut batch, sock, n, now);
+        let (tokens, now) = readiness.turn(ctx)?;
+        for token in tokens {
+            relay_ready(ctx, &mut batch, token, now);
         }
     }
     Ok(())

@@ -36,8 +36,8 @@ use std::os::fd::BorrowedFd;
 
 use portcullis_xdp::{XskRegistry, XskTarget, MAX_XSK_SOCKETS};
 
-use crate::epoll::{Readiness, DOORBELL};
-use crate::mmsg::{relay_batch, Batch};
+use crate::epoll::Readiness;
+use crate::mmsg::{relay_ready, Batch};
 use crate::realm::SocketPlan;
 use crate::types::{DataplaneError, FastPathConfig, RealmId};
 use crate::worker::WorkerCtx;
@@ -252,20 +252,12 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let mut next_stats_us = 0;
     ctx.signal_ready();
     while !ctx.stop {
-        let (events, now) = readiness.turn(ctx)?;
-        for ev in events {
-            let token = ev.data();
-            if token == DOORBELL {
-                let _ = ctx.doorbell.read();
-            } else if let Some(i) = token.checked_sub(XSK_TOKEN) {
+        let (tokens, now) = readiness.turn(ctx)?;
+        for token in tokens {
+            if let Some(i) = token.checked_sub(XSK_TOKEN) {
                 path::service(ctx, &realms, &mut ports, i as usize, &mut st, now);
             } else {
-                let sock = u32::try_from(token).unwrap_or(u32::MAX);
-                let Some(fd) = ctx.raw_fd(sock) else {
-                    continue;
-                };
-                let n = batch.recv(fd, libc::MSG_DONTWAIT);
-                relay_batch(ctx, &mut batch, sock, n, now);
+                relay_ready(ctx, &mut batch, token, now);
             }
         }
         for p in &mut ports {
