@@ -235,15 +235,7 @@ impl Dataplane {
         b: StreamParams,
     ) -> Result<(), DataplaneError> {
         let (w, legs) = self.check(handle)?;
-        Self::push(
-            w,
-            Command::Update {
-                pair: handle.pair,
-                generation: handle.generation,
-                params: [a, b],
-                legs,
-            },
-        )
+        Self::push(w, Command::update(handle, legs, [a, b]))
     }
 
     /// Push an update whatever the handle's state: for tests of the worker's stale-command
@@ -267,15 +259,7 @@ impl Dataplane {
             .get(usize::from(handle.worker.0))
             .and_then(|t| t.legs.get(handle.pair as usize).copied())
             .unwrap_or([handle.pair * 2, handle.pair * 2 + 1]);
-        Self::push(
-            w,
-            Command::Update {
-                pair: handle.pair,
-                generation: handle.generation,
-                params: [a, b],
-                legs,
-            },
-        )
+        Self::push(w, Command::update(handle, legs, [a, b]))
     }
 
     /// Play an RFC 4733 event (`event` 0-15, `duration` in timestamp units) toward leg
