@@ -419,28 +419,13 @@ impl FastReader {
         b: &StreamCounters,
     ) -> PairStats {
         let live = |side: usize, ports: u64| {
-            let mut out = FastLive::default();
-            let read = |rtcp: bool| {
+            live_of(ports, |rtcp| {
                 slots
                     .get(side)
                     .and_then(|&slot| local_addr(plan, &self.ips, slot, rtcp))
                     .and_then(|local| self.table.read_counters(LegKey::new(local)).ok().flatten())
                     .unwrap_or_default()
-            };
-            if ports & FAST_RTP != 0 {
-                let c = read(false);
-                out.packets += c.packets;
-                out.bytes += c.bytes;
-                out.rtp_expected = c.rtp_expected;
-                out.rtp_received = c.rtp_received;
-                out.rtp_jitter = u64::from(c.rtp_jitter);
-            }
-            if ports & FAST_RTCP != 0 {
-                let c = read(true);
-                out.packets += c.packets;
-                out.bytes += c.bytes;
-            }
-            out
+            })
         };
         PairStats::read_fast(a, b, &live)
     }
@@ -471,6 +456,27 @@ impl crate::Dataplane {
     pub fn fast_path_stats(&self) -> Option<FastPathStats> {
         self.fast.as_ref()?.program_stats()
     }
+}
+
+/// What the program forwarded on a leg's ports so far: the RTP port's packets, bytes and
+/// RTP figures, and the RTCP port's packets and bytes, each where `ports` has its flag
+/// ([`FAST_RTP`], [`FAST_RTCP`]). `read(rtcp)` reads one port's counters.
+fn live_of(ports: u64, read: impl Fn(bool) -> LegCounters) -> FastLive {
+    let mut out = FastLive::default();
+    if ports & FAST_RTP != 0 {
+        let c = read(false);
+        out.packets += c.packets;
+        out.bytes += c.bytes;
+        out.rtp_expected = c.rtp_expected;
+        out.rtp_received = c.rtp_received;
+        out.rtp_jitter = u64::from(c.rtp_jitter);
+    }
+    if ports & FAST_RTCP != 0 {
+        let c = read(true);
+        out.packets += c.packets;
+        out.bytes += c.bytes;
+    }
+    out
 }
 
 #[cfg(test)]

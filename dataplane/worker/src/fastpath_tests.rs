@@ -164,22 +164,11 @@ fn stats(t: &T) -> PairStats {
     let fake = t.fake.clone();
     let live = move |side: usize, ports: u64| {
         let rtp = BASE + 2 * u16::try_from(side).unwrap();
-        let mut out = FastLive::default();
         let k = fake.k();
-        if ports & FAST_RTP != 0 {
-            let c = k.counters.get(&key(rtp)).copied().unwrap_or_default();
-            out.packets += c.packets;
-            out.bytes += c.bytes;
-            out.rtp_expected = c.rtp_expected;
-            out.rtp_received = c.rtp_received;
-            out.rtp_jitter = u64::from(c.rtp_jitter);
-        }
-        if ports & FAST_RTCP != 0 {
-            let c = k.counters.get(&key(rtp + 1)).copied().unwrap_or_default();
-            out.packets += c.packets;
-            out.bytes += c.bytes;
-        }
-        out
+        live_of(ports, |rtcp| {
+            let port = rtp + u16::from(rtcp);
+            k.counters.get(&key(port)).copied().unwrap_or_default()
+        })
     };
     PairStats::read_fast(&t.shared.legs[0], &t.shared.legs[1], &live)
 }

@@ -6,10 +6,7 @@
 //! buffer, and sends the accepted packets with `sendmmsg`, grouping runs that leave through
 //! the same socket.
 
-use std::os::fd::AsFd;
-
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-
+use crate::epoll::Readiness;
 use crate::relay::{Verdict, BUF_SIZE, MAX_DATAGRAM};
 use crate::sock::{from_storage, to_storage, zero_storage};
 use crate::types::DataplaneError;
@@ -17,10 +14,6 @@ use crate::worker::WorkerCtx;
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 pub const BATCH: usize = 32;
-/// Ready sockets handled per `epoll_wait`.
-const EVENTS: usize = 256;
-/// epoll token of the doorbell.
-const DOORBELL: u64 = u64::MAX;
 
 impl Default for Batch {
     fn default() -> Self {
@@ -193,7 +186,7 @@ impl Batch {
 }
 
 /// Relay every datagram of one `recvmmsg` batch received on `sock` and send the results.
-pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: usize, now: u64) {
+fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: usize, now: u64) {
     for i in 0..n {
         let (Some(h), Some(addr), Some(buf)) =
             (batch.hdrs.get(i), batch.addrs.get(i), batch.bufs.get_mut(i))
@@ -218,48 +211,25 @@ pub(crate) fn relay_batch(ctx: &mut WorkerCtx, batch: &mut Batch, sock: u32, n: 
     batch.flush(|s| ctx.raw_fd(s), |s| relay.on_send_error(s));
 }
 
+/// Read one batch from the ordinary socket epoll names `token` and relay it.
+pub(crate) fn relay_ready(ctx: &mut WorkerCtx, batch: &mut Batch, token: u64, now: u64) {
+    let sock = u32::try_from(token).unwrap_or(u32::MAX);
+    let Some(fd) = ctx.raw_fd(sock) else {
+        return;
+    };
+    let n = batch.recv(fd, libc::MSG_DONTWAIT);
+    relay_batch(ctx, batch, sock, n, now);
+}
+
 /// The mmsg worker loop.
 pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| DataplaneError::io("epoll_create", e.into()))?;
-    for (i, s) in ctx.sockets.iter().enumerate() {
-        epoll
-            .add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
-            .map_err(|e| DataplaneError::io("epoll_ctl", e.into()))?;
-    }
-    epoll
-        .add(
-            ctx.doorbell.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, DOORBELL),
-        )
-        .map_err(|e| DataplaneError::io("epoll_ctl doorbell", e.into()))?;
-    let mut events = vec![EpollEvent::empty(); EVENTS];
+    let mut readiness = Readiness::new(ctx)?;
     let mut batch = Batch::new();
     ctx.signal_ready();
     while !ctx.stop {
-        let now = ctx.now_us();
-        ctx.drain_commands(now);
-        let wait_us = ctx.tick(now);
-        let timeout_ms = u16::try_from(wait_us.div_ceil(1000)).unwrap_or(u16::MAX);
-        let ready = match epoll.wait(&mut events, timeout_ms) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => return Err(DataplaneError::io("epoll_wait", e.into())),
-        };
-        ctx.shared.worker.loops.add(1);
-        let now = ctx.now_us();
-        for ev in events.iter().take(ready) {
-            let token = ev.data();
-            if token == DOORBELL {
-                let _ = ctx.doorbell.read();
-                continue;
-            }
-            let sock = u32::try_from(token).unwrap_or(u32::MAX);
-            let Some(fd) = ctx.raw_fd(sock) else {
-                continue;
-            };
-            let n = batch.recv(fd, libc::MSG_DONTWAIT);
-            relay_batch(ctx, &mut batch, sock, n, now);
+        let (tokens, now) = readiness.turn(ctx)?;
+        for token in tokens {
+            relay_ready(ctx, &mut batch, token, now);
         }
     }
     Ok(())

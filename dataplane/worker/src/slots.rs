@@ -58,18 +58,8 @@ impl SlotTable {
         let pair = self.free.pop()?;
         let la = self.free_legs.get_mut(usize::from(a.0))?.pop()?;
         let lb = self.free_legs.get_mut(usize::from(b.0))?.pop()?;
-        let i = pair as usize;
-        let (Some(g), Some(u), Some(l)) = (
-            self.generation.get_mut(i),
-            self.in_use.get_mut(i),
-            self.legs.get_mut(i),
-        ) else {
-            return None;
-        };
-        *g = g.wrapping_add(1);
-        *u = true;
-        *l = [la, lb];
-        Some((pair, [la, lb], *g))
+        let g = self.mark_taken(pair, [la, lb])?;
+        Some((pair, [la, lb], g))
     }
 
     /// Take a free pair slot and exactly leg slots `legs` (free, in realms `realms`):
@@ -94,18 +84,24 @@ impl SlotTable {
                 f.retain(|&l| l != legs[side]);
             }
         }
+        let g = self.mark_taken(pair, legs).ok_or(0usize)?;
+        Ok((pair, g))
+    }
+
+    /// Record pair slot `pair` as in use with leg slots `legs`: its new generation.
+    fn mark_taken(&mut self, pair: u32, legs: [u32; 2]) -> Option<u32> {
         let i = pair as usize;
         let (Some(g), Some(u), Some(l)) = (
             self.generation.get_mut(i),
             self.in_use.get_mut(i),
             self.legs.get_mut(i),
         ) else {
-            return Err(0);
+            return None;
         };
         *g = g.wrapping_add(1);
         *u = true;
         *l = legs;
-        Ok((pair, *g))
+        Some(*g)
     }
 
     /// Free pair slot `pair` and its leg slots (B first, so A's comes back first).

@@ -314,6 +314,22 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// [`Command::Update`] of the pair `handle` names, on leg slots `legs`.
+    pub(crate) fn update(
+        handle: &StreamPairHandle,
+        legs: [u32; 2],
+        params: [StreamParams; 2],
+    ) -> Command {
+        Command::Update {
+            pair: handle.pair,
+            generation: handle.generation,
+            params,
+            legs,
+        }
+    }
+}
+
 /// Something a worker reports to the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {

@@ -1,6 +1,6 @@
 //! What a worker thread owns ([`WorkerCtx`]), and the parts of the loop both backends
 //! share: the command drain with a budget, the housekeeping cadence, naming a socket. The
-//! thread body (pinning, backend choice) is `worker_main` in the crate root.
+//! thread body (pinning, backend choice) is `worker_main` in `start.rs`.
 
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::SyncSender;

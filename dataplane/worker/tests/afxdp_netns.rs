@@ -8,91 +8,27 @@
 //! and the worker allocates nothing per packet (STYLE practice 8). A worker held still
 //! counts the frames the kernel dropped for it. Over IPv4, then over IPv6.
 
+mod common;
 #[path = "../../xdp/tests/support/mod.rs"]
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::counting::{mark_worker, Counting, ALLOCS, ARMED};
+use common::{keys, plain};
 use portcullis_dataplane::{
     Backend, Dataplane, DataplaneConfig, FastPathConfig, RealmConfig, RealmId, StreamParams,
     WorkerId,
 };
-use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile, SrtpSession};
+use portcullis_rtp::srtp::SrtpSession;
 use portcullis_xdp::{AttachMode, FastPath};
 use support::{Plan, Topology, V4, V6};
 
-struct Counting;
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static IS_WORKER: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note() {
-    if ARMED.load(Ordering::Relaxed) && IS_WORKER.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn mark_worker(_: WorkerId) {
-    IS_WORKER.with(|f| f.set(true));
-}
-
-fn keys() -> SrtpKeys {
-    let mut k = [0u8; 16];
-    let mut s = [0u8; 14];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = 0x40 + i as u8;
-    }
-    for (i, b) in s.iter_mut().enumerate() {
-        *b = 0x90 + i as u8;
-    }
-    SrtpKeys {
-        profile: SrtpProfile::AesCm128HmacSha1_80,
-        master_key: k,
-        master_salt: s,
-    }
-}
-
-fn plain(peer: SocketAddr) -> StreamParams {
-    StreamParams {
-        peer: Some(peer),
-        ..StreamParams::default()
-    }
-}
 
 /// One pair: the caller's and the callee's sockets, the appliance's ports toward each,
 /// and the caller's SRTP sender when leg A takes SRTP in.
@@ -173,7 +109,7 @@ fn relay_between_interfaces(plan: &Plan) {
     );
     assert_eq!(dp.backend(), Backend::AfXdp);
 
-    let k = keys();
+    let k = keys(0x40);
     let mut pairs = Vec::new();
     for mode in 0..3 {
         let h = dp
@@ -183,20 +119,20 @@ fn relay_between_interfaces(plan: &Plan) {
         let callee = t.callee.udp(SocketAddr::new(plan.callee, 0));
         let (pa, pb) = (caller.local_addr().unwrap(), callee.local_addr().unwrap());
         let (a, b, srtp_from_caller) = match mode {
-            0 => (plain(pa), plain(pb), None),
+            0 => (plain(Some(pa)), plain(Some(pb)), None),
             1 => (
                 StreamParams {
                     srtp_in: Some(k),
-                    ..plain(pa)
+                    ..plain(Some(pa))
                 },
-                plain(pb),
+                plain(Some(pb)),
                 Some(SrtpSession::new(&k)),
             ),
             _ => (
-                plain(pa),
+                plain(Some(pa)),
                 StreamParams {
                     srtp_out: Some(k),
-                    ..plain(pb)
+                    ..plain(Some(pb))
                 },
                 None,
             ),

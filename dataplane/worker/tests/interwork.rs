@@ -11,15 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use portcullis_dataplane::{
     Backend, Dataplane, DataplaneConfig, DropReason, DtmfFlags, Event, Side, StreamFlags,
-    StreamPairHandle, StreamParams, DTMF_QUEUE,
+    StreamParams, DTMF_QUEUE,
 };
-
-const WAIT: Duration = Duration::from_secs(3);
-
-fn update_and_settle(dp: &Dataplane, h: &StreamPairHandle, a: StreamParams, b: StreamParams) {
-    dp.update(h, a, b).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
-}
 
 fn udptl(peer: Option<std::net::SocketAddr>) -> StreamParams {
     StreamParams {

@@ -5,25 +5,11 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{plain, rtp, start_with, wait_event, wait_until};
+use common::{peer_on, plain, recv_relayed, rtp, start_with, wait_event, wait_until, WAIT};
 use portcullis_dataplane::{Backend, DataplaneConfig, Event, Side};
-
-const WAIT: Duration = Duration::from_secs(3);
-
-fn peer_on(ip: IpAddr) -> UdpSocket {
-    let s = UdpSocket::bind((ip, 0)).expect("bind peer");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s
-}
-
-fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
-    let mut b = [0u8; 2048];
-    let (n, from) = s.recv_from(&mut b).expect("relayed");
-    (b[..n].to_vec(), from)
-}
 
 /// Both directions of one pair, bound to `bind_ip`, between peers on `peer_ip`; the relay
 /// is reached at `relay_ip`.
@@ -58,11 +44,11 @@ fn relays_both_ways(
     }
     for seq in 103..=112u16 {
         pa.send_to(&rtp(seq, 0, 1, b"a"), port_a).expect("send");
-        assert_eq!(recv(&pb), (rtp(seq, 0, 1, b"a"), port_b), "A->B");
+        assert_eq!(recv_relayed(&pb), (rtp(seq, 0, 1, b"a"), port_b), "A->B");
     }
     for seq in 1..=10u16 {
         pb.send_to(&rtp(seq, 0, 2, b"b"), port_b).expect("send");
-        assert_eq!(recv(&pa), (rtp(seq, 0, 2, b"b"), port_a), "B->A");
+        assert_eq!(recv_relayed(&pa), (rtp(seq, 0, 2, b"b"), port_a), "B->A");
     }
     // The latched source is the peer's own address: an IPv4 peer of a dual-stack socket
     // is reported as IPv4, not as the v4-mapped form the socket saw.

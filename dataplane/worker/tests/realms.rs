@@ -5,29 +5,16 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{plain, rtp, start_with};
+use common::{peer_on, plain, recv_relayed, rtp, start_with};
 use portcullis_dataplane::{
     Backend, Dataplane, DataplaneConfig, DataplaneError, RealmConfig, RealmId,
 };
 
-const WAIT: Duration = Duration::from_secs(3);
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
-
-fn peer_on(ip: IpAddr) -> UdpSocket {
-    let s = UdpSocket::bind((ip, 0)).expect("bind peer");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s
-}
-
-fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
-    let mut b = [0u8; 2048];
-    let (n, from) = s.recv_from(&mut b).expect("relayed");
-    (b[..n].to_vec(), from)
-}
 
 /// Realm 0 on IPv4 loopback (`v4_base..+15`), realm 1 on IPv6 loopback (`v6_base..+7`).
 fn two_realms(backend: Backend, v4_base: u16, v6_base: u16) -> Dataplane {
@@ -61,11 +48,19 @@ fn v4_to_v6(backend: Backend, v4_base: u16, v6_base: u16) {
     let port_b = SocketAddr::new(V6, h.port_b);
     for seq in 1..=10u16 {
         pa.send_to(&rtp(seq, 0, 1, b"a"), port_a).expect("send");
-        assert_eq!(recv(&pb), (rtp(seq, 0, 1, b"a"), port_b), "IPv4 -> IPv6");
+        assert_eq!(
+            recv_relayed(&pb),
+            (rtp(seq, 0, 1, b"a"), port_b),
+            "IPv4 -> IPv6"
+        );
     }
     for seq in 1..=10u16 {
         pb.send_to(&rtp(seq, 0, 2, b"b"), port_b).expect("send");
-        assert_eq!(recv(&pa), (rtp(seq, 0, 2, b"b"), port_a), "IPv6 -> IPv4");
+        assert_eq!(
+            recv_relayed(&pa),
+            (rtp(seq, 0, 2, b"b"), port_a),
+            "IPv6 -> IPv4"
+        );
     }
     let s = dp.stats(&h).expect("stats");
     assert_eq!((s.a.rx_packets, s.b.tx_packets), (10, 10));

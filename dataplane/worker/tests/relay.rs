@@ -15,8 +15,6 @@ use portcullis_dataplane::{
 use portcullis_rtp::srtp::SrtpSession;
 use portcullis_rtp::stun::{build_binding_request, BindingRequest, StunMessage};
 
-const WAIT: Duration = Duration::from_secs(3);
-
 /// What `start(backend, base, pairs)` runs with (ports `base..base + 4 * pairs`), for a test
 /// to adjust before `start_with`.
 fn config(backend: Backend, base: u16, pairs: u16) -> DataplaneConfig {
@@ -26,12 +24,6 @@ fn config(backend: Backend, base: u16, pairs: u16) -> DataplaneConfig {
         backend,
         ..DataplaneConfig::default()
     }
-}
-
-/// Sets both legs and gives the worker a moment to apply them before packets are sent.
-fn update_and_settle(dp: &Dataplane, h: &StreamPairHandle, a: StreamParams, b: StreamParams) {
-    dp.update(h, a, b).expect("update");
-    std::thread::sleep(Duration::from_millis(50));
 }
 
 fn learning(backend: Backend, base: u16) {

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use portcullis_dataplane::{
     Backend, DataplaneConfig, DataplaneError, LegResume, RealmConfig, RealmId, StreamParams,
@@ -129,13 +129,6 @@ fn v4_and_v6(base: u16) -> DataplaneConfig {
         backend: Backend::Mmsg,
         ..DataplaneConfig::default()
     }
-}
-
-fn peer_on(ip: IpAddr) -> UdpSocket {
-    let s = UdpSocket::bind((ip, 0)).expect("bind peer");
-    s.set_read_timeout(Some(Duration::from_secs(3)))
-        .expect("timeout");
-    s
 }
 
 /// A port number names a leg slot only with its realm: the standby re-creates an

@@ -8,6 +8,15 @@ use std::net::{IpAddr, SocketAddr};
 pub(crate) const FAMILY_V4: u8 = 4;
 pub(crate) const FAMILY_V6: u8 = 6;
 
+/// The map form of `addr`'s family.
+pub(crate) fn family(addr: SocketAddr) -> u8 {
+    if addr.is_ipv4() {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    }
+}
+
 /// `PC_LEG_RTP`: the port carries RTP (sequence and jitter are tracked).
 pub(crate) const LEG_RTP: u8 = 1;
 
@@ -30,11 +39,7 @@ impl LegKey {
     pub fn new(local: SocketAddr) -> LegKey {
         LegKey {
             port: local.port(),
-            family: if local.is_ipv4() {
-                FAMILY_V4
-            } else {
-                FAMILY_V6
-            },
+            family: family(local),
             pad: 0,
         }
     }

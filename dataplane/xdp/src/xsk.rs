@@ -16,7 +16,7 @@ use aya::maps::{HashMap, Map, MapData, XskMap};
 
 use aya::maps::IterableMap;
 
-use crate::maps::{addr_bytes, FAMILY_V4, FAMILY_V6};
+use crate::maps::{addr_bytes, family};
 use crate::{map_err, FastPathError};
 
 /// Sockets the `xsks` map holds (`PC_MAX_XSKS`).
@@ -44,11 +44,7 @@ impl XskKey {
         XskKey {
             addr: addr_bytes(local.ip()),
             port: local.port(),
-            family: if local.is_ipv4() {
-                FAMILY_V4
-            } else {
-                FAMILY_V6
-            },
+            family: family(local),
             pad: 0,
         }
     }

@@ -32,12 +32,12 @@ mod path;
 mod xsk;
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use portcullis_xdp::{XskRegistry, XskTarget, MAX_XSK_SOCKETS};
 
-use crate::mmsg::{relay_batch, Batch};
+use crate::epoll::Readiness;
+use crate::mmsg::{relay_ready, Batch};
 use crate::realm::SocketPlan;
 use crate::types::{DataplaneError, FastPathConfig, RealmId};
 use crate::worker::WorkerCtx;
@@ -47,10 +47,6 @@ use crate::worker::WorkerCtx;
 const FRAMES: u32 = 8192;
 /// How often the sockets' kernel drop counters are read (µs).
 const STATS_EVERY_US: u64 = 100_000;
-/// Ready descriptors handled per `epoll_wait`.
-const EVENTS: usize = 256;
-/// epoll token of the doorbell.
-const DOORBELL: u64 = u64::MAX;
 /// epoll tokens of the AF_XDP sockets start here (below: UDP socket indexes).
 const XSK_TOKEN: u64 = 1 << 40;
 
@@ -235,31 +231,14 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
         &mut claims.registry,
         u32::from(ctx.id.0),
     )?;
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-        .map_err(|e| DataplaneError::io("epoll_create", e.into()))?;
-    for (i, s) in ctx.sockets.iter().enumerate() {
-        epoll
-            .add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
-            .map_err(|e| DataplaneError::io("epoll_ctl", e.into()))?;
-    }
+    let mut readiness = Readiness::new(ctx)?;
     for (i, p) in ports.iter().enumerate() {
-        // SAFETY: the descriptor belongs to `p.xsk`, which outlives `epoll` (both live
-        // until this function returns; `epoll` is declared after `ports`, dropped first).
+        // SAFETY: the descriptor belongs to `p.xsk`, which outlives `readiness` (both live
+        // until this function returns; `readiness` is declared after `ports`, dropped
+        // first).
         let fd = unsafe { BorrowedFd::borrow_raw(p.xsk.fd()) };
-        epoll
-            .add(
-                fd,
-                EpollEvent::new(EpollFlags::EPOLLIN, XSK_TOKEN + i as u64),
-            )
-            .map_err(|e| DataplaneError::io("epoll_ctl AF_XDP", e.into()))?;
+        readiness.add(fd, XSK_TOKEN + i as u64, "epoll_ctl AF_XDP")?;
     }
-    epoll
-        .add(
-            ctx.doorbell.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, DOORBELL),
-        )
-        .map_err(|e| DataplaneError::io("epoll_ctl doorbell", e.into()))?;
-    let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut batch = Batch::new();
     let links: Vec<path::Link> = ports
         .iter()
@@ -273,30 +252,12 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
     let mut next_stats_us = 0;
     ctx.signal_ready();
     while !ctx.stop {
-        let now = ctx.now_us();
-        ctx.drain_commands(now);
-        let wait_us = ctx.tick(now);
-        let timeout_ms = u16::try_from(wait_us.div_ceil(1000)).unwrap_or(u16::MAX);
-        let ready = match epoll.wait(&mut events, timeout_ms) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => return Err(DataplaneError::io("epoll_wait", e.into())),
-        };
-        ctx.shared.worker.loops.add(1);
-        let now = ctx.now_us();
-        for ev in events.iter().take(ready) {
-            let token = ev.data();
-            if token == DOORBELL {
-                let _ = ctx.doorbell.read();
-            } else if let Some(i) = token.checked_sub(XSK_TOKEN) {
+        let (tokens, now) = readiness.turn(ctx)?;
+        for token in tokens {
+            if let Some(i) = token.checked_sub(XSK_TOKEN) {
                 path::service(ctx, &realms, &mut ports, i as usize, &mut st, now);
             } else {
-                let sock = u32::try_from(token).unwrap_or(u32::MAX);
-                let Some(fd) = ctx.raw_fd(sock) else {
-                    continue;
-                };
-                let n = batch.recv(fd, libc::MSG_DONTWAIT);
-                relay_batch(ctx, &mut batch, sock, n, now);
+                relay_ready(ctx, &mut batch, token, now);
             }
         }
         for p in &mut ports {
@@ -309,7 +270,7 @@ pub(crate) fn run(ctx: &mut WorkerCtx) -> Result<(), DataplaneError> {
             next_stats_us = now + STATS_EVERY_US;
         }
     }
-    drop(epoll);
+    drop(readiness);
     drop(claims);
     Ok(())
 }

@@ -1,18 +1,26 @@
-//! Shared helpers for the loopback tests. Every test uses its own port range (tests in a
-//! binary run in parallel and media sockets use SO_REUSEPORT). Ranges sit in 12000–13830,
-//! below the kernel's ephemeral range (32768–60999), so no auto-bound socket can share them.
+//! Shared helpers for the data plane's tests (the namespace test takes the key and stream
+//! helpers and the counting allocator). Every loopback test uses its own port range (tests
+//! in a binary run in parallel and media sockets use SO_REUSEPORT). Ranges sit in
+//! 12000–13830, below the kernel's ephemeral range (32768–60999), so no auto-bound socket
+//! can share them.
 #![allow(dead_code)]
 
 pub mod blaster;
+pub mod counting;
 pub mod fixed;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use portcullis_dataplane::{Backend, Dataplane, DataplaneConfig, Event, StreamParams};
+use portcullis_dataplane::{
+    Backend, Dataplane, DataplaneConfig, Event, StreamPairHandle, StreamParams,
+};
 use portcullis_rtp::srtp::{SrtpKeys, SrtpProfile};
 
 pub const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// How long a test waits for a relayed packet or an event.
+pub const WAIT: Duration = Duration::from_secs(3);
 
 /// A data plane on `[base, base + 4 * pairs)` with one worker.
 pub fn start(backend: Backend, base: u16, pairs: u16) -> Dataplane {
@@ -36,11 +44,15 @@ pub fn start_with(cfg: DataplaneConfig) -> Dataplane {
     dp
 }
 
-/// A peer socket on loopback with a short read timeout.
+/// A peer socket on IPv4 loopback with a read timeout of [`WAIT`].
 pub fn peer() -> UdpSocket {
-    let s = UdpSocket::bind((LO, 0)).expect("bind peer");
-    s.set_read_timeout(Some(Duration::from_millis(3000)))
-        .expect("timeout");
+    peer_on(LO)
+}
+
+/// A peer socket on `ip` with a read timeout of [`WAIT`].
+pub fn peer_on(ip: IpAddr) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).expect("bind peer");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
     s
 }
 
@@ -78,13 +90,25 @@ pub fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     }
 }
 
+/// Receive one datagram; panics when nothing was relayed within the socket's timeout.
+pub fn recv_relayed(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut b = [0u8; 2048];
+    let (n, from) = s.recv_from(&mut b).expect("relayed");
+    (b[..n].to_vec(), from)
+}
+
+/// Sets both legs and gives the worker a moment to apply them before packets are sent.
+pub fn update_and_settle(dp: &Dataplane, h: &StreamPairHandle, a: StreamParams, b: StreamParams) {
+    dp.update(h, a, b).expect("update");
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 /// Receive with a short timeout, expecting nothing.
 pub fn recv_none(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     let r = recv(s);
-    s.set_read_timeout(Some(Duration::from_millis(3000)))
-        .expect("timeout");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
     r
 }
 
