@@ -246,16 +246,25 @@ impl Xsk {
         if frames.is_empty() {
             return 0;
         }
-        let mut w = self
-            .tx
-            .transmit(u32::try_from(frames.len()).unwrap_or(u32::MAX));
-        let n = w.insert(frames.iter().map(|&(addr, len)| XdpDesc {
-            addr,
-            len,
-            options: 0,
-        }));
-        w.commit();
-        drop(w);
+        // The ring re-reads the kernel's consumer index only when its cached view has no
+        // room at all, so a reservation can come back short with room free: a second one
+        // re-reads it.
+        let mut n = 0;
+        for _ in 0..2 {
+            let rest = frames.get(n as usize..).unwrap_or(&[]);
+            if rest.is_empty() {
+                break;
+            }
+            let mut w = self
+                .tx
+                .transmit(u32::try_from(rest.len()).unwrap_or(u32::MAX));
+            n += w.insert(rest.iter().map(|&(addr, len)| XdpDesc {
+                addr,
+                len,
+                options: 0,
+            }));
+            w.commit();
+        }
         self.in_flight += n;
         // Copy mode sends a bounded batch per wake-up: wake until the ring is drained
         // (bounded by the ring's size in batches).
