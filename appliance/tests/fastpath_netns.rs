@@ -152,6 +152,16 @@ fn traced(dir: &Path, prefix: &str, needle: &str) -> bool {
         .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle)))
 }
 
+/// Keeps the media flowing until the caller's trace shows `needle` (15 s at most, or
+/// fails with `missing`).
+fn media_until_traced(m: &mut Media, dir: &Path, needle: &str, missing: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !traced(dir, "uac_fastpath", needle) {
+        assert!(Instant::now() < deadline, "{missing}");
+        m.step();
+    }
+}
+
 #[test]
 fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
     let _serial = serial();
@@ -260,11 +270,7 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
 
     // 3. A re-INVITE moves the caller to a new address: the pair is demoted (the moved
     // leg learns again) and promoted again toward the new address.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !traced(d, "uac_fastpath", "CSeq: 2 INVITE") {
-        assert!(Instant::now() < deadline, "no re-INVITE from the caller");
-        m.step();
-    }
+    media_until_traced(&mut m, d, "CSeq: 2 INVITE", "no re-INVITE from the caller");
     m.caller_moved = true;
     media_until(
         &mut m,
@@ -297,14 +303,12 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
     );
 
     // 4. Hold (sendonly, answered recvonly): demoted; the workers carry the media again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !traced(d, "uac_fastpath", "CSeq: 3 ACK") {
-        assert!(
-            Instant::now() < deadline,
-            "no hold re-INVITE from the caller"
-        );
-        m.step();
-    }
+    media_until_traced(
+        &mut m,
+        d,
+        "CSeq: 3 ACK",
+        "no hold re-INVITE from the caller",
+    );
     media_until(
         &mut m,
         sbc,
