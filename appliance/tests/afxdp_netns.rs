@@ -24,9 +24,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common_netns::call::{
-    call_lan, drain, first_cdr, forwarded, full_checksums, lone_veth, map_entries, metrics,
-    refused, rtp, sa, sample, sipp_call, start_appliance, worker_rx, xdp_on_bridge_end, Heard,
-    APPLIANCE, ATTACKER, CALLEE, CALLEE_RTP, CALLER, CALLER_RTP, LONE, SIP, UAC_SIP, UAS_SIP,
+    call_lan, drain, first_cdr, forwarded, full_checksums, lone_veth, map_entries, metrics, rtp,
+    sa, sample, sipp_call, start_appliance, worker_rx, xdp_on_bridge_end, Heard, APPLIANCE,
+    ATTACKER, CALLEE, CALLEE_RTP, CALLER, CALLER_RTP, LONE, SIP, UAC_SIP, UAS_SIP,
 };
 use common_netns::{Lan, Netns, Proc};
 use sipp_harness::{end_kind, note, serial};
@@ -340,8 +340,9 @@ fn af_xdp_bridges_an_srtp_caller_to_a_plain_rtp_callee() {
 fn af_xdp_refuses_to_start_where_it_cannot_run() {
     let ns = lone_veth();
     let dir = tempfile::tempdir().expect("tempdir");
-    let refused =
-        |toml: String| refused(&ns, dir.path(), &toml.replace(&APPLIANCE.to_string(), LONE));
+    let refused = |toml: String| {
+        common_netns::call::refused(&ns, dir.path(), &toml.replace(&APPLIANCE.to_string(), LONE))
+    };
     // The media address on none of the named interfaces.
     let err = refused(config("\"auto:1\"", "rtp", "rtp", "interfaces = [\"lo\"]"));
     assert!(
