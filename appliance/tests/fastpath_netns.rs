@@ -15,104 +15,28 @@
 mod common_netns;
 mod sipp_harness;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common_netns::{run, Lan, Netns, Proc};
-use sipp_harness::{end_kind, note, scenario, serial, sipp};
+use common_netns::call::{
+    call_lan, drain, first_cdr, forwarded, lone_veth, map_entries, metrics, refused, rtp, sa,
+    sample, sipp_call, sipp_traces, start_appliance, verdict, worker_rx, xdp_on_bridge_end, Heard,
+    APPLIANCE, ATTACKER, CALLEE, CALLEE_RTP, CALLER, CALLER_RTP, LONE,
+};
+use common_netns::Netns;
+use sipp_harness::{end_kind, note, serial};
 
-const APPLIANCE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const CALLER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const MOVED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
-const ATTACKER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
-const CALLEE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
-const SIP: u16 = 5060;
-const UAC_SIP: u16 = 5061;
-const UAS_SIP: u16 = 5062;
-const CALLER_RTP: u16 = 30000;
 const MOVED_RTP: u16 = 30002;
-const CALLEE_RTP: u16 = 32000;
-const ADMIN: u16 = 9100;
-
-fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(ip), port)
-}
 
 fn config() -> String {
-    format!(
-        r#"[node]
-name = "fastpath-test"
-
-[[sip.listener]]
-transport = "udp"
-address = "{APPLIANCE}:{SIP}"
-
-[media]
-bind_ip = "{APPLIANCE}"
-port_min = 40000
-port_max = 40255
-cores = "auto:1"
-inactivity_timeout = "60s"
-learning_window = "500ms"
-fast_path = "xdp"
-
-[admin]
-listen = "127.0.0.1:{ADMIN}"
-
-[cdr]
-path = "cdr.jsonl"
-fsync = "always"
-
-[log]
-level = "info"
-
-[policy]
-unknown_source = "reject"
-
-[[trunk]]
-name = "left"
-address = "{CALLER}:{UAC_SIP}"
-
-[[trunk]]
-name = "right"
-address = "{CALLEE}:{UAS_SIP}"
-
-[[route]]
-name = "left-to-right"
-from = ["left"]
-targets = ["right"]
-"#
+    common_netns::call::config(
+        "fastpath-test",
+        "cores = \"auto:1\"\nfast_path = \"xdp\"",
+        "",
+        "",
     )
-}
-
-/// An RTP packet whose payload starts with `who` (6 bytes).
-fn rtp(seq: u16, ssrc: u32, who: &[u8; 6]) -> Vec<u8> {
-    let mut p = vec![0x80, 0];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(who);
-    p.extend_from_slice(&[0x55; 154]);
-    p
-}
-
-/// Datagrams waiting on `s`, counted by the sender tag in their payload.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Heard {
-    total: u64,
-    attack: u64,
-}
-
-fn drain(s: &UdpSocket, h: &mut Heard) {
-    let mut b = [0u8; 2048];
-    while let Ok((n, _)) = s.recv_from(&mut b) {
-        h.total += 1;
-        if n >= 18 && &b[12..18] == b"attack" {
-            h.attack += 1;
-        }
-    }
 }
 
 /// The media of the call, sent by the test every 20 ms both ways.
@@ -169,26 +93,6 @@ impl Media {
     }
 }
 
-/// `/metrics` of the appliance (read from inside its namespace).
-fn metrics(sbc: &Netns) -> String {
-    sbc.join(|| {
-        ureq::get(&format!("http://127.0.0.1:{ADMIN}/metrics"))
-            .call()
-            .unwrap_or_else(|e| panic!("metrics: {e}"))
-            .into_string()
-            .unwrap_or_else(|e| panic!("metrics: {e}"))
-    })
-}
-
-/// Sum of the samples of `family` whose labels contain `label` ("" for all).
-fn sample(text: &str, family: &str, label: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))
-        .filter(|l| l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// What the test watches: ports promoted, packets the workers received, packets the
 /// program forwarded, packets it passed up for their source.
 #[derive(Debug, Clone, Copy)]
@@ -201,18 +105,11 @@ struct Watch {
 
 fn watch(sbc: &Netns) -> Watch {
     let m = metrics(sbc);
-    let verdict = |v: &str| {
-        sample(
-            &m,
-            "portcullis_fastpath_program_packets_total",
-            &format!("verdict=\"{v}\""),
-        )
-    };
     Watch {
         promoted: sample(&m, "portcullis_fastpath_promoted_ports", ""),
-        worker_rx: sample(&m, "portcullis_dataplane_packets_total", "direction=\"rx\""),
-        forwarded: verdict("tx") + verdict("redirect"),
-        peer_mismatch: verdict("peer_mismatch"),
+        worker_rx: worker_rx(&m),
+        forwarded: forwarded(&m),
+        peer_mismatch: verdict(&m, "peer_mismatch"),
     }
 }
 
@@ -250,165 +147,34 @@ fn second_of_media(m: &mut Media, sbc: &Netns) -> (Watch, Watch) {
 
 /// Whether the sipp run `prefix` has logged `needle` in its message trace.
 fn traced(dir: &Path, prefix: &str, needle: &str) -> bool {
-    std::fs::read_dir(dir)
+    sipp_traces(dir, prefix)
         .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && n.ends_with("_messages.log"))
-        })
         .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle)))
 }
 
-/// The `m=audio` port of the first SDP after `start` in the trace of sipp run `prefix`.
-fn sdp_port(dir: &Path, prefix: &str, start: &str) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with("_messages.log"))
-            })
-            .find_map(|p| {
-                let text = std::fs::read_to_string(p).ok()?;
-                let rest = &text[text.find(start)?..];
-                let m = rest.find("m=audio ")?;
-                rest[m + 8..].split_whitespace().next()?.parse().ok()
-            });
-        if let Some(p) = found {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {start:?} with SDP in {prefix}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// Keeps the media flowing until the caller's trace shows `needle` (15 s at most, or
+/// fails with `missing`).
+fn media_until_traced(m: &mut Media, dir: &Path, needle: &str, missing: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !traced(dir, "uac_fastpath", needle) {
+        assert!(Instant::now() < deadline, "{missing}");
+        m.step();
     }
-}
-
-/// Entries of map `name` of the XDP program attached to `dev` in `ns` (`bpftool`), or
-/// `None` when there is no such program or map.
-fn map_entries(ns: &Netns, dev: &str, name: &str) -> Option<usize> {
-    let link = ns.ip(&["-d", "link", "show", "dev", dev]);
-    let prog = link
-        .split("prog/xdp id ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .to_owned();
-    let info: serde_json::Value =
-        serde_json::from_str(&run("bpftool", &["-j", "prog", "show", "id", &prog])).ok()?;
-    let id = info["map_ids"].as_array()?.iter().find_map(|id| {
-        let id = id.as_u64()?.to_string();
-        let map: serde_json::Value =
-            serde_json::from_str(&run("bpftool", &["-j", "map", "show", "id", &id])).ok()?;
-        (map["name"].as_str() == Some(name)).then_some(id)
-    })?;
-    let dump: serde_json::Value =
-        serde_json::from_str(&run("bpftool", &["-j", "map", "dump", "id", &id])).ok()?;
-    dump.as_array().map(Vec::len)
-}
-
-fn wait_log(log: &Path, app: &mut Proc, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return;
-        }
-        if let Ok(Some(st)) = app.0.try_wait() {
-            panic!("portcullis exited ({st}):\n{text}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the log:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_sipp(ns: &Netns, dir: &Path, name: &str, args: &[String]) -> Proc {
-    let out = std::fs::File::create(dir.join(format!("{name}.out"))).expect("sipp out");
-    let err = out.try_clone().expect("clone");
-    let child = ns
-        .command(sipp().to_str().expect("sipp path"))
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .expect("spawn sipp");
-    Proc(child)
-}
-
-fn wait_ok(p: &mut Proc, dir: &Path, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = p.0.try_wait().expect("try_wait") {
-            let out = std::fs::read_to_string(dir.join(format!("{name}.out"))).unwrap_or_default();
-            assert!(st.success(), "sipp {name} failed ({st}):\n{out}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "sipp {name} still running");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
 }
 
 #[test]
 fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
     let _serial = serial();
-    let caller_addrs = [
-        format!("{CALLER}/24"),
-        format!("{MOVED}/24"),
-        format!("{ATTACKER}/24"),
-    ];
-    let lan = Lan::new(&[
-        ("caller", "c0", &caller_addrs.each_ref().map(String::as_str)),
-        ("sbc", "a0", &[&format!("{APPLIANCE}/24")]),
-        ("callee", "b0", &[&format!("{CALLEE}/24")]),
-    ]);
+    let lan = call_lan(&[CALLER, MOVED, ATTACKER]);
     let (caller_ns, sbc, callee_ns) = (&lan.parties[0], &lan.parties[1], &lan.parties[2]);
-    // The peers send complete UDP checksums, as a wire would bring them (a veth hands
-    // on partial ones). A veth takes the frames its peer sends with XDP_TX only when it
-    // runs XDP itself: the bridge's end of the appliance's veth gets the same program
-    // with nothing promoted, which passes every packet up.
-    caller_ns.exec("ethtool", &["-K", "c0", "tx", "off"]);
-    callee_ns.exec("ethtool", &["-K", "b0", "tx", "off"]);
-    let _bridge_end = lan.lan.join(|| {
-        portcullis_xdp::FastPath::attach("l1", portcullis_xdp::AttachMode::Native)
-            .expect("XDP on the bridge's end of the appliance's veth")
-    });
+    // The peers send complete UDP checksums (`call_lan`). A veth takes the frames its
+    // peer sends with XDP_TX only when it runs XDP itself: the bridge's end of the
+    // appliance's veth gets the same program with nothing promoted, which passes every
+    // packet up.
+    let _bridge_end = xdp_on_bridge_end(&lan);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("portcullis.toml");
-    std::fs::write(&cfg, config()).expect("config");
-    let log = dir.path().join("portcullis.log");
-    let child = sbc
-        .command(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .spawn()
-        .expect("spawn portcullis");
-    let mut app = Proc(child);
-    wait_log(&log, &mut app, "portcullis ready");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (_app, text) = start_appliance(sbc, dir.path(), &config());
     assert!(text.contains("media fast path on"), "{text}");
 
     let mut m = Media {
@@ -429,54 +195,16 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
     };
 
     let d = dir.path();
-    let common = |ip: Ipv4Addr, port: u16, mp: u16| {
-        strings(&[
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &mp.to_string(),
-            "-m",
-            "1",
-            "-trace_msg",
-            "-nostdin",
-            "-timeout",
-            "90s",
-            "-timeout_error",
-        ])
-    };
-    let mut uas_args = common(CALLEE, UAS_SIP, 33000);
-    uas_args.extend(strings(&[
-        "-sf",
-        &scenario(d, "uas_fastpath.xml").display().to_string(),
-        "-key",
-        "rtp_port",
-        &CALLEE_RTP.to_string(),
-    ]));
-    let mut uas = start_sipp(callee_ns, d, "uas", &uas_args);
-    std::thread::sleep(Duration::from_millis(300));
-    let mut uac_args = common(CALLER, UAC_SIP, 31000);
-    uac_args.extend(strings(&[
-        "-sf",
-        &scenario(d, "uac_fastpath.xml").display().to_string(),
-        &format!("{APPLIANCE}:{SIP}"),
-        "-s",
-        "1000",
-        "-key",
-        "rtp_port",
-        &CALLER_RTP.to_string(),
-        "-key",
-        "moved_ip",
-        &MOVED.to_string(),
-        "-key",
-        "moved_port",
-        &MOVED_RTP.to_string(),
-    ]));
-    let mut uac = start_sipp(caller_ns, d, "uac", &uac_args);
-    m.b = sa(APPLIANCE, sdp_port(d, "uas_fastpath", "INVITE sip:"));
-    m.a = sa(APPLIANCE, sdp_port(d, "uac_fastpath", "SIP/2.0 200 OK"));
-    note(&format!("appliance media ports: A {}, B {}", m.a, m.b));
+    let moved = (MOVED.to_string(), MOVED_RTP.to_string());
+    let mut call = sipp_call(
+        caller_ns,
+        callee_ns,
+        d,
+        "fastpath",
+        "90s",
+        &["-key", "moved_ip", &moved.0, "-key", "moved_port", &moved.1],
+    );
+    (m.a, m.b) = (call.a, call.b);
 
     // 1. Both legs locked (the 500 ms window over): the pair's four ports are promoted,
     // and a second of media both ways reaches the peers without the workers.
@@ -542,11 +270,7 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
 
     // 3. A re-INVITE moves the caller to a new address: the pair is demoted (the moved
     // leg learns again) and promoted again toward the new address.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !traced(d, "uac_fastpath", "CSeq: 2 INVITE") {
-        assert!(Instant::now() < deadline, "no re-INVITE from the caller");
-        m.step();
-    }
+    media_until_traced(&mut m, d, "CSeq: 2 INVITE", "no re-INVITE from the caller");
     m.caller_moved = true;
     media_until(
         &mut m,
@@ -579,14 +303,12 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
     );
 
     // 4. Hold (sendonly, answered recvonly): demoted; the workers carry the media again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !traced(d, "uac_fastpath", "CSeq: 3 ACK") {
-        assert!(
-            Instant::now() < deadline,
-            "no hold re-INVITE from the caller"
-        );
-        m.step();
-    }
+    media_until_traced(
+        &mut m,
+        d,
+        "CSeq: 3 ACK",
+        "no hold re-INVITE from the caller",
+    );
     media_until(
         &mut m,
         sbc,
@@ -605,17 +327,8 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
     // 5. The caller hangs up (6 s after the hold): the media stops first.
     std::thread::sleep(Duration::from_millis(300));
     m.drain();
-    wait_ok(&mut uac, d, "uac");
-    wait_ok(&mut uas, d, "uas");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let cdr = loop {
-        let text = std::fs::read_to_string(d.join("cdr.jsonl")).unwrap_or_default();
-        if let Some(line) = text.lines().next() {
-            break serde_json::from_str::<serde_json::Value>(line).expect("CDR json");
-        }
-        assert!(Instant::now() < deadline, "no CDR");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    call.wait_ok(d);
+    let cdr = first_cdr(d);
     note(&format!(
         "sent caller {} callee {}, attack A {attack_a} B {attack_b}, heard caller {:?} moved {:?} callee {:?}; media {}",
         m.sent_caller, m.sent_callee, m.heard_caller, m.heard_moved, m.heard_callee, cdr["media"]
@@ -675,57 +388,23 @@ fn xdp_forwards_locked_calls_follows_moves_and_hold_and_counts_every_packet() {
 /// does not start and says why; `auto` starts without the fast path and logs why.
 #[test]
 fn xdp_refuses_to_start_without_its_interface_and_auto_runs_without() {
-    let ns = Netns::new("alone");
-    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    ns.ip(&["addr", "add", "192.0.2.9/24", "dev", "d0"]);
-    ns.ip(&["link", "set", "d0", "up"]);
-    ns.ip(&["link", "set", "d1", "up"]);
-    let toml = config()
-        .replace(&APPLIANCE.to_string(), "192.0.2.9")
-        .replace(
-            "fast_path = \"xdp\"",
-            "fast_path = \"xdp\"\ninterfaces = [\"lo\"]",
-        );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("portcullis.toml");
-    std::fs::write(&cfg, &toml).expect("config");
-    let out = ns
-        .command(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .current_dir(dir.path())
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .expect("run portcullis");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "started without its fast path:\n{err}"
+    let ns = lone_veth();
+    let toml = config().replace(&APPLIANCE.to_string(), LONE).replace(
+        "fast_path = \"xdp\"",
+        "fast_path = \"xdp\"\ninterfaces = [\"lo\"]",
     );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = refused(&ns, dir.path(), &toml);
     assert!(
         err.contains("none of media.interfaces [\"lo\"] holds the media address 192.0.2.9"),
         "{err}"
     );
 
-    std::fs::write(
-        &cfg,
-        toml.replace("fast_path = \"xdp\"", "fast_path = \"auto\""),
-    )
-    .expect("config");
-    let log = dir.path().join("portcullis.log");
-    let child = ns
-        .command(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .current_dir(dir.path())
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .spawn()
-        .expect("spawn portcullis");
-    let mut app = Proc(child);
-    wait_log(&log, &mut app, "portcullis ready");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (_app, text) = start_appliance(
+        &ns,
+        dir.path(),
+        &toml.replace("fast_path = \"xdp\"", "fast_path = \"auto\""),
+    );
     assert!(
         text.contains("media fast path off") && text.contains("holds the media address"),
         "{text}"

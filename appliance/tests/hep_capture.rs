@@ -4,23 +4,20 @@
 //! appliance must show up there, both legs, every packet with the right addresses, ports,
 //! protocol and capture id, and the A leg's Call-ID as correlation id on both legs.
 
+mod common_kamailio;
 mod sipp_harness;
 
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common_kamailio::{Kamailio, MODULES};
 use sipp_harness::*;
 
 const CAPTURE_ID: u32 = 4242;
 
 /// Kamailio as a HEP collector on `port`, logging one line per decoded packet.
-struct Collector {
-    child: Child,
-    log: std::path::PathBuf,
-}
+struct Collector(Kamailio);
 
 impl Collector {
     fn start(dir: &Path, port: u16) -> Self {
@@ -32,7 +29,7 @@ debug=2
 log_stderror=yes
 children=1
 listen=udp:127.0.0.1:{port}
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+mpath="{MODULES}"
 loadmodule "pv.so"
 loadmodule "xlog.so"
 loadmodule "db_text.so"
@@ -48,35 +45,12 @@ request_route {{ drop; }}
 "#,
             db = db.display()
         );
-        let path = dir.join("collector.cfg");
-        std::fs::write(&path, cfg).expect("collector config");
-        let log = dir.join("collector.log");
-        let child = Command::new("kamailio")
-            .args(["-f"])
-            .arg(&path)
-            .args(["-DD", "-E"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .spawn()
-            .expect("kamailio not found: install Debian's kamailio (`./test.sh` does)");
-        let c = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Listening once its UDP port is taken.
-        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "collector did not start:\n{}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        c
+        Self(Kamailio::start(dir, "collector", &cfg, port))
     }
 
     /// The log (it quotes what it could not parse, binary included).
     fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+        self.0.log()
     }
 
     /// Every decoded packet as field → value.
@@ -100,22 +74,6 @@ request_route {{ drop; }}
                 m
             })
             .collect()
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        // SIGTERM: Kamailio's main process stops its worker children too (SIGKILL would
-        // orphan them, still holding the HEP port); SIGKILL only if it does not exit.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -13,26 +13,23 @@
 //!   metrics, retried with a doubling back-off.
 //!
 //! Needs `kamailio` and `sipp` (Debian packages `kamailio`, `sip-tester`).
-#![allow(clippy::print_stderr)]
 
+mod common_kamailio;
 mod sipp_harness;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common_kamailio::{Kamailio, MODULES};
 use sipp_harness::*;
 
-const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
 const DBTEXT: &str = "/usr/share/kamailio/dbtext/kamailio";
 const AOR_USER: &str = "+4930123";
 
 /// Kamailio as registrar (digest for alice/s3cret in realm carrier.example) on `port`.
-struct Registrar {
-    child: Child,
-    log: std::path::PathBuf,
-}
+struct Registrar(Kamailio);
 
 impl Registrar {
     fn start(dir: &Path, port: u16) -> Self {
@@ -123,33 +120,11 @@ request_route {{
 "#,
             db = db.display()
         );
-        let path = dir.join("registrar.cfg");
-        std::fs::write(&path, cfg).expect("registrar config");
-        let log = dir.join("registrar.log");
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(&path)
-            .args(["-DD", "-E"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .spawn()
-            .expect("kamailio not found: install Debian's kamailio (`./test.sh` does)");
-        let r = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "kamailio did not start:\n{}",
-                r.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
+        Self(Kamailio::start(dir, "registrar", &cfg, port))
     }
 
     fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+        self.0.log()
     }
 
     /// Lines with `tag` logged by the route script.
@@ -158,25 +133,6 @@ request_route {{
             .lines()
             .filter_map(|l| l.split_once(tag).map(|(_, r)| r.trim().to_owned()))
             .collect()
-    }
-}
-
-impl Drop for Registrar {
-    fn drop(&mut self) {
-        // SIGTERM: Kamailio's main process stops its worker children too (SIGKILL would
-        // orphan them, still holding the SIP port); SIGKILL only if it does not exit.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- kamailio log ----\n{}", self.log());
-        }
     }
 }
 

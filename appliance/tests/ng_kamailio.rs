@@ -7,14 +7,16 @@
 //! data plane metrics). Then two nodes in one rtpengine set: one is killed, and new calls
 //! go to the other once Kamailio has found the dead one silent.
 
+mod common_kamailio;
 mod sipp_harness;
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common_kamailio::{Kamailio, MODULES};
 use portcullis::ng::bencode::{decode, Value};
 use sipp_harness::*;
 
@@ -151,26 +153,20 @@ impl Drop for MediaNode {
     }
 }
 
-/// Kamailio as a proxy between the sipp UAC and UAS, media through rtpengine nodes.
-struct Kamailio {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Kamailio {
-    /// Kamailio with the nodes `(ng port, weight)` in one rtpengine set.
-    fn start(dir: &Path, p: Ports, nodes: &[(u16, u32)]) -> Self {
-        let socks: Vec<String> = nodes
-            .iter()
-            .map(|(n, w)| format!("udp:127.0.0.1:{n}={w}"))
-            .collect();
-        let cfg = format!(
-            r#"#!KAMAILIO
+/// Kamailio as a proxy between the sipp UAC and UAS, media through rtpengine nodes: the
+/// nodes `(ng port, weight)` in one rtpengine set.
+fn kamailio(dir: &Path, p: Ports, nodes: &[(u16, u32)]) -> Kamailio {
+    let socks: Vec<String> = nodes
+        .iter()
+        .map(|(n, w)| format!("udp:127.0.0.1:{n}={w}"))
+        .collect();
+    let cfg = format!(
+        r#"#!KAMAILIO
 debug=2
 log_stderror=yes
 children=1
 listen=udp:127.0.0.1:{sip}
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+mpath="{MODULES}"
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
@@ -200,58 +196,12 @@ onreply_route[R] {{
   if (has_body("application/sdp")) {{ rtpengine_manage("{FLAGS}"); }}
 }}
 "#,
-            sip = p.sip,
-            socks = socks.join(" "),
-            uac = p.left,
-            uas = p.right,
-        );
-        let path = dir.join("kamailio.cfg");
-        std::fs::write(&path, cfg).expect("kamailio config");
-        let log = dir.join("kamailio.log");
-        let child = Command::new("kamailio")
-            .arg("-f")
-            .arg(&path)
-            .args(["-DD", "-E"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .spawn()
-            .expect("kamailio not found: install Debian's kamailio (`./test.sh` does)");
-        let k = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UdpSocket::bind(("127.0.0.1", p.sip)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "kamailio did not start:\n{}",
-                k.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        k
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        // SIGTERM: the main process stops its worker children too (SIGKILL would orphan
-        // them, still holding the SIP port); SIGKILL only if it does not exit.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            note(&format!("---- kamailio log ----\n{}", self.log()));
-        }
-    }
+        sip = p.sip,
+        socks = socks.join(" "),
+        uac = p.left,
+        uas = p.right,
+    );
+    Kamailio::start(dir, "kamailio", &cfg, p.sip)
 }
 
 /// `(c= address, m=audio port)` of every SDP in a sipp `-trace_msg` log, in order.
@@ -333,7 +283,7 @@ fn kamailio_anchors_a_call_on_a_media_node_and_rtp_echoes_through_it() {
     let node = MediaNode::start("mn1", p.sip + 5, p.admin, (p.media_min, p.media_min + 255));
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path();
-    let kam = Kamailio::start(dir, p, &[(node.ng, 1)]);
+    let kam = kamailio(dir, p, &[(node.ng, 1)]);
     pcaps(dir);
     let mut uas = start_uas(
         dir,
@@ -431,7 +381,7 @@ fn a_killed_media_node_leaves_new_calls_to_the_other_one_in_the_set() {
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path();
     // Node one weighs 100 times node two: while it lives, nearly every call hashes to it.
-    let kam = Kamailio::start(dir, p, &[(one.ng, 100), (two.ng, 1)]);
+    let kam = kamailio(dir, p, &[(one.ng, 100), (two.ng, 1)]);
     // Both nodes answer Kamailio's start-up ping.
     let deadline = Instant::now() + Duration::from_secs(10);
     while one.metric("portcullis_ng_commands_total{command=\"ping\",result=\"ok\"}") == 0

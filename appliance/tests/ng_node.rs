@@ -5,7 +5,7 @@
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis::config::{Config, Diagnostic, HostInfo, LoadOptions};
@@ -135,6 +135,40 @@ fn text(v: &Value, key: &str) -> String {
     String::from_utf8_lossy(v.get(key).and_then(Value::as_bytes).unwrap_or(b"")).into_owned()
 }
 
+/// Starts `portcullis <command> --config <config>` in `dir` (its log in
+/// `dir/<command>.log`) and waits (20 s at most) for `ready` in its log.
+fn start(dir: &Path, command: &str, config: &Path, ready: &str) -> Child {
+    let log = dir.join(format!("{command}.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([command, "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(ready)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "portcullis {command} exited: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 #[test]
 fn a_running_node_answers_ng_and_counts_what_it_refuses() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,32 +184,7 @@ fn a_running_node_answers_ng_and_counts_what_it_refuses() {
         ),
     )
     .unwrap();
-    let log = dir.path().join("node.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["media-node", "--config"])
-        .arg(&path)
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("media node ready")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "node exited: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = start(dir.path(), "media-node", &path, "media node ready");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let (cookie, r) = ask(&sock, ng, b"c-1 d7:command4:pinge");
@@ -267,34 +276,7 @@ fn run_with_ng_answers_beside_the_sip_engine() {
         ),
     )
     .unwrap();
-    let log = dir.path().join("run.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("portcullis ready")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "portcullis exited: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = start(dir.path(), "run", &path, "portcullis ready");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";

@@ -10,6 +10,25 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis-loadtest");
+const TARGET: &str = "192.0.2.2:5060";
+const UAC: &str = "192.0.2.1:5070";
+const UAS: &str = "192.0.2.3:5080";
+/// One short call.
+const ONE_CALL: [&str; 4] = ["--calls", "1", "--duration", "1"];
+
+/// The UAC and UAS, and the AF_XDP generator on `ifname`.
+fn af_xdp_on(ifname: &str) -> [&str; 8] {
+    [
+        "--uac",
+        UAC,
+        "--uas",
+        UAS,
+        "--generator",
+        "af_xdp",
+        "--ifname",
+        ifname,
+    ]
+}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -170,6 +189,12 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The run failed and said `why`.
+fn refused(o: &Output, why: &str) {
+    assert!(!o.status.success());
+    assert!(text(o).contains(why), "{}", text(o));
+}
+
 #[test]
 fn af_xdp_generator_through_the_appliance_counts_every_packet() {
     let tmp = TempDir(std::env::temp_dir().join(format!("pclt-afxdp-{}", std::process::id())));
@@ -189,82 +214,39 @@ fn af_xdp_generator_through_the_appliance_counts_every_packet() {
     // Bad inputs first: they must be refused with a clear reason.
     let o = gen
         .cmd(BIN)
-        .args(["--target", "192.0.2.2:5060", "--generator", "af_xdp"])
+        .args(["--target", TARGET, "--generator", "af_xdp"])
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("--generator af_xdp needs --ifname"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, "--generator af_xdp needs --ifname");
     let o = gen
         .cmd(BIN)
-        .args(["--target", "192.0.2.2:5060", "--uac", "192.0.2.1:5070"])
-        .args([
-            "--uas",
-            "192.0.2.3:5080",
-            "--generator",
-            "af_xdp",
-            "--ifname",
-            "nosuch0",
-        ])
-        .args(["--calls", "1", "--duration", "1", "--quiet"])
+        .args(["--target", TARGET])
+        .args(af_xdp_on("nosuch0"))
+        .args(ONE_CALL)
+        .arg("--quiet")
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("--ifname nosuch0: no such interface"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, "--ifname nosuch0: no such interface");
     let o = gen
         .cmd(BIN)
-        .args([
-            "--against",
-            "direct",
-            "--uac",
-            "192.0.2.1:5070",
-            "--uas",
-            "192.0.2.3:5080",
-        ])
-        .args([
-            "--generator",
-            "af_xdp",
-            "--ifname",
-            "p0",
-            "--calls",
-            "1",
-            "--duration",
-            "1",
-        ])
+        .args(["--against", "direct"])
+        .args(af_xdp_on("p0"))
+        .args(ONE_CALL)
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("needs an appliance across --ifname"),
-        "{}",
-        text(&o)
-    );
+    refused(&o, "needs an appliance across --ifname");
     // Without privileges (nobody, no capabilities): the XDP program cannot be loaded.
     let o = gen
         .cmd("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .args(["--inh-caps=-all", "--bounding-set=-all", BIN])
-        .args(["--target", "192.0.2.2:5060", "--uac", "192.0.2.1:5070"])
-        .args([
-            "--uas",
-            "192.0.2.3:5080",
-            "--generator",
-            "af_xdp",
-            "--ifname",
-            "p0",
-        ])
-        .args(["--calls", "1", "--duration", "1", "--quiet"])
+        .args(["--target", TARGET])
+        .args(af_xdp_on("p0"))
+        .args(ONE_CALL)
+        .arg("--quiet")
         .output()
         .expect("setpriv (util-linux) must be installed");
-    assert!(!o.status.success());
-    assert!(text(&o).contains("needs root"), "{}", text(&o));
+    refused(&o, "needs root");
 
     let cfg = dir.join("sbc.toml");
     std::fs::write(&cfg, config(&dir)).unwrap();
@@ -294,15 +276,8 @@ fn af_xdp_generator_through_the_appliance_counts_every_packet() {
     let json = dir.join("report.json");
     let o = gen
         .cmd(BIN)
-        .args(["--target", "192.0.2.2:5060", "--uac", "192.0.2.1:5070"])
-        .args([
-            "--uas",
-            "192.0.2.3:5080",
-            "--generator",
-            "af_xdp",
-            "--ifname",
-            "p0",
-        ])
+        .args(["--target", TARGET])
+        .args(af_xdp_on("p0"))
         .args([
             "--calls",
             "20",

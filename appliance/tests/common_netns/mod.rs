@@ -5,6 +5,8 @@
 //! runs as root; a missing tool fails the test.
 #![allow(dead_code)]
 
+pub mod call;
+
 use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
