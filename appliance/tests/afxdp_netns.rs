@@ -19,8 +19,7 @@
 mod common_netns;
 mod sipp_harness;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common_netns::call::{
@@ -29,7 +28,7 @@ use common_netns::call::{
     ATTACKER, CALLEE, CALLEE_RTP, CALLER, CALLER_RTP, LONE, SIP, UAC_SIP, UAS_SIP,
 };
 use common_netns::{Lan, Netns, Proc};
-use sipp_harness::{end_kind, note, serial};
+use sipp_harness::{end_kind, loadtest_bin, note, serial};
 
 /// The appliance's configuration: `media_a` / `media_b` are the trunks' media kinds.
 fn config(cores: &str, media_a: &str, media_b: &str, extra_media: &str) -> String {
@@ -217,33 +216,6 @@ fn call_through(fast_path: bool) {
     assert!(leg("a", "rtp_source_rejected") >= attack_a / 2, "{cdr}");
     assert!(leg("b", "rtp_source_rejected") >= attack_b / 2, "{cdr}");
     assert_eq!((leg("a", "lost"), leg("b", "lost")), (0, 0), "{cdr}");
-}
-
-/// The load generator, built on demand in our target directory (same profile).
-fn loadtest_bin() -> PathBuf {
-    let exe = Path::new(env!("CARGO_BIN_EXE_portcullis"));
-    let dir = exe.parent().expect("target dir");
-    let p = dir.join("portcullis-loadtest");
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-p",
-            "portcullis-loadtest",
-            "--bin",
-            "portcullis-loadtest",
-        ])
-        .env("CARGO_TARGET_DIR", dir.parent().expect("target"));
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("cargo").success(),
-            "building the load generator"
-        );
-    }
-    p
 }
 
 #[test]

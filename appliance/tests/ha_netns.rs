@@ -407,7 +407,7 @@ vrrp_instance PORTCULLIS {{
         let report = self.path(&format!("load-{tag}.json"));
         let mut cmd = in_ns(
             &self.net.ns("p"),
-            &loadtest_bin().display().to_string(),
+            &sipp_harness::loadtest_bin().display().to_string(),
             &[],
         );
         cmd.args([
@@ -442,33 +442,6 @@ vrrp_instance PORTCULLIS {{
             report,
         )
     }
-}
-
-/// The load generator, built on demand in our target directory (same profile).
-fn loadtest_bin() -> PathBuf {
-    let exe = Path::new(env!("CARGO_BIN_EXE_portcullis"));
-    let dir = exe.parent().expect("target dir");
-    let p = dir.join("portcullis-loadtest");
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-p",
-            "portcullis-loadtest",
-            "--bin",
-            "portcullis-loadtest",
-        ])
-        .env("CARGO_TARGET_DIR", dir.parent().expect("target"));
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("cargo").success(),
-            "building the load generator"
-        );
-    }
-    p
 }
 
 fn cdrs(node: &Node) -> Vec<serde_json::Value> {

@@ -524,3 +524,30 @@ pub fn note(msg: &str) {
 pub fn end_kind(cdr: &serde_json::Value) -> String {
     cdr["end_reason"]["kind"].as_str().unwrap_or("").to_owned()
 }
+
+/// The load generator, built on demand in our target directory (same profile).
+pub fn loadtest_bin() -> PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_portcullis"));
+    let dir = exe.parent().expect("target dir");
+    let p = dir.join("portcullis-loadtest");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-p",
+            "portcullis-loadtest",
+            "--bin",
+            "portcullis-loadtest",
+        ])
+        .env("CARGO_TARGET_DIR", dir.parent().expect("target"));
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("cargo").success(),
+            "building the load generator"
+        );
+    }
+    p
+}
