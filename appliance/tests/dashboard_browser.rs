@@ -139,12 +139,30 @@ fn hostile_values_render_as_text_and_end_call_updates_the_page() {
     assert!(b.dialogs().is_empty(), "dialogs: {:?}", b.dialogs());
     b.screenshot(&artifact_dir().join("dashboard-fake.png"));
 
-    // Sign out: data hidden, token forgotten.
+    // Sign out while a poll is in flight (the backend holds its answer): data hidden, token
+    // forgotten, and the late answer does not show the data again.
+    const HOLD: Duration = Duration::from_secs(3);
+    let started = {
+        let mut st = fake.st();
+        st.calls_delay = Some(HOLD);
+        st.calls_started
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while fake.st().calls_started == started {
+        assert!(std::time::Instant::now() < deadline, "no poll started");
+        b.pump(Duration::from_millis(50));
+    }
     b.eval("document.getElementById('signout').click(); true");
     b.wait_for(
         "document.getElementById('main').hidden && sessionStorage.length === 0",
         WAIT,
         "signed out",
+    );
+    b.pump(HOLD + Duration::from_secs(1));
+    assert_eq!(
+        b.eval("document.getElementById('main').hidden"),
+        true,
+        "a poll answered after sign-out showed the data again"
     );
     drop(b);
     srv.stop();

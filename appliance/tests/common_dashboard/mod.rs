@@ -26,6 +26,10 @@ pub struct FakeState {
     pub cdr_files: Vec<PathBuf>,
     pub reloads: u64,
     pub deleted: Vec<u64>,
+    /// How many `calls()` requests have started.
+    pub calls_started: u64,
+    /// Hold each `calls()` answer this long (a slow backend: a poll stays in flight).
+    pub calls_delay: Option<Duration>,
 }
 
 /// The fake backend.
@@ -99,6 +103,14 @@ impl AdminBackend for Fake {
         (st.total, st.calls.len() as u64)
     }
     async fn calls(&self) -> Vec<CallInfo> {
+        let delay = {
+            let mut st = self.st();
+            st.calls_started += 1;
+            st.calls_delay
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         self.st().calls.clone()
     }
     async fn terminate(&self, id: u64) -> bool {

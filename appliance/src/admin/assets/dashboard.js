@@ -14,6 +14,9 @@
   let tokenRequired = true;
   let timer = null;
   let busy = false;
+  // Bumped on every sign-in and sign-out: a poll that started under another session throws
+  // its answers away, so a reply still in flight at sign-out never shows the data again.
+  let session = 0;
 
   // ---- DOM helpers -------------------------------------------------------------------
 
@@ -135,6 +138,7 @@
   }
 
   function signOut(text) {
+    session += 1;
     token = '';
     sessionStorage.removeItem(KEY);
     showAuth();
@@ -340,12 +344,14 @@
   async function refresh() {
     if (busy) return;
     busy = true;
+    const mine = session;
     try {
       const [o, calls, trunkList, teams, workers, failures, history] = await Promise.all([
         get('/api/v1/overview'), get('/api/v1/calls'), get('/api/v1/trunks'),
         get('/api/v1/teams'), get('/api/v1/dataplane'), get('/api/v1/failures'),
         get('/api/v1/history'),
       ]);
+      if (mine !== session) return;
       renderOverview(o);
       renderCalls(calls);
       renderTrunks(trunkList);
@@ -358,6 +364,7 @@
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
       if ($('message').className === 'error' && $('message').dataset.kind === 'poll') message('');
     } catch (e) {
+      if (mine !== session) return;
       if (e instanceof AuthError) {
         signOut(token ? 'The token was refused.' : 'Sign in with the admin token.');
       } else {
@@ -421,6 +428,7 @@
       $('token').value = '';
       if (!token) return;
       sessionStorage.setItem(KEY, token);
+      session += 1;
       message('');
       showAuth();
       start();
