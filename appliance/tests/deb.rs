@@ -134,6 +134,7 @@ fn deb_has_expected_layout_and_scripts() {
         ("/usr/share/portcullis/tuning/sysctl", "-rwxr-xr-x"),
         ("/usr/share/portcullis/tuning/lib.sh", "-rw-r--r--"),
         ("/usr/share/doc/portcullis/operator-guide.md", "-rw-r--r--"),
+        ("/usr/share/doc/portcullis/af-xdp.conf", "-rw-r--r--"),
     ] {
         assert_eq!(mode_of(path), mode, "mode of {path}");
     }
@@ -159,6 +160,10 @@ fn deb_has_expected_layout_and_scripts() {
         (
             "usr/lib/portcullis/portcullis-ha-notify",
             "systemd/portcullis-ha-notify",
+        ),
+        (
+            "usr/share/doc/portcullis/af-xdp.conf",
+            "systemd/af-xdp.conf",
         ),
     ] {
         let a = std::fs::read(root.join(packaged)).expect(packaged);

@@ -47,7 +47,7 @@ WINDOW=${WINDOW:-10}
 MODES=${MODES:-"uring afxdp xdp uring-srtp afxdp-srtp rtpengine portcullis-ng"}
 ROUNDS=${ROUNDS:-3}
 
-tools=(ip ethtool clang taskset chrt curl python3 "$APP_BIN" "$LT_BIN")
+tools=(ip ethtool clang bpftool sysctl taskset chrt curl python3 "$APP_BIN" "$LT_BIN")
 case " $MODES " in *" rtpengine "*) tools+=(rtpengine) ;; esac
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
@@ -138,8 +138,23 @@ print(re.search(r"19:relayedpackets_useri(\d+)e", sys.stdin.read()).group(1))'
     END { printf "%d\n", n }'
 }
 
+# Run time and runs of the XDP program on mpa0 (bpf_stats; "0 0" without one): "ns count".
+prog_stats() {
+  local id
+  id=$(ip -n "$SBC" -j -d link show mpa0 | python3 -c 'import json, sys
+x = json.load(sys.stdin)[0].get("xdp", {}).get("prog", {})
+print(x.get("id", ""))')
+  if [ -z "$id" ]; then echo "0 0"; return; fi
+  bpftool -j prog show id "$id" | python3 -c 'import json, sys
+p = json.load(sys.stdin)
+print(p.get("run_time_ns", 0), p.get("run_cnt", 0))'
+}
+
 HZ=$(getconf CLK_TCK)
-printf '%-13s %6s %10s %10s %12s %10s %8s\n' mode round calls pkt/s "cpu µs/pkt" loss% srtp_err
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+trap 'sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"; cleanup' EXIT
+printf '%-13s %6s %10s %10s %12s %10s %8s %8s\n' mode round calls pkt/s "cpu µs/pkt" loss% srtp_err \
+  "prog ns"
 for round in $(seq "$ROUNDS"); do
 for mode in $MODES; do
   # relay: what runs in `sbc` (the appliance, the media node, rtpengine); threads: the names
@@ -187,9 +202,17 @@ for mode in $MODES; do
   # Ramp (CALLS / 200 s) and promotion settle, then the window.
   sleep $((CALLS / 200 + 6))
   # pkt/s over the time between the two counter reads (an ng read takes longer than curl).
-  t0=$(measured_ticks "$app" "$threads"); p0=$(relayed "$relay"); w0=$(date +%s%N)
+  # bpf_stats (two clock reads per program run) only over the window.
+  sysctl -qw kernel.bpf_stats_enabled=1
+  read -r b0 n0 < <(prog_stats)
+  t0=$(measured_ticks "$app" "$threads"); p0=$(relayed "$relay")
+  w0=$(date +%s%N)
   sleep "$WINDOW"
-  t1=$(measured_ticks "$app" "$threads"); p1=$(relayed "$relay"); w1=$(date +%s%N)
+  t1=$(measured_ticks "$app" "$threads"); p1=$(relayed "$relay")
+  w1=$(date +%s%N)
+  read -r b1 n1 < <(prog_stats)
+  sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
+  prog_ns=-; [ "$n1" -gt "$n0" ] && prog_ns=$(((b1 - b0) / (n1 - n0)))
   wait "$lt" || { cat "$WORK/$mode.lt.log" >&2; exit 1; }
   # Interface counters and the relay's metrics, kept beside the reports (KEEP=1).
   { ip -n "$SBC" -s -s link show mpa0; ip -n "$LAN" -s -s link show l1
@@ -199,14 +222,14 @@ for mode in $MODES; do
   kill -TERM "$app"; wait "$app" || true
   python3 - "$WORK/$mode.json" "$mode" "$CALLS" "$((t1 - t0))" "$((p1 - p0))" "$HZ" \
     "$(((w1 - w0) / 1000000))" \
-    "$round" <<'PY' | tee -a "$WORK/results.txt"
+    "$round" "$prog_ns" <<'PY' | tee -a "$WORK/results.txt"
 import json, sys
 r = json.load(open(sys.argv[1]))
 mode, calls, ticks, pkts, hz, window = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]) / 1000
 m = r["media"]
 loss = 100.0 * m["lost"] / max(m["sent"], 1)
 cpu_us = ticks * 1e6 / hz / max(pkts, 1)
-print(f"{mode:<13} {sys.argv[8]:>6} {calls:>10} {pkts / window:>10.0f} {cpu_us:>12.2f} {loss:>10.3f} {r['srtp_errors']:>8}")
+print(f"{mode:<13} {sys.argv[8]:>6} {calls:>10} {pkts / window:>10.0f} {cpu_us:>12.2f} {loss:>10.3f} {r['srtp_errors']:>8} {sys.argv[9]:>8}")
 PY
 done
 done
@@ -215,9 +238,11 @@ echo "and to rtpengine's (plain RTP; rtpengine bridges no SRTP here):"
 python3 - "$WORK/results.txt" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-by = {}
+by, prog = {}, {}
 for r in rows:
     by.setdefault(r[0], []).append(float(r[4]))
+    if r[7] != "-":
+        prog.setdefault(r[0], []).append(float(r[7]))
 def ratio(med, ref):
     return f"{med / statistics.median(ref):.2f}" if ref and statistics.median(ref) > 0 else "-"
 print(f"{'mode':<13} {'median':>8} {'÷ io_uring':>10} {'÷ rtpengine':>11}")
@@ -227,4 +252,6 @@ for mode, v in by.items():
     ref = by.get("uring-srtp" if srtp else "uring")
     rtpe = None if srtp else by.get("rtpengine")
     print(f"{mode:<13} {med:8.2f} {ratio(med, ref):>10} {ratio(med, rtpe):>11}")
+for mode, v in prog.items():
+    print(f"{mode}: the XDP program on mpa0 runs {statistics.median(v):.0f} ns per packet (bpf_stats, median)")
 PY
