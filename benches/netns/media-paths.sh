@@ -9,8 +9,9 @@
 #
 # Topology: namespace `peers` (portcullis-loadtest, UAC 192.0.2.1 and UAS 192.0.2.3, pinned
 # to core 0) and namespace `sbc` (the appliance on 192.0.2.2, pinned to core 1), joined by
-# veth pairs to a bridge in namespace `lan` (rtpengine and the media node run where the
-# appliance does, on the same address and core). The appliance's veth runs its NAPI in a kernel
+# veth pairs through namespace `lan`: an XDP cable by default, a bridge with WIRE=bridge (see
+# topology.sh; rtpengine and the media node run where the appliance does, on the same address
+# and core). The appliance's veth runs its NAPI in a kernel
 # thread (threaded NAPI), pinned to core 1 too, so its receive path (the XDP program, the UDP
 # stack) is accounted to a thread we can read. The generator, the appliance and that thread run
 # SCHED_FIFO 10 (`chrt`), so other users' processes on a shared machine do not stall them.
@@ -23,14 +24,16 @@
 # thread of its own; the media node is counted the same way so the two compare), plus the
 # same NAPI thread and ksoftirqd/1; their relayed packets come from their own counters:
 # rtpengine's `relayedpackets_user` (ng `statistics`, totalstatistics) and the media node's
-# /metrics as above. Times are tick-sampled (/proc/<pid>/task/<tid>/stat); a softirq that
-# runs in one of those threads' context is charged to it.
+# /metrics as above. Times are the scheduler's run time of each thread
+# (/proc/<pid>/task/<tid>/stat); a softirq that runs in one of those threads' context is
+# charged to it. For the modes with an XDP program on mpa0, the program's own run time per
+# packet (bpf_stats, enabled over the window only) is printed too.
 #
 # Usage (root):  benches/netns/media-paths.sh [BIN_DIR]
 #   BIN_DIR holds portcullis and portcullis-loadtest (default target/release); rtpengine is
 #   Debian's (rtpengine-daemon), from PATH.
-# Environment (defaults in brackets): CALLS [500] (100 packets/s relayed per call at 20 ms),
-#   WINDOW [10] (seconds measured),
+# Environment (defaults in brackets): WIRE [xdp] (or bridge: topology.sh),
+#   CALLS [500] (100 packets/s relayed per call at 20 ms), WINDOW [10] (seconds measured),
 #   MODES ["uring afxdp xdp uring-srtp afxdp-srtp rtpengine portcullis-ng"],
 #   ROUNDS [3] (the modes alternate round by round; the summary gives each mode's median and
 #   its ratios to the io_uring path carrying the same media and to rtpengine).

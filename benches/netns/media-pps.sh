@@ -3,7 +3,7 @@
 # fast path (docs/PERFORMANCE.md, "Media paths: io_uring, AF_XDP, XDP").
 #
 # Topology: topology.sh (namespace `peers` with the generator, `sbc` with the appliance pinned
-# to core 1, a bridge between). The generator is portcullis-loadtest's AF_XDP mode
+# to core 1, an XDP cable between, or a bridge with WIRE=bridge). The generator is portcullis-loadtest's AF_XDP mode
 # (`--generator af_xdp --ifname p0`, pinned to core 0): it builds the frames itself and sends
 # and receives them through an AF_XDP socket on p0, whose NAPI runs threaded on core 0 too,
 # so nothing of the generator's receive path lands on the appliance's core.
