@@ -45,9 +45,9 @@ done
 TAG=pps$$
 # shellcheck source=benches/netns/topology.sh
 source "$ROOT/benches/netns/topology.sh"
-# The generator's veth: NAPI (GRO on) in a thread, so its receive path (the generator's XDP
-# program, the copy into the AF_XDP socket) can be pinned to the generator's core.
-ip netns exec "$PEERS" ethtool -K p0 gro on >/dev/null
+# The generator's veth (GRO on, from topology.sh): its NAPI in a thread, so its receive path
+# (the generator's XDP program, the copy into the AF_XDP socket) can be pinned to the
+# generator's core.
 ip netns exec "$PEERS" sh -c 'echo 1 > /sys/class/net/p0/threaded'
 
 # Pins the NAPI threads named $1 to core $2, SCHED_FIFO 10.
