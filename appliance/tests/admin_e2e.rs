@@ -242,6 +242,16 @@ fn uac(app: &Appliance, hold_ms: u64) -> Guard {
     ])
 }
 
+/// If the sipp process has ended: its exit status and what it wrote to stderr.
+fn exited(g: &mut Guard) -> Option<String> {
+    let status = g.0.try_wait().ok().flatten()?;
+    let mut err = String::new();
+    if let Some(mut e) = g.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    Some(format!("{status}: {err}"))
+}
+
 /// Waits for a sipp process to exit (bounded).
 fn wait(g: &mut Guard, limit: Duration, what: &str) -> ExitStatus {
     let deadline = Instant::now() + limit;
@@ -330,6 +340,14 @@ fn long_call_is_listed_and_terminated_then_cli_and_reload() {
             assert_eq!(call.outbound_trunk.as_deref(), Some("right"));
             assert_eq!(call.called, "2000");
             break call.id;
+        }
+        for (g, who) in [(&mut c, "UAC"), (&mut s, "UAS")] {
+            if let Some(err) = exited(g) {
+                panic!(
+                    "sipp {who} ended before the call was listed: {err}\n{}",
+                    app.log()
+                );
+            }
         }
         assert!(
             Instant::now() < deadline,
